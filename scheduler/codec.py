@@ -1,0 +1,46 @@
+"""How a task definition is kept in its row: JSON text plus a format number.
+
+Rows hold ``TaskDefinition.model_dump(mode="json")`` as text, never a pickle, so a row stays
+readable by people, by other tools and by later versions. A row this version cannot read (a
+newer format, corrupted JSON, a field this version does not know) raises
+:class:`DefinitionError`; callers keep such rows and report them instead of deleting them.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from scheduler.models import TaskDefinition
+from scheduler.store import DEFINITION_FORMAT, TaskRow
+
+__all__ = ["DefinitionError", "decode", "encode"]
+
+
+class DefinitionError(ValueError):
+    """A stored definition that this version cannot load."""
+
+
+def encode(task: TaskDefinition) -> str:
+    """The definition as stored: compact JSON without unset (None) fields."""
+    return task.model_dump_json(exclude_none=True)
+
+
+def decode(row: TaskRow) -> TaskDefinition:
+    """Load the definition stored in ``row``.
+
+    Raises:
+        DefinitionError: The row was written by a newer version or does not validate.
+    """
+    if row.format > DEFINITION_FORMAT:
+        raise DefinitionError(
+            f"stored in format {row.format} by a newer version of this package "
+            f"(this one reads format {DEFINITION_FORMAT}); upgrade to load it"
+        )
+    try:
+        return TaskDefinition.model_validate_json(row.definition)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'definition'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise DefinitionError(f"stored definition does not load: {problems}") from exc

@@ -1,0 +1,276 @@
+"""The dispatcher: APScheduler's ``AsyncIOScheduler`` turning due tasks into run records.
+
+APScheduler's own ``_process_jobs`` commits once per due job, drops runs that start later than
+a 1-second grace, and stops for good if the job store raises while it works (see
+``PITFALLS.md``). This subclass keeps APScheduler's timer and wake-up machinery and replaces
+that one method: it claims due tasks in batches, and in **one transaction** moves each task's
+next run time and inserts a record for every due occurrence (``queued``, ``skipped`` or
+``missed``), so an occurrence is never consumed without a record. The runs then go to the
+:class:`~scheduler.runner.Runner`. A database error is logged, retried with backoff, and its
+recovery logged; the timer is always re-armed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED, BaseScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from scheduler.codec import decode
+from scheduler.exceptions import StorageError
+from scheduler.models import RunStatus, TaskDefinition
+from scheduler.records import RunTrigger
+from scheduler.runner import Admission, PendingRun, Runner, new_run_id
+from scheduler.settings import Settings
+from scheduler.store import RunRow, Store, TaskRow
+from scheduler.triggers import Backlog, backlog
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 2000  # due tasks claimed per transaction; the loop runs other work in between
+_CACHE_LIMIT = 50_000
+_MAX_WAIT = 60.0  # wake at least this often even with nothing due (watchdog)
+
+
+class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
+    """Claims due tasks and hands their runs to the runner.
+
+    Args:
+        store: The task and run tables.
+        runner: Where accepted runs go.
+        settings: Defaults (time zone, catch-up window).
+        clock: UNIX time source.
+    """
+
+    _timeout: asyncio.TimerHandle | None = None
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runner: Runner,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(timezone=UTC)
+        self._store = store
+        self._runner = runner
+        self._settings = settings
+        self._clock = clock
+        self._cache: dict[str, tuple[float, TaskDefinition, BaseTrigger]] = {}
+        self.broken: dict[str, str] = {}  # task id -> why its row cannot be loaded
+        self._reported: set[tuple[str, float]] = set()
+        self._failures = 0
+        self._wakeup_pending = False
+        self.last_processed = 0.0  # loop time of the last pass (watchdog)
+
+    # -- APScheduler hooks ------------------------------------------------------------------
+
+    def wakeup(self) -> None:
+        """Process due tasks soon. Safe from any thread; repeated calls coalesce."""
+        loop = self._eventloop
+        if loop is None or loop.is_closed() or self._wakeup_pending:
+            return
+        self._wakeup_pending = True
+        loop.call_soon_threadsafe(self._wakeup_now)
+
+    def _wakeup_now(self) -> None:
+        self._wakeup_pending = False
+        if self.state != STATE_RUNNING:
+            return
+        self._stop_timer()
+        wait: float | None = 1.0
+        try:
+            wait = self._process_jobs()
+        except Exception:
+            logger.exception("unexpected error while dispatching due tasks; retrying in 1 s")
+        finally:
+            self.last_processed = asyncio.get_running_loop().time()
+            self._start_timer(_MAX_WAIT if wait is None else min(wait, _MAX_WAIT))
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None and self._eventloop is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timeout = None
+        self._wakeup_now()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop dispatching now (synchronously, unlike ``AsyncIOScheduler.shutdown``)."""
+        if self.state == STATE_STOPPED:
+            return
+        BaseScheduler.shutdown(self, wait=False)
+        self._stop_timer()
+        self._eventloop = None
+
+    def _process_jobs(self) -> float | None:
+        try:
+            full = self._dispatch()
+            next_time = self._store.next_run_time(exclude=self.broken.keys())
+        except StorageError as exc:
+            self._failures += 1
+            delay = min(5.0, 0.25 * 2.0**self._failures)
+            if self._failures == 1:
+                logger.error(
+                    "database error while dispatching due tasks: %s; retrying until it answers",
+                    exc,
+                )
+            else:
+                logger.debug("dispatch attempt %d failed: %s", self._failures, exc)
+            return delay
+        if self._failures:
+            logger.warning(
+                "database answers again after %d failed attempt(s); dispatching resumed",
+                self._failures,
+            )
+            self._failures = 0
+        if full:
+            return 0.0
+        if next_time is None:
+            return None
+        return max(0.0, next_time - self._clock())
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def forget(self) -> None:
+        """Drop cached definitions and load errors (after a change made elsewhere)."""
+        self._cache.clear()
+        self.broken.clear()
+
+    def _dispatch(self) -> bool:
+        now = self._clock()
+        now_dt = datetime.fromtimestamp(now, UTC)
+        accepted: list[tuple[PendingRun, Admission]] = []
+        with self._store.transaction() as tx:
+            rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
+            next_times: list[tuple[str, float | None]] = []
+            records: list[RunRow] = []
+            for row in rows:
+                loaded = self._load(row)
+                if loaded is None:
+                    continue
+                task, trigger = loaded
+                grace = task.misfire_grace_seconds
+                if grace is None:
+                    grace = self._settings.misfire_grace_seconds
+                first = datetime.fromtimestamp(row.next_run_time or now, UTC)
+                found = backlog(
+                    trigger, first=first, now=now_dt, cutoff=now_dt - timedelta(seconds=grace)
+                )
+                next_time = found.next_time.timestamp() if found.next_time else None
+                next_times.append((row.id, next_time))
+                if found.missed:
+                    records.append(self._missed_record(task, found, grace, now))
+                if found.due and found.last_due is not None:
+                    pending = PendingRun(
+                        run_id=new_run_id(),
+                        task=task,
+                        scheduled_for=found.last_due.timestamp(),
+                        occurrences=found.due,
+                    )
+                    admission = self._runner.admit(task)
+                    records.append(self._due_record(pending, admission, now))
+                    accepted.append((pending, admission))
+            tx.set_next_run_times(next_times)
+            tx.insert_runs(records)
+        for pending, admission in accepted:
+            self._runner.accept(pending, admission)
+        return len(rows) >= _BATCH
+
+    def _load(self, row: TaskRow) -> tuple[TaskDefinition, BaseTrigger] | None:
+        cached = self._cache.get(row.id)
+        if cached is not None and cached[0] == row.updated_at:
+            return cached[1], cached[2]
+        try:
+            task = decode(row)
+            trigger = task.build_trigger(
+                anchor=datetime.fromtimestamp(row.anchor, UTC),
+                default_timezone=self._settings.timezone,
+            )
+        except Exception as exc:
+            self.broken[row.id] = str(exc)
+            if (row.id, row.updated_at) not in self._reported:
+                self._reported.add((row.id, row.updated_at))
+                logger.error(
+                    "task %s cannot be loaded; its row is kept as it is and it will not fire "
+                    "until fixed: %s",
+                    row.id,
+                    exc,
+                )
+            return None
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[row.id] = (row.updated_at, task, trigger)
+        return task, trigger
+
+    def _due_record(self, pending: PendingRun, admission: Admission, now: float) -> RunRow:
+        task = pending.task
+        record = RunRow(
+            id=pending.run_id,
+            task_id=task.id,
+            scheduled_for=pending.scheduled_for,
+            queued_at=now,
+            status=RunStatus.QUEUED.value,
+            trigger=RunTrigger.SCHEDULE.value,
+            occurrences=pending.occurrences,
+        )
+        if pending.occurrences > 1:
+            logger.info(
+                "task %s: %d occurrences missed while the scheduler was not running are "
+                "coalesced into run %s",
+                task.id,
+                pending.occurrences,
+                pending.run_id,
+            )
+        if admission is Admission.SKIP:
+            policy = (task.overlap or self._settings.overlap).value
+            record.status = RunStatus.SKIPPED.value
+            record.finished_at = now
+            record.error_type = "Overlap"
+            record.error_message = f"the previous run was still going (overlap policy {policy!r})"
+            logger.info(
+                "task %s occurrence at %s skipped: previous run still going (overlap=%s)",
+                task.id,
+                _iso(pending.scheduled_for),
+                policy,
+            )
+        return record
+
+    def _missed_record(
+        self, task: TaskDefinition, found: Backlog, grace: float, now: float
+    ) -> RunRow:
+        first, last, count = found.first_missed, found.last_missed, found.missed
+        assert first is not None
+        assert last is not None
+        more = " or more" if found.truncated else ""
+        message = (
+            f"{count}{more} occurrence(s) from {first.isoformat()} to {last.isoformat()} fell "
+            f"outside the catch-up window of {grace:g} s (misfire_grace_seconds)"
+        )
+        logger.warning("task %s: %s", task.id, message)
+        return RunRow(
+            id=new_run_id(),
+            task_id=task.id,
+            scheduled_for=first.timestamp(),
+            queued_at=now,
+            finished_at=now,
+            status=RunStatus.MISSED.value,
+            trigger=RunTrigger.SCHEDULE.value,
+            occurrences=count,
+            error_type="Missed",
+            error_message=message,
+        )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()

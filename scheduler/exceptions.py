@@ -1,0 +1,98 @@
+"""Exceptions raised by the scheduler.
+
+Every exception derives from :class:`SchedulerError` and, where one fits, from the
+built-in exception a caller would naturally catch (``TaskNotFoundError`` is a
+``KeyError``). Each builds its own message from its data and says how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Root of every exception raised by this package."""
+
+
+class TaskNotFoundError(SchedulerError, KeyError):
+    """No task with the given id exists."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(task_id)
+
+    def __str__(self) -> str:
+        return f"no task with id {self.task_id!r}"
+
+
+class RunNotFoundError(SchedulerError, KeyError):
+    """No run with the given id exists."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(run_id)
+
+    def __str__(self) -> str:
+        return f"no run with id {self.run_id!r}"
+
+
+class TaskExistsError(SchedulerError, ValueError):
+    """``add_task(..., replace_existing=False)`` met a task with the same id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"a task with id {task_id!r} already exists; pass replace_existing=True to update it"
+        )
+
+
+class TaskNotRunnableError(SchedulerError, ValueError):
+    """A task's stored definition cannot be loaded, so it cannot be run or changed."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id!r} cannot be loaded: {reason}")
+
+
+class CallbackError(SchedulerError, ValueError):
+    """A callback's dotted path cannot be imported or does not name a callable."""
+
+    def __init__(self, field: str, path: str, reason: str) -> None:
+        self.field = field
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{field} {path!r}: {reason}")
+
+
+class GraphLoadError(SchedulerError, ImportError):
+    """The graph target (``SCHEDULER_GRAPH``) cannot be loaded."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"graph {target!r}: {reason}")
+
+
+class StorageError(SchedulerError):
+    """The database failed; the driver's exception is chained as ``__cause__``."""
+
+
+class SchedulerNotRunningError(SchedulerError, RuntimeError):
+    """An operation that needs a started scheduler was called before ``start()``."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"{operation} needs a started scheduler; call start() first")
+
+
+class ScheduleError(SchedulerError, ValueError):
+    """A schedule string that does not parse; the message says why and lists the forms."""
+
+    ACCEPTED_FORMS = (
+        "cron '0 9 * * 1-5', '@daily', 'every 5 minutes', 'every day at 09:00', "
+        "'every monday at 8:30', 'weekdays at 18:00', 'in 30 minutes', 'at 2026-03-15 14:00', "
+        "ISO 8601 datetime"
+    )
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"schedule {text!r}: {reason}; accepted forms: {self.ACCEPTED_FORMS}")

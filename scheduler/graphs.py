@@ -1,0 +1,192 @@
+"""Loading the graph and callbacks, and building what a firing sends to the graph.
+
+A graph target is ``module:attribute`` (``graph:graph``, ``agent.graph:graph``) or
+``path/to/file.py:attribute`` (the form ``langgraph.json`` uses). A file inside a package
+(``src/agent/graph.py`` next to ``src/agent/__init__.py``) is imported under its package name,
+so its relative and sibling imports work. Anything with ``ainvoke(input, config)`` is a graph,
+so a ``RemoteGraph`` pointing at a LangGraph server works too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from scheduler.exceptions import CallbackError, GraphLoadError
+from scheduler.models import TaskDefinition
+
+__all__ = [
+    "build_config",
+    "build_input",
+    "load_graph",
+    "output_text",
+    "resolve_callback",
+]
+
+
+def _import_module_for_path(path: Path) -> str:
+    """Make the file at ``path`` importable and return its dotted module name."""
+    path = path.resolve()
+    parts = [path.stem]
+    root = path.parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return ".".join(parts)
+
+
+def load_target(target: str) -> Any:
+    """Import ``module:attribute`` or ``path/to/file.py:attribute`` and return the attribute.
+
+    Raises:
+        GraphLoadError: The target is malformed, cannot be imported, or lacks the attribute.
+    """
+    module_part, sep, attribute = target.rpartition(":")
+    if not sep or not module_part or not attribute:
+        raise GraphLoadError(target, "expected 'module:attribute' or 'path/to/file.py:attribute'")
+    if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
+        path = Path(module_part)
+        if not path.is_file():
+            raise GraphLoadError(target, f"file {path} does not exist (cwd: {Path.cwd()})")
+        module_name = _import_module_for_path(path)
+    else:
+        module_name = module_part
+        cwd = str(Path.cwd())
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise GraphLoadError(target, f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        value = module
+        for name in attribute.split("."):
+            value = getattr(value, name)
+    except AttributeError:
+        raise GraphLoadError(target, f"module {module_name!r} has no {attribute!r}") from None
+    return value
+
+
+def load_graph(target: str) -> Any:
+    """Load the graph named by ``target`` and check it has ``ainvoke``."""
+    graph = load_target(target)
+    if not callable(getattr(graph, "ainvoke", None)):
+        raise GraphLoadError(
+            target,
+            f"{type(graph).__name__} has no ainvoke(); point it at a compiled graph "
+            "(builder.compile()) or a RemoteGraph",
+        )
+    return graph
+
+
+_callback_cache: dict[str, Callable[..., Any]] = {}
+
+
+def resolve_callback(path: str, *, field: str = "result_callback") -> Callable[..., Any]:
+    """Import a callback from ``package.module:function`` or ``package.module.function``.
+
+    Raises:
+        CallbackError: It cannot be imported or is not callable (the message has the path).
+    """
+    cached = _callback_cache.get(path)
+    if cached is not None:
+        return cached
+    if ":" in path:
+        module_name, attribute = path.split(":", 1)
+    else:
+        module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise CallbackError(field, path, "give the module too, as in 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CallbackError(field, path, f"cannot import module {module_name!r}: {exc}") from exc
+    value: Any = module
+    try:
+        for name in attribute.split("."):
+            value = getattr(value, name)
+    except AttributeError:
+        raise CallbackError(field, path, f"module {module_name!r} has no {attribute!r}") from None
+    if not callable(value):
+        raise CallbackError(field, path, f"{attribute!r} is a {type(value).__name__}, not callable")
+    callback: Callable[..., Any] = value
+    _callback_cache[path] = callback
+    return callback
+
+
+def build_input(task: TaskDefinition) -> dict[str, Any]:
+    """Graph input: the prompt as a user message, merged with the task's ``input``."""
+    graph_input: dict[str, Any] = {}
+    if task.prompt is not None:
+        graph_input["messages"] = [{"role": "user", "content": task.prompt}]
+    if task.input:
+        graph_input.update(task.input)
+    return graph_input
+
+
+def build_config(
+    task: TaskDefinition, *, run_id: str, thread_id: str, scheduled_for: str, attempt: int
+) -> dict[str, Any]:
+    """Run config with the LangGraph / LangSmith conventions."""
+    return {
+        "configurable": {"thread_id": thread_id},
+        "run_name": f"scheduled:{task.id}",
+        "tags": ["scheduler"],
+        "metadata": {
+            **task.metadata,
+            "task_id": task.id,
+            "task_name": task.name,
+            "scheduled_for": scheduled_for,
+            "run_id": run_id,
+            "attempt": attempt,
+        },
+    }
+
+
+def _message_text(message: Any) -> str:
+    content = (
+        message.get("content")
+        if isinstance(message, dict)
+        else getattr(message, "content", message)
+    )
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "".join(parts)
+    return str(content)
+
+
+def output_text(result: Any, max_chars: int) -> str | None:
+    """The text worth keeping from a graph result: the last message, or the state as JSON."""
+    if result is None:
+        return None
+    messages = (
+        result.get("messages") if isinstance(result, dict) else getattr(result, "messages", None)
+    )
+    if isinstance(messages, list) and messages:
+        text = _message_text(messages[-1])
+    else:
+        if is_dataclass(result) and not isinstance(result, type):
+            result = asdict(result)
+        elif hasattr(result, "model_dump"):
+            result = result.model_dump()
+        try:
+            text = json.dumps(result, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = str(result)
+    if len(text) > max_chars:
+        return text[: max(max_chars - 1, 0)] + "…"
+    return text

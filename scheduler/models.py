@@ -1,0 +1,398 @@
+"""The task definition: what to run, when, and how.
+
+A :class:`TaskDefinition` is validated when it is constructed: a bad cron expression, a
+schedule field that does not fit the task type, an unknown time zone or an empty prompt
+raises ``pydantic.ValidationError`` naming the field. It accepts every field of the classic
+APScheduler recipe's model with the same meaning (``session_id`` is the older name of
+``thread_id``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, tzinfo
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from scheduler.cron import CronError, parse_cron
+from scheduler.triggers import (
+    cron_trigger,
+    date_trigger,
+    fire_times,
+    interval_trigger,
+    localize,
+)
+
+__all__ = ["OverlapPolicy", "Priority", "RunStatus", "TaskDefinition", "TaskType"]
+
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DOTTED_PATH = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)$"
+)
+
+
+class TaskType(StrEnum):
+    """How a task's fire times are defined."""
+
+    CRON = "cron"
+    INTERVAL = "interval"
+    ONE_TIME = "one_time"
+
+
+class Priority(StrEnum):
+    """Order in which waiting runs get a free slot (``max_concurrent_runs``)."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for urgent .. 3 for low; lower starts first."""
+        return _PRIORITY_RANKS[self]
+
+
+_PRIORITY_RANKS = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
+
+
+class OverlapPolicy(StrEnum):
+    """What happens to an occurrence that comes while the task's previous run is going."""
+
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+
+
+class RunStatus(StrEnum):
+    """Status of a run record; every status but ``queued`` and ``running`` is final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+
+    @property
+    def is_final(self) -> bool:
+        """The run will not change any more."""
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+_SCHEDULE_FIELDS = {
+    TaskType.CRON: "cron_expression",
+    TaskType.INTERVAL: "interval_seconds",
+    TaskType.ONE_TIME: "run_at",
+}
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as written (no template fields)."""
+    return PydanticCustomError(kind, message)
+
+
+class TaskDefinition(BaseModel):
+    """A scheduled task: a schedule, and the graph input to send when it fires.
+
+    Exactly one schedule field fits each ``task_type``: ``cron_expression`` (standard cron,
+    ``0 9 * * 1-5`` is Monday to Friday), ``interval_seconds``, or ``run_at``. ``task_type``
+    may be left out when exactly one of them is given.
+
+    Run-policy fields left as ``None`` take the scheduler's defaults (see ``Settings``).
+    Naive datetimes are wall-clock times in ``timezone``; a scheduler fills an unset
+    ``timezone`` with its default when the task is added.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
+
+    id: str = Field(description="Unique id: 1-128 of A-Z a-z 0-9 . _ : -")
+    name: str = Field(default="", description="Human-readable name (defaults to the id)")
+    description: str = ""
+    task_type: TaskType
+    enabled: bool = True
+
+    timezone: str | None = Field(default=None, description="IANA zone; None = scheduler default")
+    cron_expression: str | None = Field(default=None, validate_default=True)
+    interval_seconds: int | float | None = Field(default=None, validate_default=True)
+    run_at: datetime | None = Field(default=None, validate_default=True)
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    jitter_seconds: float | None = Field(default=None, ge=0)
+
+    input: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    prompt: str | None = Field(default=None, validate_default=True)
+    thread_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("thread_id", "session_id")
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    result_callback: str | None = None
+    on_failure_callback: str | None = None
+
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    overlap: OverlapPolicy | None = None
+    max_instances: int | None = Field(default=None, ge=1)
+    priority: Priority | None = None
+    misfire_grace_seconds: float | None = Field(default=None, ge=0)
+
+    # -- normalisation before field validation ------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "thread_id" in data and "session_id" in data:
+            thread_id, session_id = data.pop("thread_id"), data.pop("session_id")
+            if thread_id != session_id:
+                raise _error(
+                    "thread_id",
+                    f"thread_id {thread_id!r} and session_id {session_id!r} differ; "
+                    "session_id is the older name of thread_id, give one of them",
+                )
+            data["thread_id"] = thread_id
+        if data.get("task_type") is None:
+            given = [t for t, f in _SCHEDULE_FIELDS.items() if data.get(f) is not None]
+            if len(given) == 1:
+                data["task_type"] = given[0]
+        if not data.get("name") and isinstance(data.get("id"), str):
+            data["name"] = data["id"]
+        return data
+
+    # -- field validators (declaration order: each sees the fields above it) -------------
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise _error(
+                "task_id",
+                "id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'; "
+                f"got {value!r}",
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _error(
+                "timezone",
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Paris'",
+            ) from None
+        return value
+
+    @field_validator("cron_expression")
+    @classmethod
+    def _check_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
+        _check_schedule_field("cron_expression", value, info)
+        if value is None:
+            return None
+        try:
+            parse_cron(value)
+        except CronError as exc:
+            raise _error("cron_expression", f"cron expression {value!r}: {exc}") from None
+        return value.strip()
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _check_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
+        _check_schedule_field("interval_seconds", value, info)
+        if value is not None and value <= 0:
+            raise _error(
+                "interval_seconds", f"interval_seconds must be greater than 0, got {value}"
+            )
+        return value
+
+    @field_validator("run_at", "start_date", "end_date")
+    @classmethod
+    def _localize(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if info.field_name == "run_at":
+            _check_schedule_field("run_at", value, info)
+        if value is None:
+            return None
+        zone = info.data.get("timezone")
+        if value.tzinfo is None and zone is not None:
+            return localize(value, ZoneInfo(zone))
+        return value
+
+    @field_validator("end_date")
+    @classmethod
+    def _check_end_after_start(
+        cls, value: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
+        start = info.data.get("start_date")
+        if value is None or start is None:
+            return value
+        zone = ZoneInfo(info.data.get("timezone") or "UTC")
+        if localize(value, zone) < localize(start, zone):
+            raise _error(
+                "end_date", f"end_date {value.isoformat()} is before start_date {start.isoformat()}"
+            )
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("input") is None and "input" in info.data:
+                raise _error(
+                    "prompt",
+                    "a prompt is required (or an input dict, for graphs without messages)",
+                )
+            return None
+        if not value.strip():
+            raise _error("prompt", "prompt is empty; write what the agent should do")
+        return value
+
+    @field_validator("metadata", "input", "context")
+    @classmethod
+    def _check_json(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise _error("json", f"{info.field_name} must be JSON-serialisable: {exc}") from None
+        return value
+
+    @field_validator("result_callback", "on_failure_callback")
+    @classmethod
+    def _check_dotted_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _DOTTED_PATH.match(value):
+            raise _error(
+                "callback",
+                f"{info.field_name} {value!r} is not a dotted path such as "
+                "'package.module:function'",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_schedule_options(self) -> TaskDefinition:
+        if self.task_type is TaskType.ONE_TIME:
+            for field in ("start_date", "end_date", "jitter_seconds"):
+                if getattr(self, field) is not None:
+                    raise _error(
+                        "schedule", f"{field} applies to cron and interval tasks, not one_time ones"
+                    )
+        return self
+
+    # -- behaviour -----------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The classic recipe's name for :attr:`thread_id`."""
+        return self.thread_id
+
+    def zone(self, default: str = "UTC") -> tzinfo:
+        """The task's time zone, or ``default`` when it has none."""
+        return ZoneInfo(self.timezone or default)
+
+    def with_timezone(self, default: str) -> TaskDefinition:
+        """Return a copy whose ``timezone`` is set (to ``default`` if unset) and whose
+        datetimes are all aware."""
+        zone_name = self.timezone or default
+        zone = ZoneInfo(zone_name)
+        updates: dict[str, Any] = {"timezone": zone_name}
+        for field in ("run_at", "start_date", "end_date"):
+            value = getattr(self, field)
+            if value is not None:
+                updates[field] = localize(value, zone)
+        return self.model_copy(update=updates)
+
+    def build_trigger(self, *, anchor: datetime, default_timezone: str = "UTC") -> BaseTrigger:
+        """Build the APScheduler trigger for this task's schedule.
+
+        Args:
+            anchor: When the schedule was set; an interval task without ``start_date``
+                first fires at ``anchor + interval_seconds``.
+            default_timezone: Zone used when the task has none.
+        """
+        zone = self.zone(default_timezone)
+        start = localize(self.start_date, zone) if self.start_date else None
+        end = localize(self.end_date, zone) if self.end_date else None
+        if self.task_type is TaskType.CRON:
+            assert self.cron_expression is not None
+            return cron_trigger(
+                self.cron_expression,
+                timezone=zone,
+                start_date=start,
+                end_date=end,
+                jitter=self.jitter_seconds,
+            )
+        if self.task_type is TaskType.INTERVAL:
+            assert self.interval_seconds is not None
+            return interval_trigger(
+                self.interval_seconds,
+                timezone=zone,
+                anchor=anchor,
+                start_date=start,
+                end_date=end,
+                jitter=self.jitter_seconds,
+            )
+        assert self.run_at is not None
+        return date_trigger(localize(self.run_at, zone), timezone=zone)
+
+    def next_run_times(self, count: int, after: datetime | None = None) -> list[datetime]:
+        """The next ``count`` fire times after ``after`` (default: now), timezone-aware.
+
+        Pure: needs no scheduler. An interval task without ``start_date`` is previewed as
+        if it were added at ``after``. A naive ``after`` is read in the task's time zone.
+        """
+        zone = self.zone()
+        moment = localize(after, zone) if after is not None else datetime.now(UTC)
+        trigger = self.build_trigger(anchor=moment)
+        return [t.astimezone(zone) for t in fire_times(trigger, after=moment, count=count)]
+
+    def schedule_key(self) -> tuple[Any, ...]:
+        """The fields that decide fire times; a change to any of them reschedules the task."""
+        return (
+            self.task_type,
+            self.cron_expression,
+            self.interval_seconds,
+            self.run_at,
+            self.timezone,
+            self.start_date,
+            self.end_date,
+            self.jitter_seconds,
+        )
+
+
+def _check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
+    task_type = info.data.get("task_type")
+    if task_type is None:
+        return  # task_type itself failed; its error says why
+    wanted = _SCHEDULE_FIELDS[task_type]
+    if field == wanted and value is None:
+        raise _error("schedule", f"{field} is required when task_type is {task_type.value!r}")
+    if field != wanted and value is not None:
+        raise _error(
+            "schedule",
+            f"{field} does not apply to task_type {task_type.value!r} (it uses {wanted})",
+        )

@@ -1,0 +1,133 @@
+"""What the scheduler reports: :class:`TaskInfo` per task and :class:`RunRecord` per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from scheduler.models import RunStatus, TaskDefinition
+
+__all__ = ["RunRecord", "RunTrigger", "TaskInfo", "TaskState", "from_timestamp"]
+
+
+class TaskState(StrEnum):
+    """Where a task stands."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+    COMPLETED = "completed"  # a one-time task that ran, or a schedule past its end_date
+    ERROR = "error"  # its stored definition cannot be loaded
+
+
+class RunTrigger(StrEnum):
+    """Why a run exists."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+def from_timestamp(value: float | None) -> datetime | None:
+    """A UNIX time as an aware UTC datetime (``None`` stays ``None``)."""
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+class _Mapping:
+    """Read fields with ``info["id"]`` as well as ``info.id``, like the classic recipe's
+    dicts, and turn the record into JSON-ready data."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (datetimes as ISO 8601 strings)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, TaskDefinition):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo(_Mapping):
+    """A task as the scheduler holds it.
+
+    Attributes:
+        id: The task id.
+        name: Its name.
+        state: active, paused, disabled, completed or error.
+        next_run: Next fire time (aware, UTC), or None when paused, disabled or completed.
+        paused: Paused with ``pause_task``.
+        definition: The full definition; None only when it cannot be loaded (see error).
+        source: ``api`` or ``file:<path>`` (where it was defined).
+        last_run: When its latest run was recorded.
+        last_status: Status of its latest run.
+        last_error: Error message of its latest run, if any.
+        run_count: Run records kept for it.
+        error: Why the stored definition cannot be loaded (state ``error``), else None.
+    """
+
+    id: str
+    name: str
+    state: TaskState
+    next_run: datetime | None
+    paused: bool
+    definition: TaskDefinition | None
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    last_run: datetime | None = None
+    last_status: RunStatus | None = None
+    last_error: str | None = None
+    run_count: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord(_Mapping):
+    """One run of a task: an occurrence (or several coalesced ones), a retry, or a manual run.
+
+    Attributes:
+        id: Run id (sortable by creation time).
+        task_id: The task it belongs to.
+        status: See :class:`~scheduler.models.RunStatus`.
+        scheduled_for: The occurrence it stands for.
+        occurrences: How many due occurrences it accounts for (more than 1 when missed
+            occurrences were coalesced, or recorded ``missed`` together).
+        attempt: 1 for the first attempt, 2 for the first retry, ...
+        trigger: schedule, manual or retry.
+    """
+
+    id: str
+    task_id: str
+    status: RunStatus
+    scheduled_for: datetime
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    occurrences: int
+    trigger: RunTrigger
+    thread_id: str | None
+    error_type: str | None
+    error_message: str | None
+    error_traceback: str | None
+    output: str | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to finish, once both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,133 @@
+"""Write-behind buffer for run records.
+
+A run changes state two or three times (queued, running, final). Writing each change in its
+own transaction costs more than a trivial graph run, so changes are merged per run and
+written in one transaction every ``interval`` seconds, from a worker thread so the event loop
+keeps going. Readers call :meth:`RunLog.flush` first, so what they read is current.
+
+What is *not* buffered: a run's first record for a due occurrence. The dispatcher inserts it
+in the same transaction that moves the task's next run time, so an occurrence can never be
+consumed without a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from scheduler.exceptions import StorageError
+from scheduler.store import RunRow, Store
+
+__all__ = ["RunLog"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunLog:
+    """Buffers run inserts and updates and writes them in batches.
+
+    Args:
+        store: Where to write.
+        interval: Seconds between background flushes.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.05) -> None:
+        self._store = store
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._inserts: dict[str, RunRow] = {}
+        self._updates: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._failing = False
+
+    def insert(self, row: RunRow) -> None:
+        """Buffer a new run record."""
+        with self._lock:
+            self._inserts[row.id] = row
+
+    def update(self, run_id: str, **changes: Any) -> None:
+        """Buffer changes to a run record (merged with earlier ones for the same run)."""
+        with self._lock:
+            row = self._inserts.get(run_id)
+            if row is not None:
+                for key, value in changes.items():
+                    setattr(row, key, value)
+            else:
+                self._updates.setdefault(run_id, {}).update(changes)
+
+    @property
+    def pending(self) -> int:
+        """Number of runs with changes not yet written."""
+        with self._lock:
+            return len(self._inserts) + len(self._updates)
+
+    def flush(self) -> None:
+        """Write everything buffered, in one transaction. Thread-safe.
+
+        Raises:
+            StorageError: The write failed; the changes stay buffered for the next flush.
+        """
+        with self._flush_lock:
+            with self._lock:
+                inserts, self._inserts = self._inserts, {}
+                updates, self._updates = self._updates, {}
+            if not inserts and not updates:
+                return
+            try:
+                with self._store.transaction() as tx:
+                    tx.insert_runs(list(inserts.values()))
+                    tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
+            except StorageError:
+                with self._lock:
+                    inserts.update(self._inserts)
+                    self._inserts = inserts
+                    for run_id, later in self._updates.items():
+                        updates.setdefault(run_id, {}).update(later)
+                    self._updates = updates
+                raise
+
+    def start(self) -> None:
+        """Start flushing in the background (inside a running event loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._flush_forever(), name="scheduler-runlog"
+            )
+
+    def kick(self) -> None:
+        """Flush soon instead of waiting for the next tick (call from the event loop)."""
+        self._wake.set()
+
+    async def aflush(self) -> None:
+        """Flush from a worker thread."""
+        await asyncio.to_thread(self.flush)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            try:
+                await self.aflush()
+            except StorageError as exc:
+                if not self._failing:
+                    logger.warning("cannot write run history yet (will retry): %s", exc)
+                self._failing = True
+                await asyncio.sleep(min(1.0, self._interval * 10))
+            else:
+                if self._failing:
+                    logger.info("run history is being written again")
+                self._failing = False
+
+    async def close(self) -> None:
+        """Stop the background flush and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.aflush()

@@ -1,0 +1,486 @@
+"""The runner: runs graph invocations with a concurrency limit, priorities, overlap
+policies, timeouts, retries and callbacks, and records every state change.
+
+Runs wait in one queue ordered by priority, then scheduled time; at most
+``max_concurrent_runs`` are in flight. Everything here happens on the event loop thread;
+other threads reach it through ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+import logging
+import random
+import secrets
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from scheduler.graphs import build_config, build_input, output_text, resolve_callback
+from scheduler.models import OverlapPolicy, RunStatus, TaskDefinition
+from scheduler.records import RunRecord, RunTrigger, from_timestamp
+from scheduler.runlog import RunLog
+from scheduler.settings import Settings
+from scheduler.store import RunRow
+
+__all__ = ["Admission", "PendingRun", "Runner", "new_run_id"]
+
+logger = logging.getLogger(__name__)
+
+_run_counter = itertools.count()
+_TRACEBACK_CHARS = 4000
+
+
+def new_run_id() -> str:
+    """A run id that sorts by creation time: microseconds, a counter, random bits."""
+    micros = time.time_ns() // 1000
+    return f"{micros:014x}{next(_run_counter) & 0xFFFF:04x}{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True, eq=False)
+class PendingRun:
+    """A run that exists as a ``queued`` record and waits to be started."""
+
+    run_id: str
+    task: TaskDefinition
+    scheduled_for: float
+    attempt: int = 1
+    trigger: RunTrigger = RunTrigger.SCHEDULE
+    not_before: float | None = None
+    occurrences: int = 1
+
+
+class Admission(Enum):
+    """What happens to a due occurrence, given the task's runs in progress."""
+
+    RUN = "run"
+    BUFFER = "buffer"  # overlap=queue: held until the run in progress ends
+    SKIP = "skip"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: RunStatus
+    output: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+
+
+class Runner:
+    """Starts queued runs as slots free up and records how each ends.
+
+    Args:
+        settings: Defaults for every run-policy field a task leaves unset.
+        run_log: Where state changes are recorded.
+        graph: Returns the graph to invoke (loaded on first call).
+        clock: UNIX time source.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        run_log: RunLog,
+        graph: Callable[[], Any],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._log = run_log
+        self._graph = graph
+        self._clock = clock
+        self._heap: list[tuple[int, float, int, PendingRun]] = []
+        self._seq = itertools.count()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._in_progress: Counter[str] = Counter()
+        self._buffered: dict[str, PendingRun] = {}
+        self._delayed: dict[str, tuple[asyncio.TimerHandle, PendingRun]] = {}
+        self._known: set[str] = set()
+        self._accepting = True
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- admission ------------------------------------------------------------------------
+
+    def admit(self, task: TaskDefinition) -> Admission:
+        """Decide what a due occurrence of ``task`` becomes (changes nothing)."""
+        in_progress = self._in_progress[task.id]
+        policy = task.overlap or self._settings.overlap
+        if policy is OverlapPolicy.ALLOW:
+            limit = task.max_instances or self._settings.max_instances
+            return Admission.RUN if in_progress < limit else Admission.SKIP
+        if in_progress == 0:
+            return Admission.RUN
+        if policy is OverlapPolicy.QUEUE and task.id not in self._buffered:
+            return Admission.BUFFER
+        return Admission.SKIP
+
+    def accept(self, pending: PendingRun, admission: Admission) -> None:
+        """Take a run whose ``queued`` record is committed, as :meth:`admit` decided."""
+        if pending.run_id in self._known or admission is Admission.SKIP:
+            return
+        self._known.add(pending.run_id)
+        self._idle.clear()
+        if admission is Admission.BUFFER:
+            self._buffered[pending.task.id] = pending
+            return
+        self._in_progress[pending.task.id] += 1
+        self._queue(pending)
+
+    def submit(self, pending: PendingRun) -> None:
+        """Take a run that ignores the overlap policy (run now, recovered, retried)."""
+        self.accept(pending, Admission.RUN)
+
+    def knows(self, run_id: str) -> bool:
+        """The run is queued, waiting, buffered or running here."""
+        return run_id in self._known
+
+    def task_ids(self) -> set[str]:
+        """Tasks that have runs waiting here (not yet started)."""
+        waiting = {p.task.id for *_, p in self._heap}
+        waiting.update(self._buffered)
+        waiting.update(p.task.id for _, p in self._delayed.values())
+        return waiting
+
+    def forget_task(self, task_id: str, reason: str) -> None:
+        """Cancel the runs of ``task_id`` that have not started (it was removed)."""
+        now = self._clock()
+        dropped = [p for *_, p in self._heap if p.task.id == task_id]
+        if dropped:
+            self._heap = [e for e in self._heap if e[3].task.id != task_id]
+            heapq.heapify(self._heap)
+        buffered = self._buffered.pop(task_id, None)
+        if buffered is not None:
+            dropped.append(buffered)
+            self._in_progress[task_id] += 1  # balanced below
+        for run_id, (handle, pending) in list(self._delayed.items()):
+            if pending.task.id == task_id:
+                handle.cancel()
+                del self._delayed[run_id]
+                dropped.append(pending)
+        for pending in dropped:
+            self._known.discard(pending.run_id)
+            self._release(task_id)
+            self._log.update(
+                pending.run_id,
+                status=RunStatus.CANCELLED.value,
+                finished_at=now,
+                error_type="TaskRemoved",
+                error_message=reason,
+            )
+            logger.info("task %s run %s cancelled: %s", task_id, pending.run_id, reason)
+        self._check_idle()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._heap) + len(self._buffered) + len(self._delayed)
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is queued, waiting or running."""
+        await self._idle.wait()
+
+    # -- queue ----------------------------------------------------------------------------
+
+    def _queue(self, pending: PendingRun) -> None:
+        delay = (pending.not_before or 0) - self._clock()
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(delay, self._release_delayed, pending.run_id)
+            self._delayed[pending.run_id] = (handle, pending)
+            return
+        priority = pending.task.priority or self._settings.priority
+        entry = (priority.rank, pending.scheduled_for, next(self._seq), pending)
+        heapq.heappush(self._heap, entry)
+        self._pump()
+
+    def _release_delayed(self, run_id: str) -> None:
+        item = self._delayed.pop(run_id, None)
+        if item is not None:
+            item[1].not_before = None
+            self._queue(item[1])
+
+    def _pump(self) -> None:
+        limit = self._settings.max_concurrent_runs
+        while self._accepting and self._heap and len(self._running) < limit:
+            pending = heapq.heappop(self._heap)[3]
+            task = asyncio.get_running_loop().create_task(
+                self._execute(pending), name=f"run:{pending.task.id}:{pending.run_id}"
+            )
+            self._running[pending.run_id] = task
+
+    def _release(self, task_id: str) -> None:
+        """One run of ``task_id`` ended: release a buffered occurrence if it was the last."""
+        self._in_progress[task_id] -= 1
+        if self._in_progress[task_id] > 0:
+            return
+        del self._in_progress[task_id]
+        buffered = self._buffered.pop(task_id, None)
+        if buffered is not None and self._accepting:
+            self._in_progress[task_id] += 1
+            self._queue(buffered)
+
+    def _check_idle(self) -> None:
+        if not (self._heap or self._running or self._buffered or self._delayed):
+            self._idle.set()
+
+    # -- execution ------------------------------------------------------------------------
+
+    async def _execute(self, pending: PendingRun) -> None:
+        task = pending.task
+        started = self._clock()
+        thread_id = task.thread_id or str(uuid.uuid4())
+        self._log.update(
+            pending.run_id, status=RunStatus.RUNNING.value, started_at=started, thread_id=thread_id
+        )
+        logger.info(
+            "task %s run %s started (scheduled for %s, attempt %d)",
+            task.id,
+            pending.run_id,
+            _iso(pending.scheduled_for),
+            pending.attempt,
+        )
+        outcome = await self._invoke(pending, thread_id)
+        finished = self._clock()
+        self._log.update(
+            pending.run_id,
+            status=outcome.status.value,
+            finished_at=finished,
+            output=outcome.output,
+            error_type=outcome.error_type,
+            error_message=outcome.error_message,
+            error_traceback=outcome.error_traceback,
+        )
+        self._running.pop(pending.run_id, None)
+        self._known.discard(pending.run_id)
+        self._report(pending, outcome, finished - started)
+        retry = self._retry_for(pending, outcome, finished)
+        if retry is not None:
+            self._known.add(retry.run_id)
+            self._queue(retry)  # the task stays in progress through its retries
+        else:
+            self._release(task.id)
+            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                await self._on_failure(pending, outcome, thread_id, started, finished)
+        self._pump()
+        self._check_idle()
+
+    async def _invoke(self, pending: PendingRun, thread_id: str) -> _Outcome:
+        task = pending.task
+        timeout = task.timeout_seconds or self._settings.timeout_seconds
+        config = build_config(
+            task,
+            run_id=pending.run_id,
+            thread_id=thread_id,
+            scheduled_for=_iso(pending.scheduled_for),
+            attempt=pending.attempt,
+        )
+        kwargs: dict[str, Any] = {}
+        if task.context is not None:
+            kwargs["context"] = task.context
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                result = await self._graph().ainvoke(build_input(task), config, **kwargs)
+        except asyncio.CancelledError:
+            return _Outcome(
+                RunStatus.CANCELLED,
+                error_type="Cancelled",
+                error_message="the scheduler stopped before the run finished",
+            )
+        except TimeoutError as exc:
+            if deadline.expired():
+                return _Outcome(
+                    RunStatus.TIMED_OUT,
+                    error_type="TimeoutError",
+                    error_message=f"the run exceeded its timeout of {timeout:g} s",
+                )
+            return _failure(exc)
+        except Exception as exc:
+            return _failure(exc)
+        output = output_text(result, self._settings.output_max_chars)
+        if task.result_callback:
+            try:
+                callback = resolve_callback(task.result_callback)
+                value = callback(task, result)
+                if inspect.isawaitable(value):
+                    await value
+            except asyncio.CancelledError:
+                return _Outcome(RunStatus.CANCELLED, output, "Cancelled", "stopped in the callback")
+            except Exception as exc:
+                failed = _failure(exc, f"result_callback {task.result_callback} failed: ")
+                failed.output = output
+                return failed
+        return _Outcome(RunStatus.SUCCEEDED, output=output)
+
+    def _retry_for(self, pending: PendingRun, outcome: _Outcome, now: float) -> PendingRun | None:
+        if outcome.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or not self._accepting:
+            return None
+        task = pending.task
+        max_retries = (
+            task.max_retries if task.max_retries is not None else self._settings.max_retries
+        )
+        if pending.attempt > max_retries:
+            return None
+        delay = retry_delay(
+            pending.attempt,
+            base=task.retry_delay_seconds or self._settings.retry_delay_seconds,
+            cap=self._settings.retry_max_delay_seconds,
+        )
+        retry = PendingRun(
+            run_id=new_run_id(),
+            task=task,
+            scheduled_for=pending.scheduled_for,
+            attempt=pending.attempt + 1,
+            trigger=RunTrigger.RETRY,
+            not_before=now + delay,
+        )
+        self._log.insert(
+            RunRow(
+                id=retry.run_id,
+                task_id=task.id,
+                scheduled_for=retry.scheduled_for,
+                queued_at=now,
+                status=RunStatus.QUEUED.value,
+                trigger=RunTrigger.RETRY.value,
+                attempt=retry.attempt,
+                not_before=retry.not_before,
+            )
+        )
+        logger.info(
+            "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",
+            task.id,
+            pending.run_id,
+            delay,
+            retry.run_id,
+            retry.attempt,
+            max_retries + 1,
+        )
+        return retry
+
+    def _report(self, pending: PendingRun, outcome: _Outcome, seconds: float) -> None:
+        task_id, run_id = pending.task.id, pending.run_id
+        if outcome.status is RunStatus.SUCCEEDED:
+            logger.info(
+                "task %s run %s succeeded in %.2f s: %s",
+                task_id,
+                run_id,
+                seconds,
+                _preview(outcome.output),
+            )
+        elif outcome.status is RunStatus.CANCELLED:
+            logger.info("task %s run %s cancelled: %s", task_id, run_id, outcome.error_message)
+        else:
+            logger.warning(
+                "task %s run %s %s after %.2f s: %s: %s",
+                task_id,
+                run_id,
+                outcome.status.value.replace("_", " "),
+                seconds,
+                outcome.error_type,
+                outcome.error_message,
+            )
+
+    async def _on_failure(
+        self,
+        pending: PendingRun,
+        outcome: _Outcome,
+        thread_id: str,
+        started: float,
+        finished: float,
+    ) -> None:
+        path = pending.task.on_failure_callback
+        if not path:
+            return
+        record = RunRecord(
+            id=pending.run_id,
+            task_id=pending.task.id,
+            status=outcome.status,
+            scheduled_for=datetime.fromtimestamp(pending.scheduled_for, UTC),
+            queued_at=datetime.fromtimestamp(started, UTC),
+            started_at=from_timestamp(started),
+            finished_at=from_timestamp(finished),
+            attempt=pending.attempt,
+            occurrences=pending.occurrences,
+            trigger=pending.trigger,
+            thread_id=thread_id,
+            error_type=outcome.error_type,
+            error_message=outcome.error_message,
+            error_traceback=outcome.error_traceback,
+            output=outcome.output,
+        )
+        try:
+            value = resolve_callback(path, field="on_failure_callback")(pending.task, record)
+            if inspect.isawaitable(value):
+                await value
+        except Exception:
+            logger.exception(
+                "task %s run %s: on_failure_callback %s raised",
+                pending.task.id,
+                pending.run_id,
+                path,
+            )
+
+    # -- stopping -------------------------------------------------------------------------
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
+        them (recorded ``cancelled``). Waiting runs stay ``queued`` in the database and are
+        picked up by the next start."""
+        self._accepting = False
+        for handle, _ in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        self._heap.clear()
+        self._buffered.clear()
+        running = list(self._running.values())
+        if running:
+            logger.info(
+                "waiting up to %.1f s for %d running run(s) to finish", grace_seconds, len(running)
+            )
+            _, late = await asyncio.wait(running, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+        self._idle.set()
+
+
+def retry_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Delay before retry number ``attempt``: ``base * 2**(attempt-1)`` capped at ``cap``,
+    plus up to 25 % random jitter."""
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    return delay * (1 + random.uniform(0, 0.25))
+
+
+def _failure(exc: BaseException, prefix: str = "") -> _Outcome:
+    text = "".join(traceback.format_exception(exc))
+    return _Outcome(
+        RunStatus.FAILED,
+        error_type=type(exc).__name__,
+        error_message=prefix + (str(exc) or type(exc).__name__),
+        error_traceback=text[-_TRACEBACK_CHARS:],
+    )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _preview(text: str | None, limit: int = 120) -> str:
+    if not text:
+        return "(no output)"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

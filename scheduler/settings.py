@@ -1,0 +1,114 @@
+"""Settings: one typed object, read from ``SCHEDULER_*`` environment variables and ``.env``.
+
+Read it at the edge (``Settings()``) and pass it in; nothing deeper reads the environment.
+Every field is documented in ``.env.example`` with its default.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scheduler.models import OverlapPolicy, Priority
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Scheduler settings (environment prefix ``SCHEDULER_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEDULER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_ignore_empty=True,
+        validate_default=True,
+    )
+
+    # Where things are.
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; wins over db_path (e.g. postgresql+psycopg://...)",
+    )
+    db_path: Path = Field(default=Path("scheduler.db"), description="SQLite file when no URL")
+    graph: str = Field(
+        default="graph:graph", description="Graph target: 'module:attribute' or 'path.py:attribute'"
+    )
+    tasks_file: Path | None = Field(
+        default=Path("tasks.yaml"),
+        description="Tasks file main.py applies at start ('none': no file)",
+    )
+    tasks_file_removed: Literal["remove", "keep"] = Field(
+        default="remove",
+        description="What applying the tasks file does to tasks that came from it and left it",
+    )
+    timezone: str = Field(default="UTC", description="Default IANA zone for task schedules")
+
+    # Run policy defaults (a task's own field wins).
+    misfire_grace_seconds: float = Field(
+        default=3600, ge=0, description="Catch-up window for occurrences missed while down"
+    )
+    max_concurrent_runs: int = Field(default=100, ge=1, description="Runs in flight at once")
+    max_retries: int = Field(default=0, ge=0, description="Retries after a failed attempt")
+    retry_delay_seconds: float = Field(default=10, gt=0, description="First retry delay")
+    retry_max_delay_seconds: float = Field(default=600, gt=0, description="Retry delay cap")
+    timeout_seconds: float | None = Field(default=None, gt=0, description="Run timeout")
+    overlap: OverlapPolicy = Field(default=OverlapPolicy.SKIP, description="Overlap policy")
+    max_instances: int = Field(default=3, ge=1, description="Parallel runs with overlap=allow")
+    priority: Priority = Field(default=Priority.MEDIUM, description="Default priority")
+
+    # History.
+    history_max_runs: int = Field(
+        default=1000, ge=0, description="Run records kept per task (0 = no count limit)"
+    )
+    history_max_age_days: float = Field(
+        default=30, ge=0, description="Age after which run records are deleted (0 = never)"
+    )
+    output_max_chars: int = Field(default=2000, ge=0, description="Run output kept, in chars")
+
+    # Operation.
+    stop_grace_seconds: float = Field(
+        default=30, ge=0, description="How long stop() lets running runs finish"
+    )
+    poll_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often the scheduler looks for changes made elsewhere"
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=5, ge=0, description="How long SQLite waits for a lock before an error"
+    )
+    log_level: str = Field(default="INFO", description="Log level for main.py")
+
+    @field_validator("tasks_file", mode="before")
+    @classmethod
+    def _no_tasks_file(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("none", "off", ""):
+            return None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC'"
+            ) from None
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL to use: ``database_url``, else the SQLite file ``db_path``."""
+        if self.database_url:
+            return self.database_url
+        return sqlite_url(self.db_path)
+
+
+def sqlite_url(path: str | PathLike[str]) -> str:
+    """The SQLAlchemy URL of a SQLite file (absolute, so a ``chdir`` cannot move it)."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"

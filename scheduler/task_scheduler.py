@@ -1,0 +1,538 @@
+"""``TaskScheduler``: the public API for adding, changing, running and inspecting tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from datetime import UTC, datetime
+from os import PathLike
+from types import TracebackType
+from typing import Any
+
+from scheduler.codec import DefinitionError, decode, encode
+from scheduler.exceptions import (
+    RunNotFoundError,
+    SchedulerNotRunningError,
+    TaskExistsError,
+    TaskNotFoundError,
+    TaskNotRunnableError,
+)
+from scheduler.graphs import load_graph, resolve_callback
+from scheduler.models import RunStatus, TaskDefinition, TaskType
+from scheduler.records import RunRecord, RunTrigger, TaskInfo, TaskState, from_timestamp
+from scheduler.runner import PendingRun, new_run_id
+from scheduler.settings import Settings, sqlite_url
+from scheduler.store import DEFINITION_FORMAT, RunRow, Store, TaskRow, TaskStats, Transaction
+from scheduler.supervisor import Supervisor
+
+__all__ = ["TaskScheduler"]
+
+logger = logging.getLogger(__name__)
+
+API_SOURCE = "api"
+
+
+class TaskScheduler:
+    """Runs a LangGraph graph on cron, interval and one-time schedules.
+
+    Definitions, paused state, next run times and run history live in one database
+    (a SQLite file by default), so they survive restarts. Every method that changes or
+    reads tasks is safe to call from any thread, also while tasks fire.
+
+    Args:
+        persistent: Keep everything in a database file; False keeps it in memory.
+        db_path: The SQLite file (when ``persistent`` and no ``database_url``).
+        database_url: Any SQLAlchemy URL; wins over ``db_path``.
+        graph: The graph to invoke (anything with ``ainvoke``); default: the target in
+            ``settings.graph``, loaded at start.
+        settings: Settings (default: read from the environment and ``.env``).
+
+    Example:
+        >>> async with TaskScheduler(graph=graph) as scheduler:  # doctest: +SKIP
+        ...     scheduler.add_task(TaskDefinition(id="hi", interval_seconds=60, prompt="Hi"))
+    """
+
+    def __init__(
+        self,
+        persistent: bool = True,
+        db_path: str | PathLike[str] = "scheduler.db",
+        *,
+        database_url: str | None = None,
+        graph: Any = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        url = database_url or (sqlite_url(db_path) if persistent else "sqlite://")
+        self.store = Store(url, busy_timeout=self.settings.sqlite_busy_timeout_seconds)
+        self._graph_object = graph
+        self._graph_lock = threading.Lock()
+        self._supervisor: Supervisor | None = None
+        self._clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, graph: Any = None) -> TaskScheduler:
+        """A scheduler whose database comes from ``settings`` (``SCHEDULER_DATABASE_URL``
+        or ``SCHEDULER_DB_PATH``), as ``main.py`` and the CLI use it."""
+        settings = settings if settings is not None else Settings()
+        return cls(
+            db_path=settings.db_path,
+            database_url=settings.database_url,
+            graph=graph,
+            settings=settings,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start scheduling (call inside a running event loop).
+
+        Loads the graph, settles runs left by a crashed process, and starts firing. If
+        another process is already active on the same database, this one stands by and
+        takes over when that one stops (see :mod:`scheduler.leader`).
+        """
+        if self._supervisor is not None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise SchedulerNotRunningError(
+                "start() (inside a running event loop, e.g. from an async def)"
+            ) from None
+        self.store.setup()
+        self.graph()  # fail now, not at the first firing
+        supervisor = Supervisor(
+            store=self.store, settings=self.settings, graph=self.graph, clock=self._clock
+        )
+        supervisor.start()
+        self._supervisor = supervisor
+
+    async def stop(self, *, grace_seconds: float | None = None) -> None:
+        """Stop firing; let running runs finish for ``grace_seconds`` (default
+        ``settings.stop_grace_seconds``), then cancel the rest, recorded ``cancelled``.
+        Runs that had not started stay queued and run at the next start."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        grace = self.settings.stop_grace_seconds if grace_seconds is None else grace_seconds
+        await supervisor.stop(grace)
+        logger.info("scheduler stopped")
+
+    async def __aenter__(self) -> TaskScheduler:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped (active or standing by)."""
+        return self._supervisor is not None
+
+    @property
+    def active(self) -> bool:
+        """This process is the one firing tasks on its database."""
+        return self._supervisor is not None and self._supervisor.active
+
+    def graph(self) -> Any:
+        """The graph runs invoke (loaded from ``settings.graph`` on first use)."""
+        if self._graph_object is None:
+            with self._graph_lock:
+                if self._graph_object is None:
+                    self._graph_object = load_graph(self.settings.graph)
+        return self._graph_object
+
+    async def wait_idle(self) -> None:
+        """Wait until no run is queued or running in this process."""
+        if self._supervisor is None:
+            raise SchedulerNotRunningError("wait_idle()")
+        await self._supervisor.runner.wait_idle()
+
+    # -- changing tasks -------------------------------------------------------------------
+
+    def add_task(self, task: TaskDefinition, *, replace_existing: bool = True) -> TaskInfo:
+        """Add a task, or replace the one with the same id.
+
+        Replacing keeps the paused state, and keeps the next run time unless the schedule
+        changed.
+
+        Raises:
+            TaskExistsError: The id exists and ``replace_existing`` is False.
+            CallbackError: A callback path cannot be imported or is not callable.
+        """
+        self.add_tasks([task], replace_existing=replace_existing)
+        return self.get_task(task.id)
+
+    def add_tasks(self, tasks: Iterable[TaskDefinition], *, replace_existing: bool = True) -> None:
+        """Add or replace many tasks in one transaction: all of them, or none."""
+        prepared = [self.prepare_task(task) for task in tasks]
+        ids = [task.id for task in prepared]
+        if len(set(ids)) != len(ids):
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"task ids appear more than once: {', '.join(duplicates)}")
+        with self.store.transaction() as tx:
+            self.put_tasks(tx, prepared, source=API_SOURCE, replace_existing=replace_existing)
+            tx.bump_revision()
+        self.notify_changed()
+
+    def put_tasks(
+        self,
+        tx: Transaction,
+        tasks: Collection[TaskDefinition],
+        *,
+        source: str,
+        replace_existing: bool = True,
+    ) -> None:
+        """Write prepared tasks inside ``tx`` (for the tasks file and the CLI)."""
+        now = self._clock()
+        existing = tx.get_tasks(task.id for task in tasks)
+        inserts: list[TaskRow] = []
+        updates: list[TaskRow] = []
+        for task in tasks:
+            old = existing.get(task.id)
+            if old is not None and not replace_existing:
+                raise TaskExistsError(task.id)
+            row = self._row_for(task, old, now, source)
+            (updates if old is not None else inserts).append(row)
+        tx.insert_tasks(inserts)
+        tx.update_tasks(updates)
+
+    def remove_task(self, task_id: str) -> None:
+        """Remove a task. Its history stays; its runs that have not started are cancelled.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        with self.store.transaction() as tx:
+            if not tx.delete_tasks([task_id]):
+                raise TaskNotFoundError(task_id)
+            tx.bump_revision()
+        self.notify_changed(removed=[task_id])
+
+    def pause_task(self, task_id: str) -> TaskInfo:
+        """Stop a task from firing until :meth:`resume_task`.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        with self.store.transaction() as tx:
+            row = self._row_or_raise(tx, task_id)
+            if not self._completed(row):
+                row.paused = True
+                row.next_run_time = None
+                row.updated_at = self._clock()
+                tx.update_tasks([row])
+                tx.bump_revision()
+        self.notify_changed()
+        return self.get_task(task_id)
+
+    def resume_task(self, task_id: str) -> TaskInfo:
+        """Let a paused or disabled task fire again, from its next occurrence.
+
+        A paused one-time task whose time passed while paused runs at once if it is still
+        inside the catch-up window, and is recorded ``missed`` otherwise.
+
+        Raises:
+            TaskNotFoundError: No such task.
+            TaskNotRunnableError: Its stored definition cannot be loaded.
+        """
+        with self.store.transaction() as tx:
+            row = self._row_or_raise(tx, task_id)
+            task = self._decode_or_raise(row)
+            if row.paused or not task.enabled:
+                if not task.enabled:
+                    task = task.model_copy(update={"enabled": True})
+                    row.definition = encode(task)
+                now = self._clock()
+                row.paused = False
+                row.next_run_time = self.first_run_time(task, anchor=row.anchor, now=now)
+                row.updated_at = now
+                tx.update_tasks([row])
+                tx.bump_revision()
+        self.notify_changed()
+        return self.get_task(task_id)
+
+    def run_task_now(self, task_id: str) -> str:
+        """Queue a run of the task now, whatever its schedule or paused state; returns the
+        run id. The active scheduler starts it (also one in another process)."""
+        now = self._clock()
+        run_id = new_run_id()
+        with self.store.transaction() as tx:
+            row = self._row_or_raise(tx, task_id)
+            task = self._decode_or_raise(row)
+            tx.insert_runs(
+                [
+                    RunRow(
+                        id=run_id,
+                        task_id=task_id,
+                        scheduled_for=now,
+                        queued_at=now,
+                        status=RunStatus.QUEUED.value,
+                        trigger=RunTrigger.MANUAL.value,
+                    )
+                ]
+            )
+            tx.bump_revision()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active:
+            pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL)
+            self._on_loop(supervisor.runner.submit, pending)
+        logger.info("task %s run %s requested", task_id, run_id)
+        return run_id
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get_task(self, task_id: str) -> TaskInfo:
+        """One task with its state, next run and latest run.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        self._flush()
+        row = self.store.get_task(task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        stats = self.store.task_stats(task_id).get(task_id, TaskStats())
+        return _task_info(row, stats)
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """Every task, by id; rows that cannot be loaded are listed with ``state='error'``."""
+        self._flush()
+        stats = self.store.task_stats()
+        empty = TaskStats()
+        return [_task_info(row, stats.get(row.id, empty)) for row in self.store.list_tasks()]
+
+    def list_runs(
+        self,
+        task_id: str | None = None,
+        *,
+        status: RunStatus | str | Collection[RunStatus | str] | None = None,
+        limit: int | None = 50,
+    ) -> list[RunRecord]:
+        """Run records, newest first, optionally of one task and/or some statuses."""
+        statuses: list[str] = []
+        if isinstance(status, str):
+            statuses = [RunStatus(status).value]
+        elif status is not None:
+            statuses = [RunStatus(s).value for s in status]
+        self._flush()
+        rows = self.store.list_runs(task_id=task_id, statuses=statuses, limit=limit)
+        return [_run_record(row) for row in rows]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run record.
+
+        Raises:
+            RunNotFoundError: No such run.
+        """
+        self._flush()
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(run_id)
+        return _run_record(row)
+
+    async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
+        """Wait until a run reaches a final status, and return it.
+
+        Raises:
+            TimeoutError: It did not finish within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                record = await asyncio.to_thread(self.get_run, run_id)
+                if record.status.is_final:
+                    return record
+                await asyncio.sleep(0.05)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def prepare_task(self, task: TaskDefinition) -> TaskDefinition:
+        """Check a task's callbacks import, and fill its time zone from the settings.
+
+        Raises:
+            CallbackError: A callback path cannot be imported or is not callable.
+        """
+        if not isinstance(task, TaskDefinition):
+            raise TypeError(f"expected a TaskDefinition, got {type(task).__name__}")
+        task = task.with_timezone(self.settings.timezone)
+        for field in ("result_callback", "on_failure_callback"):
+            path = getattr(task, field)
+            if path:
+                resolve_callback(path, field=field)
+        return task
+
+    def first_run_time(self, task: TaskDefinition, *, anchor: float, now: float) -> float | None:
+        """The first fire time of ``task`` at or after ``now`` (a one-time task's own time,
+        even if past: the dispatcher then runs it or records it missed)."""
+        trigger = task.build_trigger(
+            anchor=datetime.fromtimestamp(anchor, UTC), default_timezone=self.settings.timezone
+        )
+        moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
+        return moment.timestamp() if moment is not None else None
+
+    def _row_for(
+        self, task: TaskDefinition, old: TaskRow | None, now: float, source: str
+    ) -> TaskRow:
+        previous: TaskDefinition | None = None
+        if old is not None:
+            try:
+                previous = decode(old)
+            except DefinitionError:
+                previous = None
+        paused = old.paused if old is not None else False
+        unchanged = (
+            old is not None
+            and previous is not None
+            and previous.schedule_key() == task.schedule_key()
+            and previous.enabled == task.enabled
+        )
+        if unchanged:
+            assert old is not None
+            anchor, next_run = old.anchor, old.next_run_time
+        else:
+            anchor = now
+            next_run = None
+            if task.enabled and not paused:
+                next_run = self.first_run_time(task, anchor=now, now=now)
+            self._warn_if_past(task, next_run, now)
+        return TaskRow(
+            id=task.id,
+            definition=encode(task),
+            format=DEFINITION_FORMAT,
+            next_run_time=next_run,
+            paused=paused,
+            anchor=anchor,
+            source=source,
+            created_at=old.created_at if old is not None else now,
+            updated_at=now,
+        )
+
+    def _warn_if_past(self, task: TaskDefinition, next_run: float | None, now: float) -> None:
+        if task.task_type is not TaskType.ONE_TIME or next_run is None:
+            return
+        grace = task.misfire_grace_seconds
+        if grace is None:
+            grace = self.settings.misfire_grace_seconds
+        if now - next_run > grace:
+            logger.warning(
+                "task %s: run_at %s is older than the catch-up window (%g s); it will be "
+                "recorded as missed",
+                task.id,
+                from_timestamp(next_run),
+                grace,
+            )
+
+    @staticmethod
+    def _completed(row: TaskRow) -> bool:
+        if row.paused or row.next_run_time is not None:
+            return False
+        try:
+            return decode(row).enabled
+        except DefinitionError:
+            return False
+
+    @staticmethod
+    def _row_or_raise(tx: Transaction, task_id: str) -> TaskRow:
+        row = tx.get_task(task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return row
+
+    @staticmethod
+    def _decode_or_raise(row: TaskRow) -> TaskDefinition:
+        try:
+            return decode(row)
+        except DefinitionError as exc:
+            raise TaskNotRunnableError(row.id, str(exc)) from exc
+
+    def notify_changed(self, *, removed: Iterable[str] = ()) -> None:
+        """Tell the running scheduler that tasks changed (and which were removed)."""
+        supervisor = self._supervisor
+        if supervisor is None or not supervisor.active:
+            return
+        for task_id in removed:
+            self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
+        supervisor.dispatcher.wakeup()
+
+    def _flush(self) -> None:
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.run_log.flush()
+
+    def _on_loop(self, function: Callable[..., Any], *args: Any) -> None:
+        """Call ``function`` on the scheduler's event loop (now, if already on it)."""
+        supervisor = self._supervisor
+        if supervisor is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is supervisor.loop:
+            function(*args)
+        else:
+            supervisor.loop.call_soon_threadsafe(function, *args)
+
+
+def _task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
+    definition: TaskDefinition | None = None
+    error: str | None = None
+    try:
+        definition = decode(row)
+    except DefinitionError as exc:
+        error = str(exc)
+    if definition is None:
+        state = TaskState.ERROR
+    elif row.paused:
+        state = TaskState.PAUSED
+    elif not definition.enabled:
+        state = TaskState.DISABLED
+    elif row.next_run_time is None:
+        state = TaskState.COMPLETED
+    else:
+        state = TaskState.ACTIVE
+    name = definition.name if definition is not None else row.id
+    return TaskInfo(
+        id=row.id,
+        name=name,
+        state=state,
+        next_run=from_timestamp(row.next_run_time) if state is TaskState.ACTIVE else None,
+        paused=row.paused,
+        definition=definition,
+        source=row.source,
+        created_at=datetime.fromtimestamp(row.created_at, UTC),
+        updated_at=datetime.fromtimestamp(row.updated_at, UTC),
+        last_run=from_timestamp(stats.last_run_at),
+        last_status=RunStatus(stats.last_status) if stats.last_status else None,
+        last_error=stats.last_error,
+        run_count=stats.run_count,
+        error=error,
+    )
+
+
+def _run_record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        task_id=row.task_id,
+        status=RunStatus(row.status),
+        scheduled_for=datetime.fromtimestamp(row.scheduled_for, UTC),
+        queued_at=datetime.fromtimestamp(row.queued_at, UTC),
+        started_at=from_timestamp(row.started_at),
+        finished_at=from_timestamp(row.finished_at),
+        attempt=row.attempt,
+        occurrences=row.occurrences,
+        trigger=RunTrigger(row.trigger),
+        thread_id=row.thread_id,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        error_traceback=row.error_traceback,
+        output=row.output,
+    )

@@ -1,0 +1,61 @@
+"""A scheduler process for tests that need a real second process (restarts, kill -9,
+two processes on one file).
+
+    python -m tests.child DB add JSON      add task definitions (a JSON list), then exit
+    python -m tests.child DB pause ID      pause a task, then exit
+    python -m tests.child DB list          print list_tasks() as JSON, then exit
+    python -m tests.child DB serve SECONDS run the scheduler (graph: tests.graphs:graph)
+
+``serve`` prints ``active`` or ``standby`` once started, then runs until SECONDS pass or
+SIGTERM arrives, then stops gracefully and prints ``stopped``. Settings come from
+``SCHEDULER_*`` variables, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from scheduler import Settings, TaskDefinition, TaskScheduler
+from tests import graphs
+
+
+async def serve(scheduler: TaskScheduler, seconds: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    scheduler.start()
+    print("active" if scheduler.active else "standby", flush=True)
+    reported = scheduler.active
+    deadline = loop.time() + seconds
+    while not stop.is_set() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        if scheduler.active and not reported:
+            print("active", flush=True)
+            reported = True
+    await scheduler.stop()
+    print("stopped", flush=True)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    db, command, *rest = sys.argv[1:]
+    settings = Settings(_env_file=None)
+    scheduler = TaskScheduler(db_path=db, graph=graphs.graph, settings=settings)
+    if command == "add":
+        scheduler.add_tasks(TaskDefinition.model_validate(d) for d in json.loads(rest[0]))
+    elif command == "pause":
+        scheduler.pause_task(rest[0])
+    elif command == "list":
+        print(json.dumps([t.to_dict() for t in scheduler.list_tasks()]))
+    elif command == "serve":
+        asyncio.run(serve(scheduler, float(rest[0])))
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main()

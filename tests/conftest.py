@@ -1,0 +1,105 @@
+"""Shared fixtures: settings isolated from the environment, a scheduler factory on a real
+SQLite file, a helper to wait for conditions, and the PostgreSQL URL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler import Settings, TaskScheduler
+from tests import graphs
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get(
+    "SCHEDULER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("SCHEDULER_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings that ignore ``.env`` and the caller's environment defaults."""
+    values: dict[str, Any] = {
+        "poll_interval_seconds": 0.1,
+        "stop_grace_seconds": 2,
+        "tasks_file": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+SchedulerFactory = Callable[..., TaskScheduler]
+
+
+@pytest.fixture
+async def make_scheduler(tmp_path: Path) -> AsyncIterator[SchedulerFactory]:
+    """Build schedulers on a SQLite file in ``tmp_path``; stopped after the test."""
+    created: list[TaskScheduler] = []
+
+    def make(
+        *,
+        db: str = "scheduler.db",
+        graph: Any = graphs.graph,
+        persistent: bool = True,
+        **overrides: Any,
+    ) -> TaskScheduler:
+        scheduler = TaskScheduler(
+            persistent, tmp_path / db, graph=graph, settings=make_settings(**overrides)
+        )
+        created.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in created:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.store.close()
+
+
+async def eventually(
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A reachable PostgreSQL URL; skips (or fails in CI) when there is none."""
+    try:
+        import psycopg
+
+        dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, connect_timeout=3):
+            pass
+    except Exception as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL required (SCHEDULER_TEST_REQUIRE_POSTGRES=1) but {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
+    return POSTGRES_URL
+
+
+PYTHON = sys.executable

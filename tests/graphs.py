@@ -1,0 +1,68 @@
+"""Real compiled LangGraph graphs for the tests, driven by the prompt.
+
+The prompt is a command: ``fail`` raises, ``hang`` never returns, ``sleep:1.5`` sleeps then
+answers, ``fail-until:N`` fails the first N-1 calls of a thread-less task and then succeeds
+(counted in a file named by the task's metadata ``counter``), anything else is echoed. Each
+answer says what the node saw (prompt, thread id, metadata), so tests assert on real calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+
+
+class CommandError(RuntimeError):
+    """Raised by the graph when told to fail."""
+
+
+def _count_call(counter: Path) -> int:
+    calls = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(calls))
+    return calls
+
+
+async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+    prompt = str(state["messages"][-1].content)
+    metadata = config.get("metadata", {})
+    if prompt == "fail":
+        raise CommandError("failing on command")
+    if prompt == "hang":
+        await asyncio.Event().wait()
+    if prompt.startswith("sleep:"):
+        await asyncio.sleep(float(prompt.split(":", 1)[1]))
+    if prompt.startswith("fail-until:"):
+        calls = _count_call(Path(str(metadata["counter"])))
+        if calls < int(prompt.split(":", 1)[1]):
+            raise CommandError(f"failing call {calls}")
+    seen = {
+        "prompt": prompt,
+        "thread_id": config.get("configurable", {}).get("thread_id"),
+        "task_id": metadata.get("task_id"),
+        "run_id": metadata.get("run_id"),
+        "scheduled_for": metadata.get("scheduled_for"),
+        "tags": config.get("tags"),
+        "turns": sum(1 for m in state["messages"] if m.type == "human"),
+        "metadata": {
+            k: v for k, v in metadata.items() if not k.startswith(("langgraph_", "checkpoint_"))
+        },
+    }
+    return {"messages": [AIMessage(json.dumps(seen, sort_keys=True))]}
+
+
+def build(checkpointer: Any = None) -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("behave", behave)
+    builder.add_edge(START, "behave")
+    return builder.compile(checkpointer=checkpointer)
+
+
+graph = build()
+graph_with_memory = build(InMemorySaver())

@@ -1,0 +1,244 @@
+"""TaskDefinition: what it accepts (the classic recipe's fields included) and what it
+rejects, each rejection naming the field and the problem."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from scheduler import TaskDefinition, TaskType
+
+BASE: dict[str, Any] = {"id": "daily-report", "name": "Daily report", "prompt": "Report."}
+
+
+def build(**fields: Any) -> TaskDefinition:
+    return TaskDefinition(**{**BASE, **fields})
+
+
+def test_classic_recipe_fields_are_accepted() -> None:
+    task = TaskDefinition(
+        id="health-check",
+        name="Health Check",
+        task_type=TaskType.INTERVAL,
+        enabled=True,
+        prompt="Check the status of all monitored services.",
+        session_id="ops",
+        metadata={"channel": "ops"},
+        interval_seconds=300,
+        result_callback="tests.callbacks:collect",
+    )
+    assert task.thread_id == "ops"
+    assert task.session_id == "ops"
+    assert task.interval_seconds == 300
+    assert task.task_type is TaskType.INTERVAL
+
+
+def test_task_type_is_inferred_from_the_single_schedule_field() -> None:
+    assert build(cron_expression="0 9 * * *").task_type is TaskType.CRON
+    assert build(interval_seconds=5).task_type is TaskType.INTERVAL
+    assert build(run_at=datetime(2030, 1, 1, tzinfo=UTC)).task_type is TaskType.ONE_TIME
+
+
+def test_name_defaults_to_id_and_input_can_replace_prompt() -> None:
+    task = TaskDefinition(id="x", interval_seconds=5, input={"topic": "news"})
+    assert task.name == "x"
+    assert task.prompt is None
+    assert task.input == {"topic": "news"}
+
+
+def test_naive_datetimes_are_read_in_the_task_timezone() -> None:
+    task = build(run_at=datetime(2030, 3, 15, 14, 0), timezone="Europe/Paris")
+    assert task.run_at == datetime(2030, 3, 15, 14, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    unset = build(run_at=datetime(2030, 3, 15, 14, 0)).with_timezone("America/New_York")
+    assert unset.timezone == "America/New_York"
+    assert unset.run_at is not None and unset.run_at.utcoffset() is not None
+
+
+def test_definition_round_trips_through_json() -> None:
+    task = build(
+        cron_expression="0 9 * * 1-5",
+        timezone="Europe/Paris",
+        metadata={"a": [1, 2]},
+        input={"k": "v"},
+        start_date=datetime(2030, 1, 1, tzinfo=UTC),
+        max_retries=2,
+        priority="high",
+    )
+    again = TaskDefinition.model_validate_json(task.model_dump_json())
+    assert again == task
+    json.loads(task.model_dump_json())  # plain JSON, nothing pickled
+
+
+REJECTED = [
+    pytest.param(
+        {"cron_expression": "0 25 * * *"},
+        "cron_expression",
+        "hour 25 is out of range 0-23",
+        id="cron out of range",
+    ),
+    pytest.param(
+        {"cron_expression": "not cron"},
+        "cron_expression",
+        "expected 5 fields",
+        id="cron unparsable",
+    ),
+    pytest.param(
+        {"cron_expression": "0 9 * * 8"},
+        "cron_expression",
+        "day of week 8 is out of range 0-7",
+        id="weekday 8",
+    ),
+    pytest.param(
+        {"task_type": "cron", "interval_seconds": 60},
+        "interval_seconds",
+        "does not apply to task_type 'cron'",
+        id="field of another type",
+    ),
+    pytest.param(
+        {"task_type": "cron"},
+        "cron_expression",
+        "required when task_type is 'cron'",
+        id="cron missing",
+    ),
+    pytest.param(
+        {"task_type": "interval"},
+        "interval_seconds",
+        "required when task_type is 'interval'",
+        id="interval missing",
+    ),
+    pytest.param(
+        {"task_type": "one_time"},
+        "run_at",
+        "required when task_type is 'one_time'",
+        id="run_at missing",
+    ),
+    pytest.param(
+        {"task_type": "one_time", "run_at": "2030-01-01T00:00:00Z", "cron_expression": "* * * * *"},
+        "cron_expression",
+        "does not apply",
+        id="two schedules",
+    ),
+    pytest.param({"interval_seconds": 0}, "interval_seconds", "greater than 0", id="interval zero"),
+    pytest.param(
+        {"interval_seconds": -5}, "interval_seconds", "greater than 0", id="interval negative"
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "timezone": "Mars/Olympus"},
+        "timezone",
+        "unknown time zone 'Mars/Olympus'",
+        id="unknown timezone",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "prompt": "   "}, "prompt", "prompt is empty", id="blank prompt"
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "prompt": None},
+        "prompt",
+        "a prompt is required",
+        id="no prompt nor input",
+    ),
+    pytest.param({"interval_seconds": 5, "id": ""}, "id", "1-128 characters", id="empty id"),
+    pytest.param(
+        {"interval_seconds": 5, "id": "x" * 129}, "id", "1-128 characters", id="id too long"
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "id": "has space"}, "id", "got 'has space'", id="id with space"
+    ),
+    pytest.param({"interval_seconds": 5, "id": "a/b"}, "id", "got 'a/b'", id="id with slash"),
+    pytest.param(
+        {"interval_seconds": 5, "metadata": {"when": datetime(2030, 1, 1)}},
+        "metadata",
+        "JSON-serialisable",
+        id="metadata not json",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "metadata": {"x": float("nan")}},
+        "metadata",
+        "JSON-serialisable",
+        id="metadata nan",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "input": {"obj": object()}},
+        "input",
+        "JSON-serialisable",
+        id="input not json",
+    ),
+    pytest.param(
+        {
+            "interval_seconds": 5,
+            "start_date": "2030-01-02T00:00:00Z",
+            "end_date": "2030-01-01T00:00:00Z",
+        },
+        "end_date",
+        "is before start_date",
+        id="end before start",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "result_callback": "not a path!"},
+        "result_callback",
+        "is not a dotted path",
+        id="callback syntax",
+    ),
+    pytest.param(
+        {"run_at": "2030-01-01T00:00:00Z", "jitter_seconds": 5},
+        "task",
+        "applies to cron and interval tasks",
+        id="jitter on one_time",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "thread_id": "a", "session_id": "b"},
+        "task",
+        "differ",
+        id="thread and session differ",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "unknown_field": 1},
+        "unknown_field",
+        "Extra inputs are not permitted",
+        id="unknown field",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "max_retries": -1},
+        "max_retries",
+        "greater than or equal to 0",
+        id="negative retries",
+    ),
+    pytest.param(
+        {"interval_seconds": 5, "priority": "asap"},
+        "priority",
+        "'urgent', 'high', 'medium' or 'low'",
+        id="bad priority",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), REJECTED)
+def test_rejected(fields: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        build(**fields)
+    errors = caught.value.errors()
+    located = [e for e in errors if (".".join(str(p) for p in e["loc"]) or "task") == field]
+    assert located, f"no error located at {field!r}: {errors}"
+    assert any(message in e["msg"] for e in located), [e["msg"] for e in located]
+
+
+def test_next_run_times_is_pure_and_aware() -> None:
+    task = build(interval_seconds=90)
+    after = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    assert task.next_run_times(3, after=after) == [
+        datetime(2030, 1, 1, 12, 1, 30, tzinfo=UTC),
+        datetime(2030, 1, 1, 12, 3, tzinfo=UTC),
+        datetime(2030, 1, 1, 12, 4, 30, tzinfo=UTC),
+    ]
+    once = build(run_at=datetime(2030, 1, 1, 13, tzinfo=UTC))
+    assert once.next_run_times(5, after=after) == [datetime(2030, 1, 1, 13, tzinfo=UTC)]
+    assert once.next_run_times(5, after=datetime(2031, 1, 1, tzinfo=UTC)) == []
+    ending = build(
+        interval_seconds=3600, start_date=after, end_date=datetime(2030, 1, 1, 14, tzinfo=UTC)
+    )
+    assert len(ending.next_run_times(10, after=after)) == 2

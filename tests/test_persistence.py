@@ -1,0 +1,121 @@
+"""Restarts in a new process on the same SQLite file: definitions, paused state and next
+run times survive, and occurrences missed while down are run once (or recorded missed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def child(db: Path, *args: str, timeout: float = 60) -> str:
+    """Run ``python -m tests.child DB ...`` to completion and return its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEDULER_POLL_INTERVAL_SECONDS": "0.1"}
+    done = subprocess.run(
+        [PYTHON, "-m", "tests.child", str(db), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def listed(db: Path) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in json.loads(child(db, "list"))}
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def test_definitions_paused_state_and_next_runs_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "scheduler.db"
+    future = datetime.now(UTC) + timedelta(days=2)
+    tasks = [
+        {
+            "id": "cron",
+            "cron_expression": "0 9 * * 1-5",
+            "prompt": "p",
+            "timezone": "Europe/Paris",
+            "metadata": {"team": "ops"},
+            "priority": "high",
+        },
+        {"id": "interval", "interval_seconds": 3600, "prompt": "p"},
+        {"id": "once", "run_at": iso(future), "prompt": "p", "thread_id": "t-1"},
+        {"id": "off", "interval_seconds": 60, "prompt": "p", "enabled": False},
+    ]
+    child(db, "add", json.dumps(tasks))
+    child(db, "pause", "interval")
+    child(db, "serve", "1")  # a started scheduler in between must not change anything
+    first = listed(db)
+    child(db, "serve", "1")
+    second = listed(db)
+    assert second == first
+    assert first["cron"]["state"] == "active"
+    assert first["cron"]["definition"]["metadata"] == {"team": "ops"}
+    assert first["cron"]["definition"]["priority"] == "high"
+    assert first["interval"]["paused"] is True and first["interval"]["next_run"] is None
+    assert datetime.fromisoformat(first["once"]["next_run"]) == future
+    assert first["once"]["definition"]["thread_id"] == "t-1"
+    assert first["off"]["state"] == "disabled"
+    next_cron = datetime.fromisoformat(first["cron"]["next_run"]).astimezone(
+        __import__("zoneinfo").ZoneInfo("Europe/Paris")
+    )
+    assert (next_cron.hour, next_cron.minute) == (9, 0)
+
+
+def runs(db: Path) -> list[dict[str, Any]]:
+    import sqlite3
+
+    connection = sqlite3.connect(db)
+    connection.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in connection.execute("SELECT * FROM scheduler_runs ORDER BY id")]
+    finally:
+        connection.close()
+
+
+def test_occurrence_missed_while_down_runs_once_on_restart(tmp_path: Path) -> None:
+    db = tmp_path / "scheduler.db"
+    now = datetime.now(UTC)
+    due = now + timedelta(seconds=1)
+    tasks = [
+        # Both fall due while no process is running.
+        {"id": "once", "run_at": iso(due), "prompt": "catch up"},
+        {"id": "hourly", "interval_seconds": 3600, "start_date": iso(due), "prompt": "hourly"},
+        # Outside its catch-up window by the time the process starts: recorded missed.
+        {"id": "strict", "run_at": iso(due), "prompt": "p", "misfire_grace_seconds": 0.5},
+    ]
+    child(db, "add", json.dumps(tasks))
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 2.0)
+    started = datetime.now(UTC)
+    child(db, "serve", "2")
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for run in runs(db):
+        by_task.setdefault(run["task_id"], []).append(run)
+    for task_id in ("once", "hourly"):
+        [run] = by_task[task_id]
+        assert run["status"] == "succeeded"
+        assert run["scheduled_for"] == pytest.approx(due.timestamp(), abs=1e-3)
+        assert run["started_at"] >= started.timestamp()
+        assert run["occurrences"] == 1
+    [missed] = by_task["strict"]
+    assert missed["status"] == "missed"
+    assert "outside the catch-up window of 0.5 s" in missed["error_message"]
+    after = listed(db)
+    assert after["once"]["state"] == "completed"
+    assert datetime.fromisoformat(after["hourly"]["next_run"]) == due + timedelta(hours=1)

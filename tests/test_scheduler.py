@@ -1,0 +1,291 @@
+"""TaskScheduler in one process, on a real SQLite file and a real compiled graph: firing,
+callbacks, pause / resume / remove / run now / disabled, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from scheduler import (
+    CallbackError,
+    RunStatus,
+    TaskDefinition,
+    TaskExistsError,
+    TaskNotFoundError,
+    TaskState,
+)
+from tests import callbacks, graphs
+from tests.conftest import SchedulerFactory, eventually
+
+
+def soon(seconds: float = 0.3) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def seen(output: str | None) -> dict[str, Any]:
+    assert output is not None
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+async def test_a_firing_invokes_the_graph_with_prompt_thread_and_metadata(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    at = soon()
+    scheduler.add_task(
+        TaskDefinition(
+            id="report",
+            name="Report",
+            run_at=at,
+            prompt="Write the report.",
+            metadata={"team": "ops"},
+        )
+    )
+    runs = await eventually(lambda: scheduler.list_runs("report", status="succeeded"))
+    run = runs[0]
+    got = seen(run.output)
+    assert got["prompt"] == "Write the report."
+    assert got["task_id"] == "report"
+    assert got["run_id"] == run.id
+    assert got["tags"] == ["scheduler"]
+    assert got["metadata"]["team"] == "ops"
+    assert got["metadata"]["task_name"] == "Report"
+    assert datetime.fromisoformat(got["scheduled_for"]) == at
+    assert got["thread_id"] == run.thread_id  # a fresh thread for the run
+    assert run.scheduled_for == at
+    assert run.started_at is not None and run.started_at >= at
+    assert scheduler.get_task("report").state is TaskState.COMPLETED
+
+
+async def test_a_thread_id_continues_the_conversation(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(graph=graphs.build(graphs.InMemorySaver()))
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="chat", interval_seconds=3600, prompt="hello", thread_id="conv-1")
+    )
+    first = await scheduler.wait_for_run(scheduler.run_task_now("chat"), timeout=10)
+    second = await scheduler.wait_for_run(scheduler.run_task_now("chat"), timeout=10)
+    assert (seen(first.output)["turns"], seen(second.output)["turns"]) == (1, 2)
+    assert first.thread_id == second.thread_id == "conv-1"
+
+
+async def test_fresh_thread_per_run_when_no_thread_id(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(graph=graphs.build(graphs.InMemorySaver()))
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hello"))
+    first = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+    second = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+    assert first.thread_id != second.thread_id
+    assert seen(second.output)["turns"] == 1
+
+
+@pytest.mark.parametrize("path", ["tests.callbacks:collect", "tests.callbacks.collect_sync"])
+async def test_result_callback_receives_task_and_result(
+    make_scheduler: SchedulerFactory, path: str
+) -> None:
+    callbacks.received.clear()
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="cb", interval_seconds=3600, prompt="ping", result_callback=path)
+    )
+    run = await scheduler.wait_for_run(scheduler.run_task_now("cb"), timeout=10)
+    assert run.status is RunStatus.SUCCEEDED
+    [(task_id, result)] = callbacks.received
+    assert task_id == "cb"
+    assert seen(result["messages"][-1].content)["prompt"] == "ping"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("tests.nowhere:collect", "result_callback 'tests.nowhere:collect': cannot import"),
+        ("tests.callbacks:missing", "has no 'missing'"),
+        ("tests.callbacks:not_callable", "is a int, not callable"),
+    ],
+)
+async def test_bad_callback_is_rejected_by_add_task_and_nothing_is_written(
+    make_scheduler: SchedulerFactory, path: str, message: str
+) -> None:
+    scheduler = make_scheduler()
+    good = TaskDefinition(id="good", interval_seconds=60, prompt="p")
+    bad = TaskDefinition(id="bad", interval_seconds=60, prompt="p", result_callback=path)
+    with pytest.raises(CallbackError, match=message):
+        scheduler.add_tasks([good, bad])
+    assert scheduler.list_tasks() == []
+
+
+async def test_graph_and_callback_errors_are_recorded_and_do_not_stop_the_scheduler(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="broken-graph", interval_seconds=0.3, prompt="fail"),
+            TaskDefinition(
+                id="broken-callback",
+                interval_seconds=0.3,
+                prompt="p",
+                result_callback="tests.callbacks:explode",
+            ),
+            TaskDefinition(id="healthy", interval_seconds=0.3, prompt="p"),
+        ]
+    )
+    await eventually(lambda: len(scheduler.list_runs("healthy", status="succeeded")) >= 3)
+    graph_failure = scheduler.list_runs("broken-graph", status="failed")[0]
+    assert graph_failure.error_type == "CommandError"
+    assert graph_failure.error_message == "failing on command"
+    assert "CommandError" in (graph_failure.error_traceback or "")
+    callback_failure = scheduler.list_runs("broken-callback", status="failed")[0]
+    assert "result_callback tests.callbacks:explode failed" in (
+        callback_failure.error_message or ""
+    )
+    assert callback_failure.output is not None  # the graph's answer is kept
+
+
+async def test_pause_resume_remove(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.2, prompt="p"))
+    await eventually(lambda: scheduler.list_runs("tick", status="succeeded"))
+    paused = scheduler.pause_task("tick")
+    assert (paused.state, paused.paused, paused.next_run) == (TaskState.PAUSED, True, None)
+    await scheduler.wait_idle()
+    count = len(scheduler.list_runs("tick", limit=None))
+    await asyncio.sleep(0.8)
+    assert len(scheduler.list_runs("tick", limit=None)) == count
+    resumed = scheduler.resume_task("tick")
+    assert resumed.state is TaskState.ACTIVE and resumed.next_run is not None
+    await eventually(lambda: len(scheduler.list_runs("tick", limit=None)) > count)
+    scheduler.remove_task("tick")
+    with pytest.raises(TaskNotFoundError):
+        scheduler.get_task("tick")
+    await scheduler.wait_idle()
+    count = len(scheduler.list_runs("tick", limit=None))
+    await asyncio.sleep(0.8)
+    assert len(scheduler.list_runs("tick", limit=None)) == count  # history kept, no new runs
+
+
+async def test_run_now_works_on_paused_tasks(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="later", cron_expression="0 0 1 1 *", prompt="p"))
+    scheduler.pause_task("later")
+    run = await scheduler.wait_for_run(scheduler.run_task_now("later"), timeout=10)
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.trigger.value == "manual"
+    assert scheduler.get_task("later").state is TaskState.PAUSED
+
+
+async def test_disabled_task_is_listed_but_never_fires_until_resumed(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="off", interval_seconds=0.2, prompt="p", enabled=False))
+    info = scheduler.get_task("off")
+    assert (info.state, info.next_run, info.paused) == (TaskState.DISABLED, None, False)
+    await asyncio.sleep(0.8)
+    assert scheduler.list_runs("off") == []
+    resumed = scheduler.resume_task("off")
+    assert resumed.state is TaskState.ACTIVE
+    assert resumed.definition is not None and resumed.definition.enabled
+    await eventually(lambda: scheduler.list_runs("off", status="succeeded"))
+
+
+@pytest.mark.parametrize(
+    "method", ["get_task", "remove_task", "pause_task", "resume_task", "run_task_now"]
+)
+async def test_unknown_id_raises_task_not_found(
+    make_scheduler: SchedulerFactory, method: str
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(TaskNotFoundError) as caught:
+        getattr(scheduler, method)("nope")
+    assert isinstance(caught.value, KeyError)
+    assert str(caught.value) == "no task with id 'nope'"
+
+
+async def test_replace_existing_false_refuses_and_true_updates(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=60, prompt="one"))
+    with pytest.raises(TaskExistsError, match="already exists"):
+        scheduler.add_task(
+            TaskDefinition(id="t", interval_seconds=60, prompt="two"), replace_existing=False
+        )
+    before = scheduler.get_task("t")
+    after = scheduler.add_task(TaskDefinition(id="t", interval_seconds=60, prompt="two"))
+    assert after.definition is not None and after.definition.prompt == "two"
+    assert after.next_run == before.next_run  # same schedule: next run kept
+    moved = scheduler.add_task(TaskDefinition(id="t", interval_seconds=120, prompt="two"))
+    assert moved.next_run is not None and before.next_run is not None
+    assert moved.next_run > before.next_run
+
+
+async def test_list_tasks_reports_state_next_run_and_definition(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(timezone="Europe/Paris")
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="a", cron_expression="0 9 * * 1-5", prompt="p"),
+            TaskDefinition(id="b", interval_seconds=60, prompt="p"),
+        ]
+    )
+    scheduler.pause_task("b")
+    listed = {t.id: t for t in scheduler.list_tasks()}
+    assert listed["a"].state is TaskState.ACTIVE
+    assert listed["a"].next_run is not None and listed["a"].next_run.tzinfo is not None
+    assert listed["a"].definition is not None and listed["a"].definition.timezone == "Europe/Paris"
+    assert listed["a"]["id"] == "a"  # the classic recipe's dict-style access still works
+    assert listed["b"].paused and listed["b"].next_run is None
+    local = listed["a"].next_run.astimezone(listed["a"].definition.zone())
+    assert (local.hour, local.minute, local.isoweekday() <= 5) == (9, 0, True)
+
+
+async def test_in_memory_scheduler_fires(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(persistent=False)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="m", interval_seconds=0.2, prompt="p"))
+    await eventually(lambda: scheduler.list_runs("m", status="succeeded"))
+    assert scheduler.store.is_memory
+
+
+async def test_job_rows_hold_json_never_a_pickle(
+    make_scheduler: SchedulerFactory, tmp_path: Any
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_task(
+        TaskDefinition(
+            id="row",
+            cron_expression="0 9 * * 1-5",
+            prompt="p",
+            metadata={"k": 1},
+            priority="high",
+            overlap="queue",
+        )
+    )
+    connection = sqlite3.connect(tmp_path / "scheduler.db")
+    try:
+        rows = connection.execute("SELECT * FROM scheduler_tasks").fetchall()
+        columns = [c[1] for c in connection.execute("PRAGMA table_info(scheduler_tasks)")]
+    finally:
+        connection.close()
+    assert len(rows) == 1
+    for value in rows[0]:
+        assert not isinstance(value, bytes), "a binary (pickled) column"
+    definition = json.loads(rows[0][columns.index("definition")])
+    assert definition["id"] == "row"
+    assert definition["cron_expression"] == "0 9 * * 1-5"
+    assert definition["priority"] == "high"
+    assert TaskDefinition.model_validate(definition).metadata == {"k": 1}
