@@ -1,0 +1,377 @@
+"""Schedules as people write them, turned into a task's explicit fields, and back into words.
+
+:func:`parse_schedule` reads one string (case-insensitive, extra whitespace ignored):
+
+* standard cron (``0 9 * * 1-5``) and the macros of :data:`scheduler.cron.MACROS`
+  (``@daily``), kept as written;
+* intervals: ``every 5 minutes``, ``every 2h``, ``every 1.5 hours``, ``every minute``; units
+  ``s sec secs second seconds``, ``m min mins minute minutes``, ``h hr hrs hour hours``,
+  ``d day days``, ``w week weeks``;
+* a time on some days, as cron: ``every day at 09:00``, ``daily at 9:30``, ``every monday at
+  8:30``, ``every mon,wed,fri at 7am``, ``mondays and fridays at 17:00``, ``weekdays at
+  18:00`` (``1-5``), ``weekends at 10:00`` (``0,6``); the time may also come first (``at
+  09:00 every day``). Times: ``09:00``, ``9:00``, ``9am``, ``9:15 pm``, ``noon``,
+  ``midnight``;
+* once: ``in 30 minutes`` (elapsed time from ``now``), ``at 2026-03-15 14:00``, ``on
+  2026-03-15 at 2pm``, ``today at 17:00``, ``tomorrow at 9:00`` and ISO 8601 datetimes.
+
+Decisions on ambiguous forms:
+
+* ``every day`` / ``every week`` / ``every hour`` alone are intervals counted from when the
+  task is added (86400 s, 604800 s, 3600 s), while the words ``hourly``, ``daily``,
+  ``weekly``, ``monthly`` and ``yearly`` alone are cron at midnight / minute 0:
+  ``0 * * * *``, ``0 0 * * *``, ``0 0 * * 0`` (Sunday), ``0 0 1 * *``, ``0 0 1 1 *``.
+* Day names without a time (``every monday``), a time without a day (``at 09:00``), a bare
+  hour (``every day at 9``), a date without a time and ``weekly at 09:00`` are rejected.
+* A weekly form needs ``every`` or plural day names: ``monday at 8:30`` is rejected.
+* An interval cannot have a time of day (``every 2 days at 09:00`` is rejected).
+* A one-time datetime without an offset is wall time in ``timezone``; one that does not
+  exist there (inside a spring-forward gap) is rejected, and a repeated one (fall-back)
+  means its first pass. One with an offset keeps it. A time not after ``now`` is rejected.
+
+Everything here is pure: the caller passes ``now``. :mod:`scheduler.wording` says a schedule
+in words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from scheduler.cron import CronError, parse_cron
+from scheduler.exceptions import ScheduleError
+from scheduler.models import TaskType
+
+__all__ = ["ACCEPTED_FORMS", "ParsedSchedule", "ScheduleError", "parse_schedule"]
+
+ACCEPTED_FORMS = ScheduleError.ACCEPTED_FORMS
+
+
+_UNITS: dict[str, int] = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "week", "weeks"), 604800),
+}
+_WORD_MACROS = {
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * 0",
+    "monthly": "0 0 1 * *",
+    "yearly": "0 0 1 1 *",
+}
+DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+_DAY_ABBREVIATIONS = {"tues": 2, "thur": 4, "thurs": 4} | {
+    name[:3]: number for number, name in enumerate(DAY_NAMES)
+}
+_DAY_GROUPS = {
+    "every day": "*",
+    "daily": "*",
+    "every weekday": "1-5",
+    "weekdays": "1-5",
+    "every weekend": "0,6",
+    "weekends": "0,6",
+}
+_AMOUNT = r"(?P<amount>[-+]?\d*\.?\d+)\s*(?P<unit>[a-z]+)"
+_CLOCK = r"noon|midnight|\d{1,2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
+_CLOCK_PARTS = re.compile(
+    r"^(?:(?P<word>noon|midnight)|(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?"
+    r"\s*(?:(?P<meridiem>[ap])\.?m\.?)?)$"
+)
+_TIME_HINT = "use HH:MM (09:00), 9am, 9:15 pm, noon or midnight"
+
+
+class _Rejected(Exception):
+    """Raised inside the parser; :func:`parse_schedule` adds the text and the forms."""
+
+
+@dataclass(frozen=True)
+class ParsedSchedule:
+    """The explicit fields of a task's schedule.
+
+    Attributes:
+        task_type: Which of the fields below is set.
+        cron_expression: Standard cron, for ``TaskType.CRON``.
+        interval_seconds: Seconds between runs (``int`` when whole), for ``TaskType.INTERVAL``.
+        run_at: Aware datetime, for ``TaskType.ONE_TIME``.
+    """
+
+    task_type: TaskType
+    cron_expression: str | None = None
+    interval_seconds: int | float | None = None
+    run_at: datetime | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The set fields and ``task_type``, to merge into a ``TaskDefinition``'s data."""
+        values = {
+            "task_type": self.task_type,
+            "cron_expression": self.cron_expression,
+            "interval_seconds": self.interval_seconds,
+            "run_at": self.run_at,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class _Context:
+    text: str  # stripped, inner whitespace collapsed, case kept
+    now: datetime  # in zone
+    zone: ZoneInfo
+
+
+def parse_schedule(text: str, *, now: datetime, timezone: str = "UTC") -> ParsedSchedule:
+    """Turn a schedule string into explicit task fields.
+
+    Args:
+        text: The schedule, e.g. ``every day at 09:00`` (see the module docstring).
+        now: Aware current time; relative forms (``in 30 minutes``, ``today``) count from it.
+        timezone: IANA zone in which wall-clock times in ``text`` are read.
+
+    Returns:
+        The parsed schedule.
+
+    Raises:
+        ScheduleError: The text is not an accepted form, is ambiguous or out of range, or
+            ``timezone`` is unknown.
+        ValueError: ``now`` is naive.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    collapsed = " ".join(text.split())
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(collapsed, f"unknown time zone {timezone!r}") from None
+    try:
+        return _parse(collapsed.lower(), _Context(collapsed, now.astimezone(zone), zone))
+    except _Rejected as exc:
+        raise ScheduleError(collapsed, str(exc)) from None
+
+
+def _parse(lowered: str, ctx: _Context) -> ParsedSchedule:
+    if not lowered:
+        raise _Rejected("the schedule is empty")
+    for pattern, handler in _FORMS:
+        match = pattern.match(lowered)
+        if match is not None:
+            return handler(match, ctx)
+    _unrecognised(lowered)
+
+
+# -- one function per form ----------------------------------------------------------------
+
+
+def _cron(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    try:
+        parse_cron(ctx.text)
+    except CronError as exc:
+        raise _Rejected(f"invalid cron expression: {exc}") from None
+    return ParsedSchedule(TaskType.CRON, cron_expression=ctx.text)
+
+
+def _word_macro(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    return ParsedSchedule(TaskType.CRON, cron_expression=_WORD_MACROS[match["word"]])
+
+
+def _every_amount(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    seconds = _seconds(match["amount"], match["unit"])
+    if seconds <= 0:
+        raise _Rejected(f"the interval must be greater than 0, got {match[0][6:]!r}")
+    return ParsedSchedule(TaskType.INTERVAL, interval_seconds=seconds)
+
+
+def _every_unit(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    if match["unit"] not in _UNITS:
+        _unrecognised(match[0])
+    return ParsedSchedule(TaskType.INTERVAL, interval_seconds=_UNITS[match["unit"]])
+
+
+def _in_duration(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    seconds = _seconds(match["amount"], match["unit"])
+    if seconds <= 0:
+        raise _Rejected(f"the delay must be greater than 0, got {match[0][3:]!r}")
+    try:
+        run_at = (ctx.now.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(ctx.zone)
+    except OverflowError:
+        raise _Rejected(f"{match[0][3:]!r} is too far in the future") from None
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=run_at)
+
+
+def _on_date(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    date_text, time_text = match["date"], match["time"]
+    if time_text is None:
+        raise _Rejected(f"a date alone is ambiguous; give a time, e.g. 'at {date_text} 09:00'")
+    try:
+        day = date.fromisoformat(date_text)
+    except ValueError as exc:
+        raise _Rejected(f"{date_text!r} is not a valid date ({exc})") from None
+    if _CLOCK_PARTS.match(time_text):
+        return _once(datetime.combine(day, _clock(time_text)), ctx)
+    try:
+        moment = datetime.fromisoformat(f"{date_text}T{time_text.upper()}")
+    except ValueError:
+        raise _Rejected(f"{time_text!r} is not a time; {_TIME_HINT}") from None
+    return _once(moment, ctx)
+
+
+def _today_or_tomorrow(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    day = ctx.now.date() + timedelta(days=1 if match["day"] == "tomorrow" else 0)
+    return _once(datetime.combine(day, _clock(match["time"])), ctx)
+
+
+def _time_first(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    return _parse(f"{match['rest']} at {match['time']}", ctx)
+
+
+def _days_at_time(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    weekdays = _weekdays(match["days"])
+    clock = _clock(match["time"])
+    return ParsedSchedule(
+        TaskType.CRON, cron_expression=f"{clock.minute} {clock.hour} * * {weekdays}"
+    )
+
+
+def _time_without_day(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
+    clock = _clock(match["time"])
+    raise _Rejected(
+        f"a time alone is ambiguous; say 'every day at {clock:%H:%M}' to repeat it or "
+        f"'today at {clock:%H:%M}' / 'tomorrow at {clock:%H:%M}' to run once"
+    )
+
+
+_Handler = Callable[[re.Match[str], _Context], ParsedSchedule]
+# Tried in order; the first pattern that matches the lowercased text decides.
+_FORMS: tuple[tuple[re.Pattern[str], _Handler], ...] = (
+    (re.compile(r"^@\S+$"), _cron),
+    (re.compile(r"^[\d*][\d*,/-]*(?:\s[\w*,/-]+){2,}$"), _cron),
+    (re.compile(r"^(?P<word>hourly|daily|weekly|monthly|yearly)$"), _word_macro),
+    (re.compile(rf"^in\s{_AMOUNT}$"), _in_duration),
+    (
+        re.compile(
+            r"^(?:(?:at|on)\s)?(?P<date>\d{4}-\d{2}-\d{2})(?:(?:\sat\s|\s|t)(?P<time>.+))?$"
+        ),
+        _on_date,
+    ),
+    (re.compile(r"^(?P<day>today|tomorrow)\sat\s(?P<time>.+)$"), _today_or_tomorrow),
+    (re.compile(rf"^at\s(?P<time>{_CLOCK})\s(?P<rest>[a-z].*)$"), _time_first),
+    (re.compile(r"^(?P<days>.+?)\sat\s(?P<time>.+)$"), _days_at_time),
+    (re.compile(rf"^every\s{_AMOUNT}$"), _every_amount),
+    (re.compile(r"^every\s(?P<unit>[a-z]+)$"), _every_unit),
+    (re.compile(r"^at\s(?P<time>.+)$"), _time_without_day),
+)
+
+
+# -- pieces ---------------------------------------------------------------------------------
+
+
+def _unrecognised(lowered: str) -> NoReturn:
+    try:
+        _weekdays(lowered)
+    except _Rejected:
+        pass
+    else:
+        raise _Rejected(f"add a time, e.g. '{lowered} at 09:00'")
+    if lowered == "every":
+        raise _Rejected("'every' needs an interval ('every 5 minutes') or days and a time")
+    if lowered.startswith("every "):
+        unit = lowered.split()[-1]
+        known = unit in _UNITS or not unit.isalpha()
+        hint = "write e.g. 'every 5 minutes'" if known else _unit_hint(unit)
+        raise _Rejected(f"unknown interval {lowered[6:]!r}; {hint}")
+    if lowered.startswith("in "):
+        raise _Rejected("expected 'in <number> <unit>', e.g. 'in 30 minutes'")
+    raise _Rejected("not a schedule this parser understands")
+
+
+def _unit_hint(unit: str) -> str:
+    return f"unit {unit!r} is not one of seconds, minutes, hours, days, weeks (or s, m, h, d, w)"
+
+
+def _seconds(amount: str, unit: str) -> int | float:
+    if unit not in _UNITS:
+        raise _Rejected(_unit_hint(unit))
+    seconds = Decimal(amount) * _UNITS[unit]
+    return int(seconds) if seconds == seconds.to_integral_value() else float(seconds)
+
+
+def _clock(text: str) -> time:
+    """Read ``09:00``, ``9am``, ``9:15 pm``, ``noon`` or ``midnight``."""
+    match = _CLOCK_PARTS.match(text)
+    if match is None:
+        raise _Rejected(f"{text!r} is not a time; {_TIME_HINT}")
+    if match["word"]:
+        return time(12 if match["word"] == "noon" else 0)
+    hour, minute = int(match["hour"]), int(match["minute"] or 0)
+    if minute > 59:
+        raise _Rejected(f"minute {minute} is out of range 0-59")
+    if match["meridiem"]:
+        if not 1 <= hour <= 12:
+            raise _Rejected(f"{text!r}: with am/pm the hour must be 1-12")
+        hour = hour % 12 + (12 if match["meridiem"] == "p" else 0)
+    elif match["minute"] is None:
+        raise _Rejected(f"{text!r} needs minutes or am/pm: write {hour:02}:00 or {hour}am/pm")
+    elif hour > 23:
+        raise _Rejected(f"hour {hour} is out of range 0-23")
+    return time(hour, minute)
+
+
+def _weekdays(phrase: str) -> str:
+    """The day-of-week cron field for ``every day``, ``weekdays``, ``every mon,fri`` ..."""
+    phrase = phrase.removeprefix("on ")
+    if phrase in _DAY_GROUPS:
+        return _DAY_GROUPS[phrase]
+    if re.match(r"^every\s[-+]?[\d.]", phrase):
+        raise _Rejected(
+            "an interval cannot have a time of day; use 'every day at 09:00' or a cron expression"
+        )
+    if phrase in _WORD_MACROS:
+        raise _Rejected(f"{phrase!r} with a time: say which days, e.g. 'every monday at 09:00'")
+    every = phrase.startswith("every ")
+    words = [w for w in re.split(r"[\s,&]+", phrase.removeprefix("every ")) if w != "and"]
+    days: set[int] = set()
+    for word in words:
+        singular = word.removesuffix("s") if word.endswith("days") else word
+        number = _DAY_ABBREVIATIONS.get(singular[:3] if singular in DAY_NAMES else singular)
+        if number is None:
+            raise _Rejected(
+                f"{word!r} is not a day; use 'every day', 'weekdays', 'weekends' or day names "
+                "such as 'every monday' or 'mondays and fridays'"
+            )
+        if not every and word == singular:
+            raise _Rejected(f"say 'every {phrase}' for a weekly schedule")
+        days.add(number)
+    if not days:
+        raise _Rejected("name at least one day")
+    return "*" if len(days) == 7 else ",".join(name_runs(sorted(days), str, "-"))
+
+
+def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
+    if moment.tzinfo is None:
+        wall = moment
+        moment = moment.replace(tzinfo=ctx.zone)
+        if moment.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall:
+            raise _Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
+    if moment <= ctx.now:
+        raise _Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=moment)
+
+
+def name_runs(values: Sequence[int], name: Callable[[int], str], through: str) -> list[str]:
+    """Name sorted values, writing three or more consecutive ones as ``first<through>last``."""
+    parts: list[str] = []
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or values[end] != values[end - 1] + 1:
+            run = values[start:end]
+            if len(run) >= 3:
+                parts.append(f"{name(run[0])}{through}{name(run[-1])}")
+            else:
+                parts.extend(name(value) for value in run)
+            start = end
+    return parts
