@@ -91,8 +91,8 @@ def runs(db: Path) -> list[dict[str, Any]]:
 
 def test_occurrence_missed_while_down_runs_once_on_restart(tmp_path: Path) -> None:
     db = tmp_path / "scheduler.db"
-    now = datetime.now(UTC)
-    due = now + timedelta(seconds=1)
+    # Far enough ahead that the tasks are added (a new process) before they fall due.
+    due = datetime.now(UTC) + timedelta(seconds=8)
     tasks = [
         # Both fall due while no process is running.
         {"id": "once", "run_at": iso(due), "prompt": "catch up"},
@@ -101,7 +101,10 @@ def test_occurrence_missed_while_down_runs_once_on_restart(tmp_path: Path) -> No
         {"id": "strict", "run_at": iso(due), "prompt": "p", "misfire_grace_seconds": 0.5},
     ]
     child(db, "add", json.dumps(tasks))
-    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 2.0)
+    before = listed(db)
+    for task_id in ("once", "hourly", "strict"):
+        assert datetime.fromisoformat(before[task_id]["next_run"]) == due
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 1.5)
     started = datetime.now(UTC)
     child(db, "serve", "2")
     by_task: dict[str, list[dict[str, Any]]] = {}
