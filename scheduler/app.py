@@ -1,4 +1,5 @@
-"""``python main.py``: run the agent with its scheduler until Ctrl+C or SIGTERM."""
+"""Running the scheduler as a program: ``python main.py`` (or ``python -m scheduler run``),
+and in a background thread of a program that is not asyncio."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
+from concurrent.futures import Future
+from typing import Any
 
 from scheduler.exceptions import SchedulerError
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import TasksFileError, apply_tasks_file
 
-__all__ = ["main", "serve"]
+__all__ = ["BackgroundService", "main", "serve", "start_in_background"]
 
 logger = logging.getLogger("scheduler")
 
@@ -27,8 +31,22 @@ def configure_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def _start(scheduler: TaskScheduler, settings: Settings) -> None:
+    """Start ``scheduler`` and apply the tasks file; log what is scheduled."""
+    scheduler.start()
+    if settings.tasks_file is not None and settings.tasks_file.exists():
+        apply_tasks_file(scheduler, settings.tasks_file, removed=settings.tasks_file_removed)
+    tasks = scheduler.list_tasks()
+    upcoming = sorted(
+        ((t.next_run, t.id) for t in tasks if t.next_run is not None), key=lambda pair: pair[0]
+    )
+    first = f"; next: {upcoming[0][1]} at {upcoming[0][0]:%H:%M:%S} UTC" if upcoming else ""
+    logger.info("scheduler running with %d task(s)%s", len(tasks), first)
+
+
 async def serve(settings: Settings) -> int:
-    """Start the scheduler, apply the tasks file, and run until a stop signal."""
+    """Start the scheduler, apply the tasks file, and run until SIGINT or SIGTERM; then stop
+    gracefully. A second signal cancels the runs still going."""
     scheduler = TaskScheduler.from_settings(settings)
     stopping = asyncio.Event()
     signals = 0
@@ -40,31 +58,39 @@ async def serve(settings: Settings) -> int:
             logger.info("%s received: stopping gracefully", signal.Signals(signum).name)
             stopping.set()
         else:
-            logger.warning("second signal: cancelling running runs now")
-            settings.stop_grace_seconds = 0
+            logger.warning("second signal: cancelling the runs still going")
+            scheduler.cancel_running_runs()
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    scheduler.start()
     try:
-        if settings.tasks_file is not None and settings.tasks_file.exists():
-            apply_tasks_file(scheduler, settings.tasks_file, removed=settings.tasks_file_removed)
-        tasks = scheduler.list_tasks()
-        upcoming = sorted((t for t in tasks if t.next_run), key=lambda t: t.next_run)  # type: ignore[arg-type, return-value]
-        first = (
-            f"; next: {upcoming[0].id} at {upcoming[0].next_run:%H:%M:%S} UTC" if upcoming else ""
-        )
-        logger.info("scheduler running with %d task(s)%s. Press Ctrl+C to stop.", len(tasks), first)
+        _start(scheduler, settings)
+        logger.info("press Ctrl+C to stop")
         await stopping.wait()
     finally:
         await scheduler.stop()
     return 0
 
 
-def main() -> int:
-    """Entry point of ``main.py``."""
+def load_settings(**defaults: Any) -> Settings:
+    """Settings from the environment and ``.env``; ``defaults`` (e.g. ``graph=
+    "agent.graph:graph"``, written by the scaffolder into ``main.py``) apply to the
+    settings that neither sets."""
     settings = Settings()
+    for name, value in defaults.items():
+        if name not in Settings.model_fields:
+            raise TypeError(f"unknown setting {name!r}")
+        if name not in settings.model_fields_set:
+            settings = settings.model_copy(update={name: value})
+    return Settings.model_validate(settings.model_dump())
+
+
+def main(**defaults: Any) -> int:
+    """Entry point of ``main.py``: exit status 0, 1 on a scheduler error, 2 on a bad tasks
+    file. ``defaults`` apply to settings the environment does not set (see
+    :func:`load_settings`)."""
+    settings = load_settings(**defaults)
     configure_logging(settings.log_level)
     try:
         return asyncio.run(serve(settings))
@@ -74,3 +100,65 @@ def main() -> int:
     except SchedulerError as exc:
         logger.error("%s", exc)
         return 1
+
+
+class BackgroundService:
+    """The scheduler on a thread of its own, with its own event loop, for programs that
+    are not asyncio (a CLI chat loop, a Flask app). ``start()`` returns once the scheduler
+    is running (or raises why it could not start); ``stop()`` stops it gracefully.
+
+    Args:
+        settings: Settings (default: read from the environment and ``.env``).
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.scheduler = TaskScheduler.from_settings(self.settings)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        started: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name="scheduler", daemon=True
+        )
+        self._thread.start()
+        started.result()
+
+    def _run(self, started: Future[None]) -> None:
+        asyncio.run(self._main(started))
+
+    async def _main(self, started: Future[None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            _start(self.scheduler, self.settings)
+        except BaseException as exc:
+            await self.scheduler.stop()
+            started.set_exception(exc)
+            return
+        started.set_result(None)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.scheduler.stop()
+
+    def stop(self) -> None:
+        """Stop gracefully (``SCHEDULER_STOP_GRACE_SECONDS``) and wait for the thread."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is None or stopping is None or thread is None or not thread.is_alive():
+            return
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join()
+
+
+def start_in_background(settings: Settings | None = None, **defaults: Any) -> BackgroundService:
+    """Start the scheduler (with the tasks file) in a background thread and return it;
+    call ``.stop()`` at exit. Logging is configured if the program has not done it.
+    ``defaults`` apply to settings the environment does not set."""
+    service = BackgroundService(settings if settings is not None else load_settings(**defaults))
+    if not logging.getLogger().handlers:
+        configure_logging(service.settings.log_level)
+    service.start()
+    return service

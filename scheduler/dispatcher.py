@@ -119,7 +119,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             next_time = self._store.next_run_time(exclude=self.broken.keys())
         except StorageError as exc:
             self._failures += 1
-            delay = min(5.0, 0.25 * 2.0**self._failures)
+            delay = min(2.0, 0.25 * 2.0**self._failures)
             if self._failures == 1:
                 logger.error(
                     "database error while dispatching due tasks: %s; retrying until it answers",
@@ -226,8 +226,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         )
         if pending.occurrences > 1:
             logger.info(
-                "task %s: %d occurrences missed while the scheduler was not running are "
-                "coalesced into run %s",
+                "task %s: %d occurrences came due while dispatching was held up (downtime or "
+                "a stall); coalesced into run %s",
                 task.id,
                 pending.occurrences,
                 pending.run_id,

@@ -7,6 +7,9 @@ built-in exception a caller would naturally catch (``TaskNotFoundError`` is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 
 class SchedulerError(Exception):
     """Root of every exception raised by this package."""
@@ -96,3 +99,16 @@ class ScheduleError(SchedulerError, ValueError):
         self.text = text
         self.reason = reason
         super().__init__(f"schedule {text!r}: {reason}; accepted forms: {self.ACCEPTED_FORMS}")
+
+
+class TasksFileError(SchedulerError, ValueError):
+    """A tasks file with problems; ``problems`` lists each as ``file:line: where: what``."""
+
+    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+        self.path = str(path)
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in {self.path}; nothing was applied:\n"
+            + "\n".join(f"  {p}" for p in self.problems)
+        )

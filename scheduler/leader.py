@@ -135,3 +135,14 @@ def leader_lock_for(store: Store) -> LeaderLock:
     if store.engine.dialect.name == "postgresql":
         return PostgresLeaderLock(store)
     return NoLeaderLock()
+
+
+def scheduler_is_active(store: Store) -> bool:
+    """Some process holds the leader lock of this database (a scheduler is running on it)."""
+    lock = leader_lock_for(store)
+    if isinstance(lock, NoLeaderLock):
+        return False
+    if lock.try_acquire():
+        lock.release()
+        return False
+    return True

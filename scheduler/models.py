@@ -116,6 +116,9 @@ class TaskDefinition(BaseModel):
     ``0 9 * * 1-5`` is Monday to Friday), ``interval_seconds``, or ``run_at``. ``task_type``
     may be left out when exactly one of them is given.
 
+    ``schedule`` accepts what people write instead (``every 5 minutes``, ``weekdays at
+    18:00``, ``in 30 minutes``, cron) and is stored as the explicit fields.
+
     Run-policy fields left as ``None`` take the scheduler's defaults (see ``Settings``).
     Naive datetimes are wall-clock times in ``timezone``; a scheduler fills an unset
     ``timezone`` with its default when the task is added.
@@ -160,10 +163,13 @@ class TaskDefinition(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _normalise(cls, data: Any) -> Any:
+    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if data.get("schedule") is not None:
+            data.update(_explicit_schedule(data, info.context or {}))
+        data.pop("schedule", None)
         if "thread_id" in data and "session_id" in data:
             thread_id, session_id = data.pop("thread_id"), data.pop("session_id")
             if thread_id != session_id:
@@ -382,6 +388,42 @@ class TaskDefinition(BaseModel):
             self.end_date,
             self.jitter_seconds,
         )
+
+
+def _explicit_schedule(data: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The explicit fields for ``data["schedule"]`` (``every 5 minutes``, ``0 9 * * 1-5``...).
+
+    Context keys: ``timezone`` (default zone), ``now``, ``allow_past`` (accept a past
+    one-time datetime), ``allow_relative`` (accept ``in 30 minutes``; a tasks file does not,
+    since it would mean another time at every apply).
+    """
+    from scheduler.exceptions import ScheduleError
+    from scheduler.schedules import parse_schedule
+
+    text = data["schedule"]
+    given = [f for f in _SCHEDULE_FIELDS.values() if data.get(f) is not None]
+    if given:
+        raise _error("schedule", f"give either schedule or {', '.join(given)}, not both")
+    if not isinstance(text, str):
+        raise _error("schedule", f"schedule must be a string, got {type(text).__name__}")
+    zone = data.get("timezone") or context.get("timezone") or "UTC"
+    now = context.get("now") or datetime.now(UTC)
+    try:
+        parsed = parse_schedule(
+            text, now=now, timezone=zone, allow_past=context.get("allow_past", False)
+        )
+    except ScheduleError as exc:
+        raise _error("schedule", str(exc)) from None
+    if parsed.relative and not context.get("allow_relative", True):
+        raise _error(
+            "schedule",
+            f"schedule {text!r} is relative to now, so it would mean another time at every "
+            "apply; write the date and time, e.g. 'at 2026-03-15 14:00'",
+        )
+    fields = parsed.fields()
+    if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
+        fields["timezone"] = zone  # the wall-clock times were read in this zone
+    return fields
 
 
 def _check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:

@@ -435,6 +435,11 @@ class Runner:
 
     # -- stopping -------------------------------------------------------------------------
 
+    def cancel_running(self) -> None:
+        """Cancel every run in flight (each records ``cancelled``)."""
+        for task in self._running.values():
+            task.cancel()
+
     async def stop(self, grace_seconds: float) -> None:
         """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
         them (recorded ``cancelled``). Waiting runs stay ``queued`` in the database and are

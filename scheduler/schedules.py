@@ -100,12 +100,15 @@ class ParsedSchedule:
         cron_expression: Standard cron, for ``TaskType.CRON``.
         interval_seconds: Seconds between runs (``int`` when whole), for ``TaskType.INTERVAL``.
         run_at: Aware datetime, for ``TaskType.ONE_TIME``.
+        relative: ``run_at`` was counted from ``now`` (``in 30 minutes``, ``tomorrow at
+            9:00``), so the same text means another time on another day.
     """
 
     task_type: TaskType
     cron_expression: str | None = None
     interval_seconds: int | float | None = None
     run_at: datetime | None = None
+    relative: bool = False
 
     def fields(self) -> dict[str, Any]:
         """The set fields and ``task_type``, to merge into a ``TaskDefinition``'s data."""
@@ -123,15 +126,20 @@ class _Context:
     text: str  # stripped, inner whitespace collapsed, case kept
     now: datetime  # in zone
     zone: ZoneInfo
+    allow_past: bool = False
 
 
-def parse_schedule(text: str, *, now: datetime, timezone: str = "UTC") -> ParsedSchedule:
+def parse_schedule(
+    text: str, *, now: datetime, timezone: str = "UTC", allow_past: bool = False
+) -> ParsedSchedule:
     """Turn a schedule string into explicit task fields.
 
     Args:
         text: The schedule, e.g. ``every day at 09:00`` (see the module docstring).
         now: Aware current time; relative forms (``in 30 minutes``, ``today``) count from it.
         timezone: IANA zone in which wall-clock times in ``text`` are read.
+        allow_past: Accept a one-time datetime that is not after ``now`` (a tasks file
+            keeps one-time tasks after their time has passed).
 
     Returns:
         The parsed schedule.
@@ -149,7 +157,8 @@ def parse_schedule(text: str, *, now: datetime, timezone: str = "UTC") -> Parsed
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(collapsed, f"unknown time zone {timezone!r}") from None
     try:
-        return _parse(collapsed.lower(), _Context(collapsed, now.astimezone(zone), zone))
+        context = _Context(collapsed, now.astimezone(zone), zone, allow_past)
+        return _parse(collapsed.lower(), context)
     except _Rejected as exc:
         raise ScheduleError(collapsed, str(exc)) from None
 
@@ -200,7 +209,7 @@ def _in_duration(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
         run_at = (ctx.now.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(ctx.zone)
     except OverflowError:
         raise _Rejected(f"{match[0][3:]!r} is too far in the future") from None
-    return ParsedSchedule(TaskType.ONE_TIME, run_at=run_at)
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=run_at, relative=True)
 
 
 def _on_date(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
@@ -222,7 +231,8 @@ def _on_date(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
 
 def _today_or_tomorrow(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     day = ctx.now.date() + timedelta(days=1 if match["day"] == "tomorrow" else 0)
-    return _once(datetime.combine(day, _clock(match["time"])), ctx)
+    parsed = _once(datetime.combine(day, _clock(match["time"])), ctx)
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=parsed.run_at, relative=True)
 
 
 def _time_first(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
@@ -357,7 +367,7 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
         moment = moment.replace(tzinfo=ctx.zone)
         if moment.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall:
             raise _Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
-    if moment <= ctx.now:
+    if moment <= ctx.now and not ctx.allow_past:
         raise _Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
     return ParsedSchedule(TaskType.ONE_TIME, run_at=moment)
 

@@ -44,11 +44,13 @@ class Supervisor:
         store: Store,
         settings: Settings,
         graph: Callable[[], Any],
+        prune: Callable[[], int],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.prune = prune
         self.loop = asyncio.get_running_loop()
         self.run_log = RunLog(store)
         self.runner = Runner(settings=settings, run_log=self.run_log, graph=graph, clock=clock)
@@ -272,16 +274,8 @@ class Supervisor:
             )
 
     async def _prune(self) -> None:
-        days = self.settings.history_max_age_days
-        older_than = self.clock() - days * 86400 if days else None
-        keep = self.settings.history_max_runs
-
-        def prune() -> int:
-            with self.store.transaction() as tx:
-                return tx.prune_runs(keep_per_task=keep, older_than=older_than)
-
         try:
-            deleted = await asyncio.to_thread(prune)
+            deleted = await asyncio.to_thread(self.prune)
         except StorageError as exc:
             logger.warning("could not prune run history: %s", exc)
             return

@@ -27,6 +27,7 @@ from scheduler.runner import PendingRun, new_run_id
 from scheduler.settings import Settings, sqlite_url
 from scheduler.store import DEFINITION_FORMAT, RunRow, Store, TaskRow, TaskStats, Transaction
 from scheduler.supervisor import Supervisor
+from scheduler.triggers import fire_times
 
 __all__ = ["TaskScheduler"]
 
@@ -104,7 +105,11 @@ class TaskScheduler:
         self.store.setup()
         self.graph()  # fail now, not at the first firing
         supervisor = Supervisor(
-            store=self.store, settings=self.settings, graph=self.graph, clock=self._clock
+            store=self.store,
+            settings=self.settings,
+            graph=self.graph,
+            prune=self.prune_history,
+            clock=self._clock,
         )
         supervisor.start()
         self._supervisor = supervisor
@@ -150,6 +155,24 @@ class TaskScheduler:
                     self._graph_object = load_graph(self.settings.graph)
         return self._graph_object
 
+    def cancel_running_runs(self) -> None:
+        """Cancel every run in flight in this process now (recorded ``cancelled``)."""
+        supervisor = self._supervisor
+        if supervisor is not None:
+            self._on_loop(supervisor.runner.cancel_running)
+
+    def prune_history(self) -> int:
+        """Delete final run records beyond ``history_max_runs`` per task or older than
+        ``history_max_age_days`` (the running scheduler does this every 10 minutes).
+        Returns how many were deleted."""
+        days = self.settings.history_max_age_days
+        older_than = self._clock() - days * 86400 if days else None
+        self._flush()
+        with self.store.transaction() as tx:
+            return tx.prune_runs(
+                keep_per_task=self.settings.history_max_runs, older_than=older_than
+            )
+
     async def wait_idle(self) -> None:
         """Wait until no run is queued or running in this process."""
         if self._supervisor is None:
@@ -188,10 +211,11 @@ class TaskScheduler:
         tx: Transaction,
         tasks: Collection[TaskDefinition],
         *,
-        source: str,
+        source: str | None,
         replace_existing: bool = True,
     ) -> None:
-        """Write prepared tasks inside ``tx`` (for the tasks file and the CLI)."""
+        """Write prepared tasks inside ``tx`` (for the tasks file and the CLI). ``source``
+        None keeps each existing task's source (new ones get ``api``)."""
         now = self._clock()
         existing = tx.get_tasks(task.id for task in tasks)
         inserts: list[TaskRow] = []
@@ -200,7 +224,8 @@ class TaskScheduler:
             old = existing.get(task.id)
             if old is not None and not replace_existing:
                 raise TaskExistsError(task.id)
-            row = self._row_for(task, old, now, source)
+            origin = source or (old.source if old is not None else API_SOURCE)
+            row = self._row_for(task, old, now, origin)
             (updates if old is not None else inserts).append(row)
         tx.insert_tasks(inserts)
         tx.update_tasks(updates)
@@ -309,6 +334,28 @@ class TaskScheduler:
         stats = self.store.task_stats()
         empty = TaskStats()
         return [_task_info(row, stats.get(row.id, empty)) for row in self.store.list_tasks()]
+
+    def next_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
+        """The task's next ``count`` fire times as stored and scheduled (none unless active).
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        row = self.store.get_task(task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        if row.next_run_time is None or row.paused or count <= 0:
+            return []
+        task = self._decode_or_raise(row)
+        if not task.enabled:
+            return []
+        zone = task.zone(self.settings.timezone)
+        first = datetime.fromtimestamp(row.next_run_time, zone)
+        trigger = task.build_trigger(
+            anchor=datetime.fromtimestamp(row.anchor, UTC), default_timezone=self.settings.timezone
+        )
+        later = fire_times(trigger, after=first, count=count - 1) if count > 1 else []
+        return [first, *(t.astimezone(zone) for t in later)]
 
     def list_runs(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,28 +22,23 @@ import yaml
 from pydantic import ValidationError
 
 from scheduler.codec import DefinitionError, decode
-from scheduler.exceptions import SchedulerError
+from scheduler.exceptions import SchedulerError, TasksFileError
 from scheduler.models import TaskDefinition
+from scheduler.store import TaskRow
 
 if TYPE_CHECKING:
     from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["ApplyReport", "TasksFileError", "apply_tasks_file", "load_tasks_file"]
+__all__ = [
+    "ApplyReport",
+    "TasksFileError",
+    "apply_tasks_file",
+    "check_tasks_file",
+    "file_source",
+    "load_tasks_file",
+]
 
 logger = logging.getLogger(__name__)
-
-
-class TasksFileError(SchedulerError, ValueError):
-    """A tasks file with problems; ``problems`` lists each as ``file:line: where: what``."""
-
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        count = len(self.problems)
-        super().__init__(
-            f"{count} problem{'s' if count != 1 else ''} in {self.path}; nothing was applied:\n"
-            + "\n".join(f"  {p}" for p in self.problems)
-        )
 
 
 @dataclass
@@ -98,8 +92,11 @@ def _entry_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
     return entries, keys
 
 
-def load_tasks_file(path: Path | str) -> list[TaskDefinition]:
-    """Read and validate a tasks file.
+def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefinition]:
+    """Read and validate a tasks file. Entries may use ``schedule:`` strings; wall-clock
+    times in them are read in the entry's ``timezone``, else ``timezone``. One-time
+    schedules relative to now (``in 30 minutes``) are refused: they would move at every
+    apply.
 
     Raises:
         TasksFileError: With every problem found, each with its location.
@@ -134,7 +131,10 @@ def load_tasks_file(path: Path | str) -> list[TaskDefinition]:
             continue
         label = f"entry {index + 1}" + (f" (id {entry['id']!r})" if "id" in entry else "")
         try:
-            task = TaskDefinition.model_validate(entry)
+            task = TaskDefinition.model_validate(
+                entry,
+                context={"timezone": timezone, "allow_past": True, "allow_relative": False},
+            )
         except ValidationError as exc:
             keys = key_lines[index] if index < len(key_lines) else {}
             for error in exc.errors():
@@ -155,6 +155,46 @@ def load_tasks_file(path: Path | str) -> list[TaskDefinition]:
     return tasks
 
 
+def _conflicts(path: Path, tasks: list[TaskDefinition], rows: dict[str, TaskRow]) -> list[str]:
+    problems = []
+    for task in tasks:
+        row = rows.get(task.id)
+        if row is not None and not row.source.startswith("file:"):
+            problems.append(
+                f"{path}: task {task.id!r} already exists and was added through the API or "
+                f"CLI ({row.source}); a tasks file does not change such tasks. Rename the "
+                "entry, or remove the existing task first."
+            )
+    return problems
+
+
+def check_tasks_file(scheduler: TaskScheduler, path: Path | str) -> list[TaskDefinition]:
+    """Everything :func:`apply_tasks_file` checks, writing nothing: syntax, every entry,
+    callbacks, and ids already taken by API or CLI tasks. Returns the prepared tasks.
+
+    Raises:
+        TasksFileError: With every problem found.
+    """
+    path = Path(path)
+    definitions = load_tasks_file(path, timezone=scheduler.settings.timezone)
+    problems: list[str] = []
+    prepared: list[TaskDefinition] = []
+    for task in definitions:
+        try:
+            prepared.append(scheduler.prepare_task(task))
+        except (SchedulerError, ValueError) as exc:
+            problems.append(f"{path}: task {task.id!r}: {exc}")
+    rows = {}
+    for task in prepared:
+        row = scheduler.store.get_task(task.id)
+        if row is not None:
+            rows[task.id] = row
+    problems.extend(_conflicts(path, prepared, rows))
+    if problems:
+        raise TasksFileError(path, problems)
+    return prepared
+
+
 def apply_tasks_file(
     scheduler: TaskScheduler,
     path: Path | str,
@@ -167,28 +207,12 @@ def apply_tasks_file(
         TasksFileError: The file has problems; nothing was applied.
     """
     path = Path(path)
-    definitions = load_tasks_file(path)
+    prepared = check_tasks_file(scheduler, path)
     source = file_source(path)
-    problems: list[str] = []
-    prepared: list[TaskDefinition] = []
-    for task in definitions:
-        try:
-            prepared.append(scheduler.prepare_task(task))
-        except (SchedulerError, ValueError) as exc:
-            problems.append(f"{path}: task {task.id!r}: {exc}")
-    if problems:
-        raise TasksFileError(path, problems)
     report = ApplyReport()
     with scheduler.store.transaction() as tx:
         existing = tx.get_tasks(task.id for task in prepared)
-        for task in prepared:
-            row = existing.get(task.id)
-            if row is not None and not row.source.startswith("file:"):
-                problems.append(
-                    f"{path}: task {task.id!r} already exists and was added through the API "
-                    f"or CLI ({row.source}); the file does not change such tasks. Rename the "
-                    f"entry or remove the existing task first."
-                )
+        problems = _conflicts(path, prepared, existing)  # again, inside the transaction
         if problems:
             raise TasksFileError(path, problems)
         to_write: list[TaskDefinition] = []

@@ -43,9 +43,15 @@ def once(
     microsecond: int = 0,
     *,
     tz: tzinfo = UTC,
+    relative: bool = False,
 ) -> ParsedSchedule:
     moment = datetime(year, month, day, hour, minute, second, microsecond, tzinfo=tz)
-    return ParsedSchedule(ONE_TIME, run_at=moment)
+    return ParsedSchedule(ONE_TIME, run_at=moment, relative=relative)
+
+
+def later(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
+    """A one-time schedule counted from now (``in ...``, ``today``, ``tomorrow``)."""
+    return once(*args, tz=tz, relative=True)
 
 
 ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
@@ -117,11 +123,11 @@ ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
     ("at 9am weekdays", "Europe/Paris", cron("0 9 * * 1-5")),
     ("at 8:30 every monday", "UTC", cron("30 8 * * 1")),
     # once, after a delay (elapsed time), shown in the zone
-    ("in 30 minutes", "UTC", once(2026, 3, 10, 12, 30)),
-    ("in 2 hours", "Europe/Paris", once(2026, 3, 10, 15, 0, tz=PARIS)),
-    ("in 90s", "UTC", once(2026, 3, 10, 12, 1, 30)),
-    ("in 1 day", "America/New_York", once(2026, 3, 11, 8, 0, tz=NEW_YORK)),
-    ("in 1.5 h", "UTC", once(2026, 3, 10, 13, 30)),
+    ("in 30 minutes", "UTC", later(2026, 3, 10, 12, 30)),
+    ("in 2 hours", "Europe/Paris", later(2026, 3, 10, 15, 0, tz=PARIS)),
+    ("in 90s", "UTC", later(2026, 3, 10, 12, 1, 30)),
+    ("in 1 day", "America/New_York", later(2026, 3, 11, 8, 0, tz=NEW_YORK)),
+    ("in 1.5 h", "UTC", later(2026, 3, 10, 13, 30)),
     # once, at a date and time
     ("at 2026-03-15 14:00", "UTC", once(2026, 3, 15, 14, 0)),
     ("at 2026-03-15 14:00", "Europe/Paris", once(2026, 3, 15, 14, 0, tz=PARIS)),
@@ -138,9 +144,9 @@ ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
     ),
     ("2026-03-15T14:00:00Z", "Europe/Paris", once(2026, 3, 15, 14, 0)),
     ("2026-03-15t14:00:00.250z", "UTC", once(2026, 3, 15, 14, 0, 0, 250000)),
-    ("tomorrow at 9:00", "Europe/Paris", once(2026, 3, 11, 9, 0, tz=PARIS)),
-    ("today at 17:00", "America/New_York", once(2026, 3, 10, 17, 0, tz=NEW_YORK)),
-    ("at 9am tomorrow", "UTC", once(2026, 3, 11, 9, 0)),
+    ("tomorrow at 9:00", "Europe/Paris", later(2026, 3, 11, 9, 0, tz=PARIS)),
+    ("today at 17:00", "America/New_York", later(2026, 3, 10, 17, 0, tz=NEW_YORK)),
+    ("at 9am tomorrow", "UTC", later(2026, 3, 11, 9, 0)),
 ]
 
 
@@ -234,7 +240,15 @@ def test_delay_is_elapsed_time_across_dst() -> None:
 def test_today_uses_the_date_in_the_zone() -> None:
     late_utc = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)  # already 03-11 in Paris
     parsed = parse_schedule("today at 9:00", now=late_utc, timezone="Europe/Paris")
-    assert parsed == once(2026, 3, 11, 9, 0, tz=PARIS)
+    assert parsed == later(2026, 3, 11, 9, 0, tz=PARIS)
+
+
+def test_past_times_are_refused_unless_allowed() -> None:
+    with pytest.raises(ScheduleError, match="is not after now"):
+        parse_schedule("at 2026-03-01 09:00", now=NOW)
+    parsed = parse_schedule("at 2026-03-01 09:00", now=NOW, allow_past=True)
+    assert parsed == once(2026, 3, 1, 9, 0)
+    assert not parsed.relative
 
 
 def test_unknown_timezone() -> None:

@@ -1,0 +1,271 @@
+"""Run policies in one process on a real SQLite file and a real graph that fails, hangs or
+sleeps on command: history, retries with backoff, timeouts, overlap, priorities under a
+concurrency limit, graceful stop, retention."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from scheduler import RunRecord, RunStatus, TaskDefinition
+from tests import callbacks
+from tests.conftest import SchedulerFactory, eventually
+
+
+def runs_of(scheduler: object, task_id: str) -> list[RunRecord]:
+    """Oldest first."""
+    return list(reversed(scheduler.list_runs(task_id, limit=None)))  # type: ignore[attr-defined]
+
+
+async def test_retries_with_backoff_record_every_attempt(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    callbacks.failures.clear()
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(
+            id="flaky",
+            interval_seconds=3600,
+            prompt="fail",
+            max_retries=2,
+            retry_delay_seconds=0.3,
+            on_failure_callback="tests.callbacks:on_failure",
+        )
+    )
+    scheduler.run_task_now("flaky")
+
+    def final() -> list[RunRecord]:
+        return [r for r in runs_of(scheduler, "flaky") if r.status.is_final]
+
+    await eventually(lambda: len(final()) == 3, message="three final attempts")
+    attempts = final()
+    assert [r.attempt for r in attempts] == [1, 2, 3]
+    assert [r.status for r in attempts] == [RunStatus.FAILED] * 3
+    assert [r.trigger.value for r in attempts] == ["manual", "retry", "retry"]
+    assert len({r.scheduled_for for r in attempts}) == 1  # the same occurrence
+    gaps = [
+        (later.started_at - earlier.finished_at).total_seconds()  # type: ignore[operator]
+        for earlier, later in itertools.pairwise(attempts)
+    ]
+    # retry_delay * 2**(n-1), plus 0-25 % jitter (and a little scheduling slack)
+    assert 0.3 <= gaps[0] <= 0.3 * 1.25 + 0.25
+    assert 0.6 <= gaps[1] <= 0.6 * 1.25 + 0.25
+    await eventually(lambda: callbacks.failures, message="on_failure_callback")
+    [(task_id, final)] = callbacks.failures
+    assert (task_id, final.attempt, final.status) == ("flaky", 3, RunStatus.FAILED)
+
+
+async def test_retry_succeeds_after_failures(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    callbacks.failures.clear()
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(
+            id="recovers",
+            interval_seconds=3600,
+            prompt="fail-until:3",
+            max_retries=5,
+            retry_delay_seconds=0.05,
+            metadata={"counter": str(tmp_path / "calls")},
+            on_failure_callback="tests.callbacks:on_failure",
+        )
+    )
+    scheduler.run_task_now("recovers")
+    await eventually(lambda: scheduler.list_runs("recovers", status="succeeded"))
+    statuses = [(r.attempt, r.status) for r in runs_of(scheduler, "recovers")]
+    assert statuses == [(1, RunStatus.FAILED), (2, RunStatus.FAILED), (3, RunStatus.SUCCEEDED)]
+    assert callbacks.failures == []
+
+
+async def test_timeout_cancels_the_run_and_records_timed_out(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="slow", interval_seconds=3600, prompt="hang", timeout_seconds=0.3)
+    )
+    run = await scheduler.wait_for_run(scheduler.run_task_now("slow"), timeout=10)
+    assert run.status is RunStatus.TIMED_OUT
+    assert run.error_message == "the run exceeded its timeout of 0.3 s"
+    assert run.duration_seconds is not None and 0.25 <= run.duration_seconds < 2
+
+
+async def test_overlap_skip_records_skipped_occurrences(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="busy", interval_seconds=0.2, prompt="sleep:1", overlap="skip")
+    )
+    await eventually(lambda: len(scheduler.list_runs("busy", status="skipped")) >= 3)
+    running = scheduler.list_runs("busy", status=["running", "succeeded"])
+    assert running, "the first occurrence runs"
+    skipped = scheduler.list_runs("busy", status="skipped")[0]
+    assert skipped.error_message == "the previous run was still going (overlap policy 'skip')"
+    assert skipped.started_at is None and skipped.finished_at is not None
+
+
+async def test_overlap_queue_buffers_one_and_runs_it_right_after(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="q", interval_seconds=0.25, prompt="sleep:0.8", overlap="queue")
+    )
+    await eventually(lambda: len(scheduler.list_runs("q", status="succeeded")) >= 2, timeout=15)
+    scheduler.pause_task("q")
+    await scheduler.wait_idle()
+    history = runs_of(scheduler, "q")
+    done = [r for r in history if r.status is RunStatus.SUCCEEDED]
+    assert any(r.status is RunStatus.SKIPPED for r in history), "extra occurrences are skipped"
+    first, second = done[0], done[1]
+    assert second.queued_at < first.finished_at  # type: ignore[operator]  # buffered meanwhile
+    gap = (second.started_at - first.finished_at).total_seconds()  # type: ignore[operator]
+    assert 0 <= gap < 0.3  # and started right after
+    intervals = sorted((r.started_at, r.finished_at) for r in done)
+    for (_, end), (start, _) in itertools.pairwise(intervals):
+        assert start >= end  # type: ignore[operator]  # never in parallel
+
+
+async def test_overlap_allow_runs_in_parallel_up_to_max_instances(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(
+            id="par", interval_seconds=0.2, prompt="sleep:1", overlap="allow", max_instances=2
+        )
+    )
+    await eventually(lambda: len(scheduler.list_runs("par", status="skipped")) >= 2, timeout=15)
+    await eventually(lambda: len(scheduler.list_runs("par", status="succeeded")) >= 2, timeout=15)
+    scheduler.pause_task("par")
+    await scheduler.wait_idle()
+    done = sorted(
+        (r.started_at, r.finished_at)
+        for r in runs_of(scheduler, "par")
+        if r.status is RunStatus.SUCCEEDED
+    )
+    overlapping = max(
+        sum(1 for s, e in done if s <= moment < e)  # type: ignore[operator]
+        for moment, _ in done
+    )
+    assert overlapping == 2
+
+
+async def test_priorities_decide_who_gets_a_free_slot(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(max_concurrent_runs=1)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="blocker", interval_seconds=3600, prompt="sleep:1"))
+    scheduler.run_task_now("blocker")
+    await eventually(lambda: scheduler.list_runs("blocker", status="running"))
+    at = datetime.now(UTC) + timedelta(seconds=0.2)
+    later = at + timedelta(seconds=0.1)
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="low", run_at=at, prompt="p", priority="low"),
+            TaskDefinition(id="medium-later", run_at=later, prompt="p"),
+            TaskDefinition(id="medium", run_at=at, prompt="p", priority="medium"),
+            TaskDefinition(id="urgent", run_at=later, prompt="p", priority="urgent"),
+            TaskDefinition(id="high", run_at=at, prompt="p", priority="high"),
+        ]
+    )
+    waiting = await eventually(
+        lambda: len(scheduler.list_runs(status="queued")) == 5, message="five queued runs"
+    )
+    assert waiting
+    await eventually(lambda: len(scheduler.list_runs(status="succeeded")) == 6, timeout=15)
+    order = [r.task_id for r in sorted(scheduler.list_runs(limit=None), key=lambda r: r.started_at)]  # type: ignore[arg-type, return-value]
+    assert order == ["blocker", "urgent", "high", "medium", "medium-later", "low"]
+
+
+async def test_graceful_stop_lets_runs_finish_then_cancels_the_rest(
+    make_scheduler: SchedulerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="quick", interval_seconds=3600, prompt="sleep:0.3"),
+            TaskDefinition(id="stuck", interval_seconds=3600, prompt="hang"),
+        ]
+    )
+    quick = scheduler.run_task_now("quick")
+    stuck = scheduler.run_task_now("stuck")
+    await eventually(lambda: len(scheduler.list_runs(status="running")) == 2)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await scheduler.stop(grace_seconds=1.0)
+    assert scheduler.get_run(quick).status is RunStatus.SUCCEEDED
+    cancelled = scheduler.get_run(stuck)
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.error_message == "the scheduler stopped before the run finished"
+    noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert noisy == [], [r.getMessage() for r in noisy]
+    assert not any("raised an exception" in r.getMessage() for r in caplog.records)
+
+
+async def test_list_tasks_and_runs_show_counts_and_last_status(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="ok", interval_seconds=3600, prompt="p"),
+            TaskDefinition(id="bad", interval_seconds=3600, prompt="fail"),
+        ]
+    )
+    for _ in range(3):
+        await scheduler.wait_for_run(scheduler.run_task_now("ok"), timeout=10)
+    await scheduler.wait_for_run(scheduler.run_task_now("bad"), timeout=10)
+    tasks = {t.id: t for t in scheduler.list_tasks()}
+    assert (tasks["ok"].run_count, tasks["ok"].last_status) == (3, RunStatus.SUCCEEDED)
+    assert tasks["ok"].last_error is None
+    assert (tasks["bad"].run_count, tasks["bad"].last_status) == (1, RunStatus.FAILED)
+    assert tasks["bad"].last_error == "failing on command"
+    assert tasks["bad"].last_run is not None
+    assert len(scheduler.list_runs()) == 4
+    assert len(scheduler.list_runs("ok", limit=2)) == 2
+    assert [r.task_id for r in scheduler.list_runs(status="failed")] == ["bad"]
+    newest = scheduler.list_runs(limit=1)[0]
+    assert newest.task_id == "bad"
+
+
+async def test_history_is_bounded_by_retention(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(history_max_runs=3)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="many", interval_seconds=3600, prompt="p"))
+    ids = [
+        await scheduler.wait_for_run(scheduler.run_task_now("many"), timeout=10) for _ in range(6)
+    ]
+    assert scheduler.prune_history() == 3
+    kept = [r.id for r in scheduler.list_runs("many", limit=None)]
+    assert kept == [r.id for r in reversed(ids[-3:])]
+    assert scheduler.get_task("many").run_count == 3
+
+
+async def test_removing_a_task_cancels_its_waiting_runs(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(max_concurrent_runs=1)
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="blocker", interval_seconds=3600, prompt="sleep:0.5"),
+            TaskDefinition(id="doomed", interval_seconds=3600, prompt="p"),
+        ]
+    )
+    scheduler.run_task_now("blocker")
+    await eventually(lambda: scheduler.list_runs("blocker", status="running"))
+    waiting = scheduler.run_task_now("doomed")
+    scheduler.remove_task("doomed")
+    run = await scheduler.wait_for_run(waiting, timeout=10)
+    assert run.status is RunStatus.CANCELLED
+    assert run.error_message == "the task was removed"
