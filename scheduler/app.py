@@ -4,6 +4,7 @@ and in a background thread of a program that is not asyncio."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import signal
 import sys
@@ -27,6 +28,7 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -161,4 +163,19 @@ def start_in_background(settings: Settings | None = None, **defaults: Any) -> Ba
     if not logging.getLogger().handlers:
         configure_logging(service.settings.log_level)
     service.start()
+    _stop_at_exit(service)
     return service
+
+
+def _stop_at_exit(service: BackgroundService) -> None:
+    """Stop ``service`` gracefully when the program ends.
+
+    ``atexit`` is too late: by then Python has shut its thread pools down and a run (or the
+    history flush) that needs one fails. ``threading._register_atexit`` is the CPython hook
+    that runs before that (``concurrent.futures`` uses it); plain ``atexit`` is the fallback.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(service.stop)
+    else:  # pragma: no cover - other Python implementations
+        atexit.register(service.stop)

@@ -112,3 +112,16 @@ class TasksFileError(SchedulerError, ValueError):
             f"{count} problem{'s' if count != 1 else ''} in {self.path}; nothing was applied:\n"
             + "\n".join(f"  {p}" for p in self.problems)
         )
+
+
+class ScaffoldError(SchedulerError):
+    """The scaffolder cannot go ahead; nothing was written.
+
+    Args:
+        message: What is wrong and how to fix it.
+        status: Exit status: 1 when something is not found, 2 on bad input or a refusal.
+    """
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status

@@ -74,6 +74,25 @@ def load_target(target: str) -> Any:
     return value
 
 
+def default_graph_target(directory: Path) -> str:
+    """The graph to use when none is configured: ``graph:graph`` when ``directory`` has a
+    ``graph.py``, else the only graph listed in its ``langgraph.json``, else ``graph:graph``."""
+    if (directory / "graph.py").is_file():
+        return "graph:graph"
+    config = directory / "langgraph.json"
+    try:
+        graphs = json.loads(config.read_text(encoding="utf-8")).get("graphs", {})
+    except (OSError, ValueError, AttributeError):
+        return "graph:graph"
+    if isinstance(graphs, dict) and len(graphs) == 1:
+        value = next(iter(graphs.values()))
+        if isinstance(value, dict):
+            value = value.get("path")
+        if isinstance(value, str) and ":" in value:
+            return str((directory / value.split(":")[0]).resolve()) + ":" + value.split(":")[1]
+    return "graph:graph"
+
+
 def load_graph(target: str) -> Any:
     """Load the graph named by ``target`` and check it has ``ainvoke``."""
     graph = load_target(target)

@@ -20,8 +20,7 @@ from scheduler.store import AdvisoryLock, Store, try_advisory_lock
 
 __all__ = ["FileLeaderLock", "LeaderLock", "NoLeaderLock", "PostgresLeaderLock", "leader_lock_for"]
 
-# "langgraph-task-scheduler" folded into a signed 64-bit advisory lock key.
-_ADVISORY_KEY = 0x4C47_5453_4348_4544 - 2**63
+_ADVISORY_NAME = "langgraph-task-scheduler"
 
 
 class LeaderLock(Protocol):
@@ -106,7 +105,7 @@ class PostgresLeaderLock:
 
     def try_acquire(self) -> bool:
         if self._lock is None:
-            self._lock = try_advisory_lock(self._store, _ADVISORY_KEY)
+            self._lock = try_advisory_lock(self._store, _ADVISORY_NAME)
         return self._lock is not None
 
     def is_held(self) -> bool:

@@ -37,8 +37,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; wins over db_path (e.g. postgresql+psycopg://...)",
     )
     db_path: Path = Field(default=Path("scheduler.db"), description="SQLite file when no URL")
-    graph: str = Field(
-        default="graph:graph", description="Graph target: 'module:attribute' or 'path.py:attribute'"
+    graph: str | None = Field(
+        default=None,
+        description="Graph target: 'module:attribute' or 'path.py:attribute'; default: "
+        "graph:graph, or the only graph of ./langgraph.json",
     )
     tasks_file: Path | None = Field(
         default=Path("tasks.yaml"),

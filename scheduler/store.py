@@ -494,7 +494,8 @@ class Transaction:
         return [_run_row(row) for row in self._conn.execute(query)]
 
     def prune_runs(self, *, keep_per_task: int, older_than: float | None) -> int:
-        """Delete final run records beyond ``keep_per_task`` per task or older than a time."""
+        """Delete final run records beyond the newest ``keep_per_task`` final ones of each
+        task, or older than ``older_than``; queued and running records are never deleted."""
         final = runs_table.c.status.not_in(["queued", "running"])
         deleted = 0
         if older_than is not None:
@@ -505,13 +506,14 @@ class Transaction:
         if keep_per_task > 0:
             crowded = self._conn.execute(
                 select(runs_table.c.task_id)
+                .where(final)
                 .group_by(runs_table.c.task_id)
                 .having(func.count() > keep_per_task)
             ).scalars()
             for task_id in list(crowded):
                 boundary = self._conn.execute(
                     select(runs_table.c.id)
-                    .where(runs_table.c.task_id == task_id)
+                    .where(runs_table.c.task_id == task_id, final)
                     .order_by(runs_table.c.id.desc())
                     .offset(keep_per_task - 1)
                     .limit(1)
@@ -562,12 +564,18 @@ class AdvisoryLock:
             self._conn.close()
 
 
-def try_advisory_lock(store: Store, key: int) -> AdvisoryLock | None:
-    """Take PostgreSQL advisory lock ``key`` without waiting; None if another session has it."""
+def try_advisory_lock(store: Store, name: str) -> AdvisoryLock | None:
+    """Take the PostgreSQL advisory lock for ``name`` in this database and schema (so two
+    deployments in different schemas do not block each other), without waiting; None if
+    another session holds it."""
+    statement = text(
+        "SELECT key, pg_try_advisory_lock(key) FROM (SELECT hashtext(:name || '/' || "
+        "current_database() || '/' || current_schema())::bigint AS key) AS lock_key"
+    )
     with _translated(store):
         conn = store.engine.connect()
         try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+            key, got = conn.execute(statement, {"name": name}).one()
             conn.commit()
         except BaseException:
             conn.close()

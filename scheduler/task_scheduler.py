@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +21,7 @@ from scheduler.exceptions import (
     TaskNotFoundError,
     TaskNotRunnableError,
 )
-from scheduler.graphs import load_graph, resolve_callback
+from scheduler.graphs import default_graph_target, load_graph, resolve_callback
 from scheduler.models import RunStatus, TaskDefinition, TaskType
 from scheduler.records import RunRecord, RunTrigger, TaskInfo, TaskState, from_timestamp
 from scheduler.runner import PendingRun, new_run_id
@@ -125,6 +126,12 @@ class TaskScheduler:
         await supervisor.stop(grace)
         logger.info("scheduler stopped")
 
+    def close(self) -> None:
+        """Close the database connections (after :meth:`stop`; reopened on next use)."""
+        if self._supervisor is not None:
+            raise RuntimeError("close() after stop(): the scheduler is still running")
+        self.store.close()
+
     async def __aenter__(self) -> TaskScheduler:
         self.start()
         return self
@@ -152,7 +159,8 @@ class TaskScheduler:
         if self._graph_object is None:
             with self._graph_lock:
                 if self._graph_object is None:
-                    self._graph_object = load_graph(self.settings.graph)
+                    target = self.settings.graph or default_graph_target(Path.cwd())
+                    self._graph_object = load_graph(target)
         return self._graph_object
 
     def cancel_running_runs(self) -> None:

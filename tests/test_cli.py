@@ -1,0 +1,303 @@
+"""The real CLI (``python -m scheduler``) in subprocesses against a real SQLite file:
+every command, ``--json`` parsed, exit codes, and one-line errors that change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+class Cli:
+    """Runs ``python -m scheduler`` in ``workdir`` against ``workdir/scheduler.db``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.db = workdir / "scheduler.db"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SCHEDULER_DB_PATH": str(self.db),
+            "SCHEDULER_GRAPH": "tests.graphs:graph",
+            "SCHEDULER_TASKS_FILE": "none",
+        }
+
+    def __call__(
+        self, *args: str, status: int = 0, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [PYTHON, "-m", "scheduler", *args],
+            cwd=self.workdir,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == status, (args, done.returncode, done.stdout, done.stderr)
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+    def fails(self, *args: str, status: int = 2) -> str:
+        """Run a command that must fail; return its one-line error."""
+        done = self(*args, status=status)
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: "), done.stderr
+        return lines[-1]
+
+    def snapshot(self) -> list[tuple[Any, ...]]:
+        if not self.db.exists():
+            return []
+        connection = sqlite3.connect(self.db)
+        try:
+            tasks = connection.execute("SELECT * FROM scheduler_tasks ORDER BY id").fetchall()
+            runs = connection.execute("SELECT * FROM scheduler_runs ORDER BY id").fetchall()
+        finally:
+            connection.close()
+        return [*tasks, *runs]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def test_add_list_show_edit_pause_resume_remove(cli: Cli) -> None:
+    out = cli(
+        "add",
+        "--id",
+        "report",
+        "--name",
+        "Daily report",
+        "--schedule",
+        "weekdays at 09:00",
+        "--tz",
+        "Europe/Paris",
+        "--prompt",
+        "Write the report.",
+    )
+    assert "added report: At 09:00, Monday through Friday (Europe/Paris)" in out.stdout
+    cli("add", "--id", "ping", "--schedule", "every 90s", "--prompt", "ping")
+    [ping, report] = cli.json("list")
+    assert report["definition"]["cron_expression"] == "0 9 * * 1-5"
+    assert report["definition"]["timezone"] == "Europe/Paris"
+    assert report["schedule"] == "At 09:00, Monday through Friday (Europe/Paris)"
+    assert report["state"] == "active" and report["source"] == "cli"
+    assert ping["definition"]["interval_seconds"] == 90
+
+    shown = cli.json("show", "report")
+    assert len(shown["next_runs"]) == 5
+    assert all("T09:00:00+01:00" in t or "T09:00:00+02:00" in t for t in shown["next_runs"])
+    assert shown["runs"] == []
+
+    cli("edit", "report", "--schedule", "every monday at 8:30", "--prompt", "Weekly report.")
+    edited = cli.json("show", "report")
+    assert edited["definition"]["cron_expression"] == "30 8 * * 1"
+    assert edited["definition"]["prompt"] == "Weekly report."
+    assert edited["definition"]["name"] == "Daily report"  # untouched fields stay
+
+    assert "report is paused" in cli("pause", "report").stdout
+    assert cli.json("show", "report")["state"] == "paused"
+    assert "report is active" in cli("resume", "report").stdout
+
+    error = cli.fails("remove", "report")  # stdin is not a terminal: refuses without --yes
+    assert "pass --yes" in error
+    assert "removed report" in cli("remove", "report", "--yes").stdout
+    assert [t["id"] for t in cli.json("list")] == ["ping"]
+
+
+def test_plain_table_when_piped(cli: Cli) -> None:
+    cli("add", "--id", "ping", "--schedule", "every 5 minutes", "--prompt", "ping")
+    lines = cli("list").stdout.splitlines()
+    assert lines[0].split("\t") == ["ID", "NAME", "SCHEDULE", "NEXT RUN", "STATE", "LAST STATUS"]
+    assert lines[1].split("\t")[:3] == ["ping", "ping", "Every 5 minutes"]
+    assert "\x1b[" not in cli("list").stdout  # no colour codes in a pipe
+
+
+def test_add_from_file_and_run_now(cli: Cli, tmp_path: Path) -> None:
+    tasks = tmp_path / "more.yaml"
+    tasks.write_text(
+        "- id: one\n  schedule: every 10 minutes\n  prompt: first\n"
+        "- id: two\n  cron_expression: '0 0 * * 0'\n  prompt: second\n"
+    )
+    cli("add", "--file", str(tasks))
+    assert [t["id"] for t in cli.json("list")] == ["one", "two"]
+    queued = cli("run", "one")
+    assert "no scheduler is running on this database" in queued.stdout
+    [run] = cli.json("runs", "--task", "one")
+    assert (run["status"], run["trigger"]) == ("queued", "manual")
+    done = cli("run", "two", "--wait", "--timeout", "30")
+    assert "succeeded" in done.stdout
+    succeeded = {r["task_id"]: r for r in cli.json("runs", "--status", "succeeded")}
+    assert json.loads(succeeded["two"]["output"])["prompt"] == "second"
+    # The queued run of "one" ran too: the scheduler started here picked it up.
+    assert json.loads(succeeded["one"]["output"])["prompt"] == "first"
+    assert len(cli.json("runs", "--limit", "1")) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "status"),
+    [
+        (("show", "nope"), "error: no task with id 'nope'", 1),
+        (("pause", "nope"), "error: no task with id 'nope'", 1),
+        (("resume", "nope"), "error: no task with id 'nope'", 1),
+        (("run", "nope"), "error: no task with id 'nope'", 1),
+        (("remove", "nope", "--yes"), "error: no task with id 'nope'", 1),
+        (("edit", "nope", "--prompt", "x"), "error: no task with id 'nope'", 1),
+        (("runs", "--task", "nope"), "error: no task with id 'nope'", 1),
+        (
+            ("add", "--id", "x", "--schedule", "every 5 parsecs", "--prompt", "p"),
+            "unit 'parsecs'",
+            2,
+        ),
+        (
+            ("add", "--id", "x", "--schedule", "0 25 * * *", "--prompt", "p"),
+            "hour 25 is out of range 0-23",
+            2,
+        ),
+        (
+            ("add", "--id", "x", "--schedule", "every 5 minutes", "--prompt", "  "),
+            "prompt: prompt is empty",
+            2,
+        ),
+        (
+            ("add", "--id", "bad id", "--schedule", "every 5 minutes", "--prompt", "p"),
+            "id: id must be",
+            2,
+        ),
+        (
+            (
+                "add",
+                "--id",
+                "x",
+                "--schedule",
+                "every 5 minutes",
+                "--prompt",
+                "p",
+                "--tz",
+                "Mars/Base",
+            ),
+            "unknown time zone 'Mars/Base'",
+            2,
+        ),
+        (("add", "--id", "x", "--prompt", "p"), "--schedule is required", 2),
+        (
+            ("add", "--id", "x", "--schedule", "every minute", "--input", "[1]", "--prompt", "p"),
+            "must be a JSON object",
+            2,
+        ),
+        (
+            (
+                "add",
+                "--id",
+                "x",
+                "--schedule",
+                "every minute",
+                "--prompt",
+                "p",
+                "--result-callback",
+                "nowhere.module:fn",
+            ),
+            "result_callback 'nowhere.module:fn'",
+            2,
+        ),
+        (
+            ("add", "--id", "existing", "--schedule", "every minute", "--prompt", "p"),
+            "a task with id 'existing' already exists",
+            2,
+        ),
+        (("next", "every"), "accepted forms:", 2),
+        (("next", "every 5 minutes", "--tz", "Nowhere/City"), "unknown time zone", 2),
+        (("edit", "existing"), "nothing to change", 2),
+        (("validate", "missing.yaml"), "cannot read", 2),
+    ],
+)
+def test_bad_input_and_unknown_ids_change_nothing(
+    cli: Cli, args: tuple[str, ...], message: str, status: int
+) -> None:
+    cli("add", "--id", "existing", "--schedule", "every 5 minutes", "--prompt", "p")
+    before = cli.snapshot()
+    error = (
+        cli.fails(*args, status=status)
+        if args[0] != "validate"
+        else cli(*args, status=status).stderr
+    )
+    assert message in error, error
+    assert len(error.strip().splitlines()[-1]) < 400
+    assert cli.snapshot() == before
+
+
+def test_next_previews_any_schedule(cli: Cli) -> None:
+    preview = cli.json("next", "0 9 * * 1-5", "--tz", "America/New_York", "--count", "3")
+    assert preview["explicit"] == {"task_type": "cron", "cron_expression": "0 9 * * 1-5"}
+    assert preview["description"] == "At 09:00, Monday through Friday (America/New_York)"
+    assert len(preview["times"]) == 3
+    every = cli.json("next", "every 2h")
+    assert every["explicit"] == {"task_type": "interval", "interval_seconds": 7200}
+    text = cli("next", "@daily", "--count", "2").stdout.splitlines()
+    assert text[0] == "At 00:00, every day (UTC)" and len(text) == 3
+
+
+def test_validate_reports_every_problem_with_its_location(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "tasks.yaml"
+    bad.write_text(
+        "- id: ok\n  schedule: every 5 minutes\n  prompt: fine\n"
+        "- id: broken-cron\n  cron_expression: '0 25 * * *'\n  prompt: p\n"
+        "- id: no-prompt\n  interval_seconds: 60\n"
+        "- id: ok\n  interval_seconds: 5\n  prompt: duplicate\n"
+        "- id: relative\n  schedule: in 30 minutes\n  prompt: p\n"
+    )
+    done = cli("validate", str(bad), status=2)
+    problems = done.stderr.strip().splitlines()
+    assert any(f"{bad}:5:" in p and "hour 25 is out of range" in p for p in problems)
+    assert any("entry 3 (id 'no-prompt')" in p and "prompt" in p for p in problems)
+    assert any("id 'ok' is also used by entry 1" in p for p in problems)
+    assert any("relative to now" in p for p in problems)
+    report = json.loads(cli("validate", str(bad), "--json", status=2).stdout)
+    assert report["valid"] is False and len(report["problems"]) == len(problems)
+    assert cli.snapshot() == []
+    good = tmp_path / "good.yaml"
+    good.write_text("- id: ok\n  schedule: every 5 minutes\n  prompt: fine\n")
+    assert "1 task(s), no problems" in cli("validate", str(good)).stdout
+
+
+def test_apply_is_all_or_nothing_and_idempotent(cli: Cli, tmp_path: Path) -> None:
+    cli("add", "--id", "manual", "--schedule", "every 5 minutes", "--prompt", "mine")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "- id: a\n  schedule: every 10 minutes\n  prompt: a\n"
+        "- id: b\n  schedule: '@daily'\n  prompt: b\n"
+    )
+    first = cli.json("apply", str(tasks))
+    assert (first["added"], first["unchanged"]) == (["a", "b"], [])
+    before = cli.snapshot()
+    again = cli.json("apply", str(tasks))
+    assert (again["added"], again["updated"], again["unchanged"]) == ([], [], ["a", "b"])
+    assert cli.snapshot() == before  # not even updated_at moved
+    tasks.write_text(
+        "- id: a\n  schedule: every 20 minutes\n  prompt: a\n"
+        "- id: c\n  schedule: '0 25 * * *'\n  prompt: c\n"
+    )
+    cli("apply", str(tasks), status=2)
+    assert cli.snapshot() == before  # one bad entry: nothing applied
+    tasks.write_text("- id: a\n  schedule: every 20 minutes\n  prompt: a\n")
+    changed = cli.json("apply", str(tasks))
+    assert (changed["updated"], changed["removed"]) == (["a"], ["b"])
+    ids = {t["id"]: t for t in cli.json("list")}
+    assert set(ids) == {"a", "manual"}  # the CLI-added task is never touched
+    assert ids["manual"]["source"] == "cli" and ids["a"]["source"] == "file:tasks.yaml"
+    tasks.write_text("- id: manual\n  schedule: every minute\n  prompt: taken\n")
+    error = cli("apply", str(tasks), status=2).stderr
+    assert "already exists and was added through the API or CLI" in error

@@ -1,0 +1,252 @@
+"""One contract suite for every store: a SQLite file, in-memory SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from scheduler.exceptions import StorageError
+from scheduler.leader import leader_lock_for
+from scheduler.store import DEFINITION_FORMAT, RunRow, Store, TaskRow
+from scheduler.task_scheduler import TaskScheduler
+from tests.conftest import eventually, make_settings
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"sched_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite-file":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+    elif request.param == "sqlite-memory":
+        url = "sqlite://"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    instance = Store(url)
+    instance.setup()
+    yield instance
+    instance.close()
+
+
+def task_row(task_id: str, next_run: float | None, **changes: object) -> TaskRow:
+    now = time.time()
+    row = TaskRow(
+        id=task_id,
+        definition=f'{{"id": "{task_id}"}}',
+        format=DEFINITION_FORMAT,
+        next_run_time=next_run,
+        paused=False,
+        anchor=now,
+        source="api",
+        created_at=now,
+        updated_at=now,
+    )
+    for key, value in changes.items():
+        setattr(row, key, value)
+    return row
+
+
+def run_row(run_id: str, task_id: str, status: str = "queued", queued_at: float = 0.0) -> RunRow:
+    return RunRow(
+        id=run_id,
+        task_id=task_id,
+        scheduled_for=queued_at or time.time(),
+        queued_at=queued_at or time.time(),
+        status=status,
+        trigger="schedule",
+    )
+
+
+def test_setup_is_idempotent(store: Store) -> None:
+    store.setup()
+    if not store.is_memory:
+        again = Store(store.url)
+        again.setup()
+        again.close()
+    assert store.revision() == 0
+
+
+def test_tasks_insert_update_delete_and_revision(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("a", 100.0), task_row("b", None, paused=True)])
+        tx.bump_revision()
+    assert [r.id for r in store.list_tasks()] == ["a", "b"]
+    assert store.get_task("b") is not None and store.get_task("b").paused  # type: ignore[union-attr]
+    assert store.revision() == 1
+    with store.transaction() as tx:
+        changed = tx.get_task("a")
+        assert changed is not None
+        changed.next_run_time = 50.0
+        tx.update_tasks([changed])
+        assert tx.delete_tasks(["b", "missing"]) == 1
+    assert store.get_task("a").next_run_time == 50.0  # type: ignore[union-attr]
+    assert store.get_task("b") is None
+
+
+def test_due_tasks_in_order_with_limit_and_exclusions(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_tasks(
+            [task_row(f"t{i}", float(i)) for i in range(1, 6)] + [task_row("later", 99.0)]
+        )
+    with store.transaction() as tx:
+        assert [r.id for r in tx.due_tasks(10.0, limit=3)] == ["t1", "t2", "t3"]
+        assert [r.id for r in tx.due_tasks(10.0, limit=10, exclude={"t2", "t4"})] == [
+            "t1",
+            "t3",
+            "t5",
+        ]
+        tx.set_next_run_times([("t1", 20.0), ("t2", None)])
+    assert store.next_run_time() == 3.0
+    assert store.next_run_time(exclude={"t3", "t4", "t5"}) == 20.0
+
+
+def test_runs_insert_update_list_and_stats(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("a", None)])
+        tx.insert_runs([run_row("r1", "a"), run_row("r2", "a"), run_row("r3", "b")])
+    store.update_runs(
+        [
+            {"id": "r1", "status": "succeeded", "finished_at": 5.0},
+            {"id": "r2", "status": "failed", "error_message": "boom"},
+        ]
+    )
+    assert [r.id for r in store.list_runs()] == ["r3", "r2", "r1"]
+    assert [r.id for r in store.list_runs(task_id="a", statuses=["failed"])] == ["r2"]
+    assert store.get_run("r1").status == "succeeded"  # type: ignore[union-attr]
+    stats = store.task_stats()
+    assert (stats["a"].run_count, stats["a"].last_status, stats["a"].last_error) == (
+        2,
+        "failed",
+        "boom",
+    )
+    assert store.count_runs() == {"succeeded": 1, "failed": 1, "queued": 1}
+
+
+def test_prune_keeps_the_newest_and_unfinished(store: Store) -> None:
+    old = time.time() - 10 * 86400
+    with store.transaction() as tx:
+        tx.insert_runs([run_row(f"r{i}", "a", "succeeded", old + i) for i in range(6)])
+        tx.insert_runs([run_row("r9", "a", "queued", old)])
+    with store.transaction() as tx:
+        assert tx.prune_runs(keep_per_task=3, older_than=None) == 3
+    assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r5", "r4", "r3"]
+    with store.transaction() as tx:
+        assert tx.prune_runs(keep_per_task=0, older_than=time.time() - 86400) == 3
+    assert [r.id for r in store.list_runs(limit=None)] == ["r9"]  # queued runs are never pruned
+
+
+def test_a_failed_transaction_changes_nothing(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("a", 1.0)])
+
+    def insert_b_then_a_again() -> None:
+        with store.transaction() as tx:
+            tx.insert_tasks([task_row("b", 1.0)])
+            tx.insert_tasks([task_row("a", 1.0)])  # duplicate key: the whole transaction fails
+
+    with pytest.raises(StorageError):
+        insert_b_then_a_again()
+    assert [r.id for r in store.list_tasks()] == ["a"]
+
+
+def test_driver_errors_become_storage_errors(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"directory .* does not exist"):
+        Store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}").setup()
+
+
+# -- PostgreSQL end to end ------------------------------------------------------------------
+
+
+async def test_postgres_scheduler_fires_and_a_second_one_stands_by(pg_schema_url: str) -> None:
+    from scheduler import RunStatus, TaskDefinition
+    from tests import graphs
+
+    first = TaskScheduler(database_url=pg_schema_url, graph=graphs.graph, settings=make_settings())
+    second = TaskScheduler(database_url=pg_schema_url, graph=graphs.graph, settings=make_settings())
+    try:
+        first.start()
+        second.start()
+        assert first.active and not second.active  # advisory lock: one active per database
+        second.add_task(TaskDefinition(id="pg", interval_seconds=0.3, prompt="p"))
+        await eventually(lambda: len(first.list_runs("pg", status="succeeded")) >= 3)
+        await first.stop()
+        await eventually(lambda: second.active, message="the standby takes over")
+        count = len(second.list_runs("pg", limit=None))
+        await eventually(lambda: len(second.list_runs("pg", limit=None)) > count + 2)
+        runs = second.list_runs("pg", limit=None)
+        assert len({r.scheduled_for for r in runs}) == len(runs)
+        assert {r.status for r in runs} <= {
+            RunStatus.SUCCEEDED,
+            RunStatus.QUEUED,
+            RunStatus.RUNNING,
+        }
+    finally:
+        await first.stop()
+        await second.stop()
+        first.store.close()
+        second.store.close()
+
+
+async def test_postgres_dropped_connections_do_not_stop_the_scheduler(
+    pg_schema_url: str, postgres_url: str
+) -> None:
+    from scheduler import TaskDefinition
+    from tests import graphs
+
+    scheduler = TaskScheduler(
+        database_url=pg_schema_url, graph=graphs.graph, settings=make_settings()
+    )
+    admin = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        scheduler.start()
+        scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.2, prompt="p"))
+        await eventually(lambda: scheduler.list_runs("tick", status="succeeded"))
+        with admin.begin() as conn:  # drop every other connection to the database
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        count = len(scheduler.list_runs("tick", limit=None))
+        await eventually(
+            lambda: len(scheduler.list_runs("tick", limit=None)) > count + 3,
+            timeout=20,
+            message="firing after the connections were dropped",
+        )
+    finally:
+        await scheduler.stop()
+        scheduler.store.close()
+        admin.dispose()
+
+
+def test_leader_lock_per_store_kind(tmp_path: Path) -> None:
+    file_store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    lock, other = leader_lock_for(file_store), leader_lock_for(file_store)
+    assert lock.try_acquire()
+    assert not other.try_acquire()
+    assert "pid" in other.holder()
+    lock.release()
+    assert other.try_acquire()
+    other.release()
+    memory = leader_lock_for(Store("sqlite://"))
+    assert memory.try_acquire() and memory.is_held()

@@ -1,0 +1,94 @@
+"""The declarative tasks file, in process: what an apply adds, updates, removes or keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scheduler import TaskDefinition, TaskState
+from scheduler.exceptions import TasksFileError
+from scheduler.tasksfile import apply_tasks_file, load_tasks_file
+from tests.conftest import SchedulerFactory
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+async def test_apply_keeps_paused_state_and_removed_keep_leaves_tasks(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    scheduler = make_scheduler()
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "tasks:\n  - id: a\n    schedule: every 5 minutes\n    prompt: a\n"
+        "  - id: b\n    interval_seconds: 60\n    prompt: b\n",
+    )
+    assert apply_tasks_file(scheduler, tasks).added == ["a", "b"]
+    scheduler.pause_task("a")
+    write(tasks, "- id: a\n  schedule: every 10 minutes\n  prompt: changed\n")
+    report = apply_tasks_file(scheduler, tasks, removed="keep")
+    assert (report.updated, report.kept, report.removed) == (["a"], ["b"], [])
+    a = scheduler.get_task("a")
+    assert a.state is TaskState.PAUSED  # an apply never resumes what an operator paused
+    assert a.definition is not None and a.definition.interval_seconds == 600
+    assert scheduler.get_task("b").state is TaskState.ACTIVE
+
+
+async def test_file_schedules_use_the_default_timezone_and_allow_past_times(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    scheduler = make_scheduler(timezone="Europe/Paris")
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: morning\n  schedule: every day at 07:00\n  prompt: p\n"
+        "- id: old\n  schedule: at 2020-01-01 10:00\n  prompt: p\n",
+    )
+    apply_tasks_file(scheduler, tasks)
+    morning = scheduler.get_task("morning").definition
+    assert morning is not None
+    assert (morning.cron_expression, morning.timezone) == ("0 7 * * *", "Europe/Paris")
+    old = scheduler.get_task("old").definition
+    assert old is not None and old.run_at is not None
+    assert old.run_at.isoformat() == "2020-01-01T10:00:00+01:00"
+
+
+def test_problems_are_reported_with_line_entry_and_field(tmp_path: Path) -> None:
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: good\n  interval_seconds: 5\n  prompt: p\n"
+        "- id: bad\n  interval_seconds: 5\n  prompt: p\n  timezone: Nowhere/City\n"
+        "- just a string\n",
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    problems = caught.value.problems
+    assert problems[0].startswith(f"{tasks}:7: entry 2 (id 'bad'): timezone: unknown time zone")
+    assert problems[1] == f"{tasks}:8: entry 3: expected a mapping of task fields"
+    assert "2 problems in" in str(caught.value)
+
+
+def test_empty_and_malformed_files(tmp_path: Path) -> None:
+    assert load_tasks_file(write(tmp_path / "empty.yaml", "# nothing yet\n")) == []
+    with pytest.raises(TasksFileError, match="not valid YAML/JSON"):
+        load_tasks_file(write(tmp_path / "broken.yaml", "- id: [unclosed\n"))
+    with pytest.raises(TasksFileError, match="expected a list of tasks"):
+        load_tasks_file(write(tmp_path / "scalar.yaml", "42\n"))
+    json_file = write(
+        tmp_path / "tasks.json", '[{"id": "j", "interval_seconds": 5, "prompt": "p"}]'
+    )
+    assert [t.id for t in load_tasks_file(json_file)] == ["j"]
+
+
+async def test_api_tasks_are_never_touched(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_task(TaskDefinition(id="mine", interval_seconds=60, prompt="api"))
+    tasks = write(tmp_path / "tasks.yaml", "- id: theirs\n  interval_seconds: 60\n  prompt: f\n")
+    apply_tasks_file(scheduler, tasks)
+    write(tasks, "[]\n")
+    assert apply_tasks_file(scheduler, tasks).removed == ["theirs"]
+    assert [t.id for t in scheduler.list_tasks()] == ["mine"]
