@@ -1,0 +1,376 @@
+"""``python -m scheduler scaffold PROJECT_DIR``: add the scheduler to a LangGraph project.
+
+It finds the project's graph (:mod:`scheduler.projects`), copies this ``scheduler``
+package beside the graph's package (or to the root), adds the dependencies to the
+project's manifest (:mod:`scheduler.manifests`), wires ``main.py``, writes ``tasks.yaml``
+and a section of ``.env.example`` (:mod:`scheduler.wiring`). It plans every change first
+and writes only if the whole plan holds (:mod:`scheduler.changes`), so a refusal writes
+nothing, a file the user changed since it was scaffolded is kept unless ``--force``, and
+running it twice with the same options changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+
+from scheduler.changes import RECORD, ChangeSet, read_text
+from scheduler.exceptions import ScaffoldError
+from scheduler.manifests import PACKAGE, ManifestEdit, is_installable, plan_manifest, requirements
+from scheduler.models import TaskDefinition
+from scheduler.projects import (
+    NOT_FOUND,
+    GraphLocation,
+    GraphShape,
+    find_graph,
+    inspect_graph,
+)
+from scheduler.wiring import (
+    env_section,
+    find_block,
+    main_block,
+    main_module,
+    place_main_block,
+    tasks_yaml,
+)
+
+__all__ = ["add_scaffold_arguments", "run_scaffold"]
+
+_SOURCE = Path(__file__).resolve().parent
+_TASK_EXAMPLE = '{"id": "heartbeat", "schedule": "every 1 minute", "prompt": "Say hello"}'
+
+
+def add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the scaffold command's arguments to ``parser``."""
+    parser.add_argument("project_dir", metavar="PROJECT_DIR", help="the LangGraph project")
+    parser.add_argument(
+        "--graph", metavar="NAME", help="which graph of langgraph.json (when it has several)"
+    )
+    parser.add_argument(
+        "--task",
+        metavar="JSON",
+        action="append",
+        default=[],
+        help=f"an initial task for tasks.yaml, as JSON (repeatable), e.g. '{_TASK_EXAMPLE}'; "
+        'use "input": {...} instead of "prompt" for graphs without messages, and '
+        '"context": {...} for a context_schema. Without it: one example task that fits',
+    )
+    parser.add_argument(
+        "--no-persist",
+        action="store_true",
+        help="keep tasks and runs in memory (gone at restart) instead of scheduler.db",
+    )
+    parser.add_argument("--timezone", metavar="ZONE", help="default IANA zone of schedules")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and a diff; write nothing"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite files changed since they were scaffolded"
+    )
+
+
+@dataclass
+class Plan:
+    """Everything one run would do: what was found, and the changes."""
+
+    project: Path
+    location: GraphLocation
+    target: str
+    shape: GraphShape
+    manifest: ManifestEdit
+    package_dir: str
+    changes: ChangeSet
+    notes: list[str] = field(default_factory=list)
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+    return "; ".join(parts)
+
+
+def _parse_tasks(texts: list[str], zone: str) -> list[dict[str, Any]]:
+    """The ``--task`` options, each validated as a tasks-file entry."""
+    tasks: list[dict[str, Any]] = []
+    for number, text in enumerate(texts, start=1):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScaffoldError(f"--task {number}: not JSON ({exc}): {text}") from None
+        if not isinstance(data, dict):
+            raise ScaffoldError(f"--task {number}: expected a JSON object, e.g. {_TASK_EXAMPLE}")
+        label = f"--task {data['id']!r}" if isinstance(data.get("id"), str) else f"--task {number}"
+        context = {"timezone": zone, "allow_past": True, "allow_relative": False}
+        try:
+            task = TaskDefinition.model_validate(data, context=context)
+        except ValidationError as exc:
+            raise ScaffoldError(f"{label}: {_one_line(exc)}") from None
+        if any(other["id"] == task.id for other in tasks):
+            raise ScaffoldError(f"{label}: two tasks with this id")
+        tasks.append(data)
+    return tasks
+
+
+class _Planner:
+    """Builds a :class:`Plan`: reads the project, writes nothing."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.project = Path(args.project_dir).expanduser().resolve()
+        if not self.project.is_dir():
+            raise ScaffoldError(f"{self.project} is not a directory", NOT_FOUND)
+        self.zone: str | None = args.timezone
+        if self.zone is not None:
+            try:
+                ZoneInfo(self.zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ScaffoldError(f"--timezone {self.zone!r}: not an IANA time zone") from None
+        self.tasks = _parse_tasks(args.task, self.zone or "UTC")
+        self.changes = ChangeSet(self.project, force=args.force)
+        self.target = ""
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the project, in POSIX form."""
+        return path.relative_to(self.project).as_posix()
+
+    def build(self) -> Plan:
+        location = find_graph(self.project, self.args.graph)
+        if not location.file.is_relative_to(self.project):
+            raise ScaffoldError(f"graph {location.name!r} is outside {self.project}")
+        if location.import_root == self.project or (
+            location.in_package and is_installable(self.project)
+        ):  # importable as a module where main.py runs (the project installed)
+            parent, self.target = location.import_root, f"{location.module}:{location.attribute}"
+        else:
+            parent = self.project
+            self.target = f"{self.rel(location.file)}:{location.attribute}"
+        package = parent / PACKAGE
+        self.check_package(package, location)
+        shape = inspect_graph(self.project, location)
+        inside = None if parent == self.project else self.rel(package)
+        manifest = plan_manifest(self.project, self.requirements(), inside)
+        plan = Plan(
+            self.project,
+            location,
+            self.target,
+            shape,
+            manifest,
+            f"{self.rel(package)}/",
+            self.changes,
+        )
+        plan.notes += manifest.notes
+        if shape.problem is not None:
+            plan.notes.append(f"could not import the graph here ({shape.problem})")
+        self.check_tasks(plan)
+        self.plan_package(plan, package)
+        self.changes.change(manifest.path, manifest.old, manifest.new, manifest.summary())
+        self.plan_main()
+        self.plan_tasks(plan)
+        self.plan_env()
+        self.changes.close({"graph": self.target, "package": plan.package_dir})
+        return plan
+
+    def requirements(self) -> list[str]:
+        """The scheduler's requirements; none to add when this is the project's own copy
+        of the package (scaffolded before) and the distribution is not installed."""
+        try:
+            return requirements()
+        except ScaffoldError:
+            if _SOURCE.is_relative_to(self.project):
+                return []
+            raise
+
+    def check_package(self, package: Path, location: GraphLocation) -> None:
+        """Refuse a project that has a ``scheduler`` package or module of its own."""
+        for where in {package.parent, self.project, location.import_root}:
+            module, directory = where / f"{PACKAGE}.py", where / PACKAGE
+            if module.is_file():
+                raise ScaffoldError(
+                    f"{self.rel(module)}: the project has a module of its own named {PACKAGE}; "
+                    "rename it first (nothing was written)"
+                )
+            if directory.is_dir() and not self.ours(directory):
+                raise ScaffoldError(
+                    f"{self.rel(directory)}/: the project has a package of its own named "
+                    f"{PACKAGE}; rename it first (nothing was written)"
+                )
+
+    def ours(self, directory: Path) -> bool:
+        """``directory`` was scaffolded, or holds only copies of this package's modules."""
+        prefix = self.rel(directory) + "/"
+        if any(name.startswith(prefix) for name in self.changes.files):
+            return True
+        return all(
+            read_text(_SOURCE / path.relative_to(directory)) == read_text(path)
+            for path in directory.rglob("*.py")
+            if "__pycache__" not in path.parts
+        )
+
+    def check_tasks(self, plan: Plan) -> None:
+        """Refuse a prompt for a graph without messages; note a context it cannot take."""
+        shape = plan.shape
+        if shape.problem is not None:
+            return
+        for task in self.tasks:
+            if not shape.uses_messages and task.get("prompt"):
+                raise ScaffoldError(
+                    f"--task {task['id']!r}: prompt: the graph's input has no 'messages' key, "
+                    f'so a prompt would not reach it; give "input" with its fields '
+                    f"({', '.join(shape.input_fields)})"
+                )
+            if task.get("context") and not shape.context_fields:
+                plan.notes.append(
+                    f"task {task['id']!r} has a context; the graph has no context_schema"
+                )
+
+    def plan_package(self, plan: Plan, package: Path) -> None:
+        """Copy this package's files to ``package``; drop the ones it no longer has."""
+        if package.resolve() == _SOURCE:
+            return  # scaffolding into the scheduler's own source: nothing to copy
+        wanted = set()
+        for source in _package_files(_SOURCE):
+            rel = self.rel(package / source.relative_to(_SOURCE))
+            wanted.add(rel)
+            self.changes.whole(rel, read_text(source) or "", copied=True)
+        self.changes.remove_stale(plan.package_dir, wanted)
+
+    def defaults(self) -> dict[str, str]:
+        """Settings written into main.py and .env.example."""
+        values = {"graph": self.target}
+        if self.args.no_persist:
+            values["database_url"] = "sqlite://"
+        if self.zone is not None:
+            values["timezone"] = self.zone
+        return values
+
+    def plan_main(self) -> None:
+        """Create main.py, or add the marked block to the project's own."""
+        module = main_module(self.defaults())
+        old = read_text(self.project / "main.py")
+        if old is None or old == module or self.changes.scaffolded("main.py"):
+            self.changes.whole("main.py", module, note="runs the scheduler (python main.py)")
+            return
+        block = main_block(self.defaults(), "\r\n" if "\r\n" in old else "\n")
+        added = old if find_block(old) else place_main_block(old, block, self.project / "main.py")
+        note = "a marked block starts the scheduler beside the existing program"
+        self.changes.block("main.py", old, block, added, note)
+
+    def plan_tasks(self, plan: Plan) -> None:
+        """tasks.yaml from --task, or an example task when there is no file yet."""
+        uses_messages = plan.shape.uses_messages
+        if self.tasks:
+            text = tasks_yaml(self.tasks, uses_messages=uses_messages, example=False)
+            ids = ", ".join(task["id"] for task in self.tasks)
+            self.changes.whole("tasks.yaml", text, note=f"tasks: {ids}")
+        elif not (self.project / "tasks.yaml").exists():
+            example = plan.shape.example_task()
+            text = tasks_yaml([example], uses_messages=uses_messages, example=True)
+            note = f"an example task that fits the graph: {example['id']}"
+            self.changes.whole("tasks.yaml", text, note=note)
+        elif not self.changes.scaffolded("tasks.yaml"):
+            plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
+
+    def plan_env(self) -> None:
+        """The scheduler's section of .env.example (variables set elsewhere in it left out)."""
+        old = read_text(self.project / ".env.example")
+        span = find_block(old) if old else None
+        outside = old[: span[0]] + old[span[1] :] if old and span else (old or "")
+        skip = re.findall(r"^\s*(SCHEDULER_\w+)\s*=", outside, re.MULTILINE)
+        newline = "\r\n" if old and "\r\n" in old else "\n"
+        section = env_section(self.defaults(), skip, newline)
+        if not old or not old.strip():
+            added = section
+        else:
+            added = old if span else old.rstrip("\r\n") + newline * 2 + section
+        self.changes.block(".env.example", old, section, added, "the scheduler's settings")
+
+
+def _package_files(directory: Path) -> list[Path]:
+    """The files of a package directory worth copying: modules and ``py.typed``."""
+    return sorted(
+        path
+        for path in directory.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and (path.suffix in (".py", ".pyi") or path.name == "py.typed")
+    )
+
+
+def _next_command(plan: Plan) -> str:
+    where = shlex.quote(str(plan.project))
+    if plan.manifest.kind == "requirements":
+        return f"cd {where} && pip install -r requirements.txt && python main.py"
+    if plan.manifest.kind == "poetry":
+        return f"cd {where} && poetry install && poetry run python main.py"
+    return f"cd {where} && pip install -e . && python main.py"
+
+
+def _print_plan(plan: Plan, *, dry_run: bool) -> None:
+    out, changes = sys.stdout, plan.changes.changes
+    out.write(
+        f"{'Would scaffold' if dry_run else 'Scaffolding'} the scheduler into {plan.project}\n"
+    )
+    out.write(
+        f"  graph    {plan.location.name}: {plan.location.spec} (SCHEDULER_GRAPH={plan.target})\n"
+    )
+    out.write(f"  input    {plan.shape.describe()}\n")
+    copied = [c for c in changes if c.copied and c.path != RECORD]
+    for action in ("create", "update", "delete"):
+        count = sum(1 for c in copied if c.action == action)
+        if count:
+            out.write(f"  {action:<8} {plan.package_dir} ({count} file(s), from {_SOURCE})\n")
+    for change in changes:
+        if not change.copied or change.path == RECORD:
+            note = f": {change.note}" if change.note else ""
+            out.write(f"  {change.action:<8} {change.path}{note}\n")
+    for note in plan.notes:
+        out.write(f"  note     {note}\n")
+
+
+def run_scaffold(args: argparse.Namespace) -> int:
+    """Run the scaffold command.
+
+    Returns:
+        0 when done (or nothing to do), 1 when something is not found (no graph), 2 on bad
+        input or a refusal. Errors go to stderr as one ``error:`` line; nothing is written.
+    """
+    try:
+        plan = _Planner(args).build()
+        if plan.changes.conflicts:
+            raise ScaffoldError(
+                "not overwriting " + ", ".join(plan.changes.conflicts) + "; rerun with "
+                "--force to overwrite (nothing was written)"
+            )
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    if not plan.changes.changes:
+        print(f"Nothing to change: the scheduler is already scaffolded into {plan.project}.")
+        print(f"next: {_next_command(plan)}")
+        return 0
+    _print_plan(plan, dry_run=args.dry_run)
+    if args.dry_run:
+        print("dry run: nothing was written. The changes (package files not shown):")
+        for change in plan.changes.changes:
+            if not change.copied:
+                sys.stdout.writelines(change.diff())
+        return 0
+    try:
+        plan.changes.write()
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return NOT_FOUND
+    print(f"done: {len(plan.changes.changes)} file(s) written.")
+    print(f"next: {_next_command(plan)}")
+    return 0

@@ -1,0 +1,212 @@
+"""What the scaffolder writes into a project besides the package: ``main.py`` (or a marked
+block in an existing one), ``tasks.yaml``, and a marked section of ``.env.example``.
+
+A marked block starts with a ``# >>> scheduler`` line and ends with ``# <<< scheduler``; a
+later run finds it and updates it in place instead of adding another.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scheduler.exceptions import ScaffoldError
+from scheduler.settings import Settings
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "env_section",
+    "find_block",
+    "main_block",
+    "main_module",
+    "place_main_block",
+    "replace_block",
+    "tasks_yaml",
+]
+
+BEGIN = "# >>> scheduler"
+END = "# <<< scheduler"
+_ABOUT = "added by python -m scheduler scaffold; it updates this block"
+
+
+def _call(function: str, defaults: dict[str, str]) -> str:
+    arguments = ", ".join(f"{name}={json.dumps(value)}" for name, value in defaults.items())
+    return f"{function}({arguments})"
+
+
+def main_module(defaults: dict[str, str]) -> str:
+    """A new ``main.py``: the scheduler as the program, with ``defaults`` (settings the
+    environment and ``.env`` do not set)."""
+    return (
+        '"""Run the agent\'s scheduler: python main.py (stop with Ctrl+C)."""\n'
+        "\n"
+        "from scheduler.app import main\n"
+        "\n"
+        'if __name__ == "__main__":\n'
+        f"    raise SystemExit({_call('main', defaults)})\n"
+    )
+
+
+def main_block(defaults: dict[str, str], newline: str = "\n") -> str:
+    """The block for an existing ``main.py``: the scheduler on a background thread, started
+    before the program's own entry point and stopped gracefully when the program ends.
+
+    ``start_in_background`` registers the graceful stop to run when the program ends.
+    """
+    lines = [
+        f"{BEGIN} ({_ABOUT})",
+        "# The scheduler runs on a thread beside the program and stops gracefully when the",
+        "# program ends.",
+        'if __name__ == "__main__":',
+        "    from scheduler.app import start_in_background",
+        "",
+        f"    _scheduler_service = {_call('start_in_background', defaults)}",
+        END,
+    ]
+    return newline.join(lines) + newline
+
+
+def find_block(text: str) -> tuple[int, int] | None:
+    """The span of the marked block in ``text`` (from the start of its first line to after
+    its last), or ``None``.
+
+    Raises:
+        ScaffoldError: A begin marker without an end marker, or several blocks.
+    """
+    starts = [i for i in _line_starts(text) if text.startswith(BEGIN, i)]
+    if not starts:
+        return None
+    if len(starts) > 1:
+        raise ScaffoldError(f"several '{BEGIN}' blocks; keep one")
+    start = starts[0]
+    for i in _line_starts(text):
+        if i > start and text.startswith(END, i):
+            end = text.find("\n", i)
+            return start, len(text) if end < 0 else end + 1
+    raise ScaffoldError(f"a '{BEGIN}' line without its '{END}' line; restore it or remove both")
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    index = text.find("\n")
+    while index >= 0:
+        starts.append(index + 1)
+        index = text.find("\n", index + 1)
+    return [s for s in starts if s < len(text)]
+
+
+def replace_block(text: str, span: tuple[int, int], block: str) -> str:
+    """``text`` with the block at ``span`` (from :func:`find_block`) replaced by ``block``."""
+    return text[: span[0]] + block + text[span[1] :]
+
+
+def place_main_block(text: str, block: str, path: Path) -> str:
+    """Insert ``block`` into an existing ``main.py``: just before its ``if __name__ ==
+    "__main__":`` statement, or, without one, after its leading imports.
+
+    Raises:
+        ScaffoldError: The file does not parse.
+    """
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise ScaffoldError(
+            f"{path}: cannot add the scheduler: line {exc.lineno}: {exc.msg}"
+        ) from None
+    line = None
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            line = node.lineno - 1
+            break
+    if line is None:
+        line = 0
+        for node in tree.body:
+            docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            if not (isinstance(node, ast.Import | ast.ImportFrom) or docstring):
+                break
+            line = node.end_lineno or node.lineno
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    before, after = "".join(lines[:line]), "".join(lines[line:])
+    if before.strip():
+        before = before.rstrip("\r\n") + "\n\n\n"
+    return before + block + ("\n\n" + after.lstrip("\r\n") if after.strip() else "")
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
+def _setting_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def env_section(values: dict[str, str], skip: Sequence[str] = (), newline: str = "\n") -> str:
+    """The ``.env.example`` section: every ``SCHEDULER_*`` setting with its description and
+    default, ``values`` (e.g. ``{"graph": "agent.graph:graph"}``) instead of the defaults,
+    leaving out the variables in ``skip`` (set elsewhere in the file)."""
+    lines = [
+        f"{BEGIN} ({_ABOUT})",
+        "# The task scheduler's settings (SCHEDULER_*, also read from .env); values shown are the",
+        "# defaults, except those the scaffolder chose.",
+    ]
+    for name, info in Settings.model_fields.items():
+        variable = f"SCHEDULER_{name.upper()}"
+        if variable in skip:
+            continue
+        value = values[name] if name in values else _setting_value(info.default)
+        if info.description:
+            lines.append(f"# {info.description}")
+        lines.append(f"{variable}={value}")
+    lines.append(END)
+    return newline.join(lines) + newline
+
+
+def tasks_yaml(tasks: Sequence[dict[str, Any]], *, uses_messages: bool, example: bool) -> str:
+    """The ``tasks.yaml`` text for ``tasks`` (each as the user gave it)."""
+    head = [
+        "# Tasks that main.py applies at every start (python -m scheduler apply tasks.yaml does it",
+        "# on demand). Same id = update; an entry removed from this file removes its task. Tasks",
+        "# added through the CLI (python -m scheduler add ...) or the API are not touched by it.",
+        "#",
+        "# Each entry is a TaskDefinition: an id, one schedule, and what to send to the graph:",
+        '#   schedule: "0 9 * * 1-5"          standard cron (1-5 = Monday to Friday)',
+        '#   schedule: "every 5 minutes"      or "weekdays at 18:00", "at 2026-03-15 14:00"',
+    ]
+    if uses_messages:
+        head.append("#   prompt: ...                      the user message the graph receives")
+    else:
+        head += [
+            "#   input: {...}                     the graph's input (it has no messages key, so",
+            "#                                    tasks give input instead of a prompt)",
+        ]
+    head.append(
+        "#   context: {...}                   the run context, for a graph's context_schema"
+    )
+    if example:
+        head.append(
+            "# The entry below is an example that fits this graph's input: edit or replace it."
+        )
+    entries = [
+        yaml.safe_dump([task], sort_keys=False, allow_unicode=True, width=88) for task in tasks
+    ]
+    return "\n".join(head) + "\n\n" + "\n".join(entries)

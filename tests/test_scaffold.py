@@ -1,0 +1,529 @@
+"""The scaffolder (``python -m scheduler scaffold``) on fixture projects shaped like real
+ones: each is scaffolded, installed into a virtual environment of its own, and run, and a
+one-second task must fire against that project's own graph, also after a restart. Plus
+idempotency, ``--dry-run``, the ``--force`` rule, refusals, and the skill's commands."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scheduler.cli import main as cli_main
+from scheduler.manifests import plan_manifest, requirements
+from tests.conftest import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "projects"
+SKILL = ROOT / "skills" / "add-scheduler" / "SKILL.md"
+FIRE_TIMEOUT = 30.0
+RECORD = ".scheduler-scaffold.json"
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Path:
+    project = tmp_path / name
+    shutil.copytree(FIXTURES / name, project)
+    return project
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def scaffold(capsys: pytest.CaptureFixture[str], project: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``python -m scheduler scaffold`` in this process: (status, stdout, stderr)."""
+    status = cli_main(["scaffold", str(project), *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def clean_env(venv: Path | None = None) -> dict[str, str]:
+    """The environment without this interpreter's Python and scheduler settings; with
+    ``venv`` first on PATH, as if it were activated."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON", "SCHEDULER_", "PIP_")) and key != "VIRTUAL_ENV"
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    if venv is not None:
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(venv)
+    return env
+
+
+def isolation_flags(project: Path) -> list[str]:
+    """``--no-build-isolation`` when the project's build backend is importable here (works
+    offline); otherwise pip fetches it from the package index."""
+    pyproject = project / "pyproject.toml"
+    requires = tomllib.loads(pyproject.read_text())["build-system"]["requires"]
+    names = {re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower() for req in requires}
+    if "setuptools" in names:
+        names.add("wheel")  # setuptools < 70.1 builds wheels with the wheel package
+    modules = {"poetry-core": "poetry", "setuptools-scm": "setuptools_scm"}
+    if all(find_spec(modules.get(name, name)) is not None for name in names):
+        return ["--no-build-isolation"]
+    return []
+
+
+def make_venv(path: Path, project: Path) -> Path:
+    """A virtual environment that sees this interpreter's packages (through a ``.pth``
+    file), with a ``pip`` command that builds ``project`` offline when it can."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    (site,) = path.glob("lib/python*/site-packages")
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_test_environment.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
+    flags = " ".join(isolation_flags(project)) if (project / "pyproject.toml").exists() else ""
+    pip = path / "bin" / "pip"
+    pip.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = install ]; then set -- "$@" -q --disable-pip-version-check {flags}; fi\n'
+        f'exec "{path / "bin" / "python"}" -m pip "$@"\n'
+    )
+    pip.chmod(0o755)
+    return path
+
+
+def run_in(venv: Path, project: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        list(command),
+        cwd=project,
+        env=clean_env(venv),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+    return done
+
+
+@dataclass
+class Program:
+    """A running ``python main.py`` whose merged output is read line by line."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    fresh: queue.Queue[str] = field(default_factory=queue.Queue)
+    reader: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, venv: Path, project: Path) -> Program:
+        process = subprocess.Popen(
+            ["python", "main.py"],
+            cwd=project,
+            env=clean_env(venv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        program = cls(process)
+        program.reader = threading.Thread(target=program._read, daemon=True)
+        program.reader.start()
+        return program
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                self.fresh.put(line)
+        self.fresh.put("")
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = FIRE_TIMEOUT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.fresh.get(timeout=left)
+            except queue.Empty:
+                break
+            if match := re.search(pattern, line):
+                return match
+            if not line:
+                break
+        self.kill()
+        pytest.fail(f"no line matching {pattern!r} within {timeout} s; output:\n{self.output}")
+
+    def send(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text)
+        self.process.stdin.flush()
+
+    def finish(self, *, interrupt: bool = True) -> int:
+        """Ctrl+C (or end of input), then wait for the exit; returns the status."""
+        assert self.process.stdin is not None
+        if interrupt:
+            self.process.send_signal(signal.SIGINT)
+        self.process.stdin.close()
+        try:
+            status = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"main.py did not exit; output:\n{self.output}")
+        if self.reader is not None:
+            self.reader.join(timeout=10)  # every line read
+        return status
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+
+
+# -- end to end: four project shapes --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    fixture: str
+    task: dict[str, Any]
+    answer: str  # what the project's own graph says
+    package: str  # where the scheduler package goes
+    options: tuple[str, ...] = ()
+
+
+CASES = [
+    Case(
+        "template_agent",
+        {
+            "id": "heartbeat",
+            "schedule": "every 1 second",
+            "input": {"request": "pulse check"},
+            "context": {"audience": "the on-call team"},
+        },
+        "template-agent handled 'pulse check' for the on-call team",
+        "src/scheduler",
+    ),
+    Case(
+        "support_bot",
+        {"id": "heartbeat", "schedule": "every 1 second", "prompt": "any news?"},
+        "support-bot answering 'any news?': open orders A-1001 shipped",
+        "src/scheduler",
+        ("--graph", "support"),
+    ),
+    Case(
+        "root_agent",
+        {"id": "heartbeat", "schedule": "every 1 second", "prompt": "ping"},
+        "root-agent echo: ping",
+        "scheduler",
+    ),
+    Case(
+        "poetry_agent",
+        {"id": "heartbeat", "schedule": "every 1 second", "input": {"topic": "graphs"}},
+        "research-bot read arxiv and the lab notebook about 'graphs'",
+        "src/scheduler",
+    ),
+]
+FIRED = r"task heartbeat run (\w+) succeeded in [\d.]+ s: (.*)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case.fixture for case in CASES])
+def test_scaffolded_project_fires_its_own_graph_and_keeps_its_task_across_a_restart(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture(case.fixture, tmp_path)
+    status, out, err = scaffold(capsys, project, *case.options, "--task", json.dumps(case.task))
+    assert status == 0, err
+    assert "next: " in out
+    assert (project / case.package / "app.py").is_file()
+
+    venv = make_venv(tmp_path / "venv", project)
+    if (project / "requirements.txt").exists():
+        run_in(venv, project, "pip", "install", "-r", "requirements.txt")
+    else:
+        run_in(venv, project, "pip", "install", "-e", ".")
+    where = run_in(venv, project, "python", "-c", "import scheduler; print(scheduler.__file__)")
+    assert Path(where.stdout.strip()) == project / case.package / "__init__.py"
+
+    first = Program.start(venv, project)
+    fired = first.wait_for(FIRED)
+    assert case.answer in fired[2], fired[0]
+    if case.fixture == "root_agent":  # the existing chat program keeps working beside it
+        first.send("hello there\n")
+        first.wait_for(r"^root-agent echo: hello there$")
+        assert first.finish(interrupt=False) == 0, first.output
+        assert "root-agent chat: bye" in first.output
+    else:
+        assert first.finish() == 0, first.output
+    assert "scheduler stopped" in first.output
+    assert "Traceback" not in first.output, first.output
+
+    listed = json.loads(run_in(venv, project, "python", "-m", "scheduler", "list", "--json").stdout)
+    assert [(t["id"], t["state"], t["paused"]) for t in listed] == [("heartbeat", "active", False)]
+    assert (project / "scheduler.db").is_file()
+
+    second = Program.start(venv, project)
+    second.wait_for(r"applied tasks.yaml: 1 unchanged")
+    again = second.wait_for(FIRED)
+    assert again[1] != fired[1] and case.answer in again[2]
+    if case.fixture == "root_agent":
+        assert second.finish(interrupt=False) == 0, second.output
+    else:
+        assert second.finish() == 0, second.output
+    runs = run_in(
+        venv, project, "python", "-m", "scheduler", "runs", "--task", "heartbeat", "--json"
+    )
+    run_ids = {run["id"] for run in json.loads(runs.stdout)}
+    assert {fired[1], again[1]} <= run_ids  # the history of both starts, in scheduler.db
+
+
+# -- the command's rules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "options"),
+    [("template_agent", ()), ("support_bot", ("--graph", "support")), ("root_agent", ())],
+)
+def test_a_second_run_changes_nothing(
+    fixture: str, options: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture(fixture, tmp_path)
+    assert scaffold(capsys, project, *options)[0] == 0
+    before = snapshot(project)
+    status, out, _ = scaffold(capsys, project, *options)
+    assert status == 0
+    assert out.startswith("Nothing to change")
+    assert snapshot(project) == before
+
+
+def test_dry_run_prints_the_plan_and_a_diff_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("template_agent", tmp_path)
+    before = snapshot(project)
+    status, out, _ = scaffold(capsys, project, "--dry-run")
+    assert status == 0
+    assert snapshot(project) == before
+    assert "SCHEDULER_GRAPH=agent.graph:graph" in out
+    assert 'has no "messages" key' in out
+    assert "dry run: nothing was written" in out
+    assert "--- a/pyproject.toml\n+++ b/pyproject.toml\n" in out
+    assert '+    "apscheduler' in out
+    assert (
+        "+++ b/main.py\n" in out and '+    raise SystemExit(main(graph="agent.graph:graph"))' in out
+    )
+    assert "+  input:\n+    request: status report\n" in out  # the example task fits the input
+    assert "+SCHEDULER_GRAPH=agent.graph:graph\n" in out
+
+
+def test_a_file_changed_since_it_was_scaffolded_is_kept_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("support_bot", tmp_path)
+    task = '{"id": "nightly", "schedule": "every day at 02:00", "prompt": "Tidy up."}'
+    assert scaffold(capsys, project, "--graph", "support")[0] == 0
+    tasks_file = project / "tasks.yaml"
+    tasks_file.write_text(tasks_file.read_text() + "# my own note\n")
+    before = snapshot(project)
+
+    status, _, err = scaffold(capsys, project, "--graph", "support", "--task", task)
+    assert status == 2
+    assert err.startswith("error: not overwriting tasks.yaml (changed since it was scaffolded)")
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(project) == before
+
+    status, out, err = scaffold(capsys, project, "--graph", "support", "--task", task, "--force")
+    assert status == 0, err
+    assert "update   tasks.yaml" in out
+    assert "id: nightly" in tasks_file.read_text() and "my own note" not in tasks_file.read_text()
+
+
+def test_an_existing_main_py_gets_one_marked_block_updated_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("root_agent", tmp_path)
+    original = (project / "main.py").read_text()
+    assert scaffold(capsys, project)[0] == 0
+    assert scaffold(capsys, project, "--no-persist", "--timezone", "Europe/Paris")[0] == 0
+    text = (project / "main.py").read_text()
+    assert text.count("# >>> scheduler") == 1 and text.count("# <<< scheduler") == 1
+    assert 'start_in_background(graph="graph:graph", database_url="sqlite://", ' in text
+    assert text.index("# <<< scheduler") < text.index('if __name__ == "__main__":\n    chat()')
+    without_block = re.sub(r"# >>> scheduler.*?# <<< scheduler\n\n\n", "", text, flags=re.S)
+    assert without_block == original  # the rest is the user's, byte for byte
+    env = (project / ".env.example").read_text()
+    assert "SCHEDULER_DATABASE_URL=sqlite://\n" in env and env.count("# >>> scheduler") == 1
+
+
+def test_a_project_without_a_graph_is_refused_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("no_graph", tmp_path)
+    before = snapshot(project)
+    status, out, err = scaffold(capsys, project)
+    assert status == 1
+    assert err.startswith("error: no LangGraph graph found in ") and "langgraph.json" in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert snapshot(project) == before
+
+
+def test_several_graphs_without_graph_option_lists_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("support_bot", tmp_path)
+    before = snapshot(project)
+    status, _, err = scaffold(capsys, project)
+    assert status == 2
+    assert "choose one with --graph NAME" in err
+    assert "support (./src/support_bot/graph.py:graph)" in err and "triage (" in err
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("fixture", "task", "message"),
+    [
+        (
+            "root_agent",
+            '{"id": "bad", "schedule": "0 25 * * *", "prompt": "x"}',
+            "error: --task 'bad': schedule '0 25 * * *': invalid cron expression: hour 25",
+        ),
+        ("root_agent", '{"id": "bad", "interval_seconds": 0, "prompt": "x"}', "interval_seconds"),
+        ("root_agent", "{not json", "error: --task 1: not JSON"),
+        (
+            "template_agent",
+            '{"id": "chat", "schedule": "every 1 hour", "prompt": "hi"}',
+            "error: --task 'chat': prompt: the graph's input has no 'messages' key",
+        ),
+    ],
+)
+def test_a_bad_task_is_refused_naming_task_and_field(
+    fixture: str, task: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture(fixture, tmp_path)
+    before = snapshot(project)
+    status, _, err = scaffold(capsys, project, "--task", task)
+    assert status == 2
+    assert message in err, err
+    assert snapshot(project) == before
+
+
+def test_a_scheduler_module_of_the_projects_own_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "scheduler.py").write_text("def every_day(): ...\n")
+    before = snapshot(project)
+    status, _, err = scaffold(capsys, project)
+    assert status == 2
+    assert "scheduler.py: the project has a module of its own named scheduler" in err
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("fixture", ["template_agent", "support_bot", "poetry_agent", "root_agent"])
+def test_dependencies_are_added_once_and_the_rest_of_the_manifest_is_kept(
+    fixture: str, tmp_path: Path
+) -> None:
+    project = copy_fixture(fixture, tmp_path)
+    package = None if fixture == "root_agent" else "src/scheduler"
+    edit = plan_manifest(project, requirements(), package)
+    assert edit.added and "langgraph" not in edit.added  # the project lists it already
+    diff = difflib.ndiff((edit.old or "").splitlines(), edit.new.splitlines())
+    removed = [line for line in diff if line.startswith("- ")]
+    assert len(removed) <= 1, removed  # at most a one-line array grew to several lines
+    if edit.path == "pyproject.toml":
+        assert tomllib.loads(edit.old or "").keys() == tomllib.loads(edit.new).keys()
+    (project / edit.path).write_text(edit.new)
+    again = plan_manifest(project, requirements(), package)
+    assert (again.added, again.included, again.new) == ([], False, edit.new)
+
+
+# -- the skill's commands -------------------------------------------------------------------
+
+
+def skill_blocks() -> list[str]:
+    return re.findall(r"^```bash\n(.*?)^```", SKILL.read_text(), flags=re.M | re.S)
+
+
+def test_skill_front_matter_says_when_to_use_it() -> None:
+    front = re.match(r"^---\n(.*?)\n---\n", SKILL.read_text(), flags=re.S)
+    assert front is not None
+    fields = yaml.safe_load(front[1])
+    assert fields["name"] == "add-scheduler"
+    for words in (
+        "add scheduler",
+        "add cron",
+        "scheduled tasks",
+        "periodic tasks",
+        "task scheduler",
+    ):
+        assert words in fields["description"]
+
+
+@pytest.mark.slow
+def test_every_command_of_the_skill_works_on_a_project(tmp_path: Path) -> None:
+    project = copy_fixture("poetry_agent", tmp_path)
+    venv = make_venv(tmp_path / "project-venv", project)
+    repo = tmp_path / "scheduler-repo"  # stands for this repository with its .venv
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    python = repo / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    env = clean_env(venv) | {"PROJECT": str(project), "SCHEDULER_REPO": str(repo)}
+
+    blocks = skill_blocks()
+    assert len(blocks) >= 5
+    outputs = []
+    for block in blocks:
+        before = snapshot(project)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{block}\n{output}"
+        if "--dry-run" in block:
+            assert snapshot(project) == before, "the dry run wrote files"
+            assert "dry run: nothing was written" in output
+        outputs.append(output)
+
+    tasks = (project / "tasks.yaml").read_text()
+    assert "id: weekday-summary" in tasks and "id: health-check" in tasks
+    runs = [output for block, output in zip(blocks, outputs, strict=True) if "main.py" in block]
+    assert len(runs) == 2  # the first start, and the restart
+    fired = r"task scaffold-check run (\w+) succeeded in [\d.]+ s: research-bot read"
+    ids = [re.findall(fired, output) for output in runs]
+    assert all(ids), "\n".join(runs)
+    assert all("scheduler stopped" in output for output in runs)
+    log = "\n".join(outputs)
+    assert "scaffold-check is paused" in log and "scaffold-check is active" in log
+    assert re.search(r"^scaffold-check\t.*\tpaused\t", log, flags=re.M)
+    assert ids[0][0] in runs[1]  # after the restart, runs lists those of the first start
+    assert "removed scaffold-check" in log
