@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from scheduler.models import TaskDefinition
-from scheduler.store import DEFINITION_FORMAT, TaskRow
+from scheduler.storage import DEFINITION_FORMAT, TaskRow
 
 __all__ = ["DefinitionError", "decode", "encode"]
 

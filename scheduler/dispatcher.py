@@ -28,7 +28,7 @@ from scheduler.models import RunStatus, TaskDefinition
 from scheduler.records import RunTrigger
 from scheduler.runner import Admission, PendingRun, Runner, new_run_id
 from scheduler.settings import Settings
-from scheduler.store import RunRow, Store, TaskRow
+from scheduler.storage import RunRow, Store, TaskRow
 from scheduler.triggers import Backlog, backlog
 
 __all__ = ["Dispatcher"]

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Protocol
 
-from scheduler.store import AdvisoryLock, Store, try_advisory_lock
+from scheduler.storage import AdvisoryLock, Store, try_advisory_lock
 
 __all__ = ["FileLeaderLock", "LeaderLock", "NoLeaderLock", "PostgresLeaderLock", "leader_lock_for"]
 

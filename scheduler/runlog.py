@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from scheduler.exceptions import StorageError
-from scheduler.store import RunRow, Store
+from scheduler.storage import RunRow, Store
 
 __all__ = ["RunLog"]
 

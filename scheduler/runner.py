@@ -16,7 +16,6 @@ import logging
 import random
 import secrets
 import time
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -25,19 +24,19 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from scheduler.graphs import build_config, build_input, output_text, resolve_callback
+from scheduler.graphs import resolve_callback
+from scheduler.invocation import Outcome, invoke
 from scheduler.models import OverlapPolicy, RunStatus, TaskDefinition
 from scheduler.records import RunRecord, RunTrigger, from_timestamp
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.store import RunRow
+from scheduler.storage import RunRow
 
 __all__ = ["Admission", "PendingRun", "Runner", "new_run_id"]
 
 logger = logging.getLogger(__name__)
 
 _run_counter = itertools.count()
-_TRACEBACK_CHARS = 4000
 
 
 def new_run_id() -> str:
@@ -65,15 +64,6 @@ class Admission(Enum):
     RUN = "run"
     BUFFER = "buffer"  # overlap=queue: held until the run in progress ends
     SKIP = "skip"
-
-
-@dataclass(slots=True)
-class _Outcome:
-    status: RunStatus
-    output: str | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    error_traceback: str | None = None
 
 
 class Runner:
@@ -252,7 +242,16 @@ class Runner:
             _iso(pending.scheduled_for),
             pending.attempt,
         )
-        outcome = await self._invoke(pending, thread_id)
+        outcome = await invoke(
+            pending.task,
+            graph=self._graph,
+            run_id=pending.run_id,
+            thread_id=thread_id,
+            scheduled_for=pending.scheduled_for,
+            attempt=pending.attempt,
+            timeout=pending.task.timeout_seconds or self._settings.timeout_seconds,
+            output_max_chars=self._settings.output_max_chars,
+        )
         finished = self._clock()
         self._log.update(
             pending.run_id,
@@ -277,55 +276,7 @@ class Runner:
         self._pump()
         self._check_idle()
 
-    async def _invoke(self, pending: PendingRun, thread_id: str) -> _Outcome:
-        task = pending.task
-        timeout = task.timeout_seconds or self._settings.timeout_seconds
-        config = build_config(
-            task,
-            run_id=pending.run_id,
-            thread_id=thread_id,
-            scheduled_for=_iso(pending.scheduled_for),
-            attempt=pending.attempt,
-        )
-        kwargs: dict[str, Any] = {}
-        if task.context is not None:
-            kwargs["context"] = task.context
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                result = await self._graph().ainvoke(build_input(task), config, **kwargs)
-        except asyncio.CancelledError:
-            return _Outcome(
-                RunStatus.CANCELLED,
-                error_type="Cancelled",
-                error_message="the scheduler stopped before the run finished",
-            )
-        except TimeoutError as exc:
-            if deadline.expired():
-                return _Outcome(
-                    RunStatus.TIMED_OUT,
-                    error_type="TimeoutError",
-                    error_message=f"the run exceeded its timeout of {timeout:g} s",
-                )
-            return _failure(exc)
-        except Exception as exc:
-            return _failure(exc)
-        output = output_text(result, self._settings.output_max_chars)
-        if task.result_callback:
-            try:
-                callback = resolve_callback(task.result_callback)
-                value = callback(task, result)
-                if inspect.isawaitable(value):
-                    await value
-            except asyncio.CancelledError:
-                return _Outcome(RunStatus.CANCELLED, output, "Cancelled", "stopped in the callback")
-            except Exception as exc:
-                failed = _failure(exc, f"result_callback {task.result_callback} failed: ")
-                failed.output = output
-                return failed
-        return _Outcome(RunStatus.SUCCEEDED, output=output)
-
-    def _retry_for(self, pending: PendingRun, outcome: _Outcome, now: float) -> PendingRun | None:
+    def _retry_for(self, pending: PendingRun, outcome: Outcome, now: float) -> PendingRun | None:
         if outcome.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or not self._accepting:
             return None
         task = pending.task
@@ -370,7 +321,7 @@ class Runner:
         )
         return retry
 
-    def _report(self, pending: PendingRun, outcome: _Outcome, seconds: float) -> None:
+    def _report(self, pending: PendingRun, outcome: Outcome, seconds: float) -> None:
         task_id, run_id = pending.task.id, pending.run_id
         if outcome.status is RunStatus.SUCCEEDED:
             logger.info(
@@ -396,7 +347,7 @@ class Runner:
     async def _on_failure(
         self,
         pending: PendingRun,
-        outcome: _Outcome,
+        outcome: Outcome,
         thread_id: str,
         started: float,
         finished: float,
@@ -468,16 +419,6 @@ def retry_delay(attempt: int, *, base: float, cap: float) -> float:
     plus up to 25 % random jitter."""
     delay = min(cap, base * 2.0 ** (attempt - 1))
     return delay * (1 + random.uniform(0, 0.25))
-
-
-def _failure(exc: BaseException, prefix: str = "") -> _Outcome:
-    text = "".join(traceback.format_exception(exc))
-    return _Outcome(
-        RunStatus.FAILED,
-        error_type=type(exc).__name__,
-        error_message=prefix + (str(exc) or type(exc).__name__),
-        error_traceback=text[-_TRACEBACK_CHARS:],
-    )
 
 
 def _iso(timestamp: float) -> str:

@@ -19,7 +19,7 @@ from scheduler.records import RunTrigger
 from scheduler.runlog import RunLog
 from scheduler.runner import PendingRun, Runner
 from scheduler.settings import Settings
-from scheduler.store import Store
+from scheduler.storage import Store
 
 __all__ = ["Supervisor"]
 

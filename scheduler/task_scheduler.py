@@ -22,12 +22,19 @@ from scheduler.exceptions import (
     TaskNotRunnableError,
 )
 from scheduler.graphs import default_graph_target, load_graph, resolve_callback
-from scheduler.models import RunStatus, TaskDefinition, TaskType
-from scheduler.records import RunRecord, RunTrigger, TaskInfo, TaskState, from_timestamp
+from scheduler.models import RunStatus, TaskDefinition
+from scheduler.records import (
+    RunRecord,
+    RunTrigger,
+    TaskInfo,
+    run_record_from_row,
+    task_info_from_row,
+)
 from scheduler.runner import PendingRun, new_run_id
 from scheduler.settings import Settings, sqlite_url
-from scheduler.store import DEFINITION_FORMAT, RunRow, Store, TaskRow, TaskStats, Transaction
+from scheduler.storage import RunRow, Store, TaskRow, TaskStats, Transaction
 from scheduler.supervisor import Supervisor
+from scheduler.taskrows import build_row, first_run_time, is_completed
 from scheduler.triggers import fire_times
 
 __all__ = ["TaskScheduler"]
@@ -233,7 +240,7 @@ class TaskScheduler:
             if old is not None and not replace_existing:
                 raise TaskExistsError(task.id)
             origin = source or (old.source if old is not None else API_SOURCE)
-            row = self._row_for(task, old, now, origin)
+            row = build_row(task, old, now=now, source=origin, settings=self.settings)
             (updates if old is not None else inserts).append(row)
         tx.insert_tasks(inserts)
         tx.update_tasks(updates)
@@ -258,7 +265,7 @@ class TaskScheduler:
         """
         with self.store.transaction() as tx:
             row = self._row_or_raise(tx, task_id)
-            if not self._completed(row):
+            if not is_completed(row):
                 row.paused = True
                 row.next_run_time = None
                 row.updated_at = self._clock()
@@ -286,7 +293,9 @@ class TaskScheduler:
                     row.definition = encode(task)
                 now = self._clock()
                 row.paused = False
-                row.next_run_time = self.first_run_time(task, anchor=row.anchor, now=now)
+                row.next_run_time = first_run_time(
+                    task, anchor=row.anchor, now=now, default_timezone=self.settings.timezone
+                )
                 row.updated_at = now
                 tx.update_tasks([row])
                 tx.bump_revision()
@@ -334,14 +343,16 @@ class TaskScheduler:
         if row is None:
             raise TaskNotFoundError(task_id)
         stats = self.store.task_stats(task_id).get(task_id, TaskStats())
-        return _task_info(row, stats)
+        return task_info_from_row(row, stats)
 
     def list_tasks(self) -> list[TaskInfo]:
         """Every task, by id; rows that cannot be loaded are listed with ``state='error'``."""
         self._flush()
         stats = self.store.task_stats()
         empty = TaskStats()
-        return [_task_info(row, stats.get(row.id, empty)) for row in self.store.list_tasks()]
+        return [
+            task_info_from_row(row, stats.get(row.id, empty)) for row in self.store.list_tasks()
+        ]
 
     def next_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
         """The task's next ``count`` fire times as stored and scheduled (none unless active).
@@ -380,7 +391,7 @@ class TaskScheduler:
             statuses = [RunStatus(s).value for s in status]
         self._flush()
         rows = self.store.list_runs(task_id=task_id, statuses=statuses, limit=limit)
-        return [_run_record(row) for row in rows]
+        return [run_record_from_row(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunRecord:
         """One run record.
@@ -392,7 +403,7 @@ class TaskScheduler:
         row = self.store.get_run(run_id)
         if row is None:
             raise RunNotFoundError(run_id)
-        return _run_record(row)
+        return run_record_from_row(row)
 
     async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
         """Wait until a run reaches a final status, and return it.
@@ -423,76 +434,6 @@ class TaskScheduler:
             if path:
                 resolve_callback(path, field=field)
         return task
-
-    def first_run_time(self, task: TaskDefinition, *, anchor: float, now: float) -> float | None:
-        """The first fire time of ``task`` at or after ``now`` (a one-time task's own time,
-        even if past: the dispatcher then runs it or records it missed)."""
-        trigger = task.build_trigger(
-            anchor=datetime.fromtimestamp(anchor, UTC), default_timezone=self.settings.timezone
-        )
-        moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
-        return moment.timestamp() if moment is not None else None
-
-    def _row_for(
-        self, task: TaskDefinition, old: TaskRow | None, now: float, source: str
-    ) -> TaskRow:
-        previous: TaskDefinition | None = None
-        if old is not None:
-            try:
-                previous = decode(old)
-            except DefinitionError:
-                previous = None
-        paused = old.paused if old is not None else False
-        unchanged = (
-            old is not None
-            and previous is not None
-            and previous.schedule_key() == task.schedule_key()
-            and previous.enabled == task.enabled
-        )
-        if unchanged:
-            assert old is not None
-            anchor, next_run = old.anchor, old.next_run_time
-        else:
-            anchor = now
-            next_run = None
-            if task.enabled and not paused:
-                next_run = self.first_run_time(task, anchor=now, now=now)
-            self._warn_if_past(task, next_run, now)
-        return TaskRow(
-            id=task.id,
-            definition=encode(task),
-            format=DEFINITION_FORMAT,
-            next_run_time=next_run,
-            paused=paused,
-            anchor=anchor,
-            source=source,
-            created_at=old.created_at if old is not None else now,
-            updated_at=now,
-        )
-
-    def _warn_if_past(self, task: TaskDefinition, next_run: float | None, now: float) -> None:
-        if task.task_type is not TaskType.ONE_TIME or next_run is None:
-            return
-        grace = task.misfire_grace_seconds
-        if grace is None:
-            grace = self.settings.misfire_grace_seconds
-        if now - next_run > grace:
-            logger.warning(
-                "task %s: run_at %s is older than the catch-up window (%g s); it will be "
-                "recorded as missed",
-                task.id,
-                from_timestamp(next_run),
-                grace,
-            )
-
-    @staticmethod
-    def _completed(row: TaskRow) -> bool:
-        if row.paused or row.next_run_time is not None:
-            return False
-        try:
-            return decode(row).enabled
-        except DefinitionError:
-            return False
 
     @staticmethod
     def _row_or_raise(tx: Transaction, task_id: str) -> TaskRow:
@@ -535,59 +476,3 @@ class TaskScheduler:
             function(*args)
         else:
             supervisor.loop.call_soon_threadsafe(function, *args)
-
-
-def _task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
-    definition: TaskDefinition | None = None
-    error: str | None = None
-    try:
-        definition = decode(row)
-    except DefinitionError as exc:
-        error = str(exc)
-    if definition is None:
-        state = TaskState.ERROR
-    elif row.paused:
-        state = TaskState.PAUSED
-    elif not definition.enabled:
-        state = TaskState.DISABLED
-    elif row.next_run_time is None:
-        state = TaskState.COMPLETED
-    else:
-        state = TaskState.ACTIVE
-    name = definition.name if definition is not None else row.id
-    return TaskInfo(
-        id=row.id,
-        name=name,
-        state=state,
-        next_run=from_timestamp(row.next_run_time) if state is TaskState.ACTIVE else None,
-        paused=row.paused,
-        definition=definition,
-        source=row.source,
-        created_at=datetime.fromtimestamp(row.created_at, UTC),
-        updated_at=datetime.fromtimestamp(row.updated_at, UTC),
-        last_run=from_timestamp(stats.last_run_at),
-        last_status=RunStatus(stats.last_status) if stats.last_status else None,
-        last_error=stats.last_error,
-        run_count=stats.run_count,
-        error=error,
-    )
-
-
-def _run_record(row: RunRow) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        task_id=row.task_id,
-        status=RunStatus(row.status),
-        scheduled_for=datetime.fromtimestamp(row.scheduled_for, UTC),
-        queued_at=datetime.fromtimestamp(row.queued_at, UTC),
-        started_at=from_timestamp(row.started_at),
-        finished_at=from_timestamp(row.finished_at),
-        attempt=row.attempt,
-        occurrences=row.occurrences,
-        trigger=RunTrigger(row.trigger),
-        thread_id=row.thread_id,
-        error_type=row.error_type,
-        error_message=row.error_message,
-        error_traceback=row.error_traceback,
-        output=row.output,
-    )

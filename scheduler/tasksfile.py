@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from scheduler.codec import DefinitionError, decode
 from scheduler.exceptions import SchedulerError, TasksFileError
 from scheduler.models import TaskDefinition
-from scheduler.store import TaskRow
+from scheduler.storage import TaskRow
 
 if TYPE_CHECKING:
     from scheduler.task_scheduler import TaskScheduler

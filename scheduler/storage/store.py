@@ -1,0 +1,254 @@
+"""The store: engine, set-up, transactions and the queries readers need.
+
+One SQLAlchemy URL holds three tables: ``scheduler_tasks`` (the job store: one row per task,
+the definition as JSON text, never a pickle), ``scheduler_runs`` (run history) and
+``scheduler_meta`` (schema version and a revision counter that every change bumps, so a
+running scheduler notices changes made by other processes).
+
+SQLite files run in WAL mode with ``synchronous=NORMAL``; write transactions start with
+``BEGIN IMMEDIATE`` so a read-modify-write (the dispatcher claiming due tasks) cannot
+interleave with another writer. Driver errors leave this module as
+:class:`~scheduler.exceptions.StorageError`, chained to the original.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, func, insert, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from scheduler.exceptions import StorageError
+from scheduler.storage.schema import (
+    SCHEMA_VERSION,
+    RunRow,
+    TaskRow,
+    TaskStats,
+    meta_table,
+    metadata,
+    run_row,
+    runs_table,
+    task_row,
+    tasks_table,
+)
+from scheduler.storage.transaction import Transaction
+
+__all__ = ["Store", "translated"]
+
+
+@contextmanager
+def translated(store: Store) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StorageError(f"database {store.display_url}: {reason}") from exc
+
+
+class Store:
+    """Tables, transactions and queries for one database URL.
+
+    Args:
+        url: Any SQLAlchemy URL; ``sqlite://`` (no file) keeps everything in memory.
+        busy_timeout: Seconds SQLite waits for a lock before raising an error.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_memory = self.is_sqlite and parsed.database in (None, "", ":memory:")
+        self.sqlite_path: Path | None = None
+        kwargs: dict[str, Any] = {}
+        if self.is_memory:
+            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        elif self.is_sqlite:
+            self.sqlite_path = Path(str(parsed.database))
+            kwargs = {"connect_args": {"timeout": busy_timeout}, "pool_size": 8}
+        else:
+            kwargs = {"pool_pre_ping": True, "pool_size": 8}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._install_sqlite_hooks(busy_timeout)
+        # In-process writers queue here instead of spinning on SQLite's busy handler.
+        self._write_lock = threading.RLock()
+        # One shared in-memory connection: every use must be serialised.
+        self._read_lock: AbstractContextManager[Any] = (
+            self._write_lock if self.is_memory else nullcontext()
+        )
+        self._set_up = False
+
+    def _install_sqlite_hooks(self, busy_timeout: float) -> None:
+        memory = self.is_memory
+
+        @event.listens_for(self.engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below issue BEGIN (pysqlite's own is broken).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cursor.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            immediate = connection.get_execution_options().get("immediate", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the tables if needed and check the schema version. Idempotent."""
+        if self._set_up:
+            return
+        with self._write_lock, translated(self):
+            if self.sqlite_path is not None and not self.sqlite_path.parent.is_dir():
+                raise StorageError(
+                    f"cannot open SQLite database {self.sqlite_path}: "
+                    f"directory {self.sqlite_path.parent} does not exist"
+                )
+            metadata.create_all(self.engine)
+            with self.engine.connect() as conn:
+                conn.execution_options(immediate=True)
+                with conn.begin():
+                    schema = conn.execute(
+                        select(meta_table.c.value).where(meta_table.c.key == "schema")
+                    ).scalar()
+                    if schema is None:
+                        _insert_ignore(conn, "schema", SCHEMA_VERSION)
+                        _insert_ignore(conn, "revision", 0)
+                    elif schema > SCHEMA_VERSION:
+                        raise StorageError(
+                            f"database {self.display_url} has schema version {schema}, "
+                            f"written by a newer version of this package (this one reads "
+                            f"{SCHEMA_VERSION}); upgrade the package"
+                        )
+        self._set_up = True
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        self.setup()
+        with self._write_lock, translated(self), self.engine.connect() as conn:
+            conn.execution_options(immediate=True)
+            with conn.begin():
+                yield Transaction(conn, lock_rows=not self.is_sqlite)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        self.setup()
+        with self._read_lock, translated(self), self.engine.connect() as conn:
+            yield conn
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        """The change counter; it grows with every change to tasks or requested runs."""
+        with self._reading() as conn:
+            value = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "revision")
+            ).scalar()
+            return int(value or 0)
+
+    def get_task(self, task_id: str) -> TaskRow | None:
+        with self._reading() as conn:
+            row = conn.execute(select(tasks_table).where(tasks_table.c.id == task_id)).first()
+            return task_row(row) if row is not None else None
+
+    def list_tasks(self) -> list[TaskRow]:
+        with self._reading() as conn:
+            result = conn.execute(select(tasks_table).order_by(tasks_table.c.id))
+            return [task_row(row) for row in result]
+
+    def task_stats(self, task_id: str | None = None) -> dict[str, TaskStats]:
+        """Run count and latest run per task (of one task when ``task_id`` is given)."""
+        counts = select(
+            runs_table.c.task_id,
+            func.count().label("n"),
+            func.max(runs_table.c.id).label("last_id"),
+        ).group_by(runs_table.c.task_id)
+        if task_id is not None:
+            counts = counts.where(runs_table.c.task_id == task_id)
+        sub = counts.subquery()
+        query = select(
+            sub.c.task_id,
+            sub.c.n,
+            sub.c.last_id,
+            runs_table.c.queued_at,
+            runs_table.c.status,
+            runs_table.c.error_message,
+        ).join(runs_table, runs_table.c.id == sub.c.last_id)
+        with self._reading() as conn:
+            return {
+                row[0]: TaskStats(row[1], row[2], row[3], row[4], row[5])
+                for row in conn.execute(query)
+            }
+
+    def next_run_time(self, exclude: Collection[str] = ()) -> float | None:
+        """The earliest stored next run time, skipping the task ids in ``exclude``."""
+        query = select(func.min(tasks_table.c.next_run_time))
+        if exclude:
+            query = query.where(tasks_table.c.id.not_in(list(exclude)))
+        with self._reading() as conn:
+            value = conn.execute(query).scalar()
+            return float(value) if value is not None else None
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        with self._reading() as conn:
+            row = conn.execute(select(runs_table).where(runs_table.c.id == run_id)).first()
+            return run_row(row) if row is not None else None
+
+    def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        statuses: Collection[str] = (),
+        limit: int | None = 50,
+    ) -> list[RunRow]:
+        """Runs, newest first."""
+        query = select(runs_table).order_by(runs_table.c.id.desc())
+        if task_id is not None:
+            query = query.where(runs_table.c.task_id == task_id)
+        if statuses:
+            query = query.where(runs_table.c.status.in_(list(statuses)))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._reading() as conn:
+            return [run_row(row) for row in conn.execute(query)]
+
+    def count_runs(self) -> dict[str, int]:
+        """Number of run records per status."""
+        query = select(runs_table.c.status, func.count()).group_by(runs_table.c.status)
+        with self._reading() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+    # -- writes outside a caller's transaction ----------------------------------------------
+
+    def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Apply run updates (each a dict with ``id`` and the columns to set) in one commit."""
+        if changes:
+            with self.transaction() as tx:
+                tx.update_runs(changes)
+
+
+def _insert_ignore(conn: Connection, key: str, value: int) -> None:
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(meta_table).values(key=key, value=value))
+    except IntegrityError:
+        pass  # another process created it first

@@ -1,0 +1,185 @@
+"""Statements inside one write transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from scheduler.storage.schema import (
+    TASK_COLUMNS,
+    RunRow,
+    TaskRow,
+    meta_table,
+    run_row,
+    runs_table,
+    task_row,
+    tasks_table,
+)
+
+__all__ = ["Transaction"]
+
+_CHUNK = 500  # bound parameters per IN (...) list
+
+
+class Transaction:
+    """Statements inside one write transaction (see :meth:`Store.transaction`)."""
+
+    def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
+        self._conn = conn
+        self._lock_rows = lock_rows
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def get_task(self, task_id: str) -> TaskRow | None:
+        query = select(tasks_table).where(tasks_table.c.id == task_id)
+        if self._lock_rows:
+            query = query.with_for_update()
+        row = self._conn.execute(query).first()
+        return task_row(row) if row is not None else None
+
+    def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+        found: dict[str, TaskRow] = {}
+        for chunk in _chunks(list(task_ids)):
+            query = select(tasks_table).where(tasks_table.c.id.in_(chunk))
+            if self._lock_rows:
+                query = query.with_for_update()
+            for row in self._conn.execute(query):
+                task = task_row(row)
+                found[task.id] = task
+        return found
+
+    def tasks_from_source(self, source: str) -> list[TaskRow]:
+        query = select(tasks_table).where(tasks_table.c.source == source)
+        return [task_row(row) for row in self._conn.execute(query)]
+
+    def insert_tasks(self, rows: Sequence[TaskRow]) -> None:
+        if rows:
+            self._conn.execute(insert(tasks_table), [_task_params(r) for r in rows])
+
+    def update_tasks(self, rows: Sequence[TaskRow]) -> None:
+        """Replace whole rows (matched by id); ``created_at`` is kept."""
+        if not rows:
+            return
+        columns = [c for c in TASK_COLUMNS if c not in ("id", "created_at")]
+        statement = (
+            update(tasks_table)
+            .where(tasks_table.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        params = [{"_id": r.id, **{c: getattr(r, c) for c in columns}} for r in rows]
+        self._conn.execute(statement, params)
+
+    def delete_tasks(self, task_ids: Collection[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(list(task_ids)):
+            result = self._conn.execute(delete(tasks_table).where(tasks_table.c.id.in_(chunk)))
+            deleted += result.rowcount
+        return deleted
+
+    def due_tasks(self, now: float, *, limit: int, exclude: Collection[str] = ()) -> list[TaskRow]:
+        """Tasks whose next run time has come, earliest first."""
+        query = (
+            select(tasks_table)
+            .where(tasks_table.c.next_run_time <= now)
+            .order_by(tasks_table.c.next_run_time)
+            .limit(limit)
+        )
+        if exclude:
+            query = query.where(tasks_table.c.id.not_in(list(exclude)))
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True)
+        return [task_row(row) for row in self._conn.execute(query)]
+
+    def set_next_run_times(self, changes: Sequence[tuple[str, float | None]]) -> None:
+        if not changes:
+            return
+        statement = (
+            update(tasks_table)
+            .where(tasks_table.c.id == bindparam("_id"))
+            .values(next_run_time=bindparam("_next"))
+        )
+        self._conn.execute(statement, [{"_id": i, "_next": n} for i, n in changes])
+
+    def bump_revision(self) -> None:
+        self._conn.execute(
+            update(meta_table)
+            .where(meta_table.c.key == "revision")
+            .values(value=meta_table.c.value + 1)
+        )
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def insert_runs(self, rows: Sequence[RunRow]) -> None:
+        if rows:
+            self._conn.execute(insert(runs_table), [r.as_params() for r in rows])
+
+    def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Apply updates, each a dict with ``id`` and the columns to set."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for change in changes:
+            keys = tuple(sorted(k for k in change if k != "id"))
+            groups.setdefault(keys, []).append(change)
+        for keys, group in groups.items():
+            if not keys:
+                continue
+            statement = (
+                update(runs_table)
+                .where(runs_table.c.id == bindparam("_id"))
+                .values({k: bindparam(k) for k in keys})
+            )
+            params = [{"_id": c["id"], **{k: c[k] for k in keys}} for c in group]
+            self._conn.execute(statement, params)
+
+    def runs_with_status(self, statuses: Collection[str]) -> list[RunRow]:
+        query = (
+            select(runs_table)
+            .where(runs_table.c.status.in_(list(statuses)))
+            .order_by(runs_table.c.id)
+        )
+        return [run_row(row) for row in self._conn.execute(query)]
+
+    def prune_runs(self, *, keep_per_task: int, older_than: float | None) -> int:
+        """Delete final run records beyond the newest ``keep_per_task`` final ones of each
+        task, or older than ``older_than``; queued and running records are never deleted."""
+        final = runs_table.c.status.not_in(["queued", "running"])
+        deleted = 0
+        if older_than is not None:
+            result = self._conn.execute(
+                delete(runs_table).where(final, runs_table.c.queued_at < older_than)
+            )
+            deleted += result.rowcount
+        if keep_per_task > 0:
+            crowded = self._conn.execute(
+                select(runs_table.c.task_id)
+                .where(final)
+                .group_by(runs_table.c.task_id)
+                .having(func.count() > keep_per_task)
+            ).scalars()
+            for task_id in list(crowded):
+                boundary = self._conn.execute(
+                    select(runs_table.c.id)
+                    .where(runs_table.c.task_id == task_id, final)
+                    .order_by(runs_table.c.id.desc())
+                    .offset(keep_per_task - 1)
+                    .limit(1)
+                ).scalar()
+                if boundary is None:
+                    continue
+                result = self._conn.execute(
+                    delete(runs_table).where(
+                        runs_table.c.task_id == task_id, runs_table.c.id < boundary, final
+                    )
+                )
+                deleted += result.rowcount
+        return deleted
+
+
+def _task_params(row: TaskRow) -> dict[str, Any]:
+    return {c: getattr(row, c) for c in TASK_COLUMNS}
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
