@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from scheduler.exceptions import StorageError
 from scheduler.leader import leader_lock_for
-from scheduler.store import DEFINITION_FORMAT, RunRow, Store, TaskRow
+from scheduler.storage import DEFINITION_FORMAT, RunRow, Store, TaskRow
 from scheduler.task_scheduler import TaskScheduler
 from tests.conftest import eventually, make_settings
 
