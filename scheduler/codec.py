@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from scheduler.models import TaskDefinition
+from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
 from scheduler.storage import DEFINITION_FORMAT, TaskRow
 
 __all__ = ["DefinitionError", "decode", "encode"]
@@ -37,7 +37,9 @@ def decode(row: TaskRow) -> TaskDefinition:
             f"(this one reads format {DEFINITION_FORMAT}); upgrade to load it"
         )
     try:
-        return TaskDefinition.model_validate_json(row.definition)
+        return TaskDefinition.model_validate_json(
+            row.definition, context={STORED_CONTEXT_KEY: True}
+        )
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'definition'}: {e['msg']}"

@@ -15,6 +15,7 @@ matches if *either* matches, as in Vixie cron.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -89,6 +90,7 @@ class CronSpec:
         return self.day_restricted and self.weekday_restricted
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_cron(expression: str) -> CronSpec:
     """Parse a standard cron expression.
 

@@ -37,7 +37,18 @@ from scheduler.triggers import (
     localize,
 )
 
-__all__ = ["OverlapPolicy", "Priority", "RunStatus", "TaskDefinition", "TaskType"]
+__all__ = [
+    "STORED_CONTEXT_KEY",
+    "OverlapPolicy",
+    "Priority",
+    "RunStatus",
+    "TaskDefinition",
+    "TaskType",
+]
+
+#: Validation context key marking a definition read back from the store: it passed every
+#: check when it was written, so the JSON-value check is not repeated on each load.
+STORED_CONTEXT_KEY = "stored"
 
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOTTED_PATH = re.compile(
@@ -280,8 +291,9 @@ class TaskDefinition(BaseModel):
     @field_validator("metadata", "input", "context")
     @classmethod
     def _check_json(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
+        if value is None or (info.context or {}).get(STORED_CONTEXT_KEY):
+            # None, or read back from a row that was written only after passing this check
+            return value
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:

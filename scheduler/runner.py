@@ -324,6 +324,8 @@ class Runner:
     def _report(self, pending: PendingRun, outcome: Outcome, seconds: float) -> None:
         task_id, run_id = pending.task.id, pending.run_id
         if outcome.status is RunStatus.SUCCEEDED:
+            if not logger.isEnabledFor(logging.INFO):
+                return
             logger.info(
                 "task %s run %s succeeded in %.2f s: %s",
                 task_id,

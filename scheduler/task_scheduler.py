@@ -206,8 +206,17 @@ class TaskScheduler:
             TaskExistsError: The id exists and ``replace_existing`` is False.
             CallbackError: A callback path cannot be imported or is not callable.
         """
-        self.add_tasks([task], replace_existing=replace_existing)
-        return self.get_task(task.id)
+        prepared = self.prepare_task(task)
+        with self.store.transaction() as tx:
+            [(row, replaced)] = self.put_tasks(
+                tx, [prepared], source=API_SOURCE, replace_existing=replace_existing
+            )
+            tx.bump_revision()
+        self.notify_changed()
+        if not replaced:  # a new task has no runs yet: no need to read its history back
+            return task_info_from_row(row, TaskStats())
+        self._flush()
+        return task_info_from_row(row, self.store.task_stats(task.id).get(task.id, TaskStats()))
 
     def add_tasks(self, tasks: Iterable[TaskDefinition], *, replace_existing: bool = True) -> None:
         """Add or replace many tasks in one transaction: all of them, or none."""
@@ -228,13 +237,17 @@ class TaskScheduler:
         *,
         source: str | None,
         replace_existing: bool = True,
-    ) -> None:
+    ) -> list[tuple[TaskRow, bool]]:
         """Write prepared tasks inside ``tx`` (for the tasks file and the CLI). ``source``
-        None keeps each existing task's source (new ones get ``api``)."""
+        None keeps each existing task's source (new ones get ``api``).
+
+        Returns each task's written row, in order, and whether it replaced an existing one.
+        """
         now = self._clock()
         existing = tx.get_tasks(task.id for task in tasks)
         inserts: list[TaskRow] = []
         updates: list[TaskRow] = []
+        written: list[tuple[TaskRow, bool]] = []
         for task in tasks:
             old = existing.get(task.id)
             if old is not None and not replace_existing:
@@ -242,8 +255,10 @@ class TaskScheduler:
             origin = source or (old.source if old is not None else API_SOURCE)
             row = build_row(task, old, now=now, source=origin, settings=self.settings)
             (updates if old is not None else inserts).append(row)
+            written.append((row, old is not None))
         tx.insert_tasks(inserts)
         tx.update_tasks(updates)
+        return written
 
     def remove_task(self, task_id: str) -> None:
         """Remove a task. Its history stays; its runs that have not started are cancelled.
@@ -351,7 +366,7 @@ class TaskScheduler:
         stats = self.store.task_stats()
         empty = TaskStats()
         return [
-            task_info_from_row(row, stats.get(row.id, empty)) for row in self.store.list_tasks()
+            task_info_from_row(row, stats.get(row.id, empty)) for row in self.store.iter_tasks()
         ]
 
     def next_run_times(self, task_id: str, count: int = 5) -> list[datetime]:

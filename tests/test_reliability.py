@@ -326,8 +326,11 @@ def test_catch_up_inside_and_outside_the_window_after_real_downtime(tmp_path: Pa
     [missed] = [r for r in runs if r["status"] == "missed"]
     assert missed["occurrences"] >= 2
     assert "outside the catch-up window of 2.5 s" in missed["error_message"]
-    coalesced = [r for r in runs if r["occurrences"] > 1 and r["status"] == "succeeded"]
-    assert len(coalesced) == 1 and coalesced[0]["occurrences"] in (2, 3)
+    # The run right after the missed ones coalesces those inside the window; later runs are
+    # on time. (Runs before the downtime are not checked: a slow start-up may coalesce too.)
+    after = runs[runs.index(missed) + 1 :]
+    assert after[0]["status"] == "succeeded" and after[0]["occurrences"] in (2, 3)
+    assert all(r["occurrences"] == 1 for r in after[1:])
     assert all(r["status"] in ("succeeded", "missed") for r in runs)
     assert_every_occurrence_once(runs, interval=1.0)
 

@@ -171,9 +171,22 @@ class Store:
             return task_row(row) if row is not None else None
 
     def list_tasks(self) -> list[TaskRow]:
-        with self._reading() as conn:
-            result = conn.execute(select(tasks_table).order_by(tasks_table.c.id))
-            return [task_row(row) for row in result]
+        return list(self.iter_tasks())
+
+    def iter_tasks(self, *, page: int = 1000) -> Iterator[TaskRow]:
+        """Every task by id, read ``page`` rows at a time (each page its own short read), so
+        a caller that converts rows as they come never holds them all at once."""
+        after: str | None = None
+        while True:
+            query = select(tasks_table).order_by(tasks_table.c.id).limit(page)
+            if after is not None:
+                query = query.where(tasks_table.c.id > after)
+            with self._reading() as conn:
+                rows = [task_row(row) for row in conn.execute(query)]
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].id
 
     def task_stats(self, task_id: str | None = None) -> dict[str, TaskStats]:
         """Run count and latest run per task (of one task when ``task_id`` is given)."""

@@ -22,6 +22,13 @@ __all__ = ["Transaction"]
 
 _CHUNK = 500  # bound parameters per IN (...) list
 
+# Statements used on every change, built once (building one costs more than running it).
+_SELECT_TASK = select(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
+_INSERT_TASK = insert(tasks_table)
+_BUMP_REVISION = (
+    update(meta_table).where(meta_table.c.key == "revision").values(value=meta_table.c.value + 1)
+)
+
 
 class Transaction:
     """Statements inside one write transaction (see :meth:`Store.transaction`)."""
@@ -33,15 +40,17 @@ class Transaction:
     # -- tasks ----------------------------------------------------------------------------
 
     def get_task(self, task_id: str) -> TaskRow | None:
-        query = select(tasks_table).where(tasks_table.c.id == task_id)
-        if self._lock_rows:
-            query = query.with_for_update()
-        row = self._conn.execute(query).first()
+        query = _SELECT_TASK.with_for_update() if self._lock_rows else _SELECT_TASK
+        row = self._conn.execute(query, {"task_id": task_id}).first()
         return task_row(row) if row is not None else None
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+        ids = list(task_ids)
+        if len(ids) == 1:  # the common case (one add_task) without an IN list to expand
+            task = self.get_task(ids[0])
+            return {task.id: task} if task is not None else {}
         found: dict[str, TaskRow] = {}
-        for chunk in _chunks(list(task_ids)):
+        for chunk in _chunks(ids):
             query = select(tasks_table).where(tasks_table.c.id.in_(chunk))
             if self._lock_rows:
                 query = query.with_for_update()
@@ -56,7 +65,7 @@ class Transaction:
 
     def insert_tasks(self, rows: Sequence[TaskRow]) -> None:
         if rows:
-            self._conn.execute(insert(tasks_table), [_task_params(r) for r in rows])
+            self._conn.execute(_INSERT_TASK, [_task_params(r) for r in rows])
 
     def update_tasks(self, rows: Sequence[TaskRow]) -> None:
         """Replace whole rows (matched by id); ``created_at`` is kept."""
@@ -103,11 +112,7 @@ class Transaction:
         self._conn.execute(statement, [{"_id": i, "_next": n} for i, n in changes])
 
     def bump_revision(self) -> None:
-        self._conn.execute(
-            update(meta_table)
-            .where(meta_table.c.key == "revision")
-            .values(value=meta_table.c.value + 1)
-        )
+        self._conn.execute(_BUMP_REVISION)
 
     # -- runs -----------------------------------------------------------------------------
 
