@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 2000  # due tasks claimed per transaction; the loop runs other work in between
 _CACHE_LIMIT = 50_000
+_CLAIM_BUDGET = 0.5  # seconds of back-to-back batches before the loop runs other work
 _MAX_WAIT = 60.0  # wake at least this often even with nothing due (watchdog)
 
 
@@ -115,7 +116,10 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
 
     def _process_jobs(self) -> float | None:
         try:
+            began = time.monotonic()
             full = self._dispatch()
+            while full and time.monotonic() - began < _CLAIM_BUDGET:
+                full = self._dispatch()  # a backlog: claim (record) it before running much
             next_time = self._store.next_run_time(exclude=self.broken.keys())
         except StorageError as exc:
             self._failures += 1

@@ -235,13 +235,14 @@ class Runner:
         self._log.update(
             pending.run_id, status=RunStatus.RUNNING.value, started_at=started, thread_id=thread_id
         )
-        logger.info(
-            "task %s run %s started (scheduled for %s, attempt %d)",
-            task.id,
-            pending.run_id,
-            _iso(pending.scheduled_for),
-            pending.attempt,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "task %s run %s started (scheduled for %s, attempt %d)",
+                task.id,
+                pending.run_id,
+                _iso(pending.scheduled_for),
+                pending.attempt,
+            )
         outcome = await invoke(
             pending.task,
             graph=self._graph,

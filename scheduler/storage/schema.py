@@ -120,7 +120,10 @@ class RunRow:
 
     def as_params(self) -> dict[str, Any]:
         """The row as insert parameters."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _RUN_FIELDS}
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunRow))
 
 
 TASK_COLUMNS = [c.name for c in tasks_table.columns]
@@ -128,7 +131,7 @@ RUN_COLUMNS = [c.name for c in runs_table.columns]
 
 
 def task_row(row: Any) -> TaskRow:
-    return TaskRow(*(row[i] for i in range(len(TASK_COLUMNS))))
+    return TaskRow(*row)
 
 
 def run_row(row: Any) -> RunRow:
