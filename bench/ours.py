@@ -1,0 +1,289 @@
+"""This project's side: ``TaskScheduler`` on a SQLite file, used through its public API.
+
+Every function measures one scenario in the calling process (a fresh worker) and returns its
+figures; anything it cannot measure raises :class:`~bench.measure.MeasurementError`. Times
+come from the run records (``scheduled_for``, ``queued_at``, ``started_at``,
+``finished_at``), which the scheduler stamps with ``time.time()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.measure import (
+    MeasurementError,
+    Result,
+    due_count,
+    lateness,
+    peak_rss_mb,
+    sleep_until,
+    spread,
+    wait_for,
+)
+from scheduler import RunRecord, RunStatus, Settings, TaskDefinition, TaskScheduler, TaskType
+
+__all__ = ["adds", "arm", "burst", "persisted", "seed", "steady"]
+
+PROMPT = "hi"
+STARTED = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def _settings(**values: Any) -> Settings:
+    """Defaults, apart from ``values``: no ``.env``, no tasks file."""
+    return Settings(_env_file=None, tasks_file=None, **values)  # type: ignore[call-arg]
+
+
+def _at(moment: float) -> datetime:
+    return datetime.fromtimestamp(moment, UTC)
+
+
+def _graph(name: str) -> Any:
+    from bench.graphs import graph_named
+
+    return graph_named(name)
+
+
+def _check_setup(due: float, what: str) -> None:
+    spare = due - time.time()
+    if spare < 0.05:
+        raise MeasurementError(
+            f"set-up of {what} ended {-spare:.2f} s after the first due time; the measurement "
+            "would start late (raise the margin)"
+        )
+
+
+def _records(scheduler: TaskScheduler) -> list[RunRecord]:
+    return scheduler.list_runs(limit=None)
+
+
+def _ts(moment: datetime | None) -> float:
+    if moment is None:
+        raise MeasurementError("a run record lacks a time it should have")
+    return moment.timestamp()
+
+
+async def burst(
+    workdir: Path,
+    *,
+    n: int,
+    graph: str = "trivial",
+    max_concurrent_runs: int = 100,
+    margin: float = 2.0,
+) -> Result:
+    """``n`` one-time tasks due at the same moment; wait until every one has a final record.
+
+    Returns ran / missed / dropped counts, dispatch lateness (``queued_at - scheduled_for``),
+    ``finished`` (due time to the last ``finished_at``) and ``rate`` (runs per second).
+    """
+    scheduler = TaskScheduler(
+        db_path=workdir / "ours.db",
+        graph=_graph(graph),
+        settings=_settings(max_concurrent_runs=max_concurrent_runs),
+    )
+    due = time.time() + margin
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id=f"t{i}", task_type=TaskType.ONE_TIME, run_at=_at(due), prompt=PROMPT)
+            for i in range(n)
+        ]
+    )
+    scheduler.start()
+    _check_setup(due, f"{n} tasks")
+    await sleep_until(due)
+    counts: dict[str, int] = {}
+
+    async def all_final() -> bool:
+        counts.update(await asyncio.to_thread(scheduler.store.count_runs))
+        return sum(v for k, v in counts.items() if RunStatus(k).is_final) >= n
+
+    await wait_for(
+        all_final, timeout=60 + n * 0.02, what=f"{n} final run records", progress=counts.__repr__
+    )
+    await scheduler.wait_idle()
+    await scheduler.stop()
+    runs = _records(scheduler)
+    scheduler.close()
+    return _burst_figures(runs, n=n, due=due)
+
+
+def _burst_figures(runs: Sequence[RunRecord], *, n: int, due: float) -> Result:
+    status = Counter(run.status for run in runs)
+    if status[RunStatus.FAILED] or status[RunStatus.TIMED_OUT]:
+        failed = next(r for r in runs if r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT))
+        raise MeasurementError(f"runs of the graph failed: {failed.error_message}")
+    ran = [r for r in runs if r.status is RunStatus.SUCCEEDED]
+    recorded = len({r.task_id for r in runs})
+    if not ran:
+        raise MeasurementError(f"none of {n} runs succeeded: {dict(status)}")
+    others = {s: c for s, c in status.items() if s not in (RunStatus.SUCCEEDED, RunStatus.MISSED)}
+    if others:
+        raise MeasurementError(f"unexpected run statuses in a burst: {dict(others)}")
+    finished = max(_ts(r.finished_at) for r in ran) - due
+    figures: Result = {
+        "n": n,
+        "ran": len(ran),
+        "missed": status[RunStatus.MISSED],
+        "dropped": n - recorded,
+        "finished": finished,
+        "rate": len(ran) / finished,
+    }
+    figures.update(lateness([_ts(r.queued_at) - _ts(r.scheduled_for) for r in runs], "dispatch"))
+    figures.update(lateness([_ts(r.started_at) - _ts(r.scheduled_for) for r in ran], "start"))
+    return figures
+
+
+async def adds(workdir: Path, *, n: int) -> Result:
+    """Tasks added per second to a started scheduler: ``add_task`` one by one, and
+    ``add_tasks`` in one batch (each on its own new database). Building each
+    ``TaskDefinition`` (validation) is part of adding it."""
+    at = datetime.now(UTC) + timedelta(hours=2)
+    rates: Result = {}
+    for mode in ("one_by_one", "batch"):
+        scheduler = TaskScheduler(
+            db_path=workdir / f"{mode}.db", graph=_graph("trivial"), settings=_settings()
+        )
+        scheduler.start()
+        began = time.perf_counter()
+        if mode == "batch":
+            scheduler.add_tasks(
+                [
+                    TaskDefinition(
+                        id=f"t{i}", task_type=TaskType.ONE_TIME, run_at=at, prompt=PROMPT
+                    )
+                    for i in range(n)
+                ]
+            )
+        else:
+            for i in range(n):
+                scheduler.add_task(
+                    TaskDefinition(
+                        id=f"t{i}", task_type=TaskType.ONE_TIME, run_at=at, prompt=PROMPT
+                    )
+                )
+        await asyncio.sleep(0)  # let the wake-ups the adds queued on the loop run
+        rates[mode] = n / (time.perf_counter() - began)
+        stored = len(scheduler.store.list_tasks())
+        await scheduler.stop()
+        scheduler.close()
+        if stored != n:
+            raise MeasurementError(f"{mode}: added {n} tasks, the database holds {stored}")
+    return rates
+
+
+async def steady(
+    workdir: Path, *, n: int, interval: float, duration: float, margin: float = 1.5
+) -> Result:
+    """``n`` interval tasks (every ``interval`` s, first times spread over one interval) for
+    ``duration`` s: runs due in the window, runs done, and start lateness
+    (``started_at - scheduled_for``) of the runs done."""
+    scheduler = TaskScheduler(
+        db_path=workdir / "ours.db", graph=_graph("trivial"), settings=_settings()
+    )
+    scheduler.start()
+    window = round(time.time() + margin, 3)
+    offsets = spread(n, interval)
+    scheduler.add_tasks(
+        [
+            TaskDefinition(
+                id=f"s{i}",
+                task_type=TaskType.INTERVAL,
+                interval_seconds=interval,
+                start_date=_at(window + offset),
+                prompt=PROMPT,
+            )
+            for i, offset in enumerate(offsets)
+        ]
+    )
+    _check_setup(window, f"{n} interval tasks")
+    tolerance = interval / n / 2
+    end = window + duration
+    await sleep_until(end)
+    await asyncio.sleep(0.5)  # runs due just before the end finish
+    await scheduler.stop(grace_seconds=5)
+    runs = [
+        r
+        for r in _records(scheduler)
+        if window - tolerance <= _ts(r.scheduled_for) < end - tolerance
+    ]
+    scheduler.close()
+    done = [r for r in runs if r.status is RunStatus.SUCCEEDED]
+    if not done:
+        raise MeasurementError("no run succeeded in the steady-state window")
+    figures: Result = {
+        "due": due_count(offsets, interval=interval, duration=duration),
+        "done": sum(r.occurrences for r in done),
+    }
+    figures.update(lateness([_ts(r.started_at) - _ts(r.scheduled_for) for r in done], "start"))
+    figures.update(lateness([_ts(r.queued_at) - _ts(r.scheduled_for) for r in runs], "dispatch"))
+    return figures
+
+
+def seed(workdir: Path, *, db: str, n: int) -> Result:
+    """Fill ``db`` with ``n`` interval tasks (hourly, first due in 2 to 3 hours)."""
+    base = time.time() + 7200
+    scheduler = TaskScheduler(db_path=db, settings=_settings())
+    scheduler.add_tasks(
+        [
+            TaskDefinition(
+                id=f"p{i:06d}",
+                task_type=TaskType.INTERVAL,
+                interval_seconds=3600,
+                start_date=_at(base + i * 3600 / n),
+                prompt=PROMPT,
+            )
+            for i in range(n)
+        ]
+    )
+    scheduler.close()
+    return {"seeded": n}
+
+
+def arm(workdir: Path, *, db: str, due: int, step: float) -> Result:
+    """Add ``due`` one-time tasks due from now on, ``step`` s apart (the first firings)."""
+    now = time.time()
+    scheduler = TaskScheduler(db_path=db, settings=_settings())
+    scheduler.add_tasks(
+        [
+            TaskDefinition(
+                id=f"due{k:04d}",
+                task_type=TaskType.ONE_TIME,
+                run_at=_at(now + k * step),
+                prompt=PROMPT,
+            )
+            for k in range(due)
+        ]
+    )
+    scheduler.close()
+    return {"armed_at": now}
+
+
+async def persisted(workdir: Path, *, db: str, spawned_at: float, expected: int) -> Result:
+    """Start on a database of ``expected`` tasks: seconds from the parent spawning this process
+    (interpreter start-up and imports included) to the first run's ``started_at``, the time
+    ``list_tasks()`` takes, and the peak RSS of the process."""
+    scheduler = TaskScheduler(db_path=db, graph=_graph("trivial"), settings=_settings())
+    scheduler.start()
+    fired: list[RunRecord] = []
+
+    async def first_run() -> bool:
+        fired.extend(scheduler.list_runs(status=STARTED, limit=1))
+        return bool(fired)
+
+    await wait_for(first_run, timeout=120, what="the first run to start", interval=0.01)
+    first = min(_ts(r.started_at) for r in scheduler.list_runs(status=STARTED, limit=None))
+    began = time.perf_counter()
+    tasks = scheduler.list_tasks()
+    listed = time.perf_counter() - began
+    if len(tasks) != expected:
+        raise MeasurementError(f"list_tasks() returned {len(tasks)} tasks, expected {expected}")
+    rss = peak_rss_mb()
+    del tasks
+    await scheduler.stop(grace_seconds=5)
+    scheduler.close()
+    return {"first_firing": first - spawned_at, "list": listed, "listed": expected, "rss": rss}

@@ -1,0 +1,291 @@
+"""The scenarios: what each one runs on every side, the rows it reports, and its targets.
+
+``plan(quick=False)`` gives the full suite of the issue; ``plan(quick=True)`` the same
+scenarios with small N (seconds in all, for CI). Targets belong to this project only; the
+baseline and the bare reference are printed next to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GROUPS", "Row", "Scenario", "Step", "Target", "plan"]
+
+GROUPS = ("burst", "adds", "steady", "overhead", "persisted", "concurrency")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for this project's figure: ``op`` against a value, a multiple of the bare
+    reference, or another of this project's figures."""
+
+    op: str  # ">=", "<=" or "=="
+    value: float | None = None
+    bare_factor: float | None = None
+    key: str | None = None  # another figure of ours, e.g. runs done == runs due
+    text: str = ""
+
+    def check(self, ours: float, *, bare: float | None, figures: dict[str, float]) -> bool:
+        """Whether ``ours`` meets the target."""
+        if self.bare_factor is not None:
+            if bare is None:
+                raise ValueError("a target relative to the bare reference needs its figure")
+            goal = self.bare_factor * bare
+        elif self.key is not None:
+            goal = figures[self.key]
+        else:
+            assert self.value is not None
+            goal = self.value
+        if self.op == ">=":
+            return ours >= goal
+        if self.op == "<=":
+            return ours <= goal
+        return ours == goal
+
+    def goal(self, *, bare: float | None, figures: dict[str, float]) -> float:
+        """The number ``ours`` is compared with."""
+        if self.bare_factor is not None and bare is not None:
+            return self.bare_factor * bare
+        if self.key is not None:
+            return figures[self.key]
+        return self.value if self.value is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a figure (by key) of every side that has it."""
+
+    metric: str
+    key: str
+    unit: str  # "count", "s", "ms", "/s" or "MB"
+    target: Target | None = None
+    ratio: bool = True  # print ours / baseline
+    bare: bool = False  # the bare reference has this figure too
+
+
+@dataclass(frozen=True)
+class Step:
+    """One side's measurement: ``bench.<side>.<function>(**params)`` in a worker.
+
+    ``seed`` (params of ``<side>.seed``) builds a database once, copied for every repetition
+    and then ``arm``-ed (params of ``<side>.arm``) just before the measurement, which then
+    gets ``spawned_at``: the parent's clock just before it was started.
+    """
+
+    side: str  # "ours", "baseline" or "bare"
+    function: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: dict[str, Any] | None = None
+    arm: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario (or one size of it) with its steps, run in order each repetition."""
+
+    name: str
+    group: str
+    title: str
+    steps: tuple[Step, ...]
+    rows: tuple[Row, ...]
+    timeout: float = 300.0  # seconds per worker before the bench gives up
+
+
+def _margin(n: int) -> float:
+    """Seconds from set-up start to the due time: building and storing ``n`` tasks takes
+    about 0.05 ms each on either side (0.15 ms allowed), plus start-up."""
+    return 0.75 + n * 0.00015
+
+
+def _both(function: str, params: dict[str, Any], **extra: Any) -> tuple[Step, Step]:
+    return (Step("ours", function, params, **extra), Step("baseline", function, params, **extra))
+
+
+def _burst(n: int, *, targets: bool) -> Scenario:
+    def goal(target: Target) -> Target | None:
+        return target if targets else None
+
+    margin = _margin(n)
+    ours = {"n": n, "margin": margin, "warm_up": "trivial"}
+    return Scenario(
+        name=f"burst-{n}",
+        group="burst",
+        title=f"1. Burst, {n:,} one-time tasks due at once",
+        steps=(
+            Step("bare", "gather", {"n": n, "warm_up": "trivial"}),
+            *_both("burst", ours),
+        ),
+        rows=(
+            Row("runs that ran", "ran", "count", goal(Target("==", n, text=f"{n:,}")), False),
+            Row("runs missed", "missed", "count", goal(Target("==", 0, text="0")), False),
+            Row(
+                "runs dropped (no record)",
+                "dropped",
+                "count",
+                goal(Target("==", 0, text="0")),
+                False,
+            ),
+            Row("dispatch lateness p50 (s)", "dispatch_p50", "s"),
+            Row(
+                "dispatch lateness p99 (s)",
+                "dispatch_p99",
+                "s",
+                goal(Target("<=", 1.0, text="<= 1 s")),
+            ),
+            Row("dispatch lateness max (s)", "dispatch_max", "s"),
+            Row(
+                "last run finished (s after due)",
+                "finished",
+                "s",
+                goal(Target("<=", bare_factor=1.25, text="<= 1.25 x bare")),
+                bare=True,
+            ),
+        ),
+        timeout=120 + n * 0.05,
+    )
+
+
+def plan(*, quick: bool = False) -> list[Scenario]:
+    """Every scenario, with the issue's sizes (or small ones when ``quick``)."""
+    sizes = [200] if quick else [1000, 10_000]
+    adds = 1000 if quick else 10_000
+    steady = (
+        {"n": 50, "interval": 4.0, "duration": 5.0, "margin": 1.0}
+        if quick
+        else {"n": 1000, "interval": 10.0, "duration": 60.0}
+    )
+    overhead = 500 if quick else 2000
+    persisted = 2000 if quick else 100_000
+    first = {"due": 20, "step": 0.1} if quick else {"due": 100, "step": 0.1}
+    crowd, sleep = (100, 0.2) if quick else (1000, 1.0)
+    seconds = f"{steady['duration']:g} s"
+    scenarios = [_burst(n, targets=n == max(sizes)) for n in sizes]
+    scenarios += [
+        Scenario(
+            name="adds",
+            group="adds",
+            title=f"2. Adding {adds:,} tasks",
+            steps=_both("adds", {"n": adds}),
+            rows=(
+                Row(
+                    "one by one (tasks/s)",
+                    "one_by_one",
+                    "/s",
+                    Target(">=", 1000, text=">= 1,000/s"),
+                ),
+                Row(
+                    "add_tasks batch (tasks/s)",
+                    "batch",
+                    "/s",
+                    Target(">=", 10_000, text=">= 10,000/s"),
+                ),
+            ),
+        ),
+        Scenario(
+            name="steady",
+            group="steady",
+            title=f"3. Steady state, {steady['n']:,} interval tasks (every "
+            f"{steady['interval']:g} s) for {seconds}",
+            steps=_both("steady", {**steady, "warm_up": "trivial"}),
+            rows=(
+                Row(f"runs due in {seconds}", "due", "count", ratio=False),
+                Row("runs done", "done", "count", Target("==", key="due", text="= due"), False),
+                Row("start lateness p50 (ms)", "start_p50", "ms"),
+                Row(
+                    "start lateness p99 (ms)",
+                    "start_p99",
+                    "ms",
+                    Target("<=", 0.020, text="<= 20 ms"),
+                ),
+                Row("start lateness max (ms)", "start_max", "ms"),
+            ),
+            timeout=steady["duration"] + 120,
+        ),
+        Scenario(
+            name="overhead",
+            group="overhead",
+            title=f"4. Overhead, {overhead:,} runs of the trivial graph, 100 at a time",
+            steps=(
+                Step("bare", "loop", {"n": overhead, "concurrency": 100, "warm_up": "trivial"}),
+                *_both("burst", {"n": overhead, "margin": _margin(overhead), "warm_up": "trivial"}),
+            ),
+            rows=(
+                Row("runs that ran", "ran", "count", ratio=False),
+                Row(
+                    "runs per second (due time to last end)",
+                    "rate",
+                    "/s",
+                    Target(">=", bare_factor=0.8, text=">= 0.8 x bare"),
+                    bare=True,
+                ),
+            ),
+        ),
+        Scenario(
+            name="persisted",
+            group="persisted",
+            title=f"5. {persisted:,} persisted tasks, process start to first firing",
+            steps=_both(
+                "persisted",
+                {"expected": persisted},
+                seed={"n": persisted - first["due"]},
+                arm=first,
+            ),
+            rows=(
+                Row(
+                    "first firing after spawn, imports included (s)",
+                    "first_firing",
+                    "s",
+                    Target("<=", 3.0, text="<= 3 s"),
+                ),
+                Row("list_tasks() / get_jobs() (s)", "list", "s"),
+                Row("peak RSS (MB)", "rss", "MB", Target("<=", 400, text="<= 400 MB")),
+            ),
+        ),
+        Scenario(
+            name="concurrency",
+            group="concurrency",
+            title=f"6. Concurrency, {crowd:,} runs of a graph awaiting {sleep:g} s, due at once",
+            steps=(
+                Step(
+                    "bare",
+                    "gather",
+                    {"n": crowd, "graph": "sleepy", "sleep": sleep, "warm_up": "trivial"},
+                ),
+                Step(
+                    "ours",
+                    "burst",
+                    {
+                        "n": crowd,
+                        "graph": "sleepy",
+                        "sleep": sleep,
+                        "max_concurrent_runs": crowd,
+                        "warm_up": "trivial",
+                        "margin": _margin(crowd),
+                    },
+                ),
+                Step(
+                    "baseline",
+                    "burst",
+                    {
+                        "n": crowd,
+                        "graph": "sleepy",
+                        "sleep": sleep,
+                        "warm_up": "trivial",
+                        "margin": _margin(crowd),
+                    },
+                ),
+            ),
+            rows=(
+                Row("runs that ran", "ran", "count", ratio=False),
+                Row(
+                    "all finished (s after due)",
+                    "finished",
+                    "s",
+                    Target("<=", bare_factor=1.2, text="<= 1.2 x bare"),
+                    bare=True,
+                ),
+            ),
+        ),
+    ]
+    return scenarios

@@ -1,0 +1,62 @@
+"""The benchmark harness still works: ``python -m bench --quick`` in a subprocess.
+
+A smoke test only: the command exits 0 and writes a table in which every row of every
+scenario has a figure for this project and for the baseline. Timings are the benchmark's
+business, never a test's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.scenarios import plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _table(markdown: str) -> list[list[str]]:
+    """The Markdown table's body rows, each as its cells; an empty scenario cell (same
+    scenario as the row above) filled in."""
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")][1:]
+    cells = [[cell.strip() for cell in row.strip().strip("|").split(" | ")] for row in rows]
+    scenario = ""
+    for row in cells:
+        scenario = row[0] = row[0] or scenario
+    return cells
+
+
+@pytest.mark.slow
+def test_quick_bench_fills_both_columns_of_every_scenario(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with subprocess.Popen(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    assert process.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+
+    rows = _table(output.read_text())
+    expected = {scenario.title: len(scenario.rows) for scenario in plan(quick=True)}
+    assert Counter(row[0] for row in rows) == expected
+    for scenario, metric, ours, baseline, *_ in rows:
+        assert ours, f"{scenario} / {metric}: no figure for this project"
+        assert baseline, f"{scenario} / {metric}: no figure for the baseline"
+    for title in expected:
+        assert title in stdout
