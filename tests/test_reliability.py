@@ -331,7 +331,10 @@ def test_catch_up_inside_and_outside_the_window_after_real_downtime(tmp_path: Pa
     after = runs[runs.index(missed) + 1 :]
     assert after[0]["status"] == "succeeded" and after[0]["occurrences"] in (2, 3)
     assert all(r["occurrences"] == 1 for r in after[1:])
-    assert all(r["status"] in ("succeeded", "missed") for r in runs)
+    # The last occurrence may have been claimed just as the process stopped: it stays
+    # queued for the next start (graceful stop does not start new runs).
+    assert all(r["status"] in ("succeeded", "missed") for r in runs[:-1])
+    assert runs[-1]["status"] in ("succeeded", "queued")
     assert_every_occurrence_once(runs, interval=1.0)
 
 
