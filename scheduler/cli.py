@@ -32,7 +32,7 @@ from scheduler.exceptions import (
     TasksFileError,
 )
 from scheduler.leader import scheduler_is_active
-from scheduler.models import RunStatus, TaskDefinition
+from scheduler.models import RunStatus, TaskDefinition, describe_errors
 from scheduler.render import Output
 from scheduler.schedules import parse_schedule
 from scheduler.settings import Settings
@@ -119,14 +119,6 @@ def _validate(data: dict[str, Any], settings: Settings) -> TaskDefinition:
     return TaskDefinition.model_validate(data, context={"timezone": settings.timezone})
 
 
-def _one_line(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "; ".join(parts)
-
-
 # -- commands -----------------------------------------------------------------------------
 
 
@@ -160,7 +152,7 @@ def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
         try:
             tasks.append(_validate(entry, settings))
         except ValidationError as exc:
-            problems.append(f"entry {index}: {_one_line(exc)}")
+            problems.append(f"entry {index}: {describe_errors(exc)}")
     if problems:
         raise UsageError(f"--file {path}: " + "; ".join(problems))
     return tasks
@@ -479,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TaskNotFoundError, RunNotFoundError) as exc:
         _fail(str(exc), NOT_FOUND)
     except ValidationError as exc:
-        _fail(_one_line(exc), BAD_INPUT)
+        _fail(describe_errors(exc), BAD_INPUT)
     except TasksFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

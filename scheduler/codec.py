@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
+from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition, describe_errors
 from scheduler.storage import DEFINITION_FORMAT, TaskRow
 
 __all__ = ["DefinitionError", "decode", "encode"]
@@ -41,8 +41,5 @@ def decode(row: TaskRow) -> TaskDefinition:
             row.definition, context={STORED_CONTEXT_KEY: True}
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'definition'}: {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = describe_errors(exc, whole="definition")
         raise DefinitionError(f"stored definition does not load: {problems}") from exc

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -44,6 +45,7 @@ __all__ = [
     "RunStatus",
     "TaskDefinition",
     "TaskType",
+    "describe_errors",
 ]
 
 #: Validation context key marking a definition read back from the store: it passed every
@@ -113,6 +115,16 @@ _SCHEDULE_FIELDS = {
     TaskType.INTERVAL: "interval_seconds",
     TaskType.ONE_TIME: "run_at",
 }
+
+
+def describe_errors(exc: ValidationError, *, whole: str | None = None) -> str:
+    """A ``ValidationError`` on one line: ``field: message; ...``. An error about the whole
+    object is labelled ``whole`` (or shown as its bare message)."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+    return "; ".join(parts)
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from scheduler.changes import RECORD, ChangeSet, read_text
 from scheduler.exceptions import ScaffoldError
 from scheduler.manifests import PACKAGE, ManifestEdit, is_installable, plan_manifest, requirements
-from scheduler.models import TaskDefinition
+from scheduler.models import TaskDefinition, describe_errors
 from scheduler.projects import (
     NOT_FOUND,
     GraphLocation,
@@ -92,14 +92,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _one_line(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "; ".join(parts)
-
-
 def _parse_tasks(texts: list[str], zone: str) -> list[dict[str, Any]]:
     """The ``--task`` options, each validated as a tasks-file entry."""
     tasks: list[dict[str, Any]] = []
@@ -115,7 +107,7 @@ def _parse_tasks(texts: list[str], zone: str) -> list[dict[str, Any]]:
         try:
             task = TaskDefinition.model_validate(data, context=context)
         except ValidationError as exc:
-            raise ScaffoldError(f"{label}: {_one_line(exc)}") from None
+            raise ScaffoldError(f"{label}: {describe_errors(exc)}") from None
         if any(other["id"] == task.id for other in tasks):
             raise ScaffoldError(f"{label}: two tasks with this id")
         tasks.append(data)

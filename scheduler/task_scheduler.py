@@ -206,13 +206,7 @@ class TaskScheduler:
             TaskExistsError: The id exists and ``replace_existing`` is False.
             CallbackError: A callback path cannot be imported or is not callable.
         """
-        prepared = self.prepare_task(task)
-        with self.store.transaction() as tx:
-            [(row, replaced)] = self.put_tasks(
-                tx, [prepared], source=API_SOURCE, replace_existing=replace_existing
-            )
-            tx.bump_revision()
-        self.notify_changed()
+        [(row, replaced)] = self._write([task], replace_existing=replace_existing)
         if not replaced:  # a new task has no runs yet: no need to read its history back
             return task_info_from_row(row, TaskStats())
         self._flush()
@@ -220,15 +214,24 @@ class TaskScheduler:
 
     def add_tasks(self, tasks: Iterable[TaskDefinition], *, replace_existing: bool = True) -> None:
         """Add or replace many tasks in one transaction: all of them, or none."""
+        self._write(tasks, replace_existing=replace_existing)
+
+    def _write(
+        self, tasks: Iterable[TaskDefinition], *, replace_existing: bool
+    ) -> list[tuple[TaskRow, bool]]:
+        """Prepare and write ``tasks`` from the API in one transaction; see :meth:`put_tasks`."""
         prepared = [self.prepare_task(task) for task in tasks]
         ids = [task.id for task in prepared]
         if len(set(ids)) != len(ids):
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             raise ValueError(f"task ids appear more than once: {', '.join(duplicates)}")
         with self.store.transaction() as tx:
-            self.put_tasks(tx, prepared, source=API_SOURCE, replace_existing=replace_existing)
+            written = self.put_tasks(
+                tx, prepared, source=API_SOURCE, replace_existing=replace_existing
+            )
             tx.bump_revision()
         self.notify_changed()
+        return written
 
     def put_tasks(
         self,

@@ -37,7 +37,7 @@ from scheduler.storage.schema import (
     task_row,
     tasks_table,
 )
-from scheduler.storage.transaction import Transaction
+from scheduler.storage.transaction import SELECT_TASK, Transaction
 
 __all__ = ["Store", "translated"]
 
@@ -167,7 +167,7 @@ class Store:
 
     def get_task(self, task_id: str) -> TaskRow | None:
         with self._reading() as conn:
-            row = conn.execute(select(tasks_table).where(tasks_table.c.id == task_id)).first()
+            row = conn.execute(SELECT_TASK, {"task_id": task_id}).first()
             return task_row(row) if row is not None else None
 
     def list_tasks(self) -> list[TaskRow]:

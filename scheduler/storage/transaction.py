@@ -19,38 +19,35 @@ from scheduler.storage.schema import (
     tasks_table,
 )
 
-__all__ = ["Transaction"]
+__all__ = ["SELECT_TASK", "Transaction"]
 
 _CHUNK = 500  # bound parameters per IN (...) list
 
 # Statements used on every change, built once (building one costs more than running it).
-_SELECT_TASK = select(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
+SELECT_TASK = select(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
 _INSERT_TASK = insert(tasks_table)
 _BUMP_REVISION = (
     update(meta_table).where(meta_table.c.key == "revision").values(value=meta_table.c.value + 1)
 )
 
 
-class _DriverStatements:
-    """Statements compiled once per dialect for :meth:`Transaction._executemany`."""
-
-    def __init__(self) -> None:
-        self._compiled: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
-
-    def get(
-        self, conn: Connection, key: str, build: Callable[[], Insert | Update], columns: list[str]
-    ) -> tuple[str, tuple[str, ...] | None]:
-        """The driver's SQL text for ``build()``, and the parameter order if positional."""
-        entry = self._compiled.get((conn.dialect.name, key))
-        if entry is None:
-            compiled = build().compile(dialect=conn.dialect, column_keys=columns)
-            order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            entry = (str(compiled), order)
-            self._compiled[(conn.dialect.name, key)] = entry
-        return entry
+# Driver SQL for Transaction._executemany, by dialect class, parameter style and statement.
+_DRIVER_SQL: dict[tuple[type, str, str], tuple[str, tuple[str, ...] | None]] = {}
 
 
-_DRIVER = _DriverStatements()
+def _driver_sql(
+    conn: Connection, key: str, build: Callable[[], Insert | Update], columns: list[str]
+) -> tuple[str, tuple[str, ...] | None]:
+    """The driver's SQL text for ``build()`` (compiled once), and the parameter order if the
+    driver's parameters are positional."""
+    dialect = conn.dialect
+    cache_key = (type(dialect), dialect.paramstyle, key)
+    entry = _DRIVER_SQL.get(cache_key)
+    if entry is None:
+        compiled = build().compile(dialect=dialect, column_keys=columns)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        entry = _DRIVER_SQL[cache_key] = (str(compiled), order)
+    return entry
 
 
 class Transaction:
@@ -63,7 +60,7 @@ class Transaction:
     # -- tasks ----------------------------------------------------------------------------
 
     def get_task(self, task_id: str) -> TaskRow | None:
-        query = _SELECT_TASK.with_for_update() if self._lock_rows else _SELECT_TASK
+        query = SELECT_TASK.with_for_update() if self._lock_rows else SELECT_TASK
         row = self._conn.execute(query, {"task_id": task_id}).first()
         return task_row(row) if row is not None else None
 
@@ -150,7 +147,7 @@ class Transaction:
         statements whose values need no type conversion (numbers, strings, None); every
         parameter set has the same keys.
         """
-        sql, order = _DRIVER.get(self._conn, key, build, list(params[0]))
+        sql, order = _driver_sql(self._conn, key, build, list(params[0]))
         rows: list[Any] = params if order is None else [tuple(p[k] for k in order) for p in params]
         self._conn.exec_driver_sql(sql, rows)
 
