@@ -29,8 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small N and 1 repetition (a smoke test; does not write bench/RESULTS.md "
-        "unless --output is given)",
+        help="small N and 1 repetition (a smoke test)",
     )
     parser.add_argument(
         "--only",
@@ -48,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         metavar="PATH",
-        help=f"where to write the Markdown results (default {DEFAULT_OUTPUT.name} in bench/ "
-        "for a full run)",
+        help=f"where to write the Markdown results (default: bench/{DEFAULT_OUTPUT.name}, "
+        f"only for a full run: every scenario, the issue's sizes, {DEFAULT_REPEAT} or more "
+        "repetitions; a partial run writes nothing unless given this)",
     )
     return parser
 
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     scenarios = _select(plan(quick=args.quick), args.only)
-    output = args.output if args.output is not None else (None if args.quick else DEFAULT_OUTPUT)
+    full = not args.quick and not args.only and repeat >= DEFAULT_REPEAT
+    output = args.output if args.output is not None else (DEFAULT_OUTPUT if full else None)
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     began = time.monotonic()
     try:

@@ -75,8 +75,11 @@ async def burst(
     graph: str = "trivial",
     max_concurrent_runs: int = 100,
     margin: float = 2.0,
+    gc_freeze: bool = True,
 ) -> Result:
     """``n`` one-time tasks due at the same moment; wait until every one has a final record.
+
+    ``gc_freeze=False`` measures with ``SCHEDULER_GC_FREEZE`` off (for ``bench/PROFILE.md``).
 
     Returns ran / missed / dropped counts, dispatch lateness (``queued_at - scheduled_for``),
     ``finished`` (due time to the last ``finished_at``) and ``rate`` (runs per second).
@@ -84,7 +87,7 @@ async def burst(
     scheduler = TaskScheduler(
         db_path=workdir / "ours.db",
         graph=_graph(graph),
-        settings=_settings(max_concurrent_runs=max_concurrent_runs),
+        settings=_settings(max_concurrent_runs=max_concurrent_runs, gc_freeze=gc_freeze),
     )
     due = time.time() + margin
     scheduler.add_tasks(
@@ -99,6 +102,9 @@ async def burst(
     counts: dict[str, int] = {}
 
     async def all_final() -> bool:
+        # Read the records only when nothing is in flight: a poll while runs go would be
+        # work the bare side does not do.
+        await asyncio.wait_for(scheduler.wait_idle(), timeout=60 + n * 0.02)
         counts.update(await asyncio.to_thread(scheduler.store.count_runs))
         return sum(v for k, v in counts.items() if RunStatus(k).is_final) >= n
 

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_seconds: float = Field(
         default=5, ge=0, description="How long SQLite waits for a lock before an error"
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Keep objects alive at start() out of garbage-collector scans until "
+        "stop() (gc.freeze)",
+    )
     log_level: str = Field(default="INFO", description="Log level for main.py")
 
     @field_validator("tasks_file", mode="before")

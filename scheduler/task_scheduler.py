@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from scheduler import gcfreeze
 from scheduler.codec import DefinitionError, decode, encode
 from scheduler.exceptions import (
     RunNotFoundError,
@@ -79,6 +80,7 @@ class TaskScheduler:
         self._graph_object = graph
         self._graph_lock = threading.Lock()
         self._supervisor: Supervisor | None = None
+        self._gc_frozen = False
         self._clock: Callable[[], float] = time.time
 
     @classmethod
@@ -121,6 +123,9 @@ class TaskScheduler:
         )
         supervisor.start()
         self._supervisor = supervisor
+        if self.settings.gc_freeze:
+            gcfreeze.hold()
+            self._gc_frozen = True
 
     async def stop(self, *, grace_seconds: float | None = None) -> None:
         """Stop firing; let running runs finish for ``grace_seconds`` (default
@@ -130,7 +135,12 @@ class TaskScheduler:
         if supervisor is None:
             return
         grace = self.settings.stop_grace_seconds if grace_seconds is None else grace_seconds
-        await supervisor.stop(grace)
+        try:
+            await supervisor.stop(grace)
+        finally:
+            if self._gc_frozen:
+                self._gc_frozen = False
+                gcfreeze.release()
         logger.info("scheduler stopped")
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ callbacks, pause / resume / remove / run now / disabled, errors."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -289,3 +290,30 @@ async def test_job_rows_hold_json_never_a_pickle(
     assert definition["cron_expression"] == "0 9 * * 1-5"
     assert definition["priority"] == "high"
     assert TaskDefinition.model_validate(definition).metadata == {"k": 1}
+
+
+async def test_running_schedulers_keep_startup_objects_out_of_collections(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    assert gc.get_freeze_count() == 0, "a scheduler from an earlier test is still running"
+    first, second = make_scheduler(), make_scheduler(db="second.db")
+    first.start()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # the libraries and the graph
+    second.start()
+    assert gc.get_freeze_count() <= frozen  # frozen once, by the first (some since freed)
+    run = await second.wait_for_run(
+        second.run_task_now(
+            second.add_task(TaskDefinition(id="t", prompt="hi", interval_seconds=3600)).id
+        ),
+        timeout=10,
+    )
+    assert run.status is RunStatus.SUCCEEDED
+    await first.stop()
+    assert gc.get_freeze_count() > 1000  # the second still runs
+    await second.stop()
+    assert gc.get_freeze_count() == 0
+    unfrozen = make_scheduler(db="off.db", gc_freeze=False)
+    unfrozen.start()
+    assert gc.get_freeze_count() == 0
+    await unfrozen.stop()
