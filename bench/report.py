@@ -49,6 +49,11 @@ METHOD = """\
   spawned. "First firing" runs from the parent's clock just before spawning to the first
   run's start (interpreter start-up and imports included). The baseline fires only due jobs
   within its 1 s misfire grace; ours catches up the ones already due.
+- Ours runs on its default settings, which include `SCHEDULER_GC_FREEZE=true`: while it
+  runs, the objects alive when it started are left out of garbage collections
+  (`gc.freeze()`). The bare references call `graph.ainvoke` in a plain process, as the
+  issue defines them. `python -m bench.gc_effect` measures scenario 4 with the freeze on and
+  off on both sides (figures in [PROFILE.md](PROFILE.md)).
 """
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GROUPS", "Row", "Scenario", "Step", "Target", "plan"]
+__all__ = ["GROUPS", "Row", "Scenario", "Step", "Target", "plan", "setup_margin"]
 
 GROUPS = ("burst", "adds", "steady", "overhead", "persisted", "concurrency")
 
@@ -92,7 +92,7 @@ class Scenario:
     timeout: float = 300.0  # seconds per worker before the bench gives up
 
 
-def _margin(n: int) -> float:
+def setup_margin(n: int) -> float:
     """Seconds from set-up start to the due time: building and storing ``n`` tasks takes
     about 0.05 ms each on either side (0.15 ms allowed), plus start-up."""
     return 0.75 + n * 0.00015
@@ -106,7 +106,7 @@ def _burst(n: int, *, targets: bool) -> Scenario:
     def goal(target: Target) -> Target | None:
         return target if targets else None
 
-    margin = _margin(n)
+    margin = setup_margin(n)
     ours = {"n": n, "margin": margin, "warm_up": "trivial"}
     return Scenario(
         name=f"burst-{n}",
@@ -208,7 +208,9 @@ def plan(*, quick: bool = False) -> list[Scenario]:
             title=f"4. Overhead, {overhead:,} runs of the trivial graph, 100 at a time",
             steps=(
                 Step("bare", "loop", {"n": overhead, "concurrency": 100, "warm_up": "trivial"}),
-                *_both("burst", {"n": overhead, "margin": _margin(overhead), "warm_up": "trivial"}),
+                *_both(
+                    "burst", {"n": overhead, "margin": setup_margin(overhead), "warm_up": "trivial"}
+                ),
             ),
             rows=(
                 Row("runs that ran", "ran", "count", ratio=False),
@@ -261,7 +263,7 @@ def plan(*, quick: bool = False) -> list[Scenario]:
                         "sleep": sleep,
                         "max_concurrent_runs": crowd,
                         "warm_up": "trivial",
-                        "margin": _margin(crowd),
+                        "margin": setup_margin(crowd),
                     },
                 ),
                 Step(
@@ -272,7 +274,7 @@ def plan(*, quick: bool = False) -> list[Scenario]:
                         "graph": "sleepy",
                         "sleep": sleep,
                         "warm_up": "trivial",
-                        "margin": _margin(crowd),
+                        "margin": setup_margin(crowd),
                     },
                 ),
             ),

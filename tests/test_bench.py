@@ -1,13 +1,15 @@
-"""The benchmark harness still works: ``python -m bench --quick`` in a subprocess.
+"""The benchmark harness still works: ``python -m bench --quick`` and
+``python -m bench.gc_effect`` in subprocesses.
 
-A smoke test only: the command exits 0 and writes a table in which every row of every
-scenario has a figure for this project and for the baseline. Timings are the benchmark's
-business, never a test's.
+Smoke tests only: the command exits 0 and writes a table in which every row of every
+scenario has a figure for this project and for the baseline (or a rate for every variant).
+Timings are the benchmark's business, never a test's.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -31,13 +33,12 @@ def _table(markdown: str) -> list[list[str]]:
     return cells
 
 
-@pytest.mark.slow
-def test_quick_bench_fills_both_columns_of_every_scenario(tmp_path: Path) -> None:
-    output = tmp_path / "RESULTS.md"
+def _run(*args: str) -> str:
+    """Run ``python -m <args>`` from the project directory; its standard output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with subprocess.Popen(
-        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -51,6 +52,13 @@ def test_quick_bench_fills_both_columns_of_every_scenario(tmp_path: Path) -> Non
             process.communicate()
             raise
     assert process.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+    return stdout
+
+
+@pytest.mark.slow
+def test_quick_bench_fills_both_columns_of_every_scenario(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+    stdout = _run("bench", "--quick", "--output", str(output))
 
     rows = _table(output.read_text())
     expected = {scenario.title: len(scenario.rows) for scenario in plan(quick=True)}
@@ -60,3 +68,16 @@ def test_quick_bench_fills_both_columns_of_every_scenario(tmp_path: Path) -> Non
         assert baseline, f"{scenario} / {metric}: no figure for the baseline"
     for title in expected:
         assert title in stdout
+
+
+@pytest.mark.slow
+def test_gc_effect_reports_a_rate_for_every_variant() -> None:
+    stdout = _run("bench.gc_effect", "-n", "100", "--repeat", "1")
+    rates = dict(re.findall(r"^  (.+?) +([\d,]+) runs/s", stdout, re.MULTILINE))
+    assert list(rates) == [
+        "bare loop",
+        "bare loop after gc.freeze()",
+        "scheduler, SCHEDULER_GC_FREEZE=true",
+        "scheduler, SCHEDULER_GC_FREEZE=false",
+    ], stdout
+    assert all(int(rate.replace(",", "")) > 0 for rate in rates.values()), stdout
