@@ -100,16 +100,17 @@ async def burst(
     _check_setup(due, f"{n} tasks")
     await sleep_until(due)
     counts: dict[str, int] = {}
+    limit = 60 + n * 0.02
 
     async def all_final() -> bool:
         # Read the records only when nothing is in flight: a poll while runs go would be
         # work the bare side does not do.
-        await asyncio.wait_for(scheduler.wait_idle(), timeout=60 + n * 0.02)
+        await asyncio.wait_for(scheduler.wait_idle(), timeout=limit)
         counts.update(await asyncio.to_thread(scheduler.store.count_runs))
         return sum(v for k, v in counts.items() if RunStatus(k).is_final) >= n
 
     await wait_for(
-        all_final, timeout=60 + n * 0.02, what=f"{n} final run records", progress=counts.__repr__
+        all_final, timeout=limit, what=f"{n} final run records", progress=counts.__repr__
     )
     await scheduler.wait_idle()
     await scheduler.stop()

@@ -160,6 +160,8 @@ def plan(*, quick: bool = False) -> list[Scenario]:
     first = {"due": 20, "step": 0.1} if quick else {"due": 100, "step": 0.1}
     crowd, sleep = (100, 0.2) if quick else (1000, 1.0)
     seconds = f"{steady['duration']:g} s"
+    sleepy = {"n": crowd, "graph": "sleepy", "sleep": sleep, "warm_up": "trivial"}
+    due = {**sleepy, "margin": setup_margin(crowd)}
     scenarios = [_burst(n, targets=n == max(sizes)) for n in sizes]
     scenarios += [
         Scenario(
@@ -249,34 +251,9 @@ def plan(*, quick: bool = False) -> list[Scenario]:
             group="concurrency",
             title=f"6. Concurrency, {crowd:,} runs of a graph awaiting {sleep:g} s, due at once",
             steps=(
-                Step(
-                    "bare",
-                    "gather",
-                    {"n": crowd, "graph": "sleepy", "sleep": sleep, "warm_up": "trivial"},
-                ),
-                Step(
-                    "ours",
-                    "burst",
-                    {
-                        "n": crowd,
-                        "graph": "sleepy",
-                        "sleep": sleep,
-                        "max_concurrent_runs": crowd,
-                        "warm_up": "trivial",
-                        "margin": setup_margin(crowd),
-                    },
-                ),
-                Step(
-                    "baseline",
-                    "burst",
-                    {
-                        "n": crowd,
-                        "graph": "sleepy",
-                        "sleep": sleep,
-                        "warm_up": "trivial",
-                        "margin": setup_margin(crowd),
-                    },
-                ),
+                Step("bare", "gather", sleepy),
+                Step("ours", "burst", {**due, "max_concurrent_runs": crowd}),
+                Step("baseline", "burst", due),
             ),
             rows=(
                 Row("runs that ran", "ran", "count", ratio=False),

@@ -38,8 +38,6 @@ def release() -> None:
     """A scheduler that called :func:`hold` stopped: unfreeze when it was the last."""
     global _holders
     with _lock:
-        if _holders == 0:
-            return
         _holders -= 1
         if _holders == 0:
             gc.unfreeze()
