@@ -1,30 +1,37 @@
 """APScheduler triggers for task definitions, with standard cron semantics.
 
-:func:`build_trigger` turns a :class:`~scheduler.models.TaskDefinition`'s schedule into an
-APScheduler 3 trigger. Cron schedules become :class:`StandardCronTrigger`, which wraps
-APScheduler's ``CronTrigger`` and fixes what differs from standard cron:
+:func:`cron_trigger` turns a standard cron expression into a :class:`StandardCronTrigger`, an
+APScheduler 3 trigger that computes fire times in wall-clock time, day by day (it does not
+use APScheduler's ``CronTrigger``, whose "next match after the previous instant" arithmetic
+skips days and repeats times across daylight saving transitions):
 
-* weekdays are translated to names (``1-5`` is ``mon..fri``, ``0`` and ``7`` are ``sun``);
-* when both day fields are restricted, two ``CronTrigger`` objects are combined so that a day
-  matches if either matches (Vixie cron);
-* daylight saving time: a wall-clock time inside the spring-forward gap fires once, shifted
-  forward by the gap (02:30 becomes 03:30); a time inside the repeated fall-back hour fires
-  once, on its first pass, unless the hour field starts with ``*`` (``*/15 * * * *`` keeps
-  firing every 15 minutes of real time through both passes), as Vixie cron does.
+1. candidates are the whole-minute wall-clock times whose minute, hour, month and day match;
+   weekday ``0`` is Sunday, and when both day fields are restricted a day matches if either
+   does (Vixie cron);
+2. a candidate that exists once is that instant; one inside a spring-forward gap is read with
+   the UTC offset in force before the transition, i.e. shifted forward by the gap (02:30
+   becomes 03:30); one inside a repeated fall-back hour fires on its first pass, and on its
+   second pass too when the hour field starts with ``*`` (``*/15 * * * *`` keeps firing
+   every 15 minutes of real time through both passes);
+3. the fire times are the distinct instants (``20 2-3 * * *`` fires once at 03:20 on a
+   spring-forward day), in order, from ``start_date`` to ``end_date`` (both inclusive); a
+   jitter of up to ``jitter`` seconds is then added to each.
 
-Everything here is pure: ``now`` is always passed in.
+:func:`interval_trigger` and :func:`date_trigger` build APScheduler's own triggers;
+:func:`fire_times` lists a trigger's fire times and :func:`backlog` classifies the ones a
+dispatcher missed. Everything here is pure: ``now`` is always passed in.
 """
 
 from __future__ import annotations
 
+import functools
 import random
-from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from array import array
+from bisect import bisect_right
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -32,8 +39,26 @@ from scheduler.cron import CronSpec, parse_cron
 
 __all__ = ["StandardCronTrigger", "fire_times", "localize"]
 
-_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_ONE_SECOND = timedelta(seconds=1)
+_DAY_SECONDS = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+# How many wall days the search looks ahead: the Gregorian calendar repeats every 400 years
+# (146,097 days, a whole number of weeks), so a day rule that ever matches matches within
+# that many days. The parser accepts only expressions whose days occur (it refuses
+# ``0 0 30 2 *``), and each such date falls on every weekday within the cycle, so every
+# accepted expression fires; the longest wait is 40 years (February 29 on one weekday,
+# ``0 0 29 2 */7``: ``*/7`` counts as unrestricted, so both day fields must match), so the
+# search stops early in practice, and finding nothing means the schedule has ended.
+_HORIZON_DAYS = 146_097
+_FIRST_ORDINAL = date.min.toordinal() + 3
+_LAST_ORDINAL = date.max.toordinal() - 2
+# Wall-clock hours of a day (24 is the next midnight) whose UTC offsets are compared, on
+# both readings (fold 0 and 1), to decide that no transition touches the day.
+_SAMPLE_HOURS = (0, 6, 12, 18, 24)
+# Transition days whose candidate instants each trigger keeps (a walk crosses one or two).
+_CACHED_DAYS = 8
 
 
 def localize(value: datetime, zone: tzinfo) -> datetime:
@@ -43,18 +68,128 @@ def localize(value: datetime, zone: tzinfo) -> datetime:
     return value
 
 
+def _epoch_seconds(moment: datetime) -> tuple[int, int]:
+    """An aware ``moment`` as whole seconds since the epoch, and the microseconds left over
+    (exact: no float rounding)."""
+    delta = moment - _EPOCH
+    return delta.days * _DAY_SECONDS + delta.seconds, delta.microseconds
+
+
+def _offset_seconds(zone: tzinfo, wall: datetime, fold: int) -> int:
+    offset = wall.replace(tzinfo=zone, fold=fold).utcoffset()
+    if offset is None:
+        raise ValueError(f"time zone {zone} gives no UTC offset for {wall}")
+    return offset // _ONE_SECOND
+
+
+@functools.lru_cache(maxsize=8192)
+def _steady_offset(zone: tzinfo, ordinal: int) -> int | None:
+    """The UTC offset (seconds) of every wall-clock time of day ``ordinal`` in ``zone``, or
+    None when a transition touches the day (some wall time of it is skipped, repeated, or
+    has another offset).
+
+    Both readings of 00:00, 06:00, 12:00, 18:00 and the next 00:00 must agree. A transition
+    inside the day makes the two midnights differ; one whose skipped or repeated wall times
+    include a midnight makes that midnight's two readings differ (a gap or fold starting
+    exactly at the next midnight counts too: harmless, the day is then merely searched the
+    slow way). Only two transitions less than 6 hours apart in one day could cancel out; the
+    tz database's closest pair is days apart.
+    """
+    day = datetime.fromordinal(ordinal)
+    offset: int | None = None
+    for hours in _SAMPLE_HOURS:
+        wall = day + timedelta(hours=hours)
+        for fold in (0, 1):
+            value = _offset_seconds(zone, wall, fold)
+            if offset is None:
+                offset = value
+            elif value != offset:
+                return None
+    return offset
+
+
+@functools.lru_cache(maxsize=64)
+def _day_map(zone: tzinfo, ordinal: int) -> tuple[array[int], array[int], int]:
+    """The instants (epoch seconds) of each minute of wall day ``ordinal`` in ``zone``:
+    ``(first, second, earliest)``.
+
+    ``first[m]`` is minute ``m`` read with fold 0: the only instant of a wall time that exists
+    once, the first pass of a repeated one, and for a skipped one (inside a spring-forward
+    gap) the wall time read with the offset in force before the transition, which is the
+    wall time shifted forward by the gap. ``second[m]`` is the second pass of a repeated wall
+    time, else ``first[m]``. ``earliest`` is the smallest instant of the day's wall times.
+    """
+    day = datetime.fromordinal(ordinal)
+    base = (ordinal - _EPOCH_ORDINAL) * _DAY_SECONDS
+    # Both readings of each hour's start (and of the next midnight): an hour whose two ends
+    # read one offset has it throughout (by the argument of _steady_offset), so only the
+    # hour(s) of the transition are looked at minute by minute.
+    ends: list[set[int]] = []
+    for hour in range(25):
+        wall = day + timedelta(hours=hour)
+        ends.append({_offset_seconds(zone, wall, 0), _offset_seconds(zone, wall, 1)})
+    first: list[int] = []
+    second: list[int] = []
+    for hour in range(24):
+        readings = ends[hour] | ends[hour + 1]
+        if len(readings) == 1:
+            (offset,) = readings
+            start = base + hour * 3600 - offset
+            steady = range(start, start + 3600, 60)
+            first.extend(steady)
+            second.extend(steady)
+            continue
+        for minute in range(hour * 60, hour * 60 + 60):
+            wall = day + timedelta(minutes=minute)
+            before = _offset_seconds(zone, wall, 0)
+            after = _offset_seconds(zone, wall, 1)
+            local = base + minute * 60
+            first.append(local - before)
+            # fold 1 has the smaller offset exactly when the wall time is repeated (PEP 495).
+            second.append(local - after if after < before else local - before)
+    return array("q", first), array("q", second), min(first)  # 23 KB a day
+
+
 class StandardCronTrigger(BaseTrigger):  # type: ignore[misc]
-    """A trigger with standard (Vixie) cron semantics on top of APScheduler's ``CronTrigger``.
+    """A trigger with standard (Vixie) cron semantics, computed in wall-clock time.
+
+    On a day with no UTC offset change (and none the day before), the next fire time is
+    found by bisecting the day's sorted candidate times. On and next to a transition day, all
+    of the day's candidates are mapped to instants (see the module docstring) and the
+    smallest one after the reference is taken; the search also looks at the two previous wall
+    days (a skipped wall time maps to a later instant than its wall time suggests, by up to
+    24 hours) and goes on until a day's earliest instant is past the best found (a second
+    pass or a gap-shifted time can come later than first-pass times of later wall times).
+
+    With jitter, ``previous_fire_time`` is a jittered time and the next fire time is the
+    first scheduled time strictly after it, so the jitter should be smaller than the spacing
+    between fire times (else some are skipped).
 
     Args:
         spec: The parsed expression.
         timezone: Zone in which the expression's wall-clock times are read.
         start_date: Earliest possible fire time (inclusive).
-        end_date: Latest possible fire time (inclusive).
+        end_date: Latest possible fire time (inclusive); jitter can move one past it.
         jitter: Delay each fire time by a random 0..``jitter`` seconds.
     """
 
-    __slots__ = ("_inner", "jitter", "spec", "timezone")
+    __slots__ = (
+        "_day_seconds",
+        "_days",
+        "_either",
+        "_end",
+        "_instants",
+        "_minutes_of_day",
+        "_months",
+        "_repeats",
+        "_start",
+        "_weekdays",
+        "end_date",
+        "jitter",
+        "spec",
+        "start_date",
+        "timezone",
+    )
 
     def __init__(
         self,
@@ -67,60 +202,149 @@ class StandardCronTrigger(BaseTrigger):  # type: ignore[misc]
     ) -> None:
         self.spec = spec
         self.timezone = timezone
+        self.start_date = localize(start_date, timezone) if start_date is not None else None
+        self.end_date = localize(end_date, timezone) if end_date is not None else None
         self.jitter = jitter
-        common: dict[str, Any] = {
-            "second": "0",
-            "minute": _join(spec.minutes),
-            "hour": _join(spec.hours),
-            "month": _join(spec.months),
-            "start_date": start_date,
-            "end_date": end_date,
-            "timezone": timezone,
-        }
-        days = _join(spec.days) if spec.day_restricted or len(spec.days) < 31 else "*"
-        weekdays = ",".join(_WEEKDAY_NAMES[d] for d in sorted(spec.weekdays))
-        if len(spec.weekdays) == 7:
-            weekdays = "*"
-        if spec.either_day_matches:
-            self._inner: BaseTrigger = OrTrigger(
-                [
-                    CronTrigger(day=days, day_of_week="*", **common),
-                    CronTrigger(day="*", day_of_week=weekdays, **common),
-                ]
-            )
-        else:
-            self._inner = CronTrigger(day=days, day_of_week=weekdays, **common)
+        self._minutes_of_day = tuple(
+            sorted(hour * 60 + minute for hour in spec.hours for minute in spec.minutes)
+        )
+        self._day_seconds = tuple(minute * 60 for minute in self._minutes_of_day)
+        self._months = spec.months
+        self._days = spec.days
+        self._weekdays = spec.weekdays
+        self._either = spec.either_day_matches
+        self._repeats = not spec.hour_restricted  # second passes of repeated times fire too
+        # Fire times are whole epoch seconds t with _start < t <= _end.
+        self._start: int | None = None
+        if self.start_date is not None:
+            seconds, micro = _epoch_seconds(self.start_date)
+            self._start = seconds if micro else seconds - 1
+        self._end = _epoch_seconds(self.end_date)[0] if self.end_date is not None else None
+        self._instants: dict[int, tuple[int, ...]] = {}
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        """Return the first fire time after ``previous_fire_time`` (or from ``now``)."""
-        candidate: datetime | None = self._inner.get_next_fire_time(previous_fire_time, now)
-        while candidate is not None and self.spec.hour_restricted and _second_pass(candidate):
-            candidate = self._inner.get_next_fire_time(candidate, candidate)
-        if candidate is None:
+        """The first fire time strictly after ``previous_fire_time``, or (when it is None)
+        the first at or after ``now``; never before ``start_date``, None past ``end_date``.
+        Aware, in :attr:`timezone`."""
+        if previous_fire_time is not None:
+            after = _epoch_seconds(localize(previous_fire_time, self.timezone))[0]
+        else:
+            seconds, micro = _epoch_seconds(localize(now, self.timezone))
+            after = seconds if micro else seconds - 1
+        if self._start is not None and self._start > after:
+            after = self._start
+        instant = self._next_instant(after)
+        if instant is None:
             return None
-        candidate = candidate.astimezone(self.timezone)
         if self.jitter:
-            candidate += timedelta(seconds=random.uniform(0, self.jitter))
-        return candidate
+            jittered = _EPOCH + timedelta(seconds=instant + random.uniform(0, self.jitter))
+            return jittered.astimezone(self.timezone)
+        return datetime.fromtimestamp(instant, self.timezone)
+
+    def _next_instant(self, after: int) -> int | None:
+        """The first fire time (epoch seconds) strictly after ``after``, ignoring jitter."""
+        zone = self.timezone
+        local = datetime.fromtimestamp(after, zone)
+        ordinal = local.toordinal()
+        if ordinal >= _LAST_ORDINAL:
+            return None  # the end of the calendar (year 9999)
+        offset = _steady_offset(zone, ordinal)
+        if offset is not None and _steady_offset(zone, ordinal - 1) == offset:
+            # Fast path: no transition from yesterday's start to today's end, so today's
+            # candidates map one to one, in order, to instants, and earlier days' candidates
+            # to earlier instants than ``after``.
+            if self._day_matches(local.month, local.day, local.isoweekday() % 7):
+                second = local.hour * 3600 + local.minute * 60 + local.second
+                index = bisect_right(self._day_seconds, second)
+                if index < len(self._day_seconds):
+                    found = after + self._day_seconds[index] - second
+                    return found if self._end is None or found <= self._end else None
+            return self._scan(ordinal + 1, min(ordinal + _HORIZON_DAYS, _LAST_ORDINAL), after)
+        # A skipped wall time maps up to one gap (at most 24 hours) later: from two days back.
+        start = max(ordinal - 2, _FIRST_ORDINAL)
+        return self._scan(start, min(ordinal + _HORIZON_DAYS, _LAST_ORDINAL), after)
+
+    def _scan(self, ordinal: int, stop: int, after: int) -> int | None:
+        """The smallest instant after ``after`` of the candidates of wall days ``ordinal`` to
+        ``stop``; stops at the first day whose earliest instant is past the best found (or
+        past ``end_date``): a day's earliest instant never decreases from one day to the
+        next, as no transition shifts the clock by more than 24 hours."""
+        zone = self.timezone
+        end = self._end
+        best: int | None = None
+        while ordinal <= stop:
+            limit = best if best is not None else end
+            offset: int | None = None
+            if limit is not None:
+                offset = _steady_offset(zone, ordinal)
+                if offset is not None:
+                    earliest = (ordinal - _EPOCH_ORDINAL) * _DAY_SECONDS - offset
+                else:
+                    earliest = _day_map(zone, ordinal)[2]
+                if earliest > limit:
+                    break
+            day = date.fromordinal(ordinal)
+            if day.month not in self._months:
+                if day.month == 12:
+                    if day.year == date.max.year:
+                        break
+                    ordinal = date(day.year + 1, 1, 1).toordinal()
+                else:
+                    ordinal = date(day.year, day.month + 1, 1).toordinal()
+                continue
+            if not self._day_matches(day.month, day.day, day.isoweekday() % 7):
+                ordinal += 1
+                continue
+            if limit is None:
+                offset = _steady_offset(zone, ordinal)
+            found: int | None = None
+            if offset is not None:
+                # One instant per candidate, in order: bisect the day's times.
+                base = (ordinal - _EPOCH_ORDINAL) * _DAY_SECONDS - offset
+                index = bisect_right(self._day_seconds, after - base)
+                if index < len(self._day_seconds):
+                    found = base + self._day_seconds[index]
+            else:
+                instants = self._transition_instants(ordinal)
+                index = bisect_right(instants, after)
+                if index < len(instants):
+                    found = instants[index]
+            if found is not None and (best is None or found < best):
+                best = found
+            ordinal += 1
+        if best is not None and end is not None and best > end:
+            return None
+        return best
+
+    def _day_matches(self, month: int, day: int, weekday: int) -> bool:
+        """Day rule of standard cron; ``weekday`` 0 is Sunday."""
+        if month not in self._months:
+            return False
+        if self._either:
+            return day in self._days or weekday in self._weekdays
+        return day in self._days and weekday in self._weekdays
+
+    def _transition_instants(self, ordinal: int) -> tuple[int, ...]:
+        """The distinct instants of day ``ordinal``'s candidates, sorted (a transition day)."""
+        cached = self._instants.get(ordinal)
+        if cached is None:
+            first, second, _ = _day_map(self.timezone, ordinal)
+            instants = {first[minute] for minute in self._minutes_of_day}
+            if self._repeats:
+                instants.update(second[minute] for minute in self._minutes_of_day)
+            cached = tuple(sorted(instants))
+            if len(self._instants) >= _CACHED_DAYS:
+                self._instants.clear()
+            self._instants[ordinal] = cached
+        return cached
 
     def __str__(self) -> str:
         return f"cron[{self.spec.expression}]"
 
     def __repr__(self) -> str:
         return f"<StandardCronTrigger {self.spec.expression!r} timezone={self.timezone}>"
-
-
-def _join(values: frozenset[int]) -> str:
-    return ",".join(str(v) for v in sorted(values))
-
-
-def _second_pass(moment: datetime) -> bool:
-    """``moment`` is the repeated pass of an ambiguous wall-clock time (DST fall-back)."""
-    if moment.fold != 1:
-        return False
-    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
 
 
 def cron_trigger(
@@ -187,24 +411,38 @@ def fire_times(
     """
     if count is None and until is None:
         raise ValueError("fire_times needs count or until")
-    # Compare instants, never wall times: two datetimes with the same tzinfo compare by
-    # wall clock, so 01:00 (second pass, DST fall-back) would sort before 01:30 (first pass).
+    # Compare and step instants in UTC, never wall times: two datetimes with the same tzinfo
+    # compare by wall clock (01:00 on the second pass of a DST fall-back would sort before
+    # 01:30 on the first), and ``local + 1 µs`` is wall-clock arithmetic (01:59:59.999999
+    # EDT + 1 µs is 02:00 EST, an hour later).
+    start = after.astimezone(UTC)
+    now = start + _ONE_MICROSECOND
+    until_utc = until.astimezone(UTC) if until is not None else None
     times: list[datetime] = []
     previous: datetime | None = None
-    now = after + _ONE_MICROSECOND
-    after_ts = after.timestamp()
-    until_ts = until.timestamp() if until is not None else None
+    previous_utc: datetime | None = None
+    retried = False
     while count is None or len(times) < count:
         moment: datetime | None = trigger.get_next_fire_time(previous, now)
-        if moment is None or (until_ts is not None and moment.timestamp() > until_ts):
+        if moment is None:
             break
-        if moment.timestamp() > after_ts:
+        moment_utc = moment.astimezone(UTC)
+        if until_utc is not None and moment_utc > until_utc:
+            break
+        if previous_utc is not None and moment_utc <= previous_utc:
+            # The trigger did not advance. A one-time trigger is done; any other gets one
+            # more try from just after its previous fire time, and the repeat is dropped.
+            if isinstance(trigger, DateTrigger) or retried:
+                break
+            retried = True
+            previous = previous_utc + _ONE_MICROSECOND
+            continue
+        retried = False
+        if moment_utc > start:
             times.append(moment)
-        if previous is not None and moment.timestamp() <= previous.timestamp():
-            break  # a trigger that does not advance (a one-time trigger)
-        previous = moment
-        if moment.timestamp() > now.timestamp():
-            now = moment
+        previous, previous_utc = moment, moment_utc
+        if moment_utc > now:
+            now = moment_utc
     return times
 
 
