@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -19,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 from pydantic import ValidationError
 
+from scheduler.documents import DocumentError, load_json, load_yaml
 from scheduler.exceptions import (
     RunNotFoundError,
     ScheduleError,
@@ -89,9 +88,9 @@ _SCHEDULE_FIELDS = ("task_type", "cron_expression", "interval_seconds", "run_at"
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+        value = load_json(text, what="the value")
+    except DocumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object ({...})")
     return value
@@ -137,9 +136,11 @@ def cmd_show(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
 def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
     """One task (a mapping) or several (a list, or ``tasks:`` with a list) from YAML/JSON."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text(encoding="utf-8"), what=str(path))
+    except OSError as exc:
         raise UsageError(f"--file {path}: {exc}") from None
+    except DocumentError as exc:
+        raise UsageError(f"--file {exc}") from None
     if isinstance(data, dict):
         data = data["tasks"] if set(data) == {"tasks"} else [data]
     if not isinstance(data, list):

@@ -9,7 +9,6 @@ APScheduler recipe's model with the same meaning (``session_id`` is the older na
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
@@ -30,6 +29,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from scheduler.cron import CronError, parse_cron
+from scheduler.limits import (
+    MAX_DURATION_SECONDS,
+    MAX_INTERVAL_SECONDS,
+    MAX_JITTER_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    TEXT_LIMITS,
+    check_datetime,
+    check_json_value,
+    check_number,
+)
 from scheduler.triggers import (
     cron_trigger,
     date_trigger,
@@ -103,12 +112,24 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
     MISSED = "missed"
+    UNKNOWN = "unknown"  # the stored record's status cannot be read (see RunRecord.problem)
 
     @property
     def is_final(self) -> bool:
         """The run will not change any more."""
         return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
+
+#: Bounds of the numeric fields: (lowest, highest, lowest allowed itself, whole numbers only).
+_NUMBER_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
+    "interval_seconds": (MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS, True, False),
+    "jitter_seconds": (0, MAX_JITTER_SECONDS, True, False),
+    "retry_delay_seconds": (0, MAX_DURATION_SECONDS, False, False),
+    "timeout_seconds": (0, MAX_DURATION_SECONDS, False, False),
+    "misfire_grace_seconds": (0, MAX_DURATION_SECONDS, True, False),
+    "max_retries": (0, 100, True, True),
+    "max_instances": (1, 1000, True, True),
+}
 
 _SCHEDULE_FIELDS = {
     TaskType.CRON: "cron_expression",
@@ -161,7 +182,7 @@ class TaskDefinition(BaseModel):
     run_at: datetime | None = Field(default=None, validate_default=True)
     start_date: datetime | None = None
     end_date: datetime | None = None
-    jitter_seconds: float | None = Field(default=None, ge=0)
+    jitter_seconds: float | None = None
 
     input: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -174,13 +195,13 @@ class TaskDefinition(BaseModel):
     result_callback: str | None = None
     on_failure_callback: str | None = None
 
-    max_retries: int | None = Field(default=None, ge=0, le=100)
-    retry_delay_seconds: float | None = Field(default=None, gt=0)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    max_retries: int | None = None
+    retry_delay_seconds: float | None = None
+    timeout_seconds: float | None = None
     overlap: OverlapPolicy | None = None
-    max_instances: int | None = Field(default=None, ge=1)
+    max_instances: int | None = None
     priority: Priority | None = None
-    misfire_grace_seconds: float | None = Field(default=None, ge=0)
+    misfire_grace_seconds: float | None = None
 
     # -- normalisation before field validation ------------------------------------------
 
@@ -209,6 +230,37 @@ class TaskDefinition(BaseModel):
         if not data.get("name") and isinstance(data.get("id"), str):
             data["name"] = data["id"]
         return data
+
+    # -- bounds, before type coercion (so True is not taken for 1) -----------------------
+
+    @field_validator(*_NUMBER_BOUNDS, mode="before")
+    @classmethod
+    def _check_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        low, high, low_inclusive, integer = _NUMBER_BOUNDS[str(info.field_name)]
+        try:
+            return check_number(
+                value,
+                name=str(info.field_name),
+                low=low,
+                high=high,
+                low_inclusive=low_inclusive,
+                integer=integer,
+            )
+        except ValueError as exc:
+            raise _error("number", str(exc)) from None
+
+    @field_validator(*TEXT_LIMITS, mode="before")
+    @classmethod
+    def _check_length(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = TEXT_LIMITS[str(info.field_name)]
+        if isinstance(value, str) and len(value) > limit:
+            raise _error(
+                "too_long",
+                f"too long: {len(value):,} characters, at most {limit:,}",
+            )
+        return value
 
     # -- field validators (declaration order: each sees the fields above it) -------------
 
@@ -253,10 +305,6 @@ class TaskDefinition(BaseModel):
     @classmethod
     def _check_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
         _check_schedule_field("interval_seconds", value, info)
-        if value is not None and value <= 0:
-            raise _error(
-                "interval_seconds", f"interval_seconds must be greater than 0, got {value}"
-            )
         return value
 
     @field_validator("run_at", "start_date", "end_date")
@@ -268,7 +316,11 @@ class TaskDefinition(BaseModel):
             return None
         zone = info.data.get("timezone")
         if value.tzinfo is None and zone is not None:
-            return localize(value, ZoneInfo(zone))
+            value = localize(value, ZoneInfo(zone))
+        try:
+            check_datetime(localize(value, UTC))
+        except ValueError as exc:
+            raise _error("datetime", str(exc)) from None
         return value
 
     @field_validator("end_date")
@@ -307,9 +359,9 @@ class TaskDefinition(BaseModel):
             # None, or read back from a row that was written only after passing this check
             return value
         try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise _error("json", f"{info.field_name} must be JSON-serialisable: {exc}") from None
+            check_json_value(value)
+        except ValueError as exc:
+            raise _error("json", str(exc)) from None
         return value
 
     @field_validator("result_callback", "on_failure_callback")

@@ -45,12 +45,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.cron import CronError, parse_cron
 from scheduler.exceptions import ScheduleError
+from scheduler.limits import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
 from scheduler.models import TaskType
 
 __all__ = ["ACCEPTED_FORMS", "ParsedSchedule", "ScheduleError", "parse_schedule"]
 
 ACCEPTED_FORMS = ScheduleError.ACCEPTED_FORMS
 
+
+MAX_SCHEDULE_CHARS = 256
 
 _UNITS: dict[str, int] = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
@@ -151,6 +154,10 @@ def parse_schedule(
     """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
+    if len(text) > MAX_SCHEDULE_CHARS:
+        raise ScheduleError(
+            text[:40] + "…", f"a schedule is at most {MAX_SCHEDULE_CHARS} characters long"
+        )
     collapsed = " ".join(text.split())
     try:
         zone = ZoneInfo(timezone)
@@ -192,6 +199,11 @@ def _every_amount(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     seconds = _seconds(match["amount"], match["unit"])
     if seconds <= 0:
         raise _Rejected(f"the interval must be greater than 0, got {match[0][6:]!r}")
+    if seconds < MIN_INTERVAL_SECONDS or seconds > MAX_INTERVAL_SECONDS:
+        raise _Rejected(
+            f"the interval must be from {MIN_INTERVAL_SECONDS:g} s to "
+            f"{MAX_INTERVAL_SECONDS // 86400:,} days, got {match[0][6:]!r}"
+        )
     return ParsedSchedule(TaskType.INTERVAL, interval_seconds=seconds)
 
 
@@ -205,6 +217,8 @@ def _in_duration(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     seconds = _seconds(match["amount"], match["unit"])
     if seconds <= 0:
         raise _Rejected(f"the delay must be greater than 0, got {match[0][3:]!r}")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise _Rejected(f"{match[0][3:]!r} is too far in the future")
     try:
         run_at = (ctx.now.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(ctx.zone)
     except OverflowError:

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,66 @@ def test_bad_input_and_unknown_ids_change_nothing(
     assert message in error, error
     assert len(error.strip().splitlines()[-1]) < 400
     assert cli.snapshot() == before
+
+
+ADD = ("add", "--id", "x", "--prompt", "p")
+BILLION_LAUGHS = "\n".join(
+    ["- id: x", "  interval_seconds: 5", "  prompt: p", "  input:", "    l0: &l0 [lol, lol]"]
+    + [f"    l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((*ADD, "--schedule", "every 99999999999999999999 hours"), "the interval must be from"),
+        ((*ADD, "--schedule", "every 0.0000001 seconds"), "the interval must be from"),
+        ((*ADD, "--schedule", "in 99999999999 days"), "too far in the future"),
+        ((*ADD, "--schedule", "every " + "9" * 5000 + " s"), "characters long"),
+        ((*ADD, "--schedule", "every 5 minutes", "--input", "[" * 30_000), "levels deep"),
+        ((*ADD, "--schedule", "every 5 minutes", "--input", '{"a":' * 50 + "1" + "}" * 50), "deep"),
+        ((*ADD, "--schedule", "every 5 minutes", "--timeout", "nan"), "finite number, got nan"),
+        ((*ADD, "--schedule", "every 5 minutes", "--timeout", "inf"), "finite number, got inf"),
+        ((*ADD, "--schedule", "every 5 minutes", "--timeout", "1e20"), "timeout_seconds: must be"),
+        ((*ADD, "--schedule", "every 5 minutes", "--max-retries", "1000"), "max_retries: must be"),
+        ((*ADD, "--schedule", "at 9999-12-31 23:00"), "outside the supported years"),
+    ],
+)  # fmt: skip
+def test_hostile_numbers_and_documents_are_one_line_errors(
+    cli: Cli, args: tuple[str, ...], message: str
+) -> None:
+    done = cli(*args, status=2)
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert message in line, line
+    assert len(line) < 600
+    assert cli.snapshot() == []
+
+
+@pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
+def test_a_yaml_alias_bomb_inside_a_task_field_is_refused_within_a_second(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS + "\n")
+    began = time.monotonic()
+    done = cli(*command.split(), str(bomb), status=2)
+    assert (
+        time.monotonic() - began < 10
+    )  # the process start included; the refusal itself is instant
+    assert "aliases expand to more than 10,000 nodes" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert cli.snapshot() == []
+
+
+def test_the_alias_budget_refuses_in_milliseconds() -> None:
+    from scheduler.documents import DocumentError, load_yaml
+
+    began = time.monotonic()
+    with pytest.raises(DocumentError, match="aliases expand"):
+        load_yaml(BILLION_LAUGHS)
+    assert time.monotonic() - began < 1
+    assert load_yaml("base: &b {a: 1}\nother:\n  <<: *b\n  c: 2\n")["other"] == {"a": 1, "c": 2}
 
 
 def test_next_previews_any_schedule(cli: Cli) -> None:

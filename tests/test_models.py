@@ -123,9 +123,9 @@ REJECTED = [
         "does not apply",
         id="two schedules",
     ),
-    pytest.param({"interval_seconds": 0}, "interval_seconds", "greater than 0", id="interval zero"),
+    pytest.param({"interval_seconds": 0}, "interval_seconds", "at least 0.001", id="interval zero"),
     pytest.param(
-        {"interval_seconds": -5}, "interval_seconds", "greater than 0", id="interval negative"
+        {"interval_seconds": -5}, "interval_seconds", "at least 0.001", id="interval negative"
     ),
     pytest.param(
         {"interval_seconds": 5, "timezone": "Mars/Olympus"},
@@ -205,7 +205,7 @@ REJECTED = [
     pytest.param(
         {"interval_seconds": 5, "max_retries": -1},
         "max_retries",
-        "greater than or equal to 0",
+        "must be at least 0 and at most 100, got -1",
         id="negative retries",
     ),
     pytest.param(
@@ -215,6 +215,66 @@ REJECTED = [
         id="bad priority",
     ),
 ]
+
+
+# Numbers must be finite, numbers (not booleans) and inside their documented bounds; texts
+# and JSON values have size limits. Each is refused when the model is built.
+DEEP: Any = 1
+for _ in range(40):
+    DEEP = [DEEP]
+BOUNDS = [
+    ({"interval_seconds": float("nan")}, "interval_seconds", "must be a finite number, got nan"),
+    ({"interval_seconds": float("inf")}, "interval_seconds", "must be a finite number, got inf"),
+    ({"interval_seconds": -float("inf")}, "interval_seconds", "finite number"),
+    ({"interval_seconds": 1e20}, "interval_seconds", "at most 316,224,000 s (3660 days)"),
+    ({"interval_seconds": 10**40}, "interval_seconds", "got about 10^40"),
+    ({"interval_seconds": True}, "interval_seconds", "must be a number, got a boolean"),
+    ({"interval_seconds": "5"}, "interval_seconds", "must be a number, got str"),
+    ({"interval_seconds": 1e-9}, "interval_seconds", "at least 0.001"),
+    ({"interval_seconds": 5, "timeout_seconds": float("nan")}, "timeout_seconds", "finite"),
+    ({"interval_seconds": 5, "timeout_seconds": 0}, "timeout_seconds", "greater than 0"),
+    ({"interval_seconds": 5, "timeout_seconds": 1e9}, "timeout_seconds", "at most 31,622,400"),
+    ({"interval_seconds": 5, "retry_delay_seconds": False}, "retry_delay_seconds", "boolean"),
+    (
+        {"interval_seconds": 5, "misfire_grace_seconds": float("inf")},
+        "misfire_grace_seconds",
+        "finite",
+    ),
+    ({"interval_seconds": 5, "jitter_seconds": 1e6}, "jitter_seconds", "at most 86,400 s"),
+    ({"interval_seconds": 5, "max_retries": True}, "max_retries", "boolean"),
+    ({"interval_seconds": 5, "max_retries": 2.5}, "max_retries", "whole number"),
+    ({"interval_seconds": 5, "max_retries": 101}, "max_retries", "at most 100"),
+    ({"interval_seconds": 5, "max_instances": 0}, "max_instances", "at least 1"),
+    ({"interval_seconds": 5, "max_instances": 10**6}, "max_instances", "at most 1,000"),
+    ({"run_at": datetime(9999, 12, 31, 23, 59)}, "run_at", "outside the supported years"),
+    ({"run_at": "1900-01-01T00:00:00Z"}, "run_at", "outside the supported years"),
+    (
+        {"interval_seconds": 5, "end_date": datetime(9999, 12, 31, tzinfo=UTC)},
+        "end_date",
+        "outside the supported years",
+    ),
+    ({"interval_seconds": 5, "prompt": "x" * 100_001}, "prompt", "at most 100,000"),
+    ({"interval_seconds": 5, "name": "n" * 201}, "name", "at most 200"),
+    ({"interval_seconds": 5, "thread_id": "t" * 256}, "thread_id", "at most 255"),
+    ({"interval_seconds": 5, "input": {"deep": DEEP}}, "input", "nested more than 32 levels"),
+    ({"interval_seconds": 5, "context": {"big": "x" * 300_000}}, "context", "too large:"),
+    ({"interval_seconds": 5, "metadata": {"x": float("inf")}}, "metadata", "JSON-serialisable"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), BOUNDS)
+def test_numbers_texts_and_json_values_are_bounded(
+    fields: dict[str, Any], field: str, message: str
+) -> None:
+    test_rejected(fields, field, message)
+
+
+def test_a_value_nested_far_deeper_than_python_recurses_is_refused_quickly() -> None:
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = {"a": deep}
+    with pytest.raises(ValidationError, match="nested more than 32 levels"):
+        build(interval_seconds=5, input=deep)
 
 
 @pytest.mark.parametrize(("fields", "field", "message"), REJECTED)

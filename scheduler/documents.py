@@ -1,0 +1,175 @@
+"""Reading untrusted JSON and YAML text (tasks files, ``--input`` flags) within bounds.
+
+``json.loads`` recurses once per nesting level, so 30,000 ``[`` end in a ``RecursionError``;
+``yaml.safe_load`` expands aliases, so a "billion laughs" document of a few hundred bytes
+nested inside one field makes every later step walk billions of nodes. Both loaders here
+refuse such documents up front, in time proportional to the text, with a
+:class:`DocumentError` that says what limit was crossed. Ordinary YAML anchors and aliases
+(``<<: *defaults``) stay allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from scheduler.limits import MAX_JSON_DEPTH
+
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_DOCUMENT_DEPTH",
+    "BoundedYamlLoader",
+    "DocumentError",
+    "compose_yaml",
+    "load_json",
+    "load_yaml",
+]
+
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+#: Nesting allowed in a whole document: a tasks file's list and task add three levels to
+#: the :data:`~scheduler.limits.MAX_JSON_DEPTH` of a field.
+MAX_DOCUMENT_DEPTH = MAX_JSON_DEPTH + 4
+#: Nodes that aliases may add to a YAML document, all aliases together.
+MAX_ALIAS_NODES = 10_000
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class DocumentError(ValueError):
+    """A document that is too large, too deep, or expands too far; or does not parse."""
+
+
+class _OverBudget(yaml.YAMLError):
+    """A YAML document beyond the loader's bounds."""
+
+
+def _check_size(text: str, what: str) -> None:
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(
+            f"{what} is {len(text):,} characters; at most {MAX_DOCUMENT_BYTES:,} are read"
+        )
+
+
+def load_json(text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
+    """Parse JSON ``text``, refusing more than ``max_depth`` levels of nesting before
+    parsing (so no ``RecursionError``).
+
+    Raises:
+        DocumentError: Too large, too deep, or not JSON (the message says where).
+    """
+    _check_size(text, what)
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > max_depth:
+                raise DocumentError(f"{what}: nested more than {max_depth} levels deep")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"{what}: not valid JSON: {exc}") from None
+    except RecursionError:  # brackets inside malformed strings fooled the count
+        raise DocumentError(f"{what}: nested too deeply") from None
+
+
+class BoundedYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses deep nesting and alias expansion beyond a budget.
+
+    Each alias adds the size of the node it points to (counted once per node, with the
+    aliases inside it expanded); the document is refused once aliases together add more
+    than :data:`MAX_ALIAS_NODES` nodes, or nesting passes :data:`MAX_DOCUMENT_DEPTH`.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._alias_nodes += self._size(target)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise _OverBudget(
+                        f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (near line "
+                        f"{event.start_mark.line + 1}); write the values out or use fewer "
+                        "aliases"
+                    )
+        self._depth += 1
+        if self._depth > MAX_DOCUMENT_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _OverBudget(
+                f"nested more than {MAX_DOCUMENT_DEPTH} levels deep (line {mark.line + 1})"
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes in ``node`` with aliases expanded (iterative, memoised per node)."""
+        pending = [node]
+        while pending:
+            current = pending[-1]
+            if id(current) in self._sizes:
+                pending.pop()
+                continue
+            children = _children(current)
+            missing = [c for c in children if id(c) not in self._sizes]
+            if missing:
+                pending.extend(missing)
+                continue
+            pending.pop()
+            self._sizes[id(current)] = min(
+                1 + sum(self._sizes[id(c)] for c in children), MAX_ALIAS_NODES + 1
+            )
+        return self._sizes[id(node)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def load_yaml(text: str, *, what: str = "YAML") -> Any:
+    """``yaml.safe_load`` within the bounds of :class:`BoundedYamlLoader`.
+
+    Raises:
+        DocumentError: Too large, too deep, too many aliases, or not YAML.
+    """
+    _check_size(text, what)
+    loader = BoundedYamlLoader(text)
+    try:
+        return loader.get_single_data()
+    except _OverBudget as exc:
+        raise DocumentError(f"{what}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"{what}: not valid YAML/JSON: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def compose_yaml(text: str) -> yaml.Node | None:
+    """The node tree of ``text`` (for line numbers), within the same bounds; None if the
+    text does not compose."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        return None
+    loader = BoundedYamlLoader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()

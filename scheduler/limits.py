@@ -1,0 +1,160 @@
+"""Bounds on what a task may hold, checked where input enters.
+
+Numbers must be finite, inside a documented range, and numbers (``True`` is an ``int`` in
+Python, but a flag is not a count of seconds). JSON values (``input``, ``context``,
+``metadata``) have a depth and a size limit. Each check raises ``ValueError`` with a message
+that names the field and the bound; :class:`~scheduler.models.TaskDefinition` turns it into
+a validation error on that field.
+
+The bounds (README, "Limits"):
+
+* ``interval_seconds``: 0.001 s to 3,660 days;
+* ``timeout_seconds``, ``retry_delay_seconds``, ``misfire_grace_seconds``: at most 366 days;
+  ``jitter_seconds``: at most 1 day;
+* ``max_retries``: 0-100; ``max_instances``: 1-1,000;
+* datetimes (``run_at``, ``start_date``, ``end_date``): from 1970 to 2999 (UTC);
+* ``input``, ``context``, ``metadata``: nested at most 32 levels, at most 256 KiB as JSON;
+* ``prompt``: at most 100,000 characters; ``name``: 200; ``description``: 2,000;
+  ``thread_id``: 255; ``cron_expression``: 256; a callback path: 256.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "MAX_DATETIME",
+    "MAX_DURATION_SECONDS",
+    "MAX_INTERVAL_SECONDS",
+    "MAX_JITTER_SECONDS",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "MIN_DATETIME",
+    "MIN_INTERVAL_SECONDS",
+    "TEXT_LIMITS",
+    "check_datetime",
+    "check_json_value",
+    "check_number",
+    "json_depth",
+]
+
+DAY = 86_400
+MIN_INTERVAL_SECONDS = 0.001
+MAX_INTERVAL_SECONDS = 3_660 * DAY
+MAX_DURATION_SECONDS = 366 * DAY
+MAX_JITTER_SECONDS = DAY
+MAX_JSON_DEPTH = 32
+MAX_JSON_BYTES = 256 * 1024
+MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+#: Longest text per field, in characters.
+TEXT_LIMITS: dict[str, int] = {
+    "prompt": 100_000,
+    "name": 200,
+    "description": 2_000,
+    "thread_id": 255,
+    "cron_expression": 256,
+    "timezone": 64,
+    "result_callback": 256,
+    "on_failure_callback": 256,
+}
+
+
+def _plain(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"about 10^{int(value.bit_length() * 0.30103)}"  # no float: it may not fit
+    if abs(value) >= 1e15:
+        return f"{value:.3g}"
+    return f"{value:,.0f}" if value == int(value) and abs(value) >= 1000 else f"{value:g}"
+
+
+def _bound(value: float, name: str) -> str:
+    text = _plain(value)
+    if name.endswith("_seconds") and value >= DAY:
+        text += f" s ({value / DAY:g} days)"
+    return text
+
+
+def check_number(
+    value: Any,
+    *,
+    name: str,
+    low: float,
+    high: float,
+    low_inclusive: bool = True,
+    integer: bool = False,
+) -> int | float:
+    """``value`` as a finite number in ``[low, high]`` (``(low, high]`` unless
+    ``low_inclusive``); a whole number when ``integer``.
+
+    Raises:
+        ValueError: Not a number (booleans included), not finite, not whole, or out of range;
+            the message ("must be ...") leaves naming ``name`` to the caller.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "a boolean" if isinstance(value, bool) else type(value).__name__
+        raise ValueError(f"must be a number, got {kind}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    if integer and value != int(value):
+        raise ValueError(f"must be a whole number, got {value:g}")
+    too_low = value < low or (value == low and not low_inclusive)
+    if too_low or value > high:
+        lower = f"at least {_plain(low)}" if low_inclusive else f"greater than {_plain(low)}"
+        raise ValueError(f"must be {lower} and at most {_bound(high, name)}, got {_plain(value)}")
+    return int(value) if integer else value
+
+
+def check_datetime(value: datetime) -> datetime:
+    """An aware ``value`` between :data:`MIN_DATETIME` and :data:`MAX_DATETIME`.
+
+    Raises:
+        ValueError: It lies outside those years.
+    """
+    try:
+        ok = MIN_DATETIME <= value < MAX_DATETIME
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{value.isoformat()} is outside the supported years 1970-2999")
+    return value
+
+
+def json_depth(value: Any, *, limit: int) -> int:
+    """How deeply ``value`` nests lists and dicts, counting no further than ``limit + 1``
+    (iterative: a value nested 100,000 levels deep costs ``limit`` steps, not a crash)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list | tuple):
+            continue
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_json_value(value: Any) -> None:
+    """``value`` is plain JSON, nested at most :data:`MAX_JSON_DEPTH` levels and at most
+    :data:`MAX_JSON_BYTES` once encoded.
+
+    Raises:
+        ValueError: It is not JSON-serialisable, too deep or too large.
+    """
+    if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"must be JSON-serialisable: {exc}") from None
+    if len(encoded.encode()) > MAX_JSON_BYTES:
+        raise ValueError(
+            f"too large: {len(encoded.encode()):,} bytes as JSON, at most {MAX_JSON_BYTES:,}"
+        )
