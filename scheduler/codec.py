@@ -31,6 +31,8 @@ def decode(row: TaskRow) -> TaskDefinition:
     Raises:
         DefinitionError: The row was written by a newer version or does not validate.
     """
+    if row.problem is not None:
+        raise DefinitionError(f"its stored row cannot be used: {row.problem}")
     if row.format > DEFINITION_FORMAT:
         raise DefinitionError(
             f"stored in format {row.format} by a newer version of this package "

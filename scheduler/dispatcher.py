@@ -28,7 +28,7 @@ from scheduler.models import RunStatus, TaskDefinition
 from scheduler.records import RunTrigger
 from scheduler.runner import Admission, PendingRun, Runner, new_run_id
 from scheduler.settings import Settings
-from scheduler.storage import RunRow, Store, TaskRow
+from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow
 from scheduler.triggers import Backlog, backlog
 
 __all__ = ["Dispatcher"]
@@ -164,14 +164,14 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 if loaded is None:
                     continue
                 task, trigger = loaded
-                grace = task.misfire_grace_seconds
-                if grace is None:
-                    grace = self._settings.misfire_grace_seconds
-                first = datetime.fromtimestamp(row.next_run_time or now, UTC)
-                found = backlog(
-                    trigger, first=first, now=now_dt, cutoff=now_dt - timedelta(seconds=grace)
-                )
+                try:
+                    found, grace = self._backlog(task, trigger, row, now, now_dt)
+                except Exception as exc:  # one unusable row must not hold up the others
+                    self._mark_broken(row, f"its next run time cannot be computed: {exc!r}")
+                    continue
                 next_time = found.next_time.timestamp() if found.next_time else None
+                if next_time is not None and next_time > MAX_TIMESTAMP:
+                    next_time = None  # past the supported years: the schedule has ended
                 next_times.append((row.id, next_time))
                 if found.missed:
                     records.append(self._missed_record(task, found, grace, now))
@@ -191,6 +191,28 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             self._runner.accept(pending, admission)
         return len(rows) >= _BATCH
 
+    def _backlog(
+        self, task: TaskDefinition, trigger: BaseTrigger, row: TaskRow, now: float, now_dt: datetime
+    ) -> tuple[Backlog, float]:
+        grace = task.misfire_grace_seconds
+        if grace is None:
+            grace = self._settings.misfire_grace_seconds
+        first = datetime.fromtimestamp(row.next_run_time or now, UTC)
+        cutoff = now_dt - timedelta(seconds=grace)
+        return backlog(trigger, first=first, now=now_dt, cutoff=cutoff), grace
+
+    def _mark_broken(self, row: TaskRow, reason: str) -> None:
+        """Leave ``row`` as it is, out of dispatching until it changes; say so once."""
+        self.broken[row.id] = reason
+        if (row.id, row.updated_at) not in self._reported:
+            self._reported.add((row.id, row.updated_at))
+            logger.error(
+                "task %s cannot be loaded; its row is kept as it is and it will not fire "
+                "until fixed: %s",
+                row.id,
+                reason,
+            )
+
     def _load(self, row: TaskRow) -> tuple[TaskDefinition, BaseTrigger] | None:
         cached = self._cache.get(row.id)
         if cached is not None and cached[0] == row.updated_at:
@@ -202,15 +224,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 default_timezone=self._settings.timezone,
             )
         except Exception as exc:
-            self.broken[row.id] = str(exc)
-            if (row.id, row.updated_at) not in self._reported:
-                self._reported.add((row.id, row.updated_at))
-                logger.error(
-                    "task %s cannot be loaded; its row is kept as it is and it will not fire "
-                    "until fixed: %s",
-                    row.id,
-                    exc,
-                )
+            self._mark_broken(row, str(exc))
             return None
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()

@@ -117,6 +117,8 @@ class RunRecord(_Mapping):
             occurrences were coalesced, or recorded ``missed`` together).
         attempt: 1 for the first attempt, 2 for the first retry, ...
         trigger: schedule, manual or retry.
+        problem: Why some stored values of this record cannot be read (they show as
+            placeholders, an unreadable status as ``unknown``); None for a sound record.
     """
 
     id: str
@@ -134,6 +136,7 @@ class RunRecord(_Mapping):
     error_message: str | None
     error_traceback: str | None
     output: str | None
+    problem: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -196,4 +199,5 @@ def run_record_from_row(row: RunRow) -> RunRecord:
         error_message=row.error_message,
         error_traceback=row.error_traceback,
         output=row.output,
+        problem=row.problem,
     )

@@ -10,7 +10,7 @@ from scheduler.codec import DefinitionError, decode, encode
 from scheduler.models import TaskDefinition, TaskType
 from scheduler.records import from_timestamp
 from scheduler.settings import Settings
-from scheduler.storage import DEFINITION_FORMAT, TaskRow
+from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, TaskRow
 
 __all__ = ["build_row", "first_run_time", "is_completed"]
 
@@ -26,7 +26,10 @@ def first_run_time(
         anchor=datetime.fromtimestamp(anchor, UTC), default_timezone=default_timezone
     )
     moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
-    return moment.timestamp() if moment is not None else None
+    if moment is None:
+        return None
+    timestamp: float = moment.timestamp()
+    return timestamp if timestamp <= MAX_TIMESTAMP else None  # past the supported years
 
 
 def build_row(

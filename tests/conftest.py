@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from scheduler import Settings, TaskScheduler
 from tests import graphs
@@ -100,6 +103,21 @@ def postgres_url() -> str:
             pytest.fail(f"PostgreSQL required (SCHEDULER_TEST_REQUIRE_POSTGRES=1) but {exc}")
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"sched_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 PYTHON = sys.executable

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,21 +15,6 @@ from scheduler.leader import leader_lock_for
 from scheduler.storage import DEFINITION_FORMAT, RunRow, Store, TaskRow
 from scheduler.task_scheduler import TaskScheduler
 from tests.conftest import eventually, make_settings
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    schema = f"sched_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])

@@ -8,6 +8,7 @@ One database URL holds the job store (``scheduler_tasks``), the run history
 from scheduler.storage.locks import AdvisoryLock, try_advisory_lock
 from scheduler.storage.schema import (
     DEFINITION_FORMAT,
+    MAX_TIMESTAMP,
     SCHEMA_VERSION,
     RunRow,
     TaskRow,
@@ -18,6 +19,7 @@ from scheduler.storage.transaction import Transaction
 
 __all__ = [
     "DEFINITION_FORMAT",
+    "MAX_TIMESTAMP",
     "SCHEMA_VERSION",
     "AdvisoryLock",
     "RunRow",

@@ -1,9 +1,18 @@
 """The tables and their rows: ``scheduler_tasks`` (the job store: one row per task, the
 definition as JSON text, never a pickle), ``scheduler_runs`` (run history) and
-``scheduler_meta`` (schema version and the change counter)."""
+``scheduler_meta`` (schema version and the change counter).
+
+What is read back is untrusted: anyone with write access to the database (or a disk fault)
+can put any value in any column, and SQLite keeps a text in a REAL column as text. Each
+value read is checked against its column's type and range; one that fails is replaced by a
+harmless placeholder and the row's ``problem`` says which column held what. Callers never
+fire, resume or convert such a row as if it were sound: a task row with a problem loads as
+an error (``state="error"``), a run row is listed with its problem.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,7 +26,10 @@ __all__ = [
     "TaskStats",
     "meta_table",
     "metadata",
+    "run_row",
     "runs_table",
+    "task_row",
+    "task_stats",
     "tasks_table",
 ]
 
@@ -84,6 +96,7 @@ class TaskRow:
     source: str
     created_at: float
     updated_at: float
+    problem: str | None = None  # why a stored value cannot be used (not a column)
 
 
 @dataclass(slots=True)
@@ -117,22 +130,169 @@ class RunRow:
     error_message: str | None = None
     error_traceback: str | None = None
     output: str | None = None
+    problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
         """The row as insert parameters."""
         return {name: getattr(self, name) for name in _RUN_FIELDS}
 
 
-_RUN_FIELDS = tuple(f.name for f in fields(RunRow))
-
-
 TASK_COLUMNS = [c.name for c in tasks_table.columns]
 RUN_COLUMNS = [c.name for c in runs_table.columns]
+_RUN_FIELDS = tuple(f.name for f in fields(RunRow) if f.name in RUN_COLUMNS)
+
+#: Stored times must lie in 1970-2999 (UNIX seconds), as every time the package writes does.
+MAX_TIMESTAMP = 32_503_680_000.0
+RUN_STATUSES = frozenset(
+    (
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "interrupted",
+        "skipped",
+        "missed",
+    )
+)
+RUN_TRIGGERS = frozenset(("schedule", "manual", "retry"))
+
+
+class _Checker:
+    """Checks the values of one row read from the database; collects what is wrong."""
+
+    __slots__ = ("problems",)
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def _bad(self, column: str, value: Any, expected: str) -> None:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        self.problems.append(f"column {column} holds {shown}, not {expected}")
+
+    def time(self, column: str, value: Any, *, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
+        is_number = type(value) is float or type(value) is int
+        if is_number and 0.0 <= value <= MAX_TIMESTAMP:  # NaN fails this too
+            return float(value)
+        self._bad(column, value, "a time in 1970-2999 (UNIX seconds)")
+        return None if optional else 0.0
+
+    def text(self, column: str, value: Any, *, optional: bool = False, default: str = "") -> Any:
+        if type(value) is str or (value is None and optional):
+            return value
+        self._bad(column, value, "text")
+        return None if optional else default
+
+    def count(self, column: str, value: Any, *, low: int = 0) -> int:
+        if type(value) is int and low <= value <= 2**31:
+            return value
+        if type(value) is float and value.is_integer() and low <= value <= 2**31:
+            return int(value)
+        self._bad(column, value, f"a whole number from {low}")
+        return max(low, 1)
+
+    def flag(self, column: str, value: Any) -> bool:
+        if value in (0, 1) and type(value) in (bool, int):
+            return bool(value)
+        self._bad(column, value, "a boolean")
+        return True
+
+    def choice(self, column: str, value: Any, choices: frozenset[str], default: str) -> str:
+        if type(value) is str and value in choices:
+            return value
+        self._bad(column, value, "one of " + ", ".join(sorted(choices)))
+        return default
+
+    @property
+    def problem(self) -> str | None:
+        return "; ".join(self.problems) if self.problems else None
+
+
+def _finite(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
 
 
 def task_row(row: Any) -> TaskRow:
-    return TaskRow(*row)
+    """A :class:`TaskRow` from a database row, every value checked (see the module doc)."""
+    id_, definition, format_, next_run, paused, anchor, source, created, updated = row
+    if (
+        type(id_) is str
+        and type(definition) is str
+        and type(format_) is int
+        and (next_run is None or (_finite(next_run) and 0.0 <= next_run <= MAX_TIMESTAMP))
+        and type(paused) is bool
+        and _finite(anchor)
+        and type(source) is str
+        and _finite(created)
+        and _finite(updated)
+        and min(anchor, created, updated) >= 0.0
+        and max(anchor, created, updated) <= MAX_TIMESTAMP
+    ):
+        return TaskRow(id_, definition, format_, next_run, paused, anchor, source, created, updated)
+    check = _Checker()
+    result = TaskRow(
+        id=id_ if type(id_) is str else repr(id_),
+        definition=check.text("definition", definition),
+        format=check.count("format", format_),
+        next_run_time=check.time("next_run_time", next_run, optional=True),
+        paused=check.flag("paused", paused),
+        anchor=check.time("anchor", anchor),
+        source=check.text("source", source, default="unknown"),
+        created_at=check.time("created_at", created),
+        updated_at=check.time("updated_at", updated),
+    )
+    if type(id_) is not str:
+        check.problems.insert(0, f"column id holds {id_!r}, not text")
+    result.problem = check.problem
+    if result.problem is not None:
+        result.next_run_time = None  # a row that cannot be trusted never comes due
+    return result
 
 
 def run_row(row: Any) -> RunRow:
-    return RunRow(**dict(zip(RUN_COLUMNS, row, strict=True)))
+    """A :class:`RunRow` from a database row, every value checked (see the module doc)."""
+    values = dict(zip(RUN_COLUMNS, row, strict=True))
+    check = _Checker()
+    result = RunRow(
+        id=values["id"] if type(values["id"]) is str else repr(values["id"]),
+        task_id=check.text("task_id", values["task_id"], default="?"),
+        scheduled_for=check.time("scheduled_for", values["scheduled_for"]),
+        queued_at=check.time("queued_at", values["queued_at"]),
+        status=check.choice("status", values["status"], RUN_STATUSES, "unknown"),
+        trigger=check.choice("trigger", values["trigger"], RUN_TRIGGERS, "schedule"),
+        attempt=check.count("attempt", values["attempt"], low=1),
+        occurrences=check.count("occurrences", values["occurrences"], low=0),
+        started_at=check.time("started_at", values["started_at"], optional=True),
+        finished_at=check.time("finished_at", values["finished_at"], optional=True),
+        not_before=check.time("not_before", values["not_before"], optional=True),
+        thread_id=check.text("thread_id", values["thread_id"], optional=True),
+        error_type=check.text("error_type", values["error_type"], optional=True),
+        error_message=check.text("error_message", values["error_message"], optional=True),
+        error_traceback=check.text("error_traceback", values["error_traceback"], optional=True),
+        output=check.text("output", values["output"], optional=True),
+    )
+    if type(values["id"]) is not str:
+        check.problems.insert(0, f"column id holds {values['id']!r}, not text")
+    result.problem = check.problem
+    return result
+
+
+def task_stats(row: Any) -> tuple[str, TaskStats]:
+    """Per-task run statistics from ``Store.task_stats``'s query, every value checked."""
+    task_id, count, last_id, queued_at, status, error = row
+    check = _Checker()
+    stats = TaskStats(
+        run_count=check.count("count", count),
+        last_run_id=check.text("id", last_id, optional=True),
+        last_run_at=check.time("queued_at", queued_at, optional=True),
+        last_status=check.choice("status", status, RUN_STATUSES, "unknown"),
+        last_error=check.text("error_message", error, optional=True),
+    )
+    if check.problem and not stats.last_error:
+        stats.last_error = f"the latest run record cannot be read: {check.problem}"
+    return str(task_id), stats

@@ -35,6 +35,7 @@ from scheduler.storage.schema import (
     run_row,
     runs_table,
     task_row,
+    task_stats,
     tasks_table,
 )
 from scheduler.storage.transaction import SELECT_TASK, Transaction
@@ -207,10 +208,7 @@ class Store:
             runs_table.c.error_message,
         ).join(runs_table, runs_table.c.id == sub.c.last_id)
         with self._reading() as conn:
-            return {
-                row[0]: TaskStats(row[1], row[2], row[3], row[4], row[5])
-                for row in conn.execute(query)
-            }
+            return dict(task_stats(row) for row in conn.execute(query))
 
     def next_run_time(self, exclude: Collection[str] = ()) -> float | None:
         """The earliest stored next run time, skipping the task ids in ``exclude``."""
@@ -219,7 +217,9 @@ class Store:
             query = query.where(tasks_table.c.id.not_in(list(exclude)))
         with self._reading() as conn:
             value = conn.execute(query).scalar()
-            return float(value) if value is not None else None
+        if not isinstance(value, int | float) or value != value:
+            return None  # no rows (or only unusable values: those rows never come due)
+        return max(0.0, float(value))
 
     def get_run(self, run_id: str) -> RunRow | None:
         with self._reading() as conn:
