@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from scheduler.exceptions import CallbackError, GraphLoadError
+from scheduler.exceptions import GraphLoadError
 from scheduler.models import TaskDefinition
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
     "build_input",
     "load_graph",
     "output_text",
-    "resolve_callback",
 ]
 
 
@@ -103,41 +101,6 @@ def load_graph(target: str) -> Any:
             "(builder.compile()) or a RemoteGraph",
         )
     return graph
-
-
-_callback_cache: dict[str, Callable[..., Any]] = {}
-
-
-def resolve_callback(path: str, *, field: str = "result_callback") -> Callable[..., Any]:
-    """Import a callback from ``package.module:function`` or ``package.module.function``.
-
-    Raises:
-        CallbackError: It cannot be imported or is not callable (the message has the path).
-    """
-    cached = _callback_cache.get(path)
-    if cached is not None:
-        return cached
-    if ":" in path:
-        module_name, attribute = path.split(":", 1)
-    else:
-        module_name, _, attribute = path.rpartition(".")
-    if not module_name:
-        raise CallbackError(field, path, "give the module too, as in 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CallbackError(field, path, f"cannot import module {module_name!r}: {exc}") from exc
-    value: Any = module
-    try:
-        for name in attribute.split("."):
-            value = getattr(value, name)
-    except AttributeError:
-        raise CallbackError(field, path, f"module {module_name!r} has no {attribute!r}") from None
-    if not callable(value):
-        raise CallbackError(field, path, f"{attribute!r} is a {type(value).__name__}, not callable")
-    callback: Callable[..., Any] = value
-    _callback_cache[path] = callback
-    return callback
 
 
 def build_input(task: TaskDefinition) -> dict[str, Any]:

@@ -7,7 +7,10 @@ keeps going. Readers call :meth:`RunLog.flush` first, so what they read is curre
 
 What is *not* buffered: a run's first record for a due occurrence. The dispatcher inserts it
 in the same transaction that moves the task's next run time, so an occurrence can never be
-consumed without a record.
+consumed without a record. And a run's start: :meth:`RunLog.commit` returns only once the
+``running`` mark is committed, so the graph is never called for a run that a crash could
+leave looking ``queued`` (and a restart would run again). Starts that come together share
+one commit.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RunLog:
         self._flush_lock = threading.Lock()
         self._inserts: dict[str, RunRow] = {}
         self._updates: dict[str, dict[str, Any]] = {}
+        self._waiters: list[asyncio.Future[None]] = []  # resolved once their flush commits
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._failing = False
@@ -53,12 +57,29 @@ class RunLog:
     def update(self, run_id: str, **changes: Any) -> None:
         """Buffer changes to a run record (merged with earlier ones for the same run)."""
         with self._lock:
-            row = self._inserts.get(run_id)
-            if row is not None:
-                for key, value in changes.items():
-                    setattr(row, key, value)
-            else:
-                self._updates.setdefault(run_id, {}).update(changes)
+            self._merge(run_id, changes)
+
+    def _merge(self, run_id: str, changes: dict[str, Any]) -> None:
+        row = self._inserts.get(run_id)
+        if row is not None:
+            for key, value in changes.items():
+                setattr(row, key, value)
+        else:
+            self._updates.setdefault(run_id, {}).update(changes)
+
+    async def commit(self, run_id: str, **changes: Any) -> None:
+        """Record changes to a run and return once they are committed, with everything
+        buffered so far (one commit serves every caller waiting at that moment). If the
+        database fails, waits until a later flush succeeds."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._merge(run_id, changes)
+            self._waiters.append(future)
+        if self._task is None:
+            await self.aflush()
+        else:
+            self._wake.set()
+        await future
 
     @property
     def pending(self) -> int:
@@ -76,20 +97,23 @@ class RunLog:
             with self._lock:
                 inserts, self._inserts = self._inserts, {}
                 updates, self._updates = self._updates, {}
-            if not inserts and not updates:
-                return
-            try:
-                with self._store.transaction() as tx:
-                    tx.insert_runs(list(inserts.values()))
-                    tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
-            except StorageError:
-                with self._lock:
-                    inserts.update(self._inserts)
-                    self._inserts = inserts
-                    for run_id, later in self._updates.items():
-                        updates.setdefault(run_id, {}).update(later)
-                    self._updates = updates
-                raise
+                waiters, self._waiters = self._waiters, []
+            if inserts or updates:
+                try:
+                    with self._store.transaction() as tx:
+                        tx.insert_runs(list(inserts.values()))
+                        tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
+                except StorageError:
+                    with self._lock:
+                        inserts.update(self._inserts)
+                        self._inserts = inserts
+                        for run_id, later in self._updates.items():
+                            updates.setdefault(run_id, {}).update(later)
+                        self._updates = updates
+                        self._waiters[:0] = waiters
+                    raise
+            for waiter in waiters:
+                _resolve_soon(waiter)
 
     def start(self) -> None:
         """Start flushing in the background (inside a running event loop)."""
@@ -131,3 +155,14 @@ class RunLog:
                 await self._task
             self._task = None
         await self.aflush()
+
+
+def _resolve_soon(future: asyncio.Future[None]) -> None:
+    """Mark ``future`` done from any thread (nothing happens if its loop has closed)."""
+
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(resolve)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import itertools
 import logging
 import random
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from scheduler.graphs import resolve_callback
+from scheduler.callbacks import call_callback
 from scheduler.invocation import Outcome, invoke
 from scheduler.models import OverlapPolicy, RunStatus, TaskDefinition
 from scheduler.records import RunRecord, RunTrigger, from_timestamp
@@ -32,7 +31,7 @@ from scheduler.runlog import RunLog
 from scheduler.settings import Settings
 from scheduler.storage import RunRow
 
-__all__ = ["Admission", "PendingRun", "Runner", "new_run_id"]
+__all__ = ["Admission", "PendingRun", "Runner", "new_run_id", "retry_delay", "retry_row"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +84,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._policy = settings.callback_policy()
         self._log = run_log
         self._graph = graph
         self._clock = clock
@@ -232,27 +232,41 @@ class Runner:
         task = pending.task
         started = self._clock()
         thread_id = task.thread_id or str(uuid.uuid4())
-        self._log.update(
-            pending.run_id, status=RunStatus.RUNNING.value, started_at=started, thread_id=thread_id
-        )
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "task %s run %s started (scheduled for %s, attempt %d)",
-                task.id,
+        try:
+            # Durable before the graph is called: after a crash from here on, the run is
+            # found ``running`` and recorded interrupted, never started a second time.
+            await self._log.commit(
                 pending.run_id,
-                _iso(pending.scheduled_for),
-                pending.attempt,
+                status=RunStatus.RUNNING.value,
+                started_at=started,
+                thread_id=thread_id,
             )
-        outcome = await invoke(
-            pending.task,
-            graph=self._graph,
-            run_id=pending.run_id,
-            thread_id=thread_id,
-            scheduled_for=pending.scheduled_for,
-            attempt=pending.attempt,
-            timeout=pending.task.timeout_seconds or self._settings.timeout_seconds,
-            output_max_chars=self._settings.output_max_chars,
-        )
+        except asyncio.CancelledError:
+            outcome = Outcome(
+                RunStatus.CANCELLED,
+                error_type="Cancelled",
+                error_message="the scheduler stopped before the run started",
+            )
+        else:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "task %s run %s started (scheduled for %s, attempt %d)",
+                    task.id,
+                    pending.run_id,
+                    _iso(pending.scheduled_for),
+                    pending.attempt,
+                )
+            outcome = await invoke(
+                pending.task,
+                graph=self._graph,
+                run_id=pending.run_id,
+                thread_id=thread_id,
+                scheduled_for=pending.scheduled_for,
+                attempt=pending.attempt,
+                timeout=pending.task.timeout_seconds or self._settings.timeout_seconds,
+                output_max_chars=self._settings.output_max_chars,
+                policy=self._policy,
+            )
         finished = self._clock()
         self._log.update(
             pending.run_id,
@@ -299,18 +313,7 @@ class Runner:
             trigger=RunTrigger.RETRY,
             not_before=now + delay,
         )
-        self._log.insert(
-            RunRow(
-                id=retry.run_id,
-                task_id=task.id,
-                scheduled_for=retry.scheduled_for,
-                queued_at=now,
-                status=RunStatus.QUEUED.value,
-                trigger=RunTrigger.RETRY.value,
-                attempt=retry.attempt,
-                not_before=retry.not_before,
-            )
-        )
+        self._log.insert(retry_row(retry, queued_at=now))
         logger.info(
             "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",
             task.id,
@@ -375,10 +378,11 @@ class Runner:
             error_traceback=outcome.error_traceback,
             output=outcome.output,
         )
+        timeout = pending.task.timeout_seconds or self._settings.timeout_seconds
         try:
-            value = resolve_callback(path, field="on_failure_callback")(pending.task, record)
-            if inspect.isawaitable(value):
-                await value
+            callback = self._policy.resolve(path, field="on_failure_callback")
+            async with asyncio.timeout(timeout):
+                await call_callback(callback, pending.task, record)
         except Exception:
             logger.exception(
                 "task %s run %s: on_failure_callback %s raised",
@@ -415,6 +419,20 @@ class Runner:
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         self._idle.set()
+
+
+def retry_row(retry: PendingRun, *, queued_at: float) -> RunRow:
+    """The ``queued`` record of a retry."""
+    return RunRow(
+        id=retry.run_id,
+        task_id=retry.task.id,
+        scheduled_for=retry.scheduled_for,
+        queued_at=queued_at,
+        status=RunStatus.QUEUED.value,
+        trigger=RunTrigger.RETRY.value,
+        attempt=retry.attempt,
+        not_before=retry.not_before,
+    )
 
 
 def retry_delay(attempt: int, *, base: float, cap: float) -> float:

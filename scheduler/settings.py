@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scheduler.callbacks import CallbackPolicy
 from scheduler.models import OverlapPolicy, Priority
 
 __all__ = ["Settings"]
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=3, ge=1, description="Parallel runs with overlap=allow")
     priority: Priority = Field(default=Priority.MEDIUM, description="Default priority")
 
+    # Safety.
+    callback_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules (or package prefixes) outside the project that callbacks may "
+        "come from, comma-separated; the project's own modules are always allowed",
+    )
+
     # History.
     history_max_runs: int = Field(
         default=1000, ge=0, description="Run records kept per task (0 = no count limit)"
@@ -97,6 +105,25 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("none", "off", ""):
             return None
         return value
+
+    @field_validator("callback_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("callback_modules")
+    @classmethod
+    def _check_modules(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"{name!r} is not a module name such as 'myapp.notify'")
+        return value
+
+    def callback_policy(self) -> CallbackPolicy:
+        """The callback policy these settings describe."""
+        return CallbackPolicy(self.callback_modules)
 
     @field_validator("timezone")
     @classmethod

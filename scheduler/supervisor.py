@@ -14,12 +14,12 @@ from scheduler.codec import DefinitionError, decode
 from scheduler.dispatcher import Dispatcher
 from scheduler.exceptions import StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
-from scheduler.models import RunStatus
+from scheduler.models import RunStatus, TaskDefinition
 from scheduler.records import RunTrigger
 from scheduler.runlog import RunLog
-from scheduler.runner import PendingRun, Runner
+from scheduler.runner import PendingRun, Runner, new_run_id, retry_delay, retry_row
 from scheduler.settings import Settings
-from scheduler.storage import Store
+from scheduler.storage import RunRow, Store, Transaction
 
 __all__ = ["Supervisor"]
 
@@ -108,68 +108,58 @@ class Supervisor:
 
     def _recover(self) -> list[PendingRun]:
         """Settle runs left by a previous process: ``running`` ones were cut off
-        (``interrupted``); ``queued`` ones run now if still inside their catch-up window,
-        else they are ``missed``."""
+        (``interrupted``; retried as a new attempt when the task's ``max_retries`` allows);
+        ``queued`` ones never reached the graph (a run's start is committed before the
+        graph is called), so they run now if still inside their catch-up window, else they
+        are ``missed``."""
         now = self.clock()
         resumed: list[PendingRun] = []
         settled: list[dict[str, Any]] = []
+        retries: list[RunRow] = []
         with self.store.transaction() as tx:
-            for run in tx.runs_with_status([RunStatus.RUNNING.value]):
-                settled.append(
-                    {
-                        "id": run.id,
-                        "status": RunStatus.INTERRUPTED.value,
-                        "finished_at": now,
-                        "error_type": "Interrupted",
-                        "error_message": "the scheduler process ended while this run was in flight "
-                        "(crash, kill or power loss)",
-                    }
-                )
+            running = tx.runs_with_status([RunStatus.RUNNING.value])
             queued = tx.runs_with_status([RunStatus.QUEUED.value])
-            rows = tx.get_tasks({run.task_id for run in queued})
+            tasks = self._tasks_of(tx, [*running, *queued])
+            for run in running:
+                settled.append(
+                    _settle(
+                        run,
+                        RunStatus.INTERRUPTED,
+                        now,
+                        "Interrupted",
+                        "the scheduler process ended while this run was in flight (crash, "
+                        "kill or power loss); it is not run again",
+                    )
+                )
+                retry = self._retry_of(run, tasks.get(run.task_id), now)
+                if retry is not None:
+                    retries.append(retry[0])
+                    resumed.append(retry[1])
             for run in queued:
-                row = rows.get(run.task_id)
-                reason = None
-                if row is None:
-                    reason = "its task was removed"
-                else:
-                    try:
-                        task = decode(row)
-                    except DefinitionError as exc:
-                        reason = f"its task cannot be loaded: {exc}"
-                if reason is not None:
+                loaded = tasks[run.task_id]
+                if isinstance(loaded, str) or run.problem is not None:
+                    reason = f"its record cannot be read: {run.problem}" if run.problem else loaded
                     settled.append(
-                        {
-                            "id": run.id,
-                            "status": RunStatus.CANCELLED.value,
-                            "finished_at": now,
-                            "error_type": "TaskUnavailable",
-                            "error_message": reason,
-                        }
+                        _settle(run, RunStatus.CANCELLED, now, "TaskUnavailable", str(reason))
                     )
                     continue
-                grace = task.misfire_grace_seconds
+                grace = loaded.misfire_grace_seconds
                 if grace is None:
                     grace = self.settings.misfire_grace_seconds
                 since = max(run.scheduled_for, run.not_before or 0.0)
                 if run.trigger == RunTrigger.MANUAL.value:
                     since = max(since, run.queued_at)
                 if now - since > grace:
-                    settled.append(
-                        {
-                            "id": run.id,
-                            "status": RunStatus.MISSED.value,
-                            "finished_at": now,
-                            "error_type": "Missed",
-                            "error_message": "queued when the scheduler stopped; now outside the "
-                            f"catch-up window of {grace:g} s",
-                        }
+                    message = (
+                        "queued when the scheduler stopped; now outside the catch-up window "
+                        f"of {grace:g} s"
                     )
+                    settled.append(_settle(run, RunStatus.MISSED, now, "Missed", message))
                     continue
                 resumed.append(
                     PendingRun(
                         run_id=run.id,
-                        task=task,
+                        task=loaded,
                         scheduled_for=run.scheduled_for,
                         attempt=run.attempt,
                         trigger=RunTrigger(run.trigger),
@@ -178,16 +168,60 @@ class Supervisor:
                     )
                 )
             tx.update_runs(settled)
-        interrupted = sum(1 for s in settled if s["status"] == RunStatus.INTERRUPTED.value)
+            tx.insert_runs(retries)
         if settled or resumed:
             logger.warning(
-                "recovered runs left by the previous process: %d interrupted, %d queued run(s) "
-                "resumed, %d settled otherwise",
-                interrupted,
-                len(resumed),
-                len(settled) - interrupted,
+                "recovered runs left by the previous process: %d interrupted (%d retried as a "
+                "new attempt), %d queued run(s) resumed, %d settled otherwise",
+                len(running),
+                len(retries),
+                len(resumed) - len(retries),
+                len(settled) - len(running),
             )
         return resumed
+
+    def _tasks_of(self, tx: Transaction, runs: list[RunRow]) -> dict[str, TaskDefinition | str]:
+        """The definitions of the tasks of ``runs``, or why each cannot be had."""
+        rows = tx.get_tasks({run.task_id for run in runs})
+        tasks: dict[str, TaskDefinition | str] = {}
+        for run in runs:
+            row = rows.get(run.task_id)
+            if run.task_id in tasks:
+                continue
+            if row is None:
+                tasks[run.task_id] = "its task was removed"
+                continue
+            try:
+                tasks[run.task_id] = decode(row)
+            except DefinitionError as exc:
+                tasks[run.task_id] = f"its task cannot be loaded: {exc}"
+        return tasks
+
+    def _retry_of(
+        self, run: RunRow, task: TaskDefinition | str | None, now: float
+    ) -> tuple[RunRow, PendingRun] | None:
+        """The retry of an interrupted run, when its task's retry policy allows one."""
+        if not isinstance(task, TaskDefinition) or run.problem is not None:
+            return None
+        max_retries = task.max_retries
+        if max_retries is None:
+            max_retries = self.settings.max_retries
+        if run.attempt > max_retries:
+            return None
+        delay = retry_delay(
+            run.attempt,
+            base=task.retry_delay_seconds or self.settings.retry_delay_seconds,
+            cap=self.settings.retry_max_delay_seconds,
+        )
+        pending = PendingRun(
+            run_id=new_run_id(),
+            task=task,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            trigger=RunTrigger.RETRY,
+            not_before=now + delay,
+        )
+        return retry_row(pending, queued_at=now), pending
 
     # -- polling --------------------------------------------------------------------------
 
@@ -255,7 +289,7 @@ class Supervisor:
                 task = decode(row) if row is not None else None
             except DefinitionError:
                 task = None
-            if task is None:
+            if task is None or run.problem is not None:
                 self.run_log.update(
                     run.id,
                     status=RunStatus.CANCELLED.value,
@@ -281,3 +315,13 @@ class Supervisor:
             return
         if deleted:
             logger.info("pruned %d old run record(s)", deleted)
+
+
+def _settle(run: RunRow, status: RunStatus, now: float, kind: str, message: str) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "status": status.value,
+        "finished_at": now,
+        "error_type": kind,
+        "error_message": message,
+    }

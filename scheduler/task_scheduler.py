@@ -22,7 +22,7 @@ from scheduler.exceptions import (
     TaskNotFoundError,
     TaskNotRunnableError,
 )
-from scheduler.graphs import default_graph_target, load_graph, resolve_callback
+from scheduler.graphs import default_graph_target, load_graph
 from scheduler.models import RunStatus, TaskDefinition
 from scheduler.records import (
     RunRecord,
@@ -75,6 +75,7 @@ class TaskScheduler:
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        self.callback_policy = self.settings.callback_policy()
         url = database_url or (sqlite_url(db_path) if persistent else "sqlite://")
         self.store = Store(url, busy_timeout=self.settings.sqlite_busy_timeout_seconds)
         self._graph_object = graph
@@ -448,19 +449,26 @@ class TaskScheduler:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def prepare_task(self, task: TaskDefinition) -> TaskDefinition:
-        """Check a task's callbacks import, and fill its time zone from the settings.
+    def prepare_task(
+        self, task: TaskDefinition, *, import_callbacks: bool = True
+    ) -> TaskDefinition:
+        """Check a task's callbacks against the callback policy (and that they import and
+        are callable; with ``import_callbacks=False`` they are found without running any
+        module code), and fill its time zone from the settings.
 
         Raises:
-            CallbackError: A callback path cannot be imported or is not callable.
+            CallbackError: A callback is refused by the policy, cannot be imported or is
+                not callable.
         """
         if not isinstance(task, TaskDefinition):
             raise TypeError(f"expected a TaskDefinition, got {type(task).__name__}")
         task = task.with_timezone(self.settings.timezone)
         for field in ("result_callback", "on_failure_callback"):
             path = getattr(task, field)
-            if path:
-                resolve_callback(path, field=field)
+            if path and import_callbacks:
+                self.callback_policy.resolve(path, field=field)
+            elif path:
+                self.callback_policy.check_statically(path, field=field)
         return task
 
     @staticmethod

@@ -12,7 +12,6 @@ file twice changes nothing (not even ``updated_at``).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from scheduler.codec import DefinitionError, decode
+from scheduler.documents import DocumentError, compose_yaml, load_json, load_yaml
 from scheduler.exceptions import SchedulerError, TasksFileError
 from scheduler.models import TaskDefinition
 from scheduler.storage import TaskRow
@@ -71,10 +71,7 @@ def file_source(path: Path | str) -> str:
 
 def _entry_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
     """Line numbers (1-based) of each entry and of each key in it."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return [], []
+    root = compose_yaml(text)
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
             if key.value == "tasks":
@@ -107,9 +104,12 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
     except OSError as exc:
         raise TasksFileError(path, [f"{path}: cannot read: {exc.strerror or exc}"]) from exc
     try:
-        data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise TasksFileError(path, [f"{path}: not valid YAML/JSON: {exc}"]) from exc
+        if path.suffix == ".json":
+            data: Any = load_json(text, what=str(path))
+        else:
+            data = load_yaml(text, what=str(path))
+    except DocumentError as exc:
+        raise TasksFileError(path, [str(exc)]) from exc
     if data is None:
         return []
     if isinstance(data, dict) and set(data) == {"tasks"}:
@@ -168,9 +168,13 @@ def _conflicts(path: Path, tasks: list[TaskDefinition], rows: dict[str, TaskRow]
     return problems
 
 
-def check_tasks_file(scheduler: TaskScheduler, path: Path | str) -> list[TaskDefinition]:
+def check_tasks_file(
+    scheduler: TaskScheduler, path: Path | str, *, import_callbacks: bool = False
+) -> list[TaskDefinition]:
     """Everything :func:`apply_tasks_file` checks, writing nothing: syntax, every entry,
     callbacks, and ids already taken by API or CLI tasks. Returns the prepared tasks.
+    Callbacks are checked against the callback policy without running module code, unless
+    ``import_callbacks`` (as applying does).
 
     Raises:
         TasksFileError: With every problem found.
@@ -181,7 +185,7 @@ def check_tasks_file(scheduler: TaskScheduler, path: Path | str) -> list[TaskDef
     prepared: list[TaskDefinition] = []
     for task in definitions:
         try:
-            prepared.append(scheduler.prepare_task(task))
+            prepared.append(scheduler.prepare_task(task, import_callbacks=import_callbacks))
         except (SchedulerError, ValueError) as exc:
             problems.append(f"{path}: task {task.id!r}: {exc}")
     rows = {}
@@ -207,7 +211,7 @@ def apply_tasks_file(
         TasksFileError: The file has problems; nothing was applied.
     """
     path = Path(path)
-    prepared = check_tasks_file(scheduler, path)
+    prepared = check_tasks_file(scheduler, path, import_callbacks=True)
     source = file_source(path)
     report = ApplyReport()
     with scheduler.store.transaction() as tx:

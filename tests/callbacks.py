@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 from scheduler import RunRecord, TaskDefinition
@@ -27,3 +29,11 @@ async def on_failure(task: TaskDefinition, run: RunRecord) -> None:
 
 
 not_callable = 42
+
+
+def block_forever(task: TaskDefinition, result: Any) -> None:
+    """A sync callback that never returns (it would stall a loop it ran on)."""
+    threading.Event().wait()
+
+
+getcwd = os.getcwd  # a function of the standard library, re-exported by a project module

@@ -1,6 +1,8 @@
 """A scheduler process for tests that need a real second process (restarts, kill -9,
 two processes on one file).
 
+DB is a SQLite file, or a SQLAlchemy URL (``postgresql+psycopg://...``).
+
     python -m tests.child DB add JSON      add task definitions (a JSON list), then exit
     python -m tests.child DB pause ID      pause a task, then exit
     python -m tests.child DB list          print list_tasks() as JSON, then exit
@@ -44,7 +46,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     db, command, *rest = sys.argv[1:]
     settings = Settings(_env_file=None)
-    scheduler = TaskScheduler(db_path=db, graph=graphs.graph, settings=settings)
+    if "://" in db:
+        scheduler = TaskScheduler(database_url=db, graph=graphs.graph, settings=settings)
+    else:
+        scheduler = TaskScheduler(db_path=db, graph=graphs.graph, settings=settings)
     if command == "add":
         scheduler.add_tasks(TaskDefinition.model_validate(d) for d in json.loads(rest[0]))
     elif command == "pause":

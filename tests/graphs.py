@@ -2,7 +2,10 @@
 
 The prompt is a command: ``fail`` raises, ``hang`` never returns, ``sleep:1.5`` sleeps then
 answers, ``fail-until:N`` fails the first N-1 calls of a thread-less task and then succeeds
-(counted in a file named by the task's metadata ``counter``), anything else is echoed. Each
+(counted in a file named by the task's metadata ``counter``), ``record`` appends the run id
+and process id to the file named by the metadata ``log`` (synced to disk) and then, when
+``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL, anything else is
+echoed. Each
 answer says what the node saw (prompt, thread id, metadata), so tests assert on real calls.
 """
 
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,16 @@ def _count_call(counter: Path) -> int:
     return calls
 
 
+def _record(log: Path, run_id: str) -> None:
+    """Append ``run_id`` and this process's id to ``log``, durably; then die if told to."""
+    with log.open("a", encoding="utf-8") as file:
+        file.write(f"{run_id} {os.getpid()}\n")
+        file.flush()
+        os.fsync(file.fileno())
+    if os.environ.get("TEST_KILL_AFTER_RECORD") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
     prompt = str(state["messages"][-1].content)
     metadata = config.get("metadata", {})
@@ -38,6 +53,8 @@ async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]
         await asyncio.Event().wait()
     if prompt.startswith("sleep:"):
         await asyncio.sleep(float(prompt.split(":", 1)[1]))
+    if prompt == "record":
+        _record(Path(str(metadata["log"])), str(metadata["run_id"]))
     if prompt.startswith("fail-until:"):
         calls = _count_call(Path(str(metadata["counter"])))
         if calls < int(prompt.split(":", 1)[1]):

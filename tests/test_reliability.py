@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskState
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
@@ -43,7 +45,7 @@ def child_env() -> dict[str, str]:
     }
 
 
-def child(db: Path, *args: str) -> str:
+def child(db: Path | str, *args: str) -> str:
     done = subprocess.run(
         [PYTHON, "-m", "tests.child", str(db), *args],
         cwd=ROOT,
@@ -60,11 +62,13 @@ def child(db: Path, *args: str) -> str:
 class Child:
     """A ``tests.child serve`` process whose stdout lines can be awaited."""
 
-    def __init__(self, db: Path, seconds: float = 60) -> None:
+    def __init__(
+        self, db: Path | str, seconds: float = 60, env: dict[str, str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [PYTHON, "-m", "tests.child", str(db), "serve", str(seconds)],
             cwd=ROOT,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -205,6 +209,68 @@ def test_kill_9_with_runs_in_flight_then_restart(tmp_path: Path) -> None:
     assert after["hourly"]["next_run"] == before["hourly"]["next_run"]
     assert after["hourly"]["state"] == "active"
     assert after["stuck"]["state"] == "completed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_9_right_after_the_graph_call_never_runs_a_run_twice(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """20 processes in a row, each killed (SIGKILL, from inside the graph) right after its
+    first graph call, with several runs in flight: no run id reaches the graph twice, every
+    run that reached it is recorded ``interrupted``, and a task with ``max_retries=1`` gets
+    its interrupted attempt retried as a new, recorded attempt."""
+    if backend == "sqlite":
+        db: Path | str = tmp_path / "scheduler.db"
+        url = f"sqlite:///{db}"
+    else:
+        db = url = request.getfixturevalue("pg_schema_url")
+    calls = tmp_path / "calls.log"
+    common = {"prompt": "record", "metadata": {"log": str(calls)}, "overlap": "allow"}
+    tasks = [
+        {"id": "plain-a", "interval_seconds": 0.2, **common},
+        {"id": "plain-b", "interval_seconds": 0.3, **common},
+        {"id": "retried", "interval_seconds": 0.25, "max_retries": 1, **common},
+        {"id": "retried-slow", "interval_seconds": 0.5, "max_retries": 1, **common},
+    ]
+    child(db, "add", json.dumps(tasks))
+    killed_pids = set()
+    for _ in range(20):
+        process = Child(db, env={"TEST_KILL_AFTER_RECORD": "1"})
+        code = process.process.wait(timeout=60)
+        log = process._finish()
+        assert code == -signal.SIGKILL, log
+        killed_pids.add(process.process.pid)
+    final = Child(db, seconds=2)
+    final.wait_for("stopped", timeout=60)
+    final.stop()
+
+    reached = [line.split() for line in calls.read_text().splitlines()]
+    run_ids = Counter(run_id for run_id, _ in reached)
+    assert run_ids, "no run reached the graph"
+    twice = [run_id for run_id, n in run_ids.items() if n > 1]
+    assert not twice, f"runs that reached the graph twice: {twice}"
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        runs = {
+            r["id"]: dict(r) for r in conn.execute(text("SELECT * FROM scheduler_runs")).mappings()
+        }
+    engine.dispose()
+    for run_id, pid in reached:
+        status = runs[run_id]["status"]
+        expected = "interrupted" if int(pid) in killed_pids else "succeeded"
+        assert status == expected, (run_id, pid, runs[run_id])
+    in_killed = {run_id for run_id, pid in reached if int(pid) in killed_pids}
+    assert len(in_killed) >= 20  # at least the run that each process died in
+    assert not [r for r in runs.values() if r["status"] == "running"]
+    interrupted = [r for r in runs.values() if r["status"] == "interrupted"]
+    retried_first_attempts = [
+        r for r in interrupted if r["task_id"].startswith("retried") and r["attempt"] == 1
+    ]
+    retries = [r for r in runs.values() if r["trigger"] == "retry"]
+    assert retried_first_attempts, "no interrupted run of a task with retries"
+    assert len(retries) == len(retried_first_attempts)
+    assert all(r["attempt"] == 2 and r["task_id"].startswith("retried") for r in retries)
+    assert not [r for r in interrupted if r["attempt"] > 2]
 
 
 # -- stored state that cannot be loaded --------------------------------------------------------
