@@ -20,7 +20,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scheduler.checkpoint import SqliteCheckpointer
+from scheduler import SqliteCheckpointer
 
 
 class AgentSettings(BaseSettings):

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.graphs import graph_named
 from bench.measure import Result
+from bench.workloads import graph_named
 
 __all__ = ["gather", "loop"]
 

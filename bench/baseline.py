@@ -28,7 +28,6 @@ from apscheduler.events import (
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bench.graphs import graph, sleepy_graph
 from bench.jobseed import write_jobs
 from bench.measure import (
     MeasurementError,
@@ -40,6 +39,7 @@ from bench.measure import (
     spread,
     wait_for,
 )
+from bench.workloads import graph, sleepy_graph
 
 __all__ = ["adds", "arm", "burst", "persisted", "run_sleepy", "run_trivial", "seed", "steady"]
 

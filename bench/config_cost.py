@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.graphs import set_sleep, sleepy_graph
+from bench.workloads import set_sleep, sleepy_graph
 
 __all__ = ["VARIANTS", "main"]
 

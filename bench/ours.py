@@ -44,7 +44,7 @@ def _at(moment: float) -> datetime:
 
 
 def _graph(name: str) -> Any:
-    from bench.graphs import graph_named
+    from bench.workloads import graph_named
 
     return graph_named(name)
 
@@ -106,7 +106,7 @@ async def burst(
         # Read the records only when nothing is in flight: a poll while runs go would be
         # work the bare side does not do.
         await asyncio.wait_for(scheduler.wait_idle(), timeout=limit)
-        counts.update(await asyncio.to_thread(scheduler.store.count_runs))
+        counts.update(await asyncio.to_thread(scheduler.count_runs))
         return sum(v for k, v in counts.items() if RunStatus(k).is_final) >= n
 
     await wait_for(
@@ -175,7 +175,7 @@ async def adds(workdir: Path, *, n: int) -> Result:
                 )
         await asyncio.sleep(0)  # let the wake-ups the adds queued on the loop run
         rates[mode] = n / (time.perf_counter() - began)
-        stored = len(scheduler.store.list_tasks())
+        stored = scheduler.count_tasks()
         await scheduler.stop()
         scheduler.close()
         if stored != n:

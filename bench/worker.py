@@ -32,7 +32,7 @@ MEASUREMENTS = {
 
 async def _warm_up(graph: str) -> None:
     """One call first, so lazy imports and caches are not charged to the measurement."""
-    from bench.graphs import graph_named
+    from bench.workloads import graph_named
 
     await graph_named(graph).ainvoke({"messages": [{"role": "user", "content": "warm-up"}]})
 
@@ -50,7 +50,7 @@ def run(name: str, workdir: Path, params: dict[str, Any]) -> Result:
     sleep = params.pop("sleep", None)
     warm_up = params.pop("warm_up", None)
     if sleep is not None:
-        from bench.graphs import set_sleep
+        from bench.workloads import set_sleep
 
         set_sleep(float(sleep))
     measure = getattr(importlib.import_module(f"bench.{side}"), function)

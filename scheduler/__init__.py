@@ -1,41 +1,63 @@
 """A task scheduler for LangGraph agents: cron, interval and one-time schedules on
 APScheduler 3, kept in a SQLAlchemy database, each firing invoking the compiled graph."""
 
+from scheduler.callbacks import CallbackPolicy
+from scheduler.changeset import SyncReport
+from scheduler.checkpoint import SqliteCheckpointer
+from scheduler.enums import OverlapPolicy, Priority, RunStatus, RunTrigger, TaskState, TaskType
 from scheduler.exceptions import (
     CallbackError,
+    DefinitionError,
     GraphLoadError,
     RunNotFoundError,
+    ScheduleError,
     SchedulerError,
     SchedulerNotRunningError,
     StorageError,
     TaskExistsError,
     TaskNotFoundError,
     TaskNotRunnableError,
+    TasksFileError,
+    TaskSourceConflictError,
 )
-from scheduler.models import OverlapPolicy, Priority, RunStatus, TaskDefinition, TaskType
-from scheduler.records import RunRecord, RunTrigger, TaskInfo, TaskState
+from scheduler.models import TaskDefinition
+from scheduler.records import Notice, RunRecord, TaskInfo
+from scheduler.service import BackgroundService, main, start_in_background
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
+from scheduler.tasksfile import apply_tasks_file
 
 __all__ = [
+    "BackgroundService",
     "CallbackError",
+    "CallbackPolicy",
+    "DefinitionError",
     "GraphLoadError",
+    "Notice",
     "OverlapPolicy",
     "Priority",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",
     "RunTrigger",
+    "ScheduleError",
     "SchedulerError",
     "SchedulerNotRunningError",
     "Settings",
+    "SqliteCheckpointer",
     "StorageError",
+    "SyncReport",
     "TaskDefinition",
     "TaskExistsError",
     "TaskInfo",
     "TaskNotFoundError",
     "TaskNotRunnableError",
     "TaskScheduler",
+    "TaskSourceConflictError",
     "TaskState",
     "TaskType",
+    "TasksFileError",
+    "apply_tasks_file",
+    "main",
+    "start_in_background",
 ]

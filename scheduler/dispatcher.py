@@ -22,11 +22,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from scheduler.codec import decode
 from scheduler.exceptions import StorageError
-from scheduler.models import RunStatus, TaskDefinition
-from scheduler.records import RunTrigger
-from scheduler.runner import Admission, PendingRun, Runner, new_run_id
+from scheduler.models import TaskDefinition
+from scheduler.pending import Admission, PendingRun, new_run_id
+from scheduler.rows import decode, missed_run, queued_run, skipped_run
+from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow
 from scheduler.triggers import Backlog, backlog
@@ -233,15 +233,6 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
 
     def _due_record(self, pending: PendingRun, admission: Admission, now: float) -> RunRow:
         task = pending.task
-        record = RunRow(
-            id=pending.run_id,
-            task_id=task.id,
-            scheduled_for=pending.scheduled_for,
-            queued_at=now,
-            status=RunStatus.QUEUED.value,
-            trigger=RunTrigger.SCHEDULE.value,
-            occurrences=pending.occurrences,
-        )
         if pending.occurrences > 1:
             logger.info(
                 "task %s: %d occurrences came due while dispatching was held up (downtime or "
@@ -250,19 +241,29 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 pending.occurrences,
                 pending.run_id,
             )
-        if admission is Admission.SKIP:
-            policy = (task.overlap or self._settings.overlap).value
-            record.status = RunStatus.SKIPPED.value
-            record.finished_at = now
-            record.error_type = "Overlap"
-            record.error_message = f"the previous run was still going (overlap policy {policy!r})"
-            logger.info(
-                "task %s occurrence at %s skipped: previous run still going (overlap=%s)",
+        if admission is not Admission.SKIP:
+            return queued_run(
+                pending.run_id,
                 task.id,
-                _iso(pending.scheduled_for),
-                policy,
+                scheduled_for=pending.scheduled_for,
+                queued_at=now,
+                occurrences=pending.occurrences,
             )
-        return record
+        policy = task.overlap or self._settings.overlap
+        logger.info(
+            "task %s occurrence at %s skipped: previous run still going (overlap=%s)",
+            task.id,
+            _iso(pending.scheduled_for),
+            policy,
+        )
+        return skipped_run(
+            pending.run_id,
+            task.id,
+            scheduled_for=pending.scheduled_for,
+            now=now,
+            occurrences=pending.occurrences,
+            policy=policy,
+        )
 
     def _missed_record(
         self, task: TaskDefinition, found: Backlog, grace: float, now: float
@@ -276,17 +277,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             f"outside the catch-up window of {grace:g} s (misfire_grace_seconds)"
         )
         logger.warning("task %s: %s", task.id, message)
-        return RunRow(
-            id=new_run_id(),
-            task_id=task.id,
-            scheduled_for=first.timestamp(),
-            queued_at=now,
-            finished_at=now,
-            status=RunStatus.MISSED.value,
-            trigger=RunTrigger.SCHEDULE.value,
-            occurrences=count,
-            error_type="Missed",
-            error_message=message,
+        return missed_run(
+            new_run_id(), task.id, first=first.timestamp(), count=count, now=now, message=message
         )
 
 

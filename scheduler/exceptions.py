@@ -46,6 +46,31 @@ class TaskExistsError(SchedulerError, ValueError):
             f"a task with id {task_id!r} already exists; pass replace_existing=True to update it"
         )
 
+    def for_the_cli(self) -> str:
+        """The message in the CLI's words."""
+        return (
+            f"a task with id {self.task_id!r} already exists; change it with "
+            f"'edit {self.task_id} ...', or replace it with 'add --replace'"
+        )
+
+
+class TaskSourceConflictError(SchedulerError, ValueError):
+    """Tasks written for one source (a tasks file) have ids of tasks from another source.
+
+    Attributes:
+        source: The source being written (``file:tasks.yaml``).
+        conflicts: Each conflicting task id and the source it belongs to.
+    """
+
+    def __init__(self, source: str, conflicts: dict[str, str]) -> None:
+        self.source = source
+        self.conflicts = dict(conflicts)
+        names = ", ".join(f"{task_id!r} ({other})" for task_id, other in sorted(conflicts.items()))
+        super().__init__(
+            f"tasks already exist with another source: {names}; {source} does not change "
+            "tasks it did not define. Rename them, or remove the existing tasks first."
+        )
+
 
 class TaskNotRunnableError(SchedulerError, ValueError):
     """A task's stored definition cannot be loaded, so it cannot be run or changed."""
@@ -75,6 +100,15 @@ class GraphLoadError(SchedulerError, ImportError):
         super().__init__(f"graph {target!r}: {reason}")
 
 
+class DefinitionError(SchedulerError, ValueError):
+    """A stored task definition that this version cannot load (a newer format, corrupted
+    JSON, an unknown field, an unusable value); the row is kept and reported."""
+
+
+class UsageError(SchedulerError, ValueError):
+    """Bad input found by a CLI command (exit status 2)."""
+
+
 class StorageError(SchedulerError):
     """The database failed; the driver's exception is chained as ``__cause__``."""
 
@@ -87,7 +121,8 @@ class SchedulerNotRunningError(SchedulerError, RuntimeError):
 
 
 class ScheduleError(SchedulerError, ValueError):
-    """A schedule string that does not parse; the message says why and lists the forms."""
+    """A schedule string that does not parse; the message says why, and lists the accepted
+    forms when the text is none of them (``show_forms``)."""
 
     ACCEPTED_FORMS = (
         "cron '0 9 * * 1-5', '@daily', 'every 5 minutes', 'every day at 09:00', "
@@ -95,10 +130,11 @@ class ScheduleError(SchedulerError, ValueError):
         "ISO 8601 datetime"
     )
 
-    def __init__(self, text: str, reason: str) -> None:
+    def __init__(self, text: str, reason: str, *, show_forms: bool = False) -> None:
         self.text = text
         self.reason = reason
-        super().__init__(f"schedule {text!r}: {reason}; accepted forms: {self.ACCEPTED_FORMS}")
+        forms = f"; accepted forms: {self.ACCEPTED_FORMS}" if show_forms else ""
+        super().__init__(f"schedule {text!r}: {reason}{forms}")
 
 
 class TasksFileError(SchedulerError, ValueError):

@@ -1,20 +1,22 @@
-"""One invocation of the graph for a run: input and config, timeout, output, result
+"""One invocation of the graph for a run: what a firing sends to the graph (input and
+config, the LangGraph / LangSmith conventions), the timeout, the output kept, the result
 callback; every way it can end is turned into an :class:`Outcome`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.callbacks import CallbackPolicy, call_callback
-from scheduler.graphs import build_config, build_input, output_text
-from scheduler.models import RunStatus, TaskDefinition
+from scheduler.enums import RunStatus
+from scheduler.models import TaskDefinition
 
-__all__ = ["Outcome", "failure", "invoke"]
+__all__ = ["Outcome", "build_config", "build_input", "failure", "invoke", "output_text"]
 
 _TRACEBACK_CHARS = 4000
 
@@ -116,3 +118,74 @@ def failure(exc: BaseException, prefix: str = "") -> Outcome:
         error_message=prefix + (str(exc) or type(exc).__name__),
         error_traceback=text[-_TRACEBACK_CHARS:],
     )
+
+
+def build_input(task: TaskDefinition) -> dict[str, Any]:
+    """Graph input: the prompt as a user message, merged with the task's ``input``."""
+    graph_input: dict[str, Any] = {}
+    if task.prompt is not None:
+        graph_input["messages"] = [{"role": "user", "content": task.prompt}]
+    if task.input:
+        graph_input.update(task.input)
+    return graph_input
+
+
+def build_config(
+    task: TaskDefinition, *, run_id: str, thread_id: str, scheduled_for: str, attempt: int
+) -> dict[str, Any]:
+    """Run config with the LangGraph / LangSmith conventions."""
+    return {
+        "configurable": {"thread_id": thread_id},
+        "run_name": f"scheduled:{task.id}",
+        "tags": ["scheduler"],
+        "metadata": {
+            **task.metadata,
+            "task_id": task.id,
+            "task_name": task.name,
+            "scheduled_for": scheduled_for,
+            "run_id": run_id,
+            "attempt": attempt,
+        },
+    }
+
+
+def _message_text(message: Any) -> str:
+    content = (
+        message.get("content")
+        if isinstance(message, dict)
+        else getattr(message, "content", message)
+    )
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "".join(parts)
+    return str(content)
+
+
+def output_text(result: Any, max_chars: int) -> str | None:
+    """The text worth keeping from a graph result: the last message, or the state as JSON."""
+    if result is None:
+        return None
+    messages = (
+        result.get("messages") if isinstance(result, dict) else getattr(result, "messages", None)
+    )
+    if isinstance(messages, list) and messages:
+        text = _message_text(messages[-1])
+    else:
+        if is_dataclass(result) and not isinstance(result, type):
+            result = asdict(result)
+        elif hasattr(result, "model_dump"):
+            result = result.model_dump()
+        try:
+            text = json.dumps(result, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = str(result)
+    if len(text) > max_chars:
+        return text[: max(max_chars - 1, 0)] + "…"
+    return text

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, tzinfo
-from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from pydantic import (
@@ -29,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from scheduler.cron import CronError, parse_cron
+from scheduler.enums import OverlapPolicy, Priority, TaskType
 from scheduler.limits import (
     MAX_DURATION_SECONDS,
     MAX_INTERVAL_SECONDS,
@@ -39,6 +39,7 @@ from scheduler.limits import (
     check_json_value,
     check_number,
 )
+from scheduler.schedules import explicit_schedule
 from scheduler.triggers import (
     cron_trigger,
     date_trigger,
@@ -46,16 +47,9 @@ from scheduler.triggers import (
     interval_trigger,
     localize,
 )
+from scheduler.zones import unknown_zone_message, zone_exists
 
-__all__ = [
-    "STORED_CONTEXT_KEY",
-    "OverlapPolicy",
-    "Priority",
-    "RunStatus",
-    "TaskDefinition",
-    "TaskType",
-    "describe_errors",
-]
+__all__ = ["STORED_CONTEXT_KEY", "TaskDefinition", "describe_errors"]
 
 #: Validation context key marking a definition read back from the store: it passed every
 #: check when it was written, so the JSON-value check is not repeated on each load.
@@ -66,70 +60,6 @@ _DOTTED_PATH = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)$"
 )
 
-
-class TaskType(StrEnum):
-    """How a task's fire times are defined."""
-
-    CRON = "cron"
-    INTERVAL = "interval"
-    ONE_TIME = "one_time"
-
-
-class Priority(StrEnum):
-    """Order in which waiting runs get a free slot (``max_concurrent_runs``)."""
-
-    URGENT = "urgent"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """0 for urgent .. 3 for low; lower starts first."""
-        return _PRIORITY_RANKS[self]
-
-
-_PRIORITY_RANKS = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
-
-
-class OverlapPolicy(StrEnum):
-    """What happens to an occurrence that comes while the task's previous run is going."""
-
-    SKIP = "skip"
-    QUEUE = "queue"
-    ALLOW = "allow"
-
-
-class RunStatus(StrEnum):
-    """Status of a run record; every status but ``queued`` and ``running`` is final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"
-    MISSED = "missed"
-    UNKNOWN = "unknown"  # the stored record's status cannot be read (see RunRecord.problem)
-
-    @property
-    def is_final(self) -> bool:
-        """The run will not change any more."""
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-#: Bounds of the numeric fields: (lowest, highest, lowest allowed itself, whole numbers only).
-_NUMBER_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
-    "interval_seconds": (MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS, True, False),
-    "jitter_seconds": (0, MAX_JITTER_SECONDS, True, False),
-    "retry_delay_seconds": (0, MAX_DURATION_SECONDS, False, False),
-    "timeout_seconds": (0, MAX_DURATION_SECONDS, False, False),
-    "misfire_grace_seconds": (0, MAX_DURATION_SECONDS, True, False),
-    "max_retries": (0, 100, True, True),
-    "max_instances": (1, 1000, True, True),
-}
 
 _SCHEDULE_FIELDS = {
     TaskType.CRON: "cron_expression",
@@ -171,37 +101,56 @@ class TaskDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
 
     id: str = Field(description="Unique id: 1-128 of A-Z a-z 0-9 . _ : -")
-    name: str = Field(default="", description="Human-readable name (defaults to the id)")
-    description: str = ""
+    name: str = Field(default="", max_length=TEXT_LIMITS["name"], description="Human-readable name")
+    description: str = Field(default="", max_length=TEXT_LIMITS["description"])
     task_type: TaskType
     enabled: bool = True
 
-    timezone: str | None = Field(default=None, description="IANA zone; None = scheduler default")
-    cron_expression: str | None = Field(default=None, validate_default=True)
+    timezone: str | None = Field(
+        default=None, max_length=TEXT_LIMITS["timezone"], description="IANA zone"
+    )
+    cron_expression: str | None = Field(
+        default=None, max_length=TEXT_LIMITS["cron_expression"], validate_default=True
+    )
     interval_seconds: int | float | None = Field(default=None, validate_default=True)
     run_at: datetime | None = Field(default=None, validate_default=True)
     start_date: datetime | None = None
     end_date: datetime | None = None
-    jitter_seconds: float | None = None
+    jitter_seconds: float | None = Field(
+        default=None, strict=True, ge=0, le=MAX_JITTER_SECONDS, allow_inf_nan=False
+    )
 
     input: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    prompt: str | None = Field(default=None, validate_default=True)
+    prompt: str | None = Field(
+        default=None, max_length=TEXT_LIMITS["prompt"], validate_default=True
+    )
     thread_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("thread_id", "session_id")
+        default=None,
+        max_length=TEXT_LIMITS["thread_id"],
+        validation_alias=AliasChoices("thread_id", "session_id"),
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
-    result_callback: str | None = None
-    on_failure_callback: str | None = None
+    result_callback: str | None = Field(default=None, max_length=TEXT_LIMITS["result_callback"])
+    on_failure_callback: str | None = Field(
+        default=None, max_length=TEXT_LIMITS["on_failure_callback"]
+    )
 
-    max_retries: int | None = None
-    retry_delay_seconds: float | None = None
-    timeout_seconds: float | None = None
+    # Bounds are checked natively (strict: a boolean is not a number; finite numbers only).
+    max_retries: int | None = Field(default=None, strict=True, ge=0, le=100)
+    retry_delay_seconds: float | None = Field(
+        default=None, strict=True, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
+    )
+    timeout_seconds: float | None = Field(
+        default=None, strict=True, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
+    )
     overlap: OverlapPolicy | None = None
-    max_instances: int | None = None
+    max_instances: int | None = Field(default=None, strict=True, ge=1, le=1000)
     priority: Priority | None = None
-    misfire_grace_seconds: float | None = None
+    misfire_grace_seconds: float | None = Field(
+        default=None, strict=True, ge=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
+    )
 
     # -- normalisation before field validation ------------------------------------------
 
@@ -212,7 +161,7 @@ class TaskDefinition(BaseModel):
             return data
         data = dict(data)
         if data.get("schedule") is not None:
-            data.update(_explicit_schedule(data, info.context or {}))
+            data.update(explicit_schedule(data, info.context or {}, _SCHEDULE_FIELDS.values()))
         data.pop("schedule", None)
         if "thread_id" in data and "session_id" in data:
             thread_id, session_id = data.pop("thread_id"), data.pop("session_id")
@@ -227,40 +176,35 @@ class TaskDefinition(BaseModel):
             given = [t for t, f in _SCHEDULE_FIELDS.items() if data.get(f) is not None]
             if len(given) == 1:
                 data["task_type"] = given[0]
+            elif given:
+                names = " and ".join(_SCHEDULE_FIELDS[t] for t in given)
+                raise _error("schedule", f"give one schedule, not {names}")
+            else:
+                raise _error(
+                    "schedule",
+                    "a schedule is required: schedule ('every 5 minutes'), cron_expression, "
+                    "interval_seconds or run_at",
+                )
         if not data.get("name") and isinstance(data.get("id"), str):
             data["name"] = data["id"]
         return data
 
-    # -- bounds, before type coercion (so True is not taken for 1) -----------------------
+    # -- interval bounds, before type coercion (so True is not taken for 1 s) ----------------
 
-    @field_validator(*_NUMBER_BOUNDS, mode="before")
+    @field_validator("interval_seconds", mode="before")
     @classmethod
-    def _check_number(cls, value: Any, info: ValidationInfo) -> Any:
+    def _check_interval_bounds(cls, value: Any) -> Any:
         if value is None:
             return None
-        low, high, low_inclusive, integer = _NUMBER_BOUNDS[str(info.field_name)]
         try:
             return check_number(
                 value,
-                name=str(info.field_name),
-                low=low,
-                high=high,
-                low_inclusive=low_inclusive,
-                integer=integer,
+                name="interval_seconds",
+                low=MIN_INTERVAL_SECONDS,
+                high=MAX_INTERVAL_SECONDS,
             )
         except ValueError as exc:
             raise _error("number", str(exc)) from None
-
-    @field_validator(*TEXT_LIMITS, mode="before")
-    @classmethod
-    def _check_length(cls, value: Any, info: ValidationInfo) -> Any:
-        limit = TEXT_LIMITS[str(info.field_name)]
-        if isinstance(value, str) and len(value) > limit:
-            raise _error(
-                "too_long",
-                f"too long: {len(value):,} characters, at most {limit:,}",
-            )
-        return value
 
     # -- field validators (declaration order: each sees the fields above it) -------------
 
@@ -280,13 +224,8 @@ class TaskDefinition(BaseModel):
     def _check_timezone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _error(
-                "timezone",
-                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Paris'",
-            ) from None
+        if not zone_exists(value):
+            raise _error("timezone", unknown_zone_message(value))
         return value
 
     @field_validator("cron_expression")
@@ -464,42 +403,6 @@ class TaskDefinition(BaseModel):
             self.end_date,
             self.jitter_seconds,
         )
-
-
-def _explicit_schedule(data: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """The explicit fields for ``data["schedule"]`` (``every 5 minutes``, ``0 9 * * 1-5``...).
-
-    Context keys: ``timezone`` (default zone), ``now``, ``allow_past`` (accept a past
-    one-time datetime), ``allow_relative`` (accept ``in 30 minutes``; a tasks file does not,
-    since it would mean another time at every apply).
-    """
-    from scheduler.exceptions import ScheduleError
-    from scheduler.schedules import parse_schedule
-
-    text = data["schedule"]
-    given = [f for f in _SCHEDULE_FIELDS.values() if data.get(f) is not None]
-    if given:
-        raise _error("schedule", f"give either schedule or {', '.join(given)}, not both")
-    if not isinstance(text, str):
-        raise _error("schedule", f"schedule must be a string, got {type(text).__name__}")
-    zone = data.get("timezone") or context.get("timezone") or "UTC"
-    now = context.get("now") or datetime.now(UTC)
-    try:
-        parsed = parse_schedule(
-            text, now=now, timezone=zone, allow_past=context.get("allow_past", False)
-        )
-    except ScheduleError as exc:
-        raise _error("schedule", str(exc)) from None
-    if parsed.relative and not context.get("allow_relative", True):
-        raise _error(
-            "schedule",
-            f"schedule {text!r} is relative to now, so it would mean another time at every "
-            "apply; write the date and time, e.g. 'at 2026-03-15 14:00'",
-        )
-    fields = parsed.fields()
-    if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
-        fields["timezone"] = zone  # the wall-clock times were read in this zone
-    return fields
 
 
 def _check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:

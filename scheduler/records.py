@@ -7,37 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from scheduler.codec import DefinitionError, decode
-from scheduler.models import RunStatus, TaskDefinition
-from scheduler.storage import RunRow, TaskRow, TaskStats
+from scheduler.enums import RunStatus, RunTrigger, TaskState
+from scheduler.models import TaskDefinition
 
-__all__ = [
-    "RunRecord",
-    "RunTrigger",
-    "TaskInfo",
-    "TaskState",
-    "from_timestamp",
-    "run_record_from_row",
-    "task_info_from_row",
-]
-
-
-class TaskState(StrEnum):
-    """Where a task stands."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"
-    DISABLED = "disabled"
-    COMPLETED = "completed"  # a one-time task that ran, or a schedule past its end_date
-    ERROR = "error"  # its stored definition cannot be loaded
-
-
-class RunTrigger(StrEnum):
-    """Why a run exists."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    RETRY = "retry"
+__all__ = ["Notice", "RunRecord", "TaskInfo", "from_timestamp"]
 
 
 def from_timestamp(value: float | None) -> datetime | None:
@@ -146,58 +119,17 @@ class RunRecord(_Mapping):
         return (self.finished_at - self.started_at).total_seconds()
 
 
-def task_info_from_row(row: TaskRow, stats: TaskStats) -> TaskInfo:
-    definition: TaskDefinition | None = None
-    error: str | None = None
-    try:
-        definition = decode(row)
-    except DefinitionError as exc:
-        error = str(exc)
-    if definition is None:
-        state = TaskState.ERROR
-    elif row.paused:
-        state = TaskState.PAUSED
-    elif not definition.enabled:
-        state = TaskState.DISABLED
-    elif row.next_run_time is None:
-        state = TaskState.COMPLETED
-    else:
-        state = TaskState.ACTIVE
-    name = definition.name if definition is not None else row.id
-    return TaskInfo(
-        id=row.id,
-        name=name,
-        state=state,
-        next_run=from_timestamp(row.next_run_time) if state is TaskState.ACTIVE else None,
-        paused=row.paused,
-        definition=definition,
-        source=row.source,
-        created_at=datetime.fromtimestamp(row.created_at, UTC),
-        updated_at=datetime.fromtimestamp(row.updated_at, UTC),
-        last_run=from_timestamp(stats.last_run_at),
-        last_status=RunStatus(stats.last_status) if stats.last_status else None,
-        last_error=stats.last_error,
-        run_count=stats.run_count,
-        error=error,
-    )
+@dataclass(frozen=True, slots=True)
+class Notice(_Mapping):
+    """Something ``list`` and ``show`` must say about a source of tasks, such as a tasks file
+    that could not be applied (so what runs is its last good version).
 
+    Attributes:
+        source: The source (``file:tasks.yaml``).
+        message: What is wrong, and how to see more.
+        since: When it was first noted.
+    """
 
-def run_record_from_row(row: RunRow) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        task_id=row.task_id,
-        status=RunStatus(row.status),
-        scheduled_for=datetime.fromtimestamp(row.scheduled_for, UTC),
-        queued_at=datetime.fromtimestamp(row.queued_at, UTC),
-        started_at=from_timestamp(row.started_at),
-        finished_at=from_timestamp(row.finished_at),
-        attempt=row.attempt,
-        occurrences=row.occurrences,
-        trigger=RunTrigger(row.trigger),
-        thread_id=row.thread_id,
-        error_type=row.error_type,
-        error_message=row.error_message,
-        error_traceback=row.error_traceback,
-        output=row.output,
-        problem=row.problem,
-    )
+    source: str
+    message: str
+    since: datetime

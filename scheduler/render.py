@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from scheduler.records import RunRecord, TaskInfo
+from scheduler.records import Notice, RunRecord, TaskInfo
 from scheduler.wording import describe_task
 
 __all__ = ["Output"]
@@ -97,6 +97,16 @@ class Output:
             ]
             table.add_row(*cells)
         self.console.print(table)
+
+    def notices(self, notices: Sequence[Notice]) -> None:
+        """Problems with a source of tasks, after a listing (on stderr for ``--json``, so
+        the JSON stays what scripts parse)."""
+        for notice in notices:
+            text = f"note: {notice.message} (since {notice.since:%Y-%m-%d %H:%M} UTC)"
+            if self.as_json:
+                print(text, file=sys.stderr)
+            else:
+                self.line(text, style="bold yellow")
 
     # -- tasks and runs -------------------------------------------------------------------
 

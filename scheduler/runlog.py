@@ -59,6 +59,12 @@ class RunLog:
         with self._lock:
             self._merge(run_id, changes)
 
+    def change(self, change: dict[str, Any]) -> None:
+        """Buffer one change given as a dict with the run's ``id`` and the columns to set
+        (as :func:`scheduler.rows.settled` makes them)."""
+        values = dict(change)
+        self.update(values.pop("id"), **values)
+
     def _merge(self, run_id: str, changes: dict[str, Any]) -> None:
         row = self._inserts.get(run_id)
         if row is not None:

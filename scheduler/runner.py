@@ -12,57 +12,25 @@ import asyncio
 import heapq
 import itertools
 import logging
-import random
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 from scheduler.callbacks import call_callback
+from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
 from scheduler.invocation import Outcome, invoke
-from scheduler.models import OverlapPolicy, RunStatus, TaskDefinition
-from scheduler.records import RunRecord, RunTrigger, from_timestamp
+from scheduler.models import TaskDefinition
+from scheduler.pending import Admission, PendingRun, new_run_id, retry_delay
+from scheduler.rows import finished_run, queued_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.storage import RunRow
 
-__all__ = ["Admission", "PendingRun", "Runner", "new_run_id", "retry_delay", "retry_row"]
+__all__ = ["Runner"]
 
 logger = logging.getLogger(__name__)
-
-_run_counter = itertools.count()
-
-
-def new_run_id() -> str:
-    """A run id that sorts by creation time: microseconds, a counter, random bits."""
-    micros = time.time_ns() // 1000
-    return f"{micros:014x}{next(_run_counter) & 0xFFFF:04x}{secrets.token_hex(3)}"
-
-
-@dataclass(slots=True, eq=False)
-class PendingRun:
-    """A run that exists as a ``queued`` record and waits to be started."""
-
-    run_id: str
-    task: TaskDefinition
-    scheduled_for: float
-    attempt: int = 1
-    trigger: RunTrigger = RunTrigger.SCHEDULE
-    not_before: float | None = None
-    occurrences: int = 1
-
-
-class Admission(Enum):
-    """What happens to a due occurrence, given the task's runs in progress."""
-
-    RUN = "run"
-    BUFFER = "buffer"  # overlap=queue: held until the run in progress ends
-    SKIP = "skip"
 
 
 class Runner:
@@ -160,12 +128,10 @@ class Runner:
         for pending in dropped:
             self._known.discard(pending.run_id)
             self._release(task_id)
-            self._log.update(
-                pending.run_id,
-                status=RunStatus.CANCELLED.value,
-                finished_at=now,
-                error_type="TaskRemoved",
-                error_message=reason,
+            self._log.change(
+                settled(
+                    pending.run_id, RunStatus.CANCELLED, now=now, kind="TaskRemoved", message=reason
+                )
             )
             logger.info("task %s run %s cancelled: %s", task_id, pending.run_id, reason)
         self._check_idle()
@@ -237,7 +203,7 @@ class Runner:
             # found ``running`` and recorded interrupted, never started a second time.
             await self._log.commit(
                 pending.run_id,
-                status=RunStatus.RUNNING.value,
+                status=RunStatus.RUNNING,
                 started_at=started,
                 thread_id=thread_id,
             )
@@ -270,7 +236,7 @@ class Runner:
         finished = self._clock()
         self._log.update(
             pending.run_id,
-            status=outcome.status.value,
+            status=outcome.status,
             finished_at=finished,
             output=outcome.output,
             error_type=outcome.error_type,
@@ -313,7 +279,17 @@ class Runner:
             trigger=RunTrigger.RETRY,
             not_before=now + delay,
         )
-        self._log.insert(retry_row(retry, queued_at=now))
+        self._log.insert(
+            queued_run(
+                retry.run_id,
+                task.id,
+                scheduled_for=retry.scheduled_for,
+                queued_at=now,
+                trigger=RunTrigger.RETRY,
+                attempt=retry.attempt,
+                not_before=retry.not_before,
+            )
+        )
         logger.info(
             "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",
             task.id,
@@ -361,22 +337,8 @@ class Runner:
         path = pending.task.on_failure_callback
         if not path:
             return
-        record = RunRecord(
-            id=pending.run_id,
-            task_id=pending.task.id,
-            status=outcome.status,
-            scheduled_for=datetime.fromtimestamp(pending.scheduled_for, UTC),
-            queued_at=datetime.fromtimestamp(started, UTC),
-            started_at=from_timestamp(started),
-            finished_at=from_timestamp(finished),
-            attempt=pending.attempt,
-            occurrences=pending.occurrences,
-            trigger=pending.trigger,
-            thread_id=thread_id,
-            error_type=outcome.error_type,
-            error_message=outcome.error_message,
-            error_traceback=outcome.error_traceback,
-            output=outcome.output,
+        record = finished_run(
+            pending, outcome, thread_id=thread_id, started=started, finished=finished
         )
         timeout = pending.task.timeout_seconds or self._settings.timeout_seconds
         try:
@@ -419,27 +381,6 @@ class Runner:
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         self._idle.set()
-
-
-def retry_row(retry: PendingRun, *, queued_at: float) -> RunRow:
-    """The ``queued`` record of a retry."""
-    return RunRow(
-        id=retry.run_id,
-        task_id=retry.task.id,
-        scheduled_for=retry.scheduled_for,
-        queued_at=queued_at,
-        status=RunStatus.QUEUED.value,
-        trigger=RunTrigger.RETRY.value,
-        attempt=retry.attempt,
-        not_before=retry.not_before,
-    )
-
-
-def retry_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Delay before retry number ``attempt``: ``base * 2**(attempt-1)`` capped at ``cap``,
-    plus up to 25 % random jitter."""
-    delay = min(cap, base * 2.0 ** (attempt - 1))
-    return delay * (1 + random.uniform(0, 0.25))
 
 
 def _iso(timestamp: float) -> str:

@@ -36,62 +36,37 @@ in words.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic_core import PydanticCustomError
+
+from scheduler import timewords
 from scheduler.cron import CronError, parse_cron
+from scheduler.enums import TaskType
 from scheduler.exceptions import ScheduleError
 from scheduler.limits import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
-from scheduler.models import TaskType
+from scheduler.timewords import Rejected
+from scheduler.zones import unknown_zone_message
 
-__all__ = ["ACCEPTED_FORMS", "ParsedSchedule", "ScheduleError", "parse_schedule"]
+__all__ = [
+    "ACCEPTED_FORMS",
+    "ParsedSchedule",
+    "ScheduleError",
+    "explicit_schedule",
+    "parse_schedule",
+]
 
 ACCEPTED_FORMS = ScheduleError.ACCEPTED_FORMS
 
 
 MAX_SCHEDULE_CHARS = 256
 
-_UNITS: dict[str, int] = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
-    **dict.fromkeys(("d", "day", "days"), 86400),
-    **dict.fromkeys(("w", "week", "weeks"), 604800),
-}
-_WORD_MACROS = {
-    "hourly": "0 * * * *",
-    "daily": "0 0 * * *",
-    "weekly": "0 0 * * 0",
-    "monthly": "0 0 1 * *",
-    "yearly": "0 0 1 1 *",
-}
-DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-_DAY_ABBREVIATIONS = {"tues": 2, "thur": 4, "thurs": 4} | {
-    name[:3]: number for number, name in enumerate(DAY_NAMES)
-}
-_DAY_GROUPS = {
-    "every day": "*",
-    "daily": "*",
-    "every weekday": "1-5",
-    "weekdays": "1-5",
-    "every weekend": "0,6",
-    "weekends": "0,6",
-}
 _AMOUNT = r"(?P<amount>[-+]?\d*\.?\d+)\s*(?P<unit>[a-z]+)"
 _CLOCK = r"noon|midnight|\d{1,2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
-_CLOCK_PARTS = re.compile(
-    r"^(?:(?P<word>noon|midnight)|(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?"
-    r"\s*(?:(?P<meridiem>[ap])\.?m\.?)?)$"
-)
-_TIME_HINT = "use HH:MM (09:00), 9am, 9:15 pm, noon or midnight"
-
-
-class _Rejected(Exception):
-    """Raised inside the parser; :func:`parse_schedule` adds the text and the forms."""
 
 
 @dataclass(frozen=True)
@@ -162,17 +137,17 @@ def parse_schedule(
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(collapsed, f"unknown time zone {timezone!r}") from None
+        raise ScheduleError(collapsed, unknown_zone_message(timezone)) from None
     try:
         context = _Context(collapsed, now.astimezone(zone), zone, allow_past)
         return _parse(collapsed.lower(), context)
-    except _Rejected as exc:
-        raise ScheduleError(collapsed, str(exc)) from None
+    except Rejected as exc:
+        raise ScheduleError(collapsed, str(exc), show_forms=exc.show_forms) from None
 
 
 def _parse(lowered: str, ctx: _Context) -> ParsedSchedule:
     if not lowered:
-        raise _Rejected("the schedule is empty")
+        raise Rejected("the schedule is empty", show_forms=True)
     for pattern, handler in _FORMS:
         match = pattern.match(lowered)
         if match is not None:
@@ -187,20 +162,20 @@ def _cron(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     try:
         parse_cron(ctx.text)
     except CronError as exc:
-        raise _Rejected(f"invalid cron expression: {exc}") from None
+        raise Rejected(f"invalid cron expression: {exc}") from None
     return ParsedSchedule(TaskType.CRON, cron_expression=ctx.text)
 
 
 def _word_macro(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    return ParsedSchedule(TaskType.CRON, cron_expression=_WORD_MACROS[match["word"]])
+    return ParsedSchedule(TaskType.CRON, cron_expression=timewords.WORD_MACROS[match["word"]])
 
 
 def _every_amount(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    seconds = _seconds(match["amount"], match["unit"])
+    seconds = timewords.seconds(match["amount"], match["unit"])
     if seconds <= 0:
-        raise _Rejected(f"the interval must be greater than 0, got {match[0][6:]!r}")
+        raise Rejected(f"the interval must be greater than 0, got {match[0][6:]!r}")
     if seconds < MIN_INTERVAL_SECONDS or seconds > MAX_INTERVAL_SECONDS:
-        raise _Rejected(
+        raise Rejected(
             f"the interval must be from {MIN_INTERVAL_SECONDS:g} s to "
             f"{MAX_INTERVAL_SECONDS // 86400:,} days, got {match[0][6:]!r}"
         )
@@ -208,44 +183,44 @@ def _every_amount(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
 
 
 def _every_unit(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    if match["unit"] not in _UNITS:
+    if match["unit"] not in timewords.UNITS:
         _unrecognised(match[0])
-    return ParsedSchedule(TaskType.INTERVAL, interval_seconds=_UNITS[match["unit"]])
+    return ParsedSchedule(TaskType.INTERVAL, interval_seconds=timewords.UNITS[match["unit"]])
 
 
 def _in_duration(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    seconds = _seconds(match["amount"], match["unit"])
+    seconds = timewords.seconds(match["amount"], match["unit"])
     if seconds <= 0:
-        raise _Rejected(f"the delay must be greater than 0, got {match[0][3:]!r}")
+        raise Rejected(f"the delay must be greater than 0, got {match[0][3:]!r}")
     if seconds > MAX_INTERVAL_SECONDS:
-        raise _Rejected(f"{match[0][3:]!r} is too far in the future")
+        raise Rejected(f"{match[0][3:]!r} is too far in the future")
     try:
         run_at = (ctx.now.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(ctx.zone)
     except OverflowError:
-        raise _Rejected(f"{match[0][3:]!r} is too far in the future") from None
+        raise Rejected(f"{match[0][3:]!r} is too far in the future") from None
     return ParsedSchedule(TaskType.ONE_TIME, run_at=run_at, relative=True)
 
 
 def _on_date(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     date_text, time_text = match["date"], match["time"]
     if time_text is None:
-        raise _Rejected(f"a date alone is ambiguous; give a time, e.g. 'at {date_text} 09:00'")
+        raise Rejected(f"a date alone is ambiguous; give a time, e.g. 'at {date_text} 09:00'")
     try:
         day = date.fromisoformat(date_text)
     except ValueError as exc:
-        raise _Rejected(f"{date_text!r} is not a valid date ({exc})") from None
-    if _CLOCK_PARTS.match(time_text):
-        return _once(datetime.combine(day, _clock(time_text)), ctx)
+        raise Rejected(f"{date_text!r} is not a valid date ({exc})") from None
+    if timewords.CLOCK_PARTS.match(time_text):
+        return _once(datetime.combine(day, timewords.clock(time_text)), ctx)
     try:
         moment = datetime.fromisoformat(f"{date_text}T{time_text.upper()}")
     except ValueError:
-        raise _Rejected(f"{time_text!r} is not a time; {_TIME_HINT}") from None
+        raise Rejected(f"{time_text!r} is not a time; {timewords.TIME_HINT}") from None
     return _once(moment, ctx)
 
 
 def _today_or_tomorrow(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     day = ctx.now.date() + timedelta(days=1 if match["day"] == "tomorrow" else 0)
-    parsed = _once(datetime.combine(day, _clock(match["time"])), ctx)
+    parsed = _once(datetime.combine(day, timewords.clock(match["time"])), ctx)
     return ParsedSchedule(TaskType.ONE_TIME, run_at=parsed.run_at, relative=True)
 
 
@@ -254,16 +229,16 @@ def _time_first(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
 
 
 def _days_at_time(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    weekdays = _weekdays(match["days"])
-    clock = _clock(match["time"])
+    weekdays = timewords.weekdays(match["days"])
+    clock = timewords.clock(match["time"])
     return ParsedSchedule(
         TaskType.CRON, cron_expression=f"{clock.minute} {clock.hour} * * {weekdays}"
     )
 
 
 def _time_without_day(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
-    clock = _clock(match["time"])
-    raise _Rejected(
+    clock = timewords.clock(match["time"])
+    raise Rejected(
         f"a time alone is ambiguous; say 'every day at {clock:%H:%M}' to repeat it or "
         f"'today at {clock:%H:%M}' / 'tomorrow at {clock:%H:%M}' to run once"
     )
@@ -296,83 +271,23 @@ _FORMS: tuple[tuple[re.Pattern[str], _Handler], ...] = (
 
 def _unrecognised(lowered: str) -> NoReturn:
     try:
-        _weekdays(lowered)
-    except _Rejected:
+        timewords.weekdays(lowered)
+    except Rejected:
         pass
     else:
-        raise _Rejected(f"add a time, e.g. '{lowered} at 09:00'")
+        raise Rejected(f"add a time, e.g. '{lowered} at 09:00'", show_forms=True)
     if lowered == "every":
-        raise _Rejected("'every' needs an interval ('every 5 minutes') or days and a time")
+        raise Rejected(
+            "'every' needs an interval ('every 5 minutes') or days and a time", show_forms=True
+        )
     if lowered.startswith("every "):
         unit = lowered.split()[-1]
-        known = unit in _UNITS or not unit.isalpha()
-        hint = "write e.g. 'every 5 minutes'" if known else _unit_hint(unit)
-        raise _Rejected(f"unknown interval {lowered[6:]!r}; {hint}")
+        known = unit in timewords.UNITS or not unit.isalpha()
+        hint = "write e.g. 'every 5 minutes'" if known else timewords.unit_hint(unit)
+        raise Rejected(f"unknown interval {lowered[6:]!r}; {hint}", show_forms=True)
     if lowered.startswith("in "):
-        raise _Rejected("expected 'in <number> <unit>', e.g. 'in 30 minutes'")
-    raise _Rejected("not a schedule this parser understands")
-
-
-def _unit_hint(unit: str) -> str:
-    return f"unit {unit!r} is not one of seconds, minutes, hours, days, weeks (or s, m, h, d, w)"
-
-
-def _seconds(amount: str, unit: str) -> int | float:
-    if unit not in _UNITS:
-        raise _Rejected(_unit_hint(unit))
-    seconds = Decimal(amount) * _UNITS[unit]
-    return int(seconds) if seconds == seconds.to_integral_value() else float(seconds)
-
-
-def _clock(text: str) -> time:
-    """Read ``09:00``, ``9am``, ``9:15 pm``, ``noon`` or ``midnight``."""
-    match = _CLOCK_PARTS.match(text)
-    if match is None:
-        raise _Rejected(f"{text!r} is not a time; {_TIME_HINT}")
-    if match["word"]:
-        return time(12 if match["word"] == "noon" else 0)
-    hour, minute = int(match["hour"]), int(match["minute"] or 0)
-    if minute > 59:
-        raise _Rejected(f"minute {minute} is out of range 0-59")
-    if match["meridiem"]:
-        if not 1 <= hour <= 12:
-            raise _Rejected(f"{text!r}: with am/pm the hour must be 1-12")
-        hour = hour % 12 + (12 if match["meridiem"] == "p" else 0)
-    elif match["minute"] is None:
-        raise _Rejected(f"{text!r} needs minutes or am/pm: write {hour:02}:00 or {hour}am/pm")
-    elif hour > 23:
-        raise _Rejected(f"hour {hour} is out of range 0-23")
-    return time(hour, minute)
-
-
-def _weekdays(phrase: str) -> str:
-    """The day-of-week cron field for ``every day``, ``weekdays``, ``every mon,fri`` ..."""
-    phrase = phrase.removeprefix("on ")
-    if phrase in _DAY_GROUPS:
-        return _DAY_GROUPS[phrase]
-    if re.match(r"^every\s[-+]?[\d.]", phrase):
-        raise _Rejected(
-            "an interval cannot have a time of day; use 'every day at 09:00' or a cron expression"
-        )
-    if phrase in _WORD_MACROS:
-        raise _Rejected(f"{phrase!r} with a time: say which days, e.g. 'every monday at 09:00'")
-    every = phrase.startswith("every ")
-    words = [w for w in re.split(r"[\s,&]+", phrase.removeprefix("every ")) if w != "and"]
-    days: set[int] = set()
-    for word in words:
-        singular = word.removesuffix("s") if word.endswith("days") else word
-        number = _DAY_ABBREVIATIONS.get(singular[:3] if singular in DAY_NAMES else singular)
-        if number is None:
-            raise _Rejected(
-                f"{word!r} is not a day; use 'every day', 'weekdays', 'weekends' or day names "
-                "such as 'every monday' or 'mondays and fridays'"
-            )
-        if not every and word == singular:
-            raise _Rejected(f"say 'every {phrase}' for a weekly schedule")
-        days.add(number)
-    if not days:
-        raise _Rejected("name at least one day")
-    return "*" if len(days) == 7 else ",".join(name_runs(sorted(days), str, "-"))
+        raise Rejected("expected 'in <number> <unit>', e.g. 'in 30 minutes'", show_forms=True)
+    raise Rejected("not a schedule this parser understands", show_forms=True)
 
 
 def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
@@ -380,22 +295,48 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
         wall = moment
         moment = moment.replace(tzinfo=ctx.zone)
         if moment.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall:
-            raise _Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
+            raise Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
     if moment <= ctx.now and not ctx.allow_past:
-        raise _Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
+        raise Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
     return ParsedSchedule(TaskType.ONE_TIME, run_at=moment)
 
 
-def name_runs(values: Sequence[int], name: Callable[[int], str], through: str) -> list[str]:
-    """Name sorted values, writing three or more consecutive ones as ``first<through>last``."""
-    parts: list[str] = []
-    start = 0
-    for end in range(1, len(values) + 1):
-        if end == len(values) or values[end] != values[end - 1] + 1:
-            run = values[start:end]
-            if len(run) >= 3:
-                parts.append(f"{name(run[0])}{through}{name(run[-1])}")
-            else:
-                parts.extend(name(value) for value in run)
-            start = end
-    return parts
+def explicit_schedule(
+    data: dict[str, Any], context: dict[str, Any], schedule_fields: Iterable[str]
+) -> dict[str, Any]:
+    """The explicit fields for ``data["schedule"]`` (``every 5 minutes``, ``0 9 * * 1-5``...),
+    for :class:`~scheduler.models.TaskDefinition` (its errors are validation errors of the
+    ``schedule`` field). ``schedule_fields`` are the explicit fields it must not meet too.
+
+    Context keys: ``timezone`` (default zone), ``now``, ``allow_past`` (accept a past
+    one-time datetime), ``allow_relative`` (accept ``in 30 minutes``; a tasks file does not,
+    since it would mean another time at every apply).
+    """
+    text = data["schedule"]
+    given = [f for f in schedule_fields if data.get(f) is not None]
+    if given:
+        raise PydanticCustomError(
+            "schedule", f"give either schedule or {', '.join(given)}, not both"
+        )
+    if not isinstance(text, str):
+        raise PydanticCustomError(
+            "schedule", f"schedule must be a string, got {type(text).__name__}"
+        )
+    zone = data.get("timezone") or context.get("timezone") or "UTC"
+    now = context.get("now") or datetime.now(UTC)
+    try:
+        parsed = parse_schedule(
+            text, now=now, timezone=zone, allow_past=context.get("allow_past", False)
+        )
+    except ScheduleError as exc:
+        raise PydanticCustomError("schedule", str(exc)) from None
+    if parsed.relative and not context.get("allow_relative", True):
+        raise PydanticCustomError(
+            "schedule",
+            f"schedule {text!r} is relative to now, so it would mean another time at every "
+            "apply; write the date and time, e.g. 'at 2026-03-15 14:00'",
+        )
+    fields = parsed.fields()
+    if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
+        fields["timezone"] = zone  # the wall-clock times were read in this zone
+    return fields

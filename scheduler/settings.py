@@ -9,13 +9,13 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler.callbacks import CallbackPolicy
-from scheduler.models import OverlapPolicy, Priority
+from scheduler.enums import OverlapPolicy, Priority
+from scheduler.zones import unknown_zone_message, zone_exists
 
 __all__ = ["Settings"]
 
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     tasks_file: Path | None = Field(
         default=Path("tasks.yaml"),
         description="Tasks file main.py applies at start ('none': no file)",
+    )
+    tasks_file_strict: bool = Field(
+        default=False,
+        description="Refuse to start (exit 2) when the tasks file has problems, instead of "
+        "running the tasks of its last good version",
     )
     tasks_file_removed: Literal["remove", "keep"] = Field(
         default="remove",
@@ -128,12 +133,8 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as 'UTC'"
-            ) from None
+        if not zone_exists(value):
+            raise ValueError(unknown_zone_message(value))
         return value
 
     def resolved_database_url(self) -> str:

@@ -10,18 +10,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scheduler.codec import DefinitionError, decode
 from scheduler.dispatcher import Dispatcher
-from scheduler.exceptions import StorageError
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
-from scheduler.models import RunStatus, TaskDefinition
-from scheduler.records import RunTrigger
+from scheduler.models import TaskDefinition
+from scheduler.pending import PendingRun, new_run_id, retry_delay
+from scheduler.rows import decode, queued_run, settled
 from scheduler.runlog import RunLog
-from scheduler.runner import PendingRun, Runner, new_run_id, retry_delay, retry_row
+from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "run_alone"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,20 +115,20 @@ class Supervisor:
         are ``missed``."""
         now = self.clock()
         resumed: list[PendingRun] = []
-        settled: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
         retries: list[RunRow] = []
         with self.store.transaction() as tx:
-            running = tx.runs_with_status([RunStatus.RUNNING.value])
-            queued = tx.runs_with_status([RunStatus.QUEUED.value])
+            running = tx.runs_with_status([RunStatus.RUNNING])
+            queued = tx.runs_with_status([RunStatus.QUEUED])
             tasks = self._tasks_of(tx, [*running, *queued])
             for run in running:
-                settled.append(
-                    _settle(
-                        run,
+                changes.append(
+                    settled(
+                        run.id,
                         RunStatus.INTERRUPTED,
-                        now,
-                        "Interrupted",
-                        "the scheduler process ended while this run was in flight (crash, "
+                        now=now,
+                        kind="Interrupted",
+                        message="the scheduler process ended while this run was in flight (crash, "
                         "kill or power loss); it is not run again",
                     )
                 )
@@ -139,22 +140,30 @@ class Supervisor:
                 loaded = tasks[run.task_id]
                 if isinstance(loaded, str) or run.problem is not None:
                     reason = f"its record cannot be read: {run.problem}" if run.problem else loaded
-                    settled.append(
-                        _settle(run, RunStatus.CANCELLED, now, "TaskUnavailable", str(reason))
+                    changes.append(
+                        settled(
+                            run.id,
+                            RunStatus.CANCELLED,
+                            now=now,
+                            kind="TaskUnavailable",
+                            message=str(reason),
+                        )
                     )
                     continue
                 grace = loaded.misfire_grace_seconds
                 if grace is None:
                     grace = self.settings.misfire_grace_seconds
                 since = max(run.scheduled_for, run.not_before or 0.0)
-                if run.trigger == RunTrigger.MANUAL.value:
+                if run.trigger == RunTrigger.MANUAL:
                     since = max(since, run.queued_at)
                 if now - since > grace:
                     message = (
                         "queued when the scheduler stopped; now outside the catch-up window "
                         f"of {grace:g} s"
                     )
-                    settled.append(_settle(run, RunStatus.MISSED, now, "Missed", message))
+                    changes.append(
+                        settled(run.id, RunStatus.MISSED, now=now, kind="Missed", message=message)
+                    )
                     continue
                 resumed.append(
                     PendingRun(
@@ -167,16 +176,16 @@ class Supervisor:
                         occurrences=run.occurrences,
                     )
                 )
-            tx.update_runs(settled)
+            tx.update_runs(changes)
             tx.insert_runs(retries)
-        if settled or resumed:
+        if changes or resumed:
             logger.warning(
                 "recovered runs left by the previous process: %d interrupted (%d retried as a "
                 "new attempt), %d queued run(s) resumed, %d settled otherwise",
                 len(running),
                 len(retries),
                 len(resumed) - len(retries),
-                len(settled) - len(running),
+                len(changes) - len(running),
             )
         return resumed
 
@@ -221,7 +230,16 @@ class Supervisor:
             trigger=RunTrigger.RETRY,
             not_before=now + delay,
         )
-        return retry_row(pending, queued_at=now), pending
+        row = queued_run(
+            pending.run_id,
+            task.id,
+            scheduled_for=pending.scheduled_for,
+            queued_at=now,
+            trigger=RunTrigger.RETRY,
+            attempt=pending.attempt,
+            not_before=pending.not_before,
+        )
+        return row, pending
 
     # -- polling --------------------------------------------------------------------------
 
@@ -273,8 +291,8 @@ class Supervisor:
         tasks removed elsewhere."""
         requested = [
             run
-            for run in self.store.list_runs(statuses=[RunStatus.QUEUED.value], limit=None)
-            if run.trigger == RunTrigger.MANUAL.value and not self.runner.knows(run.id)
+            for run in self.store.list_runs(statuses=[RunStatus.QUEUED], limit=None)
+            if run.trigger == RunTrigger.MANUAL and not self.runner.knows(run.id)
         ]
         waiting = self.runner.task_ids()
         if not requested and not waiting:
@@ -290,12 +308,14 @@ class Supervisor:
             except DefinitionError:
                 task = None
             if task is None or run.problem is not None:
-                self.run_log.update(
-                    run.id,
-                    status=RunStatus.CANCELLED.value,
-                    finished_at=self.clock(),
-                    error_type="TaskUnavailable",
-                    error_message="its task is gone or unloadable",
+                self.run_log.change(
+                    settled(
+                        run.id,
+                        RunStatus.CANCELLED,
+                        now=self.clock(),
+                        kind="TaskUnavailable",
+                        message="its task is gone or unloadable",
+                    )
                 )
                 continue
             self.runner.submit(
@@ -317,11 +337,37 @@ class Supervisor:
             logger.info("pruned %d old run record(s)", deleted)
 
 
-def _settle(run: RunRow, status: RunStatus, now: float, kind: str, message: str) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "status": status.value,
-        "finished_at": now,
-        "error_type": kind,
-        "error_message": message,
-    }
+async def run_alone(
+    *,
+    store: Store,
+    settings: Settings,
+    graph: Callable[[], Any],
+    pending: PendingRun,
+    timeout: float | None,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Run ``pending`` (and its retries) in this process without dispatching anything else,
+    holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
+
+    Raises:
+        SchedulerError: Another scheduler is active on the database.
+        TimeoutError: The run (with its retries) took longer than ``timeout``; it was
+            cancelled (recorded ``cancelled``).
+    """
+    lock = leader_lock_for(store)
+    if not lock.try_acquire():
+        raise SchedulerError(
+            f"another scheduler ({lock.holder()}) is active on {store.display_url}; "
+            "queue the run there (run_task_now) instead"
+        )
+    run_log = RunLog(store)
+    runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock)
+    try:
+        run_log.start()
+        runner.submit(pending)
+        async with asyncio.timeout(timeout):
+            await runner.wait_idle()
+    finally:
+        await runner.stop(0)
+        await run_log.close()
+        lock.release()

@@ -2,29 +2,37 @@
 
 The file is a YAML (or JSON) list of task definitions, or a mapping with a ``tasks:`` list.
 Applying it adds new tasks, updates changed ones and, for tasks that came from this file and
-are gone from it, removes them (or keeps them: ``removed="keep"``). Tasks added through the
-API or the CLI are never touched; a file entry with the id of such a task is an error.
+are gone from it, removes them (or keeps them: ``removed="keep"``): that is
+:meth:`TaskScheduler.sync_tasks <scheduler.TaskScheduler.sync_tasks>` with the file as the
+source. Tasks added through the API or the CLI are never touched; a file entry with the id
+of such a task is an error.
 
-Applying is all-or-nothing: every entry is validated first, every problem is reported with
-its line, entry and field, and nothing is written unless there are none. Applying the same
-file twice changes nothing (not even ``updated_at``).
+Applying is all-or-nothing: every entry is validated first, every problem (a field, a
+callback, an id taken by another task) is reported with its line, entry and field, and
+nothing is written unless there are none. Applying the same file twice changes nothing (not
+even ``updated_at``). A file that cannot be applied is noted in the database, so ``list``
+and ``show`` say that what runs is not what the file says.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
-from scheduler.codec import DefinitionError, decode
+from scheduler.changeset import SyncReport
 from scheduler.documents import DocumentError, compose_yaml, load_json, load_yaml
-from scheduler.exceptions import SchedulerError, TasksFileError
+from scheduler.exceptions import (
+    CallbackError,
+    TaskNotFoundError,
+    TasksFileError,
+    TaskSourceConflictError,
+)
 from scheduler.models import TaskDefinition
-from scheduler.storage import TaskRow
 
 if TYPE_CHECKING:
     from scheduler.task_scheduler import TaskScheduler
@@ -40,28 +48,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: What applying a tasks file changed (the report of ``sync_tasks``).
+ApplyReport = SyncReport
+
 
 @dataclass
-class ApplyReport:
-    """What applying a tasks file changed (task ids in each list)."""
+class _Entry:
+    """A valid entry of the file and where its fields are."""
 
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
-
-    def summary(self) -> str:
-        parts = [
-            f"{len(getattr(self, name))} {name}"
-            for name in ("added", "updated", "unchanged", "removed", "kept")
-            if getattr(self, name)
-        ]
-        return ", ".join(parts) or "no tasks"
+    task: TaskDefinition
+    label: str
+    where: str
+    key_lines: dict[str, int]
 
 
 def file_source(path: Path | str) -> str:
@@ -98,30 +96,35 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
     Raises:
         TasksFileError: With every problem found, each with its location.
     """
-    path = Path(path)
+    entries, problems = _read(Path(path), timezone)
+    if problems:
+        raise TasksFileError(path, problems)
+    return [entry.task for entry in entries]
+
+
+def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
+    """The valid entries of the file, and a problem for each invalid one."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TasksFileError(path, [f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+        return [], [f"{path}: cannot read: {exc.strerror or exc}"]
     try:
         if path.suffix == ".json":
             data: Any = load_json(text, what=str(path))
         else:
             data = load_yaml(text, what=str(path))
     except DocumentError as exc:
-        raise TasksFileError(path, [str(exc)]) from exc
+        return [], [str(exc)]
     if data is None:
-        return []
+        return [], []
     if isinstance(data, dict) and set(data) == {"tasks"}:
         data = data["tasks"] or []
     if not isinstance(data, list):
         kind = type(data).__name__
-        raise TasksFileError(
-            path, [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]
-        )
+        return [], [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]
     entry_lines, key_lines = _entry_lines(text) if path.suffix != ".json" else ([], [])
     problems: list[str] = []
-    tasks: list[TaskDefinition] = []
+    entries: list[_Entry] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(data):
         line = entry_lines[index] if index < len(entry_lines) else None
@@ -130,13 +133,13 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
             problems.append(f"{where}: entry {index + 1}: expected a mapping of task fields")
             continue
         label = f"entry {index + 1}" + (f" (id {entry['id']!r})" if "id" in entry else "")
+        keys = key_lines[index] if index < len(key_lines) else {}
         try:
             task = TaskDefinition.model_validate(
                 entry,
                 context={"timezone": timezone, "allow_past": True, "allow_relative": False},
             )
         except ValidationError as exc:
-            keys = key_lines[index] if index < len(key_lines) else {}
             for error in exc.errors():
                 loc = ".".join(str(p) for p in error["loc"]) or "task"
                 field_line = keys.get(str(error["loc"][0])) if error["loc"] else None
@@ -149,54 +152,64 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
             )
             continue
         seen[task.id] = index + 1
-        tasks.append(task)
-    if problems:
-        raise TasksFileError(path, problems)
-    return tasks
+        entries.append(_Entry(task, label, where, keys))
+    return entries, problems
 
 
-def _conflicts(path: Path, tasks: list[TaskDefinition], rows: dict[str, TaskRow]) -> list[str]:
-    problems = []
-    for task in tasks:
-        row = rows.get(task.id)
-        if row is not None and not row.source.startswith("file:"):
-            problems.append(
-                f"{path}: task {task.id!r} already exists and was added through the API or "
-                f"CLI ({row.source}); a tasks file does not change such tasks. Rename the "
-                "entry, or remove the existing task first."
-            )
-    return problems
+def _located(path: Path, entry: _Entry, field: str | None, message: str) -> str:
+    line = entry.key_lines.get(field) if field else None
+    at = f"{path}:{line}" if line else entry.where
+    return f"{at}: {entry.label}: {message}"
+
+
+def _checked(
+    scheduler: TaskScheduler, path: Path, *, import_callbacks: bool
+) -> tuple[list[_Entry], list[str]]:
+    entries, problems = _read(path, scheduler.settings.timezone)
+    for entry in entries:
+        try:
+            scheduler.check_task(entry.task, import_callbacks=import_callbacks)
+        except CallbackError as exc:
+            problems.append(_located(path, entry, exc.field, str(exc)))
+    source = file_source(path)
+    for entry in entries:
+        owner = _owner(scheduler, entry.task.id)
+        if owner is not None and not owner.startswith("file:") and owner != source:
+            problems.append(_located(path, entry, "id", _conflict_message(entry.task.id, owner)))
+    return entries, problems
+
+
+def _owner(scheduler: TaskScheduler, task_id: str) -> str | None:
+    try:
+        return scheduler.get_task(task_id).source
+    except TaskNotFoundError:
+        return None
+
+
+def _conflict_message(task_id: str, owner: str) -> str:
+    return (
+        f"task {task_id!r} already exists and was added through the API or CLI ({owner}); a "
+        "tasks file does not change such tasks. Rename the entry, or remove the existing "
+        "task first."
+    )
 
 
 def check_tasks_file(
     scheduler: TaskScheduler, path: Path | str, *, import_callbacks: bool = False
 ) -> list[TaskDefinition]:
     """Everything :func:`apply_tasks_file` checks, writing nothing: syntax, every entry,
-    callbacks, and ids already taken by API or CLI tasks. Returns the prepared tasks.
-    Callbacks are checked against the callback policy without running module code, unless
-    ``import_callbacks`` (as applying does).
+    callbacks, and ids already taken by API or CLI tasks; every problem of every entry is
+    reported, each with its line. Callbacks are checked against the callback policy without
+    running module code, unless ``import_callbacks`` (as applying does).
 
     Raises:
         TasksFileError: With every problem found.
     """
     path = Path(path)
-    definitions = load_tasks_file(path, timezone=scheduler.settings.timezone)
-    problems: list[str] = []
-    prepared: list[TaskDefinition] = []
-    for task in definitions:
-        try:
-            prepared.append(scheduler.prepare_task(task, import_callbacks=import_callbacks))
-        except (SchedulerError, ValueError) as exc:
-            problems.append(f"{path}: task {task.id!r}: {exc}")
-    rows = {}
-    for task in prepared:
-        row = scheduler.store.get_task(task.id)
-        if row is not None:
-            rows[task.id] = row
-    problems.extend(_conflicts(path, prepared, rows))
+    entries, problems = _checked(scheduler, path, import_callbacks=import_callbacks)
     if problems:
         raise TasksFileError(path, problems)
-    return prepared
+    return [entry.task for entry in entries]
 
 
 def apply_tasks_file(
@@ -205,47 +218,39 @@ def apply_tasks_file(
     *,
     removed: Literal["remove", "keep"] = "remove",
 ) -> ApplyReport:
-    """Make the scheduler's tasks match the file (see the module docstring).
+    """Make the scheduler's tasks match the file (see the module docstring). A file that
+    cannot be applied is noted for ``list`` and ``show``; applying it later clears that.
 
     Raises:
         TasksFileError: The file has problems; nothing was applied.
     """
     path = Path(path)
-    prepared = check_tasks_file(scheduler, path, import_callbacks=True)
     source = file_source(path)
-    report = ApplyReport()
-    with scheduler.store.transaction() as tx:
-        existing = tx.get_tasks(task.id for task in prepared)
-        problems = _conflicts(path, prepared, existing)  # again, inside the transaction
+    try:
+        entries, problems = _checked(scheduler, path, import_callbacks=True)
         if problems:
             raise TasksFileError(path, problems)
-        to_write: list[TaskDefinition] = []
-        for task in prepared:
-            row = existing.get(task.id)
-            if row is None:
-                report.added.append(task.id)
-                to_write.append(task)
-                continue
-            try:
-                same = decode(row) == task and row.source == source
-            except DefinitionError:
-                same = False
-            if same:
-                report.unchanged.append(task.id)
-            else:
-                report.updated.append(task.id)
-                to_write.append(task)
-        scheduler.put_tasks(tx, to_write, source=source)
-        in_file = {task.id for task in prepared}
-        gone = [row.id for row in tx.tasks_from_source(source) if row.id not in in_file]
-        if removed == "remove":
-            tx.delete_tasks(gone)
-            report.removed.extend(sorted(gone))
-        else:
-            report.kept.extend(sorted(gone))
-        if report.changed:
-            tx.bump_revision()
-    if report.changed:
-        scheduler.notify_changed(removed=report.removed)
+        try:
+            report = scheduler.sync_tasks(
+                [entry.task for entry in entries], source=source, removed=removed
+            )
+        except TaskSourceConflictError as exc:  # added meanwhile
+            by_id = {entry.task.id: entry for entry in entries}
+            raise TasksFileError(
+                path,
+                [
+                    _located(path, by_id[task_id], "id", _conflict_message(task_id, owner))
+                    for task_id, owner in sorted(exc.conflicts.items())
+                ],
+            ) from exc
+    except TasksFileError as exc:
+        count = len(exc.problems)
+        scheduler.note_problem(
+            source,
+            f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
+            f"'validate {path}'): the tasks of its last good version are the ones that run",
+        )
+        raise
+    scheduler.note_problem(source, None)
     logger.info("applied %s: %s", path, report.summary())
     return report

@@ -10,8 +10,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from scheduler.cron import CronSpec, parse_cron
-from scheduler.models import TaskDefinition, TaskType
-from scheduler.schedules import DAY_NAMES, name_runs
+from scheduler.enums import TaskType
+from scheduler.models import TaskDefinition
+from scheduler.timewords import DAY_NAMES, name_runs
 
 __all__ = ["describe", "describe_task"]
 

@@ -6,7 +6,7 @@ DB is a SQLite file, or a SQLAlchemy URL (``postgresql+psycopg://...``).
     python -m tests.child DB add JSON      add task definitions (a JSON list), then exit
     python -m tests.child DB pause ID      pause a task, then exit
     python -m tests.child DB list          print list_tasks() as JSON, then exit
-    python -m tests.child DB serve SECONDS run the scheduler (graph: tests.graphs:graph)
+    python -m tests.child DB serve SECONDS run the scheduler (graph: tests.prompt_graphs:graph)
 
 ``serve`` prints ``active`` or ``standby`` once started, then runs until SECONDS pass or
 SIGTERM arrives, then stops gracefully and prints ``stopped``. Settings come from
@@ -22,7 +22,7 @@ import signal
 import sys
 
 from scheduler import Settings, TaskDefinition, TaskScheduler
-from tests import graphs
+from tests import prompt_graphs
 
 
 async def serve(scheduler: TaskScheduler, seconds: float) -> None:
@@ -47,9 +47,9 @@ def main() -> None:
     db, command, *rest = sys.argv[1:]
     settings = Settings(_env_file=None)
     if "://" in db:
-        scheduler = TaskScheduler(database_url=db, graph=graphs.graph, settings=settings)
+        scheduler = TaskScheduler(database_url=db, graph=prompt_graphs.graph, settings=settings)
     else:
-        scheduler = TaskScheduler(db_path=db, graph=graphs.graph, settings=settings)
+        scheduler = TaskScheduler(db_path=db, graph=prompt_graphs.graph, settings=settings)
     if command == "add":
         scheduler.add_tasks(TaskDefinition.model_validate(d) for d in json.loads(rest[0]))
     elif command == "pause":

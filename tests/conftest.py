@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from scheduler import Settings, TaskScheduler
-from tests import graphs
+from tests import prompt_graphs
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(
@@ -52,7 +52,7 @@ async def make_scheduler(tmp_path: Path) -> AsyncIterator[SchedulerFactory]:
     def make(
         *,
         db: str = "scheduler.db",
-        graph: Any = graphs.graph,
+        graph: Any = prompt_graphs.graph,
         persistent: bool = True,
         **overrides: Any,
     ) -> TaskScheduler:
@@ -65,7 +65,7 @@ async def make_scheduler(tmp_path: Path) -> AsyncIterator[SchedulerFactory]:
     yield make
     for scheduler in created:
         await scheduler.stop(grace_seconds=0)
-        scheduler.store.close()
+        scheduler.close()
 
 
 async def eventually(

@@ -43,7 +43,7 @@ async def test_standard_library_callbacks_are_refused_by_add_task(
 def test_a_re_exported_or_reached_into_function_counts_where_it_is_defined() -> None:
     policy = CallbackPolicy()
     with pytest.raises(CallbackError, match="'asyncio' is a module"):
-        policy.resolve("tests.graphs:asyncio.sleep")
+        policy.resolve("tests.prompt_graphs:asyncio.sleep")
     with pytest.raises(CallbackError, match="it is defined in 'posix'"):
         policy.resolve("tests.callbacks:getcwd")
 

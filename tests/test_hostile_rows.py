@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from scheduler import RunStatus, TaskDefinition, TaskScheduler, TaskState
 from scheduler.cli import main as cli_main
 from scheduler.storage.schema import RUN_COLUMNS, TASK_COLUMNS
-from tests import graphs
+from tests import prompt_graphs
 from tests.conftest import SchedulerFactory, eventually, make_settings
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ async def test_a_hostile_task_row_is_listed_as_an_error_and_the_rest_fire(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'scheduler.db'}"
     scheduler = make_scheduler()
-    scheduler.store.setup()
+    scheduler.count_tasks()  # creates the tables
     insert(url, "scheduler_tasks", task_values("hostile", **changes))
     await fires_the_good_task(scheduler)
     hostile = scheduler.get_task("hostile")
@@ -166,7 +166,7 @@ async def test_a_hostile_run_row_is_listed_with_its_problem_and_the_rest_fire(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'scheduler.db'}"
     scheduler = make_scheduler()
-    scheduler.store.setup()
+    scheduler.count_tasks()  # creates the tables
     insert(url, "scheduler_runs", run_values("ffffffffffffffffffffffff", **changes))
     await fires_the_good_task(scheduler)
     hostile = scheduler.get_run("ffffffffffffffffffffffff")
@@ -247,8 +247,8 @@ async def test_fuzz_random_values_in_every_column_never_stop_the_scheduler_or_li
     rng = random.Random(seed)
     db = tmp_path / "scheduler.db"
     url = f"sqlite:///{db}"
-    scheduler = TaskScheduler(db_path=db, graph=graphs.graph, settings=make_settings())
-    scheduler.store.setup()
+    scheduler = TaskScheduler(db_path=db, graph=prompt_graphs.graph, settings=make_settings())
+    scheduler.count_tasks()  # creates the tables
     tasks, runs = fuzz_rows(rng, 60)
     assert set(tasks[0]) == set(TASK_COLUMNS)
     written = insert_sqlite(db, "scheduler_tasks", tasks)
@@ -278,9 +278,9 @@ async def test_postgres_hostile_values_of_the_right_type_are_refused_on_read(
 ) -> None:
     """PostgreSQL enforces column types, but NaN, infinities and absurd numbers fit them."""
     scheduler = TaskScheduler(
-        database_url=pg_schema_url, graph=graphs.graph, settings=make_settings()
+        database_url=pg_schema_url, graph=prompt_graphs.graph, settings=make_settings()
     )
-    scheduler.store.setup()
+    scheduler.count_tasks()  # creates the tables
     hostile = {
         "nan-next": {"next_run_time": float("nan")},
         "minus-inf-next": {"next_run_time": float("-inf")},

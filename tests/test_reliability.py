@@ -157,12 +157,12 @@ async def test_burst_of_2000_one_time_tasks_all_run_none_missed(
         TaskDefinition(id=f"burst-{i:04}", run_at=at, prompt=f"task {i}") for i in range(2000)
     )
     await eventually(
-        lambda: scheduler.store.count_runs().get("succeeded", 0) == 2000,
+        lambda: scheduler.count_runs().get(RunStatus.SUCCEEDED, 0) == 2000,
         timeout=120,
         message="2000 succeeded runs",
     )
     await scheduler.wait_idle()
-    assert scheduler.store.count_runs() == {"succeeded": 2000}
+    assert scheduler.count_runs() == {RunStatus.SUCCEEDED: 2000}
     runs = scheduler.list_runs(limit=None)
     assert Counter(r.task_id for r in runs) == {f"burst-{i:04}": 1 for i in range(2000)}
     lateness = max((r.queued_at - r.scheduled_for).total_seconds() for r in runs)

@@ -6,6 +6,7 @@ idempotency, ``--dry-run``, the ``--force`` rule, refusals, and the skill's comm
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import queue
@@ -27,7 +28,7 @@ import pytest
 import yaml
 
 from scheduler.cli import main as cli_main
-from scheduler.manifests import plan_manifest, requirements
+from scheduler.scaffold.manifests import plan_manifest, requirements
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "projects"
@@ -258,7 +259,8 @@ def test_scaffolded_project_fires_its_own_graph_and_keeps_its_task_across_a_rest
     status, out, err = scaffold(capsys, project, *case.options, "--task", json.dumps(case.task))
     assert status == 0, err
     assert "next: " in out
-    assert (project / case.package / "app.py").is_file()
+    assert (project / case.package / "service.py").is_file()
+    assert not (project / case.package / "scaffold").exists()  # the scaffolder stays here
 
     venv = make_venv(tmp_path / "venv", project)
     if (project / "requirements.txt").exists():
@@ -317,6 +319,36 @@ def test_a_second_run_changes_nothing(
     assert status == 0
     assert out.startswith("Nothing to change")
     assert snapshot(project) == before
+
+
+def test_a_project_scaffolded_with_the_old_layout_is_upgraded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project scaffolded before the package moved (``scheduler.app``, flat scaffolder
+    modules) gets its copy and its generated imports upgraded, and the stale files go."""
+    project = copy_fixture("template_agent", tmp_path)
+    assert scaffold(capsys, project)[0] == 0
+    record_path = project / RECORD
+    record = json.loads(record_path.read_text())
+    main = project / "main.py"
+    old_main = main.read_text().replace(
+        "from scheduler import main", "from scheduler.app import main"
+    )
+    main.write_text(old_main)
+    package = next(p.parent for p in project.rglob("scheduler/__init__.py"))
+    stale = {package / "app.py": "from scheduler.service import *\n", package / "codec.py": "\n"}
+    for path, text in stale.items():
+        path.write_text(text)
+    for path in [main, *stale]:  # as the older scaffolder would have recorded them
+        rel = path.relative_to(project).as_posix()
+        record["files"][rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    record_path.write_text(json.dumps(record))
+
+    status, out, err = scaffold(capsys, project)
+    assert status == 0, err
+    assert "from scheduler import main" in main.read_text()
+    assert not [path for path in stale if path.exists()]
+    assert "update   main.py" in out
 
 
 def test_dry_run_prints_the_plan_and_a_diff_and_writes_nothing(

@@ -20,7 +20,7 @@ from scheduler import (
     TaskNotFoundError,
     TaskState,
 )
-from tests import callbacks, graphs
+from tests import callbacks, prompt_graphs
 from tests.conftest import SchedulerFactory, eventually
 
 
@@ -66,7 +66,7 @@ async def test_a_firing_invokes_the_graph_with_prompt_thread_and_metadata(
 
 
 async def test_a_thread_id_continues_the_conversation(make_scheduler: SchedulerFactory) -> None:
-    scheduler = make_scheduler(graph=graphs.build(graphs.InMemorySaver()))
+    scheduler = make_scheduler(graph=prompt_graphs.build(prompt_graphs.InMemorySaver()))
     scheduler.start()
     scheduler.add_task(
         TaskDefinition(id="chat", interval_seconds=3600, prompt="hello", thread_id="conv-1")
@@ -78,7 +78,7 @@ async def test_a_thread_id_continues_the_conversation(make_scheduler: SchedulerF
 
 
 async def test_fresh_thread_per_run_when_no_thread_id(make_scheduler: SchedulerFactory) -> None:
-    scheduler = make_scheduler(graph=graphs.build(graphs.InMemorySaver()))
+    scheduler = make_scheduler(graph=prompt_graphs.build(prompt_graphs.InMemorySaver()))
     scheduler.start()
     scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hello"))
     first = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
@@ -259,7 +259,7 @@ async def test_in_memory_scheduler_fires(make_scheduler: SchedulerFactory) -> No
     scheduler.start()
     scheduler.add_task(TaskDefinition(id="m", interval_seconds=0.2, prompt="p"))
     await eventually(lambda: scheduler.list_runs("m", status="succeeded"))
-    assert scheduler.store.is_memory
+    assert scheduler._store.is_memory
 
 
 async def test_job_rows_hold_json_never_a_pickle(

@@ -162,10 +162,14 @@ def test_driver_errors_become_storage_errors(tmp_path: Path) -> None:
 
 async def test_postgres_scheduler_fires_and_a_second_one_stands_by(pg_schema_url: str) -> None:
     from scheduler import RunStatus, TaskDefinition
-    from tests import graphs
+    from tests import prompt_graphs
 
-    first = TaskScheduler(database_url=pg_schema_url, graph=graphs.graph, settings=make_settings())
-    second = TaskScheduler(database_url=pg_schema_url, graph=graphs.graph, settings=make_settings())
+    first = TaskScheduler(
+        database_url=pg_schema_url, graph=prompt_graphs.graph, settings=make_settings()
+    )
+    second = TaskScheduler(
+        database_url=pg_schema_url, graph=prompt_graphs.graph, settings=make_settings()
+    )
     try:
         first.start()
         second.start()
@@ -186,18 +190,18 @@ async def test_postgres_scheduler_fires_and_a_second_one_stands_by(pg_schema_url
     finally:
         await first.stop()
         await second.stop()
-        first.store.close()
-        second.store.close()
+        first.close()
+        second.close()
 
 
 async def test_postgres_dropped_connections_do_not_stop_the_scheduler(
     pg_schema_url: str, postgres_url: str
 ) -> None:
     from scheduler import TaskDefinition
-    from tests import graphs
+    from tests import prompt_graphs
 
     scheduler = TaskScheduler(
-        database_url=pg_schema_url, graph=graphs.graph, settings=make_settings()
+        database_url=pg_schema_url, graph=prompt_graphs.graph, settings=make_settings()
     )
     admin = create_engine(postgres_url, poolclass=NullPool)
     try:
@@ -219,7 +223,7 @@ async def test_postgres_dropped_connections_do_not_stop_the_scheduler(
         )
     finally:
         await scheduler.stop()
-        scheduler.store.close()
+        scheduler.close()
         admin.dispose()
 
 

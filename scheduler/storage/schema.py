@@ -1,6 +1,7 @@
 """The tables and their rows: ``scheduler_tasks`` (the job store: one row per task, the
 definition as JSON text, never a pickle), ``scheduler_runs`` (run history) and
-``scheduler_meta`` (schema version and the change counter).
+``scheduler_notices`` (what ``list`` should say about a source, such as a tasks file that
+could not be applied) and ``scheduler_meta`` (schema version and the change counter).
 
 What is read back is untrusted: anyone with write access to the database (or a disk fault)
 can put any value in any column, and SQLite keeps a text in a REAL column as text. Each
@@ -26,6 +27,7 @@ __all__ = [
     "TaskStats",
     "meta_table",
     "metadata",
+    "notices_table",
     "run_row",
     "runs_table",
     "task_row",
@@ -73,6 +75,14 @@ runs_table = Table(
     Column("output", Text),
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
+)
+
+notices_table = Table(
+    "scheduler_notices",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("message", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 meta_table = Table(

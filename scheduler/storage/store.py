@@ -19,19 +19,21 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event, func, insert, select
+from sqlalchemy import Connection, case, create_engine, event, func, insert, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from scheduler.exceptions import StorageError
 from scheduler.storage.schema import (
+    MAX_TIMESTAMP,
     SCHEMA_VERSION,
     RunRow,
     TaskRow,
     TaskStats,
     meta_table,
     metadata,
+    notices_table,
     run_row,
     runs_table,
     task_row,
@@ -190,11 +192,16 @@ class Store:
             after = rows[-1].id
 
     def task_stats(self, task_id: str | None = None) -> dict[str, TaskStats]:
-        """Run count and latest run per task (of one task when ``task_id`` is given)."""
+        """Run count and last outcome per task (of one task when ``task_id`` is given): the
+        newest run that finished after running (not one skipped by the overlap policy while
+        another ran, nor one still queued or running), else the newest run."""
+        finished = case(
+            (runs_table.c.status.not_in(["skipped", "queued", "running"]), runs_table.c.id)
+        )
         counts = select(
             runs_table.c.task_id,
             func.count().label("n"),
-            func.max(runs_table.c.id).label("last_id"),
+            func.coalesce(func.max(finished), func.max(runs_table.c.id)).label("last_id"),
         ).group_by(runs_table.c.task_id)
         if task_id is not None:
             counts = counts.where(runs_table.c.task_id == task_id)
@@ -244,13 +251,37 @@ class Store:
         with self._reading() as conn:
             return [run_row(row) for row in conn.execute(query)]
 
+    def count_tasks(self) -> int:
+        """Number of task rows."""
+        with self._reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(tasks_table)).scalar() or 0)
+
     def count_runs(self) -> dict[str, int]:
         """Number of run records per status."""
         query = select(runs_table.c.status, func.count()).group_by(runs_table.c.status)
         with self._reading() as conn:
             return {row[0]: int(row[1]) for row in conn.execute(query)}
 
+    def notices(self) -> list[tuple[str, str, float]]:
+        """``(key, message, since)`` of every notice, by key (unreadable ones skipped)."""
+        query = select(notices_table).order_by(notices_table.c.key)
+        with self._reading() as conn:
+            return [
+                (key, message, float(since))
+                for key, message, since in conn.execute(query)
+                if isinstance(key, str)
+                and isinstance(message, str)
+                and isinstance(since, int | float)
+                and 0 <= since <= MAX_TIMESTAMP
+            ]
+
     # -- writes outside a caller's transaction ----------------------------------------------
+
+    def set_notice(self, key: str, message: str | None, *, now: float) -> None:
+        """Record (or, with ``message`` None, clear) the notice ``key``; a notice that is
+        already there keeps the time it was first recorded."""
+        with self.transaction() as tx:
+            tx.set_notice(key, message, now=now)
 
     def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply run updates (each a dict with ``id`` and the columns to set) in one commit."""

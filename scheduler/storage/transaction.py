@@ -13,6 +13,7 @@ from scheduler.storage.schema import (
     RunRow,
     TaskRow,
     meta_table,
+    notices_table,
     run_row,
     runs_table,
     task_row,
@@ -133,6 +134,18 @@ class Transaction:
             ),
             [{"_id": i, "_next": n} for i, n in changes],
         )
+
+    def set_notice(self, key: str, message: str | None, *, now: float) -> None:
+        """See :meth:`Store.set_notice`."""
+        table = notices_table
+        current = self._conn.execute(select(table.c.message).where(table.c.key == key)).first()
+        if message is None:
+            if current is not None:
+                self._conn.execute(delete(table).where(table.c.key == key))
+        elif current is None:
+            self._conn.execute(insert(table).values(key=key, message=message, created_at=now))
+        elif current[0] != message:
+            self._conn.execute(update(table).where(table.c.key == key).values(message=message))
 
     def bump_revision(self) -> None:
         self._conn.execute(_BUMP_REVISION)

@@ -23,18 +23,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from scheduler.changes import RECORD, ChangeSet, read_text
 from scheduler.exceptions import ScaffoldError
-from scheduler.manifests import PACKAGE, ManifestEdit, is_installable, plan_manifest, requirements
 from scheduler.models import TaskDefinition, describe_errors
-from scheduler.projects import (
+from scheduler.scaffold.changes import RECORD, ChangeSet, read_text
+from scheduler.scaffold.manifests import (
+    PACKAGE,
+    ManifestEdit,
+    is_installable,
+    plan_manifest,
+    requirements,
+)
+from scheduler.scaffold.projects import (
     NOT_FOUND,
     GraphLocation,
     GraphShape,
     find_graph,
     inspect_graph,
 )
-from scheduler.wiring import (
+from scheduler.scaffold.wiring import (
     env_section,
     find_block,
     main_block,
@@ -45,7 +51,7 @@ from scheduler.wiring import (
 
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
 
-_SOURCE = Path(__file__).resolve().parent
+_SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package
 _TASK_EXAMPLE = '{"id": "heartbeat", "schedule": "every 1 minute", "prompt": "Say hello"}'
 
 
@@ -289,12 +295,14 @@ class _Planner:
 
 
 def _package_files(directory: Path) -> list[Path]:
-    """The files of a package directory worth copying: modules and ``py.typed``."""
+    """The files of a package directory worth copying: modules and ``py.typed``; not the
+    scaffolder itself (a scaffolded project runs the scheduler, it does not scaffold)."""
     return sorted(
         path
         for path in directory.rglob("*")
         if path.is_file()
         and "__pycache__" not in path.parts
+        and path.relative_to(directory).parts[0] != "scaffold"
         and (path.suffix in (".py", ".pyi") or path.name == "py.typed")
     )
 

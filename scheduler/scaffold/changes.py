@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scheduler.wiring import find_block, replace_block
+from scheduler.scaffold.wiring import find_block, replace_block
 
 __all__ = ["RECORD", "Change", "ChangeSet", "read_text"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scheduler.exceptions import ScaffoldError
-from scheduler.projects import NOT_FOUND
-from scheduler.tomltext import TomlText, TomlTextError, toml_key, toml_string
+from scheduler.scaffold.projects import NOT_FOUND
+from scheduler.scaffold.tomltext import TomlText, TomlTextError, toml_key, toml_string
 
 __all__ = ["DISTRIBUTION", "ManifestEdit", "is_installable", "plan_manifest", "requirements"]
 
@@ -49,7 +49,7 @@ def requirements() -> list[str]:
     try:
         listed = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
-        source = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        source = Path(__file__).resolve().parents[2] / "pyproject.toml"
         try:
             project = tomllib.loads(source.read_text(encoding="utf-8")).get("project", {})
         except (OSError, tomllib.TOMLDecodeError):

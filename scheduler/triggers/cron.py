@@ -1,9 +1,8 @@
-"""APScheduler triggers for task definitions, with standard cron semantics.
+"""The cron trigger: standard (Vixie) cron, computed in wall-clock time, day by day.
 
-:func:`cron_trigger` turns a standard cron expression into a :class:`StandardCronTrigger`, an
-APScheduler 3 trigger that computes fire times in wall-clock time, day by day (it does not
-use APScheduler's ``CronTrigger``, whose "next match after the previous instant" arithmetic
-skips days and repeats times across daylight saving transitions):
+APScheduler's ``CronTrigger`` computes "the next match after the previous instant", which
+skips days and repeats times across daylight saving transitions. This trigger works in wall
+time instead:
 
 1. candidates are the whole-minute wall-clock times whose minute, hour, month and day match;
    weekday ``0`` is Sunday, and when both day fields are restricted a day matches if either
@@ -17,9 +16,7 @@ skips days and repeats times across daylight saving transitions):
    spring-forward day), in order, from ``start_date`` to ``end_date`` (both inclusive); a
    jitter of up to ``jitter`` seconds is then added to each.
 
-:func:`interval_trigger` and :func:`date_trigger` build APScheduler's own triggers;
-:func:`fire_times` lists a trigger's fire times and :func:`backlog` classifies the ones a
-dispatcher missed. Everything here is pure: ``now`` is always passed in.
+Pure: ``now`` is always passed in.
 """
 
 from __future__ import annotations
@@ -29,17 +26,13 @@ import random
 from array import array
 from bisect import bisect_right
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.cron import CronSpec, parse_cron
 
-__all__ = ["StandardCronTrigger", "fire_times", "localize"]
+__all__ = ["StandardCronTrigger", "cron_trigger", "localize"]
 
-_ONE_MICROSECOND = timedelta(microseconds=1)
 _ONE_SECOND = timedelta(seconds=1)
 _DAY_SECONDS = 86_400
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -363,178 +356,3 @@ def cron_trigger(
         end_date=end_date,
         jitter=jitter,
     )
-
-
-def interval_trigger(
-    seconds: float,
-    *,
-    timezone: tzinfo,
-    anchor: datetime,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
-    jitter: float | None = None,
-) -> IntervalTrigger:
-    """Build an interval trigger whose first fire time is ``start_date`` or ``anchor + seconds``.
-
-    ``anchor`` is when the schedule was set (stored with the task), so that rebuilding the
-    trigger after a restart keeps the same grid of fire times.
-    """
-    first = start_date if start_date is not None else anchor + timedelta(seconds=seconds)
-    return IntervalTrigger(
-        seconds=seconds,
-        start_date=first,
-        end_date=end_date,
-        timezone=timezone,
-        jitter=jitter,
-    )
-
-
-def date_trigger(run_at: datetime, *, timezone: tzinfo) -> DateTrigger:
-    """Build a one-time trigger."""
-    return DateTrigger(run_date=run_at, timezone=timezone)
-
-
-def fire_times(
-    trigger: BaseTrigger,
-    *,
-    after: datetime,
-    count: int | None = None,
-    until: datetime | None = None,
-) -> list[datetime]:
-    """List fire times strictly after ``after``: the next ``count``, or all up to ``until``.
-
-    Args:
-        trigger: Any APScheduler trigger.
-        after: Fire times must be later than this.
-        count: Stop after this many.
-        until: Stop after this moment (inclusive).
-    """
-    if count is None and until is None:
-        raise ValueError("fire_times needs count or until")
-    # Compare and step instants in UTC, never wall times: two datetimes with the same tzinfo
-    # compare by wall clock (01:00 on the second pass of a DST fall-back would sort before
-    # 01:30 on the first), and ``local + 1 µs`` is wall-clock arithmetic (01:59:59.999999
-    # EDT + 1 µs is 02:00 EST, an hour later).
-    start = after.astimezone(UTC)
-    now = start + _ONE_MICROSECOND
-    until_utc = until.astimezone(UTC) if until is not None else None
-    times: list[datetime] = []
-    previous: datetime | None = None
-    previous_utc: datetime | None = None
-    retried = False
-    while count is None or len(times) < count:
-        moment: datetime | None = trigger.get_next_fire_time(previous, now)
-        if moment is None:
-            break
-        moment_utc = moment.astimezone(UTC)
-        if until_utc is not None and moment_utc > until_utc:
-            break
-        if previous_utc is not None and moment_utc <= previous_utc:
-            # The trigger did not advance. A one-time trigger is done; any other gets one
-            # more try from just after its previous fire time, and the repeat is dropped.
-            if isinstance(trigger, DateTrigger) or retried:
-                break
-            retried = True
-            previous = previous_utc + _ONE_MICROSECOND
-            continue
-        retried = False
-        if moment_utc > start:
-            times.append(moment)
-        previous, previous_utc = moment, moment_utc
-        if moment_utc > now:
-            now = moment_utc
-    return times
-
-
-def zone(name: str) -> ZoneInfo:
-    """Return the IANA time zone ``name`` (raises ``ZoneInfoNotFoundError``)."""
-    return ZoneInfo(name)
-
-
-class Backlog:
-    """Occurrences of a schedule from its stored next run time up to ``now``.
-
-    Attributes:
-        missed: How many fell before the catch-up cutoff.
-        first_missed, last_missed: The earliest and latest of those.
-        due: How many fell inside the catch-up window (they become one run).
-        last_due: The latest of those (the run's scheduled time).
-        next_time: The first occurrence after ``now`` (None: the schedule has ended).
-    """
-
-    __slots__ = (
-        "due",
-        "first_missed",
-        "last_due",
-        "last_missed",
-        "missed",
-        "next_time",
-        "truncated",
-    )
-
-    def __init__(self) -> None:
-        self.truncated = False  # more were missed than were counted
-        self.missed = 0
-        self.first_missed: datetime | None = None
-        self.last_missed: datetime | None = None
-        self.due = 0
-        self.last_due: datetime | None = None
-        self.next_time: datetime | None = None
-
-    def _add(self, moment: datetime, cutoff: datetime, count: int = 1) -> None:
-        if moment.timestamp() < cutoff.timestamp():
-            self.missed += count
-            self.first_missed = self.first_missed or moment
-            self.last_missed = moment
-        else:
-            self.due += count
-            self.last_due = moment
-
-
-def backlog(
-    trigger: BaseTrigger,
-    *,
-    first: datetime,
-    now: datetime,
-    cutoff: datetime,
-    limit: int = 100_000,
-) -> Backlog:
-    """Classify the occurrences from ``first`` (a stored next run time) up to ``now``.
-
-    Occurrences before ``cutoff`` are missed; the rest are due. Interval schedules without
-    jitter are counted arithmetically, so a long downtime costs nothing; other schedules are
-    walked, at most ``limit`` steps; the rest up to ``now`` are then skipped uncounted and
-    ``truncated`` is set.
-    """
-    result = Backlog()
-    if first.timestamp() > now.timestamp():
-        result.next_time = first
-        return result
-    if isinstance(trigger, IntervalTrigger) and not trigger.jitter:
-        step = trigger.interval_length
-        total = int((now.timestamp() - first.timestamp()) // step) + 1
-        before_cutoff = 0
-        if cutoff.timestamp() > first.timestamp():
-            before_cutoff = min(total, -int(-(cutoff.timestamp() - first.timestamp()) // step))
-        if before_cutoff:
-            result.missed = before_cutoff
-            result.first_missed = first
-            result.last_missed = first + timedelta(seconds=step * (before_cutoff - 1))
-        if total > before_cutoff:
-            result.due = total - before_cutoff
-            result.last_due = first + timedelta(seconds=step * (total - 1))
-        last = first + timedelta(seconds=step * (total - 1))
-        result.next_time = trigger.get_next_fire_time(last, now)
-        return result
-    moment: datetime | None = first
-    steps = 0
-    while moment is not None and moment.timestamp() <= now.timestamp():
-        result._add(moment, cutoff)
-        steps += 1
-        if steps >= limit:
-            result.truncated = True
-            result.next_time = trigger.get_next_fire_time(None, now)
-            return result
-        moment = trigger.get_next_fire_time(moment, now)
-    result.next_time = moment
-    return result

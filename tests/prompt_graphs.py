@@ -1,8 +1,9 @@
 """Real compiled LangGraph graphs for the tests, driven by the prompt.
 
 The prompt is a command: ``fail`` raises, ``hang`` never returns, ``sleep:1.5`` sleeps then
-answers, ``fail-until:N`` fails the first N-1 calls of a thread-less task and then succeeds
-(counted in a file named by the task's metadata ``counter``), ``record`` appends the run id
+answers (``sleep-fail:1.5`` sleeps then raises), ``fail-until:N`` fails the first N-1 calls
+of a thread-less task and then succeeds (counted in a file named by the task's metadata
+``counter``), ``record`` appends the run id
 and process id to the file named by the metadata ``log`` (synced to disk) and then, when
 ``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL, anything else is
 echoed. Each
@@ -51,8 +52,10 @@ async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]
         raise CommandError("failing on command")
     if prompt == "hang":
         await asyncio.Event().wait()
-    if prompt.startswith("sleep:"):
+    if prompt.startswith(("sleep:", "sleep-fail:")):
         await asyncio.sleep(float(prompt.split(":", 1)[1]))
+        if prompt.startswith("sleep-fail:"):
+            raise CommandError("failing on command")
     if prompt == "record":
         _record(Path(str(metadata["log"])), str(metadata["run_id"]))
     if prompt.startswith("fail-until:"):

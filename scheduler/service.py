@@ -1,5 +1,5 @@
-"""Running the scheduler as a program: ``python main.py`` (or ``python -m scheduler run``),
-and in a background thread of a program that is not asyncio."""
+"""Running the scheduler as a service: ``python main.py`` (or ``python -m scheduler
+serve``), and in a background thread of a program that is not asyncio."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.exceptions import SchedulerError
@@ -34,15 +35,46 @@ def configure_logging(level: str) -> None:
 
 
 def _start(scheduler: TaskScheduler, settings: Settings) -> None:
-    """Start ``scheduler`` and apply the tasks file; log what is scheduled."""
+    """Start ``scheduler`` and apply the tasks file; log what is scheduled.
+
+    A tasks file with problems is logged (an ERROR line per problem) and noted for ``list``;
+    the scheduler goes on with the tasks of the file's last good version, unless
+    ``tasks_file_strict`` asks to refuse to start.
+
+    Raises:
+        TasksFileError: The tasks file has problems and ``tasks_file_strict`` is set.
+    """
     scheduler.start()
     if settings.tasks_file is not None and settings.tasks_file.exists():
-        apply_tasks_file(scheduler, settings.tasks_file, removed=settings.tasks_file_removed)
+        try:
+            apply_tasks_file(scheduler, settings.tasks_file, removed=settings.tasks_file_removed)
+        except TasksFileError as exc:
+            if settings.tasks_file_strict:
+                raise
+            for problem in exc.problems:
+                logger.error("%s", problem)
+            logger.error(
+                "%s was not applied (%d problem(s) above); the scheduler runs the tasks of its "
+                "last good version. Fix the file and restart, or run 'python -m scheduler "
+                "apply %s'",
+                exc.path,
+                len(exc.problems),
+                exc.path,
+            )
     tasks = scheduler.list_tasks()
-    upcoming = sorted(
-        ((t.next_run, t.id) for t in tasks if t.next_run is not None), key=lambda pair: pair[0]
-    )
-    first = f"; next: {upcoming[0][1]} at {upcoming[0][0]:%H:%M:%S} UTC" if upcoming else ""
+    if not scheduler.active:
+        logger.info(
+            "standing by with %d task(s): another scheduler is active on this database; this "
+            "process takes over when it stops",
+            len(tasks),
+        )
+        return
+    upcoming = sorted((t.next_run, t.id) for t in tasks if t.next_run is not None)
+    first = ""
+    if upcoming:
+        moment, task_id = upcoming[0]
+        due = "due now" if moment <= datetime.now(UTC) else f"at {moment:%H:%M:%S} UTC"
+        first = f"; next: {task_id} {due}"
     logger.info("scheduler running with %d task(s)%s", len(tasks), first)
 
 
@@ -90,7 +122,8 @@ def load_settings(**defaults: Any) -> Settings:
 
 def main(**defaults: Any) -> int:
     """Entry point of ``main.py``: exit status 0, 1 on a scheduler error, 2 on a bad tasks
-    file. ``defaults`` apply to settings the environment does not set (see
+    file with ``SCHEDULER_TASKS_FILE_STRICT`` set (otherwise its problems are logged and the
+    scheduler runs on). ``defaults`` apply to settings the environment does not set (see
     :func:`load_settings`)."""
     settings = load_settings(**defaults)
     configure_logging(settings.log_level)

@@ -10,7 +10,7 @@ import pytest
 
 from scheduler.schedules import parse_schedule
 from scheduler.wording import describe
-from tests.test_schedules import ACCEPTED, CRON, INTERVAL, NOW, ONE_TIME, PARIS
+from tests.unit.test_schedules import ACCEPTED, CRON, INTERVAL, NOW, ONE_TIME, PARIS
 
 DESCRIBED: list[tuple[dict[str, Any], str]] = [
     (

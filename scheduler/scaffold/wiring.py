@@ -47,7 +47,7 @@ def main_module(defaults: dict[str, str]) -> str:
     return (
         '"""Run the agent\'s scheduler: python main.py (stop with Ctrl+C)."""\n'
         "\n"
-        "from scheduler.app import main\n"
+        "from scheduler import main\n"
         "\n"
         'if __name__ == "__main__":\n'
         f"    raise SystemExit({_call('main', defaults)})\n"
@@ -65,7 +65,7 @@ def main_block(defaults: dict[str, str], newline: str = "\n") -> str:
         "# The scheduler runs on a thread beside the program and stops gracefully when the",
         "# program ends.",
         'if __name__ == "__main__":',
-        "    from scheduler.app import start_in_background",
+        "    from scheduler import start_in_background",
         "",
         f"    _scheduler_service = {_call('start_in_background', defaults)}",
         END,

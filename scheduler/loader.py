@@ -1,4 +1,4 @@
-"""Loading the graph and callbacks, and building what a firing sends to the graph.
+"""Loading the graph a scheduler invokes, from a target string.
 
 A graph target is ``module:attribute`` (``graph:graph``, ``agent.graph:graph``) or
 ``path/to/file.py:attribute`` (the form ``langgraph.json`` uses). A file inside a package
@@ -12,19 +12,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from scheduler.exceptions import GraphLoadError
-from scheduler.models import TaskDefinition
 
-__all__ = [
-    "build_config",
-    "build_input",
-    "load_graph",
-    "output_text",
-]
+__all__ = ["default_graph_target", "load_graph", "load_target"]
 
 
 def _import_module_for_path(path: Path) -> str:
@@ -101,74 +94,3 @@ def load_graph(target: str) -> Any:
             "(builder.compile()) or a RemoteGraph",
         )
     return graph
-
-
-def build_input(task: TaskDefinition) -> dict[str, Any]:
-    """Graph input: the prompt as a user message, merged with the task's ``input``."""
-    graph_input: dict[str, Any] = {}
-    if task.prompt is not None:
-        graph_input["messages"] = [{"role": "user", "content": task.prompt}]
-    if task.input:
-        graph_input.update(task.input)
-    return graph_input
-
-
-def build_config(
-    task: TaskDefinition, *, run_id: str, thread_id: str, scheduled_for: str, attempt: int
-) -> dict[str, Any]:
-    """Run config with the LangGraph / LangSmith conventions."""
-    return {
-        "configurable": {"thread_id": thread_id},
-        "run_name": f"scheduled:{task.id}",
-        "tags": ["scheduler"],
-        "metadata": {
-            **task.metadata,
-            "task_id": task.id,
-            "task_name": task.name,
-            "scheduled_for": scheduled_for,
-            "run_id": run_id,
-            "attempt": attempt,
-        },
-    }
-
-
-def _message_text(message: Any) -> str:
-    content = (
-        message.get("content")
-        if isinstance(message, dict)
-        else getattr(message, "content", message)
-    )
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, dict) and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-        return "".join(parts)
-    return str(content)
-
-
-def output_text(result: Any, max_chars: int) -> str | None:
-    """The text worth keeping from a graph result: the last message, or the state as JSON."""
-    if result is None:
-        return None
-    messages = (
-        result.get("messages") if isinstance(result, dict) else getattr(result, "messages", None)
-    )
-    if isinstance(messages, list) and messages:
-        text = _message_text(messages[-1])
-    else:
-        if is_dataclass(result) and not isinstance(result, type):
-            result = asdict(result)
-        elif hasattr(result, "model_dump"):
-            result = result.model_dump()
-        try:
-            text = json.dumps(result, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = str(result)
-    if len(text) > max_chars:
-        return text[: max(max_chars - 1, 0)] + "…"
-    return text

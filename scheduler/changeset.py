@@ -1,0 +1,181 @@
+"""The changes of one write transaction on the task table (:class:`TaskChanges`), and the
+report of a sync (:class:`SyncReport`). Opened only by :meth:`TaskWrites._changing
+<scheduler.writes.TaskWrites._changing>`, the one write path."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from scheduler.exceptions import (
+    DefinitionError,
+    TaskExistsError,
+    TaskNotFoundError,
+    TaskSourceConflictError,
+)
+from scheduler.models import TaskDefinition
+from scheduler.rows import decode, task_row_for
+from scheduler.settings import Settings
+from scheduler.storage import RunRow, TaskRow, Transaction
+
+__all__ = ["API_SOURCE", "SyncReport", "TaskChanges"]
+
+API_SOURCE = "api"
+
+
+@dataclass
+class SyncReport:
+    """What :meth:`TaskScheduler.sync_tasks <scheduler.TaskScheduler.sync_tasks>` changed
+    (task ids in each list)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        """``2 added, 1 unchanged`` ..."""
+        parts = [
+            f"{len(getattr(self, name))} {name}"
+            for name in ("added", "updated", "unchanged", "removed", "kept")
+            if getattr(self, name)
+        ]
+        return ", ".join(parts) or "no tasks"
+
+
+class TaskChanges:
+    """The changes of one write transaction (see the module docstring).
+
+    Args:
+        tx: The transaction.
+        settings: Defaults for new rows (time zone, catch-up window).
+        now: The time of the change (UNIX seconds).
+    """
+
+    def __init__(self, tx: Transaction, *, settings: Settings, now: float) -> None:
+        self.tx = tx
+        self.settings = settings
+        self.now = now
+        self.changed = False
+        self.removed: list[str] = []
+
+    def row(self, task_id: str) -> TaskRow:
+        """The task's row, locked for the transaction.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        row = self.tx.get_task(task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return row
+
+    def put(
+        self,
+        tasks: Collection[TaskDefinition],
+        *,
+        source: str | None,
+        replace_existing: bool = True,
+    ) -> list[tuple[TaskRow, bool]]:
+        """Write checked tasks; ``source`` None keeps each existing task's source (new ones
+        get ``api``). Returns each task's row, in order, and whether it replaced one.
+
+        Raises:
+            TaskExistsError: A task exists and ``replace_existing`` is False.
+        """
+        existing = self.tx.get_tasks(task.id for task in tasks)
+        inserts: list[TaskRow] = []
+        updates: list[TaskRow] = []
+        written: list[tuple[TaskRow, bool]] = []
+        for task in tasks:
+            old = existing.get(task.id)
+            if old is not None and not replace_existing:
+                raise TaskExistsError(task.id)
+            origin = source or (old.source if old is not None else API_SOURCE)
+            row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
+            (updates if old is not None else inserts).append(row)
+            written.append((row, old is not None))
+        self.tx.insert_tasks(inserts)
+        self.tx.update_tasks(updates)
+        self.changed = self.changed or bool(written)
+        return written
+
+    def sync(
+        self,
+        tasks: Sequence[TaskDefinition],
+        *,
+        source: str,
+        removed: Literal["remove", "keep"] = "remove",
+    ) -> SyncReport:
+        """Make the tasks of ``source`` exactly ``tasks``: add new ones, update changed ones
+        (keeping their paused state), leave identical ones alone, and remove (or keep) the
+        ones of ``source`` that are not in ``tasks``.
+
+        Tasks of another file may be taken over (a renamed tasks file); tasks of any other
+        source may not.
+
+        Raises:
+            TaskSourceConflictError: Some ids belong to tasks of another source (the API,
+                the CLI); nothing was changed.
+        """
+        existing = self.tx.get_tasks(task.id for task in tasks)
+        conflicts = {
+            task_id: row.source
+            for task_id, row in existing.items()
+            if row.source != source and not (_is_file(row.source) and _is_file(source))
+        }
+        if conflicts:
+            raise TaskSourceConflictError(source, conflicts)
+        report = SyncReport()
+        to_write: list[TaskDefinition] = []
+        for task in tasks:
+            row = existing.get(task.id)
+            if row is None:
+                report.added.append(task.id)
+                to_write.append(task)
+                continue
+            try:
+                same = decode(row) == task
+            except DefinitionError:
+                same = False
+            (report.unchanged if same else report.updated).append(task.id)
+            if not same:
+                to_write.append(task)
+        self.put(to_write, source=source)
+        wanted = {task.id for task in tasks}
+        gone = sorted(row.id for row in self.tx.tasks_from_source(source) if row.id not in wanted)
+        if removed == "remove":
+            self.delete(gone)
+            report.removed.extend(gone)
+        else:
+            report.kept.extend(gone)
+        return report
+
+    def delete(self, task_ids: Collection[str]) -> int:
+        """Delete tasks (their history stays); returns how many existed."""
+        deleted = self.tx.delete_tasks(task_ids)
+        if deleted:
+            self.changed = True
+            self.removed.extend(task_ids)
+        return deleted
+
+    def update(self, row: TaskRow) -> None:
+        """Write a changed row (paused state, next run time, definition)."""
+        row.updated_at = self.now
+        self.tx.update_tasks([row])
+        self.changed = True
+
+    def add_runs(self, runs: Sequence[RunRow]) -> None:
+        """Insert run records that the active scheduler must pick up (a manual run)."""
+        self.tx.insert_runs(runs)
+        self.changed = True
+
+
+def _is_file(source: str) -> bool:
+    return source.startswith("file:")

@@ -1,0 +1,334 @@
+"""The CLI's commands: each parses its arguments into a call of the public API and prints
+the result (see :mod:`scheduler.cli` for the parser and the exit statuses)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from scheduler.documents import DocumentError, load_json, load_yaml
+from scheduler.enums import RunStatus
+from scheduler.exceptions import TasksFileError, UsageError
+from scheduler.models import TaskDefinition, describe_errors
+from scheduler.records import TaskInfo
+from scheduler.render import Output, schedule_text, task_zone, when
+from scheduler.schedules import parse_schedule
+from scheduler.settings import Settings
+from scheduler.task_scheduler import TaskScheduler
+from scheduler.tasksfile import apply_tasks_file, check_tasks_file
+from scheduler.triggers import fire_times
+from scheduler.wording import describe
+
+CLI_SOURCE = "cli"
+BAD_INPUT = 2
+
+
+# -- building tasks from flags ------------------------------------------------------------
+
+_TASK_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--name", "name", {"help": "human-readable name"}),
+    ("--description", "description", {}),
+    (
+        "--schedule",
+        "schedule",
+        {
+            "help": "'0 9 * * 1-5', '@daily', 'every 5 minutes', 'weekdays at 18:00', "
+            "'in 30 minutes', 'at 2026-03-15 14:00', ISO 8601"
+        },
+    ),
+    ("--tz", "timezone", {"help": "IANA time zone of the schedule"}),
+    ("--prompt", "prompt", {"help": "the message sent to the graph"}),
+    ("--input", "input", {"help": "graph input as a JSON object", "type": "json"}),
+    ("--context", "context", {"help": "graph context as a JSON object", "type": "json"}),
+    ("--metadata", "metadata", {"help": "run metadata as a JSON object", "type": "json"}),
+    ("--thread-id", "thread_id", {"help": "conversation to continue (default: fresh per run)"}),
+    ("--priority", "priority", {"choices": ["urgent", "high", "medium", "low"]}),
+    ("--overlap", "overlap", {"choices": ["skip", "queue", "allow"]}),
+    ("--timeout", "timeout_seconds", {"type": float, "metavar": "SECONDS"}),
+    ("--max-retries", "max_retries", {"type": int, "metavar": "N"}),
+    ("--result-callback", "result_callback", {"metavar": "PATH"}),
+    ("--on-failure-callback", "on_failure_callback", {"metavar": "PATH"}),
+]
+_SCHEDULE_FIELDS = ("task_type", "cron_expression", "interval_seconds", "run_at")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = load_json(text, what="the value")
+    except DocumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object ({...})")
+    return value
+
+
+def add_task_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, dest, options in _TASK_FLAGS:
+        options = dict(options)
+        if options.get("type") == "json":
+            options["type"] = _json_object
+            options.setdefault("metavar", "JSON")
+        parser.add_argument(flag, dest=dest, default=None, **options)
+    enabled = parser.add_mutually_exclusive_group()
+    enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)
+    enabled.add_argument("--disabled", dest="enabled", action="store_const", const=False)
+
+
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    values = {dest: getattr(args, dest) for _, dest, _ in _TASK_FLAGS}
+    values["enabled"] = args.enabled
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _validate(data: dict[str, Any], settings: Settings) -> TaskDefinition:
+    return TaskDefinition.model_validate(data, context={"timezone": settings.timezone})
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_list(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    out.tasks(scheduler.list_tasks())
+    out.notices(scheduler.notices())
+    return 0
+
+
+def cmd_show(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    task = scheduler.get_task(args.id)
+    upcoming = scheduler.next_run_times(args.id, 5) if task.definition is not None else []
+    out.task_detail(task, upcoming, scheduler.list_runs(args.id, limit=args.runs))
+    out.notices([n for n in scheduler.notices() if n.source == task.source])
+    return 0
+
+
+def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
+    """One task (a mapping) or several (a list, or ``tasks:`` with a list) from YAML/JSON."""
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"), what=str(path))
+    except OSError as exc:
+        raise UsageError(f"--file {path}: {exc}") from None
+    except DocumentError as exc:
+        raise UsageError(f"--file {exc}") from None
+    if isinstance(data, dict):
+        data = data["tasks"] if set(data) == {"tasks"} else [data]
+    if not isinstance(data, list):
+        raise UsageError(f"--file {path}: expected a task (mapping) or a list of tasks")
+    tasks, problems = [], []
+    for index, entry in enumerate(data, start=1):
+        if not isinstance(entry, dict):
+            problems.append(f"entry {index}: expected a mapping of task fields")
+            continue
+        try:
+            tasks.append(_validate(entry, settings))
+        except ValidationError as exc:
+            problems.append(f"entry {index}: {describe_errors(exc)}")
+    if problems:
+        raise UsageError(f"--file {path}: " + "; ".join(problems))
+    return tasks
+
+
+def cmd_add(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    flags = _flag_values(args)
+    if args.file is not None:
+        if args.id is not None or flags:
+            raise UsageError("give either --file or task flags (--id, --schedule, ...), not both")
+        tasks = _tasks_from_file(Path(args.file), scheduler.settings)
+    else:
+        if args.id is None:
+            raise UsageError("--id is required (or --file)")
+        if "schedule" not in flags:
+            raise UsageError("--schedule is required, e.g. --schedule 'every 5 minutes'")
+        tasks = [_validate({"id": args.id, **flags}, scheduler.settings)]
+    scheduler.add_tasks(tasks, replace_existing=args.replace, source=CLI_SOURCE)
+    for task in tasks:
+        info = scheduler.get_task(task.id)
+        out.line(f"added {info.id}: {_summary(info)}")
+    return 0
+
+
+def _summary(info: TaskInfo) -> str:
+    next_run = when(info.next_run, task_zone(info)) if info.next_run else info.state.value
+    return f"{schedule_text(info)}; next run {next_run}"
+
+
+def cmd_edit(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    info = scheduler.get_task(args.id)
+    if info.definition is None:
+        raise UsageError(
+            f"task {args.id!r} cannot be loaded ({info.error}); remove it and add it again"
+        )
+    flags = _flag_values(args)
+    if not flags:
+        raise UsageError("nothing to change: give at least one flag (--schedule, --prompt, ...)")
+    data = info.definition.model_dump(mode="json", exclude_none=True)
+    if "schedule" in flags:
+        for field in _SCHEDULE_FIELDS:
+            data.pop(field, None)
+    data.update(flags)
+    scheduler.add_task(_validate(data, scheduler.settings), source=None)
+    edited = scheduler.get_task(args.id)
+    out.line(f"edited {edited.id}: {_summary(edited)}")
+    if edited.source.startswith("file:"):
+        out.line(
+            f"note: {edited.id} comes from {edited.source[5:]}; applying that file again "
+            "puts its definition back"
+        )
+    return 0
+
+
+def cmd_pause(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    info = scheduler.pause_task(args.id)
+    out.line(f"{info.id} is {info.state.value}")
+    return 0
+
+
+def cmd_resume(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    info = scheduler.resume_task(args.id)
+    out.line(f"{info.id} is {info.state.value}: {_summary(info)}")
+    return 0
+
+
+def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    info = scheduler.get_task(args.id)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"not removing {args.id!r} without confirmation; pass --yes")
+        answer = input(f"Remove task {info.id!r} ({info.name})? Its run history is kept. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.line("not removed")
+            return 0
+    scheduler.remove_task(args.id)
+    out.line(f"removed {args.id}")
+    return 0
+
+
+def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    active_elsewhere = scheduler.is_active_elsewhere()
+    if args.wait and not active_elsewhere:
+        return asyncio.run(_run_here(scheduler, args, out))
+    run_id = scheduler.run_task_now(args.id)
+    if active_elsewhere:
+        out.line(f"queued run {run_id} of {args.id}; the running scheduler starts it")
+    else:
+        out.line(
+            f"queued run {run_id} of {args.id}; no scheduler is running on this database, so "
+            "it starts when one starts (or use: run --wait)"
+        )
+    if args.wait:
+        return asyncio.run(_wait(scheduler, run_id, args, out))
+    return 0
+
+
+async def _run_here(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    """Run only this task, here (no other task fires), and print its final record."""
+    out.line(f"running {args.id} in this process (no scheduler is running on this database)")
+    try:
+        run = await scheduler.run_task_here(args.id, timeout=args.timeout)
+    except TimeoutError:
+        raise UsageError(
+            f"the run of {args.id} did not finish within {args.timeout:g} s; it was cancelled"
+        ) from None
+    out.runs([run])
+    return 0 if run.status is RunStatus.SUCCEEDED else 1
+
+
+async def _wait(
+    scheduler: TaskScheduler, run_id: str, args: argparse.Namespace, out: Output
+) -> int:
+    try:
+        run = await scheduler.wait_for_run(run_id, timeout=args.timeout)
+    except TimeoutError:
+        raise UsageError(f"run {run_id} did not finish within {args.timeout:g} s") from None
+    out.runs([run])
+    return 0 if run.status is RunStatus.SUCCEEDED else 1
+
+
+def cmd_runs(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    if args.task is not None:
+        scheduler.get_task(args.task)  # not found -> exit 1
+    if args.limit < 0:
+        raise UsageError("--limit must be 0 (every run) or more")
+    out.runs(scheduler.list_runs(args.task, status=args.status, limit=args.limit or None))
+    return 0
+
+
+def cmd_validate(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    try:
+        tasks = check_tasks_file(scheduler, args.file)
+    except TasksFileError as exc:
+        if out.as_json:
+            out.json({"file": args.file, "valid": False, "problems": exc.problems})
+        else:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+        return BAD_INPUT
+    if out.as_json:
+        out.json({"file": args.file, "valid": True, "problems": [], "tasks": [t.id for t in tasks]})
+    else:
+        out.line(f"{args.file}: {len(tasks)} task(s), no problems")
+    return 0
+
+
+def cmd_apply(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    removed = args.removed or scheduler.settings.tasks_file_removed
+    report = apply_tasks_file(scheduler, args.file, removed=removed)
+    if out.as_json:
+        out.json({"file": args.file, **report.__dict__})
+    else:
+        out.line(f"{args.file}: {report.summary()}")
+    return 0
+
+
+def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    zone = args.tz or settings.timezone
+    now = datetime.now(UTC)
+    parsed = parse_schedule(args.schedule, now=now, timezone=zone, allow_past=True)
+    task = TaskDefinition(id="preview", prompt="preview", timezone=zone, **parsed.fields())
+    trigger = task.build_trigger(anchor=now)
+    times = [t.astimezone(task.zone()) for t in fire_times(trigger, after=now, count=args.count)]
+    if parsed.run_at is not None and parsed.run_at <= now:
+        times = [parsed.run_at]
+    words = describe(
+        parsed.task_type,
+        cron_expression=parsed.cron_expression,
+        interval_seconds=parsed.interval_seconds,
+        run_at=parsed.run_at,
+        timezone=zone,
+    )
+    if out.as_json:
+        explicit = {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in parsed.fields().items()
+        }
+        explicit["task_type"] = parsed.task_type.value
+        out.json(
+            {
+                "schedule": args.schedule,
+                "timezone": zone,
+                "description": words,
+                "explicit": explicit,
+                "times": [t.isoformat() for t in times],
+            }
+        )
+        return 0
+    out.line(words)
+    for moment in times:
+        out.line(f"  {moment:%Y-%m-%d %H:%M:%S %Z}  ({moment:%a})")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from scheduler.service import main as serve_main
+
+    return serve_main()
+
+
+def cmd_scaffold(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from scheduler.scaffold import run_scaffold
+
+    return run_scaffold(args)

@@ -1,0 +1,53 @@
+"""Runs on their way: a run that waits to start, what admission decides for an occurrence,
+run ids, and the retry delay."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from scheduler.enums import RunTrigger
+from scheduler.models import TaskDefinition
+
+__all__ = ["Admission", "PendingRun", "new_run_id", "retry_delay"]
+
+_run_counter = itertools.count()
+
+
+def new_run_id() -> str:
+    """A run id that sorts by creation time: microseconds, a counter, random bits."""
+    micros = time.time_ns() // 1000
+    return f"{micros:014x}{next(_run_counter) & 0xFFFF:04x}{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True, eq=False)
+class PendingRun:
+    """A run that exists as a ``queued`` record and waits to be started."""
+
+    run_id: str
+    task: TaskDefinition
+    scheduled_for: float
+    attempt: int = 1
+    trigger: RunTrigger = RunTrigger.SCHEDULE
+    not_before: float | None = None
+    occurrences: int = 1
+    queued_at: float | None = None
+
+
+class Admission(Enum):
+    """What happens to a due occurrence, given the task's runs in progress."""
+
+    RUN = "run"
+    BUFFER = "buffer"  # overlap=queue: held until the run in progress ends
+    SKIP = "skip"
+
+
+def retry_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Delay before retry number ``attempt``: ``base * 2**(attempt-1)`` capped at ``cap``,
+    plus up to 25 % random jitter."""
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    return delay * (1 + random.uniform(0, 0.25))

@@ -1,0 +1,270 @@
+"""Changing tasks: the write half of :class:`~scheduler.TaskScheduler`, and its one write
+path.
+
+Every change to the task table (``add_task``, ``add_tasks``, ``sync_tasks`` for the tasks
+file, the CLI's ``add`` and ``edit``, pause, resume, remove, run now) goes through
+:meth:`TaskWrites._changing`: one transaction with a
+:class:`~scheduler.changeset.TaskChanges`, the change counter bumped inside it when
+something changed (so other processes notice), and the running scheduler told after the
+commit (with the ids of removed tasks, whose waiting runs it cancels).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from scheduler.callbacks import CallbackPolicy
+from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
+from scheduler.enums import RunTrigger
+from scheduler.exceptions import SchedulerError, TaskNotFoundError
+from scheduler.models import TaskDefinition
+from scheduler.pending import PendingRun, new_run_id
+from scheduler.queries import TaskQueries
+from scheduler.records import RunRecord, TaskInfo
+from scheduler.rows import (
+    decode_or_raise,
+    encode,
+    first_run_time,
+    is_completed,
+    queued_run,
+    task_info,
+)
+from scheduler.settings import Settings
+from scheduler.storage import Store, TaskRow, TaskStats
+from scheduler.supervisor import Supervisor, run_alone
+
+__all__ = ["TaskWrites"]
+
+logger = logging.getLogger(__name__)
+
+
+class TaskWrites(TaskQueries):
+    """The changing half of :class:`~scheduler.TaskScheduler`, on top of its queries."""
+
+    settings: Settings
+    _policy: CallbackPolicy
+    _store: Store
+    _clock: Callable[[], float]
+    _supervisor: Supervisor | None
+
+    if TYPE_CHECKING:  # provided by TaskScheduler
+
+        def graph(self) -> Any: ...
+        def _notify_changed(self, *, removed: Iterable[str] = ()) -> None: ...
+        def _on_loop(self, function: Callable[..., Any], *args: Any) -> None: ...
+
+    def add_task(
+        self,
+        task: TaskDefinition,
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+    ) -> TaskInfo:
+        """Add a task, or replace the one with the same id.
+
+        Replacing keeps the paused state, and keeps the next run time unless the schedule
+        changed. ``source`` says where the task was defined (``list`` shows it: ``api``,
+        ``cli``, ``file:tasks.yaml``); None keeps the replaced task's own.
+
+        Raises:
+            TaskExistsError: The id exists and ``replace_existing`` is False.
+            CallbackError: A callback is refused by the callback policy, cannot be
+                imported or is not callable.
+        """
+        [(row, replaced)] = self._put([task], replace_existing=replace_existing, source=source)
+        if not replaced:  # a new task has no runs yet: no need to read its history back
+            return task_info(row, TaskStats())
+        self._flush()
+        return task_info(row, self._store.task_stats(task.id).get(task.id, TaskStats()))
+
+    def add_tasks(
+        self,
+        tasks: Iterable[TaskDefinition],
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+    ) -> None:
+        """Add or replace many tasks in one transaction: all of them, or none."""
+        self._put(tasks, replace_existing=replace_existing, source=source)
+
+    def _put(
+        self, tasks: Iterable[TaskDefinition], *, replace_existing: bool, source: str | None
+    ) -> list[tuple[TaskRow, bool]]:
+        checked = self._checked(tasks)
+        with self._changing() as changes:
+            return changes.put(checked, source=source, replace_existing=replace_existing)
+
+    def sync_tasks(
+        self,
+        tasks: Iterable[TaskDefinition],
+        *,
+        source: str,
+        removed: Literal["remove", "keep"] = "remove",
+    ) -> SyncReport:
+        """Make the tasks of ``source`` (e.g. ``file:tasks.yaml``) exactly ``tasks``, in one
+        transaction: new ones are added, changed ones updated (keeping their paused state),
+        identical ones left alone, and tasks of ``source`` that are not in ``tasks``
+        removed (or kept, ``removed="keep"``). What the tasks file does at every start.
+
+        Raises:
+            TaskSourceConflictError: An id belongs to a task of another source; nothing
+                was changed.
+            CallbackError: As for :meth:`add_task`.
+        """
+        checked = self._checked(tasks)
+        with self._changing() as changes:
+            return changes.sync(checked, source=source, removed=removed)
+
+    def check_task(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
+        """Check ``task`` as :meth:`add_task` does, writing nothing: its callbacks against
+        the callback policy, imported (or, with ``import_callbacks=False``, found without
+        running any module code).
+
+        Raises:
+            CallbackError: A callback is refused, cannot be found or is not callable.
+        """
+        if not isinstance(task, TaskDefinition):
+            raise TypeError(f"expected a TaskDefinition, got {type(task).__name__}")
+        for name in ("result_callback", "on_failure_callback"):
+            path = getattr(task, name)
+            if path and import_callbacks:
+                self._policy.resolve(path, field=name)
+            elif path:
+                self._policy.check_statically(path, field=name)
+
+    def _checked(self, tasks: Iterable[TaskDefinition]) -> list[TaskDefinition]:
+        """``tasks`` checked, with their time zone filled in from the settings."""
+        checked = []
+        for task in tasks:
+            self.check_task(task)
+            checked.append(task.with_timezone(self.settings.timezone))
+        ids = [task.id for task in checked]
+        if len(set(ids)) != len(ids):
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"task ids appear more than once: {', '.join(duplicates)}")
+        return checked
+
+    def remove_task(self, task_id: str) -> None:
+        """Remove a task. Its history stays; its runs that have not started are cancelled.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        with self._changing() as changes:
+            if not changes.delete([task_id]):
+                raise TaskNotFoundError(task_id)
+
+    def pause_task(self, task_id: str) -> TaskInfo:
+        """Stop a task from firing until :meth:`resume_task`.
+
+        Raises:
+            TaskNotFoundError: No such task.
+        """
+        with self._changing() as changes:
+            row = changes.row(task_id)
+            if not is_completed(row):
+                row.paused = True
+                row.next_run_time = None
+                changes.update(row)
+        return self.get_task(task_id)
+
+    def resume_task(self, task_id: str) -> TaskInfo:
+        """Let a paused or disabled task fire again, from its next occurrence.
+
+        A paused one-time task whose time passed while paused runs at once if it is still
+        inside the catch-up window, and is recorded ``missed`` otherwise.
+
+        Raises:
+            TaskNotFoundError: No such task.
+            TaskNotRunnableError: Its stored definition cannot be loaded.
+        """
+        with self._changing() as changes:
+            row = changes.row(task_id)
+            task = decode_or_raise(row)
+            if row.paused or not task.enabled:
+                if not task.enabled:
+                    task = task.model_copy(update={"enabled": True})
+                    row.definition = encode(task)
+                row.paused = False
+                row.next_run_time = first_run_time(
+                    task,
+                    anchor=row.anchor,
+                    now=changes.now,
+                    default_timezone=self.settings.timezone,
+                )
+                changes.update(row)
+        return self.get_task(task_id)
+
+    def run_task_now(self, task_id: str) -> str:
+        """Queue a run of the task now, whatever its schedule or paused state; returns the
+        run id. The active scheduler starts it (also one in another process)."""
+        run_id = new_run_id()
+        with self._changing() as changes:
+            task = decode_or_raise(changes.row(task_id))
+            now = changes.now
+            changes.add_runs(
+                [
+                    queued_run(
+                        run_id, task_id, scheduled_for=now, queued_at=now, trigger=RunTrigger.MANUAL
+                    )
+                ]
+            )
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active:
+            pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL, queued_at=now)
+            self._on_loop(supervisor.runner.submit, pending)
+        logger.info("task %s run %s requested", task_id, run_id)
+        return run_id
+
+    async def run_task_here(self, task_id: str, *, timeout: float | None = None) -> RunRecord:
+        """Run the task once, now, in this process, without starting the scheduler (no
+        other task fires, nothing else is dispatched), and return its final record, after
+        its retries. For scripts and the CLI's ``run --wait`` when no scheduler runs on the
+        database; a started scheduler uses :meth:`run_task_now`.
+
+        Raises:
+            TaskNotFoundError: No such task.
+            SchedulerError: This scheduler is started, or another process is active on the
+                database.
+            TimeoutError: It did not finish within ``timeout`` seconds (it was cancelled).
+        """
+        if self._supervisor is not None:
+            raise SchedulerError("run_task_here() on a started scheduler; use run_task_now()")
+        self._store.setup()
+        self.graph()
+        run_id = new_run_id()
+        with self._changing() as changes:
+            task = decode_or_raise(changes.row(task_id))
+            now = changes.now
+            changes.add_runs(
+                [
+                    queued_run(
+                        run_id, task_id, scheduled_for=now, queued_at=now, trigger=RunTrigger.MANUAL
+                    )
+                ]
+            )
+        pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL, queued_at=now)
+        await run_alone(
+            store=self._store,
+            settings=self.settings,
+            graph=self.graph,
+            pending=pending,
+            timeout=timeout,
+            clock=self._clock,
+        )
+        attempts = [run for run in self.list_runs(task_id, limit=None) if run.id >= run_id]
+        return attempts[0]  # the newest: the last attempt
+
+    @contextmanager
+    def _changing(self) -> Iterator[TaskChanges]:
+        """The one write path for tasks (see :mod:`scheduler.writes`)."""
+        with self._store.transaction() as tx:
+            changes = TaskChanges(tx, settings=self.settings, now=self._clock())
+            yield changes
+            if changes.changed:
+                tx.bump_revision()
+        if changes.changed:
+            self._notify_changed(removed=changes.removed)

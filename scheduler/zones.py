@@ -1,0 +1,44 @@
+"""IANA time zone names: checking one, and suggesting the name that was meant."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import zoneinfo
+
+__all__ = ["unknown_zone_message", "zone_exists"]
+
+
+@functools.cache
+def _names() -> dict[str, str]:
+    """Every available zone name, by its lowercase form."""
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def zone_exists(name: str) -> bool:
+    """``name`` is an IANA zone this machine knows."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def suggest(name: str) -> str | None:
+    """The zone probably meant by ``name``: the same name in other case (``europe/paris``),
+    or a close spelling (``Europe/Pari``); None when nothing is close."""
+    names = _names()
+    exact = names.get(name.strip().lower())
+    if exact is not None:
+        return exact
+    close = difflib.get_close_matches(name.strip().lower(), list(names), n=1, cutoff=0.8)
+    return names[close[0]] if close else None
+
+
+def unknown_zone_message(name: str) -> str:
+    """``unknown time zone 'Europe/Pari'; did you mean 'Europe/Paris'?`` (or how to find
+    the name when nothing is close)."""
+    guess = suggest(name) if len(name) <= 64 else None
+    if guess is not None:
+        return f"unknown time zone {name!r}; did you mean {guess!r}?"
+    return f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
