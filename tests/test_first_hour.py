@@ -1,0 +1,309 @@
+"""What a new user hit in the first hour, tried as a new user would: on the README, the CLI
+and ``python main.py``, with real processes and a real SQLite file."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from scheduler import ScheduleError, TaskDefinition
+from scheduler.schedules import parse_schedule
+from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
+from tests.test_cli import Cli
+
+pytestmark = pytest.mark.slow
+
+
+class MainPy:
+    """``python main.py`` in ``workdir``, its output collected line by line."""
+
+    def __init__(self, cli: Cli, workdir: Path, **env: str) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, str(ROOT / "main.py")],
+            cwd=workdir,
+            env={**cli.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines)}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+def tasks_file(path: Path, *entries: str) -> Path:
+    path.write_text("".join(entries))
+    return path
+
+
+GOOD = "- id: good\n  schedule: every 1 second\n  prompt: fine\n"
+BAD_FIELD = "- id: bad-cron\n  cron_expression: '0 25 * * *'\n  prompt: p\n"
+BAD_CALLBACK = (
+    "- id: bad-callback\n  schedule: every 5 minutes\n  prompt: p\n"
+    "  result_callback: tests.callbacks:nothing_here\n"
+)
+
+
+# -- validate ------------------------------------------------------------------------------
+
+
+def test_validate_reports_callback_errors_beside_other_errors_each_with_its_line(
+    tmp_path: Path,
+) -> None:
+    cli = Cli(tmp_path)
+    cli.workdir = ROOT  # tests.callbacks is a module of the project
+    path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD, BAD_CALLBACK)
+    done = cli("validate", str(path), status=2)
+    problems = done.stderr.strip().splitlines()
+    assert any(f"{path}:5:" in p and "hour 25" in p for p in problems), problems
+    [callback] = [p for p in problems if "nothing_here" in p]
+    assert callback.startswith(f"{path}:10: entry 3 (id 'bad-callback'): result_callback")
+
+
+# -- run --wait ------------------------------------------------------------------------------
+
+
+def test_run_wait_without_a_scheduler_runs_only_that_task(cli: Cli) -> None:
+    cli("add", "--id", "wanted", "--schedule", "every 1 second", "--prompt", "p")
+    cli("add", "--id", "other", "--schedule", "every 1 second", "--prompt", "p")
+    time.sleep(1.5)  # both are due now
+    done = cli("run", "wanted", "--wait")
+    assert "succeeded" in done.stdout
+    connection = sqlite3.connect(cli.db)
+    try:
+        rows = connection.execute("SELECT task_id, status, trigger FROM scheduler_runs").fetchall()
+    finally:
+        connection.close()
+    assert rows == [("wanted", "succeeded", "manual")]
+
+
+def test_run_wait_exits_1_when_the_run_fails(cli: Cli) -> None:
+    cli("add", "--id", "broken", "--schedule", "every 5 minutes", "--prompt", "fail")
+    done = cli("run", "broken", "--wait", status=1)
+    assert "failed" in done.stdout
+
+
+# -- main.py and a bad tasks file ------------------------------------------------------------
+
+
+def test_main_py_keeps_running_on_the_last_good_tasks_and_says_so(cli: Cli, tmp_path: Path) -> None:
+    path = tasks_file(tmp_path / "tasks.yaml", GOOD)
+    service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(path))
+    service.wait_for(r"task good run \w+ succeeded")
+    assert service.stop() == 0
+    tasks_file(path, GOOD, BAD_FIELD)
+    service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(path))
+    service.wait_for(r"ERROR .*hour 25 is out of range")
+    service.wait_for(r"ERROR .*was not applied \(1 problem")
+    after = len(service.lines)
+    eventually_sync(
+        lambda: any("task good run" in line for line in service.lines[after:]),
+        "the good task firing after the file was refused",
+    )
+    listed = cli("list").stdout
+    assert "tasks.yaml was not applied" in listed
+    assert "tasks.yaml was not applied" in cli("show", "good").stdout
+    assert service.stop() == 0
+    tasks_file(path, GOOD)
+    cli("apply", str(path))
+    assert "was not applied" not in cli("list").stdout
+
+
+def test_strict_mode_refuses_to_start_on_a_bad_tasks_file(cli: Cli, tmp_path: Path) -> None:
+    path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD)
+    service = MainPy(
+        cli, tmp_path, SCHEDULER_TASKS_FILE=str(path), SCHEDULER_TASKS_FILE_STRICT="true"
+    )
+    assert service.process.wait(timeout=60) == 2
+    service.stop()
+    assert "hour 25" in "".join(service.lines)
+
+
+def test_the_start_up_log_says_due_now_and_a_standby_says_it_stands_by(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli("add", "--id", "late", "--schedule", "every 1 second", "--prompt", "p")
+    time.sleep(1.2)  # its next run is in the past when main.py starts
+    first = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE="none")
+    started = first.wait_for(r"scheduler running with 1 task")
+    when = re.search(r"next: late (.*)$", started)
+    assert when is not None and (
+        when.group(1).strip() == "due now" or not _in_the_past(when.group(1))
+    ), started
+    second = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE="none")
+    second.wait_for(r"standing by with 1 task")
+    assert not any("scheduler running" in line for line in second.lines)
+    second.stop()
+    first.stop()
+
+
+def eventually_sync(check: object, message: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+def _in_the_past(text: str) -> bool:
+    match = re.match(r"at (\d\d):(\d\d):(\d\d) UTC", text.strip())
+    assert match is not None, text
+    now = datetime.now(UTC)
+    moment = now.replace(hour=int(match[1]), minute=int(match[2]), second=int(match[3]))
+    return moment < now - timedelta(seconds=1)
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "suggestion"),
+    [
+        ("europe/paris", "Europe/Paris"),
+        ("Europe/Pari", "Europe/Paris"),
+        ("america/new_york", "America/New_York"),
+    ],
+)
+def test_a_time_zone_typo_gets_a_suggestion_and_no_list_of_forms(
+    zone: str, suggestion: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        TaskDefinition(id="t", interval_seconds=5, prompt="p", timezone=zone)
+    message = caught.value.errors()[0]["msg"]
+    assert f"did you mean {suggestion!r}?" in message
+    with pytest.raises(ValueError, match="did you mean") as error:
+        parse_schedule("every day at 09:00", now=datetime.now(UTC), timezone=zone)
+    assert "accepted forms" not in str(error.value)
+
+
+def test_only_an_unrecognised_schedule_lists_the_accepted_forms() -> None:
+    now = datetime.now(UTC)
+    for text in ("every 0 minutes", "at 25:00 every day", "every 99999 days"):
+        with pytest.raises(ScheduleError) as error:
+            parse_schedule(text, now=now)
+        assert "accepted forms" not in str(error.value), text
+    with pytest.raises(ScheduleError, match="accepted forms"):
+        parse_schedule("whenever you like", now=now)
+
+
+def test_two_schedules_or_none_say_so() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TaskDefinition(id="t", interval_seconds=60, cron_expression="* * * * *", prompt="p")
+    [error] = caught.value.errors()
+    assert error["msg"] == "give one schedule, not cron_expression and interval_seconds"
+    with pytest.raises(ValidationError) as caught:
+        TaskDefinition(id="t", prompt="p")
+    assert "a schedule is required" in caught.value.errors()[0]["msg"]
+
+
+def test_the_cli_says_edit_where_python_would_say_replace_existing(cli: Cli) -> None:
+    cli("add", "--id", "t", "--schedule", "every 5 minutes", "--prompt", "p")
+    error = cli.fails("add", "--id", "t", "--schedule", "every 5 minutes", "--prompt", "p")
+    assert "replace_existing" not in error
+    assert "'edit t ...'" in error and "add --replace" in error
+
+
+def test_runs_limit_0_means_every_run(cli: Cli) -> None:
+    cli("add", "--id", "t", "--schedule", "every 5 minutes", "--prompt", "p")
+    for _ in range(3):
+        cli("run", "t", "--wait")
+    assert len(cli.json("runs", "--limit", "0")) == 3
+    assert len(cli.json("runs", "--limit", "2")) == 2
+    cli.fails("runs", "--limit", "-1")
+
+
+# -- last status -------------------------------------------------------------------------------
+
+
+async def test_a_skipped_occurrence_does_not_hide_the_failure_it_waited_for(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_task(
+        TaskDefinition(id="slow-fail", interval_seconds=0.2, prompt="sleep-fail:0.5")
+    )
+    scheduler.start()
+    await eventually(lambda: scheduler.list_runs("slow-fail", status="failed"), timeout=10)
+    await eventually(lambda: scheduler.list_runs("slow-fail", status="skipped"))
+    await scheduler.stop()
+    latest = scheduler.list_runs("slow-fail", limit=1)[0]
+    info = scheduler.get_task("slow-fail")
+    assert info.last_status == "failed", (latest.status, info.last_status)
+    assert info.last_error == "failing on command"
+
+
+# -- the README's Python example ------------------------------------------------------------------
+
+
+def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Use it from Python") :]
+    example = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    (tmp_path / "example.py").write_text(example)
+    (tmp_path / "graph.py").write_text((ROOT / "graph.py").read_text())
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "notify.py").write_text("def send(task, result):\n    return None\n")
+    cli = Cli(tmp_path)
+    process = subprocess.Popen(
+        [PYTHON, "example.py"],
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in cli.env.items() if k != "SCHEDULER_GRAPH"},
+            "PYTHONUNBUFFERED": "1",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    out = ""
+    assert process.stdout is not None
+    while "RunRecord(" not in out and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        out += line
+    assert "RunRecord(" in out and "status=<RunStatus.SUCCEEDED" in out, out
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
