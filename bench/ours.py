@@ -34,9 +34,18 @@ PROMPT = "hi"
 STARTED = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
-def _settings(**values: Any) -> Settings:
-    """Defaults, apart from ``values``: no ``.env``, no tasks file."""
-    return Settings(_env_file=None, tasks_file=None, **values)  # type: ignore[call-arg]
+def _settings(*, inject: bool = False, **values: Any) -> Settings:
+    """Defaults, apart from ``values``: no ``.env``, no tasks file, and (unless ``inject``)
+    no checkpointer or store injected into the graph, so that every side runs the same
+    graph (the bare calls and the recipe's jobs have neither); scenario 7 measures the
+    injected checkpointer against bare calls on a graph compiled with the same one."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        tasks_file=None,
+        inject_checkpointer=inject,
+        inject_store=inject,
+        **values,
+    )
 
 
 def _at(moment: float) -> datetime:
@@ -76,6 +85,7 @@ async def burst(
     max_concurrent_runs: int = 100,
     margin: float = 2.0,
     gc_freeze: bool = True,
+    inject: bool = False,
 ) -> Result:
     """``n`` one-time tasks due at the same moment; wait until every one has a final record.
 
@@ -87,7 +97,9 @@ async def burst(
     scheduler = TaskScheduler(
         db_path=workdir / "ours.db",
         graph=_graph(graph),
-        settings=_settings(max_concurrent_runs=max_concurrent_runs, gc_freeze=gc_freeze),
+        settings=_settings(
+            max_concurrent_runs=max_concurrent_runs, gc_freeze=gc_freeze, inject=inject
+        ),
     )
     due = time.time() + margin
     scheduler.add_tasks(

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["GROUPS", "Row", "Scenario", "Step", "Target", "plan", "setup_margin"]
 
-GROUPS = ("burst", "adds", "steady", "overhead", "persisted", "concurrency")
+GROUPS = ("burst", "adds", "steady", "overhead", "persisted", "concurrency", "checkpointer")
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,45 @@ def plan(*, quick: bool = False) -> list[Scenario]:
                     "rate",
                     "/s",
                     Target(">=", bare_factor=0.8, text=">= 0.8 x bare"),
+                    bare=True,
+                ),
+            ),
+        ),
+        Scenario(
+            name="checkpointer",
+            group="checkpointer",
+            title=f"7. Overhead with the injected checkpointer, {overhead:,} runs of the trivial "
+            "graph, 100 at a time",
+            steps=(
+                Step(
+                    "bare",
+                    "loop",
+                    {
+                        "n": overhead,
+                        "concurrency": 100,
+                        "warm_up": "trivial",
+                        "checkpointer": True,
+                    },
+                ),
+                Step(
+                    "ours",
+                    "burst",
+                    {
+                        "n": overhead,
+                        "margin": setup_margin(overhead),
+                        "warm_up": "trivial",
+                        "inject": True,
+                    },
+                ),
+            ),
+            rows=(
+                Row("runs that ran", "ran", "count", ratio=False),
+                Row(
+                    "runs per second (due time to last end)",
+                    "rate",
+                    "/s",
+                    Target(">=", bare_factor=0.9, text=">= 0.9 x bare"),
+                    ratio=False,
                     bare=True,
                 ),
             ),

@@ -28,8 +28,8 @@ from scheduler.exceptions import (
     TaskNotFoundError,
     TasksFileError,
     UsageError,
+    describe_errors,
 )
-from scheduler.models import describe_errors
 from scheduler.render import Output
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="wait for the run (runs it here if no scheduler is running)",
     )
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    p = command("answer", commands.cmd_answer, "answer a run waiting at interrupt() (resumes it)")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("value", metavar="VALUE_JSON", help="the answer, as JSON")
+    p.add_argument("--wait", action="store_true", help="wait until it ends (or waits again)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
     p = command("runs", commands.cmd_runs, "run history, newest first", reads=True)
     p.add_argument("--task", metavar="ID")

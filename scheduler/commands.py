@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from scheduler.documents import DocumentError, load_json, load_yaml
 from scheduler.enums import RunStatus
-from scheduler.exceptions import TasksFileError, UsageError
-from scheduler.models import TaskDefinition, describe_errors
+from scheduler.exceptions import TasksFileError, UsageError, describe_errors
+from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
 from scheduler.render import Output, schedule_text, task_zone, when
 from scheduler.schedules import parse_schedule
@@ -235,7 +235,7 @@ async def _run_here(scheduler: TaskScheduler, args: argparse.Namespace, out: Out
             f"the run of {args.id} did not finish within {args.timeout:g} s; it was cancelled"
         ) from None
     out.runs([run])
-    return 0 if run.status is RunStatus.SUCCEEDED else 1
+    return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
 
 
 async def _wait(
@@ -246,7 +246,37 @@ async def _wait(
     except TimeoutError:
         raise UsageError(f"run {run_id} did not finish within {args.timeout:g} s") from None
     out.runs([run])
-    return 0 if run.status is RunStatus.SUCCEEDED else 1
+    return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
+
+
+def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    """Answer a waiting run (its graph called ``interrupt()``)."""
+    try:
+        value = load_json(args.value, what="VALUE")
+    except DocumentError as exc:
+        raise UsageError(
+            f"{exc} (give the answer as JSON, e.g. '\"yes\"' or '{{\"ok\": true}}')"
+        ) from None
+    active_elsewhere = scheduler.is_active_elsewhere()
+    if args.wait and not active_elsewhere:
+        out.line(f"resuming {args.run_id} in this process (no scheduler is running on it)")
+        try:
+            run = asyncio.run(scheduler.resume_run_here(args.run_id, value, timeout=args.timeout))
+        except TimeoutError:
+            raise UsageError(f"run {args.run_id} did not end within {args.timeout:g} s") from None
+        out.runs([run])
+        return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
+    scheduler.resume_run(args.run_id, value)
+    if active_elsewhere:
+        out.line(f"answered {args.run_id}; the running scheduler resumes it")
+    else:
+        out.line(
+            f"answered {args.run_id}; no scheduler is running on this database, so it "
+            "resumes when one starts (or use: answer --wait)"
+        )
+    if args.wait:
+        return asyncio.run(_wait(scheduler, args.run_id, args, out))
+    return 0
 
 
 def cmd_runs(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:

@@ -45,10 +45,12 @@ class OverlapPolicy(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """Status of a run record; every status but ``queued`` and ``running`` is final."""
+    """Status of a run record; every status but ``queued``, ``running`` and ``waiting`` is
+    final (``waiting``: the graph called ``interrupt()`` and waits for an answer)."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # stopped at an interrupt() until a human answers (resume_run)
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
@@ -61,7 +63,7 @@ class RunStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         """The run will not change any more."""
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 
 
 class TaskState(StrEnum):

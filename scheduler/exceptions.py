@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class SchedulerError(Exception):
     """Root of every exception raised by this package."""
@@ -35,6 +37,19 @@ class RunNotFoundError(SchedulerError, KeyError):
 
     def __str__(self) -> str:
         return f"no run with id {self.run_id!r}"
+
+
+class RunNotWaitingError(SchedulerError, ValueError):
+    """``resume_run`` on a run that is not waiting for an answer (or already answered)."""
+
+    def __init__(self, run_id: str, status: str, *, answered: bool = False) -> None:
+        self.run_id = run_id
+        self.status = status
+        if answered:
+            reason = "has been answered already; it resumes with that answer"
+        else:
+            reason = f"is not waiting for an answer (it is {status})"
+        super().__init__(f"run {run_id!r} {reason}")
 
 
 class TaskExistsError(SchedulerError, ValueError):
@@ -161,3 +176,13 @@ class ScaffoldError(SchedulerError):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
+
+
+def describe_errors(exc: ValidationError, *, whole: str | None = None) -> str:
+    """A ``ValidationError`` on one line: ``field: message; ...``. An error about the whole
+    object is labelled ``whole`` (or shown as its bare message)."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+    return "; ".join(parts)

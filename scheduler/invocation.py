@@ -1,6 +1,9 @@
 """One invocation of the graph for a run: what a firing sends to the graph (input and
-config, the LangGraph / LangSmith conventions), the timeout, the output kept, the result
-callback; every way it can end is turned into an :class:`Outcome`."""
+config, the LangGraph / LangSmith conventions; the context built from the graph's
+``context_schema`` defaults when the task gives none, as the LangGraph server does), the
+timeout, the output kept, the result callback; every way it can end is turned into an
+:class:`Outcome`. A graph that stops at ``interrupt()`` ends ``waiting``, with what it
+asked; :func:`invoke` with ``resume=`` continues it with ``Command(resume=...)``."""
 
 from __future__ import annotations
 
@@ -12,11 +15,23 @@ from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from langgraph.types import Command
+
 from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus
 from scheduler.models import TaskDefinition
 
-__all__ = ["Outcome", "build_config", "build_input", "failure", "invoke", "output_text"]
+__all__ = [
+    "NO_RESUME",
+    "Outcome",
+    "build_config",
+    "build_input",
+    "context_for",
+    "failure",
+    "interrupts_of",
+    "invoke",
+    "output_text",
+]
 
 _TRACEBACK_CHARS = 4000
 
@@ -30,6 +45,12 @@ class Outcome:
     error_type: str | None = None
     error_message: str | None = None
     error_traceback: str | None = None
+    interrupts: str | None = None  # JSON list of {"id", "value"}: what the graph asked
+
+
+#: ``resume=`` default of :func:`invoke`: start the run from its input.
+NO_RESUME: Any = object()
+_INTERRUPTS_CHARS = 64_000
 
 
 async def invoke(
@@ -43,6 +64,7 @@ async def invoke(
     timeout: float | None,
     output_max_chars: int,
     policy: CallbackPolicy,
+    resume: Any = NO_RESUME,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -54,6 +76,8 @@ async def invoke(
             cancelled and recorded ``timed_out``.
         output_max_chars: How much of the output to keep.
         policy: Which callbacks may be called (checked again here, at every call).
+        resume: The answer to the interrupt the run is waiting at: the graph is invoked
+            with ``Command(resume=resume)`` on the run's thread instead of the input.
     """
     config = build_config(
         task,
@@ -62,16 +86,22 @@ async def invoke(
         scheduled_for=datetime.fromtimestamp(scheduled_for, UTC).isoformat(),
         attempt=attempt,
     )
-    kwargs: dict[str, Any] = {}
-    if task.context is not None:
-        kwargs["context"] = task.context
     deadline = asyncio.timeout(timeout)
     output: str | None = None
     in_callback = False
     try:
         async with deadline:
-            result = await graph().ainvoke(build_input(task), config, **kwargs)
+            target = graph()
+            kwargs: dict[str, Any] = {}
+            context = context_for(task, target)
+            if context is not None:
+                kwargs["context"] = context
+            payload: Any = build_input(task) if resume is NO_RESUME else Command(resume=resume)
+            result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)
+            asked = interrupts_of(result)
+            if asked is not None:
+                return Outcome(RunStatus.WAITING, output, interrupts=asked)
             if task.result_callback:
                 in_callback = True
                 callback = policy.resolve(task.result_callback)
@@ -97,6 +127,37 @@ async def invoke(
     except Exception as exc:
         return _failed(exc, task, in_callback, output)
     return Outcome(RunStatus.SUCCEEDED, output=output)
+
+
+def context_for(task: TaskDefinition, graph: Any) -> Any:
+    """The context to invoke ``graph`` with: the task's ``context``; or, when the task gives
+    none and the graph declares a ``context_schema``, an empty one, which LangGraph fills
+    with the schema's defaults (dataclass, pydantic; the LangGraph server does the same).
+    A partial context is completed by the same defaults."""
+    if task.context is not None:
+        return task.context
+    if getattr(graph, "context_schema", None) is not None:
+        return {}
+    return None
+
+
+def interrupts_of(result: Any) -> str | None:
+    """What a graph stopped at ``interrupt()`` asked (JSON), or None if it finished."""
+    if not isinstance(result, dict):
+        return None
+    raw = result.get("__interrupt__")
+    if not raw:
+        return None
+    asked = []
+    for item in raw if isinstance(raw, list | tuple) else [raw]:
+        if isinstance(item, dict):
+            asked.append({"id": item.get("id"), "value": item.get("value")})
+        else:
+            asked.append({"id": getattr(item, "id", None), "value": getattr(item, "value", item)})
+    text = json.dumps(asked, default=str, ensure_ascii=False)
+    if len(text) > _INTERRUPTS_CHARS:
+        text = json.dumps([{"id": a["id"], "value": str(a["value"])[:2000]} for a in asked])
+    return text
 
 
 def _failed(
@@ -172,6 +233,8 @@ def output_text(result: Any, max_chars: int) -> str | None:
     """The text worth keeping from a graph result: the last message, or the state as JSON."""
     if result is None:
         return None
+    if isinstance(result, dict) and "__interrupt__" in result:
+        result = {k: v for k, v in result.items() if k != "__interrupt__"}
     messages = (
         result.get("messages") if isinstance(result, dict) else getattr(result, "messages", None)
     )

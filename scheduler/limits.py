@@ -9,7 +9,8 @@ a validation error on that field.
 The bounds (README, "Limits"):
 
 * ``interval_seconds``: 0.001 s to 3,660 days;
-* ``timeout_seconds``, ``retry_delay_seconds``, ``misfire_grace_seconds``: at most 366 days;
+* ``timeout_seconds``, ``retry_delay_seconds``, ``misfire_grace_seconds``,
+  ``waiting_timeout_seconds``: at most 366 days;
   ``jitter_seconds``: at most 1 day;
 * ``max_retries``: 0-100; ``max_instances``: 1-1,000;
 * datetimes (``run_at``, ``start_date``, ``end_date``): from 1970 to 2999 (UTC);
@@ -61,6 +62,7 @@ TEXT_LIMITS: dict[str, int] = {
     "timezone": 64,
     "result_callback": 256,
     "on_failure_callback": 256,
+    "on_waiting_callback": 256,
 }
 
 

@@ -1,4 +1,4 @@
-"""Loading the graph a scheduler invokes, from a target string.
+"""Loading the graph a scheduler invokes, from a target string (or a server's URL).
 
 A graph target is ``module:attribute`` (``graph:graph``, ``agent.graph:graph``) or
 ``path/to/file.py:attribute`` (the form ``langgraph.json`` uses). A file inside a package
@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from langgraph.graph import StateGraph
+
 from scheduler.exceptions import GraphLoadError
+from scheduler.remote import ServerGraph, is_server_target
 
 __all__ = ["default_graph_target", "load_graph", "load_target"]
 
@@ -85,8 +88,20 @@ def default_graph_target(directory: Path) -> str:
 
 
 def load_graph(target: str) -> Any:
-    """Load the graph named by ``target`` and check it has ``ainvoke``."""
+    """Load the graph named by ``target`` and check it has ``ainvoke``.
+
+    ``target`` may also name a LangGraph server's assistant (``http://host:port#agent``,
+    see :mod:`scheduler.remote`); a ``StateGraph`` that was not compiled is compiled (as the
+    LangGraph server does).
+    """
+    if is_server_target(target):
+        try:
+            return ServerGraph(target)
+        except ValueError as exc:
+            raise GraphLoadError(target, str(exc)) from None
     graph = load_target(target)
+    if isinstance(graph, StateGraph):
+        graph = graph.compile()
     if not callable(getattr(graph, "ainvoke", None)):
         raise GraphLoadError(
             target,

@@ -20,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -49,7 +48,10 @@ from scheduler.triggers import (
 )
 from scheduler.zones import unknown_zone_message, zone_exists
 
-__all__ = ["STORED_CONTEXT_KEY", "TaskDefinition", "describe_errors"]
+__all__ = ["CALLBACK_FIELDS", "STORED_CONTEXT_KEY", "TaskDefinition"]
+
+#: The fields that name a callback (a dotted path checked by the callback policy).
+CALLBACK_FIELDS = ("result_callback", "on_failure_callback", "on_waiting_callback")
 
 #: Validation context key marking a definition read back from the store: it passed every
 #: check when it was written, so the JSON-value check is not repeated on each load.
@@ -66,16 +68,6 @@ _SCHEDULE_FIELDS = {
     TaskType.INTERVAL: "interval_seconds",
     TaskType.ONE_TIME: "run_at",
 }
-
-
-def describe_errors(exc: ValidationError, *, whole: str | None = None) -> str:
-    """A ``ValidationError`` on one line: ``field: message; ...``. An error about the whole
-    object is labelled ``whole`` (or shown as its bare message)."""
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"]) or whole
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "; ".join(parts)
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:
@@ -136,6 +128,9 @@ class TaskDefinition(BaseModel):
     on_failure_callback: str | None = Field(
         default=None, max_length=TEXT_LIMITS["on_failure_callback"]
     )
+    on_waiting_callback: str | None = Field(
+        default=None, max_length=TEXT_LIMITS["on_waiting_callback"]
+    )
 
     # Bounds are checked natively (strict: a boolean is not a number; finite numbers only).
     max_retries: int | None = Field(default=None, strict=True, ge=0, le=100)
@@ -150,6 +145,9 @@ class TaskDefinition(BaseModel):
     priority: Priority | None = None
     misfire_grace_seconds: float | None = Field(
         default=None, strict=True, ge=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
+    )
+    waiting_timeout_seconds: float | None = Field(
+        default=None, strict=True, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
     )
 
     # -- normalisation before field validation ------------------------------------------
@@ -303,7 +301,7 @@ class TaskDefinition(BaseModel):
             raise _error("json", str(exc)) from None
         return value
 
-    @field_validator("result_callback", "on_failure_callback")
+    @field_validator("result_callback", "on_failure_callback", "on_waiting_callback")
     @classmethod
     def _check_dotted_path(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not _DOTTED_PATH.match(value):

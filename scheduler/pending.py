@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from scheduler.enums import RunTrigger
 from scheduler.models import TaskDefinition
@@ -36,6 +37,9 @@ class PendingRun:
     not_before: float | None = None
     occurrences: int = 1
     queued_at: float | None = None
+    thread_id: str | None = None  # the thread it runs in, once known (a resume reuses it)
+    resume: Any = None  # with ``resuming``: the answer to continue from interrupt() with
+    resuming: bool = False
 
 
 class Admission(Enum):

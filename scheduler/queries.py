@@ -128,14 +128,17 @@ class TaskQueries:
         self._store.set_notice(source, message, now=self._clock())
 
     async def wait_for_run(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
-        """Wait until a run reaches a final status, and return it.
+        """Wait until a run reaches a final status, or waits for an answer (``waiting``,
+        not yet answered), and return it.
 
         Raises:
-            TimeoutError: It did not finish within ``timeout`` seconds.
+            TimeoutError: It did not get there within ``timeout`` seconds.
         """
         async with asyncio.timeout(timeout):
             while True:
                 record = await asyncio.to_thread(self.get_run, run_id)
-                if record.status.is_final:
+                if record.status.is_final or (
+                    record.status is RunStatus.WAITING and not record.answered
+                ):
                     return record
                 await asyncio.sleep(0.05)

@@ -92,6 +92,10 @@ class RunRecord(_Mapping):
         trigger: schedule, manual or retry.
         problem: Why some stored values of this record cannot be read (they show as
             placeholders, an unreadable status as ``unknown``); None for a sound record.
+        interrupts: While ``waiting``: what the graph's ``interrupt()`` calls asked, each
+            ``{"id": ..., "value": ...}``; answer with ``resume_run``.
+        waiting_since: When it stopped to wait for an answer.
+        answered: It is ``waiting``, has been answered, and resumes soon.
     """
 
     id: str
@@ -110,6 +114,9 @@ class RunRecord(_Mapping):
     error_traceback: str | None
     output: str | None
     problem: str | None = None
+    interrupts: list[Any] | None = None
+    waiting_since: datetime | None = None
+    answered: bool = False
 
     @property
     def duration_seconds(self) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from scheduler.enums import RunStatus
 from scheduler.records import Notice, RunRecord, TaskInfo
 from scheduler.wording import describe_task
 
@@ -145,6 +146,11 @@ class Output:
         for run in runs:
             duration = run.duration_seconds
             detail = run.error_message or (run.output or "")
+            if run.status is RunStatus.WAITING and run.interrupts:
+                asked = [
+                    json.dumps(i.get("value") if isinstance(i, dict) else i) for i in run.interrupts
+                ]
+                detail = "asks: " + "; ".join(asked)
             rows.append(
                 [
                     run.id,

@@ -20,10 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scheduler.documents import DocumentError, load_json
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger, TaskState, TaskType
-from scheduler.exceptions import DefinitionError, TaskNotRunnableError
+from scheduler.exceptions import DefinitionError, TaskNotRunnableError, describe_errors
 from scheduler.invocation import Outcome
-from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition, describe_errors
+from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
 from scheduler.pending import PendingRun
 from scheduler.records import RunRecord, TaskInfo, from_timestamp
 from scheduler.settings import Settings
@@ -214,6 +215,16 @@ def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
 
 
 def run_record(row: RunRow) -> RunRecord:
+    """What the scheduler reports about a run row (its stored JSON read within bounds)."""
+    problem = row.problem
+    interrupts: list[Any] | None = None
+    if row.interrupts is not None:
+        try:
+            value = load_json(row.interrupts, what="interrupts")
+        except DocumentError as exc:
+            problem = "; ".join(p for p in (problem, str(exc)) if p)
+        else:
+            interrupts = value if isinstance(value, list) else [value]
     return RunRecord(
         id=row.id,
         task_id=row.task_id,
@@ -230,7 +241,10 @@ def run_record(row: RunRow) -> RunRecord:
         error_message=row.error_message,
         error_traceback=row.error_traceback,
         output=row.output,
-        problem=row.problem,
+        problem=problem,
+        interrupts=interrupts,
+        waiting_since=from_timestamp(row.waiting_since),
+        answered=row.answer is not None,
     )
 
 

@@ -19,14 +19,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.callbacks import call_callback
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
-from scheduler.invocation import Outcome, invoke
+from scheduler.invocation import NO_RESUME, Outcome, invoke
 from scheduler.models import TaskDefinition
-from scheduler.pending import Admission, PendingRun, new_run_id, retry_delay
-from scheduler.rows import finished_run, queued_run, settled
+from scheduler.outcomes import call_run_callback, preview, report, retry_of
+from scheduler.pending import Admission, PendingRun
+from scheduler.rows import queued_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
+from scheduler.waiting import WaitingRuns
 
 __all__ = ["Runner"]
 
@@ -64,6 +65,12 @@ class Runner:
         self._delayed: dict[str, tuple[asyncio.TimerHandle, PendingRun]] = {}
         self._known: set[str] = set()
         self._accepting = True
+        self._waiting = WaitingRuns(
+            settings=settings,
+            clock=clock,
+            on_answer=self._resume,
+            on_expiry=self._expire_waiting,
+        )
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -125,6 +132,7 @@ class Runner:
                 handle.cancel()
                 del self._delayed[run_id]
                 dropped.append(pending)
+        dropped.extend(self._waiting.of_task(task_id))
         for pending in dropped:
             self._known.discard(pending.run_id)
             self._release(task_id)
@@ -197,15 +205,18 @@ class Runner:
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task
         started = self._clock()
-        thread_id = task.thread_id or str(uuid.uuid4())
+        thread_id = pending.thread_id or task.thread_id or str(uuid.uuid4())
         try:
             # Durable before the graph is called: after a crash from here on, the run is
-            # found ``running`` and recorded interrupted, never started a second time.
+            # found ``running`` and recorded interrupted, never started a second time. A
+            # resumed run takes its answer off the record in the same commit.
+            changes: dict[str, Any] = {"answer": None} if pending.resuming else {}
             await self._log.commit(
                 pending.run_id,
                 status=RunStatus.RUNNING,
                 started_at=started,
                 thread_id=thread_id,
+                **changes,
             )
         except asyncio.CancelledError:
             outcome = Outcome(
@@ -232,8 +243,13 @@ class Runner:
                 timeout=pending.task.timeout_seconds or self._settings.timeout_seconds,
                 output_max_chars=self._settings.output_max_chars,
                 policy=self._policy,
+                resume=pending.resume if pending.resuming else NO_RESUME,
             )
         finished = self._clock()
+        self._running.pop(pending.run_id, None)
+        if outcome.status is RunStatus.WAITING:
+            await self._start_waiting(pending, outcome, thread_id, finished)
+            return
         self._log.update(
             pending.run_id,
             status=outcome.status,
@@ -243,115 +259,125 @@ class Runner:
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,
         )
-        self._running.pop(pending.run_id, None)
         self._known.discard(pending.run_id)
-        self._report(pending, outcome, finished - started)
-        retry = self._retry_for(pending, outcome, finished)
+        report(pending, outcome, finished - started)
+        retry = (
+            retry_of(pending, outcome, self._settings, now=finished) if self._accepting else None
+        )
         if retry is not None:
+            self._log.insert(
+                queued_run(
+                    retry.run_id,
+                    task.id,
+                    scheduled_for=retry.scheduled_for,
+                    queued_at=finished,
+                    trigger=RunTrigger.RETRY,
+                    attempt=retry.attempt,
+                    not_before=retry.not_before,
+                )
+            )
             self._known.add(retry.run_id)
             self._queue(retry)  # the task stays in progress through its retries
         else:
             self._release(task.id)
             if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-                await self._on_failure(pending, outcome, thread_id, started, finished)
+                await call_run_callback(
+                    pending,
+                    outcome,
+                    "on_failure_callback",
+                    thread_id,
+                    started,
+                    finished,
+                    policy=self._policy,
+                    settings=self._settings,
+                )
         self._pump()
         self._check_idle()
 
-    def _retry_for(self, pending: PendingRun, outcome: Outcome, now: float) -> PendingRun | None:
-        if outcome.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or not self._accepting:
-            return None
-        task = pending.task
-        max_retries = (
-            task.max_retries if task.max_retries is not None else self._settings.max_retries
-        )
-        if pending.attempt > max_retries:
-            return None
-        delay = retry_delay(
-            pending.attempt,
-            base=task.retry_delay_seconds or self._settings.retry_delay_seconds,
-            cap=self._settings.retry_max_delay_seconds,
-        )
-        retry = PendingRun(
-            run_id=new_run_id(),
-            task=task,
-            scheduled_for=pending.scheduled_for,
-            attempt=pending.attempt + 1,
-            trigger=RunTrigger.RETRY,
-            not_before=now + delay,
-        )
-        self._log.insert(
-            queued_run(
-                retry.run_id,
-                task.id,
-                scheduled_for=retry.scheduled_for,
-                queued_at=now,
-                trigger=RunTrigger.RETRY,
-                attempt=retry.attempt,
-                not_before=retry.not_before,
-            )
-        )
-        logger.info(
-            "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",
-            task.id,
-            pending.run_id,
-            delay,
-            retry.run_id,
-            retry.attempt,
-            max_retries + 1,
-        )
-        return retry
+    # -- waiting for an answer ---------------------------------------------------------------
 
-    def _report(self, pending: PendingRun, outcome: Outcome, seconds: float) -> None:
-        task_id, run_id = pending.task.id, pending.run_id
-        if outcome.status is RunStatus.SUCCEEDED:
-            if not logger.isEnabledFor(logging.INFO):
-                return
-            logger.info(
-                "task %s run %s succeeded in %.2f s: %s",
-                task_id,
-                run_id,
-                seconds,
-                _preview(outcome.output),
-            )
-        elif outcome.status is RunStatus.CANCELLED:
-            logger.info("task %s run %s cancelled: %s", task_id, run_id, outcome.error_message)
-        else:
-            logger.warning(
-                "task %s run %s %s after %.2f s: %s: %s",
-                task_id,
-                run_id,
-                outcome.status.value.replace("_", " "),
-                seconds,
-                outcome.error_type,
-                outcome.error_message,
-            )
-
-    async def _on_failure(
-        self,
-        pending: PendingRun,
-        outcome: Outcome,
-        thread_id: str,
-        started: float,
-        finished: float,
+    async def _start_waiting(
+        self, pending: PendingRun, outcome: Outcome, thread_id: str, now: float
     ) -> None:
-        path = pending.task.on_failure_callback
-        if not path:
-            return
-        record = finished_run(
-            pending, outcome, thread_id=thread_id, started=started, finished=finished
+        """The graph stopped at ``interrupt()``: record ``waiting`` and hold the run (it
+        still counts as in flight for its task) until it is answered or times out."""
+        self._log.update(
+            pending.run_id,
+            status=RunStatus.WAITING,
+            waiting_since=now,
+            interrupts=outcome.interrupts,
+            output=outcome.output,
         )
-        timeout = pending.task.timeout_seconds or self._settings.timeout_seconds
-        try:
-            callback = self._policy.resolve(path, field="on_failure_callback")
-            async with asyncio.timeout(timeout):
-                await call_callback(callback, pending.task, record)
-        except Exception:
-            logger.exception(
-                "task %s run %s: on_failure_callback %s raised",
-                pending.task.id,
-                pending.run_id,
-                path,
+        self._waiting.hold(pending, thread_id=thread_id, since=now)
+        logger.info(
+            "task %s run %s waiting for an answer (thread %s): %s; answer with: python -m "
+            "scheduler answer %s JSON",
+            pending.task.id,
+            pending.run_id,
+            thread_id,
+            preview(outcome.interrupts),
+            pending.run_id,
+        )
+        await call_run_callback(
+            pending,
+            outcome,
+            "on_waiting_callback",
+            thread_id,
+            now,
+            now,
+            policy=self._policy,
+            settings=self._settings,
+        )
+        self._pump()
+        self._check_idle()
+
+    def hold_waiting(self, pending: PendingRun, *, thread_id: str, since: float) -> None:
+        """Take a run found ``waiting`` at start (it waited while no scheduler ran)."""
+        if pending.run_id in self._known:
+            return
+        self._known.add(pending.run_id)
+        self._in_progress[pending.task.id] += 1
+        self._waiting.hold(pending, thread_id=thread_id, since=since)
+
+    def answer(self, run_id: str, value: Any) -> bool:
+        """Resume a waiting run with ``value`` (its record already holds the answer);
+        False if it is not waiting here."""
+        return self._waiting.answer(run_id, value)
+
+    def is_waiting(self, run_id: str) -> bool:
+        return bool(run_id in self._waiting)
+
+    def _resume(self, pending: PendingRun) -> None:
+        pending.resuming = True
+        self._queue(pending)  # its task is still in progress: no admission again
+
+    def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
+        now = self._clock()
+        message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
+        self._log.change(
+            settled(
+                pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
             )
+        )
+        logger.warning(
+            "task %s run %s timed out waiting: %s", pending.task.id, pending.run_id, message
+        )
+        self._known.discard(pending.run_id)
+        self._release(pending.task.id)
+        outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
+        asyncio.get_running_loop().create_task(
+            call_run_callback(
+                pending,
+                outcome,
+                "on_failure_callback",
+                pending.thread_id or "",
+                now,
+                now,
+                policy=self._policy,
+                settings=self._settings,
+            )
+        )
+        self._check_idle()
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -362,9 +388,10 @@ class Runner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
-        them (recorded ``cancelled``). Waiting runs stay ``queued`` in the database and are
-        picked up by the next start."""
+        them (recorded ``cancelled``). Runs not started stay ``queued`` in the database and are
+        picked up by the next start (waiting ones stay ``waiting``)."""
         self._accepting = False
+        self._waiting.close()
         for handle, _ in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
@@ -385,10 +412,3 @@ class Runner:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
-def _preview(text: str | None, limit: int = 120) -> str:
-    if not text:
-        return "(no output)"
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -67,9 +67,24 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = Field(default=10, gt=0, description="First retry delay")
     retry_max_delay_seconds: float = Field(default=600, gt=0, description="Retry delay cap")
     timeout_seconds: float | None = Field(default=None, gt=0, description="Run timeout")
+    waiting_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="How long a run waits for an answer (none: for ever)"
+    )
     overlap: OverlapPolicy = Field(default=OverlapPolicy.SKIP, description="Overlap policy")
     max_instances: int = Field(default=3, ge=1, description="Parallel runs with overlap=allow")
     priority: Priority = Field(default=Priority.MEDIUM, description="Default priority")
+
+    # What a graph is given, as the LangGraph server gives it (see scheduler.persistence).
+    inject_checkpointer: bool = Field(
+        default=True,
+        description="Give a compiled graph without a checkpointer one on the scheduler's "
+        "database (threads persist, interrupt() can be resumed)",
+    )
+    inject_store: bool = Field(
+        default=True,
+        description="Give a compiled graph without a store one on the scheduler's database "
+        "(runtime.store), configured by langgraph.json's store section",
+    )
 
     # Safety.
     callback_modules: Annotated[list[str], NoDecode] = Field(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler.dispatcher import Dispatcher
+from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
@@ -87,6 +88,7 @@ class Supervisor:
         self.active = True
         for pending in recovered:
             self.runner.submit(pending)
+        self._take_waiting()
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
 
     async def stop(self, grace_seconds: float) -> None:
@@ -286,9 +288,56 @@ class Supervisor:
     def _overdue(self) -> bool:
         return self.loop.time() - self.dispatcher.last_processed > 65.0
 
+    def _take_waiting(self) -> None:
+        """Hold the runs found ``waiting`` (they wait across restarts) and resume those
+        answered while no scheduler ran."""
+        runs = self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
+        if not runs:
+            return
+        with self.store.transaction() as tx:
+            tasks = self._tasks_of(tx, runs)
+        for run in runs:
+            task = tasks[run.task_id]
+            if isinstance(task, str) or run.problem is not None or run.thread_id is None:
+                reason = task if isinstance(task, str) else "its record cannot be read"
+                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
+                continue
+            pending = PendingRun(
+                run_id=run.id,
+                task=task,
+                scheduled_for=run.scheduled_for,
+                attempt=run.attempt,
+                trigger=RunTrigger(run.trigger),
+                occurrences=run.occurrences,
+                queued_at=run.queued_at,
+            )
+            since = run.waiting_since or run.started_at or run.queued_at
+            self.runner.hold_waiting(pending, thread_id=run.thread_id, since=since)
+        logger.info("%d run(s) waiting for an answer", len(runs))
+        self._take_answers(runs)
+
+    def _take_answers(self, runs: list[RunRow] | None = None) -> None:
+        """Resume the waiting runs held here whose answer has been recorded (by
+        ``resume_run`` in this or another process)."""
+        if runs is None:
+            runs = self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
+        for run in runs:
+            if run.answer is None or not self.runner.is_waiting(run.id):
+                continue
+            try:
+                value = load_json(run.answer, what="the stored answer")
+            except DocumentError as exc:
+                self._settle(run.id, RunStatus.FAILED, "BadAnswer", str(exc))
+                continue
+            self.runner.answer(run.id, value)
+
+    def _settle(self, run_id: str, status: RunStatus, kind: str, message: str) -> None:
+        self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
+
     def _pick_up_changes(self) -> None:
-        """Start runs requested elsewhere (``run`` from the CLI) and drop waiting runs of
-        tasks removed elsewhere."""
+        """Start runs requested elsewhere (``run`` from the CLI), resume runs answered
+        elsewhere, and drop waiting runs of tasks removed elsewhere."""
+        self._take_answers()
         requested = [
             run
             for run in self.store.list_runs(statuses=[RunStatus.QUEUED], limit=None)
@@ -308,14 +357,8 @@ class Supervisor:
             except DefinitionError:
                 task = None
             if task is None or run.problem is not None:
-                self.run_log.change(
-                    settled(
-                        run.id,
-                        RunStatus.CANCELLED,
-                        now=self.clock(),
-                        kind="TaskUnavailable",
-                        message="its task is gone or unloadable",
-                    )
+                self._settle(
+                    run.id, RunStatus.CANCELLED, "TaskUnavailable", "its task is gone or unloadable"
                 )
                 continue
             self.runner.submit(

@@ -16,8 +16,10 @@ from scheduler import gcfreeze
 from scheduler.exceptions import (
     SchedulerNotRunningError,
 )
+from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
+from scheduler.persistence import Persistence, prepare_graph
 from scheduler.settings import Settings, sqlite_url
 from scheduler.storage import Store
 from scheduler.supervisor import Supervisor
@@ -61,7 +63,9 @@ class TaskScheduler(TaskWrites):
         self._policy = self.settings.callback_policy()
         url = database_url or (sqlite_url(db_path) if persistent else "sqlite://")
         self._store = Store(url, busy_timeout=self.settings.sqlite_busy_timeout_seconds)
-        self._graph_object = graph
+        self._given_graph = graph
+        self._graph_object: Any = None
+        self._persistence: Persistence | None = None
         self._graph_lock = threading.Lock()
         self._supervisor: Supervisor | None = None
         self._gc_frozen = False
@@ -125,12 +129,26 @@ class TaskScheduler(TaskWrites):
             if self._gc_frozen:
                 self._gc_frozen = False
                 gcfreeze.release()
+            await self._close_graph_connections()
         logger.info("scheduler stopped")
+
+    async def _close_graph_connections(self) -> None:
+        """A graph on a LangGraph server holds HTTP connections of this event loop."""
+        close = getattr(self._graph_object, "aclose", None)
+        if close is not None and callable(close):
+            try:
+                await close()
+            except Exception:  # closing must not hide the reason for the stop
+                logger.exception("could not close the graph's connections")
 
     def close(self) -> None:
         """Close the database connections (after :meth:`stop`; reopened on next use)."""
         if self._supervisor is not None:
             raise RuntimeError("close() after stop(): the scheduler is still running")
+        if self._persistence is not None:
+            self._persistence.close()
+            self._persistence = None
+            self._graph_object = None
         self._store.close()
 
     async def __aenter__(self) -> TaskScheduler:
@@ -163,12 +181,27 @@ class TaskScheduler(TaskWrites):
         return scheduler_is_active(self._store)
 
     def graph(self) -> Any:
-        """The graph runs invoke (loaded from ``settings.graph`` on first use)."""
+        """The graph runs invoke, prepared as the LangGraph server prepares it: loaded from
+        ``settings.graph`` on first use (after the ``env`` of ``langgraph.json`` is set),
+        with a checkpointer and a store on this scheduler's database when it has none
+        (see :mod:`scheduler.persistence`)."""
         if self._graph_object is None:
             with self._graph_lock:
                 if self._graph_object is None:
-                    target = self.settings.graph or default_graph_target(Path.cwd())
-                    self._graph_object = load_graph(target)
+                    config = read_langgraph_json(Path.cwd())
+                    config.apply_env()
+                    loaded = self._given_graph
+                    if loaded is None:
+                        target = self.settings.graph or default_graph_target(Path.cwd())
+                        loaded = load_graph(target)
+                    self._persistence = prepare_graph(
+                        loaded,
+                        database_url=self._store.url,
+                        config=config,
+                        checkpointer=self.settings.inject_checkpointer,
+                        store=self.settings.inject_store,
+                    )
+                    self._graph_object = self._persistence.graph
         return self._graph_object
 
     def cancel_running_runs(self) -> None:

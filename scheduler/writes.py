@@ -11,6 +11,7 @@ commit (with the ids of removed tasks, whose waiting runs it cancels).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,9 +19,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
-from scheduler.enums import RunTrigger
-from scheduler.exceptions import SchedulerError, TaskNotFoundError
-from scheduler.models import TaskDefinition
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.exceptions import (
+    RunNotFoundError,
+    RunNotWaitingError,
+    SchedulerError,
+    TaskNotFoundError,
+)
+from scheduler.limits import check_json_value
+from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.pending import PendingRun, new_run_id
 from scheduler.queries import TaskQueries
 from scheduler.records import RunRecord, TaskInfo
@@ -33,7 +40,7 @@ from scheduler.rows import (
     task_info,
 )
 from scheduler.settings import Settings
-from scheduler.storage import Store, TaskRow, TaskStats
+from scheduler.storage import RunRow, Store, TaskRow, TaskStats
 from scheduler.supervisor import Supervisor, run_alone
 
 __all__ = ["TaskWrites"]
@@ -128,7 +135,7 @@ class TaskWrites(TaskQueries):
         """
         if not isinstance(task, TaskDefinition):
             raise TypeError(f"expected a TaskDefinition, got {type(task).__name__}")
-        for name in ("result_callback", "on_failure_callback"):
+        for name in CALLBACK_FIELDS:
             path = getattr(task, name)
             if path and import_callbacks:
                 self._policy.resolve(path, field=name)
@@ -257,6 +264,86 @@ class TaskWrites(TaskQueries):
         )
         attempts = [run for run in self.list_runs(task_id, limit=None) if run.id >= run_id]
         return attempts[0]  # the newest: the last attempt
+
+    def resume_run(self, run_id: str, value: Any) -> None:
+        """Answer a ``waiting`` run (one whose graph called ``interrupt()``): the run goes on
+        with ``Command(resume=value)`` on its thread, recorded on the same run. The active
+        scheduler resumes it (also one in another process, within
+        ``SCHEDULER_POLL_INTERVAL_SECONDS``); with none running, it resumes at the next
+        start (or use :meth:`resume_run_here`).
+
+        Raises:
+            RunNotFoundError: No such run.
+            RunNotWaitingError: It is not waiting, or has been answered already.
+            ValueError: ``value`` is not JSON within the limits of task input.
+        """
+        self._record_answer(run_id, value)
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active:
+            self._on_loop(supervisor.runner.answer, run_id, value)
+        logger.info("run %s answered", run_id)
+
+    async def resume_run_here(
+        self, run_id: str, value: Any, *, timeout: float | None = None
+    ) -> RunRecord:
+        """Answer a waiting run and run its continuation in this process, without starting
+        the scheduler (see :meth:`run_task_here`); returns its record once it ends again
+        (or waits again).
+
+        Raises:
+            RunNotFoundError, RunNotWaitingError: As :meth:`resume_run`.
+            SchedulerError: This scheduler is started, or another process is active.
+            TimeoutError: It did not finish within ``timeout`` seconds (it was cancelled).
+        """
+        if self._supervisor is not None:
+            raise SchedulerError("resume_run_here() on a started scheduler; use resume_run()")
+        self.graph()
+        run = self._record_answer(run_id, value)
+        task = decode_or_raise(self._task_row(run.task_id))
+        pending = PendingRun(
+            run.id,
+            task,
+            run.scheduled_for,
+            attempt=run.attempt,
+            trigger=RunTrigger(run.trigger),
+            occurrences=run.occurrences,
+            queued_at=run.queued_at,
+            thread_id=run.thread_id,
+            resume=value,
+            resuming=True,
+        )
+        await run_alone(
+            store=self._store,
+            settings=self.settings,
+            graph=self.graph,
+            pending=pending,
+            timeout=timeout,
+            clock=self._clock,
+        )
+        return self.get_run(run_id)
+
+    def _record_answer(self, run_id: str, value: Any) -> RunRow:
+        try:
+            check_json_value(value)
+        except ValueError as exc:
+            raise ValueError(f"the answer {exc}") from None
+        with self._changing() as changes:
+            run = changes.tx.get_run(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            if run.status != RunStatus.WAITING:
+                raise RunNotWaitingError(run_id, run.status)
+            if run.answer is not None:
+                raise RunNotWaitingError(run_id, run.status, answered=True)
+            changes.tx.update_runs([{"id": run_id, "answer": json.dumps(value)}])
+            changes.changed = True
+        return run
+
+    def _task_row(self, task_id: str) -> TaskRow:
+        row = self._store.get_task(task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return row
 
     @contextmanager
     def _changing(self) -> Iterator[TaskChanges]:

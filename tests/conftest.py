@@ -121,3 +121,78 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 
 
 PYTHON = sys.executable
+
+
+class LangGraphDev:
+    """A real ``langgraph dev`` server (``langgraph-cli[inmem]``), offline on 127.0.0.1, on
+    ``tests/langgraph.json``'s graphs, in a directory of its own; stopped by the fixture."""
+
+    def __init__(self, directory: Path) -> None:
+        import re
+        import shutil
+        import socket
+        import subprocess
+        import threading
+        import time
+
+        for name in ("langgraph.json", "server_graphs.py"):
+            shutil.copy(ROOT / "tests" / name, directory / name)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.log: list[str] = []
+        env = {
+            **os.environ,
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGSMITH_TRACING": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [
+            str(Path(sys.executable).with_name("langgraph")),
+            "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        threading.Thread(target=lambda: self.log.extend(stdout), daemon=True).start()
+        deadline = time.monotonic() + 90
+        self.url = ""
+        while time.monotonic() < deadline and self.process.poll() is None:
+            text = "".join(self.log)
+            found = re.search(r"API: \S*(http://127\.0\.0\.1:\d+)", re.sub(r"\x1b\[\d+m", "", text))
+            if found and "Application started up" in text:
+                self.url = found.group(1)  # read, not assumed: a busy port moves
+                break
+            time.sleep(0.1)
+        if not self.url:
+            self.stop()
+            raise RuntimeError("langgraph dev did not start:\n" + "".join(self.log)[-3000:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                self.process.kill()
+                self.process.wait(timeout=20)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def langgraph_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGraphDev]:
+    """A running ``langgraph dev`` for the whole session (skipped where the CLI is not
+    installed, never in CI)."""
+    if not Path(sys.executable).with_name("langgraph").exists():
+        if REQUIRE_POSTGRES:  # CI installs the dev extras: the CLI must be there
+            pytest.fail("langgraph-cli[inmem] is not installed (pip install -e '.[dev]')")
+        pytest.skip("langgraph-cli[inmem] is not installed")
+    server = LangGraphDev(tmp_path_factory.mktemp("langgraph-dev"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -240,6 +240,28 @@ CASES = [
         "root-agent echo: ping",
         "scheduler",
     ),
+    Case(  # a defaulted context_schema whose model the task overrides (server-style context)
+        "react_agent",
+        {
+            "id": "heartbeat",
+            "schedule": "every 1 second",
+            "prompt": "ping",
+            "context": {"model": "fake/echo-model"},
+        },
+        "react-agent (fake/echo-model) on 'ping': echo-model at your service",
+        "src/scheduler",
+    ),
+    Case(  # runtime.store, which the scheduler gives it (as the server does)
+        "memory_agent",
+        {
+            "id": "heartbeat",
+            "schedule": "every 1 second",
+            "prompt": "remember milk",
+            "context": {"user_id": "ann"},
+        },
+        "memory-agent for ann knew",
+        "src/scheduler",
+    ),
     Case(
         "poetry_agent",
         {"id": "heartbeat", "schedule": "every 1 second", "input": {"topic": "graphs"}},
@@ -261,6 +283,10 @@ def test_scaffolded_project_fires_its_own_graph_and_keeps_its_task_across_a_rest
     assert "next: " in out
     assert (project / case.package / "service.py").is_file()
     assert not (project / case.package / "scaffold").exists()  # the scaffolder stays here
+    assert "scheduler.db*" in (project / ".gitignore").read_text()
+    assert "tasks in scheduler.db: 1 added" in out  # there before the first start
+    last = out.strip().splitlines()[-1]  # the set-up line for a fresh machine
+    assert ".venv/bin/pip install" in last or "poetry install" in last
 
     venv = make_venv(tmp_path / "venv", project)
     if (project / "requirements.txt").exists():
@@ -291,6 +317,8 @@ def test_scaffolded_project_fires_its_own_graph_and_keeps_its_task_across_a_rest
     second.wait_for(r"applied tasks.yaml: 1 unchanged")
     again = second.wait_for(FIRED)
     assert again[1] != fired[1] and case.answer in again[2]
+    if case.fixture == "memory_agent":  # what the first start stored is still there
+        assert "knew 0 memories" not in again[2], again[2]
     if case.fixture == "root_agent":
         assert second.finish(interrupt=False) == 0, second.output
     else:

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from scheduler.exceptions import ScaffoldError
-from scheduler.models import TaskDefinition, describe_errors
+from scheduler.exceptions import ScaffoldError, SchedulerError, describe_errors
+from scheduler.models import TaskDefinition
 from scheduler.scaffold.changes import RECORD, ChangeSet, read_text
 from scheduler.scaffold.manifests import (
     PACKAGE,
@@ -48,6 +48,9 @@ from scheduler.scaffold.wiring import (
     place_main_block,
     tasks_yaml,
 )
+from scheduler.settings import Settings
+from scheduler.task_scheduler import TaskScheduler
+from scheduler.tasksfile import apply_tasks_file
 
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
 
@@ -176,6 +179,7 @@ class _Planner:
         self.plan_main()
         self.plan_tasks(plan)
         self.plan_env()
+        self.plan_gitignore()
         self.changes.close({"graph": self.target, "package": plan.package_dir})
         return plan
 
@@ -279,6 +283,17 @@ class _Planner:
         elif not self.changes.scaffolded("tasks.yaml"):
             plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
 
+    def plan_gitignore(self) -> None:
+        """``.gitignore`` gets ``scheduler.db*`` (the database and its WAL files), once."""
+        old = read_text(self.project / ".gitignore")
+        lines = (old or "").splitlines()
+        if any(line.strip() in ("scheduler.db*", "*.db", "scheduler.db") for line in lines):
+            return
+        newline = "\r\n" if old and "\r\n" in old else "\n"
+        entry = f"# the scheduler's database (python -m scheduler scaffold){newline}scheduler.db*"
+        new = (old.rstrip("\r\n") + newline * 2 if old and old.strip() else "") + entry + newline
+        self.changes.change(".gitignore", old, new, "ignore the scheduler's database")
+
     def plan_env(self) -> None:
         """The scheduler's section of .env.example (variables set elsewhere in it left out)."""
         old = read_text(self.project / ".env.example")
@@ -308,12 +323,31 @@ def _package_files(directory: Path) -> list[Path]:
 
 
 def _next_command(plan: Plan) -> str:
+    """The command that sets the project up on a fresh machine and starts it."""
     where = shlex.quote(str(plan.project))
-    if plan.manifest.kind == "requirements":
-        return f"cd {where} && pip install -r requirements.txt && python main.py"
     if plan.manifest.kind == "poetry":
         return f"cd {where} && poetry install && poetry run python main.py"
-    return f"cd {where} && pip install -e . && python main.py"
+    install = "-r requirements.txt" if plan.manifest.kind == "requirements" else "-e ."
+    return (
+        f"cd {where} && python3 -m venv .venv && .venv/bin/pip install {install} && "
+        ".venv/bin/python main.py"
+    )
+
+
+def _apply_tasks(plan: Plan, persist: bool) -> str:
+    """Write the scaffolded tasks into the project's database now (so ``list`` shows them
+    before the first start); returns what to print."""
+    if not persist or not (plan.project / "tasks.yaml").is_file():
+        return "the tasks of tasks.yaml are applied when main.py starts"
+    settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
+    scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
+    try:
+        report = apply_tasks_file(scheduler, plan.project / "tasks.yaml")
+    except SchedulerError as exc:
+        return f"tasks.yaml not applied yet ({exc}); main.py applies it at start"
+    finally:
+        scheduler.close()
+    return f"tasks in scheduler.db: {report.summary()} (python -m scheduler list)"
 
 
 def _print_plan(plan: Plan, *, dry_run: bool) -> None:
@@ -372,5 +406,6 @@ def run_scaffold(args: argparse.Namespace) -> int:
         print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return NOT_FOUND
     print(f"done: {len(plan.changes.changes)} file(s) written.")
+    print(_apply_tasks(plan, persist=not args.no_persist))
     print(f"next: {_next_command(plan)}")
     return 0

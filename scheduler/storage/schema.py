@@ -35,7 +35,7 @@ __all__ = [
     "tasks_table",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -73,6 +73,10 @@ runs_table = Table(
     Column("error_message", Text),
     Column("error_traceback", Text),
     Column("output", Text),
+    # Schema 2: human in the loop.
+    Column("interrupts", Text),  # JSON: what interrupt() asked, while waiting
+    Column("answer", Text),  # JSON: the answer given, until the run resumes with it
+    Column("waiting_since", Float),
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
 )
@@ -140,6 +144,9 @@ class RunRow:
     error_message: str | None = None
     error_traceback: str | None = None
     output: str | None = None
+    interrupts: str | None = None
+    answer: str | None = None
+    waiting_since: float | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
@@ -157,6 +164,7 @@ RUN_STATUSES = frozenset(
     (
         "queued",
         "running",
+        "waiting",
         "succeeded",
         "failed",
         "timed_out",
@@ -285,6 +293,9 @@ def run_row(row: Any) -> RunRow:
         error_message=check.text("error_message", values["error_message"], optional=True),
         error_traceback=check.text("error_traceback", values["error_traceback"], optional=True),
         output=check.text("output", values["output"], optional=True),
+        interrupts=check.text("interrupts", values["interrupts"], optional=True),
+        answer=check.text("answer", values["answer"], optional=True),
+        waiting_since=check.time("waiting_since", values["waiting_since"], optional=True),
     )
     if type(values["id"]) is not str:
         check.problems.insert(0, f"column id holds {values['id']!r}, not text")

@@ -19,7 +19,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, case, create_engine, event, func, insert, select
+from sqlalchemy import (
+    Connection,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -135,6 +145,8 @@ class Store:
                             f"written by a newer version of this package (this one reads "
                             f"{SCHEMA_VERSION}); upgrade the package"
                         )
+                    elif schema < SCHEMA_VERSION:
+                        _migrate(conn, schema)
         self._set_up = True
 
     def close(self) -> None:
@@ -288,6 +300,20 @@ class Store:
         if changes:
             with self.transaction() as tx:
                 tx.update_runs(changes)
+
+
+def _migrate(conn: Connection, schema: int) -> None:
+    """Bring a database of an older schema up to :data:`SCHEMA_VERSION`: add the columns it
+    lacks (every change so far only adds nullable columns), then record the version."""
+    for table in (tasks_table, runs_table):
+        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+    conn.execute(
+        update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION)
+    )
 
 
 def _insert_ignore(conn: Connection, key: str, value: int) -> None:

@@ -188,6 +188,14 @@ class Transaction:
                 params,
             )
 
+    def get_run(self, run_id: str) -> RunRow | None:
+        """One run, locked for the transaction."""
+        query = select(runs_table).where(runs_table.c.id == run_id)
+        if self._lock_rows:
+            query = query.with_for_update()
+        row = self._conn.execute(query).first()
+        return run_row(row) if row is not None else None
+
     def runs_with_status(self, statuses: Collection[str]) -> list[RunRow]:
         query = (
             select(runs_table)

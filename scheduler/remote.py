@@ -1,0 +1,153 @@
+"""A graph on a LangGraph server as the execution engine: each firing becomes a run on the
+server (``langgraph dev``, LangGraph Platform, any server of the LangGraph API), through
+the official SDK's runs API.
+
+``SCHEDULER_GRAPH=http://127.0.0.1:2024#agent`` names the server and the assistant (or
+graph id; the part after ``#``, default ``agent``). For each run the scheduler:
+
+* runs on the server thread of the run's thread: a task's ``thread_id`` that is not a UUID
+  (the server wants one) maps to a stable UUID (``uuid5``), so every firing of the task
+  continues the same server thread; a fresh run gets a fresh thread (created if missing);
+* sends the input (or, to answer an ``interrupt()``, ``command={"resume": ...}``), the
+  context, the ``run_name`` and ``tags`` in the config and the run metadata (task id,
+  scheduled time, attempt; the scheduler's run id as ``scheduler_run_id``, since the
+  server keeps ``run_id`` for its own) as the server run's ``metadata``;
+* streams the run's values; its last values are the run's result, with ``__interrupt__``
+  when the graph stopped for a human (the run is then ``waiting`` here);
+* cancels the server's run when the run here is cancelled (a timeout, a stop);
+* fails the run on a connection error or a server error, so the task's retry policy
+  applies.
+
+The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
+variable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from typing import Any
+
+from langgraph.types import Command
+from langgraph_sdk import get_client
+
+__all__ = ["ServerGraph", "ServerRunError", "is_server_target", "server_thread_id"]
+
+logger = logging.getLogger(__name__)
+
+_TARGET = re.compile(r"^(?P<url>https?://[^#\s]+)(?:#(?P<assistant>[\w.:-]+))?$")
+_NAMESPACE = uuid.UUID("6f1d5f0a-8b1e-4bb6-9d1a-5c2f2f6d7a10")
+
+
+class ServerRunError(RuntimeError):
+    """The server reported an error for the run (its message is the server's)."""
+
+
+def is_server_target(target: str) -> bool:
+    """``target`` names a LangGraph server (``http://host:port#assistant``)."""
+    return target.startswith(("http://", "https://"))
+
+
+def server_thread_id(thread_id: str) -> str:
+    """The server thread for a scheduler thread id: itself when it is a UUID, else a UUID
+    derived from it (the same every time)."""
+    try:
+        return str(uuid.UUID(thread_id))
+    except ValueError:
+        return str(uuid.uuid5(_NAMESPACE, thread_id))
+
+
+class ServerGraph:
+    """A LangGraph server's assistant, invoked like a compiled graph (``ainvoke``).
+
+    Args:
+        target: ``http(s)://host:port#assistant``.
+    """
+
+    context_schema = None  # the server builds the context from its own schema defaults
+
+    def __init__(self, target: str) -> None:
+        match = _TARGET.match(target)
+        if match is None:
+            raise ValueError(f"expected http(s)://host:port#assistant, got {target!r}")
+        self.url = match["url"].rstrip("/")
+        self.assistant_id = match["assistant"] or "agent"
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The SDK client (made on first use, in the loop that uses it)."""
+        if self._client is None:
+            self._client = get_client(url=self.url)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client's connections (a later run opens new ones)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"<ServerGraph {self.url}#{self.assistant_id}>"
+
+    async def ainvoke(
+        self, input: Any, config: dict[str, Any] | None = None, *, context: Any = None
+    ) -> Any:
+        """Run on the server and return the run's last values (see the module doc)."""
+        config = dict(config or {})
+        configurable = dict(config.get("configurable") or {})
+        thread_id = server_thread_id(str(configurable.pop("thread_id", uuid.uuid4())))
+        command: dict[str, Any] | None = None
+        payload: Any = input
+        if isinstance(input, Command):
+            command, payload = {"resume": input.resume}, None
+        server_config: dict[str, Any] = {
+            key: config[key] for key in ("run_name", "tags", "recursion_limit") if key in config
+        }
+        if configurable:
+            server_config["configurable"] = configurable
+        metadata = dict(config.get("metadata") or {})
+        if "run_id" in metadata:  # the server keeps "run_id" for its own run's id
+            metadata["scheduler_run_id"] = metadata["run_id"]
+        created: dict[str, Any] = {}
+        values: Any = None
+        try:
+            async for part in self.client.runs.stream(
+                thread_id,
+                self.assistant_id,
+                input=payload,
+                command=command,
+                stream_mode="values",
+                metadata=metadata,
+                config=server_config,
+                context=context,
+                if_not_exists="create",
+                on_disconnect="cancel",
+                on_run_created=created.update,
+            ):
+                if part.event == "values":
+                    values = part.data
+                elif part.event == "error":
+                    raise ServerRunError(_error_text(part.data))
+        except asyncio.CancelledError:
+            run_id = created.get("run_id")
+            if run_id:
+                await asyncio.shield(self._cancel(thread_id, str(run_id)))
+            raise
+        return values
+
+    async def _cancel(self, thread_id: str, run_id: str) -> None:
+        with contextlib.suppress(Exception):  # best effort: the server also cancels on
+            async with asyncio.timeout(5):  # disconnect (on_disconnect="cancel")
+                await self.client.runs.cancel(thread_id, run_id)
+                logger.info("cancelled run %s on %s (thread %s)", run_id, self.url, thread_id)
+
+
+def _error_text(data: Any) -> str:
+    if isinstance(data, dict):
+        kind, message = data.get("error"), data.get("message")
+        return ": ".join(str(p) for p in (kind, message) if p) or str(data)
+    return str(data)
