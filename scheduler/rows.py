@@ -322,7 +322,8 @@ def missed_run(
 def finished_run(
     pending: PendingRun, outcome: Outcome, *, thread_id: str, started: float, finished: float
 ) -> RunRecord:
-    """The record of a run that just ended (what an ``on_failure_callback`` receives)."""
+    """The record of a run that just ended or stopped to wait (what an
+    ``on_failure_callback`` or ``on_waiting_callback`` receives)."""
     return run_record(
         RunRow(
             id=pending.run_id,
@@ -340,6 +341,8 @@ def finished_run(
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,
             output=outcome.output,
+            interrupts=outcome.interrupts,
+            waiting_since=finished if outcome.status is RunStatus.WAITING else None,
         )
     )
 

@@ -37,3 +37,10 @@ def block_forever(task: TaskDefinition, result: Any) -> None:
 
 
 getcwd = os.getcwd  # a function of the standard library, re-exported by a project module
+
+
+waited: list[tuple[str, RunRecord]] = []
+
+
+async def on_waiting(task: TaskDefinition, run: RunRecord) -> None:
+    waited.append((task.id, run))

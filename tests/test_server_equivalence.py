@@ -273,3 +273,29 @@ def test_rows_of_the_old_schema_are_migrated(tmp_path: Path) -> None:
         assert version.fetchone()[0] == 2
     finally:
         connection.close()
+
+
+async def test_the_log_and_a_callback_say_a_run_waits_and_for_what(
+    make: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests import callbacks
+
+    callbacks.waited.clear()
+    scheduler = make(server_graphs.asker)
+    scheduler.start()
+    task = TaskDefinition(
+        id="told",
+        interval_seconds=3600,
+        prompt="the budget",
+        on_waiting_callback="tests.callbacks:on_waiting",
+    )
+    with caplog.at_level("INFO", logger="scheduler.runner"):
+        run = await run_once(scheduler, task)
+        await eventually(lambda: callbacks.waited, message="on_waiting_callback")
+    [(task_id, record)] = callbacks.waited
+    assert (task_id, record.id, record.status) == ("told", run.id, RunStatus.WAITING)
+    assert record.interrupts and record.interrupts[0]["value"] == {
+        "question": "approve the budget?"
+    }
+    [line] = [r.getMessage() for r in caplog.records if "waiting for an answer" in r.getMessage()]
+    assert "approve the budget?" in line and f"python -m scheduler answer {run.id}" in line
