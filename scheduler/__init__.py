@@ -1,9 +1,10 @@
 """A task scheduler for LangGraph agents: cron, interval and one-time schedules on
 APScheduler 3, kept in a SQLAlchemy database, each firing invoking the compiled graph."""
 
+from typing import TYPE_CHECKING, Any
+
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import SyncReport
-from scheduler.checkpoint import SqliteCheckpointer
 from scheduler.enums import OverlapPolicy, Priority, RunStatus, RunTrigger, TaskState, TaskType
 from scheduler.exceptions import (
     CallbackError,
@@ -26,6 +27,9 @@ from scheduler.service import BackgroundService, main, start_in_background
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file
+
+if TYPE_CHECKING:
+    from scheduler.checkpoint import SqliteCheckpointer
 
 __all__ = [
     "BackgroundService",
@@ -61,3 +65,13 @@ __all__ = [
     "main",
     "start_in_background",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SqliteCheckpointer`` on first use: it imports LangGraph's checkpointers, which the
+    CLI's management commands do not need."""
+    if name == "SqliteCheckpointer":
+        from scheduler.checkpoint import SqliteCheckpointer
+
+        return SqliteCheckpointer
+    raise AttributeError(f"module 'scheduler' has no attribute {name!r}")

@@ -59,20 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: Callable[..., int], help_text: str, *, reads: bool = False
+        name: str, handler: Callable[..., int], help_text: str, *, json: bool = True
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
-        if reads:
-            p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        if json:  # every command that reports a result can report it as JSON
+            p.add_argument(
+                "--json", action="store_true", help="print the result as JSON (for scripts)"
+            )
         return p
 
-    command("list", commands.cmd_list, "list tasks", reads=True)
+    command("list", commands.cmd_list, "list tasks")
     p = command(
         "show",
         commands.cmd_show,
         "show a task: definition, next 5 fire times, recent runs",
-        reads=True,
     )
     p.add_argument("id")
     p.add_argument("--runs", type=int, default=10, metavar="N", help="recent runs to show")
@@ -105,28 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value", metavar="VALUE_JSON", help="the answer, as JSON")
     p.add_argument("--wait", action="store_true", help="wait until it ends (or waits again)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
-    p = command("runs", commands.cmd_runs, "run history, newest first", reads=True)
+    p = command("runs", commands.cmd_runs, "run history, newest first")
     p.add_argument("--task", metavar="ID")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (0: all)")
-    p = command(
-        "validate", commands.cmd_validate, "check a tasks file; changes nothing", reads=True
-    )
+    p = command("validate", commands.cmd_validate, "check a tasks file; changes nothing")
     p.add_argument("file")
     p = command(
         "apply",
         commands.cmd_apply,
         "apply a tasks file (add, update, remove its tasks)",
-        reads=True,
     )
     p.add_argument("file")
     p.add_argument("--removed", choices=["remove", "keep"], help="tasks gone from the file")
-    p = command("next", commands.cmd_next, "preview the fire times of a schedule", reads=True)
+    p = command("next", commands.cmd_next, "preview the fire times of a schedule")
     p.add_argument("schedule")
     p.add_argument("--tz", metavar="ZONE")
     p.add_argument("--count", type=int, default=5, metavar="N")
-    command("serve", commands.cmd_serve, "run the scheduler (what python main.py does)")
-    p = command("scaffold", commands.cmd_scaffold, "add the scheduler to a LangGraph project")
+    command("serve", commands.cmd_serve, "run the scheduler (what python main.py does)", json=False)
+    p = command(
+        "scaffold", commands.cmd_scaffold, "add the scheduler to a LangGraph project", json=False
+    )
     try:
         from scheduler.scaffold import add_scaffold_arguments
     except ImportError:  # a scaffolded project's copy of the package has no scaffolder

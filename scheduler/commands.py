@@ -146,10 +146,15 @@ def cmd_add(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> 
             raise UsageError("--schedule is required, e.g. --schedule 'every 5 minutes'")
         tasks = [_validate({"id": args.id, **flags}, scheduler.settings)]
     scheduler.add_tasks(tasks, replace_existing=args.replace, source=CLI_SOURCE)
-    for task in tasks:
-        info = scheduler.get_task(task.id)
+    added = [scheduler.get_task(task.id) for task in tasks]
+    for info in added:
         out.line(f"added {info.id}: {_summary(info)}")
+    out.result([_task_json(info) for info in added])
     return 0
+
+
+def _task_json(info: TaskInfo) -> dict[str, Any]:
+    return {**info.to_dict(), "schedule": schedule_text(info)}
 
 
 def _summary(info: TaskInfo) -> str:
@@ -174,6 +179,7 @@ def cmd_edit(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
     scheduler.add_task(_validate(data, scheduler.settings), source=None)
     edited = scheduler.get_task(args.id)
     out.line(f"edited {edited.id}: {_summary(edited)}")
+    out.result(_task_json(edited))
     if edited.source.startswith("file:"):
         out.line(
             f"note: {edited.id} comes from {edited.source[5:]}; applying that file again "
@@ -185,12 +191,14 @@ def cmd_edit(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
 def cmd_pause(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     info = scheduler.pause_task(args.id)
     out.line(f"{info.id} is {info.state.value}")
+    out.result(_task_json(info))
     return 0
 
 
 def cmd_resume(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     info = scheduler.resume_task(args.id)
     out.line(f"{info.id} is {info.state.value}: {_summary(info)}")
+    out.result(_task_json(info))
     return 0
 
 
@@ -202,9 +210,11 @@ def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
         answer = input(f"Remove task {info.id!r} ({info.name})? Its run history is kept. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out.line("not removed")
+            out.result({"id": args.id, "removed": False})
             return 0
     scheduler.remove_task(args.id)
     out.line(f"removed {args.id}")
+    out.result({"id": args.id, "removed": True})
     return 0
 
 
@@ -222,6 +232,7 @@ def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> 
         )
     if args.wait:
         return asyncio.run(_wait(scheduler, run_id, args, out))
+    out.result({**scheduler.get_run(run_id).to_dict(), "active_elsewhere": active_elsewhere})
     return 0
 
 
@@ -234,7 +245,7 @@ async def _run_here(scheduler: TaskScheduler, args: argparse.Namespace, out: Out
         raise UsageError(
             f"the run of {args.id} did not finish within {args.timeout:g} s; it was cancelled"
         ) from None
-    out.runs([run])
+    out.run(run)
     return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
 
 
@@ -242,10 +253,10 @@ async def _wait(
     scheduler: TaskScheduler, run_id: str, args: argparse.Namespace, out: Output
 ) -> int:
     try:
-        run = await scheduler.wait_for_run(run_id, timeout=args.timeout)
+        run = await scheduler.wait_for_outcome(run_id, timeout=args.timeout)
     except TimeoutError:
         raise UsageError(f"run {run_id} did not finish within {args.timeout:g} s") from None
-    out.runs([run])
+    out.run(run)
     return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
 
 
@@ -264,7 +275,7 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
             run = asyncio.run(scheduler.resume_run_here(args.run_id, value, timeout=args.timeout))
         except TimeoutError:
             raise UsageError(f"run {args.run_id} did not end within {args.timeout:g} s") from None
-        out.runs([run])
+        out.run(run)
         return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
     scheduler.resume_run(args.run_id, value)
     if active_elsewhere:
@@ -276,6 +287,7 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
         )
     if args.wait:
         return asyncio.run(_wait(scheduler, args.run_id, args, out))
+    out.result({**scheduler.get_run(args.run_id).to_dict(), "active_elsewhere": active_elsewhere})
     return 0
 
 

@@ -22,10 +22,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from scheduler.enums import RunStatus
+from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import StorageError
+from scheduler.logs import run_fields
 from scheduler.models import TaskDefinition
 from scheduler.pending import Admission, PendingRun, new_run_id
-from scheduler.rows import decode, missed_run, queued_run, skipped_run
+from scheduler.rows import decode, missed_run, queued_run, run_record, skipped_run
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow
@@ -60,8 +63,10 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         runner: Runner,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         super().__init__(timezone=UTC)
+        self._events = events if events is not None else EventBus()
         self._store = store
         self._runner = runner
         self._settings = settings
@@ -159,6 +164,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
             next_times: list[tuple[str, float | None]] = []
             records: list[RunRow] = []
+            finals: list[tuple[RunRow, TaskDefinition]] = []  # skipped / missed: final now
             for row in rows:
                 loaded = self._load(row)
                 if loaded is None:
@@ -175,6 +181,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 next_times.append((row.id, next_time))
                 if found.missed:
                     records.append(self._missed_record(task, found, grace, now))
+                    finals.append((records[-1], task))
                 if found.due and found.last_due is not None:
                     pending = PendingRun(
                         run_id=new_run_id(),
@@ -185,10 +192,15 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                     admission = self._runner.admit(task)
                     records.append(self._due_record(pending, admission, now))
                     accepted.append((pending, admission))
+                    if admission is Admission.SKIP:
+                        finals.append((records[-1], task))
             tx.set_next_run_times(next_times)
             tx.insert_runs(records)
         for pending, admission in accepted:
             self._runner.accept(pending, admission)
+        if self._events:
+            for record, task in finals:
+                self._events.emit(RunEvent("finished", run_record(record), task))
         return len(rows) >= _BATCH
 
     def _backlog(
@@ -255,6 +267,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             task.id,
             _iso(pending.scheduled_for),
             policy,
+            extra=run_fields(task_id=task.id, run_id=pending.run_id, status=RunStatus.SKIPPED),
         )
         return skipped_run(
             pending.run_id,
@@ -276,9 +289,15 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             f"{count}{more} occurrence(s) from {first.isoformat()} to {last.isoformat()} fell "
             f"outside the catch-up window of {grace:g} s (misfire_grace_seconds)"
         )
-        logger.warning("task %s: %s", task.id, message)
+        run_id = new_run_id()
+        logger.warning(
+            "task %s: %s",
+            task.id,
+            message,
+            extra=run_fields(task_id=task.id, run_id=run_id, status=RunStatus.MISSED),
+        )
         return missed_run(
-            new_run_id(), task.id, first=first.timestamp(), count=count, now=now, message=message
+            run_id, task.id, first=first.timestamp(), count=count, now=now, message=message
         )
 
 

@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from langgraph.types import Command
-
 from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus
 from scheduler.models import TaskDefinition
@@ -96,7 +94,12 @@ async def invoke(
             context = context_for(task, target)
             if context is not None:
                 kwargs["context"] = context
-            payload: Any = build_input(task) if resume is NO_RESUME else Command(resume=resume)
+            if resume is NO_RESUME:
+                payload: Any = build_input(task)
+            else:
+                from langgraph.types import Command  # lazily: CLI start-up
+
+                payload = Command(resume=resume)
             result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)
             asked = interrupts_of(result)

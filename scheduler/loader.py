@@ -15,10 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from langgraph.graph import StateGraph
-
 from scheduler.exceptions import GraphLoadError
-from scheduler.remote import ServerGraph, is_server_target
 
 __all__ = ["default_graph_target", "load_graph", "load_target"]
 
@@ -87,6 +84,11 @@ def default_graph_target(directory: Path) -> str:
     return "graph:graph"
 
 
+def is_server_target(target: str) -> bool:
+    """``target`` names a LangGraph server (``http://host:port#assistant``)."""
+    return target.startswith(("http://", "https://"))
+
+
 def load_graph(target: str) -> Any:
     """Load the graph named by ``target`` and check it has ``ainvoke``.
 
@@ -95,11 +97,15 @@ def load_graph(target: str) -> Any:
     LangGraph server does).
     """
     if is_server_target(target):
+        from scheduler.remote import ServerGraph  # lazily: the SDK only when used
+
         try:
             return ServerGraph(target)
         except ValueError as exc:
             raise GraphLoadError(target, str(exc)) from None
     graph = load_target(target)
+    from langgraph.graph import StateGraph  # lazily: loaded by the graph's module anyway
+
     if isinstance(graph, StateGraph):
         graph = graph.compile()
     if not callable(getattr(graph, "ainvoke", None)):

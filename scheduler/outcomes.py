@@ -9,6 +9,7 @@ import logging
 from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.invocation import Outcome
+from scheduler.logs import run_fields
 from scheduler.pending import PendingRun, new_run_id, retry_delay
 from scheduler.rows import finished_run
 from scheduler.settings import Settings
@@ -21,17 +22,30 @@ logger = logging.getLogger("scheduler.runner")
 def report(pending: PendingRun, outcome: Outcome, seconds: float) -> None:
     """One log line for how a run ended, with its task and run ids."""
     task_id, run_id = pending.task.id, pending.run_id
+    if outcome.status is RunStatus.SUCCEEDED and not logger.isEnabledFor(logging.INFO):
+        return
+    extra = run_fields(
+        task_id=task_id,
+        run_id=run_id,
+        status=outcome.status,
+        attempt=pending.attempt,
+        duration=round(seconds, 6),
+        error_type=outcome.error_type,
+        thread_id=pending.thread_id,
+    )
     if outcome.status is RunStatus.SUCCEEDED:
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "task %s run %s succeeded in %.2f s: %s",
-                task_id,
-                run_id,
-                seconds,
-                preview(outcome.output),
-            )
+        logger.info(
+            "task %s run %s succeeded in %.2f s: %s",
+            task_id,
+            run_id,
+            seconds,
+            preview(outcome.output),
+            extra=extra,
+        )
     elif outcome.status is RunStatus.CANCELLED:
-        logger.info("task %s run %s cancelled: %s", task_id, run_id, outcome.error_message)
+        logger.info(
+            "task %s run %s cancelled: %s", task_id, run_id, outcome.error_message, extra=extra
+        )
     else:
         logger.warning(
             "task %s run %s %s after %.2f s: %s: %s",
@@ -41,6 +55,7 @@ def report(pending: PendingRun, outcome: Outcome, seconds: float) -> None:
             seconds,
             outcome.error_type,
             outcome.error_message,
+            extra=extra,
         )
 
 
@@ -76,6 +91,7 @@ def retry_of(
         retry.run_id,
         retry.attempt,
         max_retries + 1,
+        extra=run_fields(task_id=task.id, run_id=retry.run_id, attempt=retry.attempt),
     )
     return retry
 

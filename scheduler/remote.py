@@ -34,7 +34,7 @@ from typing import Any
 from langgraph.types import Command
 from langgraph_sdk import get_client
 
-__all__ = ["ServerGraph", "ServerRunError", "is_server_target", "server_thread_id"]
+__all__ = ["ServerGraph", "ServerRunError", "server_thread_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ _NAMESPACE = uuid.UUID("6f1d5f0a-8b1e-4bb6-9d1a-5c2f2f6d7a10")
 
 class ServerRunError(RuntimeError):
     """The server reported an error for the run (its message is the server's)."""
-
-
-def is_server_target(target: str) -> bool:
-    """``target`` names a LangGraph server (``http://host:port#assistant``)."""
-    return target.startswith(("http://", "https://"))
 
 
 def server_thread_id(thread_id: str) -> str:

@@ -64,11 +64,26 @@ class Output:
         self.rich = self.stream.isatty() and not as_json
         self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
+    def result(self, data: Any) -> None:
+        """What a command did, as JSON, with ``--json`` (nothing otherwise: its lines say it)."""
+        if self.as_json:
+            self.json(data)
+
+    def run(self, run: RunRecord) -> None:
+        """One run: a table row, or a JSON object with ``--json``."""
+        if self.as_json:
+            self.json(run.to_dict())
+        else:
+            self.runs([run])
+
     def json(self, data: Any) -> None:
         self.stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
     def line(self, text: str = "", style: str | None = None) -> None:
-        if self.rich:
+        """A line for people (on stderr with ``--json``: stdout is the JSON alone)."""
+        if self.as_json:
+            print(text, file=sys.stderr)
+        elif self.rich:
             self.console.print(text, style=style, markup=False)
         else:
             self.stream.write(text + "\n")

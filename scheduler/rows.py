@@ -320,10 +320,16 @@ def missed_run(
 
 
 def finished_run(
-    pending: PendingRun, outcome: Outcome, *, thread_id: str, started: float, finished: float
+    pending: PendingRun,
+    outcome: Outcome,
+    *,
+    thread_id: str,
+    started: float,
+    finished: float | None,
 ) -> RunRecord:
-    """The record of a run that just ended or stopped to wait (what an
-    ``on_failure_callback`` or ``on_waiting_callback`` receives)."""
+    """The record of a run that just started (``finished`` None), ended or stopped to wait
+    (what an ``on_failure_callback`` or ``on_waiting_callback`` receives, and what run
+    events carry)."""
     return run_record(
         RunRow(
             id=pending.run_id,
@@ -343,6 +349,7 @@ def finished_run(
             output=outcome.output,
             interrupts=outcome.interrupts,
             waiting_since=finished if outcome.status is RunStatus.WAITING else None,
+            answer=None,
         )
     )
 

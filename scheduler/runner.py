@@ -19,22 +19,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.clock import Timer, call_at
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
+from scheduler.events import EventBus
+from scheduler.exceptions import SchedulerError
 from scheduler.invocation import NO_RESUME, Outcome, invoke
+from scheduler.leader import leader_lock_for
+from scheduler.logs import run_fields
 from scheduler.models import TaskDefinition
-from scheduler.outcomes import call_run_callback, preview, report, retry_of
+from scheduler.outcomes import call_run_callback, report, retry_of
 from scheduler.pending import Admission, PendingRun
 from scheduler.rows import queued_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.waiting import WaitingRuns
+from scheduler.storage import Store
+from scheduler.waiting import RunnerWaiting, WaitingRuns
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "run_alone"]
 
 logger = logging.getLogger(__name__)
 
 
-class Runner:
+class Runner(RunnerWaiting):
     """Starts queued runs as slots free up and records how each ends.
 
     Args:
@@ -51,8 +57,10 @@ class Runner:
         run_log: RunLog,
         graph: Callable[[], Any],
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         self._settings = settings
+        self._events = events if events is not None else EventBus()
         self._policy = settings.callback_policy()
         self._log = run_log
         self._graph = graph
@@ -62,7 +70,7 @@ class Runner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._in_progress: Counter[str] = Counter()
         self._buffered: dict[str, PendingRun] = {}
-        self._delayed: dict[str, tuple[asyncio.TimerHandle, PendingRun]] = {}
+        self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
         self._accepting = True
         self._waiting = WaitingRuns(
@@ -156,13 +164,17 @@ class Runner:
         """Wait until nothing is queued, waiting or running."""
         await self._idle.wait()
 
+    async def settle(self) -> None:
+        """Wait until no run is running (runs that start meanwhile included); runs waiting
+        for a later time (retries), a slot or an answer do not count."""
+        while self._running:
+            await asyncio.wait(set(self._running.values()))
+
     # -- queue ----------------------------------------------------------------------------
 
     def _queue(self, pending: PendingRun) -> None:
-        delay = (pending.not_before or 0) - self._clock()
-        if delay > 0:
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(delay, self._release_delayed, pending.run_id)
+        if pending.not_before is not None and pending.not_before > self._clock():
+            handle = call_at(self._clock, pending.not_before, self._release_delayed, pending.run_id)
             self._delayed[pending.run_id] = (handle, pending)
             return
         priority = pending.task.priority or self._settings.priority
@@ -205,7 +217,7 @@ class Runner:
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task
         started = self._clock()
-        thread_id = pending.thread_id or task.thread_id or str(uuid.uuid4())
+        thread_id = pending.thread_id = pending.thread_id or task.thread_id or str(uuid.uuid4())
         try:
             # Durable before the graph is called: after a crash from here on, the run is
             # found ``running`` and recorded interrupted, never started a second time. A
@@ -225,6 +237,8 @@ class Runner:
                 error_message="the scheduler stopped before the run started",
             )
         else:
+            if self._events:
+                self._emit("started", pending, Outcome(RunStatus.RUNNING), thread_id, started, None)
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "task %s run %s started (scheduled for %s, attempt %d)",
@@ -232,6 +246,13 @@ class Runner:
                     pending.run_id,
                     _iso(pending.scheduled_for),
                     pending.attempt,
+                    extra=run_fields(
+                        task_id=task.id,
+                        run_id=pending.run_id,
+                        status=RunStatus.RUNNING,
+                        attempt=pending.attempt,
+                        thread_id=thread_id,
+                    ),
                 )
             outcome = await invoke(
                 pending.task,
@@ -261,6 +282,8 @@ class Runner:
         )
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)
+        if self._events:
+            self._emit("finished", pending, outcome, thread_id, started, finished)
         retry = (
             retry_of(pending, outcome, self._settings, now=finished) if self._accepting else None
         )
@@ -292,91 +315,6 @@ class Runner:
                     settings=self._settings,
                 )
         self._pump()
-        self._check_idle()
-
-    # -- waiting for an answer ---------------------------------------------------------------
-
-    async def _start_waiting(
-        self, pending: PendingRun, outcome: Outcome, thread_id: str, now: float
-    ) -> None:
-        """The graph stopped at ``interrupt()``: record ``waiting`` and hold the run (it
-        still counts as in flight for its task) until it is answered or times out."""
-        self._log.update(
-            pending.run_id,
-            status=RunStatus.WAITING,
-            waiting_since=now,
-            interrupts=outcome.interrupts,
-            output=outcome.output,
-        )
-        self._waiting.hold(pending, thread_id=thread_id, since=now)
-        logger.info(
-            "task %s run %s waiting for an answer (thread %s): %s; answer with: python -m "
-            "scheduler answer %s JSON",
-            pending.task.id,
-            pending.run_id,
-            thread_id,
-            preview(outcome.interrupts),
-            pending.run_id,
-        )
-        await call_run_callback(
-            pending,
-            outcome,
-            "on_waiting_callback",
-            thread_id,
-            now,
-            now,
-            policy=self._policy,
-            settings=self._settings,
-        )
-        self._pump()
-        self._check_idle()
-
-    def hold_waiting(self, pending: PendingRun, *, thread_id: str, since: float) -> None:
-        """Take a run found ``waiting`` at start (it waited while no scheduler ran)."""
-        if pending.run_id in self._known:
-            return
-        self._known.add(pending.run_id)
-        self._in_progress[pending.task.id] += 1
-        self._waiting.hold(pending, thread_id=thread_id, since=since)
-
-    def answer(self, run_id: str, value: Any) -> bool:
-        """Resume a waiting run with ``value`` (its record already holds the answer);
-        False if it is not waiting here."""
-        return self._waiting.answer(run_id, value)
-
-    def is_waiting(self, run_id: str) -> bool:
-        return bool(run_id in self._waiting)
-
-    def _resume(self, pending: PendingRun) -> None:
-        pending.resuming = True
-        self._queue(pending)  # its task is still in progress: no admission again
-
-    def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
-        now = self._clock()
-        message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
-        self._log.change(
-            settled(
-                pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
-            )
-        )
-        logger.warning(
-            "task %s run %s timed out waiting: %s", pending.task.id, pending.run_id, message
-        )
-        self._known.discard(pending.run_id)
-        self._release(pending.task.id)
-        outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
-        asyncio.get_running_loop().create_task(
-            call_run_callback(
-                pending,
-                outcome,
-                "on_failure_callback",
-                pending.thread_id or "",
-                now,
-                now,
-                policy=self._policy,
-                settings=self._settings,
-            )
-        )
         self._check_idle()
 
     # -- stopping -------------------------------------------------------------------------
@@ -412,3 +350,40 @@ class Runner:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+async def run_alone(
+    *,
+    store: Store,
+    settings: Settings,
+    graph: Callable[[], Any],
+    pending: PendingRun,
+    timeout: float | None,
+    clock: Callable[[], float] = time.time,
+    events: EventBus | None = None,
+) -> None:
+    """Run ``pending`` (and its retries) in this process without dispatching anything else,
+    holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
+
+    Raises:
+        SchedulerError: Another scheduler is active on the database.
+        TimeoutError: The run (with its retries) took longer than ``timeout``; it was
+            cancelled (recorded ``cancelled``).
+    """
+    lock = leader_lock_for(store)
+    if not lock.try_acquire():
+        raise SchedulerError(
+            f"another scheduler ({lock.holder()}) is active on {store.display_url}; "
+            "queue the run there (run_task_now) instead"
+        )
+    run_log = RunLog(store)
+    runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock, events=events)
+    try:
+        run_log.start()
+        runner.submit(pending)
+        async with asyncio.timeout(timeout):
+            await runner.wait_idle()
+    finally:
+        await runner.stop(0)
+        await run_log.close()
+        lock.release()

@@ -7,13 +7,13 @@ import asyncio
 import atexit
 import logging
 import signal
-import sys
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.exceptions import SchedulerError
+from scheduler.logs import configure_logging
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import TasksFileError, apply_tasks_file
@@ -21,17 +21,6 @@ from scheduler.tasksfile import TasksFileError, apply_tasks_file
 __all__ = ["BackgroundService", "main", "serve", "start_in_background"]
 
 logger = logging.getLogger("scheduler")
-
-
-def configure_logging(level: str) -> None:
-    """Log lines with time, level and source to stderr; APScheduler's chatter muted."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _start(scheduler: TaskScheduler, settings: Settings) -> None:
@@ -126,7 +115,7 @@ def main(**defaults: Any) -> int:
     scheduler runs on). ``defaults`` apply to settings the environment does not set (see
     :func:`load_settings`)."""
     settings = load_settings(**defaults)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))
     except TasksFileError as exc:
@@ -194,7 +183,7 @@ def start_in_background(settings: Settings | None = None, **defaults: Any) -> Ba
     ``defaults`` apply to settings the environment does not set."""
     service = BackgroundService(settings if settings is not None else load_settings(**defaults))
     if not logging.getLogger().handlers:
-        configure_logging(service.settings.log_level)
+        configure_logging(service.settings.log_level, service.settings.log_format)
     service.start()
     _stop_at_exit(service)
     return service

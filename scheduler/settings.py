@@ -118,6 +118,9 @@ class Settings(BaseSettings):
         "stop() (gc.freeze)",
     )
     log_level: str = Field(default="INFO", description="Log level for main.py")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object per line"
+    )
 
     @field_validator("tasks_file", mode="before")
     @classmethod

@@ -13,7 +13,8 @@ from typing import Any
 from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
-from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
+from scheduler.events import EventBus
+from scheduler.exceptions import DefinitionError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, new_run_id, retry_delay
@@ -23,7 +24,7 @@ from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
 
-__all__ = ["Supervisor", "run_alone"]
+__all__ = ["Supervisor"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Supervisor:
         graph: Callable[[], Any],
         prune: Callable[[], int],
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -55,9 +57,12 @@ class Supervisor:
         self.prune = prune
         self.loop = asyncio.get_running_loop()
         self.run_log = RunLog(store)
-        self.runner = Runner(settings=settings, run_log=self.run_log, graph=graph, clock=clock)
+        self.events = events if events is not None else EventBus()
+        self.runner = Runner(
+            settings=settings, run_log=self.run_log, graph=graph, clock=clock, events=self.events
+        )
         self.dispatcher = Dispatcher(
-            store=store, runner=self.runner, settings=settings, clock=clock
+            store=store, runner=self.runner, settings=settings, clock=clock, events=self.events
         )
         self.lock: LeaderLock = leader_lock_for(store)
         self.active = False
@@ -378,39 +383,3 @@ class Supervisor:
             return
         if deleted:
             logger.info("pruned %d old run record(s)", deleted)
-
-
-async def run_alone(
-    *,
-    store: Store,
-    settings: Settings,
-    graph: Callable[[], Any],
-    pending: PendingRun,
-    timeout: float | None,
-    clock: Callable[[], float] = time.time,
-) -> None:
-    """Run ``pending`` (and its retries) in this process without dispatching anything else,
-    holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
-
-    Raises:
-        SchedulerError: Another scheduler is active on the database.
-        TimeoutError: The run (with its retries) took longer than ``timeout``; it was
-            cancelled (recorded ``cancelled``).
-    """
-    lock = leader_lock_for(store)
-    if not lock.try_acquire():
-        raise SchedulerError(
-            f"another scheduler ({lock.holder()}) is active on {store.display_url}; "
-            "queue the run there (run_task_now) instead"
-        )
-    run_log = RunLog(store)
-    runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock)
-    try:
-        run_log.start()
-        runner.submit(pending)
-        async with asyncio.timeout(timeout):
-            await runner.wait_idle()
-    finally:
-        await runner.stop(0)
-        await run_log.close()
-        lock.release()

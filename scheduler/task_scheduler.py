@@ -6,31 +6,34 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler import gcfreeze
+from scheduler.async_api import AsyncTaskAPI
+from scheduler.events import EventBus, Listener, RunEvent
 from scheduler.exceptions import (
     SchedulerNotRunningError,
 )
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
-from scheduler.persistence import Persistence, prepare_graph
 from scheduler.settings import Settings, sqlite_url
 from scheduler.storage import Store
 from scheduler.supervisor import Supervisor
-from scheduler.writes import TaskWrites
+
+if TYPE_CHECKING:
+    from scheduler.persistence import Persistence
 
 __all__ = ["TaskScheduler"]
 
 logger = logging.getLogger(__name__)
 
 
-class TaskScheduler(TaskWrites):
+class TaskScheduler(AsyncTaskAPI):
     """Runs a LangGraph graph on cron, interval and one-time schedules.
 
     Definitions, paused state, next run times and run history live in one database
@@ -44,6 +47,8 @@ class TaskScheduler(TaskWrites):
         graph: The graph to invoke (anything with ``ainvoke``); default: the target in
             ``settings.graph``, loaded at start.
         settings: Settings (default: read from the environment and ``.env``).
+        clock: The time source (UNIX seconds), default the wall clock; a
+            :class:`scheduler.testing.TestClock` lets a test move time by hand.
 
     Example:
         >>> async with TaskScheduler(graph=graph) as scheduler:  # doctest: +SKIP
@@ -58,6 +63,7 @@ class TaskScheduler(TaskWrites):
         database_url: str | None = None,
         graph: Any = None,
         settings: Settings | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self._policy = self.settings.callback_policy()
@@ -68,8 +74,9 @@ class TaskScheduler(TaskWrites):
         self._persistence: Persistence | None = None
         self._graph_lock = threading.Lock()
         self._supervisor: Supervisor | None = None
+        self._events = EventBus()
         self._gc_frozen = False
-        self._clock: Callable[[], float] = time.time
+        self._clock: Callable[[], float] = clock if clock is not None else time.time
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, graph: Any = None) -> TaskScheduler:
@@ -103,6 +110,7 @@ class TaskScheduler(TaskWrites):
         self._store.setup()
         self.graph()  # fail now, not at the first firing
         supervisor = Supervisor(
+            events=self._events,
             store=self._store,
             settings=self.settings,
             graph=self.graph,
@@ -130,6 +138,7 @@ class TaskScheduler(TaskWrites):
                 self._gc_frozen = False
                 gcfreeze.release()
             await self._close_graph_connections()
+            await self._events.drain()
         logger.info("scheduler stopped")
 
     async def _close_graph_connections(self) -> None:
@@ -173,6 +182,18 @@ class TaskScheduler(TaskWrites):
         """This process is the one firing tasks on its database."""
         return self._supervisor is not None and self._supervisor.active
 
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` (sync or async) on the scheduler's event loop for every
+        :class:`~scheduler.events.RunEvent` of the runs of this process (``started``,
+        ``waiting``, ``finished``); returns the function that unsubscribes. See
+        :mod:`scheduler.events`."""
+        return self._events.subscribe(listener)
+
+    def events(self) -> AsyncIterator[RunEvent]:
+        """The run events of this process from now on, as an async iterator:
+        ``async for event in scheduler.events(): ...``."""
+        return self._events.stream()
+
     def is_active_elsewhere(self) -> bool:
         """Another process is the active scheduler of this database right now (this one,
         if started, is standing by, or was never started)."""
@@ -194,6 +215,8 @@ class TaskScheduler(TaskWrites):
                     if loaded is None:
                         target = self.settings.graph or default_graph_target(Path.cwd())
                         loaded = load_graph(target)
+                    from scheduler.persistence import prepare_graph  # lazily: CLI start-up
+
                     self._persistence = prepare_graph(
                         loaded,
                         database_url=self._store.url,

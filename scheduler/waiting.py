@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scheduler.callbacks import CallbackPolicy
+from scheduler.clock import Timer, call_at
+from scheduler.enums import RunStatus
+from scheduler.events import EventBus, EventKind, RunEvent
+from scheduler.invocation import Outcome
+from scheduler.logs import run_fields
+from scheduler.outcomes import call_run_callback, preview
 from scheduler.pending import PendingRun
+from scheduler.rows import finished_run, settled
+from scheduler.runlog import RunLog
 from scheduler.settings import Settings
 
-__all__ = ["WaitingRuns"]
+__all__ = ["RunnerWaiting", "WaitingRuns"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.runner")
 
 
 class WaitingRuns:
@@ -44,7 +54,7 @@ class WaitingRuns:
         self._clock = clock
         self._on_answer = on_answer
         self._on_expiry = on_expiry
-        self._runs: dict[str, tuple[PendingRun, asyncio.TimerHandle | None]] = {}
+        self._runs: dict[str, tuple[PendingRun, Timer | None]] = {}
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -58,9 +68,7 @@ class WaitingRuns:
         timeout = pending.task.waiting_timeout_seconds or self._settings.waiting_timeout_seconds
         handle = None
         if timeout is not None:
-            delay = max(0.0, since + timeout - self._clock())
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(delay, self._expire, pending.run_id, timeout)
+            handle = call_at(self._clock, since + timeout, self._expire, pending.run_id, timeout)
         self._runs[pending.run_id] = (pending, handle)
 
     def answer(self, run_id: str, value: Any) -> bool:
@@ -98,3 +106,142 @@ class WaitingRuns:
         entry = self._runs.pop(run_id, None)
         if entry is not None:
             self._on_expiry(entry[0], timeout)
+
+
+class RunnerWaiting:
+    """The waiting half of :class:`~scheduler.runner.Runner`: runs stopped at
+    ``interrupt()``, answered, or timed out (a mixin; the runner provides the state)."""
+
+    _settings: Settings
+    _policy: CallbackPolicy
+    _log: RunLog
+    _clock: Callable[[], float]
+    _waiting: WaitingRuns
+    _events: EventBus
+    _known: set[str]
+    _in_progress: Counter[str]
+
+    if TYPE_CHECKING:  # provided by Runner
+
+        def _queue(self, pending: PendingRun) -> None: ...
+        def _release(self, task_id: str) -> None: ...
+        def _pump(self) -> None: ...
+        def _check_idle(self) -> None: ...
+
+    async def _start_waiting(
+        self, pending: PendingRun, outcome: Outcome, thread_id: str, now: float
+    ) -> None:
+        """The graph stopped at ``interrupt()``: record ``waiting`` and hold the run (it
+        still counts as in flight for its task) until it is answered or times out."""
+        # Committed before anyone hears of it: an answer may come at once.
+        await self._log.commit(
+            pending.run_id,
+            status=RunStatus.WAITING,
+            waiting_since=now,
+            interrupts=outcome.interrupts,
+            output=outcome.output,
+        )
+        self._waiting.hold(pending, thread_id=thread_id, since=now)
+        if self._events:
+            self._emit("waiting", pending, outcome, thread_id, now, now)
+        logger.info(
+            "task %s run %s waiting for an answer (thread %s): %s; answer with: python -m "
+            "scheduler answer %s JSON",
+            pending.task.id,
+            pending.run_id,
+            thread_id,
+            preview(outcome.interrupts),
+            pending.run_id,
+            extra=run_fields(
+                task_id=pending.task.id,
+                run_id=pending.run_id,
+                status=RunStatus.WAITING,
+                attempt=pending.attempt,
+                thread_id=thread_id,
+            ),
+        )
+        await call_run_callback(
+            pending,
+            outcome,
+            "on_waiting_callback",
+            thread_id,
+            now,
+            now,
+            policy=self._policy,
+            settings=self._settings,
+        )
+        self._pump()
+        self._check_idle()
+
+    def hold_waiting(self, pending: PendingRun, *, thread_id: str, since: float) -> None:
+        """Take a run found ``waiting`` at start (it waited while no scheduler ran)."""
+        if pending.run_id in self._known:
+            return
+        self._known.add(pending.run_id)
+        self._in_progress[pending.task.id] += 1
+        self._waiting.hold(pending, thread_id=thread_id, since=since)
+
+    def answer(self, run_id: str, value: Any) -> bool:
+        """Resume a waiting run with ``value`` (its record already holds the answer);
+        False if it is not waiting here."""
+        return self._waiting.answer(run_id, value)
+
+    def is_waiting(self, run_id: str) -> bool:
+        return bool(run_id in self._waiting)
+
+    def _resume(self, pending: PendingRun) -> None:
+        pending.resuming = True
+        self._queue(pending)  # its task is still in progress: no admission again
+
+    def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
+        now = self._clock()
+        message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
+        self._log.change(
+            settled(
+                pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
+            )
+        )
+        logger.warning(
+            "task %s run %s timed out waiting: %s",
+            pending.task.id,
+            pending.run_id,
+            message,
+            extra=run_fields(
+                task_id=pending.task.id,
+                run_id=pending.run_id,
+                status=RunStatus.TIMED_OUT,
+                error_type="WaitingTimeout",
+            ),
+        )
+        self._known.discard(pending.run_id)
+        self._release(pending.task.id)
+        outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
+        if self._events:
+            self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
+        asyncio.get_running_loop().create_task(
+            call_run_callback(
+                pending,
+                outcome,
+                "on_failure_callback",
+                pending.thread_id or "",
+                now,
+                now,
+                policy=self._policy,
+                settings=self._settings,
+            )
+        )
+        self._check_idle()
+
+    def _emit(
+        self,
+        kind: EventKind,
+        pending: PendingRun,
+        outcome: Outcome,
+        thread_id: str,
+        started: float,
+        finished: float | None,
+    ) -> None:
+        record = finished_run(
+            pending, outcome, thread_id=thread_id, started=started, finished=finished
+        )
+        self._events.emit(RunEvent(kind, record, pending.task))

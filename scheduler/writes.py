@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
 from scheduler.enums import RunStatus, RunTrigger
+from scheduler.events import EventBus
 from scheduler.exceptions import (
     RunNotFoundError,
     RunNotWaitingError,
@@ -39,9 +40,10 @@ from scheduler.rows import (
     queued_run,
     task_info,
 )
+from scheduler.runner import run_alone
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, TaskStats
-from scheduler.supervisor import Supervisor, run_alone
+from scheduler.supervisor import Supervisor
 
 __all__ = ["TaskWrites"]
 
@@ -56,6 +58,7 @@ class TaskWrites(TaskQueries):
     _store: Store
     _clock: Callable[[], float]
     _supervisor: Supervisor | None
+    _events: EventBus
 
     if TYPE_CHECKING:  # provided by TaskScheduler
 
@@ -261,6 +264,7 @@ class TaskWrites(TaskQueries):
             pending=pending,
             timeout=timeout,
             clock=self._clock,
+            events=self._events,
         )
         attempts = [run for run in self.list_runs(task_id, limit=None) if run.id >= run_id]
         return attempts[0]  # the newest: the last attempt
@@ -319,6 +323,7 @@ class TaskWrites(TaskQueries):
             pending=pending,
             timeout=timeout,
             clock=self._clock,
+            events=self._events,
         )
         return self.get_run(run_id)
 

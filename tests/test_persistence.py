@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,49 +75,3 @@ def test_definitions_paused_state_and_next_runs_survive_a_restart(tmp_path: Path
         __import__("zoneinfo").ZoneInfo("Europe/Paris")
     )
     assert (next_cron.hour, next_cron.minute) == (9, 0)
-
-
-def runs(db: Path) -> list[dict[str, Any]]:
-    import sqlite3
-
-    connection = sqlite3.connect(db)
-    connection.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in connection.execute("SELECT * FROM scheduler_runs ORDER BY id")]
-    finally:
-        connection.close()
-
-
-def test_occurrence_missed_while_down_runs_once_on_restart(tmp_path: Path) -> None:
-    db = tmp_path / "scheduler.db"
-    # Far enough ahead that the tasks are added (a new process) before they fall due.
-    due = datetime.now(UTC) + timedelta(seconds=8)
-    tasks = [
-        # Both fall due while no process is running.
-        {"id": "once", "run_at": iso(due), "prompt": "catch up"},
-        {"id": "hourly", "interval_seconds": 3600, "start_date": iso(due), "prompt": "hourly"},
-        # Outside its catch-up window by the time the process starts: recorded missed.
-        {"id": "strict", "run_at": iso(due), "prompt": "p", "misfire_grace_seconds": 0.5},
-    ]
-    child(db, "add", json.dumps(tasks))
-    before = listed(db)
-    for task_id in ("once", "hourly", "strict"):
-        assert datetime.fromisoformat(before[task_id]["next_run"]) == due
-    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 1.5)
-    started = datetime.now(UTC)
-    child(db, "serve", "2")
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for run in runs(db):
-        by_task.setdefault(run["task_id"], []).append(run)
-    for task_id in ("once", "hourly"):
-        [run] = by_task[task_id]
-        assert run["status"] == "succeeded"
-        assert run["scheduled_for"] == pytest.approx(due.timestamp(), abs=1e-3)
-        assert run["started_at"] >= started.timestamp()
-        assert run["occurrences"] == 1
-    [missed] = by_task["strict"]
-    assert missed["status"] == "missed"
-    assert "outside the catch-up window of 0.5 s" in missed["error_message"]
-    after = listed(db)
-    assert after["once"]["state"] == "completed"
-    assert datetime.fromisoformat(after["hourly"]["next_run"]) == due + timedelta(hours=1)

@@ -376,34 +376,6 @@ def test_two_processes_on_one_file_fire_each_occurrence_once(tmp_path: Path) -> 
     assert_every_occurrence_once(rows(db, "SELECT * FROM scheduler_runs"), interval=0.5)
 
 
-def test_catch_up_inside_and_outside_the_window_after_real_downtime(tmp_path: Path) -> None:
-    db = tmp_path / "scheduler.db"
-    child(
-        db,
-        "add",
-        json.dumps(
-            [{"id": "tick", "interval_seconds": 1, "prompt": "p", "misfire_grace_seconds": 2.5}]
-        ),
-    )
-    child(db, "serve", "2.5")
-    time.sleep(6)  # down: about six occurrences pass
-    child(db, "serve", "2")
-    runs = rows(db, "SELECT * FROM scheduler_runs ORDER BY scheduled_for")
-    [missed] = [r for r in runs if r["status"] == "missed"]
-    assert missed["occurrences"] >= 2
-    assert "outside the catch-up window of 2.5 s" in missed["error_message"]
-    # The run right after the missed ones coalesces those inside the window; later runs are
-    # on time. (Runs before the downtime are not checked: a slow start-up may coalesce too.)
-    after = runs[runs.index(missed) + 1 :]
-    assert after[0]["status"] == "succeeded" and after[0]["occurrences"] in (2, 3)
-    assert all(r["occurrences"] == 1 for r in after[1:])
-    # The last occurrence may have been claimed just as the process stopped: it stays
-    # queued for the next start (graceful stop does not start new runs).
-    assert all(r["status"] in ("succeeded", "missed") for r in runs[:-1])
-    assert runs[-1]["status"] in ("succeeded", "queued")
-    assert_every_occurrence_once(runs, interval=1.0)
-
-
 # -- threads ----------------------------------------------------------------------------------
 
 
@@ -458,6 +430,12 @@ async def test_api_calls_from_many_threads_while_tasks_fire(
         else:
             assert listed[task_id].state.value == final
             assert (listed[task_id].next_run is None) == (final == "paused")
-    for i in range(5):
-        assert len(scheduler.list_runs(f"base-{i}", status="succeeded", limit=None)) >= 5
+    # The base tasks kept firing through it (how many times depends on the machine's load).
+    await eventually(
+        lambda: all(
+            len(scheduler.list_runs(f"base-{i}", status="succeeded", limit=None)) >= 5
+            for i in range(5)
+        ),
+        message="five runs of every base task",
+    )
     assert not scheduler.list_runs(status="failed")

@@ -21,45 +21,6 @@ def runs_of(scheduler: object, task_id: str) -> list[RunRecord]:
     return list(reversed(scheduler.list_runs(task_id, limit=None)))  # type: ignore[attr-defined]
 
 
-async def test_retries_with_backoff_record_every_attempt(
-    make_scheduler: SchedulerFactory, tmp_path: Path
-) -> None:
-    callbacks.failures.clear()
-    scheduler = make_scheduler()
-    scheduler.start()
-    scheduler.add_task(
-        TaskDefinition(
-            id="flaky",
-            interval_seconds=3600,
-            prompt="fail",
-            max_retries=2,
-            retry_delay_seconds=0.3,
-            on_failure_callback="tests.callbacks:on_failure",
-        )
-    )
-    scheduler.run_task_now("flaky")
-
-    def final() -> list[RunRecord]:
-        return [r for r in runs_of(scheduler, "flaky") if r.status.is_final]
-
-    await eventually(lambda: len(final()) == 3, message="three final attempts")
-    attempts = final()
-    assert [r.attempt for r in attempts] == [1, 2, 3]
-    assert [r.status for r in attempts] == [RunStatus.FAILED] * 3
-    assert [r.trigger.value for r in attempts] == ["manual", "retry", "retry"]
-    assert len({r.scheduled_for for r in attempts}) == 1  # the same occurrence
-    gaps = [
-        (later.started_at - earlier.finished_at).total_seconds()  # type: ignore[operator]
-        for earlier, later in itertools.pairwise(attempts)
-    ]
-    # retry_delay * 2**(n-1), plus 0-25 % jitter (and a little scheduling slack)
-    assert 0.3 <= gaps[0] <= 0.3 * 1.25 + 0.25
-    assert 0.6 <= gaps[1] <= 0.6 * 1.25 + 0.25
-    await eventually(lambda: callbacks.failures, message="on_failure_callback")
-    [(task_id, final)] = callbacks.failures
-    assert (task_id, final.attempt, final.status) == ("flaky", 3, RunStatus.FAILED)
-
-
 async def test_retry_succeeds_after_failures(
     make_scheduler: SchedulerFactory, tmp_path: Path
 ) -> None:

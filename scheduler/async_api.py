@@ -1,0 +1,175 @@
+"""The async twins of the management methods (``aadd_task`` for ``add_task``, ...), as
+LangGraph pairs ``invoke`` / ``ainvoke``: the same arguments, errors and results, with the
+database work on a worker thread, so an async application (FastAPI, a LangGraph graph)
+never blocks its event loop, and scheduled runs fire on time while it manages tasks.
+
+Also :meth:`AsyncTaskAPI.wait_for_outcome`: the final outcome of a run after its retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from scheduler.changeset import API_SOURCE, SyncReport
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.models import TaskDefinition
+from scheduler.records import Notice, RunRecord, TaskInfo
+from scheduler.writes import TaskWrites
+
+__all__ = ["AsyncTaskAPI"]
+
+_RETRIED = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
+
+
+class AsyncTaskAPI(TaskWrites):
+    """The async half of :class:`~scheduler.TaskScheduler` (every method has a sync twin
+    of the same name without the ``a``)."""
+
+    if TYPE_CHECKING:  # provided by TaskScheduler
+
+        def prune_history(self) -> int: ...
+
+    # -- changing -------------------------------------------------------------------------
+
+    async def aadd_task(
+        self,
+        task: TaskDefinition,
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+    ) -> TaskInfo:
+        """:meth:`add_task <scheduler.TaskScheduler.add_task>`, off the event loop."""
+        return await asyncio.to_thread(
+            self.add_task, task, replace_existing=replace_existing, source=source
+        )
+
+    async def aadd_tasks(
+        self,
+        tasks: Iterable[TaskDefinition],
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+    ) -> None:
+        """:meth:`add_tasks <scheduler.TaskScheduler.add_tasks>`, off the event loop."""
+        await asyncio.to_thread(
+            self.add_tasks, list(tasks), replace_existing=replace_existing, source=source
+        )
+
+    async def async_tasks(
+        self,
+        tasks: Iterable[TaskDefinition],
+        *,
+        source: str,
+        removed: Literal["remove", "keep"] = "remove",
+    ) -> SyncReport:
+        """:meth:`sync_tasks <scheduler.TaskScheduler.sync_tasks>`, off the event loop."""
+        return await asyncio.to_thread(self.sync_tasks, list(tasks), source=source, removed=removed)
+
+    async def acheck_task(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
+        """:meth:`check_task <scheduler.TaskScheduler.check_task>`, off the event loop."""
+        await asyncio.to_thread(self.check_task, task, import_callbacks=import_callbacks)
+
+    async def aremove_task(self, task_id: str) -> None:
+        """:meth:`remove_task <scheduler.TaskScheduler.remove_task>`, off the event loop."""
+        await asyncio.to_thread(self.remove_task, task_id)
+
+    async def apause_task(self, task_id: str) -> TaskInfo:
+        """:meth:`pause_task <scheduler.TaskScheduler.pause_task>`, off the event loop."""
+        return await asyncio.to_thread(self.pause_task, task_id)
+
+    async def aresume_task(self, task_id: str) -> TaskInfo:
+        """:meth:`resume_task <scheduler.TaskScheduler.resume_task>`, off the event loop."""
+        return await asyncio.to_thread(self.resume_task, task_id)
+
+    async def arun_task_now(self, task_id: str) -> str:
+        """:meth:`run_task_now <scheduler.TaskScheduler.run_task_now>`, off the event loop."""
+        return await asyncio.to_thread(self.run_task_now, task_id)
+
+    async def aresume_run(self, run_id: str, value: Any) -> None:
+        """:meth:`resume_run <scheduler.TaskScheduler.resume_run>`, off the event loop."""
+        await asyncio.to_thread(self.resume_run, run_id, value)
+
+    async def anote_problem(self, source: str, message: str | None) -> None:
+        """:meth:`note_problem <scheduler.TaskScheduler.note_problem>`, off the event loop."""
+        await asyncio.to_thread(self.note_problem, source, message)
+
+    async def aprune_history(self) -> int:
+        """:meth:`prune_history <scheduler.TaskScheduler.prune_history>`, off the loop."""
+        return await asyncio.to_thread(self.prune_history)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def aget_task(self, task_id: str) -> TaskInfo:
+        """:meth:`get_task <scheduler.TaskScheduler.get_task>`, off the event loop."""
+        return await asyncio.to_thread(self.get_task, task_id)
+
+    async def alist_tasks(self) -> list[TaskInfo]:
+        """:meth:`list_tasks <scheduler.TaskScheduler.list_tasks>`, off the event loop."""
+        return await asyncio.to_thread(self.list_tasks)
+
+    async def anext_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
+        """:meth:`next_run_times <scheduler.TaskScheduler.next_run_times>`, off the loop."""
+        return await asyncio.to_thread(self.next_run_times, task_id, count)
+
+    async def alist_runs(
+        self,
+        task_id: str | None = None,
+        *,
+        status: RunStatus | str | Collection[RunStatus | str] | None = None,
+        limit: int | None = 50,
+    ) -> list[RunRecord]:
+        """:meth:`list_runs <scheduler.TaskScheduler.list_runs>`, off the event loop."""
+        return await asyncio.to_thread(self.list_runs, task_id, status=status, limit=limit)
+
+    async def aget_run(self, run_id: str) -> RunRecord:
+        """:meth:`get_run <scheduler.TaskScheduler.get_run>`, off the event loop."""
+        return await asyncio.to_thread(self.get_run, run_id)
+
+    async def acount_tasks(self) -> int:
+        """:meth:`count_tasks <scheduler.TaskScheduler.count_tasks>`, off the event loop."""
+        return await asyncio.to_thread(self.count_tasks)
+
+    async def acount_runs(self) -> dict[RunStatus, int]:
+        """:meth:`count_runs <scheduler.TaskScheduler.count_runs>`, off the event loop."""
+        return await asyncio.to_thread(self.count_runs)
+
+    async def anotices(self) -> list[Notice]:
+        """:meth:`notices <scheduler.TaskScheduler.notices>`, off the event loop."""
+        return await asyncio.to_thread(self.notices)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def wait_for_outcome(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
+        """Wait for the final outcome of a run after its retries: the record of its last
+        attempt (or of the run itself, when it needed none), or a ``waiting`` one.
+        ``wait_for_run(run_task_now(id))`` returns the first attempt; this follows the
+        retries that attempt earns (each a run of its own, ``trigger="retry"``).
+
+        Raises:
+            RunNotFoundError: No such run.
+            TimeoutError: No final outcome within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            record = await self.wait_for_run(run_id)
+            while record.status in _RETRIED:
+                retry = await asyncio.to_thread(self._retry_of, record)
+                if retry is None:
+                    return record
+                record = await self.wait_for_run(retry.id)
+            return record
+
+    def _retry_of(self, record: RunRecord) -> RunRecord | None:
+        """The retry that ``record`` earned, if any (its record is written together with
+        the final status of the attempt before it)."""
+        for run in self.list_runs(record.task_id, limit=200):
+            if (
+                run.trigger is RunTrigger.RETRY
+                and run.attempt == record.attempt + 1
+                and run.scheduled_for == record.scheduled_for
+                and run.id > record.id
+            ):
+                return run
+        return None

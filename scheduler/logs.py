@@ -1,0 +1,57 @@
+"""Log lines: text for people (the default), or one JSON object per line for log shippers
+(``SCHEDULER_LOG_FORMAT=json``).
+
+Every log line about a run carries its ids and outcome as record attributes (``task_id``,
+``run_id``, ``status``, ``attempt``, ``duration``, ``error_type``, ``thread_id``); the text
+format shows them in the message, the JSON format as fields of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = ["RUN_FIELDS", "JsonFormatter", "configure_logging", "run_fields"]
+
+#: The attributes a log record about a run may carry.
+RUN_FIELDS = ("task_id", "run_id", "status", "attempt", "duration", "error_type", "thread_id")
+
+
+def run_fields(**values: Any) -> dict[str, Any]:
+    """``extra=`` for a log call about a run (values that are None left out)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the run
+    fields the record carries, and ``exception`` (the traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in RUN_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                data[key] = str(value) if key == "status" else value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
+    """Log to stderr at ``level``, as text lines (time, level, source, message) or JSON
+    lines; APScheduler's own chatter muted."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

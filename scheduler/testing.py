@@ -1,0 +1,217 @@
+"""Testing scheduled agents without sleeping: a scheduler on a clock the test moves.
+
+    from scheduler.testing import clocked_scheduler
+
+    async def test_standup_reminders_fire_on_weekdays() -> None:
+        async with clocked_scheduler(graph=my_graph, start="2026-03-23T00:00:00+01:00") as (
+            scheduler,
+            clock,
+        ):
+            scheduler.add_task(TaskDefinition(id="standup", schedule="weekdays at 09:00",
+                                              timezone="Europe/Paris", prompt="Standup!"))
+            runs = await clock.advance(days=7)
+            assert [run.scheduled_for for run in runs] == [...]
+
+:class:`TestClock` is the scheduler's clock: it does not move by itself. ``await
+clock.advance(...)`` moves it to each due time in the span in turn (every occurrence of
+every task, every retry delay, every waiting timeout), dispatches what is due at that
+moment and lets those runs finish (real graph calls, real run records: they take no
+virtual time) before it moves on, so the runs happen in order, each at its own time, and
+the outcome is the same every time. It returns the runs that finished during the advance.
+
+The scheduler is a real :class:`~scheduler.TaskScheduler`, on an in-memory database by
+default (``db_path=`` for a file), with the settings given as keywords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scheduler.records import RunRecord
+from scheduler.settings import Settings
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["TestClock", "clocked_scheduler"]
+
+
+class _Timer:
+    __slots__ = ("args", "callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Any, args: tuple[Any, ...]) -> None:
+        self.when, self.callback, self.args = when, callback, args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class TestClock:
+    """A clock that moves only when told (see the module docstring).
+
+    Args:
+        start: The time it shows at first (aware datetime, ISO 8601 text, or UNIX seconds).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, start: datetime | str | float = "2030-01-01T00:00:00Z") -> None:
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start)
+        if isinstance(start, datetime):
+            if start.tzinfo is None:
+                raise ValueError("start must be timezone-aware (or end in Z / +HH:MM)")
+            start = start.timestamp()
+        self._now = float(start)
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._order = itertools.count()
+        self._scheduler: TaskScheduler | None = None
+
+    def __call__(self) -> float:
+        return self._now
+
+    @property
+    def now(self) -> datetime:
+        """The time it shows, as an aware UTC datetime."""
+        return datetime.fromtimestamp(self._now, UTC)
+
+    def call_at(self, when: float, callback: Any, *args: Any) -> _Timer:
+        """Run ``callback(*args)`` when the clock reaches ``when`` (during an advance)."""
+        timer = _Timer(when, callback, args)
+        heapq.heappush(self._timers, (when, next(self._order), timer))
+        return timer
+
+    def attach(self, scheduler: TaskScheduler) -> None:
+        """The scheduler whose due tasks :meth:`advance` dispatches."""
+        self._scheduler = scheduler
+
+    async def advance(
+        self,
+        delta: timedelta | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+    ) -> list[RunRecord]:
+        """Move the clock forward by ``delta`` (or the keywords), firing everything due on
+        the way at its own time; returns the runs that finished meanwhile, by time."""
+        span = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if span < timedelta(0):
+            raise ValueError("a clock only moves forward")
+        scheduler = self._require()
+        target = self._now + span.total_seconds()
+        before = {run.id for run in scheduler.list_runs(limit=None) if run.status.is_final}
+        await self._settle()
+        while True:
+            upcoming = [t for t in (self._next_due(), self._next_timer()) if t is not None]
+            if not upcoming or min(upcoming) > target:
+                break
+            self._now = max(self._now, min(upcoming))
+            self._fire_timers()
+            await self._settle()
+        self._now = target
+        self._fire_timers()
+        await self._settle()
+        finished = [
+            run
+            for run in scheduler.list_runs(limit=None)
+            if run.status.is_final and run.id not in before
+        ]
+        return sorted(finished, key=lambda run: (run.scheduled_for, run.id))
+
+    def pass_time(
+        self,
+        delta: timedelta | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+    ) -> None:
+        """Move the clock forward without firing anything: downtime, while the scheduler
+        is stopped (``await scheduler.stop()``, ``clock.pass_time(hours=2)``,
+        ``scheduler.start()``, ``await clock.advance()``: the catch-up happens then)."""
+        span = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if span < timedelta(0):
+            raise ValueError("a clock only moves forward")
+        self._now += span.total_seconds()
+
+    async def advance_to(self, moment: datetime) -> list[RunRecord]:
+        """Move the clock to ``moment`` (see :meth:`advance`)."""
+        return await self.advance(timedelta(seconds=max(0.0, moment.timestamp() - self._now)))
+
+    # -- inside --------------------------------------------------------------------------
+
+    def _require(self) -> TaskScheduler:
+        if self._scheduler is None or self._scheduler._supervisor is None:
+            raise RuntimeError("the clock's scheduler is not started (use clocked_scheduler())")
+        return self._scheduler
+
+    def _next_due(self) -> float | None:
+        supervisor = self._require()._supervisor
+        assert supervisor is not None
+        return supervisor.store.next_run_time(exclude=supervisor.dispatcher.broken.keys())
+
+    def _next_timer(self) -> float | None:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def _fire_timers(self) -> None:
+        while self._timers and self._timers[0][0] <= self._now:
+            _, _, timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback(*timer.args)
+
+    async def _settle(self) -> None:
+        """Dispatch what is due now and let every run that starts finish."""
+        supervisor = self._require()._supervisor
+        assert supervisor is not None
+        for _ in range(10_000):
+            while supervisor.dispatcher._dispatch():
+                pass
+            await asyncio.sleep(0)  # runs accepted by the dispatch start
+            if not supervisor.runner._running:
+                break
+            await supervisor.runner.settle()
+            self._fire_timers()
+        await supervisor.run_log.aflush()
+
+
+@asynccontextmanager
+async def clocked_scheduler(
+    *,
+    graph: Any,
+    start: datetime | str | float = "2030-01-01T00:00:00Z",
+    db_path: str | Path | None = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[TaskScheduler, TestClock]]:
+    """A started :class:`~scheduler.TaskScheduler` on a :class:`TestClock` (in memory, or
+    on ``db_path``), stopped and closed at the end. ``settings`` are
+    :class:`~scheduler.Settings` fields (``timezone="Europe/Paris"``, ``max_retries=2``);
+    nothing is read from the environment or ``.env``."""
+    clock = TestClock(start)
+    values: dict[str, Any] = {"tasks_file": None, "gc_freeze": False, **settings}
+    options = Settings.model_validate(values)
+    scheduler = TaskScheduler(
+        db_path is not None,
+        db_path or "scheduler.db",
+        graph=graph,
+        settings=options,
+        clock=clock,
+    )
+    clock.attach(scheduler)
+    scheduler.start()
+    try:
+        await clock._settle()
+        yield scheduler, clock
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()

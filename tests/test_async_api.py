@@ -1,0 +1,320 @@
+"""For the people who build on it: an async twin of every management method (same
+arguments, results and errors, the database off the event loop), waiting for the outcome
+after retries, run events, the test clock, JSON from every CLI command, JSON log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
+from scheduler.events import RunEvent
+from scheduler.testing import TestClock, clocked_scheduler
+from tests import prompt_graphs, server_graphs
+from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
+from tests.test_cli import Cli
+
+SYNC_METHODS = [
+    "add_task",
+    "add_tasks",
+    "sync_tasks",
+    "check_task",
+    "remove_task",
+    "pause_task",
+    "resume_task",
+    "run_task_now",
+    "resume_run",
+    "get_task",
+    "list_tasks",
+    "next_run_times",
+    "list_runs",
+    "get_run",
+    "count_tasks",
+    "count_runs",
+    "notices",
+    "note_problem",
+    "prune_history",
+]
+
+
+def twin(name: str) -> str:
+    return "async_tasks" if name == "sync_tasks" else f"a{name}"
+
+
+@pytest.mark.parametrize("name", SYNC_METHODS)
+def test_every_management_method_has_an_async_twin_with_the_same_parameters(name: str) -> None:
+    sync, asynchronous = getattr(TaskScheduler, name), getattr(TaskScheduler, twin(name))
+    assert inspect.iscoroutinefunction(asynchronous), twin(name)
+    assert list(inspect.signature(asynchronous).parameters) == list(
+        inspect.signature(sync).parameters
+    )
+
+
+async def test_the_async_twins_return_what_the_sync_methods_return(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(graph=server_graphs.asker)
+    scheduler.start()
+    task = TaskDefinition(id="a", interval_seconds=3600, prompt="x")
+    info = await scheduler.aadd_task(task)
+    assert info.id == "a" and info == scheduler.get_task("a")
+    await scheduler.aadd_tasks([TaskDefinition(id="b", interval_seconds=60, prompt="y")])
+    report = await scheduler.async_tasks(
+        [TaskDefinition(id="f", interval_seconds=60, prompt="z")], source="file:t.yaml"
+    )
+    assert report.added == ["f"]
+    await scheduler.acheck_task(task)
+    assert [t.id for t in await scheduler.alist_tasks()] == ["a", "b", "f"]
+    assert (await scheduler.aget_task("b")).definition is not None
+    assert len(await scheduler.anext_run_times("b", 3)) == 3
+    assert (await scheduler.apause_task("b")).paused
+    assert not (await scheduler.aresume_task("b")).paused
+    run_id = await scheduler.arun_task_now("a")
+    waiting = await scheduler.wait_for_run(run_id, timeout=10)
+    assert waiting.status is RunStatus.WAITING
+    await scheduler.aresume_run(run_id, "ok")
+    done = await scheduler.wait_for_outcome(run_id, timeout=10)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was ok")
+    assert (await scheduler.aget_run(run_id)).status is RunStatus.SUCCEEDED
+    assert [r.id for r in await scheduler.alist_runs("a")] == [run_id]
+    assert await scheduler.acount_tasks() == 3
+    assert await scheduler.acount_runs() == {RunStatus.SUCCEEDED: 1}
+    await scheduler.anote_problem("file:t.yaml", "broken")
+    assert [n.message for n in await scheduler.anotices()] == ["broken"]
+    assert await scheduler.aprune_history() == 0
+    await scheduler.aremove_task("f")
+    with pytest.raises(TaskNotFoundError, match="no task with id 'f'"):
+        await scheduler.aget_task("f")  # the same errors
+
+
+@pytest.mark.slow
+async def test_an_aadd_task_loop_does_not_delay_a_10_ms_interval_task(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(gc_freeze=False)
+    scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.01, prompt="p"))
+    scheduler.start()
+    await eventually(lambda: scheduler.list_runs("tick"), message="the first tick")
+    began = time.time()
+    for i in range(1000):
+        await scheduler.aadd_task(TaskDefinition(id=f"bulk-{i}", interval_seconds=3600, prompt="p"))
+    ended = time.time()
+    await scheduler.stop()
+    runs = [
+        r
+        for r in scheduler.list_runs("tick", limit=None)
+        if r.started_at is not None and began <= r.started_at.timestamp() <= ended
+    ]
+    assert len(runs) > 20, "the tick did not fire while tasks were added"
+    # A late run stands for the occurrences it coalesced: its delay counts from the first.
+    delays = sorted(
+        r.started_at.timestamp() - r.scheduled_for.timestamp() + (r.occurrences - 1) * 0.01
+        for r in runs
+        if r.started_at is not None
+    )
+    p99 = delays[int(len(delays) * 0.99) - 1]
+    assert p99 <= 0.050, f"p99 delay {p99 * 1000:.1f} ms over {len(delays)} runs"
+
+
+async def test_wait_for_outcome_follows_the_retries(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_task(
+        TaskDefinition(
+            id="flaky",
+            interval_seconds=3600,
+            prompt="fail",
+            max_retries=2,
+            retry_delay_seconds=0.01,
+        )
+    )
+    scheduler.start()
+    run_id = scheduler.run_task_now("flaky")
+    first = await scheduler.wait_for_run(run_id, timeout=10)
+    last = await scheduler.wait_for_outcome(run_id, timeout=10)
+    assert (first.attempt, last.attempt) == (1, 3)
+    assert last.status is RunStatus.FAILED and last.id != run_id
+
+
+async def test_run_events_reach_listeners_and_iterators(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(graph=server_graphs.asker)
+    seen: list[tuple[str, str]] = []
+    received: list[RunEvent] = []
+
+    async def async_listener(event: RunEvent) -> None:
+        received.append(event)
+
+    unsubscribe = scheduler.subscribe(lambda e: seen.append((e.kind, e.run.status)))
+    scheduler.subscribe(async_listener)
+    scheduler.start()
+    stream = scheduler.events()
+    scheduler.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
+    run_id = scheduler.run_task_now("ask")
+    first = await asyncio.wait_for(anext(stream), 10)
+    assert (first.kind, first.run.id, first.task.id) == ("started", run_id, "ask")
+    waiting = await asyncio.wait_for(anext(stream), 10)
+    assert waiting.kind == "waiting" and waiting.run.interrupts
+    scheduler.resume_run(run_id, "go")
+    kinds = [(await asyncio.wait_for(anext(stream), 10)).kind for _ in range(2)]
+    assert kinds == ["started", "finished"]
+    await eventually(lambda: len(received) == 4)
+    assert seen == [
+        ("started", "running"),
+        ("waiting", "waiting"),
+        ("started", "running"),
+        ("finished", "succeeded"),
+    ]
+    assert received[-1].run.output == "the answer was go"
+    assert json.loads(json.dumps(received[-1].to_dict()))["run"]["status"] == "succeeded"
+    unsubscribe()
+    await stream.aclose()
+
+
+# -- the test clock ------------------------------------------------------------------------------
+
+
+async def test_the_test_clock_fires_a_week_of_weekdays_across_a_dst_change_at_once() -> None:
+    began = time.monotonic()
+    paris = ZoneInfo("Europe/Paris")
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start=datetime(2026, 3, 25, 0, 0, tzinfo=paris)
+    ) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(
+                id="standup", cron_expression="0 9 * * 1-5", timezone="Europe/Paris", prompt="go"
+            )
+        )
+        runs = await clock.advance(days=7)
+        # seven days of elapsed time end at 01:00 on the wall clock: the night lost an hour
+        assert clock.now == datetime(2026, 4, 1, 1, 0, tzinfo=paris)
+    assert [r.scheduled_for.astimezone(paris).isoformat() for r in runs] == [
+        "2026-03-25T09:00:00+01:00",
+        "2026-03-26T09:00:00+01:00",
+        "2026-03-27T09:00:00+01:00",
+        "2026-03-30T09:00:00+02:00",  # summer time since Sunday 29 March
+        "2026-03-31T09:00:00+02:00",
+    ]
+    assert [r.scheduled_for.astimezone(UTC).hour for r in runs] == [8, 8, 8, 7, 7]
+    assert all(r.status is RunStatus.SUCCEEDED and r.started_at == r.scheduled_for for r in runs)
+    assert time.monotonic() - began < 5  # a week in (well) under a second of work
+
+
+async def test_the_test_clock_runs_retries_and_waiting_timeouts_in_order() -> None:
+    async with clocked_scheduler(graph=server_graphs.asker, start="2030-01-01T00:00:00Z") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(
+            TaskDefinition(id="ask", interval_seconds=600, prompt="x", waiting_timeout_seconds=900)
+        )
+        runs = await clock.advance(hours=1)
+    # 00:10 waits, 00:20 .. 00:30 skipped while it waits, 00:25 it times out; then 00:30 waits
+    statuses = [(r.scheduled_for.strftime("%H:%M"), r.status.value) for r in runs]
+    assert statuses[:3] == [("00:10", "timed_out"), ("00:20", "skipped"), ("00:30", "timed_out")]
+
+
+def test_a_test_clock_cannot_go_backwards() -> None:
+    clock = TestClock("2030-01-01T00:00:00+00:00")
+    assert clock() == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TestClock("2030-01-01T00:00:00")
+
+
+@pytest.mark.slow
+def test_the_readme_pytest_example_passes(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Testing your scheduled agent") :]
+    example = section[section.index("```python") + len("```python") : section.index("```\n", 40)]
+    (tmp_path / "test_example.py").write_text(example)
+    done = subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_example.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+# -- JSON everywhere -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_cli_command_prints_json(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.env["SCHEDULER_GRAPH"] = "tests.server_graphs:asker"
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("- id: from-file\n  schedule: every 5 minutes\n  prompt: p\n")
+    outputs: dict[str, Any] = {}
+    for command in (
+        ("add", "--id", "t", "--schedule", "every 5 minutes", "--prompt", "x"),
+        ("edit", "t", "--prompt", "y"),
+        ("pause", "t"),
+        ("resume", "t"),
+        ("list",),
+        ("show", "t"),
+        ("run", "t"),
+        ("runs",),
+        ("validate", str(tasks)),
+        ("apply", str(tasks)),
+        ("next", "every 2h"),
+    ):
+        outputs[command[0]] = cli.json(*command)
+    [added] = outputs["add"]
+    assert (added["id"], added["state"]) == ("t", "active")
+    assert outputs["edit"]["definition"]["prompt"] == "y"
+    assert outputs["pause"]["paused"] is True and outputs["resume"]["paused"] is False
+    assert outputs["run"]["status"] == "queued" and outputs["run"]["task_id"] == "t"
+    assert outputs["apply"]["added"] == ["from-file"]
+    waited = cli.json("run", "t", "--wait")
+    assert waited["status"] == "waiting"
+    answered = cli.json("answer", waited["id"], '"yes"', "--wait")
+    assert (answered["status"], answered["output"]) == ("succeeded", "the answer was yes")
+    removed = cli.json("remove", "t", "--yes")
+    assert removed == {"id": "t", "removed": True}
+
+
+@pytest.mark.slow
+def test_json_log_lines_parse_and_carry_the_ids(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli("add", "--id", "tick", "--schedule", "every 1 second", "--prompt", "fail")
+    env = {**cli.env, "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_TASKS_FILE": "none"}
+    process = subprocess.Popen(
+        [PYTHON, str(ROOT / "main.py")],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(json.loads(line))  # every line is one JSON object
+        if lines[-1].get("status") == "failed":
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=60)
+    lines.extend(json.loads(line) for line in (rest or "").splitlines() if line.strip())
+    failed = [line for line in lines if line.get("status") == "failed"]
+    assert failed, lines
+    assert failed[0]["task_id"] == "tick" and failed[0]["run_id"]
+    assert failed[0]["error_type"] == "CommandError" and failed[0]["level"] == "WARNING"
+    assert "duration" in failed[0] and failed[0]["attempt"] == 1
+    started = [line for line in lines if line.get("status") == "running"]
+    assert started and started[0]["run_id"] == failed[0]["run_id"]
