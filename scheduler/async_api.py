@@ -106,9 +106,9 @@ class AsyncTaskAPI(TaskWrites):
         """:meth:`get_task <scheduler.TaskScheduler.get_task>`, off the event loop."""
         return await asyncio.to_thread(self.get_task, task_id)
 
-    async def alist_tasks(self) -> list[TaskInfo]:
+    async def alist_tasks(self, *, source: str | None = None) -> list[TaskInfo]:
         """:meth:`list_tasks <scheduler.TaskScheduler.list_tasks>`, off the event loop."""
-        return await asyncio.to_thread(self.list_tasks)
+        return await asyncio.to_thread(lambda: self.list_tasks(source=source))
 
     async def anext_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
         """:meth:`next_run_times <scheduler.TaskScheduler.next_run_times>`, off the loop."""

@@ -11,7 +11,9 @@ scheduler calls. The **callback policy** limits that choice to the project's own
   ``SCHEDULER_CALLBACK_MODULES`` (``myapp,notifications``), for callbacks that live in an
   installed package;
 * the attribute path may not walk through another module (``mymodule:os.system``), and a
-  function it ends on must itself be defined in an allowed module.
+  function it ends on must itself be defined in an allowed module;
+* the scheduler's own callbacks in :data:`BUILT_IN_CALLBACKS` (what the agent tools set on
+  the tasks they make) are always allowed, wherever the package is installed.
 
 The policy is checked when a task is added (:meth:`CallbackPolicy.resolve`, which imports
 the module), when a tasks file is validated (:meth:`CallbackPolicy.check_statically`, which
@@ -40,7 +42,10 @@ from typing import Any
 
 from scheduler.exceptions import CallbackError
 
-__all__ = ["CallbackPolicy", "call_callback", "split_path"]
+__all__ = ["BUILT_IN_CALLBACKS", "CallbackPolicy", "call_callback", "split_path"]
+
+#: Callbacks of this package that any task may name: (module, function).
+BUILT_IN_CALLBACKS = frozenset({("scheduler.agent_tools", "report_failure")})
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -178,6 +183,8 @@ class CallbackPolicy:
         Raises:
             CallbackError: Refused by the policy, not found, or not defined there.
         """
+        if split_path(path) in BUILT_IN_CALLBACKS:
+            return
         module_name, attribute, spec = self._checked_spec(field, path)
         first = attribute.split(".")[0]
         if spec.origin is None or not spec.origin.endswith(".py"):
@@ -199,6 +206,11 @@ class CallbackPolicy:
         cached = self._cache.get(path)
         if cached is not None:
             return cached
+        if split_path(path) in BUILT_IN_CALLBACKS:
+            module_name, attribute = split_path(path)
+            built_in: Callable[..., Any] = getattr(importlib.import_module(module_name), attribute)
+            self._cache[path] = built_in
+            return built_in
         module_name, attribute, _ = self._checked_spec(field, path)
         try:
             module = importlib.import_module(module_name)

@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
-    command("list", commands.cmd_list, "list tasks")
+    p = command("list", commands.cmd_list, "list tasks")
+    p.add_argument(
+        "--source",
+        metavar="SOURCE",
+        help="only the tasks of SOURCE and the sources under it: api, cli, file:tasks.yaml, "
+        "agent (every task an agent's tool made), agent:thread:ID",
+    )
     p = command(
         "show",
         commands.cmd_show,
@@ -91,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command(name, handler, text).add_argument("id")
     p = command("remove", commands.cmd_remove, "remove a task (asks first, unless --yes)")
-    p.add_argument("id")
+    p.add_argument("id", nargs="?")
+    p.add_argument(
+        "--source", metavar="SOURCE", help="remove every task of SOURCE instead (e.g. agent)"
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p = command("run", commands.cmd_run, "run a task now")
     p.add_argument("id")

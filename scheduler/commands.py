@@ -94,7 +94,7 @@ def _validate(data: dict[str, Any], settings: Settings) -> TaskDefinition:
 
 
 def cmd_list(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
-    out.tasks(scheduler.list_tasks())
+    out.tasks(scheduler.list_tasks(source=args.source))
     out.notices(scheduler.notices())
     return 0
 
@@ -203,6 +203,10 @@ def cmd_resume(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
 
 
 def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    if (args.id is None) == (args.source is None):
+        raise UsageError("remove: give a task id, or --source SOURCE")
+    if args.source is not None:
+        return _remove_source(scheduler, args, out)
     info = scheduler.get_task(args.id)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -215,6 +219,23 @@ def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
     scheduler.remove_task(args.id)
     out.line(f"removed {args.id}")
     out.result({"id": args.id, "removed": True})
+    return 0
+
+
+def _remove_source(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    ids = [task.id for task in scheduler.list_tasks(source=args.source)]
+    if ids and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"not removing {len(ids)} task(s) without confirmation; pass --yes")
+        answer = input(f"Remove {len(ids)} task(s) of {args.source}? History is kept. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.line("not removed")
+            out.result({"source": args.source, "removed": []})
+            return 0
+    for task_id in ids:
+        scheduler.remove_task(task_id)
+    out.line(f"removed {len(ids)} task(s) of {args.source}")
+    out.result({"source": args.source, "removed": ids})
     return 0
 
 

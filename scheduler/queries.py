@@ -43,12 +43,27 @@ class TaskQueries:
         stats = self._store.task_stats(task_id).get(task_id, TaskStats())
         return task_info(row, stats)
 
-    def list_tasks(self) -> list[TaskInfo]:
-        """Every task, by id; rows that cannot be loaded are listed with ``state='error'``."""
+    def list_tasks(self, *, source: str | None = None) -> list[TaskInfo]:
+        """Every task, by id; rows that cannot be loaded are listed with ``state='error'``.
+
+        Args:
+            source: Only the tasks of this source and of the sources under it: ``agent``
+                lists every task an agent's tool made, ``agent:thread:t-1`` those made from
+                thread ``t-1``; ``cli``, ``api``, ``file:tasks.yaml``.
+        """
         self._flush()
-        stats = self._store.task_stats()
         empty = TaskStats()
-        return [task_info(row, stats.get(row.id, empty)) for row in self._store.iter_tasks()]
+        if source is None:
+            stats = self._store.task_stats()
+            return [task_info(row, stats.get(row.id, empty)) for row in self._store.iter_tasks()]
+        rows = list(self._store.iter_tasks(source=source))
+        ids = [row.id for row in rows]
+        stats = self._store.task_stats(ids if len(ids) <= 500 else None) if ids else {}
+        return [task_info(row, stats.get(row.id, empty)) for row in rows]
+
+    def now(self) -> datetime:
+        """The scheduler's time (its clock: the wall clock, or a test clock), in UTC."""
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def next_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
         """The task's next ``count`` fire times as stored and scheduled (none unless active).

@@ -141,11 +141,12 @@ class Output:
                 when(t.next_run, task_zone(t)),
                 t.state.value,
                 t.last_status.value if t.last_status else "-",
+                t.source,
             ]
             for t in tasks
         ]
         self.table(
-            ["ID", "NAME", "SCHEDULE", "NEXT RUN", "STATE", "LAST STATUS"],
+            ["ID", "NAME", "SCHEDULE", "NEXT RUN", "STATE", "LAST STATUS", "SOURCE"],
             rows,
             styles={4: True, 5: True},
         )

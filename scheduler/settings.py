@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         "come from, comma-separated; the project's own modules are always allowed",
     )
 
+    # Agent tools (scheduler.agent_tools): limits per owner (a thread, or a user).
+    agent_max_tasks: int = Field(
+        default=20, ge=1, le=10_000, description="Tasks an agent may keep scheduled per owner"
+    )
+    agent_min_interval_seconds: float = Field(
+        default=60, ge=1, description="Shortest time between two runs of an agent's task"
+    )
+    agent_max_horizon_days: float = Field(
+        default=366, gt=0, le=36_600, description="How far ahead an agent's task may first run"
+    )
+
     # History.
     history_max_runs: int = Field(
         default=1000, ge=0, description="Run records kept per task (0 = no count limit)"

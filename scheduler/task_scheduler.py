@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from os import PathLike
 from pathlib import Path
@@ -28,9 +29,21 @@ from scheduler.supervisor import Supervisor
 if TYPE_CHECKING:
     from scheduler.persistence import Persistence
 
-__all__ = ["TaskScheduler"]
+__all__ = ["TaskScheduler", "running_scheduler"]
 
 logger = logging.getLogger(__name__)
+
+_started: list[weakref.ref[TaskScheduler]] = []
+
+
+def running_scheduler() -> TaskScheduler | None:
+    """The scheduler started most recently in this process that is still running, if any
+    (the one a graph's tools and callbacks reach when they are given none)."""
+    for ref in reversed(_started):
+        scheduler = ref()
+        if scheduler is not None and scheduler.running:
+            return scheduler
+    return None
 
 
 class TaskScheduler(AsyncTaskAPI):
@@ -119,6 +132,8 @@ class TaskScheduler(AsyncTaskAPI):
         )
         supervisor.start()
         self._supervisor = supervisor
+        _started[:] = [ref for ref in _started if ref() not in (None, self)]
+        _started.append(weakref.ref(self))
         if self.settings.gc_freeze:
             gcfreeze.hold()
             self._gc_frozen = True

@@ -122,7 +122,15 @@ def test_add_list_show_edit_pause_resume_remove(cli: Cli) -> None:
 def test_plain_table_when_piped(cli: Cli) -> None:
     cli("add", "--id", "ping", "--schedule", "every 5 minutes", "--prompt", "ping")
     lines = cli("list").stdout.splitlines()
-    assert lines[0].split("\t") == ["ID", "NAME", "SCHEDULE", "NEXT RUN", "STATE", "LAST STATUS"]
+    assert lines[0].split("\t") == [
+        "ID",
+        "NAME",
+        "SCHEDULE",
+        "NEXT RUN",
+        "STATE",
+        "LAST STATUS",
+        "SOURCE",
+    ]
     assert lines[1].split("\t")[:3] == ["ping", "ping", "Every 5 minutes"]
     assert "\x1b[" not in cli("list").stdout  # no colour codes in a pipe
 

@@ -250,6 +250,7 @@ CASES = [
         },
         "react-agent (fake/echo-model) on 'ping': echo-model at your service",
         "src/scheduler",
+        ("--agent-tools",),
     ),
     Case(  # runtime.store, which the scheduler gives it (as the server does)
         "memory_agent",
@@ -270,6 +271,14 @@ CASES = [
     ),
 ]
 FIRED = r"task heartbeat run (\w+) succeeded in [\d.]+ s: (.*)"
+SCHEDULING_TOOLS = [
+    "schedule_task",
+    "list_scheduled_tasks",
+    "cancel_scheduled_task",
+    "pause_scheduled_task",
+    "resume_scheduled_task",
+]
+TOOL_NAMES = "from react_agent.graph import graph; print(*graph.nodes['tools'].bound.tools_by_name)"
 
 
 @pytest.mark.slow
@@ -295,6 +304,9 @@ def test_scaffolded_project_fires_its_own_graph_and_keeps_its_task_across_a_rest
         run_in(venv, project, "pip", "install", "-e", ".")
     where = run_in(venv, project, "python", "-c", "import scheduler; print(scheduler.__file__)")
     assert Path(where.stdout.strip()) == project / case.package / "__init__.py"
+    if "--agent-tools" in case.options:  # the graph's model and ToolNode get the tools
+        names = run_in(venv, project, "python", "-c", TOOL_NAMES).stdout.split()
+        assert names == ["search", *SCHEDULING_TOOLS]
 
     first = Program.start(venv, project)
     fired = first.wait_for(FIRED)
@@ -587,3 +599,53 @@ def test_every_command_of_the_skill_works_on_a_project(tmp_path: Path) -> None:
     assert re.search(r"^scaffold-check\t.*\tpaused\t", log, flags=re.M)
     assert ids[0][0] in runs[1]  # after the restart, runs lists those of the first start
     assert "removed scaffold-check" in log
+
+
+# -- --agent-tools ----------------------------------------------------------------------------
+
+
+def test_agent_tools_go_after_the_tools_list_once_and_the_block_is_kept_up_to_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("react_agent", tmp_path)
+    tools_py = project / "src" / "react_agent" / "tools.py"
+    before = tools_py.read_text()
+    status, out, err = scaffold(capsys, project, "--agent-tools")
+    assert status == 0, err
+    assert "src/react_agent/tools.py: the agent's TOOLS get the scheduling tools" in out
+    after = tools_py.read_text()
+    head, _, block = after.partition("TOOLS: list[Callable[..., Any]] = [search]\n")
+    assert before.startswith(head)
+    assert block.startswith("# >>> scheduler (added by python -m scheduler scaffold --agent-")
+    assert "TOOLS = [*TOOLS, *scheduling_tools()]\n# <<< scheduler\n" in block
+    status, out, _ = scaffold(capsys, project, "--agent-tools")
+    assert status == 0 and out.startswith("Nothing to change")
+    assert tools_py.read_text() == after
+    # A block the user edited is theirs: not overwritten without --force.
+    tools_py.write_text(after.replace("*scheduling_tools()]", "*scheduling_tools(owner_key='u')]"))
+    status, _, err = scaffold(capsys, project, "--agent-tools")
+    assert status == 2 and "src/react_agent/tools.py" in err
+
+
+def test_agent_tools_in_the_graph_module_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("root_agent", tmp_path)
+    graph_py = project / "graph.py"
+    text = graph_py.read_text()
+    graph_py.write_text(text + "\n\ntools = []\n")
+    status, _, err = scaffold(capsys, project, "--agent-tools")
+    assert status == 0, err
+    assert graph_py.read_text().endswith("tools = [*tools, *scheduling_tools()]\n# <<< scheduler\n")
+
+
+def test_agent_tools_without_a_tools_list_are_refused_with_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("template_agent", tmp_path)
+    before = snapshot(project)
+    status, out, err = scaffold(capsys, project, "--agent-tools")
+    assert status == 2 and out == ""
+    assert err.startswith("error: --agent-tools: graph.py has no module-level list of tools")
+    assert "from scheduler.agent_tools import scheduling_tools" in err
+    assert snapshot(project) == before  # nothing was written

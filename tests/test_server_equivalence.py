@@ -14,6 +14,7 @@ import pytest
 
 from scheduler import RunStatus, TaskDefinition, TaskScheduler
 from scheduler.exceptions import RunNotWaitingError
+from scheduler.storage.schema import SCHEMA_VERSION
 from tests import server_graphs
 from tests.conftest import eventually, make_settings
 from tests.test_cli import Cli
@@ -256,6 +257,10 @@ def test_rows_of_the_old_schema_are_migrated(tmp_path: Path) -> None:
         INSERT INTO scheduler_runs (id, task_id, scheduled_for, queued_at, status, attempt,
             occurrences, "trigger") VALUES ('r1', 't', 1800000000, 1800000000, 'succeeded',
             1, 1, 'schedule');
+        CREATE TABLE scheduler_tasks (id VARCHAR(128) PRIMARY KEY, definition TEXT NOT NULL,
+            format INTEGER NOT NULL, next_run_time FLOAT, paused BOOLEAN NOT NULL,
+            anchor FLOAT NOT NULL, source VARCHAR(255) NOT NULL, created_at FLOAT NOT NULL,
+            updated_at FLOAT NOT NULL);
         """
     )
     connection.commit()
@@ -270,7 +275,9 @@ def test_rows_of_the_old_schema_are_migrated(tmp_path: Path) -> None:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(scheduler_runs)")}
         version = connection.execute("SELECT value FROM scheduler_meta WHERE key='schema'")
         assert {"interrupts", "answer", "waiting_since"} <= columns
-        assert version.fetchone()[0] == 2
+        assert version.fetchone()[0] == SCHEMA_VERSION
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(scheduler_tasks)")}
+        assert "ix_scheduler_tasks_source" in indexes  # listing by source (agent tools) is indexed
     finally:
         connection.close()
 

@@ -12,19 +12,14 @@ running it twice with the same options changes nothing the second time.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
-
-from scheduler.exceptions import ScaffoldError, SchedulerError, describe_errors
-from scheduler.models import TaskDefinition
+from scheduler.exceptions import ScaffoldError, SchedulerError
 from scheduler.scaffold.changes import RECORD, ChangeSet, read_text
 from scheduler.scaffold.manifests import (
     PACKAGE,
@@ -33,6 +28,7 @@ from scheduler.scaffold.manifests import (
     plan_manifest,
     requirements,
 )
+from scheduler.scaffold.options import TASK_EXAMPLE, parse_tasks
 from scheduler.scaffold.projects import (
     NOT_FOUND,
     GraphLocation,
@@ -40,6 +36,7 @@ from scheduler.scaffold.projects import (
     find_graph,
     inspect_graph,
 )
+from scheduler.scaffold.tools_wiring import find_tools_list, tools_block, with_tools_block
 from scheduler.scaffold.wiring import (
     env_section,
     find_block,
@@ -55,7 +52,6 @@ from scheduler.tasksfile import apply_tasks_file
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
 
 _SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package
-_TASK_EXAMPLE = '{"id": "heartbeat", "schedule": "every 1 minute", "prompt": "Say hello"}'
 
 
 def add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +65,7 @@ def add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         action="append",
         default=[],
-        help=f"an initial task for tasks.yaml, as JSON (repeatable), e.g. '{_TASK_EXAMPLE}'; "
+        help=f"an initial task for tasks.yaml, as JSON (repeatable), e.g. '{TASK_EXAMPLE}'; "
         'use "input": {...} instead of "prompt" for graphs without messages, and '
         '"context": {...} for a context_schema. Without it: one example task that fits',
     )
@@ -79,6 +75,12 @@ def add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep tasks and runs in memory (gone at restart) instead of scheduler.db",
     )
     parser.add_argument("--timezone", metavar="ZONE", help="default IANA zone of schedules")
+    parser.add_argument(
+        "--agent-tools",
+        action="store_true",
+        help="give the agent the scheduling tools (schedule_task, list_scheduled_tasks, ...): "
+        "a marked block after its module-level tools list (TOOLS = [...])",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and a diff; write nothing"
     )
@@ -101,28 +103,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _parse_tasks(texts: list[str], zone: str) -> list[dict[str, Any]]:
-    """The ``--task`` options, each validated as a tasks-file entry."""
-    tasks: list[dict[str, Any]] = []
-    for number, text in enumerate(texts, start=1):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScaffoldError(f"--task {number}: not JSON ({exc}): {text}") from None
-        if not isinstance(data, dict):
-            raise ScaffoldError(f"--task {number}: expected a JSON object, e.g. {_TASK_EXAMPLE}")
-        label = f"--task {data['id']!r}" if isinstance(data.get("id"), str) else f"--task {number}"
-        context = {"timezone": zone, "allow_past": True, "allow_relative": False}
-        try:
-            task = TaskDefinition.model_validate(data, context=context)
-        except ValidationError as exc:
-            raise ScaffoldError(f"{label}: {describe_errors(exc)}") from None
-        if any(other["id"] == task.id for other in tasks):
-            raise ScaffoldError(f"{label}: two tasks with this id")
-        tasks.append(data)
-    return tasks
-
-
 class _Planner:
     """Builds a :class:`Plan`: reads the project, writes nothing."""
 
@@ -137,7 +117,7 @@ class _Planner:
                 ZoneInfo(self.zone)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ScaffoldError(f"--timezone {self.zone!r}: not an IANA time zone") from None
-        self.tasks = _parse_tasks(args.task, self.zone or "UTC")
+        self.tasks = parse_tasks(args.task, self.zone or "UTC")
         self.changes = ChangeSet(self.project, force=args.force)
         self.target = ""
 
@@ -180,6 +160,8 @@ class _Planner:
         self.plan_tasks(plan)
         self.plan_env()
         self.plan_gitignore()
+        if self.args.agent_tools:
+            self.plan_tools(location)
         self.changes.close({"graph": self.target, "package": plan.package_dir})
         return plan
 
@@ -282,6 +264,17 @@ class _Planner:
             self.changes.whole("tasks.yaml", text, note=note)
         elif not self.changes.scaffolded("tasks.yaml"):
             plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
+
+    def plan_tools(self, location: GraphLocation) -> None:
+        """The block that adds the scheduling tools to the agent's tools list."""
+        found = find_tools_list(location.file, location.import_root)
+        rel = self.rel(found.file)
+        old = read_text(found.file) or ""
+        block = tools_block(found.name, "\r\n" if "\r\n" in old else "\n")
+        added = old if find_block(old) else with_tools_block(old, found, block)
+        self.changes.block(
+            rel, old, block, added, f"the agent's {found.name} get the scheduling tools"
+        )
 
     def plan_gitignore(self) -> None:
         """``.gitignore`` gets ``scheduler.db*`` (the database and its WAL files), once."""

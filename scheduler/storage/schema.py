@@ -35,7 +35,7 @@ __all__ = [
     "tasks_table",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -49,7 +49,7 @@ tasks_table = Table(
     Column("next_run_time", Float, index=True),
     Column("paused", Boolean, nullable=False),
     Column("anchor", Float, nullable=False),
-    Column("source", String(255), nullable=False),
+    Column("source", String(255), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
@@ -188,12 +189,21 @@ class Store:
     def list_tasks(self) -> list[TaskRow]:
         return list(self.iter_tasks())
 
-    def iter_tasks(self, *, page: int = 1000) -> Iterator[TaskRow]:
+    def iter_tasks(self, *, page: int = 1000, source: str | None = None) -> Iterator[TaskRow]:
         """Every task by id, read ``page`` rows at a time (each page its own short read), so
-        a caller that converts rows as they come never holds them all at once."""
+        a caller that converts rows as they come never holds them all at once. ``source``
+        keeps the tasks of that source and of the sources under it (``agent`` keeps
+        ``agent:thread:t-1``)."""
         after: str | None = None
         while True:
             query = select(tasks_table).order_by(tasks_table.c.id).limit(page)
+            if source is not None:
+                query = query.where(
+                    or_(
+                        tasks_table.c.source == source,
+                        tasks_table.c.source.startswith(f"{source}:", autoescape=True),
+                    )
+                )
             if after is not None:
                 query = query.where(tasks_table.c.id > after)
             with self._reading() as conn:
@@ -203,8 +213,9 @@ class Store:
                 return
             after = rows[-1].id
 
-    def task_stats(self, task_id: str | None = None) -> dict[str, TaskStats]:
-        """Run count and last outcome per task (of one task when ``task_id`` is given): the
+    def task_stats(self, task_id: str | Collection[str] | None = None) -> dict[str, TaskStats]:
+        """Run count and last outcome per task (of one task, or of the tasks of a collection,
+        when ``task_id`` is given): the
         newest run that finished after running (not one skipped by the overlap policy while
         another ran, nor one still queued or running), else the newest run."""
         finished = case(
@@ -215,8 +226,10 @@ class Store:
             func.count().label("n"),
             func.coalesce(func.max(finished), func.max(runs_table.c.id)).label("last_id"),
         ).group_by(runs_table.c.task_id)
-        if task_id is not None:
+        if isinstance(task_id, str):
             counts = counts.where(runs_table.c.task_id == task_id)
+        elif task_id is not None:
+            counts = counts.where(runs_table.c.task_id.in_(list(task_id)))
         sub = counts.subquery()
         query = select(
             sub.c.task_id,
@@ -303,14 +316,19 @@ class Store:
 
 
 def _migrate(conn: Connection, schema: int) -> None:
-    """Bring a database of an older schema up to :data:`SCHEMA_VERSION`: add the columns it
-    lacks (every change so far only adds nullable columns), then record the version."""
+    """Bring a database of an older schema up to :data:`SCHEMA_VERSION`: add the columns and
+    indexes it lacks (every change so far only adds nullable columns and indexes), then
+    record the version."""
     for table in (tasks_table, runs_table):
         present = {column["name"] for column in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name not in present:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+        indexes = {index["name"] for index in inspect(conn).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
     conn.execute(
         update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION)
     )

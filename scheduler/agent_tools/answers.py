@@ -1,0 +1,80 @@
+"""What the scheduling tools say: fire times in the user's zone, a task on one line, and
+the report of a failed follow-up into the thread that asked for it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from langchain_core.messages import HumanMessage
+
+from scheduler.enums import RunStatus, TaskState
+from scheduler.models import TaskDefinition
+from scheduler.records import RunRecord, TaskInfo
+from scheduler.task_scheduler import running_scheduler
+from scheduler.wording import describe_task
+
+__all__ = ["counts", "label", "line", "local_time", "report_failure"]
+
+logger = logging.getLogger(__name__)
+
+
+def label(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    return words if len(words) <= 60 else words[:59] + "…"
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def counts(task: TaskInfo) -> bool:
+    """A task still counts against the owner's limit until it has nothing left to run."""
+    return task.state is not TaskState.COMPLETED
+
+
+def line(task: TaskInfo) -> str:
+    definition = task.definition
+    schedule = describe_task(definition) if definition is not None else "(cannot be loaded)"
+    zone = (definition.timezone if definition is not None else None) or "UTC"
+    nxt = local_time(task.next_run, zone) if task.next_run is not None else "none"
+    last = f"last run {task.last_status.value}" if task.last_status is not None else "not run yet"
+    return f"- {task.id} ({task.name}): {schedule}; {task.state.value}; next run {nxt}; {last}"
+
+
+# -- failures, back into the thread ------------------------------------------------------------
+
+
+async def report_failure(task: TaskDefinition, run: RunRecord) -> None:
+    """The default ``on_failure_callback`` of the tasks the tools make: add a message about
+    the failed (or timed-out) run to the thread that asked for the task, through the graph
+    of the scheduler running here, so the agent sees it on its next turn."""
+    if not isinstance(run, RunRecord) or run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        return  # named as another kind of callback: nothing to report
+    thread = task.metadata.get("requested_in_thread") or task.thread_id
+    scheduler = running_scheduler()
+    if not isinstance(thread, str) or not thread or scheduler is None:
+        logger.warning("task %s run %s failed; no thread to report it to", task.id, run.id)
+        return
+    what = "timed out" if run.status is RunStatus.TIMED_OUT else "failed"
+    error = f"{run.error_type}: {run.error_message}" if run.error_type else run.error_message
+    text = (
+        f"[scheduler] The scheduled follow-up {task.id} ({task.name}) {what} at "
+        f"{local_time(run.finished_at or run.scheduled_for, task.timezone or 'UTC')} after "
+        f"{run.attempt} attempt(s): {error or 'no detail'}. The user has not been told yet."
+    )
+    graph = scheduler.graph()
+    update = getattr(graph, "aupdate_state", None)
+    if update is None:
+        logger.warning("task %s run %s failed; its graph cannot take a message", task.id, run.id)
+        return
+    try:
+        await update(
+            {"configurable": {"thread_id": thread}},
+            {"messages": [HumanMessage(content=text, name="scheduler")]},
+        )
+    except Exception:
+        logger.exception(
+            "task %s run %s: could not report the failure to thread %s", task.id, run.id, thread
+        )

@@ -1,0 +1,336 @@
+"""The scheduling tools and what they share: the scheduler, the owner, the zone, the
+limits (see :mod:`scheduler.agent_tools`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, ValidationError
+
+from scheduler.agent_tools.answers import counts, label, line, local_time
+from scheduler.agent_tools.arguments import (
+    DESCRIPTIONS,
+    NoArgs,
+    ScheduleArgs,
+    TaskIdArgs,
+    invalid_arguments,
+)
+from scheduler.enums import TaskType
+from scheduler.exceptions import ScheduleError, SchedulerError, describe_errors
+from scheduler.models import TaskDefinition
+from scheduler.records import TaskInfo
+from scheduler.schedules import parse_schedule
+from scheduler.settings import Settings
+from scheduler.task_scheduler import TaskScheduler, running_scheduler
+from scheduler.triggers import fire_times
+from scheduler.wording import describe_task
+from scheduler.zones import unknown_zone_message
+
+__all__ = ["AGENT_SOURCE", "REPORT_FAILURE", "AgentLimits", "SchedulingTools", "scheduling_tools"]
+
+AGENT_SOURCE = "agent"
+REPORT_FAILURE = "scheduler.agent_tools:report_failure"
+_SHOWN_TIMES = 3
+_MAX_OWNER_CHARS = 200
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """What one owner may schedule (defaults: the ``SCHEDULER_AGENT_*`` settings)."""
+
+    max_tasks: int = 20
+    min_interval_seconds: float = 60
+    max_horizon_days: float = 366
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentLimits:
+        return cls(
+            settings.agent_max_tasks,
+            settings.agent_min_interval_seconds,
+            settings.agent_max_horizon_days,
+        )
+
+
+class _Refused(Exception):
+    """An answer for the model: nothing was done, and why."""
+
+
+@dataclass(frozen=True)
+class _Caller:
+    owner: str  # "thread:<id>" or "<owner_key>:<value>"
+    thread_id: str | None
+    value: str
+
+    @property
+    def source(self) -> str:
+        if len(self.owner) <= _MAX_OWNER_CHARS:
+            return f"{AGENT_SOURCE}:{self.owner}"
+        kind = self.owner.split(":", 1)[0][:40]
+        digest = hashlib.sha256(self.owner.encode()).hexdigest()
+        return f"{AGENT_SOURCE}:{kind}:sha256:{digest}"
+
+
+class SchedulingTools:
+    """The tools and what they share (see the module docstring and :func:`scheduling_tools`)."""
+
+    def __init__(
+        self,
+        scheduler: TaskScheduler | None = None,
+        *,
+        owner_key: str | None = None,
+        timezone: str | None = None,
+        limits: AgentLimits | None = None,
+        on_failure: str | None = REPORT_FAILURE,
+    ) -> None:
+        self._given = scheduler
+        self._own: TaskScheduler | None = None
+        self.owner_key = owner_key
+        self.timezone = timezone
+        self._limits = limits
+        self.on_failure = on_failure
+        self._lock = threading.Lock()  # count-then-add of one process, per tools object
+
+    def tools(self) -> list[BaseTool]:
+        """The five tools, sync and async."""
+        made: list[BaseTool] = []
+        for name, method, schema in (
+            ("schedule_task", self.schedule_task, ScheduleArgs),
+            ("list_scheduled_tasks", self.list_tasks, NoArgs),
+            ("cancel_scheduled_task", self.cancel_task, TaskIdArgs),
+            ("pause_scheduled_task", self.pause_task, TaskIdArgs),
+            ("resume_scheduled_task", self.resume_task, TaskIdArgs),
+        ):
+            made.append(_tool(name, method, schema))
+        return made
+
+    # -- the tools ------------------------------------------------------------------------
+
+    def schedule_task(
+        self,
+        config: RunnableConfig,
+        when: str,
+        prompt: str,
+        name: str = "",
+        new_conversation: bool = False,
+        timezone: str | None = None,
+    ) -> str:
+        caller = self._caller(config, need_thread=not new_conversation)
+        scheduler = self.scheduler()
+        zone = self._zone(timezone, config, scheduler)
+        now = scheduler.now()
+        try:
+            parsed = parse_schedule(when, now=now, timezone=zone)
+        except ScheduleError as exc:
+            raise _Refused(f"Nothing was scheduled: {exc}") from None
+        task_id = f"agent-{secrets.token_hex(4)}"
+        local_now = now.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+        try:
+            task = TaskDefinition(
+                id=task_id,
+                name=" ".join(name.split())[:80] or label(prompt),
+                timezone=zone,
+                prompt=f"[Scheduled follow-up {task_id}, set at {local_now} for {when!r}] {prompt}",
+                thread_id=None if new_conversation else caller.thread_id,
+                on_failure_callback=self.on_failure,
+                metadata={
+                    "scheduled_by": AGENT_SOURCE,
+                    "owner": caller.owner,
+                    "requested_in_thread": caller.thread_id,
+                    "when": when,
+                    **({"agent_owner_value": caller.value} if self.owner_key else {}),
+                },
+                **parsed.fields(),
+            )
+        except ValidationError as exc:
+            raise _Refused(f"Nothing was scheduled: {describe_errors(exc)}") from None
+        times = self._check_limits(task, now)
+        with self._lock:
+            kept = [t for t in scheduler.list_tasks(source=caller.source) if counts(t)]
+            if len(kept) >= self.limits.max_tasks:
+                raise _Refused(
+                    f"Nothing was scheduled: this conversation already has {len(kept)} "
+                    f"scheduled tasks, the limit. Cancel one first (list_scheduled_tasks "
+                    f"shows them)."
+                )
+            scheduler.add_task(task, source=caller.source)
+        where = (
+            "Each run starts a new conversation."
+            if new_conversation
+            else "It will come back to this conversation."
+        )
+        if task.task_type is TaskType.ONE_TIME:
+            what = f"Scheduled {task_id} ({task.name}) for {local_time(times[0], zone)} ({zone})."
+        else:
+            shown = ", ".join(local_time(t, zone) for t in times)
+            what = f"Scheduled {task_id} ({task.name}): {describe_task(task)}. Next runs: {shown}."
+        return f"{what} {where} Tell the user when it will run, as written here."
+
+    def list_tasks(self, config: RunnableConfig) -> str:
+        caller = self._caller(config, need_thread=False)
+        tasks = self.scheduler().list_tasks(source=caller.source)
+        if not tasks:
+            return "No tasks are scheduled from this conversation."
+        return "\n".join(line(task) for task in tasks[:50])
+
+    def cancel_task(self, config: RunnableConfig, task_id: str) -> str:
+        task = self._own_task(config, task_id)
+        self.scheduler().remove_task(task.id)
+        return f"Cancelled {task.id} ({task.name}); it will not run again."
+
+    def pause_task(self, config: RunnableConfig, task_id: str) -> str:
+        task = self._own_task(config, task_id)
+        self.scheduler().pause_task(task.id)
+        return f"Paused {task.id} ({task.name}); it does not run until resumed."
+
+    def resume_task(self, config: RunnableConfig, task_id: str) -> str:
+        task = self._own_task(config, task_id)
+        info = self.scheduler().resume_task(task.id)
+        zone = (info.definition.timezone if info.definition else None) or "UTC"
+        nxt = local_time(info.next_run, zone) if info.next_run else "no further run"
+        return f"Resumed {task.id} ({task.name}); next run {nxt}."
+
+    # -- what they share ------------------------------------------------------------------
+
+    @property
+    def limits(self) -> AgentLimits:
+        return self._limits or AgentLimits.from_settings(self.scheduler().settings)
+
+    def scheduler(self) -> TaskScheduler:
+        """The given scheduler, else the one running in this process, else one that only
+        writes to the database (a running ``main.py`` picks its tasks up)."""
+        if self._given is not None:
+            return self._given
+        running = running_scheduler()
+        if running is not None:
+            return running
+        if self._own is None:
+            self._own = TaskScheduler.from_settings()
+        return self._own
+
+    def _caller(self, config: RunnableConfig, *, need_thread: bool) -> _Caller:
+        configurable = (config or {}).get("configurable") or {}
+        thread = configurable.get("thread_id")
+        thread_id = str(thread) if thread not in (None, "") else None
+        if self.owner_key is not None:
+            value = configurable.get(self.owner_key)
+            if value in (None, ""):
+                value = ((config or {}).get("metadata") or {}).get("agent_owner_value")
+            if value in (None, ""):
+                raise _Refused(
+                    f"Nothing was done: this conversation has no {self.owner_key!r} in its "
+                    "config, so its tasks cannot be told apart from others'."
+                )
+            value = str(value)
+            owner = f"{self.owner_key}:{value}"
+        elif thread_id is not None:
+            owner, value = f"thread:{thread_id}", thread_id
+        else:
+            raise _Refused("Nothing was done: this conversation has no thread_id.")
+        if need_thread and thread_id is None:
+            raise _Refused(
+                "Nothing was scheduled: this conversation has no thread_id to come back to; "
+                "use new_conversation=true."
+            )
+        return _Caller(owner, thread_id, value)
+
+    def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
+        configurable = (config or {}).get("configurable") or {}
+        zone = given or self.timezone or configurable.get("timezone") or scheduler.settings.timezone
+        try:
+            ZoneInfo(str(zone))
+        except (ValueError, KeyError):
+            raise _Refused(f"Nothing was scheduled: {unknown_zone_message(str(zone))}") from None
+        return str(zone)
+
+    def _check_limits(self, task: TaskDefinition, now: datetime) -> list[datetime]:
+        limits = self.limits
+        trigger = task.build_trigger(anchor=now)
+        times = fire_times(trigger, after=now, count=20 if task.task_type is TaskType.CRON else 2)
+        if not times:
+            raise _Refused("Nothing was scheduled: that schedule never runs after now.")
+        if times[0] - now > timedelta(days=limits.max_horizon_days):
+            raise _Refused(
+                f"Nothing was scheduled: its first run would be more than "
+                f"{limits.max_horizon_days:g} days ahead, the limit."
+            )
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        if gaps and min(gaps) < limits.min_interval_seconds:
+            raise _Refused(
+                f"Nothing was scheduled: it would run every {min(gaps):g} s; the shortest "
+                f"allowed is every {limits.min_interval_seconds:g} s."
+            )
+        return times[:_SHOWN_TIMES]
+
+    def _own_task(self, config: RunnableConfig, task_id: str) -> TaskInfo:
+        caller = self._caller(config, need_thread=False)
+        try:
+            task = self.scheduler().get_task(task_id)
+        except SchedulerError:
+            task = None
+        if task is None or task.source != caller.source:
+            raise _Refused(
+                f"There is no task {task_id!r} scheduled from this conversation "
+                "(list_scheduled_tasks shows them)."
+            )
+        return task
+
+
+def scheduling_tools(
+    scheduler: TaskScheduler | None = None,
+    *,
+    owner_key: str | None = None,
+    timezone: str | None = None,
+    limits: AgentLimits | None = None,
+    on_failure: str | None = REPORT_FAILURE,
+) -> list[BaseTool]:
+    """The scheduling tools for an agent (see the module docstring).
+
+    Args:
+        scheduler: The scheduler the tasks go to. Default: the one running in this process
+            when a tool is called, else one on the configured database (``SCHEDULER_*``).
+        owner_key: A key of the config's ``configurable`` that names the owner (e.g.
+            ``user_id``): the tasks of every thread of that owner are shared. Default: each
+            thread owns its own.
+        timezone: The user's IANA zone. Default: the config's ``configurable.timezone``,
+            else ``SCHEDULER_TIMEZONE``.
+        limits: Per-owner limits. Default: the ``SCHEDULER_AGENT_*`` settings.
+        on_failure: The ``on_failure_callback`` of the tasks the tools make: default
+            :func:`report_failure` (into the thread), or the application's own dotted path
+            (checked by the callback policy), or None.
+    """
+    return SchedulingTools(
+        scheduler, owner_key=owner_key, timezone=timezone, limits=limits, on_failure=on_failure
+    ).tools()
+
+
+def _tool(name: str, method: Callable[..., str], schema: type[BaseModel]) -> BaseTool:
+    def run(config: RunnableConfig, **kwargs: Any) -> str:
+        try:
+            return method(config, **kwargs)
+        except _Refused as exc:
+            return str(exc)
+        except SchedulerError as exc:
+            return f"Nothing was done: {exc}"
+
+    async def arun(config: RunnableConfig, **kwargs: Any) -> str:
+        return await asyncio.to_thread(run, config, **kwargs)
+
+    return StructuredTool.from_function(
+        func=run,
+        coroutine=arun,
+        name=name,
+        description=DESCRIPTIONS[name],
+        args_schema=schema,
+        handle_validation_error=invalid_arguments,
+    )

@@ -1,0 +1,447 @@
+"""The agent's own scheduling tools (scheduler.agent_tools), driven the way a model drives
+them: a real ReAct graph (ToolNode) whose fake chat model emits the tool calls, on a real
+scheduler (test clock, real run records), firing back into the thread that asked."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+
+from scheduler import (
+    CallbackError,
+    CallbackPolicy,
+    RunStatus,
+    Settings,
+    TaskDefinition,
+    TaskScheduler,
+)
+from scheduler.agent_tools import AgentLimits, report_failure, scheduling_tools
+from scheduler.testing import clocked_scheduler
+from tests.agent_graphs import Script, ScriptedModel, calls, react_agent
+from tests.conftest import ROOT
+from tests.test_cli import Cli
+
+START = "2026-03-28T11:00:00Z"  # Saturday 12:00 in Paris; clocks go forward tonight
+
+
+def thread(name: str, **configurable: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": name, **configurable}}
+
+
+async def ask(agent: Any, config: dict[str, Any], text: str) -> list[BaseMessage]:
+    """One user turn; the messages it added."""
+    before = len((await agent.aget_state(config)).values.get("messages", []))
+    result = await agent.ainvoke({"messages": [HumanMessage(text)]}, config)
+    return list(result["messages"][before:])
+
+
+def tool_answers(messages: list[BaseMessage]) -> list[str]:
+    return [str(m.content) for m in messages if isinstance(m, ToolMessage)]
+
+
+async def test_a_follow_up_fires_into_the_thread_that_asked_and_the_agent_answers_there() -> None:
+    script = Script(
+        calls(
+            (
+                "schedule_task",
+                {
+                    "when": "in 2 seconds",
+                    "prompt": "Check whether the deploy finished.",
+                    "name": "deploy check",
+                    # Arguments a model might invent: they must change nothing.
+                    "thread_id": "someone-else",
+                    "result_callback": "os:system",
+                    "on_failure_callback": "os:system",
+                    "max_retries": 50,
+                },
+            )
+        ),
+        AIMessage("I'll check on the deploy in 2 seconds."),
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, clock):
+        added = await ask(agent, thread("t-1"), "Check the deploy in 2 seconds")
+        [answer] = tool_answers(added)
+        [task] = scheduler.list_tasks(source="agent")
+        assert answer == (
+            f"Scheduled {task.id} (deploy check) for Sat 28 Mar 2026 11:00 UTC (UTC). It will "
+            "come back to this conversation. Tell the user when it will run, as written here."
+        )
+        assert task.source == "agent:thread:t-1"
+        definition = task.definition
+        assert definition is not None
+        assert definition.thread_id == "t-1"
+        assert definition.run_at == datetime(2026, 3, 28, 11, 0, 2, tzinfo=UTC)
+        assert definition.result_callback is None and definition.max_retries is None
+        assert definition.on_failure_callback == "scheduler.agent_tools:report_failure"
+
+        script.then(AIMessage("The deploy finished: all green."))
+        [run] = await clock.advance(seconds=3)
+        assert run.status is RunStatus.SUCCEEDED and run.thread_id == "t-1"
+        messages = (await agent.aget_state(thread("t-1"))).values["messages"]
+        follow_up, reply = messages[-2:]
+        assert isinstance(follow_up, HumanMessage)
+        assert str(follow_up.content).startswith(f"[Scheduled follow-up {task.id}, set at ")
+        assert str(follow_up.content).endswith("Check whether the deploy finished.")
+        assert reply.content == "The deploy finished: all green."
+        assert messages[0].content == "Check the deploy in 2 seconds"  # the same conversation
+        assert scheduler.get_task(task.id).state.value == "completed"
+
+
+async def test_a_thread_sees_and_cancels_only_its_own_tasks() -> None:
+    script = Script()
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        script.then(
+            calls(("schedule_task", {"when": "every day at 09:00", "prompt": "Standup notes"})),
+            AIMessage("Scheduled."),
+        )
+        await ask(agent, thread("alice"), "every day at 9 prepare my standup notes")
+        [mine] = scheduler.list_tasks(source="agent:thread:alice")
+
+        script.then(
+            calls(
+                ("list_scheduled_tasks", {}),
+                ("cancel_scheduled_task", {"task_id": mine.id}),
+                ("pause_scheduled_task", {"task_id": mine.id}),
+            ),
+            AIMessage("Done."),
+        )
+        listed, cancel, pause = tool_answers(await ask(agent, thread("bob"), "cancel it"))
+        assert listed == "No tasks are scheduled from this conversation."
+        refused = f"There is no task {mine.id!r} scheduled from this conversation"
+        assert cancel.startswith(refused) and pause.startswith(refused)
+        still = scheduler.get_task(mine.id)
+        assert still.state.value == "active"
+
+        script.then(
+            calls(("list_scheduled_tasks", {})),
+            calls(("cancel_scheduled_task", {"task_id": mine.id})),
+            AIMessage("Cancelled."),
+        )
+        listed, cancel = tool_answers(await ask(agent, thread("alice"), "stop the standup"))
+        assert listed.startswith(
+            f"- {mine.id} (Standup notes): At 09:00, every day (UTC); active; "
+        )
+        assert "next run Sun 29 Mar 2026 09:00 UTC" in listed
+        assert cancel == f"Cancelled {mine.id} (Standup notes); it will not run again."
+        assert scheduler.list_tasks(source="agent") == []
+
+
+async def test_an_owner_key_shares_tasks_across_threads_of_one_user_only() -> None:
+    script = Script()
+    agent = react_agent(script, scheduling_tools(owner_key="user_id"))
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, clock):
+        script.then(
+            calls(("schedule_task", {"when": "in 1 hour", "prompt": "Water the plants"})),
+            AIMessage("ok"),
+        )
+        await ask(agent, thread("t-1", user_id="u-1"), "remind me in 1 hour")
+        [task] = scheduler.list_tasks(source="agent:user_id:u-1")
+        script.then(calls(("list_scheduled_tasks", {})), AIMessage("ok"))
+        [seen] = tool_answers(await ask(agent, thread("t-2", user_id="u-1"), "what's planned?"))
+        assert seen.startswith(f"- {task.id} (Water the plants): Once at ")
+        script.then(calls(("list_scheduled_tasks", {})), AIMessage("ok"))
+        [other] = tool_answers(await ask(agent, thread("t-3", user_id="u-2"), "what's planned?"))
+        assert other == "No tasks are scheduled from this conversation."
+        script.then(calls(("list_scheduled_tasks", {})), AIMessage("ok"))
+        [anonymous] = tool_answers(await ask(agent, thread("t-4"), "what's planned?"))
+        assert "has no 'user_id' in its config" in anonymous
+
+        script.then(AIMessage("Time to water the plants."))
+        [run] = await clock.advance(hours=1)
+        assert run.status is RunStatus.SUCCEEDED and run.thread_id == "t-1"
+
+
+async def test_the_21st_task_is_refused_even_when_asked_for_at_once() -> None:
+    script = Script(
+        calls(
+            *[
+                ("schedule_task", {"when": f"in {n + 1} hours", "prompt": f"reminder {n}"})
+                for n in range(21)
+            ]
+        ),
+        AIMessage("ok"),
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        answers = tool_answers(await ask(agent, thread("t-1"), "21 reminders please"))
+        assert len(answers) == 21
+        refused = [a for a in answers if not a.startswith("Scheduled ")]
+        assert refused == [
+            "Nothing was scheduled: this conversation already has 20 scheduled tasks, the "
+            "limit. Cancel one first (list_scheduled_tasks shows them)."
+        ]
+        assert len(scheduler.list_tasks(source="agent:thread:t-1")) == 20
+        # Another thread has a limit of its own.
+        script.then(calls(("schedule_task", {"when": "in 5 hours", "prompt": "p"})), "ok")
+        [other] = tool_answers(await ask(agent, thread("t-2"), "one more"))
+        assert other.startswith("Scheduled ")
+
+
+@pytest.mark.parametrize(
+    ("when", "says"),
+    [
+        ("yesterday at 9:00", "'yesterday' is not a day"),
+        ("in -5 minutes", "the delay must be greater than 0"),
+        ("today at 08:00", "is not after now"),  # 08:00 has passed in Paris
+        ("2026-03-29 02:30", "does not exist in Europe/Paris (DST gap)"),
+        ("at 25:00", "25:00"),
+        ("every 10 seconds", "the shortest allowed is every 60 s"),
+        ("* * * * *", "it would run every 60 s"),
+        ("2030-01-01 09:00", "more than 366 days ahead"),
+        ("soonish", "Nothing was scheduled"),
+        ("", "the schedule is empty"),
+    ],
+)
+async def test_a_bad_when_is_an_answer_the_model_can_act_on(when: str, says: str) -> None:
+    if when == "* * * * *":
+        says = "Scheduled "  # 60 s is the shortest allowed, and allowed
+    script = Script(calls(("schedule_task", {"when": when, "prompt": "p"})), AIMessage("ok"))
+    agent = react_agent(script, scheduling_tools(timezone="Europe/Paris"))
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        [answer] = tool_answers(await ask(agent, thread("t-1"), "do it"))
+        assert says in answer
+        if not says.startswith("Scheduled"):
+            assert answer.startswith("Nothing was scheduled: ")
+            assert scheduler.list_tasks() == []
+
+
+async def test_arguments_of_the_wrong_type_are_a_tool_message_too() -> None:
+    script = Script(
+        calls(("schedule_task", {"when": 30, "prompt": ["not", "text"]})),
+        calls(("cancel_scheduled_task", {})),
+        AIMessage("ok"),
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        first, second = tool_answers(await ask(agent, thread("t-1"), "do it"))
+        assert "when" in first and "prompt" in first
+        assert "task_id" in second
+        assert scheduler.list_tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("start", "when", "expected"),
+    [
+        # 12:00 CET + 30 min
+        ("2026-03-28T11:00:00Z", "in 30 minutes", ["Sat 28 Mar 2026 12:30 CET"]),
+        # Saturday noon: tomorrow 09:00 is on the far side of the DST change (CEST)
+        ("2026-03-28T11:00:00Z", "tomorrow at 9:00", ["Sun 29 Mar 2026 09:00 CEST"]),
+        # 01:45 CET + 30 min of elapsed time is 03:15 CEST (02:00-03:00 does not exist)
+        ("2026-03-29T00:45:00Z", "in 30 minutes", ["Sun 29 Mar 2026 03:15 CEST"]),
+        (
+            "2026-03-28T11:00:00Z",
+            "every day at 09:00",
+            [
+                "Sun 29 Mar 2026 09:00 CEST",
+                "Mon 30 Mar 2026 09:00 CEST",
+                "Tue 31 Mar 2026 09:00 CEST",
+            ],
+        ),
+        # Fall back: 02:30 happens twice on 25 Oct; "in 1 hour" from the first is the second
+        ("2026-10-25T00:30:00Z", "in 1 hour", ["Sun 25 Oct 2026 02:30 CET"]),
+    ],
+)
+async def test_the_tool_resolves_times_on_the_schedulers_clock_in_the_users_zone(
+    start: str, when: str, expected: list[str]
+) -> None:
+    script = Script(calls(("schedule_task", {"when": when, "prompt": "p"})), AIMessage("ok"))
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=start) as (scheduler, _):
+        config = thread("t-1", timezone="Europe/Paris")  # the application says the user's zone
+        [answer] = tool_answers(await ask(agent, config, "do it"))
+        shown = re.search(r"(?: for |Next runs: )(.*?)(?: \(Europe/Paris\))?\. It", answer)
+        assert shown is not None, answer
+        assert shown[1] == ", ".join(expected)
+        [task] = scheduler.list_tasks()
+        first = task.next_run
+        assert first is not None
+        assert (
+            first.astimezone(task.definition.zone()).strftime("%a %d %b %Y %H:%M %Z")
+            == (  # type: ignore[union-attr]
+                expected[0]
+            )
+        )
+
+
+async def test_a_failed_follow_up_is_reported_into_the_thread_and_listed() -> None:
+    script = Script(
+        calls(("schedule_task", {"when": "in 10 minutes", "prompt": "Check the build"})),
+        AIMessage("I'll check the build in 10 minutes."),
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START, max_retries=1) as (scheduler, clock):
+        await ask(agent, thread("t-1"), "check the build in 10 minutes")
+        [task] = scheduler.list_tasks(source="agent")
+        script.then(RuntimeError("model provider down"), RuntimeError("model provider down"))
+        runs = await clock.advance(minutes=11)
+        assert [(r.status, r.attempt) for r in runs] == [
+            (RunStatus.FAILED, 1),
+            (RunStatus.FAILED, 2),
+        ]
+        messages = (await agent.aget_state(thread("t-1"))).values["messages"]
+        reports = [m for m in messages if str(m.content).startswith("[scheduler]")]
+        assert len(reports) == 1  # once, after the last attempt
+        assert str(reports[0].content).startswith(
+            f"[scheduler] The scheduled follow-up {task.id} (Check the build) failed at "
+        )
+        assert "after 2 attempt(s): RuntimeError: model provider down" in str(reports[0].content)
+        [listed] = scheduler.list_tasks(source="agent")
+        assert listed.last_status is RunStatus.FAILED
+
+        # On the next turn the agent sees the report (and can tell the user).
+        script.then(calls(("list_scheduled_tasks", {})), AIMessage("The check failed, sorry."))
+        added = await ask(agent, thread("t-1"), "how did the build check go?")
+        [listing] = tool_answers(added)
+        assert listing.endswith("; completed; next run none; last run failed")
+        history = (await agent.aget_state(thread("t-1"))).values["messages"]
+        assert history.index(reports[0]) < len(history) - len(added)
+
+
+async def test_new_conversation_tasks_run_on_fresh_threads() -> None:
+    script = Script(
+        calls(
+            (
+                "schedule_task",
+                {
+                    "when": "every 2 hours",
+                    "prompt": "Summarise the inbox",
+                    "new_conversation": True,
+                },
+            )
+        ),
+        AIMessage("ok"),
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, clock):
+        [answer] = tool_answers(await ask(agent, thread("t-1"), "summarise every 2 hours"))
+        assert "Each run starts a new conversation." in answer
+        [task] = scheduler.list_tasks(source="agent:thread:t-1")
+        assert task.definition is not None and task.definition.thread_id is None
+        script.then(AIMessage("summary 1"), AIMessage("summary 2"))
+        runs = await clock.advance(hours=4)
+        assert len({r.thread_id for r in runs}) == 2 and "t-1" not in {r.thread_id for r in runs}
+
+
+async def test_limits_can_be_given_and_tasks_from_elsewhere_are_not_the_agents() -> None:
+    script = Script(
+        calls(
+            ("schedule_task", {"when": "every 5 minutes", "prompt": "p"}),
+            ("schedule_task", {"when": "in 3 days", "prompt": "p"}),
+            ("cancel_scheduled_task", {"task_id": "ops-task"}),
+        ),
+        AIMessage("ok"),
+    )
+    limits = AgentLimits(max_tasks=5, min_interval_seconds=600, max_horizon_days=2)
+    agent = react_agent(script, scheduling_tools(limits=limits))
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        scheduler.add_task(TaskDefinition(id="ops-task", schedule="every hour", prompt="p"))
+        often, far, cancel = tool_answers(await ask(agent, thread("t-1"), "do it"))
+        assert "it would run every 300 s; the shortest allowed is every 600 s" in often
+        assert "more than 2 days ahead" in far
+        assert cancel.startswith("There is no task 'ops-task' scheduled from this conversation")
+        assert [t.id for t in scheduler.list_tasks()] == ["ops-task"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_create_react_agent_with_the_tools_schedules_and_is_called_back() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.prebuilt import create_react_agent
+
+    script = Script(
+        calls(("schedule_task", {"when": "in 5 minutes", "prompt": "Ping the user"})),
+        AIMessage("Will do."),
+    )
+    model = ScriptedModel(messages=script)
+    agent = create_react_agent(model, scheduling_tools(), checkpointer=InMemorySaver())
+    async with clocked_scheduler(graph=agent, start=START) as (_, clock):
+        [answer] = tool_answers(await ask(agent, thread("t-9"), "ping me in 5 minutes"))
+        assert answer.startswith("Scheduled agent-") and "Sat 28 Mar 2026 11:05 UTC" in answer
+        script.then(AIMessage("Ping!"))
+        [run] = await clock.advance(minutes=5)
+        assert (run.status, run.thread_id, run.output) == (RunStatus.SUCCEEDED, "t-9", "Ping!")
+
+
+def test_without_a_running_scheduler_the_tools_write_to_the_database_and_the_cli_sees_them(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "scheduler.db"
+    management = TaskScheduler(db_path=db, settings=Settings(tasks_file=None))  # not started
+    tools = {t.name: t for t in scheduling_tools(management)}
+    config = thread("t-1")
+    answer = tools["schedule_task"].invoke(
+        {"when": "every weekday at 08:00", "prompt": "p"}, config
+    )
+    assert answer.startswith("Scheduled agent-")
+    tools["schedule_task"].invoke({"when": "in 2 hours", "prompt": "q"}, thread("t-2"))
+    management.add_task(TaskDefinition(id="ops", schedule="every hour", prompt="p"))
+    management.close()
+
+    cli = Cli(tmp_path)
+    listed = cli("list", "--source", "agent").stdout.splitlines()
+    assert listed[0].split("\t")[-1] == "SOURCE"
+    assert sorted(line.split("\t")[-1] for line in listed[1:]) == [
+        "agent:thread:t-1",
+        "agent:thread:t-2",
+    ]
+    assert cli("list", "--source", "cli").stdout == "no tasks\n"
+    removed = cli.json("remove", "--source", "agent:thread:t-1", "--yes")
+    assert removed["source"] == "agent:thread:t-1" and len(removed["removed"]) == 1
+    left = {task["id"]: task["source"] for task in cli.json("list")}
+    assert sorted(left.values()) == ["agent:thread:t-2", "api"] and "ops" in left
+    cli("remove", status=2)  # neither an id nor --source
+
+
+def example_agent_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The project's own graph.py, imported with its checkpoints in ``tmp_path``."""
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLM_MODEL", raising=False)
+    spec = importlib.util.spec_from_file_location("example_graph", ROOT / "graph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_example_agent_has_the_tools_with_a_model_and_none_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = example_agent_module(tmp_path, monkeypatch)
+    assert "tools" not in example.graph.nodes  # offline: no model, no tools
+    script = Script(
+        calls(("schedule_task", {"when": "in 1 minute", "prompt": "Remind the user to stretch"})),
+        AIMessage("I'll remind you in a minute."),
+    )
+    settings = example.AgentSettings(agent_checkpoint_db=str(tmp_path / "checkpoints.db"))
+    agent = example.build_graph(settings, model=ScriptedModel(messages=script))
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, clock):
+        [answer] = tool_answers(await ask(agent, thread("chat-1"), "remind me to stretch"))
+        assert answer.startswith("Scheduled agent-") and "Sat 28 Mar 2026 11:01 UTC" in answer
+        script.then(AIMessage("Time to stretch!"))
+        [run] = await clock.advance(minutes=1)
+        assert (run.status, run.thread_id, run.output) == (
+            RunStatus.SUCCEEDED,
+            "chat-1",
+            "Time to stretch!",
+        )
+        [task] = scheduler.list_tasks(source="agent:thread:chat-1")
+        assert task.last_status is RunStatus.SUCCEEDED
+
+
+def test_the_failure_report_is_the_one_callback_of_the_package_allowed_from_anywhere(
+    tmp_path: Path,
+) -> None:
+    elsewhere = CallbackPolicy(project_dir=tmp_path)  # the package is outside this project
+    assert elsewhere.resolve("scheduler.agent_tools:report_failure") is report_failure
+    elsewhere.check_statically("scheduler.agent_tools:report_failure", field="on_failure_callback")
+    for other in ("scheduler.agent_tools:scheduling_tools", "scheduler.service:main"):
+        with pytest.raises(CallbackError, match="outside the project"):
+            elsewhere.resolve(other)
