@@ -24,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from scheduler.cron import CronError, parse_cron
 from scheduler.enums import OverlapPolicy, Priority, TaskType
@@ -38,6 +37,10 @@ from scheduler.limits import (
     check_json_value,
     check_number,
 )
+from scheduler.schedule_fields import SCHEDULE_FIELDS as _SCHEDULE_FIELDS
+from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
+from scheduler.schedule_fields import error as _error
+from scheduler.schedule_fields import infer_task_type
 from scheduler.schedules import explicit_schedule
 from scheduler.triggers import (
     cron_trigger,
@@ -61,18 +64,6 @@ _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOTTED_PATH = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)$"
 )
-
-
-_SCHEDULE_FIELDS = {
-    TaskType.CRON: "cron_expression",
-    TaskType.INTERVAL: "interval_seconds",
-    TaskType.ONE_TIME: "run_at",
-}
-
-
-def _error(kind: str, message: str) -> PydanticCustomError:
-    """A validation error whose message is shown as written (no template fields)."""
-    return PydanticCustomError(kind, message)
 
 
 class TaskDefinition(BaseModel):
@@ -171,18 +162,7 @@ class TaskDefinition(BaseModel):
                 )
             data["thread_id"] = thread_id
         if data.get("task_type") is None:
-            given = [t for t, f in _SCHEDULE_FIELDS.items() if data.get(f) is not None]
-            if len(given) == 1:
-                data["task_type"] = given[0]
-            elif given:
-                names = " and ".join(_SCHEDULE_FIELDS[t] for t in given)
-                raise _error("schedule", f"give one schedule, not {names}")
-            else:
-                raise _error(
-                    "schedule",
-                    "a schedule is required: schedule ('every 5 minutes'), cron_expression, "
-                    "interval_seconds or run_at",
-                )
+            data["task_type"] = infer_task_type(data)
         if not data.get("name") and isinstance(data.get("id"), str):
             data["name"] = data["id"]
         return data
@@ -400,18 +380,4 @@ class TaskDefinition(BaseModel):
             self.start_date,
             self.end_date,
             self.jitter_seconds,
-        )
-
-
-def _check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
-    task_type = info.data.get("task_type")
-    if task_type is None:
-        return  # task_type itself failed; its error says why
-    wanted = _SCHEDULE_FIELDS[task_type]
-    if field == wanted and value is None:
-        raise _error("schedule", f"{field} is required when task_type is {task_type.value!r}")
-    if field != wanted and value is not None:
-        raise _error(
-            "schedule",
-            f"{field} does not apply to task_type {task_type.value!r} (it uses {wanted})",
         )

@@ -1,0 +1,57 @@
+"""Which schedule field each task type uses, and the checks that tie them together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationInfo
+from pydantic_core import PydanticCustomError
+
+from scheduler.enums import TaskType
+
+__all__ = ["SCHEDULE_FIELDS", "check_schedule_field", "error", "infer_task_type"]
+
+SCHEDULE_FIELDS = {
+    TaskType.CRON: "cron_expression",
+    TaskType.INTERVAL: "interval_seconds",
+    TaskType.ONE_TIME: "run_at",
+}
+
+
+def error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as written (no template fields)."""
+    return PydanticCustomError(kind, message)
+
+
+def infer_task_type(data: dict[str, Any]) -> TaskType:
+    """The task type of a definition that gives none: the one its schedule field implies.
+
+    Raises:
+        PydanticCustomError: None, or several, of the schedule fields are given.
+    """
+    given = [t for t, f in SCHEDULE_FIELDS.items() if data.get(f) is not None]
+    if len(given) == 1:
+        return given[0]
+    if given:
+        names = " and ".join(SCHEDULE_FIELDS[t] for t in given)
+        raise error("schedule", f"give one schedule, not {names}")
+    raise error(
+        "schedule",
+        "a schedule is required: schedule ('every 5 minutes'), cron_expression, "
+        "interval_seconds or run_at",
+    )
+
+
+def check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
+    """``field`` is set when the task type uses it, and unset when it does not."""
+    task_type = info.data.get("task_type")
+    if task_type is None:
+        return  # task_type itself failed; its error says why
+    wanted = SCHEDULE_FIELDS[task_type]
+    if field == wanted and value is None:
+        raise error("schedule", f"{field} is required when task_type is {task_type.value!r}")
+    if field != wanted and value is not None:
+        raise error(
+            "schedule",
+            f"{field} does not apply to task_type {task_type.value!r} (it uses {wanted})",
+        )
