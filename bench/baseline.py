@@ -41,7 +41,17 @@ from bench.measure import (
 )
 from bench.workloads import graph, sleepy_graph
 
-__all__ = ["adds", "arm", "burst", "persisted", "run_sleepy", "run_trivial", "seed", "steady"]
+__all__ = [
+    "adds",
+    "arm",
+    "burst",
+    "chain",
+    "persisted",
+    "run_sleepy",
+    "run_trivial",
+    "seed",
+    "steady",
+]
 
 PROMPT = "hi"
 STARTED: list[float] = []  # start time of every job function call in this process
@@ -314,3 +324,7 @@ async def persisted(workdir: Path, *, db: str, spawned_at: float, expected: int)
     if missed:
         figures["notes"]["first_firing"] = "jobs due > 1 s before it were missed"
     return figures
+
+
+# scenario 8 (bench/chains.py measures both sides)
+from bench.chains import baseline_chain as chain  # noqa: E402

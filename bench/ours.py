@@ -28,7 +28,7 @@ from bench.measure import (
 )
 from scheduler import RunRecord, RunStatus, Settings, TaskDefinition, TaskScheduler, TaskType
 
-__all__ = ["adds", "arm", "burst", "persisted", "seed", "steady"]
+__all__ = ["adds", "arm", "burst", "chain", "persisted", "seed", "steady"]
 
 PROMPT = "hi"
 STARTED = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED)
@@ -306,3 +306,7 @@ async def persisted(workdir: Path, *, db: str, spawned_at: float, expected: int)
     await scheduler.stop(grace_seconds=5)
     scheduler.close()
     return {"first_firing": first - spawned_at, "list": listed, "listed": expected, "rss": rss}
+
+
+# scenario 8 (bench/chains.py measures both sides)
+from bench.chains import ours_chain as chain  # noqa: E402

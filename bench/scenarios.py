@@ -12,7 +12,16 @@ from typing import Any
 
 __all__ = ["GROUPS", "Row", "Scenario", "Step", "Target", "plan", "setup_margin"]
 
-GROUPS = ("burst", "adds", "steady", "overhead", "persisted", "concurrency", "checkpointer")
+GROUPS = (
+    "burst",
+    "adds",
+    "steady",
+    "overhead",
+    "persisted",
+    "concurrency",
+    "checkpointer",
+    "workflows",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,31 @@ def _burst(n: int, *, targets: bool) -> Scenario:
             ),
         ),
         timeout=120 + n * 0.05,
+    )
+
+
+def _workflow(shape: str, n: int) -> Scenario:
+    what = f"a {n}-step chain" if shape == "length" else f"a 1 -> {n:,} fan-out"
+    return Scenario(
+        name=f"workflow-{'chain' if shape == 'length' else 'fanout'}",
+        group="workflows",
+        title=f"8. Workflows, {what} (tasks after tasks): an upstream's end to its "
+        "downstream's start",
+        steps=_both("chain", {shape: n, "warm_up": "trivial"}),
+        rows=(
+            Row("downstream runs due", "expected", "count", ratio=False),
+            Row(
+                "downstream runs missed",
+                "missed",
+                "count",
+                Target("==", 0, text="0"),
+                False,
+            ),
+            Row("hand-off p50 (ms)", "handoff_p50", "ms"),
+            Row("hand-off p99 (ms)", "handoff_p99", "ms", Target("<=", 0.050, text="<= 50 ms")),
+            Row("hand-off max (ms)", "handoff_max", "ms"),
+        ),
+        timeout=120 + n * 0.1,
     )
 
 
@@ -305,5 +339,7 @@ def plan(*, quick: bool = False) -> list[Scenario]:
                 ),
             ),
         ),
+        _workflow("length", 20 if quick else 100),
+        _workflow("fanout", 100 if quick else 1000),
     ]
     return scenarios

@@ -72,9 +72,14 @@ class AsyncTaskAPI(TaskWrites):
         """:meth:`check_task <scheduler.TaskScheduler.check_task>`, off the event loop."""
         await asyncio.to_thread(self.check_task, task, import_callbacks=import_callbacks)
 
-    async def aremove_task(self, task_id: str) -> None:
+    async def aremove_task(self, task_id: str, *, force: bool = False) -> None:
         """:meth:`remove_task <scheduler.TaskScheduler.remove_task>`, off the event loop."""
-        await asyncio.to_thread(self.remove_task, task_id)
+        await asyncio.to_thread(lambda: self.remove_task(task_id, force=force))
+
+    async def aremove_tasks(self, task_ids: Iterable[str], *, force: bool = False) -> None:
+        """:meth:`remove_tasks <scheduler.TaskScheduler.remove_tasks>`, off the event loop."""
+        ids = list(task_ids)
+        await asyncio.to_thread(lambda: self.remove_tasks(ids, force=force))
 
     async def apause_task(self, task_id: str) -> TaskInfo:
         """:meth:`pause_task <scheduler.TaskScheduler.pause_task>`, off the event loop."""
@@ -109,6 +114,10 @@ class AsyncTaskAPI(TaskWrites):
     async def alist_tasks(self, *, source: str | None = None) -> list[TaskInfo]:
         """:meth:`list_tasks <scheduler.TaskScheduler.list_tasks>`, off the event loop."""
         return await asyncio.to_thread(lambda: self.list_tasks(source=source))
+
+    async def adependencies(self) -> list[tuple[str, str]]:
+        """:meth:`dependencies <scheduler.TaskScheduler.dependencies>`, off the event loop."""
+        return await asyncio.to_thread(self.dependencies)
 
     async def anext_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
         """:meth:`next_run_times <scheduler.TaskScheduler.next_run_times>`, off the loop."""

@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from scheduler.dependencies.graph import check_links, check_removal
 from scheduler.exceptions import (
     DefinitionError,
     TaskExistsError,
@@ -82,13 +83,17 @@ class TaskChanges:
         *,
         source: str | None,
         replace_existing: bool = True,
+        removing: Collection[str] = (),
     ) -> list[tuple[TaskRow, bool]]:
         """Write checked tasks; ``source`` None keeps each existing task's source (new ones
         get ``api``). Returns each task's row, in order, and whether it replaced one.
+        ``removing``: tasks the same change removes (no task may run after them).
 
         Raises:
             TaskExistsError: A task exists and ``replace_existing`` is False.
+            DependencyError: An ``after`` names no task, or the links make a cycle.
         """
+        links = check_links(self.tx, tasks, removing=removing)
         existing = self.tx.get_tasks(task.id for task in tasks)
         inserts: list[TaskRow] = []
         updates: list[TaskRow] = []
@@ -103,6 +108,7 @@ class TaskChanges:
             written.append((row, old is not None))
         self.tx.insert_tasks(inserts)
         self.tx.update_tasks(updates)
+        self.tx.set_links([task.id for task in tasks], links)
         self.changed = self.changed or bool(written)
         return written
 
@@ -147,9 +153,9 @@ class TaskChanges:
             (report.unchanged if same else report.updated).append(task.id)
             if not same:
                 to_write.append(task)
-        self.put(to_write, source=source)
         wanted = {task.id for task in tasks}
         gone = sorted(row.id for row in self.tx.tasks_from_source(source) if row.id not in wanted)
+        self.put(to_write, source=source, removing=gone if removed == "remove" else ())
         if removed == "remove":
             self.delete(gone)
             report.removed.extend(gone)
@@ -157,8 +163,15 @@ class TaskChanges:
             report.kept.extend(gone)
         return report
 
-    def delete(self, task_ids: Collection[str]) -> int:
-        """Delete tasks (their history stays); returns how many existed."""
+    def delete(self, task_ids: Collection[str], *, force: bool = False) -> int:
+        """Delete tasks (their history stays); returns how many existed.
+
+        Raises:
+            DependencyError: Other tasks run after one of them (unless ``force``).
+        """
+        if not force:
+            check_removal(self.tx, task_ids)
+        self.tx.delete_links_of(task_ids)
         deleted = self.tx.delete_tasks(task_ids)
         if deleted:
             self.changed = True

@@ -33,6 +33,7 @@ from scheduler.exceptions import (
 from scheduler.render import Output
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
+from scheduler.workflow_commands import add_after_flags, cmd_graph
 
 __all__ = ["main"]
 
@@ -88,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", metavar="FILE", help="a YAML/JSON task, or list of tasks")
     p.add_argument("--replace", action="store_true", help="replace a task with the same id")
     commands.add_task_flags(p)
+    add_after_flags(p)
     p = command("edit", commands.cmd_edit, "change a task (same flags as add)")
     p.add_argument("id")
     commands.add_task_flags(p)
+    add_after_flags(p, editing=True)
     for name, handler, text in (
         ("pause", commands.cmd_pause, "pause a task"),
         ("resume", commands.cmd_resume, "resume a paused or disabled task"),
@@ -102,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", metavar="SOURCE", help="remove every task of SOURCE instead (e.g. agent)"
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument(
+        "--force", action="store_true", help="remove it even if other tasks run after it"
+    )
+    command("graph", cmd_graph, "print which tasks run after which (the dependency graph)")
     p = command("run", commands.cmd_run, "run a task now")
     p.add_argument("id")
     p.add_argument(

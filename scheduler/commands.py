@@ -24,6 +24,7 @@ from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file
 from scheduler.triggers import fire_times
 from scheduler.wording import describe
+from scheduler.workflow_commands import after_given, apply_after_flags, neighbours
 
 CLI_SOURCE = "cli"
 BAD_INPUT = 2
@@ -102,7 +103,9 @@ def cmd_list(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
 def cmd_show(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     task = scheduler.get_task(args.id)
     upcoming = scheduler.next_run_times(args.id, 5) if task.definition is not None else []
-    out.task_detail(task, upcoming, scheduler.list_runs(args.id, limit=args.runs))
+    upstream, downstream = neighbours(scheduler, args.id)
+    runs = scheduler.list_runs(args.id, limit=args.runs)
+    out.task_detail(task, upcoming, runs, upstream=upstream, downstream=downstream)
     out.notices([n for n in scheduler.notices() if n.source == task.source])
     return 0
 
@@ -142,9 +145,13 @@ def cmd_add(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> 
     else:
         if args.id is None:
             raise UsageError("--id is required (or --file)")
-        if "schedule" not in flags:
-            raise UsageError("--schedule is required, e.g. --schedule 'every 5 minutes'")
-        tasks = [_validate({"id": args.id, **flags}, scheduler.settings)]
+        if "schedule" not in flags and not after_given(args):
+            raise UsageError(
+                "--schedule is required (or --after IDS), e.g. --schedule 'every 5 minutes'"
+            )
+        data = {"id": args.id, **flags}
+        apply_after_flags(args, data)
+        tasks = [_validate(data, scheduler.settings)]
     scheduler.add_tasks(tasks, replace_existing=args.replace, source=CLI_SOURCE)
     added = [scheduler.get_task(task.id) for task in tasks]
     for info in added:
@@ -158,7 +165,12 @@ def _task_json(info: TaskInfo) -> dict[str, Any]:
 
 
 def _summary(info: TaskInfo) -> str:
-    next_run = when(info.next_run, task_zone(info)) if info.next_run else info.state.value
+    if info.next_run:
+        next_run = when(info.next_run, task_zone(info))
+    elif info.state.value == "active" and info.definition and info.definition.after:
+        next_run = "on the outcome of the tasks it runs after"
+    else:
+        next_run = info.state.value
     return f"{schedule_text(info)}; next run {next_run}"
 
 
@@ -169,13 +181,14 @@ def cmd_edit(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
             f"task {args.id!r} cannot be loaded ({info.error}); remove it and add it again"
         )
     flags = _flag_values(args)
-    if not flags:
+    if not flags and not after_given(args):
         raise UsageError("nothing to change: give at least one flag (--schedule, --prompt, ...)")
     data = info.definition.model_dump(mode="json", exclude_none=True)
     if "schedule" in flags:
         for field in _SCHEDULE_FIELDS:
             data.pop(field, None)
     data.update(flags)
+    apply_after_flags(args, data)
     scheduler.add_task(_validate(data, scheduler.settings), source=None)
     edited = scheduler.get_task(args.id)
     out.line(f"edited {edited.id}: {_summary(edited)}")
@@ -216,7 +229,7 @@ def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
             out.line("not removed")
             out.result({"id": args.id, "removed": False})
             return 0
-    scheduler.remove_task(args.id)
+    scheduler.remove_task(args.id, force=args.force)
     out.line(f"removed {args.id}")
     out.result({"id": args.id, "removed": True})
     return 0
@@ -232,8 +245,7 @@ def _remove_source(scheduler: TaskScheduler, args: argparse.Namespace, out: Outp
             out.line("not removed")
             out.result({"source": args.source, "removed": []})
             return 0
-    for task_id in ids:
-        scheduler.remove_task(task_id)
+    scheduler.remove_tasks(ids, force=args.force)
     out.line(f"removed {len(ids)} task(s) of {args.source}")
     out.result({"source": args.source, "removed": ids})
     return 0

@@ -17,6 +17,7 @@ class TaskType(StrEnum):
     CRON = "cron"
     INTERVAL = "interval"
     ONE_TIME = "one_time"
+    AFTER = "after"  # no clock: it runs on other tasks' outcomes (its ``after`` field)
 
 
 class Priority(StrEnum):
@@ -82,3 +83,4 @@ class RunTrigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
+    DEPENDENCY = "dependency"  # the tasks it runs after finished (its ``upstream`` says how)

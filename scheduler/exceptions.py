@@ -120,6 +120,11 @@ class DefinitionError(SchedulerError, ValueError):
     JSON, an unknown field, an unusable value); the row is kept and reported."""
 
 
+class DependencyError(SchedulerError, ValueError):
+    """Tasks whose ``after`` links do not hold: an unknown upstream, a cycle, or removing a
+    task others run after. Nothing was changed."""
+
+
 class UsageError(SchedulerError, ValueError):
     """Bad input found by a CLI command (exit status 2)."""
 

@@ -29,6 +29,7 @@ __all__ = [
     "interrupts_of",
     "invoke",
     "output_text",
+    "upstream_text",
 ]
 
 _TRACEBACK_CHARS = 4000
@@ -63,6 +64,7 @@ async def invoke(
     output_max_chars: int,
     policy: CallbackPolicy,
     resume: Any = NO_RESUME,
+    upstream: dict[str, Any] | None = None,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -76,6 +78,7 @@ async def invoke(
         policy: Which callbacks may be called (checked again here, at every call).
         resume: The answer to the interrupt the run is waiting at: the graph is invoked
             with ``Command(resume=resume)`` on the run's thread instead of the input.
+        upstream: A dependency run's upstream outcomes, for its input (:func:`build_input`).
     """
     config = build_config(
         task,
@@ -95,7 +98,7 @@ async def invoke(
             if context is not None:
                 kwargs["context"] = context
             if resume is NO_RESUME:
-                payload: Any = build_input(task)
+                payload: Any = build_input(task, upstream)
             else:
                 from langgraph.types import Command  # lazily: CLI start-up
 
@@ -184,14 +187,32 @@ def failure(exc: BaseException, prefix: str = "") -> Outcome:
     )
 
 
-def build_input(task: TaskDefinition) -> dict[str, Any]:
-    """Graph input: the prompt as a user message, merged with the task's ``input``."""
+def build_input(task: TaskDefinition, upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Graph input: the prompt as a user message, merged with the task's ``input``.
+
+    A dependency run also gets its upstream runs' outcomes under ``upstream`` (``{task_id:
+    {"run_id", "status", "output"}}``; a graph whose state has no such key does not see
+    it), and, with a prompt, the same as text after the prompt."""
     graph_input: dict[str, Any] = {}
     if task.prompt is not None:
-        graph_input["messages"] = [{"role": "user", "content": task.prompt}]
+        text = task.prompt if not upstream else f"{task.prompt}\n\n{upstream_text(upstream)}"
+        graph_input["messages"] = [{"role": "user", "content": text}]
     if task.input:
         graph_input.update(task.input)
+    if upstream:
+        graph_input["upstream"] = upstream
     return graph_input
+
+
+def upstream_text(upstream: dict[str, Any]) -> str:
+    """The upstream outcomes as text for a prompt: one paragraph per upstream task."""
+    parts = ["Results of the tasks this one runs after:"]
+    for task_id, run in upstream.items():
+        info = run if isinstance(run, dict) else {}
+        output = info.get("output") or "(no output)"
+        parts.append(f"- {task_id} ({info.get('status', '?')}, run {info.get('run_id', '?')}):")
+        parts.append(f"{output}")
+    return "\n".join(parts)
 
 
 def build_config(

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from scheduler.cron import CronError, parse_cron
+from scheduler.dependencies.after import After
 from scheduler.enums import OverlapPolicy, Priority, TaskType
 from scheduler.limits import (
     MAX_DURATION_SECONDS,
@@ -43,6 +44,7 @@ from scheduler.schedule_fields import error as _error
 from scheduler.schedule_fields import infer_task_type
 from scheduler.schedules import explicit_schedule
 from scheduler.triggers import (
+    NeverTrigger,
     cron_trigger,
     date_trigger,
     fire_times,
@@ -103,6 +105,9 @@ class TaskDefinition(BaseModel):
         default=None, strict=True, ge=0, le=MAX_JITTER_SECONDS, allow_inf_nan=False
     )
 
+    after: After | None = Field(
+        default=None, description="Other tasks this one runs after (see scheduler.dependencies)"
+    )
     input: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     prompt: str | None = Field(
@@ -294,11 +299,17 @@ class TaskDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _check_schedule_options(self) -> TaskDefinition:
-        if self.task_type is TaskType.ONE_TIME:
+        if self.after is not None and self.id in self.after.tasks:
+            raise _error("after", f"after: task {self.id!r} cannot run after itself")
+        if self.task_type is TaskType.AFTER and self.after is None:
+            raise _error("after", "task_type 'after' needs after: the tasks it runs after")
+        if self.task_type in (TaskType.ONE_TIME, TaskType.AFTER):
             for field in ("start_date", "end_date", "jitter_seconds"):
                 if getattr(self, field) is not None:
                     raise _error(
-                        "schedule", f"{field} applies to cron and interval tasks, not one_time ones"
+                        "schedule",
+                        f"{field} applies to cron and interval tasks, not "
+                        f"{self.task_type.value} ones",
                     )
         return self
 
@@ -355,6 +366,8 @@ class TaskDefinition(BaseModel):
                 end_date=end,
                 jitter=self.jitter_seconds,
             )
+        if self.task_type is TaskType.AFTER:
+            return NeverTrigger()
         assert self.run_at is not None
         return date_trigger(localize(self.run_at, zone), timezone=zone)
 

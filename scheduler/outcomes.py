@@ -82,6 +82,7 @@ def retry_of(
         trigger=RunTrigger.RETRY,
         not_before=now + delay,
         queued_at=now,
+        upstream=pending.upstream,  # a retry of a dependency run gets the same input
     )
     logger.info(
         "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",

@@ -40,6 +40,7 @@ class PendingRun:
     thread_id: str | None = None  # the thread it runs in, once known (a resume reuses it)
     resume: Any = None  # with ``resuming``: the answer to continue from interrupt() with
     resuming: bool = False
+    upstream: dict[str, Any] | None = None  # a dependency run: the upstream runs' outcomes
 
 
 class Admission(Enum):

@@ -61,6 +61,11 @@ class TaskQueries:
         stats = self._store.task_stats(ids if len(ids) <= 500 else None) if ids else {}
         return [task_info(row, stats.get(row.id, empty)) for row in rows]
 
+    def dependencies(self) -> list[tuple[str, str]]:
+        """Every ``after`` link, as (task, upstream) pairs: ``task`` runs after ``upstream``,
+        sorted."""
+        return sorted(self._store.links())
+
     def now(self) -> datetime:
         """The scheduler's time (its clock: the wall clock, or a test clock), in UTC."""
         return datetime.fromtimestamp(self._clock(), UTC)

@@ -96,6 +96,8 @@ class RunRecord(_Mapping):
             ``{"id": ..., "value": ...}``; answer with ``resume_run``.
         waiting_since: When it stopped to wait for an answer.
         answered: It is ``waiting``, has been answered, and resumes soon.
+        upstream: A dependency run's upstream runs: ``{task_id: {"run_id", "status",
+            "output"}}`` (also in its graph input, under ``upstream``).
     """
 
     id: str
@@ -117,6 +119,7 @@ class RunRecord(_Mapping):
     interrupts: list[Any] | None = None
     waiting_since: datetime | None = None
     answered: bool = False
+    upstream: dict[str, Any] | None = None
 
     @property
     def duration_seconds(self) -> float | None:

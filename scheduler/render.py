@@ -185,13 +185,21 @@ class Output:
         )
 
     def task_detail(
-        self, task: TaskInfo, upcoming: Sequence[datetime], runs: Sequence[RunRecord]
+        self,
+        task: TaskInfo,
+        upcoming: Sequence[datetime],
+        runs: Sequence[RunRecord],
+        *,
+        upstream: Sequence[str] = (),
+        downstream: Sequence[str] = (),
     ) -> None:
         if self.as_json:
             self.json(
                 {
                     **task.to_dict(),
                     "schedule": schedule_text(task),
+                    "upstream": list(upstream),
+                    "downstream": list(downstream),
                     "next_runs": [t.isoformat() for t in upcoming],
                     "runs": [r.to_dict() for r in runs],
                 }
@@ -201,6 +209,10 @@ class Output:
         self.line(f"  state:     {task.state.value}", style=_STATE_STYLES.get(task.state.value))
         self.line(f"  schedule:  {schedule_text(task)}")
         self.line(f"  source:    {task.source}")
+        if upstream:
+            self.line(f"  runs after:      {', '.join(upstream)}")
+        if downstream:
+            self.line(f"  run after it:    {', '.join(downstream)}")
         if task.error:
             self.line(f"  error:     {task.error}", style="red")
         if task.definition is not None:

@@ -14,6 +14,7 @@ the rows of ``scheduler_tasks`` / ``scheduler_runs``.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "skipped_run",
     "task_info",
     "task_row_for",
+    "upstream_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -173,9 +175,10 @@ def is_completed(row: TaskRow) -> bool:
     if row.paused or row.next_run_time is not None:
         return False
     try:
-        return decode(row).enabled
+        task = decode(row)
     except DefinitionError:
         return False
+    return task.enabled and task.after is None  # one that runs after others never ends
 
 
 def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
@@ -191,7 +194,7 @@ def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
         state = TaskState.PAUSED
     elif not definition.enabled:
         state = TaskState.DISABLED
-    elif row.next_run_time is None:
+    elif row.next_run_time is None and definition.after is None:
         state = TaskState.COMPLETED
     else:
         state = TaskState.ACTIVE
@@ -225,6 +228,9 @@ def run_record(row: RunRow) -> RunRecord:
             problem = "; ".join(p for p in (problem, str(exc)) if p)
         else:
             interrupts = value if isinstance(value, list) else [value]
+    upstream, bad = upstream_of(row)
+    if bad:
+        problem = "; ".join(p for p in (problem, bad) if p)
     return RunRecord(
         id=row.id,
         task_id=row.task_id,
@@ -245,7 +251,22 @@ def run_record(row: RunRow) -> RunRecord:
         interrupts=interrupts,
         waiting_since=from_timestamp(row.waiting_since),
         answered=row.answer is not None,
+        upstream=upstream,
     )
+
+
+def upstream_of(row: RunRow) -> tuple[dict[str, Any] | None, str | None]:
+    """A dependency run's stored upstream outcomes (``{task_id: {run_id, status,
+    output}}``), and what is wrong with them, if anything."""
+    if row.upstream is None:
+        return None, None
+    try:
+        value = load_json(row.upstream, what="upstream")
+    except DocumentError as exc:
+        return None, str(exc)
+    if not isinstance(value, dict):
+        return None, "upstream is not a JSON object"
+    return value, None
 
 
 # -- run rows ---------------------------------------------------------------------------------
@@ -261,9 +282,10 @@ def queued_run(
     attempt: int = 1,
     occurrences: int = 1,
     not_before: float | None = None,
+    upstream: dict[str, Any] | None = None,
 ) -> RunRow:
-    """A run waiting to start: a due occurrence (or several, coalesced), a manual run or
-    a retry."""
+    """A run waiting to start: a due occurrence (or several, coalesced), a manual run, a
+    retry, or a dependency run (with its ``upstream`` runs' outcomes)."""
     return RunRow(
         id=run_id,
         task_id=task_id,
@@ -274,6 +296,7 @@ def queued_run(
         attempt=attempt,
         occurrences=occurrences,
         not_before=not_before,
+        upstream=json.dumps(upstream) if upstream is not None else None,
     )
 
 

@@ -11,6 +11,12 @@ consumed without a record. And a run's start: :meth:`RunLog.commit` returns only
 ``running`` mark is committed, so the graph is never called for a run that a crash could
 leave looking ``queued`` (and a restart would run again). Starts that come together share
 one commit.
+
+A run's final outcome (after its retries) is marked with :meth:`RunLog.finish`: the flush
+that writes it also hands it, in the same transaction, to ``follow`` (the workflows'
+:mod:`scheduler.dependencies.follow`), which queues the runs of the tasks that run after
+it; those are passed to ``deliver`` once committed. So an upstream's final status and its
+downstream's queued run are written together, or not at all.
 """
 
 from __future__ import annotations
@@ -19,14 +25,31 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from scheduler.enums import RunStatus
 from scheduler.exceptions import StorageError
-from scheduler.storage import RunRow, Store
+from scheduler.pending import PendingRun
+from scheduler.storage import RunRow, Store, Transaction
 
-__all__ = ["RunLog"]
+__all__ = ["Ended", "RunLog"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A run's final outcome, after its retries."""
+
+    task_id: str
+    run_id: str
+    status: RunStatus
+    finished_at: float
+
+
+Follow = Callable[[Transaction, Sequence[Ended]], list[PendingRun]]
 
 
 class RunLog:
@@ -48,6 +71,10 @@ class RunLog:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._failing = False
+        self._ended: list[Ended] = []
+        self.follow: Follow | None = None
+        self.deliver: Callable[[list[PendingRun]], None] | None = None
+        self.upstreams: frozenset[str] = frozenset()  # tasks others run after
 
     def insert(self, row: RunRow) -> None:
         """Buffer a new run record."""
@@ -58,6 +85,17 @@ class RunLog:
         """Buffer changes to a run record (merged with earlier ones for the same run)."""
         with self._lock:
             self._merge(run_id, changes)
+
+    def finish(self, run_id: str, task_id: str, **changes: Any) -> None:
+        """Buffer a run's final outcome (``status`` and ``finished_at`` among ``changes``),
+        after which no retry follows: the tasks that run after ``task_id`` learn of it in
+        the same transaction. Flushed at once when some do."""
+        ended = Ended(task_id, run_id, RunStatus(changes["status"]), changes["finished_at"])
+        with self._lock:
+            self._merge(run_id, changes)
+            self._ended.append(ended)
+        if task_id in self.upstreams:
+            self._wake.set()
 
     def change(self, change: dict[str, Any]) -> None:
         """Buffer one change given as a dict with the run's ``id`` and the columns to set
@@ -104,13 +142,18 @@ class RunLog:
                 inserts, self._inserts = self._inserts, {}
                 updates, self._updates = self._updates, {}
                 waiters, self._waiters = self._waiters, []
+                ended, self._ended = self._ended, []
+            followers: list[PendingRun] = []
             if inserts or updates:
                 try:
                     with self._store.transaction() as tx:
                         tx.insert_runs(list(inserts.values()))
                         tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
+                        if ended and self.follow is not None:
+                            followers = self._followers(tx, ended)
                 except StorageError:
                     with self._lock:
+                        self._ended[:0] = ended
                         inserts.update(self._inserts)
                         self._inserts = inserts
                         for run_id, later in self._updates.items():
@@ -120,6 +163,19 @@ class RunLog:
                     raise
             for waiter in waiters:
                 _resolve_soon(waiter)
+            if followers and self.deliver is not None:
+                self.deliver(followers)
+
+    def _followers(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
+        """The runs ``follow`` queues; a bug there is logged, never loses the records."""
+        assert self.follow is not None
+        try:
+            return self.follow(tx, ended)
+        except StorageError:
+            raise
+        except Exception:
+            logger.exception("could not queue the runs that follow %d finished run(s)", len(ended))
+            return []
 
     def start(self) -> None:
         """Start flushing in the background (inside a running event loop)."""

@@ -265,28 +265,32 @@ class Runner(RunnerWaiting):
                 output_max_chars=self._settings.output_max_chars,
                 policy=self._policy,
                 resume=pending.resume if pending.resuming else NO_RESUME,
+                upstream=pending.upstream,
             )
         finished = self._clock()
         self._running.pop(pending.run_id, None)
         if outcome.status is RunStatus.WAITING:
             await self._start_waiting(pending, outcome, thread_id, finished)
             return
-        self._log.update(
-            pending.run_id,
-            status=outcome.status,
-            finished_at=finished,
-            output=outcome.output,
-            error_type=outcome.error_type,
-            error_message=outcome.error_message,
-            error_traceback=outcome.error_traceback,
+        retry = (
+            retry_of(pending, outcome, self._settings, now=finished) if self._accepting else None
         )
+        changes = {
+            "status": outcome.status,
+            "finished_at": finished,
+            "output": outcome.output,
+            "error_type": outcome.error_type,
+            "error_message": outcome.error_message,
+            "error_traceback": outcome.error_traceback,
+        }
+        if retry is None:  # the final outcome: the tasks that run after it learn of it
+            self._log.finish(pending.run_id, task.id, **changes)
+        else:
+            self._log.update(pending.run_id, **changes)
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)
         if self._events:
             self._emit("finished", pending, outcome, thread_id, started, finished)
-        retry = (
-            retry_of(pending, outcome, self._settings, now=finished) if self._accepting else None
-        )
         if retry is not None:
             self._log.insert(
                 queued_run(
@@ -297,6 +301,7 @@ class Runner(RunnerWaiting):
                     trigger=RunTrigger.RETRY,
                     attempt=retry.attempt,
                     not_before=retry.not_before,
+                    upstream=retry.upstream,
                 )
             )
             self._known.add(retry.run_id)

@@ -32,13 +32,15 @@ def infer_task_type(data: dict[str, Any]) -> TaskType:
     given = [t for t, f in SCHEDULE_FIELDS.items() if data.get(f) is not None]
     if len(given) == 1:
         return given[0]
+    if not given and data.get("after") is not None:
+        return TaskType.AFTER  # no clock: it runs after other tasks
     if given:
         names = " and ".join(SCHEDULE_FIELDS[t] for t in given)
         raise error("schedule", f"give one schedule, not {names}")
     raise error(
         "schedule",
         "a schedule is required: schedule ('every 5 minutes'), cron_expression, "
-        "interval_seconds or run_at",
+        "interval_seconds, run_at, or after (other tasks it runs after)",
     )
 
 
@@ -47,7 +49,15 @@ def check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
     task_type = info.data.get("task_type")
     if task_type is None:
         return  # task_type itself failed; its error says why
-    wanted = SCHEDULE_FIELDS[task_type]
+    wanted = SCHEDULE_FIELDS.get(task_type)
+    if wanted is None:  # TaskType.AFTER: no clock
+        if value is not None:
+            raise error(
+                "schedule",
+                f"{field} does not apply to task_type 'after' (it runs only after other "
+                "tasks; leave task_type out to run on a clock as well)",
+            )
+        return
     if field == wanted and value is None:
         raise error("schedule", f"{field} is required when task_type is {task_type.value!r}")
     if field != wanted and value is not None:

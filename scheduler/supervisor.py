@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scheduler.dependencies.follow import Followers
 from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
@@ -18,8 +19,8 @@ from scheduler.exceptions import DefinitionError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, new_run_id, retry_delay
-from scheduler.rows import decode, queued_run, settled
-from scheduler.runlog import RunLog
+from scheduler.rows import decode, queued_run, settled, upstream_of
+from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
@@ -64,6 +65,8 @@ class Supervisor:
         self.dispatcher = Dispatcher(
             store=store, runner=self.runner, settings=settings, clock=clock, events=self.events
         )
+        self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
+        self.followers.attach(self.run_log, self.runner, self.loop)
         self.lock: LeaderLock = leader_lock_for(store)
         self.active = False
         self._poll_task: asyncio.Task[None] | None = None
@@ -87,6 +90,8 @@ class Supervisor:
         self._poll_task = self.loop.create_task(self._poll_forever(), name="scheduler-poll")
 
     def _activate(self) -> None:
+        self.followers.refresh()
+        self._warm_followers()
         recovered = self._recover()
         self.run_log.start()
         self.dispatcher.start()
@@ -124,6 +129,7 @@ class Supervisor:
         resumed: list[PendingRun] = []
         changes: list[dict[str, Any]] = []
         retries: list[RunRow] = []
+        ended: list[Ended] = []
         with self.store.transaction() as tx:
             running = tx.runs_with_status([RunStatus.RUNNING])
             queued = tx.runs_with_status([RunStatus.QUEUED])
@@ -143,6 +149,8 @@ class Supervisor:
                 if retry is not None:
                     retries.append(retry[0])
                     resumed.append(retry[1])
+                else:
+                    ended.append(Ended(run.task_id, run.id, RunStatus.INTERRUPTED, now))
             for run in queued:
                 loaded = tasks[run.task_id]
                 if isinstance(loaded, str) or run.problem is not None:
@@ -181,10 +189,12 @@ class Supervisor:
                         trigger=RunTrigger(run.trigger),
                         not_before=run.not_before,
                         occurrences=run.occurrences,
+                        upstream=upstream_of(run)[0],
                     )
                 )
             tx.update_runs(changes)
             tx.insert_runs(retries)
+            resumed += self.followers.follow(tx, ended) if ended else []
         if changes or resumed:
             logger.warning(
                 "recovered runs left by the previous process: %d interrupted (%d retried as a "
@@ -236,6 +246,7 @@ class Supervisor:
             attempt=run.attempt + 1,
             trigger=RunTrigger.RETRY,
             not_before=now + delay,
+            upstream=upstream_of(run)[0],
         )
         row = queued_run(
             pending.run_id,
@@ -245,6 +256,7 @@ class Supervisor:
             trigger=RunTrigger.RETRY,
             attempt=pending.attempt,
             not_before=pending.not_before,
+            upstream=pending.upstream,
         )
         return row, pending
 
@@ -266,6 +278,10 @@ class Supervisor:
                     logger.info("polling the database for changes again")
                 failing = False
 
+    def _warm_followers(self) -> None:
+        if self.followers.upstreams:
+            self.loop.run_in_executor(None, self.followers.warm)
+
     def _poll_once(self) -> None:
         if not self.active:
             if self.lock.try_acquire():
@@ -280,6 +296,8 @@ class Supervisor:
         revision = self.store.revision()
         if revision != self._revision:
             self._revision = revision
+            self.followers.refresh()
+            self._warm_followers()
             self.dispatcher.forget()
             self._pick_up_changes()
             self.dispatcher.wakeup()

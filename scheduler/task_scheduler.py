@@ -275,6 +275,7 @@ class TaskScheduler(AsyncTaskAPI):
             return
         for task_id in removed:
             self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
+        supervisor.followers.refresh()
         supervisor.dispatcher.wakeup()
 
     def _flush(self) -> None:

@@ -196,11 +196,10 @@ class RunnerWaiting:
     def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
         now = self._clock()
         message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
-        self._log.change(
-            settled(
-                pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
-            )
+        change = settled(
+            pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
         )
+        self._log.finish(change.pop("id"), pending.task.id, **change)
         logger.warning(
             "task %s run %s timed out waiting: %s",
             pending.task.id,

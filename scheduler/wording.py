@@ -162,11 +162,17 @@ def _join(parts: list[str]) -> str | None:
 
 
 def describe_task(task: TaskDefinition) -> str:
-    """A task's schedule in words."""
-    return describe(
+    """A task's schedule in words: its clock, the tasks it runs after, or both (``At
+    09:00, every day (UTC), and after fetch-sales``)."""
+    after = task.after.words() if task.after is not None else None
+    if task.task_type is TaskType.AFTER:
+        text = after or "after other tasks"
+        return text[0].upper() + text[1:]
+    clock = describe(
         task.task_type,
         cron_expression=task.cron_expression,
         interval_seconds=task.interval_seconds,
         run_at=task.run_at,
         timezone=task.timezone,
     )
+    return f"{clock}, and {after}" if after else clock

@@ -157,15 +157,30 @@ class TaskWrites(TaskQueries):
             raise ValueError(f"task ids appear more than once: {', '.join(duplicates)}")
         return checked
 
-    def remove_task(self, task_id: str) -> None:
+    def remove_task(self, task_id: str, *, force: bool = False) -> None:
         """Remove a task. Its history stays; its runs that have not started are cancelled.
 
         Raises:
             TaskNotFoundError: No such task.
+            DependencyError: Other tasks run after it (their ``after`` names it); ``force``
+                removes it anyway, and they wait for a task that is gone.
         """
+        self.remove_tasks([task_id], force=force)
+
+    def remove_tasks(self, task_ids: Iterable[str], *, force: bool = False) -> None:
+        """Remove several tasks at once, all or none (see :meth:`remove_task`); tasks that
+        run after one another can go together without ``force``.
+
+        Raises:
+            TaskNotFoundError: One of them does not exist (nothing is removed).
+            DependencyError: Tasks not among them run after one of them.
+        """
+        ids = list(dict.fromkeys(task_ids))
         with self._changing() as changes:
-            if not changes.delete([task_id]):
-                raise TaskNotFoundError(task_id)
+            for task_id in ids:
+                if changes.tx.get_task(task_id) is None:
+                    raise TaskNotFoundError(task_id)
+            changes.delete(ids, force=force)
 
     def pause_task(self, task_id: str) -> TaskInfo:
         """Stop a task from firing until :meth:`resume_task`.

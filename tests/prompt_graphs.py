@@ -1,6 +1,7 @@
 """Real compiled LangGraph graphs for the tests, driven by the prompt.
 
-The prompt is a command: ``fail`` raises, ``hang`` never returns, ``sleep:1.5`` sleeps then
+The prompt's first line is a command (a dependency run's prompt goes on with its upstreams'
+results): ``fail`` raises, ``hang`` never returns, ``sleep:1.5`` sleeps then
 answers (``sleep-fail:1.5`` sleeps then raises), ``fail-until:N`` fails the first N-1 calls
 of a thread-less task and then succeeds (counted in a file named by the task's metadata
 ``counter``), ``record`` appends the run id
@@ -47,20 +48,21 @@ def _record(log: Path, run_id: str) -> None:
 
 async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
     prompt = str(state["messages"][-1].content)
+    command = prompt.split("\n", 1)[0]  # a dependency run's prompt goes on with its upstreams
     metadata = config.get("metadata", {})
-    if prompt == "fail":
+    if command == "fail":
         raise CommandError("failing on command")
-    if prompt == "hang":
+    if command == "hang":
         await asyncio.Event().wait()
-    if prompt.startswith(("sleep:", "sleep-fail:")):
-        await asyncio.sleep(float(prompt.split(":", 1)[1]))
-        if prompt.startswith("sleep-fail:"):
+    if command.startswith(("sleep:", "sleep-fail:")):
+        await asyncio.sleep(float(command.split(":", 1)[1]))
+        if command.startswith("sleep-fail:"):
             raise CommandError("failing on command")
-    if prompt == "record":
+    if command == "record":
         _record(Path(str(metadata["log"])), str(metadata["run_id"]))
-    if prompt.startswith("fail-until:"):
+    if command.startswith("fail-until:"):
         calls = _count_call(Path(str(metadata["counter"])))
-        if calls < int(prompt.split(":", 1)[1]):
+        if calls < int(command.split(":", 1)[1]):
             raise CommandError(f"failing call {calls}")
     seen = {
         "prompt": prompt,

@@ -25,6 +25,7 @@ __all__ = [
     "RunRow",
     "TaskRow",
     "TaskStats",
+    "links_table",
     "meta_table",
     "metadata",
     "notices_table",
@@ -33,9 +34,10 @@ __all__ = [
     "task_row",
     "task_stats",
     "tasks_table",
+    "waits_table",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -77,8 +79,29 @@ runs_table = Table(
     Column("interrupts", Text),  # JSON: what interrupt() asked, while waiting
     Column("answer", Text),  # JSON: the answer given, until the run resumes with it
     Column("waiting_since", Float),
+    # Schema 4: workflows.
+    Column("upstream", Text),  # JSON: the upstream runs a dependency run was started by
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
+)
+
+# Schema 4: workflows. Which tasks run after which (one row per ``after`` entry), and the
+# upstream outcomes that count toward each downstream's next run (cleared when it fires).
+links_table = Table(
+    "scheduler_task_links",
+    metadata,
+    Column("downstream_id", String(128), primary_key=True),
+    Column("upstream_id", String(128), primary_key=True, index=True),
+)
+
+waits_table = Table(
+    "scheduler_waits",
+    metadata,
+    Column("downstream_id", String(128), primary_key=True),
+    Column("upstream_id", String(128), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("finished_at", Float, nullable=False),
 )
 
 notices_table = Table(
@@ -147,6 +170,7 @@ class RunRow:
     interrupts: str | None = None
     answer: str | None = None
     waiting_since: float | None = None
+    upstream: str | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
@@ -174,7 +198,7 @@ RUN_STATUSES = frozenset(
         "missed",
     )
 )
-RUN_TRIGGERS = frozenset(("schedule", "manual", "retry"))
+RUN_TRIGGERS = frozenset(("schedule", "manual", "retry", "dependency"))
 
 
 class _Checker:
@@ -296,6 +320,7 @@ def run_row(row: Any) -> RunRow:
         interrupts=check.text("interrupts", values["interrupts"], optional=True),
         answer=check.text("answer", values["answer"], optional=True),
         waiting_since=check.time("waiting_since", values["waiting_since"], optional=True),
+        upstream=check.text("upstream", values["upstream"], optional=True),
     )
     if type(values["id"]) is not str:
         check.problems.insert(0, f"column id holds {values['id']!r}, not text")

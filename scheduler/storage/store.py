@@ -42,6 +42,7 @@ from scheduler.storage.schema import (
     RunRow,
     TaskRow,
     TaskStats,
+    links_table,
     meta_table,
     metadata,
     notices_table,
@@ -275,6 +276,25 @@ class Store:
             query = query.limit(limit)
         with self._reading() as conn:
             return [run_row(row) for row in conn.execute(query)]
+
+    def upstream_ids(self) -> set[str]:
+        """The tasks that other tasks run after (``after``)."""
+        with self._reading() as conn:
+            return set(conn.execute(select(links_table.c.upstream_id).distinct()).scalars())
+
+    def downstream_tasks(self) -> list[TaskRow]:
+        """The tasks that run after other tasks."""
+        query = select(tasks_table).where(
+            tasks_table.c.id.in_(select(links_table.c.downstream_id).distinct())
+        )
+        with self._reading() as conn:
+            return [task_row(row) for row in conn.execute(query)]
+
+    def links(self) -> list[tuple[str, str]]:
+        """Every (downstream, upstream) pair of ``after`` links."""
+        query = select(links_table.c.downstream_id, links_table.c.upstream_id)
+        with self._reading() as conn:
+            return [(d, u) for d, u in conn.execute(query)]
 
     def count_tasks(self) -> int:
         """Number of task rows."""

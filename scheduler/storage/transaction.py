@@ -12,12 +12,14 @@ from scheduler.storage.schema import (
     TASK_COLUMNS,
     RunRow,
     TaskRow,
+    links_table,
     meta_table,
     notices_table,
     run_row,
     runs_table,
     task_row,
     tasks_table,
+    waits_table,
 )
 
 __all__ = ["SELECT_TASK", "Transaction"]
@@ -163,6 +165,88 @@ class Transaction:
         sql, order = _driver_sql(self._conn, key, build, list(params[0]))
         rows: list[Any] = params if order is None else [tuple(p[k] for k in order) for p in params]
         self._conn.exec_driver_sql(sql, rows)
+
+    # -- workflows (which tasks run after which) --------------------------------------------
+
+    def set_links(self, downstream_ids: Collection[str], links: Iterable[tuple[str, str]]) -> None:
+        """Replace the links of ``downstream_ids`` with ``links`` (downstream, upstream), and
+        drop their waits on upstreams they no longer name."""
+        ids = list(downstream_ids)
+        links = list(links)
+        for chunk in _chunks(ids):
+            self._conn.execute(delete(links_table).where(links_table.c.downstream_id.in_(chunk)))
+        if links:
+            self._conn.execute(
+                insert(links_table), [{"downstream_id": d, "upstream_id": u} for d, u in links]
+            )
+        kept = set(links)
+        for downstream, upstream in self.waits(ids):
+            if (downstream, upstream) not in kept:
+                self.clear_waits(downstream, upstream)
+
+    def all_links(self) -> list[tuple[str, str]]:
+        """Every (downstream, upstream) pair."""
+        query = select(links_table.c.downstream_id, links_table.c.upstream_id)
+        return [(d, u) for d, u in self._conn.execute(query)]
+
+    def links_from(self, upstream_ids: Collection[str]) -> list[tuple[str, str]]:
+        """The (downstream, upstream) pairs whose upstream is one of ``upstream_ids``."""
+        found: list[tuple[str, str]] = []
+        for chunk in _chunks(list(upstream_ids)):
+            query = select(links_table.c.downstream_id, links_table.c.upstream_id).where(
+                links_table.c.upstream_id.in_(chunk)
+            )
+            found.extend((d, u) for d, u in self._conn.execute(query))
+        return found
+
+    def delete_links_of(self, downstream_ids: Collection[str]) -> None:
+        """Forget the links and waits of removed downstream tasks."""
+        for chunk in _chunks(list(downstream_ids)):
+            self._conn.execute(delete(links_table).where(links_table.c.downstream_id.in_(chunk)))
+            self._conn.execute(delete(waits_table).where(waits_table.c.downstream_id.in_(chunk)))
+
+    def put_wait(
+        self, downstream: str, upstream: str, *, run_id: str, status: str, finished_at: float
+    ) -> None:
+        """Record ``upstream``'s outcome toward ``downstream``'s next run (the latest wins)."""
+        self.clear_waits(downstream, upstream)
+        self._conn.execute(
+            insert(waits_table),
+            {
+                "downstream_id": downstream,
+                "upstream_id": upstream,
+                "run_id": run_id,
+                "status": status,
+                "finished_at": finished_at,
+            },
+        )
+
+    def waits(self, downstream_ids: Collection[str]) -> list[tuple[str, str]]:
+        """The (downstream, upstream) pairs with a recorded outcome."""
+        found: list[tuple[str, str]] = []
+        for chunk in _chunks(list(downstream_ids)):
+            query = select(waits_table.c.downstream_id, waits_table.c.upstream_id).where(
+                waits_table.c.downstream_id.in_(chunk)
+            )
+            found.extend((d, u) for d, u in self._conn.execute(query))
+        return found
+
+    def waits_of(self, downstream: str) -> dict[str, tuple[str, str, float]]:
+        """The recorded outcomes toward ``downstream``: upstream -> (run id, status, time)."""
+        query = select(
+            waits_table.c.upstream_id,
+            waits_table.c.run_id,
+            waits_table.c.status,
+            waits_table.c.finished_at,
+        ).where(waits_table.c.downstream_id == downstream)
+        return {u: (r, s, f) for u, r, s, f in self._conn.execute(query)}
+
+    def clear_waits(self, downstream: str, upstream: str | None = None) -> None:
+        """Forget the outcomes recorded toward ``downstream`` (only ``upstream``'s, if given)."""
+        condition = waits_table.c.downstream_id == downstream
+        if upstream is not None:
+            condition = condition & (waits_table.c.upstream_id == upstream)
+        self._conn.execute(delete(waits_table).where(condition))
 
     # -- runs -----------------------------------------------------------------------------
 

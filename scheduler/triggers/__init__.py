@@ -11,10 +11,11 @@
 from scheduler.triggers.backlog import Backlog, backlog
 from scheduler.triggers.cron import StandardCronTrigger, cron_trigger, localize
 from scheduler.triggers.preview import fire_times
-from scheduler.triggers.simple import date_trigger, interval_trigger, zone
+from scheduler.triggers.simple import NeverTrigger, date_trigger, interval_trigger, zone
 
 __all__ = [
     "Backlog",
+    "NeverTrigger",
     "StandardCronTrigger",
     "backlog",
     "cron_trigger",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-__all__ = ["date_trigger", "interval_trigger", "zone"]
+__all__ = ["NeverTrigger", "date_trigger", "interval_trigger", "zone"]
 
 
 def interval_trigger(
@@ -38,6 +39,18 @@ def interval_trigger(
 def date_trigger(run_at: datetime, *, timezone: tzinfo) -> DateTrigger:
     """Build a one-time trigger."""
     return DateTrigger(run_date=run_at, timezone=timezone)
+
+
+class NeverTrigger(BaseTrigger):  # type: ignore[misc]
+    """The trigger of a task with no clock (one that runs only after other tasks)."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        return None
+
+    def __repr__(self) -> str:
+        return "<NeverTrigger>"
 
 
 def zone(name: str) -> ZoneInfo:

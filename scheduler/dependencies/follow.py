@@ -1,0 +1,223 @@
+"""What an upstream's final outcome sets off, inside the transaction that writes it.
+
+For each task that runs after the upstream and counts that outcome (its ``after.on``), the
+outcome is recorded in ``scheduler_waits`` (the latest one per upstream). When the
+downstream's condition holds (every upstream has one, or any, with ``mode: any``), its
+run is queued with the outcomes as its ``upstream`` (run id, status, output of each), and
+its waits are cleared: one run per satisfied condition. A paused or disabled downstream
+gets a ``skipped`` record saying what it would have run instead. All of it commits with the
+upstream's final status, or not at all (see :class:`~scheduler.runlog.RunLog`), so a crash
+loses no follow-up and a restart makes none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.exceptions import DefinitionError
+from scheduler.models import TaskDefinition
+from scheduler.pending import Admission, PendingRun, new_run_id
+from scheduler.rows import decode, queued_run, settled
+from scheduler.runlog import Ended, RunLog
+from scheduler.runner import Runner
+from scheduler.storage import RunRow, Store, TaskRow, Transaction
+
+__all__ = ["Followers"]
+
+logger = logging.getLogger(__name__)
+
+
+class Followers:
+    """Queues the runs that follow finished runs (see the module docstring).
+
+    Args:
+        store: The database (for the set of tasks others run after).
+        clock: UNIX time source.
+        output_chars: How much of each upstream's output goes into the downstream's input.
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], float], output_chars: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._output_chars = output_chars
+        self.upstreams: frozenset[str] = frozenset()
+        self._run_log: RunLog | None = None
+        self._runner: Runner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._decoded: dict[str, tuple[str, TaskDefinition]] = {}
+
+    def attach(self, run_log: RunLog, runner: Runner, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow the final outcomes ``run_log`` writes; hand the runs queued to ``runner``
+        (on ``loop``), through the task's overlap policy."""
+        self._run_log, self._runner, self._loop = run_log, runner, loop
+        run_log.follow = self.follow
+        run_log.deliver = self._deliver
+
+    def refresh(self) -> None:
+        """Re-read which tasks others run after (at start, and when tasks change), so a
+        final outcome of one of them is written at once."""
+        self.upstreams = frozenset(self._store.upstream_ids())
+        if self._run_log is not None:
+            self._run_log.upstreams = self.upstreams
+
+    def warm(self) -> None:
+        """Decode the definitions of the tasks that run after others ahead of time (off
+        the event loop, when tasks change), so the flush an upstream's outcome waits for
+        only looks them up."""
+        rows = self._store.downstream_tasks()
+        for row in rows:
+            self._task(row)
+        for gone in set(self._decoded) - {row.id for row in rows}:
+            self._decoded.pop(gone, None)
+
+    def _deliver(self, runs: list[PendingRun]) -> None:
+        """Called from the thread that committed ``runs``."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: they stay queued
+                self._loop.call_soon_threadsafe(self._accept, runs)
+
+    def _accept(self, runs: list[PendingRun]) -> None:
+        assert self._runner is not None
+        assert self._run_log is not None
+        for pending in runs:
+            admission = self._runner.admit(pending.task)
+            if admission is Admission.SKIP:
+                message = "another run of the task was still going (overlap policy)"
+                change = settled(
+                    pending.run_id,
+                    RunStatus.SKIPPED,
+                    now=self._clock(),
+                    kind="Overlap",
+                    message=message,
+                )
+                self._run_log.change(change)
+                continue
+            self._runner.accept(pending, admission)
+
+    def follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
+        """Record ``ended`` toward the tasks that run after them; queue those whose
+        condition now holds. Returns their pending runs (queued in ``tx``)."""
+        downstreams: dict[str, list[str]] = defaultdict(list)
+        for downstream, upstream in tx.all_links():  # one small table, read as it is now
+            downstreams[upstream].append(downstream)
+        relevant = sorted((e for e in ended if e.task_id in downstreams), key=_when)
+        if not relevant:
+            return []
+        rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})
+        now = self._clock()
+        outputs: dict[str, str | None] = {}
+        queued: list[PendingRun] = []
+        records: list[RunRow] = []
+        for end in relevant:
+            for downstream in sorted(downstreams[end.task_id]):
+                task = self._task(rows.get(downstream))
+                if task is None or task.after is None or not task.after.fires_on(end.status):
+                    continue
+                chosen = self._chosen(tx, task.id, task.after.tasks, task.after.mode, end)
+                if chosen is None:
+                    continue
+                outcomes = {
+                    upstream: {
+                        "run_id": run_id,
+                        "status": status,
+                        "output": self._output(tx, run_id, outputs),
+                    }
+                    for upstream, (run_id, status) in chosen.items()
+                }
+                if rows[downstream].paused or not task.enabled:
+                    records.append(_skipped(task, outcomes, now))
+                    continue
+                pending = PendingRun(
+                    run_id=new_run_id(),
+                    task=task,
+                    scheduled_for=now,
+                    trigger=RunTrigger.DEPENDENCY,
+                    queued_at=now,
+                    upstream=outcomes,
+                )
+                records.append(
+                    queued_run(
+                        pending.run_id,
+                        task.id,
+                        scheduled_for=now,
+                        queued_at=now,
+                        trigger=RunTrigger.DEPENDENCY,
+                        upstream=outcomes,
+                    )
+                )
+                queued.append(pending)
+        tx.insert_runs(records)
+        return queued
+
+    @staticmethod
+    def _chosen(
+        tx: Transaction, downstream: str, wanted: list[str], mode: str, end: Ended
+    ) -> dict[str, tuple[str, str]] | None:
+        """The upstream outcomes a run of ``downstream`` goes with, if its condition now
+        holds; else None, with ``end`` recorded toward it."""
+        if mode == "any" or wanted == [end.task_id]:  # nothing to wait for
+            return {end.task_id: (end.run_id, end.status.value)}
+        tx.put_wait(
+            downstream,
+            end.task_id,
+            run_id=end.run_id,
+            status=end.status.value,
+            finished_at=end.finished_at,
+        )
+        waits = tx.waits_of(downstream)
+        if not all(upstream in waits for upstream in wanted):
+            return None
+        tx.clear_waits(downstream)
+        return {upstream: waits[upstream][:2] for upstream in wanted}
+
+    def _output(self, tx: Transaction, run_id: str, seen: dict[str, str | None]) -> str | None:
+        """A run's output, bounded (read once per flush, however many follow it)."""
+        if run_id not in seen:
+            run = tx.get_run(run_id)
+            output = run.output if run is not None else None
+            if output is not None and len(output) > self._output_chars:
+                output = output[: self._output_chars]
+            seen[run_id] = output
+        return seen[run_id]
+
+    def _task(self, row: TaskRow | None) -> TaskDefinition | None:
+        """The row's definition, decoded once per stored version."""
+        if row is None:
+            return None
+        cached = self._decoded.get(row.id)
+        if cached is not None and cached[0] == row.definition:
+            return cached[1]
+        try:
+            task = decode(row)
+        except DefinitionError as exc:
+            logger.warning("task %s cannot be loaded, so it does not follow: %s", row.id, exc)
+            return None
+        self._decoded[row.id] = (row.definition, task)
+        return task
+
+
+def _when(end: Ended) -> float:
+    return end.finished_at
+
+
+def _skipped(task: TaskDefinition, upstream: dict[str, Any], now: float) -> RunRow:
+    names = ", ".join(f"{u} ({o['status']})" for u, o in upstream.items())
+    return RunRow(
+        id=new_run_id(),
+        task_id=task.id,
+        scheduled_for=now,
+        queued_at=now,
+        finished_at=now,
+        status=RunStatus.SKIPPED,
+        trigger=RunTrigger.DEPENDENCY,
+        error_type="Paused",
+        error_message=f"the task is paused; it would have run after {names}",
+        upstream=json.dumps(upstream),
+    )

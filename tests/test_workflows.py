@@ -1,0 +1,418 @@
+"""Workflows on the test clock: tasks that run after other tasks' final outcomes (chains,
+fan-in, fallbacks), with a real compiled graph and real run records; the links refused at
+the edge (unknown ids, cycles named, a task on itself, removing what others need)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from scheduler import (
+    RunStatus,
+    RunTrigger,
+    TaskDefinition,
+    TaskScheduler,
+    TaskType,
+)
+from scheduler.exceptions import DependencyError
+from scheduler.records import RunRecord
+from scheduler.tasksfile import apply_tasks_file
+from scheduler.testing import clocked_scheduler
+from scheduler.wording import describe_task
+from tests import prompt_graphs
+from tests.test_cli import Cli
+
+START = "2030-01-01T00:00:00Z"
+
+
+def _seen(run: RunRecord) -> dict[str, Any]:
+    """What the graph saw, from its echoed answer."""
+    assert run.output is not None
+    seen: dict[str, Any] = json.loads(run.output)
+    return seen
+
+
+def _manual(task_id: str, prompt: str, **fields: Any) -> TaskDefinition:
+    """A task that runs only when asked (a far-off one-time run)."""
+    return TaskDefinition(id=task_id, run_at="2099-01-01T00:00:00Z", prompt=prompt, **fields)
+
+
+@contextmanager
+def _scheduler(tmp_path: Path) -> Iterator[TaskScheduler]:
+    """A scheduler that is not started: its management calls only."""
+    scheduler = TaskScheduler(db_path=str(tmp_path / "s.db"), graph=prompt_graphs.graph)
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
+
+
+def _runs(scheduler: TaskScheduler, task_id: str) -> list[RunRecord]:
+    return list(reversed(scheduler.list_runs(task_id, limit=None)))
+
+
+async def test_a_chain_runs_in_order_and_passes_each_output_on() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="fetch", schedule="every day at 09:00", prompt="fetch it"),
+                TaskDefinition(id="summarise", after="fetch", prompt="summarise"),
+                TaskDefinition(id="publish", after=["summarise"], prompt="publish"),
+            ]
+        )
+        assert scheduler.get_task("summarise").definition.task_type is TaskType.AFTER  # type: ignore[union-attr]
+        assert scheduler.get_task("summarise").next_run is None
+        runs = await clock.advance(days=2)
+    assert [r.task_id for r in runs] == ["fetch", "summarise", "publish"] * 2
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    fetch, summarise, publish = runs[:3]
+    assert fetch.finished_at is not None and summarise.started_at is not None
+    assert fetch.finished_at <= summarise.started_at
+    assert (summarise.trigger, publish.trigger) == (RunTrigger.DEPENDENCY,) * 2
+    assert summarise.upstream == {
+        "fetch": {"run_id": fetch.id, "status": "succeeded", "output": fetch.output}
+    }
+    # the upstream's output reached the graph, in the prompt after the task's own
+    summarise_prompt = _seen(summarise)["prompt"]
+    assert summarise_prompt.startswith("summarise\n\nResults of the tasks this one runs after:")
+    assert f"- fetch (succeeded, run {fetch.id}):" in summarise_prompt
+    assert '\\"prompt\\": \\"fetch it\\"' in json.dumps(summarise_prompt)
+    assert publish.upstream is not None and publish.upstream["summarise"]["run_id"] == summarise.id
+    assert "summarise" in _seen(publish)["prompt"]  # C saw B's output, which holds A's
+
+
+async def test_fan_in_waits_for_all_and_fires_once_per_condition() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                _manual("fetch-sales", "sales"),
+                _manual("fetch-costs", "costs"),
+                TaskDefinition(id="report", after=["fetch-sales", "fetch-costs"], prompt="r"),
+                TaskDefinition(
+                    id="each",
+                    after={"tasks": ["fetch-sales", "fetch-costs"], "mode": "any"},
+                    prompt="e",
+                ),
+            ]
+        )
+        assert describe_task(scheduler.get_task("report").definition) == (  # type: ignore[arg-type]
+            "After fetch-sales, fetch-costs"
+        )
+        scheduler.run_task_now("fetch-sales")
+        await clock.advance(seconds=1)
+        scheduler.run_task_now("fetch-sales")  # twice before the costs: still one report
+        await clock.advance(seconds=1)
+        assert _runs(scheduler, "report") == []
+        scheduler.run_task_now("fetch-costs")
+        await clock.advance(seconds=1)
+        [report] = _runs(scheduler, "report")
+        scheduler.run_task_now("fetch-costs")  # a new round starts: costs alone is not enough
+        await clock.advance(seconds=1)
+        assert len(_runs(scheduler, "report")) == 1
+        sales = _runs(scheduler, "fetch-sales")
+        costs = _runs(scheduler, "fetch-costs")
+        each = _runs(scheduler, "each")
+    assert report.status is RunStatus.SUCCEEDED and report.upstream is not None
+    assert report.upstream["fetch-sales"]["run_id"] == sales[1].id  # the latest outcome
+    assert report.upstream["fetch-costs"]["run_id"] == costs[0].id
+    assert [list(r.upstream or {}) for r in each] == [
+        ["fetch-sales"],
+        ["fetch-sales"],
+        ["fetch-costs"],
+        ["fetch-costs"],
+    ]
+
+
+async def test_a_fallback_fires_only_on_failure_after_the_last_retry(tmp_path: Path) -> None:
+    counter = tmp_path / "calls"
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                _manual("report", "ok"),
+                _manual("flaky", "fail", max_retries=2, retry_delay_seconds=60),
+                _manual(
+                    "recovers",
+                    "fail-until:3",
+                    max_retries=3,
+                    retry_delay_seconds=60,
+                    metadata={"counter": str(counter)},
+                ),
+                TaskDefinition(
+                    id="alert",
+                    after={"tasks": ["report", "flaky"], "on": "failed", "mode": "any"},
+                    prompt="alert",
+                ),
+                TaskDefinition(id="next", after="recovers", prompt="next"),
+                TaskDefinition(
+                    id="audit", after={"tasks": ["flaky"], "on": "finished"}, prompt="audit"
+                ),
+            ]
+        )
+        scheduler.run_task_now("report")
+        await clock.advance(seconds=1)
+        assert _runs(scheduler, "alert") == []  # report succeeded
+        scheduler.run_task_now("flaky")
+        scheduler.run_task_now("recovers")
+        await clock.advance(minutes=10)
+        flaky = _runs(scheduler, "flaky")
+        recovers = _runs(scheduler, "recovers")
+        alert = _runs(scheduler, "alert")
+        follow = _runs(scheduler, "next")
+        audit = _runs(scheduler, "audit")
+    assert [r.status for r in flaky] == [RunStatus.FAILED] * 3
+    assert [r.status for r in recovers] == [RunStatus.FAILED] * 2 + [RunStatus.SUCCEEDED]
+    [alerted] = alert  # once, after the last attempt
+    assert alerted.upstream == {
+        "flaky": {"run_id": flaky[-1].id, "status": "failed", "output": None}
+    }
+    assert alerted.started_at is not None and flaky[-1].finished_at is not None
+    assert alerted.started_at >= flaky[-1].finished_at
+    [followed] = follow
+    assert followed.upstream is not None
+    assert followed.upstream["recovers"]["run_id"] == recovers[-1].id
+    assert [r.upstream["flaky"]["status"] for r in audit if r.upstream] == ["failed"]
+
+
+async def test_a_paused_downstream_records_what_it_would_have_run() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [_manual("fetch", "f"), TaskDefinition(id="report", after="fetch", prompt="r")]
+        )
+        scheduler.pause_task("report")
+        scheduler.run_task_now("fetch")
+        await clock.advance(seconds=1)
+        [skipped] = _runs(scheduler, "report")
+        [fetch] = _runs(scheduler, "fetch")
+        scheduler.resume_task("report")  # resuming does not run the skipped one
+        await clock.advance(seconds=1)
+        assert len(_runs(scheduler, "report")) == 1
+        scheduler.run_task_now("fetch")
+        await clock.advance(seconds=1)
+        statuses = [r.status for r in _runs(scheduler, "report")]
+    assert skipped.status is RunStatus.SKIPPED and skipped.trigger is RunTrigger.DEPENDENCY
+    assert skipped.upstream is not None and skipped.upstream["fetch"]["run_id"] == fetch.id
+    assert "paused" in (skipped.error_message or "") and "fetch (succeeded)" in (
+        skipped.error_message or ""
+    )
+    assert statuses == [RunStatus.SKIPPED, RunStatus.SUCCEEDED]
+
+
+async def test_a_clock_and_after_together() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                _manual("fetch", "f"),
+                TaskDefinition(id="report", interval_seconds=3600, after="fetch", prompt="r"),
+            ]
+        )
+        assert describe_task(scheduler.get_task("report").definition).endswith(  # type: ignore[arg-type]
+            ", and after fetch"
+        )
+        scheduler.run_task_now("fetch")
+        runs = await clock.advance(hours=1)
+    triggers = [r.trigger for r in runs if r.task_id == "report"]
+    assert triggers == [RunTrigger.DEPENDENCY, RunTrigger.SCHEDULE]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (
+            [TaskDefinition(id="b", after="nope", prompt="p")],
+            "task .b. runs after .nope., which is not a task",
+        ),
+        (
+            [
+                TaskDefinition(id="a", after="c", prompt="p"),
+                TaskDefinition(id="b", after="a", prompt="p"),
+                TaskDefinition(id="c", after=["b"], prompt="p"),
+            ],
+            "a -> b -> c -> a",
+        ),
+    ],
+)
+def test_unknown_ids_and_cycles_are_refused_all_or_nothing(
+    tmp_path: Path, tasks: list[TaskDefinition], message: str
+) -> None:
+    with _scheduler(tmp_path) as scheduler:
+        scheduler.add_task(_manual("kept", "k"))
+        with pytest.raises(DependencyError, match=message):
+            scheduler.add_tasks([_manual("other", "o"), *tasks])
+        assert [t.id for t in scheduler.list_tasks()] == ["kept"]
+
+
+def test_a_cycle_through_stored_tasks_is_named(tmp_path: Path) -> None:
+    with _scheduler(tmp_path) as scheduler:
+        scheduler.add_tasks(
+            [
+                _manual("x", "x"),
+                TaskDefinition(id="y", after="x", prompt="p"),
+                TaskDefinition(id="z", after="y", prompt="p"),
+            ]
+        )
+        with pytest.raises(DependencyError, match="x -> y -> z -> x"):
+            scheduler.add_task(TaskDefinition(id="x", after="z", prompt="p"))
+        assert scheduler.get_task("x").definition.after is None  # type: ignore[union-attr]
+
+
+def test_a_task_cannot_run_after_itself() -> None:
+    with pytest.raises(ValidationError, match=r"after.*itself"):
+        TaskDefinition(id="loop", after=["a", "loop"], prompt="p")
+
+
+def test_removing_a_task_others_run_after_needs_force(tmp_path: Path) -> None:
+    with _scheduler(tmp_path) as scheduler:
+        scheduler.add_tasks(
+            [
+                _manual("fetch", "f"),
+                TaskDefinition(id="report", after="fetch", prompt="r"),
+                TaskDefinition(id="alert", after={"tasks": ["fetch"], "on": "failed"}, prompt="a"),
+            ]
+        )
+        with pytest.raises(DependencyError, match="alert, report"):
+            scheduler.remove_task("fetch")
+        assert scheduler.get_task("fetch")
+        scheduler.remove_task("report")  # nothing runs after it
+        scheduler.remove_task("fetch", force=True)
+        assert [t.id for t in scheduler.list_tasks()] == ["alert"]
+        assert scheduler.get_task("alert").definition.after.tasks == ["fetch"]  # type: ignore[union-attr]
+
+
+def test_the_after_field_in_its_forms() -> None:
+    short = TaskDefinition(id="r", after="a, b", prompt="p")
+    assert short.after is not None and short.after.tasks == ["a", "b"]
+    assert short.after.on == "succeeded" and short.after.mode == "all"
+    with pytest.raises(ValidationError, match="after"):
+        TaskDefinition(id="r", after={"tasks": ["a"], "on": "sometimes"}, prompt="p")
+    with pytest.raises(ValidationError, match="after"):
+        TaskDefinition(id="r", after=[], prompt="p")
+    with pytest.raises(ValidationError, match="given more than once"):
+        TaskDefinition(id="r", after=["a", "a"], prompt="p")
+
+
+@pytest.mark.slow
+def test_kill_9_between_an_upstream_finish_and_its_downstream_start(tmp_path: Path) -> None:
+    """One run slot, taken by a hanging task as soon as ``fetch`` finishes: the downstream
+    is queued (committed with fetch's final status) but cannot start. kill -9 then; the
+    restart runs the downstream once, and fetch not again."""
+    from tests.test_reliability import Child, child, rows, wait_until
+
+    db = tmp_path / "scheduler.db"
+    calls = tmp_path / "calls.log"
+    now = datetime.now(UTC).isoformat()
+    record = {"prompt": "record", "metadata": {"log": str(calls)}}
+    child(
+        db,
+        "add",
+        json.dumps(
+            [
+                {"id": "fetch", "run_at": now, "priority": "high", **record},
+                {"id": "blocker", "run_at": now, "priority": "low", "prompt": "hang"},
+                {"id": "report", "after": "fetch", **record},
+            ]
+        ),
+    )
+    slot = {"SCHEDULER_MAX_CONCURRENT_RUNS": "1"}
+    process = Child(db, env=slot)
+    process.wait_for("active")
+    queued = wait_until(
+        lambda: rows(db, "SELECT * FROM scheduler_runs WHERE task_id='report'"),
+        message="the downstream run queued",
+    )
+    assert [r["status"] for r in queued] == ["queued"]
+    assert [
+        r["status"] for r in rows(db, "SELECT * FROM scheduler_runs WHERE task_id='fetch'")
+    ] == ["succeeded"]
+    process.kill()
+    restarted = Child(db, seconds=3, env=slot)
+    restarted.wait_for("stopped", timeout=60)
+    restarted.stop()
+    reached = [line.split()[0] for line in calls.read_text().splitlines()]
+    runs = {r["task_id"]: r for r in rows(db, "SELECT * FROM scheduler_runs")}
+    assert len(runs) == 3 and len(rows(db, "SELECT * FROM scheduler_runs")) == 3
+    assert reached == [runs["fetch"]["id"], runs["report"]["id"]]  # each once, in order
+    assert runs["report"]["id"] == queued[0]["id"]
+    assert runs["report"]["status"] == "succeeded"
+    assert json.loads(runs["report"]["upstream"])["fetch"]["run_id"] == runs["fetch"]["id"]
+    assert runs["blocker"]["status"] == "interrupted"
+
+
+# -- the tasks file and the CLI -------------------------------------------------------------
+
+CHAIN_FILE = """\
+tasks:
+  - id: fetch-sales
+    schedule: every day at 09:00
+    prompt: Fetch yesterday's sales figures.
+  - id: fetch-costs
+    schedule: every day at 09:00
+    prompt: Fetch yesterday's costs.
+  - id: report
+    after: [fetch-sales, fetch-costs]
+    prompt: Write the daily report from these figures.
+  - id: alert
+    after: {tasks: [report], on: failed}
+    prompt: Tell the team the daily report failed.
+"""
+
+
+async def test_a_tasks_file_chain_applies_and_runs(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(CHAIN_FILE)
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        apply_tasks_file(scheduler, tasks)
+        runs = await clock.advance(days=1)
+        # a cycle in the file: nothing of it is applied, and the cycle is named
+        looped = CHAIN_FILE.replace("schedule: every day at 09:00", "after: alert", 1)
+        tasks.write_text(looped)
+        with pytest.raises(DependencyError, match="fetch-sales -> report -> alert -> fetch-sales"):
+            apply_tasks_file(scheduler, tasks)
+        sales = scheduler.get_task("fetch-sales").definition
+    assert sorted(r.task_id for r in runs[:2]) == ["fetch-costs", "fetch-sales"]
+    assert [r.task_id for r in runs[2:]] == ["report"]  # and no alert: the report succeeded
+    assert sales is not None and sales.after is None  # unchanged
+
+
+def test_the_cli_adds_shows_draws_and_removes_chains(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli("add", "--id", "fetch-sales", "--schedule", "every day at 09:00", "--prompt", "s")
+    cli("add", "--id", "fetch-costs", "--schedule", "every day at 09:00", "--prompt", "c")
+    [report] = cli.json(
+        "add", "--id", "report", "--after", "fetch-sales, fetch-costs", "--prompt", "r"
+    )
+    assert report["schedule"] == "After fetch-sales, fetch-costs"
+    assert report["state"] == "active"
+    cli("add", "--id", "alert", "--after", "report", "--after-on", "failed", "--prompt", "a")
+    listed = cli("list").stdout
+    assert "After fetch-sales, fetch-costs" in listed and "After report fails" in listed
+    shown = cli.json("show", "report")
+    assert (shown["upstream"], shown["downstream"]) == (["fetch-costs", "fetch-sales"], ["alert"])
+    assert "runs after:      fetch-costs, fetch-sales" in cli("show", "report").stdout
+    assert cli("graph").stdout.splitlines() == [
+        "fetch-costs",
+        "   -> report  (After fetch-sales, fetch-costs)",
+        "      -> alert  (After report fails)",
+        "fetch-sales",
+        "   -> report  (After fetch-sales, fetch-costs)  (see above)",
+    ]
+    assert "fetch-sales -> report -> alert -> fetch-sales" in cli.fails(
+        "edit", "fetch-sales", "--after", "alert"
+    )
+    assert "which is not a task" in cli.fails(
+        "add", "--id", "x", "--after", "nope", "--prompt", "p"
+    )
+    assert "need --after" in cli.fails("add", "--id", "x", "--after-on", "failed", "--prompt", "p")
+    edited = cli.json("edit", "alert", "--after", "report,fetch-costs", "--after-any")
+    assert edited["schedule"] == "After any of report, fetch-costs fails"
+    assert "(needed by report)" in cli.fails("remove", "fetch-sales", "--yes")
+    cli("remove", "fetch-sales", "--yes", "--force")
+    assert "fetch-sales  (not a task: removed with force)" in cli("graph").stdout
+    graph = cli.json("graph")
+    assert {"task": "report", "after": "fetch-sales"} in graph["links"]
