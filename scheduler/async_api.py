@@ -32,6 +32,8 @@ class AsyncTaskAPI(TaskWrites):
 
         def prune_history(self) -> int: ...
 
+        def cancel_run(self, run_id: str) -> bool: ...
+
     # -- changing -------------------------------------------------------------------------
 
     async def aadd_task(
@@ -100,6 +102,10 @@ class AsyncTaskAPI(TaskWrites):
     async def anote_problem(self, source: str, message: str | None) -> None:
         """:meth:`note_problem <scheduler.TaskScheduler.note_problem>`, off the event loop."""
         await asyncio.to_thread(self.note_problem, source, message)
+
+    async def acancel_run(self, run_id: str) -> bool:
+        """:meth:`cancel_run <scheduler.TaskScheduler.cancel_run>`, off the event loop."""
+        return await asyncio.to_thread(self.cancel_run, run_id)
 
     async def aprune_history(self) -> int:
         """:meth:`prune_history <scheduler.TaskScheduler.prune_history>`, off the loop."""

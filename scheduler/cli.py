@@ -139,7 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schedule")
     p.add_argument("--tz", metavar="ZONE")
     p.add_argument("--count", type=int, default=5, metavar="N")
-    command("serve", commands.cmd_serve, "run the scheduler (what python main.py does)", json=False)
+    p = command(
+        "serve", commands.cmd_serve, "run the scheduler (what python main.py does)", json=False
+    )
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="also serve the HTTP API, the LangGraph crons API and the dashboard "
+        "(SCHEDULER_HTTP_ADDRESS)",
+    )
     p = command(
         "scaffold", commands.cmd_scaffold, "add the scheduler to a LangGraph project", json=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -400,6 +401,8 @@ def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from scheduler.service import main as serve_main
 
+    if args.http:  # the flag wins over SCHEDULER_HTTP_ADDRESS and .env
+        os.environ["SCHEDULER_HTTP_ADDRESS"] = args.http
     return serve_main()
 
 

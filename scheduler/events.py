@@ -65,8 +65,14 @@ class EventBus:
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
+        self.webhooks: Listener | None = None  # the deliverer, for tasks with a webhook
+
     def __bool__(self) -> bool:
         return bool(self._listeners)
+
+    def wants(self, task: TaskDefinition) -> bool:
+        """Some listener wants the events of ``task``'s runs (so they are worth making)."""
+        return bool(self._listeners) or (self.webhooks is not None and task.webhook is not None)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event from now on; returns the unsubscribe function."""
@@ -80,7 +86,10 @@ class EventBus:
 
     def emit(self, event: RunEvent) -> None:
         """Hand ``event`` to every listener (call on the event loop)."""
-        for listener in list(self._listeners):
+        listeners = list(self._listeners)
+        if self.webhooks is not None and event.task.webhook is not None:
+            listeners.append(self.webhooks)
+        for listener in listeners:
             try:
                 value = listener(event)
             except Exception:

@@ -119,6 +119,17 @@ class TaskDefinition(BaseModel):
         validation_alias=AliasChoices("thread_id", "session_id"),
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="URL that gets each finished run's record as a signed JSON POST",
+    )
+    request: dict[str, Any] | None = Field(
+        default=None,
+        description="What an outside API was sent when it made the task (a LangGraph cron's "
+        "fields, answered back by the crons API); never sent to the graph",
+    )
 
     result_callback: str | None = Field(default=None, max_length=TEXT_LIMITS["result_callback"])
     on_failure_callback: str | None = Field(
@@ -274,7 +285,7 @@ class TaskDefinition(BaseModel):
             raise _error("prompt", "prompt is empty; write what the agent should do")
         return value
 
-    @field_validator("metadata", "input", "context")
+    @field_validator("metadata", "input", "context", "request")
     @classmethod
     def _check_json(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
         if value is None or (info.context or {}).get(STORED_CONTEXT_KEY):

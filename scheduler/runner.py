@@ -237,7 +237,7 @@ class Runner(RunnerWaiting):
                 error_message="the scheduler stopped before the run started",
             )
         else:
-            if self._events:
+            if self._events.wants(pending.task):
                 self._emit("started", pending, Outcome(RunStatus.RUNNING), thread_id, started, None)
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
@@ -289,7 +289,7 @@ class Runner(RunnerWaiting):
             self._log.update(pending.run_id, **changes)
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)
-        if self._events:
+        if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, thread_id, started, finished)
         if retry is not None:
             self._log.insert(
@@ -323,6 +323,18 @@ class Runner(RunnerWaiting):
         self._check_idle()
 
     # -- stopping -------------------------------------------------------------------------
+
+    def is_running(self, run_id: str) -> bool:
+        """The run is in flight here."""
+        return run_id in self._running
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel one run in flight (it records ``cancelled``); False if it is not running."""
+        task = self._running.get(run_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
 
     def cancel_running(self) -> None:
         """Cancel every run in flight (each records ``cancelled``)."""

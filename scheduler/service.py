@@ -87,13 +87,33 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    http: Any = None
     try:
+        if settings.http_address:
+            http = _http_server(scheduler, settings)
         _start(scheduler, settings)
+        if http is not None:
+            await http.start()
         logger.info("press Ctrl+C to stop")
         await stopping.wait()
     finally:
+        if http is not None:
+            await http.stop()
         await scheduler.stop()
     return 0
+
+
+def _http_server(scheduler: TaskScheduler, settings: Settings) -> Any:
+    """The HTTP server of ``SCHEDULER_HTTP_ADDRESS`` (checked before anything starts)."""
+    assert settings.http_address is not None
+    try:
+        from scheduler.server import HttpServer
+    except ImportError as exc:
+        raise SchedulerError(
+            f"SCHEDULER_HTTP_ADDRESS is set but the server is not installed ({exc}); "
+            "pip install -e '.[server]'"
+        ) from None
+    return HttpServer(scheduler, settings, settings.http_address)
 
 
 def load_settings(**defaults: Any) -> Settings:

@@ -128,6 +128,50 @@ class Settings(BaseSettings):
         description="Keep objects alive at start() out of garbage-collector scans until "
         "stop() (gc.freeze)",
     )
+    # The HTTP server (python -m scheduler serve --http, or main.py with an address).
+    http_address: str | None = Field(
+        default=None,
+        description="HOST:PORT to serve the HTTP API, the LangGraph crons API and the "
+        "dashboard on (e.g. 127.0.0.1:8123); unset: no HTTP server",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="Key every HTTP request must carry (x-api-key, or Authorization: Bearer); "
+        "required to listen on an address other than loopback",
+    )
+    http_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest HTTP request body accepted"
+    )
+    http_rate_per_second: float = Field(
+        default=200, ge=0, description="Requests per second per client address (0: no limit)"
+    )
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the HTTP API from a browser, comma-separated "
+        "(default: none, CORS off)",
+    )
+    # Webhooks (a task's webhook field, a cron's webhook).
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 signature on every webhook delivery "
+        "(X-Scheduler-Signature); unset: deliveries are not signed",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Deliver webhooks to private, loopback and link-local addresses too",
+    )
+    webhook_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Delivery attempts per finished run (retries on 5xx, 429, errors)",
+    )
+    webhook_retry_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="First retry delay; doubled each attempt"
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How long one delivery attempt may take"
+    )
     log_level: str = Field(default="INFO", description="Log level for main.py")
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text, or one JSON object per line"
@@ -138,6 +182,23 @@ class Settings(BaseSettings):
     def _no_tasks_file(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("none", "off", ""):
             return None
+        return value
+
+    @field_validator("http_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("http_address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
         return value
 
     @field_validator("callback_modules", mode="before")

@@ -25,6 +25,7 @@ from scheduler.loader import default_graph_target, load_graph
 from scheduler.settings import Settings, sqlite_url
 from scheduler.storage import Store
 from scheduler.supervisor import Supervisor
+from scheduler.webhooks import Deliverer
 
 if TYPE_CHECKING:
     from scheduler.persistence import Persistence
@@ -88,6 +89,7 @@ class TaskScheduler(AsyncTaskAPI):
         self._graph_lock = threading.Lock()
         self._supervisor: Supervisor | None = None
         self._events = EventBus()
+        self._webhooks: Deliverer | None = None
         self._gc_frozen = False
         self._clock: Callable[[], float] = clock if clock is not None else time.time
 
@@ -130,6 +132,8 @@ class TaskScheduler(AsyncTaskAPI):
             prune=self.prune_history,
             clock=self._clock,
         )
+        self._webhooks = Deliverer(self._store, self.settings)
+        self._events.webhooks = self._webhooks
         supervisor.start()
         self._supervisor = supervisor
         _started[:] = [ref for ref in _started if ref() not in (None, self)]
@@ -154,6 +158,9 @@ class TaskScheduler(AsyncTaskAPI):
                 gcfreeze.release()
             await self._close_graph_connections()
             await self._events.drain()
+            self._events.webhooks = None
+            if self._webhooks is not None:
+                await self._webhooks.close()
         logger.info("scheduler stopped")
 
     async def _close_graph_connections(self) -> None:
@@ -247,6 +254,17 @@ class TaskScheduler(AsyncTaskAPI):
         supervisor = self._supervisor
         if supervisor is not None:
             self._on_loop(supervisor.runner.cancel_running)
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run that is running in this process (recorded ``cancelled``); False
+        when it is not running here."""
+        supervisor = self._supervisor
+        if supervisor is None:
+            return False
+        if not supervisor.runner.is_running(run_id):
+            return False
+        self._on_loop(supervisor.runner.cancel_run, run_id)
+        return True
 
     def prune_history(self) -> int:
         """Delete final run records beyond ``history_max_runs`` per task or older than

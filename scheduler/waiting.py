@@ -142,7 +142,7 @@ class RunnerWaiting:
             output=outcome.output,
         )
         self._waiting.hold(pending, thread_id=thread_id, since=now)
-        if self._events:
+        if self._events.wants(pending.task):
             self._emit("waiting", pending, outcome, thread_id, now, now)
         logger.info(
             "task %s run %s waiting for an answer (thread %s): %s; answer with: python -m "
@@ -215,7 +215,7 @@ class RunnerWaiting:
         self._known.discard(pending.run_id)
         self._release(pending.task.id)
         outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
-        if self._events:
+        if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
         asyncio.get_running_loop().create_task(
             call_run_callback(

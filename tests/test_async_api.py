@@ -46,6 +46,7 @@ SYNC_METHODS = [
     "notices",
     "note_problem",
     "prune_history",
+    "cancel_run",
 ]
 
 

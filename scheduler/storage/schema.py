@@ -25,6 +25,7 @@ __all__ = [
     "RunRow",
     "TaskRow",
     "TaskStats",
+    "deliveries_table",
     "links_table",
     "meta_table",
     "metadata",
@@ -34,10 +35,11 @@ __all__ = [
     "task_row",
     "task_stats",
     "tasks_table",
+    "threads_table",
     "waits_table",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -83,6 +85,7 @@ runs_table = Table(
     Column("upstream", Text),  # JSON: the upstream runs a dependency run was started by
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
+    Index("ix_scheduler_runs_thread", "thread_id", "id"),  # schema 5: runs of a thread
 )
 
 # Schema 4: workflows. Which tasks run after which (one row per ``after`` entry), and the
@@ -102,6 +105,29 @@ waits_table = Table(
     Column("run_id", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("finished_at", Float, nullable=False),
+)
+
+# Schema 5: the threads made through the LangGraph SDK's threads.create (the HTTP server's
+# crons API); the threads that runs used are read from the runs themselves.
+threads_table = Table(
+    "scheduler_threads",
+    metadata,
+    Column("thread_id", String(255), primary_key=True),
+    Column("metadata", Text, nullable=False),  # JSON object
+    Column("created_at", Float, nullable=False),
+)
+
+# Schema 5: webhook deliveries, one row per attempt.
+deliveries_table = Table(
+    "scheduler_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
 )
 
 notices_table = Table(

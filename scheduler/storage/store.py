@@ -42,6 +42,7 @@ from scheduler.storage.schema import (
     RunRow,
     TaskRow,
     TaskStats,
+    deliveries_table,
     links_table,
     meta_table,
     metadata,
@@ -51,6 +52,7 @@ from scheduler.storage.schema import (
     task_row,
     task_stats,
     tasks_table,
+    threads_table,
 )
 from scheduler.storage.transaction import SELECT_TASK, Transaction
 
@@ -276,6 +278,62 @@ class Store:
             query = query.limit(limit)
         with self._reading() as conn:
             return [run_row(row) for row in conn.execute(query)]
+
+    def thread_runs(self, thread_id: str, *, limit: int, offset: int = 0) -> list[RunRow]:
+        """The runs on one thread, newest first."""
+        query = (
+            select(runs_table)
+            .where(runs_table.c.thread_id == thread_id)
+            .order_by(runs_table.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._reading() as conn:
+            return [run_row(row) for row in conn.execute(query)]
+
+    def add_delivery(self, values: dict[str, Any]) -> None:
+        """Record one webhook delivery attempt."""
+        with self.transaction() as tx:
+            tx.add_delivery(values)
+
+    def deliveries(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's webhook delivery attempts, in order."""
+        query = (
+            select(deliveries_table)
+            .where(deliveries_table.c.run_id == run_id)
+            .order_by(deliveries_table.c.id)
+        )
+        with self._reading() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def put_thread(self, thread_id: str, metadata_json: str, created_at: float) -> None:
+        """Remember a thread made through the HTTP API (threads.create)."""
+        with self.transaction() as tx:
+            tx.put_thread(thread_id, metadata_json, created_at)
+
+    def threads(self) -> list[tuple[str, str, float]]:
+        """The threads made through the HTTP API: (id, metadata JSON, created at)."""
+        query = select(
+            threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at
+        )
+        with self._reading() as conn:
+            return [(t, m, c) for t, m, c in conn.execute(query)]
+
+    def run_threads(self, *, limit: int) -> list[tuple[str, float, float]]:
+        """The threads runs used, newest first: (id, first queued, last queued)."""
+        query = (
+            select(
+                runs_table.c.thread_id,
+                func.min(runs_table.c.queued_at),
+                func.max(runs_table.c.queued_at),
+            )
+            .where(runs_table.c.thread_id.is_not(None))
+            .group_by(runs_table.c.thread_id)
+            .order_by(func.max(runs_table.c.queued_at).desc())
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return [(t, a, b) for t, a, b in conn.execute(query)]
 
     def upstream_ids(self) -> set[str]:
         """The tasks that other tasks run after (``after``)."""

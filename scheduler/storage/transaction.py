@@ -12,6 +12,7 @@ from scheduler.storage.schema import (
     TASK_COLUMNS,
     RunRow,
     TaskRow,
+    deliveries_table,
     links_table,
     meta_table,
     notices_table,
@@ -19,6 +20,7 @@ from scheduler.storage.schema import (
     runs_table,
     task_row,
     tasks_table,
+    threads_table,
     waits_table,
 )
 
@@ -183,6 +185,17 @@ class Transaction:
         for downstream, upstream in self.waits(ids):
             if (downstream, upstream) not in kept:
                 self.clear_waits(downstream, upstream)
+
+    def add_delivery(self, values: dict[str, Any]) -> None:
+        """Record one webhook delivery attempt."""
+        self._conn.execute(insert(deliveries_table), values)
+
+    def put_thread(self, thread_id: str, metadata_json: str, created_at: float) -> None:
+        """Remember a thread made through the HTTP API."""
+        self._conn.execute(
+            insert(threads_table),
+            {"thread_id": thread_id, "metadata": metadata_json, "created_at": created_at},
+        )
 
     def all_links(self) -> list[tuple[str, str]]:
         """Every (downstream, upstream) pair."""

@@ -22,7 +22,13 @@ CORE = {
     "scheduler.supervisor",
     "scheduler.storage.store",
 }
-OUTER = ("scheduler.cli", "scheduler.commands", "scheduler.service", "scheduler.scaffold")
+OUTER = (
+    "scheduler.cli",
+    "scheduler.commands",
+    "scheduler.service",
+    "scheduler.scaffold",
+    "scheduler.server",
+)
 MAX_LINES = 420
 
 

@@ -1,0 +1,342 @@
+"""The LangGraph server's crons contract, so ``langgraph_sdk.get_client(url=...).crons``
+works unchanged, and the threads / runs endpoints the SDK needs to see what a cron did.
+
+A cron is a task like any other (source ``http:crons``): ``list``, the CLI and the
+dashboard see it. Its id is the ``cron_id``; the request's fields are kept in the task's
+``request`` to be answered back. ``assistant_id`` is the scheduler's graph: its id in
+``langgraph.json`` or the default assistant's UUID the LangGraph server derives from it
+(both are accepted, in searches too, where the reference server answers 422 to a name).
+``multitask_strategy`` ``reject`` skips a firing while a run of the cron is going,
+``enqueue`` queues it; ``interrupt`` and ``rollback`` are refused (422). A missing
+schedule is a 422 naming the field (the reference answers 500).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scheduler.enums import OverlapPolicy
+from scheduler.exceptions import describe_errors
+from scheduler.loader import default_graph_target
+from scheduler.models import TaskDefinition
+from scheduler.records import TaskInfo
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
+
+router = APIRouter(tags=["LangGraph crons (SDK)"])
+
+CRONS_SOURCE = "http:crons"
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # the LangGraph server's
+_STRATEGIES: dict[str, OverlapPolicy] = {
+    "reject": OverlapPolicy.SKIP,
+    "enqueue": OverlapPolicy.QUEUE,
+}
+
+
+class CronIn(BaseModel):
+    """``POST /runs/crons`` (and for a thread): the SDK's fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    assistant_id: str
+    schedule: str | None = None
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    end_time: datetime | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    multitask_strategy: str | None = None
+
+
+class CronPatch(BaseModel):
+    """``PATCH /runs/crons/{cron_id}``: the fields to change."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schedule: str | None = None
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    end_time: datetime | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+
+class CronSearch(BaseModel):
+    """``POST /runs/crons/search`` and ``/count``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: str | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[str] | None = None
+
+
+# -- the graph -----------------------------------------------------------------------------
+
+
+def graph_id(target: str | None, directory: Path | None = None) -> str:
+    """The id of the scheduler's graph in ``langgraph.json`` (``agent`` when none says)."""
+    directory = directory or Path.cwd()
+    target = target or default_graph_target(directory)
+    try:
+        graphs = json.loads((directory / "langgraph.json").read_text()).get("graphs", {})
+    except (OSError, ValueError, AttributeError):
+        graphs = {}
+    if not isinstance(graphs, dict):
+        graphs = {}
+    for gid, spec in graphs.items():
+        path = spec.get("path") if isinstance(spec, dict) else spec
+        if isinstance(path, str) and _same_target(path, target):
+            return str(gid)
+    return str(next(iter(graphs))) if len(graphs) == 1 else "agent"
+
+
+def _same_target(spec: str, target: str) -> bool:
+    def norm(text: str) -> str:
+        module, _, attr = text.partition(":")
+        module = module.removeprefix("./").removesuffix(".py").replace("/", ".")
+        return f"{module}:{attr}"
+
+    return norm(spec) == norm(target)
+
+
+def assistant_of(request: Request) -> tuple[str, str]:
+    """(graph id, default assistant UUID) of the scheduler's graph."""
+    cached = getattr(request.app.state, "assistant", None)
+    if cached is None:
+        gid = graph_id(request.app.state.settings.graph)
+        cached = (gid, str(uuid.uuid5(NAMESPACE_GRAPH, gid)))
+        request.app.state.assistant = cached
+    return cached
+
+
+def _check_assistant(request: Request, assistant_id: str) -> str:
+    gid, assistant_uuid = assistant_of(request)
+    if assistant_id not in (gid, assistant_uuid):
+        raise HTTPException(
+            422,
+            f"assistant_id: this scheduler runs graph {gid!r} (assistant {assistant_uuid}); "
+            f"{assistant_id!r} is not it",
+        )
+    return assistant_uuid
+
+
+def scheduler_of(request: Request) -> TaskScheduler:
+    scheduler: TaskScheduler = request.app.state.scheduler
+    return scheduler
+
+
+# -- crons ---------------------------------------------------------------------------------
+
+
+def _task(cron_id: str, fields: dict[str, Any], request: dict[str, Any]) -> TaskDefinition:
+    """The task of a cron from its (merged) fields."""
+    if not fields.get("schedule"):
+        raise HTTPException(422, "schedule: required, a cron expression such as '*/5 * * * *'")
+    strategy = fields.get("multitask_strategy")
+    if strategy is not None and strategy not in _STRATEGIES:
+        raise HTTPException(
+            422,
+            f"multitask_strategy: {strategy!r} is not supported here (use reject or enqueue)",
+        )
+    end = fields.get("end_time")
+    try:
+        return _validated(cron_id, fields, request, strategy, end)
+    except ValidationError as exc:  # named as the SDK names them
+        text = describe_errors(exc)
+        for ours, theirs in _FIELD_NAMES.items():
+            text = text.replace(f"{ours}:", f"{theirs}:")
+        raise HTTPException(422, text) from None
+
+
+_FIELD_NAMES = {
+    "cron_expression": "schedule",
+    "end_date": "end_time",
+    "overlap": "multitask_strategy",
+}
+
+
+def _validated(
+    cron_id: str, fields: dict[str, Any], request: dict[str, Any], strategy: str | None, end: Any
+) -> TaskDefinition:
+    return TaskDefinition.model_validate(
+        {
+            "id": cron_id,
+            "name": f"cron {fields['schedule']}",
+            "cron_expression": fields["schedule"],
+            "timezone": fields.get("timezone"),
+            "input": fields.get("input") or {},
+            "context": fields.get("context"),
+            "metadata": fields.get("metadata") or {},
+            "thread_id": fields.get("thread_id"),
+            "enabled": fields.get("enabled", True),
+            "end_date": end,
+            "overlap": _STRATEGIES[strategy] if strategy else None,
+            "webhook": fields.get("webhook"),
+            "request": request,
+        }
+    )
+
+
+def _payload(fields: dict[str, Any], assistant: str, cron_id: str) -> dict[str, Any]:
+    keys = ("schedule", "input", "metadata", "context", "multitask_strategy", "enabled", "webhook")
+    payload = {k: fields[k] for k in keys if fields.get(k) is not None}
+    payload["assistant_id"] = assistant
+    config = dict(fields.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
+    payload["config"] = config
+    return payload
+
+
+def _cron(info: TaskInfo) -> dict[str, Any]:
+    """The SDK's Cron shape of a cron's task."""
+    task = info.definition
+    assert task is not None
+    assert task.request is not None
+    request = task.request
+    return {
+        "cron_id": info.id,
+        "assistant_id": request["assistant_id"],
+        "thread_id": task.thread_id,
+        "user_id": "",
+        "end_time": task.end_date.isoformat() if task.end_date else None,
+        "schedule": task.cron_expression,
+        "timezone": request.get("timezone"),
+        "payload": request["payload"],
+        "next_run_date": info.next_run.isoformat() if info.next_run else None,
+        "metadata": task.metadata,
+        "on_run_completed": request.get("on_run_completed"),
+        "enabled": task.enabled and not info.paused,
+        "created_at": info.created_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(),
+    }
+
+
+def _is_cron(info: TaskInfo) -> bool:
+    task = info.definition
+    return task is not None and task.request is not None and task.request.get("kind") == "cron"
+
+
+async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict[str, Any]:
+    scheduler = scheduler_of(request)
+    assistant = _check_assistant(request, body.assistant_id)
+    cron_id = str(uuid.uuid4())
+    fields = body.model_dump(mode="json", exclude_none=True)
+    fields["thread_id"] = thread_id
+    if thread_id is None and body.on_run_completed is None:
+        fields["on_run_completed"] = "delete"
+    kept = {
+        "kind": "cron",
+        "assistant_id": assistant,
+        "timezone": body.timezone,
+        "on_run_completed": fields.get("on_run_completed"),
+        "payload": _payload(fields, assistant, cron_id),
+        "fields": fields,
+    }
+    task = _task(cron_id, fields, kept)
+    info = await scheduler.aadd_task(task, replace_existing=False, source=CRONS_SOURCE)
+    return _cron(info)
+
+
+@router.post("/runs/crons", summary="Create a cron (a task on a fresh thread per run)")
+async def create_cron(request: Request, body: CronIn) -> dict[str, Any]:
+    return await _create(request, body, None)
+
+
+@router.post("/threads/{thread_id}/runs/crons", summary="Create a cron on a thread")
+async def create_thread_cron(request: Request, thread_id: str, body: CronIn) -> dict[str, Any]:
+    return await _create(request, body, thread_id)
+
+
+async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
+    info = await scheduler_of(request).aget_task(cron_id)
+    if not _is_cron(info):
+        raise HTTPException(404, f"no cron {cron_id!r}")
+    return info
+
+
+@router.get("/runs/crons/{cron_id}", summary="Get a cron")
+async def get_cron(request: Request, cron_id: str) -> dict[str, Any]:
+    return _cron(await _get_cron(request, cron_id))
+
+
+@router.patch("/runs/crons/{cron_id}", summary="Update a cron")
+async def update_cron(request: Request, cron_id: str, body: CronPatch) -> dict[str, Any]:
+    scheduler = scheduler_of(request)
+    info = await _get_cron(request, cron_id)
+    assert info.definition is not None
+    assert info.definition.request is not None
+    kept = dict(info.definition.request)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    fields = {**kept["fields"], **changes}
+    if "timezone" in changes:
+        kept["timezone"] = changes["timezone"]
+    if "on_run_completed" in changes:
+        kept["on_run_completed"] = changes["on_run_completed"]
+    kept["fields"] = fields
+    kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
+    updated = await scheduler.aadd_task(_task(cron_id, fields, kept), source=None)
+    if info.paused and changes.get("enabled"):
+        updated = await scheduler.aresume_task(cron_id)
+    return _cron(updated)
+
+
+@router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
+async def delete_cron(request: Request, cron_id: str) -> Response:
+    await _get_cron(request, cron_id)
+    await scheduler_of(request).aremove_task(cron_id)
+    return Response(status_code=204)
+
+
+async def _matching(request: Request, body: CronSearch) -> list[dict[str, Any]]:
+    assistant = _check_assistant(request, body.assistant_id) if body.assistant_id else None
+    crons = [_cron(info) for info in await scheduler_of(request).alist_tasks() if _is_cron(info)]
+    found = [
+        c
+        for c in crons
+        if (assistant is None or c["assistant_id"] == assistant)
+        and (body.thread_id is None or c["thread_id"] == body.thread_id)
+        and (body.enabled is None or c["enabled"] == body.enabled)
+        and all(c["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
+    ]
+    key = body.sort_by or "created_at"
+    if key not in ("cron_id", "assistant_id", "thread_id", "next_run_date", "end_time",
+                   "created_at", "updated_at"):  # fmt: skip
+        raise HTTPException(422, f"sort_by: cannot sort by {key!r}")
+    found.sort(key=lambda c: (c[key] is None, c[key] or ""), reverse=body.sort_order != "asc")
+    return found
+
+
+@router.post("/runs/crons/search", summary="Search crons")
+async def search_crons(request: Request, body: CronSearch) -> list[dict[str, Any]]:
+    found = (await _matching(request, body))[body.offset : body.offset + body.limit]
+    if body.select:
+        found = [{k: c.get(k) for k in body.select} for c in found]
+    return found
+
+
+@router.post("/runs/crons/count", summary="Count crons")
+async def count_crons(request: Request, body: CronSearch) -> int:
+    return len(await _matching(request, body))

@@ -1,0 +1,135 @@
+"""What every request passes before it reaches an endpoint: the API key (``x-api-key``, the
+LangGraph SDK's header, ``Authorization: Bearer``, or the dashboard's cookie), a bound on
+the body's size, and a per-client rate (a token bucket). A plain ASGI middleware, so a body
+is counted as it arrives, chunked or not."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any
+
+__all__ = ["COOKIE", "OPEN_PATHS", "Guard"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE = "scheduler_key"
+OPEN_PATHS = frozenset({"/healthz"})  # liveness probes carry no key
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Guard:
+    """ASGI middleware: key, size and rate checks in front of ``app``.
+
+    Args:
+        app: The application.
+        api_key: The key requests must carry; None: no key needed.
+        max_body: Largest body accepted, in bytes (413 beyond).
+        rate: Requests per second per client address (429 beyond); 0: no limit.
+    """
+
+    def __init__(self, app: App, *, api_key: str | None, max_body: int, rate: float) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.max_body = max_body
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.rate and not self._take(scope):
+            await _reply(send, 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)")
+            return
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
+            given = _key_of(headers)
+            if given is None:
+                await _reply(send, 401, "an API key is required (x-api-key header)")
+                return
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                await _reply(send, 403, "the API key is not valid")
+                return
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
+            return
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
+
+    def _take(self, scope: Scope) -> bool:
+        client = (scope.get("client") or ("?", 0))[0]
+        now = time.monotonic()
+        tokens, at = self._buckets.get(client, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return False
+        self._buckets[client] = (tokens - 1, now)
+        if len(self._buckets) > 10_000:  # forget idle clients
+            self._buckets = {client: self._buckets[client]}
+        return True
+
+
+def _key_of(headers: dict[str, str]) -> str | None:
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    authorization = headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    if "cookie" in headers:
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(headers["cookie"])
+        except Exception:
+            return None
+        if COOKIE in cookie:
+            return cookie[COOKIE].value
+    return None
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

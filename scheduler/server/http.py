@@ -1,0 +1,193 @@
+"""The FastAPI application, and uvicorn serving it in the scheduler's event loop.
+
+Management calls go through the scheduler's async twins (the database work on worker
+threads), so a busy API never holds up a firing. Errors are JSON: ``{"detail": ...}``,
+404 for an unknown task or run, 409 for a task that exists, 422 naming the field for bad
+input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from scheduler.exceptions import (
+    RunNotFoundError,
+    SchedulerError,
+    StorageError,
+    TaskExistsError,
+    TaskNotFoundError,
+    UsageError,
+    describe_errors,
+)
+from scheduler.server.guard import Guard
+from scheduler.settings import Settings
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["HttpServer", "check_address", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def check_address(address: str, api_key: str | None) -> tuple[str, int]:
+    """``HOST:PORT`` split; refuses a non-loopback host without a key.
+
+    Raises:
+        UsageError: Not ``HOST:PORT``, or a non-loopback host and no key.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise UsageError(f"HTTP address {address!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
+    if api_key is None and not _is_loopback(host):
+        raise UsageError(
+            f"refusing to serve HTTP on {host} without an API key: anyone who can reach it "
+            "could run the graph. Set SCHEDULER_API_KEY, or listen on 127.0.0.1"
+        )
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
+    """The ASGI application of ``scheduler`` (FastAPI, wrapped in the :class:`Guard`)."""
+    from scheduler.server import crons, ops, rest, threads
+
+    app = FastAPI(
+        title="LangGraph task scheduler",
+        description="Tasks, runs and the LangGraph SDK's crons API of a task scheduler.",
+        version="1",
+    )
+    app.state.scheduler = scheduler
+    app.state.settings = settings
+    app.state.metrics = ops.Metrics(scheduler)
+    app.include_router(crons.router)
+    app.include_router(threads.router)
+    app.include_router(rest.router)
+    app.include_router(ops.router)
+    try:
+        dashboard = importlib.import_module("scheduler.server.dashboard")
+    except ModuleNotFoundError:
+        pass
+    else:
+        app.include_router(dashboard.router)
+    if settings.http_cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http_cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    _errors(app)
+    return Guard(
+        app,
+        api_key=settings.api_key,
+        max_body=settings.http_max_body_bytes,
+        rate=settings.http_rate_per_second,
+    )
+
+
+def _errors(app: FastAPI) -> None:
+    def reply(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(TaskNotFoundError)
+    @app.exception_handler(RunNotFoundError)
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        return reply(404, message)
+
+    @app.exception_handler(TaskExistsError)
+    async def exists(_: Request, exc: Exception) -> JSONResponse:
+        return reply(409, str(exc))
+
+    @app.exception_handler(ValidationError)
+    async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        return reply(422, describe_errors(exc))
+
+    @app.exception_handler(StorageError)
+    async def storage(_: Request, exc: Exception) -> JSONResponse:
+        return reply(503, str(exc))
+
+    @app.exception_handler(SchedulerError)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        return reply(422, str(exc))
+
+
+class HttpServer:
+    """uvicorn on the running event loop, without its own signal handling (the service
+    has that): :meth:`start` returns once it listens, :meth:`stop` stops it."""
+
+    def __init__(self, scheduler: TaskScheduler, settings: Settings, address: str) -> None:
+        import uvicorn
+
+        host, port = check_address(address, settings.api_key)
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:  # the service handles SIGINT / SIGTERM
+                yield
+
+        config = uvicorn.Config(
+            create_app(scheduler, settings),
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+        self.server = _Server(config)
+        self.host, self.port = host, port
+        self.address = f"{host}:{port}"
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind (a clear error if the address is taken), then serve in the background."""
+        import socket
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise UsageError(f"cannot serve HTTP on {self.address}: {exc.strerror}") from None
+        sock.listen(2048)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self.address = f"{self.host}:{self.port}"
+        serving = self.server.serve(sockets=[sock])
+        self._task = asyncio.get_running_loop().create_task(serving, name="http")
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start (a port in use)
+                raise UsageError(f"the HTTP server on {self.address} did not start")
+            await asyncio.sleep(0.01)
+        logger.info("HTTP API on http://%s (docs at /docs, dashboard at /)", self.address)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._task, timeout=5)

@@ -1,0 +1,119 @@
+"""Operations: ``/healthz`` (is the loop alive, is this process active or standing by, does
+the database answer) and ``/metrics`` in the Prometheus text format (``prometheus_client``):
+runs by status, start lateness, queue depth, runs in flight, tasks whose rows cannot be
+loaded. The lateness histogram is fed by the run events (``started``); the rest is read
+when scraped, the database part off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from scheduler.events import RunEvent
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["Metrics", "router"]
+
+router = APIRouter(tags=["operations"])
+
+_LATENESS_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+
+
+@router.get("/healthz", summary="Liveness: loop, role, database")
+async def healthz(request: Request) -> JSONResponse:
+    scheduler: TaskScheduler = request.app.state.scheduler
+    began = time.perf_counter()
+    await asyncio.sleep(0)
+    loop_ms = (time.perf_counter() - began) * 1000
+    try:
+        await asyncio.wait_for(scheduler.acount_tasks(), timeout=5)
+        database = "ok"
+    except Exception as exc:  # the answer is the health, not an error page
+        database = f"failing: {type(exc).__name__}: {exc}"
+    role = "active" if scheduler.active else ("standby" if scheduler.running else "stopped")
+    healthy = database == "ok" and scheduler.running
+    return JSONResponse(
+        {
+            "status": "ok" if healthy else "failing",
+            "role": role,
+            "database": database,
+            "loop_lag_ms": round(loop_ms, 3),
+        },
+        status_code=200 if healthy else 503,
+    )
+
+
+class Metrics:
+    """The registry of one app, its lateness histogram fed by run events."""
+
+    def __init__(self, scheduler: TaskScheduler) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import Collector
+
+        self.scheduler = scheduler
+        self.registry = CollectorRegistry()
+        self.lateness = Histogram(
+            "scheduler_start_lateness_seconds",
+            "Scheduled time to the graph call starting, per run",
+            buckets=_LATENESS_BUCKETS,
+            registry=self.registry,
+        )
+        self.counts: dict[str, int] = {}
+        metrics = self
+
+        class Live(Collector):
+            def collect(self) -> Any:
+                runs = GaugeMetricFamily(
+                    "scheduler_runs", "Run records kept, by status", labels=["status"]
+                )
+                for status, count in sorted(metrics.counts.items()):
+                    runs.add_metric([status], count)
+                yield runs
+                supervisor = metrics.scheduler._supervisor
+                running = supervisor.runner.running_count if supervisor else 0
+                waiting = supervisor.runner.waiting_count if supervisor else 0
+                broken = len(supervisor.dispatcher.broken) if supervisor else 0
+                for name, text, value in (
+                    ("scheduler_runs_in_flight", "Runs running in this process", running),
+                    ("scheduler_queue_depth", "Runs accepted here, not started yet", waiting),
+                    ("scheduler_unloadable_tasks", "Task rows the dispatcher cannot load", broken),
+                    ("scheduler_active", "1 if this process fires the tasks", metrics.active()),
+                ):
+                    yield GaugeMetricFamily(name, text, value=value)
+
+        self.registry.register(Live())
+        scheduler.subscribe(self._on_event)
+
+    def active(self) -> int:
+        return 1 if self.scheduler.active else 0
+
+    def _on_event(self, event: RunEvent) -> None:
+        run = event.run
+        if event.kind == "started" and run.started_at is not None:
+            self.lateness.observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
+
+    async def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        counts = await self.scheduler.acount_runs()
+        self.counts = {str(status): count for status, count in counts.items()}
+        return generate_latest(self.registry)
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is None:
+        metrics = request.app.state.metrics = Metrics(request.app.state.scheduler)
+    return metrics  # type: ignore[no-any-return,unused-ignore]
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(await metrics_of(request).render(), media_type=CONTENT_TYPE_LATEST)

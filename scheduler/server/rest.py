@@ -1,0 +1,198 @@
+"""The native REST API (``/api/...``): what the Python API does, as JSON.
+
+Tasks: create (a ``TaskDefinition`` as JSON, ``schedule:`` strings included), get, list
+(``source``, ``state``, ``limit``, ``offset``), patch (the fields to change), delete
+(``?force=true`` if others run after it), pause, resume, run now. Runs: list (``task_id``,
+``status``, ``limit``, ``offset``), get, cancel (a run in flight here), answer (a
+``waiting`` run). ``/api/schedules/preview`` shows a schedule's next fire times. A list
+answers ``{"items": [...], "total": N, "limit": L, "offset": O}``. Tasks made here have
+source ``http``. Callbacks are checked by the callback policy as everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+
+from scheduler.enums import RunStatus, TaskState
+from scheduler.models import TaskDefinition
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["HTTP_SOURCE", "router"]
+
+router = APIRouter(prefix="/api", tags=["tasks and runs"])
+
+HTTP_SOURCE = "http"
+
+
+def _scheduler(request: Request) -> TaskScheduler:
+    scheduler: TaskScheduler = request.app.state.scheduler
+    return scheduler
+
+
+def _validate(request: Request, data: dict[str, Any]) -> TaskDefinition:
+    zone = _scheduler(request).settings.timezone
+    return TaskDefinition.model_validate(data, context={"timezone": zone})
+
+
+def _page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    return {
+        "items": items[offset : offset + limit],
+        "total": len(items),
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/tasks", summary="List tasks")
+async def list_tasks(
+    request: Request,
+    source: str | None = None,
+    state: TaskState | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    tasks = await _scheduler(request).alist_tasks(source=source)
+    items = [t.to_dict() for t in tasks if state is None or t.state is state]
+    return _page(items, limit, offset)
+
+
+@router.post("/tasks", status_code=201, summary="Create a task (409 if the id exists)")
+async def create_task(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    scheduler = _scheduler(request)
+    info = await scheduler.aadd_task(
+        _validate(request, body), replace_existing=False, source=HTTP_SOURCE
+    )
+    return info.to_dict()
+
+
+@router.get("/tasks/{task_id}", summary="Get a task")
+async def get_task(request: Request, task_id: str) -> dict[str, Any]:
+    return (await _scheduler(request).aget_task(task_id)).to_dict()
+
+
+@router.patch("/tasks/{task_id}", summary="Change some fields of a task")
+async def patch_task(request: Request, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    scheduler = _scheduler(request)
+    info = await scheduler.aget_task(task_id)
+    if info.definition is None:
+        raise HTTPException(409, f"task {task_id!r} cannot be loaded ({info.error})")
+    if "id" in body and body["id"] != task_id:
+        raise HTTPException(422, "id: a task's id cannot change")
+    data = info.definition.model_dump(mode="json", exclude_none=True)
+    if any(k in body for k in ("schedule", "cron_expression", "interval_seconds", "run_at")):
+        for key in ("task_type", "cron_expression", "interval_seconds", "run_at"):
+            data.pop(key, None)
+    data.update(body)
+    data = {k: v for k, v in data.items() if v is not None}
+    updated = await scheduler.aadd_task(_validate(request, data), source=None)
+    return updated.to_dict()
+
+
+@router.delete("/tasks/{task_id}", status_code=204, summary="Remove a task")
+async def delete_task(request: Request, task_id: str, force: bool = False) -> Response:
+    await _scheduler(request).aremove_task(task_id, force=force)
+    return Response(status_code=204)
+
+
+@router.post("/tasks/{task_id}/pause", summary="Pause a task")
+async def pause_task(request: Request, task_id: str) -> dict[str, Any]:
+    return (await _scheduler(request).apause_task(task_id)).to_dict()
+
+
+@router.post("/tasks/{task_id}/resume", summary="Resume a task")
+async def resume_task(request: Request, task_id: str) -> dict[str, Any]:
+    return (await _scheduler(request).aresume_task(task_id)).to_dict()
+
+
+@router.post("/tasks/{task_id}/run", status_code=202, summary="Run a task now")
+async def run_task(request: Request, task_id: str) -> dict[str, Any]:
+    scheduler = _scheduler(request)
+    run_id = await scheduler.arun_task_now(task_id)
+    return (await scheduler.aget_run(run_id)).to_dict()
+
+
+@router.get("/tasks/{task_id}/next", summary="A task's next fire times")
+async def next_times(
+    request: Request, task_id: str, count: int = Query(default=5, ge=1, le=100)
+) -> list[str]:
+    return [t.isoformat() for t in await _scheduler(request).anext_run_times(task_id, count)]
+
+
+@router.get("/runs", summary="List runs, newest first")
+async def list_runs(
+    request: Request,
+    task_id: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = Query(default=50, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    runs = await _scheduler(request).alist_runs(task_id, status=status, limit=offset + limit)
+    items = [r.to_dict() for r in runs]
+    return {"items": items[offset:], "limit": limit, "offset": offset}
+
+
+@router.get("/runs/{run_id}", summary="Get a run, with its webhook deliveries")
+async def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    import asyncio
+
+    scheduler = _scheduler(request)
+    run = (await scheduler.aget_run(run_id)).to_dict()
+    run["deliveries"] = await asyncio.to_thread(scheduler._store.deliveries, run_id)
+    return run
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel a run in flight in this process")
+async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
+    scheduler = _scheduler(request)
+    run = await scheduler.aget_run(run_id)
+    if not await scheduler.acancel_run(run_id):
+        raise HTTPException(409, f"run {run_id} is {run.status.value}, not running here")
+    return {"id": run_id, "cancelling": True}
+
+
+class Answer(BaseModel):
+    value: Any
+
+
+@router.post("/runs/{run_id}/answer", summary="Answer a run waiting at interrupt()")
+async def answer_run(request: Request, run_id: str, body: Answer) -> dict[str, Any]:
+    scheduler = _scheduler(request)
+    await scheduler.aresume_run(run_id, body.value)
+    return (await scheduler.aget_run(run_id)).to_dict()
+
+
+@router.get("/schedules/preview", summary="The next fire times of a schedule string")
+async def preview(
+    request: Request,
+    schedule: str,
+    tz: str | None = None,
+    count: int = Query(default=5, ge=1, le=100),
+) -> dict[str, Any]:
+    from scheduler.schedules import parse_schedule
+    from scheduler.triggers import fire_times
+    from scheduler.wording import describe
+
+    zone = tz or _scheduler(request).settings.timezone
+    now = _scheduler(request).now().astimezone(UTC)
+    parsed = parse_schedule(schedule, now=now, timezone=zone, allow_past=True)
+    task = TaskDefinition(id="preview", prompt="preview", timezone=zone, **parsed.fields())
+    times: list[datetime] = fire_times(task.build_trigger(anchor=now), after=now, count=count)
+    if parsed.run_at is not None and parsed.run_at <= now:
+        times = [parsed.run_at]
+    words = describe(
+        parsed.task_type,
+        cron_expression=parsed.cron_expression,
+        interval_seconds=parsed.interval_seconds,
+        run_at=parsed.run_at,
+        timezone=zone,
+    )
+    return {
+        "schedule": schedule,
+        "timezone": zone,
+        "description": words,
+        "times": [t.astimezone(task.zone()).isoformat() for t in times],
+    }

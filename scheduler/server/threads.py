@@ -1,0 +1,144 @@
+"""The threads and runs endpoints of the LangGraph server that the SDK needs to see what a
+cron did: ``threads.create`` / ``threads.search`` (threads made here, and the threads runs
+used) and ``runs.list`` / ``runs.get`` on a thread, answered from the run history. A run's
+status in the server's words: queued is ``pending``, succeeded ``success``, failed and
+interrupted ``error``, timed out ``timeout``, waiting and cancelled ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from scheduler.enums import RunStatus
+from scheduler.records import RunRecord
+from scheduler.rows import run_record
+from scheduler.server.crons import assistant_of, scheduler_of
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["LangGraph threads and runs (SDK)"])
+
+_RUN_STATUS = {
+    RunStatus.QUEUED: "pending",
+    RunStatus.RUNNING: "running",
+    RunStatus.WAITING: "interrupted",
+    RunStatus.SUCCEEDED: "success",
+    RunStatus.FAILED: "error",
+    RunStatus.TIMED_OUT: "timeout",
+    RunStatus.INTERRUPTED: "error",
+    RunStatus.CANCELLED: "interrupted",
+}
+
+
+class ThreadIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: str | None = None
+
+
+class ThreadSearch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+def _thread(
+    thread_id: str, metadata: dict[str, Any], created: float, updated: float
+) -> dict[str, Any]:
+    made, last = (
+        datetime.fromtimestamp(created).astimezone(),
+        datetime.fromtimestamp(updated).astimezone(),
+    )
+    return {
+        "thread_id": thread_id,
+        "created_at": made.isoformat(),
+        "updated_at": last.isoformat(),
+        "state_updated_at": last.isoformat(),
+        "metadata": metadata,
+        "status": "idle",
+        "config": {},
+        "values": None,
+    }
+
+
+@router.post("/threads", summary="Create a thread")
+async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
+    scheduler = scheduler_of(request)
+    thread_id = body.thread_id or str(uuid.uuid4())
+    now = scheduler.now().timestamp()
+    metadata = body.metadata or {}
+    store = scheduler._store
+    await asyncio.to_thread(store.put_thread, thread_id, json.dumps(metadata), now)
+    return _thread(thread_id, metadata, now, now)
+
+
+@router.post("/threads/search", summary="Search threads (made here, or used by runs)")
+async def search_threads(request: Request, body: ThreadSearch) -> list[dict[str, Any]]:
+    store = scheduler_of(request)._store
+    made = await asyncio.to_thread(store.threads)
+    used = await asyncio.to_thread(store.run_threads, limit=body.offset + body.limit + len(made))
+    threads: dict[str, dict[str, Any]] = {}
+    for thread_id, first, last in used:
+        threads[thread_id] = _thread(thread_id, {}, first, last)
+    for thread_id, metadata_json, created in made:
+        last = next((b for t, _, b in used if t == thread_id), created)
+        threads[thread_id] = _thread(
+            thread_id, json.loads(metadata_json), created, max(last, created)
+        )
+    found = [
+        t
+        for t in threads.values()
+        if all(t["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
+    ]
+    found.sort(key=lambda t: t["updated_at"], reverse=True)
+    return found[body.offset : body.offset + body.limit]
+
+
+def _run(run: RunRecord, assistant: str) -> dict[str, Any]:
+    updated = run.finished_at or run.started_at or run.queued_at
+    return {
+        "run_id": run.id,
+        "thread_id": run.thread_id,
+        "assistant_id": assistant,
+        "created_at": run.queued_at.isoformat(),
+        "updated_at": updated.isoformat(),
+        "status": _RUN_STATUS.get(run.status, "error"),
+        "metadata": {"task_id": run.task_id, "scheduled_for": run.scheduled_for.isoformat()},
+        "kwargs": {},
+        "multitask_strategy": "reject",
+    }
+
+
+@router.get("/threads/{thread_id}/runs", summary="The runs on a thread, newest first")
+async def list_thread_runs(
+    request: Request, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
+) -> list[dict[str, Any]]:
+    scheduler = scheduler_of(request)
+    rows = await asyncio.to_thread(
+        scheduler._store.thread_runs,
+        thread_id,
+        limit=min(max(limit, 1), 1000),
+        offset=max(offset, 0),
+    )
+    assistant = assistant_of(request)[1]
+    runs = [_run(run_record(row), assistant) for row in rows]
+    return [r for r in runs if status is None or r["status"] == status]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")
+async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
+    run = await scheduler_of(request).aget_run(run_id)
+    if run.thread_id != thread_id:
+        raise HTTPException(404, f"no run {run_id!r} on thread {thread_id!r}")
+    return _run(run, assistant_of(request)[1])

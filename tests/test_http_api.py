@@ -1,0 +1,124 @@
+"""The native REST API, /healthz, /metrics and the request bounds, on a real scheduler
+(SQLite file, real graph) with the app served in the same event loop (httpx's ASGI
+transport: no socket, the same code uvicorn runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler.server import create_app
+from tests.conftest import SchedulerFactory, eventually
+
+
+@pytest.fixture
+async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClient]:
+    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        yield c
+
+
+async def final(api: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        run: dict[str, Any] = (await api.get(f"/api/runs/{run_id}")).json()
+        return run if run["status"] not in ("queued", "running") else None
+
+    result: dict[str, Any] = await eventually(done, message=f"run {run_id} to end")
+    return result
+
+
+async def test_tasks_through_rest(api: httpx.AsyncClient) -> None:
+    made = await api.post(
+        "/api/tasks", json={"id": "report", "schedule": "every day at 09:00", "prompt": "hi"}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["source"] == "http" and made.json()["state"] == "active"
+    again = await api.post(
+        "/api/tasks", json={"id": "report", "interval_seconds": 5, "prompt": "p"}
+    )
+    assert again.status_code == 409
+    bad = await api.post("/api/tasks", json={"id": "x", "interval_seconds": -1, "prompt": "p"})
+    assert bad.status_code == 422 and "interval_seconds" in bad.json()["detail"]
+    for i in range(3):
+        await api.post("/api/tasks", json={"id": f"t{i}", "interval_seconds": 3600, "prompt": "p"})
+    page = (await api.get("/api/tasks", params={"limit": 2, "offset": 1})).json()
+    assert page["total"] == 4 and [t["id"] for t in page["items"]] == ["t0", "t1"]
+    patched = await api.patch("/api/tasks/report", json={"schedule": "every 2 hours"})
+    assert patched.json()["definition"]["interval_seconds"] == 7200
+    assert (await api.post("/api/tasks/report/pause")).json()["state"] == "paused"
+    paused = (await api.get("/api/tasks", params={"state": "paused"})).json()["items"]
+    assert [t["id"] for t in paused] == ["report"]
+    assert (await api.post("/api/tasks/report/resume")).json()["state"] == "active"
+    assert len((await api.get("/api/tasks/report/next", params={"count": 3})).json()) == 3
+    assert (await api.get("/api/tasks/nope")).status_code == 404
+    assert (await api.delete("/api/tasks/t2")).status_code == 204
+    assert (await api.get("/api/tasks/t2")).status_code == 404
+
+
+async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
+    await api.post("/api/tasks", json={"id": "ok", "interval_seconds": 3600, "prompt": "hi"})
+    await api.post("/api/tasks", json={"id": "bad", "interval_seconds": 3600, "prompt": "fail"})
+    ok = (await api.post("/api/tasks/ok/run")).json()
+    bad = (await api.post("/api/tasks/bad/run")).json()
+    assert (await final(api, ok["id"]))["status"] == "succeeded"
+    failed = await final(api, bad["id"])
+    assert failed["status"] == "failed" and "failing on command" in failed["error_message"]
+    listed = (await api.get("/api/runs", params={"task_id": "bad", "status": "failed"})).json()
+    assert [r["id"] for r in listed["items"]] == [bad["id"]]
+    await api.post("/api/tasks", json={"id": "slow", "interval_seconds": 3600, "prompt": "hang"})
+    slow = (await api.post("/api/tasks/slow/run")).json()
+
+    async def running() -> bool:
+        return bool((await api.get(f"/api/runs/{slow['id']}")).json()["status"] == "running")
+
+    await eventually(running, message="the slow run to start")
+    assert (await api.post(f"/api/runs/{slow['id']}/cancel")).status_code == 200
+    assert (await final(api, slow["id"]))["status"] == "cancelled"
+    assert (await api.post(f"/api/runs/{ok['id']}/cancel")).status_code == 409
+    preview = (
+        await api.get(
+            "/api/schedules/preview", params={"schedule": "weekdays at 08:00", "count": 2}
+        )
+    ).json()
+    assert preview["description"].startswith("At 08:00") and len(preview["times"]) == 2
+
+
+async def test_removing_a_task_others_run_after(api: httpx.AsyncClient) -> None:
+    await api.post("/api/tasks", json={"id": "fetch", "interval_seconds": 60, "prompt": "f"})
+    await api.post("/api/tasks", json={"id": "report", "after": "fetch", "prompt": "r"})
+    refused = await api.delete("/api/tasks/fetch")
+    assert refused.status_code == 422 and "needed by report" in refused.json()["detail"]
+    assert (await api.delete("/api/tasks/fetch", params={"force": "true"})).status_code == 204
+
+
+async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:
+    health = await api.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["role"] == "active" and health.json()["database"] == "ok"
+    await api.post("/api/tasks", json={"id": "ok", "interval_seconds": 3600, "prompt": "hi"})
+    run = (await api.post("/api/tasks/ok/run")).json()
+    await final(api, run["id"])
+    text = (await api.get("/metrics")).text
+    assert 'scheduler_runs{status="succeeded"} 1.0' in text
+    assert "scheduler_start_lateness_seconds_count 1.0" in text
+    assert "scheduler_active 1.0" in text and "scheduler_queue_depth 0.0" in text
+
+
+async def test_request_bounds(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler(http_rate_per_second=5, http_max_body_bytes=2048)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        big = await c.post(
+            "/api/tasks", json={"id": "x", "prompt": "p" * 5000, "interval_seconds": 5}
+        )
+        assert big.status_code == 413
+        statuses = await asyncio.gather(*(c.get("/api/tasks") for _ in range(20)))
+        assert 429 in {r.status_code for r in statuses}
+        assert scheduler.list_tasks() == []

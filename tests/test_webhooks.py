@@ -1,0 +1,129 @@
+"""Webhooks to a real local receiver (an HTTP server on 127.0.0.1): the signature verifies,
+a 500 is retried, every attempt is recorded and shown on the run; private destinations are
+refused unless allowed; a cron's ``webhook`` is the task's."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler import TaskDefinition
+from scheduler.server import create_app
+from tests.conftest import SchedulerFactory, eventually
+
+
+class Receiver:
+    """Answers each POST with the next status of ``statuses`` (then 200); keeps them."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=t"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver([500])
+    yield server
+    server.close()
+
+
+async def test_a_delivery_is_signed_retried_and_recorded(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    scheduler = make_scheduler(
+        webhook_secret="shh", webhook_allow_private=True, webhook_retry_seconds=0.05
+    )
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="report", interval_seconds=3600, prompt="hi", webhook=receiver.url)
+    )
+    run_id = scheduler.run_task_now("report")
+    await eventually(lambda: len(receiver.received) >= 2, message="two delivery attempts")
+    app = create_app(scheduler, scheduler.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        run = await eventually(
+            lambda: _with_deliveries(c, run_id, 2), message="both attempts recorded"
+        )
+    headers, body = receiver.received[-1]
+    expected = hmac.new(
+        b"shh", headers["x-scheduler-timestamp"].encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    assert hmac.compare_digest(headers["x-scheduler-signature"], f"sha256={expected}")
+    sent = json.loads(body)
+    assert sent["event"] == "run.finished" and sent["task_id"] == "report"
+    assert sent["run"]["id"] == run_id and sent["run"]["status"] == "succeeded"
+    assert receiver.received[0][1] == body  # the retry sends the same record
+    attempts = [(d["attempt"], d["status_code"], d["error"]) for d in run["deliveries"]]
+    assert attempts == [(1, 500, "HTTP 500"), (2, 200, None)]
+
+
+async def _with_deliveries(client: httpx.AsyncClient, run_id: str, n: int) -> Any:
+    run = (await client.get(f"/api/runs/{run_id}")).json()
+    return run if len(run["deliveries"]) >= n else None
+
+
+async def test_private_destinations_are_refused_unless_allowed(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    scheduler = make_scheduler()  # webhook_allow_private is off by default
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="report", interval_seconds=3600, prompt="hi", webhook=receiver.url)
+    )
+    run_id = scheduler.run_task_now("report")
+    [refused] = await eventually(
+        lambda: scheduler._store.deliveries(run_id), message="the refusal recorded"
+    )
+    assert refused["status_code"] is None and "private address" in refused["error"]
+    assert receiver.received == []
+
+
+async def test_a_crons_webhook_is_delivered(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    receiver.statuses.clear()
+    scheduler = make_scheduler(webhook_allow_private=True)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        cron = (
+            await c.post(
+                "/runs/crons",
+                json={"assistant_id": "agent", "schedule": "0 9 * * *", "webhook": receiver.url,
+                      "input": {"messages": [{"role": "user", "content": "hi"}]}},
+            )
+        ).json()  # fmt: skip
+        assert cron["payload"]["webhook"] == receiver.url
+        assert (await c.get(f"/api/tasks/{cron['cron_id']}")).json()["definition"]["webhook"]
+        run = (await c.post(f"/api/tasks/{cron['cron_id']}/run")).json()
+    await eventually(lambda: receiver.received, message="the cron's delivery")
+    assert json.loads(receiver.received[0][1])["run"]["id"] == run["id"]
