@@ -49,6 +49,7 @@ __all__ = [
     "persisted",
     "run_sleepy",
     "run_trivial",
+    "sdk",
     "seed",
     "steady",
 ]
@@ -328,3 +329,6 @@ async def persisted(workdir: Path, *, db: str, spawned_at: float, expected: int)
 
 # scenario 8 (bench/chains.py measures both sides)
 from bench.chains import baseline_chain as chain  # noqa: E402
+
+# scenarios 9 and 10 (bench/server_bench.py)
+from bench.server_bench import reference_sdk as sdk  # noqa: E402

@@ -28,7 +28,7 @@ from bench.measure import (
 )
 from scheduler import RunRecord, RunStatus, Settings, TaskDefinition, TaskScheduler, TaskType
 
-__all__ = ["adds", "arm", "burst", "chain", "persisted", "seed", "steady"]
+__all__ = ["adds", "api_load", "arm", "burst", "chain", "persisted", "sdk", "seed", "steady"]
 
 PROMPT = "hi"
 STARTED = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED)
@@ -310,3 +310,7 @@ async def persisted(workdir: Path, *, db: str, spawned_at: float, expected: int)
 
 # scenario 8 (bench/chains.py measures both sides)
 from bench.chains import ours_chain as chain  # noqa: E402
+
+# scenarios 9 and 10 (bench/server_bench.py)
+from bench.server_bench import api_load  # noqa: E402
+from bench.server_bench import langgraph_sdk as sdk  # noqa: E402

@@ -21,6 +21,7 @@ GROUPS = (
     "concurrency",
     "checkpointer",
     "workflows",
+    "server",
 )
 
 
@@ -32,12 +33,24 @@ class Target:
     op: str  # ">=", "<=" or "=="
     value: float | None = None
     bare_factor: float | None = None
+    baseline_factor: float | None = None  # a multiple of the baseline's figure
     key: str | None = None  # another figure of ours, e.g. runs done == runs due
     text: str = ""
 
-    def check(self, ours: float, *, bare: float | None, figures: dict[str, float]) -> bool:
+    def check(
+        self,
+        ours: float,
+        *,
+        bare: float | None,
+        figures: dict[str, float],
+        baseline: float | None = None,
+    ) -> bool:
         """Whether ``ours`` meets the target."""
-        if self.bare_factor is not None:
+        if self.baseline_factor is not None:
+            if baseline is None:
+                raise ValueError("a target relative to the baseline needs its figure")
+            goal = self.baseline_factor * baseline
+        elif self.bare_factor is not None:
             if bare is None:
                 raise ValueError("a target relative to the bare reference needs its figure")
             goal = self.bare_factor * bare
@@ -52,8 +65,12 @@ class Target:
             return ours <= goal
         return ours == goal
 
-    def goal(self, *, bare: float | None, figures: dict[str, float]) -> float:
+    def goal(
+        self, *, bare: float | None, figures: dict[str, float], baseline: float | None = None
+    ) -> float:
         """The number ``ours`` is compared with."""
+        if self.baseline_factor is not None and baseline is not None:
+            return self.baseline_factor * baseline
         if self.bare_factor is not None and bare is not None:
             return self.bare_factor * bare
         if self.key is not None:
@@ -178,6 +195,63 @@ def _workflow(shape: str, n: int) -> Scenario:
         ),
         timeout=120 + n * 0.1,
     )
+
+
+def _server(quick: bool) -> list[Scenario]:
+    sdk = {"n": 10, "crons": 3} if quick else {"n": 100, "crons": 20}
+    load = (
+        {"n": 100, "interval": 2.0, "duration": 4.0, "rate": 200}
+        if quick
+        else {"n": 1000, "interval": 10.0, "duration": 20.0, "rate": 200}
+    )
+    half = Target("<=", baseline_factor=0.5, text="<= 0.5 x langgraph dev")
+    return [
+        Scenario(
+            name="sdk",
+            group="server",
+            title="9. The LangGraph SDK's crons API, this server against langgraph dev "
+            f"(baseline column), {sdk['n']} calls each, {sdk['crons']} crons '* * * * *'",
+            steps=_both("sdk", sdk),
+            rows=(
+                Row("crons.create median (ms)", "create_p50", "ms", half),
+                Row("crons.search median (ms)", "search_p50", "ms", half),
+                Row("run created after the minute p50 (ms)", "minute_p50", "ms"),
+                Row(
+                    "run created after the minute p99 (ms)",
+                    "minute_p99",
+                    "ms",
+                    Target("<=", 0.050, text="<= 50 ms"),
+                ),
+            ),
+            timeout=240,
+        ),
+        Scenario(
+            name="api-load",
+            group="server",
+            title=f"10. {load['n']:,} interval tasks (every {load['interval']:g} s) while the "
+            f"HTTP API serves {load['rate']:g} requests/s",
+            steps=(Step("ours", "api_load", load),),
+            rows=(
+                Row("requests served per second", "served", "/s", ratio=False),
+                Row("start lateness p99, no API load (ms)", "quiet_p99", "ms", ratio=False),
+                Row(
+                    "start lateness p99, with the load (ms)",
+                    "loaded_p99",
+                    "ms",
+                    Target("<=", 0.020, text="<= 20 ms"),
+                    ratio=False,
+                ),
+                Row(
+                    "p99 with / without the load",
+                    "load_ratio",
+                    "count",
+                    Target("<=", 1.5, text="<= 1.5"),
+                    ratio=False,
+                ),
+            ),
+            timeout=load["duration"] * 2 + 120,
+        ),
+    ]
 
 
 def plan(*, quick: bool = False) -> list[Scenario]:
@@ -341,5 +415,6 @@ def plan(*, quick: bool = False) -> list[Scenario]:
         ),
         _workflow("length", 20 if quick else 100),
         _workflow("fanout", 100 if quick else 1000),
+        *_server(quick),
     ]
     return scenarios

@@ -128,11 +128,12 @@ def _line(scenario: Scenario, row: Row, outcome: Outcome) -> Line:
             for k in ([row.target.key] if row.target.key else [])
         }
         bare_value = bare.value if bare is not None else None
-        met = row.target.check(ours.value, bare=bare_value, figures=medians)
+        base = baseline.value if baseline is not None else None
+        met = row.target.check(ours.value, bare=bare_value, figures=medians, baseline=base)
         verdict = "pass" if met else "FAIL"
         target = row.target.text
         if not met:
-            goal = row.target.goal(bare=bare_value, figures=medians)
+            goal = row.target.goal(bare=bare_value, figures=medians, baseline=base)
             shortfall = f"{scenario.title} — {_shortfall(row, ours.value, goal)}"
     return Line(
         scenario=scenario.title,

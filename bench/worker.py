@@ -24,8 +24,8 @@ from bench.measure import MeasurementError, Result, peak_rss_mb
 __all__ = ["MEASUREMENTS", "main"]
 
 MEASUREMENTS = {
-    "ours": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain"},
-    "baseline": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain"},
+    "ours": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain", "sdk", "api_load"},
+    "baseline": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain", "sdk"},
     "bare": {"gather", "loop"},
 }
 

@@ -20,7 +20,9 @@ async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClie
     scheduler = make_scheduler(http_rate_per_second=0)
     scheduler.start()
     app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         yield c
 
 
@@ -114,7 +116,9 @@ async def test_request_bounds(make_scheduler: SchedulerFactory) -> None:
     scheduler = make_scheduler(http_rate_per_second=5, http_max_body_bytes=2048)
     scheduler.start()
     app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         big = await c.post(
             "/api/tasks", json={"id": "x", "prompt": "p" * 5000, "interval_seconds": 5}
         )

@@ -69,7 +69,9 @@ async def test_a_delivery_is_signed_retried_and_recorded(
     run_id = scheduler.run_task_now("report")
     await eventually(lambda: len(receiver.received) >= 2, message="two delivery attempts")
     app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         run = await eventually(
             lambda: _with_deliveries(c, run_id, 2), message="both attempts recorded"
         )
@@ -114,7 +116,9 @@ async def test_a_crons_webhook_is_delivered(
     scheduler = make_scheduler(webhook_allow_private=True)
     scheduler.start()
     app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
         cron = (
             await c.post(
                 "/runs/crons",

@@ -13,9 +13,10 @@ schedule is a 422 naming the field (the reference answers 500).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +24,11 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduler.enums import OverlapPolicy
-from scheduler.exceptions import describe_errors
+from scheduler.exceptions import DefinitionError, describe_errors
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
+from scheduler.rows import decode
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
@@ -212,12 +214,24 @@ def _payload(fields: dict[str, Any], assistant: str, cron_id: str) -> dict[str, 
 
 def _cron(info: TaskInfo) -> dict[str, Any]:
     """The SDK's Cron shape of a cron's task."""
-    task = info.definition
-    assert task is not None
+    assert info.definition is not None
+    next_run = info.next_run.timestamp() if info.next_run else None
+    return _cron_of(
+        info.definition,
+        next_run,
+        info.paused,
+        info.created_at.timestamp(),
+        info.updated_at.timestamp(),
+    )
+
+
+def _cron_of(
+    task: TaskDefinition, next_run: float | None, paused: bool, created: float, updated: float
+) -> dict[str, Any]:
     assert task.request is not None
     request = task.request
     return {
-        "cron_id": info.id,
+        "cron_id": task.id,
         "assistant_id": request["assistant_id"],
         "thread_id": task.thread_id,
         "user_id": "",
@@ -225,13 +239,44 @@ def _cron(info: TaskInfo) -> dict[str, Any]:
         "schedule": task.cron_expression,
         "timezone": request.get("timezone"),
         "payload": request["payload"],
-        "next_run_date": info.next_run.isoformat() if info.next_run else None,
+        "next_run_date": _utc(next_run),
         "metadata": task.metadata,
         "on_run_completed": request.get("on_run_completed"),
-        "enabled": task.enabled and not info.paused,
-        "created_at": info.created_at.isoformat(),
-        "updated_at": info.updated_at.isoformat(),
+        "enabled": task.enabled and not paused,
+        "created_at": _utc(created),
+        "updated_at": _utc(updated),
     }
+
+
+def _all_crons(request: Request) -> list[dict[str, Any]]:
+    """Every cron, from the rows of source ``http:crons`` (each definition decoded once per
+    stored version; no run statistics, which a Cron does not show)."""
+    cache: dict[str, tuple[str, TaskDefinition]] = request.app.state.__dict__.setdefault(
+        "cron_cache", {}
+    )
+    crons = []
+    seen = set()
+    for row in scheduler_of(request)._store.iter_tasks(source=CRONS_SOURCE):
+        cached = cache.get(row.id)
+        if cached is None or cached[0] != row.definition:
+            try:
+                cached = (row.definition, decode(row))
+            except DefinitionError:
+                continue
+            cache[row.id] = cached
+        seen.add(row.id)
+        task = cached[1]
+        if task.request is None or task.request.get("kind") != "cron":
+            continue
+        next_run = row.next_run_time if task.enabled and not row.paused else None
+        crons.append(_cron_of(task, next_run, row.paused, row.created_at, row.updated_at))
+    for gone in set(cache) - seen:
+        cache.pop(gone, None)
+    return crons
+
+
+def _utc(moment: float | None) -> str | None:
+    return datetime.fromtimestamp(moment, UTC).isoformat() if moment is not None else None
 
 
 def _is_cron(info: TaskInfo) -> bool:
@@ -312,7 +357,7 @@ async def delete_cron(request: Request, cron_id: str) -> Response:
 
 async def _matching(request: Request, body: CronSearch) -> list[dict[str, Any]]:
     assistant = _check_assistant(request, body.assistant_id) if body.assistant_id else None
-    crons = [_cron(info) for info in await scheduler_of(request).alist_tasks() if _is_cron(info)]
+    crons = await asyncio.to_thread(_all_crons, request)
     found = [
         c
         for c in crons

@@ -21,7 +21,9 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 COOKIE = "scheduler_key"
-OPEN_PATHS = frozenset({"/healthz"})  # liveness probes carry no key
+# Liveness probes carry no key; /login checks the key it is given itself.
+OPEN_PATHS = frozenset({"/healthz", "/login"})
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
 class _TooLarge(Exception):
@@ -52,6 +54,11 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.rate and not self._take(scope):
             await _reply(send, 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)")
+            return
+        if self.api_key is None and not _loopback_host(headers.get("host", "")):
+            # without a key the server listens on loopback only; a page that points its own
+            # name at 127.0.0.1 (DNS rebinding) still sends its own Host: refuse it
+            await _reply(send, 403, "without an API key only loopback host names are served")
             return
         if self.api_key is not None and scope["path"] not in OPEN_PATHS:
             given = _key_of(headers)
@@ -101,6 +108,13 @@ class Guard:
         if len(self._buckets) > 10_000:  # forget idle clients
             self._buckets = {client: self._buckets[client]}
         return True
+
+
+def _loopback_host(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    if host.startswith("["):
+        name = host.split("]", 1)[0] + "]"
+    return name.lower() in _LOOPBACK_HOSTS or name.startswith("127.")
 
 
 def _key_of(headers: dict[str, str]) -> str | None:

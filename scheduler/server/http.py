@@ -84,8 +84,8 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
     app.include_router(ops.router)
     try:
         dashboard = importlib.import_module("scheduler.server.dashboard")
-    except ModuleNotFoundError:
-        pass
+    except ModuleNotFoundError as exc:  # jinja2 missing: the API serves on without it
+        logger.warning("no dashboard: %s (pip install -e '.[server]')", exc)
     else:
         app.include_router(dashboard.router)
     if settings.http_cors_origins:
@@ -167,6 +167,9 @@ class HttpServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: without it, a response written in two parts
+        # waits for the client's delayed ACK (about 40 ms a request)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError as exc:

@@ -1,0 +1,267 @@
+"""Scenarios 9 and 10: the HTTP server.
+
+9. The LangGraph SDK against this scheduler's server (``python -m scheduler serve --http``)
+   and against the reference, a real ``langgraph dev`` (``langgraph-cli[inmem]``, offline),
+   both on the trivial graph in a ``langgraph.json``: median latency of ``crons.create`` and
+   ``crons.search``, and how late a ``* * * * *`` cron's run is created after the minute
+   (``created_at`` of the run, as the SDK lists it, one run per cron, ``n`` crons on threads).
+10. This scheduler alone: start lateness of interval tasks while a separate process sends the
+   HTTP API ``rate`` requests per second, against the same without the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.measure import MeasurementError, Result, lateness, percentile
+
+__all__ = ["api_load", "langgraph_sdk", "reference_sdk"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def _project(workdir: Path) -> None:
+    shutil.copy(ROOT / "bench" / "workloads.py", workdir / "workloads.py")
+    (workdir / "langgraph.json").write_text(
+        json.dumps({"dependencies": ["."], "graphs": {"trivial": "./workloads.py:graph"}})
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    env.update(LANGGRAPH_CLI_NO_ANALYTICS="1", LANGSMITH_TRACING="false", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class _Server:
+    def __init__(self, workdir: Path, *, reference: bool) -> None:
+        _project(workdir)
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        if reference:
+            command = [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser",
+                       "--no-reload", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "scheduler", "serve", "--http", f"127.0.0.1:{port}"]
+        env = {
+            **_env(),
+            "SCHEDULER_DB_PATH": str(workdir / "ours.db"),
+            "SCHEDULER_TASKS_FILE": "none",
+            "SCHEDULER_LOG_LEVEL": "WARNING",
+            "SCHEDULER_HTTP_RATE_PER_SECOND": "0",
+        }
+        self.log = (workdir / "server.log").open("w")
+        self.process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    async def ready(self, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        path = "/ok" if "langgraph" in str(self.process.args) else "/healthz"
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise MeasurementError(f"the server exited ({self.process.returncode})")
+                try:
+                    if (await client.get(self.url + path, timeout=2)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise MeasurementError("the server did not start")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+async def _sdk(workdir: Path, *, n: int, crons: int, reference: bool) -> Result:
+    from langgraph_sdk import get_client
+
+    server = _Server(workdir, reference=reference)
+    try:
+        await server.ready()
+        async with get_client(url=server.url) as client:
+            for _ in range(3):  # warm-up: imports, first connections
+                made = await client.crons.create("trivial", schedule="0 9 * * *", input=HELLO)
+                await client.crons.search(limit=10)
+                await client.crons.delete(made["cron_id"])
+            creates, searches, ids = [], [], []
+            for i in range(n):
+                began = time.perf_counter()
+                made = await client.crons.create(
+                    "trivial", schedule="0 9 * * *", input=HELLO, metadata={"i": i}
+                )
+                creates.append(time.perf_counter() - began)
+                ids.append(made["cron_id"])
+            for _ in range(n):
+                began = time.perf_counter()
+                await client.crons.search(limit=10)
+                searches.append(time.perf_counter() - began)
+            for cron_id in ids:
+                await client.crons.delete(cron_id)
+            late = await _minute_lateness(client, crons)
+    finally:
+        server.stop()
+    figures: Result = {
+        "create_p50": statistics.median(creates),
+        "search_p50": statistics.median(searches),
+        "crons": crons,
+    }
+    figures.update(lateness(late, "minute"))
+    return figures
+
+
+async def _minute_lateness(client: Any, crons: int) -> list[float]:
+    """Create ``crons`` thread crons ``* * * * *`` just after a minute starts; after the
+    next minute, how late each one's first run was created."""
+    now = time.time()
+    if now % 60 > 45:  # too close to the next minute to set up before it
+        await asyncio.sleep(61 - now % 60)
+    threads = [await client.threads.create() for _ in range(crons)]
+    made = [
+        await client.crons.create_for_thread(
+            t["thread_id"], "trivial", schedule="* * * * *", input=HELLO
+        )
+        for t in threads
+    ]
+    boundary = (time.time() // 60 + 1) * 60
+    found: dict[str, float] = {}
+    deadline = boundary + 60
+    while time.time() < deadline and len(found) < crons:
+        await asyncio.sleep(1)
+        if time.time() < boundary:
+            continue
+        for thread in threads:
+            if thread["thread_id"] in found:
+                continue
+            runs = await client.runs.list(thread["thread_id"])
+            times = [datetime.fromisoformat(r["created_at"]).timestamp() for r in runs]
+            times = [t for t in times if t >= boundary - 1]
+            if times:
+                found[thread["thread_id"]] = min(times) - boundary
+    for cron in made:
+        await client.crons.delete(cron["cron_id"])
+    if len(found) < crons:
+        raise MeasurementError(f"only {len(found)}/{crons} crons made a run within a minute")
+    return list(found.values())
+
+
+async def langgraph_sdk(workdir: Path, *, n: int, crons: int) -> Result:
+    """This scheduler's server (ours)."""
+    return await _sdk(workdir, n=n, crons=crons, reference=False)
+
+
+async def reference_sdk(workdir: Path, *, n: int, crons: int) -> Result:
+    """``langgraph dev`` (the reference)."""
+    return await _sdk(workdir, n=n, crons=crons, reference=True)
+
+
+# -- scenario 10 ----------------------------------------------------------------------------
+
+_LOAD = """
+import sys, time, httpx
+url, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+paths = ["/api/tasks/s0", "/api/runs?limit=10", "/healthz", "/api/tasks/s1"]
+done = 0
+with httpx.Client(base_url=url, timeout=10) as c:
+    start = time.monotonic()
+    while (now := time.monotonic()) - start < seconds:
+        due = start + done / rate
+        if due > now:
+            time.sleep(due - now)
+        r = c.get(paths[done % len(paths)])
+        r.raise_for_status()
+        done += 1
+print(done / (time.monotonic() - start))
+"""
+
+
+async def api_load(
+    workdir: Path, *, n: int, interval: float, duration: float, rate: float
+) -> Result:
+    """``n`` interval tasks for ``duration`` s with the HTTP server on, without and then with
+    a separate process sending ``rate`` requests per second."""
+    from bench.ours import _at, _graph, _settings, _ts
+    from scheduler import RunStatus, TaskDefinition, TaskScheduler
+    from scheduler.server import HttpServer
+
+    port = _free_port()
+    settings = _settings(http_rate_per_second=0)
+    scheduler = TaskScheduler(
+        db_path=workdir / "ours.db", graph=_graph("trivial"), settings=settings
+    )
+    scheduler.start()
+    http = HttpServer(scheduler, settings, f"127.0.0.1:{port}")
+    await http.start()
+    start = time.time() + 1.5
+    step = interval / n
+    scheduler.add_tasks(
+        [
+            TaskDefinition(
+                id=f"s{i}", interval_seconds=interval, start_date=_at(start + i * step), prompt="hi"
+            )
+            for i in range(n)
+        ]
+    )
+    quiet_end = start + duration
+    await asyncio.sleep(max(0.0, quiet_end - time.time()))
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LOAD, f"http://127.0.0.1:{port}", str(rate), str(duration),
+        stdout=asyncio.subprocess.PIPE, env=_env(),
+    )  # fmt: skip
+    loaded_start = time.time() + 0.5  # the load generator's own start-up
+    output, _ = await load.communicate()
+    loaded_end = time.time()
+    await http.stop()
+    await scheduler.stop(grace_seconds=5)
+    runs = [r for r in scheduler.list_runs(limit=None) if r.status is RunStatus.SUCCEEDED]
+    scheduler.close()
+    if load.returncode != 0:
+        raise MeasurementError(f"the load generator failed ({load.returncode})")
+    served = float(output.decode().strip().splitlines()[-1])
+
+    def late(lo: float, hi: float) -> list[float]:
+        return [
+            _ts(r.started_at) - _ts(r.scheduled_for)
+            for r in runs
+            if lo <= _ts(r.scheduled_for) < hi
+        ]
+
+    quiet, loaded = late(start, quiet_end), late(loaded_start, loaded_end - 0.5)
+    if not quiet or not loaded:
+        raise MeasurementError("no runs in a window")
+    figures: Result = {"served": served}
+    figures.update(lateness(quiet, "quiet"))
+    figures.update(lateness(loaded, "loaded"))
+    figures["load_ratio"] = percentile(loaded, 99) / max(percentile(quiet, 99), 1e-6)
+    return figures
