@@ -126,3 +126,22 @@ async def test_request_bounds(make_scheduler: SchedulerFactory) -> None:
         statuses = await asyncio.gather(*(c.get("/api/tasks") for _ in range(20)))
         assert 429 in {r.status_code for r in statuses}
         assert scheduler.list_tasks() == []
+
+
+async def test_a_thread_made_twice(api: httpx.AsyncClient) -> None:
+    made = (await api.post("/threads", json={"thread_id": "t-1", "metadata": {"a": 1}})).json()
+    assert made["thread_id"] == "t-1" and made["metadata"] == {"a": 1}
+    assert (await api.post("/threads", json={"thread_id": "t-1"})).status_code == 409
+    kept = await api.post("/threads", json={"thread_id": "t-1", "if_exists": "do_nothing"})
+    assert kept.status_code == 200 and kept.json()["metadata"] == {"a": 1}
+    [found] = (await api.post("/threads/search", json={"metadata": {"a": 1}})).json()
+    assert found["thread_id"] == "t-1"
+
+
+async def test_callbacks_through_http_pass_the_callback_policy(api: httpx.AsyncClient) -> None:
+    refused = await api.post(
+        "/api/tasks",
+        json={"id": "x", "interval_seconds": 60, "prompt": "p", "result_callback": "os:system"},
+    )
+    assert refused.status_code == 422 and "os:system" in refused.json()["detail"]
+    assert (await api.get("/api/tasks/x")).status_code == 404

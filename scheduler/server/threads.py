@@ -79,6 +79,12 @@ async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
     now = scheduler.now().timestamp()
     metadata = body.metadata or {}
     store = scheduler._store
+    known = {t: (json.loads(m), c) for t, m, c in await asyncio.to_thread(store.threads)}
+    if thread_id in known:  # the server's if_exists: raise (default) or do_nothing
+        if body.if_exists == "do_nothing":
+            old, created = known[thread_id]
+            return _thread(thread_id, old, created, created)
+        raise HTTPException(409, f"thread {thread_id} exists (if_exists: do_nothing keeps it)")
     await asyncio.to_thread(store.put_thread, thread_id, json.dumps(metadata), now)
     return _thread(thread_id, metadata, now, now)
 
