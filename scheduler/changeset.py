@@ -64,6 +64,7 @@ class TaskChanges:
         self.settings = settings
         self.now = now
         self.changed = False
+        self.links_changed = False  # some task's after links were written or removed
         self.removed: list[str] = []
 
     def row(self, task_id: str) -> TaskRow:
@@ -108,7 +109,10 @@ class TaskChanges:
             written.append((row, old is not None))
         self.tx.insert_tasks(inserts)
         self.tx.update_tasks(updates)
-        self.tx.set_links([task.id for task in tasks], links)
+        # the link tables are touched only when links come or may go (an old version had some)
+        if links or any('"after"' in old.definition for old in existing.values()):
+            self.tx.set_links([task.id for task in tasks], links)
+            self.links_changed = True
         self.changed = self.changed or bool(written)
         return written
 
@@ -172,6 +176,7 @@ class TaskChanges:
         if not force:
             check_removal(self.tx, task_ids)
         self.tx.delete_links_of(task_ids)
+        self.links_changed = True
         deleted = self.tx.delete_tasks(task_ids)
         if deleted:
             self.changed = True

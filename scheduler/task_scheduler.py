@@ -286,14 +286,16 @@ class TaskScheduler(AsyncTaskAPI):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _notify_changed(self, *, removed: Iterable[str] = ()) -> None:
-        """Tell the running scheduler that tasks changed (and which were removed)."""
+    def _notify_changed(self, *, removed: Iterable[str] = (), links: bool = True) -> None:
+        """Tell the running scheduler that tasks changed (which were removed; whether
+        ``after`` links changed)."""
         supervisor = self._supervisor
         if supervisor is None or not supervisor.active:
             return
         for task_id in removed:
             self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
-        supervisor.followers.refresh()
+        if links:
+            supervisor.followers.refresh()
         supervisor.dispatcher.wakeup()
 
     def _flush(self) -> None:

@@ -63,7 +63,7 @@ class TaskWrites(TaskQueries):
     if TYPE_CHECKING:  # provided by TaskScheduler
 
         def graph(self) -> Any: ...
-        def _notify_changed(self, *, removed: Iterable[str] = ()) -> None: ...
+        def _notify_changed(self, *, removed: Iterable[str] = (), links: bool = True) -> None: ...
         def _on_loop(self, function: Callable[..., Any], *args: Any) -> None: ...
 
     def add_task(
@@ -374,4 +374,4 @@ class TaskWrites(TaskQueries):
             if changes.changed:
                 tx.bump_revision()
         if changes.changed:
-            self._notify_changed(removed=changes.removed)
+            self._notify_changed(removed=changes.removed, links=changes.links_changed)
