@@ -215,6 +215,9 @@ def _server(quick: bool) -> list[Scenario]:
             rows=(
                 Row("crons.create median (ms)", "create_p50", "ms", half),
                 Row("crons.search median (ms)", "search_p50", "ms", half),
+                Row("SDK round trip to a no-op server (ms)", "floor_p50", "ms"),
+                Row("crons.create minus that floor (ms)", "create_server", "ms", half),
+                Row("crons.search minus that floor (ms)", "search_server", "ms", half),
                 Row("run created after the minute p50 (ms)", "minute_p50", "ms"),
                 Row(
                     "run created after the minute p99 (ms)",

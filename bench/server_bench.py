@@ -5,6 +5,8 @@
    both on the trivial graph in a ``langgraph.json``: median latency of ``crons.create`` and
    ``crons.search``, and how late a ``* * * * *`` cron's run is created after the minute
    (``created_at`` of the run, as the SDK lists it, one run per cron, ``n`` crons on threads).
+   Each side also measures the SDK's round trip to a no-op ASGI server on uvicorn (the floor
+   no server can beat), and the calls minus that floor: the server's own share.
 10. This scheduler alone: start lateness of interval tasks while a separate process sends the
    HTTP API ``rate`` requests per second, against the same without the load.
 """
@@ -54,12 +56,29 @@ def _env() -> dict[str, str]:
     return env
 
 
+# An ASGI application that answers every request at once with a small JSON body: what the
+# SDK's own round trip costs (client, HTTP, uvicorn) with no server work at all.
+_NOOP = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"cron_id": "x"}'})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
 class _Server:
-    def __init__(self, workdir: Path, *, reference: bool) -> None:
+    def __init__(self, workdir: Path, *, reference: bool | None) -> None:
         _project(workdir)
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        if reference:
+        self.ready_path = "/ok" if reference else "/healthz" if reference is False else "/"
+        if reference is None:  # the no-op floor
+            command = [sys.executable, "-c", _NOOP, str(port)]
+        elif reference:
             command = [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser",
                        "--no-reload", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
         else:
@@ -80,7 +99,7 @@ class _Server:
         import httpx
 
         deadline = time.monotonic() + timeout
-        path = "/ok" if "langgraph" in str(self.process.args) else "/healthz"
+        path = self.ready_path
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -104,9 +123,30 @@ class _Server:
         self.log.close()
 
 
+async def _floor(workdir: Path, n: int) -> float:
+    """Median SDK round trip (a create's request) to the no-op server."""
+    from langgraph_sdk import get_client
+
+    server = _Server(workdir, reference=None)
+    try:
+        await server.ready()
+        async with get_client(url=server.url) as client:
+            body = {"assistant_id": "trivial", "schedule": "0 9 * * *", "input": HELLO}
+            times = []
+            for i in range(n + 3):
+                began = time.perf_counter()
+                await client.http.post("/runs/crons", json=body)
+                if i >= 3:  # after a warm-up
+                    times.append(time.perf_counter() - began)
+    finally:
+        server.stop()
+    return statistics.median(times)
+
+
 async def _sdk(workdir: Path, *, n: int, crons: int, reference: bool) -> Result:
     from langgraph_sdk import get_client
 
+    floor = await _floor(workdir, n)
     server = _Server(workdir, reference=reference)
     try:
         await server.ready()
@@ -135,6 +175,9 @@ async def _sdk(workdir: Path, *, n: int, crons: int, reference: bool) -> Result:
     figures: Result = {
         "create_p50": statistics.median(creates),
         "search_p50": statistics.median(searches),
+        "floor_p50": floor,
+        "create_server": statistics.median(creates) - floor,
+        "search_server": statistics.median(searches) - floor,
         "crons": crons,
     }
     figures.update(lateness(late, "minute"))

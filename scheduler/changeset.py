@@ -66,6 +66,8 @@ class TaskChanges:
         self.changed = False
         self.links_changed = False  # some task's after links were written or removed
         self.removed: list[str] = []
+        self.only_inserts = True  # nothing but new tasks: the dispatcher need not look now
+        self.earliest = float("inf")  # the earliest next run among the new tasks
 
     def row(self, task_id: str) -> TaskRow:
         """The task's row, locked for the transaction.
@@ -107,6 +109,9 @@ class TaskChanges:
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
             (updates if old is not None else inserts).append(row)
             written.append((row, old is not None))
+            if row.next_run_time is not None:
+                self.earliest = min(self.earliest, row.next_run_time)
+        self.only_inserts = self.only_inserts and not updates
         self.tx.insert_tasks(inserts)
         self.tx.update_tasks(updates)
         # the link tables are touched only when links come or may go (an old version had some)
@@ -180,6 +185,7 @@ class TaskChanges:
         deleted = self.tx.delete_tasks(task_ids)
         if deleted:
             self.changed = True
+            self.only_inserts = False
             self.removed.extend(task_ids)
         return deleted
 
@@ -188,11 +194,13 @@ class TaskChanges:
         row.updated_at = self.now
         self.tx.update_tasks([row])
         self.changed = True
+        self.only_inserts = False
 
     def add_runs(self, runs: Sequence[RunRow]) -> None:
         """Insert run records that the active scheduler must pick up (a manual run)."""
         self.tx.insert_runs(runs)
         self.changed = True
+        self.only_inserts = False
 
 
 def _is_file(source: str) -> bool:

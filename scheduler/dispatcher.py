@@ -76,6 +76,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._reported: set[tuple[str, float]] = set()
         self._failures = 0
         self._wakeup_pending = False
+        self._timer_due = 0.0  # when the timer looks at the database (scheduler clock)
         self.last_processed = 0.0  # loop time of the last pass (watchdog)
 
     # -- APScheduler hooks ------------------------------------------------------------------
@@ -87,6 +88,21 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             return
         self._wakeup_pending = True
         loop.call_soon_threadsafe(self._wakeup_now)
+
+    def wakeup_by(self, due: float) -> None:
+        """Only tasks first due at ``due`` were added (committed): process due tasks now
+        unless the timer looks at the database no later than that anyway. Safe from any
+        thread. The check runs on the loop, so a pass running meanwhile either saw the
+        commit or set the timer that is compared."""
+        loop = self._eventloop
+        if loop is None or loop.is_closed() or self._wakeup_pending:
+            return
+        loop.call_soon_threadsafe(self._wakeup_before, due)
+
+    def _wakeup_before(self, due: float) -> None:
+        if self._wakeup_pending or (self._timeout is not None and due >= self._timer_due):
+            return
+        self._wakeup_now()
 
     def _wakeup_now(self) -> None:
         self._wakeup_pending = False
@@ -106,6 +122,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._stop_timer()
         if wait_seconds is not None and self._eventloop is not None:
             self._timeout = self._eventloop.call_later(wait_seconds, self._timer_fired)
+            self._timer_due = self._clock() + wait_seconds
 
     def _timer_fired(self) -> None:
         self._timeout = None

@@ -282,6 +282,12 @@ class Supervisor:
         if self.followers.upstreams:
             self.loop.run_in_executor(None, self.followers.warm)
 
+    def note_revision(self, revision: int) -> None:
+        """A change made here wrote ``revision`` and needs no reload: if it follows the
+        one last seen, the poll need not reload for it (else another change came between)."""
+        if revision == self._revision + 1:
+            self._revision = revision
+
     def _poll_once(self) -> None:
         if not self.active:
             if self.lock.try_acquire():

@@ -286,9 +286,17 @@ class TaskScheduler(AsyncTaskAPI):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _notify_changed(self, *, removed: Iterable[str] = (), links: bool = True) -> None:
+    def _notify_changed(
+        self,
+        *,
+        removed: Iterable[str] = (),
+        links: bool = True,
+        due: float | None = None,
+        revision: int | None = None,
+    ) -> None:
         """Tell the running scheduler that tasks changed (which were removed; whether
-        ``after`` links changed)."""
+        ``after`` links changed; ``due``: only new tasks came, the earliest due then;
+        ``revision``: the one that change wrote, when nothing needs reloading for it)."""
         supervisor = self._supervisor
         if supervisor is None or not supervisor.active:
             return
@@ -296,7 +304,12 @@ class TaskScheduler(AsyncTaskAPI):
             self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
         if links:
             supervisor.followers.refresh()
-        supervisor.dispatcher.wakeup()
+        if revision is not None:
+            self._on_loop(supervisor.note_revision, revision)
+        if due is None:
+            supervisor.dispatcher.wakeup()
+        else:
+            supervisor.dispatcher.wakeup_by(due)
 
     def _flush(self) -> None:
         supervisor = self._supervisor

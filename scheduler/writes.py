@@ -63,7 +63,14 @@ class TaskWrites(TaskQueries):
     if TYPE_CHECKING:  # provided by TaskScheduler
 
         def graph(self) -> Any: ...
-        def _notify_changed(self, *, removed: Iterable[str] = (), links: bool = True) -> None: ...
+        def _notify_changed(
+            self,
+            *,
+            removed: Iterable[str] = (),
+            links: bool = True,
+            due: float | None = None,
+            revision: int | None = None,
+        ) -> None: ...
         def _on_loop(self, function: Callable[..., Any], *args: Any) -> None: ...
 
     def add_task(
@@ -357,6 +364,7 @@ class TaskWrites(TaskQueries):
                 raise RunNotWaitingError(run_id, run.status, answered=True)
             changes.tx.update_runs([{"id": run_id, "answer": json.dumps(value)}])
             changes.changed = True
+            changes.only_inserts = False
         return run
 
     def _task_row(self, task_id: str) -> TaskRow:
@@ -371,7 +379,15 @@ class TaskWrites(TaskQueries):
         with self._store.transaction() as tx:
             changes = TaskChanges(tx, settings=self.settings, now=self._clock())
             yield changes
+            revision = None
             if changes.changed:
                 tx.bump_revision()
+                if changes.only_inserts and not changes.links_changed:
+                    revision = tx.revision()  # the running scheduler need not reload for it
         if changes.changed:
-            self._notify_changed(removed=changes.removed, links=changes.links_changed)
+            self._notify_changed(
+                removed=changes.removed,
+                links=changes.links_changed,
+                due=changes.earliest if changes.only_inserts else None,
+                revision=revision,
+            )

@@ -317,3 +317,26 @@ async def test_running_schedulers_keep_startup_objects_out_of_collections(
     unfrozen.start()
     assert gc.get_freeze_count() == 0
     await unfrozen.stop()
+
+
+async def test_adds_due_after_the_dispatchers_timer_do_not_wake_it_and_earlier_ones_fire(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(poll_interval_seconds=30)  # no poll pass during the test
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="first", run_at=soon(3600), prompt="p"))
+    await asyncio.sleep(0.1)
+    assert scheduler._supervisor is not None
+    dispatcher = scheduler._supervisor.dispatcher
+    passes = dispatcher.last_processed
+    for i in range(10):  # from worker threads, as the async API and the HTTP server add
+        await scheduler.aadd_task(TaskDefinition(id=f"late-{i}", run_at=soon(7200), prompt="p"))
+    await asyncio.sleep(0.1)
+    assert dispatcher.last_processed == passes  # no pass: the timer looks before they are due
+    for i in range(3):  # earlier than the timer: woken, from a thread and on the loop
+        await scheduler.aadd_task(TaskDefinition(id=f"soon-{i}", run_at=soon(0.3), prompt="p"))
+        scheduler.add_task(TaskDefinition(id=f"now-{i}", run_at=soon(0.3), prompt="p"))
+    for task_id in [f"soon-{i}" for i in range(3)] + [f"now-{i}" for i in range(3)]:
+        await eventually(lambda t=task_id: scheduler.list_runs(t, status="succeeded"))
+    assert dispatcher.last_processed > passes
+    assert not scheduler.list_runs("first") and not scheduler.list_runs("late-0")

@@ -35,6 +35,8 @@ _BUMP_REVISION = (
     update(meta_table).where(meta_table.c.key == "revision").values(value=meta_table.c.value + 1)
 )
 
+_REVISION = select(meta_table.c.value).where(meta_table.c.key == "revision")
+
 
 # Driver SQL for Transaction._executemany, by dialect class, parameter style and statement.
 _DRIVER_SQL: dict[tuple[type, str, str], tuple[str, tuple[str, ...] | None]] = {}
@@ -153,6 +155,10 @@ class Transaction:
 
     def bump_revision(self) -> None:
         self._conn.execute(_BUMP_REVISION)
+
+    def revision(self) -> int:
+        """The change counter as this transaction sees it."""
+        return int(self._conn.execute(_REVISION).scalar() or 0)
 
     def _executemany(
         self, key: str, build: Callable[[], Insert | Update], params: list[dict[str, Any]]
