@@ -55,11 +55,14 @@ class TaskQueries:
         empty = TaskStats()
         if source is None:
             stats = self._store.task_stats()
-            return [task_info(row, stats.get(row.id, empty)) for row in self._store.iter_tasks()]
+            return [
+                task_info(row, stats.get(row.id, empty), keep=False)
+                for row in self._store.iter_tasks()
+            ]
         rows = list(self._store.iter_tasks(source=source))
         ids = [row.id for row in rows]
         stats = self._store.task_stats(ids if len(ids) <= 500 else None) if ids else {}
-        return [task_info(row, stats.get(row.id, empty)) for row in rows]
+        return [task_info(row, stats.get(row.id, empty), keep=False) for row in rows]
 
     def dependencies(self) -> list[tuple[str, str]]:
         """Every ``after`` link, as (task, upstream) pairs: ``task`` runs after ``upstream``,

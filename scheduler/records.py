@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from scheduler.enums import RunStatus, RunTrigger, TaskState
-from scheduler.models import TaskDefinition
+from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
 
 __all__ = ["Notice", "RunRecord", "TaskInfo", "from_timestamp"]
 
@@ -22,14 +22,20 @@ class _Mapping:
     """Read fields with ``info["id"]`` as well as ``info.id``, like the classic recipe's
     dicts, and turn the record into JSON-ready data."""
 
+    _derived: tuple[str, ...] = ()  # properties read like fields
+
+    def _keys(self) -> list[str]:
+        names = [f.name for f in fields(self) if f.repr]  # type: ignore[arg-type]
+        return names + list(self._derived)
+
     def __getitem__(self, key: str) -> Any:
-        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+        if key not in self._keys():
             raise KeyError(key)
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (datetimes as ISO 8601 strings)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return {key: _jsonable(getattr(self, key)) for key in self._keys()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -53,6 +59,8 @@ class TaskInfo(_Mapping):
         next_run: Next fire time (aware, UTC), or None when paused, disabled or completed.
         paused: Paused with ``pause_task``.
         definition: The full definition; None only when it cannot be loaded (see error).
+            Read from the stored JSON (checked when listed) on first access, so a list of
+            many tasks holds their JSON, not their models.
         source: ``api`` or ``file:<path>`` (where it was defined).
         last_run: When its latest run was recorded.
         last_status: Status of its latest run.
@@ -66,7 +74,6 @@ class TaskInfo(_Mapping):
     state: TaskState
     next_run: datetime | None
     paused: bool
-    definition: TaskDefinition | None
     source: str
     created_at: datetime
     updated_at: datetime
@@ -75,6 +82,21 @@ class TaskInfo(_Mapping):
     last_error: str | None = None
     run_count: int = 0
     error: str | None = None
+    stored: str | None = field(default=None, repr=False)  # the definition's checked JSON
+    _model: list[TaskDefinition] = field(default_factory=list, repr=False, compare=False)
+
+    _derived = ("definition",)
+
+    @property
+    def definition(self) -> TaskDefinition | None:
+        if self.stored is None:
+            return None
+        if not self._model:
+            stored = TaskDefinition.model_validate_json(
+                self.stored, context={STORED_CONTEXT_KEY: True}
+            )
+            self._model.append(stored)
+        return self._model[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,7 +181,9 @@ def is_completed(row: TaskRow) -> bool:
     return task.enabled and task.after is None  # one that runs after others never ends
 
 
-def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
+def task_info(row: TaskRow, stats: TaskStats, *, keep: bool = True) -> TaskInfo:
+    """The record of ``row``; ``keep`` False: its definition is checked, then dropped, and
+    read again from the JSON if asked for (a long list holds strings, not models)."""
     definition: TaskDefinition | None = None
     error: str | None = None
     try:
@@ -199,13 +201,12 @@ def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
     else:
         state = TaskState.ACTIVE
     name = definition.name if definition is not None else row.id
-    return TaskInfo(
+    info = TaskInfo(
         id=row.id,
         name=name,
         state=state,
         next_run=from_timestamp(row.next_run_time) if state is TaskState.ACTIVE else None,
         paused=row.paused,
-        definition=definition,
         source=row.source,
         created_at=datetime.fromtimestamp(row.created_at, UTC),
         updated_at=datetime.fromtimestamp(row.updated_at, UTC),
@@ -214,7 +215,11 @@ def task_info(row: TaskRow, stats: TaskStats) -> TaskInfo:
         last_error=stats.last_error,
         run_count=stats.run_count,
         error=error,
+        stored=row.definition if definition is not None else None,
     )
+    if keep and definition is not None:
+        info._model.append(definition)
+    return info
 
 
 def run_record(row: RunRow) -> RunRecord:

@@ -340,3 +340,29 @@ async def test_adds_due_after_the_dispatchers_timer_do_not_wake_it_and_earlier_o
         await eventually(lambda t=task_id: scheduler.list_runs(t, status="succeeded"))
     assert dispatcher.last_processed > passes
     assert not scheduler.list_runs("first") and not scheduler.list_runs("late-0")
+
+
+async def test_a_listing_holds_no_definition_models_until_one_is_asked_for(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id=f"t{i}", cron_expression="0 9 * * *", prompt="p", metadata={"i": i})
+            for i in range(500)
+        ]
+    )
+
+    def models() -> int:
+        gc.collect()
+        return sum(isinstance(o, TaskDefinition) for o in gc.get_objects())
+
+    before = models()
+    listed = scheduler.list_tasks()
+    assert len(listed) == 500 and models() - before < 10  # 500 would be one per task
+    first = next(info for info in listed if info.id == "t7")
+    assert first.definition == scheduler.get_task("t7").definition
+    assert first.definition is first.definition  # read once
+    assert first["definition"] is first.definition
+    assert first.to_dict()["definition"]["metadata"] == {"i": 7}
+    assert first.name == "t7" and first.state is TaskState.ACTIVE
