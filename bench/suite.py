@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import Result
+from bench.pg import fresh_schema, with_schema
 from bench.scenarios import Scenario, Step
 
 __all__ = ["ROOT", "BenchError", "Outcome", "run_scenarios"]
@@ -120,6 +121,29 @@ class _Templates:
         self._root = root
         self._built: dict[str, Path] = {}
 
+    def seed_server(self, scenario: Scenario, step: Step) -> str:
+        """Seed the database at ``step.seed["url"]`` (a fresh schema) once; its URL."""
+        assert step.seed is not None
+        key = f"{scenario.name}-{step.side}"
+        url = str(step.seed["url"])
+        if key not in self._built:
+            workdir = self._root / f"template-{key}"
+            workdir.mkdir()
+            began = time.monotonic()
+            seed = {k: v for k, v in step.seed.items() if k != "url"}
+            run_worker(
+                f"{step.side}.seed",
+                {**seed, "db": fresh_schema(url)},
+                workdir=workdir,
+                timeout=scenario.timeout * 4,
+            )
+            _progress(
+                f"[{scenario.name}] {step.side}: database of {step.seed['n']:,} tasks built "
+                f"once in {time.monotonic() - began:.1f} s"
+            )
+            self._built[key] = workdir
+        return with_schema(url)
+
     def copy(self, scenario: Scenario, step: Step, target: Path) -> None:
         assert step.seed is not None
         key = f"{scenario.name}-{step.side}"
@@ -154,13 +178,16 @@ def _measure(
     params = dict(step.params)
     stamp = False
     if step.seed is not None:
-        db = workdir / "tasks.db"
-        templates.copy(scenario, step, db)
-        params["db"] = str(db)
+        if "url" in step.seed:  # a database server's: seeded once, then used as it is
+            params["db"] = templates.seed_server(scenario, step)
+        else:
+            db = workdir / "tasks.db"
+            templates.copy(scenario, step, db)
+            params["db"] = str(db)
         if step.arm is not None:
             run_worker(
                 f"{step.side}.arm",
-                {**step.arm, "db": str(db)},
+                {**step.arm, "db": params["db"]},
                 workdir=workdir,
                 timeout=scenario.timeout,
             )

@@ -9,10 +9,6 @@ Both run the ``counter`` graph of ``tests/server_graphs.py`` (offline).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +21,8 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
-from tests.conftest import PYTHON, ROOT, LangGraphDev
+from tests.conftest import ROOT, LangGraphDev
+from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +37,9 @@ class Server:
     api_key: str | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class OurServer:
-    """``python -m scheduler serve --http`` in a project directory of its own (the
-    ``counter`` graph in its ``langgraph.json``); stopped with SIGTERM."""
+class OurServer(ServeProcess):
+    """The server in a project directory of its own (the ``counter`` graph in its
+    ``langgraph.json``)."""
 
     def __init__(self, directory: Path, *, api_key: str | None = None, host: str = "127.0.0.1"):
         (directory / "langgraph.json").write_text(
@@ -58,55 +48,7 @@ class OurServer:
         (directory / "server_graphs.py").write_text(
             (ROOT / "tests" / "server_graphs.py").read_text()
         )
-        self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
-            "PYTHONPATH": str(ROOT),
-            "SCHEDULER_DB_PATH": str(directory / "scheduler.db"),
-            "SCHEDULER_TASKS_FILE": "none",
-        }
-        if api_key is not None:
-            env["SCHEDULER_API_KEY"] = api_key
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "scheduler", "serve", "--http", f"{host}:{self.port}"],
-            cwd=directory,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited: {self.stop()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not answer: {self.stop()}")
-
-    def output(self) -> str:
-        """What it printed (once it has exited)."""
-        stdout = self.process.stdout
-        if stdout is not None and not stdout.closed:
-            self._output = stdout.read()
-            stdout.close()
-        return getattr(self, "_output", "")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.output()
+        super().__init__(directory, api_key=api_key, host=host)
 
 
 @pytest.fixture(scope="module")

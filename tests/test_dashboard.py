@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PYTHON, REQUIRE_POSTGRES, ROOT
+from tests.conftest import REQUIRE_POSTGRES
+from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -39,40 +37,12 @@ class Dashboard:
     ``server.log``; :meth:`api` calls its REST API; stopped with SIGTERM."""
 
     def __init__(self, directory: Path, *, api_key: str | None = None) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
         self.headers = {"x-api-key": api_key} if api_key is not None else {}
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
-            "PYTHONPATH": str(ROOT),
-            "SCHEDULER_DB_PATH": str(directory / "scheduler.db"),
-            "SCHEDULER_TASKS_FILE": "none",
-            "SCHEDULER_GRAPH": "tests.prompt_graphs:graph",
-        }
-        if api_key is not None:
-            env["SCHEDULER_API_KEY"] = api_key
-        self.log = directory / "server.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "-m", "scheduler", "serve", "--http", f"127.0.0.1:{port}"],
-                cwd=directory,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not start:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        self.server = ServeProcess(
+            directory, env={"SCHEDULER_GRAPH": "tests.prompt_graphs:graph"}, api_key=api_key
+        )
+        self.url = self.server.url
+        self.server.wait_ready()
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         reply = httpx.request(method, f"{self.url}/api{path}", headers=self.headers, **kwargs)
@@ -91,13 +61,7 @@ class Dashboard:
         return wait_for(done, f"{count} final runs of {task_id}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.server.stop()
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:

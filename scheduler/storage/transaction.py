@@ -27,6 +27,7 @@ from scheduler.storage.schema import (
 __all__ = ["SELECT_TASK", "Transaction"]
 
 _CHUNK = 500  # bound parameters per IN (...) list
+_ANALYZE_AFTER = 10_000  # tasks inserted at once
 
 # Statements used on every change, built once (building one costs more than running it).
 SELECT_TASK = select(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
@@ -93,6 +94,10 @@ class Transaction:
     def insert_tasks(self, rows: Sequence[TaskRow]) -> None:
         if rows:
             self._conn.execute(_INSERT_TASK, [_task_params(r) for r in rows])
+        if len(rows) >= _ANALYZE_AFTER and self._conn.dialect.name == "postgresql":
+            # Fresh statistics, or PostgreSQL keeps planning lookups by id on a table it
+            # believes empty (sequential scans: a second bulk add took minutes).
+            self._conn.exec_driver_sql(f"ANALYZE {tasks_table.name}")
 
     def update_tasks(self, rows: Sequence[TaskRow]) -> None:
         """Replace whole rows (matched by id); ``created_at`` is kept."""
