@@ -17,14 +17,12 @@ from scheduler.documents import DocumentError, load_json, load_yaml
 from scheduler.enums import RunStatus
 from scheduler.exceptions import TasksFileError, UsageError, describe_errors
 from scheduler.models import TaskDefinition
+from scheduler.preview import preview
 from scheduler.records import TaskInfo
 from scheduler.render import Output, schedule_text, task_zone, when
-from scheduler.schedules import parse_schedule
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file
-from scheduler.triggers import fire_times
-from scheduler.wording import describe
 from scheduler.workflow_commands import after_given, apply_after_flags, neighbours
 
 CLI_SOURCE = "cli"
@@ -363,20 +361,8 @@ def cmd_apply(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -
 
 def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     zone = args.tz or settings.timezone
-    now = datetime.now(UTC)
-    parsed = parse_schedule(args.schedule, now=now, timezone=zone, allow_past=True)
-    task = TaskDefinition(id="preview", prompt="preview", timezone=zone, **parsed.fields())
-    trigger = task.build_trigger(anchor=now)
-    times = [t.astimezone(task.zone()) for t in fire_times(trigger, after=now, count=args.count)]
-    if parsed.run_at is not None and parsed.run_at <= now:
-        times = [parsed.run_at]
-    words = describe(
-        parsed.task_type,
-        cron_expression=parsed.cron_expression,
-        interval_seconds=parsed.interval_seconds,
-        run_at=parsed.run_at,
-        timezone=zone,
-    )
+    shown = preview(args.schedule, timezone=zone, now=datetime.now(UTC), count=args.count)
+    parsed, words, times = shown.parsed, shown.description, shown.times
     if out.as_json:
         explicit = {
             k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in parsed.fields().items()

@@ -204,6 +204,13 @@ class TaskScheduler(AsyncTaskAPI):
         """This process is the one firing tasks on its database."""
         return self._supervisor is not None and self._supervisor.active
 
+    @property
+    def store(self) -> Store:
+        """The database layer, to read from (the HTTP server's threads, deliveries and cron
+        listing). Change tasks and runs through this object's methods: they check, and
+        keep the running scheduler informed."""
+        return self._store
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` (sync or async) on the scheduler's event loop for every
         :class:`~scheduler.events.RunEvent` of the runs of this process (``started``,

@@ -46,40 +46,28 @@ _STRATEGIES: dict[str, OverlapPolicy] = {
 }
 
 
-class CronIn(BaseModel):
+class CronPatch(BaseModel):
+    """``PATCH /runs/crons/{cron_id}``: the fields to change (a creation's fields too)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schedule: str | None = None
+    input: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    end_time: datetime | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+
+class CronIn(CronPatch):
     """``POST /runs/crons`` (and for a thread): the SDK's fields."""
 
-    model_config = ConfigDict(extra="allow")
-
     assistant_id: str
-    schedule: str | None = None
-    input: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    webhook: str | None = None
-    end_time: datetime | None = None
-    enabled: bool | None = None
-    timezone: str | None = None
-    on_run_completed: Literal["delete", "keep"] | None = None
     multitask_strategy: str | None = None
-
-
-class CronPatch(BaseModel):
-    """``PATCH /runs/crons/{cron_id}``: the fields to change."""
-
-    model_config = ConfigDict(extra="allow")
-
-    schedule: str | None = None
-    input: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    webhook: str | None = None
-    end_time: datetime | None = None
-    enabled: bool | None = None
-    timezone: str | None = None
-    on_run_completed: Literal["delete", "keep"] | None = None
 
 
 class CronSearch(BaseModel):
@@ -259,9 +247,9 @@ def _all_crons(request: Request) -> list[dict[str, Any]]:
     or the earliest next run comes (a firing moves it without a revision)."""
     scheduler = scheduler_of(request)
     state = request.app.state.__dict__
-    revision = scheduler._store.revision()
+    revision = scheduler.store.revision()
     kept: tuple[int, float, list[dict[str, Any]]] | None = state.get("cron_list")
-    if kept is not None and kept[0] == revision and scheduler._clock() < kept[1]:
+    if kept is not None and kept[0] == revision and scheduler.now().timestamp() < kept[1]:
         return kept[2]
     crons, soonest = _read_crons(scheduler, state.setdefault("cron_cache", {}))
     state["cron_list"] = (revision, soonest, crons)
@@ -274,7 +262,7 @@ def _read_crons(
     crons = []
     seen = set()
     soonest = float("inf")
-    for row in scheduler._store.iter_tasks(source=CRONS_SOURCE):
+    for row in scheduler.store.iter_tasks(source=CRONS_SOURCE):
         cached = cache.get(row.id)
         if cached is None or cached[0] != row.definition:
             try:

@@ -11,7 +11,7 @@ source ``http``. Callbacks are checked by the callback policy as everywhere.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -141,7 +141,7 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
 
     scheduler = _scheduler(request)
     run = (await scheduler.aget_run(run_id)).to_dict()
-    run["deliveries"] = await asyncio.to_thread(scheduler._store.deliveries, run_id)
+    run["deliveries"] = await asyncio.to_thread(scheduler.store.deliveries, run_id)
     return run
 
 
@@ -172,27 +172,14 @@ async def preview(
     tz: str | None = None,
     count: int = Query(default=5, ge=1, le=100),
 ) -> dict[str, Any]:
-    from scheduler.schedules import parse_schedule
-    from scheduler.triggers import fire_times
-    from scheduler.wording import describe
+    from scheduler.preview import preview as preview_of
 
     zone = tz or _scheduler(request).settings.timezone
     now = _scheduler(request).now().astimezone(UTC)
-    parsed = parse_schedule(schedule, now=now, timezone=zone, allow_past=True)
-    task = TaskDefinition(id="preview", prompt="preview", timezone=zone, **parsed.fields())
-    times: list[datetime] = fire_times(task.build_trigger(anchor=now), after=now, count=count)
-    if parsed.run_at is not None and parsed.run_at <= now:
-        times = [parsed.run_at]
-    words = describe(
-        parsed.task_type,
-        cron_expression=parsed.cron_expression,
-        interval_seconds=parsed.interval_seconds,
-        run_at=parsed.run_at,
-        timezone=zone,
-    )
+    shown = preview_of(schedule, timezone=zone, now=now, count=count)
     return {
         "schedule": schedule,
         "timezone": zone,
-        "description": words,
-        "times": [t.astimezone(task.zone()).isoformat() for t in times],
+        "description": shown.description,
+        "times": [t.isoformat() for t in shown.times],
     }

@@ -78,7 +78,7 @@ async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
     thread_id = body.thread_id or str(uuid.uuid4())
     now = scheduler.now().timestamp()
     metadata = body.metadata or {}
-    store = scheduler._store
+    store = scheduler.store
     known = {t: (json.loads(m), c) for t, m, c in await asyncio.to_thread(store.threads)}
     if thread_id in known:  # the server's if_exists: raise (default) or do_nothing
         if body.if_exists == "do_nothing":
@@ -91,7 +91,7 @@ async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
 
 @router.post("/threads/search", summary="Search threads (made here, or used by runs)")
 async def search_threads(request: Request, body: ThreadSearch) -> list[dict[str, Any]]:
-    store = scheduler_of(request)._store
+    store = scheduler_of(request).store
     made = await asyncio.to_thread(store.threads)
     used = await asyncio.to_thread(store.run_threads, limit=body.offset + body.limit + len(made))
     threads: dict[str, dict[str, Any]] = {}
@@ -132,7 +132,7 @@ async def list_thread_runs(
 ) -> list[dict[str, Any]]:
     scheduler = scheduler_of(request)
     rows = await asyncio.to_thread(
-        scheduler._store.thread_runs,
+        scheduler.store.thread_runs,
         thread_id,
         limit=min(max(limit, 1), 1000),
         offset=max(offset, 0),
