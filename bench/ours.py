@@ -292,17 +292,23 @@ def arm(workdir: Path, *, db: str, due: int, step: float) -> Result:
 
 
 async def persisted(
-    workdir: Path, *, db: str, spawned_at: float, expected: int, listing: bool = True
+    workdir: Path,
+    *,
+    db: str,
+    spawned_at: float,
+    expected: int,
+    listing: bool = True,
+    armed: int = 0,
 ) -> Result:
     """Start on a database of ``expected`` tasks: seconds from the parent spawning this process
     (interpreter start-up and imports included) to the first run's ``started_at``, the time
     ``list_tasks()`` takes, and the peak RSS of the process. ``listing`` False: no
-    ``list_tasks()``; the armed tasks run to the end and the tasks are counted instead
+    ``list_tasks()``; the ``armed`` tasks run to the end and the tasks are counted instead
     (the scheduler's own memory, not that of a list of every task)."""
     scheduler = _open(db, graph=_graph("trivial"))
     scheduler.start()
     if not listing:
-        return await _run_on(scheduler, spawned_at=spawned_at, expected=expected)
+        return await _run_on(scheduler, spawned_at=spawned_at, expected=expected, armed=armed)
     fired: list[RunRecord] = []
 
     async def first_run() -> bool:
@@ -323,7 +329,9 @@ async def persisted(
     return {"first_firing": first - spawned_at, "list": listed, "listed": expected, "rss": rss}
 
 
-async def _run_on(scheduler: TaskScheduler, *, spawned_at: float, expected: int) -> Result:
+async def _run_on(
+    scheduler: TaskScheduler, *, spawned_at: float, expected: int, armed: int
+) -> Result:
     """The armed tasks run (runs of earlier repetitions on a reused database left out);
     the tasks are counted; the peak RSS of the running scheduler."""
 
@@ -336,7 +344,11 @@ async def _run_on(scheduler: TaskScheduler, *, spawned_at: float, expected: int)
 
     await wait_for(any_started, timeout=120, what="the first run", interval=0.01)
     first = min(_ts(r.started_at) for r in started())
-    await asyncio.sleep(12)  # the armed tasks (0.1 s apart) all come due and run
+
+    async def all_started() -> bool:
+        return len(started()) >= armed
+
+    await wait_for(all_started, timeout=60, what=f"{armed} armed runs", interval=0.05)
     ran = len(started())
     count = scheduler.count_tasks()
     rss = peak_rss_mb()

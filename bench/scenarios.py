@@ -453,7 +453,7 @@ def _million(quick: bool, first: dict[str, Any], *, database: str) -> Scenario:
             Step(
                 "ours",
                 "persisted",
-                {"expected": n, "listing": False},
+                {"expected": n, "listing": False, "armed": first["due"]},
                 seed=seed,
                 arm=first,
             ),
