@@ -124,46 +124,46 @@ class _Templates:
     def seed_server(self, scenario: Scenario, step: Step) -> str:
         """Seed the database at ``step.seed["url"]`` (a fresh schema) once; its URL."""
         assert step.seed is not None
-        key = f"{scenario.name}-{step.side}"
         url = str(step.seed["url"])
-        if key not in self._built:
-            workdir = self._root / f"template-{key}"
-            workdir.mkdir()
-            began = time.monotonic()
+        if f"{scenario.name}-{step.side}" not in self._built:
             seed = {k: v for k, v in step.seed.items() if k != "url"}
-            run_worker(
-                f"{step.side}.seed",
-                {**seed, "db": fresh_schema(url)},
-                workdir=workdir,
-                timeout=scenario.timeout * 4,
-            )
-            _progress(
-                f"[{scenario.name}] {step.side}: database of {step.seed['n']:,} tasks built "
-                f"once in {time.monotonic() - began:.1f} s"
-            )
-            self._built[key] = workdir
+            self._seed(scenario, step, seed, lambda _: fresh_schema(url), scenario.timeout * 4)
         return with_schema(url)
+
+    def _seed(
+        self,
+        scenario: Scenario,
+        step: Step,
+        seed: dict[str, Any],
+        database: Callable[[Path], str],
+        timeout: float,
+    ) -> Path:
+        """Run ``<side>.seed`` once into ``database(workdir)``; returns the database's path
+        in the template directory (unused for a server's database)."""
+        key = f"{scenario.name}-{step.side}"
+        workdir = self._root / f"template-{key}"
+        workdir.mkdir()
+        template = workdir / "tasks.db"
+        began = time.monotonic()
+        run_worker(
+            f"{step.side}.seed",
+            {**seed, "db": database(template)},
+            workdir=workdir,
+            timeout=timeout,
+        )
+        _progress(
+            f"[{scenario.name}] {step.side}: database of {seed['n']:,} tasks built "
+            f"once in {time.monotonic() - began:.1f} s"
+        )
+        self._built[key] = template
+        return template
 
     def copy(self, scenario: Scenario, step: Step, target: Path) -> None:
         assert step.seed is not None
         key = f"{scenario.name}-{step.side}"
         template = self._built.get(key)
         if template is None:
-            workdir = self._root / f"template-{key}"
-            workdir.mkdir()
-            template = workdir / "tasks.db"
-            began = time.monotonic()
-            run_worker(
-                f"{step.side}.seed",
-                {**step.seed, "db": str(template)},
-                workdir=workdir,
-                timeout=scenario.timeout * 2,
-            )
-            _progress(
-                f"[{scenario.name}] {step.side}: database of {step.seed['n']:,} tasks built "
-                f"once in {time.monotonic() - began:.1f} s"
-            )
-            self._built[key] = template
+            template = self._seed(scenario, step, step.seed, str, scenario.timeout * 2)
         for suffix in ("", "-wal", "-shm"):
             source = template.with_name(template.name + suffix)
             if source.exists():
