@@ -365,3 +365,17 @@ from bench.chains import ours_chain as chain  # noqa: E402
 # scenarios 9 and 10 (bench/server_bench.py)
 from bench.server_bench import api_load  # noqa: E402
 from bench.server_bench import langgraph_sdk as sdk  # noqa: E402
+
+
+def workers_cpu(workdir: Path, *, n: int, cpu_ms: float, concurrency: int) -> Result:
+    """13: a CPU-bound graph on 1 worker, then on 2 (see :mod:`bench.fleet`)."""
+    from bench.fleet import cpu_workers
+
+    return cpu_workers(workdir, n=n, cpu_ms=cpu_ms, concurrency=concurrency)
+
+
+def workers_burst(workdir: Path, *, n: int, workers: int) -> Result:
+    """14: a burst of one-time tasks on PostgreSQL with workers (see :mod:`bench.fleet`)."""
+    from bench.fleet import burst_on_postgres
+
+    return burst_on_postgres(workdir, n=n, workers=workers)

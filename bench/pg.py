@@ -20,13 +20,13 @@ def postgres_url() -> str:
     )
 
 
-def with_schema(url: str) -> str:
+def with_schema(url: str, schema: str = SCHEMA) -> str:
     """``url`` with the bench schema first on the search path."""
     joiner = "&" if "?" in url else "?"
-    return f"{url}{joiner}options=-csearch_path%3D{SCHEMA}"
+    return f"{url}{joiner}options=-csearch_path%3D{schema}"
 
 
-def fresh_schema(url: str) -> str:
+def fresh_schema(url: str, schema: str = SCHEMA) -> str:
     """Drop and create the bench schema; ``url`` pointing into it."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
@@ -34,8 +34,8 @@ def fresh_schema(url: str) -> str:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-            conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
     finally:
         engine.dispose()
-    return with_schema(url)
+    return with_schema(url, schema)

@@ -24,6 +24,8 @@ GROUPS = (
     "checkpointer",
     "workflows",
     "server",
+    "million",
+    "workers",
 )
 
 
@@ -433,8 +435,60 @@ def plan(*, quick: bool = False) -> list[Scenario]:
         *_server(quick),
         _million(quick, first, database="SQLite"),
         _million(quick, first, database="PostgreSQL"),
+        *_workers(quick),
     ]
     return scenarios
+
+
+def _workers(quick: bool) -> list[Scenario]:
+    """13 / 14: a scheduling leader and worker processes on PostgreSQL."""
+    cpu_runs, burst = (60, 1000) if quick else (400, 10_000)
+    return [
+        Scenario(
+            name="workers-cpu",
+            group="workers",
+            title=f"13. {cpu_runs} runs of a graph burning 20 ms of CPU each, 1 vs 2 workers "
+            "(2 runs in flight per worker; PostgreSQL, a leader beside them)",
+            steps=(Step("ours", "workers_cpu", {"n": cpu_runs, "cpu_ms": 20, "concurrency": 2}),),
+            rows=(
+                Row("runs/s with 1 worker", "one_rate", "/s", ratio=False),
+                Row("runs/s with 2 workers", "two_rate", "/s", ratio=False),
+                Row("workers that ran some (of 2)", "two_workers_used", "count", ratio=False),
+                Row(
+                    "2 workers / 1 worker (throughput)",
+                    "speedup",
+                    "count",
+                    Target(">=", 1.7, text=">= 1.7 x"),
+                    False,
+                ),
+            ),
+            timeout=900,
+        ),
+        Scenario(
+            name="workers-burst",
+            group="workers",
+            title=f"14. {burst:,} one-time tasks due at once on PostgreSQL, a leader and 2 workers",
+            steps=(Step("ours", "workers_burst", {"n": burst, "workers": 2}),),
+            rows=(
+                Row(
+                    "runs that ran", "ran", "count", Target("==", burst, text=f"= {burst:,}"), False
+                ),
+                Row("missed or lost", "missed", "count", Target("==", 0, text="= 0"), False),
+                Row("dispatch lateness p50 (s)", "dispatch_p50", "s", ratio=False),
+                Row(
+                    "dispatch lateness p99 (s)",
+                    "dispatch_p99",
+                    "s",
+                    Target("<=", 1.0, text="<= 1 s"),
+                    False,
+                ),
+                Row("start lateness p99 (s)", "start_p99", "s", ratio=False),
+                Row("all finished (s after due)", "finished", "s", ratio=False),
+                Row("workers that ran some", "workers_used", "count", ratio=False),
+            ),
+            timeout=900,
+        ),
+    ]
 
 
 def _million(quick: bool, first: dict[str, Any], *, database: str) -> Scenario:

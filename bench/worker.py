@@ -24,7 +24,19 @@ from bench.measure import MeasurementError, Result, peak_rss_mb
 __all__ = ["MEASUREMENTS", "main"]
 
 MEASUREMENTS = {
-    "ours": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain", "sdk", "api_load"},
+    "ours": {
+        "burst",
+        "adds",
+        "steady",
+        "seed",
+        "arm",
+        "persisted",
+        "chain",
+        "sdk",
+        "api_load",
+        "workers_cpu",
+        "workers_burst",
+    },
     "baseline": {"burst", "adds", "steady", "seed", "arm", "persisted", "chain", "sdk"},
     "bare": {"gather", "loop"},
 }

@@ -2,18 +2,21 @@
 
 ``graph`` answers at once (a trivial graph: what is measured is what surrounds it);
 ``sleepy_graph`` first awaits ``asyncio.sleep`` (I/O-bound, like an LLM call) for scenario 6:
-1 second, or what :func:`set_sleep` says (``--quick`` uses a shorter sleep).
+1 second, or what :func:`set_sleep` says (``--quick`` uses a shorter sleep); ``cpu_graph``
+burns CPU (scenario 13, workers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
-__all__ = ["graph", "graph_named", "set_sleep", "sleepy_graph"]
+__all__ = ["cpu_graph", "graph", "graph_named", "set_sleep", "sleepy_graph"]
 
 _sleep_seconds = 1.0
 
@@ -42,8 +45,20 @@ def _build(node: Any) -> Any:
     return builder.compile()
 
 
+def burn(state: MessagesState) -> dict[str, Any]:
+    """Answer after about ``BENCH_CPU_MS`` (20) ms of CPU time, holding the GIL (a CPU-bound
+    tool): a sync node, which LangGraph runs on a thread of the process."""
+    seconds = float(os.environ.get("BENCH_CPU_MS", "20")) / 1000
+    until = time.thread_time() + seconds
+    spins = 0
+    while time.thread_time() < until:
+        spins += sum(range(200))
+    return {"messages": [AIMessage(f"done {spins > 0}")]}
+
+
 graph = _build(answer)
 sleepy_graph = _build(answer_later)
+cpu_graph = _build(burn)
 
 
 def graph_named(name: str) -> Any:

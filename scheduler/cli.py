@@ -33,6 +33,7 @@ from scheduler.exceptions import (
 from scheduler.render import Output
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
+from scheduler.workers import commands as worker_commands
 from scheduler.workflow_commands import add_after_flags, cmd_graph
 
 __all__ = ["main"]
@@ -148,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the HTTP API, the LangGraph crons API and the dashboard "
         "(SCHEDULER_HTTP_ADDRESS)",
     )
+    command(
+        "worker",
+        worker_commands.cmd_worker,
+        "execute queued runs, schedule nothing (PostgreSQL; SCHEDULER_ROLE=worker)",
+        json=False,
+    )
+    command("workers", worker_commands.cmd_workers, "list the worker processes and their leases")
     p = command(
         "scaffold", commands.cmd_scaffold, "add the scheduler to a LangGraph project", json=False
     )
@@ -160,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_WITHOUT_DATABASE = {"next", "serve", "scaffold"}
+_WITHOUT_DATABASE = {"next", "serve", "worker", "scaffold"}
 
 
 def _fail(message: str, status: int) -> NoReturn:

@@ -33,6 +33,7 @@ from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow
 from scheduler.triggers import Backlog, backlog
+from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["Dispatcher"]
 
@@ -64,8 +65,10 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         settings: Settings,
         clock: Callable[[], float] = time.time,
         events: EventBus | None = None,
+        shared: SharedAdmission | None = None,
     ) -> None:
         super().__init__(timezone=UTC)
+        self._shared = shared  # workers run what is admitted (else the runner here)
         self._events = events if events is not None else EventBus()
         self._store = store
         self._runner = runner
@@ -179,6 +182,9 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         accepted: list[tuple[PendingRun, Admission]] = []
         with self._store.transaction() as tx:
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
+            shared = self._shared
+            if shared is not None:
+                shared.begin(tx, [row.id for row in rows])
             next_times: list[tuple[str, float | None]] = []
             records: list[RunRow] = []
             finals: list[tuple[RunRow, TaskDefinition]] = []  # skipped / missed: final now
@@ -206,13 +212,21 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                         scheduled_for=found.last_due.timestamp(),
                         occurrences=found.due,
                     )
-                    admission = self._runner.admit(task)
+                    if shared is not None:
+                        admission = shared.admit(task)
+                    else:
+                        admission = self._runner.admit(task)
                     records.append(self._due_record(pending, admission, now))
                     accepted.append((pending, admission))
                     if admission is Admission.SKIP:
                         finals.append((records[-1], task))
+                    elif shared is not None:
+                        shared.stamp(records[-1], task)
             tx.set_next_run_times(next_times)
             tx.insert_runs(records)
+            if shared is not None:
+                shared.end(tx)
+                accepted.clear()
         for pending, admission in accepted:
             self._runner.accept(pending, admission)
         if self._events:

@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,25 @@ def _custom(section: dict[str, Any], config: LangGraphConfig) -> Any:
     return made()
 
 
+def _one_at_a_time(pool: Any, setup: Callable[[], Any]) -> None:
+    """Run a PostgreSQL saver's ``setup`` (its migrations) under an advisory lock: workers
+    starting together would otherwise race to create the same tables and types. The lock is
+    polled, never waited for inside a statement: a waiting statement would hold up the
+    ``CREATE INDEX CONCURRENTLY`` of the process that holds the lock (a deadlock)."""
+    import psycopg
+
+    with psycopg.connect(pool.conninfo, autocommit=True) as conn:
+        while not conn.execute(_TRY_SETUP_LOCK).fetchone()[0]:  # type: ignore[index]
+            time.sleep(0.1)
+        try:
+            setup()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('langgraph-scheduler-setup'))")
+
+
+_TRY_SETUP_LOCK = "SELECT pg_try_advisory_lock(hashtext('langgraph-scheduler-setup'))"
+
+
 def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
     custom = _custom(config.checkpointer, config)
     if custom is not None:
@@ -160,7 +180,7 @@ def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> A
         saver_class, pool = _postgres_pool(url, "checkpointer")
         prepared._closers.append(pool.close)
         saver = _threaded_saver(saver_class)(pool)
-        saver.setup()
+        _one_at_a_time(pool, saver.setup)
         return saver
     raise GraphLoadError(url, f"no checkpointer for {backend} databases; set one in langgraph.json")
 
@@ -191,9 +211,11 @@ def _store(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
         store_class, pool = _postgres_pool(url, "store")
         prepared._closers.append(pool.close)
         inner = store_class(pool, index=index, ttl=ttl)
+        _one_at_a_time(pool, inner.setup)
     else:
         raise GraphLoadError(url, f"no store for {backend} databases; set one in langgraph.json")
-    inner.setup()
+    if backend == "sqlite":
+        inner.setup()
     if ttl and ttl.get("sweep_interval_minutes"):
         inner.start_ttl_sweeper()
         prepared._closers.append(inner.stop_ttl_sweeper)

@@ -58,10 +58,12 @@ class RunLog:
     Args:
         store: Where to write.
         interval: Seconds between background flushes.
+        owner: A worker's id, written as the ``worker`` of the runs inserted here.
     """
 
-    def __init__(self, store: Store, *, interval: float = 0.05) -> None:
+    def __init__(self, store: Store, *, interval: float = 0.05, owner: str | None = None) -> None:
         self._store = store
+        self._owner = owner  # a worker: the runs it inserts (retries) are its own
         self._interval = interval
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -78,6 +80,8 @@ class RunLog:
 
     def insert(self, row: RunRow) -> None:
         """Buffer a new run record."""
+        if self._owner is not None and row.worker is None:
+            row.worker = self._owner
         with self._lock:
             self._inserts[row.id] = row
 

@@ -81,6 +81,7 @@ class Runner(RunnerWaiting):
         )
         self._idle = asyncio.Event()
         self._idle.set()
+        self.on_slot_free: Callable[[], None] | None = None  # a worker claims more then
 
     # -- admission ------------------------------------------------------------------------
 
@@ -155,6 +156,11 @@ class Runner(RunnerWaiting):
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    @property
+    def free_slots(self) -> int:
+        """Runs that could start now without waiting for a slot."""
+        return max(0, self._settings.max_concurrent_runs - len(self._running) - len(self._heap))
 
     @property
     def waiting_count(self) -> int:
@@ -321,6 +327,8 @@ class Runner(RunnerWaiting):
                 )
         self._pump()
         self._check_idle()
+        if self.on_slot_free is not None:
+            self.on_slot_free()
 
     # -- stopping -------------------------------------------------------------------------
 

@@ -87,6 +87,8 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    if settings.role == "worker":
+        return await _work(scheduler, settings, stopping)
     http: Any = None
     try:
         if settings.http_address:
@@ -101,6 +103,29 @@ async def serve(settings: Settings) -> int:
             await http.stop()
         await scheduler.stop()
     return 0
+
+
+async def _work(scheduler: TaskScheduler, settings: Settings, stopping: asyncio.Event) -> int:
+    """Role ``worker``: execute queued runs until a signal (or until the lease is lost:
+    then exit 1, for the service manager to start a fresh worker)."""
+    from scheduler.workers import Worker
+
+    scheduler.store.setup()
+    scheduler.graph()  # fail now, not at the first run
+    worker = Worker(store=scheduler.store, settings=settings, graph=scheduler.graph)
+    worker.start()
+    logger.info("press Ctrl+C to stop")
+    waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(worker.done.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        if not worker.done.is_set():
+            await worker.stop(settings.stop_grace_seconds)
+        await worker.done.wait()
+        scheduler.close()
+    return 1 if worker.failed else 0
 
 
 def _http_server(scheduler: TaskScheduler, settings: Settings) -> Any:

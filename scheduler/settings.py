@@ -128,6 +128,18 @@ class Settings(BaseSettings):
         description="Keep objects alive at start() out of garbage-collector scans until "
         "stop() (gc.freeze)",
     )
+    # Several processes on PostgreSQL (python -m scheduler worker).
+    role: Literal["all", "scheduler", "worker"] = Field(
+        default="all",
+        description="all: schedule and run (one process, or a standby); scheduler: only "
+        "schedule, workers run (PostgreSQL); worker: only run queued runs (PostgreSQL)",
+    )
+    worker_lease_seconds: float = Field(
+        default=30,
+        ge=1,
+        description="A worker silent this long is declared dead: its running runs are "
+        "recorded interrupted and retried by policy; it heartbeats every lease/6 s",
+    )
     # The HTTP server (python -m scheduler serve --http, or main.py with an address).
     http_address: str | None = Field(
         default=None,

@@ -18,12 +18,14 @@ from scheduler.events import EventBus
 from scheduler.exceptions import DefinitionError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
-from scheduler.pending import PendingRun, new_run_id, retry_delay
-from scheduler.rows import decode, queued_run, settled, upstream_of
-from scheduler.runlog import Ended, RunLog
+from scheduler.pending import PendingRun
+from scheduler.recovery import Recovery, tasks_of
+from scheduler.rows import decode, settled
+from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
-from scheduler.storage import RunRow, Store, Transaction
+from scheduler.storage import RunRow, Store
+from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["Supervisor"]
 
@@ -62,11 +64,27 @@ class Supervisor:
         self.runner = Runner(
             settings=settings, run_log=self.run_log, graph=graph, clock=clock, events=self.events
         )
+        # Role "scheduler": workers execute the runs; this process only dispatches them.
+        self.shared = SharedAdmission(settings) if settings.role == "scheduler" else None
         self.dispatcher = Dispatcher(
-            store=store, runner=self.runner, settings=settings, clock=clock, events=self.events
+            store=store,
+            runner=self.runner,
+            settings=settings,
+            clock=clock,
+            events=self.events,
+            shared=self.shared,
         )
         self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop)
+        self.recovery = Recovery(
+            store=store,
+            settings=settings,
+            clock=clock,
+            followers=self.followers,
+            shared=self.shared,
+        )
+        self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
+        self._last_reap = 0.0
         self.lock: LeaderLock = leader_lock_for(store)
         self.active = False
         self._poll_task: asyncio.Task[None] | None = None
@@ -92,13 +110,16 @@ class Supervisor:
     def _activate(self) -> None:
         self.followers.refresh()
         self._warm_followers()
-        recovered = self._recover()
+        recovered = self.recovery.recover()
         self.run_log.start()
         self.dispatcher.start()
         self.active = True
         for pending in recovered:
             self.runner.submit(pending)
-        self._take_waiting()
+        if self.shared is None:
+            self._take_waiting()
+        else:
+            self._share_waiting()
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
 
     async def stop(self, grace_seconds: float) -> None:
@@ -116,149 +137,6 @@ class Supervisor:
                 logger.error("could not write the last run records: %s", exc)
             self.active = False
         self.lock.release()
-
-    # -- recovery -------------------------------------------------------------------------
-
-    def _recover(self) -> list[PendingRun]:
-        """Settle runs left by a previous process: ``running`` ones were cut off
-        (``interrupted``; retried as a new attempt when the task's ``max_retries`` allows);
-        ``queued`` ones never reached the graph (a run's start is committed before the
-        graph is called), so they run now if still inside their catch-up window, else they
-        are ``missed``."""
-        now = self.clock()
-        resumed: list[PendingRun] = []
-        changes: list[dict[str, Any]] = []
-        retries: list[RunRow] = []
-        ended: list[Ended] = []
-        with self.store.transaction() as tx:
-            running = tx.runs_with_status([RunStatus.RUNNING])
-            queued = tx.runs_with_status([RunStatus.QUEUED])
-            tasks = self._tasks_of(tx, [*running, *queued])
-            for run in running:
-                changes.append(
-                    settled(
-                        run.id,
-                        RunStatus.INTERRUPTED,
-                        now=now,
-                        kind="Interrupted",
-                        message="the scheduler process ended while this run was in flight (crash, "
-                        "kill or power loss); it is not run again",
-                    )
-                )
-                retry = self._retry_of(run, tasks.get(run.task_id), now)
-                if retry is not None:
-                    retries.append(retry[0])
-                    resumed.append(retry[1])
-                else:
-                    ended.append(Ended(run.task_id, run.id, RunStatus.INTERRUPTED, now))
-            for run in queued:
-                loaded = tasks[run.task_id]
-                if isinstance(loaded, str) or run.problem is not None:
-                    reason = f"its record cannot be read: {run.problem}" if run.problem else loaded
-                    changes.append(
-                        settled(
-                            run.id,
-                            RunStatus.CANCELLED,
-                            now=now,
-                            kind="TaskUnavailable",
-                            message=str(reason),
-                        )
-                    )
-                    continue
-                grace = loaded.misfire_grace_seconds
-                if grace is None:
-                    grace = self.settings.misfire_grace_seconds
-                since = max(run.scheduled_for, run.not_before or 0.0)
-                if run.trigger == RunTrigger.MANUAL:
-                    since = max(since, run.queued_at)
-                if now - since > grace:
-                    message = (
-                        "queued when the scheduler stopped; now outside the catch-up window "
-                        f"of {grace:g} s"
-                    )
-                    changes.append(
-                        settled(run.id, RunStatus.MISSED, now=now, kind="Missed", message=message)
-                    )
-                    continue
-                resumed.append(
-                    PendingRun(
-                        run_id=run.id,
-                        task=loaded,
-                        scheduled_for=run.scheduled_for,
-                        attempt=run.attempt,
-                        trigger=RunTrigger(run.trigger),
-                        not_before=run.not_before,
-                        occurrences=run.occurrences,
-                        upstream=upstream_of(run)[0],
-                    )
-                )
-            tx.update_runs(changes)
-            tx.insert_runs(retries)
-            resumed += self.followers.follow(tx, ended) if ended else []
-        if changes or resumed:
-            logger.warning(
-                "recovered runs left by the previous process: %d interrupted (%d retried as a "
-                "new attempt), %d queued run(s) resumed, %d settled otherwise",
-                len(running),
-                len(retries),
-                len(resumed) - len(retries),
-                len(changes) - len(running),
-            )
-        return resumed
-
-    def _tasks_of(self, tx: Transaction, runs: list[RunRow]) -> dict[str, TaskDefinition | str]:
-        """The definitions of the tasks of ``runs``, or why each cannot be had."""
-        rows = tx.get_tasks({run.task_id for run in runs})
-        tasks: dict[str, TaskDefinition | str] = {}
-        for run in runs:
-            row = rows.get(run.task_id)
-            if run.task_id in tasks:
-                continue
-            if row is None:
-                tasks[run.task_id] = "its task was removed"
-                continue
-            try:
-                tasks[run.task_id] = decode(row)
-            except DefinitionError as exc:
-                tasks[run.task_id] = f"its task cannot be loaded: {exc}"
-        return tasks
-
-    def _retry_of(
-        self, run: RunRow, task: TaskDefinition | str | None, now: float
-    ) -> tuple[RunRow, PendingRun] | None:
-        """The retry of an interrupted run, when its task's retry policy allows one."""
-        if not isinstance(task, TaskDefinition) or run.problem is not None:
-            return None
-        max_retries = task.max_retries
-        if max_retries is None:
-            max_retries = self.settings.max_retries
-        if run.attempt > max_retries:
-            return None
-        delay = retry_delay(
-            run.attempt,
-            base=task.retry_delay_seconds or self.settings.retry_delay_seconds,
-            cap=self.settings.retry_max_delay_seconds,
-        )
-        pending = PendingRun(
-            run_id=new_run_id(),
-            task=task,
-            scheduled_for=run.scheduled_for,
-            attempt=run.attempt + 1,
-            trigger=RunTrigger.RETRY,
-            not_before=now + delay,
-            upstream=upstream_of(run)[0],
-        )
-        row = queued_run(
-            pending.run_id,
-            task.id,
-            scheduled_for=pending.scheduled_for,
-            queued_at=now,
-            trigger=RunTrigger.RETRY,
-            attempt=pending.attempt,
-            not_before=pending.not_before,
-            upstream=pending.upstream,
-        )
-        return row, pending
 
     # -- polling --------------------------------------------------------------------------
 
@@ -310,9 +188,16 @@ class Supervisor:
         elif self._overdue():
             logger.warning("the dispatcher missed its wake-up; waking it")
             self.dispatcher.wakeup()
+        if self._reaps and self.clock() - self._last_reap >= self._reap_every:
+            self._last_reap = self.clock()
+            self.recovery.reap(self.settings.worker_lease_seconds)
         if self.clock() - self._last_prune > _PRUNE_EVERY:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
+
+    @property
+    def _reap_every(self) -> float:
+        return min(self.settings.worker_lease_seconds / 4, 5.0)
 
     def _overdue(self) -> bool:
         return self.loop.time() - self.dispatcher.last_processed > 65.0
@@ -320,11 +205,15 @@ class Supervisor:
     def _take_waiting(self) -> None:
         """Hold the runs found ``waiting`` (they wait across restarts) and resume those
         answered while no scheduler ran."""
-        runs = self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
+        runs = [
+            run
+            for run in self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
+            if run.worker is None
+        ]
         if not runs:
             return
         with self.store.transaction() as tx:
-            tasks = self._tasks_of(tx, runs)
+            tasks = tasks_of(tx, runs)
         for run in runs:
             task = tasks[run.task_id]
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:
@@ -344,6 +233,19 @@ class Supervisor:
             self.runner.hold_waiting(pending, thread_id=run.thread_id, since=since)
         logger.info("%d run(s) waiting for an answer", len(runs))
         self._take_answers(runs)
+
+    def _share_waiting(self) -> None:
+        """Hand the runs a process of role ``all`` left waiting to the workers."""
+        with self.store.transaction() as tx:
+            runs = [r for r in tx.runs_with_status([RunStatus.WAITING]) if r.worker is None]
+            tasks = tasks_of(tx, runs)
+            assert self.shared is not None
+            self.shared.share(
+                tx,
+                [(r.id, t) for r in runs if isinstance(t := tasks[r.task_id], TaskDefinition)],
+                overlap=False,
+            )
+            self.shared.end(tx)
 
     def _take_answers(self, runs: list[RunRow] | None = None) -> None:
         """Resume the waiting runs held here whose answer has been recorded (by
@@ -366,11 +268,14 @@ class Supervisor:
     def _pick_up_changes(self) -> None:
         """Start runs requested elsewhere (``run`` from the CLI), resume runs answered
         elsewhere, and drop waiting runs of tasks removed elsewhere."""
-        self._take_answers()
+        if self.shared is None:
+            self._take_answers()
         requested = [
             run
             for run in self.store.list_runs(statuses=[RunStatus.QUEUED], limit=None)
-            if run.trigger == RunTrigger.MANUAL and not self.runner.knows(run.id)
+            if run.trigger == RunTrigger.MANUAL
+            and run.worker is None
+            and not self.runner.knows(run.id)
         ]
         waiting = self.runner.task_ids()
         if not requested and not waiting:
@@ -379,6 +284,7 @@ class Supervisor:
             rows = tx.get_tasks({r.task_id for r in requested} | waiting)
         for task_id in waiting - rows.keys():
             self.runner.forget_task(task_id, "the task was removed")
+        shares: list[tuple[str, TaskDefinition]] = []
         for run in requested:
             row = rows.get(run.task_id)
             try:
@@ -390,6 +296,9 @@ class Supervisor:
                     run.id, RunStatus.CANCELLED, "TaskUnavailable", "its task is gone or unloadable"
                 )
                 continue
+            if self.shared is not None:
+                shares.append((run.id, task))
+                continue
             self.runner.submit(
                 PendingRun(
                     run_id=run.id,
@@ -398,6 +307,10 @@ class Supervisor:
                     trigger=RunTrigger.MANUAL,
                 )
             )
+        if shares and self.shared is not None:
+            with self.store.transaction() as tx:  # a run now ignores the overlap policy
+                self.shared.share(tx, shares, overlap=False)
+                self.shared.end(tx)
 
     async def _prune(self) -> None:
         try:

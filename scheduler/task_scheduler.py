@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 from scheduler import gcfreeze
 from scheduler.async_api import AsyncTaskAPI
 from scheduler.events import EventBus, Listener, RunEvent
-from scheduler.exceptions import (
-    SchedulerNotRunningError,
-)
+from scheduler.exceptions import SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
@@ -122,6 +120,15 @@ class TaskScheduler(AsyncTaskAPI):
             raise SchedulerNotRunningError(
                 "start() (inside a running event loop, e.g. from an async def)"
             ) from None
+        if self.settings.role != "all":
+            from scheduler.workers import require_postgres
+
+            require_postgres(self._store, self.settings.role)
+            if self.settings.role == "worker":
+                raise SchedulerError(
+                    "SCHEDULER_ROLE=worker runs queued runs and schedules nothing: start it "
+                    "with 'python -m scheduler worker' (or main.py), not TaskScheduler.start()"
+                )
         self._store.setup()
         self.graph()  # fail now, not at the first firing
         supervisor = Supervisor(

@@ -6,8 +6,9 @@ answers (``sleep-fail:1.5`` sleeps then raises), ``fail-until:N`` fails the firs
 of a thread-less task and then succeeds (counted in a file named by the task's metadata
 ``counter``), ``record`` appends the run id
 and process id to the file named by the metadata ``log`` (synced to disk) and then, when
-``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL, anything else is
-echoed. Each
+``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL
+(``record-sleep:2`` records ``RUN start TIME``, sleeps, then records ``RUN end TIME``),
+anything else is echoed. Each
 answer says what the node saw (prompt, thread id, metadata), so tests assert on real calls.
 """
 
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]
             raise CommandError("failing on command")
     if command == "record":
         _record(Path(str(metadata["log"])), str(metadata["run_id"]))
+    if command.startswith("record-sleep:"):  # a start and an end line, around a sleep
+        log, run_id = Path(str(metadata["log"])), str(metadata["run_id"])
+        _record(log, f"{run_id} start {time.time():.6f}")
+        await asyncio.sleep(float(command.split(":", 1)[1]))
+        _record(log, f"{run_id} end {time.time():.6f}")
     if command.startswith("fail-until:"):
         calls = _count_call(Path(str(metadata["counter"])))
         if calls < int(command.split(":", 1)[1]):

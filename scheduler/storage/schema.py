@@ -37,9 +37,10 @@ __all__ = [
     "tasks_table",
     "threads_table",
     "waits_table",
+    "workers_table",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -83,6 +84,11 @@ runs_table = Table(
     Column("waiting_since", Float),
     # Schema 4: workflows.
     Column("upstream", Text),  # JSON: the upstream runs a dependency run was started by
+    # Schema 6: workers. NULL: run by the active scheduler's process (role ``all``); "*":
+    # queued for any worker to claim; else the id of the worker that holds it.
+    Column("worker", String(255)),
+    Column("max_running", Integer),  # a worker claims it only below this many of its task's
+    Column("priority_rank", Integer),  # claim order (0 = critical), then scheduled_for
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
     Index("ix_scheduler_runs_thread", "thread_id", "id"),  # schema 5: runs of a thread
@@ -128,6 +134,17 @@ deliveries_table = Table(
     Column("at", Float, nullable=False),
     Column("status_code", Integer),
     Column("error", Text),
+)
+
+# Schema 6: worker processes and their heartbeats (database time, UNIX seconds).
+workers_table = Table(
+    "scheduler_workers",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
 )
 
 notices_table = Table(
@@ -197,6 +214,9 @@ class RunRow:
     answer: str | None = None
     waiting_since: float | None = None
     upstream: str | None = None
+    worker: str | None = None
+    max_running: int | None = None
+    priority_rank: int | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
@@ -256,7 +276,9 @@ class _Checker:
         self._bad(column, value, "text")
         return None if optional else default
 
-    def count(self, column: str, value: Any, *, low: int = 0) -> int:
+    def count(self, column: str, value: Any, *, low: int = 0, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
         if type(value) is int and low <= value <= 2**31:
             return value
         if type(value) is float and value.is_integer() and low <= value <= 2**31:
@@ -347,6 +369,9 @@ def run_row(row: Any) -> RunRow:
         answer=check.text("answer", values["answer"], optional=True),
         waiting_since=check.time("waiting_since", values["waiting_since"], optional=True),
         upstream=check.text("upstream", values["upstream"], optional=True),
+        worker=check.text("worker", values["worker"], optional=True),
+        max_running=check.count("max_running", values["max_running"], low=1, optional=True),
+        priority_rank=check.count("priority_rank", values["priority_rank"], optional=True),
     )
     if type(values["id"]) is not str:
         check.problems.insert(0, f"column id holds {values['id']!r}, not text")

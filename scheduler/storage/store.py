@@ -25,17 +25,15 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
-    inspect,
     or_,
     select,
-    update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from scheduler.exceptions import StorageError
+from scheduler.storage.migrate import create_tables, insert_ignore, migrate
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
     SCHEMA_VERSION,
@@ -133,16 +131,19 @@ class Store:
                     f"cannot open SQLite database {self.sqlite_path}: "
                     f"directory {self.sqlite_path.parent} does not exist"
                 )
-            metadata.create_all(self.engine)
+            if self.is_sqlite:
+                metadata.create_all(self.engine)
             with self.engine.connect() as conn:
                 conn.execution_options(immediate=True)
                 with conn.begin():
+                    if not self.is_sqlite:
+                        create_tables(conn)
                     schema = conn.execute(
                         select(meta_table.c.value).where(meta_table.c.key == "schema")
                     ).scalar()
                     if schema is None:
-                        _insert_ignore(conn, "schema", SCHEMA_VERSION)
-                        _insert_ignore(conn, "revision", 0)
+                        insert_ignore(conn, "schema", SCHEMA_VERSION)
+                        insert_ignore(conn, "revision", 0)
                     elif schema > SCHEMA_VERSION:
                         raise StorageError(
                             f"database {self.display_url} has schema version {schema}, "
@@ -150,7 +151,7 @@ class Store:
                             f"{SCHEMA_VERSION}); upgrade the package"
                         )
                     elif schema < SCHEMA_VERSION:
-                        _migrate(conn, schema)
+                        migrate(conn, schema)
         self._set_up = True
 
     def close(self) -> None:
@@ -391,30 +392,3 @@ class Store:
         if changes:
             with self.transaction() as tx:
                 tx.update_runs(changes)
-
-
-def _migrate(conn: Connection, schema: int) -> None:
-    """Bring a database of an older schema up to :data:`SCHEMA_VERSION`: add the columns and
-    indexes it lacks (every change so far only adds nullable columns and indexes), then
-    record the version."""
-    for table in (tasks_table, runs_table):
-        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-        indexes = {index["name"] for index in inspect(conn).get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in indexes:
-                index.create(conn)
-    conn.execute(
-        update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION)
-    )
-
-
-def _insert_ignore(conn: Connection, key: str, value: int) -> None:
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(meta_table).values(key=key, value=value))
-    except IntegrityError:
-        pass  # another process created it first

@@ -1,0 +1,253 @@
+"""Settling runs whose process is gone: runs left by a previous active scheduler (at
+start), and runs held by a worker whose lease ran out (the reaper).
+
+A ``running`` run was cut off: it becomes ``interrupted`` and, when the task's
+``max_retries`` allows, is retried as a new attempt. A ``queued`` one never reached the
+graph (a run's start is committed before the graph is called), so it runs now if still
+inside its catch-up window, else it is ``missed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from scheduler.dependencies.follow import Followers
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.exceptions import DefinitionError
+from scheduler.models import TaskDefinition
+from scheduler.pending import PendingRun, new_run_id, retry_delay
+from scheduler.rows import decode, queued_run, settled, upstream_of
+from scheduler.runlog import Ended
+from scheduler.settings import Settings
+from scheduler.storage import RunRow, Store, Transaction
+from scheduler.storage.workers import reap_workers
+from scheduler.workers.admission import SharedAdmission
+
+__all__ = ["Recovery", "tasks_of"]
+
+logger = logging.getLogger("scheduler.supervisor")
+
+_CUT_OFF = (
+    "the scheduler process ended while this run was in flight (crash, kill or power loss); "
+    "it is not run again"
+)
+
+
+def tasks_of(tx: Transaction, runs: list[RunRow]) -> dict[str, TaskDefinition | str]:
+    """The definitions of the tasks of ``runs``, or why each cannot be had."""
+    rows = tx.get_tasks({run.task_id for run in runs})
+    tasks: dict[str, TaskDefinition | str] = {}
+    for run in runs:
+        row = rows.get(run.task_id)
+        if run.task_id in tasks:
+            continue
+        if row is None:
+            tasks[run.task_id] = "its task was removed"
+            continue
+        try:
+            tasks[run.task_id] = decode(row)
+        except DefinitionError as exc:
+            tasks[run.task_id] = f"its task cannot be loaded: {exc}"
+    return tasks
+
+
+class Recovery:
+    """Settles the runs of processes that are gone.
+
+    Args:
+        store: The database.
+        settings: Defaults (retries, catch-up window).
+        clock: UNIX time source.
+        followers: Queues the runs that follow a run's final outcome.
+        shared: Set on a leader whose runs workers execute: what is resumed is queued for
+            them instead of returned.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        clock: Callable[[], float],
+        followers: Followers,
+        shared: SharedAdmission | None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.followers = followers
+        self.shared = shared
+
+    def recover(self) -> list[PendingRun]:
+        """Settle the runs a previous active scheduler process left (never those of
+        workers: the reaper settles theirs); return the runs to start here."""
+        now = self.clock()
+        resumed: list[PendingRun] = []
+        changes: list[dict[str, Any]] = []
+        with self.store.transaction() as tx:
+            running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
+            queued = [r for r in tx.runs_with_status([RunStatus.QUEUED]) if r.worker is None]
+            tasks = tasks_of(tx, [*running, *queued])
+            retried = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed)
+            for run in queued:
+                loaded = tasks[run.task_id]
+                if isinstance(loaded, str) or run.problem is not None:
+                    reason = f"its record cannot be read: {run.problem}" if run.problem else loaded
+                    changes.append(
+                        settled(
+                            run.id,
+                            RunStatus.CANCELLED,
+                            now=now,
+                            kind="TaskUnavailable",
+                            message=str(reason),
+                        )
+                    )
+                    continue
+                grace = loaded.misfire_grace_seconds
+                if grace is None:
+                    grace = self.settings.misfire_grace_seconds
+                since = max(run.scheduled_for, run.not_before or 0.0)
+                if run.trigger == RunTrigger.MANUAL:
+                    since = max(since, run.queued_at)
+                if now - since > grace:
+                    message = (
+                        "queued when the scheduler stopped; now outside the catch-up window "
+                        f"of {grace:g} s"
+                    )
+                    changes.append(
+                        settled(run.id, RunStatus.MISSED, now=now, kind="Missed", message=message)
+                    )
+                    continue
+                resumed.append(
+                    PendingRun(
+                        run_id=run.id,
+                        task=loaded,
+                        scheduled_for=run.scheduled_for,
+                        attempt=run.attempt,
+                        trigger=RunTrigger(run.trigger),
+                        not_before=run.not_before,
+                        occurrences=run.occurrences,
+                        upstream=upstream_of(run)[0],
+                    )
+                )
+            tx.update_runs(changes)
+            resumed = self._handed_over(tx, resumed)
+        if running or queued:
+            logger.warning(
+                "recovered runs left by the previous process: %d interrupted (%d retried as a "
+                "new attempt), %d queued run(s) resumed, %d settled otherwise",
+                len(running),
+                retried,
+                len(queued) - len(changes),
+                len(changes),
+            )
+        return resumed
+
+    def reap(self, lease: float) -> int:
+        """Settle the runs of workers whose heartbeat is older than ``lease`` seconds:
+        running ones ``interrupted`` (and retried per policy, by any worker), the ones they
+        held but had not started back to any worker. Returns how many workers were gone."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            dead, running, released = reap_workers(tx, lease=lease)
+            if not dead:
+                return 0
+            tasks = tasks_of(tx, running)
+            names = ", ".join(dead)
+            message = (
+                f"worker {names} stopped renewing its lease of {lease:g} s (killed, crashed or "
+                "cut off) while this run was in flight; it is not run again"
+            )
+            resumed: list[PendingRun] = []
+            retried = self._interrupt(tx, running, tasks, now, message, resumed)
+            self._handed_over(tx, resumed, force_share=True)
+        logger.warning(
+            "worker(s) %s stopped renewing their lease: %d run(s) interrupted (%d retried as a "
+            "new attempt), %d queued or waiting run(s) released to the other workers",
+            names,
+            len(running),
+            retried,
+            released,
+        )
+        return len(dead)
+
+    def _interrupt(
+        self,
+        tx: Transaction,
+        running: list[RunRow],
+        tasks: dict[str, TaskDefinition | str],
+        now: float,
+        message: str,
+        resumed: list[PendingRun],
+    ) -> int:
+        """Record ``running`` interrupted, insert their retries (added to ``resumed``) and
+        queue what follows the ones that are final. Returns how many are retried."""
+        changes: list[dict[str, Any]] = []
+        retries: list[RunRow] = []
+        ended: list[Ended] = []
+        for run in running:
+            changes.append(
+                settled(run.id, RunStatus.INTERRUPTED, now=now, kind="Interrupted", message=message)
+            )
+            retry = self._retry_of(run, tasks.get(run.task_id), now)
+            if retry is not None:
+                retries.append(retry[0])
+                resumed.append(retry[1])
+            else:
+                ended.append(Ended(run.task_id, run.id, RunStatus.INTERRUPTED, now))
+        tx.update_runs(changes)
+        tx.insert_runs(retries)
+        resumed += self.followers.follow(tx, ended) if ended else []
+        return len(retries)
+
+    def _handed_over(
+        self, tx: Transaction, resumed: list[PendingRun], *, force_share: bool = False
+    ) -> list[PendingRun]:
+        """With workers, queue ``resumed`` for them and return nothing to start here."""
+        shared = self.shared
+        if shared is None and force_share:
+            shared = SharedAdmission(self.settings)
+        if shared is None:
+            return resumed
+        shared.share(tx, [(p.run_id, p.task) for p in resumed], overlap=False)
+        shared.end(tx)
+        return []
+
+    def _retry_of(
+        self, run: RunRow, task: TaskDefinition | str | None, now: float
+    ) -> tuple[RunRow, PendingRun] | None:
+        """The retry of an interrupted run, when its task's retry policy allows one."""
+        if not isinstance(task, TaskDefinition) or run.problem is not None:
+            return None
+        max_retries = task.max_retries
+        if max_retries is None:
+            max_retries = self.settings.max_retries
+        if run.attempt > max_retries:
+            return None
+        delay = retry_delay(
+            run.attempt,
+            base=task.retry_delay_seconds or self.settings.retry_delay_seconds,
+            cap=self.settings.retry_max_delay_seconds,
+        )
+        pending = PendingRun(
+            run_id=new_run_id(),
+            task=task,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            trigger=RunTrigger.RETRY,
+            not_before=now + delay,
+            upstream=upstream_of(run)[0],
+        )
+        row = queued_run(
+            pending.run_id,
+            task.id,
+            scheduled_for=pending.scheduled_for,
+            queued_at=now,
+            trigger=RunTrigger.RETRY,
+            attempt=pending.attempt,
+            not_before=pending.not_before,
+            upstream=pending.upstream,
+        )
+        return row, pending

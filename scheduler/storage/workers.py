@@ -1,0 +1,325 @@
+"""The SQL of worker processes (PostgreSQL only): claims, heartbeats, the reaper's
+queries, and the ``LISTEN`` / ``NOTIFY`` channel that wakes workers.
+
+A run row's ``worker`` column says who executes it: NULL, the active scheduler's own
+process (role ``all``); ``"*"``, any worker (queued for a claim); otherwise the id of the
+worker that claimed it. A claim takes queued ``"*"`` rows with ``FOR UPDATE SKIP LOCKED``
+(workers never wait for each other's rows), in priority order. A row with ``max_running``
+is claimed only while fewer of its task's runs are in progress; a transaction-scoped
+advisory lock per task makes that count and the claim one step across all workers.
+Heartbeats and the reaper's lease use the database's clock, so clocks of machines may differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, text, update
+
+from scheduler.storage.schema import (
+    RunRow,
+    TaskRow,
+    run_row,
+    runs_table,
+    task_row,
+    tasks_table,
+    workers_table,
+)
+from scheduler.storage.store import Store, translated
+from scheduler.storage.transaction import Transaction
+
+__all__ = [
+    "ANY_WORKER",
+    "CHANNEL",
+    "Listener",
+    "WorkerRow",
+    "adopt_waiting",
+    "claim_runs",
+    "in_progress",
+    "list_workers",
+    "notify",
+    "reap_workers",
+    "register_worker",
+    "share_runs",
+    "unregister_worker",
+    "worker_heartbeat",
+]
+
+ANY_WORKER = "*"
+CHANNEL = "langgraph_scheduler_runs"
+
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+_ACTIVE = (
+    "(status IN ('running', 'waiting') OR "
+    "(status = 'queued' AND worker IS NOT NULL AND worker <> '*'))"
+)
+_COUNT_ACTIVE = text(f"SELECT count(*) FROM scheduler_runs WHERE task_id = :task_id AND {_ACTIVE}")
+_TASK_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('scheduler-task/' || :task_id))")
+_CANDIDATES = text(
+    "SELECT id, task_id, max_running FROM scheduler_runs "
+    "WHERE status = 'queued' AND worker = '*' AND (not_before IS NULL OR not_before <= :now) "
+    "ORDER BY COALESCE(priority_rank, :rank), scheduled_for, id "
+    "LIMIT :scan FOR UPDATE SKIP LOCKED"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One registered worker; ``age`` is seconds since its last heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    age: float
+
+
+def _conn(tx: Transaction) -> Any:
+    return tx._conn  # the storage package's own transaction
+
+
+def in_progress(tx: Transaction, task_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+    """Per task: its runs in progress anywhere (queued, running, waiting) and how many of
+    those have not been claimed yet (queued for any worker or not shared)."""
+    if not task_ids:
+        return {}
+    statuses = ("queued", "running", "waiting")
+    unstarted = func.count().filter(
+        (runs_table.c.status == "queued")
+        & (runs_table.c.worker.is_(None) | (runs_table.c.worker == ANY_WORKER))
+    )
+    query = (
+        select(runs_table.c.task_id, func.count(), unstarted)
+        .where(runs_table.c.task_id.in_(list(task_ids)), runs_table.c.status.in_(statuses))
+        .group_by(runs_table.c.task_id)
+    )
+    return {
+        task_id: (int(count), int(waiting or 0))
+        for task_id, count, waiting in _conn(tx).execute(query)
+    }
+
+
+def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int]]) -> None:
+    """Queue runs (``(run id, max_running, priority_rank)``) for any worker to claim."""
+    if runs:
+        _conn(tx).execute(
+            update(runs_table)
+            .where(runs_table.c.id == bindparam("_id"))
+            .values(
+                worker=ANY_WORKER,
+                max_running=bindparam("_max"),
+                priority_rank=bindparam("_rank"),
+            ),
+            [{"_id": run_id, "_max": most, "_rank": rank} for run_id, most, rank in runs],
+        )
+
+
+def notify(tx: Transaction) -> None:
+    """Wake the listening workers when ``tx`` commits."""
+    _conn(tx).execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+def claim_runs(
+    store: Store, worker_id: str, *, now: float, limit: int, default_rank: int
+) -> tuple[list[RunRow], dict[str, TaskRow]]:
+    """Claim up to ``limit`` queued runs for ``worker_id`` (see the module doc); with the
+    rows of their tasks (read, not locked: the leader may be moving their next run)."""
+    if limit <= 0:
+        return [], {}
+    with store.transaction() as tx:
+        conn = _conn(tx)
+        candidates = conn.execute(
+            _CANDIDATES, {"now": now, "rank": default_rank, "scan": limit * 4 + 16}
+        ).all()
+        chosen: list[str] = []
+        claimed_here: dict[str, int] = {}
+        locked: dict[str, bool] = {}
+        for run_id, task_id, max_running in candidates:
+            if len(chosen) >= limit:
+                break
+            if max_running is not None:
+                if task_id not in locked:
+                    locked[task_id] = bool(conn.execute(_TASK_LOCK, {"task_id": task_id}).scalar())
+                if not locked[task_id]:
+                    continue  # another worker is claiming this task's runs right now
+                if task_id not in claimed_here:
+                    claimed_here[task_id] = int(
+                        conn.execute(_COUNT_ACTIVE, {"task_id": task_id}).scalar() or 0
+                    )
+                if claimed_here[task_id] >= max_running:
+                    continue
+            claimed_here[task_id] = claimed_here.get(task_id, 0) + 1
+            chosen.append(run_id)
+        if not chosen:
+            return [], {}
+        rows = conn.execute(
+            update(runs_table)
+            .where(runs_table.c.id.in_(chosen))
+            .values(worker=worker_id)
+            .returning(*runs_table.columns)
+        ).all()
+        runs = [run_row(row) for row in rows]
+        tasks = {
+            task.id: task
+            for task in map(
+                task_row,
+                conn.execute(
+                    select(tasks_table).where(tasks_table.c.id.in_({r.task_id for r in runs}))
+                ),
+            )
+        }
+    order = {run_id: i for i, run_id in enumerate(chosen)}
+    return sorted(runs, key=lambda run: order.get(run.id, 0)), tasks
+
+
+def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:
+    """Take waiting runs that no live worker holds (their worker died or stopped)."""
+    with store.transaction() as tx:
+        conn = _conn(tx)
+        ids = conn.execute(
+            text(
+                "SELECT id FROM scheduler_runs WHERE status = 'waiting' AND worker = '*' "
+                "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+            ),
+            {"limit": limit},
+        ).scalars()
+        chosen = list(ids)
+        if not chosen:
+            return []
+        rows = conn.execute(
+            update(runs_table)
+            .where(runs_table.c.id.in_(chosen))
+            .values(worker=worker_id)
+            .returning(*runs_table.columns)
+        ).all()
+    return [run_row(row) for row in rows]
+
+
+def register_worker(store: Store, worker_id: str, *, host: str, pid: int) -> None:
+    with store.transaction() as tx:
+        _conn(tx).execute(
+            text(
+                "INSERT INTO scheduler_workers (id, host, pid, started_at, heartbeat_at) "
+                f"VALUES (:id, :host, :pid, {_NOW}, {_NOW})"
+            ),
+            {"id": worker_id, "host": host, "pid": pid},
+        )
+
+
+def worker_heartbeat(store: Store, worker_id: str) -> bool:
+    """Renew the lease; False when the worker's row is gone (the reaper declared it dead)."""
+    with store.transaction() as tx:
+        result = _conn(tx).execute(
+            text(f"UPDATE scheduler_workers SET heartbeat_at = {_NOW} WHERE id = :id"),
+            {"id": worker_id},
+        )
+        return bool(result.rowcount)
+
+
+def unregister_worker(store: Store, worker_id: str) -> int:
+    """A worker stops: the runs it holds but has not started go back to any worker."""
+    with store.transaction() as tx:
+        released = _release(tx, [worker_id])
+        _conn(tx).execute(delete(workers_table).where(workers_table.c.id == worker_id))
+        if released:
+            notify(tx)
+        return released
+
+
+def _release(tx: Transaction, worker_ids: Sequence[str]) -> int:
+    result = _conn(tx).execute(
+        update(runs_table)
+        .where(
+            runs_table.c.worker.in_(list(worker_ids)),
+            runs_table.c.status.in_(("queued", "waiting")),
+        )
+        .values(worker=ANY_WORKER)
+    )
+    return int(result.rowcount or 0)
+
+
+def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunRow], int]:
+    """Find the workers whose last heartbeat is older than ``lease`` seconds (database
+    time), remove them, release what they held but had not started, and return their ids,
+    their ``running`` runs (for the caller to settle) and how many runs were released."""
+    conn = _conn(tx)
+    dead = list(
+        conn.execute(
+            text(
+                f"SELECT id FROM scheduler_workers WHERE heartbeat_at < {_NOW} - :lease "
+                "FOR UPDATE SKIP LOCKED"
+            ),
+            {"lease": lease},
+        ).scalars()
+    )
+    if not dead:
+        return [], [], 0
+    running = [
+        run_row(row)
+        for row in conn.execute(
+            select(runs_table)
+            .where(runs_table.c.worker.in_(dead), runs_table.c.status == "running")
+            .order_by(runs_table.c.id)
+            .with_for_update()
+        )
+    ]
+    released = _release(tx, dead)
+    conn.execute(delete(workers_table).where(workers_table.c.id.in_(dead)))
+    return dead, running, released
+
+
+def list_workers(store: Store) -> list[WorkerRow]:
+    with store.transaction() as tx:
+        rows = _conn(tx).execute(
+            text(
+                f"SELECT id, host, pid, started_at, heartbeat_at, {_NOW} - heartbeat_at "
+                "FROM scheduler_workers ORDER BY started_at, id"
+            )
+        )
+        return [WorkerRow(*row) for row in rows]
+
+
+class Listener:
+    """A dedicated connection that ``LISTEN`` s on :data:`CHANNEL` in a thread and calls
+    ``wake`` (from that thread) for each notification; reconnects after errors."""
+
+    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
+        self._store = store
+        self._wake = wake
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="scheduler-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=3)
+
+    def _listen(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                with translated(self._store):
+                    raw = self._store.engine.raw_connection()
+            except Exception:
+                self._stopped.wait(1.0)
+                continue
+            try:
+                raw.detach()
+                conn: Any = raw.driver_connection
+                conn.autocommit = True
+                conn.execute(f"LISTEN {CHANNEL}")
+                self._wake()  # anything queued while not listening
+                while not self._stopped.is_set():
+                    for _ in conn.notifies(timeout=0.5, stop_after=1):
+                        self._wake()
+            except Exception:
+                self._stopped.wait(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    raw.close()

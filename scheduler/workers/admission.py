@@ -1,0 +1,88 @@
+"""Admission for runs that workers execute: what a due occurrence becomes, decided from
+the runs in progress in the database (on every worker) instead of one process's memory.
+
+The scheduling leader is the one process that creates scheduled runs, so counting in its
+dispatch transaction keeps admission serialized. A run admitted here is written for any
+worker to claim (``worker = "*"``) with the most of its task's runs that may be in progress
+when it starts (``max_running``: 1 for ``skip`` and ``queue``, ``max_instances`` for
+``allow``; none for runs that ignore the overlap policy: run now, retries, recovered runs)
+and its priority rank; workers enforce ``max_running`` when they claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from scheduler.enums import OverlapPolicy
+from scheduler.models import TaskDefinition
+from scheduler.pending import Admission
+from scheduler.settings import Settings
+from scheduler.storage import RunRow, Transaction
+from scheduler.storage.workers import ANY_WORKER, in_progress, notify, share_runs
+
+__all__ = ["SharedAdmission"]
+
+
+class SharedAdmission:
+    """Admits occurrences against the database's runs in progress; one batch at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._shared = 0
+
+    def begin(self, tx: Transaction, task_ids: Collection[str]) -> None:
+        """Count the runs in progress of ``task_ids`` (in ``tx``, before admitting)."""
+        self._counts = in_progress(tx, task_ids)
+        self._shared = 0
+
+    def admit(self, task: TaskDefinition) -> Admission:
+        """What a due occurrence of ``task`` becomes (and count it, unless skipped)."""
+        active, unstarted = self._counts.get(task.id, (0, 0))
+        policy = task.overlap or self._settings.overlap
+        if policy is OverlapPolicy.ALLOW:
+            limit = task.max_instances or self._settings.max_instances
+            admission = Admission.RUN if active < limit else Admission.SKIP
+        elif active == 0:
+            admission = Admission.RUN
+        elif policy is OverlapPolicy.QUEUE and unstarted == 0:
+            admission = Admission.BUFFER
+        else:
+            admission = Admission.SKIP
+        if admission is not Admission.SKIP:
+            self._counts[task.id] = (active + 1, unstarted + 1)
+        return admission
+
+    def max_running(self, task: TaskDefinition) -> int:
+        if (task.overlap or self._settings.overlap) is OverlapPolicy.ALLOW:
+            return task.max_instances or self._settings.max_instances
+        return 1
+
+    def rank(self, task: TaskDefinition) -> int:
+        return (task.priority or self._settings.priority).rank
+
+    def stamp(self, row: RunRow, task: TaskDefinition, *, overlap: bool = True) -> None:
+        """Write ``row`` (not inserted yet) for any worker to claim."""
+        row.worker = ANY_WORKER
+        row.max_running = self.max_running(task) if overlap else None
+        row.priority_rank = self.rank(task)
+        self._shared += 1
+
+    def share(
+        self, tx: Transaction, runs: list[tuple[str, TaskDefinition]], *, overlap: bool = True
+    ) -> None:
+        """Queue existing rows (``(run id, task)``) for any worker to claim."""
+        share_runs(
+            tx,
+            [
+                (run_id, self.max_running(task) if overlap else None, self.rank(task))
+                for run_id, task in runs
+            ],
+        )
+        self._shared += len(runs)
+
+    def end(self, tx: Transaction) -> None:
+        """Wake the workers at commit if this batch queued anything for them."""
+        if self._shared:
+            notify(tx)
+        self._shared = 0

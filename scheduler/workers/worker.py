@@ -1,0 +1,360 @@
+"""A worker process: executes queued runs on PostgreSQL and schedules nothing.
+
+It registers in ``scheduler_workers`` and renews its lease with a heartbeat every
+``worker_lease_seconds / 6``; it claims runs queued for workers (``FOR UPDATE SKIP LOCKED``,
+see :mod:`scheduler.storage.workers`) when the leader's ``NOTIFY`` wakes it, when one of its
+runs ends, and every ``poll_interval_seconds``, up to ``max_concurrent_runs`` in flight, and
+runs them with the same :class:`~scheduler.runner.Runner` as a single process (timeouts,
+retries, callbacks, human in the loop). Its retries stay its own; the runs that follow a
+final outcome (workflows) are queued for any worker.
+
+Leases: a worker that cannot renew its lease for half of it stops (its runs are cancelled)
+and exits, before the leader's reaper declares it dead and hands its runs on; one that finds
+itself declared dead stops the same way. So a run is never in flight on two workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from scheduler.dependencies.follow import Followers
+from scheduler.documents import DocumentError, load_json
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.events import EventBus
+from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
+from scheduler.models import TaskDefinition
+from scheduler.pending import Admission, PendingRun
+from scheduler.recovery import tasks_of
+from scheduler.rows import decode, settled, upstream_of
+from scheduler.runlog import Ended, RunLog
+from scheduler.runner import Runner
+from scheduler.settings import Settings
+from scheduler.storage import RunRow, Store, TaskRow, Transaction
+from scheduler.storage.workers import (
+    Listener,
+    adopt_waiting,
+    claim_runs,
+    register_worker,
+    unregister_worker,
+    worker_heartbeat,
+)
+from scheduler.workers.admission import SharedAdmission
+
+__all__ = ["Worker", "require_postgres"]
+
+logger = logging.getLogger("scheduler.worker")
+
+
+def require_postgres(store: Store, role: str) -> None:
+    """Roles other than ``all`` share work through PostgreSQL.
+
+    Raises:
+        SchedulerError: The database is not PostgreSQL.
+    """
+    if store.engine.dialect.name != "postgresql":
+        raise SchedulerError(
+            f"SCHEDULER_ROLE={role} needs PostgreSQL (workers claim runs with FOR UPDATE SKIP "
+            f"LOCKED and are woken by LISTEN/NOTIFY), but the database is {store.display_url}. "
+            "On SQLite one process schedules and runs everything: use SCHEDULER_ROLE=all "
+            "(the default), or set SCHEDULER_DATABASE_URL to a PostgreSQL URL"
+        )
+
+
+class Worker:
+    """Claims and executes queued runs until :meth:`stop`.
+
+    Args:
+        store: The PostgreSQL database.
+        settings: Run defaults, ``max_concurrent_runs`` (per worker) and the lease.
+        graph: Returns the graph to invoke.
+        clock: UNIX time source.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        graph: Callable[[], Any],
+        clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
+    ) -> None:
+        require_postgres(store, "worker")
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.loop = asyncio.get_running_loop()
+        self.run_log = RunLog(store, owner=self.id)
+        self.runner = Runner(
+            settings=settings, run_log=self.run_log, graph=graph, clock=clock, events=events
+        )
+        self.runner.on_slot_free = self.wake
+        self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
+        self.followers.attach(self.run_log, self.runner, self.loop)
+        self.run_log.follow = self._follow  # what follows goes to any worker, not only here
+        self.run_log.deliver = None
+        self._shared = SharedAdmission(settings)
+        self._wakeup = asyncio.Event()
+        self._listener = Listener(store, self._wake_threadsafe)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._revision = -1
+        self._decoded: dict[str, tuple[float, TaskDefinition | str]] = {}
+        self.failed: str | None = None  # why the worker stopped by itself
+        self.done = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.setup()
+        register_worker(self.store, self.id, host=socket.gethostname(), pid=os.getpid())
+        self.followers.refresh()
+        self.run_log.start()
+        self._listener.start()
+        for name, work in (("claim", self._claim_forever), ("heartbeat", self._beat_forever)):
+            self._tasks.append(self.loop.create_task(work(), name=f"worker-{name}"))
+        logger.info(
+            "worker %s running on %s (up to %d runs at once, lease %g s)",
+            self.id,
+            self.store.display_url,
+            self.settings.max_concurrent_runs,
+            self.settings.worker_lease_seconds,
+        )
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Claim nothing more, let running runs finish for ``grace_seconds`` (then cancel
+        them), and hand the runs held here but not started back to the other workers."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.to_thread(self._listener.stop)
+        await self.runner.stop(grace_seconds)
+        try:
+            await self.run_log.close()
+            if self.failed is None:
+                released = await asyncio.to_thread(unregister_worker, self.store, self.id)
+                if released:
+                    logger.info("handed %d run(s) back to the other workers", released)
+        except StorageError as exc:
+            logger.error("could not write the last run records: %s", exc)
+        self.done.set()
+
+    def wake(self) -> None:
+        """Claim soon (on the event loop)."""
+        self._wakeup.set()
+
+    def _wake_threadsafe(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self.loop.call_soon_threadsafe(self._wakeup.set)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _claim_forever(self) -> None:
+        interval = self.settings.poll_interval_seconds
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), interval)
+            self._wakeup.clear()
+            try:
+                await self._look_around()
+                full = await self._claim()
+            except StorageError as exc:
+                if not failing:
+                    logger.warning("cannot claim runs (will retry): %s", exc)
+                failing = True
+                await asyncio.sleep(min(1.0, interval * 2))
+                continue
+            if failing:
+                logger.info("claiming runs again")
+            failing = False
+            if full:
+                self._wakeup.set()  # there may be more
+
+    async def _claim(self) -> bool:
+        free = self.runner.free_slots
+        if free <= 0:
+            return False
+        default_rank = self.settings.priority.rank
+        now = self.clock()
+        rows, task_rows = await asyncio.to_thread(
+            claim_runs, self.store, self.id, now=now, limit=free, default_rank=default_rank
+        )
+        for run in rows:
+            task = self._definition(task_rows.get(run.task_id))
+            if isinstance(task, str) or run.problem is not None:
+                reason = task if isinstance(task, str) else f"its record: {run.problem}"
+                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
+                continue
+            if self._too_late(run, task, now):
+                continue
+            self.runner.submit(
+                PendingRun(
+                    run_id=run.id,
+                    task=task,
+                    scheduled_for=run.scheduled_for,
+                    attempt=run.attempt,
+                    trigger=RunTrigger(run.trigger),
+                    occurrences=run.occurrences,
+                    queued_at=run.queued_at,
+                    upstream=upstream_of(run)[0],
+                )
+            )
+        return len(rows) >= free
+
+    def _definition(self, row: TaskRow | None) -> TaskDefinition | str:
+        """The task of a claimed run (decoded once per version of its row)."""
+        if row is None:
+            return "its task was removed"
+        cached = self._decoded.get(row.id)
+        if cached is not None and cached[0] == row.updated_at:
+            return cached[1]
+        try:
+            task: TaskDefinition | str = decode(row)
+        except DefinitionError as exc:
+            task = f"its task cannot be loaded: {exc}"
+        if len(self._decoded) >= 10_000:
+            self._decoded.clear()
+        self._decoded[row.id] = (row.updated_at, task)
+        return task
+
+    def _too_late(self, run: RunRow, task: TaskDefinition, now: float) -> bool:
+        """A scheduled run that waited past its catch-up window (no worker was free)."""
+        if run.trigger != RunTrigger.SCHEDULE:
+            return False
+        grace = task.misfire_grace_seconds
+        if grace is None:
+            grace = self.settings.misfire_grace_seconds
+        if now - max(run.scheduled_for, run.not_before or 0.0) <= grace:
+            return False
+        message = f"no worker took it within the catch-up window of {grace:g} s"
+        self._settle(run.id, RunStatus.MISSED, "Missed", message)
+        self.run_log.kick()
+        return True
+
+    def _settle(self, run_id: str, status: RunStatus, kind: str, message: str) -> None:
+        self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
+
+    async def _look_around(self) -> None:
+        """After a change elsewhere: which tasks are upstreams, which waiting runs held
+        here were answered, which tasks were removed; and adopt orphaned waiting runs."""
+        revision = await asyncio.to_thread(self.store.revision)
+        if revision == self._revision:
+            return
+        self._revision = revision
+        await asyncio.to_thread(self.followers.refresh)
+        waiting = await asyncio.to_thread(
+            self.store.list_runs, statuses=[RunStatus.WAITING], limit=None
+        )
+        for run in waiting:
+            if run.worker != self.id or run.answer is None or not self.runner.is_waiting(run.id):
+                continue
+            try:
+                value = load_json(run.answer, what="the stored answer")
+            except DocumentError as exc:
+                self._settle(run.id, RunStatus.FAILED, "BadAnswer", str(exc))
+                continue
+            self.runner.answer(run.id, value)
+        adopted = await asyncio.to_thread(adopt_waiting, self.store, self.id, limit=100)
+        if adopted:
+            await self._hold(adopted)
+        held = self.runner.task_ids()
+        if held:
+            present = await asyncio.to_thread(self._present, held)
+            for task_id in held - present:
+                self.runner.forget_task(task_id, "the task was removed")
+
+    def _present(self, task_ids: set[str]) -> set[str]:
+        with self.store.transaction() as tx:
+            return set(tx.get_tasks(task_ids))
+
+    async def _hold(self, runs: list[RunRow]) -> None:
+        def load() -> dict[str, TaskDefinition | str]:
+            with self.store.transaction() as tx:
+                return tasks_of(tx, runs)
+
+        tasks = await asyncio.to_thread(load)
+        for run in runs:
+            task = tasks[run.task_id]
+            if isinstance(task, str) or run.problem is not None or run.thread_id is None:
+                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", str(task))
+                continue
+            pending = PendingRun(
+                run_id=run.id,
+                task=task,
+                scheduled_for=run.scheduled_for,
+                attempt=run.attempt,
+                trigger=RunTrigger(run.trigger),
+                occurrences=run.occurrences,
+                queued_at=run.queued_at,
+            )
+            since = run.waiting_since or run.started_at or run.queued_at
+            self.runner.hold_waiting(pending, thread_id=run.thread_id, since=since)
+        self._revision = -1  # answers may already be there
+
+    def _follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
+        """Queue what follows ``ended`` for any worker, admitted against all workers."""
+        queued = self.followers.follow(tx, ended)
+        if not queued:
+            return []
+        self._shared.begin(tx, {p.task.id for p in queued})
+        shares: list[tuple[str, TaskDefinition]] = []
+        skipped: list[dict[str, Any]] = []
+        for pending in queued:
+            if self._shared.admit(pending.task) is Admission.SKIP:
+                message = "another run of the task was still going (overlap policy)"
+                skipped.append(
+                    settled(
+                        pending.run_id,
+                        RunStatus.SKIPPED,
+                        now=self.clock(),
+                        kind="Overlap",
+                        message=message,
+                    )
+                )
+            else:
+                shares.append((pending.run_id, pending.task))
+        tx.update_runs(skipped)
+        self._shared.share(tx, shares)
+        self._shared.end(tx)
+        return []
+
+    # -- the lease ------------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        lease = self.settings.worker_lease_seconds
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(lease / 6)
+            try:
+                alive = await asyncio.wait_for(
+                    asyncio.to_thread(worker_heartbeat, self.store, self.id), lease / 3
+                )
+            except (StorageError, TimeoutError) as exc:
+                if time.monotonic() - last_ok > lease / 2:
+                    self._fail(f"could not renew its lease for {lease / 2:g} s ({exc})")
+                    return
+                logger.warning(
+                    "worker %s: could not renew its lease (will retry): %s", self.id, exc
+                )
+                continue
+            if not alive:
+                self._fail("was declared dead by the scheduler (its lease ran out)")
+                return
+            last_ok = time.monotonic()
+
+    def _fail(self, why: str) -> None:
+        """Stop at once: another worker may take this worker's runs from now on."""
+        self.failed = f"worker {self.id} {why}; stopping (its runs are cancelled here)"
+        logger.error("%s", self.failed)
+        self.runner.cancel_running()
+        self.loop.create_task(self.stop(0.0), name="worker-stop")

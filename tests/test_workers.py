@@ -1,0 +1,401 @@
+"""Worker processes on PostgreSQL: a scheduling leader (``SCHEDULER_ROLE=scheduler``) and
+``python -m scheduler worker`` processes, all real subprocesses on a real PostgreSQL schema.
+The graph (``tests.prompt_graphs``) appends each call to a log file, so "exactly once" is
+counted on the graph's side, not read back from the scheduler's own records."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from scheduler import SchedulerError, Settings, TaskDefinition, TaskScheduler
+from tests.conftest import PYTHON, ROOT
+from tests.test_reliability import assert_every_occurrence_once, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+LEASE = 3.0
+
+
+class Fleet:
+    """Leaders and workers on one database; every process is killed at the end."""
+
+    def __init__(self, url: str, directory: Path) -> None:
+        self.url = url
+        self.directory = directory
+        self.log = directory / "calls.log"
+        self.engine: Engine = create_engine(url, poolclass=NullPool)
+        self.processes: list[subprocess.Popen[str]] = []
+        self.log_of: dict[int, Path] = {}
+        self._count = 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SCHEDULER_DATABASE_URL": self.url,
+            "SCHEDULER_GRAPH": "tests.prompt_graphs:graph",
+            "SCHEDULER_POLL_INTERVAL_SECONDS": "0.1",
+            "SCHEDULER_STOP_GRACE_SECONDS": "1",
+            "SCHEDULER_WORKER_LEASE_SECONDS": str(LEASE),
+            "SCHEDULER_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def _spawn(self, args: list[str], **extra: str) -> subprocess.Popen[str]:
+        self._count += 1
+        path = self.directory / f"process-{self._count}.log"
+        stderr = path.open("w")
+        process = subprocess.Popen(
+            [PYTHON, *args],
+            cwd=self.directory,
+            env=self.env(**extra),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+        stderr.close()
+        self.processes.append(process)
+        self.log_of[process.pid] = path
+        return process
+
+    def leader(self) -> subprocess.Popen[str]:
+        return self._spawn(
+            ["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler", SCHEDULER_LOG_LEVEL="INFO"
+        )
+
+    def active_leader(self, leaders: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+        """The live leader that became active (it says so in its log)."""
+
+        def find() -> subprocess.Popen[str] | None:
+            for process in leaders:
+                said = self.log_of[process.pid].read_text()
+                if process.poll() is None and (
+                    "scheduler active on" in said or "taking over" in said
+                ):
+                    return process
+            return None
+
+        found = wait_until(find, timeout=30, message="an active leader")
+        assert isinstance(found, subprocess.Popen)
+        return found
+
+    def worker(self, **extra: str) -> subprocess.Popen[str]:
+        return self._spawn(["-m", "scheduler", "worker"], **extra)
+
+    def add(self, tasks: list[dict[str, Any]]) -> None:
+        for task in tasks:
+            task.setdefault("metadata", {})["log"] = str(self.log)
+        scheduler = TaskScheduler(database_url=self.url, graph=object())
+        try:
+            scheduler.add_tasks(TaskDefinition.model_validate(task) for task in tasks)
+        finally:
+            scheduler.close()
+
+    def rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(query), params)]
+
+    def count(self, where: str) -> int:
+        return int(self.rows(f"SELECT count(*) AS n FROM scheduler_runs WHERE {where}")[0]["n"])
+
+    def workers_registered(self, n: int) -> None:
+        def ready() -> bool:
+            try:
+                return len(self.rows("SELECT id FROM scheduler_workers")) >= n
+            except Exception:
+                return False  # the tables are not there yet
+
+        wait_until(ready, timeout=60, message=f"{n} workers registered")
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [line.split() for line in self.log.read_text().splitlines() if line]
+
+    def stop(self, process: subprocess.Popen[str]) -> int:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=60)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.directory.glob("process-*")))
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        self.engine.dispose()
+
+
+@pytest.fixture
+def fleet(pg_schema_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    made = Fleet(pg_schema_url, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def at(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def pid_of(worker_id: str) -> int:
+    return int(worker_id.split(":")[-2])
+
+
+# -- refusing what cannot work --------------------------------------------------------------
+
+
+def test_a_worker_refuses_to_start_on_sqlite(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "worker"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
+            "SCHEDULER_GRAPH": "tests.prompt_graphs:graph",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "SCHEDULER_ROLE=worker needs PostgreSQL" in done.stderr
+    assert "scheduler.db" in done.stderr and "SCHEDULER_ROLE=all" in done.stderr
+
+
+async def test_the_scheduler_role_refuses_sqlite(tmp_path: Path) -> None:
+    scheduler = TaskScheduler(
+        db_path=tmp_path / "s.db", graph=object(), settings=Settings(role="scheduler")
+    )
+    with pytest.raises(SchedulerError, match="SCHEDULER_ROLE=scheduler needs PostgreSQL"):
+        scheduler.start()
+    assert not (tmp_path / "s.db").exists()  # nothing written
+
+
+# -- many workers -----------------------------------------------------------------------------
+
+
+def test_three_workers_and_a_leader_run_2000_runs_exactly_once(fleet: Fleet) -> None:
+    fleet.add([{"id": f"burst-{i:04}", "run_at": at(8), "prompt": "record"} for i in range(2000)])
+    leader = fleet.leader()
+    workers = [fleet.worker() for _ in range(3)]
+    fleet.workers_registered(3)
+    wait_until(
+        lambda: fleet.count("status = 'succeeded'") == 2000,
+        timeout=120,
+        message="2000 runs succeeded",
+    )
+    calls = fleet.calls()
+    assert len(calls) == 2000, "each run reached the graph exactly once"
+    assert len({run_id for run_id, _ in calls}) == 2000
+    runs = fleet.rows("SELECT id, worker, status FROM scheduler_runs")
+    assert Counter(r["status"] for r in runs) == {"succeeded": 2000}
+    by_run = {run_id: int(pid) for run_id, pid in calls}
+    assert {r["id"] for r in runs} == set(by_run)
+    assert all(pid_of(r["worker"]) == by_run[r["id"]] for r in runs), "recorded where it ran"
+    worker_pids = {w.pid for w in workers}
+    assert set(by_run.values()) <= worker_pids and leader.pid not in by_run.values()
+    assert len(set(by_run.values())) >= 2, "the work was spread over the workers"
+    for process in (leader, *workers):
+        assert fleet.stop(process) == 0, fleet.logs()
+    assert fleet.rows("SELECT id FROM scheduler_workers") == []  # each one signed off
+
+
+def test_priorities_decide_the_claim_order(fleet: Fleet) -> None:
+    priorities = ["low", "medium", "high", "urgent"]
+    fleet.add(
+        [
+            {"id": f"{p}-{i}", "run_at": at(0), "prompt": "record", "priority": p}
+            for i in range(5)
+            for p in priorities
+        ]
+    )
+    leader = fleet.leader()
+    wait_until(lambda: fleet.count("status = 'queued'") == 20, message="20 queued runs")
+    worker = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    wait_until(lambda: len(fleet.calls()) == 20, timeout=60, message="20 calls")
+    task_of = {r["id"]: r["task_id"] for r in fleet.rows("SELECT id, task_id FROM scheduler_runs")}
+    order = [task_of[run_id].split("-")[0] for run_id, _ in fleet.calls()]
+    assert order == sorted(order, key=lambda p: -priorities.index(p)), order
+    fleet.stop(worker)
+    fleet.stop(leader)
+
+
+def test_overlap_holds_across_workers(fleet: Fleet) -> None:
+    fleet.add(
+        [
+            {"id": "skip", "interval_seconds": 0.5, "prompt": "record-sleep:1.6"},
+            {
+                "id": "allow",
+                "interval_seconds": 0.5,
+                "prompt": "record-sleep:1.6",
+                "overlap": "allow",
+                "max_instances": 2,
+            },
+        ]
+    )
+    leader = fleet.leader()
+    workers = [fleet.worker() for _ in range(3)]
+    fleet.workers_registered(3)
+    time.sleep(7)
+    fleet.stop(leader)
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=30)
+    for worker in workers:
+        fleet.stop(worker)
+    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    starts: dict[str, float] = {}
+    pids: dict[str, set[str]] = defaultdict(set)
+    for run_id, kind, moment, pid in fleet.calls():
+        if kind == "start":
+            starts[run_id] = float(moment)
+        else:
+            task_id = runs[run_id]["task_id"]
+            spans[task_id].append((starts[run_id], float(moment)))
+            pids[task_id].add(pid)
+    for task_id, most in (("skip", 1), ("allow", 2)):
+        edges = sorted([(s, 1) for s, _ in spans[task_id]] + [(e, -1) for _, e in spans[task_id]])
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        assert peak == most, f"{task_id}: {peak} at once, expected {most}"
+        statuses = Counter(r["status"] for r in runs.values() if r["task_id"] == task_id)
+        assert statuses["skipped"] > 0 and statuses["succeeded"] >= 3, statuses
+    assert len(pids["skip"] | pids["allow"]) >= 2, "ran on one worker only"
+
+
+# -- kill -9 ------------------------------------------------------------------------------------
+
+
+def test_kill_9_of_a_worker_mid_run_interrupts_it_and_retries_it_once(fleet: Fleet) -> None:
+    fleet.add(
+        [
+            {
+                "id": "long",
+                "run_at": at(0),
+                "prompt": "record-sleep:2",
+                "max_retries": 1,
+                "retry_delay_seconds": 0.1,
+            }
+        ]
+    )
+    leader = fleet.leader()
+    workers = {w.pid: w for w in (fleet.worker(), fleet.worker())}
+    wait_until(lambda: fleet.calls(), timeout=60, message="the run started")
+    [[first_run, _, _, pid]] = fleet.calls()
+    killed_at = time.time()
+    workers[int(pid)].kill()
+    wait_until(
+        lambda: fleet.count("status = 'succeeded'") == 1, timeout=30, message="the retry ran"
+    )
+    runs = fleet.rows("SELECT * FROM scheduler_runs ORDER BY attempt")
+    assert [(r["attempt"], r["status"], r["trigger"]) for r in runs] == [
+        (1, "interrupted", "schedule"),
+        (2, "succeeded", "retry"),
+    ]
+    first, retry = runs
+    assert first["id"] == first_run and "stopped renewing its lease" in first["error_message"]
+    assert first["finished_at"] - killed_at < LEASE + 5, "the dead worker was noticed in time"
+    calls = fleet.calls()
+    retry_start = next(float(c[2]) for c in calls if c[0] == retry["id"] and c[1] == "start")
+    assert retry_start > killed_at, "never both at once"
+    assert pid_of(retry["worker"]) != int(pid)
+    assert Counter(c[0] for c in calls if c[1] == "start") == {first_run: 1, retry["id"]: 1}
+    fleet.stop(leader)
+
+
+def _steady_tasks(count: int, interval: float, prompt: str) -> list[dict[str, Any]]:
+    return [
+        {"id": f"steady-{i:02}", "interval_seconds": interval, "prompt": prompt}
+        for i in range(count)
+    ]
+
+
+def _check_steady(fleet: Fleet, interval: float) -> None:
+    """Every occurrence has one record; no run reached the graph twice; no task ran twice
+    at once (a run's span ends when it ended or was found interrupted)."""
+    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    starts = Counter(c[0] for c in fleet.calls() if c[1] == "start")
+    assert not [run_id for run_id, n in starts.items() if n > 1], "a run reached the graph twice"
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs.values():
+        by_task[run["task_id"]].append(run)
+    for task_id, task_runs in by_task.items():
+        assert_every_occurrence_once(task_runs, interval=interval)
+        spans = sorted(
+            (r["started_at"], r["finished_at"]) for r in task_runs if r["started_at"] is not None
+        )
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end is not None and start >= end, f"{task_id} ran twice at once"
+    assert all(r["status"] not in ("queued", "running") for r in runs.values())
+
+
+def _drain(fleet: Fleet, leaders: list[subprocess.Popen[str]]) -> None:
+    for leader in leaders:
+        fleet.stop(leader)
+    wait_until(
+        lambda: fleet.count("status IN ('queued', 'running')") == 0,
+        timeout=60,
+        message="the workers drained the queue",
+    )
+
+
+def test_kill_9_of_the_leader_during_a_burst_misses_and_repeats_nothing(fleet: Fleet) -> None:
+    fleet.add(_steady_tasks(40, 0.5, "record"))
+    first, standby = fleet.leader(), fleet.leader()
+    workers = [fleet.worker() for _ in range(2)]
+    fleet.workers_registered(2)
+    time.sleep(3)
+    fleet.active_leader([first, standby]).kill()
+    time.sleep(3)
+    _drain(fleet, [first, standby])
+    for worker in workers:
+        fleet.stop(worker)
+    _check_steady(fleet, 0.5)
+    assert len({pid for *_, pid in fleet.calls()}) == 2
+
+
+def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
+    interval = 0.5
+    fleet.add(_steady_tasks(10, interval, "record-sleep:0.3"))
+    leaders = [fleet.leader(), fleet.leader()]
+    workers = [fleet.worker() for _ in range(3)]
+    fleet.workers_registered(3)
+    rng = random.Random(17)
+    for round_ in range(20):
+        time.sleep(rng.uniform(0.8, 1.6))
+        if round_ % 2 == 0:
+            victim = rng.choice([w for w in workers if w.poll() is None])
+            victim.kill()
+            workers.append(fleet.worker())
+        else:
+            fleet.active_leader(leaders).kill()
+            leaders.append(fleet.leader())
+    time.sleep(LEASE + 2)  # the last killed worker's runs are reaped
+    _drain(fleet, [p for p in leaders if p.poll() is None])
+    for worker in workers:
+        fleet.stop(worker)
+    _check_steady(fleet, interval)
+    statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
+    assert statuses["succeeded"] > 100 and statuses["interrupted"] >= 1, statuses
