@@ -245,7 +245,8 @@ class TaskWrites(TaskQueries):
                 ]
             )
         supervisor = self._supervisor
-        if supervisor is not None and supervisor.active:
+        if supervisor is not None and supervisor.active and supervisor.shared is None:
+            # (a leader whose workers run the runs queues it for them at its next poll)
             pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL, queued_at=now)
             self._on_loop(supervisor.runner.submit, pending)
         logger.info("task %s run %s requested", task_id, run_id)

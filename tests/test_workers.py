@@ -399,3 +399,32 @@ def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
     _check_steady(fleet, interval)
     statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
     assert statuses["succeeded"] > 100 and statuses["interrupted"] >= 1, statuses
+
+
+def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
+    fleet.add([{"id": "hourly", "interval_seconds": 3600, "prompt": "record"}])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.active_leader([leader])
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "run", "hourly", "--json"],
+        cwd=fleet.directory,
+        env=fleet.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: fleet.count("trigger = 'manual' AND status = 'succeeded'"),
+        timeout=30,
+        message=f"the manual run: {fleet.rows('SELECT * FROM scheduler_runs')}",
+    )
+    manual = fleet.rows("SELECT * FROM scheduler_runs WHERE trigger = 'manual'")
+    assert [r["status"] for r in manual] == ["succeeded"]
+    assert pid_of(manual[0]["worker"]) == worker.pid
+    assert {int(pid) for _, pid in fleet.calls()} == {worker.pid}
+    fleet.stop(worker)
+    fleet.stop(leader)

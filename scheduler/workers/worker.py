@@ -245,8 +245,11 @@ class Worker:
         self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
 
     async def _look_around(self) -> None:
-        """After a change elsewhere: which tasks are upstreams, which waiting runs held
-        here were answered, which tasks were removed; and adopt orphaned waiting runs."""
+        """Adopt waiting runs no live worker holds; after a change elsewhere: which tasks
+        are upstreams, which waiting runs held here were answered, which tasks were removed."""
+        adopted = await asyncio.to_thread(adopt_waiting, self.store, self.id, limit=100)
+        if adopted:
+            await self._hold(adopted)
         revision = await asyncio.to_thread(self.store.revision)
         if revision == self._revision:
             return
@@ -264,9 +267,6 @@ class Worker:
                 self._settle(run.id, RunStatus.FAILED, "BadAnswer", str(exc))
                 continue
             self.runner.answer(run.id, value)
-        adopted = await asyncio.to_thread(adopt_waiting, self.store, self.id, limit=100)
-        if adopted:
-            await self._hold(adopted)
         held = self.runner.task_ids()
         if held:
             present = await asyncio.to_thread(self._present, held)
