@@ -174,7 +174,7 @@ def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> A
         if parsed.database in (None, "", ":memory:"):
             return InMemorySaver()
         saver = SqliteCheckpointer(Path(str(parsed.database)))
-        prepared._closers.append(saver.conn.close)
+        prepared._closers.append(_closer(saver.lock, saver.conn))
         return saver
     if backend == "postgresql":
         saver_class, pool = _postgres_pool(url, "checkpointer")
@@ -206,7 +206,7 @@ def _store(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
             index = None
         conn = sqlite3.connect(str(parsed.database), check_same_thread=False, isolation_level=None)
         inner: Any = SqliteStore(conn, index=index, ttl=ttl)
-        prepared._closers.append(conn.close)
+        prepared._closers.append(_closer(inner.lock, conn))
     elif backend == "postgresql":
         store_class, pool = _postgres_pool(url, "store")
         prepared._closers.append(pool.close)
@@ -220,6 +220,18 @@ def _store(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
         inner.start_ttl_sweeper()
         prepared._closers.append(inner.stop_ttl_sweeper)
     return ThreadedStore(inner)
+
+
+def _closer(lock: Any, conn: sqlite3.Connection) -> Callable[[], None]:
+    """Close ``conn`` once the saver or store that guards it with ``lock`` is not using it: a
+    graph thread still writing a checkpoint while the connection closes crashes the
+    interpreter (sqlite3 is not safe against that); after the close it gets an error instead."""
+
+    def close() -> None:
+        with lock:
+            conn.close()
+
+    return close
 
 
 def _index(index: Any, config: LangGraphConfig) -> Any:
