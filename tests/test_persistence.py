@@ -75,3 +75,60 @@ def test_definitions_paused_state_and_next_runs_survive_a_restart(tmp_path: Path
         __import__("zoneinfo").ZoneInfo("Europe/Paris")
     )
     assert (next_cron.hour, next_cron.minute) == (9, 0)
+
+
+_CLOSE_WHILE_WRITING = """
+import sys, threading
+from langgraph.graph import START, StateGraph
+from typing_extensions import TypedDict
+from scheduler.langgraph_json import LangGraphConfig
+from scheduler.persistence import prepare_graph
+
+class State(TypedDict):
+    x: str
+
+builder = StateGraph(State)
+builder.add_node("n", lambda state: state)
+builder.add_edge(START, "n")
+graph = builder.compile()
+for rep in range(60):
+    prepared = prepare_graph(
+        graph, database_url=f"sqlite:///{sys.argv[1]}/{rep}.db", config=LangGraphConfig()
+    )
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c"}}
+
+    def write() -> None:
+        try:
+            while True:
+                prepared.checkpointer.put_writes(config, [("ch", "x" * 1000)] * 20, "task")
+                prepared.store.inner.put(("ns",), "k", {"v": "x" * 1000})
+        except Exception:  # the connection closed under it: an error, not a crash
+            return
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    threading.Event().wait(0.005)
+    prepared.close()
+    for thread in threads:
+        thread.join()
+print("closed", rep + 1)
+"""
+
+
+def test_closing_the_injected_sqlite_persistence_while_graph_threads_write(
+    tmp_path: Path,
+) -> None:
+    """A run's threads still writing checkpoints while the scheduler stops get an error from
+    the closed connection; closing it under them crashed the interpreter (exit 139)."""
+    done = subprocess.run(
+        [PYTHON, "-c", _CLOSE_WHILE_WRITING, str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "closed 60"
