@@ -68,6 +68,22 @@ _DOTTED_PATH = re.compile(
 )
 
 
+def _localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    """A datetime field's value: a naive one read in the task's zone, the result within the
+    supported years."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        zone = info.data.get("timezone")
+        if zone is not None:
+            value = localize(value, ZoneInfo(zone))
+    try:
+        check_datetime(localize(value, UTC))
+    except ValueError as exc:
+        raise _error("datetime", str(exc)) from None
+    return value
+
+
 class TaskDefinition(BaseModel):
     """A scheduled task: a schedule, and the graph input to send when it fires.
 
@@ -164,7 +180,8 @@ class TaskDefinition(BaseModel):
     def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        if info.mode != "json":  # a caller's dict is not changed; one parsed from JSON can be
+            data = dict(data)
         if data.get("schedule") is not None:
             data.update(explicit_schedule(data, info.context or {}, _SCHEDULE_FIELDS.values()))
         data.pop("schedule", None)
@@ -183,22 +200,23 @@ class TaskDefinition(BaseModel):
             data["name"] = data["id"]
         return data
 
-    # -- interval bounds, before type coercion (so True is not taken for 1 s) ----------------
+    # -- interval bounds before type coercion (so True is not taken for 1 s), and its schedule
 
     @field_validator("interval_seconds", mode="before")
     @classmethod
-    def _check_interval_bounds(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return check_number(
-                value,
-                name="interval_seconds",
-                low=MIN_INTERVAL_SECONDS,
-                high=MAX_INTERVAL_SECONDS,
-            )
-        except ValueError as exc:
-            raise _error("number", str(exc)) from None
+    def _check_interval(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            try:
+                value = check_number(
+                    value,
+                    name="interval_seconds",
+                    low=MIN_INTERVAL_SECONDS,
+                    high=MAX_INTERVAL_SECONDS,
+                )
+            except ValueError as exc:
+                raise _error("number", str(exc)) from None
+        _check_schedule_field("interval_seconds", value, info)
+        return value
 
     # -- field validators (declaration order: each sees the fields above it) -------------
 
@@ -234,27 +252,16 @@ class TaskDefinition(BaseModel):
             raise _error("cron_expression", f"cron expression {value!r}: {exc}") from None
         return value.strip()
 
-    @field_validator("interval_seconds")
+    @field_validator("run_at")
     @classmethod
-    def _check_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
-        _check_schedule_field("interval_seconds", value, info)
-        return value
+    def _check_run_at(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        _check_schedule_field("run_at", value, info)
+        return _localized(value, info)
 
-    @field_validator("run_at", "start_date", "end_date")
+    @field_validator("start_date", "end_date")
     @classmethod
     def _localize(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        if info.field_name == "run_at":
-            _check_schedule_field("run_at", value, info)
-        if value is None:
-            return None
-        zone = info.data.get("timezone")
-        if value.tzinfo is None and zone is not None:
-            value = localize(value, ZoneInfo(zone))
-        try:
-            check_datetime(localize(value, UTC))
-        except ValueError as exc:
-            raise _error("datetime", str(exc)) from None
-        return value
+        return _localized(value, info)
 
     @field_validator("end_date")
     @classmethod
@@ -310,11 +317,12 @@ class TaskDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _check_schedule_options(self) -> TaskDefinition:
-        if self.after is not None and self.id in self.after.tasks:
+        after, task_type = self.after, self.task_type
+        if after is not None and self.id in after.tasks:
             raise _error("after", f"after: task {self.id!r} cannot run after itself")
-        if self.task_type is TaskType.AFTER and self.after is None:
+        if task_type is TaskType.AFTER and after is None:
             raise _error("after", "task_type 'after' needs after: the tasks it runs after")
-        if self.task_type in (TaskType.ONE_TIME, TaskType.AFTER):
+        if task_type is TaskType.ONE_TIME or task_type is TaskType.AFTER:
             for field in ("start_date", "end_date", "jitter_seconds"):
                 if getattr(self, field) is not None:
                     raise _error(

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
+from scheduler import gcfreeze
 from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError, TaskNotFoundError
 from scheduler.records import Notice, RunRecord, TaskInfo
@@ -53,16 +54,17 @@ class TaskQueries:
         """
         self._flush()
         empty = TaskStats()
-        if source is None:
-            stats = self._store.task_stats()
-            return [
-                task_info(row, stats.get(row.id, empty), keep=False)
-                for row in self._store.iter_tasks()
-            ]
-        rows = list(self._store.iter_tasks(source=source))
-        ids = [row.id for row in rows]
-        stats = self._store.task_stats(ids if len(ids) <= 500 else None) if ids else {}
-        return [task_info(row, stats.get(row.id, empty), keep=False) for row in rows]
+        with gcfreeze.paused():
+            if source is None:
+                stats = self._store.task_stats()
+                return [
+                    task_info(row, stats.get(row.id, empty), keep=False)
+                    for row in self._store.iter_tasks(page=5000)
+                ]
+            rows = list(self._store.iter_tasks(source=source))
+            ids = [row.id for row in rows]
+            stats = self._store.task_stats(ids if len(ids) <= 500 else None) if ids else {}
+            return [task_info(row, stats.get(row.id, empty), keep=False) for row in rows]
 
     def dependencies(self) -> list[tuple[str, str]]:
         """Every ``after`` link, as (task, upstream) pairs: ``task`` runs after ``upstream``,

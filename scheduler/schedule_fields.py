@@ -18,6 +18,9 @@ SCHEDULE_FIELDS = {
 }
 
 
+_WANTED = tuple(SCHEDULE_FIELDS.items())
+
+
 def error(kind: str, message: str) -> PydanticCustomError:
     """A validation error whose message is shown as written (no template fields)."""
     return PydanticCustomError(kind, message)
@@ -49,7 +52,11 @@ def check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
     task_type = info.data.get("task_type")
     if task_type is None:
         return  # task_type itself failed; its error says why
-    wanted = SCHEDULE_FIELDS.get(task_type)
+    wanted = None
+    for each, name in _WANTED:  # not SCHEDULE_FIELDS.get: an enum hashes in Python, slowly
+        if each is task_type:
+            wanted = name
+            break
     if wanted is None:  # TaskType.AFTER: no clock
         if value is not None:
             raise error(

@@ -13,7 +13,6 @@ an error (``state="error"``), a run row is listed with its problem.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -303,10 +302,6 @@ class _Checker:
         return "; ".join(self.problems) if self.problems else None
 
 
-def _finite(value: Any) -> bool:
-    return type(value) is float and math.isfinite(value)
-
-
 def task_row(row: Any) -> TaskRow:
     """A :class:`TaskRow` from a database row, every value checked (see the module doc)."""
     id_, definition, format_, next_run, paused, anchor, source, created, updated = row
@@ -314,14 +309,15 @@ def task_row(row: Any) -> TaskRow:
         type(id_) is str
         and type(definition) is str
         and type(format_) is int
-        and (next_run is None or (_finite(next_run) and 0.0 <= next_run <= MAX_TIMESTAMP))
         and type(paused) is bool
-        and _finite(anchor)
         and type(source) is str
-        and _finite(created)
-        and _finite(updated)
-        and min(anchor, created, updated) >= 0.0
-        and max(anchor, created, updated) <= MAX_TIMESTAMP
+        and type(anchor) is float
+        and type(created) is float
+        and type(updated) is float
+        and (next_run is None or (type(next_run) is float and 0.0 <= next_run <= MAX_TIMESTAMP))
+        and 0.0 <= anchor <= MAX_TIMESTAMP  # NaN fails these comparisons, infinities the bounds
+        and 0.0 <= created <= MAX_TIMESTAMP
+        and 0.0 <= updated <= MAX_TIMESTAMP
     ):
         return TaskRow(id_, definition, format_, next_run, paused, anchor, source, created, updated)
     check = _Checker()

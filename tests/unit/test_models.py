@@ -302,3 +302,23 @@ def test_next_run_times_is_pure_and_aware() -> None:
         interval_seconds=3600, start_date=after, end_date=datetime(2030, 1, 1, 14, tzinfo=UTC)
     )
     assert len(ending.next_run_times(10, after=after)) == 2
+
+
+@pytest.mark.parametrize(
+    ("moment", "valid"),
+    [
+        ("1969-12-31T23:00:00-05:00", True),  # 1970-01-01 04:00 UTC
+        ("1970-01-01T00:30:00+01:00", False),  # 1969-12-31 23:30 UTC
+        ("1970-01-01T00:00:00Z", True),
+        ("2999-12-31T20:00:00Z", True),
+        ("2999-12-31T23:00:00-02:00", False),  # 3000-01-01 01:00 UTC
+        ("3000-01-01T00:30:00+01:00", True),  # 2999-12-31 23:30 UTC
+    ],
+)
+def test_the_supported_years_are_checked_in_utc_at_both_ends(moment: str, valid: bool) -> None:
+    fields = {"id": "edge", "task_type": "one_time", "run_at": moment, "prompt": "p"}
+    if valid:
+        TaskDefinition.model_validate_json(json.dumps(fields))
+    else:
+        with pytest.raises(ValidationError, match="outside the supported years"):
+            TaskDefinition.model_validate_json(json.dumps(fields))
