@@ -180,8 +180,7 @@ class TaskDefinition(BaseModel):
     def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        if info.mode != "json":  # a caller's dict is not changed; one parsed from JSON can be
-            data = dict(data)
+        data = dict(data)
         if data.get("schedule") is not None:
             data.update(explicit_schedule(data, info.context or {}, _SCHEDULE_FIELDS.values()))
         data.pop("schedule", None)
