@@ -9,6 +9,7 @@ Both run the ``counter`` graph of ``tests/server_graphs.py`` (offline).
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
-from tests.conftest import ROOT, LangGraphDev
+from tests.conftest import PYTHON, ROOT, LangGraphDev
 from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,7 @@ class Server:
     name: str  # "ours" or "reference"
     url: str
     api_key: str | None = None
+    directory: Path | None = None  # ours: the project directory, its scheduler.db
 
 
 class OurServer(ServeProcess):
@@ -53,10 +55,11 @@ class OurServer(ServeProcess):
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = OurServer(tmp_path_factory.mktemp("ours"))
+    directory = tmp_path_factory.mktemp("ours")
+    server = OurServer(directory)
     try:
         server.wait_ready()
-        yield Server("ours", server.url)
+        yield Server("ours", server.url, directory=directory)
     finally:
         server.stop()
 
@@ -231,6 +234,44 @@ async def test_a_cron_is_a_task_like_any_other(ours: Server, tmp_path: Path) -> 
     assert task["source"] == "http:crons" and task["definition"]["cron_expression"] == "0 9 * * 1"
     assert cron["cron_id"] in {t["id"] for t in listed["items"]}
     await client.crons.delete(cron["cron_id"])
+
+
+async def test_searches_see_every_change_at_once_and_other_processes_soon(ours: Server) -> None:
+    """Searches are answered from a kept list: a change through this server shows in the
+    very next search; one made by another process (the CLI on the same database) within
+    the poll interval (0.5 s), as the scheduler itself sees it."""
+    client = sdk(ours.url)
+    mine = tag()
+    made = [
+        await client.crons.create(GRAPH, schedule=f"0 {h} * * *", input=HELLO, metadata=mine)
+        for h in (6, 7, 8)
+    ]
+    ids = [c["cron_id"] for c in made]
+    assert [c["cron_id"] for c in await client.crons.search(metadata=mine)] == ids[::-1]
+    await client.crons.update(ids[0], schedule="5 6 * * *")
+    async with httpx.AsyncClient(base_url=ours.url) as http:
+        assert (await http.post(f"/api/tasks/{ids[1]}/pause")).status_code == 200
+    found = {c["cron_id"]: c for c in await client.crons.search(metadata=mine)}
+    assert found[ids[0]]["schedule"] == "5 6 * * *" and not found[ids[1]]["enabled"]
+    await client.crons.delete(ids[1])
+    assert await client.crons.count(metadata=mine) == 2
+
+    assert ours.directory is not None
+    cli = [PYTHON, "-m", "scheduler", "--db", str(ours.directory / "scheduler.db")]
+    for command in (["pause", ids[2]], ["remove", "--yes", ids[0]]):
+        done = await asyncio.to_thread(
+            subprocess.run, [*cli, *command], capture_output=True, cwd=ours.directory
+        )
+        assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = {c["cron_id"]: c for c in await client.crons.search(metadata=mine)}
+        if set(found) == {ids[2]} and not found[ids[2]]["enabled"]:
+            break
+        await asyncio.sleep(0.1)
+    assert set(found) == {ids[2]} and not found[ids[2]]["enabled"], found
+    assert time.monotonic() < deadline - 8  # within about a poll interval, not seconds
+    await client.crons.delete(ids[2])
 
 
 def test_the_api_key_is_required_when_set(tmp_path: Path) -> None:

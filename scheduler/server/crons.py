@@ -8,22 +8,28 @@ dashboard see it. Its id is the ``cron_id``; the request's fields are kept in th
 (both are accepted, in searches too, where the reference server answers 422 to a name).
 ``multitask_strategy`` ``reject`` skips a firing while a run of the cron is going,
 ``enqueue`` queues it; ``interrupt`` and ``rollback`` are refused (422). A missing
-schedule is a 422 naming the field (the reference answers 500). The hot endpoints answer a
-ready ``JSONResponse`` (FastAPI's response encoding of a plain dict costs more than the
-request's database work).
+schedule is a 422 naming the field (the reference answers 500).
+
+Searches and counts are answered on the event loop from a list of every cron kept in
+memory, each cron's JSON encoded once: the list is read again (on a worker thread) after
+any task change this process commits, when the earliest next run comes (a firing moves it),
+and at least every ``poll_interval_seconds`` to see changes other processes made, as
+the scheduler itself sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response as RawResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduler.enums import OverlapPolicy
@@ -32,6 +38,7 @@ from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
 from scheduler.rows import decode
+from scheduler.server.replies import JsonReply, encode
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
@@ -239,21 +246,58 @@ def _cron_of(
     }
 
 
-def _all_crons(request: Request) -> list[dict[str, Any]]:
-    """Every cron, from the rows of source ``http:crons`` (each definition decoded once per
-    stored version; no run statistics, which a Cron does not show).
+@dataclass(slots=True)
+class _Crons:
+    """Every cron, newest first, with each one's JSON; valid while ``changes`` is the
+    store's count of local changes, before ``soonest`` (a next run) and until ``checked``
+    (monotonic) is a poll interval old."""
 
-    The list is kept until the task table's revision changes (any write, from any process)
-    or the earliest next run comes (a firing moves it without a revision)."""
+    revision: int
+    changes: int
+    soonest: float
+    checked: float
+    crons: list[dict[str, Any]]
+    encoded: list[bytes]
+
+
+def _kept_crons(request: Request) -> _Crons | None:
+    """The kept list if it is still valid (no database read: safe on the event loop)."""
+    kept: _Crons | None = request.app.state.__dict__.get("cron_list")
+    scheduler = scheduler_of(request)
+    if (
+        kept is None
+        or kept.changes != scheduler.store.local_changes
+        or time.monotonic() - kept.checked >= scheduler.settings.poll_interval_seconds
+        or scheduler.now().timestamp() >= kept.soonest
+    ):
+        return None
+    return kept
+
+
+def _all_crons(request: Request) -> _Crons:
+    """Every cron, from the rows of source ``http:crons`` (each definition decoded once per
+    stored version; no run statistics, which a Cron does not show). Reads the database."""
     scheduler = scheduler_of(request)
     state = request.app.state.__dict__
+    changes = scheduler.store.local_changes  # before the reads: a change meanwhile shows
     revision = scheduler.store.revision()
-    kept: tuple[int, float, list[dict[str, Any]]] | None = state.get("cron_list")
-    if kept is not None and kept[0] == revision and scheduler.now().timestamp() < kept[1]:
-        return kept[2]
+    kept: _Crons | None = state.get("cron_list")
+    if (
+        kept is not None
+        and (kept.revision, kept.changes) == (revision, changes)
+        and scheduler.now().timestamp() < kept.soonest
+    ):
+        kept.checked = time.monotonic()
+        return kept
     crons, soonest = _read_crons(scheduler, state.setdefault("cron_cache", {}))
-    state["cron_list"] = (revision, soonest, crons)
-    return crons
+    crons.sort(key=_newest_first, reverse=True)
+    fresh = _Crons(revision, changes, soonest, time.monotonic(), crons, [encode(c) for c in crons])
+    state["cron_list"] = fresh
+    return fresh
+
+
+def _newest_first(cron: dict[str, Any]) -> tuple[bool, str]:
+    return (cron["created_at"] is None, cron["created_at"] or "")
 
 
 def _read_crons(
@@ -314,13 +358,13 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
 
 
 @router.post("/runs/crons", summary="Create a cron (a task on a fresh thread per run)")
-async def create_cron(request: Request, body: CronIn) -> JSONResponse:
-    return JSONResponse(await _create(request, body, None))
+async def create_cron(request: Request, body: CronIn) -> JsonReply:
+    return JsonReply(await _create(request, body, None))
 
 
 @router.post("/threads/{thread_id}/runs/crons", summary="Create a cron on a thread")
-async def create_thread_cron(request: Request, thread_id: str, body: CronIn) -> JSONResponse:
-    return JSONResponse(await _create(request, body, thread_id))
+async def create_thread_cron(request: Request, thread_id: str, body: CronIn) -> JsonReply:
+    return JsonReply(await _create(request, body, thread_id))
 
 
 async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
@@ -331,8 +375,8 @@ async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
 
 
 @router.get("/runs/crons/{cron_id}", summary="Get a cron")
-async def get_cron(request: Request, cron_id: str) -> JSONResponse:
-    return JSONResponse(_cron(await _get_cron(request, cron_id)))
+async def get_cron(request: Request, cron_id: str) -> JsonReply:
+    return JsonReply(_cron(await _get_cron(request, cron_id)))
 
 
 @router.patch("/runs/crons/{cron_id}", summary="Update a cron")
@@ -363,33 +407,51 @@ async def delete_cron(request: Request, cron_id: str) -> Response:
     return Response(status_code=204)
 
 
-async def _matching(request: Request, body: CronSearch) -> list[dict[str, Any]]:
+_SORT_KEYS = frozenset(
+    {"cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at",
+     "updated_at"}
+)  # fmt: skip
+
+
+async def _matching(request: Request, body: CronSearch) -> tuple[_Crons, list[int]]:
+    """The kept list, and the positions in it of the matching crons in the order asked."""
     assistant = _check_assistant(request, body.assistant_id) if body.assistant_id else None
-    crons = await asyncio.to_thread(_all_crons, request)
-    found = [
-        c
-        for c in crons
-        if (assistant is None or c["assistant_id"] == assistant)
-        and (body.thread_id is None or c["thread_id"] == body.thread_id)
-        and (body.enabled is None or c["enabled"] == body.enabled)
-        and all(c["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
-    ]
     key = body.sort_by or "created_at"
-    if key not in ("cron_id", "assistant_id", "thread_id", "next_run_date", "end_time",
-                   "created_at", "updated_at"):  # fmt: skip
+    if key not in _SORT_KEYS:
         raise HTTPException(422, f"sort_by: cannot sort by {key!r}")
-    found.sort(key=lambda c: (c[key] is None, c[key] or ""), reverse=body.sort_order != "asc")
-    return found
+    kept = _kept_crons(request)
+    if kept is None:
+        kept = await asyncio.to_thread(_all_crons, request)
+    crons = kept.crons
+    wanted = body.metadata or {}
+    if assistant is None and body.thread_id is None and body.enabled is None and not wanted:
+        found = list(range(len(crons)))
+    else:
+        found = [
+            i
+            for i, c in enumerate(crons)
+            if (assistant is None or c["assistant_id"] == assistant)
+            and (body.thread_id is None or c["thread_id"] == body.thread_id)
+            and (body.enabled is None or c["enabled"] == body.enabled)
+            and all(c["metadata"].get(k) == v for k, v in wanted.items())
+        ]
+    descending = body.sort_order != "asc"
+    if key != "created_at" or not descending:  # else: the kept order
+        found.sort(key=lambda i: (crons[i][key] is None, crons[i][key] or ""), reverse=descending)
+    return kept, found
 
 
 @router.post("/runs/crons/search", summary="Search crons")
-async def search_crons(request: Request, body: CronSearch) -> JSONResponse:
-    found = (await _matching(request, body))[body.offset : body.offset + body.limit]
+async def search_crons(request: Request, body: CronSearch) -> RawResponse:
+    kept, found = await _matching(request, body)
+    found = found[body.offset : body.offset + body.limit]
     if body.select:
-        found = [{k: c.get(k) for k in body.select} for c in found]
-    return JSONResponse(found)
+        chosen = [{k: kept.crons[i].get(k) for k in body.select} for i in found]
+        return JsonReply(chosen)
+    body_bytes = b"[" + b",".join(kept.encoded[i] for i in found) + b"]"
+    return RawResponse(body_bytes, media_type="application/json")
 
 
 @router.post("/runs/crons/count", summary="Count crons")
 async def count_crons(request: Request, body: CronSearch) -> int:
-    return len(await _matching(request, body))
+    return len((await _matching(request, body))[1])

@@ -29,6 +29,7 @@ from scheduler.exceptions import (
     describe_errors,
 )
 from scheduler.server.guard import Guard
+from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 
@@ -74,6 +75,7 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
         title="LangGraph task scheduler",
         description="Tasks, runs and the LangGraph SDK's crons API of a task scheduler.",
         version="1",
+        default_response_class=JsonReply,
     )
     app.state.scheduler = scheduler
     app.state.settings = settings

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    case,
     create_engine,
     event,
     func,
@@ -40,7 +39,6 @@ from scheduler.storage.schema import (
     RunRow,
     TaskRow,
     TaskStats,
-    deliveries_table,
     links_table,
     meta_table,
     metadata,
@@ -51,6 +49,17 @@ from scheduler.storage.schema import (
     task_stats,
     tasks_table,
     threads_table,
+)
+from scheduler.storage.statements import (
+    COUNT_TASKS,
+    COUNTS,
+    DELIVERIES,
+    REVISION,
+    SELECT_RUN,
+    STATS_OF_TASK,
+    THREAD_RUNS,
+    runs_query,
+    stats_query,
 )
 from scheduler.storage.transaction import SELECT_TASK, Transaction
 
@@ -99,6 +108,9 @@ class Store:
             self._write_lock if self.is_memory else nullcontext()
         )
         self._set_up = False
+        # Revision bumps committed by this process: a change signal read without a query
+        # (changes by other processes show in revision() only).
+        self.local_changes = 0
 
     def _install_sqlite_hooks(self, busy_timeout: float) -> None:
         memory = self.is_memory
@@ -167,7 +179,10 @@ class Store:
         with self._write_lock, translated(self), self.engine.connect() as conn:
             conn.execution_options(immediate=True)
             with conn.begin():
-                yield Transaction(conn, lock_rows=not self.is_sqlite)
+                tx = Transaction(conn, lock_rows=not self.is_sqlite)
+                yield tx
+            if tx.bumped:
+                self.local_changes += 1
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -180,10 +195,7 @@ class Store:
     def revision(self) -> int:
         """The change counter; it grows with every change to tasks or requested runs."""
         with self._reading() as conn:
-            value = conn.execute(
-                select(meta_table.c.value).where(meta_table.c.key == "revision")
-            ).scalar()
-            return int(value or 0)
+            return int(conn.execute(REVISION).scalar() or 0)
 
     def get_task(self, task_id: str) -> TaskRow | None:
         with self._reading() as conn:
@@ -222,29 +234,15 @@ class Store:
         when ``task_id`` is given): the
         newest run that finished after running (not one skipped by the overlap policy while
         another ran, nor one still queued or running), else the newest run."""
-        finished = case(
-            (runs_table.c.status.not_in(["skipped", "queued", "running"]), runs_table.c.id)
-        )
-        counts = select(
-            runs_table.c.task_id,
-            func.count().label("n"),
-            func.coalesce(func.max(finished), func.max(runs_table.c.id)).label("last_id"),
-        ).group_by(runs_table.c.task_id)
+        params: dict[str, Any] = {}
         if isinstance(task_id, str):
-            counts = counts.where(runs_table.c.task_id == task_id)
+            query, params = STATS_OF_TASK, {"task_id": task_id}
         elif task_id is not None:
-            counts = counts.where(runs_table.c.task_id.in_(list(task_id)))
-        sub = counts.subquery()
-        query = select(
-            sub.c.task_id,
-            sub.c.n,
-            sub.c.last_id,
-            runs_table.c.queued_at,
-            runs_table.c.status,
-            runs_table.c.error_message,
-        ).join(runs_table, runs_table.c.id == sub.c.last_id)
+            query = stats_query(COUNTS.where(runs_table.c.task_id.in_(list(task_id))))
+        else:
+            query = stats_query(COUNTS)
         with self._reading() as conn:
-            return dict(task_stats(row) for row in conn.execute(query))
+            return dict(task_stats(row) for row in conn.execute(query, params))
 
     def next_run_time(self, exclude: Collection[str] = ()) -> float | None:
         """The earliest stored next run time, skipping the task ids in ``exclude``."""
@@ -259,7 +257,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRow | None:
         with self._reading() as conn:
-            row = conn.execute(select(runs_table).where(runs_table.c.id == run_id)).first()
+            row = conn.execute(SELECT_RUN, {"run_id": run_id}).first()
             return run_row(row) if row is not None else None
 
     def list_runs(
@@ -270,27 +268,18 @@ class Store:
         limit: int | None = 50,
     ) -> list[RunRow]:
         """Runs, newest first."""
-        query = select(runs_table).order_by(runs_table.c.id.desc())
-        if task_id is not None:
-            query = query.where(runs_table.c.task_id == task_id)
-        if statuses:
-            query = query.where(runs_table.c.status.in_(list(statuses)))
-        if limit is not None:
-            query = query.limit(limit)
+        query = runs_query(
+            task=task_id is not None, statuses=bool(statuses), limit=limit is not None
+        )
+        params = {"task_id": task_id, "statuses": list(statuses), "limit": limit}
         with self._reading() as conn:
-            return [run_row(row) for row in conn.execute(query)]
+            return [run_row(row) for row in conn.execute(query, params)]
 
     def thread_runs(self, thread_id: str, *, limit: int, offset: int = 0) -> list[RunRow]:
         """The runs on one thread, newest first."""
-        query = (
-            select(runs_table)
-            .where(runs_table.c.thread_id == thread_id)
-            .order_by(runs_table.c.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        params = {"thread_id": thread_id, "limit": limit, "offset": offset}
         with self._reading() as conn:
-            return [run_row(row) for row in conn.execute(query)]
+            return [run_row(row) for row in conn.execute(THREAD_RUNS, params)]
 
     def add_delivery(self, values: dict[str, Any]) -> None:
         """Record one webhook delivery attempt."""
@@ -299,13 +288,8 @@ class Store:
 
     def deliveries(self, run_id: str) -> list[dict[str, Any]]:
         """A run's webhook delivery attempts, in order."""
-        query = (
-            select(deliveries_table)
-            .where(deliveries_table.c.run_id == run_id)
-            .order_by(deliveries_table.c.id)
-        )
         with self._reading() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [dict(row._mapping) for row in conn.execute(DELIVERIES, {"run_id": run_id})]
 
     def put_thread(self, thread_id: str, metadata_json: str, created_at: float) -> None:
         """Remember a thread made through the HTTP API (threads.create)."""
@@ -358,7 +342,7 @@ class Store:
     def count_tasks(self) -> int:
         """Number of task rows."""
         with self._reading() as conn:
-            return int(conn.execute(select(func.count()).select_from(tasks_table)).scalar() or 0)
+            return int(conn.execute(COUNT_TASKS).scalar() or 0)
 
     def count_runs(self) -> dict[str, int]:
         """Number of run records per status."""

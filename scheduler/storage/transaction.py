@@ -64,6 +64,7 @@ class Transaction:
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self._conn = conn
         self._lock_rows = lock_rows
+        self.bumped = False  # the revision was bumped
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class Transaction:
 
     def bump_revision(self) -> None:
         self._conn.execute(_BUMP_REVISION)
+        self.bumped = True
 
     def revision(self) -> int:
         """The change counter as this transaction sees it."""
