@@ -184,6 +184,8 @@ class Supervisor:
             self._warm_followers()
             self.dispatcher.forget()
             self._pick_up_changes()
+            for run_id in self.store.cancel_requests(None):  # asked by another process
+                self.runner.cancel_run(run_id)
             self.dispatcher.wakeup()
         elif self._overdue():
             logger.warning("the dispatcher missed its wake-up; waking it")

@@ -270,15 +270,18 @@ class TaskScheduler(AsyncTaskAPI):
             self._on_loop(supervisor.runner.cancel_running)
 
     def cancel_run(self, run_id: str) -> bool:
-        """Cancel a run that is running in this process (recorded ``cancelled``); False
-        when it is not running here."""
+        """Cancel a running run (recorded ``cancelled``): at once if it runs in this process;
+        one running in another process (a worker, or the active scheduler while this one
+        stands by) is asked through the database, and that process cancels it within about
+        ``poll_interval_seconds``. False when the run is not running."""
         supervisor = self._supervisor
-        if supervisor is None:
-            return False
-        if not supervisor.runner.is_running(run_id):
-            return False
-        self._on_loop(supervisor.runner.cancel_run, run_id)
-        return True
+        if supervisor is not None and supervisor.runner.is_running(run_id):
+            self._on_loop(supervisor.runner.cancel_run, run_id)
+            return True
+        if supervisor is not None and supervisor.active and self.settings.role == "all":
+            return False  # the only process that runs anything, and it does not run it
+        self._flush()
+        return self._store.request_cancel(run_id, self._clock())
 
     def prune_history(self) -> int:
         """Delete final run records beyond ``history_max_runs`` per task or older than

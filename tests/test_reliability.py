@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskState
+from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler, TaskState
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
 
 pytestmark = pytest.mark.slow
@@ -380,6 +380,36 @@ def test_two_processes_on_one_file_fire_each_occurrence_once(tmp_path: Path) -> 
     wait_until(lambda: len(succeeded()) >= count + 4, message="runs by the second process")
     second.stop()
     assert_every_occurrence_once(rows(db, "SELECT * FROM scheduler_runs"), interval=0.5)
+
+
+def test_a_run_is_cancelled_from_another_process(tmp_path: Path) -> None:
+    """cancel_run in a process that does not run the run (here: one not started, as the CLI
+    or a standby's HTTP API) asks through the database; the active process cancels it."""
+    db = tmp_path / "scheduler.db"
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    long = {"id": "long", "run_at": soon, "prompt": "sleep:60"}
+    child(db, "add", json.dumps([long]))
+    active = Child(db)
+    active.wait_for("active")
+    running = wait_until(
+        lambda: rows(db, "SELECT id FROM scheduler_runs WHERE status='running'"),
+        message="the run to start",
+    )
+    elsewhere = TaskScheduler(db_path=db, graph=object())
+    try:
+        assert not elsewhere.cancel_run("no-such-run")
+        asked = time.monotonic()
+        assert elsewhere.cancel_run(running[0]["id"])
+        wait_until(
+            lambda: rows(db, "SELECT id FROM scheduler_runs WHERE status='cancelled'"),
+            timeout=15,
+            message="the active process to cancel the run",
+        )
+        assert time.monotonic() - asked < 10  # the poll interval, not the 60 s sleep
+        assert not elsewhere.cancel_run(running[0]["id"])  # over: nothing left to cancel
+    finally:
+        elsewhere.close()
+        active.stop()
 
 
 # -- threads ----------------------------------------------------------------------------------

@@ -401,6 +401,33 @@ def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
     assert statuses["succeeded"] > 100 and statuses["interrupted"] >= 1, statuses
 
 
+def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
+    fleet.add([{"id": "long", "run_at": at(1), "prompt": "sleep:60"}])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.active_leader([leader])
+    wait_until(lambda: fleet.count("status = 'running'"), timeout=30, message="the run to start")
+    [run] = fleet.rows("SELECT id, worker FROM scheduler_runs WHERE status = 'running'")
+    assert pid_of(run["worker"]) == worker.pid
+    api = TaskScheduler(database_url=fleet.url, graph=object())  # as the CLI or HTTP API
+    try:
+        asked = time.monotonic()
+        assert api.cancel_run(run["id"])
+        wait_until(
+            lambda: fleet.count(f"id = '{run['id']}' AND status = 'cancelled'"),
+            timeout=15,
+            message=f"the worker to cancel it: {fleet.logs()}",
+        )
+        assert time.monotonic() - asked < 10  # the worker's poll, not the 60 s sleep
+        assert not api.cancel_run(run["id"])
+    finally:
+        api.close()
+    assert worker.poll() is None  # the worker runs on
+    fleet.stop(worker)
+    fleet.stop(leader)
+
+
 def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
     fleet.add([{"id": "hourly", "interval_seconds": 3600, "prompt": "record"}])
     leader = fleet.leader()

@@ -3,8 +3,9 @@
 Tasks: create (a ``TaskDefinition`` as JSON, ``schedule:`` strings included), get, list
 (``source``, ``state``, ``limit``, ``offset``), patch (the fields to change), delete
 (``?force=true`` if others run after it), pause, resume, run now. Runs: list (``task_id``,
-``status``, ``limit``, ``offset``), get, cancel (a run in flight here), answer (a
-``waiting`` run). ``/api/schedules/preview`` shows a schedule's next fire times. A list
+``status``, ``limit``, ``offset``), get, cancel (a running run, in this process or
+another), answer (a ``waiting`` run). ``/api/schedules/preview`` shows a schedule's next
+fire times. A list
 answers ``{"items": [...], "total": N, "limit": L, "offset": O}``. Tasks made here have
 source ``http``. Callbacks are checked by the callback policy as everywhere.
 """
@@ -145,12 +146,12 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     return run
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a run in flight in this process")
+@router.post("/runs/{run_id}/cancel", summary="Cancel a running run (here or elsewhere)")
 async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     scheduler = _scheduler(request)
     run = await scheduler.aget_run(run_id)
     if not await scheduler.acancel_run(run_id):
-        raise HTTPException(409, f"run {run_id} is {run.status.value}, not running here")
+        raise HTTPException(409, f"run {run_id} is {run.status.value}, not running")
     return {"id": run_id, "cancelling": True}
 
 

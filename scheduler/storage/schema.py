@@ -39,7 +39,7 @@ __all__ = [
     "workers_table",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -88,6 +88,9 @@ runs_table = Table(
     Column("worker", String(255)),
     Column("max_running", Integer),  # a worker claims it only below this many of its task's
     Column("priority_rank", Integer),  # claim order (0 = critical), then scheduled_for
+    # Schema 7: when a process that does not run it asked to cancel it (the process or
+    # worker that runs it, or claims it, cancels it).
+    Column("cancel_requested", Float),
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
     Index("ix_scheduler_runs_thread", "thread_id", "id"),  # schema 5: runs of a thread
@@ -216,6 +219,7 @@ class RunRow:
     worker: str | None = None
     max_running: int | None = None
     priority_rank: int | None = None
+    cancel_requested: float | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
@@ -368,6 +372,7 @@ def run_row(row: Any) -> RunRow:
         worker=check.text("worker", values["worker"], optional=True),
         max_running=check.count("max_running", values["max_running"], low=1, optional=True),
         priority_rank=check.count("priority_rank", values["priority_rank"], optional=True),
+        cancel_requested=check.time("cancel_requested", values["cancel_requested"], optional=True),
     )
     if type(values["id"]) is not str:
         check.problems.insert(0, f"column id holds {values['id']!r}, not text")

@@ -286,6 +286,27 @@ class Store:
         with self.transaction() as tx:
             tx.add_delivery(values)
 
+    def request_cancel(self, run_id: str, now: float) -> bool:
+        """Record a cancel request for a run another process runs, and bump the revision
+        so that process looks; False unless the run is recorded running."""
+        with self.transaction() as tx:
+            asked = tx.request_cancel(run_id, now)
+            if asked:
+                tx.bump_revision()
+            return asked
+
+    def cancel_requests(self, worker: str | None) -> list[str]:
+        """The running runs of ``worker`` (None: of the active scheduler's own process)
+        that another process asked to cancel."""
+        holder = runs_table.c.worker
+        query = select(runs_table.c.id).where(
+            runs_table.c.cancel_requested.is_not(None),
+            runs_table.c.status == "running",
+            holder.is_(None) if worker is None else holder == worker,
+        )
+        with self._reading() as conn:
+            return [str(run_id) for (run_id,) in conn.execute(query)]
+
     def deliveries(self, run_id: str) -> list[dict[str, Any]]:
         """A run's webhook delivery attempts, in order."""
         with self._reading() as conn:

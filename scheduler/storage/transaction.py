@@ -314,6 +314,15 @@ class Transaction:
         )
         return [run_row(row) for row in self._conn.execute(query)]
 
+    def request_cancel(self, run_id: str, now: float) -> bool:
+        """Ask whoever runs ``run_id`` to cancel it; False unless it is recorded running."""
+        result = self._conn.execute(
+            update(runs_table)
+            .where(runs_table.c.id == run_id, runs_table.c.status == "running")
+            .values(cancel_requested=now)
+        )
+        return bool(result.rowcount)
+
     def prune_runs(self, *, keep_per_task: int, older_than: float | None) -> int:
         """Delete final run records beyond the newest ``keep_per_task`` final ones of each
         task, or older than ``older_than``; queued and running records are never deleted."""

@@ -254,6 +254,8 @@ class Worker:
         if revision == self._revision:
             return
         self._revision = revision
+        for run_id in await asyncio.to_thread(self.store.cancel_requests, self.id):
+            self.runner.cancel_run(run_id)  # asked by another process (the HTTP API, ...)
         await asyncio.to_thread(self.followers.refresh)
         waiting = await asyncio.to_thread(
             self.store.list_runs, statuses=[RunStatus.WAITING], limit=None
