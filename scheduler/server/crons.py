@@ -11,34 +11,28 @@ dashboard see it. Its id is the ``cron_id``; the request's fields are kept in th
 schedule is a 422 naming the field (the reference answers 500).
 
 Searches and counts are answered on the event loop from a list of every cron kept in
-memory, each cron's JSON encoded once: the list is read again (on a worker thread) after
-any task change this process commits, when the earliest next run comes (a firing moves it),
-and at least every ``poll_interval_seconds`` to see changes other processes made, as
-the scheduler itself sees them.
+memory (:mod:`scheduler.server.cron_list`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import Response as RawResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduler.enums import OverlapPolicy
-from scheduler.exceptions import DefinitionError, describe_errors
+from scheduler.exceptions import describe_errors
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
-from scheduler.rows import decode
-from scheduler.server.replies import JsonReply, encode
+from scheduler.server.cron_list import CronList, Crons, cron_of
+from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
@@ -148,6 +142,15 @@ def scheduler_of(request: Request) -> TaskScheduler:
     return scheduler
 
 
+def cron_list_of(request: Request) -> CronList:
+    """The app's kept list of crons (made on first use)."""
+    state = request.app.state
+    kept: CronList | None = getattr(state, "cron_list", None)
+    if kept is None:
+        kept = state.cron_list = CronList(scheduler_of(request), CRONS_SOURCE)
+    return kept
+
+
 # -- crons ---------------------------------------------------------------------------------
 
 
@@ -214,121 +217,13 @@ def _cron(info: TaskInfo) -> dict[str, Any]:
     """The SDK's Cron shape of a cron's task."""
     assert info.definition is not None
     next_run = info.next_run.timestamp() if info.next_run else None
-    return _cron_of(
+    return cron_of(
         info.definition,
         next_run,
         info.paused,
         info.created_at.timestamp(),
         info.updated_at.timestamp(),
     )
-
-
-def _cron_of(
-    task: TaskDefinition, next_run: float | None, paused: bool, created: float, updated: float
-) -> dict[str, Any]:
-    assert task.request is not None
-    request = task.request
-    return {
-        "cron_id": task.id,
-        "assistant_id": request["assistant_id"],
-        "thread_id": task.thread_id,
-        "user_id": "",
-        "end_time": task.end_date.isoformat() if task.end_date else None,
-        "schedule": task.cron_expression,
-        "timezone": request.get("timezone"),
-        "payload": request["payload"],
-        "next_run_date": _utc(next_run),
-        "metadata": task.metadata,
-        "on_run_completed": request.get("on_run_completed"),
-        "enabled": task.enabled and not paused,
-        "created_at": _utc(created),
-        "updated_at": _utc(updated),
-    }
-
-
-@dataclass(slots=True)
-class _Crons:
-    """Every cron, newest first, with each one's JSON; valid while ``changes`` is the
-    store's count of local changes, before ``soonest`` (a next run) and until ``checked``
-    (monotonic) is a poll interval old."""
-
-    revision: int
-    changes: int
-    soonest: float
-    checked: float
-    crons: list[dict[str, Any]]
-    encoded: list[bytes]
-
-
-def _kept_crons(request: Request) -> _Crons | None:
-    """The kept list if it is still valid (no database read: safe on the event loop)."""
-    kept: _Crons | None = request.app.state.__dict__.get("cron_list")
-    scheduler = scheduler_of(request)
-    if (
-        kept is None
-        or kept.changes != scheduler.store.local_changes
-        or time.monotonic() - kept.checked >= scheduler.settings.poll_interval_seconds
-        or scheduler.now().timestamp() >= kept.soonest
-    ):
-        return None
-    return kept
-
-
-def _all_crons(request: Request) -> _Crons:
-    """Every cron, from the rows of source ``http:crons`` (each definition decoded once per
-    stored version; no run statistics, which a Cron does not show). Reads the database."""
-    scheduler = scheduler_of(request)
-    state = request.app.state.__dict__
-    changes = scheduler.store.local_changes  # before the reads: a change meanwhile shows
-    revision = scheduler.store.revision()
-    kept: _Crons | None = state.get("cron_list")
-    if (
-        kept is not None
-        and (kept.revision, kept.changes) == (revision, changes)
-        and scheduler.now().timestamp() < kept.soonest
-    ):
-        kept.checked = time.monotonic()
-        return kept
-    crons, soonest = _read_crons(scheduler, state.setdefault("cron_cache", {}))
-    crons.sort(key=_newest_first, reverse=True)
-    fresh = _Crons(revision, changes, soonest, time.monotonic(), crons, [encode(c) for c in crons])
-    state["cron_list"] = fresh
-    return fresh
-
-
-def _newest_first(cron: dict[str, Any]) -> tuple[bool, str]:
-    return (cron["created_at"] is None, cron["created_at"] or "")
-
-
-def _read_crons(
-    scheduler: TaskScheduler, cache: dict[str, tuple[str, TaskDefinition]]
-) -> tuple[list[dict[str, Any]], float]:
-    crons = []
-    seen = set()
-    soonest = float("inf")
-    for row in scheduler.store.iter_tasks(source=CRONS_SOURCE):
-        cached = cache.get(row.id)
-        if cached is None or cached[0] != row.definition:
-            try:
-                cached = (row.definition, decode(row))
-            except DefinitionError:
-                continue
-            cache[row.id] = cached
-        seen.add(row.id)
-        task = cached[1]
-        if task.request is None or task.request.get("kind") != "cron":
-            continue
-        next_run = row.next_run_time if task.enabled and not row.paused else None
-        if next_run is not None:
-            soonest = min(soonest, next_run)
-        crons.append(_cron_of(task, next_run, row.paused, row.created_at, row.updated_at))
-    for gone in set(cache) - seen:
-        cache.pop(gone, None)
-    return crons, soonest
-
-
-def _utc(moment: float | None) -> str | None:
-    return datetime.fromtimestamp(moment, UTC).isoformat() if moment is not None else None
 
 
 def _is_cron(info: TaskInfo) -> bool:
@@ -413,15 +308,16 @@ _SORT_KEYS = frozenset(
 )  # fmt: skip
 
 
-async def _matching(request: Request, body: CronSearch) -> tuple[_Crons, list[int]]:
+async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int]]:
     """The kept list, and the positions in it of the matching crons in the order asked."""
     assistant = _check_assistant(request, body.assistant_id) if body.assistant_id else None
     key = body.sort_by or "created_at"
     if key not in _SORT_KEYS:
         raise HTTPException(422, f"sort_by: cannot sort by {key!r}")
-    kept = _kept_crons(request)
+    crons_of = cron_list_of(request)
+    kept = crons_of.kept()
     if kept is None:
-        kept = await asyncio.to_thread(_all_crons, request)
+        kept = await asyncio.to_thread(crons_of.read)
     crons = kept.crons
     wanted = body.metadata or {}
     if assistant is None and body.thread_id is None and body.enabled is None and not wanted:
@@ -442,14 +338,14 @@ async def _matching(request: Request, body: CronSearch) -> tuple[_Crons, list[in
 
 
 @router.post("/runs/crons/search", summary="Search crons")
-async def search_crons(request: Request, body: CronSearch) -> RawResponse:
+async def search_crons(request: Request, body: CronSearch) -> Response:
     kept, found = await _matching(request, body)
     found = found[body.offset : body.offset + body.limit]
     if body.select:
         chosen = [{k: kept.crons[i].get(k) for k in body.select} for i in found]
         return JsonReply(chosen)
     body_bytes = b"[" + b",".join(kept.encoded[i] for i in found) + b"]"
-    return RawResponse(body_bytes, media_type="application/json")
+    return Response(body_bytes, media_type="application/json")
 
 
 @router.post("/runs/crons/count", summary="Count crons")

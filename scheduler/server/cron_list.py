@@ -1,0 +1,137 @@
+"""The Cron shape of a cron's task, and :class:`CronList`: every cron kept in memory, so
+that searches and counts are answered on the event loop without a database read.
+
+The list is read again (on a worker thread) after any task change this process commits
+(the store's ``local_changes``), when the earliest next run comes (a firing moves it
+without a change), and at least every ``poll_interval_seconds`` to see changes other
+processes made, as the scheduler itself sees them. Each cron's JSON is encoded once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler.exceptions import DefinitionError
+from scheduler.models import TaskDefinition
+from scheduler.rows import decode
+from scheduler.server.replies import encode
+from scheduler.task_scheduler import TaskScheduler
+
+__all__ = ["CronList", "Crons", "cron_of", "utc"]
+
+
+def cron_of(
+    task: TaskDefinition, next_run: float | None, paused: bool, created: float, updated: float
+) -> dict[str, Any]:
+    """The LangGraph SDK's Cron of a cron's task (its request kept in ``task.request``)."""
+    assert task.request is not None
+    request = task.request
+    return {
+        "cron_id": task.id,
+        "assistant_id": request["assistant_id"],
+        "thread_id": task.thread_id,
+        "user_id": "",
+        "end_time": task.end_date.isoformat() if task.end_date else None,
+        "schedule": task.cron_expression,
+        "timezone": request.get("timezone"),
+        "payload": request["payload"],
+        "next_run_date": utc(next_run),
+        "metadata": task.metadata,
+        "on_run_completed": request.get("on_run_completed"),
+        "enabled": task.enabled and not paused,
+        "created_at": utc(created),
+        "updated_at": utc(updated),
+    }
+
+
+def utc(moment: float | None) -> str | None:
+    return datetime.fromtimestamp(moment, UTC).isoformat() if moment is not None else None
+
+
+@dataclass(slots=True)
+class Crons:
+    """Every cron, newest first, with each one's JSON, as of ``revision`` and ``changes``
+    (the store's count of local changes); ``soonest``: the earliest next run among them;
+    ``checked``: when the revision was last read (monotonic)."""
+
+    revision: int
+    changes: int
+    soonest: float
+    checked: float
+    crons: list[dict[str, Any]]
+    encoded: list[bytes]
+
+
+class CronList:
+    """The crons of ``source`` in ``scheduler``'s database, kept (see the module doc)."""
+
+    def __init__(self, scheduler: TaskScheduler, source: str) -> None:
+        self.scheduler = scheduler
+        self.source = source
+        self._kept: Crons | None = None
+        self._decoded: dict[str, tuple[str, TaskDefinition]] = {}  # id -> (JSON, task)
+
+    def kept(self) -> Crons | None:
+        """The kept list if it is still valid (no database read: safe on the event loop)."""
+        kept, scheduler = self._kept, self.scheduler
+        if (
+            kept is None
+            or kept.changes != scheduler.store.local_changes
+            or time.monotonic() - kept.checked >= scheduler.settings.poll_interval_seconds
+            or scheduler.now().timestamp() >= kept.soonest
+        ):
+            return None
+        return kept
+
+    def read(self) -> Crons:
+        """The list, read again if the database changed (reads it: off the event loop)."""
+        store = self.scheduler.store
+        changes = store.local_changes  # before the reads: a change meanwhile shows next time
+        revision = store.revision()
+        kept = self._kept
+        if (
+            kept is not None
+            and (kept.revision, kept.changes) == (revision, changes)
+            and self.scheduler.now().timestamp() < kept.soonest
+        ):
+            kept.checked = time.monotonic()
+            return kept
+        crons, soonest = self._rows()
+        crons.sort(key=_newest_first, reverse=True)
+        encoded = [encode(c) for c in crons]
+        self._kept = Crons(revision, changes, soonest, time.monotonic(), crons, encoded)
+        return self._kept
+
+    def _rows(self) -> tuple[list[dict[str, Any]], float]:
+        """Every cron from the rows of the source (each definition decoded once per stored
+        version; no run statistics, which a Cron does not show), and the soonest next run."""
+        cache = self._decoded
+        crons = []
+        seen = set()
+        soonest = float("inf")
+        for row in self.scheduler.store.iter_tasks(source=self.source):
+            cached = cache.get(row.id)
+            if cached is None or cached[0] != row.definition:
+                try:
+                    cached = (row.definition, decode(row))
+                except DefinitionError:
+                    continue
+                cache[row.id] = cached
+            seen.add(row.id)
+            task = cached[1]
+            if task.request is None or task.request.get("kind") != "cron":
+                continue
+            next_run = row.next_run_time if task.enabled and not row.paused else None
+            if next_run is not None:
+                soonest = min(soonest, next_run)
+            crons.append(cron_of(task, next_run, row.paused, row.created_at, row.updated_at))
+        for gone in set(cache) - seen:
+            cache.pop(gone, None)
+        return crons, soonest
+
+
+def _newest_first(cron: dict[str, Any]) -> tuple[bool, str]:
+    return (cron["created_at"] is None, cron["created_at"] or "")
