@@ -10,6 +10,7 @@ processes made, as the scheduler itself sees them. Each cron's JSON is encoded o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from scheduler.rows import decode
 from scheduler.server.replies import encode
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["CronList", "Crons", "cron_of", "utc"]
+__all__ = ["CronList", "Crons", "cron_of", "order_by"]
 
 
 def cron_of(
@@ -38,16 +39,16 @@ def cron_of(
         "schedule": task.cron_expression,
         "timezone": request.get("timezone"),
         "payload": request["payload"],
-        "next_run_date": utc(next_run),
+        "next_run_date": _utc(next_run),
         "metadata": task.metadata,
         "on_run_completed": request.get("on_run_completed"),
         "enabled": task.enabled and not paused,
-        "created_at": utc(created),
-        "updated_at": utc(updated),
+        "created_at": _utc(created),
+        "updated_at": _utc(updated),
     }
 
 
-def utc(moment: float | None) -> str | None:
+def _utc(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).isoformat() if moment is not None else None
 
 
@@ -100,7 +101,7 @@ class CronList:
             kept.checked = time.monotonic()
             return kept
         crons, soonest = self._rows()
-        crons.sort(key=_newest_first, reverse=True)
+        crons.sort(key=order_by("created_at"), reverse=True)
         encoded = [encode(c) for c in crons]
         self._kept = Crons(revision, changes, soonest, time.monotonic(), crons, encoded)
         return self._kept
@@ -133,5 +134,10 @@ class CronList:
         return crons, soonest
 
 
-def _newest_first(cron: dict[str, Any]) -> tuple[bool, str]:
-    return (cron["created_at"] is None, cron["created_at"] or "")
+def order_by(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    """The sort key of crons by field ``key`` (crons without it together at one end)."""
+
+    def of(cron: dict[str, Any]) -> tuple[bool, str]:
+        return (cron[key] is None, cron[key] or "")
+
+    return of

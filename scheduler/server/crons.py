@@ -31,7 +31,7 @@ from scheduler.exceptions import describe_errors
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
-from scheduler.server.cron_list import CronList, Crons, cron_of
+from scheduler.server.cron_list import CronList, Crons, cron_of, order_by
 from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
 
@@ -333,7 +333,8 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
         ]
     descending = body.sort_order != "asc"
     if key != "created_at" or not descending:  # else: the kept order
-        found.sort(key=lambda i: (crons[i][key] is None, crons[i][key] or ""), reverse=descending)
+        order = order_by(key)
+        found.sort(key=lambda i: order(crons[i]), reverse=descending)
     return kept, found
 
 

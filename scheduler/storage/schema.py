@@ -89,7 +89,7 @@ runs_table = Table(
     Column("max_running", Integer),  # a worker claims it only below this many of its task's
     Column("priority_rank", Integer),  # claim order (0 = critical), then scheduled_for
     # Schema 7: when a process that does not run it asked to cancel it (the process or
-    # worker that runs it, or claims it, cancels it).
+    # worker that runs it cancels it when it next looks).
     Column("cancel_requested", Float),
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),

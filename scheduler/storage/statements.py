@@ -12,6 +12,8 @@ from sqlalchemy import Select, bindparam, case, func, select
 from scheduler.storage.schema import deliveries_table, meta_table, runs_table, tasks_table
 
 __all__ = [
+    "CANCELS_HERE",
+    "CANCELS_OF",
     "COUNTS",
     "COUNT_TASKS",
     "DELIVERIES",
@@ -31,6 +33,11 @@ DELIVERIES = (
     .where(deliveries_table.c.run_id == bindparam("run_id"))
     .order_by(deliveries_table.c.id)
 )
+# running runs another process asked to cancel: of the active process's own (no worker)
+# and of one worker
+_ASKED = (runs_table.c.cancel_requested.is_not(None), runs_table.c.status == "running")
+CANCELS_HERE = select(runs_table.c.id).where(*_ASKED, runs_table.c.worker.is_(None))
+CANCELS_OF = select(runs_table.c.id).where(*_ASKED, runs_table.c.worker == bindparam("worker"))
 THREAD_RUNS = (
     select(runs_table)
     .where(runs_table.c.thread_id == bindparam("thread_id"))

@@ -51,6 +51,8 @@ from scheduler.storage.schema import (
     threads_table,
 )
 from scheduler.storage.statements import (
+    CANCELS_HERE,
+    CANCELS_OF,
     COUNT_TASKS,
     COUNTS,
     DELIVERIES,
@@ -298,14 +300,9 @@ class Store:
     def cancel_requests(self, worker: str | None) -> list[str]:
         """The running runs of ``worker`` (None: of the active scheduler's own process)
         that another process asked to cancel."""
-        holder = runs_table.c.worker
-        query = select(runs_table.c.id).where(
-            runs_table.c.cancel_requested.is_not(None),
-            runs_table.c.status == "running",
-            holder.is_(None) if worker is None else holder == worker,
-        )
+        query = CANCELS_HERE if worker is None else CANCELS_OF
         with self._reading() as conn:
-            return [str(run_id) for (run_id,) in conn.execute(query)]
+            return [str(run_id) for (run_id,) in conn.execute(query, {"worker": worker})]
 
     def deliveries(self, run_id: str) -> list[dict[str, Any]]:
         """A run's webhook delivery attempts, in order."""
