@@ -1,7 +1,8 @@
 """The async twins of the management methods (``aadd_task`` for ``add_task``, ...), as
 LangGraph pairs ``invoke`` / ``ainvoke``: the same arguments, errors and results, with the
-database work on a worker thread, so an async application (FastAPI, a LangGraph graph)
-never blocks its event loop, and scheduled runs fire on time while it manages tasks.
+database work on a worker thread (:class:`~scheduler.offload.Offloader`), so an async
+application (FastAPI, a LangGraph graph) never blocks its event loop, and scheduled runs fire
+on time while it manages tasks.
 
 Also :meth:`AsyncTaskAPI.wait_for_outcome`: the final outcome of a run after its retries.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from scheduler.changeset import API_SOURCE, SyncReport
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.models import TaskDefinition
+from scheduler.offload import Offloader
 from scheduler.records import Notice, RunRecord, TaskInfo
 from scheduler.writes import TaskWrites
 
@@ -27,6 +29,8 @@ _RETRIED = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
 class AsyncTaskAPI(TaskWrites):
     """The async half of :class:`~scheduler.TaskScheduler` (every method has a sync twin
     of the same name without the ``a``)."""
+
+    _offload: Offloader  # the thread the blocking halves run on (see scheduler.offload)
 
     if TYPE_CHECKING:  # provided by TaskScheduler
 
@@ -44,8 +48,8 @@ class AsyncTaskAPI(TaskWrites):
         source: str | None = API_SOURCE,
     ) -> TaskInfo:
         """:meth:`add_task <scheduler.TaskScheduler.add_task>`, off the event loop."""
-        return await asyncio.to_thread(
-            self.add_task, task, replace_existing=replace_existing, source=source
+        return await self._offload.run(
+            lambda: self.add_task(task, replace_existing=replace_existing, source=source)
         )
 
     async def aadd_tasks(
@@ -56,8 +60,9 @@ class AsyncTaskAPI(TaskWrites):
         source: str | None = API_SOURCE,
     ) -> None:
         """:meth:`add_tasks <scheduler.TaskScheduler.add_tasks>`, off the event loop."""
-        await asyncio.to_thread(
-            self.add_tasks, list(tasks), replace_existing=replace_existing, source=source
+        batch = list(tasks)
+        await self._offload.run(
+            lambda: self.add_tasks(batch, replace_existing=replace_existing, source=source)
         )
 
     async def async_tasks(
@@ -68,66 +73,69 @@ class AsyncTaskAPI(TaskWrites):
         removed: Literal["remove", "keep"] = "remove",
     ) -> SyncReport:
         """:meth:`sync_tasks <scheduler.TaskScheduler.sync_tasks>`, off the event loop."""
-        return await asyncio.to_thread(self.sync_tasks, list(tasks), source=source, removed=removed)
+        batch = list(tasks)
+        return await self._offload.run(
+            lambda: self.sync_tasks(batch, source=source, removed=removed)
+        )
 
     async def acheck_task(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
         """:meth:`check_task <scheduler.TaskScheduler.check_task>`, off the event loop."""
-        await asyncio.to_thread(self.check_task, task, import_callbacks=import_callbacks)
+        await self._offload.run(lambda: self.check_task(task, import_callbacks=import_callbacks))
 
     async def aremove_task(self, task_id: str, *, force: bool = False) -> None:
         """:meth:`remove_task <scheduler.TaskScheduler.remove_task>`, off the event loop."""
-        await asyncio.to_thread(lambda: self.remove_task(task_id, force=force))
+        await self._offload.run(lambda: self.remove_task(task_id, force=force))
 
     async def aremove_tasks(self, task_ids: Iterable[str], *, force: bool = False) -> None:
         """:meth:`remove_tasks <scheduler.TaskScheduler.remove_tasks>`, off the event loop."""
         ids = list(task_ids)
-        await asyncio.to_thread(lambda: self.remove_tasks(ids, force=force))
+        await self._offload.run(lambda: self.remove_tasks(ids, force=force))
 
     async def apause_task(self, task_id: str) -> TaskInfo:
         """:meth:`pause_task <scheduler.TaskScheduler.pause_task>`, off the event loop."""
-        return await asyncio.to_thread(self.pause_task, task_id)
+        return await self._offload.run(self.pause_task, task_id)
 
     async def aresume_task(self, task_id: str) -> TaskInfo:
         """:meth:`resume_task <scheduler.TaskScheduler.resume_task>`, off the event loop."""
-        return await asyncio.to_thread(self.resume_task, task_id)
+        return await self._offload.run(self.resume_task, task_id)
 
     async def arun_task_now(self, task_id: str) -> str:
         """:meth:`run_task_now <scheduler.TaskScheduler.run_task_now>`, off the event loop."""
-        return await asyncio.to_thread(self.run_task_now, task_id)
+        return await self._offload.run(self.run_task_now, task_id)
 
     async def aresume_run(self, run_id: str, value: Any) -> None:
         """:meth:`resume_run <scheduler.TaskScheduler.resume_run>`, off the event loop."""
-        await asyncio.to_thread(self.resume_run, run_id, value)
+        await self._offload.run(self.resume_run, run_id, value)
 
     async def anote_problem(self, source: str, message: str | None) -> None:
         """:meth:`note_problem <scheduler.TaskScheduler.note_problem>`, off the event loop."""
-        await asyncio.to_thread(self.note_problem, source, message)
+        await self._offload.run(self.note_problem, source, message)
 
     async def acancel_run(self, run_id: str) -> bool:
         """:meth:`cancel_run <scheduler.TaskScheduler.cancel_run>`, off the event loop."""
-        return await asyncio.to_thread(self.cancel_run, run_id)
+        return await self._offload.run(self.cancel_run, run_id)
 
     async def aprune_history(self) -> int:
         """:meth:`prune_history <scheduler.TaskScheduler.prune_history>`, off the loop."""
-        return await asyncio.to_thread(self.prune_history)
+        return await self._offload.run(self.prune_history)
 
     # -- reading --------------------------------------------------------------------------
 
     async def aget_task(self, task_id: str) -> TaskInfo:
         """:meth:`get_task <scheduler.TaskScheduler.get_task>`, off the event loop."""
-        return await asyncio.to_thread(self.get_task, task_id)
+        return await self._offload.run(self.get_task, task_id)
 
     async def alist_tasks(self, *, source: str | None = None) -> list[TaskInfo]:
         """:meth:`list_tasks <scheduler.TaskScheduler.list_tasks>`, off the event loop."""
-        return await asyncio.to_thread(lambda: self.list_tasks(source=source))
+        return await self._offload.run(lambda: self.list_tasks(source=source))
 
     async def adependencies(self) -> list[tuple[str, str]]:
         """:meth:`dependencies <scheduler.TaskScheduler.dependencies>`, off the event loop."""
-        return await asyncio.to_thread(self.dependencies)
+        return await self._offload.run(self.dependencies)
 
     async def anext_run_times(self, task_id: str, count: int = 5) -> list[datetime]:
         """:meth:`next_run_times <scheduler.TaskScheduler.next_run_times>`, off the loop."""
-        return await asyncio.to_thread(self.next_run_times, task_id, count)
+        return await self._offload.run(self.next_run_times, task_id, count)
 
     async def alist_runs(
         self,
@@ -137,23 +145,23 @@ class AsyncTaskAPI(TaskWrites):
         limit: int | None = 50,
     ) -> list[RunRecord]:
         """:meth:`list_runs <scheduler.TaskScheduler.list_runs>`, off the event loop."""
-        return await asyncio.to_thread(self.list_runs, task_id, status=status, limit=limit)
+        return await self._offload.run(lambda: self.list_runs(task_id, status=status, limit=limit))
 
     async def aget_run(self, run_id: str) -> RunRecord:
         """:meth:`get_run <scheduler.TaskScheduler.get_run>`, off the event loop."""
-        return await asyncio.to_thread(self.get_run, run_id)
+        return await self._offload.run(self.get_run, run_id)
 
     async def acount_tasks(self) -> int:
         """:meth:`count_tasks <scheduler.TaskScheduler.count_tasks>`, off the event loop."""
-        return await asyncio.to_thread(self.count_tasks)
+        return await self._offload.run(self.count_tasks)
 
     async def acount_runs(self) -> dict[RunStatus, int]:
         """:meth:`count_runs <scheduler.TaskScheduler.count_runs>`, off the event loop."""
-        return await asyncio.to_thread(self.count_runs)
+        return await self._offload.run(self.count_runs)
 
     async def anotices(self) -> list[Notice]:
         """:meth:`notices <scheduler.TaskScheduler.notices>`, off the event loop."""
-        return await asyncio.to_thread(self.notices)
+        return await self._offload.run(self.notices)
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -170,7 +178,7 @@ class AsyncTaskAPI(TaskWrites):
         async with asyncio.timeout(timeout):
             record = await self.wait_for_run(run_id)
             while record.status in _RETRIED:
-                retry = await asyncio.to_thread(self._retry_of, record)
+                retry = await self._offload.run(self._retry_of, record)
                 if retry is None:
                     return record
                 record = await self.wait_for_run(retry.id)

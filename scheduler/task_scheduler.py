@@ -20,6 +20,7 @@ from scheduler.exceptions import SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
+from scheduler.offload import Offloader
 from scheduler.settings import Settings, sqlite_url
 from scheduler.storage import Store
 from scheduler.supervisor import Supervisor
@@ -90,6 +91,7 @@ class TaskScheduler(AsyncTaskAPI):
         self._webhooks: Deliverer | None = None
         self._gc_frozen = False
         self._clock: Callable[[], float] = clock if clock is not None else time.time
+        self._offload = Offloader()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, graph: Any = None) -> TaskScheduler:
@@ -187,6 +189,7 @@ class TaskScheduler(AsyncTaskAPI):
             self._persistence.close()
             self._persistence = None
             self._graph_object = None
+        self._offload.close()
         self._store.close()
 
     async def __aenter__(self) -> TaskScheduler:

@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from scheduler.server import create_app
+from scheduler.server.cron_list import CronList
+from scheduler.server.crons import CRONS_SOURCE, graph_id
+from scheduler.server.replies import encode
 from tests.conftest import SchedulerFactory, eventually
 
 
@@ -145,3 +148,50 @@ async def test_callbacks_through_http_pass_the_callback_policy(api: httpx.AsyncC
     )
     assert refused.status_code == 422 and "os:system" in refused.json()["detail"]
     assert (await api.get("/api/tasks/x")).status_code == 404
+
+
+async def test_the_kept_crons_follow_this_servers_own_creates_and_deletes(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """A cron the crons API creates or deletes is applied to the kept list in place: the
+    searches after it read nothing from the database, and the list stays what a fresh read
+    gives. Any other change (a pause through the REST API) makes the next search read."""
+    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    assistant = graph_id(scheduler.settings.graph)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as api:
+
+        async def search() -> list[str]:
+            found = await api.post("/runs/crons/search", json={"limit": 100})
+            assert found.status_code == 200, found.text
+            return [c["cron_id"] for c in found.json()]
+
+        assert await search() == []
+        kept: CronList = app.app.state.cron_list
+        reads = 0
+        read = kept.read
+
+        def counted() -> Any:
+            nonlocal reads
+            reads += 1
+            return read()
+
+        kept.read = counted  # type: ignore[method-assign]
+        made: list[str] = []
+        for hour in range(4):
+            body = {"assistant_id": assistant, "schedule": f"0 {hour} * * *", "input": {}}
+            made.insert(0, (await api.post("/runs/crons", json=body)).json()["cron_id"])
+            assert await search() == made
+        assert (await api.delete(f"/runs/crons/{made[1]}")).status_code == 204
+        del made[1]
+        assert await search() == made
+        assert reads == 0
+        fresh = CronList(scheduler, CRONS_SOURCE).read()
+        assert [encode(c) for c in fresh.crons] == kept.kept().encoded  # type: ignore[union-attr]
+
+        assert (await api.post(f"/api/tasks/{made[0]}/pause")).status_code == 200
+        found = (await api.post("/runs/crons/search", json={"limit": 100})).json()
+        assert reads == 1 and [c["enabled"] for c in found] == [False, True, True]

@@ -4,7 +4,9 @@ that searches and counts are answered on the event loop without a database read.
 The list is read again (on a worker thread) after any task change this process commits
 (the store's ``local_changes``), when the earliest next run comes (a firing moves it
 without a change), and at least every ``poll_interval_seconds`` to see changes other
-processes made, as the scheduler itself sees them. Each cron's JSON is encoded once.
+processes made, as the scheduler itself sees them; a cron the crons API itself creates or
+deletes is applied to the list in place (:meth:`CronList.follow`), so a search right after
+it reads nothing. Each cron's JSON is encoded once.
 """
 
 from __future__ import annotations
@@ -86,6 +88,32 @@ class CronList:
         ):
             return None
         return kept
+
+    def follow(self, before: int, *, added: dict[str, Any] | None = None,
+               removed: str | None = None) -> None:  # fmt: skip
+        """Bring the kept list along with a change this process just committed (a cron
+        ``added``, or the id of one ``removed``), on the event loop, without a read: only if
+        that change is the only one since ``before`` (the store's ``local_changes`` just
+        before it) and the list was current then. Otherwise the next search reads again."""
+        kept, changes = self._kept, self.scheduler.store.local_changes
+        if kept is None or kept.changes != before or changes != before + 1:
+            return
+        crons, encoded = kept.crons, kept.encoded
+        if added is not None:
+            newest = order_by("created_at")
+            if crons and newest(added) < newest(crons[0]):
+                return  # not the newest (a clock set back): its place needs the full sort
+            crons.insert(0, added)
+            encoded.insert(0, encode(added))
+            if added["next_run_date"] is not None:
+                moment = datetime.fromisoformat(added["next_run_date"]).timestamp()
+                kept.soonest = min(kept.soonest, moment)
+        if removed is not None:
+            for i, cron in enumerate(crons):
+                if cron["cron_id"] == removed:
+                    del crons[i], encoded[i]
+                    break
+        kept.changes = changes
 
     def read(self) -> Crons:
         """The list, read again if the database changed (reads it: off the event loop)."""

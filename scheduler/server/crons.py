@@ -248,8 +248,11 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
         "fields": fields,
     }
     task = _task(cron_id, fields, kept)
+    before = scheduler.store.local_changes
     info = await scheduler.aadd_task(task, replace_existing=False, source=CRONS_SOURCE)
-    return _cron(info)
+    cron = _cron(info)
+    cron_list_of(request).follow(before, added=cron)
+    return cron
 
 
 @router.post("/runs/crons", summary="Create a cron (a task on a fresh thread per run)")
@@ -298,7 +301,10 @@ async def update_cron(request: Request, cron_id: str, body: CronPatch) -> dict[s
 @router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
 async def delete_cron(request: Request, cron_id: str) -> Response:
     await _get_cron(request, cron_id)
-    await scheduler_of(request).aremove_task(cron_id)
+    scheduler = scheduler_of(request)
+    before = scheduler.store.local_changes
+    await scheduler.aremove_task(cron_id)
+    cron_list_of(request).follow(before, removed=cron_id)
     return Response(status_code=204)
 
 

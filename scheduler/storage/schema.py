@@ -313,7 +313,7 @@ def task_row(row: Any) -> TaskRow:
         type(id_) is str
         and type(definition) is str
         and type(format_) is int
-        and type(paused) is bool
+        and (paused is True or paused is False or (type(paused) is int and 0 <= paused <= 1))
         and type(source) is str
         and type(anchor) is float
         and type(created) is float
@@ -323,7 +323,8 @@ def task_row(row: Any) -> TaskRow:
         and 0.0 <= created <= MAX_TIMESTAMP
         and 0.0 <= updated <= MAX_TIMESTAMP
     ):
-        return TaskRow(id_, definition, format_, next_run, paused, anchor, source, created, updated)
+        flag = paused is True or paused == 1  # SQLite's own cursor gives 0 / 1
+        return TaskRow(id_, definition, format_, next_run, flag, anchor, source, created, updated)
     check = _Checker()
     result = TaskRow(
         id=id_ if type(id_) is str else repr(id_),

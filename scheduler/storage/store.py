@@ -6,8 +6,9 @@ the definition as JSON text, never a pickle), ``scheduler_runs`` (run history) a
 running scheduler notices changes made by other processes).
 
 SQLite files run in WAL mode with ``synchronous=NORMAL``; write transactions start with
-``BEGIN IMMEDIATE`` so a read-modify-write (the dispatcher claiming due tasks) cannot
-interleave with another writer. Driver errors leave this module as
+``BEGIN IMMEDIATE`` (see :mod:`scheduler.storage.engine`) so a read-modify-write (the
+dispatcher claiming due tasks) cannot interleave with another writer, and all of them go
+through one kept connection. Driver errors leave this module as
 :class:`~scheduler.exceptions.StorageError`, chained to the original.
 """
 
@@ -19,19 +20,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    create_engine,
-    event,
-    func,
-    or_,
-    select,
-)
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import StaticPool
 
 from scheduler.exceptions import StorageError
+from scheduler.storage.engine import new_engine
 from scheduler.storage.migrate import create_tables, insert_ignore, migrate
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
@@ -70,9 +64,11 @@ __all__ = ["Store", "translated"]
 
 @contextmanager
 def translated(store: Store) -> Iterator[None]:
+    """Driver errors (through SQLAlchemy, or from the driver's own cursor) as
+    :class:`~scheduler.exceptions.StorageError`."""
     try:
         yield
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, store.driver_error) as exc:
         reason = getattr(exc, "orig", None) or exc
         raise StorageError(f"database {store.display_url}: {reason}") from exc
 
@@ -92,17 +88,13 @@ class Store:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.is_memory = self.is_sqlite and parsed.database in (None, "", ":memory:")
         self.sqlite_path: Path | None = None
-        kwargs: dict[str, Any] = {}
-        if self.is_memory:
-            kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-        elif self.is_sqlite:
+        if self.is_sqlite and not self.is_memory:
             self.sqlite_path = Path(str(parsed.database))
-            kwargs = {"connect_args": {"timeout": busy_timeout}, "pool_size": 8}
-        else:
-            kwargs = {"pool_pre_ping": True, "pool_size": 8}
-        self.engine: Engine = create_engine(url, **kwargs)
-        if self.is_sqlite:
-            self._install_sqlite_hooks(busy_timeout)
+        self.engine: Engine = new_engine(parsed, busy_timeout=busy_timeout)
+        self.driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        # SQLite files: one connection kept for every write transaction (they are serial
+        # anyway): a pool check-out and its reset cost more than a small write itself.
+        self._writer: Connection | None = None
         # In-process writers queue here instead of spinning on SQLite's busy handler.
         self._write_lock = threading.RLock()
         # One shared in-memory connection: every use must be serialised.
@@ -113,25 +105,6 @@ class Store:
         # Revision bumps committed by this process: a change signal read without a query
         # (changes by other processes show in revision() only).
         self.local_changes = 0
-
-    def _install_sqlite_hooks(self, busy_timeout: float) -> None:
-        memory = self.is_memory
-
-        @event.listens_for(self.engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event below issue BEGIN (pysqlite's own is broken).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            cursor.close()
-
-        @event.listens_for(self.engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            immediate = connection.get_execution_options().get("immediate", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -170,6 +143,10 @@ class Store:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        with self._write_lock:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------
@@ -178,13 +155,34 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
         self.setup()
-        with self._write_lock, translated(self), self.engine.connect() as conn:
-            conn.execution_options(immediate=True)
-            with conn.begin():
-                tx = Transaction(conn, lock_rows=not self.is_sqlite)
-                yield tx
+        with self._write_lock, translated(self):
+            conn = self._write_connection()
+            broken = False
+            try:
+                with conn.begin():
+                    tx = Transaction(conn, lock_rows=not self.is_sqlite)
+                    yield tx
+            except (SQLAlchemyError, self.driver_error):
+                broken = True  # the next transaction starts on a fresh connection
+                raise
+            finally:
+                if broken or conn is not self._writer:
+                    if conn is self._writer:
+                        self._writer = None
+                    conn.close()
             if tx.bumped:
                 self.local_changes += 1
+
+    def _write_connection(self) -> Connection:
+        """The kept writer (SQLite files), else a connection of the pool (a PostgreSQL one is
+        checked by the pool's ping; an in-memory database has one connection for all)."""
+        conn = self._writer
+        if conn is None:
+            conn = self.engine.connect()
+            conn.execution_options(immediate=True)
+            if self.is_sqlite and not self.is_memory:
+                self._writer = conn
+        return conn
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Update, bindparam, delete, func, insert, select, update
 
+from scheduler.storage.driver import execute_many, fetch_one
 from scheduler.storage.schema import (
     TASK_COLUMNS,
     RunRow,
@@ -35,27 +36,9 @@ _INSERT_TASK = insert(tasks_table)
 _BUMP_REVISION = (
     update(meta_table).where(meta_table.c.key == "revision").values(value=meta_table.c.value + 1)
 )
+_BUMPED_REVISION = _BUMP_REVISION.returning(meta_table.c.value)
 
 _REVISION = select(meta_table.c.value).where(meta_table.c.key == "revision")
-
-
-# Driver SQL for Transaction._executemany, by dialect class, parameter style and statement.
-_DRIVER_SQL: dict[tuple[type, str, str], tuple[str, tuple[str, ...] | None]] = {}
-
-
-def _driver_sql(
-    conn: Connection, key: str, build: Callable[[], Insert | Update], columns: list[str]
-) -> tuple[str, tuple[str, ...] | None]:
-    """The driver's SQL text for ``build()`` (compiled once), and the parameter order if the
-    driver's parameters are positional."""
-    dialect = conn.dialect
-    cache_key = (type(dialect), dialect.paramstyle, key)
-    entry = _DRIVER_SQL.get(cache_key)
-    if entry is None:
-        compiled = build().compile(dialect=dialect, column_keys=columns)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        entry = _DRIVER_SQL[cache_key] = (str(compiled), order)
-    return entry
 
 
 class Transaction:
@@ -65,12 +48,16 @@ class Transaction:
         self._conn = conn
         self._lock_rows = lock_rows
         self.bumped = False  # the revision was bumped
+        self._revision: int | None = None  # what the last bump made it
 
     # -- tasks ----------------------------------------------------------------------------
 
     def get_task(self, task_id: str) -> TaskRow | None:
-        query = SELECT_TASK.with_for_update() if self._lock_rows else SELECT_TASK
-        row = self._conn.execute(query, {"task_id": task_id}).first()
+        if self._lock_rows:
+            build = SELECT_TASK.with_for_update
+            row = fetch_one(self._conn, "task_for_update", build, {"task_id": task_id})
+        else:
+            row = fetch_one(self._conn, "task", lambda: SELECT_TASK, {"task_id": task_id})
         return task_row(row) if row is not None else None
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
@@ -94,7 +81,7 @@ class Transaction:
 
     def insert_tasks(self, rows: Sequence[TaskRow]) -> None:
         if rows:
-            self._conn.execute(_INSERT_TASK, [_task_params(r) for r in rows])
+            self._executemany("insert_tasks", lambda: _INSERT_TASK, [_task_params(r) for r in rows])
         if len(rows) >= _ANALYZE_AFTER and self._conn.dialect.name == "postgresql":
             # Fresh statistics, or PostgreSQL keeps planning lookups by id on a table it
             # believes empty (sequential scans: a second bulk add took minutes).
@@ -160,26 +147,25 @@ class Transaction:
             self._conn.execute(update(table).where(table.c.key == key).values(message=message))
 
     def bump_revision(self) -> None:
-        self._conn.execute(_BUMP_REVISION)
+        if self._conn.dialect.update_returning:  # the new value in the same statement
+            row = fetch_one(self._conn, "bump_revision", lambda: _BUMPED_REVISION, {})
+            self._revision = int(row[0]) if row is not None else None
+        else:
+            self._conn.execute(_BUMP_REVISION)
         self.bumped = True
 
     def revision(self) -> int:
         """The change counter as this transaction sees it."""
+        if self._revision is not None:
+            return self._revision
         return int(self._conn.execute(_REVISION).scalar() or 0)
 
     def _executemany(
         self, key: str, build: Callable[[], Insert | Update], params: list[dict[str, Any]]
     ) -> None:
-        """Run ``build()`` once per parameter set, handing them straight to the driver.
-
-        For the statements written on every run (thousands per second in a burst):
-        SQLAlchemy's per-row parameter processing costs more than the SQL itself. Only for
-        statements whose values need no type conversion (numbers, strings, None); every
-        parameter set has the same keys.
-        """
-        sql, order = _driver_sql(self._conn, key, build, list(params[0]))
-        rows: list[Any] = params if order is None else [tuple(p[k] for k in order) for p in params]
-        self._conn.exec_driver_sql(sql, rows)
+        """Run ``build()`` once per parameter set on the driver's cursor (see
+        :mod:`scheduler.storage.driver`): the statements written on every run."""
+        execute_many(self._conn, key, build, params)
 
     # -- workflows (which tasks run after which) --------------------------------------------
 

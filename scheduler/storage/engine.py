@@ -1,0 +1,49 @@
+"""The SQLAlchemy engine of a database URL, set up as the store needs it.
+
+SQLite files run in WAL mode with ``synchronous=NORMAL`` and a busy timeout; a transaction
+begins with ``BEGIN IMMEDIATE`` when its connection asks for it (execution option
+``immediate``), so a read-modify-write cannot interleave with another writer. PostgreSQL
+connections are checked by the pool before use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["new_engine"]
+
+
+def new_engine(url: URL, *, busy_timeout: float) -> Engine:
+    """The engine of ``url`` (``sqlite://``: one shared in-memory connection)."""
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=8)
+    memory = url.database in (None, "", ":memory:")
+    if memory:
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, connect_args={"timeout": busy_timeout}, pool_size=8)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let the "begin" event below issue BEGIN (pysqlite's own is broken).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("immediate", False)
+        # on the driver's own connection: through SQLAlchemy costs more than the BEGIN
+        connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        )
+
+    return engine
