@@ -263,3 +263,35 @@ def test_a_bulk_add_on_postgresql_leaves_the_task_table_analyzed(pg_schema_url: 
         assert scheduler.count_tasks() == 10_001
     finally:
         scheduler.close()
+
+
+def test_a_bump_gives_the_revision_the_transaction_sees(store: Store) -> None:
+    for expected in (1, 2):
+        with store.transaction() as tx:
+            tx.bump_revision()
+            assert tx.revision() == expected
+    assert store.revision() == 2
+
+
+def test_writes_go_on_after_a_driver_error_on_the_kept_connection(tmp_path: Path) -> None:
+    """A SQLite file's writes share one kept connection; a driver error (here the database
+    locked by another process's writer) is a StorageError, and the next write starts on a
+    fresh connection."""
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}", busy_timeout=0.05)
+    store.setup()
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("a", 1.0)])
+    other = create_engine(f"sqlite:///{path}", poolclass=NullPool).connect()
+    other.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match="locked"), store.transaction() as tx:
+            tx.insert_tasks([task_row("b", 1.0)])
+    finally:
+        other.exec_driver_sql("ROLLBACK")
+        other.close()
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("c", 1.0)])
+        tx.bump_revision()
+    assert [r.id for r in store.list_tasks()] == ["a", "c"] and store.revision() == 1
+    store.close()

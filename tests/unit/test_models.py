@@ -322,3 +322,16 @@ def test_the_supported_years_are_checked_in_utc_at_both_ends(moment: str, valid:
     else:
         with pytest.raises(ValidationError, match="outside the supported years"):
             TaskDefinition.model_validate_json(json.dumps(fields))
+
+
+@pytest.mark.parametrize(("levels", "refused"), [(32, False), (33, True)])
+def test_json_nesting_is_counted_in_levels_not_in_brackets(levels: int, refused: bool) -> None:
+    inner: Any = {"text": "[" * 100 + "{" * 100}  # brackets inside strings are no levels
+    for _ in range(levels - 2):
+        inner = [inner]
+    value = {"v": inner}  # the outer dict, the lists, the inner dict: ``levels`` in all
+    if refused:
+        with pytest.raises(ValidationError, match="nested more than 32 levels"):
+            build(interval_seconds=5, input=value)
+    else:
+        assert build(interval_seconds=5, input=value).input == value
