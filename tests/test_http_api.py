@@ -195,3 +195,22 @@ async def test_the_kept_crons_follow_this_servers_own_creates_and_deletes(
         assert (await api.post(f"/api/tasks/{made[0]}/pause")).status_code == 200
         found = (await api.post("/runs/crons/search", json={"limit": 100})).json()
         assert reads == 1 and [c["enabled"] for c in found] == [False, True, True]
+
+
+async def test_crons_bodies_that_do_not_validate_answer_422_naming_the_field(
+    api: httpx.AsyncClient,
+) -> None:
+    cases = [
+        ("/runs/crons/search", {"limit": 0}, "limit"),
+        ("/runs/crons/count", {"sort_order": "sideways"}, "sort_order"),
+        ("/runs/crons", {"schedule": "0 9 * * *"}, "assistant_id"),
+        ("/threads/t-1/runs/crons", {"assistant_id": 5, "schedule": "0 9 * * *"}, "assistant_id"),
+    ]
+    for path, body, field in cases:
+        answer = await api.post(path, json=body)
+        assert answer.status_code == 422, (path, answer.text)
+        assert f"{field}:" in answer.json()["detail"], (path, answer.text)
+    broken = await api.post("/runs/crons/search", content=b"{not json")
+    assert broken.status_code == 422 and "JSON" in broken.json()["detail"]
+    patched = await api.patch("/runs/crons/nope", json={"enabled": "maybe"})
+    assert patched.status_code == 422 and "enabled:" in patched.json()["detail"]

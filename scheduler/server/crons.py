@@ -31,6 +31,7 @@ from scheduler.exceptions import describe_errors
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
+from scheduler.server.bodies import documented, read_body
 from scheduler.server.cron_list import CronList, Crons, cron_of, order_by
 from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
@@ -255,57 +256,22 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
     return cron
 
 
-@router.post("/runs/crons", summary="Create a cron (a task on a fresh thread per run)")
-async def create_cron(request: Request, body: CronIn) -> JsonReply:
-    return JsonReply(await _create(request, body, None))
+@router.post(
+    "/runs/crons",
+    summary="Create a cron (a task on a fresh thread per run)",
+    openapi_extra=documented(CronIn),
+)
+async def create_cron(request: Request) -> JsonReply:
+    return JsonReply(await _create(request, await read_body(request, CronIn), None))
 
 
-@router.post("/threads/{thread_id}/runs/crons", summary="Create a cron on a thread")
-async def create_thread_cron(request: Request, thread_id: str, body: CronIn) -> JsonReply:
-    return JsonReply(await _create(request, body, thread_id))
-
-
-async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
-    info = await scheduler_of(request).aget_task(cron_id)
-    if not _is_cron(info):
-        raise HTTPException(404, f"no cron {cron_id!r}")
-    return info
-
-
-@router.get("/runs/crons/{cron_id}", summary="Get a cron")
-async def get_cron(request: Request, cron_id: str) -> JsonReply:
-    return JsonReply(_cron(await _get_cron(request, cron_id)))
-
-
-@router.patch("/runs/crons/{cron_id}", summary="Update a cron")
-async def update_cron(request: Request, cron_id: str, body: CronPatch) -> dict[str, Any]:
-    scheduler = scheduler_of(request)
-    info = await _get_cron(request, cron_id)
-    assert info.definition is not None
-    assert info.definition.request is not None
-    kept = dict(info.definition.request)
-    changes = body.model_dump(mode="json", exclude_unset=True)
-    fields = {**kept["fields"], **changes}
-    if "timezone" in changes:
-        kept["timezone"] = changes["timezone"]
-    if "on_run_completed" in changes:
-        kept["on_run_completed"] = changes["on_run_completed"]
-    kept["fields"] = fields
-    kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
-    updated = await scheduler.aadd_task(_task(cron_id, fields, kept), source=None)
-    if info.paused and changes.get("enabled"):
-        updated = await scheduler.aresume_task(cron_id)
-    return _cron(updated)
-
-
-@router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
-async def delete_cron(request: Request, cron_id: str) -> Response:
-    await _get_cron(request, cron_id)
-    scheduler = scheduler_of(request)
-    before = scheduler.store.local_changes
-    await scheduler.aremove_task(cron_id)
-    cron_list_of(request).follow(before, removed=cron_id)
-    return Response(status_code=204)
+@router.post(
+    "/threads/{thread_id}/runs/crons",
+    summary="Create a cron on a thread",
+    openapi_extra=documented(CronIn),
+)
+async def create_thread_cron(request: Request, thread_id: str) -> JsonReply:
+    return JsonReply(await _create(request, await read_body(request, CronIn), thread_id))
 
 
 _SORT_KEYS = frozenset(
@@ -344,8 +310,11 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
     return kept, found
 
 
-@router.post("/runs/crons/search", summary="Search crons")
-async def search_crons(request: Request, body: CronSearch) -> Response:
+# Searches and counts come before the routes with a {cron_id}: routes are matched in order,
+# and these are the ones an SDK client calls most.
+@router.post("/runs/crons/search", summary="Search crons", openapi_extra=documented(CronSearch))
+async def search_crons(request: Request) -> Response:
+    body = await read_body(request, CronSearch)
     kept, found = await _matching(request, body)
     found = found[body.offset : body.offset + body.limit]
     if body.select:
@@ -355,6 +324,50 @@ async def search_crons(request: Request, body: CronSearch) -> Response:
     return Response(body_bytes, media_type="application/json")
 
 
-@router.post("/runs/crons/count", summary="Count crons")
-async def count_crons(request: Request, body: CronSearch) -> int:
-    return len((await _matching(request, body))[1])
+@router.post("/runs/crons/count", summary="Count crons", openapi_extra=documented(CronSearch))
+async def count_crons(request: Request) -> int:
+    return len((await _matching(request, await read_body(request, CronSearch)))[1])
+
+
+async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
+    info = await scheduler_of(request).aget_task(cron_id)
+    if not _is_cron(info):
+        raise HTTPException(404, f"no cron {cron_id!r}")
+    return info
+
+
+@router.get("/runs/crons/{cron_id}", summary="Get a cron")
+async def get_cron(request: Request, cron_id: str) -> JsonReply:
+    return JsonReply(_cron(await _get_cron(request, cron_id)))
+
+
+@router.patch("/runs/crons/{cron_id}", summary="Update a cron", openapi_extra=documented(CronPatch))
+async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
+    body = await read_body(request, CronPatch)
+    scheduler = scheduler_of(request)
+    info = await _get_cron(request, cron_id)
+    assert info.definition is not None
+    assert info.definition.request is not None
+    kept = dict(info.definition.request)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    fields = {**kept["fields"], **changes}
+    if "timezone" in changes:
+        kept["timezone"] = changes["timezone"]
+    if "on_run_completed" in changes:
+        kept["on_run_completed"] = changes["on_run_completed"]
+    kept["fields"] = fields
+    kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
+    updated = await scheduler.aadd_task(_task(cron_id, fields, kept), source=None)
+    if info.paused and changes.get("enabled"):
+        updated = await scheduler.aresume_task(cron_id)
+    return _cron(updated)
+
+
+@router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
+async def delete_cron(request: Request, cron_id: str) -> Response:
+    await _get_cron(request, cron_id)
+    scheduler = scheduler_of(request)
+    before = scheduler.store.local_changes
+    await scheduler.aremove_task(cron_id)
+    cron_list_of(request).follow(before, removed=cron_id)
+    return Response(status_code=204)
