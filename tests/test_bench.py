@@ -1,5 +1,5 @@
-"""The benchmark harness still works: ``python -m bench --quick`` and
-``python -m bench.gc_effect`` in subprocesses.
+"""The benchmark harness still works: ``python -m bench --quick``, ``python -m
+bench.gc_effect`` and ``python -m bench.server_cost`` in subprocesses.
 
 Smoke tests only: the command exits 0 and writes a table in which every row of every
 scenario has a figure for this project and for the baseline (or a rate for every variant).
@@ -87,3 +87,19 @@ def test_gc_effect_reports_a_rate_for_every_variant() -> None:
         "scheduler, SCHEDULER_GC_FREEZE=false",
     ], stdout
     assert all(int(rate.replace(",", "")) > 0 for rate in rates.values()), stdout
+
+
+@pytest.mark.slow
+def test_server_cost_reports_a_time_for_every_part() -> None:
+    stdout = _run("bench.server_cost", "-n", "50")
+    times = dict(re.findall(r"^(.+?) +([\d.]+) ms$", stdout, re.MULTILINE))
+    assert [name.strip() for name in times] == [
+        "crons.create (ASGI, in-process)",
+        "TaskDefinition validation",
+        "add_task on the event loop",
+        "aadd_task (the async API's thread)",
+        "no-op hop, the async API's thread",
+        "no-op hop, asyncio.to_thread",
+        "crons.search (ASGI, in-process)",
+    ], stdout
+    assert all(float(value) > 0 for value in times.values()), stdout
