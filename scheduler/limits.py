@@ -152,19 +152,13 @@ def check_json_value(value: Any) -> None:
     Raises:
         ValueError: It is not JSON-serialisable, too deep or too large.
     """
-    deep = f"nested more than {MAX_JSON_DEPTH} levels deep"
+    # the depth first, iteratively: the encoder recurses in C, and a deep enough value
+    # (with a raised recursion limit) would overflow the stack
+    if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except RecursionError:  # the encoder gave up on the depth (its own guard, not a crash)
-        raise ValueError(deep) from None
     except (TypeError, ValueError) as exc:
-        if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-            raise ValueError(deep) from None
         raise ValueError(f"must be JSON-serialisable: {exc}") from None
-    # fewer brackets than the limit (counted in C, strings included): no need to walk it
-    if encoded.count("[") + encoded.count("{") > MAX_JSON_DEPTH and (
-        json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
-    ):
-        raise ValueError(deep)
     if len(encoded) > MAX_JSON_BYTES:  # ASCII (json.dumps escapes the rest): chars = bytes
         raise ValueError(f"too large: {len(encoded):,} bytes as JSON, at most {MAX_JSON_BYTES:,}")

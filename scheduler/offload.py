@@ -43,18 +43,17 @@ class Offloader:
     async def run(self, function: Callable[..., T], /, *args: Any) -> T:
         """``function(*args)`` on another thread, with the caller's context variables, as
         ``asyncio.to_thread`` does; its exception is raised here."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._lock:  # the call is queued before a close() can queue the thread's end
             kept = not self._busy
             if kept:
                 self._busy = True
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                     self._thread.start()
+                self._queue.put((future, contextvars.copy_context(), function, args))
         if not kept:
             return await asyncio.to_thread(function, *args)
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((future, contextvars.copy_context(), function, args))
         return await future
 
     def close(self) -> None:
@@ -62,8 +61,8 @@ class Offloader:
         new one)."""
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
+            if thread is not None:
+                self._queue.put(None)
 
     def _work(self) -> None:
         while (call := self._queue.get()) is not None:

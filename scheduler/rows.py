@@ -185,22 +185,15 @@ def is_completed(row: TaskRow) -> bool:
     return task.enabled and task.after is None  # one that runs after others never ends
 
 
-def task_info(
-    row: TaskRow,
-    stats: TaskStats,
-    *,
-    keep: bool = True,
-    definition: TaskDefinition | None = None,
-) -> TaskInfo:
+def task_info(row: TaskRow, stats: TaskStats, *, keep: bool = True) -> TaskInfo:
     """The record of ``row``; ``keep`` False: its definition is checked, then dropped, and
-    read again from the JSON if asked for (a long list holds strings, not models).
-    ``definition``: the model ``row`` was just written from (not decoded again)."""
+    read again from the JSON if asked for (a long list holds strings, not models)."""
+    definition: TaskDefinition | None = None
     error: str | None = None
-    if definition is None:
-        try:
-            definition = decode(row)
-        except DefinitionError as exc:
-            error = str(exc)
+    try:
+        definition = decode(row)
+    except DefinitionError as exc:
+        error = str(exc)
     if definition is None:
         state = TaskState.ERROR
     elif row.paused:

@@ -91,13 +91,9 @@ class TaskWrites(TaskQueries):
             CallbackError: A callback is refused by the callback policy, cannot be
                 imported or is not callable.
         """
-        [checked] = self._checked([task])
-        with self._changing() as changes:
-            [(row, replaced)] = changes.put(
-                [checked], source=source, replace_existing=replace_existing
-            )
+        [(row, replaced)] = self._put([task], replace_existing=replace_existing, source=source)
         if not replaced:  # a new task has no runs yet: no need to read its history back
-            return task_info(row, TaskStats(), definition=checked)
+            return task_info(row, TaskStats())
         self._flush()
         return task_info(row, self._store.task_stats(task.id).get(task.id, TaskStats()))
 

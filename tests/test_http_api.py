@@ -214,3 +214,38 @@ async def test_crons_bodies_that_do_not_validate_answer_422_naming_the_field(
     assert broken.status_code == 422 and "JSON" in broken.json()["detail"]
     patched = await api.patch("/runs/crons/nope", json={"enabled": "maybe"})
     assert patched.status_code == 422 and "enabled:" in patched.json()["detail"]
+
+
+async def test_every_422_names_the_field_the_same_way(api: httpx.AsyncClient) -> None:
+    answers = [
+        await api.get("/api/tasks", params={"limit": 0}),  # a query parameter (FastAPI's check)
+        await api.post("/threads/search", json={"limit": "many"}),  # a body model
+        await api.post("/runs/crons/search", json={"limit": 0}),  # a body read by pydantic
+    ]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert isinstance(detail, str) and detail.startswith("limit: "), detail
+
+
+async def test_a_cron_a_read_already_holds_is_not_followed_in_twice(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The list read on a worker thread may already hold a cron whose create committed
+    between the read's count of local changes and its rows: following that create adds
+    nothing."""
+    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    body = {"assistant_id": graph_id(scheduler.settings.graph), "schedule": "0 9 * * *"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as api:
+        before = scheduler.store.local_changes
+        cron = (await api.post("/runs/crons", json=body)).json()
+    kept = CronList(scheduler, CRONS_SOURCE)
+    read = kept.read()  # holds the cron ...
+    read.changes = before  # ... as if its count had been taken just before the create
+    kept.follow(before, added=cron)
+    assert [c["cron_id"] for c in read.crons] == [cron["cron_id"]]
+    assert len(read.encoded) == 1

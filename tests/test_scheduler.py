@@ -366,3 +366,21 @@ async def test_a_listing_holds_no_definition_models_until_one_is_asked_for(
     assert first["definition"] is first.definition
     assert first.to_dict()["definition"]["metadata"] == {"i": 7}
     assert first.name == "t7" and first.state is TaskState.ACTIVE
+
+
+def test_add_task_returns_the_task_as_stored(make_scheduler: SchedulerFactory) -> None:
+    """What add_task answers is what get_task reads back, not the caller's object: a value
+    of its own, its times as stored."""
+    scheduler = make_scheduler()
+    values = {"n": 1}
+    task = TaskDefinition(
+        id="once",
+        run_at=datetime(2999, 7, 1, 9, 0),
+        timezone="Europe/Paris",
+        prompt="go",
+        input={"values": values},
+    )
+    info = scheduler.add_task(task)
+    values["n"] = 2  # the caller changes its own dict afterwards
+    assert info.definition == scheduler.get_task("once").definition
+    assert info.definition is not None and info.definition.input == {"values": {"n": 1}}

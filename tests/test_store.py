@@ -295,3 +295,15 @@ def test_writes_go_on_after_a_driver_error_on_the_kept_connection(tmp_path: Path
         tx.bump_revision()
     assert [r.id for r in store.list_tasks()] == ["a", "c"] and store.revision() == 1
     store.close()
+
+
+def test_a_transaction_inside_another_on_one_thread_is_refused_and_the_outer_commits(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'nested.db'}")
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row("a", 1.0)])
+        with pytest.raises(RuntimeError, match="inside another"), store.transaction():
+            pass
+    assert [r.id for r in store.list_tasks()] == ["a"]
+    store.close()

@@ -56,9 +56,9 @@ def _utc(moment: float | None) -> str | None:
 
 @dataclass(slots=True)
 class Crons:
-    """Every cron, newest first, with each one's JSON, as of ``revision`` and ``changes``
-    (the store's count of local changes); ``soonest``: the earliest next run among them;
-    ``checked``: when the revision was last read (monotonic)."""
+    """Every cron, newest first, with each one's JSON and their ids, as of ``revision`` and
+    ``changes`` (the store's count of local changes); ``soonest``: the earliest next run
+    among them; ``checked``: when the revision was last read (monotonic)."""
 
     revision: int
     changes: int
@@ -66,6 +66,7 @@ class Crons:
     checked: float
     crons: list[dict[str, Any]]
     encoded: list[bytes]
+    ids: set[str]
 
 
 class CronList:
@@ -99,16 +100,18 @@ class CronList:
         if kept is None or kept.changes != before or changes != before + 1:
             return
         crons, encoded = kept.crons, kept.encoded
-        if added is not None:
+        if added is not None and added["cron_id"] not in kept.ids:  # (a read may have it)
             newest = order_by("created_at")
             if crons and newest(added) < newest(crons[0]):
                 return  # not the newest (a clock set back): its place needs the full sort
             crons.insert(0, added)
             encoded.insert(0, encode(added))
+            kept.ids.add(added["cron_id"])
             if added["next_run_date"] is not None:
                 moment = datetime.fromisoformat(added["next_run_date"]).timestamp()
                 kept.soonest = min(kept.soonest, moment)
-        if removed is not None:
+        if removed is not None and removed in kept.ids:
+            kept.ids.discard(removed)
             for i, cron in enumerate(crons):
                 if cron["cron_id"] == removed:
                     del crons[i], encoded[i]
@@ -131,7 +134,8 @@ class CronList:
         crons, soonest = self._rows()
         crons.sort(key=order_by("created_at"), reverse=True)
         encoded = [encode(c) for c in crons]
-        self._kept = Crons(revision, changes, soonest, time.monotonic(), crons, encoded)
+        ids = {c["cron_id"] for c in crons}
+        self._kept = Crons(revision, changes, soonest, time.monotonic(), crons, encoded, ids)
         return self._kept
 
     def _rows(self) -> tuple[list[dict[str, Any]], float]:

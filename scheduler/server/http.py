@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -38,6 +39,7 @@ __all__ = ["HttpServer", "check_address", "create_app"]
 logger = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+_PARAMETER_KINDS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 def check_address(address: str, api_key: str | None) -> tuple[str, int]:
@@ -125,6 +127,17 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
         return reply(422, describe_errors(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks of the query, path and body, said as the rest: "limit: ..."
+        parts = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"]]
+            if loc and loc[0] in _PARAMETER_KINDS:
+                loc = loc[1:]
+            parts.append(f"{'.'.join(loc)}: {error['msg']}" if loc else error["msg"])
+        return reply(422, "; ".join(parts))
 
     @app.exception_handler(StorageError)
     async def storage(_: Request, exc: Exception) -> JSONResponse:

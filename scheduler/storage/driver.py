@@ -46,8 +46,10 @@ def _compiled(conn: Connection, key: str, build: Build, columns: list[str] | Non
     if entry is None:
         compiled = build().compile(dialect=dialect, column_keys=columns)
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        literals = {
-            k: v for k, v in compiled.params.items() if k not in (columns or ()) and v is not None
+        literals = {  # the statement's own values (a bindparam without one is the caller's)
+            k: value
+            for k, value in compiled.params.items()
+            if k not in (columns or ()) and not compiled.binds[k].required
         }
         entry = _COMPILED[cache_key] = _Compiled(str(compiled), order, literals)
     return entry

@@ -156,6 +156,9 @@ class Store:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
         self.setup()
         with self._write_lock, translated(self):
+            if self._writer is not None and self._writer.in_transaction():
+                # only this thread can hold the lock inside a transaction: a nested one
+                raise RuntimeError("Store.transaction() inside another one on the same thread")
             conn = self._write_connection()
             broken = False
             try:
