@@ -7,8 +7,9 @@ built-in exception a caller would naturally catch (``TaskNotFoundError`` is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -183,11 +184,25 @@ class ScaffoldError(SchedulerError):
         self.status = status
 
 
-def describe_errors(exc: ValidationError, *, whole: str | None = None) -> str:
-    """A ``ValidationError`` on one line: ``field: message; ...``. An error about the whole
-    object is labelled ``whole`` (or shown as its bare message)."""
+def describe_errors(
+    exc: ValidationError | _HasErrors,
+    *,
+    whole: str | None = None,
+    unnamed: Collection[str] = (),
+) -> str:
+    """A ``ValidationError`` (or anything whose ``errors()`` are pydantic's, such as
+    FastAPI's request errors) on one line: ``field: message; ...``. An error about the
+    whole object is labelled ``whole`` (or shown as its bare message); a location starting
+    with one of ``unnamed`` (``"query"``, ``"body"``) is named without it."""
     parts = []
     for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"]) or whole
+        names = [str(p) for p in error["loc"]]
+        if names and names[0] in unnamed:
+            names = names[1:]
+        loc = ".".join(names) or whole
         parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
     return "; ".join(parts)
+
+
+class _HasErrors(Protocol):
+    def errors(self) -> Sequence[Any]: ...

@@ -131,13 +131,7 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own checks of the query, path and body, said as the rest: "limit: ..."
-        parts = []
-        for error in exc.errors():
-            loc = [str(part) for part in error["loc"]]
-            if loc and loc[0] in _PARAMETER_KINDS:
-                loc = loc[1:]
-            parts.append(f"{'.'.join(loc)}: {error['msg']}" if loc else error["msg"])
-        return reply(422, "; ".join(parts))
+        return reply(422, describe_errors(exc, unnamed=_PARAMETER_KINDS))
 
     @app.exception_handler(StorageError)
     async def storage(_: Request, exc: Exception) -> JSONResponse:

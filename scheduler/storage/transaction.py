@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, update
 
 from scheduler.storage.driver import execute_many, fetch_one
 from scheduler.storage.schema import (
@@ -81,7 +81,9 @@ class Transaction:
 
     def insert_tasks(self, rows: Sequence[TaskRow]) -> None:
         if rows:
-            self._executemany("insert_tasks", lambda: _INSERT_TASK, [_task_params(r) for r in rows])
+            execute_many(
+                self._conn, "insert_tasks", lambda: _INSERT_TASK, [_task_params(r) for r in rows]
+            )
         if len(rows) >= _ANALYZE_AFTER and self._conn.dialect.name == "postgresql":
             # Fresh statistics, or PostgreSQL keeps planning lookups by id on a table it
             # believes empty (sequential scans: a second bulk add took minutes).
@@ -124,7 +126,8 @@ class Transaction:
     def set_next_run_times(self, changes: Sequence[tuple[str, float | None]]) -> None:
         if not changes:
             return
-        self._executemany(
+        execute_many(
+            self._conn,
             "set_next_run_times",
             lambda: (
                 update(tasks_table)
@@ -159,13 +162,6 @@ class Transaction:
         if self._revision is not None:
             return self._revision
         return int(self._conn.execute(_REVISION).scalar() or 0)
-
-    def _executemany(
-        self, key: str, build: Callable[[], Insert | Update], params: list[dict[str, Any]]
-    ) -> None:
-        """Run ``build()`` once per parameter set on the driver's cursor (see
-        :mod:`scheduler.storage.driver`): the statements written on every run."""
-        execute_many(self._conn, key, build, params)
 
     # -- workflows (which tasks run after which) --------------------------------------------
 
@@ -264,8 +260,8 @@ class Transaction:
 
     def insert_runs(self, rows: Sequence[RunRow]) -> None:
         if rows:
-            self._executemany(
-                "insert_runs", lambda: insert(runs_table), [r.as_params() for r in rows]
+            execute_many(
+                self._conn, "insert_runs", lambda: insert(runs_table), [r.as_params() for r in rows]
             )
 
     def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
@@ -278,7 +274,8 @@ class Transaction:
             if not keys:
                 continue
             params = [{"_id": c["id"], **{k: c[k] for k in keys}} for c in group]
-            self._executemany(
+            execute_many(
+                self._conn,
                 "update_runs:" + ",".join(keys),
                 functools.partial(_update_runs_statement, keys),
                 params,
