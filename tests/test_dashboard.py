@@ -234,3 +234,68 @@ def test_login_with_api_key(tmp_path: Path, page: Any) -> None:
         assert server.api("GET", "/tasks/keyed")["state"] == "paused"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def other_site() -> Iterator[Callable[[str], str]]:
+    """A page server on ``localhost`` (another site than ``127.0.0.1`` to a browser, and
+    loopback too, so no local-network rule of the browser stops its requests first):
+    ``serve(html)`` answers ``html`` at the URL it returns."""
+    import http.server
+    import threading
+
+    pages: list[bytes] = []
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(pages[-1])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(html: str) -> str:
+        pages.append(html.encode())
+        return f"http://localhost:{server.server_address[1]}/"
+
+    try:
+        yield serve
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_another_sites_page_cannot_change_anything(
+    dashboard: Dashboard, page: Any, other_site: Callable[[str], str]
+) -> None:
+    """Without an API key the server is on loopback, and any page the user opens can make
+    the browser send it requests: a cron made with a text/plain fetch (no CORS preflight)
+    and a Run now form posted to the REST API must both be refused."""
+    dashboard.api("POST", "/tasks", json={"id": "t", "interval_seconds": 3600, "prompt": "hi"})
+    cron = '{"assistant_id": "agent", "schedule": "* * * * *", "input": {"prompt": "pwned"}}'
+    attack = other_site(
+        f"""<form id="run" method="post" action="{dashboard.url}/api/tasks/t/run"></form>
+        <script>
+        fetch("{dashboard.url}/runs/crons", {{method: "POST", mode: "no-cors",
+               headers: {{"content-type": "text/plain"}}, body: '{cron}'}})
+          .finally(() => document.getElementById("run").submit());
+        </script>"""
+    )
+    with page.expect_navigation(url=f"{dashboard.url}/api/tasks/t/run") as answered:
+        page.goto(attack)
+    assert answered.value.status == 403
+    assert "cross-site request refused" in page.content()
+    crons = httpx.post(f"{dashboard.url}/runs/crons/search", json={})
+    assert crons.status_code == 200 and crons.json() == []
+    assert dashboard.api("GET", "/runs", params={"task_id": "t"})["items"] == []
+
+    # the same requests from a program (no Origin, no Sec-Fetch-Site) are served
+    made = httpx.post(f"{dashboard.url}/runs/crons", content=cron)
+    assert made.status_code == 200, made.text
+    assert httpx.post(f"{dashboard.url}/api/tasks/t/run").status_code == 202

@@ -249,3 +249,42 @@ async def test_a_cron_a_read_already_holds_is_not_followed_in_twice(
     kept.follow(before, added=cron)
     assert [c["cron_id"] for c in read.crons] == [cron["cron_id"]]
     assert len(read.encoded) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "served"),
+    [
+        ({}, True),  # a program: the SDK, curl
+        ({"sec-fetch-site": "same-origin", "origin": "http://127.0.0.1"}, True),
+        ({"sec-fetch-site": "none"}, True),  # typed into the address bar
+        ({"origin": "http://127.0.0.1"}, True),  # an older browser, this origin
+        ({"origin": "http://trusted.example", "sec-fetch-site": "cross-site"}, True),
+        ({"sec-fetch-site": "cross-site", "origin": "https://evil.example"}, False),
+        ({"sec-fetch-site": "same-site", "origin": "http://127.0.0.1:5173"}, False),
+        ({"sec-fetch-site": "cross-site"}, False),
+        ({"origin": "https://evil.example"}, False),
+        ({"origin": "null"}, False),  # a sandboxed frame, a data: URL
+    ],
+)
+async def test_writes_from_another_sites_page_are_refused(
+    make_scheduler: SchedulerFactory, headers: dict[str, str], served: bool
+) -> None:
+    scheduler = make_scheduler(http_rate_per_second=0, http_cors_origins=["http://trusted.example"])
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    cron = {"assistant_id": graph_id(scheduler.settings.graph), "schedule": "0 9 * * *"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
+        task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
+        made = await c.post("/api/tasks", json=task, headers=headers)
+        cron_made = await c.post("/runs/crons", json=cron, headers=headers)
+        listed = await c.get("/api/tasks", headers=headers)  # reads are never refused
+        assert listed.status_code == 200
+    if served:
+        assert (made.status_code, cron_made.status_code) == (201, 200)
+        assert len(scheduler.list_tasks()) == 2
+    else:
+        assert made.status_code == cron_made.status_code == 403
+        assert made.json()["detail"].startswith("cross-site request refused")
+        assert scheduler.list_tasks() == []

@@ -1,16 +1,26 @@
 """What every request passes before it reaches an endpoint: the API key (``x-api-key``, the
-LangGraph SDK's header, ``Authorization: Bearer``, or the dashboard's cookie), a bound on
-the body's size, and a per-client rate (a token bucket). A plain ASGI middleware, so a body
-is counted as it arrives, chunked or not."""
+LangGraph SDK's header, ``Authorization: Bearer``, or the dashboard's cookie), a refusal of
+writes sent by a browser page of another site, a bound on the body's size, and a
+per-client rate (a token bucket). A plain ASGI middleware, so a body is counted as it
+arrives, chunked or not.
+
+Another site's page can make the user's browser POST to this server (a form, or ``fetch``
+with a ``text/plain`` body: no CORS preflight), and without a key a loopback server would
+act on it: create a cron, run a task, answer a waiting run. Browsers say where a request
+comes from (``Sec-Fetch-Site``, else ``Origin``); a write that a browser sends from any
+other origin than this server's own (or one of ``SCHEDULER_HTTP_CORS_ORIGINS``) is refused
+with 403, as Go's ``http.CrossOriginProtection`` does. Programs (the SDK, curl) send
+neither header and pass."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["COOKIE", "OPEN_PATHS", "Guard"]
 
@@ -24,6 +34,7 @@ COOKIE = "scheduler_key"
 # Liveness probes carry no key; /login checks the key it is given itself.
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _TooLarge(Exception):
@@ -38,13 +49,23 @@ class Guard:
         api_key: The key requests must carry; None: no key needed.
         max_body: Largest body accepted, in bytes (413 beyond).
         rate: Requests per second per client address (429 beyond); 0: no limit.
+        trusted_origins: Browser origins whose pages may write too (``*``: every one).
     """
 
-    def __init__(self, app: App, *, api_key: str | None, max_body: int, rate: float) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        api_key: str | None,
+        max_body: int,
+        rate: float,
+        trusted_origins: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body = max_body
         self.rate = rate
+        self.trusted_origins = frozenset(o.rstrip("/").lower() for o in trusted_origins)
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,6 +81,11 @@ class Guard:
             # name at 127.0.0.1 (DNS rebinding) still sends its own Host: refuse it
             await _reply(send, 403, "without an API key only loopback host names are served")
             return
+        if scope["method"] not in _SAFE_METHODS:
+            refused = self._cross_site(headers)
+            if refused is not None:
+                await _reply(send, 403, refused)
+                return
         if self.api_key is not None and scope["path"] not in OPEN_PATHS:
             given = _key_of(headers)
             if given is None:
@@ -95,6 +121,28 @@ class Guard:
         except _TooLarge:
             if not started:
                 await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
+
+    def _cross_site(self, headers: dict[str, str]) -> str | None:
+        """Why a write is refused as sent by another site's page, else None."""
+        origin = headers.get("origin")
+        if origin is not None and (
+            "*" in self.trusted_origins or origin.rstrip("/").lower() in self.trusted_origins
+        ):
+            return None
+        site = headers.get("sec-fetch-site")
+        if site is not None:  # every current browser sends it
+            allowed = site in ("same-origin", "none")  # this server's pages, or typed by the user
+        else:  # an older browser sends Origin; programs (the SDK, curl) send neither
+            allowed = origin is None or (
+                origin != "null"
+                and urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+            )
+        if allowed:
+            return None
+        return (
+            f"cross-site request refused: a page of {origin or 'another site'} cannot change "
+            "anything here (allow its origin with SCHEDULER_HTTP_CORS_ORIGINS)"
+        )
 
     def _take(self, scope: Scope) -> bool:
         client = (scope.get("client") or ("?", 0))[0]

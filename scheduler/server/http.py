@@ -107,6 +107,7 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
         api_key=settings.api_key,
         max_body=settings.http_max_body_bytes,
         rate=settings.http_rate_per_second,
+        trusted_origins=settings.http_cors_origins,
     )
 
 
