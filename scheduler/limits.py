@@ -130,19 +130,24 @@ def check_datetime(value: datetime) -> datetime:
 
 def json_depth(value: Any, *, limit: int) -> int:
     """How deeply ``value`` nests lists and dicts, counting no further than ``limit + 1``
-    (iterative: a value nested 100,000 levels deep costs ``limit`` steps, not a crash)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, dict | list | tuple):
-            continue
-        deepest = max(deepest, depth)
+    (iterative, a level at a time: a value nested 100,000 levels deep costs ``limit``
+    steps, not a crash)."""
+    level = [value]
+    depth = 0
+    while True:
+        containers = [item for item in level if isinstance(item, dict | list | tuple)]
+        if not containers:
+            return depth
+        depth += 1
         if depth > limit:
             return depth
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+        level = []
+        for item in containers:
+            level.extend(item.values() if isinstance(item, dict) else item)
+
+
+# one encoder for every check (json.dumps with options builds a new one each call)
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def check_json_value(value: Any) -> None:
@@ -157,7 +162,7 @@ def check_json_value(value: Any) -> None:
     if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"must be JSON-serialisable: {exc}") from None
     if len(encoded) > MAX_JSON_BYTES:  # ASCII (json.dumps escapes the rest): chars = bytes
