@@ -288,3 +288,40 @@ async def test_writes_from_another_sites_page_are_refused(
         assert made.status_code == cron_made.status_code == 403
         assert made.json()["detail"].startswith("cross-site request refused")
         assert scheduler.list_tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("host", "served"),
+    [
+        ("127.0.0.1:8123", True),
+        ("127.3.2.1", True),
+        ("localhost:8123", True),
+        ("[::1]:8123", True),
+        ("127.0.0.1.rebind.attacker.example:8123", False),  # a name, not an address
+        ("127.attacker.example", False),
+        ("localhost.attacker.example", False),
+        ("attacker.example", False),
+        ("[::1", False),
+        ("", False),
+    ],
+)
+async def test_without_a_key_only_loopback_host_names_are_served(
+    make_scheduler: SchedulerFactory, host: str, served: bool
+) -> None:
+    """A page whose own name an attacker points at 127.0.0.1 (DNS rebinding) sends its own
+    name as Host, and is same-origin to itself: only the Host check stops it."""
+    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
+    same_origin = {"host": host, "origin": f"http://{host}", "sec-fetch-site": "same-origin"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
+        read = await c.get("/api/tasks", headers=same_origin)
+        made = await c.post("/api/tasks", json=task, headers=same_origin)
+    if served:
+        assert (read.status_code, made.status_code) == (200, 201)
+    else:
+        assert read.status_code == made.status_code == 403
+        assert scheduler.list_tasks() == []

@@ -35,8 +35,7 @@ from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError, SchedulerError, TaskNotFoundError
 from scheduler.records import RunRecord, TaskInfo
 from scheduler.render import schedule_text, task_zone, when
-from scheduler.server.guard import COOKIE
-from scheduler.server.http import _is_loopback
+from scheduler.server.guard import COOKIE, loopback_host
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["FAILING", "router"]
@@ -116,7 +115,7 @@ def _refusal(request: Request, *, write: bool) -> HTMLResponse | None:
     name: another one is a page elsewhere that rebound its DNS name to this address. A
     write must come from a page of this origin (``Origin``, else ``Referer``)."""
     host = request.headers.get("host", "")
-    if _api_key(request) is None and not _is_loopback(urlsplit(f"//{host}").hostname or ""):
+    if _api_key(request) is None and not loopback_host(host):
         return _message(request, 403, "Forbidden", f"host {host!r} is not this server")
     if not write:
         return None

@@ -15,6 +15,7 @@ neither header and pass."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -22,7 +23,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["COOKIE", "OPEN_PATHS", "Guard"]
+__all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,7 +34,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 COOKIE = "scheduler_key"
 # Liveness probes carry no key; /login checks the key it is given itself.
 OPEN_PATHS = frozenset({"/healthz", "/login"})
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -76,7 +77,7 @@ class Guard:
         if self.rate and not self._take(scope):
             await _reply(send, 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)")
             return
-        if self.api_key is None and not _loopback_host(headers.get("host", "")):
+        if self.api_key is None and not loopback_host(headers.get("host", "")):
             # without a key the server listens on loopback only; a page that points its own
             # name at 127.0.0.1 (DNS rebinding) still sends its own Host: refuse it
             await _reply(send, 403, "without an API key only loopback host names are served")
@@ -158,11 +159,25 @@ class Guard:
         return True
 
 
-def _loopback_host(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    if host.startswith("["):
-        name = host.split("]", 1)[0] + "]"
-    return name.lower() in _LOOPBACK_HOSTS or name.startswith("127.")
+def is_loopback(name: str) -> bool:
+    """``name`` (a host name, or an address: IPv6 without brackets) is this machine's
+    loopback: ``localhost`` or a loopback address, nothing that merely starts like one
+    (``127.0.0.1.attacker.example`` is a name anyone can point anywhere)."""
+    if name.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_host(header: str) -> bool:
+    """A ``Host`` header (``name[:port]``, ``[v6][:port]``) that names the loopback."""
+    try:
+        name = urlsplit(f"//{header}").hostname
+    except ValueError:
+        return False
+    return name is not None and is_loopback(name)
 
 
 def _key_of(headers: dict[str, str]) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import ipaddress
 import logging
 from typing import Any
 
@@ -29,7 +28,7 @@ from scheduler.exceptions import (
     UsageError,
     describe_errors,
 )
-from scheduler.server.guard import Guard
+from scheduler.server.guard import Guard, is_loopback
 from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -38,7 +37,6 @@ __all__ = ["HttpServer", "check_address", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 _PARAMETER_KINDS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
@@ -52,21 +50,12 @@ def check_address(address: str, api_key: str | None) -> tuple[str, int]:
     host = host.strip("[]")
     if not host or not port.isdigit():
         raise UsageError(f"HTTP address {address!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
-    if api_key is None and not _is_loopback(host):
+    if api_key is None and not is_loopback(host):
         raise UsageError(
             f"refusing to serve HTTP on {host} without an API key: anyone who can reach it "
             "could run the graph. Set SCHEDULER_API_KEY, or listen on 127.0.0.1"
         )
     return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
