@@ -12,6 +12,10 @@ scheduler calls. The **callback policy** limits that choice to the project's own
   installed package;
 * the attribute path may not walk through another module (``mymodule:os.system``), and a
   function it ends on must itself be defined in an allowed module;
+* no part of the path may be a name such as ``__main__`` (importing ``bench.__main__``
+  would run that program in the scheduler);
+* a callback a remote caller sets (the HTTP API) must also come from a listed module
+  (:meth:`CallbackPolicy.check_remote`): importing any module runs its top-level code;
 * the scheduler's own callbacks in :data:`BUILT_IN_CALLBACKS` (what the agent tools set on
   the tasks they make) are always allowed, wherever the package is installed.
 
@@ -56,6 +60,10 @@ def split_path(path: str) -> tuple[str, str]:
     else:
         module_name, _, attribute = path.rpartition(".")
     return module_name, attribute
+
+
+def _dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _installed_roots() -> list[Path]:
@@ -163,6 +171,12 @@ class CallbackPolicy:
         module_name, attribute = split_path(path)
         if not module_name or not attribute:
             raise CallbackError(field, path, "give the module too, as in 'package.module:function'")
+        if any(_dunder(part) for part in (*module_name.split("."), *attribute.split("."))):
+            # importing a __main__ runs a program (the CLI, a benchmark) inside the scheduler
+            raise CallbackError(
+                field, path, "names such as __main__ are refused; name the module that defines "
+                "the function and the function itself"
+            )  # fmt: skip
         try:
             spec = locate(module_name)
         except Exception as exc:  # a finder that fails on a strange name
@@ -175,6 +189,26 @@ class CallbackPolicy:
         if refusal is not None:
             raise CallbackError(field, path, refusal)
         return module_name, attribute, spec
+
+    def check_remote(self, path: str, *, field: str = "result_callback") -> None:
+        """For a callback a remote caller sets (the HTTP API): its module must be listed in
+        ``SCHEDULER_CALLBACK_MODULES`` (or it is one of :data:`BUILT_IN_CALLBACKS`).
+        Importing a module runs its top-level code, so a request may not pick just any of
+        the project's modules (a script, a migration); the usual checks follow.
+
+        Raises:
+            CallbackError: The module is not listed.
+        """
+        module_name, _ = split_path(path)
+        if split_path(path) in BUILT_IN_CALLBACKS or self._listed(module_name):
+            return
+        top = module_name.split(".")[0] or "myapp"
+        raise CallbackError(
+            field,
+            path,
+            "a callback set through the HTTP API must come from a module listed in "
+            f"SCHEDULER_CALLBACK_MODULES (e.g. SCHEDULER_CALLBACK_MODULES={top})",
+        )
 
     def check_statically(self, path: str, *, field: str = "result_callback") -> None:
         """Check ``path`` against the policy and that its module defines the name, without

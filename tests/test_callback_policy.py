@@ -150,3 +150,28 @@ async def test_a_callback_that_never_returns_is_bounded_by_the_timeout_and_stop(
     assert loop.time() - began < 5
     [unbounded] = scheduler.list_runs("unbounded")
     assert unbounded.status is RunStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "bench.__main__:main",  # importing it would run the benchmark in the scheduler
+        "scheduler.__main__:main",  # ... or the CLI
+        "__main__:main",
+        "tests.callbacks:__loader__",
+        "tests.__init__:x",
+    ],
+)
+async def test_entry_points_and_dunder_names_are_refused_before_any_import(
+    make_scheduler: SchedulerFactory, path: str
+) -> None:
+    before = set(sys.modules)
+    with pytest.raises(CallbackError, match="names such as __main__ are refused"):
+        CallbackPolicy().check_statically(path)
+    if not path.startswith("bench."):  # the rest would only exit, were it imported
+        scheduler = make_scheduler()
+        task = TaskDefinition(id="t", interval_seconds=60, prompt="p", result_callback=path)
+        with pytest.raises(CallbackError, match="names such as __main__ are refused"):
+            scheduler.add_task(task)
+        assert scheduler.list_tasks() == []
+    assert not {"bench.__main__", "scheduler.__main__"} & (set(sys.modules) - before)

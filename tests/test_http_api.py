@@ -325,3 +325,43 @@ async def test_without_a_key_only_loopback_host_names_are_served(
     else:
         assert read.status_code == made.status_code == 403
         assert scheduler.list_tasks() == []
+
+
+async def test_callbacks_through_http_need_a_listed_module(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Importing a module runs its code: a request may set a callback only from a module
+    SCHEDULER_CALLBACK_MODULES lists, even one of the project's (allowed from Python)."""
+    from scheduler import TaskDefinition
+
+    task = {"id": "h", "interval_seconds": 3600, "prompt": "hi"}
+    for listed in ([], ["tests.callbacks"]):
+        scheduler = make_scheduler(http_rate_per_second=0, callback_modules=listed)
+        scheduler.start()
+        app = create_app(scheduler, scheduler.settings)
+        scheduler.add_task(  # from Python: the project's module is enough
+            TaskDefinition(
+                id="py", interval_seconds=60, prompt="p", result_callback="tests.callbacks:collect"
+            )
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+        ) as c:
+            made = await c.post(
+                "/api/tasks", json={**task, "result_callback": "tests.callbacks:collect"}
+            )
+            kept = await c.patch("/api/tasks/py", json={"enabled": False})  # callback unchanged
+            changed = await c.patch(
+                "/api/tasks/py", json={"on_failure_callback": "tests.callbacks:on_failure"}
+            )
+        assert kept.status_code == 200 and kept.json()["definition"]["enabled"] is False
+        if listed:
+            assert (made.status_code, changed.status_code) == (201, 200)
+        else:
+            for reply, field in ((made, "result_callback"), (changed, "on_failure_callback")):
+                assert reply.status_code == 422
+                assert reply.json()["detail"].startswith(f"{field} 'tests.callbacks:")
+                assert "SCHEDULER_CALLBACK_MODULES=tests" in reply.json()["detail"]
+            assert [t.id for t in scheduler.list_tasks()] == ["py"]
+            assert scheduler.get_task("py").definition.on_failure_callback is None
+        await scheduler.stop()

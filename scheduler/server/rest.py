@@ -7,7 +7,9 @@ Tasks: create (a ``TaskDefinition`` as JSON, ``schedule:`` strings included), ge
 another), answer (a ``waiting`` run). ``/api/schedules/preview`` shows a schedule's next
 fire times. A list
 answers ``{"items": [...], "total": N, "limit": L, "offset": O}``. Tasks made here have
-source ``http``. Callbacks are checked by the callback policy as everywhere.
+source ``http``. A callback set here must come from a module listed in
+``SCHEDULER_CALLBACK_MODULES`` (importing a module runs its code), then passes the callback
+policy as everywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from scheduler.enums import RunStatus, TaskState
-from scheduler.models import TaskDefinition
+from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["HTTP_SOURCE", "router"]
@@ -34,9 +36,18 @@ def _scheduler(request: Request) -> TaskScheduler:
     return scheduler
 
 
-def _validate(request: Request, data: dict[str, Any]) -> TaskDefinition:
-    zone = _scheduler(request).settings.timezone
-    return TaskDefinition.model_validate(data, context={"timezone": zone})
+def _validate(
+    request: Request, data: dict[str, Any], before: TaskDefinition | None = None
+) -> TaskDefinition:
+    """The task of ``data``; a callback it sets (or changes from ``before``) must come from
+    a module of ``SCHEDULER_CALLBACK_MODULES`` (:meth:`CallbackPolicy.check_remote`)."""
+    settings = _scheduler(request).settings
+    task = TaskDefinition.model_validate(data, context={"timezone": settings.timezone})
+    for field in CALLBACK_FIELDS:
+        path = getattr(task, field)
+        if path is not None and path != getattr(before, field, None):
+            settings.callback_policy().check_remote(path, field=field)
+    return task
 
 
 def _page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
@@ -89,7 +100,7 @@ async def patch_task(request: Request, task_id: str, body: dict[str, Any]) -> di
             data.pop(key, None)
     data.update(body)
     data = {k: v for k, v in data.items() if v is not None}
-    updated = await scheduler.aadd_task(_validate(request, data), source=None)
+    updated = await scheduler.aadd_task(_validate(request, data, info.definition), source=None)
     return updated.to_dict()
 
 
