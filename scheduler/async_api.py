@@ -143,9 +143,12 @@ class AsyncTaskAPI(TaskWrites):
         *,
         status: RunStatus | str | Collection[RunStatus | str] | None = None,
         limit: int | None = 50,
+        offset: int = 0,
     ) -> list[RunRecord]:
         """:meth:`list_runs <scheduler.TaskScheduler.list_runs>`, off the event loop."""
-        return await self._offload.run(lambda: self.list_runs(task_id, status=status, limit=limit))
+        return await self._offload.run(
+            lambda: self.list_runs(task_id, status=status, limit=limit, offset=offset)
+        )
 
     async def aget_run(self, run_id: str) -> RunRecord:
         """:meth:`get_run <scheduler.TaskScheduler.get_run>`, off the event loop."""

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_JITTER_SECONDS",
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_OFFSET",
     "MIN_DATETIME",
     "MIN_INTERVAL_SECONDS",
     "TEXT_LIMITS",
@@ -49,6 +50,7 @@ MAX_DURATION_SECONDS = 366 * DAY
 MAX_JITTER_SECONDS = DAY
 MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 256 * 1024
+MAX_OFFSET = 10**9  # a list's offset in the HTTP API (a database integer holds it)
 MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
 

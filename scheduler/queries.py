@@ -103,15 +103,17 @@ class TaskQueries:
         *,
         status: RunStatus | str | Collection[RunStatus | str] | None = None,
         limit: int | None = 50,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Run records, newest first, optionally of one task and/or some statuses."""
+        """Run records, newest first, optionally of one task and/or some statuses;
+        ``offset`` skips that many first (with a ``limit``)."""
         statuses: list[str] = []
         if isinstance(status, str):
             statuses = [RunStatus(status).value]
         elif status is not None:
             statuses = [RunStatus(s).value for s in status]
         self._flush()
-        rows = self._store.list_runs(task_id=task_id, statuses=statuses, limit=limit)
+        rows = self._store.list_runs(task_id=task_id, statuses=statuses, limit=limit, offset=offset)
         return [run_record(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunRecord:

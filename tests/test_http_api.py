@@ -365,3 +365,21 @@ async def test_callbacks_through_http_need_a_listed_module(
             assert [t.id for t in scheduler.list_tasks()] == ["py"]
             assert scheduler.get_task("py").definition.on_failure_callback is None
         await scheduler.stop()
+
+
+async def test_list_offsets_are_bounded_and_paged_in_the_database(api: httpx.AsyncClient) -> None:
+    await api.post("/api/tasks", json={"id": "p", "interval_seconds": 3600, "prompt": "hi"})
+    made = [(await api.post("/api/tasks/p/run")).json()["id"] for _ in range(3)]
+    for run_id in made:
+        await final(api, run_id)
+    page = (await api.get("/api/runs", params={"limit": 1, "offset": 1})).json()
+    assert [r["id"] for r in page["items"]] == [made[1]]  # newest first
+    assert (await api.get("/api/runs", params={"offset": 10**9})).json()["items"] == []
+    for path in ("/api/runs", "/api/tasks"):
+        reply = await api.get(path, params={"offset": 10**20})
+        assert reply.status_code == 422 and reply.json()["detail"].startswith("offset:")
+    # the thread runs the SDK lists clamp their paging (limit 1-1000, offset 0-10**9)
+    assert (await api.get("/threads/t/runs", params={"offset": 10**20})).json() == []
+    for path in ("/runs/crons/search", "/threads/search"):
+        reply = await api.post(path, json={"offset": 10**20})
+        assert reply.status_code == 422 and reply.json()["detail"].startswith("offset:")

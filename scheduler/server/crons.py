@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduler.enums import OverlapPolicy
 from scheduler.exceptions import describe_errors
+from scheduler.limits import MAX_OFFSET
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
@@ -82,7 +83,7 @@ class CronSearch(BaseModel):
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None

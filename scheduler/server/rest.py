@@ -21,6 +21,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from scheduler.enums import RunStatus, TaskState
+from scheduler.limits import MAX_OFFSET
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.task_scheduler import TaskScheduler
 
@@ -65,7 +66,7 @@ async def list_tasks(
     source: str | None = None,
     state: TaskState | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     tasks = await _scheduler(request).alist_tasks(source=source)
     items = [t.to_dict() for t in tasks if state is None or t.state is state]
@@ -140,11 +141,10 @@ async def list_runs(
     task_id: str | None = None,
     status: RunStatus | None = None,
     limit: int = Query(default=50, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
-    runs = await _scheduler(request).alist_runs(task_id, status=status, limit=offset + limit)
-    items = [r.to_dict() for r in runs]
-    return {"items": items[offset:], "limit": limit, "offset": offset}
+    runs = await _scheduler(request).alist_runs(task_id, status=status, limit=limit, offset=offset)
+    return {"items": [r.to_dict() for r in runs], "limit": limit, "offset": offset}
 
 
 @router.get("/runs/{run_id}", summary="Get a run, with its webhook deliveries")

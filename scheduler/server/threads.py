@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.enums import RunStatus
+from scheduler.limits import MAX_OFFSET
 from scheduler.records import RunRecord
 from scheduler.rows import run_record
 from scheduler.server.crons import assistant_of, scheduler_of
@@ -50,7 +51,7 @@ class ThreadSearch(BaseModel):
 
     metadata: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def _thread(
@@ -135,7 +136,7 @@ async def list_thread_runs(
         scheduler.store.thread_runs,
         thread_id,
         limit=min(max(limit, 1), 1000),
-        offset=max(offset, 0),
+        offset=min(max(offset, 0), MAX_OFFSET),
     )
     assistant = assistant_of(request)[1]
     runs = [_run(run_record(row), assistant) for row in rows]

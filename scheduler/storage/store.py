@@ -269,12 +269,13 @@ class Store:
         task_id: str | None = None,
         statuses: Collection[str] = (),
         limit: int | None = 50,
+        offset: int = 0,
     ) -> list[RunRow]:
-        """Runs, newest first."""
+        """Runs, newest first (``offset`` skips that many, with a ``limit``)."""
         query = runs_query(
             task=task_id is not None, statuses=bool(statuses), limit=limit is not None
         )
-        params = {"task_id": task_id, "statuses": list(statuses), "limit": limit}
+        params = {"task_id": task_id, "statuses": list(statuses), "limit": limit, "offset": offset}
         with self._reading() as conn:
             return [run_row(row) for row in conn.execute(query, params)]
 
