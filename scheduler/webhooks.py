@@ -10,8 +10,11 @@ a 5xx, a 429 or a network error is retried after ``SCHEDULER_WEBHOOK_RETRY_SECON
 doubled each time, up to ``SCHEDULER_WEBHOOK_ATTEMPTS``; any other answer ends it. Redirects
 are not followed. A destination that resolves to a private, loopback, link-local or
 reserved address is refused (recorded, not sent) unless ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``
-allows it. Deliveries run in the scheduler's process while it runs; one still retrying when
-the process stops is recorded as far as it got.
+allows it; otherwise the request goes to the very address that was checked (the URL's name
+still in ``Host`` and, over TLS, in SNI and the certificate check), so a name that answers
+a public address to the check and a private one a moment later (DNS rebinding) reaches
+nothing it should not. Deliveries run in the scheduler's process while it runs; one still
+retrying when the process stops is recorded as far as it got.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from scheduler.events import RunEvent
 from scheduler.settings import Settings
@@ -86,11 +89,13 @@ class Deliverer:
         delay = settings.webhook_retry_seconds
         async with self._slots:
             for attempt in range(1, settings.webhook_attempts + 1):
-                refused = await _refused(url, allow_private=settings.webhook_allow_private)
+                address, refused = await _destination(
+                    url, allow_private=settings.webhook_allow_private
+                )
                 if refused is not None:
                     await self._record(run_id, url, attempt, None, refused)
                     return
-                status, error = await self._post(url, body)
+                status, error = await self._post(url, body, address)
                 await self._record(run_id, url, attempt, status, error)
                 if status is not None and (200 <= status < 300):
                     return
@@ -107,7 +112,10 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay *= 2
 
-    async def _post(self, url: str, body: bytes) -> tuple[int | None, str | None]:
+    async def _post(
+        self, url: str, body: bytes, address: str | None
+    ) -> tuple[int | None, str | None]:
+        """POST ``body`` to ``url``, at ``address`` if given (else by the URL's name)."""
         import httpx
 
         if self._client is None:
@@ -122,8 +130,20 @@ class Deliverer:
         }
         if self._settings.webhook_secret:
             headers["x-scheduler-signature"] = sign(self._settings.webhook_secret, timestamp, body)
+        extensions: dict[str, Any] = {}
+        if address is not None:
+            parts = urlsplit(url)
+            userinfo, at, netloc = parts.netloc.rpartition("@")
+            pinned = f"[{address}]" if ":" in address else address
+            port = f":{parts.port}" if parts.port is not None else ""
+            url = urlunsplit(parts._replace(netloc=f"{userinfo}{at}{pinned}{port}"))
+            headers["host"] = netloc
+            if parts.scheme == "https":
+                extensions["sni_hostname"] = parts.hostname
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            response = await self._client.post(
+                url, content=body, headers=headers, extensions=extensions
+            )
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
@@ -146,28 +166,37 @@ class Deliverer:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 
 
-async def _refused(url: str, *, allow_private: bool) -> str | None:
-    """Why ``url`` may not be called, or None."""
+async def _destination(url: str, *, allow_private: bool) -> tuple[str | None, str | None]:
+    """Where ``url`` may be called: ``(address, None)`` to connect to the address checked
+    (``None`` when private destinations are allowed: by the URL's name), or ``(None, why)``
+    when it may not be called."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"refused: {_shown(url)} is not an http(s) URL"
+        return None, f"refused: {_shown(url)} is not an http(s) URL"
     if allow_private:
-        return None
+        return None, None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
             type=socket.SOCK_STREAM,
         )  # fmt: skip
-    except OSError as exc:
-        return f"cannot resolve {parts.hostname}: {exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return (
+    except (OSError, ValueError) as exc:  # ValueError: a port out of range
+        return None, f"cannot resolve {parts.hostname}: {exc}"
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not _is_public(address):
+            return None, (
                 f"refused: {parts.hostname} is a private address ({address}); "
                 "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
             )
-    return None
+    if not addresses:
+        return None, f"cannot resolve {parts.hostname}: no address"
+    return str(addresses[0]), None
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A destination webhooks may reach without ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``."""
+    return address.is_global
 
 
 def _shown(url: str) -> str:

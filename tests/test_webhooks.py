@@ -131,3 +131,80 @@ async def test_a_crons_webhook_is_delivered(
         run = (await c.post(f"/api/tasks/{cron['cron_id']}/run")).json()
     await eventually(lambda: receiver.received, message="the cron's delivery")
     assert json.loads(receiver.received[0][1])["run"]["id"] == run["id"]
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Names ending in ``.test`` resolve to the addresses listed for them, one lookup after
+    another (the last one from then on), as a DNS server with a zero TTL can answer; other
+    names as usual. ``names["lookups"]`` keeps the names looked up."""
+    import socket
+
+    real = socket.getaddrinfo
+    names: dict[str, list[str]] = {"lookups": []}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, bytes):  # anyio (under httpx) asks with the name IDNA-encoded
+            host = host.decode("ascii")
+        if isinstance(host, str) and host.endswith(".test"):
+            names["lookups"].append(host)
+            answers = names[host]
+            address = answers.pop(0) if len(answers) > 1 else answers[0]
+            return real(address, port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+async def test_a_name_rebound_after_the_check_reaches_nothing_private(
+    make_scheduler: SchedulerFactory, receiver: Receiver, resolver: dict[str, list[str]]
+) -> None:
+    """The check sees a public address, the connection would see 127.0.0.1: the request
+    goes to the public address checked (unreachable offline), never to the receiver."""
+    resolver["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
+    port = receiver.server.server_port
+    scheduler = make_scheduler(webhook_attempts=1, webhook_timeout_seconds=1)
+    scheduler.start()
+    url = f"http://rebind.test:{port}/hook"
+    scheduler.add_task(TaskDefinition(id="r", interval_seconds=3600, prompt="hi", webhook=url))
+    run_id = scheduler.run_task_now("r")
+    [attempt] = await eventually(
+        lambda: scheduler._store.deliveries(run_id), message="the attempt recorded"
+    )
+    assert attempt["status_code"] is None and attempt["error"]
+    assert receiver.received == []
+    assert resolver["lookups"] == ["rebind.test"]  # looked up once: the check
+
+
+async def test_a_checked_address_gets_the_request_under_its_name(
+    make_scheduler: SchedulerFactory,
+    receiver: Receiver,
+    resolver: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request to the address checked keeps the URL's name as Host, its path, query
+    and signature (the receiver on 127.0.0.1 counts as public for this test only)."""
+    import scheduler.webhooks
+
+    monkeypatch.setattr(scheduler.webhooks, "_is_public", lambda address: True)
+    receiver.statuses.clear()
+    resolver["hooks.test"] = ["127.0.0.1", "10.1.2.3"]  # later lookups would go elsewhere
+    port = receiver.server.server_port
+    tasks = make_scheduler(webhook_secret="s3cret")
+    tasks.start()
+    url = f"http://hooks.test:{port}/hook?token=t"
+    tasks.add_task(TaskDefinition(id="h", interval_seconds=3600, prompt="hi", webhook=url))
+    run_id = tasks.run_task_now("h")
+    await eventually(lambda: receiver.received, message="the delivery")
+    headers, body = receiver.received[0]
+    assert headers["host"] == f"hooks.test:{port}"
+    expected = hmac.new(b"s3cret", headers["x-scheduler-timestamp"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()  # fmt: skip
+    assert headers["x-scheduler-signature"] == f"sha256={expected}"
+    assert json.loads(body)["run"]["id"] == run_id
+    [delivered] = await eventually(
+        lambda: tasks._store.deliveries(run_id), message="the delivery recorded"
+    )
+    assert (delivered["status_code"], delivered["url"]) == (200, url)
+    assert resolver["lookups"] == ["hooks.test"]
