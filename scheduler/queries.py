@@ -105,8 +105,14 @@ class TaskQueries:
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[RunRecord]:
-        """Run records, newest first, optionally of one task and/or some statuses;
-        ``offset`` skips that many first (with a ``limit``)."""
+        """Run records, newest first, optionally of one task and/or some statuses; the
+        first ``offset`` skipped.
+
+        Raises:
+            ValueError: A negative ``limit`` or ``offset``.
+        """
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError(f"limit and offset must be 0 or more (got {limit}, {offset})")
         statuses: list[str] = []
         if isinstance(status, str):
             statuses = [RunStatus(status).value]

@@ -10,16 +10,21 @@ a 5xx, a 429 or a network error is retried after ``SCHEDULER_WEBHOOK_RETRY_SECON
 doubled each time, up to ``SCHEDULER_WEBHOOK_ATTEMPTS``; any other answer ends it. Redirects
 are not followed. A destination that resolves to a private, loopback, link-local or
 reserved address is refused (recorded, not sent) unless ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``
-allows it; otherwise the request goes to the very address that was checked (the URL's name
-still in ``Host`` and, over TLS, in SNI and the certificate check), so a name that answers
-a public address to the check and a private one a moment later (DNS rebinding) reaches
-nothing it should not. Deliveries run in the scheduler's process while it runs; one still
-retrying when the process stops is recorded as far as it got.
+allows it. The name is resolved once, for the check, and the connection goes to the
+addresses it approved, each in turn (:class:`_PinnedBackend`; the URL's name is still the
+``Host`` and, over TLS, the name the certificate must match), so a name that answers a
+public address to the check and a private one a moment later (DNS rebinding) reaches
+nothing it should not. Deliveries connect directly (``HTTPS_PROXY`` and the like are not
+used: a proxy would resolve the name again, out of the check's reach). They run in the
+scheduler's process while it runs; one still retrying when the process stops is recorded
+as far as it got.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -28,7 +33,9 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
+
+import httpcore
 
 from scheduler.events import RunEvent
 from scheduler.settings import Settings
@@ -60,7 +67,7 @@ class Deliverer:
         self._settings = settings
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: Any = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
 
     def __call__(self, event: RunEvent) -> None:
         if event.kind != "finished" or event.task.webhook is None:
@@ -80,22 +87,22 @@ class Deliverer:
             await asyncio.wait(set(self._tasks), timeout=2)
         for task in list(self._tasks):
             task.cancel()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def _deliver(self, run_id: str, url: str, body: bytes) -> None:
         settings = self._settings
         delay = settings.webhook_retry_seconds
         async with self._slots:
             for attempt in range(1, settings.webhook_attempts + 1):
-                address, refused = await _destination(
+                addresses, refused = await _destination(
                     url, allow_private=settings.webhook_allow_private
                 )
                 if refused is not None:
                     await self._record(run_id, url, attempt, None, refused)
                     return
-                status, error = await self._post(url, body, address)
+                status, error = await self._post(url, body, addresses)
                 await self._record(run_id, url, attempt, status, error)
                 if status is not None and (200 <= status < 300):
                     return
@@ -113,15 +120,17 @@ class Deliverer:
                 delay *= 2
 
     async def _post(
-        self, url: str, body: bytes, address: str | None
+        self, url: str, body: bytes, addresses: list[str]
     ) -> tuple[int | None, str | None]:
-        """POST ``body`` to ``url``, at ``address`` if given (else by the URL's name)."""
-        import httpx
+        """POST ``body`` to ``url``, connecting to ``addresses`` (those its check approved);
+        the answer's body is not read."""
+        if self._pool is None:
+            import ssl
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False, timeout=self._settings.webhook_timeout_seconds
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=ssl.create_default_context(), network_backend=_PinnedBackend()
             )
+        parts = urlsplit(url)
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",
@@ -130,24 +139,27 @@ class Deliverer:
         }
         if self._settings.webhook_secret:
             headers["x-scheduler-signature"] = sign(self._settings.webhook_secret, timestamp, body)
-        extensions: dict[str, Any] = {}
-        if address is not None:
-            parts = urlsplit(url)
-            userinfo, at, netloc = parts.netloc.rpartition("@")
-            pinned = f"[{address}]" if ":" in address else address
-            port = f":{parts.port}" if parts.port is not None else ""
-            url = urlunsplit(parts._replace(netloc=f"{userinfo}{at}{pinned}{port}"))
-            headers["host"] = netloc
-            if parts.scheme == "https":
-                extensions["sni_hostname"] = parts.hostname
+        if parts.username is not None:  # user:password@ in the URL: HTTP basic auth
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
+        seconds = self._settings.webhook_timeout_seconds
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), seconds)
+        target = _target(url)
+        pinned = _PINNED.set((target.host.decode("ascii"), addresses))
         try:
-            response = await self._client.post(
-                url, content=body, headers=headers, extensions=extensions
-            )
-        except httpx.HTTPError as exc:
+            async with self._pool.stream(
+                "POST",
+                target,
+                headers=list(headers.items()),
+                content=body,
+                extensions={"timeout": timeouts},
+            ) as response:
+                status: int = response.status
+        except _TRANSPORT_ERRORS as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        return response.status_code, error
+        finally:
+            _PINNED.reset(pinned)
+        return status, None if 200 <= status < 300 else f"HTTP {status}"
 
     async def _record(
         self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
@@ -166,32 +178,95 @@ class Deliverer:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 
 
-async def _destination(url: str, *, allow_private: bool) -> tuple[str | None, str | None]:
-    """Where ``url`` may be called: ``(address, None)`` to connect to the address checked
-    (``None`` when private destinations are allowed: by the URL's name), or ``(None, why)``
-    when it may not be called."""
+async def _destination(url: str, *, allow_private: bool) -> tuple[list[str], str | None]:
+    """The addresses ``url`` may be reached at, and None; or no address and why it may not
+    be called (not http(s), a name that does not resolve, a private address while
+    ``allow_private`` is off)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None, f"refused: {_shown(url)} is not an http(s) URL"
-    if allow_private:
-        return None, None
+        return [], f"refused: {_shown(url)} is not an http(s) URL"
     try:
+        name = _target(url).host.decode("ascii")  # as it is sent: IDNA-encoded
         infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-            type=socket.SOCK_STREAM,
-        )  # fmt: skip
-    except (OSError, ValueError) as exc:  # ValueError: a port out of range
-        return None, f"cannot resolve {parts.hostname}: {exc}"
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not _is_public(address):
-            return None, (
-                f"refused: {parts.hostname} is a private address ({address}); "
-                "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
-            )
+            name, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+    except (OSError, ValueError) as exc:  # ValueError: a port out of range, a bad name
+        return [], f"cannot resolve {parts.hostname}: {exc}"
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private:
+        for address in addresses:
+            if not _is_public(ipaddress.ip_address(address)):
+                return [], (
+                    f"refused: {parts.hostname} is a private address ({address}); "
+                    "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
+                )
     if not addresses:
-        return None, f"cannot resolve {parts.hostname}: no address"
-    return str(addresses[0]), None
+        return [], f"cannot resolve {parts.hostname}: no address"
+    return addresses, None
+
+
+def _target(url: str) -> httpcore.URL:
+    """``url`` as httpcore sends it (httpx's parsing: IDNA names, percent-encoding)."""
+    import httpx
+
+    parsed = httpx.URL(url)
+    return httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+
+
+#: The name being connected to and the addresses its check approved, for the delivery
+#: running in this context.
+_PINNED: contextvars.ContextVar[tuple[str, list[str]] | None] = contextvars.ContextVar(
+    "webhook_pinned", default=None
+)
+
+_TRANSPORT_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    OSError,
+)
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the addresses approved for the name (:data:`_PINNED`), each in turn,
+    never to what the name resolves to by then; any other name is refused."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        pinned = _PINNED.get()
+        if pinned is None or pinned[0] != host:
+            raise httpcore.ConnectError(f"{host} was not checked: not connecting")
+        failure: Exception | None = None
+        for address in pinned[1]:
+            try:
+                return await self._backend.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # a check never approves no address
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks do not use Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

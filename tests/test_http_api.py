@@ -383,3 +383,40 @@ async def test_list_offsets_are_bounded_and_paged_in_the_database(api: httpx.Asy
     for path in ("/runs/crons/search", "/threads/search"):
         reply = await api.post(path, json={"offset": 10**20})
         assert reply.status_code == 422 and reply.json()["detail"].startswith("offset:")
+
+
+async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> None:
+    """Origins are matched as browsers send them whatever the setting's spelling; their
+    preflights need no key (a browser sends none), their writes do; others get neither."""
+    from pydantic import ValidationError
+
+    from scheduler.settings import Settings
+
+    with pytest.raises(ValidationError, match="not an origin"):
+        Settings(http_cors_origins="http://localhost:3000/app")
+    scheduler = make_scheduler(
+        http_rate_per_second=0, api_key="k", http_cors_origins="HTTP://LocalHost:3000/"
+    )
+    assert scheduler.settings.http_cors_origins == ["http://localhost:3000"]
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    front, other = "http://localhost:3000", "http://localhost:4000"
+    ask = {"access-control-request-method": "POST", "access-control-request-headers": "x-api-key"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as c:
+        preflight = await c.options("/api/tasks", headers={"origin": front, **ask})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == front
+        refused = await c.options("/api/tasks", headers={"origin": other, **ask})
+        assert refused.status_code == 400
+        browser = {"origin": front, "sec-fetch-site": "same-site"}
+        task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
+        keyless = await c.post("/api/tasks", json=task, headers=browser)
+        assert keyless.status_code == 401
+        made = await c.post("/api/tasks", json=task, headers={**browser, "x-api-key": "k"})
+        assert made.status_code == 201
+        assert made.headers["access-control-allow-origin"] == front
+        elsewhere = {"origin": other, "sec-fetch-site": "same-site", "x-api-key": "k"}
+        assert (await c.post("/api/tasks", json=task, headers=elsewhere)).status_code == 403
+    assert [t.id for t in scheduler.list_tasks()] == ["t"]

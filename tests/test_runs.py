@@ -230,3 +230,19 @@ async def test_removing_a_task_cancels_its_waiting_runs(make_scheduler: Schedule
     run = await scheduler.wait_for_run(waiting, timeout=10)
     assert run.status is RunStatus.CANCELLED
     assert run.error_message == "the task was removed"
+
+
+async def test_run_history_pages_with_and_without_a_limit(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="paged", interval_seconds=3600, prompt="hi"))
+    made = [scheduler.run_task_now("paged") for _ in range(4)]
+    await eventually(lambda: len(scheduler.list_runs("paged", status="succeeded")) == 4)
+    newest_first = made[::-1]
+    assert [r.id for r in scheduler.list_runs("paged", limit=2, offset=1)] == newest_first[1:3]
+    assert [r.id for r in scheduler.list_runs("paged", limit=None, offset=3)] == newest_first[3:]
+    assert [r.id for r in await scheduler.alist_runs(limit=None, offset=1)] == newest_first[1:]
+    with pytest.raises(ValueError, match="0 or more"):
+        scheduler.list_runs(offset=-1)

@@ -135,9 +135,10 @@ async def test_a_crons_webhook_is_delivered(
 
 @pytest.fixture
 def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Names ending in ``.test`` resolve to the addresses listed for them, one lookup after
-    another (the last one from then on), as a DNS server with a zero TTL can answer; other
-    names as usual. ``names["lookups"]`` keeps the names looked up."""
+    """Names ending in ``.test`` resolve to the answers listed for them (each one or more
+    comma-separated addresses), one lookup after another (the last one from then on), as a
+    DNS server with a zero TTL can answer; other names as usual. ``names["lookups"]`` keeps
+    the names looked up."""
     import socket
 
     real = socket.getaddrinfo
@@ -149,8 +150,8 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         if isinstance(host, str) and host.endswith(".test"):
             names["lookups"].append(host)
             answers = names[host]
-            address = answers.pop(0) if len(answers) > 1 else answers[0]
-            return real(address, port, *args, **kwargs)
+            answer = answers.pop(0) if len(answers) > 1 else answers[0]
+            return [i for a in answer.split(",") for i in real(a, port, *args, **kwargs)]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -208,3 +209,31 @@ async def test_a_checked_address_gets_the_request_under_its_name(
     )
     assert (delivered["status_code"], delivered["url"]) == (200, url)
     assert resolver["lookups"] == ["hooks.test"]
+
+
+async def test_each_address_checked_is_tried_and_names_go_out_idna_encoded(
+    make_scheduler: SchedulerFactory,
+    receiver: Receiver,
+    resolver: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name whose first address is down is delivered at the next one; a name in another
+    script is resolved and sent as its IDNA (xn--) form."""
+    import scheduler.webhooks
+
+    monkeypatch.setattr(scheduler.webhooks, "_is_public", lambda address: True)
+    receiver.statuses.clear()
+    resolver["xn--bcher-kva.test"] = ["127.0.0.2,127.0.0.1"]  # nothing listens on .2
+    port = receiver.server.server_port
+    tasks = make_scheduler(webhook_attempts=1)
+    tasks.start()
+    url = f"http://user:p%40ss@bücher.test:{port}/hook?q=1"
+    tasks.add_task(TaskDefinition(id="i", interval_seconds=3600, prompt="hi", webhook=url))
+    run_id = tasks.run_task_now("i")
+    [delivered] = await eventually(
+        lambda: tasks._store.deliveries(run_id), message="the delivery recorded"
+    )
+    assert (delivered["status_code"], delivered["error"]) == (200, None)
+    [(headers, _)] = receiver.received
+    assert headers["host"] == f"xn--bcher-kva.test:{port}"
+    assert headers["authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss

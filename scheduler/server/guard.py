@@ -50,7 +50,8 @@ class Guard:
         api_key: The key requests must carry; None: no key needed.
         max_body: Largest body accepted, in bytes (413 beyond).
         rate: Requests per second per client address (429 beyond); 0: no limit.
-        trusted_origins: Browser origins whose pages may write too (``*``: every one).
+        trusted_origins: Browser origins whose pages may write too, as the settings
+            normalise them (``*``: every one); their CORS preflights need no key.
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class Guard:
         self.api_key = api_key
         self.max_body = max_body
         self.rate = rate
-        self.trusted_origins = frozenset(o.rstrip("/").lower() for o in trusted_origins)
+        self.trusted_origins = frozenset(trusted_origins)
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,7 +88,12 @@ class Guard:
             if refused is not None:
                 await _reply(send, 403, refused)
                 return
-        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
+        preflight = (  # a browser asking CORS (answered by its middleware, not an endpoint)
+            scope["method"] == "OPTIONS"
+            and "access-control-request-method" in headers
+            and bool(self.trusted_origins)
+        )
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS and not preflight:
             given = _key_of(headers)
             if given is None:
                 await _reply(send, 401, "an API key is required (x-api-key header)")
@@ -126,9 +132,7 @@ class Guard:
     def _cross_site(self, headers: dict[str, str]) -> str | None:
         """Why a write is refused as sent by another site's page, else None."""
         origin = headers.get("origin")
-        if origin is not None and (
-            "*" in self.trusted_origins or origin.rstrip("/").lower() in self.trusted_origins
-        ):
+        if origin is not None and ("*" in self.trusted_origins or origin in self.trusted_origins):
             return None
         site = headers.get("sec-fetch-site")
         if site is not None:  # every current browser sends it

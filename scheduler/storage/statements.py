@@ -72,12 +72,12 @@ STATS_OF_TASK = stats_query(COUNTS.where(runs_table.c.task_id == bindparam("task
 @functools.cache
 def runs_query(*, task: bool, statuses: bool, limit: bool) -> Select[Any]:
     """Runs newest first, filtered by the bound ``task_id`` / ``statuses`` (expanding) and
-    cut at ``limit`` after skipping ``offset``, as asked: one statement per combination."""
+    the first ``offset`` skipped, cut at ``limit`` if asked: one statement per combination."""
     query = select(runs_table).order_by(runs_table.c.id.desc())
     if task:
         query = query.where(runs_table.c.task_id == bindparam("task_id"))
     if statuses:
         query = query.where(runs_table.c.status.in_(bindparam("statuses", expanding=True)))
     if limit:
-        query = query.limit(bindparam("limit")).offset(bindparam("offset"))
-    return query
+        query = query.limit(bindparam("limit"))
+    return query.offset(bindparam("offset"))

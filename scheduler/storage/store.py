@@ -271,7 +271,7 @@ class Store:
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[RunRow]:
-        """Runs, newest first (``offset`` skips that many, with a ``limit``)."""
+        """Runs, newest first, the first ``offset`` skipped."""
         query = runs_query(
             task=task_id is not None, statuses=bool(statuses), limit=limit is not None
         )
