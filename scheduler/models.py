@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -51,6 +52,7 @@ from scheduler.triggers import (
     interval_trigger,
     localize,
 )
+from scheduler.weburls import webhook_url
 from scheduler.zones import unknown_zone_message, zone_exists
 
 __all__ = ["CALLBACK_FIELDS", "STORED_CONTEXT_KEY", "TaskDefinition"]
@@ -135,7 +137,7 @@ class TaskDefinition(BaseModel):
         validation_alias=AliasChoices("thread_id", "session_id"),
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    webhook: str | None = Field(
+    webhook: Annotated[str | None, AfterValidator(webhook_url)] = Field(
         default=None,
         max_length=2048,
         pattern=r"^https?://[^\s]+$",

@@ -9,13 +9,13 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.enums import OverlapPolicy, Priority
+from scheduler.weburls import origin
 from scheduler.zones import unknown_zone_message, zone_exists
 
 __all__ = ["Settings"]
@@ -207,21 +207,9 @@ class Settings(BaseSettings):
     @field_validator("http_cors_origins")
     @classmethod
     def _check_origins(cls, value: list[str]) -> list[str]:
-        """Each origin as a browser sends it (``http://app.example:3000``: lower case, no
-        trailing slash), so that CORS and the cross-site check both match it; or ``*``."""
-        origins = []
-        for origin in value:
-            if origin == "*":
-                origins.append(origin)
-                continue
-            parts = urlsplit(origin.strip().rstrip("/"))
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
-                raise ValueError(
-                    f"{origin!r} is not an origin such as 'https://app.example' or "
-                    "'http://localhost:3000' (scheme and host, no path)"
-                )
-            origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-        return origins
+        """Each origin as a browser sends it, so that CORS and the cross-site check both
+        match it (:func:`scheduler.weburls.origin`)."""
+        return [origin(value) for value in value]
 
     @field_validator("http_address")
     @classmethod

@@ -33,9 +33,10 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpcore
+import httpx
 
 from scheduler.events import RunEvent
 from scheduler.settings import Settings
@@ -122,39 +123,44 @@ class Deliverer:
     async def _post(
         self, url: str, body: bytes, addresses: list[str]
     ) -> tuple[int | None, str | None]:
-        """POST ``body`` to ``url``, connecting to ``addresses`` (those its check approved);
-        the answer's body is not read."""
+        """POST ``body`` to ``url`` (valid: :func:`_destination` parsed it), connecting to
+        ``addresses`` (those its check approved); the answer's body is not read."""
         if self._pool is None:
             import ssl
 
             self._pool = httpcore.AsyncConnectionPool(
                 ssl_context=ssl.create_default_context(), network_backend=_PinnedBackend()
             )
-        parts = urlsplit(url)
+        parsed = httpx.URL(url)
         timestamp = str(int(time.time()))
         headers = {
+            # as httpx writes it (httpcore alone would not bracket an IPv6 address)
+            "host": parsed.netloc.decode("ascii"),
             "content-type": "application/json",
             "user-agent": "langgraph-task-scheduler",
             "x-scheduler-timestamp": timestamp,
         }
         if self._settings.webhook_secret:
             headers["x-scheduler-signature"] = sign(self._settings.webhook_secret, timestamp, body)
-        if parts.username is not None:  # user:password@ in the URL: HTTP basic auth
-            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        if parsed.userinfo:  # user:password@ in the URL: HTTP basic auth
+            secret = f"{parsed.username}:{parsed.password or ''}"
             headers["authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
         seconds = self._settings.webhook_timeout_seconds
-        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), seconds)
-        target = _target(url)
-        pinned = _PINNED.set((target.host.decode("ascii"), addresses))
+        target = httpcore.URL(
+            scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+        )
+        pinned = _PINNED.set((parsed.raw_host.decode("ascii"), addresses))
         try:
-            async with self._pool.stream(
-                "POST",
-                target,
-                headers=list(headers.items()),
-                content=body,
-                extensions={"timeout": timeouts},
-            ) as response:
+            async with (
+                asyncio.timeout(seconds),  # the whole exchange, however slowly it trickles
+                self._pool.stream(
+                    "POST", target, headers=list(headers.items()), content=body,
+                    extensions={"timeout": dict.fromkeys(("connect", "read", "write"), seconds)},
+                ) as response,
+            ):  # fmt: skip
                 status: int = response.status
+        except TimeoutError:
+            return None, f"TimeoutError: no answer within {seconds:g} s"
         except _TRANSPORT_ERRORS as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500]
         finally:
@@ -180,39 +186,32 @@ class Deliverer:
 
 async def _destination(url: str, *, allow_private: bool) -> tuple[list[str], str | None]:
     """The addresses ``url`` may be reached at, and None; or no address and why it may not
-    be called (not http(s), a name that does not resolve, a private address while
-    ``allow_private`` is off)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return [], f"refused: {_shown(url)} is not an http(s) URL"
+    be called (not a valid http(s) URL, a name that does not resolve, a private address
+    while ``allow_private`` is off)."""
     try:
-        name = _target(url).host.decode("ascii")  # as it is sent: IDNA-encoded
+        parsed = httpx.URL(url)  # as it is sent: an IDNA-encoded name, a bare IPv6 address
+    except (httpx.InvalidURL, ValueError) as exc:
+        return [], f"refused: not a valid URL ({exc})"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return [], f"refused: {_shown(url)} is not an http(s) URL"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            name, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+            parsed.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM
         )
-    except (OSError, ValueError) as exc:  # ValueError: a port out of range, a bad name
-        return [], f"cannot resolve {parts.hostname}: {exc}"
+    except (OSError, ValueError) as exc:
+        return [], f"cannot resolve {parsed.host}: {exc}"
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not allow_private:
         for address in addresses:
             if not _is_public(ipaddress.ip_address(address)):
                 return [], (
-                    f"refused: {parts.hostname} is a private address ({address}); "
+                    f"refused: {parsed.host} is a private address ({address}); "
                     "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
                 )
     if not addresses:
-        return [], f"cannot resolve {parts.hostname}: no address"
+        return [], f"cannot resolve {parsed.host}: no address"
     return addresses, None
-
-
-def _target(url: str) -> httpcore.URL:
-    """``url`` as httpcore sends it (httpx's parsing: IDNA names, percent-encoding)."""
-    import httpx
-
-    parsed = httpx.URL(url)
-    return httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
-    )
 
 
 #: The name being connected to and the addresses its check approved, for the delivery
@@ -276,5 +275,8 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _shown(url: str) -> str:
     """The URL without its query (which may carry a token), for logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL: what comes before any query
+        return url.split("?", 1)[0]
     return f"{parts.scheme}://{parts.netloc}{parts.path}"

@@ -392,8 +392,14 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
 
     from scheduler.settings import Settings
 
-    with pytest.raises(ValidationError, match="not an origin"):
-        Settings(http_cors_origins="http://localhost:3000/app")
+    for junk in ("http://localhost:3000/app", "http://user@app.example", "http://a.example?x=1",
+                 "http://a.example:abc", "app.example", "ftp://a.example", "null"):  # fmt: skip
+        with pytest.raises(ValidationError, match="not an origin"):
+            Settings(http_cors_origins=junk)
+    spelled = "https://App.Example:443/, http://[::1]:3000, https://bücher.example, *"
+    assert Settings(http_cors_origins=spelled).http_cors_origins == [
+        "https://app.example", "http://[::1]:3000", "https://xn--bcher-kva.example", "*",
+    ]  # fmt: skip
     scheduler = make_scheduler(
         http_rate_per_second=0, api_key="k", http_cors_origins="HTTP://LocalHost:3000/"
     )
@@ -409,7 +415,8 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == front
         refused = await c.options("/api/tasks", headers={"origin": other, **ask})
-        assert refused.status_code == 400
+        assert refused.status_code == 401  # not a trusted page's: the key is asked for
+        assert (await c.options("/api/tasks", headers=ask)).status_code == 401  # no Origin
         browser = {"origin": front, "sec-fetch-site": "same-site"}
         task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
         keyless = await c.post("/api/tasks", json=task, headers=browser)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +25,7 @@ from tests.conftest import SchedulerFactory, eventually
 class Receiver:
     """Answers each POST with the next status of ``statuses`` (then 200); keeps them."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], host: str = "127.0.0.1") -> None:
         self.statuses = list(statuses)
         self.received: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -40,8 +42,16 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=t"
+        server_class = ThreadingHTTPServer
+        if ":" in host:
+
+            class Server6(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = Server6
+        self.server = server_class((host, 0), Handler)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.server.server_port}/hook?token=t"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -237,3 +247,67 @@ async def test_each_address_checked_is_tried_and_names_go_out_idna_encoded(
     [(headers, _)] = receiver.received
     assert headers["host"] == f"xn--bcher-kva.test:{port}"
     assert headers["authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+
+
+async def test_an_ipv6_address_is_sent_in_brackets(make_scheduler: SchedulerFactory) -> None:
+    receiver = Receiver([], host="::1")
+    try:
+        scheduler = make_scheduler(webhook_allow_private=True)
+        scheduler.start()
+        task = TaskDefinition(id="v6", interval_seconds=3600, prompt="hi", webhook=receiver.url)
+        scheduler.add_task(task)
+        scheduler.run_task_now("v6")
+        await eventually(lambda: receiver.received, message="the delivery")
+        assert receiver.received[0][0]["host"] == f"[::1]:{receiver.server.server_port}"
+    finally:
+        receiver.close()
+
+
+def test_a_webhook_that_cannot_be_sent_is_refused_when_the_task_is_made() -> None:
+    from pydantic import ValidationError
+
+    for url in ("http://[::1/", "http://[::1]x/", "http://a.example/\x01x", "http://:80/"):
+        with pytest.raises(ValidationError, match="webhook"):
+            TaskDefinition(id="w", interval_seconds=60, prompt="p", webhook=url)
+
+
+async def test_a_receiver_that_trickles_is_cut_off_at_the_timeout(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The timeout bounds the whole attempt, not each read: a receiver that sends a byte
+    every 0.2 s does not hold a delivery slot for ever."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        listener.settimeout(10)
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n" * 100:
+                if stop.is_set():
+                    return
+                connection.sendall(bytes([byte]))
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        scheduler = make_scheduler(
+            webhook_allow_private=True, webhook_attempts=1, webhook_timeout_seconds=0.5
+        )
+        scheduler.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        scheduler.add_task(
+            TaskDefinition(id="slow", interval_seconds=3600, prompt="hi", webhook=url)
+        )
+        began = time.monotonic()
+        run_id = scheduler.run_task_now("slow")
+        [attempt] = await eventually(
+            lambda: scheduler._store.deliveries(run_id), message="the attempt recorded"
+        )
+        assert attempt["status_code"] is None and "within 0.5 s" in attempt["error"]
+        assert time.monotonic() - began < 5
+    finally:
+        stop.set()
+        listener.close()

@@ -88,10 +88,10 @@ class Guard:
             if refused is not None:
                 await _reply(send, 403, refused)
                 return
-        preflight = (  # a browser asking CORS (answered by its middleware, not an endpoint)
+        preflight = (  # a trusted page's browser asking CORS (its middleware answers)
             scope["method"] == "OPTIONS"
             and "access-control-request-method" in headers
-            and bool(self.trusted_origins)
+            and self._trusted(headers.get("origin"))
         )
         if self.api_key is not None and scope["path"] not in OPEN_PATHS and not preflight:
             given = _key_of(headers)
@@ -129,10 +129,14 @@ class Guard:
             if not started:
                 await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
 
+    def _trusted(self, origin: str | None) -> bool:
+        trusted = self.trusted_origins
+        return origin is not None and ("*" in trusted or origin in trusted)
+
     def _cross_site(self, headers: dict[str, str]) -> str | None:
         """Why a write is refused as sent by another site's page, else None."""
         origin = headers.get("origin")
-        if origin is not None and ("*" in self.trusted_origins or origin in self.trusted_origins):
+        if self._trusted(origin):
             return None
         site = headers.get("sec-fetch-site")
         if site is not None:  # every current browser sends it
