@@ -21,12 +21,16 @@ from tests.conftest import SchedulerFactory, eventually
 @pytest.fixture
 async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClient]:
     scheduler = make_scheduler(http_rate_per_second=0)
+    async with client_of(scheduler) as c:
+        yield c
+
+
+def client_of(scheduler: Any) -> httpx.AsyncClient:
+    """A client of ``scheduler``'s app (the scheduler started), through httpx's ASGI
+    transport."""
     scheduler.start()
     app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as c:
-        yield c
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
 async def final(api: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
@@ -117,11 +121,7 @@ async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:
 
 async def test_request_bounds(make_scheduler: SchedulerFactory) -> None:
     scheduler = make_scheduler(http_rate_per_second=5, http_max_body_bytes=2048)
-    scheduler.start()
-    app = create_app(scheduler, scheduler.settings)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as c:
+    async with client_of(scheduler) as c:
         big = await c.post(
             "/api/tasks", json={"id": "x", "prompt": "p" * 5000, "interval_seconds": 5}
         )
@@ -235,12 +235,8 @@ async def test_a_cron_a_read_already_holds_is_not_followed_in_twice(
     between the read's count of local changes and its rows: following that create adds
     nothing."""
     scheduler = make_scheduler(http_rate_per_second=0)
-    scheduler.start()
-    app = create_app(scheduler, scheduler.settings)
     body = {"assistant_id": graph_id(scheduler.settings.graph), "schedule": "0 9 * * *"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as api:
+    async with client_of(scheduler) as api:
         before = scheduler.store.local_changes
         cron = (await api.post("/runs/crons", json=body)).json()
     kept = CronList(scheduler, CRONS_SOURCE)
@@ -270,12 +266,8 @@ async def test_writes_from_another_sites_page_are_refused(
     make_scheduler: SchedulerFactory, headers: dict[str, str], served: bool
 ) -> None:
     scheduler = make_scheduler(http_rate_per_second=0, http_cors_origins=["http://trusted.example"])
-    scheduler.start()
-    app = create_app(scheduler, scheduler.settings)
     cron = {"assistant_id": graph_id(scheduler.settings.graph), "schedule": "0 9 * * *"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as c:
+    async with client_of(scheduler) as c:
         task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
         made = await c.post("/api/tasks", json=task, headers=headers)
         cron_made = await c.post("/runs/crons", json=cron, headers=headers)
@@ -311,13 +303,9 @@ async def test_without_a_key_only_loopback_host_names_are_served(
     """A page whose own name an attacker points at 127.0.0.1 (DNS rebinding) sends its own
     name as Host, and is same-origin to itself: only the Host check stops it."""
     scheduler = make_scheduler(http_rate_per_second=0)
-    scheduler.start()
-    app = create_app(scheduler, scheduler.settings)
     task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
     same_origin = {"host": host, "origin": f"http://{host}", "sec-fetch-site": "same-origin"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as c:
+    async with client_of(scheduler) as c:
         read = await c.get("/api/tasks", headers=same_origin)
         made = await c.post("/api/tasks", json=task, headers=same_origin)
     if served:
@@ -337,16 +325,12 @@ async def test_callbacks_through_http_need_a_listed_module(
     task = {"id": "h", "interval_seconds": 3600, "prompt": "hi"}
     for listed in ([], ["tests.callbacks"]):
         scheduler = make_scheduler(http_rate_per_second=0, callback_modules=listed)
-        scheduler.start()
-        app = create_app(scheduler, scheduler.settings)
         scheduler.add_task(  # from Python: the project's module is enough
             TaskDefinition(
                 id="py", interval_seconds=60, prompt="p", result_callback="tests.callbacks:collect"
             )
         )
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-        ) as c:
+        async with client_of(scheduler) as c:
             made = await c.post(
                 "/api/tasks", json={**task, "result_callback": "tests.callbacks:collect"}
             )
@@ -404,13 +388,9 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
         http_rate_per_second=0, api_key="k", http_cors_origins="HTTP://LocalHost:3000/"
     )
     assert scheduler.settings.http_cors_origins == ["http://localhost:3000"]
-    scheduler.start()
-    app = create_app(scheduler, scheduler.settings)
     front, other = "http://localhost:3000", "http://localhost:4000"
     ask = {"access-control-request-method": "POST", "access-control-request-headers": "x-api-key"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as c:
+    async with client_of(scheduler) as c:
         preflight = await c.options("/api/tasks", headers={"origin": front, **ask})
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == front

@@ -98,6 +98,18 @@ async def test_a_delivery_is_signed_retried_and_recorded(
     assert attempts == [(1, 500, "HTTP 500"), (2, 200, None)]
 
 
+async def deliveries_of(scheduler: Any, task_id: str, url: str) -> list[dict[str, Any]]:
+    """The delivery attempts of a run of a new task ``task_id`` with webhook ``url`` (once
+    one is recorded)."""
+    task = TaskDefinition(id=task_id, interval_seconds=3600, prompt="hi", webhook=url)
+    scheduler.add_task(task)
+    run_id = scheduler.run_task_now(task_id)
+    found: list[dict[str, Any]] = await eventually(
+        lambda: scheduler._store.deliveries(run_id), message=f"a delivery of {task_id}"
+    )
+    return found
+
+
 async def _with_deliveries(client: httpx.AsyncClient, run_id: str, n: int) -> Any:
     run = (await client.get(f"/api/runs/{run_id}")).json()
     return run if len(run["deliveries"]) >= n else None
@@ -177,12 +189,7 @@ async def test_a_name_rebound_after_the_check_reaches_nothing_private(
     port = receiver.server.server_port
     scheduler = make_scheduler(webhook_attempts=1, webhook_timeout_seconds=1)
     scheduler.start()
-    url = f"http://rebind.test:{port}/hook"
-    scheduler.add_task(TaskDefinition(id="r", interval_seconds=3600, prompt="hi", webhook=url))
-    run_id = scheduler.run_task_now("r")
-    [attempt] = await eventually(
-        lambda: scheduler._store.deliveries(run_id), message="the attempt recorded"
-    )
+    [attempt] = await deliveries_of(scheduler, "r", f"http://rebind.test:{port}/hook")
     assert attempt["status_code"] is None and attempt["error"]
     assert receiver.received == []
     assert resolver["lookups"] == ["rebind.test"]  # looked up once: the check
@@ -238,11 +245,7 @@ async def test_each_address_checked_is_tried_and_names_go_out_idna_encoded(
     tasks = make_scheduler(webhook_attempts=1)
     tasks.start()
     url = f"http://user:p%40ss@bücher.test:{port}/hook?q=1"
-    tasks.add_task(TaskDefinition(id="i", interval_seconds=3600, prompt="hi", webhook=url))
-    run_id = tasks.run_task_now("i")
-    [delivered] = await eventually(
-        lambda: tasks._store.deliveries(run_id), message="the delivery recorded"
-    )
+    [delivered] = await deliveries_of(tasks, "i", url)
     assert (delivered["status_code"], delivered["error"]) == (200, None)
     [(headers, _)] = receiver.received
     assert headers["host"] == f"xn--bcher-kva.test:{port}"
@@ -298,14 +301,8 @@ async def test_a_receiver_that_trickles_is_cut_off_at_the_timeout(
         )
         scheduler.start()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-        scheduler.add_task(
-            TaskDefinition(id="slow", interval_seconds=3600, prompt="hi", webhook=url)
-        )
         began = time.monotonic()
-        run_id = scheduler.run_task_now("slow")
-        [attempt] = await eventually(
-            lambda: scheduler._store.deliveries(run_id), message="the attempt recorded"
-        )
+        [attempt] = await deliveries_of(scheduler, "slow", url)
         assert attempt["status_code"] is None and "within 0.5 s" in attempt["error"]
         assert time.monotonic() - began < 5
     finally:
