@@ -10,8 +10,10 @@ refuse such documents up front, in time proportional to the text, with a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -91,10 +93,16 @@ class BoundedYamlLoader(yaml.SafeLoader):
         self._depth = 0
         self._alias_nodes = 0
         self._sizes: dict[int, int] = {}
+        self._open: list[str | None] = []  # anchors of the collections being composed
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
+            if event.anchor in self._open:  # a value inside itself: endless once built
+                raise _OverBudget(
+                    f"alias *{event.anchor} refers to a value that contains it (near line "
+                    f"{event.start_mark.line + 1})"
+                )
             target = self.anchors.get(event.anchor)
             if target is not None:
                 self._alias_nodes += self._size(target)
@@ -114,6 +122,22 @@ class BoundedYamlLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        with self._composing(anchor):
+            return super().compose_sequence_node(anchor)
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        with self._composing(anchor):
+            return super().compose_mapping_node(anchor)
+
+    @contextlib.contextmanager
+    def _composing(self, anchor: str | None) -> Iterator[None]:
+        self._open.append(anchor)
+        try:
+            yield
+        finally:
+            self._open.pop()
 
     def _size(self, node: yaml.Node) -> int:
         """Nodes in ``node`` with aliases expanded (iterative, memoised per node)."""

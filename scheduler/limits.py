@@ -132,20 +132,20 @@ def check_datetime(value: datetime) -> datetime:
 
 def json_depth(value: Any, *, limit: int) -> int:
     """How deeply ``value`` nests lists and dicts, counting no further than ``limit + 1``
-    (iterative, a level at a time: a value nested 100,000 levels deep costs ``limit``
-    steps, not a crash)."""
-    level = [value]
-    depth = 0
-    while True:
-        containers = [item for item in level if isinstance(item, dict | list | tuple)]
-        if not containers:
-            return depth
-        depth += 1
+    (iterative, depth first: a value nested 100,000 levels deep, or one that contains
+    itself, costs about ``limit`` steps, not a crash)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list | tuple):
+            continue
+        deepest = max(deepest, depth)
         if depth > limit:
             return depth
-        level = []
-        for item in containers:
-            level.extend(item.values() if isinstance(item, dict) else item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # one encoder for every check (json.dumps with options builds a new one each call)

@@ -309,6 +309,26 @@ def test_the_alias_budget_refuses_in_milliseconds() -> None:
     assert load_yaml("base: &b {a: 1}\nother:\n  <<: *b\n  c: 2\n")["other"] == {"a": 1, "c": 2}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input: &a {k0: *a, k1: *a}",  # 81 bytes that once walked 2**32 values
+        "input: &a [1, [2, *a]]",
+        "outer: &o {inner: &i {deep: [*o]}}",
+    ],
+)
+def test_a_value_that_contains_itself_is_refused_at_once(text: str) -> None:
+    from scheduler.documents import DocumentError, load_yaml
+
+    began = time.monotonic()
+    with pytest.raises(DocumentError, match="refers to a value that contains it"):
+        load_yaml(text)
+    assert time.monotonic() - began < 1
+    # an alias to a finished value is fine, inside another anchored value too
+    again = load_yaml("a: &x [2, [3]]\nc: &c {x: *x}\nd: &y {e: 1}\nf: [*y, *c]\n")
+    assert again["c"] == {"x": [2, [3]]} and again["f"] == [{"e": 1}, {"x": [2, [3]]}]
+
+
 def test_next_previews_any_schedule(cli: Cli) -> None:
     preview = cli.json("next", "0 9 * * 1-5", "--tz", "America/New_York", "--count", "3")
     assert preview["explicit"] == {"task_type": "cron", "cron_expression": "0 9 * * 1-5"}

@@ -4,6 +4,7 @@ rejects, each rejection naming the field and the problem."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -275,6 +276,15 @@ def test_a_value_nested_far_deeper_than_python_recurses_is_refused_quickly() -> 
         deep = {"a": deep}
     with pytest.raises(ValidationError, match="nested more than 32 levels"):
         build(interval_seconds=5, input=deep)
+
+
+def test_a_value_that_contains_itself_is_refused_at_once() -> None:
+    cyclic: dict[str, Any] = {}
+    cyclic.update(a=cyclic, b=cyclic, c=[cyclic, cyclic])  # every level three times wider
+    began = time.monotonic()
+    with pytest.raises(ValidationError, match="nested more than 32 levels"):
+        build(interval_seconds=5, input=cyclic)
+    assert time.monotonic() - began < 1
 
 
 @pytest.mark.parametrize(("fields", "field", "message"), REJECTED)
