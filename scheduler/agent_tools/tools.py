@@ -71,6 +71,7 @@ class _Caller:
     owner: str  # "thread:<id>" or "<owner_key>:<value>"
     thread_id: str | None
     value: str
+    follow_up: bool = False  # the call comes from a run of a task the tools made
 
     @property
     def source(self) -> str:
@@ -154,9 +155,9 @@ class SchedulingTools:
             )
         except ValidationError as exc:
             raise _Refused(f"Nothing was scheduled: {describe_errors(exc)}") from None
-        times = self._check_limits(task, now)
+        times = self._check_limits(task, now, chained=caller.follow_up)
         with self._lock:
-            kept = [t for t in scheduler.list_tasks(source=caller.source) if counts(t)]
+            kept = [t for t in self._tasks_of(caller) if counts(t)]
             if len(kept) >= self.limits.max_tasks:
                 raise _Refused(
                     f"Nothing was scheduled: this conversation already has {len(kept)} "
@@ -178,7 +179,7 @@ class SchedulingTools:
 
     def list_tasks(self, config: RunnableConfig) -> str:
         caller = self._caller(config, need_thread=False)
-        tasks = self.scheduler().list_tasks(source=caller.source)
+        tasks = self._tasks_of(caller)
         if not tasks:
             return "No tasks are scheduled from this conversation."
         return "\n".join(line(task) for task in tasks[:50])
@@ -218,14 +219,27 @@ class SchedulingTools:
             self._own = TaskScheduler.from_settings()
         return self._own
 
+    def _tasks_of(self, caller: _Caller) -> list[TaskInfo]:
+        """The caller's own tasks: its source exactly (``list_tasks(source=...)`` also
+        gives the sources under it, another owner's when an id contains ``:``)."""
+        found = self.scheduler().list_tasks(source=caller.source)
+        return [task for task in found if task.source == caller.source]
+
     def _caller(self, config: RunnableConfig, *, need_thread: bool) -> _Caller:
+        """Who is calling. A run of a task these tools made acts for the owner that made
+        it (its metadata says who), even on a fresh thread (``new_conversation``): what it
+        schedules counts against that owner's limits, or one task could make 20 owners,
+        each of which makes 20 more."""
         configurable = (config or {}).get("configurable") or {}
+        metadata = (config or {}).get("metadata") or {}
+        follow_up = metadata.get("scheduled_by") == AGENT_SOURCE
+        inherited = metadata.get("owner") if follow_up else None
         thread = configurable.get("thread_id")
         thread_id = str(thread) if thread not in (None, "") else None
         if self.owner_key is not None:
             value = configurable.get(self.owner_key)
             if value in (None, ""):
-                value = ((config or {}).get("metadata") or {}).get("agent_owner_value")
+                value = metadata.get("agent_owner_value")
             if value in (None, ""):
                 raise _Refused(
                     f"Nothing was done: this conversation has no {self.owner_key!r} in its "
@@ -233,6 +247,8 @@ class SchedulingTools:
                 )
             value = str(value)
             owner = f"{self.owner_key}:{value}"
+        elif isinstance(inherited, str) and inherited.startswith("thread:"):
+            owner, value = inherited, inherited.removeprefix("thread:")
         elif thread_id is not None:
             owner, value = f"thread:{thread_id}", thread_id
         else:
@@ -242,7 +258,7 @@ class SchedulingTools:
                 "Nothing was scheduled: this conversation has no thread_id to come back to; "
                 "use new_conversation=true."
             )
-        return _Caller(owner, thread_id, value)
+        return _Caller(owner, thread_id, value, follow_up)
 
     def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
         configurable = (config or {}).get("configurable") or {}
@@ -253,12 +269,23 @@ class SchedulingTools:
             raise _Refused(f"Nothing was scheduled: {unknown_zone_message(str(zone))}") from None
         return str(zone)
 
-    def _check_limits(self, task: TaskDefinition, now: datetime) -> list[datetime]:
+    def _check_limits(
+        self, task: TaskDefinition, now: datetime, *, chained: bool
+    ) -> list[datetime]:
+        """The first fire times of ``task``, or :class:`_Refused` if it breaks a limit.
+        ``chained``: asked by a scheduled follow-up, whose next one must be at least the
+        shortest interval ahead too (else one-time tasks that each schedule the next
+        would run every second)."""
         limits = self.limits
         trigger = task.build_trigger(anchor=now)
         times = fire_times(trigger, after=now, count=20 if task.task_type is TaskType.CRON else 2)
         if not times:
             raise _Refused("Nothing was scheduled: that schedule never runs after now.")
+        if chained and (times[0] - now).total_seconds() < limits.min_interval_seconds:
+            raise _Refused(
+                f"Nothing was scheduled: a scheduled follow-up may set the next one at least "
+                f"{limits.min_interval_seconds:g} s ahead."
+            )
         if times[0] - now > timedelta(days=limits.max_horizon_days):
             raise _Refused(
                 f"Nothing was scheduled: its first run would be more than "
