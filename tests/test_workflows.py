@@ -416,3 +416,12 @@ def test_the_cli_adds_shows_draws_and_removes_chains(tmp_path: Path) -> None:
     assert "fetch-sales  (not a task: removed with force)" in cli("graph").stdout
     graph = cli.json("graph")
     assert {"task": "report", "after": "fetch-sales"} in graph["links"]
+
+
+def test_a_chain_of_thousands_of_tasks_is_drawn_without_recursion() -> None:
+    from scheduler.dependencies.graph import draw
+
+    chain = [(f"t{i + 1}", f"t{i}") for i in range(5000)]  # t1 after t0, t2 after t1, ...
+    lines = draw(chain, {f"t{i}": "w" for i in range(5001)})
+    assert len(lines) == 5001
+    assert lines[0] == "t0" and lines[-1] == "   " * 5000 + "-> t5000  (w)"

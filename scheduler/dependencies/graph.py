@@ -113,19 +113,20 @@ def draw(links: Iterable[tuple[str, str]], words: Mapping[str, str]) -> list[str
     lines: list[str] = []
     shown: set[str] = set()
 
-    def walk(node: str, depth: int) -> None:
+    # depth first, with a stack of its own: a chain of thousands of tasks is no recursion
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        node, depth = stack.pop()
         if depth == 0:
             label = node if node in words else f"{node}  (not a task: removed with force)"
         else:
             label = f"-> {node}  ({words.get(node, '?')})"
         if node in shown and node in downstreams:
             lines.append("   " * depth + label + "  (see above)")
-            return
+            continue
         lines.append("   " * depth + label)
         shown.add(node)
-        for child in sorted(downstreams.get(node, [])):
-            walk(child, depth + 1)
-
-    for root in roots:
-        walk(root, 0)
+        stack.extend(
+            (child, depth + 1) for child in sorted(downstreams.get(node, []), reverse=True)
+        )
     return lines
