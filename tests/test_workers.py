@@ -376,6 +376,24 @@ def test_kill_9_of_the_leader_during_a_burst_misses_and_repeats_nothing(fleet: F
     assert len({pid for *_, pid in fleet.calls()}) == 2
 
 
+def _busy(
+    fleet: Fleet, workers: list[subprocess.Popen[str]], *, within: float
+) -> list[subprocess.Popen[str]]:
+    """The workers with a run going, waiting up to ``within`` seconds for one (so that a
+    kill interrupts a run even when a slow machine leaves the workers idle at times)."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = fleet.rows(
+            "SELECT w.pid FROM scheduler_runs r JOIN scheduler_workers w ON r.worker = w.id "
+            "WHERE r.status = 'running'"
+        )
+        pids = {row["pid"] for row in rows}
+        busy = [w for w in workers if w.pid in pids]
+        if busy or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.02)
+
+
 def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
     interval = 0.5
     fleet.add(_steady_tasks(10, interval, "record-sleep:0.3"))
@@ -386,7 +404,8 @@ def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
     for round_ in range(20):
         time.sleep(rng.uniform(0.8, 1.6))
         if round_ % 2 == 0:
-            victim = rng.choice([w for w in workers if w.poll() is None])
+            alive = [w for w in workers if w.poll() is None]
+            victim = rng.choice(_busy(fleet, alive, within=2.0) or alive)
             victim.kill()
             workers.append(fleet.worker())
         else:
