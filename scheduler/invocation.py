@@ -50,6 +50,8 @@ class Outcome:
 #: ``resume=`` default of :func:`invoke`: start the run from its input.
 NO_RESUME: Any = object()
 _INTERRUPTS_CHARS = 64_000
+_MAX_INTERRUPTS = 20
+_MESSAGE_CHARS = 4000
 
 
 async def invoke(
@@ -155,11 +157,13 @@ def interrupts_of(result: Any) -> str | None:
     if not raw:
         return None
     asked = []
-    for item in raw if isinstance(raw, list | tuple) else [raw]:
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    for item in items[:_MAX_INTERRUPTS]:  # (a remote server's answer is untrusted)
         if isinstance(item, dict):
-            asked.append({"id": item.get("id"), "value": item.get("value")})
+            found, value = item.get("id"), item.get("value")
         else:
-            asked.append({"id": getattr(item, "id", None), "value": getattr(item, "value", item)})
+            found, value = getattr(item, "id", None), getattr(item, "value", item)
+        asked.append({"id": None if found is None else str(found)[:200], "value": value})
     text = json.dumps(asked, default=str, ensure_ascii=False)
     if len(text) > _INTERRUPTS_CHARS:
         text = json.dumps([{"id": a["id"], "value": str(a["value"])[:2000]} for a in asked])
@@ -182,7 +186,7 @@ def failure(exc: BaseException, prefix: str = "") -> Outcome:
     return Outcome(
         RunStatus.FAILED,
         error_type=type(exc).__name__,
-        error_message=prefix + (str(exc) or type(exc).__name__),
+        error_message=(prefix + (str(exc) or type(exc).__name__))[:_MESSAGE_CHARS],
         error_traceback=text[-_TRACEBACK_CHARS:],
     )
 

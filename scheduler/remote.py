@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import uuid
 from typing import Any
@@ -76,7 +77,10 @@ class ServerGraph:
     def client(self) -> Any:
         """The SDK client (made on first use, in the loop that uses it)."""
         if self._client is None:
-            self._client = get_client(url=self.url)
+            # the key is LANGGRAPH_API_KEY's only: the SDK would otherwise send a LangSmith
+            # key set for tracing (LANGSMITH_API_KEY, LANGCHAIN_API_KEY) to this server
+            key = os.environ.get("LANGGRAPH_API_KEY") or None
+            self._client = get_client(url=self.url, api_key=key)
         return self._client
 
     async def aclose(self) -> None:
@@ -142,7 +146,11 @@ class ServerGraph:
 
 
 def _error_text(data: Any) -> str:
+    """The server's error, as text that is safe to log and store: at most 2,000
+    characters, control characters escaped (no forged log lines, no terminal codes)."""
     if isinstance(data, dict):
         kind, message = data.get("error"), data.get("message")
-        return ": ".join(str(p) for p in (kind, message) if p) or str(data)
-    return str(data)
+        text = ": ".join(str(p)[:2000] for p in (kind, message) if p) or str(data)[:2000]
+    else:
+        text = str(data)[:2000]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])

@@ -1,0 +1,113 @@
+"""A LangGraph server that answers badly (compromised, or someone in between): what it says
+is stored and logged bounded and printable, and no key meant for another service is sent
+to it. The server is a small asyncio HTTP server on 127.0.0.1 answering the SDK's stream
+request with the events each test gives; the scheduler is real (SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler import RunStatus, TaskDefinition, TaskScheduler
+from tests.conftest import make_settings
+
+SSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
+    b"content-location: /threads/t/runs/1ef00000-0000-0000-0000-000000000001\r\n\r\n"
+)
+
+
+class Hostile:
+    """Answers every stream request with ``events`` (event name, data); keeps the
+    requests' headers."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+        headers = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        self.headers.append(headers)
+        await reader.readexactly(int(headers.get("content-length", 0)))
+        if "/cancel" in head.split("\r\n")[0]:
+            writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        else:
+            writer.write(SSE)
+            for event, data in [*self.events, ("end", None)]:
+                writer.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Hostile]:
+    server = Hostile()
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    server.port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield server
+
+
+_dbs = itertools.count()
+
+
+async def _run(directory: Path, server: Hostile) -> Any:
+    """A run of a task whose graph is ``server``'s (SCHEDULER_GRAPH=http://...#agent)."""
+    target = f"http://127.0.0.1:{server.port}#agent"
+    database = directory / f"s{next(_dbs)}.db"
+    scheduler = TaskScheduler(db_path=database, settings=make_settings(graph=target, max_retries=0))
+    scheduler.start()
+    try:
+        scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+        return await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=30)
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+
+
+async def test_a_servers_error_is_stored_and_logged_bounded_and_printable(
+    tmp_path: Path, hostile: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "\x1b[2J\x1b[31mboom\r\n2099-01-01 INFO scheduler: forged log line\n"
+    hostile.events = [("error", {"error": "X", "message": forged + "A" * 1_000_000})]
+    with caplog.at_level(logging.WARNING):
+        run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.FAILED
+    assert len(run.error_message) <= 4000
+    assert "\x1b" not in run.error_message and "\n" not in run.error_message
+    assert "\\x1b[2J" in run.error_message  # shown escaped, not acted on
+    logged = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert logged and all(len(m) < 5000 and "\n" not in m for m in logged)
+
+
+async def test_a_servers_interrupts_are_stored_bounded(tmp_path: Path, hostile: Hostile) -> None:
+    asked = [{"id": "I" * 100_000, "value": "q"}] * 500
+    hostile.events = [("values", {"messages": [], "__interrupt__": asked})]
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.WAITING
+    assert len(run.interrupts) == 20 and all(len(i["id"]) == 200 for i in run.interrupts)
+
+
+async def test_only_langgraph_api_key_is_sent_to_the_server(
+    tmp_path: Path, hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LANGGRAPH_API_KEY", raising=False)
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-for-tracing-only")
+    monkeypatch.setenv("LANGCHAIN_API_KEY", "lc-for-tracing-only")
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "ok"}]})]
+    assert (await _run(tmp_path, hostile)).status is RunStatus.SUCCEEDED
+    assert hostile.headers and all("x-api-key" not in h for h in hostile.headers)
+    monkeypatch.setenv("LANGGRAPH_API_KEY", "lg-key")
+    hostile.headers.clear()
+    await _run(tmp_path, hostile)
+    assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"]
