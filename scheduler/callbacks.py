@@ -199,8 +199,9 @@ class CallbackPolicy:
         Raises:
             CallbackError: The module is not listed.
         """
-        module_name, _ = split_path(path)
-        if split_path(path) in BUILT_IN_CALLBACKS or self._listed(module_name):
+        parts = split_path(path)
+        module_name = parts[0]
+        if parts in BUILT_IN_CALLBACKS or self._listed(module_name):
             return
         top = module_name.split(".")[0] or "myapp"
         raise CallbackError(

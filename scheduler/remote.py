@@ -148,9 +148,8 @@ class ServerGraph:
 def _error_text(data: Any) -> str:
     """The server's error, as text that is safe to log and store: at most 2,000
     characters, control characters escaped (no forged log lines, no terminal codes)."""
+    text = str(data)
     if isinstance(data, dict):
         kind, message = data.get("error"), data.get("message")
-        text = ": ".join(str(p)[:2000] for p in (kind, message) if p) or str(data)[:2000]
-    else:
-        text = str(data)[:2000]
+        text = ": ".join(str(p) for p in (kind, message) if p) or text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])

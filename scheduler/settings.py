@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     def _check_origins(cls, value: list[str]) -> list[str]:
         """Each origin as a browser sends it, so that CORS and the cross-site check both
         match it (:func:`scheduler.weburls.origin`)."""
-        return [origin(value) for value in value]
+        return [origin(given) for given in value]
 
     @field_validator("http_address")
     @classmethod

@@ -97,13 +97,14 @@ class Deliverer:
         delay = settings.webhook_retry_seconds
         async with self._slots:
             for attempt in range(1, settings.webhook_attempts + 1):
-                addresses, refused = await _destination(
+                parsed, addresses, refused = await _destination(
                     url, allow_private=settings.webhook_allow_private
                 )
                 if refused is not None:
                     await self._record(run_id, url, attempt, None, refused)
                     return
-                status, error = await self._post(url, body, addresses)
+                assert parsed is not None
+                status, error = await self._post(parsed, body, addresses)
                 await self._record(run_id, url, attempt, status, error)
                 if status is not None and (200 <= status < 300):
                     return
@@ -121,17 +122,16 @@ class Deliverer:
                 delay *= 2
 
     async def _post(
-        self, url: str, body: bytes, addresses: list[str]
+        self, parsed: httpx.URL, body: bytes, addresses: list[str]
     ) -> tuple[int | None, str | None]:
-        """POST ``body`` to ``url`` (valid: :func:`_destination` parsed it), connecting to
-        ``addresses`` (those its check approved); the answer's body is not read."""
+        """POST ``body`` to the URL, connecting to ``addresses`` (those its check
+        approved); the answer's body is not read."""
         if self._pool is None:
             import ssl
 
             self._pool = httpcore.AsyncConnectionPool(
                 ssl_context=ssl.create_default_context(), network_backend=_PinnedBackend()
             )
-        parsed = httpx.URL(url)
         timestamp = str(int(time.time()))
         headers = {
             # as httpx writes it (httpcore alone would not bracket an IPv6 address)
@@ -184,34 +184,40 @@ class Deliverer:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 
 
-async def _destination(url: str, *, allow_private: bool) -> tuple[list[str], str | None]:
-    """The addresses ``url`` may be reached at, and None; or no address and why it may not
-    be called (not a valid http(s) URL, a name that does not resolve, a private address
-    while ``allow_private`` is off)."""
+async def _destination(
+    url: str, *, allow_private: bool
+) -> tuple[httpx.URL | None, list[str], str | None]:
+    """``url`` parsed, the addresses it may be reached at, and None; or why it may not be
+    called (not a valid http(s) URL, a name that does not resolve, a private address while
+    ``allow_private`` is off)."""
     try:
         parsed = httpx.URL(url)  # as it is sent: an IDNA-encoded name, a bare IPv6 address
     except (httpx.InvalidURL, ValueError) as exc:
-        return [], f"refused: not a valid URL ({exc})"
+        return None, [], f"refused: not a valid URL ({exc})"
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        return [], f"refused: {_shown(url)} is not an http(s) URL"
+        return None, [], f"refused: {_shown(url)} is not an http(s) URL"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             parsed.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM
         )
     except (OSError, ValueError) as exc:
-        return [], f"cannot resolve {parsed.host}: {exc}"
+        return None, [], f"cannot resolve {parsed.host}: {exc}"
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not allow_private:
         for address in addresses:
             if not _is_public(ipaddress.ip_address(address)):
-                return [], (
-                    f"refused: {parsed.host} is a private address ({address}); "
-                    "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
+                return (
+                    None,
+                    [],
+                    (
+                        f"refused: {parsed.host} is a private address ({address}); "
+                        "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
+                    ),
                 )
     if not addresses:
-        return [], f"cannot resolve {parsed.host}: no address"
-    return addresses, None
+        return None, [], f"cannot resolve {parsed.host}: no address"
+    return parsed, addresses, None
 
 
 #: The name being connected to and the addresses its check approved, for the delivery

@@ -1,10 +1,11 @@
 """Web addresses the settings and task definitions name, checked and written one way:
 a webhook's URL (:func:`webhook_url`) and a browser origin (:func:`origin`), both parsed as
 httpx parses them (IDNA names, bracketed IPv6, default ports dropped), so what is checked
-is what is sent, and what is configured is what a browser sends. httpx is imported only
-when there is an address to check (``import scheduler`` stays light)."""
+is what is sent, and what is configured is what a browser sends."""
 
 from __future__ import annotations
+
+import httpx
 
 from scheduler.schedule_fields import error
 
@@ -15,8 +16,6 @@ def webhook_url(value: str | None) -> str | None:
     """``value`` if it is an http(s) URL that can be sent (a pydantic after-validator)."""
     if value is None:
         return None
-    import httpx
-
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError) as exc:
@@ -36,8 +35,6 @@ def origin(value: str) -> str:
     """
     if value == "*":
         return value
-    import httpx
-
     problem = f"{value!r} is not an origin such as 'https://app.example' or "
     problem += "'http://localhost:3000' (scheme, host and port only)"
     try:

@@ -24,7 +24,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -35,7 +35,7 @@ from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError, SchedulerError, TaskNotFoundError
 from scheduler.records import RunRecord, TaskInfo
 from scheduler.render import schedule_text, task_zone, when
-from scheduler.server.guard import COOKIE, loopback_host
+from scheduler.server.guard import COOKIE, loopback_host, same_origin
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["FAILING", "router"]
@@ -120,7 +120,7 @@ def _refusal(request: Request, *, write: bool) -> HTMLResponse | None:
     if not write:
         return None
     source = request.headers.get("origin") or request.headers.get("referer") or ""
-    if source in ("", "null") or urlsplit(source).netloc.lower() != host.lower():
+    if not source or not same_origin(source, host):
         logger.warning("dashboard: refused a POST to %s from %r", request.url.path, source)
         return _message(request, 403, "Forbidden", "this form must be sent from the dashboard")
     return None

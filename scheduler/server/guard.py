@@ -23,7 +23,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host"]
+__all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host", "same_origin"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -142,10 +142,7 @@ class Guard:
         if site is not None:  # every current browser sends it
             allowed = site in ("same-origin", "none")  # this server's pages, or typed by the user
         else:  # an older browser sends Origin; programs (the SDK, curl) send neither
-            allowed = origin is None or (
-                origin != "null"
-                and urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
-            )
+            allowed = origin is None or same_origin(origin, headers.get("host", ""))
         if allowed:
             return None
         return (
@@ -186,6 +183,12 @@ def loopback_host(header: str) -> bool:
     except ValueError:
         return False
     return name is not None and is_loopback(name)
+
+
+def same_origin(source: str, host: str) -> bool:
+    """``source`` (an ``Origin`` or a ``Referer``) is a page of the server ``host`` (the
+    request's ``Host``) names; ``null`` (a sandboxed frame, a data: URL) never is."""
+    return source != "null" and urlsplit(source).netloc.lower() == host.lower()
 
 
 def _key_of(headers: dict[str, str]) -> str | None:
