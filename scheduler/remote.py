@@ -19,7 +19,9 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   applies.
 
 The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
-variable).
+variable). What the server sends is bounded: one streamed event (or one answer that is not
+a stream) of more than :data:`MAX_EVENT_BYTES` fails the run, where the SDK would hold it
+all in memory.
 """
 
 from __future__ import annotations
@@ -30,17 +32,26 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from langgraph.types import Command
 from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
 
-__all__ = ["ServerGraph", "ServerRunError", "server_thread_id"]
+__all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
 
 logger = logging.getLogger(__name__)
 
 _TARGET = re.compile(r"^(?P<url>https?://[^#\s]+)(?:#(?P<assistant>[\w.:-]+))?$")
 _NAMESPACE = uuid.UUID("6f1d5f0a-8b1e-4bb6-9d1a-5c2f2f6d7a10")
+
+#: The most one server-sent event (or one answer that is not a stream) may hold, in bytes.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
+# an SSE event ends at an empty line; a line ends with \r\n, \r or \n (atomic groups: a
+# \r\n is one line end, not an \r and an empty line)
+_EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 
 
 class ServerRunError(RuntimeError):
@@ -80,7 +91,15 @@ class ServerGraph:
             # the key is LANGGRAPH_API_KEY's only: the SDK would otherwise send a LangSmith
             # key set for tracing (LANGSMITH_API_KEY, LANGCHAIN_API_KEY) to this server
             key = os.environ.get("LANGGRAPH_API_KEY") or None
-            self._client = get_client(url=self.url, api_key=key)
+            made = get_client(url=self.url, api_key=key).http.client  # its headers, timeouts
+            self._client = LangGraphClient(
+                httpx.AsyncClient(
+                    base_url=made.base_url,
+                    headers=made.headers,
+                    timeout=made.timeout,
+                    transport=_Bounded(httpx.AsyncHTTPTransport(retries=5)),  # the SDK's own
+                )
+            )
         return self._client
 
     async def aclose(self) -> None:
@@ -143,6 +162,58 @@ class ServerGraph:
             async with asyncio.timeout(5):  # disconnect (on_disconnect="cancel")
                 await self.client.runs.cancel(thread_id, run_id)
                 logger.info("cancelled run %s on %s (thread %s)", run_id, self.url, thread_id)
+
+
+class _Bounded(httpx.AsyncBaseTransport):
+    """The SDK's transport, with every answer's body read through :class:`_BoundedBody`
+    (the SDK's SSE decoder keeps an event's lines until the event ends, without a limit:
+    a server that never ends one would fill the memory)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._transport.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        streamed = "text/event-stream" in response.headers.get("content-type", "")
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_BoundedBody(response.stream, events=streamed),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _BoundedBody(httpx.AsyncByteStream):
+    """A body that fails once :data:`MAX_EVENT_BYTES` arrive without an event's end
+    (``events``), or at all."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, *, events: bool) -> None:
+        self._stream, self._events = stream, events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pending, tail = 0, b""  # bytes since the last event's end; the last 3 bytes seen
+        async for chunk in self._stream:
+            pending += len(chunk)
+            if self._events:
+                seen = tail + chunk
+                ends = [m.end() for m in _EVENT_END.finditer(seen)]
+                if ends:
+                    pending = len(seen) - ends[-1]
+                tail = seen[-3:]
+            if pending > MAX_EVENT_BYTES:
+                what = "one event" if self._events else "an answer"
+                raise ServerRunError(
+                    f"the server sent {what} of more than {MAX_EVENT_BYTES:,} bytes "
+                    "(scheduler.remote.MAX_EVENT_BYTES); the run is failed"
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _error_text(data: Any) -> str:

@@ -6,6 +6,7 @@ request with the events each test gives; the scheduler is real (SQLite file)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scheduler import RunStatus, TaskDefinition, TaskScheduler
+from scheduler import RunStatus, TaskDefinition, TaskScheduler, remote
 from tests.conftest import make_settings
 
 SSE = (
@@ -30,6 +31,8 @@ class Hostile:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
+        self.raw: list[bytes] = []  # written as they are after the events, when given
+        self.answer = b"{}"  # the JSON body of a request that is not a stream
         self.headers: list[dict[str, str]] = []
         self.port = 0
 
@@ -41,11 +44,19 @@ class Hostile:
         await reader.readexactly(int(headers.get("content-length", 0)))
         if "/cancel" in head.split("\r\n")[0]:
             writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        elif head.startswith("GET"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            writer.write(b"content-length: %d\r\n\r\n" % len(self.answer) + self.answer)
         else:
             writer.write(SSE)
-            for event, data in [*self.events, ("end", None)]:
+            for event, data in self.events:
                 writer.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
-        await writer.drain()
+            for chunk in self.raw:
+                writer.write(chunk)
+                await writer.drain()
+            writer.write(b"event: end\ndata: null\n\n")
+        with contextlib.suppress(ConnectionError):  # the client may have given up on it
+            await writer.drain()
         writer.close()
 
 
@@ -91,7 +102,7 @@ async def test_a_servers_error_is_stored_and_logged_bounded_and_printable(
 
 
 async def test_a_servers_interrupts_are_stored_bounded(tmp_path: Path, hostile: Hostile) -> None:
-    asked = [{"id": "I" * 100_000, "value": "q"}] * 500
+    asked = [{"id": "I" * 100_000, "value": "q"}] * 100
     hostile.events = [("values", {"messages": [], "__interrupt__": asked})]
     run = await _run(tmp_path, hostile)
     assert run.status is RunStatus.WAITING
@@ -111,3 +122,44 @@ async def test_only_langgraph_api_key_is_sent_to_the_server(
     hostile.headers.clear()
     await _run(tmp_path, hostile)
     assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"]
+
+
+async def test_an_event_that_never_ends_fails_the_run_instead_of_filling_memory(
+    tmp_path: Path, hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "MAX_EVENT_BYTES", 1 << 20)
+    line = b"data: " + b"x" * 65_530 + b"\n"  # one event's data lines, and never its end
+    hostile.raw = [b"event: values\n", *[line] * 200]  # 13 MB
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.FAILED
+    assert "one event of more than 1,048,576 bytes" in run.error_message
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+async def test_many_events_may_add_up_to_more_than_the_bound(
+    tmp_path: Path, hostile: Hostile, monkeypatch: pytest.MonkeyPatch, end: bytes
+) -> None:
+    monkeypatch.setattr(remote, "MAX_EVENT_BYTES", 1 << 20)
+    events = [
+        json.dumps({"messages": [{"type": "ai", "content": f"{i}" + "y" * 60_000}]}).encode()
+        for i in range(40)  # 2.4 MB in all, each event well under the bound
+    ]
+    hostile.raw = [b"event: values" + end + b"data: " + data + end + end for data in events]
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.SUCCEEDED, run.error_message
+    assert run.output.startswith("39y")
+
+
+async def test_an_answer_that_is_not_a_stream_is_bounded_too(
+    hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "MAX_EVENT_BYTES", 1 << 20)
+    graph = remote.ServerGraph(f"http://127.0.0.1:{hostile.port}#agent")
+    try:
+        hostile.answer = json.dumps({"values": "z" * 500_000}).encode()
+        assert len((await graph.client.http.get("/threads/t"))["values"]) == 500_000
+        hostile.answer = json.dumps({"values": "z" * 3_000_000}).encode()
+        with pytest.raises(remote.ServerRunError, match="an answer of more than"):
+            await graph.client.http.get("/threads/t")
+    finally:
+        await graph.aclose()
