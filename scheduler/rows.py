@@ -30,6 +30,7 @@ from scheduler.pending import PendingRun
 from scheduler.records import RunRecord, TaskInfo, from_timestamp
 from scheduler.settings import Settings
 from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, RunRow, TaskRow, TaskStats
+from scheduler.triggers.preview import fire_times
 
 __all__ = [
     "decode",
@@ -104,11 +105,18 @@ def first_run_time(
     task: TaskDefinition, *, anchor: float, now: float, default_timezone: str
 ) -> float | None:
     """The first fire time of ``task`` at or after ``now`` (a one-time task's own time,
-    even if past: the dispatcher then runs it or records it missed)."""
+    even if past: the dispatcher then runs it or records it missed). A cron schedule with
+    no ``start_date`` starts after ``now``, as every preview of it shows: set at 09:00:00
+    sharp (a test clock), ``0 9 * * *`` first fires tomorrow, not the moment it is set."""
     trigger = task.build_trigger(
         anchor=datetime.fromtimestamp(anchor, UTC), default_timezone=default_timezone
     )
-    moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
+    moment: datetime | None
+    if task.task_type is TaskType.CRON and task.start_date is None:
+        found = fire_times(trigger, after=datetime.fromtimestamp(now, UTC), count=1)
+        moment = found[0] if found else None
+    else:
+        moment = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
     if moment is None:
         return None
     timestamp: float = moment.timestamp()

@@ -10,7 +10,7 @@ import json
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ import pytest
 
 from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
 from scheduler.events import RunEvent
+from scheduler.preview import preview
 from scheduler.testing import TestClock, clocked_scheduler
 from tests import prompt_graphs, server_graphs
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
@@ -223,6 +224,29 @@ async def test_the_test_clock_runs_retries_and_waiting_timeouts_in_order() -> No
     # 00:10 waits, 00:20 .. 00:30 skipped while it waits, 00:25 it times out; then 00:30 waits
     statuses = [(r.scheduled_for.strftime("%H:%M"), r.status.value) for r in runs]
     assert statuses[:3] == [("00:10", "timed_out"), ("00:20", "skipped"), ("00:30", "timed_out")]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+async def test_a_cron_set_on_its_own_minute_first_fires_when_its_preview_says(zone: str) -> None:
+    # set at 09:00:00 sharp (in the zone): "0 9 * * *" is next due tomorrow, as every
+    # preview shows, and nothing runs before the clock moves; one with start_date = now
+    # starts at that moment
+    start = datetime(2030, 1, 7, 9, 0, tzinfo=ZoneInfo(zone))
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=start) as (scheduler, clock):
+        daily = TaskDefinition(id="daily", cron_expression="0 9 * * *", timezone=zone, prompt="go")
+        info = scheduler.add_task(daily)
+        [shown] = preview("0 9 * * *", timezone=zone, now=clock.now, count=1).times
+        assert info.next_run == shown == start + timedelta(days=1)
+        await asyncio.sleep(0.05)
+        assert scheduler.list_runs() == []
+        since = daily.model_copy(update={"id": "since", "start_date": start})
+        assert scheduler.add_task(since).next_run == start
+        runs = await clock.advance(days=1)
+    assert [(r.task_id, r.scheduled_for) for r in runs] == [
+        ("since", start),
+        ("daily", start + timedelta(days=1)),
+        ("since", start + timedelta(days=1)),
+    ]
 
 
 def test_a_test_clock_cannot_go_backwards() -> None:
