@@ -4,11 +4,12 @@ report of a sync (:class:`SyncReport`). Opened only by :meth:`TaskWrites._changi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from scheduler.dependencies.graph import check_links, check_removal
+from scheduler.enums import RunStatus
 from scheduler.exceptions import (
     DefinitionError,
     TaskExistsError,
@@ -117,9 +118,21 @@ class TaskChanges:
         # the link tables are touched only when links come or may go (an old version had some)
         if links or any('"after"' in old.definition for old in existing.values()):
             self.tx.set_links([task.id for task in tasks], links)
+            self._drop_stale_waits([task for task in tasks if task.id in existing])
             self.links_changed = True
         self.changed = self.changed or bool(written)
         return written
+
+    def _drop_stale_waits(self, replaced: Iterable[TaskDefinition]) -> None:
+        """Forget the outcomes recorded toward each replaced task that its ``after`` no
+        longer counts (``on: succeeded`` became ``on: failed``; ``mode: any`` keeps none):
+        they were recorded under the old condition."""
+        for task in replaced:
+            if task.after is None:
+                continue  # set_links dropped them all
+            for upstream, (_, status, _) in self.tx.waits_of(task.id).items():
+                if task.after.mode == "any" or not task.after.fires_on(RunStatus(status)):
+                    self.tx.clear_waits(task.id, upstream)
 
     def sync(
         self,

@@ -34,7 +34,7 @@ from scheduler.exceptions import StorageError
 from scheduler.pending import PendingRun
 from scheduler.storage import RunRow, Store, Transaction
 
-__all__ = ["Ended", "RunLog"]
+__all__ = ["Ended", "Follow", "RunLog"]
 
 logger = logging.getLogger(__name__)
 

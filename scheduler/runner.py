@@ -30,7 +30,7 @@ from scheduler.models import TaskDefinition
 from scheduler.outcomes import call_run_callback, report, retry_of
 from scheduler.pending import Admission, PendingRun
 from scheduler.rows import queued_run, settled
-from scheduler.runlog import RunLog
+from scheduler.runlog import Follow, RunLog
 from scheduler.settings import Settings
 from scheduler.storage import Store
 from scheduler.waiting import RunnerWaiting, WaitingRuns
@@ -386,9 +386,12 @@ async def run_alone(
     timeout: float | None,
     clock: Callable[[], float] = time.time,
     events: EventBus | None = None,
+    follow: Follow | None = None,
 ) -> None:
     """Run ``pending`` (and its retries) in this process without dispatching anything else,
     holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
+    ``follow`` queues, with its final outcome, the runs of the tasks that run after it
+    (recorded ``queued``: the scheduler starts them, as it does any queued run).
 
     Raises:
         SchedulerError: Another scheduler is active on the database.
@@ -402,6 +405,7 @@ async def run_alone(
             "queue the run there (run_task_now) instead"
         )
     run_log = RunLog(store)
+    run_log.follow = follow
     runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock, events=events)
     try:
         run_log.start()

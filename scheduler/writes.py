@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
+from scheduler.dependencies.follow import Followers
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
 from scheduler.exceptions import (
@@ -40,6 +41,7 @@ from scheduler.rows import (
     queued_run,
     task_info,
 )
+from scheduler.runlog import Follow
 from scheduler.runner import run_alone
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, TaskStats
@@ -288,9 +290,18 @@ class TaskWrites(TaskQueries):
             timeout=timeout,
             clock=self._clock,
             events=self._events,
+            follow=self._queue_followers(),
         )
         attempts = [run for run in self.list_runs(task_id, limit=None) if run.id >= run_id]
         return attempts[0]  # the newest: the last attempt
+
+    def _queue_followers(self) -> Follow:
+        """For a run made here (no scheduler started): what queues the runs of the tasks
+        that run after it, with its final outcome, for the scheduler to start."""
+        followers = Followers(
+            self._store, clock=self._clock, output_chars=self.settings.output_max_chars
+        )
+        return followers.follow
 
     def resume_run(self, run_id: str, value: Any) -> None:
         """Answer a ``waiting`` run (one whose graph called ``interrupt()``): the run goes on
@@ -347,6 +358,7 @@ class TaskWrites(TaskQueries):
             timeout=timeout,
             clock=self._clock,
             events=self._events,
+            follow=self._queue_followers(),
         )
         return self.get_run(run_id)
 

@@ -4,7 +4,9 @@ the edge (unknown ids, cycles named, a task on itself, removing what others need
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from scheduler import (
     TaskDefinition,
     TaskScheduler,
     TaskType,
+    changeset,
 )
 from scheduler.exceptions import DependencyError
 from scheduler.records import RunRecord
@@ -283,6 +286,90 @@ def test_removing_a_task_others_run_after_needs_force(tmp_path: Path) -> None:
         scheduler.remove_task("fetch", force=True)
         assert [t.id for t in scheduler.list_tasks()] == ["alert"]
         assert scheduler.get_task("alert").definition.after.tasks == ["fetch"]  # type: ignore[union-attr]
+
+
+def test_two_processes_each_adding_one_link_of_a_cycle_on_postgresql(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each writer's check reads the links before the other's are written (the barrier
+    # holds both checks until both have read, unless one waits for the other's commit)
+    setup = TaskScheduler(database_url=pg_schema_url, graph=prompt_graphs.graph)
+    setup.add_tasks([_manual("a", "a"), TaskDefinition(id="b", after="a", prompt="b"),
+                     _manual("c", "c")])  # fmt: skip
+    barrier = threading.Barrier(2, timeout=2)
+    checked = changeset.check_links
+
+    def check_then_wait(*args: Any, **kwargs: Any) -> Any:
+        links = checked(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return links
+
+    monkeypatch.setattr(changeset, "check_links", check_then_wait)
+    refused: list[str] = []
+
+    def edit(task: TaskDefinition) -> None:
+        scheduler = TaskScheduler(database_url=pg_schema_url, graph=prompt_graphs.graph)
+        try:
+            scheduler.add_task(task)
+        except DependencyError as exc:
+            refused.append(str(exc))
+        finally:
+            scheduler.close()
+
+    writers = [
+        threading.Thread(target=edit, args=(TaskDefinition(id="c", after="b", prompt="c"),)),
+        threading.Thread(target=edit, args=(TaskDefinition(id="a", after="c", prompt="a"),)),
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    try:
+        assert len(refused) == 1 and "a cycle" in refused[0]
+        assert len(setup.dependencies()) == 2  # b after a, and one of the two
+    finally:
+        setup.close()
+
+
+async def test_a_run_made_without_a_scheduler_queues_what_runs_after_it(tmp_path: Path) -> None:
+    database = tmp_path / "s.db"
+    with _scheduler(tmp_path) as scheduler:
+        report = TaskDefinition(id="report", after="fetch", prompt="report")
+        scheduler.add_tasks([_manual("fetch", "fetched"), report])
+        run = await scheduler.run_task_here("fetch", timeout=30)
+        assert run.status is RunStatus.SUCCEEDED
+        [queued] = _runs(scheduler, "report")
+        assert queued.status is RunStatus.QUEUED and queued.trigger is RunTrigger.DEPENDENCY
+        assert queued.upstream is not None and queued.upstream["fetch"]["run_id"] == run.id
+    async with TaskScheduler(db_path=database, graph=prompt_graphs.graph) as scheduler:
+        done = await scheduler.wait_for_run(queued.id, timeout=30)
+    assert done.status is RunStatus.SUCCEEDED
+    assert f"- fetch (succeeded, run {run.id}):" in _seen(done)["prompt"]
+
+
+async def test_a_changed_condition_drops_the_outcomes_it_no_longer_counts() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks([_manual("a", "ok"), _manual("b", "fail"), _manual("c", "fail"),
+                             TaskDefinition(id="d", after="a, b, c", prompt="d")])  # fmt: skip
+        scheduler.run_task_now("a")
+        scheduler.run_task_now("c")
+        await clock.advance(seconds=1)  # a succeeded (counted), c failed (not counted)
+        fallback = {"tasks": ["a", "b", "c"], "on": "failed"}
+        scheduler.add_task(TaskDefinition(id="d", after=fallback, prompt="d"))
+        scheduler.run_task_now("b")
+        scheduler.run_task_now("c")
+        await clock.advance(seconds=1)  # b and c failed; a's success no longer counts
+        assert _runs(scheduler, "d") == []
+        scheduler.add_task(_manual("a", "fail"))
+        scheduler.run_task_now("a")
+        await clock.advance(seconds=1)
+        [run] = _runs(scheduler, "d")
+        assert {u: o["status"] for u, o in (run.upstream or {}).items()} == {
+            "a": "failed",
+            "b": "failed",
+            "c": "failed",
+        }
 
 
 def test_the_after_field_in_its_forms() -> None:

@@ -105,7 +105,7 @@ class Followers:
         """Record ``ended`` toward the tasks that run after them; queue those whose
         condition now holds. Returns their pending runs (queued in ``tx``)."""
         downstreams: dict[str, list[str]] = defaultdict(list)
-        for downstream, upstream in tx.all_links():  # one small table, read as it is now
+        for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is now
             downstreams[upstream].append(downstream)
         relevant = sorted((e for e in ended if e.task_id in downstreams), key=_when)
         if not relevant:

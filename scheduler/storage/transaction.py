@@ -6,7 +6,17 @@ import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from scheduler.storage.driver import execute_many, fetch_one
 from scheduler.storage.schema import (
@@ -39,6 +49,7 @@ _BUMP_REVISION = (
 _BUMPED_REVISION = _BUMP_REVISION.returning(meta_table.c.value)
 
 _REVISION = select(meta_table.c.value).where(meta_table.c.key == "revision")
+_LOCK_LINKS = text("SELECT pg_advisory_xact_lock(hashtext('scheduler-links/' || current_schema()))")
 
 
 class Transaction:
@@ -49,6 +60,7 @@ class Transaction:
         self._lock_rows = lock_rows
         self.bumped = False  # the revision was bumped
         self._revision: int | None = None  # what the last bump made it
+        self._links_locked = False
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -164,6 +176,16 @@ class Transaction:
         return int(self._conn.execute(_REVISION).scalar() or 0)
 
     # -- workflows (which tasks run after which) --------------------------------------------
+
+    def lock_links(self) -> None:
+        """Take turns with other writers of links until this transaction ends, so that the
+        links a check reads stay as they are until its own are written: two processes
+        each adding one link of a cycle, or one removing a task while another makes a task
+        run after it, would each pass the check. SQLite writers take turns already
+        (``BEGIN IMMEDIATE``); PostgreSQL takes a transaction-level advisory lock."""
+        if self._conn.dialect.name == "postgresql" and not self._links_locked:
+            self._conn.execute(_LOCK_LINKS)
+            self._links_locked = True
 
     def set_links(self, downstream_ids: Collection[str], links: Iterable[tuple[str, str]]) -> None:
         """Replace the links of ``downstream_ids`` with ``links`` (downstream, upstream), and
