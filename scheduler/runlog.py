@@ -77,13 +77,25 @@ class RunLog:
         self.follow: Follow | None = None
         self.deliver: Callable[[list[PendingRun]], None] | None = None
         self.upstreams: frozenset[str] = frozenset()  # tasks others run after
+        self._dropped: set[str] = set()  # runs let go of (see abandon)
+
+    def abandon(self, run_ids: set[str]) -> None:
+        """Drop what is buffered about ``run_ids``, and whatever comes about them later:
+        another process has taken them over (:meth:`Runner.abandon`)."""
+        with self._lock:
+            self._dropped |= run_ids
+            for run_id in run_ids:
+                self._inserts.pop(run_id, None)
+                self._updates.pop(run_id, None)
+            self._ended = [e for e in self._ended if e.run_id not in run_ids]
 
     def insert(self, row: RunRow) -> None:
         """Buffer a new run record."""
         if self._owner is not None and row.worker is None:
             row.worker = self._owner
         with self._lock:
-            self._inserts[row.id] = row
+            if row.id not in self._dropped:
+                self._inserts[row.id] = row
 
     def update(self, run_id: str, **changes: Any) -> None:
         """Buffer changes to a run record (merged with earlier ones for the same run)."""
@@ -96,6 +108,8 @@ class RunLog:
         the same transaction. Flushed at once when some do."""
         ended = Ended(task_id, run_id, RunStatus(changes["status"]), changes["finished_at"])
         with self._lock:
+            if run_id in self._dropped:
+                return
             self._merge(run_id, changes)
             self._ended.append(ended)
         if task_id in self.upstreams:
@@ -108,6 +122,8 @@ class RunLog:
         self.update(values.pop("id"), **values)
 
     def _merge(self, run_id: str, changes: dict[str, Any]) -> None:
+        if run_id in self._dropped:
+            return
         row = self._inserts.get(run_id)
         if row is not None:
             for key, value in changes.items():

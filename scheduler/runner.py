@@ -22,20 +22,17 @@ from typing import Any
 from scheduler.clock import Timer, call_at
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
 from scheduler.events import EventBus
-from scheduler.exceptions import SchedulerError
 from scheduler.invocation import NO_RESUME, Outcome, invoke
-from scheduler.leader import leader_lock_for
 from scheduler.logs import run_fields
 from scheduler.models import TaskDefinition
 from scheduler.outcomes import call_run_callback, report, retry_of
 from scheduler.pending import Admission, PendingRun
 from scheduler.rows import queued_run, settled
-from scheduler.runlog import Follow, RunLog
+from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.storage import Store
 from scheduler.waiting import RunnerWaiting, WaitingRuns
 
-__all__ = ["Runner", "run_alone"]
+__all__ = ["Runner"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +69,7 @@ class Runner(RunnerWaiting):
         self._buffered: dict[str, PendingRun] = {}
         self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
+        self._abandoned: set[str] = set()  # let go of (see abandon): nothing more recorded
         self._accepting = True
         self._waiting = WaitingRuns(
             settings=settings,
@@ -275,6 +273,10 @@ class Runner(RunnerWaiting):
             )
         finished = self._clock()
         self._running.pop(pending.run_id, None)
+        if pending.run_id in self._abandoned:  # the process that took over settles it
+            self._abandoned.discard(pending.run_id)
+            self._check_idle()
+            return
         if outcome.status is RunStatus.WAITING:
             await self._start_waiting(pending, outcome, thread_id, finished)
             return
@@ -349,6 +351,27 @@ class Runner(RunnerWaiting):
         for task in self._running.values():
             task.cancel()
 
+    def abandon(self) -> set[str]:
+        """Let go of every run here without recording anything more about them: another
+        process has taken over the database and settles them as a dead process's runs
+        (interrupted, or resumed there). Runs in flight are cancelled; queued, delayed,
+        buffered and waiting ones are forgotten. Returns their ids; runs accepted later
+        are taken as usual."""
+        ids = set(self._known) | set(self._running) | self._waiting.ids()
+        self._waiting.close()
+        for handle, _ in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        self._heap.clear()
+        self._buffered.clear()
+        self._in_progress.clear()
+        self._known.clear()
+        self._abandoned.update(self._running)
+        for task in self._running.values():
+            task.cancel()
+        self._check_idle()
+        return ids
+
     async def stop(self, grace_seconds: float) -> None:
         """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
         them (recorded ``cancelled``). Runs not started stay ``queued`` in the database and are
@@ -375,44 +398,3 @@ class Runner(RunnerWaiting):
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
-async def run_alone(
-    *,
-    store: Store,
-    settings: Settings,
-    graph: Callable[[], Any],
-    pending: PendingRun,
-    timeout: float | None,
-    clock: Callable[[], float] = time.time,
-    events: EventBus | None = None,
-    follow: Follow | None = None,
-) -> None:
-    """Run ``pending`` (and its retries) in this process without dispatching anything else,
-    holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
-    ``follow`` queues, with its final outcome, the runs of the tasks that run after it
-    (recorded ``queued``: the scheduler starts them, as it does any queued run).
-
-    Raises:
-        SchedulerError: Another scheduler is active on the database.
-        TimeoutError: The run (with its retries) took longer than ``timeout``; it was
-            cancelled (recorded ``cancelled``).
-    """
-    lock = leader_lock_for(store)
-    if not lock.try_acquire():
-        raise SchedulerError(
-            f"another scheduler ({lock.holder()}) is active on {store.display_url}; "
-            "queue the run there (run_task_now) instead"
-        )
-    run_log = RunLog(store)
-    run_log.follow = follow
-    runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock, events=events)
-    try:
-        run_log.start()
-        runner.submit(pending)
-        async with asyncio.timeout(timeout):
-            await runner.wait_idle()
-    finally:
-        await runner.stop(0)
-        await run_log.close()
-        lock.release()

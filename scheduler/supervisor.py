@@ -90,6 +90,7 @@ class Supervisor:
         self._poll_task: asyncio.Task[None] | None = None
         self._revision = -1
         self._last_prune = 0.0
+        self._epoch = 0  # the leader epoch this process took when it became active
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class Supervisor:
         self._poll_task = self.loop.create_task(self._poll_forever(), name="scheduler-poll")
 
     def _activate(self) -> None:
+        with self.store.transaction() as tx:
+            self._epoch = tx.take_epoch()
         self.followers.refresh()
         self._warm_followers()
         recovered = self.recovery.recover()
@@ -172,10 +175,7 @@ class Supervisor:
                 logger.info("the previous active scheduler is gone; taking over")
                 self._activate()
             return
-        if not self.lock.is_held():
-            logger.error("lost the leader lock on %s; dispatching stops", self.store.display_url)
-            self.dispatcher.shutdown()
-            self.active = False
+        if not self.lock.is_held() and not self._take_lock_back():
             return
         revision = self.store.revision()
         if revision != self._revision:
@@ -196,6 +196,30 @@ class Supervisor:
         if self.clock() - self._last_prune > _PRUNE_EVERY:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
+
+    def _take_lock_back(self) -> bool:
+        """The leader lock was lost (its connection dropped): carry on if this process takes
+        it back and no other was active meanwhile (True). Else the runs here are another
+        process's now: let go of them without recording anything (it settles them as a dead
+        process's, and a run must not reach the graph twice), and stand by, or start over
+        from the database if the lock came back after another process had it."""
+        url = self.store.display_url
+        if self.lock.try_acquire() and self.store.leader_epoch() == self._epoch:
+            logger.warning("the leader lock on %s was lost and taken back; carrying on", url)
+            return True
+        self.dispatcher.shutdown()
+        abandoned = self.runner.abandon()
+        self.run_log.abandon(abandoned)
+        self.active = False
+        logger.error(
+            "lost the leader lock on %s to another process; dispatching stopped and %d run(s) "
+            "here were left to it",
+            url,
+            len(abandoned),
+        )
+        if self.lock.is_held():  # taken back, after another process: start over
+            self._activate()
+        return False
 
     @property
     def _reap_every(self) -> float:

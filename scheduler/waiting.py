@@ -94,6 +94,10 @@ class WaitingRuns:
                 dropped.append(pending)
         return dropped
 
+    def ids(self) -> set[str]:
+        """The runs held here."""
+        return set(self._runs)
+
     def close(self) -> None:
         """Forget every waiting run (the scheduler stops; they stay ``waiting`` in the
         database and are picked up again at the next start)."""

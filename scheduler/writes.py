@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from scheduler.alone import run_alone
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
 from scheduler.dependencies.follow import Followers
@@ -42,7 +43,6 @@ from scheduler.rows import (
     task_info,
 )
 from scheduler.runlog import Follow
-from scheduler.runner import run_alone
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, TaskStats
 from scheduler.supervisor import Supervisor

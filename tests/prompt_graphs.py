@@ -95,3 +95,20 @@ def build(checkpointer: Any = None) -> Any:
 
 graph = build()
 graph_with_memory = build(InMemorySaver())
+
+
+def block(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+    """A sync node (LangGraph runs it on the loop's default executor): ``block:N`` holds
+    its thread N seconds, between a start and an end line in the log."""
+    command = str(state["messages"][-1].content)
+    log, run_id = Path(str(config["metadata"]["log"])), str(config["metadata"]["run_id"])
+    _record(log, f"{run_id} start {time.time():.6f}")
+    time.sleep(float(command.split(":", 1)[1]))
+    _record(log, f"{run_id} end {time.time():.6f}")
+    return {"messages": [AIMessage("done")]}
+
+
+_blocking = StateGraph(MessagesState)
+_blocking.add_node("block", block)
+_blocking.add_edge(START, "block")
+blocking_graph = _blocking.compile()

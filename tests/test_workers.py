@@ -423,6 +423,53 @@ def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
     assert statuses["succeeded"] >= 50 and statuses["interrupted"] >= 1, statuses
 
 
+def test_sync_nodes_filling_the_default_executor_do_not_lapse_the_lease(fleet: Fleet) -> None:
+    # 8 runs of a sync node, each holding a thread for longer than the lease: the loop's
+    # default executor (6 threads on 2 cores) is full, and the lease is renewed anyway
+    fleet.add([{"id": "sync", "run_at": "2099-01-01T00:00:00Z", "prompt": "block:4",
+                "overlap": "allow", "max_instances": 10}])  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker(
+        SCHEDULER_GRAPH="tests.prompt_graphs:blocking_graph", SCHEDULER_MAX_CONCURRENT_RUNS="10"
+    )
+    fleet.workers_registered(1)
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        for _ in range(8):
+            scheduler.run_task_now("sync")
+    finally:
+        scheduler.close()
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, 60, "all 8 ended")
+    statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
+    assert statuses == {"succeeded": 8}, fleet.logs()
+    assert worker.poll() is None, "the worker is still up"
+    assert "could not renew its lease" not in fleet.logs()
+    fleet.stop(leader)
+    fleet.stop(worker)
+
+
+def test_a_run_held_by_a_worker_no_longer_registered_goes_back_to_the_others(
+    fleet: Fleet,
+) -> None:
+    # what a worker declared dead may still have written after its reaping (a retry of its
+    # own), held by it: it would wait for that worker for ever
+    fleet.add([{"id": "stray", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"}])
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        run_id = scheduler.run_task_now("stray")
+    finally:
+        scheduler.close()
+    with fleet.engine.begin() as conn:
+        conn.execute(text("UPDATE scheduler_runs SET worker = 'vm:1:gone00' WHERE id = :id"),
+                     {"id": run_id})  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker()
+    wait_until(lambda: fleet.count("status = 'succeeded'") == 1, 60, "the stray run done")
+    assert [c[0] for c in fleet.calls()] == [run_id]
+    fleet.stop(leader)
+    fleet.stop(worker)
+
+
 def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
     fleet.add([{"id": "long", "run_at": at(1), "prompt": "sleep:60"}])
     leader = fleet.leader()
@@ -477,3 +524,103 @@ def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
     assert {int(pid) for _, pid in fleet.calls()} == {worker.pid}
     fleet.stop(worker)
     fleet.stop(leader)
+
+
+# -- the leader lock's connection dropped (processes of role all: they dispatch and run) -------
+# The lock's connection is cut with pg_terminate_backend (a PostgreSQL restart, a network
+# blip, an idle timeout): each run still reaches the graph once.
+
+
+def _serve(fleet: Fleet, poll: float) -> subprocess.Popen[str]:
+    return fleet._spawn(
+        ["-m", "scheduler", "serve"],
+        SCHEDULER_ROLE="all",
+        SCHEDULER_LOG_LEVEL="INFO",
+        SCHEDULER_MAX_CONCURRENT_RUNS="1",
+        SCHEDULER_POLL_INTERVAL_SECONDS=str(poll),
+    )
+
+
+def _said(fleet: Fleet, process: subprocess.Popen[str], text: str) -> bool:
+    return text in fleet.log_of[process.pid].read_text()
+
+
+def _queue_two_runs(fleet: Fleet) -> None:
+    fleet.add(
+        [
+            {
+                "id": "slow",
+                "run_at": "2099-01-01T00:00:00Z",
+                "prompt": "record-sleep:3",
+                "max_retries": 1,
+                "retry_delay_seconds": 0.1,
+            }
+        ]
+    )
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        scheduler.run_task_now("slow")
+        scheduler.run_task_now("slow")
+    finally:
+        scheduler.close()
+
+
+def _cut_the_lock_connection(fleet: Fleet) -> None:
+    """Terminate the session that holds the leader's advisory lock."""
+    cut = fleet.rows(
+        "SELECT pg_terminate_backend(l.pid) AS done FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND a.datname = current_database() AND l.pid <> pg_backend_pid()"
+    )
+    assert [row["done"] for row in cut] == [True]
+
+
+def _starts(fleet: Fleet) -> Counter[str]:
+    return Counter(call[0] for call in fleet.calls() if call[1] == "start")
+
+
+def _all_final(fleet: Fleet) -> bool:
+    return fleet.count("status IN ('queued', 'running')") == 0
+
+
+def test_one_process_takes_its_lock_back_and_runs_nothing_twice(fleet: Fleet) -> None:
+    server = _serve(fleet, poll=0.1)
+    wait_until(lambda: _said(fleet, server, "scheduler active on"), 60, "the scheduler active")
+    _queue_two_runs(fleet)
+    wait_until(lambda: fleet.count("status = 'running'") == 1, 30, "the first run going")
+    _cut_the_lock_connection(fleet)
+    wait_until(lambda: _all_final(fleet), 60, "every run settled")
+    runs = fleet.rows("SELECT id, status, attempt FROM scheduler_runs")
+    # nothing was recovered from itself: no run interrupted, no retry beside the run
+    assert sorted((r["status"], r["attempt"]) for r in runs) == [("succeeded", 1)] * 2
+    assert _starts(fleet) == {r["id"]: 1 for r in runs}, "a run reached the graph twice"
+    assert _said(fleet, server, "taken back") and not _said(fleet, server, "recovered runs")
+    fleet.stop(server)
+
+
+def test_a_process_that_lost_its_lock_to_another_lets_go_of_its_runs(fleet: Fleet) -> None:
+    first = _serve(fleet, poll=1.5)  # notices the loss late: the other takes over first
+    wait_until(lambda: _said(fleet, first, "scheduler active on"), 60, "the first active")
+    second = _serve(fleet, poll=0.1)
+    wait_until(lambda: _said(fleet, second, "stands by"), 60, "the second standing by")
+    _queue_two_runs(fleet)
+    wait_until(lambda: fleet.count("status = 'running'") == 1, 30, "the first run going")
+    [going] = fleet.rows("SELECT id FROM scheduler_runs WHERE status = 'running'")
+    _cut_the_lock_connection(fleet)
+    wait_until(lambda: _said(fleet, second, "taking over"), 30, "the second taking over")
+    wait_until(lambda: _all_final(fleet), 60, "every run settled")
+    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    starts = _starts(fleet)
+    assert not [run for run, n in starts.items() if n > 1], "a run reached the graph twice"
+    # the run that was going is the dead process's: interrupted, then retried as a new
+    # attempt; the other (queued) ran once, in the process that took over
+    assert runs[going["id"]]["status"] == "interrupted"
+    assert sorted((r["status"], r["attempt"]) for r in runs.values()) == [
+        ("interrupted", 1),
+        ("succeeded", 1),
+        ("succeeded", 2),
+    ]
+    assert set(starts) == set(runs)
+    assert _said(fleet, first, "to another process")
+    fleet.stop(first)
+    fleet.stop(second)

@@ -57,7 +57,7 @@ from scheduler.storage.statements import (
     runs_query,
     stats_query,
 )
-from scheduler.storage.transaction import SELECT_TASK, Transaction
+from scheduler.storage.transaction import EPOCH, SELECT_TASK, Transaction
 
 __all__ = ["Store", "translated"]
 
@@ -199,6 +199,11 @@ class Store:
         """The change counter; it grows with every change to tasks or requested runs."""
         with self._reading() as conn:
             return int(conn.execute(REVISION).scalar() or 0)
+
+    def leader_epoch(self) -> int:
+        """The last leader epoch taken (:meth:`Transaction.take_epoch`), 0 if none."""
+        with self._reading() as conn:
+            return int(conn.execute(EPOCH).scalar() or 0)
 
     def get_task(self, task_id: str) -> TaskRow | None:
         with self._reading() as conn:

@@ -35,7 +35,7 @@ from scheduler.storage.schema import (
     waits_table,
 )
 
-__all__ = ["SELECT_TASK", "Transaction"]
+__all__ = ["EPOCH", "SELECT_TASK", "Transaction"]
 
 _CHUNK = 500  # bound parameters per IN (...) list
 _ANALYZE_AFTER = 10_000  # tasks inserted at once
@@ -49,6 +49,12 @@ _BUMP_REVISION = (
 _BUMPED_REVISION = _BUMP_REVISION.returning(meta_table.c.value)
 
 _REVISION = select(meta_table.c.value).where(meta_table.c.key == "revision")
+EPOCH = select(meta_table.c.value).where(meta_table.c.key == "leader_epoch")
+_BUMP_EPOCH = (
+    update(meta_table)
+    .where(meta_table.c.key == "leader_epoch")
+    .values(value=meta_table.c.value + 1)
+)
 _LOCK_LINKS = text("SELECT pg_advisory_xact_lock(hashtext('scheduler-links/' || current_schema()))")
 
 
@@ -176,6 +182,14 @@ class Transaction:
         return int(self._conn.execute(_REVISION).scalar() or 0)
 
     # -- workflows (which tasks run after which) --------------------------------------------
+
+    def take_epoch(self) -> int:
+        """The next leader epoch: each activation of a scheduler on the database takes one,
+        so that a process that lost the leader lock and took it back can tell whether
+        another process was active meanwhile."""
+        if self._conn.execute(_BUMP_EPOCH).rowcount == 0:
+            self._conn.execute(insert(meta_table).values(key="leader_epoch", value=1))
+        return int(self._conn.execute(EPOCH).scalar_one())
 
     def lock_links(self) -> None:
         """Take turns with other writers of links until this transaction ends, so that the
@@ -368,10 +382,16 @@ def _task_params(row: TaskRow) -> dict[str, Any]:
     return {c: getattr(row, c) for c in TASK_COLUMNS}
 
 
+# A final record is never changed again: a process that lost a run to another (the leader
+# lock lost, a worker declared dead) cannot write over how the other settled it.
+# (as text: these statements run on the driver's cursor, which expands no IN lists)
+_OPEN = text("scheduler_runs.status IN ('queued', 'running', 'waiting')")
+
+
 def _update_runs_statement(keys: tuple[str, ...]) -> Update:
     return (
         update(runs_table)
-        .where(runs_table.c.id == bindparam("_id"))
+        .where(runs_table.c.id == bindparam("_id"), _OPEN)
         .values({k: bindparam(k) for k in keys})
     )
 

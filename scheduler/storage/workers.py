@@ -257,6 +257,17 @@ def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunR
             {"lease": lease},
         ).scalars()
     )
+    # runs held by a worker that is not registered (any more): written by one declared
+    # dead after its reaping (a retry it made meanwhile), they would wait for it for ever
+    dead += conn.execute(
+        select(runs_table.c.worker)
+        .distinct()
+        .where(
+            runs_table.c.status.in_(("queued", "waiting", "running")),
+            runs_table.c.worker != ANY_WORKER,
+            runs_table.c.worker.not_in(select(workers_table.c.id)),
+        )
+    ).scalars()
     if not dead:
         return [], [], 0
     running = [

@@ -31,6 +31,7 @@ from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
 from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.models import TaskDefinition
+from scheduler.offload import Offloader
 from scheduler.pending import Admission, PendingRun
 from scheduler.recovery import tasks_of
 from scheduler.rows import decode, settled, upstream_of
@@ -106,6 +107,10 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
         self._tasks: list[asyncio.Task[None]] = []
+        # the lease is renewed on a thread of its own: sync graph nodes, flushes and
+        # claims fill the loop's default executor, and a renewal queued behind them
+        # would let the lease lapse while every run is fine
+        self._heartbeat = Offloader("scheduler-heartbeat")
         self._revision = -1
         self._decoded: dict[str, tuple[float, TaskDefinition | str]] = {}
         self.failed: str | None = None  # why the worker stopped by itself
@@ -136,6 +141,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._heartbeat.close()
         await asyncio.to_thread(self._listener.stop)
         await self.runner.stop(grace_seconds)
         try:
@@ -339,7 +345,7 @@ class Worker:
             await asyncio.sleep(lease / 6)
             try:
                 alive = await asyncio.wait_for(
-                    asyncio.to_thread(worker_heartbeat, self.store, self.id), lease / 3
+                    self._heartbeat.run(worker_heartbeat, self.store, self.id), lease / 3
                 )
             except (StorageError, TimeoutError) as exc:
                 if time.monotonic() - last_ok > lease / 2:
@@ -349,7 +355,8 @@ class Worker:
                     "worker %s: could not renew its lease (will retry): %s", self.id, exc
                 )
                 continue
-            if not alive:
+            if not alive:  # its runs are settled already: nothing more is written about them
+                self.run_log.abandon(self.runner.abandon())
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
             last_ok = time.monotonic()
