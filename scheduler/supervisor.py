@@ -91,6 +91,7 @@ class Supervisor:
         self._revision = -1
         self._last_prune = 0.0
         self._epoch = 0  # the leader epoch this process took when it became active
+        self.background_prune = True  # off on a test clock (scheduler.testing)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class Supervisor:
         if self._reaps and self.clock() - self._last_reap >= self._reap_every:
             self._last_reap = self.clock()
             self.recovery.reap(self.settings.worker_lease_seconds)
-        if self.clock() - self._last_prune > _PRUNE_EVERY:
+        if self.background_prune and self.clock() - self._last_prune > _PRUNE_EVERY:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
 

@@ -249,6 +249,26 @@ async def test_a_cron_set_on_its_own_minute_first_fires_when_its_preview_says(zo
     ]
 
 
+async def test_the_test_clock_returns_the_same_runs_however_fast_the_machine_is() -> None:
+    # history is pruned only when asked: 600 runs stay though the limit is 100 (in the
+    # background it ran on wall-clock polls during the advance), and are readable after
+    # the block (an in-memory database outlives close())
+    async with clocked_scheduler(graph=prompt_graphs.graph, history_max_runs=100) as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(TaskDefinition(id="tick", interval_seconds=1, prompt="go"))
+        runs = await clock.advance(minutes=10)
+        assert len(runs) == 600
+        # a run made between two advances, finished before the second: returned by it
+        run_id = await scheduler.arun_task_now("tick")
+        assert (await scheduler.wait_for_run(run_id, timeout=30)).status is RunStatus.SUCCEEDED
+        assert [r.id for r in await clock.advance(seconds=0.5)] == [run_id]
+        assert await clock.advance(seconds=0.1) == []
+        assert scheduler.prune_history() > 0  # when the test asks
+    assert len(scheduler.list_runs(limit=None)) == 100
+
+
 def test_a_test_clock_cannot_go_backwards() -> None:
     clock = TestClock("2030-01-01T00:00:00+00:00")
     assert clock() == datetime(2030, 1, 1, tzinfo=UTC).timestamp()

@@ -142,12 +142,15 @@ class Store:
         self._set_up = True
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (reopened on next use). An in-memory database
+        is its one connection: it stays open, so what it holds can still be read (a test
+        reading the runs after ``clocked_scheduler``), until the store is dropped."""
         with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.close()
-        self.engine.dispose()
+        if not self.is_memory:
+            self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------
 
