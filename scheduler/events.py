@@ -3,7 +3,8 @@
 Every run of the active scheduler in this process emits a :class:`RunEvent`: ``started``
 (its start is committed, the graph is about to be called), ``waiting`` (it stopped at
 ``interrupt()``), ``finished`` (any final status: succeeded, failed, timed out, cancelled,
-interrupted; and the ``skipped`` and ``missed`` records of the dispatcher). Two ways in:
+interrupted; and the ``skipped`` and ``missed`` records of the dispatcher and of workflows).
+Two ways in:
 
 * ``scheduler.subscribe(listener)``: ``listener(event)``, sync or async, is called on the
   scheduler's event loop for every event; it returns a function that unsubscribes. An

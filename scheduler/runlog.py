@@ -164,6 +164,7 @@ class RunLog:
                 waiters, self._waiters = self._waiters, []
                 ended, self._ended = self._ended, []
             followers: list[PendingRun] = []
+            followed = False  # follow ran, in the transaction that committed
             if inserts or updates:
                 try:
                     with self._store.transaction() as tx:
@@ -171,6 +172,7 @@ class RunLog:
                         tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
                         if ended and self.follow is not None:
                             followers = self._followers(tx, ended)
+                            followed = True
                 except StorageError:
                     with self._lock:
                         self._ended[:0] = ended
@@ -183,7 +185,7 @@ class RunLog:
                     raise
             for waiter in waiters:
                 _resolve_soon(waiter)
-            if followers and self.deliver is not None:
+            if followed and self.deliver is not None:
                 self.deliver(followers)
 
     def _followers(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:

@@ -75,7 +75,7 @@ class Supervisor:
             shared=self.shared,
         )
         self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
-        self.followers.attach(self.run_log, self.runner, self.loop)
+        self.followers.attach(self.run_log, self.runner, self.loop, self.events)
         self.recovery = Recovery(
             store=store,
             settings=settings,

@@ -207,6 +207,34 @@ async def test_a_paused_downstream_records_what_it_would_have_run() -> None:
     assert statuses == [RunStatus.SKIPPED, RunStatus.SUCCEEDED]
 
 
+async def test_a_dependency_runs_skip_reaches_listeners_as_any_runs_end() -> None:
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        ended: list[tuple[str, str, str | None]] = []
+        scheduler.subscribe(
+            lambda e: (
+                ended.append((e.task.id, e.run.status.value, e.run.error_type))
+                if e.kind == "finished"
+                else None
+            )
+        )
+        scheduler.add_tasks(
+            [
+                _manual("fetch", "f"),
+                TaskDefinition(id="paused", after="fetch", prompt="p"),
+                TaskDefinition(id="busy", after={"tasks": ["fetch"], "on": "finished"},
+                               prompt="sleep:0.3", overlap="skip"),
+            ]
+        )  # fmt: skip
+        scheduler.pause_task("paused")
+        scheduler.run_task_now("fetch")
+        scheduler.run_task_now("fetch")  # two outcomes at once: busy runs once, skips once
+        await clock.advance(seconds=1)
+        records = sorted((r.task_id, r.status.value) for r in scheduler.list_runs(limit=None))
+    assert ("paused", "skipped", "Paused") in ended and ("busy", "skipped", "Overlap") in ended
+    assert sorted((t, s) for t, s, _ in ended) == records  # every record's end told once
+    assert len(records) == 6  # fetch twice, paused skipped twice, busy once and skipped once
+
+
 async def test_a_clock_and_after_together() -> None:
     async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
         scheduler.add_tasks(

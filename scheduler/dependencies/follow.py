@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scheduler.enums import RunStatus, RunTrigger
+from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
 from scheduler.pending import Admission, PendingRun, new_run_id
-from scheduler.rows import decode, queued_run, settled
+from scheduler.rows import decode, queued_run, run_record, settled
 from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.storage import RunRow, Store, TaskRow, Transaction
@@ -51,12 +52,22 @@ class Followers:
         self._run_log: RunLog | None = None
         self._runner: Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: EventBus | None = None
         self._decoded: dict[str, tuple[str, TaskDefinition]] = {}
+        self._skips: list[tuple[RunRow, TaskDefinition]] = []  # written by the last follow
 
-    def attach(self, run_log: RunLog, runner: Runner, loop: asyncio.AbstractEventLoop) -> None:
+    def attach(
+        self,
+        run_log: RunLog,
+        runner: Runner,
+        loop: asyncio.AbstractEventLoop,
+        events: EventBus | None = None,
+    ) -> None:
         """Follow the final outcomes ``run_log`` writes; hand the runs queued to ``runner``
-        (on ``loop``), through the task's overlap policy."""
+        (on ``loop``), through the task's overlap policy; the ``skipped`` records go to
+        ``events`` as any run's end does."""
         self._run_log, self._runner, self._loop = run_log, runner, loop
+        self._events = events
         run_log.follow = self.follow
         run_log.deliver = self._deliver
 
@@ -78,28 +89,46 @@ class Followers:
             self._decoded.pop(gone, None)
 
     def _deliver(self, runs: list[PendingRun]) -> None:
-        """Called from the thread that committed ``runs``."""
-        if self._loop is not None:
+        """Called from the thread that committed ``runs`` (and the last follow's skips)."""
+        skips, self._skips = self._skips, []
+        if self._loop is not None and (runs or skips):
             with contextlib.suppress(RuntimeError):  # the loop has closed: they stay queued
-                self._loop.call_soon_threadsafe(self._accept, runs)
+                self._loop.call_soon_threadsafe(self._accept, runs, skips)
 
-    def _accept(self, runs: list[PendingRun]) -> None:
+    def _accept(
+        self, runs: list[PendingRun], skips: Sequence[tuple[RunRow, TaskDefinition]] = ()
+    ) -> None:
         assert self._runner is not None
         assert self._run_log is not None
+        for row, task in skips:
+            self._emit(row, task)
         for pending in runs:
             admission = self._runner.admit(pending.task)
             if admission is Admission.SKIP:
                 message = "another run of the task was still going (overlap policy)"
+                now = self._clock()
                 change = settled(
-                    pending.run_id,
-                    RunStatus.SKIPPED,
-                    now=self._clock(),
-                    kind="Overlap",
-                    message=message,
+                    pending.run_id, RunStatus.SKIPPED, now=now, kind="Overlap", message=message
                 )
                 self._run_log.change(change)
+                if self._events is not None and self._events.wants(pending.task):
+                    skipped = queued_run(
+                        pending.run_id,
+                        pending.task.id,
+                        scheduled_for=pending.scheduled_for,
+                        queued_at=pending.queued_at or now,
+                        trigger=RunTrigger.DEPENDENCY,
+                        upstream=pending.upstream,
+                    )
+                    for key, value in change.items():
+                        setattr(skipped, key, value)
+                    self._emit(skipped, pending.task)
                 continue
             self._runner.accept(pending, admission)
+
+    def _emit(self, row: RunRow, task: TaskDefinition) -> None:
+        if self._events is not None and self._events.wants(task):
+            self._events.emit(RunEvent("finished", run_record(row), task))
 
     def follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
         """Record ``ended`` toward the tasks that run after them; queue those whose
@@ -110,6 +139,7 @@ class Followers:
         relevant = sorted((e for e in ended if e.task_id in downstreams), key=_when)
         if not relevant:
             return []
+        self._skips = []
         rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})
         now = self._clock()
         outputs: dict[str, str | None] = {}
@@ -133,6 +163,7 @@ class Followers:
                 }
                 if rows[downstream].paused or not task.enabled:
                     records.append(_skipped(task, outcomes, now))
+                    self._skips.append((records[-1], task))
                     continue
                 pending = PendingRun(
                     run_id=new_run_id(),
