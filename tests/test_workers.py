@@ -470,6 +470,27 @@ def test_a_run_held_by_a_worker_no_longer_registered_goes_back_to_the_others(
     fleet.stop(worker)
 
 
+_SKEWED = (  # a worker on a machine whose clock is a minute ahead
+    "import runpy, sys, time; machine = time.time; time.time = lambda: machine() + 60; "
+    "sys.argv = ['scheduler', 'worker']; runpy.run_module('scheduler', run_name='__main__')"
+)
+
+
+def test_a_worker_whose_clock_is_off_keeps_the_databases_time(fleet: Fleet) -> None:
+    fleet.add([{"id": "tick", "interval_seconds": 1, "prompt": "record",
+                "misfire_grace_seconds": 5}])  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet._spawn(["-c", _SKEWED], SCHEDULER_LOG_LEVEL="INFO")
+    wait_until(lambda: fleet.count("status = 'succeeded'") >= 3, 60, "three runs done")
+    fleet.stop(worker)
+    fleet.stop(leader)
+    runs = fleet.rows("SELECT status, scheduled_for, started_at FROM scheduler_runs")
+    assert not [r for r in runs if r["status"] == "missed"], "judged late by its own clock"
+    started = [r for r in runs if r["started_at"] is not None]
+    assert all(abs(r["started_at"] - r["scheduled_for"]) < 5 for r in started)
+    assert "clock is +60" in fleet.log_of[worker.pid].read_text()
+
+
 def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
     fleet.add([{"id": "long", "run_at": at(1), "prompt": "sleep:60"}])
     leader = fleet.leader()

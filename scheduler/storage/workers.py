@@ -200,25 +200,38 @@ def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:
     return [run_row(row) for row in rows]
 
 
-def register_worker(store: Store, worker_id: str, *, host: str, pid: int) -> None:
+def register_worker(store: Store, worker_id: str, *, host: str, pid: int) -> float:
+    """Register the worker; returns the database's time."""
     with store.transaction() as tx:
-        _conn(tx).execute(
-            text(
-                "INSERT INTO scheduler_workers (id, host, pid, started_at, heartbeat_at) "
-                f"VALUES (:id, :host, :pid, {_NOW}, {_NOW})"
-            ),
-            {"id": worker_id, "host": host, "pid": pid},
+        return float(
+            _conn(tx)
+            .execute(
+                text(
+                    "INSERT INTO scheduler_workers (id, host, pid, started_at, heartbeat_at) "
+                    f"VALUES (:id, :host, :pid, {_NOW}, {_NOW}) RETURNING heartbeat_at"
+                ),
+                {"id": worker_id, "host": host, "pid": pid},
+            )
+            .scalar_one()
         )
 
 
-def worker_heartbeat(store: Store, worker_id: str) -> bool:
-    """Renew the lease; False when the worker's row is gone (the reaper declared it dead)."""
+def worker_heartbeat(store: Store, worker_id: str) -> float | None:
+    """Renew the lease; returns the database's time, or None when the worker's row is gone
+    (the reaper declared it dead)."""
     with store.transaction() as tx:
-        result = _conn(tx).execute(
-            text(f"UPDATE scheduler_workers SET heartbeat_at = {_NOW} WHERE id = :id"),
-            {"id": worker_id},
+        renewed = (
+            _conn(tx)
+            .execute(
+                text(
+                    f"UPDATE scheduler_workers SET heartbeat_at = {_NOW} WHERE id = :id "
+                    "RETURNING heartbeat_at"
+                ),
+                {"id": worker_id},
+            )
+            .scalar()
         )
-        return bool(result.rowcount)
+        return float(renewed) if renewed is not None else None
 
 
 def unregister_worker(store: Store, worker_id: str) -> int:

@@ -91,15 +91,19 @@ class Worker:
         require_postgres(store, "worker")
         self.store = store
         self.settings = settings
-        self.clock = clock
+        # the database's time, as this machine's clock plus the offset the heartbeats
+        # measure: the leader stamps due times, and the lease is judged, in it (machines'
+        # clocks may differ; a worker 60 s behind found every run past its catch-up window)
+        self._machine_clock = clock
+        self._offset = 0.0
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.loop = asyncio.get_running_loop()
         self.run_log = RunLog(store, owner=self.id)
         self.runner = Runner(
-            settings=settings, run_log=self.run_log, graph=graph, clock=clock, events=events
+            settings=settings, run_log=self.run_log, graph=graph, clock=self.clock, events=events
         )
         self.runner.on_slot_free = self.wake
-        self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
+        self.followers = Followers(store, clock=self.clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop)
         self.run_log.follow = self._follow  # what follows goes to any worker, not only here
         self.run_log.deliver = None
@@ -116,11 +120,32 @@ class Worker:
         self.failed: str | None = None  # why the worker stopped by itself
         self.done = asyncio.Event()
 
+    def clock(self) -> float:
+        """Now, in the database's time (see ``__init__``)."""
+        return self._machine_clock() + self._offset
+
+    def _timed(self, call: Callable[[], float | None]) -> float | None:
+        """``call()`` (it returns the database's time, or None); the offset measured."""
+        before = self._machine_clock()
+        database_now = call()
+        if database_now is not None:
+            offset = database_now - (before + self._machine_clock()) / 2
+            if abs(offset - self._offset) > 1.0:
+                logger.warning(
+                    "worker %s: this machine's clock is %+.1f s off the database's; "
+                    "the worker keeps the database's time",
+                    self.id,
+                    -offset,
+                )
+            self._offset = offset
+        return database_now
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self.store.setup()
-        register_worker(self.store, self.id, host=socket.gethostname(), pid=os.getpid())
+        host, pid = socket.gethostname(), os.getpid()
+        self._timed(lambda: register_worker(self.store, self.id, host=host, pid=pid))
         self.followers.refresh()
         self.run_log.start()
         self._listener.start()
@@ -344,8 +369,8 @@ class Worker:
         while True:
             await asyncio.sleep(lease / 6)
             try:
-                alive = await asyncio.wait_for(
-                    self._heartbeat.run(worker_heartbeat, self.store, self.id), lease / 3
+                renewed = await asyncio.wait_for(
+                    self._heartbeat.run(self._timed, self._renew_lease), lease / 3
                 )
             except (StorageError, TimeoutError) as exc:
                 if time.monotonic() - last_ok > lease / 2:
@@ -355,11 +380,14 @@ class Worker:
                     "worker %s: could not renew its lease (will retry): %s", self.id, exc
                 )
                 continue
-            if not alive:  # its runs are settled already: nothing more is written about them
+            if renewed is None:  # its runs are settled already: nothing more about them
                 self.run_log.abandon(self.runner.abandon())
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
             last_ok = time.monotonic()
+
+    def _renew_lease(self) -> float | None:
+        return worker_heartbeat(self.store, self.id)
 
     def _fail(self, why: str) -> None:
         """Stop at once: another worker may take this worker's runs from now on."""
