@@ -491,6 +491,47 @@ def test_a_worker_whose_clock_is_off_keeps_the_databases_time(fleet: Fleet) -> N
     assert "clock is +60" in fleet.log_of[worker.pid].read_text()
 
 
+def test_a_queued_occurrence_waits_for_the_run_before_it_not_past_its_window(
+    fleet: Fleet,
+) -> None:
+    # overlap: queue keeps one occurrence while a run goes; it starts when that one ends,
+    # its catch-up window counted from then (one process's buffer does the same)
+    fleet.add([{"id": "q", "interval_seconds": 1, "prompt": "record-sleep:3",
+                "overlap": "queue", "misfire_grace_seconds": 1.5}])  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker()
+    wait_until(lambda: fleet.count("status = 'succeeded'") >= 2, 60, "two runs done")
+    fleet.stop(leader)
+    fleet.stop(worker)
+    statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
+    assert statuses["missed"] == 0, statuses
+    assert statuses["skipped"] > 0  # the occurrences beyond the one kept
+
+
+def test_runs_waiting_for_their_tasks_limit_do_not_hold_up_the_others(fleet: Fleet) -> None:
+    # 21 tasks each with a run going and one queued behind it: the queued ones fill more
+    # than a claim's scan, and a run of another task behind them is still taken at once
+    fleet.add([{"id": f"busy-{i:02}", "interval_seconds": 1, "prompt": "record-sleep:30",
+                "overlap": "queue"} for i in range(21)]
+              + [{"id": "x", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"}])  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="22")
+    wait_until(lambda: fleet.count("status = 'running'") == 21, 60, "21 runs going")
+    wait_until(lambda: fleet.count("status = 'queued' AND max_running IS NOT NULL") >= 21, 60,
+               "one queued behind each")  # fmt: skip
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        asked = time.time()
+        run_id = scheduler.run_task_now("x")
+    finally:
+        scheduler.close()
+    wait_until(lambda: fleet.count(f"id = '{run_id}' AND status = 'succeeded'"), 20, "x done")
+    [x] = fleet.rows("SELECT started_at FROM scheduler_runs WHERE id = :id", id=run_id)
+    assert x["started_at"] - asked < 10
+    fleet.stop(leader)
+    fleet.stop(worker)
+
+
 def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
     fleet.add([{"id": "long", "run_at": at(1), "prompt": "sleep:60"}])
     leader = fleet.leader()

@@ -59,11 +59,22 @@ _ACTIVE = (
 )
 _COUNT_ACTIVE = text(f"SELECT count(*) FROM scheduler_runs WHERE task_id = :task_id AND {_ACTIVE}")
 _TASK_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('scheduler-task/' || :task_id))")
+# Queued runs any worker may take, best first; not those of a task at its limit of runs in
+# progress (without this filter they filled the scan and held up every run behind them)
 _CANDIDATES = text(
-    "SELECT id, task_id, max_running FROM scheduler_runs "
+    "SELECT id, task_id, max_running FROM scheduler_runs AS c "
     "WHERE status = 'queued' AND worker = '*' AND (not_before IS NULL OR not_before <= :now) "
+    "AND (max_running IS NULL OR max_running > (SELECT count(*) FROM scheduler_runs AS a "
+    "WHERE a.task_id = c.task_id AND (a.status IN ('running', 'waiting') OR "
+    "(a.status = 'queued' AND a.worker IS NOT NULL AND a.worker <> '*')))) "
     "ORDER BY COALESCE(priority_rank, :rank), scheduled_for, id "
     "LIMIT :scan FOR UPDATE SKIP LOCKED"
+)
+# When a run held back by its task's limit could start: the last end of another run of the
+# task since it was due (its catch-up window counts from then, as one process's buffer does)
+_FREED_AT = text(
+    "SELECT max(finished_at) FROM scheduler_runs "
+    "WHERE task_id = :task_id AND id <> :id AND finished_at >= :since"
 )
 
 
@@ -126,11 +137,12 @@ def notify(tx: Transaction) -> None:
 
 def claim_runs(
     store: Store, worker_id: str, *, now: float, limit: int, default_rank: int
-) -> tuple[list[RunRow], dict[str, TaskRow]]:
+) -> tuple[list[RunRow], dict[str, TaskRow], dict[str, float]]:
     """Claim up to ``limit`` queued runs for ``worker_id`` (see the module doc); with the
-    rows of their tasks (read, not locked: the leader may be moving their next run)."""
+    rows of their tasks (read, not locked: the leader may be moving their next run), and
+    for runs that waited for their task's limit, when it let them go (``_FREED_AT``)."""
     if limit <= 0:
-        return [], {}
+        return [], {}, {}
     with store.transaction() as tx:
         conn = _conn(tx)
         candidates = conn.execute(
@@ -156,7 +168,7 @@ def claim_runs(
             claimed_here[task_id] = claimed_here.get(task_id, 0) + 1
             chosen.append(run_id)
         if not chosen:
-            return [], {}
+            return [], {}, {}
         rows = conn.execute(
             update(runs_table)
             .where(runs_table.c.id.in_(chosen))
@@ -164,6 +176,15 @@ def claim_runs(
             .returning(*runs_table.columns)
         ).all()
         runs = [run_row(row) for row in rows]
+        freed: dict[str, float] = {}
+        for run in runs:
+            if run.max_running is not None:
+                since = max(run.scheduled_for, run.not_before or 0.0)
+                found = conn.execute(
+                    _FREED_AT, {"task_id": run.task_id, "id": run.id, "since": since}
+                ).scalar()
+                if found is not None:
+                    freed[run.id] = float(found)
         tasks = {
             task.id: task
             for task in map(
@@ -174,7 +195,7 @@ def claim_runs(
             )
         }
     order = {run_id: i for i, run_id in enumerate(chosen)}
-    return sorted(runs, key=lambda run: order.get(run.id, 0)), tasks
+    return sorted(runs, key=lambda run: order.get(run.id, 0)), tasks, freed
 
 
 def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:

@@ -217,7 +217,7 @@ class Worker:
             return False
         default_rank = self.settings.priority.rank
         now = self.clock()
-        rows, task_rows = await asyncio.to_thread(
+        rows, task_rows, freed = await asyncio.to_thread(
             claim_runs, self.store, self.id, now=now, limit=free, default_rank=default_rank
         )
         for run in rows:
@@ -226,7 +226,7 @@ class Worker:
                 reason = task if isinstance(task, str) else f"its record: {run.problem}"
                 self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
                 continue
-            if self._too_late(run, task, now):
+            if self._too_late(run, task, now, freed.get(run.id, 0.0)):
                 continue
             self.runner.submit(
                 PendingRun(
@@ -258,14 +258,16 @@ class Worker:
         self._decoded[row.id] = (row.updated_at, task)
         return task
 
-    def _too_late(self, run: RunRow, task: TaskDefinition, now: float) -> bool:
-        """A scheduled run that waited past its catch-up window (no worker was free)."""
+    def _too_late(self, run: RunRow, task: TaskDefinition, now: float, freed: float) -> bool:
+        """A scheduled run that waited past its catch-up window (no worker was free),
+        counted from when it could start: due, and let go by its task's limit (``freed``:
+        a run of ``overlap: queue`` waits for the one before it, as in one process)."""
         if run.trigger != RunTrigger.SCHEDULE:
             return False
         grace = task.misfire_grace_seconds
         if grace is None:
             grace = self.settings.misfire_grace_seconds
-        if now - max(run.scheduled_for, run.not_before or 0.0) <= grace:
+        if now - max(run.scheduled_for, run.not_before or 0.0, freed) <= grace:
             return False
         message = f"no worker took it within the catch-up window of {grace:g} s"
         self._settle(run.id, RunStatus.MISSED, "Missed", message)
