@@ -532,6 +532,27 @@ def test_runs_waiting_for_their_tasks_limit_do_not_hold_up_the_others(fleet: Fle
     fleet.stop(worker)
 
 
+def test_a_worker_is_judged_by_its_own_lease_not_the_leaders(fleet: Fleet) -> None:
+    # the leader's lease is 3 s; this worker's 30 s (it renews every 5 s): a run of 8 s on
+    # it is fine, and the leader must not declare the worker dead after 3 s
+    fleet.add([{"id": "long", "run_at": "2099-01-01T00:00:00Z", "prompt": "record-sleep:8",
+                "max_retries": 1}])  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker(SCHEDULER_WORKER_LEASE_SECONDS="30")
+    fleet.workers_registered(1)
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        scheduler.run_task_now("long")
+    finally:
+        scheduler.close()
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, 60, "the run over")
+    runs = fleet.rows("SELECT status, attempt FROM scheduler_runs")
+    assert [(r["status"], r["attempt"]) for r in runs] == [("succeeded", 1)], fleet.logs()
+    assert worker.poll() is None
+    fleet.stop(leader)
+    fleet.stop(worker)
+
+
 def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
     fleet.add([{"id": "long", "run_at": at(1), "prompt": "sleep:60"}])
     leader = fleet.leader()

@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlalchemy import Connection, insert, inspect, text, update
 from sqlalchemy.exc import IntegrityError
 
-from scheduler.storage.schema import SCHEMA_VERSION, meta_table, metadata, runs_table, tasks_table
+from scheduler.storage.schema import (
+    SCHEMA_VERSION,
+    meta_table,
+    metadata,
+    runs_table,
+    tasks_table,
+    workers_table,
+)
 
 __all__ = ["create_tables", "insert_ignore", "migrate"]
 
@@ -24,7 +31,7 @@ def migrate(conn: Connection, schema: int) -> None:
     """Bring a database of an older schema up to :data:`SCHEMA_VERSION`: add the columns and
     indexes it lacks (every change so far only adds nullable columns and indexes), then
     record the version."""
-    for table in (tasks_table, runs_table):
+    for table in (tasks_table, runs_table, workers_table):
         present = {column["name"] for column in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name not in present:

@@ -39,7 +39,7 @@ __all__ = [
     "workers_table",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -147,6 +147,7 @@ workers_table = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
+    Column("lease_seconds", Float),  # schema 8: the worker's own lease (None: the leader's)
 )
 
 notices_table = Table(

@@ -221,17 +221,19 @@ def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:
     return [run_row(row) for row in rows]
 
 
-def register_worker(store: Store, worker_id: str, *, host: str, pid: int) -> float:
-    """Register the worker; returns the database's time."""
+def register_worker(store: Store, worker_id: str, *, host: str, pid: int, lease: float) -> float:
+    """Register the worker, with the lease it renews (the reaper judges it by that, not by
+    its own setting); returns the database's time."""
     with store.transaction() as tx:
         return float(
             _conn(tx)
             .execute(
                 text(
-                    "INSERT INTO scheduler_workers (id, host, pid, started_at, heartbeat_at) "
-                    f"VALUES (:id, :host, :pid, {_NOW}, {_NOW}) RETURNING heartbeat_at"
+                    "INSERT INTO scheduler_workers "
+                    "(id, host, pid, started_at, heartbeat_at, lease_seconds) "
+                    f"VALUES (:id, :host, :pid, {_NOW}, {_NOW}, :lease) RETURNING heartbeat_at"
                 ),
-                {"id": worker_id, "host": host, "pid": pid},
+                {"id": worker_id, "host": host, "pid": pid, "lease": lease},
             )
             .scalar_one()
         )
@@ -278,14 +280,16 @@ def _release(tx: Transaction, worker_ids: Sequence[str]) -> int:
 
 
 def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunRow], int]:
-    """Find the workers whose last heartbeat is older than ``lease`` seconds (database
-    time), remove them, release what they held but had not started, and return their ids,
-    their ``running`` runs (for the caller to settle) and how many runs were released."""
+    """Find the workers whose last heartbeat is older than their lease (the one each
+    registered with; ``lease`` seconds for one that did not), in database time; remove
+    them, release what they held but had not started, and return their ids, their
+    ``running`` runs (for the caller to settle) and how many runs were released."""
     conn = _conn(tx)
     dead = list(
         conn.execute(
             text(
-                f"SELECT id FROM scheduler_workers WHERE heartbeat_at < {_NOW} - :lease "
+                "SELECT id FROM scheduler_workers "
+                f"WHERE heartbeat_at < {_NOW} - COALESCE(lease_seconds, :lease) "
                 "FOR UPDATE SKIP LOCKED"
             ),
             {"lease": lease},

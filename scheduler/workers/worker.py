@@ -145,7 +145,8 @@ class Worker:
     def start(self) -> None:
         self.store.setup()
         host, pid = socket.gethostname(), os.getpid()
-        self._timed(lambda: register_worker(self.store, self.id, host=host, pid=pid))
+        lease = self.settings.worker_lease_seconds
+        self._timed(lambda: register_worker(self.store, self.id, host=host, pid=pid, lease=lease))
         self.followers.refresh()
         self.run_log.start()
         self._listener.start()
