@@ -351,6 +351,15 @@ class Runner(RunnerWaiting):
         for task in self._running.values():
             task.cancel()
 
+    def _forget_unstarted(self) -> None:
+        """Drop the runs not started: waiting, delayed (retries), queued and buffered."""
+        self._waiting.close()
+        for handle, _ in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        self._heap.clear()
+        self._buffered.clear()
+
     def abandon(self) -> set[str]:
         """Let go of every run here without recording anything more about them: another
         process has taken over the database and settles them as a dead process's runs
@@ -358,12 +367,7 @@ class Runner(RunnerWaiting):
         buffered and waiting ones are forgotten. Returns their ids; runs accepted later
         are taken as usual."""
         ids = set(self._known) | set(self._running) | self._waiting.ids()
-        self._waiting.close()
-        for handle, _ in self._delayed.values():
-            handle.cancel()
-        self._delayed.clear()
-        self._heap.clear()
-        self._buffered.clear()
+        self._forget_unstarted()
         self._in_progress.clear()
         self._known.clear()
         self._abandoned.update(self._running)
@@ -377,12 +381,7 @@ class Runner(RunnerWaiting):
         them (recorded ``cancelled``). Runs not started stay ``queued`` in the database and are
         picked up by the next start (waiting ones stay ``waiting``)."""
         self._accepting = False
-        self._waiting.close()
-        for handle, _ in self._delayed.values():
-            handle.cancel()
-        self._delayed.clear()
-        self._heap.clear()
-        self._buffered.clear()
+        self._forget_unstarted()
         running = list(self._running.values())
         if running:
             logger.info(
