@@ -31,10 +31,14 @@ class Offloader:
 
     Args:
         name: The thread's name (shown in thread dumps).
+        spill: A call that comes while the kept thread is busy goes to the default
+            executor; False: it waits for the kept thread (a heartbeat must not queue
+            behind the work that fills the executor).
     """
 
-    def __init__(self, name: str = "scheduler-api") -> None:
+    def __init__(self, name: str = "scheduler-api", *, spill: bool = True) -> None:
         self.name = name
+        self._spill = spill
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -45,7 +49,7 @@ class Offloader:
         ``asyncio.to_thread`` does; its exception is raised here."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._lock:  # the call is queued before a close() can queue the thread's end
-            kept = not self._busy
+            kept = not self._busy or not self._spill
             if kept:
                 self._busy = True
                 if self._thread is None or not self._thread.is_alive():

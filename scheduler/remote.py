@@ -173,8 +173,17 @@ class _Bounded(httpx.AsyncBaseTransport):
         self._transport = transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # bytes are counted as they come: a compressed answer would be bounded before it is
+        # inflated (408 KB of gzip were a 419 MB answer), so none is asked for or taken
+        request.headers["accept-encoding"] = "identity"
         response = await self._transport.handle_async_request(request)
         assert isinstance(response.stream, httpx.AsyncByteStream)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            raise ServerRunError(
+                f"the server sent a {encoding!r}-encoded answer, though asked for none"
+            )
         streamed = "text/event-stream" in response.headers.get("content-type", "")
         return httpx.Response(
             response.status_code,

@@ -77,13 +77,12 @@ class RunLog:
         self.follow: Follow | None = None
         self.deliver: Callable[[list[PendingRun]], None] | None = None
         self.upstreams: frozenset[str] = frozenset()  # tasks others run after
-        self._dropped: set[str] = set()  # runs let go of (see abandon)
 
     def abandon(self, run_ids: set[str]) -> None:
-        """Drop what is buffered about ``run_ids``, and whatever comes about them later:
-        another process has taken them over (:meth:`Runner.abandon`)."""
+        """Drop what is buffered about ``run_ids``: another process has taken them over
+        (:meth:`Runner.abandon`, which records nothing more about them either; a later
+        start may take the same runs again, and they are recorded as usual then)."""
         with self._lock:
-            self._dropped |= run_ids
             for run_id in run_ids:
                 self._inserts.pop(run_id, None)
                 self._updates.pop(run_id, None)
@@ -94,8 +93,7 @@ class RunLog:
         if self._owner is not None and row.worker is None:
             row.worker = self._owner
         with self._lock:
-            if row.id not in self._dropped:
-                self._inserts[row.id] = row
+            self._inserts[row.id] = row
 
     def update(self, run_id: str, **changes: Any) -> None:
         """Buffer changes to a run record (merged with earlier ones for the same run)."""
@@ -108,8 +106,6 @@ class RunLog:
         the same transaction. Flushed at once when some do."""
         ended = Ended(task_id, run_id, RunStatus(changes["status"]), changes["finished_at"])
         with self._lock:
-            if run_id in self._dropped:
-                return
             self._merge(run_id, changes)
             self._ended.append(ended)
         if task_id in self.upstreams:
@@ -122,8 +118,6 @@ class RunLog:
         self.update(values.pop("id"), **values)
 
     def _merge(self, run_id: str, changes: dict[str, Any]) -> None:
-        if run_id in self._dropped:
-            return
         row = self._inserts.get(run_id)
         if row is not None:
             for key, value in changes.items():

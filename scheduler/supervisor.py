@@ -205,9 +205,15 @@ class Supervisor:
         process's, and a run must not reach the graph twice), and stand by, or start over
         from the database if the lock came back after another process had it."""
         url = self.store.display_url
-        if self.lock.try_acquire() and self.store.leader_epoch() == self._epoch:
-            logger.warning("the leader lock on %s was lost and taken back; carrying on", url)
-            return True
+        if self.lock.try_acquire():
+            try:
+                same = self.store.leader_epoch() == self._epoch
+            except StorageError:
+                self.lock.release()  # not held unchecked: the next poll tries it all again
+                raise
+            if same:
+                logger.warning("the leader lock on %s was lost and taken back; carrying on", url)
+                return True
         self.dispatcher.shutdown()
         abandoned = self.runner.abandon()
         self.run_log.abandon(abandoned)

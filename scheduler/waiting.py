@@ -145,6 +145,8 @@ class RunnerWaiting:
             interrupts=outcome.interrupts,
             output=outcome.output,
         )
+        if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
+            return
         self._waiting.hold(pending, thread_id=thread_id, since=now)
         if self._events.wants(pending.task):
             self._emit("waiting", pending, outcome, thread_id, now, now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import logging
@@ -33,6 +34,7 @@ class Hostile:
         self.events: list[tuple[str, Any]] = []
         self.raw: list[bytes] = []  # written as they are after the events, when given
         self.answer = b"{}"  # the JSON body of a request that is not a stream
+        self.answer_headers = b""  # more header lines for it
         self.headers: list[dict[str, str]] = []
         self.port = 0
 
@@ -46,6 +48,7 @@ class Hostile:
             writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         elif head.startswith("GET"):
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            writer.write(self.answer_headers)
             writer.write(b"content-length: %d\r\n\r\n" % len(self.answer) + self.answer)
         else:
             writer.write(SSE)
@@ -161,5 +164,18 @@ async def test_an_answer_that_is_not_a_stream_is_bounded_too(
         hostile.answer = json.dumps({"values": "z" * 3_000_000}).encode()
         with pytest.raises(remote.ServerRunError, match="an answer of more than"):
             await graph.client.http.get("/threads/t")
+    finally:
+        await graph.aclose()
+
+
+async def test_no_compressed_answer_is_asked_for_or_taken(hostile: Hostile) -> None:
+    # the bound counts bytes as they come: 400 KB of gzip would be 400 MB once inflated
+    graph = remote.ServerGraph(f"http://127.0.0.1:{hostile.port}#agent")
+    try:
+        hostile.answer = gzip.compress(json.dumps({"values": "z" * 1_000_000}).encode())
+        hostile.answer_headers = b"content-encoding: gzip\r\n"
+        with pytest.raises(remote.ServerRunError, match="'gzip'-encoded answer"):
+            await graph.client.http.get("/threads/t")
+        assert hostile.headers[-1]["accept-encoding"] == "identity"
     finally:
         await graph.aclose()

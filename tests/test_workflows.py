@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,8 +25,10 @@ from scheduler import (
     TaskType,
     changeset,
 )
+from scheduler.dependencies.follow import Followers
 from scheduler.exceptions import DependencyError
 from scheduler.records import RunRecord
+from scheduler.runlog import RunLog
 from scheduler.tasksfile import apply_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
@@ -398,6 +401,52 @@ async def test_a_changed_condition_drops_the_outcomes_it_no_longer_counts() -> N
             "b": "failed",
             "c": "failed",
         }
+
+
+def test_an_outcome_the_database_did_not_take_sets_nothing_off(tmp_path: Path) -> None:
+    # a process that lost the run to another writes its outcome after the other settled it:
+    # the record stays as settled, and nothing runs after the outcome that was refused
+    with _scheduler(tmp_path) as scheduler:
+        after_any = {"tasks": ["u"], "on": "finished"}
+        scheduler.add_tasks([_manual("u", "u"), TaskDefinition(id="d", after=after_any,
+                                                                  prompt="d")])  # fmt: skip
+        run_id = scheduler.run_task_now("u")
+        scheduler.store.update_runs([{"id": run_id, "status": "interrupted", "finished_at": 1.0}])
+        run_log = RunLog(scheduler.store)
+        run_log.follow = Followers(scheduler.store, clock=time.time, output_chars=100).follow
+        run_log.finish(run_id, "u", status=RunStatus.SUCCEEDED, finished_at=time.time())
+        run_log.flush()
+        assert scheduler.get_run(run_id).status is RunStatus.INTERRUPTED
+        assert _runs(scheduler, "d") == []
+
+
+def test_writers_of_links_on_postgresql_never_deadlock(pg_schema_url: str) -> None:
+    # one adds and removes a task while another adds and removes a task after it: the
+    # links lock is taken before any row lock, by every writer
+    stop = time.monotonic() + 5
+    failures: list[str] = []
+
+    def churn(task: TaskDefinition) -> None:
+        scheduler = TaskScheduler(database_url=pg_schema_url, graph=prompt_graphs.graph)
+        try:
+            while time.monotonic() < stop:
+                with contextlib.suppress(DependencyError):
+                    scheduler.add_task(task)
+                    scheduler.remove_task(task.id)
+        except Exception as exc:
+            failures.append(repr(exc))
+        finally:
+            scheduler.close()
+
+    threads = [
+        threading.Thread(target=churn, args=(_manual("a", "a"),)),
+        threading.Thread(target=churn, args=(TaskDefinition(id="b", after="a", prompt="b"),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
 
 
 def test_the_after_field_in_its_forms() -> None:

@@ -136,7 +136,10 @@ class Followers:
         downstreams: dict[str, list[str]] = defaultdict(list)
         for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is now
             downstreams[upstream].append(downstream)
-        relevant = sorted((e for e in ended if e.task_id in downstreams), key=_when)
+        relevant = [e for e in ended if e.task_id in downstreams]
+        if relevant:  # only outcomes that were written (a final record is never changed)
+            stored = tx.run_statuses([e.run_id for e in relevant])
+            relevant = sorted((e for e in relevant if stored.get(e.run_id) == e.status), key=_when)
         if not relevant:
             return []
         self._skips = []

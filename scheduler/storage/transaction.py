@@ -317,6 +317,14 @@ class Transaction:
                 params,
             )
 
+    def run_statuses(self, run_ids: Collection[str]) -> dict[str, str]:
+        """The stored status of each of ``run_ids`` that exists."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(run_ids)):
+            query = select(runs_table.c.id, runs_table.c.status).where(runs_table.c.id.in_(chunk))
+            found.update((run_id, status) for run_id, status in self._conn.execute(query))
+        return found
+
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, locked for the transaction."""
         query = select(runs_table).where(runs_table.c.id == run_id)

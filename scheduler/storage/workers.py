@@ -60,21 +60,24 @@ _ACTIVE = (
 _COUNT_ACTIVE = text(f"SELECT count(*) FROM scheduler_runs WHERE task_id = :task_id AND {_ACTIVE}")
 _TASK_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('scheduler-task/' || :task_id))")
 # Queued runs any worker may take, best first; not those of a task at its limit of runs in
-# progress (without this filter they filled the scan and held up every run behind them)
+# progress (without this filter they filled the scan and held up every run behind them).
+# The runs in progress are few: counted once per claim, not per candidate.
 _CANDIDATES = text(
-    "SELECT id, task_id, max_running FROM scheduler_runs AS c "
-    "WHERE status = 'queued' AND worker = '*' AND (not_before IS NULL OR not_before <= :now) "
-    "AND (max_running IS NULL OR max_running > (SELECT count(*) FROM scheduler_runs AS a "
-    "WHERE a.task_id = c.task_id AND (a.status IN ('running', 'waiting') OR "
-    "(a.status = 'queued' AND a.worker IS NOT NULL AND a.worker <> '*')))) "
-    "ORDER BY COALESCE(priority_rank, :rank), scheduled_for, id "
-    "LIMIT :scan FOR UPDATE SKIP LOCKED"
+    "SELECT c.id, c.task_id, c.max_running FROM scheduler_runs AS c "
+    "LEFT JOIN (SELECT task_id, count(*) AS n FROM scheduler_runs "
+    f"WHERE {_ACTIVE} GROUP BY task_id) AS a ON a.task_id = c.task_id "
+    "WHERE c.status = 'queued' AND c.worker = '*' "
+    "AND (c.not_before IS NULL OR c.not_before <= :now) "
+    "AND (c.max_running IS NULL OR c.max_running > COALESCE(a.n, 0)) "
+    "ORDER BY COALESCE(c.priority_rank, :rank), c.scheduled_for, c.id "
+    "LIMIT :scan FOR UPDATE OF c SKIP LOCKED"
 )
 # When a run held back by its task's limit could start: the last end of another run of the
-# task since it was due (its catch-up window counts from then, as one process's buffer does)
+# task that ran (a skipped or missed record held no place) since it was due; its catch-up
+# window counts from then, as one process's buffer does
 _FREED_AT = text(
-    "SELECT max(finished_at) FROM scheduler_runs "
-    "WHERE task_id = :task_id AND id <> :id AND finished_at >= :since"
+    "SELECT max(finished_at) FROM scheduler_runs WHERE task_id = :task_id AND id <> :id "
+    "AND started_at IS NOT NULL AND finished_at >= :since"
 )
 
 

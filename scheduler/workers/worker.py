@@ -92,8 +92,8 @@ class Worker:
         self.store = store
         self.settings = settings
         # the database's time, as this machine's clock plus the offset the heartbeats
-        # measure: the leader stamps due times, and the lease is judged, in it (machines'
-        # clocks may differ; a worker 60 s behind found every run past its catch-up window)
+        # measure: catch-up windows and retry delays are judged in it, as the lease is
+        # (machines' clocks may differ: a worker 60 s ahead found every run past its window)
         self._machine_clock = clock
         self._offset = 0.0
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -114,7 +114,7 @@ class Worker:
         # the lease is renewed on a thread of its own: sync graph nodes, flushes and
         # claims fill the loop's default executor, and a renewal queued behind them
         # would let the lease lapse while every run is fine
-        self._heartbeat = Offloader("scheduler-heartbeat")
+        self._heartbeat = Offloader("scheduler-heartbeat", spill=False)
         self._revision = -1
         self._decoded: dict[str, tuple[float, TaskDefinition | str]] = {}
         self.failed: str | None = None  # why the worker stopped by itself
