@@ -390,8 +390,8 @@ class TaskWrites(TaskQueries):
     def _changing(self) -> Iterator[TaskChanges]:
         """The one write path for tasks (see :mod:`scheduler.writes`)."""
         with self._store.transaction() as tx:
-            # before any row lock: a link check takes it, and taken after a row lock it
-            # would deadlock with a writer that holds it and waits for that row
+            # the link checks need it, and first: taken after a row lock it would deadlock
+            # with a writer that holds it and waits for that row
             tx.lock_links()
             changes = TaskChanges(tx, settings=self.settings, now=self._clock())
             yield changes

@@ -36,7 +36,6 @@ def check_links(
     new = links_of(tasks)
     if not new:
         return []  # links only go away: no unknown upstream, no new cycle
-    tx.lock_links()  # what is read here stays so until this transaction's links are written
     kept = [(d, u) for d, u in tx.all_links() if d not in written and d not in removing]
     wanted = {u for _, u in new} - written
     present = set(tx.get_tasks(wanted)) - set(removing)
@@ -58,7 +57,6 @@ def check_removal(tx: Transaction, task_ids: Collection[str]) -> None:
     Raises:
         DependencyError: Names each removed task and the tasks that run after it.
     """
-    tx.lock_links()  # no link to them may come meanwhile
     needed: dict[str, list[str]] = defaultdict(list)
     for downstream, upstream in tx.links_from(task_ids):
         if downstream not in task_ids:

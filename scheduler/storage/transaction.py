@@ -66,7 +66,6 @@ class Transaction:
         self._lock_rows = lock_rows
         self.bumped = False  # the revision was bumped
         self._revision: int | None = None  # what the last bump made it
-        self._links_locked = False
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -192,14 +191,14 @@ class Transaction:
         return int(self._conn.execute(EPOCH).scalar_one())
 
     def lock_links(self) -> None:
-        """Take turns with other writers of links until this transaction ends, so that the
-        links a check reads stay as they are until its own are written: two processes
-        each adding one link of a cycle, or one removing a task while another makes a task
-        run after it, would each pass the check. SQLite writers take turns already
-        (``BEGIN IMMEDIATE``); PostgreSQL takes a transaction-level advisory lock."""
-        if self._conn.dialect.name == "postgresql" and not self._links_locked:
+        """Take turns with other writers of tasks until this transaction ends (first thing,
+        before any row lock), so that the links a check reads stay as they are until its
+        own are written: two processes each adding one link of a cycle, or one removing a
+        task while another makes a task run after it, would each pass the check. SQLite
+        writers take turns already (``BEGIN IMMEDIATE``); PostgreSQL takes a
+        transaction-level advisory lock."""
+        if self._conn.dialect.name == "postgresql":
             self._conn.execute(_LOCK_LINKS)
-            self._links_locked = True
 
     def set_links(self, downstream_ids: Collection[str], links: Iterable[tuple[str, str]]) -> None:
         """Replace the links of ``downstream_ids`` with ``links`` (downstream, upstream), and

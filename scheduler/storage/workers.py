@@ -39,6 +39,7 @@ __all__ = [
     "WorkerRow",
     "adopt_waiting",
     "claim_runs",
+    "freed_at",
     "in_progress",
     "list_workers",
     "notify",
@@ -140,12 +141,11 @@ def notify(tx: Transaction) -> None:
 
 def claim_runs(
     store: Store, worker_id: str, *, now: float, limit: int, default_rank: int
-) -> tuple[list[RunRow], dict[str, TaskRow], dict[str, float]]:
+) -> tuple[list[RunRow], dict[str, TaskRow]]:
     """Claim up to ``limit`` queued runs for ``worker_id`` (see the module doc); with the
-    rows of their tasks (read, not locked: the leader may be moving their next run), and
-    for runs that waited for their task's limit, when it let them go (``_FREED_AT``)."""
+    rows of their tasks (read, not locked: the leader may be moving their next run)."""
     if limit <= 0:
-        return [], {}, {}
+        return [], {}
     with store.transaction() as tx:
         conn = _conn(tx)
         candidates = conn.execute(
@@ -171,7 +171,7 @@ def claim_runs(
             claimed_here[task_id] = claimed_here.get(task_id, 0) + 1
             chosen.append(run_id)
         if not chosen:
-            return [], {}, {}
+            return [], {}
         rows = conn.execute(
             update(runs_table)
             .where(runs_table.c.id.in_(chosen))
@@ -179,15 +179,6 @@ def claim_runs(
             .returning(*runs_table.columns)
         ).all()
         runs = [run_row(row) for row in rows]
-        freed: dict[str, float] = {}
-        for run in runs:
-            if run.max_running is not None:
-                since = max(run.scheduled_for, run.not_before or 0.0)
-                found = conn.execute(
-                    _FREED_AT, {"task_id": run.task_id, "id": run.id, "since": since}
-                ).scalar()
-                if found is not None:
-                    freed[run.id] = float(found)
         tasks = {
             task.id: task
             for task in map(
@@ -198,7 +189,24 @@ def claim_runs(
             )
         }
     order = {run_id: i for i, run_id in enumerate(chosen)}
-    return sorted(runs, key=lambda run: order.get(run.id, 0)), tasks, freed
+    return sorted(runs, key=lambda run: order.get(run.id, 0)), tasks
+
+
+def freed_at(store: Store, runs: Sequence[RunRow]) -> dict[str, float]:
+    """For claimed runs that waited for their task's limit: when it let each go
+    (``_FREED_AT``), where it did. Asked only for runs that look late (few)."""
+    freed: dict[str, float] = {}
+    with store.transaction() as tx:
+        for run in runs:
+            since = max(run.scheduled_for, run.not_before or 0.0)
+            found = (
+                _conn(tx)
+                .execute(_FREED_AT, {"task_id": run.task_id, "id": run.id, "since": since})
+                .scalar()
+            )
+            if found is not None:
+                freed[run.id] = float(found)
+    return freed
 
 
 def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:
