@@ -27,6 +27,7 @@ from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import StorageError
 from scheduler.logs import run_fields
 from scheduler.models import TaskDefinition
+from scheduler.offload import call_soon_threadsafe
 from scheduler.pending import Admission, PendingRun, new_run_id
 from scheduler.rows import decode, missed_run, queued_run, run_record, skipped_run
 from scheduler.runner import Runner
@@ -90,7 +91,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         if loop is None or loop.is_closed() or self._wakeup_pending:
             return
         self._wakeup_pending = True
-        loop.call_soon_threadsafe(self._wakeup_now)
+        call_soon_threadsafe(loop, self._wakeup_now)
 
     def wakeup_by(self, due: float) -> None:
         """Only tasks first due at ``due`` were added (committed): process due tasks now
@@ -100,7 +101,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         loop = self._eventloop
         if loop is None or loop.is_closed() or self._wakeup_pending:
             return
-        loop.call_soon_threadsafe(self._wakeup_before, due)
+        call_soon_threadsafe(loop, self._wakeup_before, due)
 
     def _wakeup_before(self, due: float) -> None:
         if self._wakeup_pending or (self._timeout is not None and due >= self._timer_due):

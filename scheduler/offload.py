@@ -19,9 +19,27 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Offloader"]
+__all__ = ["Offloader", "call_soon_threadsafe"]
 
 T = TypeVar("T")
+
+_Held = list[tuple[Callable[..., Any], tuple[Any, ...]]]
+_local = threading.local()  # on a kept thread: (the caller's loop, the calls held for it)
+
+
+def call_soon_threadsafe(
+    loop: asyncio.AbstractEventLoop, function: Callable[..., Any], *args: Any
+) -> None:
+    """``loop.call_soon_threadsafe(function, *args)``; on an :class:`Offloader`'s kept thread,
+    during a call made from ``loop``, the call is held and made on the loop just before the
+    result is handed over: one wake-up of the loop for the whole call instead of one for
+    each notice (each costs the call the GIL back and forth while it still works)."""
+    held = getattr(_local, "held", None)
+    if held is not None and held[0] is loop:
+        held[1].append((function, args))
+    else:
+        loop.call_soon_threadsafe(function, *args)
+
 
 _Call = tuple[asyncio.Future[Any], contextvars.Context, Callable[..., Any], tuple[Any, ...]]
 
@@ -71,20 +89,34 @@ class Offloader:
     def _work(self) -> None:
         while (call := self._queue.get()) is not None:
             future, context, function, args = call
+            loop = future.get_loop()
             result: Any = None
             error: BaseException | None = None
+            held: _Held = []
+            _local.held = (loop, held)
             try:
                 result = context.run(function, *args)
             except BaseException as exc:  # handed to the caller, as an executor does
                 error = exc
+            finally:
+                _local.held = None
             with self._lock:
                 self._busy = False
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
-            del call, future, context, function, args, result, error
+                loop.call_soon_threadsafe(_settle, future, result, error, held)
+            del call, future, context, function, args, result, error, held
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(
+    future: asyncio.Future[Any], result: Any, error: BaseException | None, held: _Held
+) -> None:
+    for function, args in held:  # what the call asked the loop to do, first
+        try:
+            function(*args)
+        except Exception as exc:
+            future.get_loop().call_exception_handler(
+                {"message": f"error in {function!r}, called from a kept thread", "exception": exc}
+            )
     if future.cancelled():  # the caller stopped waiting; the call itself has finished
         return
     if error is not None:

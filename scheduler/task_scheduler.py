@@ -20,7 +20,7 @@ from scheduler.exceptions import SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
-from scheduler.offload import Offloader
+from scheduler.offload import Offloader, call_soon_threadsafe
 from scheduler.settings import Settings, sqlite_url
 from scheduler.storage import Store
 from scheduler.supervisor import Supervisor
@@ -348,4 +348,4 @@ class TaskScheduler(AsyncTaskAPI):
         if current is supervisor.loop:
             function(*args)
         else:
-            supervisor.loop.call_soon_threadsafe(function, *args)
+            call_soon_threadsafe(supervisor.loop, function, *args)

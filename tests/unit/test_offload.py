@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 
 import pytest
 
-from scheduler.offload import Offloader
+from scheduler.offload import Offloader, call_soon_threadsafe
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -68,4 +69,33 @@ async def test_closed_it_lets_its_thread_end_and_starts_a_new_one_when_used_agai
     assert not alive()
     assert await offload.run(lambda: threading.current_thread().name) == name
     assert len(alive()) == 1
+    offload.close()
+
+
+async def test_notices_to_the_loop_arrive_once_the_call_is_done_before_its_result() -> None:
+    offload = Offloader()
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+
+    def broken() -> None:
+        raise RuntimeError("notice failed")
+
+    def work() -> str:
+        call_soon_threadsafe(loop, seen.append, "first")
+        call_soon_threadsafe(loop, broken)
+        call_soon_threadsafe(loop, seen.append, "second")
+        time.sleep(0.05)  # a loop woken at the first notice would have run it by now
+        seen.append("work done")  # this thread: before any notice ran on the loop
+        return "result"
+
+    assert await offload.run(work) == "result"
+    assert seen == ["work done", "first", "second"]  # in order, and the broken one between
+    assert [str(e["exception"]) for e in errors] == ["notice failed"]
+
+    elsewhere: list[str] = []  # not on a kept thread: sent at once, as the loop's own does
+    await asyncio.to_thread(call_soon_threadsafe, loop, elsewhere.append, "now")
+    await asyncio.sleep(0)
+    assert elsewhere == ["now"]
     offload.close()
