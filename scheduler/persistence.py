@@ -158,10 +158,12 @@ def _one_at_a_time(pool: Any, setup: Callable[[], Any]) -> None:
         try:
             setup()
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('langgraph-scheduler-setup'))")
+            conn.execute(f"SELECT pg_advisory_unlock({_SETUP_KEYS})")
 
 
-_TRY_SETUP_LOCK = "SELECT pg_try_advisory_lock(hashtext('langgraph-scheduler-setup'))"
+# two keys: apart from the leader's lock (one key), which never lets go while it leads
+_SETUP_KEYS = "hashtext('langgraph-scheduler'), hashtext('setup')"
+_TRY_SETUP_LOCK = f"SELECT pg_try_advisory_lock({_SETUP_KEYS})"
 
 
 def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:

@@ -6,6 +6,7 @@ counted on the graph's side, not read back from the scheduler's own records."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -707,3 +708,38 @@ def test_a_process_that_lost_its_lock_to_another_lets_go_of_its_runs(fleet: Flee
     assert _said(fleet, first, "to another process")
     fleet.stop(first)
     fleet.stop(second)
+
+
+def test_the_schedulers_own_locks_never_meet_a_lock_of_one_key(fleet: Fleet) -> None:
+    # The leader holds a one-key advisory lock for as long as it leads, and applications
+    # take their own. A session holding the one-key locks that a task's claim and every
+    # task write once hashed to (as a collision would): runs of a task with a limit are
+    # still claimed, and tasks still written.
+    fleet.add([{"id": "limited", "interval_seconds": 3600, "prompt": "record"}])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.active_leader([leader])
+    with fleet.engine.connect() as holder:
+        holder.execute(
+            text(
+                "SELECT pg_advisory_lock(hashtext('scheduler-task/' || 'limited')), "
+                "pg_advisory_lock(hashtext('scheduler-links/' || current_schema()))"
+            )
+        )
+        holder.commit()
+        edit = [PYTHON, "-m", "scheduler", "add", "--id", "limited", "--replace",
+                "--schedule", "every 1 second", "--prompt", "record", "--overlap", "skip",
+                "--metadata", json.dumps({"log": str(fleet.log)})]  # fmt: skip
+        done = subprocess.run(
+            edit, cwd=fleet.directory, env=fleet.env(), capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        wait_until(
+            lambda: fleet.count("max_running = 1 AND status = 'succeeded'") >= 2,
+            timeout=30,
+            message=f"runs with a limit: {fleet.rows('SELECT * FROM scheduler_runs')}",
+        )
+    fleet.stop(worker)
+    fleet.stop(leader)

@@ -22,7 +22,10 @@ def create_tables(conn: Connection) -> None:
     together (a leader and its workers) take turns: the check and the creation would race."""
     if conn.dialect.name == "postgresql":
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('scheduler-schema/' || current_schema()))")
+            text(  # two keys: apart from the leader's lock (one key)
+                "SELECT pg_advisory_xact_lock(hashtext('scheduler-schema'), "
+                "hashtext(current_schema()))"
+            )
         )
     metadata.create_all(conn)
 

@@ -55,7 +55,11 @@ _BUMP_EPOCH = (
     .where(meta_table.c.key == "leader_epoch")
     .values(value=meta_table.c.value + 1)
 )
-_LOCK_LINKS = text("SELECT pg_advisory_xact_lock(hashtext('scheduler-links/' || current_schema()))")
+# Locks of two keys (what, schema): PostgreSQL keeps them apart from locks of one key (the
+# leader's, an application's own), so a hash that meets one of those never blocks a write.
+_LOCK_LINKS = text(
+    "SELECT pg_advisory_xact_lock(hashtext('scheduler-links'), hashtext(current_schema()))"
+)
 
 
 class Transaction:

@@ -59,7 +59,11 @@ _ACTIVE = (
     "(status = 'queued' AND worker IS NOT NULL AND worker <> '*'))"
 )
 _COUNT_ACTIVE = text(f"SELECT count(*) FROM scheduler_runs WHERE task_id = :task_id AND {_ACTIVE}")
-_TASK_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('scheduler-task/' || :task_id))")
+# two keys (schema, task): that key space is not the one-key space of the leader's lock
+_TASK_LOCK = text(
+    "SELECT pg_try_advisory_xact_lock(hashtext('scheduler-task/' || current_schema()), "
+    "hashtext(:task_id))"
+)
 # Queued runs any worker may take, best first; not those of a task at its limit of runs in
 # progress (without this filter they filled the scan and held up every run behind them).
 # The runs in progress are few: counted once per claim, not per candidate.
