@@ -5,10 +5,14 @@ at a given time. :class:`SystemClock` is the wall clock and the event loop's tim
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "Timer", "call_at"]
+__all__ = ["Clock", "DatabaseClock", "SystemClock", "Timer", "call_at"]
+
+logger = logging.getLogger(__name__)
 
 
 class Timer(Protocol):
@@ -34,6 +38,59 @@ class SystemClock:
     def call_at(self, when: float, callback: Any, *args: Any) -> Timer:
         delay = max(0.0, when - time.time())
         return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+
+class DatabaseClock:
+    """The database's time: this machine's clock plus its offset from the database server's,
+    measured at first use and then now and then (:meth:`measure`), so that every process of
+    a PostgreSQL fleet (the leader, a standby, workers, the CLI) stamps and judges times
+    alike whatever its machine's clock says. While the database cannot be read the offset
+    is the last one measured (0 at first).
+
+    Args:
+        read: The database's UNIX time (one query).
+        machine: This machine's clock.
+    """
+
+    EVERY = 10.0  # seconds between measures that the supervisor's poll asks for
+    _NOISE = 0.01  # a smaller change is the round trip's noise: the clock does not move
+
+    def __init__(self, read: Callable[[], float], machine: Callable[[], float] = time.time):
+        self._read = read
+        self._machine = machine
+        self.offset = 0.0
+        self.measured_at: float | None = None  # machine time of the last measure
+
+    def __call__(self) -> float:
+        if self.measured_at is None:
+            try:
+                self.measure()
+            except Exception as exc:  # the next measure the supervisor asks for retries
+                logger.debug("cannot read the database's time: %s", exc)
+        return self._machine() + self.offset
+
+    def due(self) -> bool:
+        """It is time to measure again."""
+        at = self.measured_at
+        return at is None or abs(self._machine() - at) >= self.EVERY
+
+    def measure(self) -> None:
+        """Read the database's time and keep the offset (a failed read keeps the last one:
+        the error is the caller's)."""
+        before = self._machine()
+        self.measured_at = before  # a failing database is not asked again at once
+        database_now = self._read()
+        after = self._machine()
+        offset = database_now - (before + after) / 2
+        if abs(offset - self.offset) > 1.0:
+            logger.warning(
+                "this machine's clock is %+.1f s off the database's; the scheduler keeps "
+                "the database's time",
+                -offset,
+            )
+        if abs(offset - self.offset) > self._NOISE:
+            self.offset = offset
+        self.measured_at = after
 
 
 def call_at(clock: Any, when: float, callback: Any, *args: Any) -> Timer:

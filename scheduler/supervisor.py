@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scheduler.clock import DatabaseClock
 from scheduler.dependencies.follow import Followers
 from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
@@ -171,6 +172,9 @@ class Supervisor:
             self._revision = revision
 
     def _poll_once(self) -> None:
+        clock = self.clock
+        if isinstance(clock, DatabaseClock) and clock.due():
+            clock.measure()
         if not self.active:
             if self.lock.try_acquire():
                 logger.info("the previous active scheduler is gone; taking over")

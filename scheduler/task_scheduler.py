@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler import gcfreeze
 from scheduler.async_api import AsyncTaskAPI
+from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, Listener, RunEvent
 from scheduler.exceptions import SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
@@ -60,7 +61,8 @@ class TaskScheduler(AsyncTaskAPI):
         graph: The graph to invoke (anything with ``ainvoke``); default: the target in
             ``settings.graph``, loaded at start.
         settings: Settings (default: read from the environment and ``.env``).
-        clock: The time source (UNIX seconds), default the wall clock; a
+        clock: The time source (UNIX seconds), default the wall clock (on PostgreSQL the
+            database server's, measured as an offset from this machine's clock); a
             :class:`scheduler.testing.TestClock` lets a test move time by hand.
 
     Example:
@@ -90,7 +92,10 @@ class TaskScheduler(AsyncTaskAPI):
         self._events = EventBus()
         self._webhooks: Deliverer | None = None
         self._gc_frozen = False
-        self._clock: Callable[[], float] = clock if clock is not None else time.time
+        if clock is None:  # PostgreSQL: the database's time, as every process there keeps
+            postgres = self._store.engine.dialect.name == "postgresql"
+            clock = DatabaseClock(self._store.database_time) if postgres else time.time
+        self._clock: Callable[[], float] = clock
         self._offload = Offloader()
 
     @classmethod

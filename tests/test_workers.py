@@ -492,6 +492,35 @@ def test_a_worker_whose_clock_is_off_keeps_the_databases_time(fleet: Fleet) -> N
     assert "clock is +60" in fleet.log_of[worker.pid].read_text()
 
 
+_LATE_LEADER = (  # a leader on a machine whose clock is a minute behind
+    "import runpy, sys, time; machine = time.time; time.time = lambda: machine() - 60; "
+    "sys.argv = ['scheduler', 'serve']; runpy.run_module('scheduler', run_name='__main__')"
+)
+
+
+def test_a_leader_whose_clock_is_off_fires_by_the_databases_time(fleet: Fleet) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=8)
+    fleet.add([{"id": "once", "run_at": due.isoformat(), "prompt": "record"},
+               {"id": "tick", "interval_seconds": 1, "prompt": "record",
+                "misfire_grace_seconds": 5}])  # fmt: skip
+    leader = fleet._spawn(["-c", _LATE_LEADER], SCHEDULER_ROLE="scheduler",
+                          SCHEDULER_LOG_LEVEL="INFO")  # fmt: skip
+    worker = fleet.worker()
+    wait_until(lambda: fleet.count("task_id = 'once' AND status = 'succeeded'"), 40,
+               f"the one-off run, due at {due}")  # fmt: skip
+    wait_until(lambda: fleet.count("task_id = 'tick' AND status = 'succeeded'") >= 3, 30, "ticks")
+    fleet.stop(worker)
+    fleet.stop(leader)
+    [once] = fleet.rows("SELECT scheduled_for, started_at FROM scheduler_runs "
+                        "WHERE task_id = 'once'")  # fmt: skip
+    assert abs(once["scheduled_for"] - due.timestamp()) < 0.01
+    assert 0 <= once["started_at"] - due.timestamp() < 5  # not a minute late
+    runs = fleet.rows("SELECT status, scheduled_for, started_at FROM scheduler_runs")
+    assert not [r for r in runs if r["status"] == "missed"], "stamped by the leader's clock"
+    assert all(abs(r["started_at"] - r["scheduled_for"]) < 5 for r in runs if r["started_at"])
+    assert "clock is -60" in fleet.log_of[leader.pid].read_text()
+
+
 def test_a_queued_occurrence_waits_for_the_run_before_it_not_past_its_window(
     fleet: Fleet,
 ) -> None:

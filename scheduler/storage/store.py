@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -58,6 +58,8 @@ from scheduler.storage.statements import (
     stats_query,
 )
 from scheduler.storage.transaction import EPOCH, SELECT_TASK, Transaction
+
+DATABASE_TIME = text("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
 
 __all__ = ["Store", "translated"]
 
@@ -202,6 +204,11 @@ class Store:
         """The change counter; it grows with every change to tasks or requested runs."""
         with self._reading() as conn:
             return int(conn.execute(REVISION).scalar() or 0)
+
+    def database_time(self) -> float:
+        """The database server's UNIX time (PostgreSQL only)."""
+        with self._reading() as conn:
+            return float(conn.execute(DATABASE_TIME).scalar_one())
 
     def leader_epoch(self) -> int:
         """The last leader epoch taken (:meth:`Transaction.take_epoch`), 0 if none."""

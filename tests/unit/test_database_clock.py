@@ -1,0 +1,60 @@
+"""The database's time (:class:`scheduler.clock.DatabaseClock`): this machine's clock plus a
+measured offset, kept through the round trip's noise and through a failed read."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.clock import DatabaseClock
+
+
+class Machine:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_offset_is_measured_at_first_use_and_kept_through_noise() -> None:
+    machine = Machine()
+    database = {"ahead": 60.0, "reads": 0}
+
+    def read() -> float:
+        database["reads"] += 1
+        machine.now += 0.002  # the round trip
+        return machine.now - 0.001 + database["ahead"]
+
+    clock = DatabaseClock(read, machine)
+    assert clock() == pytest.approx(machine.now + 60)
+    assert database["reads"] == 1 and not clock.due()
+    clock()
+    clock()
+    assert database["reads"] == 1  # measured once, not at every reading
+    machine.now += DatabaseClock.EVERY
+    assert clock.due()
+    database["ahead"] = 60.004  # within the noise: the clock does not move
+    clock.measure()
+    assert clock.offset == pytest.approx(60.0)
+    database["ahead"] = 58.0  # a real change
+    clock.measure()
+    assert clock.offset == pytest.approx(58.0)
+
+
+def test_a_failed_read_keeps_the_last_offset_and_waits_before_asking_again() -> None:
+    machine = Machine()
+    failing = {"on": True}
+
+    def read() -> float:
+        if failing["on"]:
+            raise OSError("database down")
+        return machine.now + 5
+
+    clock = DatabaseClock(read, machine)
+    assert clock() == machine.now  # no offset yet; the error is not the reader's
+    assert not clock.due()  # asked again at the supervisor's next measure, not at once
+    with pytest.raises(OSError, match="database down"):
+        clock.measure()
+    failing["on"] = False
+    clock.measure()
+    assert clock() == pytest.approx(machine.now + 5)
