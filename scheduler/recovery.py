@@ -15,10 +15,11 @@ from typing import Any
 
 from scheduler.dependencies.follow import Followers
 from scheduler.enums import RunStatus, RunTrigger
+from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, new_run_id, retry_delay
-from scheduler.rows import decode, queued_run, settled, upstream_of
+from scheduler.rows import decode, queued_run, run_record, settled, upstream_of
 from scheduler.runlog import Ended
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
@@ -63,6 +64,7 @@ class Recovery:
         followers: Queues the runs that follow a run's final outcome.
         shared: Set on a leader whose runs workers execute: what is resumed is queued for
             them instead of returned.
+        events: Where the records settled here are told, as any run's end is.
     """
 
     def __init__(
@@ -73,7 +75,9 @@ class Recovery:
         clock: Callable[[], float],
         followers: Followers,
         shared: SharedAdmission | None,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -86,11 +90,12 @@ class Recovery:
         now = self.clock()
         resumed: list[PendingRun] = []
         changes: list[dict[str, Any]] = []
+        ends: list[tuple[RunRow, dict[str, Any]]] = []
         with self.store.transaction() as tx:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
             queued = [r for r in tx.runs_with_status([RunStatus.QUEUED]) if r.worker is None]
             tasks = tasks_of(tx, [*running, *queued])
-            retried = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed)
+            retried = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed, ends)
             for run in queued:
                 loaded = tasks[run.task_id]
                 if isinstance(loaded, str) or run.problem is not None:
@@ -104,6 +109,7 @@ class Recovery:
                             message=str(reason),
                         )
                     )
+                    ends.append((run, changes[-1]))
                     continue
                 grace = loaded.misfire_grace_seconds
                 if grace is None:
@@ -119,6 +125,7 @@ class Recovery:
                     changes.append(
                         settled(run.id, RunStatus.MISSED, now=now, kind="Missed", message=message)
                     )
+                    ends.append((run, changes[-1]))
                     continue
                 resumed.append(
                     PendingRun(
@@ -134,6 +141,8 @@ class Recovery:
                 )
             tx.update_runs(changes)
             resumed = self._handed_over(tx, resumed)
+        self._tell(ends, tasks)
+        self.followers.emit_skips()
         if running or queued:
             logger.warning(
                 "recovered runs left by the previous process: %d interrupted (%d retried as a "
@@ -161,8 +170,11 @@ class Recovery:
                 "cut off) while this run was in flight; it is not run again"
             )
             resumed: list[PendingRun] = []
-            retried = self._interrupt(tx, running, tasks, now, message, resumed)
+            ends: list[tuple[RunRow, dict[str, Any]]] = []
+            retried = self._interrupt(tx, running, tasks, now, message, resumed, ends)
             self._handed_over(tx, resumed, force_share=True)
+        self._tell(ends, tasks)
+        self.followers.emit_skips()
         logger.warning(
             "worker(s) %s stopped renewing their lease: %d run(s) interrupted (%d retried as a "
             "new attempt), %d queued or waiting run(s) released to the other workers",
@@ -181,9 +193,11 @@ class Recovery:
         now: float,
         message: str,
         resumed: list[PendingRun],
+        ends: list[tuple[RunRow, dict[str, Any]]],
     ) -> int:
-        """Record ``running`` interrupted, insert their retries (added to ``resumed``) and
-        queue what follows the ones that are final. Returns how many are retried."""
+        """Record ``running`` interrupted (each added to ``ends`` with its change), insert
+        their retries (added to ``resumed``) and queue what follows the ones that are final.
+        Returns how many are retried."""
         changes: list[dict[str, Any]] = []
         retries: list[RunRow] = []
         ended: list[Ended] = []
@@ -191,6 +205,7 @@ class Recovery:
             changes.append(
                 settled(run.id, RunStatus.INTERRUPTED, now=now, kind="Interrupted", message=message)
             )
+            ends.append((run, changes[-1]))
             retry = self._retry_of(run, tasks.get(run.task_id), now)
             if retry is not None:
                 retries.append(retry[0])
@@ -201,6 +216,21 @@ class Recovery:
         tx.insert_runs(retries)
         resumed += self.followers.follow(tx, ended) if ended else []
         return len(retries)
+
+    def _tell(
+        self, ends: list[tuple[RunRow, dict[str, Any]]], tasks: dict[str, TaskDefinition | str]
+    ) -> None:
+        """Once committed: each record settled here goes to the listeners (and webhooks)."""
+        events = self.events
+        if events is None:
+            return
+        for run, change in ends:
+            task = tasks.get(run.task_id)
+            if not isinstance(task, TaskDefinition) or not events.wants(task):
+                continue  # a task that cannot be read has no webhook to read either
+            for key, value in change.items():
+                setattr(run, key, value)
+            events.emit(RunEvent("finished", run_record(run), task))
 
     def _handed_over(
         self, tx: Transaction, resumed: list[PendingRun], *, force_share: bool = False

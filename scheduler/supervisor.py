@@ -83,6 +83,7 @@ class Supervisor:
             clock=clock,
             followers=self.followers,
             shared=self.shared,
+            events=self.events,
         )
         self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
         self._last_reap = 0.0

@@ -28,11 +28,13 @@ from scheduler import (
 from scheduler.dependencies.follow import Followers
 from scheduler.exceptions import DependencyError
 from scheduler.records import RunRecord
+from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
 from scheduler.tasksfile import apply_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
 from tests import prompt_graphs
+from tests.conftest import eventually
 from tests.test_cli import Cli
 
 START = "2030-01-01T00:00:00Z"
@@ -589,3 +591,38 @@ def test_a_chain_of_thousands_of_tasks_is_drawn_without_recursion() -> None:
     lines = draw(chain, {f"t{i}": "w" for i in range(5001)})
     assert len(lines) == 5001
     assert lines[0] == "t0" and lines[-1] == "   " * 5000 + "-> t5000  (w)"
+
+
+async def test_what_the_recovery_at_start_settles_reaches_listeners(tmp_path: Path) -> None:
+    # a process died while "fetch" ran (no retries left): the next one records it
+    # interrupted, and "paused", which runs after whatever fetch's outcome, is skipped; both
+    # ends are told (listeners, webhooks) as any run's end is
+    with _scheduler(tmp_path) as setup:
+        setup.add_tasks(
+            [
+                _manual("fetch", "f", max_retries=0),
+                TaskDefinition(id="paused", after={"tasks": ["fetch"], "on": "finished"},
+                               prompt="p"),
+            ]
+        )  # fmt: skip
+        setup.pause_task("paused")
+        now = time.time()
+        left = queued_run("left", "fetch", scheduled_for=now, queued_at=now,
+                          trigger=RunTrigger.MANUAL)  # fmt: skip
+        left.status, left.started_at = RunStatus.RUNNING.value, now
+        with setup.store.transaction() as tx:
+            tx.insert_runs([left])
+    scheduler = TaskScheduler(db_path=str(tmp_path / "s.db"), graph=prompt_graphs.graph)
+    ended: list[tuple[str, str]] = []
+    scheduler.subscribe(
+        lambda e: ended.append((e.task.id, e.run.status.value)) if e.kind == "finished" else None
+    )
+    scheduler.start()
+    try:
+        await eventually(lambda: ("paused", "skipped") in ended or None, timeout=5,
+                         message=f"the skip told; told: {ended}")  # fmt: skip
+        assert [r.status for r in scheduler.list_runs("paused")] == [RunStatus.SKIPPED]
+        assert sorted(ended) == [("fetch", "interrupted"), ("paused", "skipped")]
+    finally:
+        await scheduler.stop()
+        scheduler.close()

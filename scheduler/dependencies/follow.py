@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,7 +55,9 @@ class Followers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: EventBus | None = None
         self._decoded: dict[str, tuple[str, TaskDefinition]] = {}
-        self._skips: list[tuple[RunRow, TaskDefinition]] = []  # written by the last follow
+        # the skipped records written by the last follow on each thread (a flush's thread,
+        # the loop's recovery), told once that thread has committed them
+        self._local = threading.local()
 
     def attach(
         self,
@@ -90,10 +93,21 @@ class Followers:
 
     def _deliver(self, runs: list[PendingRun]) -> None:
         """Called from the thread that committed ``runs`` (and the last follow's skips)."""
-        skips, self._skips = self._skips, []
+        skips = self._take_skips()
         if self._loop is not None and (runs or skips):
             with contextlib.suppress(RuntimeError):  # the loop has closed: they stay queued
                 self._loop.call_soon_threadsafe(self._accept, runs, skips)
+
+    def emit_skips(self) -> None:
+        """On the loop, once a transaction of its own that followed outcomes has committed
+        (a recovery): tell the listeners about the skipped records it wrote."""
+        for row, task in self._take_skips():
+            self._emit(row, task)
+
+    def _take_skips(self) -> list[tuple[RunRow, TaskDefinition]]:
+        skips: list[tuple[RunRow, TaskDefinition]] = getattr(self._local, "skips", [])
+        self._local.skips = []
+        return skips
 
     def _accept(
         self, runs: list[PendingRun], skips: Sequence[tuple[RunRow, TaskDefinition]] = ()
@@ -133,6 +147,8 @@ class Followers:
     def follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
         """Record ``ended`` toward the tasks that run after them; queue those whose
         condition now holds. Returns their pending runs (queued in ``tx``)."""
+        skips: list[tuple[RunRow, TaskDefinition]] = []
+        self._local.skips = skips  # what an earlier follow here left (rolled back) is gone
         downstreams: dict[str, list[str]] = defaultdict(list)
         for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is now
             downstreams[upstream].append(downstream)
@@ -142,7 +158,6 @@ class Followers:
             relevant = sorted((e for e in relevant if stored.get(e.run_id) == e.status), key=_when)
         if not relevant:
             return []
-        self._skips = []
         rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})
         now = self._clock()
         outputs: dict[str, str | None] = {}
@@ -166,7 +181,7 @@ class Followers:
                 }
                 if rows[downstream].paused or not task.enabled:
                     records.append(_skipped(task, outcomes, now))
-                    self._skips.append((records[-1], task))
+                    skips.append((records[-1], task))
                     continue
                 pending = PendingRun(
                     run_id=new_run_id(),
