@@ -32,7 +32,7 @@ from scheduler.pending import Admission, PendingRun, new_run_id
 from scheduler.rows import decode, missed_run, queued_run, run_record, skipped_run
 from scheduler.runner import Runner
 from scheduler.settings import Settings
-from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow
+from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow, Transaction
 from scheduler.triggers import Backlog, backlog
 from scheduler.workers.admission import SharedAdmission
 
@@ -82,6 +82,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._wakeup_pending = False
         self._timer_due = 0.0  # when the timer looks at the database (scheduler clock)
         self.last_processed = 0.0  # loop time of the last pass (watchdog)
+        # checks each dispatch's transaction first (the active scheduler's epoch, PostgreSQL)
+        self.fence: Callable[[Transaction], None] | None = None
 
     # -- APScheduler hooks ------------------------------------------------------------------
 
@@ -182,6 +184,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         now_dt = datetime.fromtimestamp(now, UTC)
         accepted: list[tuple[PendingRun, Admission]] = []
         with self._store.transaction() as tx:
+            if self.fence is not None:
+                self.fence(tx)
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
             shared = self._shared
             if shared is not None:

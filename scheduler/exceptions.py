@@ -134,6 +134,11 @@ class StorageError(SchedulerError):
     """The database failed; the driver's exception is chained as ``__cause__``."""
 
 
+class LeadershipLostError(StorageError):
+    """A write of the active scheduler was refused: another process has become active on
+    the database since (its leader lock was lost). This process lets go of its runs."""
+
+
 class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation that needs a started scheduler was called before ``start()``."""
 

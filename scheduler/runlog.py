@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.enums import RunStatus
-from scheduler.exceptions import StorageError
+from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.pending import PendingRun
 from scheduler.storage import RunRow, Store, Transaction
 
@@ -77,6 +77,8 @@ class RunLog:
         self.follow: Follow | None = None
         self.deliver: Callable[[list[PendingRun]], None] | None = None
         self.upstreams: frozenset[str] = frozenset()  # tasks others run after
+        # checks each flush's transaction first (the active scheduler's epoch, PostgreSQL)
+        self.fence: Callable[[Transaction], None] | None = None
 
     def abandon(self, run_ids: set[str]) -> None:
         """Drop what is buffered about ``run_ids``: another process has taken them over
@@ -149,6 +151,8 @@ class RunLog:
         """Write everything buffered, in one transaction. Thread-safe.
 
         Raises:
+            LeadershipLostError: The fence refused the write (another process is active
+                now): what was buffered is dropped.
             StorageError: The write failed; the changes stay buffered for the next flush.
         """
         with self._flush_lock:
@@ -162,11 +166,21 @@ class RunLog:
             if inserts or updates:
                 try:
                     with self._store.transaction() as tx:
+                        if self.fence is not None:
+                            self.fence(tx)
                         tx.insert_runs(list(inserts.values()))
                         tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
                         if ended and self.follow is not None:
                             followers = self._followers(tx, ended)
                             followed = True
+                except LeadershipLostError:
+                    # another process took over, and recovered the database as it was: what
+                    # was not written here is its to decide. A start waiting for this commit
+                    # goes on waiting (the graph is not called) until the supervisor notices
+                    # and lets go of the run
+                    with self._lock:
+                        self._waiters[:0] = waiters
+                    raise
                 except StorageError:
                     with self._lock:
                         self._ended[:0] = ended

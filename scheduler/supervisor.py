@@ -16,7 +16,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
-from scheduler.exceptions import DefinitionError, StorageError
+from scheduler.exceptions import DefinitionError, LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun
@@ -25,7 +25,7 @@ from scheduler.rows import decode, settled
 from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
-from scheduler.storage import RunRow, Store
+from scheduler.storage import RunRow, Store, Transaction
 from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["Supervisor"]
@@ -86,6 +86,8 @@ class Supervisor:
             events=self.events,
         )
         self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
+        if self._reaps:  # a PostgreSQL lock can be lost while this process lives
+            self.run_log.fence = self.dispatcher.fence = self._fence
         self._last_reap = 0.0
         self.lock: LeaderLock = leader_lock_for(store)
         self.active = False
@@ -93,6 +95,7 @@ class Supervisor:
         self._revision = -1
         self._last_prune = 0.0
         self._epoch = 0  # the leader epoch this process took when it became active
+        self._fenced_out = False  # a write was refused: another epoch was taken since
         self.background_prune = True  # off on a test clock (scheduler.testing)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -114,6 +117,7 @@ class Supervisor:
     def _activate(self) -> None:
         with self.store.transaction() as tx:
             self._epoch = tx.take_epoch()
+        self._fenced_out = False
         self.followers.refresh()
         self._warm_followers()
         recovered = self.recovery.recover()
@@ -181,7 +185,7 @@ class Supervisor:
                 logger.info("the previous active scheduler is gone; taking over")
                 self._activate()
             return
-        if not self.lock.is_held() and not self._take_lock_back():
+        if (self._fenced_out or not self.lock.is_held()) and not self._take_lock_back():
             return
         revision = self.store.revision()
         if revision != self._revision:
@@ -203,12 +207,24 @@ class Supervisor:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
 
+    def _fence(self, tx: Transaction) -> None:
+        """What the active process's own writes check first: no other process has become
+        active since this one did (the leader epoch it took is still the last). Between a
+        lost lock and the next poll, nothing more is dispatched or started here, and
+        nothing is written that the process taking over would not know of."""
+        try:
+            tx.check_epoch(self._epoch)
+        except LeadershipLostError:
+            self._fenced_out = True  # the next poll lets go, even with the lock still held
+            raise
+
     def _take_lock_back(self) -> bool:
-        """The leader lock was lost (its connection dropped): carry on if this process takes
-        it back and no other was active meanwhile (True). Else the runs here are another
-        process's now: let go of them without recording anything (it settles them as a dead
-        process's, and a run must not reach the graph twice), and stand by, or start over
-        from the database if the lock came back after another process had it."""
+        """The leader lock was lost (its connection dropped), or a write was refused (another
+        epoch was taken): carry on if this process holds or takes the lock back and no other
+        was active meanwhile (True). Else the runs here are another process's now: let go of
+        them without recording anything (it settles them as a dead process's, and a run must
+        not reach the graph twice), and stand by, or start over from the database if the
+        lock came back (or stayed) after another process had an epoch."""
         url = self.store.display_url
         if self.lock.try_acquire():
             try:
@@ -217,6 +233,7 @@ class Supervisor:
                 self.lock.release()  # not held unchecked: the next poll tries it all again
                 raise
             if same:
+                self._fenced_out = False
                 logger.warning("the leader lock on %s was lost and taken back; carrying on", url)
                 return True
         self.dispatcher.shutdown()

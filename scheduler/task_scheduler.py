@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from scheduler import gcfreeze
 from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, Listener, RunEvent
-from scheduler.exceptions import SchedulerError, SchedulerNotRunningError
+from scheduler.exceptions import LeadershipLostError, SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
@@ -339,7 +340,9 @@ class TaskScheduler(AsyncTaskAPI):
     def _flush(self) -> None:
         supervisor = self._supervisor
         if supervisor is not None:
-            supervisor.run_log.flush()
+            # another process active: the database is as it recovered it, read it so
+            with contextlib.suppress(LeadershipLostError):
+                supervisor.run_log.flush()
 
     def _on_loop(self, function: Callable[..., Any], *args: Any) -> None:
         """Call ``function`` on the scheduler's event loop (now, if already on it)."""

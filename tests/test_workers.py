@@ -644,12 +644,12 @@ def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
 # blip, an idle timeout): each run still reaches the graph once.
 
 
-def _serve(fleet: Fleet, poll: float) -> subprocess.Popen[str]:
+def _serve(fleet: Fleet, poll: float, concurrency: int = 1) -> subprocess.Popen[str]:
     return fleet._spawn(
         ["-m", "scheduler", "serve"],
         SCHEDULER_ROLE="all",
         SCHEDULER_LOG_LEVEL="INFO",
-        SCHEDULER_MAX_CONCURRENT_RUNS="1",
+        SCHEDULER_MAX_CONCURRENT_RUNS=str(concurrency),
         SCHEDULER_POLL_INTERVAL_SECONDS=str(poll),
     )
 
@@ -772,3 +772,54 @@ def test_the_schedulers_own_locks_never_meet_a_lock_of_one_key(fleet: Fleet) -> 
         )
     fleet.stop(worker)
     fleet.stop(leader)
+
+
+def test_a_process_that_has_not_yet_noticed_its_lock_is_gone_writes_nothing(fleet: Fleet) -> None:
+    # The first notices the loss up to 4 s late; meanwhile the other has taken over. The
+    # first must neither dispatch an occurrence nor start a run in that time: the other
+    # would never learn of them (it recovered the database as it was when it took over),
+    # and the first lets go of them without a word once it notices (they stayed "running"
+    # for ever), or both ran the same queued run.
+    fleet.add([{"id": "tick", "interval_seconds": 0.5, "prompt": "record-sleep:3",
+                "max_retries": 0, "overlap": "allow"}])  # fmt: skip
+    first = _serve(fleet, poll=4, concurrency=20)
+    wait_until(lambda: _said(fleet, first, "scheduler active on"), 60, "the first active")
+    second = _serve(fleet, poll=0.1, concurrency=20)
+    wait_until(lambda: _said(fleet, second, "stands by"), 60, "the second standing by")
+    wait_until(lambda: fleet.count("status = 'running'") >= 2, 30, "runs going")
+    _cut_the_lock_connection(fleet)
+    wait_until(lambda: _said(fleet, second, "taking over"), 30, "the second taking over")
+    wait_until(lambda: _said(fleet, first, "to another process"), 30, "the first letting go")
+    time.sleep(4)  # every run started before that has ended
+    fleet.stop(first)
+    fleet.stop(second)  # its runs in flight are cancelled (recorded)
+    runs = fleet.rows("SELECT id, status, scheduled_for, attempt FROM scheduler_runs")
+    assert not [r for r in runs if r["status"] in ("queued", "running")], runs
+    starts = _starts(fleet)
+    assert not [run for run, n in starts.items() if n > 1], "a run reached the graph twice"
+    occurrences = Counter(r["scheduled_for"] for r in runs)
+    assert not [when for when, n in occurrences.items() if n > 1], "an occurrence twice"
+    assert len(runs) >= 8
+
+
+def test_a_process_whose_writes_are_refused_with_its_lock_held_starts_over(fleet: Fleet) -> None:
+    # The leader epoch moved on while this process kept its lock (a hand edit, a restore of
+    # the database): its writes are refused; rather than wait for ever it lets go of its
+    # runs and starts over under a new epoch, and firing goes on.
+    fleet.add([{"id": "tick", "interval_seconds": 1, "prompt": "record", "max_retries": 0}])
+    server = _serve(fleet, poll=0.1)
+    wait_until(lambda: fleet.count("status = 'succeeded'") >= 2, 60, "ticks")
+    with fleet.engine.begin() as conn:
+        conn.execute(text("UPDATE scheduler_meta SET value = value + 5 WHERE key = 'leader_epoch'"))
+    edited = time.time()
+    wait_until(
+        lambda: fleet.count(f"status = 'succeeded' AND started_at > {edited + 1}") >= 3,
+        30,
+        "ticks after the edit",
+    )
+    assert _said(fleet, server, "to another process")  # it let go, then started over
+    fleet.stop(server)
+    runs = fleet.rows("SELECT id, status, scheduled_for FROM scheduler_runs")
+    assert not [r for r in runs if r["status"] in ("queued", "running")], runs
+    occurrences = Counter(r["scheduled_for"] for r in runs)
+    assert not [when for when, n in occurrences.items() if n > 1], "an occurrence twice"

@@ -18,6 +18,7 @@ from sqlalchemy import (
     update,
 )
 
+from scheduler.exceptions import LeadershipLostError
 from scheduler.storage.driver import execute_many, fetch_one
 from scheduler.storage.schema import (
     TASK_COLUMNS,
@@ -50,13 +51,11 @@ _BUMPED_REVISION = _BUMP_REVISION.returning(meta_table.c.value)
 
 _REVISION = select(meta_table.c.value).where(meta_table.c.key == "revision")
 EPOCH = select(meta_table.c.value).where(meta_table.c.key == "leader_epoch")
-_BUMP_EPOCH = (
-    update(meta_table)
-    .where(meta_table.c.key == "leader_epoch")
-    .values(value=meta_table.c.value + 1)
-)
-# Locks of two keys (what, schema): PostgreSQL keeps them apart from locks of one key (the
-# leader's, an application's own), so a hash that meets one of those never blocks a write.
+_EPOCH_ROW = update(meta_table).where(meta_table.c.key == "leader_epoch")
+_BUMP_EPOCH = _EPOCH_ROW.values(value=meta_table.c.value + 1)
+# FOR SHARE: taking the next epoch (an UPDATE) waits for the writes checked against this one
+_EPOCH_SHARED = EPOCH.with_for_update(read=True)
+# Two keys (what, schema): a key space apart from one-key locks (the leader's, any other)
 _LOCK_LINKS = text(
     "SELECT pg_advisory_xact_lock(hashtext('scheduler-links'), hashtext(current_schema()))"
 )
@@ -193,6 +192,15 @@ class Transaction:
         if self._conn.execute(_BUMP_EPOCH).rowcount == 0:
             self._conn.execute(insert(meta_table).values(key="leader_epoch", value=1))
         return int(self._conn.execute(EPOCH).scalar_one())
+
+    def check_epoch(self, epoch: int) -> None:
+        """Refuse the transaction (:class:`LeadershipLostError`) unless ``epoch`` is still the
+        last leader epoch taken, and keep it so until the transaction ends."""
+        if (current := self._conn.execute(_EPOCH_SHARED).scalar()) != epoch:
+            raise LeadershipLostError(
+                f"another scheduler process became active on the database (leader epoch "
+                f"{current}, this process's {epoch}); this process's writes are refused"
+            )
 
     def lock_links(self) -> None:
         """Take turns with other writers of tasks until this transaction ends (first thing,
