@@ -823,3 +823,37 @@ def test_a_process_whose_writes_are_refused_with_its_lock_held_starts_over(fleet
     assert not [r for r in runs if r["status"] in ("queued", "running")], runs
     occurrences = Counter(r["scheduled_for"] for r in runs)
     assert not [when for when, n in occurrences.items() if n > 1], "an occurrence twice"
+
+
+def test_a_queued_row_with_an_impossible_limit_or_delay_is_settled_not_kept(fleet: Fleet) -> None:
+    # rows written by someone else: a limit of 0 or a delay of NaN or infinity fit their
+    # columns but can never be met; a worker takes them and settles them as unreadable
+    # (nothing is run) instead of leaving them queued for ever
+    from tests.test_hostile_rows import run_values
+
+    fleet.add([{"id": "t", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"}])
+    hostile = {
+        "a" * 24: {"max_running": 0},
+        "b" * 24: {"max_running": -3},
+        "c" * 24: {"not_before": float("nan")},
+        "d" * 24: {"not_before": float("inf")},
+        "e" * 24: {"not_before": 1e300, "max_running": 1},
+    }
+    with fleet.engine.begin() as conn:
+        for run_id, changes in hostile.items():
+            values = run_values(run_id, task_id="t", status="queued", worker="*", **changes)
+            columns = ", ".join(f'"{c}"' for c in values)
+            params = ", ".join(f":{c}" for c in values)
+            conn.execute(text(f"INSERT INTO scheduler_runs ({columns}) VALUES ({params})"), values)
+    leader = fleet.leader()
+    worker = fleet.worker()
+    ids = ", ".join(f"'{i}'" for i in hostile)
+    wait_until(
+        lambda: fleet.count(f"id IN ({ids}) AND status = 'queued'") == 0, 30, "the rows settled"
+    )
+    rows = fleet.rows(f"SELECT status, error_message FROM scheduler_runs WHERE id IN ({ids})")
+    assert {r["status"] for r in rows} == {"cancelled"}
+    assert all("its record" in r["error_message"] for r in rows)
+    assert fleet.calls() == []  # nothing ran
+    fleet.stop(worker)
+    fleet.stop(leader)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, text, update
 
 from scheduler.storage.schema import (
+    MAX_TIMESTAMP,
     RunRow,
     TaskRow,
     run_row,
@@ -66,14 +67,17 @@ _TASK_LOCK = text(
 )
 # Queued runs any worker may take, best first; not those of a task at its limit of runs in
 # progress (without this filter they filled the scan and held up every run behind them).
-# The runs in progress are few: counted once per claim, not per candidate.
+# The runs in progress are few: counted once per claim, not per candidate. A row whose limit
+# or delay cannot be a real one (written by someone else: 0, NaN, infinity) is taken too, so
+# that the worker settles it as unreadable instead of leaving it queued for ever.
 _CANDIDATES = text(
     "SELECT c.id, c.task_id, c.max_running FROM scheduler_runs AS c "
     "LEFT JOIN (SELECT task_id, count(*) AS n FROM scheduler_runs "
     f"WHERE {_ACTIVE} GROUP BY task_id) AS a ON a.task_id = c.task_id "
     "WHERE c.status = 'queued' AND c.worker = '*' "
-    "AND (c.not_before IS NULL OR c.not_before <= :now) "
-    "AND (c.max_running IS NULL OR c.max_running > COALESCE(a.n, 0)) "
+    "AND (c.not_before IS NULL OR c.not_before <= :now "
+    "OR NOT (c.not_before >= 0 AND c.not_before <= :latest)) "
+    "AND (c.max_running IS NULL OR c.max_running < 1 OR c.max_running > COALESCE(a.n, 0)) "
     "ORDER BY COALESCE(c.priority_rank, :rank), c.scheduled_for, c.id "
     "LIMIT :scan FOR UPDATE OF c SKIP LOCKED"
 )
@@ -153,7 +157,8 @@ def claim_runs(
     with store.transaction() as tx:
         conn = _conn(tx)
         candidates = conn.execute(
-            _CANDIDATES, {"now": now, "rank": default_rank, "scan": limit * 4 + 16}
+            _CANDIDATES,
+            {"now": now, "rank": default_rank, "scan": limit * 4 + 16, "latest": MAX_TIMESTAMP},
         ).all()
         chosen: list[str] = []
         claimed_here: dict[str, int] = {}
@@ -161,7 +166,7 @@ def claim_runs(
         for run_id, task_id, max_running in candidates:
             if len(chosen) >= limit:
                 break
-            if max_running is not None:
+            if max_running is not None and max_running >= 1:  # (else: settled as unreadable)
                 if task_id not in locked:
                     locked[task_id] = bool(conn.execute(_TASK_LOCK, {"task_id": task_id}).scalar())
                 if not locked[task_id]:
