@@ -69,7 +69,9 @@ class Runner(RunnerWaiting):
         self._buffered: dict[str, PendingRun] = {}
         self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
-        self._abandoned: set[str] = set()  # let go of (see abandon): nothing more recorded
+        # runs in flight let go of (see abandon), by their asyncio task: cancelled, they
+        # record nothing more, and a later start of the same run is another task
+        self._abandoned: set[asyncio.Task[None]] = set()
         self._accepting = True
         self._waiting = WaitingRuns(
             settings=settings,
@@ -272,11 +274,13 @@ class Runner(RunnerWaiting):
                 upstream=pending.upstream,
             )
         finished = self._clock()
-        self._running.pop(pending.run_id, None)
-        if pending.run_id in self._abandoned:  # the process that took over settles it
-            self._abandoned.discard(pending.run_id)
+        current = asyncio.current_task()
+        if current in self._abandoned:  # the process that took over settles it
+            self._abandoned.discard(current)  # (its slot was freed when it was let go of)
             self._check_idle()
             return
+        if self._running.get(pending.run_id) is current:
+            del self._running[pending.run_id]
         if outcome.status is RunStatus.WAITING:
             await self._start_waiting(pending, outcome, thread_id, finished)
             return
@@ -370,9 +374,10 @@ class Runner(RunnerWaiting):
         self._forget_unstarted()
         self._in_progress.clear()
         self._known.clear()
-        self._abandoned.update(self._running)
         for task in self._running.values():
+            self._abandoned.add(task)
             task.cancel()
+        self._running.clear()  # their slots are free: a start over may take the same runs
         self._check_idle()
         return ids
 

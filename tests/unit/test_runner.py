@@ -128,3 +128,42 @@ async def test_a_run_is_marked_running_in_the_database_before_the_graph_is_calle
     await runner.wait_idle()
     await asyncio.sleep(0)
     assert seen == ["running"]
+
+
+async def test_a_run_let_go_of_can_start_again_here_while_its_old_task_winds_down() -> None:
+    # a process that lost the database to another and took it back starts over: the runs
+    # it let go of may be handed back to it at once, while their cancelled tasks still end
+    store = Store("sqlite://")
+    store.setup()
+    calls: list[str] = []
+    called = asyncio.Event()
+
+    class Probe:
+        async def ainvoke(self, *_: object, **__: object) -> dict[str, object]:
+            calls.append("call")
+            called.set()
+            if len(calls) == 1:
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(0.2)  # cleaning up after the cancel
+                    raise
+            return {"messages": []}
+
+    runner = Runner(
+        settings=make_settings(max_concurrent_runs=1),
+        run_log=RunLog(store, interval=0.01),
+        graph=lambda: Probe(),
+    )
+    task = TaskDefinition(id="probe", interval_seconds=60, prompt="p")
+    first = pending(store, task)
+    runner.submit(first)
+    await asyncio.wait_for(called.wait(), timeout=5)
+    assert runner.abandon() == {first.run_id}
+    runner.submit(PendingRun(first.run_id, task, 0.0))  # the same run, handed back
+    await asyncio.wait_for(runner.wait_idle(), timeout=5)
+    await asyncio.sleep(0.3)  # the old task has ended meanwhile, recording nothing
+    flushed(runner)
+    assert calls == ["call", "call"]
+    [record] = store.list_runs(task_id="probe")
+    assert record.status == "succeeded" and runner.running_count == 0
