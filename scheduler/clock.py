@@ -75,13 +75,18 @@ class DatabaseClock:
         return at is None or abs(self._machine() - at) >= self.EVERY
 
     def measure(self) -> None:
-        """Read the database's time and keep the offset (a failed read keeps the last one:
-        the error is the caller's)."""
-        before = self._machine()
-        self.measured_at = before  # a failing database is not asked again at once
-        database_now = self._read()
-        after = self._machine()
-        offset = database_now - (before + after) / 2
+        """Read the database's time twice and keep the offset of the read with the shorter
+        round trip (the first may include opening a connection: half of that would be
+        taken for the offset). A failed read keeps the last offset; the error is the
+        caller's."""
+        self.measured_at = self._machine()  # a failing database is not asked again at once
+        samples = []
+        for _ in range(2):
+            before = self._machine()
+            database_now = self._read()
+            after = self._machine()
+            samples.append((after - before, database_now - (before + after) / 2))
+        offset = min(samples)[1]
         if abs(offset - self.offset) > 1.0:
             logger.warning(
                 "this machine's clock is %+.1f s off the database's; the scheduler keeps "
@@ -90,7 +95,7 @@ class DatabaseClock:
             )
         if abs(offset - self.offset) > self._NOISE:
             self.offset = offset
-        self.measured_at = after
+        self.measured_at = self._machine()
 
 
 def call_at(clock: Any, when: float, callback: Any, *args: Any) -> Timer:
