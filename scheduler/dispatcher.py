@@ -82,8 +82,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._wakeup_pending = False
         self._timer_due = 0.0  # when the timer looks at the database (scheduler clock)
         self.last_processed = 0.0  # loop time of the last pass (watchdog)
-        # checks each dispatch's transaction first (the active scheduler's epoch, PostgreSQL)
-        self.fence: Callable[[Transaction], None] | None = None
+        # gives the check of each dispatch's transaction (the active scheduler's epoch)
+        self.fence: Callable[[], Callable[[Transaction], None]] | None = None
 
     # -- APScheduler hooks ------------------------------------------------------------------
 
@@ -183,9 +183,10 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         now = self._clock()
         now_dt = datetime.fromtimestamp(now, UTC)
         accepted: list[tuple[PendingRun, Admission]] = []
+        check = self.fence() if self.fence is not None else None
         with self._store.transaction() as tx:
-            if self.fence is not None:
-                self.fence(tx)
+            if check is not None:
+                check(tx)
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
             shared = self._shared
             if shared is not None:

@@ -78,6 +78,8 @@ class Recovery:
         events: EventBus | None = None,
     ) -> None:
         self.events = events
+        # gives the check of the reaper's transaction (the leader's epoch, as it dispatches)
+        self.fence: Callable[[], Callable[[Transaction], None]] | None = None
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -91,6 +93,7 @@ class Recovery:
         resumed: list[PendingRun] = []
         changes: list[dict[str, Any]] = []
         ends: list[tuple[RunRow, dict[str, Any]]] = []
+        self.followers.forget_skips()  # a follow of before, rolled back, told nothing
         with self.store.transaction() as tx:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
             queued = [r for r in tx.runs_with_status([RunStatus.QUEUED]) if r.worker is None]
@@ -159,7 +162,11 @@ class Recovery:
         running ones ``interrupted`` (and retried per policy, by any worker), the ones they
         held but had not started back to any worker. Returns how many workers were gone."""
         now = self.clock()
+        check = self.fence() if self.fence is not None else None
+        self.followers.forget_skips()
         with self.store.transaction() as tx:
+            if check is not None:
+                check(tx)
             dead, running, released = reap_workers(tx, lease=lease)
             if not dead:
                 return 0

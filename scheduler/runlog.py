@@ -77,8 +77,10 @@ class RunLog:
         self.follow: Follow | None = None
         self.deliver: Callable[[list[PendingRun]], None] | None = None
         self.upstreams: frozenset[str] = frozenset()  # tasks others run after
-        # checks each flush's transaction first (the active scheduler's epoch, PostgreSQL)
-        self.fence: Callable[[Transaction], None] | None = None
+        # gives the check of each flush's transaction, bound when the flush takes what is
+        # buffered (the active scheduler's epoch then, PostgreSQL)
+        self.fence: Callable[[], Callable[[Transaction], None]] | None = None
+        self._refused: list[asyncio.Future[None]] = []  # commits the fence refused
 
     def abandon(self, run_ids: set[str]) -> None:
         """Drop what is buffered about ``run_ids``: another process has taken them over
@@ -89,6 +91,9 @@ class RunLog:
                 self._inserts.pop(run_id, None)
                 self._updates.pop(run_id, None)
             self._ended = [e for e in self._ended if e.run_id not in run_ids]
+            refused, self._refused = self._refused, []
+        for waiter in refused:  # their runs were let go of: they never start
+            _cancel_soon(waiter)
 
     def insert(self, row: RunRow) -> None:
         """Buffer a new run record."""
@@ -161,13 +166,14 @@ class RunLog:
                 updates, self._updates = self._updates, {}
                 waiters, self._waiters = self._waiters, []
                 ended, self._ended = self._ended, []
+                check = self.fence() if self.fence is not None else None
             followers: list[PendingRun] = []
             followed = False  # follow ran, in the transaction that committed
             if inserts or updates:
                 try:
                     with self._store.transaction() as tx:
-                        if self.fence is not None:
-                            self.fence(tx)
+                        if check is not None:
+                            check(tx)
                         tx.insert_runs(list(inserts.values()))
                         tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
                         if ended and self.follow is not None:
@@ -176,10 +182,10 @@ class RunLog:
                 except LeadershipLostError:
                     # another process took over, and recovered the database as it was: what
                     # was not written here is its to decide. A start waiting for this commit
-                    # goes on waiting (the graph is not called) until the supervisor notices
-                    # and lets go of the run
+                    # is never told it was made (the graph is not called): its run is let go
+                    # of when the supervisor notices (abandon)
                     with self._lock:
-                        self._waiters[:0] = waiters
+                        self._refused.extend(waiters)
                     raise
                 except StorageError:
                     with self._lock:
@@ -247,6 +253,12 @@ class RunLog:
                 await self._task
             self._task = None
         await self.aflush()
+
+
+def _cancel_soon(future: asyncio.Future[None]) -> None:
+    """Cancel ``future`` from any thread (nothing happens if its loop has closed)."""
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(future.cancel)
 
 
 def _resolve_soon(future: asyncio.Future[None]) -> None:

@@ -87,7 +87,7 @@ class Supervisor:
         )
         self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
         if self._reaps:  # a PostgreSQL lock can be lost while this process lives
-            self.run_log.fence = self.dispatcher.fence = self._fence
+            self.run_log.fence = self.dispatcher.fence = self.recovery.fence = self._fence
         self._last_reap = 0.0
         self.lock: LeaderLock = leader_lock_for(store)
         self.active = False
@@ -207,16 +207,22 @@ class Supervisor:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
 
-    def _fence(self, tx: Transaction) -> None:
-        """What the active process's own writes check first: no other process has become
-        active since this one did (the leader epoch it took is still the last). Between a
-        lost lock and the next poll, nothing more is dispatched or started here, and
+    def _fence(self) -> Callable[[Transaction], None]:
+        """What the active process's own writes check first, bound to its epoch now: no
+        other process has become active since (the epoch is still the last). Between a lost
+        lock and the next poll, nothing more is dispatched, started or settled here, and
         nothing is written that the process taking over would not know of."""
-        try:
-            tx.check_epoch(self._epoch)
-        except LeadershipLostError:
-            self._fenced_out = True  # the next poll lets go, even with the lock still held
-            raise
+        epoch = self._epoch
+
+        def check(tx: Transaction) -> None:
+            try:
+                tx.check_epoch(epoch)
+            except LeadershipLostError:
+                if epoch == self._epoch:  # the next poll lets go, even with the lock held
+                    self._fenced_out = True
+                raise
+
+        return check
 
     def _take_lock_back(self) -> bool:
         """The leader lock was lost (its connection dropped), or a write was refused (another
@@ -363,7 +369,10 @@ class Supervisor:
                 )
             )
         if shares and self.shared is not None:
+            check = self._fence() if self._reaps else None
             with self.store.transaction() as tx:  # a run now ignores the overlap policy
+                if check is not None:
+                    check(tx)
                 self.shared.share(tx, shares, overlap=False)
                 self.shared.end(tx)
 

@@ -857,3 +857,31 @@ def test_a_queued_row_with_an_impossible_limit_or_delay_is_settled_not_kept(flee
     assert fleet.calls() == []  # nothing ran
     fleet.stop(worker)
     fleet.stop(leader)
+
+
+def test_a_start_refused_by_the_fence_never_reaches_the_graph(fleet: Fleet) -> None:
+    # One slot: "a" runs, "b" waits for the slot. The epoch moves on (another process took
+    # over, played here by hand): when "a" ends, "b"'s start is refused and must stay so
+    # (a later flush with nothing to write told it that it was made). "b" runs once, after
+    # this process has let go and started over; "a", going at the change, is retried.
+    fleet.add([{"id": "a", "run_at": "2099-01-01T00:00:00Z", "prompt": "record-sleep:2",
+                "max_retries": 1, "retry_delay_seconds": 0.1},
+               {"id": "b", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"}])  # fmt: skip
+    scheduler = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        scheduler.run_task_now("a")
+        b_run = scheduler.run_task_now("b")
+    finally:
+        scheduler.close()
+    server = _serve(fleet, poll=5)
+    wait_until(lambda: fleet.count("task_id = 'a' AND status = 'running'") == 1, 30, "a going")
+    with fleet.engine.begin() as conn:
+        conn.execute(text("UPDATE scheduler_meta SET value = value + 1 WHERE key = 'leader_epoch'"))
+    wait_until(lambda: _all_final(fleet), 60, "every run settled")
+    fleet.stop(server)
+    b_calls = [call for call in fleet.calls() if call[0] == b_run]
+    assert len(b_calls) == 1, f"b reached the graph {len(b_calls)} times"
+    runs = fleet.rows("SELECT task_id, status, attempt FROM scheduler_runs ORDER BY task_id")
+    assert [(r["task_id"], r["status"]) for r in runs if r["task_id"] == "b"] == [
+        ("b", "succeeded")
+    ]

@@ -104,6 +104,11 @@ class Followers:
         for row, task in self._take_skips():
             self._emit(row, task)
 
+    def forget_skips(self) -> None:
+        """Forget the skips of an earlier follow on this thread whose transaction did not
+        commit (before a transaction whose own skips :meth:`emit_skips` will tell)."""
+        self._local.skips = []
+
     def _take_skips(self) -> list[tuple[RunRow, TaskDefinition]]:
         skips: list[tuple[RunRow, TaskDefinition]] = getattr(self._local, "skips", [])
         self._local.skips = []
