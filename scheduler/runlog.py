@@ -81,6 +81,7 @@ class RunLog:
         # buffered (the active scheduler's epoch then, PostgreSQL)
         self.fence: Callable[[], Callable[[Transaction], None]] | None = None
         self._refused: list[asyncio.Future[None]] = []  # commits the fence refused
+        self._abandons = 0  # how many times runs were let go of (see flush)
 
     def abandon(self, run_ids: set[str]) -> None:
         """Drop what is buffered about ``run_ids``: another process has taken them over
@@ -91,6 +92,7 @@ class RunLog:
                 self._inserts.pop(run_id, None)
                 self._updates.pop(run_id, None)
             self._ended = [e for e in self._ended if e.run_id not in run_ids]
+            self._abandons += 1
             refused, self._refused = self._refused, []
         for waiter in refused:  # their runs were let go of: they never start
             _cancel_soon(waiter)
@@ -167,6 +169,7 @@ class RunLog:
                 waiters, self._waiters = self._waiters, []
                 ended, self._ended = self._ended, []
                 check = self.fence() if self.fence is not None else None
+                abandons = self._abandons
             followers: list[PendingRun] = []
             followed = False  # follow ran, in the transaction that committed
             if inserts or updates:
@@ -185,7 +188,11 @@ class RunLog:
                     # is never told it was made (the graph is not called): its run is let go
                     # of when the supervisor notices (abandon)
                     with self._lock:
-                        self._refused.extend(waiters)
+                        if abandons == self._abandons:
+                            self._refused.extend(waiters)
+                            waiters = []
+                    for waiter in waiters:  # their runs were let go of meanwhile
+                        _cancel_soon(waiter)
                     raise
                 except StorageError:
                     with self._lock:
@@ -246,13 +253,20 @@ class RunLog:
                 self._failing = False
 
     async def close(self) -> None:
-        """Stop the background flush and write what is left."""
+        """Stop the background flush and write what is left (a start the fence refused is
+        cancelled)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.aflush()
+        try:
+            await self.aflush()
+        finally:
+            with self._lock:
+                refused, self._refused = self._refused, []
+            for waiter in refused:
+                waiter.cancel()
 
 
 def _cancel_soon(future: asyncio.Future[None]) -> None:

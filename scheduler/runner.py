@@ -160,7 +160,8 @@ class Runner(RunnerWaiting):
     @property
     def free_slots(self) -> int:
         """Runs that could start now without waiting for a slot."""
-        return max(0, self._settings.max_concurrent_runs - len(self._running) - len(self._heap))
+        busy = len(self._running) + len(self._abandoned) + len(self._heap)
+        return max(0, self._settings.max_concurrent_runs - busy)
 
     @property
     def waiting_count(self) -> int:
@@ -196,7 +197,8 @@ class Runner(RunnerWaiting):
 
     def _pump(self) -> None:
         limit = self._settings.max_concurrent_runs
-        while self._accepting and self._heap and len(self._running) < limit:
+        # runs let go of still hold their slots until their cancelled tasks have ended
+        while self._accepting and self._heap and len(self._running) + len(self._abandoned) < limit:
             pending = heapq.heappop(self._heap)[3]
             task = asyncio.get_running_loop().create_task(
                 self._execute(pending), name=f"run:{pending.task.id}:{pending.run_id}"
@@ -276,8 +278,6 @@ class Runner(RunnerWaiting):
         finished = self._clock()
         current = asyncio.current_task()
         if current in self._abandoned:  # the process that took over settles it
-            self._abandoned.discard(current)  # (its slot was freed when it was let go of)
-            self._check_idle()
             return
         if self._running.get(pending.run_id) is current:
             del self._running[pending.run_id]
@@ -376,10 +376,17 @@ class Runner(RunnerWaiting):
         self._known.clear()
         for task in self._running.values():
             self._abandoned.add(task)
+            task.add_done_callback(self._let_go_ended)
             task.cancel()
-        self._running.clear()  # their slots are free: a start over may take the same runs
+        self._running.clear()  # a start over may take the same runs (in their own tasks)
         self._check_idle()
         return ids
+
+    def _let_go_ended(self, task: asyncio.Task[None]) -> None:
+        """A run let go of has ended (however: it records nothing): its slot is free."""
+        self._abandoned.discard(task)
+        self._pump()
+        self._check_idle()
 
     async def stop(self, grace_seconds: float) -> None:
         """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
@@ -387,6 +394,8 @@ class Runner(RunnerWaiting):
         picked up by the next start (waiting ones stay ``waiting``)."""
         self._accepting = False
         self._forget_unstarted()
+        if self._abandoned:  # cancelled already: let them end (they record nothing)
+            await asyncio.wait(set(self._abandoned), timeout=grace_seconds)
         running = list(self._running.values())
         if running:
             logger.info(

@@ -4,6 +4,7 @@ poll loop that notices changes made by other processes and keeps the dispatcher 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -96,6 +97,7 @@ class Supervisor:
         self._last_prune = 0.0
         self._epoch = 0  # the leader epoch this process took when it became active
         self._fenced_out = False  # a write was refused: another epoch was taken since
+        self._poll_soon = asyncio.Event()
         self.background_prune = True  # off on a test clock (scheduler.testing)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -115,6 +117,9 @@ class Supervisor:
         self._poll_task = self.loop.create_task(self._poll_forever(), name="scheduler-poll")
 
     def _activate(self) -> None:
+        if self._epoch:  # starting over: what is left of before is written under its epoch
+            with contextlib.suppress(LeadershipLostError):  # (or dropped, if it moved on)
+                self.run_log.flush()
         with self.store.transaction() as tx:
             self._epoch = tx.take_epoch()
         self._fenced_out = False
@@ -138,6 +143,8 @@ class Supervisor:
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
             self._poll_task = None
+        if self.active and self._fenced_out:  # another process is active: let go
+            self._let_go()
         if self.active:
             self.dispatcher.shutdown()
             await self.runner.stop(grace_seconds)
@@ -154,7 +161,9 @@ class Supervisor:
         interval = self.settings.poll_interval_seconds
         failing = False
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):  # a refused write asks for a poll at once
+                await asyncio.wait_for(self._poll_soon.wait(), interval)
+            self._poll_soon.clear()
             try:
                 self._poll_once()
             except StorageError as exc:
@@ -220,6 +229,8 @@ class Supervisor:
             except LeadershipLostError:
                 if epoch == self._epoch:  # the next poll lets go, even with the lock held
                     self._fenced_out = True
+                    with contextlib.suppress(RuntimeError):  # (a closed loop: stopped)
+                        self.loop.call_soon_threadsafe(self._poll_soon.set)
                 raise
 
         return check
@@ -242,10 +253,7 @@ class Supervisor:
                 self._fenced_out = False
                 logger.warning("the leader lock on %s was lost and taken back; carrying on", url)
                 return True
-        self.dispatcher.shutdown()
-        abandoned = self.runner.abandon()
-        self.run_log.abandon(abandoned)
-        self.active = False
+        abandoned = self._let_go()
         logger.error(
             "lost the leader lock on %s to another process; dispatching stopped and %d run(s) "
             "here were left to it",
@@ -255,6 +263,15 @@ class Supervisor:
         if self.lock.is_held():  # taken back, after another process: start over
             self._activate()
         return False
+
+    def _let_go(self) -> set[str]:
+        """Stop dispatching and let go of every run here, recording nothing more about them
+        (another process settles them); returns their ids."""
+        self.dispatcher.shutdown()
+        abandoned = self.runner.abandon()
+        self.run_log.abandon(abandoned)
+        self.active = False
+        return abandoned
 
     @property
     def _reap_every(self) -> float:

@@ -5,6 +5,8 @@ flush with nothing to write; letting go of the run cancels the wait."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -48,3 +50,40 @@ async def test_a_start_the_fence_refused_is_never_told_it_was_made() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(start, timeout=1)
     await log.close()
+
+
+async def test_a_refusal_after_the_runs_were_let_go_of_cancels_at_once() -> None:
+    # a flush in flight when the supervisor let go of the runs is refused after that: its
+    # starts are not kept for a let-go that has passed (they waited for ever); and a
+    # refused start left at close is cancelled
+    store = Store("sqlite://")
+    store.setup()
+    log = RunLog(store)
+    entered, release = threading.Event(), threading.Event()
+
+    def fence() -> Callable[[Transaction], None]:
+        def check(_: Transaction) -> None:
+            entered.set()
+            release.wait(5)
+            raise LeadershipLostError("another scheduler process became active")
+
+        return check
+
+    log.fence = fence
+    log.start()
+    start = asyncio.ensure_future(log.commit("r" * 24, status=RunStatus.RUNNING, started_at=2.0))
+    await asyncio.to_thread(entered.wait, 5)  # the flush holds the batch, in its transaction
+    log.abandon({"r" * 24})  # let go of meanwhile
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(start, timeout=2)
+
+    entered.clear()
+    later = asyncio.ensure_future(log.commit("s" * 24, status=RunStatus.RUNNING, started_at=3.0))
+    await asyncio.to_thread(entered.wait, 5)
+    await asyncio.sleep(0.1)  # refused, kept for a let-go to come
+    assert not later.done()
+    with contextlib.suppress(LeadershipLostError):
+        await log.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(later, timeout=2)

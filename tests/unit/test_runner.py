@@ -137,18 +137,24 @@ async def test_a_run_let_go_of_can_start_again_here_while_its_old_task_winds_dow
     store.setup()
     calls: list[str] = []
     called = asyncio.Event()
+    going = [0, 0]  # graph calls going now, the most at once
 
     class Probe:
         async def ainvoke(self, *_: object, **__: object) -> dict[str, object]:
             calls.append("call")
             called.set()
-            if len(calls) == 1:
-                try:
-                    await asyncio.sleep(60)
-                except asyncio.CancelledError:
-                    await asyncio.sleep(0.2)  # cleaning up after the cancel
-                    raise
-            return {"messages": []}
+            going[0] += 1
+            going[1] = max(going)
+            try:
+                if len(calls) == 1:
+                    try:
+                        await asyncio.sleep(60)
+                    except asyncio.CancelledError:
+                        await asyncio.sleep(0.2)  # cleaning up after the cancel
+                        raise
+                return {"messages": []}
+            finally:
+                going[0] -= 1
 
     runner = Runner(
         settings=make_settings(max_concurrent_runs=1),
@@ -165,5 +171,6 @@ async def test_a_run_let_go_of_can_start_again_here_while_its_old_task_winds_dow
     await asyncio.sleep(0.3)  # the old task has ended meanwhile, recording nothing
     flushed(runner)
     assert calls == ["call", "call"]
+    assert going[1] == 1  # the new start waited for the old task's slot (one at most)
     [record] = store.list_runs(task_id="probe")
     assert record.status == "succeeded" and runner.running_count == 0
