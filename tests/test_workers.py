@@ -885,3 +885,23 @@ def test_a_start_refused_by_the_fence_never_reaches_the_graph(fleet: Fleet) -> N
     assert [(r["task_id"], r["status"]) for r in runs if r["task_id"] == "b"] == [
         ("b", "succeeded")
     ]
+
+
+def test_taking_over_waits_a_bounded_time_for_a_frozen_leaders_write(fleet: Fleet) -> None:
+    # The old leader froze inside a fenced write (its FOR SHARE on the epoch held open, as
+    # here by hand): the process taking over must wait for it to know what it wrote, but
+    # not for ever with its event loop stuck: it gives up after 5 s and tries again.
+    first = _serve(fleet, poll=0.1)
+    wait_until(lambda: _said(fleet, first, "scheduler active on"), 60, "the first active")
+    second = _serve(fleet, poll=0.1)
+    wait_until(lambda: _said(fleet, second, "stands by"), 60, "the second standing by")
+    with fleet.engine.connect() as frozen:
+        frozen.execute(
+            text("SELECT value FROM scheduler_meta WHERE key = 'leader_epoch' FOR SHARE")
+        )
+        fleet.stop(first)  # (its lock goes with it; the frozen write stays open)
+        wait_until(lambda: _said(fleet, second, "lock timeout"), 30, "the wait bounded")
+        assert second.poll() is None and not _said(fleet, second, "scheduler active on")
+        frozen.rollback()  # the frozen write ends
+    wait_until(lambda: _said(fleet, second, "scheduler active on"), 30, "the second active")
+    fleet.stop(second)

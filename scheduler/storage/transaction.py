@@ -55,6 +55,7 @@ _EPOCH_ROW = update(meta_table).where(meta_table.c.key == "leader_epoch")
 _BUMP_EPOCH = _EPOCH_ROW.values(value=meta_table.c.value + 1)
 # FOR SHARE: taking the next epoch (an UPDATE) waits for the writes checked against this one
 _EPOCH_SHARED = EPOCH.with_for_update(read=True)
+_EPOCH_WAIT = text("SET LOCAL lock_timeout = '5s'")
 # Two keys (what, schema): a key space apart from one-key locks (the leader's, any other)
 _LOCK_LINKS = text(
     "SELECT pg_advisory_xact_lock(hashtext('scheduler-links'), hashtext(current_schema()))"
@@ -186,21 +187,19 @@ class Transaction:
     # -- workflows (which tasks run after which) --------------------------------------------
 
     def take_epoch(self) -> int:
-        """The next leader epoch: each activation of a scheduler on the database takes one,
-        so that a process that lost the leader lock and took it back can tell whether
-        another process was active meanwhile."""
+        """The next leader epoch (one per activation: see :meth:`check_epoch`). PostgreSQL:
+        waits at most 5 s for writes checked against the last one (else a StorageError)."""
+        if self._conn.dialect.name == "postgresql":  # a frozen old leader: not for ever
+            self._conn.execute(_EPOCH_WAIT)
         if self._conn.execute(_BUMP_EPOCH).rowcount == 0:
             self._conn.execute(insert(meta_table).values(key="leader_epoch", value=1))
         return int(self._conn.execute(EPOCH).scalar_one())
 
     def check_epoch(self, epoch: int) -> None:
-        """Refuse the transaction (:class:`LeadershipLostError`) unless ``epoch`` is still the
-        last leader epoch taken, and keep it so until the transaction ends."""
+        """Refuse the transaction (:class:`LeadershipLostError`) unless ``epoch`` is the last."""
         if (current := self._conn.execute(_EPOCH_SHARED).scalar()) != epoch:
-            raise LeadershipLostError(
-                f"another scheduler process became active on the database (leader epoch "
-                f"{current}, this process's {epoch}); this process's writes are refused"
-            )
+            message = f"another scheduler process became active (epoch {current}, not {epoch})"
+            raise LeadershipLostError(message + "; this process's writes are refused")
 
     def lock_links(self) -> None:
         """Take turns with other writers of tasks until this transaction ends (first thing,
