@@ -84,9 +84,14 @@ class DatabaseClock:
         for _ in range(2):
             before = self._machine()
             database_now = self._read()
-            after = self._machine()
-            samples.append((after - before, database_now - (before + after) / 2))
-        offset = min(samples)[1]
+            samples.append((before, database_now, self._machine()))
+        self.take(*min(samples, key=lambda sample: sample[2] - sample[0]))
+
+    def take(self, before: float, database_now: float, after: float) -> None:
+        """Keep the offset of one reading of the database's time, made between ``before``
+        and ``after`` (machine time): a measure's, or one a query brought anyway (a
+        worker's heartbeat)."""
+        offset = database_now - (before + after) / 2
         if abs(offset - self.offset) > 1.0:
             logger.warning(
                 "this machine's clock is %+.1f s off the database's; the scheduler keeps "

@@ -184,9 +184,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         now_dt = datetime.fromtimestamp(now, UTC)
         accepted: list[tuple[PendingRun, Admission]] = []
         check = self.fence() if self.fence is not None else None
-        with self._store.transaction() as tx:
-            if check is not None:
-                check(tx)
+        with self._store.transaction(check) as tx:
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
             shared = self._shared
             if shared is not None:

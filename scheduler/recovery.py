@@ -164,9 +164,7 @@ class Recovery:
         now = self.clock()
         check = self.fence() if self.fence is not None else None
         self.followers.forget_skips()
-        with self.store.transaction() as tx:
-            if check is not None:
-                check(tx)
+        with self.store.transaction(check) as tx:
             dead, running, released = reap_workers(tx, lease=lease)
             if not dead:
                 return 0

@@ -174,9 +174,7 @@ class RunLog:
             followed = False  # follow ran, in the transaction that committed
             if inserts or updates:
                 try:
-                    with self._store.transaction() as tx:
-                        if check is not None:
-                            check(tx)
+                    with self._store.transaction(check) as tx:
                         tx.insert_runs(list(inserts.values()))
                         tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
                         if ended and self.follow is not None:

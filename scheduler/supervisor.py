@@ -387,9 +387,7 @@ class Supervisor:
             )
         if shares and self.shared is not None:
             check = self._fence() if self._reaps else None
-            with self.store.transaction() as tx:  # a run now ignores the overlap policy
-                if check is not None:
-                    check(tx)
+            with self.store.transaction(check) as tx:  # a run now ignores the overlap policy
                 self.shared.share(tx, shares, overlap=False)
                 self.shared.end(tx)
 

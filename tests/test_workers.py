@@ -95,6 +95,14 @@ class Fleet:
         assert isinstance(found, subprocess.Popen)
         return found
 
+    def cli(self, *args: str) -> None:
+        """``python -m scheduler ARGS`` on this database; it must succeed."""
+        done = subprocess.run(
+            [PYTHON, "-m", "scheduler", *args], cwd=self.directory, env=self.env(),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
     def worker(self, **extra: str) -> subprocess.Popen[str]:
         return self._spawn(["-m", "scheduler", "worker"], **extra)
 
@@ -616,16 +624,7 @@ def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
     worker = fleet.worker()
     fleet.workers_registered(1)
     fleet.active_leader([leader])
-    done = subprocess.run(
-        [PYTHON, "-m", "scheduler", "run", "hourly", "--json"],
-        cwd=fleet.directory,
-        env=fleet.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    fleet.cli("run", "hourly", "--json")
     wait_until(
         lambda: fleet.count("trigger = 'manual' AND status = 'succeeded'"),
         timeout=30,
@@ -757,14 +756,9 @@ def test_the_schedulers_own_locks_never_meet_a_lock_of_one_key(fleet: Fleet) -> 
             )
         )
         holder.commit()
-        edit = [PYTHON, "-m", "scheduler", "add", "--id", "limited", "--replace",
-                "--schedule", "every 1 second", "--prompt", "record", "--overlap", "skip",
-                "--metadata", json.dumps({"log": str(fleet.log)})]  # fmt: skip
-        done = subprocess.run(
-            edit, cwd=fleet.directory, env=fleet.env(), capture_output=True, text=True,
-            timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        fleet.cli("add", "--id", "limited", "--replace", "--schedule", "every 1 second",
+                  "--prompt", "record", "--overlap", "skip",
+                  "--metadata", json.dumps({"log": str(fleet.log)}))  # fmt: skip
         wait_until(
             lambda: fleet.count("max_running = 1 AND status = 'succeeded'") >= 2,
             timeout=30,

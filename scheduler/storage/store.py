@@ -15,7 +15,7 @@ through one kept connection. Driver errors leave this module as
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -157,8 +157,11 @@ class Store:
     # -- transactions ---------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+    def transaction(
+        self, check: Callable[[Transaction], None] | None = None
+    ) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success;
+        ``check`` runs first in it (a fence: it raises to refuse the transaction)."""
         self.setup()
         with self._write_lock, translated(self):
             if self._writer is not None and self._writer.in_transaction():
@@ -169,6 +172,8 @@ class Store:
             try:
                 with conn.begin():
                     tx = Transaction(conn, lock_rows=not self.is_sqlite)
+                    if check is not None:
+                        check(tx)
                     yield tx
             except (SQLAlchemyError, self.driver_error):
                 broken = True  # the next transaction starts on a fresh connection

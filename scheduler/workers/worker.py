@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from scheduler.clock import DatabaseClock
 from scheduler.dependencies.follow import Followers
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
@@ -96,7 +97,7 @@ class Worker:
         # measure: catch-up windows and retry delays are judged in it, as the lease is
         # (machines' clocks may differ: a worker 60 s ahead found every run past its window)
         self._machine_clock = clock
-        self._offset = 0.0
+        self.clock = DatabaseClock(store.database_time, clock)  # read by the heartbeats
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.loop = asyncio.get_running_loop()
         self.run_log = RunLog(store, owner=self.id)
@@ -121,24 +122,12 @@ class Worker:
         self.failed: str | None = None  # why the worker stopped by itself
         self.done = asyncio.Event()
 
-    def clock(self) -> float:
-        """Now, in the database's time (see ``__init__``)."""
-        return self._machine_clock() + self._offset
-
     def _timed(self, call: Callable[[], float | None]) -> float | None:
         """``call()`` (it returns the database's time, or None); the offset measured."""
         before = self._machine_clock()
         database_now = call()
         if database_now is not None:
-            offset = database_now - (before + self._machine_clock()) / 2
-            if abs(offset - self._offset) > 1.0:
-                logger.warning(
-                    "worker %s: this machine's clock is %+.1f s off the database's; "
-                    "the worker keeps the database's time",
-                    self.id,
-                    -offset,
-                )
-            self._offset = offset
+            self.clock.take(before, database_now, self._machine_clock())
         return database_now
 
     # -- lifecycle ------------------------------------------------------------------------
