@@ -67,6 +67,7 @@ class TaskChanges:
         self.changed = False
         self.links_changed = False  # some task's after links were written or removed
         self.removed: list[str] = []
+        self.replaced: dict[str, TaskDefinition] = {}  # runs of these not started take them
         self.only_inserts = True  # nothing but new tasks: the dispatcher need not look now
         self.earliest = float("inf")  # the earliest next run among the new tasks
 
@@ -109,6 +110,8 @@ class TaskChanges:
             origin = source or (old.source if old is not None else API_SOURCE)
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
             (updates if old is not None else inserts).append(row)
+            if old is not None:
+                self.replaced[task.id] = task
             written.append((row, old is not None))
             if row.next_run_time is not None:
                 self.earliest = min(self.earliest, row.next_run_time)

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,10 +120,16 @@ class Runner(RunnerWaiting):
 
     def task_ids(self) -> set[str]:
         """Tasks that have runs waiting here (not yet started)."""
-        waiting = {p.task.id for *_, p in self._heap}
-        waiting.update(self._buffered)
-        waiting.update(p.task.id for _, p in self._delayed.values())
-        return waiting
+        return {pending.task.id for pending in self._unstarted()}
+
+    def retask(self, tasks: Mapping[str, TaskDefinition]) -> None:
+        """The runs here that have not started take these (edited) definitions."""
+        for pending in self._unstarted():
+            pending.task = tasks.get(pending.task.id, pending.task)
+
+    def _unstarted(self) -> list[PendingRun]:
+        delayed = [pending for _, pending in self._delayed.values()]
+        return [e[3] for e in self._heap] + list(self._buffered.values()) + delayed
 
     def forget_task(self, task_id: str, reason: str) -> None:
         """Cancel the runs of ``task_id`` that have not started (it was removed)."""

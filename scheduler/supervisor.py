@@ -12,17 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler.clock import DatabaseClock
+from scheduler.current import Definitions
 from scheduler.dependencies.follow import Followers
 from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
-from scheduler.exceptions import DefinitionError, LeadershipLostError, StorageError
+from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun
 from scheduler.recovery import Recovery, tasks_of
-from scheduler.rows import decode, settled
+from scheduler.rows import settled
 from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
@@ -98,6 +99,7 @@ class Supervisor:
         self._epoch = 0  # the leader epoch this process took when it became active
         self._fenced_out = False  # a write was refused: another epoch was taken since
         self._poll_soon = asyncio.Event()
+        self._definitions = Definitions()
         self.background_prune = True  # off on a test clock (scheduler.testing)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -345,7 +347,8 @@ class Supervisor:
 
     def _pick_up_changes(self) -> None:
         """Start runs requested elsewhere (``run`` from the CLI), resume runs answered
-        elsewhere, and drop waiting runs of tasks removed elsewhere."""
+        elsewhere, and drop waiting runs of tasks removed elsewhere (those of tasks edited
+        elsewhere take the edit)."""
         if self.shared is None:
             self._take_answers()
         requested = [
@@ -362,13 +365,11 @@ class Supervisor:
             rows = tx.get_tasks({r.task_id for r in requested} | waiting)
         for task_id in waiting - rows.keys():
             self.runner.forget_task(task_id, "the task was removed")
+        tasks = self._definitions.loadable(rows.values())
+        self.runner.retask(tasks)
         shares: list[tuple[str, TaskDefinition]] = []
         for run in requested:
-            row = rows.get(run.task_id)
-            try:
-                task = decode(row) if row is not None else None
-            except DefinitionError:
-                task = None
+            task = tasks.get(run.task_id)
             if task is None or run.problem is not None:
                 self._settle(
                     run.id, RunStatus.CANCELLED, "TaskUnavailable", "its task is gone or unloadable"

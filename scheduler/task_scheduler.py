@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,7 @@ from scheduler.supervisor import Supervisor
 from scheduler.webhooks import Deliverer
 
 if TYPE_CHECKING:
+    from scheduler.models import TaskDefinition
     from scheduler.persistence import Persistence
 
 __all__ = ["TaskScheduler", "running_scheduler"]
@@ -319,15 +320,19 @@ class TaskScheduler(AsyncTaskAPI):
         links: bool = True,
         due: float | None = None,
         revision: int | None = None,
+        replaced: Mapping[str, TaskDefinition] | None = None,
     ) -> None:
         """Tell the running scheduler that tasks changed (which were removed; whether
         ``after`` links changed; ``due``: only new tasks came, the earliest due then;
-        ``revision``: the one that change wrote, when nothing needs reloading for it)."""
+        ``revision``: the one that change wrote, when nothing needs reloading for it;
+        ``replaced``: the tasks edited, which their runs not yet started take)."""
         supervisor = self._supervisor
         if supervisor is None or not supervisor.active:
             return
         for task_id in removed:
             self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
+        if replaced:
+            self._on_loop(supervisor.runner.retask, replaced)
         if links:
             supervisor.followers.refresh()
         if revision is not None:

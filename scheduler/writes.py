@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +72,7 @@ class TaskWrites(TaskQueries):
             links: bool = True,
             due: float | None = None,
             revision: int | None = None,
+            replaced: Mapping[str, TaskDefinition] | None = None,
         ) -> None: ...
         def _on_loop(self, function: Callable[..., Any], *args: Any) -> None: ...
 
@@ -406,4 +407,5 @@ class TaskWrites(TaskQueries):
                 links=changes.links_changed,
                 due=changes.earliest if changes.only_inserts else None,
                 revision=revision,
+                replaced=changes.replaced,
             )

@@ -5,6 +5,7 @@ concurrency limit, graceful stop, retention."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,6 +231,51 @@ async def test_removing_a_task_cancels_its_waiting_runs(make_scheduler: Schedule
     run = await scheduler.wait_for_run(waiting, timeout=10)
     assert run.status is RunStatus.CANCELLED
     assert run.error_message == "the task was removed"
+
+
+async def test_a_run_not_yet_started_runs_the_task_as_edited(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Queued behind a busy slot, waiting to retry, or queued by an edit elsewhere: a run
+    that has not started takes the task's definition as it is when it starts."""
+
+    def retried(prompt: str) -> TaskDefinition:
+        return TaskDefinition(
+            id="retried",
+            interval_seconds=3600,
+            prompt=prompt,
+            max_retries=1,
+            retry_delay_seconds=0.8,
+        )
+
+    scheduler = make_scheduler(max_concurrent_runs=1, poll_interval_seconds=0.1)
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="blocker", interval_seconds=3600, prompt="sleep:0.6"),
+            TaskDefinition(id="here", interval_seconds=3600, prompt="fail"),
+            TaskDefinition(id="elsewhere", interval_seconds=3600, prompt="fail"),
+            retried("fail"),
+        ]
+    )
+    scheduler.run_task_now("blocker")
+    await eventually(lambda: scheduler.list_runs("blocker", status="running"))
+    here = scheduler.run_task_now("here")
+    elsewhere = scheduler.run_task_now("elsewhere")
+    scheduler.add_task(TaskDefinition(id="here", interval_seconds=3600, prompt="fixed here"))
+    other = make_scheduler()  # another process's write: seen by the running one's poll
+    other.add_task(TaskDefinition(id="elsewhere", interval_seconds=3600, prompt="fixed elsewhere"))
+    assert (await scheduler.wait_for_run(here, timeout=10)).status is RunStatus.SUCCEEDED
+    assert (await scheduler.wait_for_run(elsewhere, timeout=10)).status is RunStatus.SUCCEEDED
+    for run_id, prompt in ((here, "fixed here"), (elsewhere, "fixed elsewhere")):
+        assert json.loads(scheduler.get_run(run_id).output or "")["prompt"] == prompt
+
+    first = scheduler.run_task_now("retried")
+    await eventually(lambda: scheduler.list_runs("retried", status="failed"))
+    scheduler.add_task(retried("fixed before the retry"))
+    await eventually(lambda: scheduler.list_runs("retried", status="succeeded"))
+    attempts = [(r.attempt, r.status) for r in runs_of(scheduler, "retried")]
+    assert attempts == [(1, RunStatus.FAILED), (2, RunStatus.SUCCEEDED)], first
 
 
 async def test_run_history_pages_with_and_without_a_limit(

@@ -899,3 +899,18 @@ def test_taking_over_waits_a_bounded_time_for_a_frozen_leaders_write(fleet: Flee
         frozen.rollback()  # the frozen write ends
     wait_until(lambda: _said(fleet, second, "scheduler active on"), 30, "the second active")
     fleet.stop(second)
+
+
+def test_a_retry_held_by_a_worker_runs_its_task_as_edited(fleet: Fleet) -> None:
+    task = {"id": "flaky", "run_at": at(1), "max_retries": 1, "retry_delay_seconds": 3}
+    fleet.add([{**task, "prompt": "fail"}])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    wait_until(lambda: fleet.count("status = 'failed'"), timeout=30, message="the first attempt")
+    fleet.add([{**task, "prompt": "record"}])  # before the retry is due
+    wait_until(lambda: fleet.count("status = 'succeeded'"), timeout=30, message="the retry")
+    runs = fleet.rows("SELECT attempt, status, worker FROM scheduler_runs ORDER BY attempt")
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "failed"), (2, "succeeded")]
+    assert {pid_of(r["worker"]) for r in runs} == {worker.pid}
+    fleet.stop(worker)
+    fleet.stop(leader)

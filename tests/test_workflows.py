@@ -626,3 +626,24 @@ async def test_what_the_recovery_at_start_settles_reaches_listeners(tmp_path: Pa
     finally:
         await scheduler.stop()
         scheduler.close()
+
+
+async def test_a_queued_follow_up_runs_its_task_as_edited(make_scheduler: Any) -> None:
+    scheduler = make_scheduler(max_concurrent_runs=1)
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            _manual("upstream", "sleep:0.3"),
+            _manual("blocker", "sleep:0.6"),
+            TaskDefinition(id="downstream", after="upstream", prompt="fail"),
+        ]
+    )
+    scheduler.run_task_now("upstream")
+    await eventually(lambda: scheduler.list_runs("upstream", status="running"))
+    scheduler.run_task_now("blocker")  # has the slot when the follow-up is queued
+    queued = await eventually(lambda: scheduler.list_runs("downstream", status="queued"))
+    assert scheduler.list_runs("blocker", status="running")
+    scheduler.add_task(TaskDefinition(id="downstream", after="upstream", prompt="edited"))
+    run = await scheduler.wait_for_run(queued[0].id, timeout=10)
+    assert run.status is RunStatus.SUCCEEDED, run.error_message
+    assert _seen(run)["prompt"].startswith("edited\n")

@@ -21,12 +21,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from scheduler.current import Definitions
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
 from scheduler.pending import Admission, PendingRun, new_run_id
-from scheduler.rows import decode, queued_run, run_record, settled
+from scheduler.rows import queued_run, run_record, settled
 from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.storage import RunRow, Store, TaskRow, Transaction
@@ -54,7 +55,7 @@ class Followers:
         self._runner: Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: EventBus | None = None
-        self._decoded: dict[str, tuple[str, TaskDefinition]] = {}
+        self._definitions = Definitions()
         # the skipped records written by the last follow on each thread (a flush's thread,
         # the loop's recovery), told once that thread has committed them
         self._local = threading.local()
@@ -88,8 +89,7 @@ class Followers:
         rows = self._store.downstream_tasks()
         for row in rows:
             self._task(row)
-        for gone in set(self._decoded) - {row.id for row in rows}:
-            self._decoded.pop(gone, None)
+        self._definitions.keep_only({row.id for row in rows})
 
     def _deliver(self, runs: list[PendingRun]) -> None:
         """Called from the thread that committed ``runs`` (and the last follow's skips)."""
@@ -245,16 +245,11 @@ class Followers:
         """The row's definition, decoded once per stored version."""
         if row is None:
             return None
-        cached = self._decoded.get(row.id)
-        if cached is not None and cached[0] == row.definition:
-            return cached[1]
         try:
-            task = decode(row)
+            return self._definitions.of(row)
         except DefinitionError as exc:
             logger.warning("task %s cannot be loaded, so it does not follow: %s", row.id, exc)
             return None
-        self._decoded[row.id] = (row.definition, task)
-        return task
 
 
 def _when(end: Ended) -> float:

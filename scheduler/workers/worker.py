@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scheduler.clock import DatabaseClock
+from scheduler.current import Definitions
 from scheduler.dependencies.follow import Followers
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
@@ -35,7 +36,7 @@ from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.pending import Admission, PendingRun
 from scheduler.recovery import tasks_of
-from scheduler.rows import decode, settled, upstream_of
+from scheduler.rows import settled, upstream_of
 from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
@@ -118,7 +119,7 @@ class Worker:
         # would let the lease lapse while every run is fine
         self._heartbeat = Offloader("scheduler-heartbeat", spill=False)
         self._revision = -1
-        self._decoded: dict[str, tuple[float, TaskDefinition | str]] = {}
+        self._definitions = Definitions()
         self.failed: str | None = None  # why the worker stopped by itself
         self.done = asyncio.Event()
 
@@ -245,17 +246,10 @@ class Worker:
         """The task of a claimed run (decoded once per version of its row)."""
         if row is None:
             return "its task was removed"
-        cached = self._decoded.get(row.id)
-        if cached is not None and cached[0] == row.updated_at:
-            return cached[1]
         try:
-            task: TaskDefinition | str = decode(row)
+            return self._definitions.of(row)
         except DefinitionError as exc:
-            task = f"its task cannot be loaded: {exc}"
-        if len(self._decoded) >= 10_000:
-            self._decoded.clear()
-        self._decoded[row.id] = (row.updated_at, task)
-        return task
+            return f"its task cannot be loaded: {exc}"
 
     def _grace(self, task: TaskDefinition) -> float:
         grace = task.misfire_grace_seconds
@@ -303,14 +297,16 @@ class Worker:
                 continue
             self.runner.answer(run.id, value)
         held = self.runner.task_ids()
-        if held:
-            present = await asyncio.to_thread(self._present, held)
+        if held:  # runs waiting here (to retry, say): their tasks as they are now
+            tasks, present = await asyncio.to_thread(self._present, held)
             for task_id in held - present:
                 self.runner.forget_task(task_id, "the task was removed")
+            self.runner.retask(tasks)
 
-    def _present(self, task_ids: set[str]) -> set[str]:
+    def _present(self, task_ids: set[str]) -> tuple[dict[str, TaskDefinition], set[str]]:
         with self.store.transaction() as tx:
-            return set(tx.get_tasks(task_ids))
+            rows = tx.get_tasks(task_ids)
+        return self._definitions.loadable(rows.values()), set(rows)
 
     async def _hold(self, runs: list[RunRow]) -> None:
         def load() -> dict[str, TaskDefinition | str]:
