@@ -10,7 +10,7 @@ Also :meth:`AsyncTaskAPI.wait_for_outcome`: the final outcome of a run after its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +51,13 @@ class AsyncTaskAPI(TaskWrites):
         return await self._offload.run(
             lambda: self.add_task(task, replace_existing=replace_existing, source=source)
         )
+
+    async def aedit_task(
+        self, task_id: str, edit: Callable[[TaskDefinition], TaskDefinition]
+    ) -> TaskInfo:
+        """:meth:`edit_task <scheduler.TaskScheduler.edit_task>`, off the event loop
+        (``edit`` is called on the worker thread, inside the transaction)."""
+        return await self._offload.run(self.edit_task, task_id, edit)
 
     async def aadd_tasks(
         self,

@@ -19,14 +19,14 @@ from scheduler.storage import TaskRow
 
 __all__ = ["Definitions"]
 
-_KEPT = 10_000  # definitions kept at most (then forgotten, to be decoded again)
-
 
 class Definitions:
-    """The definitions of stored task rows, each decoded once per stored version."""
+    """The definitions of stored task rows, each decoded once per stored version; at most
+    ``most`` are kept (then all are forgotten), or any number, pruned by :meth:`keep_only`."""
 
-    def __init__(self) -> None:
+    def __init__(self, most: int | None = 10_000) -> None:
         self._decoded: dict[str, tuple[str, TaskDefinition]] = {}
+        self._most = most
 
     def of(self, row: TaskRow) -> TaskDefinition:
         """The row's definition.
@@ -38,7 +38,7 @@ class Definitions:
         if cached is not None and cached[0] == row.definition:
             return cached[1]
         task = decode(row)
-        if len(self._decoded) >= _KEPT:
+        if self._most is not None and len(self._decoded) >= self._most:
             self._decoded.clear()
         self._decoded[row.id] = (row.definition, task)
         return task

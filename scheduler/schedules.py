@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic_core import PydanticCustomError
 
@@ -50,7 +50,7 @@ from scheduler.enums import TaskType
 from scheduler.exceptions import ScheduleError
 from scheduler.limits import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
 from scheduler.timewords import Rejected
-from scheduler.zones import unknown_zone_message
+from scheduler.zones import unknown_zone_message, zone_or_none
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -134,10 +134,9 @@ def parse_schedule(
             text[:40] + "…", f"a schedule is at most {MAX_SCHEDULE_CHARS} characters long"
         )
     collapsed = " ".join(text.split())
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(collapsed, unknown_zone_message(timezone)) from None
+    zone = zone_or_none(timezone)
+    if zone is None:
+        raise ScheduleError(collapsed, unknown_zone_message(timezone))
     try:
         context = _Context(collapsed, now.astimezone(zone), zone, allow_past)
         return _parse(collapsed.lower(), context)

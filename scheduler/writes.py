@@ -100,6 +100,25 @@ class TaskWrites(TaskQueries):
         self._flush()
         return task_info(row, self._store.task_stats(task.id).get(task.id, TaskStats()))
 
+    def edit_task(self, task_id: str, edit: Callable[[TaskDefinition], TaskDefinition]) -> TaskInfo:
+        """Change a task from its definition as it is now, in one transaction, so that no
+        change made by another caller in between is lost and a task removed in between
+        stays removed: ``edit`` gets the definition and returns the new one (same id; it
+        keeps its source). What ``edit`` raises is raised, with nothing written.
+
+        Raises:
+            TaskNotFoundError: No such task.
+            TaskNotRunnableError: Its stored definition cannot be loaded.
+            CallbackError: As for :meth:`add_task`.
+        """
+        with self._changing() as changes:
+            task = edit(decode_or_raise(changes.row(task_id)))
+            if task.id != task_id:
+                raise ValueError(f"id: a task's id cannot change ({task_id!r} to {task.id!r})")
+            [(row, _)] = changes.put(self._checked([task]), source=None)
+        self._flush()
+        return task_info(row, self._store.task_stats(task_id).get(task_id, TaskStats()))
+
     def add_tasks(
         self,
         tasks: Iterable[TaskDefinition],
@@ -236,24 +255,25 @@ class TaskWrites(TaskQueries):
     def run_task_now(self, task_id: str) -> str:
         """Queue a run of the task now, whatever its schedule or paused state; returns the
         run id. The active scheduler starts it (also one in another process)."""
+        pending = self._queue_manual(task_id)
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active and supervisor.shared is None:
+            # (a leader whose workers run the runs queues it for them at its next poll)
+            self._on_loop(supervisor.runner.submit, pending)
+        logger.info("task %s run %s requested", task_id, pending.run_id)
+        return pending.run_id
+
+    def _queue_manual(self, task_id: str) -> PendingRun:
+        """Record a run of ``task_id`` asked for now, queued; the run to start."""
         run_id = new_run_id()
         with self._changing() as changes:
             task = decode_or_raise(changes.row(task_id))
             now = changes.now
+            trigger = RunTrigger.MANUAL
             changes.add_runs(
-                [
-                    queued_run(
-                        run_id, task_id, scheduled_for=now, queued_at=now, trigger=RunTrigger.MANUAL
-                    )
-                ]
+                [queued_run(run_id, task_id, scheduled_for=now, queued_at=now, trigger=trigger)]
             )
-        supervisor = self._supervisor
-        if supervisor is not None and supervisor.active and supervisor.shared is None:
-            # (a leader whose workers run the runs queues it for them at its next poll)
-            pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL, queued_at=now)
-            self._on_loop(supervisor.runner.submit, pending)
-        logger.info("task %s run %s requested", task_id, run_id)
-        return run_id
+        return PendingRun(run_id, task, now, trigger=trigger, queued_at=now)
 
     async def run_task_here(self, task_id: str, *, timeout: float | None = None) -> RunRecord:
         """Run the task once, now, in this process, without starting the scheduler (no
@@ -271,18 +291,7 @@ class TaskWrites(TaskQueries):
             raise SchedulerError("run_task_here() on a started scheduler; use run_task_now()")
         self._store.setup()
         self.graph()
-        run_id = new_run_id()
-        with self._changing() as changes:
-            task = decode_or_raise(changes.row(task_id))
-            now = changes.now
-            changes.add_runs(
-                [
-                    queued_run(
-                        run_id, task_id, scheduled_for=now, queued_at=now, trigger=RunTrigger.MANUAL
-                    )
-                ]
-            )
-        pending = PendingRun(run_id, task, now, trigger=RunTrigger.MANUAL, queued_at=now)
+        pending = self._queue_manual(task_id)
         await run_alone(
             store=self._store,
             settings=self.settings,
@@ -293,7 +302,7 @@ class TaskWrites(TaskQueries):
             events=self._events,
             follow=self._queue_followers(),
         )
-        attempts = [run for run in self.list_runs(task_id, limit=None) if run.id >= run_id]
+        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= pending.run_id]
         return attempts[0]  # the newest: the last attempt
 
     def _queue_followers(self) -> Follow:

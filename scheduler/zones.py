@@ -6,7 +6,7 @@ import difflib
 import functools
 import zoneinfo
 
-__all__ = ["unknown_zone_message", "zone_exists"]
+__all__ = ["unknown_zone_message", "zone_exists", "zone_or_none"]
 
 
 @functools.cache
@@ -17,11 +17,17 @@ def _names() -> dict[str, str]:
 
 def zone_exists(name: str) -> bool:
     """``name`` is an IANA zone this machine knows."""
+    return zone_or_none(name) is not None
+
+
+def zone_or_none(name: str) -> zoneinfo.ZoneInfo | None:
+    """The IANA zone ``name``, or None when there is none: not only an unknown name, but
+    one ``zoneinfo`` trips over with another error (a folder of the zone database such as
+    ``Europe``, a name too long to be a file name, a NUL character)."""
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def suggest(name: str) -> str | None:

@@ -212,6 +212,18 @@ async def test_a_bad_when_is_an_answer_the_model_can_act_on(when: str, says: str
             assert scheduler.list_tasks() == []
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "x" * 300])
+async def test_a_zone_that_is_none_is_an_answer_too(zone: str) -> None:
+    """Also the names zoneinfo raises other errors for: a folder of the zone database, a
+    name too long to be a file."""
+    script = Script(calls(("schedule_task", {"when": "in 1 hour", "prompt": "p"})), AIMessage("ok"))
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        [answer] = tool_answers(await ask(agent, thread("t-1", timezone=zone), "do it"))
+        assert answer.startswith("Nothing was scheduled: unknown time zone"), answer
+        assert scheduler.list_tasks() == []
+
+
 async def test_arguments_of_the_wrong_type_are_a_tool_message_too() -> None:
     script = Script(
         calls(("schedule_task", {"when": 30, "prompt": ["not", "text"]})),

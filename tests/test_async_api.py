@@ -28,6 +28,7 @@ from tests.test_cli import Cli
 SYNC_METHODS = [
     "add_task",
     "add_tasks",
+    "edit_task",
     "sync_tasks",
     "check_task",
     "remove_task",
@@ -80,6 +81,12 @@ async def test_the_async_twins_return_what_the_sync_methods_return(
     await scheduler.acheck_task(task)
     assert [t.id for t in await scheduler.alist_tasks()] == ["a", "b", "f"]
     assert (await scheduler.aget_task("b")).definition is not None
+    edited = await scheduler.aedit_task("b", lambda t: t.model_copy(update={"prompt": "y2"}))
+    assert edited.definition is not None and edited.definition.prompt == "y2"
+    assert edited == scheduler.get_task("b")
+    with pytest.raises(ValueError, match="id: a task's id cannot change"):
+        await scheduler.aedit_task("b", lambda t: t.model_copy(update={"id": "c"}))
+    assert [t.id for t in scheduler.list_tasks()] == ["a", "b", "f"]  # nothing written
     assert len(await scheduler.anext_run_times("b", 3)) == 3
     assert (await scheduler.apause_task("b")).paused
     assert not (await scheduler.aresume_task("b")).paused

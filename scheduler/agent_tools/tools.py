@@ -35,7 +35,7 @@ from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler, running_scheduler
 from scheduler.triggers import fire_times
 from scheduler.wording import describe_task
-from scheduler.zones import unknown_zone_message
+from scheduler.zones import unknown_zone_message, zone_or_none
 
 __all__ = ["AGENT_SOURCE", "REPORT_FAILURE", "AgentLimits", "SchedulingTools", "scheduling_tools"]
 
@@ -263,10 +263,8 @@ class SchedulingTools:
     def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
         configurable = (config or {}).get("configurable") or {}
         zone = given or self.timezone or configurable.get("timezone") or scheduler.settings.timezone
-        try:
-            ZoneInfo(str(zone))
-        except (ValueError, KeyError):
-            raise _Refused(f"Nothing was scheduled: {unknown_zone_message(str(zone))}") from None
+        if zone_or_none(str(zone)) is None:
+            raise _Refused(f"Nothing was scheduled: {unknown_zone_message(str(zone))}")
         return str(zone)
 
     def _check_limits(

@@ -55,7 +55,7 @@ class Followers:
         self._runner: Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: EventBus | None = None
-        self._definitions = Definitions()
+        self._definitions = Definitions(most=None)  # pruned by warm()
         # the skipped records written by the last follow on each thread (a flush's thread,
         # the loop's recovery), told once that thread has committed them
         self._local = threading.local()

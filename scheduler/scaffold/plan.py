@@ -17,7 +17,6 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.exceptions import ScaffoldError, SchedulerError
 from scheduler.scaffold.changes import RECORD, ChangeSet, read_text
@@ -48,6 +47,7 @@ from scheduler.scaffold.wiring import (
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file
+from scheduler.zones import zone_or_none
 
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
 
@@ -112,11 +112,8 @@ class _Planner:
         if not self.project.is_dir():
             raise ScaffoldError(f"{self.project} is not a directory", NOT_FOUND)
         self.zone: str | None = args.timezone
-        if self.zone is not None:
-            try:
-                ZoneInfo(self.zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ScaffoldError(f"--timezone {self.zone!r}: not an IANA time zone") from None
+        if self.zone is not None and zone_or_none(self.zone) is None:
+            raise ScaffoldError(f"--timezone {self.zone!r}: not an IANA time zone")
         self.tasks = parse_tasks(args.task, self.zone or "UTC")
         self.changes = ChangeSet(self.project, force=args.force)
         self.target = ""

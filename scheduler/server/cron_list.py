@@ -17,27 +17,46 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.current import Definitions
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
-from scheduler.rows import decode
 from scheduler.server.replies import encode
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["CronList", "Crons", "cron_of", "order_by"]
+__all__ = ["CronList", "Crons", "contains", "cron_of", "cron_request", "order_by"]
+
+
+def cron_request(task: TaskDefinition) -> dict[str, Any] | None:
+    """What the crons API keeps in the task of one of its crons (``task.request``); None
+    when ``task`` is not such a cron: a task of another kind, or one whose request lacks
+    a key or holds one of the wrong type (a row changed in the database, say)."""
+    request = task.request
+    if (
+        request is None
+        or request.get("kind") != "cron"
+        or task.cron_expression is None
+        or not isinstance(request.get("assistant_id"), str)
+        or not isinstance(request.get("payload"), dict)
+        or not isinstance(request.get("fields"), dict)
+        or not isinstance(request.get("timezone"), str | None)
+        or request.get("on_run_completed") not in (None, "delete", "keep")
+    ):
+        return None
+    return request
 
 
 def cron_of(
     task: TaskDefinition, next_run: float | None, paused: bool, created: float, updated: float
 ) -> dict[str, Any]:
-    """The LangGraph SDK's Cron of a cron's task (its request kept in ``task.request``)."""
-    assert task.request is not None
-    request = task.request
+    """The LangGraph SDK's Cron of a cron's task (see :func:`cron_request`)."""
+    request = cron_request(task)
+    assert request is not None
     return {
         "cron_id": task.id,
         "assistant_id": request["assistant_id"],
         "thread_id": task.thread_id,
         "user_id": "",
-        "end_time": task.end_date.isoformat() if task.end_date else None,
+        "end_time": task.end_date.astimezone(UTC).isoformat() if task.end_date else None,
         "schedule": task.cron_expression,
         "timezone": request.get("timezone"),
         "payload": request["payload"],
@@ -76,7 +95,7 @@ class CronList:
         self.scheduler = scheduler
         self.source = source
         self._kept: Crons | None = None
-        self._decoded: dict[str, tuple[str, TaskDefinition]] = {}  # id -> (JSON, task)
+        self._definitions = Definitions(most=None)  # pruned to the crons at each read
 
     def kept(self) -> Crons | None:
         """The kept list if it is still valid (no database read: safe on the event loop)."""
@@ -141,29 +160,40 @@ class CronList:
     def _rows(self) -> tuple[list[dict[str, Any]], float]:
         """Every cron from the rows of the source (each definition decoded once per stored
         version; no run statistics, which a Cron does not show), and the soonest next run."""
-        cache = self._decoded
         crons = []
         seen = set()
         soonest = float("inf")
         for row in self.scheduler.store.iter_tasks(source=self.source):
-            cached = cache.get(row.id)
-            if cached is None or cached[0] != row.definition:
-                try:
-                    cached = (row.definition, decode(row))
-                except DefinitionError:
-                    continue
-                cache[row.id] = cached
+            try:
+                task = self._definitions.of(row)
+            except DefinitionError:
+                continue
             seen.add(row.id)
-            task = cached[1]
-            if task.request is None or task.request.get("kind") != "cron":
+            if cron_request(task) is None:
                 continue
             next_run = row.next_run_time if task.enabled and not row.paused else None
             if next_run is not None:
                 soonest = min(soonest, next_run)
             crons.append(cron_of(task, next_run, row.paused, row.created_at, row.updated_at))
-        for gone in set(cache) - seen:
-            cache.pop(gone, None)
+        self._definitions.keep_only(seen)
         return crons, soonest
+
+
+def contains(value: Any, wanted: Any) -> bool:
+    """``value`` holds ``wanted`` as PostgreSQL's ``@>`` says of JSON, as the LangGraph
+    server filters by metadata: each key of an object with a value that holds the wanted
+    one (deep), each item of an array held by an item, else equal (``true`` is not ``1``)."""
+    if isinstance(wanted, dict):
+        return isinstance(value, dict) and all(
+            key in value and contains(value[key], item) for key, item in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return isinstance(value, list) and all(
+            any(contains(have, item) for have in value) for item in wanted
+        )
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value is wanted
+    return bool(value == wanted)
 
 
 def order_by(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:

@@ -33,7 +33,14 @@ from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
 from scheduler.server.bodies import documented, read_body
-from scheduler.server.cron_list import CronList, Crons, cron_of, order_by
+from scheduler.server.cron_list import (
+    CronList,
+    Crons,
+    contains,
+    cron_of,
+    cron_request,
+    order_by,
+)
 from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
 
@@ -49,6 +56,14 @@ _STRATEGIES: dict[str, OverlapPolicy] = {
 }
 
 
+class CronConfig(BaseModel):
+    """A cron's ``config``: any keys, and ``configurable`` an object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    configurable: dict[str, Any] | None = None
+
+
 class CronPatch(BaseModel):
     """``PATCH /runs/crons/{cron_id}``: the fields to change (a creation's fields too)."""
 
@@ -57,7 +72,7 @@ class CronPatch(BaseModel):
     schedule: str | None = None
     input: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
+    config: CronConfig | None = None
     context: dict[str, Any] | None = None
     webhook: str | None = None
     end_time: datetime | None = None
@@ -191,7 +206,7 @@ def _validated(
             "id": cron_id,
             "name": f"cron {fields['schedule']}",
             "cron_expression": fields["schedule"],
-            "timezone": fields.get("timezone"),
+            "timezone": fields.get("timezone") or "UTC",  # the LangGraph server's default
             "input": fields.get("input") or {},
             "context": fields.get("context"),
             "metadata": fields.get("metadata") or {},
@@ -229,8 +244,7 @@ def _cron(info: TaskInfo) -> dict[str, Any]:
 
 
 def _is_cron(info: TaskInfo) -> bool:
-    task = info.definition
-    return task is not None and task.request is not None and task.request.get("kind") == "cron"
+    return info.definition is not None and cron_request(info.definition) is not None
 
 
 async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict[str, Any]:
@@ -302,7 +316,7 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
             if (assistant is None or c["assistant_id"] == assistant)
             and (body.thread_id is None or c["thread_id"] == body.thread_id)
             and (body.enabled is None or c["enabled"] == body.enabled)
-            and all(c["metadata"].get(k) == v for k, v in wanted.items())
+            and contains(c["metadata"], wanted)
         ]
     descending = body.sort_order != "asc"
     if key != "created_at" or not descending:  # else: the kept order
@@ -345,23 +359,49 @@ async def get_cron(request: Request, cron_id: str) -> JsonReply:
 @router.patch("/runs/crons/{cron_id}", summary="Update a cron", openapi_extra=documented(CronPatch))
 async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
     body = await read_body(request, CronPatch)
-    scheduler = scheduler_of(request)
-    info = await _get_cron(request, cron_id)
-    assert info.definition is not None
-    assert info.definition.request is not None
-    kept = dict(info.definition.request)
     changes = body.model_dump(mode="json", exclude_unset=True)
-    fields = {**kept["fields"], **changes}
-    if "timezone" in changes:
-        kept["timezone"] = changes["timezone"]
-    if "on_run_completed" in changes:
-        kept["on_run_completed"] = changes["on_run_completed"]
-    kept["fields"] = fields
-    kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
-    updated = await scheduler.aadd_task(_task(cron_id, fields, kept), source=None)
-    if info.paused and changes.get("enabled"):
+    for fixed in ("thread_id", "assistant_id", "cron_id"):  # a cron stays where it is
+        changes.pop(fixed, None)
+
+    def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
+        found = cron_request(before)
+        if found is None:
+            raise HTTPException(404, f"no cron {cron_id!r}")
+        kept = dict(found)
+        fields = {**_fields_now(before, kept), **changes}
+        if changes.get("metadata") is not None:  # merged, as the LangGraph server does
+            fields["metadata"] = {**before.metadata, **changes["metadata"]}
+        if "timezone" in changes:
+            kept["timezone"] = changes["timezone"]
+        if "on_run_completed" in changes:
+            kept["on_run_completed"] = changes["on_run_completed"]
+        kept["fields"] = fields
+        kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
+        return _task(cron_id, fields, kept)
+
+    scheduler = scheduler_of(request)
+    updated = await scheduler.aedit_task(cron_id, edit)
+    if updated.paused and changes.get("enabled"):
         updated = await scheduler.aresume_task(cron_id)
     return _cron(updated)
+
+
+def _fields_now(task: TaskDefinition, kept: dict[str, Any]) -> dict[str, Any]:
+    """A cron's fields as its task is now: another API (REST, the CLI) may have changed
+    the task since the crons API last wrote its request."""
+    fields = dict(kept["fields"])
+    fields.update(
+        schedule=task.cron_expression,
+        input=task.input,
+        metadata=task.metadata,
+        context=task.context,
+        enabled=task.enabled,
+        webhook=task.webhook,
+        end_time=task.end_date.isoformat() if task.end_date else None,
+    )
+    if task.timezone != (fields.get("timezone") or "UTC"):
+        kept["timezone"] = fields["timezone"] = task.timezone
+    return fields
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")

@@ -19,9 +19,10 @@ import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
+
+from starlette.requests import cookie_parser
 
 __all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host", "same_origin"]
 
@@ -153,8 +154,9 @@ class Guard:
     def _take(self, scope: Scope) -> bool:
         client = (scope.get("client") or ("?", 0))[0]
         now = time.monotonic()
-        tokens, at = self._buckets.get(client, (self.rate, now))
-        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        burst = max(1.0, self.rate)  # below 1 a second: one request, then one more per 1/rate s
+        tokens, at = self._buckets.get(client, (burst, now))
+        tokens = min(burst, tokens + (now - at) * self.rate)
         if tokens < 1:
             self._buckets[client] = (tokens, now)
             return False
@@ -197,14 +199,8 @@ def _key_of(headers: dict[str, str]) -> str | None:
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
-    if "cookie" in headers:
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(headers["cookie"])
-        except Exception:
-            return None
-        if COOKIE in cookie:
-            return cookie[COOKIE].value
+    if "cookie" in headers:  # parsed as browsers send it: another app's odd cookie beside
+        return cookie_parser(headers["cookie"]).get(COOKIE)  # ours does not hide it
     return None
 
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from scheduler.enums import RunStatus, TaskState
+from scheduler.exceptions import TaskNotRunnableError
 from scheduler.limits import MAX_OFFSET
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.task_scheduler import TaskScheduler
@@ -43,6 +44,8 @@ def _validate(
     """The task of ``data``; a callback it sets (or changes from ``before``) must come from
     a module of ``SCHEDULER_CALLBACK_MODULES`` (:meth:`CallbackPolicy.check_remote`)."""
     settings = _scheduler(request).settings
+    if data.get("request") != (before.request if before is not None else None):
+        raise HTTPException(422, "request: set by the crons API only (/runs/crons)")
     task = TaskDefinition.model_validate(data, context={"timezone": settings.timezone})
     for field in CALLBACK_FIELDS:
         path = getattr(task, field)
@@ -89,19 +92,22 @@ async def get_task(request: Request, task_id: str) -> dict[str, Any]:
 
 @router.patch("/tasks/{task_id}", summary="Change some fields of a task")
 async def patch_task(request: Request, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    scheduler = _scheduler(request)
-    info = await scheduler.aget_task(task_id)
-    if info.definition is None:
-        raise HTTPException(409, f"task {task_id!r} cannot be loaded ({info.error})")
     if "id" in body and body["id"] != task_id:
         raise HTTPException(422, "id: a task's id cannot change")
-    data = info.definition.model_dump(mode="json", exclude_none=True)
-    if any(k in body for k in ("schedule", "cron_expression", "interval_seconds", "run_at")):
-        for key in ("task_type", "cron_expression", "interval_seconds", "run_at"):
-            data.pop(key, None)
-    data.update(body)
-    data = {k: v for k, v in data.items() if v is not None}
-    updated = await scheduler.aadd_task(_validate(request, data, info.definition), source=None)
+
+    def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
+        data = before.model_dump(mode="json", exclude_none=True)
+        if any(k in body for k in ("schedule", "cron_expression", "interval_seconds", "run_at")):
+            for key in ("task_type", "cron_expression", "interval_seconds", "run_at"):
+                data.pop(key, None)
+        data.update(body)
+        data = {k: v for k, v in data.items() if v is not None}
+        return _validate(request, data, before)
+
+    try:
+        updated = await _scheduler(request).aedit_task(task_id, edit)
+    except TaskNotRunnableError as exc:
+        raise HTTPException(409, str(exc)) from None
     return updated.to_dict()
 
 
@@ -173,7 +179,10 @@ class Answer(BaseModel):
 @router.post("/runs/{run_id}/answer", summary="Answer a run waiting at interrupt()")
 async def answer_run(request: Request, run_id: str, body: Answer) -> dict[str, Any]:
     scheduler = _scheduler(request)
-    await scheduler.aresume_run(run_id, body.value)
+    try:
+        await scheduler.aresume_run(run_id, body.value)
+    except ValueError as exc:  # not JSON within the limits of task input
+        raise HTTPException(422, f"value: {exc}") from None
     return (await scheduler.aget_run(run_id)).to_dict()
 
 

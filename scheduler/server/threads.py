@@ -16,10 +16,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus
-from scheduler.limits import MAX_OFFSET
+from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, check_json_value
 from scheduler.records import RunRecord
 from scheduler.rows import run_record
+from scheduler.server.cron_list import contains
 from scheduler.server.crons import assistant_of, scheduler_of
 
 __all__ = ["router"]
@@ -79,8 +81,12 @@ async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
     thread_id = body.thread_id or str(uuid.uuid4())
     now = scheduler.now().timestamp()
     metadata = body.metadata or {}
+    try:
+        check_json_value(metadata)
+    except ValueError as exc:
+        raise HTTPException(422, f"metadata: {exc}") from None
     store = scheduler.store
-    known = {t: (json.loads(m), c) for t, m, c in await asyncio.to_thread(store.threads)}
+    known = {t: (_metadata(m), c) for t, m, c in await asyncio.to_thread(store.threads)}
     if thread_id in known:  # the server's if_exists: raise (default) or do_nothing
         if body.if_exists == "do_nothing":
             old, created = known[thread_id]
@@ -101,15 +107,21 @@ async def search_threads(request: Request, body: ThreadSearch) -> list[dict[str,
     for thread_id, metadata_json, created in made:
         last = next((b for t, _, b in used if t == thread_id), created)
         threads[thread_id] = _thread(
-            thread_id, json.loads(metadata_json), created, max(last, created)
+            thread_id, _metadata(metadata_json), created, max(last, created)
         )
-    found = [
-        t
-        for t in threads.values()
-        if all(t["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
-    ]
+    found = [t for t in threads.values() if contains(t["metadata"], body.metadata or {})]
     found.sort(key=lambda t: t["updated_at"], reverse=True)
     return found[body.offset : body.offset + body.limit]
+
+
+def _metadata(stored: str) -> dict[str, Any]:
+    """A thread's stored metadata; ``{}`` for one that is not a JSON object within the
+    limits (the database is not trusted)."""
+    try:
+        metadata = load_json(stored, what="thread metadata", max_depth=MAX_JSON_DEPTH)
+    except DocumentError:
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _run(run: RunRecord, assistant: str) -> dict[str, Any]:

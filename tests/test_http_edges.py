@@ -1,0 +1,309 @@
+"""The HTTP server at its edges, on a real scheduler (SQLite file, real graph) through
+httpx's ASGI transport: hostile values answered 422 with the field named and nothing
+written; rows that are not what the crons API wrote; changes that race; the crons
+contract where the LangGraph server merges, filters or defaults; the guard's rate and
+cookie."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler import TaskDefinition
+from scheduler.server import create_app
+from scheduler.server.crons import CRONS_SOURCE, graph_id
+from tests.conftest import SchedulerFactory
+
+
+def client_of(scheduler: Any) -> httpx.AsyncClient:
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is a reply
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClient]:
+    scheduler = make_scheduler(http_rate_per_second=0)
+    async with client_of(scheduler) as c:
+        c.scheduler = scheduler  # type: ignore[attr-defined]
+        yield c
+
+
+def cron(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    return {"assistant_id": graph_id(scheduler.settings.graph), "schedule": "0 9 * * *", **fields}
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+# -- hostile values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America/", "x" * 300, "UTC\x00"])
+async def test_a_zone_name_zoneinfo_trips_over_is_a_422(api: httpx.AsyncClient, zone: str) -> None:
+    """A folder of the zone database, a name too long to be a file, a NUL: zoneinfo raises
+    other errors than "not found" for these."""
+    answers = {
+        "crons": await api.post("/runs/crons", json=cron(api, timezone=zone)),
+        "interval": await api.post(
+            "/api/tasks", json={"id": "i", "interval_seconds": 60, "prompt": "p", "timezone": zone}
+        ),
+        "schedule": await api.post(
+            "/api/tasks",
+            json={"id": "s", "schedule": "every day at 9:00", "prompt": "p", "timezone": zone},
+        ),
+        "preview": await api.get(
+            "/api/schedules/preview", params={"schedule": "0 9 * * *", "tz": zone}
+        ),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 422, (name, answer.status_code, answer.text)
+        assert "time zone" in answer.text or "timezone" in answer.text, (name, answer.text)
+    assert (await api.get("/api/tasks")).json()["total"] == 0
+
+
+@pytest.mark.parametrize("configurable", ["x", [1], 5, True])
+async def test_a_configurable_that_is_not_an_object_is_a_422(
+    api: httpx.AsyncClient, configurable: Any
+) -> None:
+    made = await api.post("/runs/crons", json=cron(api, config={"configurable": configurable}))
+    assert made.status_code == 422 and "config.configurable" in made.text, made.text
+    good = (await api.post("/runs/crons", json=cron(api, config={"tags": ["a"]}))).json()
+    patched = await api.patch(
+        f"/runs/crons/{good['cron_id']}", json={"config": {"configurable": configurable}}
+    )
+    assert patched.status_code == 422 and "config.configurable" in patched.text, patched.text
+    assert (await api.get(f"/runs/crons/{good['cron_id']}")).json()["payload"]["config"] == {
+        "tags": ["a"], "configurable": {"cron_id": good["cron_id"]},
+    }  # fmt: skip
+
+
+async def test_an_answer_too_deep_is_a_422_naming_the_value(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/api/runs/nope/answer", json={"value": nested(40)})
+    assert answer.status_code == 422 and "value:" in answer.text, answer.text
+
+
+async def test_thread_metadata_too_deep_is_refused_and_a_stored_one_does_not_break_search(
+    api: httpx.AsyncClient,
+) -> None:
+    made = await api.post("/threads", json={"thread_id": "deep", "metadata": {"a": nested(300)}})
+    assert made.status_code == 422 and "metadata:" in made.text, made.text
+    store = api.scheduler.store  # type: ignore[attr-defined]
+    assert [t for t, _, _ in store.threads()] == []
+    # rows written past the API (the database is not trusted): listed without metadata
+    store.put_thread("forged", "[" * 5000 + "]" * 5000, 1.0)
+    store.put_thread("not-an-object", "[1, 2]", 2.0)
+    await api.post("/threads", json={"thread_id": "fine", "metadata": {"k": "v"}})
+    found = await api.post("/threads/search", json={})
+    assert found.status_code == 200, found.text
+    assert {t["thread_id"]: t["metadata"] for t in found.json()} == {
+        "forged": {}, "not-an-object": {}, "fine": {"k": "v"},
+    }  # fmt: skip
+
+
+# -- what the crons API did not write -------------------------------------------------------
+
+
+async def test_rest_cannot_set_the_request_the_crons_api_keeps(api: httpx.AsyncClient) -> None:
+    forged = {"id": "forged", "interval_seconds": 60, "prompt": "p", "request": {"kind": "cron"}}
+    made = await api.post("/api/tasks", json=forged)
+    assert made.status_code == 422 and "request:" in made.text, made.text
+    assert (await api.get("/api/tasks/forged")).status_code == 404
+    real = (await api.post("/runs/crons", json=cron(api))).json()
+    patched = await api.patch(f"/api/tasks/{real['cron_id']}", json={"request": {"kind": "cron"}})
+    assert patched.status_code == 422 and "request:" in patched.text, patched.text
+    renamed = await api.patch(f"/api/tasks/{real['cron_id']}", json={"name": "renamed"})
+    assert renamed.status_code == 200, renamed.text  # the request it keeps is no change
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"kind": "cron"},
+        {"kind": "cron", "assistant_id": 5, "payload": {}, "fields": {}},
+        {"kind": "cron", "assistant_id": "a", "payload": [], "fields": {}},
+        {"kind": "cron", "assistant_id": "a", "payload": {}, "fields": {}, "timezone": 3},
+    ],
+)
+async def test_a_cron_row_not_as_the_crons_api_wrote_it_is_no_cron(
+    api: httpx.AsyncClient, request_: dict[str, Any]
+) -> None:
+    good = (await api.post("/runs/crons", json=cron(api))).json()
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    scheduler.add_task(
+        TaskDefinition(id="odd", cron_expression="0 8 * * *", prompt="p", request=request_),
+        source=CRONS_SOURCE,
+    )
+    found = await api.post("/runs/crons/search", json={})
+    assert found.status_code == 200 and [c["cron_id"] for c in found.json()] == [good["cron_id"]]
+    assert (await api.post("/runs/crons/count", json={})).json() == 1
+    for answer in (
+        await api.get("/runs/crons/odd"),
+        await api.patch("/runs/crons/odd", json={"enabled": False}),
+        await api.delete("/runs/crons/odd"),
+    ):
+        assert answer.status_code == 404, answer.text
+    assert scheduler.get_task("odd").definition.request == request_
+
+
+# -- changes that race ----------------------------------------------------------------------
+
+
+async def test_a_patch_racing_a_delete_never_brings_the_task_back(api: httpx.AsyncClient) -> None:
+    for i in range(15):
+        made = (await api.post("/runs/crons", json=cron(api))).json()
+        await api.post("/api/tasks", json={"id": f"t{i}", "interval_seconds": 60, "prompt": "p"})
+        for path, change in (
+            (f"/runs/crons/{made['cron_id']}", {"metadata": {"i": i}}),
+            (f"/api/tasks/t{i}", {"prompt": "changed"}),
+        ):
+            task_id = path.rsplit("/", 1)[1]
+            patch, delete = await asyncio.gather(api.patch(path, json=change), api.delete(path))
+            assert delete.status_code == 204, delete.text
+            assert patch.status_code in (200, 404), patch.text
+            assert (await api.get(f"/api/tasks/{task_id}")).status_code == 404, (i, path)
+
+
+async def test_patches_of_different_fields_at_once_are_all_kept(api: httpx.AsyncClient) -> None:
+    await api.post("/api/tasks", json={"id": "t", "interval_seconds": 60, "prompt": "p"})
+    made = (await api.post("/runs/crons", json=cron(api))).json()
+    cron_path = f"/runs/crons/{made['cron_id']}"
+    answers = await asyncio.gather(
+        api.patch("/api/tasks/t", json={"prompt": "new prompt"}),
+        api.patch("/api/tasks/t", json={"interval_seconds": 120}),
+        api.patch("/api/tasks/t", json={"metadata": {"k": "v"}}),
+        api.patch(cron_path, json={"metadata": {"a": 1}}),
+        api.patch(cron_path, json={"metadata": {"b": 2}}),
+        api.patch(cron_path, json={"schedule": "30 6 * * *"}),
+    )
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    task = (await api.get("/api/tasks/t")).json()["definition"]
+    assert (task["prompt"], task["interval_seconds"], task["metadata"]) == (
+        "new prompt", 120, {"k": "v"},
+    )  # fmt: skip
+    now = (await api.get(cron_path)).json()
+    assert (now["schedule"], now["metadata"]) == ("30 6 * * *", {"a": 1, "b": 2})
+
+
+async def test_a_change_made_through_rest_is_kept_by_a_later_crons_patch(
+    api: httpx.AsyncClient,
+) -> None:
+    made = (await api.post("/runs/crons", json=cron(api, input={"x": 1}))).json()
+    path = f"/runs/crons/{made['cron_id']}"
+    changed = await api.patch(
+        f"/api/tasks/{made['cron_id']}",
+        json={"cron_expression": "30 6 * * *", "input": {"x": 2}, "timezone": "Asia/Tokyo"},
+    )
+    assert changed.status_code == 200, changed.text
+    after = (await api.patch(path, json={"metadata": {"n": 1}})).json()
+    assert (after["schedule"], after["timezone"], after["payload"]["input"]) == (
+        "30 6 * * *", "Asia/Tokyo", {"x": 2},
+    )  # fmt: skip
+    assert after["next_run_date"].endswith("21:30:00+00:00")  # 06:30 in Tokyo
+
+
+# -- the crons contract ---------------------------------------------------------------------
+
+
+async def test_a_patch_merges_metadata_and_stays_on_its_thread(api: httpx.AsyncClient) -> None:
+    thread = (await api.post("/threads", json={})).json()["thread_id"]
+    made = (
+        await api.post(f"/threads/{thread}/runs/crons", json=cron(api, metadata={"team": "ops"}))
+    ).json()
+    patched = await api.patch(
+        f"/runs/crons/{made['cron_id']}",
+        json={"metadata": {"owner": "bob", "team": "dev"}, "thread_id": "elsewhere"},
+    )
+    assert patched.json()["metadata"] == {"team": "dev", "owner": "bob"}
+    assert patched.json()["thread_id"] == thread
+
+
+async def test_search_by_metadata_is_containment(api: httpx.AsyncClient) -> None:
+    metadata = {"owner": {"team": "ops", "name": "bob"}, "flag": True, "tags": ["a", "b"], "n": 1}
+    made = (await api.post("/runs/crons", json=cron(api, metadata=metadata))).json()
+    await api.post("/threads", json={"thread_id": "th", "metadata": metadata})
+    expected = {
+        json.dumps({"owner": {"team": "ops"}}): 1,
+        json.dumps({"owner": {"team": "dev"}}): 0,
+        json.dumps({"flag": True}): 1,
+        json.dumps({"flag": 1}): 0,
+        json.dumps({"n": 1.0}): 1,
+        json.dumps({"n": True}): 0,
+        json.dumps({"tags": ["b"]}): 1,
+        json.dumps({"tags": ["c"]}): 0,
+        json.dumps({"owner": "ops"}): 0,
+    }
+    for wanted, count in expected.items():
+        body = {"metadata": json.loads(wanted)}
+        assert (await api.post("/runs/crons/count", json=body)).json() == count, wanted
+        found = (await api.post("/runs/crons/search", json=body)).json()
+        assert [c["cron_id"] for c in found] == [made["cron_id"]] * count, wanted
+        threads = (await api.post("/threads/search", json=body)).json()
+        assert [t["thread_id"] for t in threads] == ["th"] * count, wanted
+
+
+async def test_a_cron_without_a_timezone_is_utc_whatever_the_scheduler_zone(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(http_rate_per_second=0, timezone="Asia/Tokyo")
+    async with client_of(scheduler) as api:
+        api.scheduler = scheduler  # type: ignore[attr-defined]
+        made = (await api.post("/runs/crons", json=cron(api))).json()
+        assert made["timezone"] is None and made["next_run_date"].endswith("T09:00:00+00:00")
+        zoned = (await api.post("/runs/crons", json=cron(api, timezone="Asia/Tokyo"))).json()
+        assert zoned["next_run_date"].endswith("T00:00:00+00:00")
+
+
+async def test_end_times_in_other_offsets_sort_by_time(api: httpx.AsyncClient) -> None:
+    early = await api.post("/runs/crons", json=cron(api, end_time="2030-01-01T10:00:00+05:00"))
+    late = await api.post("/runs/crons", json=cron(api, end_time="2030-01-01T06:00:00+00:00"))
+    assert early.json()["end_time"] == "2030-01-01T05:00:00+00:00"
+    ids = [early.json()["cron_id"], late.json()["cron_id"]]
+    for order, expected in (("asc", ids), ("desc", ids[::-1])):
+        body = {"sort_by": "end_time", "sort_order": order}
+        found = (await api.post("/runs/crons/search", json=body)).json()
+        assert [c["cron_id"] for c in found] == expected, order
+
+
+# -- the guard ------------------------------------------------------------------------------
+
+
+async def test_a_rate_below_one_a_second_serves_one_request_then_one_per_period(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(http_rate_per_second=0.5)
+    async with client_of(scheduler) as api:
+        assert (await api.get("/healthz")).status_code == 200
+        assert (await api.get("/healthz")).status_code == 429
+        await asyncio.sleep(2.2)
+        assert (await api.get("/healthz")).status_code == 200
+
+
+async def test_the_key_cookie_is_found_beside_another_apps_cookies(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Cookies are not per port: on localhost a browser sends other local apps' cookies
+    too, some of them in forms Python's SimpleCookie gives up on."""
+    scheduler = make_scheduler(http_rate_per_second=0, api_key="k3y")
+    async with client_of(scheduler) as api:
+        for cookie in (
+            "scheduler_key=k3y",
+            'prefs={"theme": "dark"}; scheduler_key=k3y',
+            "a=b c; scheduler_key=k3y; z=ü",
+        ):
+            answer = await api.get("/api/tasks", headers={"cookie": cookie.encode()})
+            assert answer.status_code == 200, cookie
+        for cookie in ("scheduler_key=wrong", 'prefs={"a": 1}', "scheduler_key="):
+            refused = await api.get("/api/tasks", headers={"cookie": cookie})
+            assert refused.status_code in (401, 403), cookie
