@@ -164,7 +164,8 @@ class Supervisor:
         failing = False
         while True:
             with contextlib.suppress(TimeoutError):  # a refused write asks for a poll at once
-                await asyncio.wait_for(self._poll_soon.wait(), interval)
+                async with asyncio.timeout(interval):  # (not wait_for: see RunLog)
+                    await self._poll_soon.wait()
             self._poll_soon.clear()
             try:
                 self._poll_once()

@@ -4,6 +4,7 @@ the edge (unknown ids, cycles named, a task on itself, removing what others need
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -647,3 +648,27 @@ async def test_a_queued_follow_up_runs_its_task_as_edited(make_scheduler: Any) -
     run = await scheduler.wait_for_run(queued[0].id, timeout=10)
     assert run.status is RunStatus.SUCCEEDED, run.error_message
     assert _seen(run)["prompt"].startswith("edited\n")
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_stop_returns_when_a_run_others_follow_ends_in_its_grace(
+    make_scheduler: Any, attempt: int
+) -> None:
+    """The end of a run that others follow wakes the run log's flush as stop() cancels
+    it; on Python 3.11 asyncio.wait_for swallowed that cancel, and stop() never returned."""
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            _manual("report", "sleep:0.3"),
+            TaskDefinition(id="alert", after={"tasks": ["report"], "on": "finished"}, prompt="p"),
+        ]
+    )
+    run_id = scheduler.run_task_now("report")
+    await eventually(lambda: scheduler.get_run(run_id).status is RunStatus.RUNNING)
+    stopping = asyncio.ensure_future(scheduler.stop(grace_seconds=3))
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+    assert done, "stop() did not return"
+    assert scheduler.get_run(run_id).status is RunStatus.SUCCEEDED
+    [alert] = scheduler.list_runs("alert")
+    assert alert.status is RunStatus.QUEUED  # for the next start, as promised

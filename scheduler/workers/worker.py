@@ -186,7 +186,8 @@ class Worker:
         failing = False
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), interval)
+                async with asyncio.timeout(interval):  # (not wait_for: see RunLog)
+                    await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self._look_around()
@@ -367,9 +368,8 @@ class Worker:
         while True:
             await asyncio.sleep(lease / 6)
             try:
-                renewed = await asyncio.wait_for(
-                    self._heartbeat.run(self._timed, self._renew_lease), lease / 3
-                )
+                async with asyncio.timeout(lease / 3):
+                    renewed = await self._heartbeat.run(self._timed, self._renew_lease)
             except (StorageError, TimeoutError) as exc:
                 if time.monotonic() - last_ok > lease / 2:
                     self._fail(f"could not renew its lease for {lease / 2:g} s ({exc})")
