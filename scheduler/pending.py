@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunTrigger
 from scheduler.models import TaskDefinition
+from scheduler.storage import RunRow
 
-__all__ = ["Admission", "PendingRun", "new_run_id", "retry_delay"]
+__all__ = ["Admission", "PendingRun", "new_run_id", "pending_of", "retry_delay", "upstream_of"]
 
 _run_counter = itertools.count()
 
@@ -56,3 +58,35 @@ def retry_delay(attempt: int, *, base: float, cap: float) -> float:
     plus up to 25 % random jitter."""
     delay = min(cap, base * 2.0 ** (attempt - 1))
     return delay * (1 + random.uniform(0, 0.25))
+
+
+def upstream_of(row: RunRow) -> tuple[dict[str, Any] | None, str | None]:
+    """A dependency run's stored upstream outcomes (``{task_id: {run_id, status,
+    output}}``), and what is wrong with them, if anything."""
+    if row.upstream is None:
+        return None, None
+    try:
+        value = load_json(row.upstream, what="upstream")
+    except DocumentError as exc:
+        return None, str(exc)
+    if not isinstance(value, dict):
+        return None, "upstream is not a JSON object"
+    return value, None
+
+
+def pending_of(run: RunRow, task: TaskDefinition, **more: Any) -> PendingRun:
+    """The run to start, hold or resume of a stored record (found again after a restart,
+    claimed by a worker): as it was queued, with its upstream outcomes; ``more`` sets the
+    other fields (``resume=...``)."""
+    return PendingRun(
+        run_id=run.id,
+        task=task,
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt,
+        trigger=RunTrigger(run.trigger),
+        not_before=run.not_before,
+        occurrences=run.occurrences,
+        queued_at=run.queued_at,
+        upstream=upstream_of(run)[0],
+        **more,
+    )

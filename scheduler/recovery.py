@@ -18,8 +18,8 @@ from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
-from scheduler.pending import PendingRun, new_run_id, retry_delay
-from scheduler.rows import decode, queued_run, run_record, settled, upstream_of
+from scheduler.pending import PendingRun, new_run_id, pending_of, retry_delay, upstream_of
+from scheduler.rows import decode, queued_run, run_record, settled
 from scheduler.runlog import Ended
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
@@ -130,18 +130,7 @@ class Recovery:
                     )
                     ends.append((run, changes[-1]))
                     continue
-                resumed.append(
-                    PendingRun(
-                        run_id=run.id,
-                        task=loaded,
-                        scheduled_for=run.scheduled_for,
-                        attempt=run.attempt,
-                        trigger=RunTrigger(run.trigger),
-                        not_before=run.not_before,
-                        occurrences=run.occurrences,
-                        upstream=upstream_of(run)[0],
-                    )
-                )
+                resumed.append(pending_of(run, loaded))
             tx.update_runs(changes)
             resumed = self._handed_over(tx, resumed)
         self._tell(ends, tasks)

@@ -26,7 +26,7 @@ from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger, TaskState, Tas
 from scheduler.exceptions import DefinitionError, TaskNotRunnableError, describe_errors
 from scheduler.invocation import Outcome
 from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
-from scheduler.pending import PendingRun
+from scheduler.pending import PendingRun, upstream_of
 from scheduler.records import RunRecord, TaskInfo, from_timestamp
 from scheduler.settings import Settings
 from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, RunRow, TaskRow, TaskStats
@@ -46,7 +46,6 @@ __all__ = [
     "skipped_run",
     "task_info",
     "task_row_for",
-    "upstream_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -270,20 +269,6 @@ def run_record(row: RunRow) -> RunRecord:
         answered=row.answer is not None,
         upstream=upstream,
     )
-
-
-def upstream_of(row: RunRow) -> tuple[dict[str, Any] | None, str | None]:
-    """A dependency run's stored upstream outcomes (``{task_id: {run_id, status,
-    output}}``), and what is wrong with them, if anything."""
-    if row.upstream is None:
-        return None, None
-    try:
-        value = load_json(row.upstream, what="upstream")
-    except DocumentError as exc:
-        return None, str(exc)
-    if not isinstance(value, dict):
-        return None, "upstream is not a JSON object"
-    return value, None
 
 
 # -- run rows ---------------------------------------------------------------------------------

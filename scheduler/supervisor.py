@@ -21,7 +21,7 @@ from scheduler.events import EventBus
 from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
-from scheduler.pending import PendingRun
+from scheduler.pending import PendingRun, pending_of
 from scheduler.recovery import Recovery, tasks_of
 from scheduler.rows import settled
 from scheduler.runlog import RunLog
@@ -301,17 +301,8 @@ class Supervisor:
                 reason = task if isinstance(task, str) else "its record cannot be read"
                 self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
                 continue
-            pending = PendingRun(
-                run_id=run.id,
-                task=task,
-                scheduled_for=run.scheduled_for,
-                attempt=run.attempt,
-                trigger=RunTrigger(run.trigger),
-                occurrences=run.occurrences,
-                queued_at=run.queued_at,
-            )
             since = run.waiting_since or run.started_at or run.queued_at
-            self.runner.hold_waiting(pending, thread_id=run.thread_id, since=since)
+            self.runner.hold_waiting(pending_of(run, task), thread_id=run.thread_id, since=since)
         logger.info("%d run(s) waiting for an answer", len(runs))
         self._take_answers(runs)
 

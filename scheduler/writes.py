@@ -31,7 +31,7 @@ from scheduler.exceptions import (
 )
 from scheduler.limits import check_json_value
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
-from scheduler.pending import PendingRun, new_run_id
+from scheduler.pending import PendingRun, new_run_id, pending_of
 from scheduler.queries import TaskQueries
 from scheduler.records import RunRecord, TaskInfo
 from scheduler.rows import (
@@ -348,18 +348,7 @@ class TaskWrites(TaskQueries):
         self.graph()
         run = self._record_answer(run_id, value)
         task = decode_or_raise(self._task_row(run.task_id))
-        pending = PendingRun(
-            run.id,
-            task,
-            run.scheduled_for,
-            attempt=run.attempt,
-            trigger=RunTrigger(run.trigger),
-            occurrences=run.occurrences,
-            queued_at=run.queued_at,
-            thread_id=run.thread_id,
-            resume=value,
-            resuming=True,
-        )
+        pending = pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
         await run_alone(
             store=self._store,
             settings=self.settings,

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
+from langgraph.graph import START as START_NODE
+from langgraph.graph import MessagesState, StateGraph
+from langgraph.types import interrupt
 from pydantic import ValidationError
 
 from scheduler import (
@@ -672,3 +676,78 @@ async def test_stop_returns_when_a_run_others_follow_ends_in_its_grace(
     assert scheduler.get_run(run_id).status is RunStatus.SUCCEEDED
     [alert] = scheduler.list_runs("alert")
     assert alert.status is RunStatus.QUEUED  # for the next start, as promised
+
+
+async def test_a_fan_in_round_starts_empty_after_a_run_on_one_upstream() -> None:
+    """A task edited from ``after: a, b`` to ``after: a`` and back: an outcome of ``a``
+    recorded under the first fan-in, which the task has run on since, does not count."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks([_manual("a", "a"), _manual("b", "b")])
+        scheduler.add_task(TaskDefinition(id="d", after="a, b", prompt="d"))
+        scheduler.run_task_now("a")
+        await clock.advance(seconds=1)  # a counted toward d (a, b)
+        scheduler.add_task(TaskDefinition(id="d", after="a", prompt="d"))
+        second = scheduler.run_task_now("a")
+        await clock.advance(seconds=1)
+        [ran] = scheduler.list_runs("d")
+        assert ran.upstream is not None and ran.upstream["a"]["run_id"] == second
+        scheduler.add_task(TaskDefinition(id="d", after="a, b", prompt="d"))
+        scheduler.run_task_now("b")
+        await clock.advance(seconds=1)
+        assert len(scheduler.list_runs("d")) == 1  # waits for a again
+        third = scheduler.run_task_now("a")
+        await clock.advance(seconds=1)
+        latest = scheduler.list_runs("d")[0]
+        assert latest.upstream is not None and latest.upstream["a"]["run_id"] == third
+
+
+def _approve(state: MessagesState) -> dict[str, Any]:
+    prompt = str(state["messages"][-1].content)
+    if prompt.startswith("approve") and interrupt({"asked": prompt}) == "fail":
+        raise RuntimeError("told to fail")
+    return {"messages": [AIMessage("fetched 42 rows")]}
+
+
+_approver = StateGraph(MessagesState)
+_approver.add_node("node", _approve)
+_approver.add_edge(START_NODE, "node")
+APPROVER = _approver.compile()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_a_waiting_dependency_run_keeps_its_upstream_across_a_restart(
+    tmp_path: Path, restart: bool
+) -> None:
+    """Its retry after a failed continuation is a fresh run with the upstream outcomes in
+    its prompt, whether or not the process restarted while the run waited."""
+    db = tmp_path / "s.db"
+    tasks = [
+        _manual("fetch", "fetch"),
+        TaskDefinition(
+            id="approve",
+            after="fetch",
+            prompt="approve the report",
+            max_retries=1,
+            retry_delay_seconds=1,
+        ),
+    ]
+    async with clocked_scheduler(graph=APPROVER, db_path=db, start=START) as (scheduler, clock):
+        scheduler.add_tasks(tasks)
+        scheduler.run_task_now("fetch")
+        await clock.advance(seconds=1)
+        [waiting] = scheduler.list_runs("approve")
+        assert waiting.status is RunStatus.WAITING and waiting.upstream
+        if not restart:
+            scheduler.resume_run(waiting.id, "fail")
+            await clock.advance(seconds=5)
+            retry, failed = scheduler.list_runs("approve")
+    if restart:
+        later = "2030-01-01T00:01:00Z"
+        async with clocked_scheduler(graph=APPROVER, db_path=db, start=later) as (scheduler, clock):
+            scheduler.resume_run(waiting.id, "fail")
+            await clock.advance(seconds=5)
+            retry, failed = scheduler.list_runs("approve")
+    assert (failed.id, failed.status) == (waiting.id, RunStatus.FAILED)
+    assert retry.attempt == 2 and retry.upstream == waiting.upstream
+    assert retry.interrupts is not None
+    assert "fetched 42 rows" in json.dumps(retry.interrupts)

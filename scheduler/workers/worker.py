@@ -34,9 +34,9 @@ from scheduler.events import EventBus
 from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
-from scheduler.pending import Admission, PendingRun
+from scheduler.pending import Admission, PendingRun, pending_of
 from scheduler.recovery import tasks_of
-from scheduler.rows import settled, upstream_of
+from scheduler.rows import settled
 from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
@@ -229,18 +229,7 @@ class Worker:
             if self._late(run, task, now, freed.get(run.id, 0.0)):
                 self._miss(run, task)
                 continue
-            self.runner.submit(
-                PendingRun(
-                    run_id=run.id,
-                    task=task,
-                    scheduled_for=run.scheduled_for,
-                    attempt=run.attempt,
-                    trigger=RunTrigger(run.trigger),
-                    occurrences=run.occurrences,
-                    queued_at=run.queued_at,
-                    upstream=upstream_of(run)[0],
-                )
-            )
+            self.runner.submit(pending_of(run, task))
         return len(rows) >= free
 
     def _definition(self, row: TaskRow | None) -> TaskDefinition | str:
@@ -320,17 +309,8 @@ class Worker:
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:
                 self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", str(task))
                 continue
-            pending = PendingRun(
-                run_id=run.id,
-                task=task,
-                scheduled_for=run.scheduled_for,
-                attempt=run.attempt,
-                trigger=RunTrigger(run.trigger),
-                occurrences=run.occurrences,
-                queued_at=run.queued_at,
-            )
             since = run.waiting_since or run.started_at or run.queued_at
-            self.runner.hold_waiting(pending, thread_id=run.thread_id, since=since)
+            self.runner.hold_waiting(pending_of(run, task), thread_id=run.thread_id, since=since)
         self._revision = -1  # answers may already be there
 
     def _follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
