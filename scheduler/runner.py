@@ -290,9 +290,7 @@ class Runner(RunnerWaiting):
         if outcome.status is RunStatus.WAITING:
             await self._start_waiting(pending, outcome, thread_id, finished)
             return
-        retry = (
-            retry_of(pending, outcome, self._settings, now=finished) if self._accepting else None
-        )
+        retry = retry_of(pending, outcome, self._settings, now=finished)
         changes = {
             "status": outcome.status,
             "finished_at": finished,
@@ -322,8 +320,11 @@ class Runner(RunnerWaiting):
                     upstream=retry.upstream,
                 )
             )
-            self._known.add(retry.run_id)
-            self._queue(retry)  # the task stays in progress through its retries
+            if self._accepting:
+                self._known.add(retry.run_id)
+                self._queue(retry)  # the task stays in progress through its retries
+            else:  # stopping: it stays queued for the next start, as runs not started do
+                self._release(task.id)
         else:
             self._release(task.id)
             if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):

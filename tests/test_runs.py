@@ -278,6 +278,32 @@ async def test_a_run_not_yet_started_runs_the_task_as_edited(
     assert attempts == [(1, RunStatus.FAILED), (2, RunStatus.SUCCEEDED)], first
 
 
+async def test_a_run_failing_during_a_graceful_stop_keeps_its_retries(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(
+            id="report",
+            interval_seconds=3600,
+            prompt="sleep-fail:0.4",
+            max_retries=2,
+            retry_delay_seconds=0.1,
+        )
+    )
+    run_id = scheduler.run_task_now("report")
+    await eventually(lambda: scheduler.get_run(run_id).status is RunStatus.RUNNING)
+    await scheduler.stop(grace_seconds=5)  # the attempt fails inside the grace
+    attempts = [(r.attempt, r.status) for r in runs_of(scheduler, "report")]
+    assert attempts == [(1, RunStatus.FAILED), (2, RunStatus.QUEUED)]
+    again = make_scheduler()  # the next start runs the retries owed
+    again.start()
+    await eventually(lambda: len(again.list_runs("report", status="failed")) == 3)
+    attempts = [(r.attempt, r.status) for r in runs_of(again, "report")]
+    assert attempts == [(1, RunStatus.FAILED), (2, RunStatus.FAILED), (3, RunStatus.FAILED)]
+
+
 async def test_run_history_pages_with_and_without_a_limit(
     make_scheduler: SchedulerFactory,
 ) -> None:
