@@ -4,7 +4,9 @@ scheduler (test clock, real run records), firing back into the thread that asked
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -542,3 +544,55 @@ async def test_an_owner_sees_and_counts_only_its_own_tasks() -> None:
         mine = tools["schedule_task"].invoke({"when": "in 1 hour", "prompt": "p"}, thread("acme"))
         assert mine.startswith("Scheduled agent-")  # alice's task is not in acme's count
         assert len(scheduler.list_tasks(source="agent")) == 2
+
+
+async def test_the_task_limit_holds_across_tool_sets_of_one_process(tmp_path: Path) -> None:
+    """A graph factory may build its tools per run: concurrent calls through different tool
+    sets still leave the owner at most ``max_tasks`` tasks."""
+    first = {t.name: t for t in scheduling_tools()}
+    config = {"configurable": {"thread_id": "t-1"}}
+    graph = react_agent(Script(), list(first.values()))
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (s, _):
+        for n in range(18):
+            first["schedule_task"].invoke({"when": f"in {n + 1} hours", "prompt": "p"}, config)
+        sets = [{t.name: t for t in scheduling_tools()} for _ in range(6)]
+        barrier = threading.Barrier(len(sets))
+        answers: list[str] = []
+
+        def call(i: int) -> None:
+            barrier.wait()
+            when = {"when": f"in {30 + i} hours", "prompt": "p"}
+            answers.append(str(sets[i]["schedule_task"].invoke(when, config)))
+
+        def run_all() -> None:
+            threads = [threading.Thread(target=call, args=(i,)) for i in range(len(sets))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        await asyncio.to_thread(run_all)
+        assert sum(a.startswith("Scheduled") for a in answers) == 2, answers
+        assert len(s.list_tasks(source="agent:thread:t-1")) == 20
+
+
+@pytest.mark.parametrize(
+    ("start", "zone", "when", "says"),
+    [
+        # 15 minutes apart only late in the day (22:45, 23:00), past the first 20 fire times
+        ("2026-03-28T00:00:30Z", "UTC", "0,45 0-22/2,23 * * *", "it would run every 900 s"),
+        # an hour apart once a year: 03:00 (for 02:00, which does not exist) and 04:00
+        ("2026-01-10T00:00:00Z", "Europe/Paris", "0 */2 * * *", "it would run every 3600 s"),
+        ("2026-03-28T00:00:30Z", "UTC", "0 */2 * * *", "Scheduled "),
+    ],
+)
+async def test_a_raised_shortest_interval_holds_over_a_year_of_the_cron(
+    start: str, zone: str, when: str, says: str
+) -> None:
+    limits = AgentLimits(min_interval_seconds=1800 if "45" in when else 5400)
+    script = Script(calls(("schedule_task", {"when": when, "prompt": "p"})), AIMessage("ok"))
+    agent = react_agent(script, scheduling_tools(limits=limits, timezone=zone))
+    async with clocked_scheduler(graph=agent, start=start) as (scheduler, _):
+        [answer] = tool_answers(await ask(agent, thread("t-1"), "do it"))
+        assert says in answer, answer
+        assert len(scheduler.list_tasks()) == (1 if says == "Scheduled " else 0)

@@ -10,7 +10,8 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from math import inf
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,9 @@ AGENT_SOURCE = "agent"
 REPORT_FAILURE = "scheduler.agent_tools:report_failure"
 _SHOWN_TIMES = 3
 _MAX_OWNER_CHARS = 200
+# The count-then-add of the task limit, for every tools object of the process (a graph
+# factory may make one per run): two calls at once cannot both pass with one place left.
+_COUNTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,15 @@ class _Caller:
         return f"{AGENT_SOURCE}:{kind}:sha256:{digest}"
 
 
+def _gaps(times: list[datetime]) -> list[float]:
+    """The seconds between successive fire times, as instants (two times in one zone
+    subtract as wall times, wrong across a DST change)."""
+    return [
+        (b.astimezone(UTC) - a.astimezone(UTC)).total_seconds()
+        for a, b in itertools.pairwise(times)
+    ]
+
+
 class SchedulingTools:
     """The tools and what they share (see the module docstring and :func:`scheduling_tools`)."""
 
@@ -100,7 +113,6 @@ class SchedulingTools:
         self.timezone = timezone
         self._limits = limits
         self.on_failure = on_failure
-        self._lock = threading.Lock()  # count-then-add of one process, per tools object
 
     def tools(self) -> list[BaseTool]:
         """The five tools, sync and async."""
@@ -156,7 +168,7 @@ class SchedulingTools:
         except ValidationError as exc:
             raise _Refused(f"Nothing was scheduled: {describe_errors(exc)}") from None
         times = self._check_limits(task, now, chained=caller.follow_up)
-        with self._lock:
+        with _COUNTING:
             kept = [t for t in self._tasks_of(caller) if counts(t)]
             if len(kept) >= self.limits.max_tasks:
                 raise _Refused(
@@ -289,7 +301,17 @@ class SchedulingTools:
                 f"Nothing was scheduled: its first run would be more than "
                 f"{limits.max_horizon_days:g} days ahead, the limit."
             )
-        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        gaps = _gaps(times)
+        raised = limits.min_interval_seconds > 60  # (a cron never fires closer than 60 s)
+        if (
+            task.task_type is TaskType.CRON
+            and raised
+            and min(gaps, default=inf) >= limits.min_interval_seconds
+        ):
+            # some minutes and hours meet only on some days (0,45 0-22/2,23 fires 15 minutes
+            # apart at 22:45 and 23:00 only): the gaps over a year of fire times
+            year = fire_times(trigger, after=now, until=now + timedelta(days=366), count=50_000)
+            gaps = _gaps(year)
         if gaps and min(gaps) < limits.min_interval_seconds:
             raise _Refused(
                 f"Nothing was scheduled: it would run every {min(gaps):g} s; the shortest "
