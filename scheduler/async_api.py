@@ -195,14 +195,26 @@ class AsyncTaskAPI(TaskWrites):
             return record
 
     def _retry_of(self, record: RunRecord) -> RunRecord | None:
-        """The retry that ``record`` earned, if any (its record is written together with
-        the final status of the attempt before it)."""
-        for run in self.list_runs(record.task_id, limit=200):
-            if (
-                run.trigger is RunTrigger.RETRY
+        """The retry that ``record`` earned, if any: written with the attempt's final
+        status, queued at the moment it finished. Two runs of a task may share a scheduled
+        time (a ``mode: any`` downstream whose upstreams end together), so the retry is the
+        one queued when this attempt finished, with its upstream outcomes."""
+        found: list[RunRecord] = []
+        offset = 0
+        while True:  # newest first, back to this attempt (ids sort by creation time)
+            page = self.list_runs(record.task_id, limit=200, offset=offset)
+            found += [
+                run
+                for run in page
+                if run.id > record.id
+                and run.trigger is RunTrigger.RETRY
                 and run.attempt == record.attempt + 1
                 and run.scheduled_for == record.scheduled_for
-                and run.id > record.id
-            ):
-                return run
-        return None
+                and run.upstream == record.upstream
+            ]
+            if len(page) < 200 or page[-1].id <= record.id:
+                break
+            offset += 200
+        exact = [run for run in found if run.queued_at == record.finished_at]
+        chosen = exact or found  # (newest first: the oldest of them)
+        return chosen[-1] if chosen else None

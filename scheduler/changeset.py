@@ -17,7 +17,7 @@ from scheduler.exceptions import (
     TaskSourceConflictError,
 )
 from scheduler.models import TaskDefinition
-from scheduler.rows import decode, task_row_for
+from scheduler.rows import decode, settled, task_row_for
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, TaskRow, Transaction
 
@@ -198,6 +198,14 @@ class TaskChanges:
             check_removal(self.tx, task_ids)
         self.tx.delete_links_of(task_ids)
         self.links_changed = True
+        # their runs waiting for an answer end here, in this transaction: an answer
+        # recorded after it is refused (not accepted, then lost when the run is cancelled)
+        gone = set(task_ids)
+        waiting = [r.id for r in self.tx.runs_with_status(["waiting"]) if r.task_id in gone]
+        self.tx.update_runs(
+            [settled(i, RunStatus.CANCELLED, now=self.now, kind="TaskRemoved",
+                     message="the task was removed") for i in waiting]
+        )  # fmt: skip
         deleted = self.tx.delete_tasks(task_ids)
         if deleted:
             self.changed = True

@@ -69,9 +69,9 @@ class Runner(RunnerWaiting):
         self._buffered: dict[str, PendingRun] = {}
         self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
-        # runs in flight let go of (see abandon), by their asyncio task: cancelled, they
-        # record nothing more, and a later start of the same run is another task
+        # runs let go of (abandon), by their asyncio task: a later start is another task
         self._abandoned: set[asyncio.Task[None]] = set()
+        self._expiring: set[asyncio.Task[None]] = set()  # waiting timeouts being written
         self._accepting = True
         self._waiting = WaitingRuns(
             settings=settings,
@@ -178,10 +178,10 @@ class Runner(RunnerWaiting):
         await self._idle.wait()
 
     async def settle(self) -> None:
-        """Wait until no run is running (runs that start meanwhile included); runs waiting
-        for a later time (retries), a slot or an answer do not count."""
-        while self._running:
-            await asyncio.wait(set(self._running.values()))
+        """Wait until no run runs (those that start meanwhile too), nor a waiting timeout is
+        being written; runs waiting for a time, a slot or an answer do not count."""
+        while self._running or self._expiring:
+            await asyncio.wait(set(self._running.values()) | self._expiring)
 
     # -- queue ----------------------------------------------------------------------------
 

@@ -183,7 +183,7 @@ class TestClock:
             while supervisor.dispatcher._dispatch():
                 pass
             await asyncio.sleep(0)  # runs accepted by the dispatch start
-            if runner._running:
+            if runner._running or runner._expiring:
                 await runner.settle()
                 self._fire_timers()
                 continue

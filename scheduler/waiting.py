@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.clock import Timer, call_at
+from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus
 from scheduler.events import EventBus, EventKind, RunEvent
+from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.invocation import Outcome
 from scheduler.logs import run_fields
 from scheduler.outcomes import call_run_callback, preview
@@ -124,6 +126,7 @@ class RunnerWaiting:
     _events: EventBus
     _known: set[str]
     _in_progress: Counter[str]
+    _expiring: set[asyncio.Task[None]]
 
     if TYPE_CHECKING:  # provided by Runner
 
@@ -200,11 +203,32 @@ class RunnerWaiting:
         self._queue(pending)  # its task is still in progress: no admission again
 
     def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(pending, timeout))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _expire(self, pending: PendingRun, timeout: float) -> None:
         now = self._clock()
         message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
         change = settled(
             pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
         )
+        try:  # an answer given elsewhere in time wins, even if this process has not seen it
+            stored = await asyncio.to_thread(self._log.settle_unanswered, dict(change))
+        except LeadershipLostError:
+            return  # another process is active now: the run is its own
+        except StorageError:
+            stored = None  # written by the run log's flush when the database is back
+        if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
+            return
+        if stored is not None:
+            try:
+                pending.resume = load_json(stored, what="the stored answer")
+            except DocumentError as exc:  # no answer it can go on with: it times out
+                logger.warning("run %s: %s", pending.run_id, exc)
+            else:
+                self._resume(pending)
+                return
         self._log.finish(change.pop("id"), pending.task.id, **change)
         logger.warning(
             "task %s run %s timed out waiting: %s",

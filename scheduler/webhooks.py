@@ -274,8 +274,24 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64: an IPv4 address inside
+_EMBEDDING = (_NAT64, ipaddress.ip_network("::/96"))  # (and the old IPv4-compatible form)
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # a network's own NAT64 (RFC 8215)
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """A destination webhooks may reach without ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``."""
+    """A destination webhooks may reach without ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``: a
+    global address, and for an IPv6 one that carries an IPv4 address (mapped, 6to4, NAT64,
+    IPv4-compatible), that IPv4 address is global too (``64:ff9b::7f00:1`` is 127.0.0.1
+    through a NAT64 gateway, which ``is_global`` alone lets through)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local or address in _LOCAL_NAT64:
+            return False
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and any(address in net for net in _EMBEDDING) and int(address) > 1:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            return _is_public(inner)
     return address.is_global
 
 

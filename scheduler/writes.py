@@ -366,6 +366,7 @@ class TaskWrites(TaskQueries):
             check_json_value(value)
         except ValueError as exc:
             raise ValueError(f"the answer {exc}") from None
+        self._flush()  # an end of the run recorded here (cancelled) is read below
         with self._changing() as changes:
             run = changes.tx.get_run(run_id)
             if run is None:

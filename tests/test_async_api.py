@@ -376,3 +376,32 @@ def test_json_log_lines_parse_and_carry_the_ids(tmp_path: Path) -> None:
     assert "duration" in failed[0] and failed[0]["attempt"] == 1
     started = [line for line in lines if line.get("status") == "running"]
     assert started and started[0]["run_id"] == failed[0]["run_id"]
+
+
+async def test_wait_for_outcome_follows_each_runs_own_retry() -> None:
+    """Two runs of a ``mode: any`` downstream whose upstreams end together share their
+    scheduled time; each one's outcome is its own retry's."""
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z", max_retries=1,
+        retry_delay_seconds=5,
+    ) as (scheduler, clock):  # fmt: skip
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="a", schedule="every day at 09:00", prompt="a"),
+                TaskDefinition(id="b", schedule="every day at 09:00", prompt="b"),
+                TaskDefinition(
+                    id="d",
+                    after={"tasks": ["a", "b"], "mode": "any"},
+                    prompt="fail",
+                    overlap="allow",
+                ),
+            ]
+        )
+        await clock.advance(days=1)
+        firsts = [r for r in scheduler.list_runs("d", limit=None) if r.attempt == 1]
+        assert len(firsts) == 2 and firsts[0].scheduled_for == firsts[1].scheduled_for
+        for first in firsts:
+            outcome = await scheduler.wait_for_outcome(first.id, timeout=5)
+            assert (outcome.status, outcome.attempt) == (RunStatus.FAILED, 2)
+            assert outcome.upstream == first.upstream
+            assert outcome.queued_at == first.finished_at

@@ -1,0 +1,85 @@
+"""Answers to runs waiting at ``interrupt()``, at the edges: an answer and the run's end
+(removed task, waiting timeout) come together, in one process or from another; exactly
+one of them wins, and an answer accepted is never lost. A real graph on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from scheduler import RunStatus, TaskDefinition, TaskScheduler
+from scheduler.exceptions import RunNotWaitingError
+from scheduler.testing import clocked_scheduler
+from tests import server_graphs
+from tests.conftest import SchedulerFactory, eventually
+
+
+async def test_an_answer_after_the_task_is_removed_is_refused() -> None:
+    async with clocked_scheduler(graph=server_graphs.asker) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+        assert run.status is RunStatus.WAITING
+        scheduler.remove_task("ask")
+        with pytest.raises(RunNotWaitingError):
+            scheduler.resume_run(run.id, "yes")
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(run.id)
+        assert (ended.status, ended.error_message) == (RunStatus.CANCELLED, "the task was removed")
+        assert not ended.answered
+
+
+async def test_removing_a_task_ends_its_waiting_runs_held_by_no_process(tmp_path: object) -> None:
+    """Removed from another process (the CLI) while no scheduler runs: the answer that
+    follows is refused there too, and the next start holds nothing."""
+    db = f"{tmp_path}/s.db"
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+    other = TaskScheduler(db_path=db, graph=server_graphs.asker)
+    try:
+        other.remove_task("ask")
+        with pytest.raises(RunNotWaitingError):
+            other.resume_run(run.id, "yes")
+        assert other.get_run(run.id).status is RunStatus.CANCELLED
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("before", [0.5, 0.15])
+async def test_an_answer_from_another_process_just_before_the_timeout_wins(
+    make_scheduler: SchedulerFactory, before: float
+) -> None:
+    """The active process sees answers given elsewhere at its next poll (every 2 s here);
+    its waiting timeout comes first, and must not end a run answered in time."""
+    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=2.0)
+    active.add_task(
+        TaskDefinition(id="ask", interval_seconds=3600, prompt="x", waiting_timeout_seconds=1.0)
+    )
+    active.start()
+    run_id = active.run_task_now("ask")
+    run = await active.wait_for_run(run_id, timeout=10)
+    assert run.status is RunStatus.WAITING and run.waiting_since is not None
+    other = make_scheduler(graph=server_graphs.asker)  # another process's API
+    await asyncio.sleep(max(0.0, run.waiting_since.timestamp() + 1.0 - before - time.time()))
+    await asyncio.to_thread(other.resume_run, run_id, "approved")
+    done = await active.wait_for_outcome(run_id, timeout=10)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was approved")
+
+
+async def test_a_waiting_timeout_refuses_a_later_answer(make_scheduler: SchedulerFactory) -> None:
+    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=2.0)
+    active.add_task(
+        TaskDefinition(id="ask", interval_seconds=3600, prompt="x", waiting_timeout_seconds=0.3)
+    )
+    active.start()
+    run_id = active.run_task_now("ask")
+    await eventually(lambda: active.get_run(run_id).status is RunStatus.TIMED_OUT)
+    other = make_scheduler(graph=server_graphs.asker)
+    with pytest.raises(RunNotWaitingError):
+        other.resume_run(run_id, "late")
+    assert not active.get_run(run_id).answered

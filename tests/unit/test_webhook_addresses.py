@@ -1,0 +1,36 @@
+"""Which addresses a webhook may reach without ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``: global
+ones, and an IPv6 address that carries an IPv4 one only if that one is global too."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from scheduler.webhooks import _is_public
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "fe80::1", "fc00::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64 of 127.0.0.1, 169.254.169.254
+        "2002:7f00:1::", "2002:a01:203::1",  # 6to4 of 127.0.0.1, 10.1.2.3
+        "64:ff9b:1::a00:1",  # a network's own NAT64 prefix
+        "fec0::1",  # site-local (deprecated)
+        "::", "0.0.0.0",
+    ],
+)  # fmt: skip
+def test_private_ones_are_refused(address: str) -> None:
+    assert not _is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::5db8:d822",
+     "2002:5db8:d822::1", "::ffff:93.184.216.34"],
+)  # fmt: skip
+def test_global_ones_are_reached(address: str) -> None:
+    assert _is_public(ipaddress.ip_address(address))
