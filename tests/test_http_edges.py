@@ -307,3 +307,38 @@ async def test_the_key_cookie_is_found_beside_another_apps_cookies(
         for cookie in ("scheduler_key=wrong", 'prefs={"a": 1}', "scheduler_key="):
             refused = await api.get("/api/tasks", headers={"cookie": cookie})
             assert refused.status_code in (401, 403), cookie
+
+
+async def test_a_patch_with_nulls_leaves_those_fields_as_they_are(api: httpx.AsyncClient) -> None:
+    made = (await api.post("/runs/crons", json=cron(api, metadata={"k": 1}))).json()
+    patched = await api.patch(
+        f"/runs/crons/{made['cron_id']}",
+        json={"enabled": None, "metadata": None, "schedule": None, "input": None},
+    )
+    assert patched.status_code == 200, patched.text
+    after = patched.json()
+    assert (after["enabled"], after["metadata"], after["schedule"]) == (True, {"k": 1}, "0 9 * * *")
+
+
+async def test_a_thread_runs_status_filter_comes_before_the_page(api: httpx.AsyncClient) -> None:
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", thread_id="th"),
+            TaskDefinition(id="bad", interval_seconds=3600, prompt="fail", thread_id="th"),
+        ]
+    )
+    ok = await scheduler.wait_for_run(scheduler.run_task_now("ok"), timeout=10)
+    for _ in range(3):
+        await scheduler.wait_for_run(scheduler.run_task_now("bad"), timeout=10)
+    page = await api.get("/threads/th/runs", params={"status": "success", "limit": 1})
+    assert [r["run_id"] for r in page.json()] == [ok.id]
+    errors = await api.get("/threads/th/runs", params={"status": "error", "limit": 2, "offset": 1})
+    assert len(errors.json()) == 2 and all(r["status"] == "error" for r in errors.json())
+    everything = await api.get("/threads/th/runs", params={"limit": 10})
+    assert len(everything.json()) == 4
+
+
+async def test_a_probe_may_ask_healthz_with_head(api: httpx.AsyncClient) -> None:
+    answer = await api.head("/healthz")
+    assert answer.status_code == 200 and answer.content == b""

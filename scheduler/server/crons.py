@@ -362,6 +362,8 @@ async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
     changes = body.model_dump(mode="json", exclude_unset=True)
     for fixed in ("thread_id", "assistant_id", "cron_id"):  # a cron stays where it is
         changes.pop(fixed, None)
+    # null leaves a field as it is, as the SDK omits it; but end_time: null clears it
+    changes = {k: v for k, v in changes.items() if v is not None or k == "end_time"}
 
     def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
         found = cron_request(before)

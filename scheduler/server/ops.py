@@ -23,7 +23,7 @@ router = APIRouter(tags=["operations"])
 _LATENESS_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
 
-@router.get("/healthz", summary="Liveness: loop, role, database")
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness: loop, role, database")
 async def healthz(request: Request) -> JsonReply:
     scheduler: TaskScheduler = request.app.state.scheduler
     began = time.perf_counter()

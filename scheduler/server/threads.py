@@ -143,16 +143,22 @@ def _run(run: RunRecord, assistant: str) -> dict[str, Any]:
 async def list_thread_runs(
     request: Request, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
 ) -> list[dict[str, Any]]:
-    scheduler = scheduler_of(request)
-    rows = await asyncio.to_thread(
-        scheduler.store.thread_runs,
-        thread_id,
-        limit=min(max(limit, 1), 1000),
-        offset=min(max(offset, 0), MAX_OFFSET),
-    )
+    store = scheduler_of(request).store
     assistant = assistant_of(request)[1]
-    runs = [_run(run_record(row), assistant) for row in rows]
-    return [r for r in runs if status is None or r["status"] == status]
+    limit, offset = min(max(limit, 1), 1000), min(max(offset, 0), MAX_OFFSET)
+
+    def page() -> list[dict[str, Any]]:  # a status filters before the page is cut
+        found: list[dict[str, Any]] = []
+        start, step = (offset, limit) if status is None else (0, 1000)
+        while True:
+            rows = store.thread_runs(thread_id, limit=step, offset=start)
+            runs = (_run(run_record(row), assistant) for row in rows)
+            found += [r for r in runs if status is None or r["status"] == status]
+            if status is None or len(rows) < step or len(found) >= offset + limit:
+                return found if status is None else found[offset : offset + limit]
+            start += step
+
+    return await asyncio.to_thread(page)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")
