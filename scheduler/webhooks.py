@@ -95,8 +95,8 @@ class Deliverer:
     async def _deliver(self, run_id: str, url: str, body: bytes) -> None:
         settings = self._settings
         delay = settings.webhook_retry_seconds
-        async with self._slots:
-            for attempt in range(1, settings.webhook_attempts + 1):
+        for attempt in range(1, settings.webhook_attempts + 1):
+            async with self._slots:  # per attempt: a delivery waiting to retry holds none
                 parsed, addresses, refused = await _destination(
                     url, allow_private=settings.webhook_allow_private
                 )
@@ -106,20 +106,20 @@ class Deliverer:
                 assert parsed is not None
                 status, error = await self._post(parsed, body, addresses)
                 await self._record(run_id, url, attempt, status, error)
-                if status is not None and (200 <= status < 300):
-                    return
-                retry = status is None or status >= 500 or status == 429
-                if not retry or attempt == settings.webhook_attempts:
-                    logger.warning(
-                        "webhook for run %s to %s gave up after %d attempt(s): %s",
-                        run_id,
-                        _shown(url),
-                        attempt,
-                        error or f"HTTP {status}",
-                    )
-                    return
-                await asyncio.sleep(delay)
-                delay *= 2
+            if status is not None and (200 <= status < 300):
+                return
+            retry = status is None or status >= 500 or status == 429
+            if not retry or attempt == settings.webhook_attempts:
+                logger.warning(
+                    "webhook for run %s to %s gave up after %d attempt(s): %s",
+                    run_id,
+                    _shown(url),
+                    attempt,
+                    error or f"HTTP {status}",
+                )
+                return
+            await asyncio.sleep(delay)
+            delay *= 2
 
     async def _post(
         self, parsed: httpx.URL, body: bytes, addresses: list[str]

@@ -308,3 +308,32 @@ async def test_a_receiver_that_trickles_is_cut_off_at_the_timeout(
     finally:
         stop.set()
         listener.close()
+
+
+async def test_deliveries_waiting_to_retry_do_not_hold_up_the_others(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Twenty receivers that fail (more than deliveries may run at once), each delivery
+    waiting 10 s to retry: a delivery to a receiver that answers goes out at once."""
+    failing = Receiver([500] * 30)
+    answering = Receiver([])
+    try:
+        scheduler = make_scheduler(
+            webhook_allow_private=True, webhook_retry_seconds=10, webhook_attempts=2
+        )
+        scheduler.start()
+        scheduler.add_tasks(
+            TaskDefinition(id=f"f{i}", interval_seconds=3600, prompt="hi", webhook=failing.url)
+            for i in range(25)
+        )
+        for i in range(25):
+            scheduler.run_task_now(f"f{i}")
+        await eventually(lambda: len(failing.received) >= 25, message="every first attempt")
+        scheduler.add_task(
+            TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", webhook=answering.url)
+        )
+        scheduler.run_task_now("ok")
+        await eventually(lambda: answering.received, timeout=5, message="the other delivery")
+    finally:
+        failing.close()
+        answering.close()
