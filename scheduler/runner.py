@@ -401,8 +401,8 @@ class Runner(RunnerWaiting):
         picked up by the next start (waiting ones stay ``waiting``)."""
         self._accepting = False
         self._forget_unstarted()
-        if self._abandoned:  # cancelled already: let them end (they record nothing)
-            await asyncio.wait(set(self._abandoned), timeout=grace_seconds)
+        if self._abandoned or self._expiring:  # (the abandoned record nothing more)
+            await asyncio.wait(self._abandoned | self._expiring, timeout=grace_seconds)
         running = list(self._running.values())
         if running:
             logger.info(
