@@ -33,7 +33,7 @@ from scheduler.rows import decode, missed_run, queued_run, run_record, skipped_r
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow, Transaction
-from scheduler.triggers import Backlog, backlog
+from scheduler.triggers import ON_TIME_SECONDS, Backlog, backlog
 from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["Dispatcher"]
@@ -245,7 +245,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         if grace is None:
             grace = self._settings.misfire_grace_seconds
         first = datetime.fromtimestamp(row.next_run_time or now, UTC)
-        cutoff = now_dt - timedelta(seconds=grace)
+        cutoff = now_dt - timedelta(seconds=max(grace, ON_TIME_SECONDS))
         return backlog(trigger, first=first, now=now_dt, cutoff=cutoff), grace
 
     def _mark_broken(self, row: TaskRow, reason: str) -> None:

@@ -8,12 +8,13 @@
 (:mod:`scheduler.triggers.backlog`). Everything here is pure: ``now`` is always passed in.
 """
 
-from scheduler.triggers.backlog import Backlog, backlog
+from scheduler.triggers.backlog import ON_TIME_SECONDS, Backlog, backlog
 from scheduler.triggers.cron import StandardCronTrigger, cron_trigger, localize
 from scheduler.triggers.preview import fire_times
 from scheduler.triggers.simple import NeverTrigger, date_trigger, interval_trigger, zone
 
 __all__ = [
+    "ON_TIME_SECONDS",
     "Backlog",
     "NeverTrigger",
     "StandardCronTrigger",

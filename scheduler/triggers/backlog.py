@@ -9,7 +9,11 @@ from datetime import datetime, timedelta
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-__all__ = ["Backlog", "backlog"]
+__all__ = ["ON_TIME_SECONDS", "Backlog", "backlog"]
+
+# How late a pass may come after an occurrence and still be on time, whatever the catch-up
+# window (a timer fires some ms late: a window of 0 s would otherwise miss every occurrence).
+ON_TIME_SECONDS = 1.0
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -75,7 +79,12 @@ def backlog(
         return result
     if isinstance(trigger, IntervalTrigger) and not trigger.jitter:
         step = trigger.interval_length
-        total = int((now.timestamp() - first.timestamp()) // step) + 1
+        until = now.timestamp()  # and no occurrence after the schedule's end
+        if trigger.end_date is not None:
+            until = min(until, trigger.end_date.timestamp())
+        if until < first.timestamp():
+            return result  # (next_time None: it has ended)
+        total = int((until - first.timestamp()) // step) + 1
         before_cutoff = 0
         if cutoff.timestamp() > first.timestamp():
             before_cutoff = min(total, -int(-(cutoff.timestamp() - first.timestamp()) // step))

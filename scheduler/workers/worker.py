@@ -50,6 +50,7 @@ from scheduler.storage.workers import (
     unregister_worker,
     worker_heartbeat,
 )
+from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["Worker", "require_postgres"]
@@ -251,7 +252,8 @@ class Worker:
         a run of ``overlap: queue`` waits for the one before it, as in one process)."""
         if run.trigger != RunTrigger.SCHEDULE:
             return False
-        return now - max(run.scheduled_for, run.not_before or 0.0, freed) > self._grace(task)
+        waited = now - max(run.scheduled_for, run.not_before or 0.0, freed)
+        return waited > max(self._grace(task), ON_TIME_SECONDS)
 
     def _miss(self, run: RunRow, task: TaskDefinition) -> None:
         message = f"no worker took it within the catch-up window of {self._grace(task):g} s"

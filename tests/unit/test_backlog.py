@@ -61,3 +61,24 @@ def test_a_walk_beyond_its_limit_is_marked_truncated() -> None:
     assert found.truncated
     assert found.missed == 100
     assert found.next_time is not None and found.next_time > now
+
+
+@pytest.mark.parametrize(
+    ("down_for", "grace", "due", "missed"),
+    [
+        (1800, 3600, 11, 0),  # the end (10 minutes in) came during the downtime
+        (7200, 600, 0, 11),  # all of them before the catch-up window
+        (300, 3600, 6, 0),  # not yet at the end
+    ],
+)
+def test_an_interval_counts_nothing_after_its_end(
+    down_for: int, grace: int, due: int, missed: int
+) -> None:
+    end = T0 + timedelta(minutes=10)
+    trigger = interval_trigger(60, timezone=UTC, anchor=T0 - timedelta(seconds=60), end_date=end)
+    now = T0 + timedelta(seconds=down_for)
+    found = backlog(trigger, first=T0, now=now, cutoff=now - timedelta(seconds=grace))
+    assert (found.due, found.missed) == (due, missed)
+    assert found.last_due is None or found.last_due <= end
+    assert found.last_missed is None or found.last_missed <= end
+    assert (found.next_time is None) == (now >= end)
