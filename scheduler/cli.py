@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "show a task: definition, next 5 fire times, recent runs",
     )
     p.add_argument("id")
-    p.add_argument("--runs", type=int, default=10, metavar="N", help="recent runs to show")
+    p.add_argument("--runs", type=_count, default=10, metavar="N", help="recent runs to show")
     p = command("add", commands.cmd_add, "add a task from flags or from a YAML/JSON file")
     p.add_argument("--id")
     p.add_argument("--file", metavar="FILE", help="a YAML/JSON task, or list of tasks")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs", commands.cmd_runs, "run history, newest first")
     p.add_argument("--task", metavar="ID")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (0: all)")
+    p.add_argument("--limit", type=_count, default=20, metavar="N", help="at most N runs (0: all)")
     p = command("validate", commands.cmd_validate, "check a tasks file; changes nothing")
     p.add_argument("file")
     p = command(
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("next", commands.cmd_next, "preview the fire times of a schedule")
     p.add_argument("schedule")
     p.add_argument("--tz", metavar="ZONE")
-    p.add_argument("--count", type=int, default=5, metavar="N")
+    p.add_argument("--count", type=_counts(1, 1000), default=5, metavar="N")
     p = command(
         "serve", commands.cmd_serve, "run the scheduler (what python main.py does)", json=False
     )
@@ -169,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _WITHOUT_DATABASE = {"next", "serve", "worker", "scaffold"}
+
+
+def _counts(least: int, most: int) -> Callable[[str], int]:
+    """The type of a count flag (``--limit``, ``--runs``, ``--count``): a whole number from
+    ``least`` to ``most`` (else argparse's usage error, exit 2)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is not between {least} and {most:,}")
+        return value
+
+    return count
+
+
+_count = _counts(0, 1_000_000)
 
 
 def _fail(message: str, status: int) -> NoReturn:

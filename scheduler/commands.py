@@ -326,8 +326,6 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
 def cmd_runs(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     if args.task is not None:
         scheduler.get_task(args.task)  # not found -> exit 1
-    if args.limit < 0:
-        raise UsageError("--limit must be 0 (every run) or more")
     out.runs(scheduler.list_runs(args.task, status=args.status, limit=args.limit or None))
     return 0
 

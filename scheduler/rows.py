@@ -83,6 +83,8 @@ def decode(row: TaskRow) -> TaskDefinition:
     except ValidationError as exc:
         problems = describe_errors(exc, whole="definition")
         raise DefinitionError(f"stored definition does not load: {problems}") from exc
+    except Exception as exc:  # a value a validator trips over: still a row that cannot load
+        raise DefinitionError(f"stored definition does not load: {exc!r}") from exc
 
 
 # -- task rows ----------------------------------------------------------------------------------

@@ -290,6 +290,10 @@ def _unrecognised(lowered: str) -> NoReturn:
 
 
 def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
+    try:  # the first or last day of the calendar, in a zone off UTC, is out of range
+        (moment if moment.tzinfo else moment.replace(tzinfo=ctx.zone)).astimezone(UTC)
+    except OverflowError:
+        raise Rejected(f"{moment:%Y-%m-%d %H:%M} is outside the supported years") from None
     if moment.tzinfo is None:
         wall = moment
         moment = moment.replace(tzinfo=ctx.zone)
@@ -322,6 +326,10 @@ def explicit_schedule(
             "schedule", f"schedule must be a string, got {type(text).__name__}"
         )
     zone = data.get("timezone") or context.get("timezone") or "UTC"
+    if not isinstance(zone, str):
+        raise PydanticCustomError(
+            "timezone", f"timezone must be a string (an IANA name), got {type(zone).__name__}"
+        )
     now = context.get("now") or datetime.now(UTC)
     try:
         parsed = parse_schedule(

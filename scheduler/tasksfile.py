@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from scheduler.changeset import SyncReport
+from scheduler.changeset import SyncReport, TaskChanges
 from scheduler.documents import DocumentError, compose_yaml, load_json, load_yaml
 from scheduler.exceptions import (
     CallbackError,
+    DependencyError,
     TaskNotFoundError,
     TasksFileError,
     TaskSourceConflictError,
@@ -207,9 +208,43 @@ def check_tasks_file(
     """
     path = Path(path)
     entries, problems = _checked(scheduler, path, import_callbacks=import_callbacks)
+    if not problems:  # (links between entries that did not load would only add noise)
+        problems = _link_problems(scheduler, path, entries)
     if problems:
         raise TasksFileError(path, problems)
     return [entry.task for entry in entries]
+
+
+class _DryRun(Exception):
+    """Rolls back the sync that :func:`_link_problems` tries."""
+
+
+def _link_problems(scheduler: TaskScheduler, path: Path, entries: list[_Entry]) -> list[str]:
+    """What applying would refuse in the ``after`` links (a task that is not one, a cycle,
+    removing a task others run after): the sync tried in a transaction rolled back."""
+    tasks = [entry.task.with_timezone(scheduler.settings.timezone) for entry in entries]
+    try:
+        with scheduler.store.transaction() as tx:
+            tx.lock_links()
+            now = scheduler.now().timestamp()
+            TaskChanges(tx, settings=scheduler.settings, now=now).sync(
+                tasks, source=file_source(path)
+            )
+            raise _DryRun
+    except _DryRun:
+        return []
+    except DependencyError as exc:
+        return [_dependency_problem(path, entries, exc)]
+    except TaskSourceConflictError:
+        return []  # said already, by the check of each entry's id
+
+
+def _dependency_problem(path: Path, entries: list[_Entry], exc: DependencyError) -> str:
+    """The message of ``exc`` at the entry it names, if it names one."""
+    for entry in entries:
+        if f"task {entry.task.id!r}" in str(exc):
+            return _located(path, entry, "after", str(exc))
+    return f"{path}: {exc}"
 
 
 def apply_tasks_file(
@@ -234,6 +269,8 @@ def apply_tasks_file(
             report = scheduler.sync_tasks(
                 [entry.task for entry in entries], source=source, removed=removed
             )
+        except DependencyError as exc:  # an after link that does not hold: nothing applied
+            raise TasksFileError(path, [_dependency_problem(path, entries, exc)]) from exc
         except TaskSourceConflictError as exc:  # added meanwhile
             by_id = {entry.task.id: entry for entry in entries}
             raise TasksFileError(

@@ -26,7 +26,7 @@ def zone_or_none(name: str) -> zoneinfo.ZoneInfo | None:
     ``Europe``, a name too long to be a file name, a NUL character)."""
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, TypeError):
         return None
 
 

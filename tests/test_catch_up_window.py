@@ -28,9 +28,10 @@ async def test_a_zero_window_runs_every_occurrence_while_running(
 
 
 async def test_a_zero_window_records_what_fell_due_while_down_missed(tmp_path: Path) -> None:
-    async with clocked_scheduler(
-        graph=prompt_graphs.graph, db_path=tmp_path / "s.db"
-    ) as (scheduler, clock):
+    async with clocked_scheduler(graph=prompt_graphs.graph, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
         scheduler.add_task(
             TaskDefinition(id="t", interval_seconds=10, prompt="p", misfire_grace_seconds=0)
         )

@@ -270,6 +270,11 @@ BILLION_LAUGHS = "\n".join(
         ((*ADD, "--schedule", "every 5 minutes", "--timeout", "1e20"), "timeout_seconds: Input"),
         ((*ADD, "--schedule", "every 5 minutes", "--max-retries", "1000"), "max_retries: Input"),
         ((*ADD, "--schedule", "at 9999-12-31 23:00"), "outside the supported years"),
+        ((*ADD, "--schedule", "at 9999-12-31 23:59", "--tz", "Etc/GMT+5"), "supported years"),
+        (("next", "at 0001-01-01 00:00", "--tz", "Europe/Paris"), "outside the supported years"),
+        (("next", "every day at 9:00", "--count", "0"), "not between 1 and 1,000"),
+        (("runs", "--limit", "9" * 23), "not between 0 and 1,000,000"),
+        (("show", "x", "--runs", "-5"), "not between 0 and 1,000,000"),
     ],
 )  # fmt: skip
 def test_hostile_numbers_and_documents_are_one_line_errors(
@@ -280,6 +285,21 @@ def test_hostile_numbers_and_documents_are_one_line_errors(
     [line] = done.stderr.strip().splitlines()
     assert message in line, line
     assert len(line) < 600
+    assert cli.snapshot() == []
+
+
+@pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
+def test_a_zone_that_is_not_text_is_a_problem_of_the_entry(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "tasks:\n  - id: standup\n    schedule: every day at 09:00\n    timezone: 1\n"
+        "    prompt: Standup!\n"
+    )
+    done = cli(*command.split(), str(tasks), status=2)
+    assert "Traceback" not in done.stderr
+    assert "timezone must be a string" in done.stderr, done.stderr
     assert cli.snapshot() == []
 
 

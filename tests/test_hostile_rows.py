@@ -114,7 +114,32 @@ HOSTILE_TASKS = [
         "result_callback",
         id="stored os:system callback",
     ),
+    pytest.param(
+        {
+            "definition": '{"id": "hostile", "schedule": "every day at 09:00", "timezone": 5, '
+            '"prompt": "p"}',
+            "next_run_time": NOW - 1,
+        },
+        "timezone",
+        id="stored schedule with a number for its zone",
+    ),
 ]
+
+
+async def test_a_queued_run_of_an_unloadable_task_does_not_stop_the_start(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """Recovery decodes the task of each run a previous process left queued."""
+    url = f"sqlite:///{tmp_path / 'scheduler.db'}"
+    scheduler = make_scheduler()
+    scheduler.count_tasks()
+    definition = '{"id": "hostile", "schedule": "every day at 09:00", "timezone": 5, "prompt": "p"}'
+    insert(url, "scheduler_tasks", task_values("hostile", definition=definition))
+    queued = {"status": "queued", "scheduled_for": NOW - 5, "queued_at": NOW - 5}
+    insert(url, "scheduler_runs", run_values("f" * 24, **queued))
+    await fires_the_good_task(scheduler)
+    assert scheduler.get_task("hostile").state is TaskState.ERROR
+    assert scheduler.get_run("f" * 24).status is RunStatus.CANCELLED
 
 
 @pytest.mark.parametrize(("changes", "named"), HOSTILE_TASKS)

@@ -31,11 +31,11 @@ from scheduler import (
     changeset,
 )
 from scheduler.dependencies.follow import Followers
-from scheduler.exceptions import DependencyError
+from scheduler.exceptions import DependencyError, TasksFileError
 from scheduler.records import RunRecord
 from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
-from scheduler.tasksfile import apply_tasks_file
+from scheduler.tasksfile import apply_tasks_file, check_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
 from tests import prompt_graphs
@@ -540,11 +540,22 @@ async def test_a_tasks_file_chain_applies_and_runs(tmp_path: Path) -> None:
     async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
         apply_tasks_file(scheduler, tasks)
         runs = await clock.advance(days=1)
-        # a cycle in the file: nothing of it is applied, and the cycle is named
+        # a cycle in the file: nothing of it is applied, the cycle is named at its entry
+        # (validate says so too), and list notes that the last good version runs
         looped = CHAIN_FILE.replace("schedule: every day at 09:00", "after: alert", 1)
         tasks.write_text(looped)
-        with pytest.raises(DependencyError, match="fetch-sales -> report -> alert -> fetch-sales"):
-            apply_tasks_file(scheduler, tasks)
+        cycle = "fetch-sales -> report -> alert -> fetch-sales"
+        for check in (check_tasks_file, apply_tasks_file):
+            with pytest.raises(TasksFileError, match=cycle) as refused:
+                check(scheduler, tasks)
+            [problem] = refused.value.problems
+            assert problem.startswith(f"{tasks}:") and "after: a cycle" in problem
+        assert "was not applied" in scheduler.notices()[0].message
+        unknown = CHAIN_FILE.replace("after: [fetch-sales, fetch-costs]", "after: nope", 1)
+        assert unknown != CHAIN_FILE
+        tasks.write_text(unknown)
+        with pytest.raises(TasksFileError, match="runs after 'nope', which is not a task"):
+            check_tasks_file(scheduler, tasks)
         sales = scheduler.get_task("fetch-sales").definition
     assert sorted(r.task_id for r in runs[:2]) == ["fetch-costs", "fetch-sales"]
     assert [r.task_id for r in runs[2:]] == ["report"]  # and no alert: the report succeeded
