@@ -346,4 +346,11 @@ def explicit_schedule(
     fields = parsed.fields()
     if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
         fields["timezone"] = zone  # the wall-clock times were read in this zone
+    if (
+        parsed.task_type is TaskType.ONE_TIME
+        and not parsed.relative
+        and data.get("timezone") is None
+        and "timezone" not in context
+    ):  # no zone known yet: a wall time, read in the zone the task gets, as a naive run_at
+        fields["run_at"] = fields["run_at"].replace(tzinfo=None)
     return fields

@@ -384,3 +384,24 @@ def test_add_task_returns_the_task_as_stored(make_scheduler: SchedulerFactory) -
     values["n"] = 2  # the caller changes its own dict afterwards
     assert info.definition == scheduler.get_task("once").definition
     assert info.definition is not None and info.definition.input == {"values": {"n": 1}}
+
+
+async def test_a_schedule_string_without_a_zone_is_read_in_the_schedulers_zone(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """``at 2030-01-01 14:00`` is 14:00 in SCHEDULER_TIMEZONE, as ``run_at=`` a naive
+    datetime and ``every day at 14:00`` are; with the task's own zone, in that one."""
+    scheduler = make_scheduler(timezone="Europe/Paris")
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="string", schedule="at 2030-01-01 14:00", prompt="p"),
+            TaskDefinition(id="naive", run_at=datetime(2030, 1, 1, 14), prompt="p"),
+            TaskDefinition(
+                id="own", schedule="at 2030-01-01 14:00", timezone="Asia/Tokyo", prompt="p"
+            ),
+        ]
+    )
+    paris = datetime(2030, 1, 1, 13, tzinfo=UTC)
+    assert scheduler.get_task("string").next_run == paris
+    assert scheduler.get_task("naive").next_run == paris
+    assert scheduler.get_task("own").next_run == datetime(2030, 1, 1, 5, tzinfo=UTC)
