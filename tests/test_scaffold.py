@@ -29,6 +29,7 @@ import yaml
 
 from scheduler.cli import main as cli_main
 from scheduler.scaffold.manifests import plan_manifest, requirements
+from scheduler.settings import Settings
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "projects"
@@ -448,6 +449,11 @@ def test_an_existing_main_py_gets_one_marked_block_updated_in_place(
     assert without_block == original  # the rest is the user's, byte for byte
     env = (project / ".env.example").read_text()
     assert "SCHEDULER_DATABASE_URL=sqlite://\n" in env and env.count("# >>> scheduler") == 1
+    # copied to .env as it is (what the skill says to do), every value loads
+    assert "Undefined" not in env and "SCHEDULER_CALLBACK_MODULES=\n" in env
+    loaded = Settings(_env_file=project / ".env.example")  # type: ignore[call-arg]
+    assert loaded.callback_modules == [] and loaded.http_cors_origins == []
+    assert loaded.database_url == "sqlite://" and loaded.gc_freeze is True
 
 
 def test_a_project_without_a_graph_is_refused_and_nothing_written(

@@ -153,10 +153,15 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _setting_value(value: Any) -> str:
+    """A setting's value as its variable takes it (a list comma-separated)."""
     if value is None:
         return ""
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_setting_value(item) for item in value)
     return str(value)
 
 
@@ -173,7 +178,8 @@ def env_section(values: dict[str, str], skip: Sequence[str] = (), newline: str =
         variable = f"SCHEDULER_{name.upper()}"
         if variable in skip:
             continue
-        value = values[name] if name in values else _setting_value(info.default)
+        default = info.get_default(call_default_factory=True)  # (a list's is a factory)
+        value = values[name] if name in values else _setting_value(default)
         if info.description:
             lines.append(f"# {info.description}")
         lines.append(f"{variable}={value}")
