@@ -14,7 +14,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["RUN_FIELDS", "JsonFormatter", "configure_logging", "run_fields"]
+__all__ = [
+    "RUN_FIELDS",
+    "JsonFormatter",
+    "configure_logging",
+    "log_until_the_program_does",
+    "run_fields",
+]
 
 #: The attributes a log record about a run may carry.
 RUN_FIELDS = ("task_id", "run_id", "status", "attempt", "duration", "error_type", "thread_id")
@@ -49,9 +55,37 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
     """Log to stderr at ``level``, as text lines (time, level, source, message) or JSON
     lines; APScheduler's own chatter muted."""
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(_formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class _UntilConfigured(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the scheduler's records while the program has no logging of its own; once
+    the root logger has handlers, the records go to those (they propagate) and this one
+    stays quiet."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+def log_until_the_program_does(level: str, log_format: Literal["text", "json"] = "text") -> None:
+    """For a scheduler started inside another program: log the ``scheduler`` loggers to
+    stderr at ``level`` until the program configures logging itself, without touching the
+    root logger (a ``logging.basicConfig`` the program calls later still takes effect, and
+    the scheduler's lines then go where the program's go)."""
+    logger = logging.getLogger("scheduler")
+    if any(isinstance(h, _UntilConfigured) for h in logger.handlers):
+        return
+    handler = _UntilConfigured(sys.stderr)
+    handler.setFormatter(_formatter(log_format))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _formatter(log_format: Literal["text", "json"]) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.exceptions import SchedulerError
-from scheduler.logs import configure_logging
+from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import TasksFileError, apply_tasks_file
@@ -224,11 +224,12 @@ class BackgroundService:
 
 def start_in_background(settings: Settings | None = None, **defaults: Any) -> BackgroundService:
     """Start the scheduler (with the tasks file) in a background thread and return it;
-    call ``.stop()`` at exit. Logging is configured if the program has not done it.
-    ``defaults`` apply to settings the environment does not set."""
+    call ``.stop()`` at exit. Until the program configures logging, the scheduler's lines
+    go to stderr (the root logger is left to the program). ``defaults`` apply to settings
+    the environment does not set."""
     service = BackgroundService(settings if settings is not None else load_settings(**defaults))
     if not logging.getLogger().handlers:
-        configure_logging(service.settings.log_level, service.settings.log_format)
+        log_until_the_program_does(service.settings.log_level, service.settings.log_format)
     service.start()
     _stop_at_exit(service)
     return service
