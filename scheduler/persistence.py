@@ -279,8 +279,9 @@ def _postgres_pool(url: str, what: str) -> tuple[Any, Any]:
     except ImportError as exc:
         raise GraphLoadError(
             url,
-            f"a PostgreSQL {what} needs langgraph-checkpoint-postgres: "
-            "pip install -e '.[postgres]'",
+            f"a PostgreSQL {what} needs langgraph-checkpoint-postgres: pip install "
+            "'psycopg[binary]' psycopg-pool langgraph-checkpoint-postgres (in the scheduler's "
+            "own repository: pip install -e '.[postgres]')",
         ) from exc
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     pool = ConnectionPool(

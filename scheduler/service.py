@@ -23,6 +23,10 @@ __all__ = ["BackgroundService", "main", "serve", "start_in_background"]
 logger = logging.getLogger("scheduler")
 
 
+# What the HTTP server needs (the ``server`` extra of this repository; a project the
+# scaffolder set up has no such extra, so the message names the packages)
+SERVER_PACKAGES = "fastapi uvicorn httptools prometheus-client jinja2"
+
 def _start(scheduler: TaskScheduler, settings: Settings) -> None:
     """Start ``scheduler`` and apply the tasks file; log what is scheduled.
 
@@ -135,8 +139,9 @@ def _http_server(scheduler: TaskScheduler, settings: Settings) -> Any:
         from scheduler.server import HttpServer
     except ImportError as exc:
         raise SchedulerError(
-            f"SCHEDULER_HTTP_ADDRESS is set but the server is not installed ({exc}); "
-            "pip install -e '.[server]'"
+            f"SCHEDULER_HTTP_ADDRESS is set but the server is not installed ({exc}): "
+            f"pip install {SERVER_PACKAGES} (in the scheduler's own repository: pip install "
+            "-e '.[server]')"
         ) from None
     return HttpServer(scheduler, settings, settings.http_address)
 

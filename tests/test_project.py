@@ -42,3 +42,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert ".venv/bin/ruff check ." in command and ".venv/bin/ruff format --check" in command
     assert ".venv/bin/mypy &&" in command
     assert "test-command" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_server_packages_named_to_a_scaffolded_project_are_the_server_extra() -> None:
+    """A scaffolded project has no ``server`` extra: the error of a missing server and the
+    skill name its packages, the same as pyproject's."""
+    import tomllib
+
+    from scheduler.service import SERVER_PACKAGES
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=\[ ]", r)[0] for r in extra["optional-dependencies"]["server"]}
+    assert set(SERVER_PACKAGES.split()) == names
+    skill = " ".join((ROOT / "skills" / "add-scheduler" / "SKILL.md").read_text().split())
+    assert f"pip install {SERVER_PACKAGES}" in skill

@@ -390,6 +390,10 @@ def test_a_project_scaffolded_with_the_old_layout_is_upgraded(
     assert "from scheduler import main" in main.read_text()
     assert not [path for path in stale if path.exists()]
     assert "update   main.py" in out
+    # the copy is whole: the dashboard's templates came with the modules
+    templates = sorted(p.name for p in (package / "server" / "templates").glob("*.html"))
+    shipped = sorted(p.name for p in (ROOT / "scheduler" / "server" / "templates").glob("*.html"))
+    assert templates == shipped and shipped
 
 
 def test_dry_run_prints_the_plan_and_a_diff_and_writes_nothing(

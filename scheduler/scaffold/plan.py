@@ -300,15 +300,20 @@ class _Planner:
 
 
 def _package_files(directory: Path) -> list[Path]:
-    """The files of a package directory worth copying: modules and ``py.typed``; not the
-    scaffolder itself (a scaffolded project runs the scheduler, it does not scaffold)."""
+    """The files of a package directory worth copying: modules, ``py.typed`` and the
+    dashboard's templates; not the scaffolder itself (a scaffolded project runs the
+    scheduler, it does not scaffold)."""
     return sorted(
         path
         for path in directory.rglob("*")
         if path.is_file()
         and "__pycache__" not in path.parts
         and path.relative_to(directory).parts[0] != "scaffold"
-        and (path.suffix in (".py", ".pyi") or path.name == "py.typed")
+        and (
+            path.suffix in (".py", ".pyi")
+            or path.name == "py.typed"
+            or (path.suffix == ".html" and path.parent.name == "templates")
+        )
     )
 
 
