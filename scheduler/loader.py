@@ -10,6 +10,7 @@ so a ``RemoteGraph`` pointing at a LangGraph server works too.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -103,7 +104,7 @@ def load_graph(target: str) -> Any:
             return ServerGraph(target)
         except ValueError as exc:
             raise GraphLoadError(target, str(exc)) from None
-    graph = load_target(target)
+    graph = _called_if_factory(target, load_target(target))
     from langgraph.graph import StateGraph  # lazily: loaded by the graph's module anyway
 
     if isinstance(graph, StateGraph):
@@ -115,3 +116,27 @@ def load_graph(target: str) -> Any:
             "(builder.compile()) or a RemoteGraph",
         )
     return graph
+
+
+def _called_if_factory(target: str, value: Any) -> Any:
+    """A graph factory (a function ``langgraph.json`` may name, as the LangGraph server
+    accepts) called once, here: with no argument, or with an empty config if it takes
+    one. The server calls it per run; a factory that is async or takes a ``ServerRuntime``
+    is refused with what to do instead."""
+    if not inspect.isfunction(value) or callable(getattr(value, "ainvoke", None)):
+        return value
+    refused = "expose the compiled graph (graph = builder.compile()) or a sync factory"
+    if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+        raise GraphLoadError(target, f"an async graph factory is not supported here; {refused}")
+    parameters = list(inspect.signature(value).parameters.values())
+    if len(parameters) > 1 or "Runtime" in str(parameters[0].annotation if parameters else ""):
+        raise GraphLoadError(
+            target, f"a graph factory that takes a ServerRuntime is not supported; {refused}"
+        )
+    try:
+        made = value({"configurable": {}}) if parameters else value()
+    except Exception as exc:
+        raise GraphLoadError(target, f"the graph factory failed: {exc!r}") from exc
+    if inspect.isawaitable(made) or hasattr(made, "__aenter__") or hasattr(made, "__enter__"):
+        raise GraphLoadError(target, f"the factory gave a {type(made).__name__}; {refused}")
+    return made

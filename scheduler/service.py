@@ -27,6 +27,7 @@ logger = logging.getLogger("scheduler")
 # scaffolder set up has no such extra, so the message names the packages)
 SERVER_PACKAGES = "fastapi uvicorn httptools prometheus-client jinja2"
 
+
 def _start(scheduler: TaskScheduler, settings: Settings) -> None:
     """Start ``scheduler`` and apply the tasks file; log what is scheduled.
 

@@ -112,3 +112,19 @@ _blocking = StateGraph(MessagesState)
 _blocking.add_node("block", block)
 _blocking.add_edge(START, "block")
 blocking_graph = _blocking.compile()
+
+
+def make_graph(config: Any) -> Any:
+    """A graph factory, as ``langgraph.json`` may name one (it takes the run's config)."""
+    assert "configurable" in config
+    return build()
+
+
+def make_graph_plainly() -> Any:
+    """A graph factory that takes nothing."""
+    return build()
+
+
+async def make_graph_async(config: Any) -> Any:
+    """An async factory: the scheduler refuses it, saying what to do."""
+    return build()

@@ -659,3 +659,23 @@ def test_agent_tools_without_a_tools_list_are_refused_with_what_to_do(
     assert err.startswith("error: --agent-tools: graph.py has no module-level list of tools")
     assert "from scheduler.agent_tools import scheduling_tools" in err
     assert snapshot(project) == before  # nothing was written
+
+
+def test_a_graph_factory_is_inspected_as_the_graph_it_makes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``langgraph.json`` naming a factory (which the LangGraph server accepts): the graph
+    it makes is what the scaffolder inspects, and what the scheduler loads."""
+    project = copy_fixture("template_agent", tmp_path)
+    graph_py = project / "src" / "agent" / "graph.py"
+    graph_py.write_text(graph_py.read_text() + "\n\ndef make_graph(config):\n    return graph\n")
+    spec = json.loads((project / "langgraph.json").read_text())
+    spec["graphs"]["agent"] = "./src/agent/graph.py:make_graph"
+    (project / "langgraph.json").write_text(json.dumps(spec))
+    status, out, err = scaffold(capsys, project, "--dry-run")
+    assert status == 0, err
+    assert "SCHEDULER_GRAPH=agent.graph:make_graph" in out
+    assert 'has no "messages" key' in out and "could not import" not in out
+    status, _, err = scaffold(capsys, project, "--task", '{"id": "chat", "schedule": '
+                              '"every day at 09:00", "prompt": "hi"}')  # fmt: skip
+    assert status == 2 and "has no 'messages' key" in err

@@ -8,6 +8,7 @@ import gc
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,13 @@ from scheduler import (
     TaskDefinition,
     TaskExistsError,
     TaskNotFoundError,
+    TaskScheduler,
     TaskState,
 )
+from scheduler.exceptions import GraphLoadError
+from scheduler.loader import load_graph
 from tests import callbacks, prompt_graphs
-from tests.conftest import SchedulerFactory, eventually
+from tests.conftest import SchedulerFactory, eventually, make_settings
 
 
 def soon(seconds: float = 0.3) -> datetime:
@@ -405,3 +409,19 @@ async def test_a_schedule_string_without_a_zone_is_read_in_the_schedulers_zone(
     assert scheduler.get_task("string").next_run == paris
     assert scheduler.get_task("naive").next_run == paris
     assert scheduler.get_task("own").next_run == datetime(2030, 1, 1, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("factory", ["make_graph", "make_graph_plainly"])
+async def test_a_graph_factory_is_called_and_its_graph_runs(tmp_path: Path, factory: str) -> None:
+    """``langgraph.json`` may name a factory (``./graph.py:make_graph``), as the LangGraph
+    server accepts; the scheduler calls it (once) and runs the graph it gives."""
+    settings = make_settings(graph=f"tests.prompt_graphs:{factory}")
+    async with TaskScheduler(True, tmp_path / "s.db", settings=settings) as scheduler:
+        scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+        run = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+    assert run.status is RunStatus.SUCCEEDED and json.loads(run.output or "")["prompt"] == "hi"
+
+
+def test_an_async_graph_factory_is_refused_saying_what_to_do() -> None:
+    with pytest.raises(GraphLoadError, match="an async graph factory is not supported here"):
+        load_graph("tests.prompt_graphs:make_graph_async")

@@ -189,13 +189,19 @@ def find_graph(project: Path, name: str | None = None) -> GraphLocation:
 # -- what the graph takes ---------------------------------------------------------------
 
 _INSPECT = """
-import importlib, json, sys
+import importlib, inspect, json, sys
 roots, module, attribute, mark = json.loads(sys.argv[1])
 sys.path[:0] = roots
 try:
     value = importlib.import_module(module)
     for part in attribute.split("."):
         value = getattr(value, part)
+    if inspect.isfunction(value) and not inspect.iscoroutinefunction(value):
+        # a graph factory: called as the scheduler calls it (scheduler.loader)
+        takes = len(inspect.signature(value).parameters)
+        value = value({"configurable": {}}) if takes == 1 else value() if takes == 0 else value
+    if hasattr(value, "compile") and not hasattr(value, "ainvoke"):
+        value = value.compile()  # a StateGraph, as the scheduler compiles it
     shape = {"ok": True, "type": type(value).__name__}
     for key, method in (("input", "get_input_jsonschema"), ("context", "get_context_jsonschema")):
         get = getattr(value, method, None)
