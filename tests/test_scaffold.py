@@ -679,3 +679,27 @@ def test_a_graph_factory_is_inspected_as_the_graph_it_makes(
     status, _, err = scaffold(capsys, project, "--task", '{"id": "chat", "schedule": '
                               '"every day at 09:00", "prompt": "hi"}')  # fmt: skip
     assert status == 2 and "has no 'messages' key" in err
+
+
+def test_the_graph_is_inspected_with_the_projects_own_interpreter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The graph imports a package installed only in the project's environment: the
+    scaffolder's own interpreter cannot import it, the project's ``.venv`` can, and its
+    shape (no ``messages`` key) is what the plan says."""
+    project = copy_fixture("template_agent", tmp_path)
+    graph_py = project / "src" / "agent" / "graph.py"
+    graph_py.write_text(graph_py.read_text() + "\nimport only_in_the_project  # noqa: E402\n")
+    deps = tmp_path / "project-site-packages"
+    deps.mkdir()
+    (deps / "only_in_the_project.py").write_text("")
+    python = project / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{deps}" exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    status, out, err = scaffold(capsys, project, "--dry-run")
+    assert status == 0, err
+    assert 'has no "messages" key' in out and "could not import" not in out
+    python.unlink()  # without it, only this interpreter: the import fails, and it says so
+    status, out, err = scaffold(capsys, project, "--dry-run")
+    assert status == 0 and "could not import the graph here" in out

@@ -313,16 +313,40 @@ class GraphShape:
         return text
 
 
+def project_pythons(project: Path) -> list[str]:
+    """The interpreters that may import the project's graph, best first: its own virtual
+    environment's (``.venv`` or ``venv``: the graph's dependencies are there), then this
+    one."""
+    found = [
+        str(python)
+        for name in (".venv", "venv")
+        for python in (project / name / "bin" / "python", project / name / "Scripts" / "python.exe")
+        if python.is_file()
+    ]
+    return list(dict.fromkeys([*found[:1], sys.executable]))
+
+
 def inspect_graph(project: Path, location: GraphLocation) -> GraphShape:
     """Import the graph in a subprocess (cwd: the project, its source directories first on
-    ``sys.path``, no bytecode written) and read its input and context schemas. A graph
-    that cannot be imported here gives a shape with ``problem`` set."""
+    ``sys.path``, no bytecode written) and read its input and context schemas: with the
+    project's own interpreter, else this one (:func:`project_pythons`). A graph that
+    cannot be imported by either gives a shape with ``problem`` set (the first one's)."""
+    first, *others = project_pythons(project)
+    shape = _inspect_with(first, project, location)
+    for python in others if shape.problem is not None else []:
+        other = _inspect_with(python, project, location)
+        if other.problem is None:
+            return other
+    return shape
+
+
+def _inspect_with(python: str, project: Path, location: GraphLocation) -> GraphShape:
     roots = [str(location.import_root), str(project)]
     argument = json.dumps([roots, location.module, location.attribute, _MARK])
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _INSPECT, argument],
+            [python, "-c", _INSPECT, argument],
             cwd=project,
             env=env,
             capture_output=True,
