@@ -703,3 +703,30 @@ def test_the_graph_is_inspected_with_the_projects_own_interpreter(
     python.unlink()  # without it, only this interpreter: the import fails, and it says so
     status, out, err = scaffold(capsys, project, "--dry-run")
     assert status == 0 and "could not import the graph here" in out
+
+
+def test_the_chosen_timezone_reaches_the_cli_and_the_tasks_written_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--timezone`` is in main.py's defaults, which the CLI never reads: a block in
+    ``.env`` sets it for the CLI too (not the database of --no-persist)."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "main.py").unlink()
+    assert scaffold(capsys, project, "--timezone", "Europe/Paris")[0] == 0
+    dotenv = (project / ".env").read_text()
+    assert "SCHEDULER_TIMEZONE=Europe/Paris\n" in dotenv and "DATABASE_URL" not in dotenv
+    env = {**clean_env(), "PYTHONPATH": str(project)}
+
+    def cli(*args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "scheduler", *args, "--json"], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    [example] = cli("list")  # written into scheduler.db by the scaffolder, in that zone
+    assert example["definition"]["timezone"] == "Europe/Paris"
+    [added] = cli("add", "--id", "daily", "--schedule", "every day at 09:00", "--prompt", "p")
+    assert added["definition"]["timezone"] == "Europe/Paris"
+    assert scaffold(capsys, project, "--timezone", "Europe/Paris")[1].startswith("Nothing")

@@ -37,6 +37,7 @@ from scheduler.scaffold.projects import (
 )
 from scheduler.scaffold.tools_wiring import find_tools_list, tools_block, with_tools_block
 from scheduler.scaffold.wiring import (
+    dotenv_block,
     env_section,
     find_block,
     main_block,
@@ -101,6 +102,7 @@ class Plan:
     package_dir: str
     changes: ChangeSet
     notes: list[str] = field(default_factory=list)
+    zone: str | None = None  # --timezone
 
 
 class _Planner:
@@ -138,15 +140,9 @@ class _Planner:
         shape = inspect_graph(self.project, location)
         inside = None if parent == self.project else self.rel(package)
         manifest = plan_manifest(self.project, self.requirements(), inside)
-        plan = Plan(
-            self.project,
-            location,
-            self.target,
-            shape,
-            manifest,
-            f"{self.rel(package)}/",
-            self.changes,
-        )
+        package_dir = f"{self.rel(package)}/"
+        plan = Plan(self.project, location, self.target, shape, manifest, package_dir,
+                    self.changes, zone=self.zone)  # fmt: skip
         plan.notes += manifest.notes
         if shape.problem is not None:
             plan.notes.append(f"could not import the graph here ({shape.problem})")
@@ -156,6 +152,7 @@ class _Planner:
         self.plan_main()
         self.plan_tasks(plan)
         self.plan_env()
+        self.plan_dotenv()
         self.plan_gitignore()
         if self.args.agent_tools:
             self.plan_tools(location)
@@ -273,6 +270,18 @@ class _Planner:
             rel, old, block, added, f"the agent's {found.name} get the scheduling tools"
         )
 
+    def plan_dotenv(self) -> None:
+        """With ``--timezone``: a block in ``.env`` setting it and the graph, for the CLI too
+        (it reads ``.env``, not main.py's defaults); not ``--no-persist``'s in-memory
+        database, where what the CLI adds would be lost."""
+        if self.zone is None:
+            return
+        old = read_text(self.project / ".env")
+        newline = "\r\n" if old and "\r\n" in old else "\n"
+        block = dotenv_block({"graph": self.target, "timezone": self.zone}, newline)
+        added = (old.rstrip("\r\n") + newline * 2 if old and old.strip() else "") + block
+        self.changes.block(".env", old, block, added, "the zone and graph, for the CLI too")
+
     def plan_gitignore(self) -> None:
         """``.gitignore`` gets ``scheduler.db*`` (the database and its WAL files), once."""
         old = read_text(self.project / ".gitignore")
@@ -335,6 +344,7 @@ def _apply_tasks(plan: Plan, persist: bool) -> str:
     if not persist or not (plan.project / "tasks.yaml").is_file():
         return "the tasks of tasks.yaml are applied when main.py starts"
     settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
+    settings = settings.model_copy(update={"timezone": plan.zone or settings.timezone})
     scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
     try:
         report = apply_tasks_file(scheduler, plan.project / "tasks.yaml")

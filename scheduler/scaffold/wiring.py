@@ -187,6 +187,18 @@ def env_section(values: dict[str, str], skip: Sequence[str] = (), newline: str =
     return newline.join(lines) + newline
 
 
+def dotenv_block(values: dict[str, str], newline: str = "\n") -> str:
+    """The block of ``.env`` with the settings the scaffolder chose (``values``)."""
+    lines = [
+        f"{BEGIN} ({_ABOUT})",
+        "# Chosen when the scheduler was scaffolded; main.py passes the same defaults, and",
+        "# python -m scheduler (the CLI) reads them here.",
+        *(f"SCHEDULER_{name.upper()}={value}" for name, value in values.items()),
+        END,
+    ]
+    return newline.join(lines) + newline
+
+
 def tasks_yaml(tasks: Sequence[dict[str, Any]], *, uses_messages: bool, example: bool) -> str:
     """The ``tasks.yaml`` text for ``tasks`` (each as the user gave it)."""
     head = [
