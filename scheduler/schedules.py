@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
@@ -67,6 +68,14 @@ MAX_SCHEDULE_CHARS = 256
 
 _AMOUNT = r"(?P<amount>[-+]?\d*\.?\d+)\s*(?P<unit>[a-z]+)"
 _CLOCK = r"noon|midnight|\d{1,2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
+
+
+# What a relative schedule (``in 30 minutes``) in a TaskDefinition made without a ``now``
+# counts from: the wall clock, or while ``scheduler.testing.clocked_scheduler`` runs, its
+# test clock (a definition is made before any scheduler sees it).
+VALIDATION_CLOCK: ContextVar[Callable[[], datetime] | None] = ContextVar(
+    "scheduler_validation_clock", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -330,7 +339,8 @@ def explicit_schedule(
         raise PydanticCustomError(
             "timezone", f"timezone must be a string (an IANA name), got {type(zone).__name__}"
         )
-    now = context.get("now") or datetime.now(UTC)
+    clock = VALIDATION_CLOCK.get()
+    now = context.get("now") or (clock() if clock is not None else datetime.now(UTC))
     try:
         parsed = parse_schedule(
             text, now=now, timezone=zone, allow_past=context.get("allow_past", False)

@@ -26,6 +26,7 @@ default (``db_path=`` for a file), with the settings given as keywords.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.records import RunRecord
+from scheduler.schedules import VALIDATION_CLOCK
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 
@@ -224,9 +226,12 @@ async def clocked_scheduler(
     # how fast the machine is
     assert scheduler._supervisor is not None
     scheduler._supervisor.background_prune = False
+    counting = VALIDATION_CLOCK.set(lambda: clock.now)  # "in 30 minutes": of this clock
     try:
         await clock._settle()
         yield scheduler, clock
     finally:
+        with contextlib.suppress(ValueError):  # (closed from another context)
+            VALIDATION_CLOCK.reset(counting)
         await scheduler.stop(grace_seconds=0)
         scheduler.close()

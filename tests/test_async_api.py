@@ -405,3 +405,19 @@ async def test_wait_for_outcome_follows_each_runs_own_retry() -> None:
             assert (outcome.status, outcome.attempt) == (RunStatus.FAILED, 2)
             assert outcome.upstream == first.upstream
             assert outcome.queued_at == first.finished_at
+
+
+async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
+    """``in 30 minutes`` in a definition made inside ``clocked_scheduler`` is 30 minutes of
+    the test clock, not of the wall clock (the definition is made before the scheduler
+    sees it)."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(TaskDefinition(id="soon", schedule="in 30 minutes", prompt="p"))
+        assert scheduler.get_task("soon").next_run == datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
+        runs = await clock.advance(minutes=31)
+        assert [(r.task_id, r.status) for r in runs] == [("soon", RunStatus.SUCCEEDED)]
+    later = TaskDefinition(id="x", schedule="in 30 minutes", prompt="p").run_at
+    assert later is not None and later.year < 2030  # outside it, the wall clock again
