@@ -342,3 +342,11 @@ async def test_a_thread_runs_status_filter_comes_before_the_page(api: httpx.Asyn
 async def test_a_probe_may_ask_healthz_with_head(api: httpx.AsyncClient) -> None:
     answer = await api.head("/healthz")
     assert answer.status_code == 200 and answer.content == b""
+
+
+async def test_a_search_selects_only_fields_a_cron_has(api: httpx.AsyncClient) -> None:
+    made = (await api.post("/runs/crons", json=cron(api))).json()
+    chosen = await api.post("/runs/crons/search", json={"select": ["cron_id", "schedule"]})
+    assert chosen.json() == [{"cron_id": made["cron_id"], "schedule": "0 9 * * *"}]
+    unknown = await api.post("/runs/crons/search", json={"select": ["cron_id", "password"]})
+    assert unknown.status_code == 422 and "select" in unknown.text, unknown.text

@@ -88,6 +88,14 @@ class CronIn(CronPatch):
     multitask_strategy: str | None = None
 
 
+# the fields a search may select (the SDK's CronSelectField)
+CronField = Literal[
+    "cron_id", "assistant_id", "thread_id", "end_time", "schedule", "timezone", "created_at",
+    "updated_at", "user_id", "payload", "next_run_date", "metadata", "now",
+    "on_run_completed", "enabled",
+]  # fmt: skip
+
+
 class CronSearch(BaseModel):
     """``POST /runs/crons/search`` and ``/count``."""
 
@@ -101,7 +109,7 @@ class CronSearch(BaseModel):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
+    select: list[CronField] | None = None
 
 
 # -- the graph -----------------------------------------------------------------------------
