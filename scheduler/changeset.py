@@ -196,6 +196,8 @@ class TaskChanges:
         """
         if not force:
             check_removal(self.tx, task_ids)
+        for downstream, upstream in self.tx.links_from(task_ids):  # (forced: they wait on)
+            self.tx.clear_waits(downstream, upstream)  # a task re-added under the id starts anew
         self.tx.delete_links_of(task_ids)
         self.links_changed = True
         # their runs waiting for an answer end here, in this transaction: an answer

@@ -762,3 +762,22 @@ async def test_a_waiting_dependency_run_keeps_its_upstream_across_a_restart(
     assert retry.attempt == 2 and retry.upstream == waiting.upstream
     assert retry.interrupts is not None
     assert "fetched 42 rows" in json.dumps(retry.interrupts)
+
+
+async def test_an_upstream_removed_with_force_and_added_again_starts_anew() -> None:
+    """The outcome of the removed task recorded toward a fan-in does not count for the
+    task added later under its id."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks([_manual("a", "a"), _manual("b", "b")])
+        scheduler.add_task(TaskDefinition(id="d", after="a, b", prompt="d"))
+        scheduler.run_task_now("a")
+        await clock.advance(seconds=1)  # a's outcome recorded toward d
+        scheduler.remove_task("a", force=True)
+        scheduler.add_task(_manual("a", "a again"))
+        scheduler.run_task_now("b")
+        await clock.advance(seconds=1)
+        assert scheduler.list_runs("d") == []  # waits for the new a
+        again = scheduler.run_task_now("a")
+        await clock.advance(seconds=1)
+        [ran] = scheduler.list_runs("d")
+        assert ran.upstream is not None and ran.upstream["a"]["run_id"] == again
