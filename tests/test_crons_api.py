@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEntityError
 
 from tests.conftest import PYTHON, ROOT, LangGraphDev
 from tests.serving import ServeProcess
@@ -158,6 +158,11 @@ async def test_create_search_count_update_delete(server: Server) -> None:
     assert again["enabled"] is True and again["next_run_date"][11:16] == "10:15"
     fetched = await client.http.get(f"/runs/crons/{first['cron_id']}")
     assert fetched["schedule"] == "15 10 * * *"
+    merged = await client.crons.update(first["cron_id"], metadata={"extra": 1})
+    assert merged["metadata"] == {**mine, "extra": 1}  # merged into the cron's own
+    assert await client.crons.count(metadata={**mine, "extra": 1}) == 1  # contained
+    with pytest.raises(BadRequestError):
+        await client.crons.update(first["cron_id"])  # nothing to change
 
     for cron in (first, second, on_thread):
         await client.crons.delete(cron["cron_id"])

@@ -372,6 +372,8 @@ async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
         changes.pop(fixed, None)
     # null leaves a field as it is, as the SDK omits it; but end_time: null clears it
     changes = {k: v for k, v in changes.items() if v is not None or k == "end_time"}
+    if not changes:  # as the LangGraph server answers
+        raise HTTPException(400, "nothing to change: give at least one field (schedule, ...)")
 
     def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
         found = cron_request(before)
