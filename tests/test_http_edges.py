@@ -311,13 +311,15 @@ async def test_the_key_cookie_is_found_beside_another_apps_cookies(
 
 async def test_a_patch_with_nulls_leaves_those_fields_as_they_are(api: httpx.AsyncClient) -> None:
     made = (await api.post("/runs/crons", json=cron(api, metadata={"k": 1}))).json()
-    patched = await api.patch(
-        f"/runs/crons/{made['cron_id']}",
-        json={"enabled": None, "metadata": None, "schedule": None, "input": None},
-    )
+    path = f"/runs/crons/{made['cron_id']}"
+    nulls = {"enabled": None, "metadata": None, "schedule": None, "input": None}
+    patched = await api.patch(path, json={**nulls, "timezone": "Europe/Paris"})
     assert patched.status_code == 200, patched.text
     after = patched.json()
     assert (after["enabled"], after["metadata"], after["schedule"]) == (True, {"k": 1}, "0 9 * * *")
+    assert after["timezone"] == "Europe/Paris"
+    only_nulls = await api.patch(path, json=nulls)  # nothing to change, as the reference says
+    assert only_nulls.status_code == 400 and "nothing to change" in only_nulls.text
 
 
 async def test_a_thread_runs_status_filter_comes_before_the_page(api: httpx.AsyncClient) -> None:

@@ -19,20 +19,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from scheduler.enums import OverlapPolicy
 from scheduler.exceptions import describe_errors
-from scheduler.limits import MAX_OFFSET
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
-from scheduler.server.bodies import documented, read_body
+from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, read_body
 from scheduler.server.cron_list import (
     CronList,
     Crons,
@@ -54,62 +52,6 @@ _STRATEGIES: dict[str, OverlapPolicy] = {
     "reject": OverlapPolicy.SKIP,
     "enqueue": OverlapPolicy.QUEUE,
 }
-
-
-class CronConfig(BaseModel):
-    """A cron's ``config``: any keys, and ``configurable`` an object."""
-
-    model_config = ConfigDict(extra="allow")
-
-    configurable: dict[str, Any] | None = None
-
-
-class CronPatch(BaseModel):
-    """``PATCH /runs/crons/{cron_id}``: the fields to change (a creation's fields too)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    schedule: str | None = None
-    input: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    config: CronConfig | None = None
-    context: dict[str, Any] | None = None
-    webhook: str | None = None
-    end_time: datetime | None = None
-    enabled: bool | None = None
-    timezone: str | None = None
-    on_run_completed: Literal["delete", "keep"] | None = None
-
-
-class CronIn(CronPatch):
-    """``POST /runs/crons`` (and for a thread): the SDK's fields."""
-
-    assistant_id: str
-    multitask_strategy: str | None = None
-
-
-# the fields a search may select (the SDK's CronSelectField)
-CronField = Literal[
-    "cron_id", "assistant_id", "thread_id", "end_time", "schedule", "timezone", "created_at",
-    "updated_at", "user_id", "payload", "next_run_date", "metadata", "now",
-    "on_run_completed", "enabled",
-]  # fmt: skip
-
-
-class CronSearch(BaseModel):
-    """``POST /runs/crons/search`` and ``/count``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    assistant_id: str | None = None
-    thread_id: str | None = None
-    enabled: bool | None = None
-    metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-    sort_by: str | None = None
-    sort_order: Literal["asc", "desc"] | None = None
-    select: list[CronField] | None = None
 
 
 # -- the graph -----------------------------------------------------------------------------
