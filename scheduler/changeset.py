@@ -128,13 +128,15 @@ class TaskChanges:
 
     def _drop_stale_waits(self, replaced: Iterable[TaskDefinition]) -> None:
         """Forget the outcomes recorded toward each replaced task that its ``after`` no
-        longer counts (``on: succeeded`` became ``on: failed``; ``mode: any`` keeps none):
-        they were recorded under the old condition."""
+        longer counts (``on: succeeded`` became ``on: failed``; ``mode: any``, or a single
+        upstream, keeps none: a run on it starts each round): they were recorded under the
+        old condition."""
         for task in replaced:
             if task.after is None:
                 continue  # set_links dropped them all
+            keeps_none = task.after.mode == "any" or len(task.after.tasks) == 1
             for upstream, (_, status, _) in self.tx.waits_of(task.id).items():
-                if task.after.mode == "any" or not task.after.fires_on(RunStatus(status)):
+                if keeps_none or not task.after.fires_on(RunStatus(status)):
                     self.tx.clear_waits(task.id, upstream)
 
     def sync(

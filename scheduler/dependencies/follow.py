@@ -216,9 +216,8 @@ class Followers:
     ) -> dict[str, tuple[str, str]] | None:
         """The upstream outcomes a run of ``downstream`` goes with, if its condition now
         holds; else None, with ``end`` recorded toward it."""
-        if mode == "any" or wanted == [end.task_id]:  # nothing to wait for
-            if mode != "any":  # (mode any keeps none) this run starts the next round empty:
-                tx.clear_waits(downstream)  # none recorded under an earlier fan-in counts
+        # nothing to wait for (and none kept: TaskChanges._drop_stale_waits)
+        if mode == "any" or wanted == [end.task_id]:
             return {end.task_id: (end.run_id, end.status.value)}
         tx.put_wait(
             downstream,
