@@ -25,19 +25,23 @@ async def run_alone(
     store: Store,
     settings: Settings,
     graph: Callable[[], Any],
-    pending: PendingRun,
+    prepare: Callable[[], PendingRun],
     timeout: float | None,
     clock: Callable[[], float] = time.time,
     events: EventBus | None = None,
     follow: Follow | None = None,
 ) -> None:
-    """Run ``pending`` (and its retries) in this process without dispatching anything else,
-    holding the leader lock meanwhile so that no scheduler starts dispatching beside it.
+    """Run what ``prepare`` records (a queued run, an answer) and returns (and its retries)
+    in this process without dispatching anything else, holding the leader lock meanwhile so
+    that no scheduler starts dispatching beside it. ``prepare`` is called once the lock is
+    held: refused, nothing is written (a run queued or an answer recorded before would be
+    taken up by the other scheduler while the caller is told it was refused).
     ``follow`` queues, with its final outcome, the runs of the tasks that run after it
     (recorded ``queued``: the scheduler starts them, as it does any queued run).
 
     Raises:
-        SchedulerError: Another scheduler is active on the database.
+        SchedulerError: Another scheduler is active on the database; ``prepare`` was not
+            called.
         TimeoutError: The run (with its retries) took longer than ``timeout``; it was
             cancelled (recorded ``cancelled``).
     """
@@ -45,8 +49,13 @@ async def run_alone(
     if not lock.try_acquire():
         raise SchedulerError(
             f"another scheduler ({lock.holder()}) is active on {store.display_url}; "
-            "queue the run there (run_task_now) instead"
+            "nothing was queued or answered; do it there (run_task_now, resume_run) instead"
         )
+    try:
+        pending = prepare()
+    except BaseException:
+        lock.release()
+        raise
     run_log = RunLog(store)
     run_log.follow = follow
     runner = Runner(settings=settings, run_log=run_log, graph=graph, clock=clock, events=events)

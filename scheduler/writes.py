@@ -291,18 +291,23 @@ class TaskWrites(TaskQueries):
             raise SchedulerError("run_task_here() on a started scheduler; use run_task_now()")
         self._store.setup()
         self.graph()
-        pending = self._queue_manual(task_id)
+        queued: list[PendingRun] = []
+
+        def prepare() -> PendingRun:
+            queued.append(self._queue_manual(task_id))
+            return queued[0]
+
         await run_alone(
             store=self._store,
             settings=self.settings,
             graph=self.graph,
-            pending=pending,
+            prepare=prepare,
             timeout=timeout,
             clock=self._clock,
             events=self._events,
             follow=self._queue_followers(),
         )
-        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= pending.run_id]
+        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= queued[0].run_id]
         return attempts[0]  # the newest: the last attempt
 
     def _queue_followers(self) -> Follow:
@@ -346,14 +351,17 @@ class TaskWrites(TaskQueries):
         if self._supervisor is not None:
             raise SchedulerError("resume_run_here() on a started scheduler; use resume_run()")
         self.graph()
-        run = self._record_answer(run_id, value)
-        task = decode_or_raise(self._task_row(run.task_id))
-        pending = pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
+
+        def prepare() -> PendingRun:
+            run = self._record_answer(run_id, value)
+            task = decode_or_raise(self._task_row(run.task_id))
+            return pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
+
         await run_alone(
             store=self._store,
             settings=self.settings,
             graph=self.graph,
-            pending=pending,
+            prepare=prepare,
             timeout=timeout,
             clock=self._clock,
             events=self._events,

@@ -83,3 +83,32 @@ async def test_a_waiting_timeout_refuses_a_later_answer(make_scheduler: Schedule
     with pytest.raises(RunNotWaitingError):
         other.resume_run(run_id, "late")
     assert not active.get_run(run_id).answered
+
+
+async def test_here_refused_by_an_active_scheduler_writes_nothing(tmp_path: object) -> None:
+    """``run --wait`` / ``answer --wait`` with no scheduler seen, and one starts before the
+    run does: refused, and nothing was queued or answered (the other scheduler would have
+    taken it up while the caller was told it was refused, and a retry runs it twice)."""
+    from scheduler.exceptions import SchedulerError
+    from scheduler.leader import leader_lock_for
+
+    db = f"{tmp_path}/s.db"
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+    here = TaskScheduler(db_path=db, graph=server_graphs.asker)
+    lock = leader_lock_for(here.store)
+    assert lock.try_acquire()  # the scheduler that started meanwhile
+    try:
+        with pytest.raises(SchedulerError, match="is active on"):
+            await here.resume_run_here(run.id, "yes", timeout=30)
+        assert not here.get_run(run.id).answered
+        with pytest.raises(SchedulerError, match="is active on"):
+            await here.run_task_here("ask", timeout=30)
+        assert [r.id for r in here.list_runs("ask")] == [run.id]
+    finally:
+        lock.release()
+    answered = await here.resume_run_here(run.id, "yes", timeout=30)  # the lock is free again
+    assert answered.status is RunStatus.SUCCEEDED
+    here.close()
