@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from scheduler.scaffold import add_scaffold_arguments
     except ImportError:  # a scaffolded project's copy of the package has no scaffolder
-        pass
+        p.add_argument("given", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     else:
         add_scaffold_arguments(p)
     return parser

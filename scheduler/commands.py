@@ -391,6 +391,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_scaffold(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from scheduler.scaffold import run_scaffold
+    try:
+        from scheduler.scaffold import run_scaffold
+    except ImportError:
+        raise UsageError(
+            "this copy of the scheduler (scaffolded into a project) has no scaffolder: run "
+            "`python -m scheduler scaffold PROJECT_DIR` from the langgraph-scheduler "
+            "repository (with --force to update a project scaffolded before)"
+        ) from None
 
     return run_scaffold(args)

@@ -416,6 +416,24 @@ def test_dry_run_prints_the_plan_and_a_diff_and_writes_nothing(
     assert "+SCHEDULER_GRAPH=agent.graph:graph\n" in out
 
 
+def test_scaffold_from_a_scaffolded_copy_says_where_the_scaffolder_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's copy of the package has no ``scheduler/scaffold``: ``scaffold .`` run
+    there names where to run it from, with any arguments, instead of argparse's error."""
+    project = copy_fixture("template_agent", tmp_path)
+    before = snapshot(project)
+    monkeypatch.setitem(sys.modules, "scheduler.scaffold", None)  # import fails as in a copy
+    for args in ([], ["--force", "--timezone", "UTC"]):
+        with pytest.raises(SystemExit) as exited:
+            cli_main(["scaffold", str(project), *args])
+        out, err = capsys.readouterr()
+        assert exited.value.code == 2 and not out
+        assert err.strip().startswith("error: this copy of the scheduler"), err
+        assert "python -m scheduler scaffold PROJECT_DIR" in err
+    assert snapshot(project) == before
+
+
 def test_a_file_changed_since_it_was_scaffolded_is_kept_unless_forced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
