@@ -560,6 +560,30 @@ def test_dependencies_are_added_once_and_the_rest_of_the_manifest_is_kept(
     assert (again.added, again.included, again.new) == ([], False, edit.new)
 
 
+@pytest.mark.parametrize("fixture", ["template_agent", "poetry_agent", "root_agent"])
+def test_a_manifest_with_crlf_line_ends_keeps_them(
+    fixture: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest checked out on Windows (``\\r\\n``): the dependencies are added with its
+    line ends, not by rewriting every line of it; a second run changes nothing."""
+    project = copy_fixture(fixture, tmp_path)
+    name = "requirements.txt" if fixture == "root_agent" else "pyproject.toml"
+    manifest = project / name
+    manifest.write_bytes(manifest.read_bytes().replace(b"\n", b"\r\n"))
+    before = manifest.read_bytes().decode().splitlines(keepends=True)
+    status, _, err = scaffold(capsys, project)
+    assert status == 0, err
+    after = manifest.read_bytes()
+    assert b"\n" not in after.replace(b"\r\n", b""), after  # every line ends \r\n
+    assert b"apscheduler" in after.lower()
+    lines = after.decode().splitlines(keepends=True)
+    removed = [line for line in difflib.ndiff(before, lines) if line.startswith("- ")]
+    assert len(removed) <= 1, removed  # the edit only adds (one array may grow)
+    status, _, err = scaffold(capsys, project)
+    assert status == 0, err
+    assert manifest.read_bytes() == after
+
+
 # -- the skill's commands -------------------------------------------------------------------
 
 

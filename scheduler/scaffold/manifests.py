@@ -283,9 +283,9 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
     kind = _kind(found[1] if found else None)
     if kind == "requirements":
         path = project / "requirements.txt"
-        old = path.read_text(encoding="utf-8") if path.is_file() else None
-        new, added = _add_requirements_txt(old, wanted)
-        edit = ManifestEdit("requirements.txt", kind, old, new, added)
+        old = _raw_text(path) if path.is_file() else None
+        new, added = _add_requirements_txt(_lf(old), wanted)
+        edit = ManifestEdit("requirements.txt", kind, old, _in_style_of(new, old), added)
         if package_dir is not None and found is not None:
             edit.notes.append(f"make sure the project's build includes {package_dir}")
         return edit
@@ -305,4 +305,25 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
             f"pyproject.toml: cannot add the dependencies without reformatting it ({exc}); "
             f"add them yourself: {', '.join(wanted)}"
         ) from None
-    return ManifestEdit("pyproject.toml", kind, old, new, added, included, notes)
+    raw = _raw_text(project / "pyproject.toml")
+    return ManifestEdit("pyproject.toml", kind, raw, _in_style_of(new, raw), added, included, notes)
+
+
+def _raw_text(path: Path) -> str:
+    """The file's text with its line ends as they are."""
+    with path.open(encoding="utf-8", newline="") as file:
+        return file.read()
+
+
+def _lf(text: str | None) -> str | None:
+    return None if text is None else text.replace("\r\n", "\n")
+
+
+def _in_style_of(new: str, old: str | None) -> str:
+    """``new`` (edited with ``\\n`` line ends) with the ``\\r\\n`` line ends of ``old``, when
+    it has them; ``old`` itself when nothing was edited."""
+    if old is None or "\r\n" not in old:
+        return new
+    if new == _lf(old):
+        return old
+    return re.sub(r"(?<!\r)\n", "\r\n", new)
