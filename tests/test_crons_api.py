@@ -125,6 +125,7 @@ async def test_create_search_count_update_delete(server: Server) -> None:
             "payload", "metadata", "enabled", "end_time", "created_at", "updated_at", "user_id",
         }  # fmt: skip
         assert cron["enabled"] is True and cron["metadata"] == mine
+        assert cron["user_id"] == ""  # no auth: the reference answers "", not null
         assert cron["payload"]["input"] == HELLO
     assert (first["thread_id"], on_thread["thread_id"]) == (None, thread["thread_id"])
     assert first["schedule"] == "0 9 * * *" and first["next_run_date"].endswith(":00:00+00:00")
