@@ -16,8 +16,9 @@ addresses it approved, each in turn (:class:`_PinnedBackend`; the URL's name is 
 public address to the check and a private one a moment later (DNS rebinding) reaches
 nothing it should not. Deliveries connect directly (``HTTPS_PROXY`` and the like are not
 used: a proxy would resolve the name again, out of the check's reach). They run in the
-scheduler's process while it runs; one still retrying when the process stops is recorded
-as far as it got.
+scheduler's process while it runs; one not done when the scheduler stops is recorded as far
+as it got, and its next attempt as not sent (``the scheduler stopped ...``), so the run
+shows that the receiver may not have it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Deliverer:
         self._settings = settings
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped: list[dict[str, Any]] = []  # the attempts cut short by close()
         self._pool: httpcore.AsyncConnectionPool | None = None
 
     def __call__(self, event: RunEvent) -> None:
@@ -86,8 +88,14 @@ class Deliverer:
         """Stop: give deliveries in flight a moment, then cancel the rest."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
-        for task in list(self._tasks):
+        cut = list(self._tasks)
+        for task in cut:
             task.cancel()
+        if cut:  # each ends at its next await, noting the attempt it did not finish
+            await asyncio.wait(cut, timeout=2)
+        stopped, self._stopped = self._stopped, []
+        for values in stopped:
+            await self._write(values)
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
@@ -95,31 +103,50 @@ class Deliverer:
     async def _deliver(self, run_id: str, url: str, body: bytes) -> None:
         settings = self._settings
         delay = settings.webhook_retry_seconds
-        for attempt in range(1, settings.webhook_attempts + 1):
-            async with self._slots:  # per attempt: a delivery waiting to retry holds none
-                parsed, addresses, refused = await _destination(
-                    url, allow_private=settings.webhook_allow_private
-                )
-                if refused is not None:
-                    await self._record(run_id, url, attempt, None, refused)
+        trying, step = 1, "before"  # the attempt, and where a stop would cut it
+        try:
+            for attempt in range(1, settings.webhook_attempts + 1):
+                trying, step = attempt, "before"
+                async with self._slots:  # per attempt: a delivery waiting to retry holds none
+                    parsed, addresses, refused = await _destination(
+                        url, allow_private=settings.webhook_allow_private
+                    )
+                    if refused is not None:
+                        step = "recorded"
+                        await self._record(run_id, url, attempt, None, refused)
+                        return
+                    assert parsed is not None
+                    step = "during"
+                    status, error = await self._post(parsed, body, addresses)
+                    step = "recorded"  # a stop during the record: its thread writes it
+                    await self._record(run_id, url, attempt, status, error)
+                if not self._retrying(run_id, url, attempt, status, error):
                     return
-                assert parsed is not None
-                status, error = await self._post(parsed, body, addresses)
-                await self._record(run_id, url, attempt, status, error)
-            if status is not None and (200 <= status < 300):
-                return
-            retry = status is None or status >= 500 or status == 429
-            if not retry or attempt == settings.webhook_attempts:
-                logger.warning(
-                    "webhook for run %s to %s gave up after %d attempt(s): %s",
-                    run_id,
-                    _shown(url),
-                    attempt,
-                    error or f"HTTP {status}",
-                )
-                return
-            await asyncio.sleep(delay)
-            delay *= 2
+                trying, step = attempt + 1, "before"
+                await asyncio.sleep(delay)
+                delay *= 2
+        except asyncio.CancelledError:
+            if step != "recorded":
+                self._stopped.append(_cut_short(run_id, url, trying, during=step == "during"))
+            raise
+
+    def _retrying(
+        self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
+    ) -> bool:
+        """Whether an attempt that ended so is tried again (logged when it is not)."""
+        if status is not None and (200 <= status < 300):
+            return False
+        retry = status is None or status >= 500 or status == 429
+        if retry and attempt < self._settings.webhook_attempts:
+            return True
+        logger.warning(
+            "webhook for run %s to %s gave up after %d attempt(s): %s",
+            run_id,
+            _shown(url),
+            attempt,
+            error or f"HTTP {status}",
+        )
+        return False
 
     async def _post(
         self, parsed: httpx.URL, body: bytes, addresses: list[str]
@@ -170,18 +197,40 @@ class Deliverer:
     async def _record(
         self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
     ) -> None:
-        values = {
-            "run_id": run_id,
-            "url": url,
-            "attempt": attempt,
-            "at": time.time(),
-            "status_code": status,
-            "error": error,
-        }
+        await self._write(
+            {
+                "run_id": run_id,
+                "url": url,
+                "attempt": attempt,
+                "at": time.time(),
+                "status_code": status,
+                "error": error,
+            }
+        )
+
+    async def _write(self, values: dict[str, Any]) -> None:
+        run_id = values["run_id"]
         try:
             await asyncio.to_thread(self._store.add_delivery, values)
         except Exception:
             logger.exception("could not record a webhook delivery of run %s", run_id)
+
+
+def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str, Any]:
+    """The record of an attempt that the scheduler's stop cut short (or came before)."""
+    error = (
+        "the scheduler stopped during this attempt: the receiver may or may not have it"
+        if during
+        else "not sent: the scheduler stopped before this attempt"
+    )
+    return {
+        "run_id": run_id,
+        "url": url,
+        "attempt": attempt,
+        "at": time.time(),
+        "status_code": None,
+        "error": error,
+    }
 
 
 async def _destination(

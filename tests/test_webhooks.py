@@ -4,6 +4,7 @@ refused unless allowed; a cron's ``webhook`` is the task's."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -337,3 +338,51 @@ async def test_deliveries_waiting_to_retry_do_not_hold_up_the_others(
     finally:
         failing.close()
         answering.close()
+
+
+async def test_a_delivery_cut_short_by_the_stop_is_recorded_as_not_sent(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The scheduler stops while one delivery waits to retry and another waits for its
+    receiver: each shows on its run how far it got, not a silent end."""
+    failing = Receiver([500] * 5)
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        scheduler = make_scheduler(
+            webhook_allow_private=True,
+            webhook_retry_seconds=30,
+            webhook_attempts=3,
+            webhook_timeout_seconds=60,
+        )
+        scheduler.start()
+        silent = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="retry", interval_seconds=3600, prompt="hi", webhook=failing.url),
+                TaskDefinition(id="hang", interval_seconds=3600, prompt="hi", webhook=silent),
+            ]
+        )
+        retried = scheduler.run_task_now("retry")
+        hung = scheduler.run_task_now("hang")
+        await eventually(lambda: scheduler._store.deliveries(retried), message="attempt 1")
+        await eventually(
+            lambda: scheduler.get_run(hung).status.value == "succeeded", message="the run"
+        )
+        await asyncio.sleep(0.3)  # its delivery is connected, waiting for an answer
+        began = time.monotonic()
+        await scheduler.stop(grace_seconds=0)
+        assert time.monotonic() - began < 10
+        attempts = [
+            (d["attempt"], d["status_code"], d["error"])
+            for d in scheduler._store.deliveries(retried)
+        ]
+        assert attempts == [
+            (1, 500, "HTTP 500"),
+            (2, None, "not sent: the scheduler stopped before this attempt"),
+        ]
+        [cut] = scheduler._store.deliveries(hung)
+        assert (cut["attempt"], cut["status_code"]) == (1, None)
+        assert cut["error"].startswith("the scheduler stopped during this attempt")
+    finally:
+        failing.close()
+        listener.close()
