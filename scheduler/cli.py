@@ -56,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scheduler",
         description="Manage scheduled tasks of a LangGraph agent (same database as main.py).",
     )
-    parser.add_argument("--db", metavar="PATH", help="SQLite file (default: SCHEDULER_DB_PATH)")
-    parser.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (wins over --db)")
+    parser.add_argument(
+        "--db", type=_given, metavar="PATH", help="SQLite file (default: SCHEDULER_DB_PATH)"
+    )
+    parser.add_argument(
+        "--database-url", type=_given, metavar="URL", help="SQLAlchemy URL (wins over --db)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -138,13 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--removed", choices=["remove", "keep"], help="tasks gone from the file")
     p = command("next", commands.cmd_next, "preview the fire times of a schedule")
     p.add_argument("schedule")
-    p.add_argument("--tz", metavar="ZONE")
+    p.add_argument("--tz", type=_given, metavar="ZONE")
     p.add_argument("--count", type=_counts(1, 1000), default=5, metavar="N")
     p = command(
         "serve", commands.cmd_serve, "run the scheduler (what python main.py does)", json=False
     )
     p.add_argument(
         "--http",
+        type=_given,
         metavar="HOST:PORT",
         help="also serve the HTTP API, the LangGraph crons API and the dashboard "
         "(SCHEDULER_HTTP_ADDRESS)",
@@ -169,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _WITHOUT_DATABASE = {"next", "serve", "worker", "scaffold"}
+
+
+def _given(text: str) -> str:
+    """The type of a flag whose empty value would quietly mean its default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _counts(least: int, most: int) -> Callable[[str], int]:

@@ -358,7 +358,7 @@ def cmd_apply(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -
 
 
 def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    zone = args.tz or settings.timezone
+    zone = settings.timezone if args.tz is None else args.tz
     shown = preview(args.schedule, timezone=zone, now=datetime.now(UTC), count=args.count)
     parsed, words, times = shown.parsed, shown.description, shown.times
     if out.as_json:

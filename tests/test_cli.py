@@ -275,6 +275,9 @@ BILLION_LAUGHS = "\n".join(
         (("next", "every day at 9:00", "--count", "0"), "not between 1 and 1,000"),
         (("runs", "--limit", "9" * 23), "not between 0 and 1,000,000"),
         (("show", "x", "--runs", "-5"), "not between 0 and 1,000,000"),
+        (("next", "@daily", "--tz", ""), "argument --tz: must not be empty"),
+        (("--db", "", "list"), "argument --db: must not be empty"),
+        (("--database-url", " ", "list"), "argument --database-url: must not be empty"),
     ],
 )  # fmt: skip
 def test_hostile_numbers_and_documents_are_one_line_errors(
