@@ -19,14 +19,14 @@ from scheduler.enums import RunStatus, RunTrigger
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.records import Notice, RunRecord, TaskInfo
-from scheduler.writes import TaskWrites
+from scheduler.run_writes import RunWrites
 
 __all__ = ["AsyncTaskAPI"]
 
 _RETRIED = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
 
 
-class AsyncTaskAPI(TaskWrites):
+class AsyncTaskAPI(RunWrites):
     """The async half of :class:`~scheduler.TaskScheduler` (every method has a sync twin
     of the same name without the ``a``)."""
 

@@ -1,0 +1,168 @@
+"""Runs asked for by hand: the run-now and answer half of :class:`~scheduler.TaskScheduler`,
+on top of its task writes. A run queued now (``run_task_now``) or an answer to a waiting
+run (``resume_run``) is recorded through the one write path and handed to the active
+scheduler; ``run_task_here`` / ``resume_run_here`` run it in this process when no
+scheduler runs on the database (the CLI's ``--wait``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from scheduler.alone import run_alone
+from scheduler.dependencies.follow import Followers
+from scheduler.enums import RunStatus, RunTrigger
+from scheduler.exceptions import RunNotFoundError, RunNotWaitingError, SchedulerError
+from scheduler.limits import check_json_value
+from scheduler.pending import PendingRun, new_run_id, pending_of
+from scheduler.records import RunRecord
+from scheduler.rows import decode_or_raise, queued_run
+from scheduler.runlog import Follow
+from scheduler.storage import RunRow
+from scheduler.writes import TaskWrites
+
+__all__ = ["RunWrites"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunWrites(TaskWrites):
+    """Runs asked for by hand, and answers to waiting runs."""
+
+    def run_task_now(self, task_id: str) -> str:
+        """Queue a run of the task now, whatever its schedule or paused state; returns the
+        run id. The active scheduler starts it (also one in another process)."""
+        pending = self._queue_manual(task_id)
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active and supervisor.shared is None:
+            # (a leader whose workers run the runs queues it for them at its next poll)
+            self._on_loop(supervisor.runner.submit, pending)
+        logger.info("task %s run %s requested", task_id, pending.run_id)
+        return pending.run_id
+
+    def _queue_manual(self, task_id: str) -> PendingRun:
+        """Record a run of ``task_id`` asked for now, queued; the run to start."""
+        run_id = new_run_id()
+        with self._changing() as changes:
+            task = decode_or_raise(changes.row(task_id))
+            now = changes.now
+            trigger = RunTrigger.MANUAL
+            changes.add_runs(
+                [queued_run(run_id, task_id, scheduled_for=now, queued_at=now, trigger=trigger)]
+            )
+        return PendingRun(run_id, task, now, trigger=trigger, queued_at=now)
+
+    async def run_task_here(self, task_id: str, *, timeout: float | None = None) -> RunRecord:
+        """Run the task once, now, in this process, without starting the scheduler (no
+        other task fires, nothing else is dispatched), and return its final record, after
+        its retries. For scripts and the CLI's ``run --wait`` when no scheduler runs on the
+        database; a started scheduler uses :meth:`run_task_now`.
+
+        Raises:
+            TaskNotFoundError: No such task.
+            SchedulerError: This scheduler is started, or another process is active on the
+                database.
+            TimeoutError: It did not finish within ``timeout`` seconds (it was cancelled).
+        """
+        if self._supervisor is not None:
+            raise SchedulerError("run_task_here() on a started scheduler; use run_task_now()")
+        self._store.setup()
+        self.graph()
+        queued: list[PendingRun] = []
+
+        def prepare() -> PendingRun:
+            queued.append(self._queue_manual(task_id))
+            return queued[0]
+
+        await run_alone(
+            store=self._store,
+            settings=self.settings,
+            graph=self.graph,
+            prepare=prepare,
+            timeout=timeout,
+            clock=self._clock,
+            events=self._events,
+            follow=self._queue_followers(),
+        )
+        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= queued[0].run_id]
+        return attempts[0]  # the newest: the last attempt
+
+    def _queue_followers(self) -> Follow:
+        """For a run made here (no scheduler started): what queues the runs of the tasks
+        that run after it, with its final outcome, for the scheduler to start."""
+        followers = Followers(
+            self._store, clock=self._clock, output_chars=self.settings.output_max_chars
+        )
+        return followers.follow
+
+    def resume_run(self, run_id: str, value: Any) -> None:
+        """Answer a ``waiting`` run (one whose graph called ``interrupt()``): the run goes on
+        with ``Command(resume=value)`` on its thread, recorded on the same run. The active
+        scheduler resumes it (also one in another process, within
+        ``SCHEDULER_POLL_INTERVAL_SECONDS``); with none running, it resumes at the next
+        start (or use :meth:`resume_run_here`).
+
+        Raises:
+            RunNotFoundError: No such run.
+            RunNotWaitingError: It is not waiting, or has been answered already.
+            ValueError: ``value`` is not JSON within the limits of task input.
+        """
+        self._record_answer(run_id, value)
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor.active:
+            self._on_loop(supervisor.runner.answer, run_id, value)
+        logger.info("run %s answered", run_id)
+
+    async def resume_run_here(
+        self, run_id: str, value: Any, *, timeout: float | None = None
+    ) -> RunRecord:
+        """Answer a waiting run and run its continuation in this process, without starting
+        the scheduler (see :meth:`run_task_here`); returns its record once it ends again
+        (or waits again).
+
+        Raises:
+            RunNotFoundError, RunNotWaitingError: As :meth:`resume_run`.
+            SchedulerError: This scheduler is started, or another process is active.
+            TimeoutError: It did not finish within ``timeout`` seconds (it was cancelled).
+        """
+        if self._supervisor is not None:
+            raise SchedulerError("resume_run_here() on a started scheduler; use resume_run()")
+        self.graph()
+
+        def prepare() -> PendingRun:
+            run = self._record_answer(run_id, value)
+            task = decode_or_raise(self._task_row(run.task_id))
+            return pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
+
+        await run_alone(
+            store=self._store,
+            settings=self.settings,
+            graph=self.graph,
+            prepare=prepare,
+            timeout=timeout,
+            clock=self._clock,
+            events=self._events,
+            follow=self._queue_followers(),
+        )
+        return self.get_run(run_id)
+
+    def _record_answer(self, run_id: str, value: Any) -> RunRow:
+        try:
+            check_json_value(value)
+        except ValueError as exc:
+            raise ValueError(f"the answer {exc}") from None
+        self._flush()  # an end of the run recorded here (cancelled) is read below
+        with self._changing() as changes:
+            run = changes.tx.get_run(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            if run.status != RunStatus.WAITING:
+                raise RunNotWaitingError(run_id, run.status)
+            if run.answer is not None:
+                raise RunNotWaitingError(run_id, run.status, answered=True)
+            changes.tx.update_runs([{"id": run_id, "answer": json.dumps(value)}])
+            changes.changed = True
+            changes.only_inserts = False
+        return run
