@@ -334,6 +334,64 @@ def test_kill_9_of_a_worker_mid_run_interrupts_it_and_retries_it_once(fleet: Fle
     fleet.stop(leader)
 
 
+def test_a_stopped_worker_keeps_its_lease_while_its_runs_finish(fleet: Fleet) -> None:
+    """SIGTERM during a run longer than the lease, with a grace longer still: the run
+    finishes there and is recorded once; it is never declared interrupted and retried on
+    another worker while it still runs (the heartbeat went on through the grace)."""
+    fleet.add([{"id": "long", "run_at": at(0), "prompt": f"record-sleep:{LEASE * 2}",
+                "max_retries": 1, "retry_delay_seconds": 0.1}])  # fmt: skip
+    leader = fleet.leader()
+    workers = {
+        w.pid: w for w in (fleet.worker(SCHEDULER_STOP_GRACE_SECONDS="30") for _ in range(2))
+    }
+    wait_until(lambda: fleet.calls(), timeout=60, message="the run started")
+    [[run_id, _, _, pid]] = fleet.calls()
+    stopped = workers.pop(int(pid))
+    assert fleet.stop(stopped) == 0, fleet.logs()
+    runs = fleet.rows("SELECT * FROM scheduler_runs")
+    assert [(r["id"], r["attempt"], r["status"]) for r in runs] == [(run_id, 1, "succeeded")]
+    assert [c[:2] for c in fleet.calls()] == [[run_id, "start"], [run_id, "end"]]
+    time.sleep(LEASE + 2)  # the leader's reaper has had its chance since
+    assert fleet.count("true") == 1, fleet.logs()
+    fleet.stop(leader)
+
+
+def test_a_worker_that_cannot_renew_its_lease_leaves_its_run_to_be_retried(
+    fleet: Fleet,
+) -> None:
+    """Its heartbeat blocked (the database otherwise answering) past half the lease: it
+    lets go of its run and exits 1, and the run is interrupted and retried elsewhere; were
+    it recorded cancelled there, it would never be retried."""
+    fleet.add([{"id": "long", "run_at": at(0), "prompt": "record-sleep:8",
+                "max_retries": 1, "retry_delay_seconds": 0.1}])  # fmt: skip
+    leader = fleet.leader()
+    workers = {w.pid: w for w in (fleet.worker(), fleet.worker())}
+    wait_until(lambda: fleet.calls(), timeout=60, message="the run started")
+    [[run_id, _, _, pid]] = fleet.calls()
+    [first] = fleet.rows("SELECT worker FROM scheduler_runs WHERE id = :id", id=run_id)
+    with fleet.engine.connect() as conn, conn.begin():
+        conn.execute(
+            text("SELECT * FROM scheduler_workers WHERE id = :id FOR UPDATE"),
+            {"id": first["worker"]},
+        )
+        wait_until(
+            lambda: "could not renew its lease for" in fleet.logs(),
+            timeout=30,
+            message="the worker gave up on its lease",
+        )  # (its last writes wait for the row too: they are fenced by it)
+    assert workers[int(pid)].wait(timeout=30) == 1, fleet.logs()
+    wait_until(
+        lambda: fleet.count("status = 'succeeded'") == 1, timeout=60, message="the retry ran"
+    )
+    runs = fleet.rows("SELECT * FROM scheduler_runs ORDER BY attempt")
+    assert [(r["attempt"], r["status"], r["trigger"]) for r in runs] == [
+        (1, "interrupted", "schedule"),
+        (2, "succeeded", "retry"),
+    ], fleet.logs()
+    assert pid_of(runs[1]["worker"]) != int(pid)
+    fleet.stop(leader)
+
+
 def _steady_tasks(count: int, interval: float, prompt: str) -> list[dict[str, Any]]:
     return [
         {"id": f"steady-{i:02}", "interval_seconds": interval, "prompt": prompt}

@@ -122,6 +122,7 @@ class Worker:
         self._revision = -1
         self._definitions = Definitions()
         self.failed: str | None = None  # why the worker stopped by itself
+        self._stopping = False
         self.done = asyncio.Event()
 
     def _timed(self, call: Callable[[], float | None]) -> float | None:
@@ -154,14 +155,24 @@ class Worker:
 
     async def stop(self, grace_seconds: float) -> None:
         """Claim nothing more, let running runs finish for ``grace_seconds`` (then cancel
-        them), and hand the runs held here but not started back to the other workers."""
+        them), and hand the runs held here but not started back to the other workers. The
+        lease is renewed until the runs have ended: a lapse meanwhile would have the
+        scheduler retry them elsewhere while they still run here."""
+        if self._stopping:
+            await self.done.wait()
+            return
+        self._stopping = True
+        claim = [t for t in self._tasks if t.get_name() == "worker-claim"]
+        for task in claim:
+            task.cancel()
+        await asyncio.gather(*claim, return_exceptions=True)
+        await asyncio.to_thread(self._listener.stop)
+        await self.runner.stop(grace_seconds)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._heartbeat.close()
-        await asyncio.to_thread(self._listener.stop)
-        await self.runner.stop(grace_seconds)
         try:
             await self.run_log.close()
             if self.failed is None:
@@ -353,15 +364,15 @@ class Worker:
                 async with asyncio.timeout(lease / 3):
                     renewed = await self._heartbeat.run(self._timed, self._renew_lease)
             except (StorageError, TimeoutError) as exc:
+                reason = str(exc) or f"{type(exc).__name__}: no answer within {lease / 3:g} s"
                 if time.monotonic() - last_ok > lease / 2:
-                    self._fail(f"could not renew its lease for {lease / 2:g} s ({exc})")
+                    self._fail(f"could not renew its lease for {lease / 2:g} s ({reason})")
                     return
                 logger.warning(
-                    "worker %s: could not renew its lease (will retry): %s", self.id, exc
+                    "worker %s: could not renew its lease (will retry): %s", self.id, reason
                 )
                 continue
             if renewed is None:  # its runs are settled already: nothing more about them
-                self.run_log.abandon(self.runner.abandon())
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
             last_ok = time.monotonic()
@@ -370,8 +381,15 @@ class Worker:
         return worker_heartbeat(self.store, self.id)
 
     def _fail(self, why: str) -> None:
-        """Stop at once: another worker may take this worker's runs from now on."""
-        self.failed = f"worker {self.id} {why}; stopping (its runs are cancelled here)"
+        """Stop at once, recording nothing more about the runs here: the scheduler settles
+        them as a dead worker's once the lease has lapsed (``interrupted``, retried per the
+        task's ``max_retries`` by another worker; those held but not started go back to
+        the queue). Recorded ``cancelled`` here, they would never be retried."""
+        self.failed = (
+            f"worker {self.id} {why}; stopping (its runs are cancelled here, and the "
+            "scheduler retries them elsewhere)"
+        )
         logger.error("%s", self.failed)
-        self.runner.cancel_running()
-        self.loop.create_task(self.stop(0.0), name="worker-stop")
+        self.run_log.abandon(self.runner.abandon())
+        if not self._stopping:
+            self.loop.create_task(self.stop(0.0), name="worker-stop")
