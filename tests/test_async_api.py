@@ -421,3 +421,19 @@ async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
         assert [(r.task_id, r.status) for r in runs] == [("soon", RunStatus.SUCCEEDED)]
     later = TaskDefinition(id="x", schedule="in 30 minutes", prompt="p").run_at
     assert later is not None and later.year < 2030  # outside it, the wall clock again
+
+
+async def test_a_week_of_a_jittered_interval_task_runs_every_occurrence() -> None:
+    """Hourly with up to 15 minutes of jitter, a week on the test clock: 168 runs, each
+    within its hour's first 15 minutes (the delays do not add up and push runs out)."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=start) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(id="j", interval_seconds=3600, jitter_seconds=900, prompt="p")
+        )
+        await clock.advance(days=7, minutes=16)  # the last one may come 15 minutes late
+        runs = scheduler.list_runs("j", limit=None)
+    assert len(runs) == 168 and {r.status for r in runs} == {RunStatus.SUCCEEDED}
+    for run in runs:
+        hour = run.scheduled_for.replace(minute=0, second=0, microsecond=0)
+        assert timedelta(0) <= run.scheduled_for - hour <= timedelta(minutes=15), run

@@ -789,3 +789,26 @@ def test_oracle_agrees_with_the_hand_computed_cases() -> None:
         "2026-10-25 00:30:00 UTC",
         "2026-10-25 01:30:00 UTC",
     ]
+
+
+@pytest.mark.parametrize(("interval", "jitter"), [(3600.0, 900.0), (60.0, 59.0), (7.5, 0.5)])
+def test_an_interval_jitter_delays_each_grid_time_and_never_adds_up(
+    interval: float, jitter: float
+) -> None:
+    """Each fire time is its grid time plus up to ``jitter``: a week of them stays on the
+    grid (APScheduler's own trigger adds the interval to the jittered time: it drifts)."""
+    from scheduler.triggers.simple import interval_trigger
+
+    anchor = datetime(2026, 3, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    trigger = interval_trigger(interval, timezone=NEW_YORK, anchor=anchor, jitter=jitter)
+    count = int(7 * 86400 / interval) if interval >= 60 else 20_000
+    state = random.getstate()
+    random.seed(SEED)
+    try:
+        moments = fire_times(trigger, after=anchor, count=count)
+    finally:
+        random.setstate(state)
+    assert len(moments) == count
+    for n, moment in enumerate(moments, start=1):
+        grid = anchor.timestamp() + n * interval
+        assert 0 <= moment.timestamp() - grid <= jitter, f"seed {SEED}: occurrence {n}"
