@@ -64,7 +64,7 @@ CALLBACK_FIELDS = ("result_callback", "on_failure_callback", "on_waiting_callbac
 #: check when it was written, so the JSON-value check is not repeated on each load.
 STORED_CONTEXT_KEY = "stored"
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9._:-]{1,128}$")  # not "." or "..": paths
 _DOTTED_PATH = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)$"
 )
@@ -227,8 +227,8 @@ class TaskDefinition(BaseModel):
         if not _ID.match(value):
             raise _error(
                 "task_id",
-                "id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'; "
-                f"got {value!r}",
+                "id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', "
+                f"not only dots; got {value!r}",
             )
         return value
 

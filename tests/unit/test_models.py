@@ -76,6 +76,15 @@ def test_definition_round_trips_through_json() -> None:
 
 
 REJECTED = [
+    *(
+        pytest.param(
+            {"id": dots, "interval_seconds": 5},
+            "id",
+            "not only dots",
+            id=f"id {dots}",  # a URL path segment of its own: /api/tasks/.. is /api
+        )
+        for dots in (".", "..", "...")
+    ),
     pytest.param(
         {"cron_expression": "0 25 * * *"},
         "cron_expression",
