@@ -54,12 +54,14 @@ class DatabaseClock:
 
     EVERY = 10.0  # seconds between measures that the supervisor's poll asks for
     _NOISE = 0.01  # a smaller change is the round trip's noise: the clock does not move
+    SLOW = 0.5  # a reading with a longer round trip is not trusted (see take)
 
     def __init__(self, read: Callable[[], float], machine: Callable[[], float] = time.time):
         self._read = read
         self._machine = machine
         self.offset = 0.0
         self.measured_at: float | None = None  # machine time of the last measure
+        self._taken = False  # an offset was measured
 
     def __call__(self) -> float:
         if self.measured_at is None:
@@ -80,17 +82,25 @@ class DatabaseClock:
         taken for the offset). A failed read keeps the last offset; the error is the
         caller's."""
         self.measured_at = self._machine()  # a failing database is not asked again at once
-        samples = []
-        for _ in range(2):
-            before = self._machine()
-            database_now = self._read()
-            samples.append((before, database_now, self._machine()))
-        self.take(*min(samples, key=lambda sample: sample[2] - sample[0]))
+        samples: list[tuple[float, float, float]] = []
+        try:
+            for _ in range(2):
+                before = self._machine()
+                database_now = self._read()
+                samples.append((before, database_now, self._machine()))
+        finally:  # a second read that fails leaves the first
+            if samples:
+                self.take(*min(samples, key=lambda sample: sample[2] - sample[0]))
 
     def take(self, before: float, database_now: float, after: float) -> None:
         """Keep the offset of one reading of the database's time, made between ``before``
         and ``after`` (machine time): a measure's, or one a query brought anyway (a
-        worker's heartbeat)."""
+        worker's heartbeat). One whose round trip took over :attr:`SLOW` seconds is
+        ignored once an offset is known: it may be off by half of it (a heartbeat that
+        waited a few seconds for a lock moved the clock seconds ahead)."""
+        if after - before > self.SLOW and self._taken:
+            return
+        self._taken = True
         offset = database_now - (before + after) / 2
         if abs(offset - self.offset) > 1.0:
             logger.warning(

@@ -75,3 +75,32 @@ def test_the_read_that_opened_a_connection_does_not_set_the_offset() -> None:
     clock = DatabaseClock(read, machine)
     clock.measure()
     assert clock.offset == pytest.approx(30.0, abs=0.0005)  # not 30.039
+
+
+def test_a_reading_with_a_long_round_trip_does_not_move_the_clock() -> None:
+    """A heartbeat that waited 4 s for a lock: its reading could be 2 s off, and is not
+    taken; the first reading ever is taken however slow (nothing better is known)."""
+    machine = Machine()
+    clock = DatabaseClock(lambda: machine.now, machine)
+    clock.take(100.0, 103.5, 104.0)  # the first: offset 1.5, kept
+    assert clock.offset == pytest.approx(1.5)
+    clock.take(200.0, 200.0, 200.01)  # a quick one: the clocks agree
+    assert clock.offset == pytest.approx(-0.005)
+    clock.take(300.0, 300.0, 304.0)  # 4 s round trip (waited for a lock after the read)
+    assert clock.offset == pytest.approx(-0.005)
+
+
+def test_a_second_read_that_fails_keeps_the_first() -> None:
+    machine = Machine()
+    reads = {"n": 0}
+
+    def read() -> float:
+        reads["n"] += 1
+        if reads["n"] == 2:
+            raise OSError("connection reset")
+        return machine.now + 30
+
+    clock = DatabaseClock(read, machine)
+    with pytest.raises(OSError, match="connection reset"):
+        clock.measure()
+    assert clock.offset == pytest.approx(30.0)
