@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scheduler.documents import DocumentError, load_json, load_yaml
+from scheduler.documents import DocumentError, load_json, load_yaml, read_document
 from scheduler.enums import RunStatus
 from scheduler.exceptions import TasksFileError, UsageError, describe_errors
 from scheduler.models import TaskDefinition
@@ -112,7 +112,7 @@ def cmd_show(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
 def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
     """One task (a mapping) or several (a list, or ``tasks:`` with a list) from YAML/JSON."""
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"), what=str(path))
+        data = load_yaml(read_document(path), what=str(path))
     except OSError as exc:
         raise UsageError(f"--file {path}: {exc}") from None
     except DocumentError as exc:

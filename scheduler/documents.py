@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,6 +30,7 @@ __all__ = [
     "compose_yaml",
     "load_json",
     "load_yaml",
+    "read_document",
 ]
 
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
@@ -55,6 +57,24 @@ def _check_size(text: str, what: str) -> None:
         raise DocumentError(
             f"{what} is {len(text):,} characters; at most {MAX_DOCUMENT_BYTES:,} are read"
         )
+
+
+def read_document(path: Path) -> str:
+    """The text of a document file, which must be UTF-8.
+
+    Raises:
+        OSError: It cannot be read.
+        DocumentError: It is not UTF-8 (with where the first byte that is not).
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DocumentError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it "
+            "as UTF-8"
+        ) from None
 
 
 def load_json(text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
@@ -123,6 +143,21 @@ class BoundedYamlLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key written twice (YAML keeps the last one without a word:
+        a repeated ``cron_expression`` would change the schedule unseen). Keys merged in
+        with ``<<`` may be overridden, as YAML means them to be."""
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key.value!r} is given twice", key.start_mark
+                    )
+                seen.add((key.tag, key.value))
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
     def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
         with self._composing(anchor):
             return super().compose_sequence_node(anchor)
@@ -180,9 +215,19 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
     except _OverBudget as exc:
         raise DocumentError(f"{what}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise DocumentError(f"{what}: not valid YAML/JSON: {exc}") from None
+        raise DocumentError(f"{what}: not valid YAML/JSON: {_one_line(exc)}") from None
     finally:
         loader.dispose()
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line (it prints the marks with a caret on lines of their own)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        said = "; ".join(part for part in (exc.context, exc.problem) if part)
+        return (said or type(exc).__name__) + where
+    return " ".join(str(exc).split())
 
 
 def compose_yaml(text: str) -> yaml.Node | None:

@@ -25,7 +25,13 @@ import yaml
 from pydantic import ValidationError
 
 from scheduler.changeset import SyncReport, TaskChanges
-from scheduler.documents import DocumentError, compose_yaml, load_json, load_yaml
+from scheduler.documents import (
+    DocumentError,
+    compose_yaml,
+    load_json,
+    load_yaml,
+    read_document,
+)
 from scheduler.exceptions import (
     CallbackError,
     DependencyError,
@@ -106,14 +112,13 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
 def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
     """The valid entries of the file, and a problem for each invalid one."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return [], [f"{path}: cannot read: {exc.strerror or exc}"]
-    try:
+        text = read_document(path)
         if path.suffix == ".json":
             data: Any = load_json(text, what=str(path))
         else:
             data = load_yaml(text, what=str(path))
+    except OSError as exc:
+        return [], [f"{path}: cannot read: {exc.strerror or exc}"]
     except DocumentError as exc:
         return [], [str(exc)]
     if data is None:

@@ -148,6 +148,21 @@ def test_main_py_keeps_running_on_the_last_good_tasks_and_says_so(cli: Cli, tmp_
     assert "was not applied" not in cli("list").stdout
 
 
+def test_a_tasks_file_that_is_not_utf8_is_refused_and_main_py_runs_on(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_bytes(b'- id: a\n  interval_seconds: 60\n  prompt: "caf\xe9"\n')
+    service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(path))
+    service.wait_for(r"ERROR .*not UTF-8 text \(byte 0xe9 on line 3\)")
+    service.wait_for(r"ERROR .*was not applied \(1 problem")
+    assert service.stop() == 0
+    assert "Traceback" not in "".join(service.lines)
+    for args in (("validate", str(path)), ("add", "--file", str(path))):
+        done = cli(*args, status=2)
+        assert "not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_strict_mode_refuses_to_start_on_a_bad_tasks_file(cli: Cli, tmp_path: Path) -> None:
     path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD)
     service = MainPy(

@@ -82,6 +82,38 @@ def test_empty_and_malformed_files(tmp_path: Path) -> None:
     assert [t.id for t in load_tasks_file(json_file)] == ["j"]
 
 
+def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b'- id: a\n  interval_seconds: 60\n  prompt: "caf\xe9"\n')
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(latin1)
+    assert caught.value.problems == [
+        f"{latin1}: not UTF-8 text (byte 0xe9 on line 3); save it as UTF-8"
+    ]
+
+
+def test_a_key_given_twice_is_a_problem_and_yaml_errors_are_one_line(tmp_path: Path) -> None:
+    twice = write(
+        tmp_path / "twice.yaml",
+        "- id: a\n  interval_seconds: 60\n  prompt: p\n  interval_seconds: 5\n",
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(twice)
+    [problem] = caught.value.problems
+    assert "the key 'interval_seconds' is given twice (line 4, column 3)" in problem, problem
+    broken = write(tmp_path / "broken.yaml", "- id: a\n  prompt: [unclosed\n")
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(broken)
+    [problem] = caught.value.problems
+    assert "\n" not in problem and "(line 3, column 1)" in problem, problem
+    merged = write(  # a key merged in with << may be overridden: that is what << is for
+        tmp_path / "merged.yaml",
+        "- &base\n  id: a\n  interval_seconds: 60\n  prompt: p\n"
+        "- <<: *base\n  id: b\n  interval_seconds: 5\n",
+    )
+    assert [(t.id, t.interval_seconds) for t in load_tasks_file(merged)] == [("a", 60), ("b", 5)]
+
+
 async def test_api_tasks_are_never_touched(
     make_scheduler: SchedulerFactory, tmp_path: Path
 ) -> None:
