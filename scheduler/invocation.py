@@ -164,7 +164,11 @@ def interrupts_of(result: Any) -> str | None:
         else:
             found, value = getattr(item, "id", None), getattr(item, "value", item)
         asked.append({"id": None if found is None else str(found)[:200], "value": value})
-    text = json.dumps(asked, default=str, ensure_ascii=False)
+    try:
+        text = json.dumps(asked, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):  # keys that are not text, a value inside itself
+        asked = [{"id": a["id"], "value": str(a["value"])} for a in asked]
+        text = json.dumps(asked, ensure_ascii=False)
     if len(text) > _INTERRUPTS_CHARS:
         text = json.dumps([{"id": a["id"], "value": str(a["value"])[:2000]} for a in asked])
     return text

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import interrupt
 
 from scheduler import RunStatus, TaskDefinition, TaskScheduler
 from scheduler.exceptions import RunNotWaitingError
@@ -112,3 +116,31 @@ async def test_here_refused_by_an_active_scheduler_writes_nothing(tmp_path: obje
     answered = await here.resume_run_here(run.id, "yes", timeout=30)  # the lock is free again
     assert answered.status is RunStatus.SUCCEEDED
     here.close()
+
+
+def _odd_question(state: MessagesState) -> dict[str, Any]:
+    answer = interrupt({(1, 2): "a key that is not text", 3: {b"bytes": {1.5, 2.5}}})
+    return {"messages": [AIMessage(f"the answer was {answer}")]}
+
+
+_odd = StateGraph(MessagesState)
+_odd.add_node("ask", _odd_question)
+_odd.add_edge(START, "ask")
+odd_asker = _odd.compile()
+
+
+async def test_a_question_that_is_not_json_still_waits_for_its_answer() -> None:
+    """``interrupt()`` with a value JSON cannot hold (a tuple key, bytes keys): the run
+    waits, its question kept as text, and the answer resumes it; it used to be recorded
+    failed, its graph paused for ever."""
+    async with clocked_scheduler(graph=odd_asker) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+        assert run.status is RunStatus.WAITING, run.error_message
+        [asked] = run.interrupts or []
+        assert "a key that is not text" in str(asked["value"])
+        scheduler.resume_run(run.id, "yes")
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run.id)
+        assert done.status is RunStatus.SUCCEEDED and done.output == "the answer was yes"
