@@ -278,6 +278,8 @@ BILLION_LAUGHS = "\n".join(
         (("next", "@daily", "--tz", ""), "argument --tz: must not be empty"),
         (("--db", "", "list"), "argument --db: must not be empty"),
         (("--database-url", " ", "list"), "argument --database-url: must not be empty"),
+        (("--database-url", "not a url", "list"), "the database URL is not one SQLAlchemy"),
+        (("--database-url", "nope://u:secret@h/d", "list"), "database URL nope://u:***@h/d"),
     ],
 )  # fmt: skip
 def test_hostile_numbers_and_documents_are_one_line_errors(

@@ -11,14 +11,45 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["new_engine"]
+from scheduler.exceptions import UsageError
+
+__all__ = ["new_engine", "parse_url"]
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed.
+
+    Raises:
+        UsageError: It is not a URL SQLAlchemy reads (the text is not repeated: it may
+            hold a password).
+    """
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise UsageError(
+            "the database URL is not one SQLAlchemy reads, e.g. sqlite:///scheduler.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
 
 
 def new_engine(url: URL, *, busy_timeout: float) -> Engine:
-    """The engine of ``url`` (``sqlite://``: one shared in-memory connection)."""
+    """The engine of ``url`` (``sqlite://``: one shared in-memory connection).
+
+    Raises:
+        UsageError: An unknown kind of database, or its driver is not installed.
+    """
+    try:
+        return _engine(url, busy_timeout)
+    except (ArgumentError, ImportError) as exc:
+        shown = url.render_as_string(hide_password=True)
+        raise UsageError(f"database URL {shown}: {exc}") from None
+
+
+def _engine(url: URL, busy_timeout: float) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=8)
     memory = url.database in (None, "", ":memory:")

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.exceptions import StorageError
-from scheduler.storage.engine import new_engine
+from scheduler.storage.engine import new_engine, parse_url
 from scheduler.storage.migrate import create_tables, insert_ignore, migrate
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
@@ -84,7 +84,7 @@ class Store:
     """
 
     def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
-        parsed = make_url(url)
+        parsed = parse_url(url)
         self.url = url
         self.display_url = parsed.render_as_string(hide_password=True)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
