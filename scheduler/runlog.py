@@ -104,10 +104,16 @@ class RunLog:
         with self._lock:
             self._inserts[row.id] = row
 
-    def update(self, run_id: str, **changes: Any) -> None:
-        """Buffer changes to a run record (merged with earlier ones for the same run)."""
+    def update(self, run_id: str, *, then: RunRow | None = None, **changes: Any) -> None:
+        """Buffer changes to a run record (merged with earlier ones for the same run), and
+        the new record ``then`` (the retry that follows) with them: a flush commits both or
+        neither."""
+        if then is not None and self._owner is not None and then.worker is None:
+            then.worker = self._owner
         with self._lock:
             self._merge(run_id, changes)
+            if then is not None:
+                self._inserts[then.id] = then
 
     def finish(self, run_id: str, task_id: str, **changes: Any) -> None:
         """Buffer a run's final outcome (``status`` and ``finished_at`` among ``changes``),

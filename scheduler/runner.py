@@ -301,25 +301,18 @@ class Runner(RunnerWaiting):
         }
         if retry is None:  # the final outcome: the tasks that run after it learn of it
             self._log.finish(pending.run_id, task.id, **changes)
-        else:
-            self._log.update(pending.run_id, **changes)
+        else:  # with its retry, in one flush: a crash between the two would lose the retry
+            after = queued_run(
+                retry.run_id, task.id, scheduled_for=retry.scheduled_for, queued_at=finished,
+                trigger=RunTrigger.RETRY, attempt=retry.attempt, not_before=retry.not_before,
+                upstream=retry.upstream,
+            )  # fmt: skip
+            self._log.update(pending.run_id, then=after, **changes)
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)
         if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, thread_id, started, finished)
         if retry is not None:
-            self._log.insert(
-                queued_run(
-                    retry.run_id,
-                    task.id,
-                    scheduled_for=retry.scheduled_for,
-                    queued_at=finished,
-                    trigger=RunTrigger.RETRY,
-                    attempt=retry.attempt,
-                    not_before=retry.not_before,
-                    upstream=retry.upstream,
-                )
-            )
             if self._accepting:
                 self._known.add(retry.run_id)
                 self._queue(retry)  # the task stays in progress through its retries

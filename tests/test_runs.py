@@ -4,9 +4,13 @@ concurrency limit, graceful stop, retention."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import logging
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -318,3 +322,53 @@ async def test_run_history_pages_with_and_without_a_limit(
     assert [r.id for r in await scheduler.alist_runs(limit=None, offset=1)] == newest_first[1:]
     with pytest.raises(ValueError, match="0 or more"):
         scheduler.list_runs(offset=-1)
+
+
+async def test_a_failed_attempt_is_never_committed_without_its_retry(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """An attempt that fails and the retry it leads to are written in one transaction: a
+    flush in between (from another thread, as the run log's own) never leaves a failed
+    attempt 1 without its attempt 2, which a crash at that moment would lose for good."""
+    scheduler = make_scheduler(retry_delay_seconds=3600)
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(
+            id="f",
+            interval_seconds=3600,
+            prompt="fail-until:1000000",
+            max_retries=1,
+            overlap="allow",
+            max_instances=50,
+            metadata={"counter": str(tmp_path / "calls")},
+        )
+    )
+    supervisor = scheduler._supervisor
+    assert supervisor is not None
+    stop, broken = threading.Event(), []
+
+    def watch() -> None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "scheduler.db")) as db:
+            while not stop.is_set():
+                supervisor.run_log.flush()
+                rows = db.execute("SELECT status, attempt FROM scheduler_runs").fetchall()
+                failed = sum(1 for status, attempt in rows if (status, attempt) == ("failed", 1))
+                retries = sum(1 for _, attempt in rows if attempt == 2)
+                if failed > retries:
+                    broken.append((failed, retries))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(200):
+            scheduler.run_task_now("f")
+            await asyncio.sleep(0.002)
+        await eventually(
+            lambda: len(scheduler.list_runs("f", status="failed", limit=None)) >= 200,
+            timeout=60,
+            message="200 failed attempts",
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    assert broken == []
