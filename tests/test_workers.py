@@ -592,10 +592,14 @@ def test_a_queued_occurrence_waits_for_the_run_before_it_not_past_its_window(
 ) -> None:
     # overlap: queue keeps one occurrence while a run goes; it starts when that one ends,
     # its catch-up window counted from then (one process's buffer does the same)
-    fleet.add([{"id": "q", "interval_seconds": 1, "prompt": "record-sleep:3",
-                "overlap": "queue", "misfire_grace_seconds": 1.5}])  # fmt: skip
     leader = fleet.leader()
     worker = fleet.worker()
+    fleet.active_leader([leader])
+    fleet.workers_registered(1)
+    # added once both are up: a start slower than the window (a loaded machine) would
+    # rightly have the first occurrences missed
+    fleet.add([{"id": "q", "interval_seconds": 1, "prompt": "record-sleep:3",
+                "overlap": "queue", "misfire_grace_seconds": 1.5}])  # fmt: skip
     wait_until(lambda: fleet.count("status = 'succeeded'") >= 2, 60, "two runs done")
     fleet.stop(leader)
     fleet.stop(worker)
