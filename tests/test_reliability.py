@@ -147,6 +147,7 @@ def assert_every_occurrence_once(runs: list[dict[str, Any]], *, interval: float)
 # -- bursts ---------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # it loads both cores for a while
 async def test_burst_of_2000_one_time_tasks_all_run_none_missed(
     make_scheduler: SchedulerFactory,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,21 +201,28 @@ async def test_postgres_dropped_connections_do_not_stop_the_scheduler(
     from scheduler import TaskDefinition
     from tests import prompt_graphs
 
+    # every connection the scheduler opens carries this name, so that only they are dropped:
+    # other tests (pytest-xdist workers) use the same database at the same time
+    name = f"dropped-{uuid.uuid4().hex[:10]}"
     scheduler = TaskScheduler(
-        database_url=pg_schema_url, graph=prompt_graphs.graph, settings=make_settings()
+        database_url=f"{pg_schema_url}&application_name={name}",
+        graph=prompt_graphs.graph,
+        settings=make_settings(),
     )
     admin = create_engine(postgres_url, poolclass=NullPool)
     try:
         scheduler.start()
         scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.2, prompt="p"))
         await eventually(lambda: scheduler.list_runs("tick", status="succeeded"))
-        with admin.begin() as conn:  # drop every other connection to the database
-            conn.execute(
+        with admin.begin() as conn:  # drop every connection of the scheduler
+            dropped = conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": name},
+            ).scalars()
+            assert any(dropped), "no connection of the scheduler was found to drop"
         count = len(scheduler.list_runs("tick", limit=None))
         await eventually(
             lambda: len(scheduler.list_runs("tick", limit=None)) > count + 3,
