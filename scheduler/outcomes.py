@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus, RunTrigger
@@ -14,9 +15,29 @@ from scheduler.pending import PendingRun, new_run_id, retry_delay
 from scheduler.rows import finished_run
 from scheduler.settings import Settings
 
-__all__ = ["call_run_callback", "preview", "report", "retry_of"]
+__all__ = ["call_run_callback", "preview", "report", "report_started", "retry_of"]
 
 logger = logging.getLogger("scheduler.runner")
+
+
+def report_started(pending: PendingRun, thread_id: str) -> None:
+    """The log line of a run's start."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    logger.info(
+        "task %s run %s started (scheduled for %s, attempt %d)",
+        pending.task.id,
+        pending.run_id,
+        datetime.fromtimestamp(pending.scheduled_for, UTC).isoformat(),
+        pending.attempt,
+        extra=run_fields(
+            task_id=pending.task.id,
+            run_id=pending.run_id,
+            status=RunStatus.RUNNING,
+            attempt=pending.attempt,
+            thread_id=thread_id,
+        ),
+    )
 
 
 def report(pending: PendingRun, outcome: Outcome, seconds: float) -> None:

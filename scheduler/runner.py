@@ -9,6 +9,7 @@ other threads reach it through ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -16,16 +17,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.clock import Timer, call_at
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
 from scheduler.events import EventBus
 from scheduler.invocation import NO_RESUME, Outcome, invoke
-from scheduler.logs import run_fields
 from scheduler.models import TaskDefinition
-from scheduler.outcomes import call_run_callback, report, retry_of
+from scheduler.outcomes import call_run_callback, report, report_started, retry_of
 from scheduler.pending import Admission, PendingRun
 from scheduler.rows import queued_run, settled
 from scheduler.runlog import RunLog
@@ -69,6 +68,7 @@ class Runner(RunnerWaiting):
         self._buffered: dict[str, PendingRun] = {}
         self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
+        self._threads: set[str] = set()  # the given threads of the runs going
         # runs let go of (abandon), by their asyncio task: a later start is another task
         self._abandoned: set[asyncio.Task[None]] = set()
         self._expiring: set[asyncio.Task[None]] = set()  # waiting timeouts being written
@@ -203,13 +203,28 @@ class Runner(RunnerWaiting):
 
     def _pump(self) -> None:
         limit = self._settings.max_concurrent_runs
+        held = []  # runs on a thread that has a run going: one at a time, as the server does
         # runs let go of still hold their slots until their cancelled tasks have ended
         while self._accepting and self._heap and len(self._running) + len(self._abandoned) < limit:
-            pending = heapq.heappop(self._heap)[3]
+            entry = heapq.heappop(self._heap)
+            pending = entry[3]
+            thread = pending.thread_id or pending.task.thread_id
+            if thread is not None and thread in self._threads:
+                held.append(entry)
+                continue
             task = asyncio.get_running_loop().create_task(
                 self._execute(pending), name=f"run:{pending.task.id}:{pending.run_id}"
             )
             self._running[pending.run_id] = task
+            if thread is not None:
+                self._threads.add(thread)
+                task.add_done_callback(functools.partial(self._thread_free, thread))
+        for entry in held:
+            heapq.heappush(self._heap, entry)
+
+    def _thread_free(self, thread: str, _: object) -> None:
+        self._threads.discard(thread)
+        self._pump()
 
     def _release(self, task_id: str) -> None:
         """One run of ``task_id`` ended: release a buffered occurrence if it was the last."""
@@ -253,21 +268,7 @@ class Runner(RunnerWaiting):
         else:
             if self._events.wants(pending.task):
                 self._emit("started", pending, Outcome(RunStatus.RUNNING), thread_id, started, None)
-            if logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    "task %s run %s started (scheduled for %s, attempt %d)",
-                    task.id,
-                    pending.run_id,
-                    _iso(pending.scheduled_for),
-                    pending.attempt,
-                    extra=run_fields(
-                        task_id=task.id,
-                        run_id=pending.run_id,
-                        status=RunStatus.RUNNING,
-                        attempt=pending.attempt,
-                        thread_id=thread_id,
-                    ),
-                )
+            report_started(pending, thread_id)
             outcome = await invoke(
                 pending.task,
                 graph=self._graph,
@@ -407,7 +408,3 @@ class Runner(RunnerWaiting):
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         self._idle.set()
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()

@@ -372,3 +372,39 @@ async def test_a_failed_attempt_is_never_committed_without_its_retry(
         stop.set()
         watcher.join()
     assert broken == []
+
+
+async def test_runs_on_one_thread_take_turns(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """Two tasks on one conversation (``thread_id``), due together: the second starts when
+    the first has ended, as the LangGraph server runs a thread's runs (at once, both read
+    the same checkpoint and the later write drops the other's reply). Runs on other
+    threads still go side by side."""
+    log = tmp_path / "calls.log"
+    scheduler = make_scheduler(max_concurrent_runs=5)
+    scheduler.start()
+    for task_id, thread in (("a", "shared"), ("b", "shared"), ("c", None)):
+        scheduler.add_task(
+            TaskDefinition(
+                id=task_id,
+                interval_seconds=3600,
+                prompt="record-sleep:0.5",
+                thread_id=thread,
+                metadata={"log": str(log)},
+            )
+        )
+    runs = {task_id: scheduler.run_task_now(task_id) for task_id in ("a", "b", "c")}
+    await eventually(
+        lambda: all(scheduler.get_run(r).status is RunStatus.SUCCEEDED for r in runs.values()),
+        message="the three runs",
+    )
+    spans: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        run_id, _, at = line.split()[:3]
+        spans.setdefault(run_id, []).append(float(at))
+    (a_start, a_end), (b_start, b_end), (c_start, _) = (spans[runs[t]] for t in ("a", "b", "c"))
+    assert a_end <= b_start or b_end <= a_start, "two runs on one thread at once"
+    assert c_start < max(a_end, b_end) - 0.2  # another thread's run did not wait
+    thread_runs = [scheduler.get_run(runs[t]) for t in ("a", "b")]
+    assert {r.thread_id for r in thread_runs} == {"shared"}
