@@ -387,7 +387,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:
 
     if args.http:  # the flag wins over SCHEDULER_HTTP_ADDRESS and .env
         os.environ["SCHEDULER_HTTP_ADDRESS"] = args.http
+    database_flags_to_settings(args)
     return serve_main()
+
+
+def database_flags_to_settings(args: argparse.Namespace) -> None:
+    """``--db`` / ``--database-url`` for the commands that read their settings again
+    (``serve``, ``worker``): as the settings they stand for, winning over ``.env``, as
+    for the other commands (``--db`` also over a ``SCHEDULER_DATABASE_URL``)."""
+    if args.database_url:
+        os.environ["SCHEDULER_DATABASE_URL"] = args.database_url
+    elif args.db:
+        os.environ["SCHEDULER_DB_PATH"] = args.db
+        os.environ["SCHEDULER_DATABASE_URL"] = ""  # (empty: none)
 
 
 def cmd_scaffold(settings: Settings, args: argparse.Namespace, out: Output) -> int:

@@ -91,6 +91,7 @@ class TaskScheduler(AsyncTaskAPI):
         self._persistence: Persistence | None = None
         self._graph_lock = threading.Lock()
         self._supervisor: Supervisor | None = None
+        self._stopping: Supervisor | None = None  # the one stop() is stopping
         self._events = EventBus()
         self._webhooks: Deliverer | None = None
         self._gc_frozen = False
@@ -166,9 +167,11 @@ class TaskScheduler(AsyncTaskAPI):
         if supervisor is None:
             return
         grace = self.settings.stop_grace_seconds if grace_seconds is None else grace_seconds
+        self._stopping = supervisor  # cancel_running_runs() still reaches its runs
         try:
             await supervisor.stop(grace)
         finally:
+            self._stopping = None
             if self._gc_frozen:
                 self._gc_frozen = False
                 gcfreeze.release()
@@ -274,10 +277,11 @@ class TaskScheduler(AsyncTaskAPI):
         return self._graph_object
 
     def cancel_running_runs(self) -> None:
-        """Cancel every run in flight in this process now (recorded ``cancelled``)."""
-        supervisor = self._supervisor
+        """Cancel every run in flight in this process now (recorded ``cancelled``), also
+        during :meth:`stop`'s grace (a second Ctrl+C)."""
+        supervisor = self._supervisor or self._stopping
         if supervisor is not None:
-            self._on_loop(supervisor.runner.cancel_running)
+            call_soon_threadsafe(supervisor.loop, supervisor.runner.cancel_running)
 
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a running run (recorded ``cancelled``): at once if it runs in this process;

@@ -163,6 +163,42 @@ def test_a_tasks_file_that_is_not_utf8_is_refused_and_main_py_runs_on(
         assert "not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_second_ctrl_c_cancels_the_runs_at_once(cli: Cli, tmp_path: Path) -> None:
+    """The first Ctrl+C lets the run finish within the grace (60 s here); the second
+    cancels it at once, as main.py's log says it does."""
+    cli("add", "--id", "long", "--schedule", "every 1 second", "--prompt", "sleep:60")
+    service = MainPy(cli, tmp_path, SCHEDULER_STOP_GRACE_SECONDS="60")
+    service.wait_for(r"task long run \w+ started")
+    service.process.send_signal(signal.SIGINT)
+    service.wait_for(r"stopping gracefully")
+    began = time.monotonic()
+    service.process.send_signal(signal.SIGINT)
+    assert service.process.wait(timeout=30) == 0
+    assert time.monotonic() - began < 15, "the second Ctrl+C did not cancel the run"
+    service.stop()
+    [run] = [r for r in cli.json("runs", "--task", "long") if r["status"] != "queued"]
+    assert run["status"] == "cancelled", run
+
+
+def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) -> None:
+    """``--db`` picks the database for serve too (it was dropped there: the default
+    database's tasks ran instead)."""
+    other = tmp_path / "other.db"
+    cli("--db", str(other), "add", "--id", "mine", "--schedule", "every 1 second", "--prompt", "p")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "scheduler", "--db", str(other), "serve"],
+        cwd=tmp_path, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    service = MainPy.__new__(MainPy)
+    service.process, service.lines = process, []
+    service._reader = threading.Thread(target=service._read, daemon=True)
+    service._reader.start()
+    service.wait_for(r"scheduler active on sqlite:///.*other\.db")
+    service.wait_for(r"task mine run \w+ succeeded")
+    assert service.stop() == 0
+    assert not (tmp_path / "scheduler.db").exists()
+
+
 def test_strict_mode_refuses_to_start_on_a_bad_tasks_file(cli: Cli, tmp_path: Path) -> None:
     path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD)
     service = MainPy(

@@ -16,9 +16,11 @@ __all__ = ["cmd_worker", "cmd_workers"]
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from scheduler.commands import database_flags_to_settings
     from scheduler.service import main as serve_main
 
     os.environ["SCHEDULER_ROLE"] = "worker"  # the command wins over the setting and .env
+    database_flags_to_settings(args)
     return serve_main()
 
 
