@@ -39,7 +39,7 @@ _TASK_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
         "schedule",
         {
             "help": "'0 9 * * 1-5', '@daily', 'every 5 minutes', 'weekdays at 18:00', "
-            "'in 30 minutes', 'at 2026-03-15 14:00', ISO 8601"
+            "'in 30 minutes', 'at 2030-03-15 14:00', ISO 8601"
         },
     ),
     ("--tz", "timezone", {"help": "IANA time zone of the schedule"}),

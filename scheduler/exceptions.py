@@ -152,7 +152,7 @@ class ScheduleError(SchedulerError, ValueError):
 
     ACCEPTED_FORMS = (
         "cron '0 9 * * 1-5', '@daily', 'every 5 minutes', 'every day at 09:00', "
-        "'every monday at 8:30', 'weekdays at 18:00', 'in 30 minutes', 'at 2026-03-15 14:00', "
+        "'every monday at 8:30', 'weekdays at 18:00', 'in 30 minutes', 'at 2030-03-15 14:00', "
         "ISO 8601 datetime"
     )
 

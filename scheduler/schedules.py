@@ -12,8 +12,8 @@
   18:00`` (``1-5``), ``weekends at 10:00`` (``0,6``); the time may also come first (``at
   09:00 every day``). Times: ``09:00``, ``9:00``, ``9am``, ``9:15 pm``, ``noon``,
   ``midnight``;
-* once: ``in 30 minutes`` (elapsed time from ``now``), ``at 2026-03-15 14:00``, ``on
-  2026-03-15 at 2pm``, ``today at 17:00``, ``tomorrow at 9:00`` and ISO 8601 datetimes.
+* once: ``in 30 minutes`` (elapsed time from ``now``), ``at 2030-03-15 14:00``, ``on
+  2030-03-15 at 2pm``, ``today at 17:00``, ``tomorrow at 9:00`` and ISO 8601 datetimes.
 
 Decisions on ambiguous forms:
 
@@ -351,7 +351,7 @@ def explicit_schedule(
         raise PydanticCustomError(
             "schedule",
             f"schedule {text!r} is relative to now, so it would mean another time at every "
-            "apply; write the date and time, e.g. 'at 2026-03-15 14:00'",
+            "apply; write the date and time, e.g. 'at 2030-03-15 14:00'",
         )
     fields = parsed.fields()
     if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:

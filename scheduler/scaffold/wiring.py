@@ -208,7 +208,7 @@ def tasks_yaml(tasks: Sequence[dict[str, Any]], *, uses_messages: bool, example:
         "#",
         "# Each entry is a TaskDefinition: an id, one schedule, and what to send to the graph:",
         '#   schedule: "0 9 * * 1-5"          standard cron (1-5 = Monday to Friday)',
-        '#   schedule: "every 5 minutes"      or "weekdays at 18:00", "at 2026-03-15 14:00"',
+        '#   schedule: "every 5 minutes"      or "weekdays at 18:00", "at 2030-03-15 14:00"',
     ]
     if uses_messages:
         head.append("#   prompt: ...                      the user message the graph receives")
