@@ -202,10 +202,12 @@ class TaskChanges:
             self.tx.clear_waits(downstream, upstream)  # a task re-added under the id starts anew
         self.tx.delete_links_of(task_ids)
         self.links_changed = True
-        # their runs waiting for an answer end here, in this transaction: an answer
-        # recorded after it is refused (not accepted, then lost when the run is cancelled)
+        # their runs waiting for an answer or to start end here, in this transaction: an
+        # answer recorded after it is refused (not accepted, then lost when the run is
+        # cancelled), and a task added again under the id does not run the old one
         gone = set(task_ids)
-        waiting = [r.id for r in self.tx.runs_with_status(["waiting"]) if r.task_id in gone]
+        open_runs = self.tx.runs_with_status(["waiting", "queued"])
+        waiting = [r.id for r in open_runs if r.task_id in gone]
         self.tx.update_runs(
             [settled(i, RunStatus.CANCELLED, now=self.now, kind="TaskRemoved",
                      message="the task was removed") for i in waiting]

@@ -144,3 +144,24 @@ async def test_a_question_that_is_not_json_still_waits_for_its_answer() -> None:
         await clock.advance(seconds=1)
         done = scheduler.get_run(run.id)
         assert done.status is RunStatus.SUCCEEDED and done.output == "the answer was yes"
+
+
+async def test_a_run_queued_before_its_task_was_removed_never_runs_a_task_added_again(
+    tmp_path: object, make_scheduler: SchedulerFactory
+) -> None:
+    """``run x``, ``remove x``, ``add x`` (another prompt) with no scheduler running: at the
+    next start the old run is cancelled, not run with the new definition."""
+    db = f"{tmp_path}/s.db"
+    cli = TaskScheduler(db_path=db, graph=server_graphs.asker)
+    try:
+        cli.add_task(TaskDefinition(id="x", interval_seconds=3600, prompt="old"))
+        old = cli.run_task_now("x")
+        cli.remove_task("x")
+        assert cli.get_run(old).status is RunStatus.CANCELLED  # in the removal itself
+        cli.add_task(TaskDefinition(id="x", interval_seconds=3600, prompt="new"))
+    finally:
+        cli.close()
+    scheduler = make_scheduler(db="s.db")
+    scheduler.start()
+    await asyncio.sleep(1.0)
+    assert [(r.id, r.status) for r in scheduler.list_runs("x")] == [(old, RunStatus.CANCELLED)]
