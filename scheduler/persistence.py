@@ -59,6 +59,10 @@ class ThreadedStore(BaseStore):
 
     def __init__(self, inner: BaseStore) -> None:
         self.inner = inner
+        # (BaseStore.put reads them: without, an explicit ttl was refused and the configured
+        # default_ttl never reached the inner store)
+        self.supports_ttl = bool(getattr(inner, "supports_ttl", False))
+        self.ttl_config = getattr(inner, "ttl_config", None)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         return self.inner.batch(ops)
@@ -213,7 +217,18 @@ def _store(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
         store_class, pool = _postgres_pool(url, "store")
         prepared._closers.append(pool.close)
         inner = store_class(pool, index=index, ttl=ttl)
-        _one_at_a_time(pool, inner.setup)
+        try:
+            _one_at_a_time(pool, inner.setup)
+        except Exception as exc:
+            if not index or "vector" not in str(exc):
+                raise
+            logger.warning(
+                "langgraph.json's store.index needs the pgvector extension, which this "
+                "PostgreSQL does not have (%s); the store works without semantic search",
+                str(exc).splitlines()[0],
+            )
+            inner = store_class(pool, ttl=ttl)
+            _one_at_a_time(pool, inner.setup)
     else:
         raise GraphLoadError(url, f"no store for {backend} databases; set one in langgraph.json")
     if backend == "sqlite":
@@ -288,6 +303,7 @@ def _postgres_pool(url: str, what: str) -> tuple[Any, Any]:
         dsn,
         min_size=1,
         max_size=8,
+        check=ConnectionPool.check_connection,  # one lost meanwhile is replaced, not used
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         open=True,
     )

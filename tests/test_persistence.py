@@ -132,3 +132,109 @@ def test_closing_the_injected_sqlite_persistence_while_graph_threads_write(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "closed 60"
+
+
+def _embed(texts: list[str]) -> list[list[float]]:
+    return [[float(len(text)), 1.0, 0.0] for text in texts]
+
+
+def test_the_store_keeps_langgraph_json_ttl(tmp_path: Path) -> None:
+    """``store.ttl`` of langgraph.json reaches the injected store: items get its default
+    TTL, and an explicit ``ttl=`` is taken (it raised NotImplementedError)."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from scheduler.langgraph_json import LangGraphConfig
+    from scheduler.persistence import prepare_graph
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("n", lambda state: {})
+    builder.add_edge(START, "n")
+    config = LangGraphConfig(store={"ttl": {"default_ttl": 10, "refresh_on_read": True}})
+    prepared = prepare_graph(
+        builder.compile(), database_url=f"sqlite:///{tmp_path}/s.db", config=config
+    )
+    try:
+        store = prepared.store
+        store.put(("notes",), "default", {"v": 1})
+        store.put(("notes",), "explicit", {"v": 2}, ttl=5)
+        rows = store.inner.conn.execute(
+            "SELECT key, ttl_minutes, expires_at IS NOT NULL FROM store ORDER BY key"
+        ).fetchall()
+    finally:
+        prepared.close()
+    assert [tuple(r) for r in rows] == [("default", 10.0, 1), ("explicit", 5.0, 1)]
+
+
+@pytest.mark.postgres
+def test_a_store_index_without_pgvector_leaves_a_store_without_search(
+    pg_schema_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``store.index`` on a PostgreSQL without the pgvector extension: the store works
+    without semantic search and says so (the scheduler did not start)."""
+    import psycopg
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from scheduler.langgraph_json import LangGraphConfig
+    from scheduler.persistence import prepare_graph
+
+    with psycopg.connect(pg_schema_url.replace("postgresql+psycopg", "postgresql")) as conn:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+            pytest.skip("this PostgreSQL has pgvector: nothing to fall back from")
+    builder = StateGraph(MessagesState)
+    builder.add_node("n", lambda state: {})
+    builder.add_edge(START, "n")
+    index = {"dims": 3, "embed": f"{__name__}:_embed", "fields": ["$"]}
+    prepared = prepare_graph(
+        builder.compile(),
+        database_url=pg_schema_url,
+        config=LangGraphConfig(store={"index": index}),
+    )
+    try:
+        prepared.store.put(("notes",), "a", {"text": "hello"})
+        assert prepared.store.get(("notes",), "a").value == {"text": "hello"}
+    finally:
+        prepared.close()
+    assert "works without semantic search" in caplog.text
+
+
+@pytest.mark.postgres
+async def test_the_checkpointer_replaces_connections_lost_meanwhile(
+    pg_schema_url: str, postgres_url: str
+) -> None:
+    """A database restart or an idle timeout ends the pool's connections: the next run
+    gets a new one (each lost connection failed a run)."""
+    import uuid
+
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from scheduler.langgraph_json import LangGraphConfig
+    from scheduler.persistence import prepare_graph
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("n", lambda state: {"messages": [AIMessage("ok")]})
+    builder.add_edge(START, "n")
+    name = f"pool-{uuid.uuid4().hex[:10]}"
+    url = f"{pg_schema_url}&application_name={name}"
+    prepared = prepare_graph(builder.compile(), database_url=url, config=LangGraphConfig())
+    admin = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        config = {"configurable": {"thread_id": "t"}}
+        await prepared.graph.ainvoke({"messages": [("user", "1")]}, config)
+        with admin.begin() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": name},
+            ).scalars()
+            assert any(ended)
+        for turn in range(2, 6):  # more runs than connections the pool held
+            state = await prepared.graph.ainvoke({"messages": [("user", str(turn))]}, config)
+        assert len(state["messages"]) == 10
+    finally:
+        prepared.close()
+        admin.dispose()
