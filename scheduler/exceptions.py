@@ -205,7 +205,8 @@ def describe_errors(
         if names and names[0] in unnamed:
             names = names[1:]
         loc = ".".join(names) or whole
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+        message = str(error["msg"]).removeprefix("Value error, ")  # (pydantic's wording)
+        parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts)
 
 

@@ -7,12 +7,15 @@ import asyncio
 import atexit
 import logging
 import signal
+import sys
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.exceptions import SchedulerError
+from pydantic import ValidationError
+
+from scheduler.exceptions import SchedulerError, describe_errors
 from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -161,11 +164,15 @@ def load_settings(**defaults: Any) -> Settings:
 
 
 def main(**defaults: Any) -> int:
-    """Entry point of ``main.py``: exit status 0, 1 on a scheduler error, 2 on a bad tasks
-    file with ``SCHEDULER_TASKS_FILE_STRICT`` set (otherwise its problems are logged and the
-    scheduler runs on). ``defaults`` apply to settings the environment does not set (see
-    :func:`load_settings`)."""
-    settings = load_settings(**defaults)
+    """Entry point of ``main.py``: exit status 0, 1 on a scheduler error, 2 on a bad setting
+    or on a bad tasks file with ``SCHEDULER_TASKS_FILE_STRICT`` set (otherwise its problems
+    are logged and the scheduler runs on). ``defaults`` apply to settings the environment
+    does not set (see :func:`load_settings`)."""
+    try:
+        settings = load_settings(**defaults)
+    except ValidationError as exc:  # a bad SCHEDULER_* variable or .env line: one line
+        print(f"error: {describe_errors(exc)}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(serve(settings))

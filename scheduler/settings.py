@@ -190,6 +190,14 @@ class Settings(BaseSettings):
         default="text", description="Log lines as text, or one JSON object per line"
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
     @field_validator("tasks_file", mode="before")
     @classmethod
     def _no_tasks_file(cls, value: object) -> object:

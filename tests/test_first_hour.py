@@ -199,6 +199,16 @@ def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) 
     assert not (tmp_path / "scheduler.db").exists()
 
 
+def test_a_bad_setting_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
+    service = MainPy(cli, tmp_path, SCHEDULER_LOG_LEVEL="verbose")
+    assert service.process.wait(timeout=60) == 2
+    service.stop()
+    expected = "error: log_level: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    assert service.lines == [expected]
+    cli.env["SCHEDULER_LOG_LEVEL"] = "verbose"
+    assert cli("list", status=2).stderr == expected
+
+
 def test_strict_mode_refuses_to_start_on_a_bad_tasks_file(cli: Cli, tmp_path: Path) -> None:
     path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD)
     service = MainPy(

@@ -51,7 +51,9 @@ async def test_tasks_through_rest(api: httpx.AsyncClient) -> None:
     again = await api.post(
         "/api/tasks", json={"id": "report", "interval_seconds": 5, "prompt": "p"}
     )
-    assert again.status_code == 409
+    assert again.status_code == 409 and again.json()["detail"] == (
+        "id: a task with id 'report' already exists; change it with PATCH /api/tasks/report"
+    )
     bad = await api.post("/api/tasks", json={"id": "x", "interval_seconds": -1, "prompt": "p"})
     assert bad.status_code == 422 and "interval_seconds" in bad.json()["detail"]
     for i in range(3):
@@ -65,7 +67,10 @@ async def test_tasks_through_rest(api: httpx.AsyncClient) -> None:
     assert [t["id"] for t in paused] == ["report"]
     assert (await api.post("/api/tasks/report/resume")).json()["state"] == "active"
     assert len((await api.get("/api/tasks/report/next", params={"count": 3})).json()) == 3
-    assert (await api.get("/api/tasks/nope")).status_code == 404
+    missing = await api.get("/api/tasks/nope")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "no task with id 'nope'"})
+    gone = await api.get("/api/runs/nope")
+    assert (gone.status_code, gone.json()) == (404, {"detail": "no run with id 'nope'"})
     assert (await api.delete("/api/tasks/t2")).status_code == 204
     assert (await api.get("/api/tasks/t2")).status_code == 404
 

@@ -107,12 +107,16 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(TaskNotFoundError)
     @app.exception_handler(RunNotFoundError)
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
-        message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-        return reply(404, message)
+        return reply(404, str(exc))  # "no task with id 'x'"
 
     @app.exception_handler(TaskExistsError)
     async def exists(_: Request, exc: Exception) -> JSONResponse:
-        return reply(409, str(exc))
+        task_id = exc.task_id if isinstance(exc, TaskExistsError) else "?"
+        return reply(
+            409,
+            f"id: a task with id {task_id!r} already exists; change it with PATCH "
+            f"/api/tasks/{task_id}",
+        )
 
     @app.exception_handler(ValidationError)
     async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
