@@ -150,8 +150,8 @@ class TaskChanges:
         (keeping their paused state), leave identical ones alone, and remove (or keep) the
         ones of ``source`` that are not in ``tasks``.
 
-        Tasks of another source may not be taken over, but for those the same file had
-        under its name alone (its source before the path was in it).
+        Tasks of another file may be taken over (a renamed tasks file); tasks of any other
+        source may not.
 
         Raises:
             TaskSourceConflictError: Some ids belong to tasks of another source (the API,
@@ -161,7 +161,7 @@ class TaskChanges:
         conflicts = {
             task_id: row.source
             for task_id, row in existing.items()
-            if row.source != source and not _legacy_source_of(row.source, source)
+            if row.source != source and not (_is_file(row.source) and _is_file(source))
         }
         if conflicts:
             raise TaskSourceConflictError(source, conflicts)
@@ -173,8 +173,8 @@ class TaskChanges:
                 report.added.append(task.id)
                 to_write.append(task)
                 continue
-            try:  # (one of the file's name-only source is written again, with the path)
-                same = decode(row) == task and row.source == source
+            try:
+                same = decode(row) == task
             except DefinitionError:
                 same = False
             (report.unchanged if same else report.updated).append(task.id)
@@ -235,8 +235,3 @@ class TaskChanges:
 
 def _is_file(source: str) -> bool:
     return source.startswith("file:")
-
-
-def _legacy_source_of(old: str, source: str) -> bool:
-    """``old`` is the source the file of ``source`` had before it held the path."""
-    return _is_file(source) and old == "file:" + source[5:].rsplit("/", 1)[-1]

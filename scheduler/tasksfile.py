@@ -186,10 +186,9 @@ def _checked(
         except CallbackError as exc:
             problems.append(_located(path, entry, exc.field, str(exc)))
     source = file_source(path)
-    legacy = f"file:{path.name}"  # the source before it held the path: taken over
     for entry in entries:
         owner = _owner(scheduler, entry.task.id)
-        if owner is not None and owner not in (source, legacy):
+        if owner is not None and not owner.startswith("file:") and owner != source:
             problems.append(_located(path, entry, "id", _conflict_message(entry.task.id, owner)))
     return entries, problems
 
@@ -202,12 +201,6 @@ def _owner(scheduler: TaskScheduler, task_id: str) -> str | None:
 
 
 def _conflict_message(task_id: str, owner: str) -> str:
-    if owner.startswith("file:"):
-        return (
-            f"task {task_id!r} already exists and comes from another tasks file ({owner}); "
-            "a file does not take the tasks of another. Rename the entry, or remove it from "
-            f"that file first (or: python -m scheduler remove --source {owner})."
-        )
     return (
         f"task {task_id!r} already exists and was added through the API or CLI ({owner}); a "
         "tasks file does not change such tasks. Rename the entry, or remove the existing "

@@ -434,28 +434,3 @@ def test_two_tasks_files_of_one_name_are_two_sources(cli: Cli, tmp_path: Path) -
     (tmp_path / "a" / "tasks.yaml").write_text("[]\n")
     assert cli.json("apply", "a/tasks.yaml")["removed"] == ["x"]
     assert [t["id"] for t in cli.json("list")] == ["y"]
-    (tmp_path / "c").mkdir()  # a third file with b's id: refused, not taken from b
-    (tmp_path / "c" / "tasks.yaml").write_text("- id: y\n  schedule: '@daily'\n  prompt: c\n")
-    error = cli("apply", "c/tasks.yaml", status=2).stderr
-    assert "comes from another tasks file (file:b/tasks.yaml)" in error, error
-    assert {t["id"]: t["source"] for t in cli.json("list")} == {"y": "file:b/tasks.yaml"}
-
-
-def test_a_task_of_the_name_only_source_of_its_file_is_taken_over(cli: Cli, tmp_path: Path) -> None:
-    """Before the source held the path, a/tasks.yaml's tasks were file:tasks.yaml: its next
-    apply takes them over (and so removes them when they leave the file)."""
-    from scheduler import TaskDefinition, TaskScheduler
-
-    old = TaskScheduler(db_path=cli.db, graph=object())
-    try:
-        old.add_tasks(
-            [TaskDefinition(id="x", interval_seconds=600, prompt="x")], source="file:tasks.yaml"
-        )
-    finally:
-        old.close()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "tasks.yaml").write_text(
-        "- id: x\n  schedule: every 10 minutes\n  prompt: x\n"
-    )
-    cli.json("apply", "a/tasks.yaml")
-    assert {t["id"]: t["source"] for t in cli.json("list")} == {"x": "file:a/tasks.yaml"}
