@@ -70,16 +70,8 @@ class _Entry:
 
 
 def file_source(path: Path | str) -> str:
-    """The ``source`` recorded on tasks that come from the file at ``path``: ``file:`` and
-    its path from the current directory (``file:tasks.yaml`` for the usual one), or its
-    absolute path when it is elsewhere. Files of one name in two directories are two
-    sources: by the name alone, applying one removed the tasks of the other."""
-    resolved = Path(path).resolve()
-    try:
-        shown = resolved.relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = resolved
-    return f"file:{shown.as_posix()}"
+    """The ``source`` recorded on tasks that come from the file at ``path``."""
+    return f"file:{Path(path).name}"
 
 
 def _entry_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:

@@ -416,21 +416,3 @@ def test_apply_is_all_or_nothing_and_idempotent(cli: Cli, tmp_path: Path) -> Non
     tasks.write_text("- id: manual\n  schedule: every minute\n  prompt: taken\n")
     error = cli("apply", str(tasks), status=2).stderr
     assert "already exists and was added through the API or CLI" in error
-
-
-def test_two_tasks_files_of_one_name_are_two_sources(cli: Cli, tmp_path: Path) -> None:
-    """``a/tasks.yaml`` and ``b/tasks.yaml``: applying one leaves the other's tasks alone
-    (by the file name alone, applying b removed a's tasks as gone from "its" file)."""
-    for name, task in (("a", "x"), ("b", "y")):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "tasks.yaml").write_text(
-            f"- id: {task}\n  schedule: every 10 minutes\n  prompt: {task}\n"
-        )
-    assert cli.json("apply", "a/tasks.yaml")["added"] == ["x"]
-    second = cli.json("apply", str(tmp_path / "b" / "tasks.yaml"))
-    assert (second["added"], second["removed"]) == (["y"], [])
-    sources = {t["id"]: t["source"] for t in cli.json("list")}
-    assert sources == {"x": "file:a/tasks.yaml", "y": "file:b/tasks.yaml"}
-    (tmp_path / "a" / "tasks.yaml").write_text("[]\n")
-    assert cli.json("apply", "a/tasks.yaml")["removed"] == ["x"]
-    assert [t["id"] for t in cli.json("list")] == ["y"]
