@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from scheduler.alone import run_alone
@@ -76,6 +77,12 @@ class RunWrites(TaskWrites):
             queued.append(self._queue_manual(task_id))
             return queued[0]
 
+        await self._alone(prepare, timeout)
+        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= queued[0].run_id]
+        return attempts[0]  # the newest: the last attempt
+
+    async def _alone(self, prepare: Callable[[], PendingRun], timeout: float | None) -> None:
+        """:func:`~scheduler.alone.run_alone` of what ``prepare`` records, here."""
         await run_alone(
             store=self._store,
             settings=self.settings,
@@ -86,8 +93,6 @@ class RunWrites(TaskWrites):
             events=self._events,
             follow=self._queue_followers(),
         )
-        attempts = [r for r in self.list_runs(task_id, limit=None) if r.id >= queued[0].run_id]
-        return attempts[0]  # the newest: the last attempt
 
     def _queue_followers(self) -> Follow:
         """For a run made here (no scheduler started): what queues the runs of the tasks
@@ -136,16 +141,7 @@ class RunWrites(TaskWrites):
             task = decode_or_raise(self._task_row(run.task_id))
             return pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
 
-        await run_alone(
-            store=self._store,
-            settings=self.settings,
-            graph=self.graph,
-            prepare=prepare,
-            timeout=timeout,
-            clock=self._clock,
-            events=self._events,
-            follow=self._queue_followers(),
-        )
+        await self._alone(prepare, timeout)
         return self.get_run(run_id)
 
     def _record_answer(self, run_id: str, value: Any) -> RunRow:
