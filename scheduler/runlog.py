@@ -99,17 +99,20 @@ class RunLog:
 
     def insert(self, row: RunRow) -> None:
         """Buffer a new run record."""
-        if self._owner is not None and row.worker is None:
-            row.worker = self._owner
+        self._own(row)
         with self._lock:
             self._inserts[row.id] = row
+
+    def _own(self, row: RunRow) -> None:
+        if self._owner is not None and row.worker is None:
+            row.worker = self._owner
 
     def update(self, run_id: str, *, then: RunRow | None = None, **changes: Any) -> None:
         """Buffer changes to a run record (merged with earlier ones for the same run), and
         the new record ``then`` (the retry that follows) with them: a flush commits both or
         neither."""
-        if then is not None and self._owner is not None and then.worker is None:
-            then.worker = self._owner
+        if then is not None:
+            self._own(then)
         with self._lock:
             self._merge(run_id, changes)
             if then is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scheduler.exceptions import ScaffoldError
+from scheduler.scaffold.changes import read_text
 from scheduler.scaffold.projects import NOT_FOUND
 from scheduler.scaffold.tomltext import TomlText, TomlTextError, toml_key, toml_string
 
@@ -283,7 +284,7 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
     kind = _kind(found[1] if found else None)
     if kind == "requirements":
         path = project / "requirements.txt"
-        old = _raw_text(path) if path.is_file() else None
+        old = read_text(path)
         new, added = _add_requirements_txt(_lf(old), wanted)
         edit = ManifestEdit("requirements.txt", kind, old, _in_style_of(new, old), added)
         if package_dir is not None and found is not None:
@@ -305,14 +306,8 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
             f"pyproject.toml: cannot add the dependencies without reformatting it ({exc}); "
             f"add them yourself: {', '.join(wanted)}"
         ) from None
-    raw = _raw_text(project / "pyproject.toml")
+    raw = read_text(project / "pyproject.toml") or ""
     return ManifestEdit("pyproject.toml", kind, raw, _in_style_of(new, raw), added, included, notes)
-
-
-def _raw_text(path: Path) -> str:
-    """The file's text with its line ends as they are."""
-    with path.open(encoding="utf-8", newline="") as file:
-        return file.read()
 
 
 def _lf(text: str | None) -> str | None:
