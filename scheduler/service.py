@@ -11,6 +11,7 @@ import sys
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from scheduler.exceptions import SchedulerError, describe_errors
 from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
-from scheduler.tasksfile import TasksFileError, apply_tasks_file
+from scheduler.tasksfile import TasksFileError, apply_tasks_file, file_source
 
 __all__ = ["BackgroundService", "main", "serve", "start_in_background"]
 
@@ -42,7 +43,8 @@ def _start(scheduler: TaskScheduler, settings: Settings) -> None:
         TasksFileError: The tasks file has problems and ``tasks_file_strict`` is set.
     """
     scheduler.start()
-    if settings.tasks_file is not None and settings.tasks_file.exists():
+    if _tasks_file_found(scheduler, settings):
+        assert settings.tasks_file is not None
         try:
             apply_tasks_file(scheduler, settings.tasks_file, removed=settings.tasks_file_removed)
         except TasksFileError as exc:
@@ -73,6 +75,34 @@ def _start(scheduler: TaskScheduler, settings: Settings) -> None:
         due = "due now" if moment <= datetime.now(UTC) else f"at {moment:%H:%M:%S} UTC"
         first = f"; next: {task_id} {due}"
     logger.info("scheduler running with %d task(s)%s", len(tasks), first)
+
+
+def _tasks_file_found(scheduler: TaskScheduler, settings: Settings) -> bool:
+    """Whether the tasks file is there to apply. A file named by ``SCHEDULER_TASKS_FILE``
+    that is missing is a warning (a problem under ``tasks_file_strict``), as is a missing
+    default file whose tasks are in the database (main.py started from another directory);
+    the tasks it added before are kept either way.
+
+    Raises:
+        TasksFileError: The named file is missing and ``tasks_file_strict`` is set.
+    """
+    path = settings.tasks_file
+    if path is None or path.is_file():
+        return path is not None
+    named = "tasks_file" in settings.model_fields_set
+    kept = sum(1 for t in scheduler.list_tasks() if t.source == file_source(path))
+    if not named and not kept:
+        return False  # no tasks file in this project: nothing to say
+    where = path if path.is_absolute() else f"{path} (from {Path.cwd()})"
+    problem = f"tasks file {where}: {'not a file' if path.exists() else 'no such file'}"
+    if named and settings.tasks_file_strict:
+        raise TasksFileError(path, [problem])
+    logger.warning(
+        "%s; not applied%s. Set SCHEDULER_TASKS_FILE to its path, or to 'none' for no tasks file",
+        problem,
+        f" (the {kept} task(s) it added before are kept)" if kept else "",
+    )
+    return False
 
 
 async def serve(settings: Settings) -> int:
@@ -160,7 +190,8 @@ def load_settings(**defaults: Any) -> Settings:
             raise TypeError(f"unknown setting {name!r}")
         if name not in settings.model_fields_set:
             settings = settings.model_copy(update={name: value})
-    return Settings.model_validate(settings.model_dump())
+    # validated again for the defaults' sake; what was not set stays unset
+    return Settings.model_validate(settings.model_dump(include=settings.model_fields_set))
 
 
 def main(**defaults: Any) -> int:

@@ -368,3 +368,45 @@ def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "Traceback" not in err, err
+
+
+# -- main.py and a missing tasks file ----------------------------------------------------------
+
+
+def test_a_named_tasks_file_that_is_missing_is_a_warning_and_strict_refuses(
+    cli: Cli, tmp_path: Path
+) -> None:
+    missing = tmp_path / "tasks.yml"
+    service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(missing))
+    line = service.wait_for(r"WARNING .*tasks file .*tasks\.yml: no such file; not applied")
+    service.wait_for(r"scheduler running with 0 task")
+    assert "kept" not in line
+    assert service.stop() == 0
+    strict = MainPy(
+        cli, tmp_path, SCHEDULER_TASKS_FILE=str(missing), SCHEDULER_TASKS_FILE_STRICT="true"
+    )
+    assert strict.process.wait(timeout=60) == 2
+    strict.stop()
+    assert "tasks.yml: no such file" in "".join(strict.lines)
+    assert "Traceback" not in "".join(strict.lines)
+
+
+def test_main_py_started_away_from_its_tasks_file_says_so_and_keeps_its_tasks(
+    cli: Cli, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    cli("apply", str(tasks_file(project / "tasks.yaml", GOOD)))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    del cli.env["SCHEDULER_TASKS_FILE"]  # the default: tasks.yaml where main.py starts
+    service = MainPy(cli, elsewhere)
+    line = service.wait_for(r"WARNING .*tasks file tasks\.yaml \(from .*elsewhere\): no such")
+    assert "the 1 task(s) it added before are kept" in line
+    service.wait_for(r"task good run \w+ succeeded")
+    assert service.stop() == 0
+    # no tasks file and none of its tasks in the database: nothing to say
+    quiet = MainPy(cli, elsewhere, SCHEDULER_DB_PATH=str(tmp_path / "other.db"))
+    quiet.wait_for(r"scheduler running with 0 task")
+    assert quiet.stop() == 0
+    assert not any("WARNING" in line for line in quiet.lines), "".join(quiet.lines)
