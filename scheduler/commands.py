@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from scheduler.documents import DocumentError, load_json, load_yaml, read_document
 from scheduler.enums import RunStatus
-from scheduler.exceptions import TasksFileError, UsageError, describe_errors
+from scheduler.exceptions import TaskNotRunnableError, TasksFileError, UsageError, describe_errors
 from scheduler.models import TaskDefinition
 from scheduler.preview import preview
 from scheduler.records import TaskInfo
@@ -174,22 +174,25 @@ def _summary(info: TaskInfo) -> str:
 
 
 def cmd_edit(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
-    info = scheduler.get_task(args.id)
-    if info.definition is None:
-        raise UsageError(
-            f"task {args.id!r} cannot be loaded ({info.error}); remove it and add it again"
-        )
     flags = _flag_values(args)
     if not flags and not after_given(args):
         raise UsageError("nothing to change: give at least one flag (--schedule, --prompt, ...)")
-    data = info.definition.model_dump(mode="json", exclude_none=True)
-    if "schedule" in flags:
-        for field in _SCHEDULE_FIELDS:
-            data.pop(field, None)
-    data.update(flags)
-    apply_after_flags(args, data)
-    scheduler.add_task(_validate(data, scheduler.settings), source=None)
-    edited = scheduler.get_task(args.id)
+
+    def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
+        data = before.model_dump(mode="json", exclude_none=True)
+        if "schedule" in flags:
+            for field in _SCHEDULE_FIELDS:
+                data.pop(field, None)
+        data.update(flags)
+        apply_after_flags(args, data)
+        return _validate(data, scheduler.settings)
+
+    try:  # one transaction: a change made in between is not lost, a removal stays
+        edited = scheduler.edit_task(args.id, edit)
+    except TaskNotRunnableError as exc:
+        raise UsageError(
+            f"task {args.id!r} cannot be loaded ({exc.reason}); remove it and add it again"
+        ) from None
     out.line(f"edited {edited.id}: {_summary(edited)}")
     out.result(_task_json(edited))
     if edited.source.startswith("file:"):

@@ -416,3 +416,38 @@ def test_apply_is_all_or_nothing_and_idempotent(cli: Cli, tmp_path: Path) -> Non
     tasks.write_text("- id: manual\n  schedule: every minute\n  prompt: taken\n")
     error = cli("apply", str(tasks), status=2).stderr
     assert "already exists and was added through the API or CLI" in error
+
+
+def test_edit_is_one_transaction_a_task_removed_meanwhile_stays_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``edit`` reads and writes in one transaction: another process that removes the task
+    while the edit is being made waits for it and then removes the edited task. (It was a
+    read, then a replace: the replace put the removed task back.)"""
+    import threading
+
+    from scheduler import TaskDefinition, TaskScheduler, commands
+    from scheduler.cli import main as cli_main
+    from tests.conftest import make_settings
+
+    db = tmp_path / "scheduler.db"
+    other = TaskScheduler(db_path=db, settings=make_settings())
+    other.add_task(TaskDefinition(id="t", interval_seconds=60, prompt="before"))
+    monkeypatch.setenv("SCHEDULER_DB_PATH", str(db))
+    monkeypatch.setenv("SCHEDULER_TASKS_FILE", "none")
+    validate = commands._validate
+    removal = threading.Thread(target=other.remove_task, args=("t",))
+
+    def validate_while_removed(data: dict[str, Any], settings: Any) -> TaskDefinition:
+        removal.start()  # between the edit's read and its write
+        removal.join(timeout=0.5)
+        return validate(data, settings)
+
+    monkeypatch.setattr(commands, "_validate", validate_while_removed)
+    try:
+        assert cli_main(["edit", "t", "--prompt", "after"]) == 0
+        removal.join(timeout=30)
+        assert not removal.is_alive()
+        assert other.list_tasks() == []
+    finally:
+        other.close()
