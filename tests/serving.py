@@ -1,12 +1,14 @@
-"""``python -m scheduler serve --http`` as a subprocess, for the server tests: a free port
-on loopback (or the host given), the environment without ``SCHEDULER_`` settings plus the
-test's own, output in ``server.log``, ready once ``/healthz`` answers."""
+"""``python -m scheduler serve --http`` as a subprocess, for the server tests: on loopback
+(or the host given), on a port the server picks itself (``HOST:0``, read from its log: a
+port probed here could be taken by another test before the server binds it), the
+environment without ``SCHEDULER_`` settings plus the test's own, output in ``server.log``,
+ready once ``/healthz`` answers."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,19 +17,13 @@ import httpx
 
 from tests.conftest import PYTHON, ROOT
 
-__all__ = ["ServeProcess", "free_port"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+__all__ = ["ServeProcess"]
 
 
 class ServeProcess:
     """The server in ``directory`` (its database ``scheduler.db`` there, no tasks file),
-    with ``env`` on top; stopped with SIGTERM by :meth:`stop`, which returns its output."""
+    with ``env`` on top; ``url`` once :meth:`wait_ready` returns; stopped with SIGTERM by
+    :meth:`stop`, which returns its output."""
 
     def __init__(
         self,
@@ -37,8 +33,8 @@ class ServeProcess:
         api_key: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
+        self.host = host
+        self.url = ""
         full = {
             **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
             "PYTHONPATH": str(ROOT),
@@ -51,7 +47,7 @@ class ServeProcess:
         self.log = directory / "server.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "scheduler", "serve", "--http", f"{host}:{self.port}"],
+                [PYTHON, "-m", "scheduler", "serve", "--http", f"{host}:0"],
                 cwd=directory,
                 env=full,
                 stdout=output,
@@ -59,7 +55,7 @@ class ServeProcess:
             )
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until ``/healthz`` answers 200.
+        """Wait until the server says where it listens and ``/healthz`` answers 200 there.
 
         Raises:
             AssertionError: The server exited or did not answer in time (with its output).
@@ -68,8 +64,10 @@ class ServeProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the server exited:\n{self.stop()[-3000:]}")
+            found = re.search(r"HTTP API on (http://\S+:\d+)", self.output())
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if found and httpx.get(f"{found[1]}/healthz", timeout=1).status_code == 200:
+                    self.url = found[1]
                     return
             except httpx.HTTPError:
                 pass

@@ -41,8 +41,8 @@ class Dashboard:
         self.server = ServeProcess(
             directory, env={"SCHEDULER_GRAPH": "tests.prompt_graphs:graph"}, api_key=api_key
         )
-        self.url = self.server.url
         self.server.wait_ready()
+        self.url = self.server.url
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         reply = httpx.request(method, f"{self.url}/api{path}", headers=self.headers, **kwargs)
