@@ -29,6 +29,7 @@ __all__ = [
     "interrupts_of",
     "invoke",
     "output_text",
+    "question_gone",
     "upstream_text",
 ]
 
@@ -66,6 +67,7 @@ async def invoke(
     output_max_chars: int,
     policy: CallbackPolicy,
     resume: Any = NO_RESUME,
+    asked: str | None = None,
     upstream: dict[str, Any] | None = None,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
@@ -79,7 +81,10 @@ async def invoke(
         output_max_chars: How much of the output to keep.
         policy: Which callbacks may be called (checked again here, at every call).
         resume: The answer to the interrupt the run is waiting at: the graph is invoked
-            with ``Command(resume=resume)`` on the run's thread instead of the input.
+            with ``Command(resume=resume)`` on the run's thread instead of the input;
+            unless the thread no longer waits at the question the run asked (``asked``,
+            its recorded interrupts: another run used the thread since), when the run ends
+            ``cancelled`` with the answer not applied (it would answer another question).
         upstream: A dependency run's upstream outcomes, for its input (:func:`build_input`).
     """
     config = build_config(
@@ -104,6 +109,13 @@ async def invoke(
             else:
                 from langgraph.types import Command  # lazily: CLI start-up
 
+                gone = await question_gone(target, config, asked)
+                if gone is not None:
+                    return Outcome(
+                        RunStatus.CANCELLED,
+                        error_type="AnswerNotApplied",
+                        error_message=f"the answer was not applied: {gone}",
+                    )
                 payload = Command(resume=resume)
             result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)
@@ -147,6 +159,32 @@ def context_for(task: TaskDefinition, graph: Any) -> Any:
     if getattr(graph, "context_schema", None) is not None:
         return {}
     return None
+
+
+async def question_gone(graph: Any, config: dict[str, Any], asked: str | None) -> str | None:
+    """Why an answer to the interrupts ``asked`` (JSON, as :func:`interrupts_of` records
+    them) cannot be applied on the config's thread now, or None when it can (or cannot be
+    told: no recorded ids, a graph without ``aget_state`` such as a remote one).
+
+    LangGraph resumes whatever question the thread waits at: after another run used the
+    thread, an answer would go to that run's question, or finish nothing."""
+    try:
+        ids = {str(a["id"]) for a in json.loads(asked or "[]") if a.get("id") is not None}
+    except (ValueError, TypeError, AttributeError, KeyError):
+        ids = set()
+    if not ids or not hasattr(graph, "aget_state"):
+        return None
+    state = await graph.aget_state(config)
+    pending = {str(i.id)[:200] for i in getattr(state, "interrupts", ()) or ()}
+    if ids & pending:
+        return None
+    thread = config["configurable"]["thread_id"]
+    if pending:
+        return (
+            f"thread {thread} now waits at another question (another run used the thread "
+            "after this one asked)"
+        )
+    return f"thread {thread} no longer waits at its question (another run used the thread)"
 
 
 def interrupts_of(result: Any) -> str | None:

@@ -42,6 +42,7 @@ class PendingRun:
     thread_id: str | None = None  # the thread it runs in, once known (a resume reuses it)
     resume: Any = None  # with ``resuming``: the answer to continue from interrupt() with
     resuming: bool = False
+    asked: str | None = None  # waiting: what it asked (JSON; the interrupt ids the answer is for)
     upstream: dict[str, Any] | None = None  # a dependency run: the upstream runs' outcomes
 
 
@@ -88,5 +89,6 @@ def pending_of(run: RunRow, task: TaskDefinition, **more: Any) -> PendingRun:
         occurrences=run.occurrences,
         queued_at=run.queued_at,
         upstream=upstream_of(run)[0],
+        asked=run.interrupts,
         **more,
     )

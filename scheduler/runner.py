@@ -280,6 +280,7 @@ class Runner(RunnerWaiting):
                 output_max_chars=self._settings.output_max_chars,
                 policy=self._policy,
                 resume=pending.resume if pending.resuming else NO_RESUME,
+                asked=pending.asked,
                 upstream=pending.upstream,
             )
         finished = self._clock()

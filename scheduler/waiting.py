@@ -64,9 +64,14 @@ class WaitingRuns:
     def __contains__(self, run_id: object) -> bool:
         return run_id in self._runs
 
-    def hold(self, pending: PendingRun, *, thread_id: str, since: float) -> None:
-        """Keep ``pending`` until it is answered or its waiting timeout passes."""
+    def hold(
+        self, pending: PendingRun, *, thread_id: str, since: float, asked: str | None = None
+    ) -> None:
+        """Keep ``pending`` (which asked ``asked``) until it is answered or its waiting
+        timeout passes."""
         pending.thread_id = thread_id
+        if asked is not None:
+            pending.asked = asked
         timeout = pending.task.waiting_timeout_seconds or self._settings.waiting_timeout_seconds
         handle = None
         if timeout is not None:
@@ -150,7 +155,7 @@ class RunnerWaiting:
         )
         if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
             return
-        self._waiting.hold(pending, thread_id=thread_id, since=now)
+        self._waiting.hold(pending, thread_id=thread_id, since=now, asked=outcome.interrupts)
         if self._events.wants(pending.task):
             self._emit("waiting", pending, outcome, thread_id, now, now)
         logger.info(

@@ -165,3 +165,58 @@ async def test_a_run_queued_before_its_task_was_removed_never_runs_a_task_added_
     scheduler.start()
     await asyncio.sleep(1.0)
     assert [(r.id, r.status) for r in scheduler.list_runs("x")] == [(old, RunStatus.CANCELLED)]
+
+
+def _two_questions_on_one_thread(scheduler: TaskScheduler) -> None:
+    for task_id, at in (("first", "00:00:01"), ("second", "00:00:02")):
+        scheduler.add_task(
+            TaskDefinition(
+                id=task_id, run_at=f"2030-01-01T{at}Z", prompt=task_id, thread_id="shared"
+            )
+        )
+
+
+async def test_an_answer_is_not_applied_to_the_question_another_run_asked_since() -> None:
+    """Two tasks on one thread: the second run's question replaces the first's in the
+    thread. LangGraph resumes whatever the thread waits at, so the first run's answer
+    would have answered the second question ("yes" to "approve second?"). It ends the
+    first run ``cancelled``, not applied; the second still waits for its own answer."""
+    async with clocked_scheduler(graph=server_graphs.asker) as (scheduler, clock):
+        _two_questions_on_one_thread(scheduler)
+        await clock.advance(seconds=3)
+        [first] = scheduler.list_runs("first")
+        [second] = scheduler.list_runs("second")
+        assert first.status is second.status is RunStatus.WAITING
+        scheduler.resume_run(first.id, "yes")
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(first.id)
+        assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "AnswerNotApplied")
+        assert "now waits at another question" in (ended.error_message or "")
+        assert scheduler.get_run(second.id).status is RunStatus.WAITING
+        scheduler.resume_run(second.id, "no")
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(second.id)
+        assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was no")
+
+
+async def test_an_answer_after_another_run_finished_the_thread_is_not_applied(
+    tmp_path: object,
+) -> None:
+    """The same after a restart (the question read back from the run's record), once the
+    other run has been answered and finished: the thread waits at nothing."""
+    db = f"{tmp_path}/s.db"
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        _two_questions_on_one_thread(scheduler)
+        await clock.advance(seconds=3)
+        [first] = scheduler.list_runs("first")
+        [second] = scheduler.list_runs("second")
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.resume_run(second.id, "no")
+        await clock.advance(seconds=1)
+        assert scheduler.get_run(second.id).status is RunStatus.SUCCEEDED
+        scheduler.resume_run(first.id, "yes")
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(first.id)
+        assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "AnswerNotApplied")
+        assert "no longer waits at its question" in (ended.error_message or "")
+        assert scheduler.get_run(second.id).output == "the answer was no"
