@@ -52,6 +52,7 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 # an SSE event ends at an empty line; a line ends with \r\n, \r or \n (atomic groups: a
 # \r\n is one line end, not an \r and an empty line)
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
+_NOTHING: Any = object()  # no values streamed yet
 
 
 class ServerRunError(RuntimeError):
@@ -131,7 +132,7 @@ class ServerGraph:
         if "run_id" in metadata:  # the server keeps "run_id" for its own run's id
             metadata["scheduler_run_id"] = metadata["run_id"]
         created: dict[str, Any] = {}
-        values: Any = None
+        values: Any = _NOTHING
         try:
             async for part in self.client.runs.stream(
                 thread_id,
@@ -155,6 +156,11 @@ class ServerGraph:
             if run_id:
                 await asyncio.shield(self._cancel(thread_id, str(run_id)))
             raise
+        if values is _NOTHING:  # a run always streams its state at least once: cut short
+            raise ServerRunError(
+                f"the server's stream ended without the run's values (server run "
+                f"{str(created.get('run_id', 'unknown'))[:100]!r}, thread {thread_id})"
+            )
         return values
 
     async def _cancel(self, thread_id: str, run_id: str) -> None:

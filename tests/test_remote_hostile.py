@@ -179,3 +179,14 @@ async def test_no_compressed_answer_is_asked_for_or_taken(hostile: Hostile) -> N
         assert hostile.headers[-1]["accept-encoding"] == "identity"
     finally:
         await graph.aclose()
+
+
+async def test_a_stream_that_ends_without_the_runs_values_fails_the_run(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    """A run streams its state at least once; a stream that ends with none (cut short, or a
+    server that ran nothing) is a failed run to retry, not a success with no output."""
+    hostile.events = [("metadata", {"run_id": "r-1"})]
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.FAILED
+    assert "ended without the run's values" in (run.error_message or "")
