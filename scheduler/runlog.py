@@ -237,11 +237,16 @@ class RunLog:
                 self.deliver(followers)
 
     def _followers(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
-        """The runs ``follow`` queues; a bug there is logged, never loses the records."""
+        """The runs ``follow`` queues. A database error fails the whole flush (a deadlock,
+        a timeout: on PostgreSQL the transaction is aborted, and its commit would undo the
+        records silently); they stay buffered and are written with their followers by the
+        next flush. A bug in ``follow`` is logged and undone to a savepoint: the records
+        are written without followers, never lost."""
         assert self.follow is not None
         try:
-            return self.follow(tx, ended)
-        except StorageError:
+            with tx.savepoint():
+                return self.follow(tx, ended)
+        except (StorageError, *self._store.database_errors):
             raise
         except Exception:
             logger.exception("could not queue the runs that follow %d finished run(s)", len(ended))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from scheduler.tasksfile import apply_tasks_file, check_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
 from tests import prompt_graphs
-from tests.conftest import eventually
+from tests.conftest import SchedulerFactory, eventually, make_settings
 from tests.test_cli import Cli
 
 START = "2030-01-01T00:00:00Z"
@@ -781,3 +782,74 @@ async def test_an_upstream_removed_with_force_and_added_again_starts_anew() -> N
         await clock.advance(seconds=1)
         [ran] = scheduler.list_runs("d")
         assert ran.upstream is not None and ran.upstream["a"]["run_id"] == again
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_database_error_while_queueing_followers_is_retried_with_the_records(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error inside the follow-up (a deadlock, a timeout) fails the whole flush,
+    which the next one writes again, the upstream's outcome with its follower. It used to
+    be logged and the flush committed: on PostgreSQL the aborted transaction's commit undid
+    everything silently (the run stayed ``running`` and was run again after a restart)."""
+    from scheduler.storage.transaction import Transaction
+
+    if backend == "postgres":
+        where: dict[str, Any] = {"database_url": request.getfixturevalue("pg_schema_url")}
+    else:
+        where = {"db_path": tmp_path / "s.db"}
+    scheduler = TaskScheduler(graph=prompt_graphs.graph, settings=make_settings(), **where)
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="a", run_at="2099-01-01T00:00:00Z", prompt="a"),
+            TaskDefinition(id="d", after="a", prompt="d"),
+        ]
+    )
+    statuses = Transaction.run_statuses
+    failed: list[bool] = []
+
+    def failing_once(self: Transaction, *args: Any) -> Any:
+        if not failed:
+            failed.append(True)
+            if backend == "postgres":  # a real error of the server, in this transaction
+                self._conn.exec_driver_sql("SELECT 1/0")
+            raise sqlite3.OperationalError("database is locked")
+        return statuses(self, *args)
+
+    monkeypatch.setattr(Transaction, "run_statuses", failing_once)
+    scheduler.start()
+    try:
+        ran = await scheduler.wait_for_run(scheduler.run_task_now("a"), timeout=10)
+        assert failed and ran.status is RunStatus.SUCCEEDED
+        [follower] = await eventually(lambda: scheduler.list_runs("d"))
+        assert (await scheduler.wait_for_run(follower.id, timeout=10)).status is RunStatus.SUCCEEDED
+        assert [r.status for r in scheduler.list_runs("a")] == [RunStatus.SUCCEEDED]
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+
+
+async def test_a_bug_while_queueing_followers_undoes_only_their_writes(
+    make_scheduler: SchedulerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the follow-up (not the database's) is logged; what it wrote is undone to a
+    savepoint, and the upstream's outcome is written: no half-queued follower."""
+    follow = Followers.follow
+
+    def buggy(self: Followers, *args: Any) -> Any:
+        follow(self, *args)  # queues d, then fails
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Followers, "follow", buggy)
+    scheduler = make_scheduler()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="a", run_at="2099-01-01T00:00:00Z", prompt="a"),
+            TaskDefinition(id="d", after="a", prompt="d"),
+        ]
+    )
+    scheduler.start()
+    ran = await scheduler.wait_for_run(scheduler.run_task_now("a"), timeout=10)
+    assert ran.status is RunStatus.SUCCEEDED
+    await asyncio.sleep(0.3)
+    assert scheduler.list_runs("d") == []

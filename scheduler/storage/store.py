@@ -70,7 +70,7 @@ def translated(store: Store) -> Iterator[None]:
     :class:`~scheduler.exceptions.StorageError`."""
     try:
         yield
-    except (SQLAlchemyError, store.driver_error) as exc:
+    except store.database_errors as exc:
         reason = getattr(exc, "orig", None) or exc
         raise StorageError(f"database {store.display_url}: {reason}") from exc
 
@@ -94,6 +94,7 @@ class Store:
             self.sqlite_path = Path(str(parsed.database))
         self.engine: Engine = new_engine(parsed, busy_timeout=busy_timeout)
         self.driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        self.database_errors = (SQLAlchemyError, self.driver_error)  # what translated() turns
         # SQLite files: one connection kept for every write transaction (they are serial
         # anyway): a pool check-out and its reset cost more than a small write itself.
         self._writer: Connection | None = None

@@ -6,17 +6,7 @@ import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Update,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, text, update
 
 from scheduler.exceptions import LeadershipLostError
 from scheduler.storage.driver import execute_many, fetch_one
@@ -70,6 +60,11 @@ class Transaction:
         self._lock_rows = lock_rows
         self.bumped = False  # the revision was bumped
         self._revision: int | None = None  # what the last bump made it
+
+    def savepoint(self) -> Any:
+        """A savepoint (a context manager): what is written in it is undone alone when it
+        raises, and the transaction goes on."""
+        return self._conn.begin_nested()
 
     # -- tasks ----------------------------------------------------------------------------
 
