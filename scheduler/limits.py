@@ -36,6 +36,7 @@ __all__ = [
     "MAX_OFFSET",
     "MIN_DATETIME",
     "MIN_INTERVAL_SECONDS",
+    "REQUEST_BOUNDS",
     "TEXT_LIMITS",
     "check_datetime",
     "check_json_value",
@@ -51,6 +52,8 @@ MAX_JITTER_SECONDS = DAY
 MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 256 * 1024
 MAX_OFFSET = 10**9  # a list's offset in the HTTP API (a database integer holds it)
+#: A cron's ``request`` (HTTP crons API): its input, metadata and context twice, 2 levels down.
+REQUEST_BOUNDS = {"depth": MAX_JSON_DEPTH + 2, "most": 8 * MAX_JSON_BYTES}
 MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
 
@@ -149,23 +152,32 @@ def json_depth(value: Any, *, limit: int) -> int:
 
 
 # one encoder for every check (json.dumps with options builds a new one each call)
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 
-def check_json_value(value: Any) -> None:
-    """``value`` is plain JSON, nested at most :data:`MAX_JSON_DEPTH` levels and at most
-    :data:`MAX_JSON_BYTES` once encoded.
+def check_json_value(
+    value: Any, *, depth: int = MAX_JSON_DEPTH, most: int = MAX_JSON_BYTES
+) -> None:
+    """``value`` is plain JSON (valid Unicode text), nested at most ``depth`` levels
+    (:data:`MAX_JSON_DEPTH`) and at most ``most`` bytes (:data:`MAX_JSON_BYTES`) once
+    encoded as UTF-8.
 
     Raises:
         ValueError: It is not JSON-serialisable, too deep or too large.
     """
     # the depth first, iteratively: the encoder recurses in C, and a deep enough value
     # (with a raised recursion limit) would overflow the stack
-    if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    if json_depth(value, limit=depth) > depth:
+        raise ValueError(f"nested more than {depth} levels deep")
     try:
         encoded = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"must be JSON-serialisable: {exc}") from None
-    if len(encoded) > MAX_JSON_BYTES:  # ASCII (json.dumps escapes the rest): chars = bytes
-        raise ValueError(f"too large: {len(encoded):,} bytes as JSON, at most {MAX_JSON_BYTES:,}")
+    size = len(encoded)
+    if not encoded.isascii():
+        try:
+            size = len(encoded.encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate: "\ud800" decoded from JSON
+            raise ValueError(f"holds text that is not valid Unicode ({exc.reason})") from None
+    if size > most:
+        raise ValueError(f"too large: {size:,} bytes as JSON, at most {most:,}")

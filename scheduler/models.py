@@ -34,6 +34,7 @@ from scheduler.limits import (
     MAX_INTERVAL_SECONDS,
     MAX_JITTER_SECONDS,
     MIN_INTERVAL_SECONDS,
+    REQUEST_BOUNDS,
     TEXT_LIMITS,
     check_datetime,
     check_json_value,
@@ -299,8 +300,9 @@ class TaskDefinition(BaseModel):
         if value is None or (info.context or {}).get(STORED_CONTEXT_KEY):
             # None, or read back from a row that was written only after passing this check
             return value
-        try:
-            check_json_value(value)
+        try:  # a cron's request holds its input, metadata and context twice, 2 levels down
+            bounds = REQUEST_BOUNDS if info.field_name == "request" else {}
+            check_json_value(value, **bounds)
         except ValueError as exc:
             raise _error("json", str(exc)) from None
         return value

@@ -17,6 +17,7 @@ import pytest
 from scheduler import TaskDefinition
 from scheduler.server import create_app
 from scheduler.server.crons import CRONS_SOURCE, graph_id
+from scheduler.storage.threads import insert_thread, made_threads
 from tests.conftest import SchedulerFactory
 
 
@@ -100,10 +101,10 @@ async def test_thread_metadata_too_deep_is_refused_and_a_stored_one_does_not_bre
     made = await api.post("/threads", json={"thread_id": "deep", "metadata": {"a": nested(300)}})
     assert made.status_code == 422 and "metadata:" in made.text, made.text
     store = api.scheduler.store  # type: ignore[attr-defined]
-    assert [t for t, _, _ in store.threads()] == []
+    assert [t for t, _, _ in made_threads(store)] == []
     # rows written past the API (the database is not trusted): listed without metadata
-    store.put_thread("forged", "[" * 5000 + "]" * 5000, 1.0)
-    store.put_thread("not-an-object", "[1, 2]", 2.0)
+    insert_thread(store, "forged", "[" * 5000 + "]" * 5000, 1.0)
+    insert_thread(store, "not-an-object", "[1, 2]", 2.0)
     await api.post("/threads", json={"thread_id": "fine", "metadata": {"k": "v"}})
     found = await api.post("/threads/search", json={})
     assert found.status_code == 200, found.text
@@ -352,3 +353,112 @@ async def test_a_search_selects_only_fields_a_cron_has(api: httpx.AsyncClient) -
     assert chosen.json() == [{"cron_id": made["cron_id"], "schedule": "0 9 * * *"}]
     unknown = await api.post("/runs/crons/search", json={"select": ["cron_id", "password"]})
     assert unknown.status_code == 422 and "select" in unknown.text, unknown.text
+
+
+# -- found by a hostile client (review) -------------------------------------------------------
+
+JSON_TYPE = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize("strategy", [[], {}, [1], {"a": 1}, 5])
+async def test_a_patched_multitask_strategy_that_is_not_text_is_a_422(
+    api: httpx.AsyncClient, strategy: Any
+) -> None:
+    made = (await api.post("/runs/crons", json=cron(api))).json()
+    answer = await api.patch(
+        f"/runs/crons/{made['cron_id']}", json={"multitask_strategy": strategy}
+    )
+    assert answer.status_code == 422 and "multitask_strategy" in answer.text, answer.text
+
+
+async def test_lone_surrogates_are_a_422_naming_the_field_and_nothing_is_stored(
+    api: httpx.AsyncClient,
+) -> None:
+    """JSON may spell half of a UTF-16 pair (``"\\ud800"``); such text cannot be stored.
+    It used to be a 500, and a thread's metadata was stored first: every threads search
+    answered 500 after it."""
+    raw = {
+        "/api/tasks": '{"id": "t", "prompt": "p", "schedule": "every 5 minutes", '
+        '"metadata": {"k": "\\udfff"}}',
+        "/threads": '{"thread_id": "x\\ud800"}',
+        "/runs/crons": json.dumps(cron(api))[:-1] + ', "input": {"\\ud800": 1}}',
+    }
+    for path, body in raw.items():
+        answer = await api.post(path, content=body, headers=JSON_TYPE)
+        assert answer.status_code == 422, (path, answer.status_code, answer.text)
+    bad_metadata = '{"thread_id": "t1", "metadata": {"a": "\\ud800"}}'
+    answer = await api.post("/threads", content=bad_metadata)
+    assert answer.status_code == 422 and "metadata" in answer.text, answer.text
+    await api.post("/api/tasks", json={"id": "t", "prompt": "p", "schedule": "every 5 minutes"})
+    patched = await api.patch(
+        "/api/tasks/t", content='{"input": {"a": "\\udfff"}}', headers=JSON_TYPE
+    )
+    assert patched.status_code == 422 and "input" in patched.text, patched.text
+    searched = await api.post("/threads/search", json={})
+    assert searched.status_code == 200 and searched.json() == [], searched.text
+    assert [t["id"] for t in (await api.get("/api/tasks")).json()["items"]] == ["t"]
+
+
+async def test_a_chunked_body_past_the_bound_is_a_413(make_scheduler: SchedulerFactory) -> None:
+    """No Content-Length: the bound is found while the body is read. It used to be a 500
+    (crons) or a 400 (the other routes)."""
+    scheduler = make_scheduler(http_rate_per_second=0, http_max_body_bytes=2048)
+    async with client_of(scheduler) as api:
+        big = json.dumps({"metadata": {"k": "x" * 5000}}).encode()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(big), 1000):
+                yield big[start : start + 1000]
+
+        for path in ("/runs/crons", "/runs/crons/search", "/api/tasks", "/threads"):
+            answer = await api.post(path, content=chunks())
+            assert answer.status_code == 413, (path, answer.status_code, answer.text)
+            assert "larger than 2048 bytes" in answer.json()["detail"], answer.text
+
+
+async def test_threads_made_at_once_with_one_id_make_one_thread(api: httpx.AsyncClient) -> None:
+    """Four creates of one thread at once: one makes it, the others find it (409, or the
+    thread with ``if_exists: do_nothing``); it used to be a 503 naming the database file."""
+    for round_ in range(5):
+        body = {"thread_id": f"th{round_}"}
+        answers = await asyncio.gather(*(api.post("/threads", json=body) for _ in range(4)))
+        assert sorted(a.status_code for a in answers) == [200, 409, 409, 409], [
+            a.text for a in answers
+        ]
+        again = {**body, "if_exists": "do_nothing"}
+        kept = await asyncio.gather(*(api.post("/threads", json=again) for _ in range(4)))
+        assert {a.status_code for a in kept} == {200}
+        assert len({a.json()["created_at"] for a in [*answers, *kept] if a.is_success}) == 1
+
+
+async def test_a_crons_input_gets_the_same_bounds_as_a_tasks(api: httpx.AsyncClient) -> None:
+    """A cron keeps its request's fields beside the task's (two levels down, twice): they
+    were checked with the task's bounds, so a cron's input could be 2 levels shallower and
+    under half the size of a task's, and the error named ``request``."""
+    deep: Any = {"leaf": 1}
+    for _ in range(30):  # 31 levels
+        deep = {"d": deep}
+    for value in (deep, {"text": "x" * 200_000}):
+        made = await api.post("/runs/crons", json=cron(api, input=value))
+        assert made.status_code == 200, made.text
+        task = await api.post(
+            "/api/tasks", json={"id": "same", "interval_seconds": 60, "input": value}
+        )
+        assert task.status_code == 201, task.text
+        await api.delete("/api/tasks/same")
+    too_deep = await api.post("/runs/crons", json=cron(api, input={"d": deep, "e": {"f": deep}}))
+    assert too_deep.status_code == 422 and "input" in too_deep.text, too_deep.text
+
+
+async def test_an_api_key_that_is_not_ascii_is_accepted_in_a_header(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    key = "clé-ünï"
+    scheduler = make_scheduler(http_rate_per_second=0, api_key=key)
+    async with client_of(scheduler) as api:
+        for header in ("x-api-key", "authorization"):
+            value = key if header == "x-api-key" else f"Bearer {key}"
+            answer = await api.get("/api/tasks", headers={header: value.encode()})
+            assert answer.status_code == 200, (header, answer.text)
+        wrong = await api.get("/api/tasks", headers={"x-api-key": "clé-ünì".encode()})
+        assert wrong.status_code == 403

@@ -7,11 +7,12 @@ the field named by the app's handler; :func:`documented` keeps the body in the O
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduler.limits import MAX_OFFSET
 
@@ -21,12 +22,32 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model`` (an empty body is ``{}``).
+    """The request's JSON body as ``model`` (an empty body is ``{}``). A body pydantic's
+    parser refuses but ``json`` reads (nested deeper than the parser goes, half of a UTF-16
+    pair, NaN) is validated from what ``json`` reads, so that the error names the field
+    (the model's own checks refuse those values).
 
     Raises:
         pydantic.ValidationError: Not JSON, or not a valid ``model``.
     """
-    return model.model_validate_json(await request.body() or b"{}")
+    raw = await request.body() or b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if not any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise exc from None
+    for key, value in decoded.items() if isinstance(decoded, dict) else ():
+        try:  # pydantic would pass such text on, and replace it when it writes JSON
+            json.dumps({key: value}, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise HTTPException(422, f"{key}: holds text that is not valid Unicode") from None
+        except (ValueError, TypeError, RecursionError):
+            pass  # the model's checks name what is wrong with it
+    return model.model_validate(decoded)
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:
@@ -61,13 +82,13 @@ class CronPatch(BaseModel):
     enabled: bool | None = None
     timezone: str | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
+    multitask_strategy: str | None = None
 
 
 class CronIn(CronPatch):
     """``POST /runs/crons`` (and for a thread): the SDK's fields."""
 
     assistant_id: str
-    multitask_strategy: str | None = None
 
 
 # the fields a search may select (the SDK's CronSelectField)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 
 __all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host", "same_origin"]
@@ -39,8 +40,12 @@ _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """A body past the bound, found while it is read: the app answers it 413 (its body
+    parsing lets an HTTPException through) unless it has answered already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
 class Guard:
@@ -99,7 +104,7 @@ class Guard:
             if given is None:
                 await _reply(send, 401, "an API key is required (x-api-key header)")
                 return
-            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            if not hmac.compare_digest(_sent(given), self.api_key.encode()):
                 await _reply(send, 403, "the API key is not valid")
                 return
         length = headers.get("content-length")
@@ -115,7 +120,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_body)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -191,6 +196,15 @@ def same_origin(source: str, host: str) -> bool:
     """``source`` (an ``Origin`` or a ``Referer``) is a page of the server ``host`` (the
     request's ``Host``) names; ``null`` (a sandboxed frame, a data: URL) never is."""
     return source != "null" and urlsplit(source).netloc.lower() == host.lower()
+
+
+def _sent(text: str) -> bytes:
+    """Header text as the bytes the client sent (headers are decoded as latin-1: a key
+    that is not ASCII arrives as its UTF-8 bytes)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
 
 
 def _key_of(headers: dict[str, str]) -> str | None:

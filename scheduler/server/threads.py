@@ -11,18 +11,20 @@ import asyncio
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus
-from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, check_json_value
+from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, TEXT_LIMITS, check_json_value
 from scheduler.records import RunRecord
 from scheduler.rows import run_record
+from scheduler.server.bodies import documented, read_body
 from scheduler.server.cron_list import contains
 from scheduler.server.crons import assistant_of, scheduler_of
+from scheduler.storage.threads import insert_thread, made_threads, run_threads
 
 __all__ = ["router"]
 
@@ -43,9 +45,9 @@ _RUN_STATUS = {
 class ThreadIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    thread_id: str | None = None
+    thread_id: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["thread_id"])
     metadata: dict[str, Any] | None = None
-    if_exists: str | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
 
 
 class ThreadSearch(BaseModel):
@@ -75,8 +77,9 @@ def _thread(
     }
 
 
-@router.post("/threads", summary="Create a thread")
-async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
+@router.post("/threads", summary="Create a thread", openapi_extra=documented(ThreadIn))
+async def create_thread(request: Request) -> dict[str, Any]:
+    body = await read_body(request, ThreadIn)
     scheduler = scheduler_of(request)
     thread_id = body.thread_id or str(uuid.uuid4())
     now = scheduler.now().timestamp()
@@ -86,29 +89,33 @@ async def create_thread(request: Request, body: ThreadIn) -> dict[str, Any]:
     except ValueError as exc:
         raise HTTPException(422, f"metadata: {exc}") from None
     store = scheduler.store
-    known = {t: (_metadata(m), c) for t, m, c in await asyncio.to_thread(store.threads)}
-    if thread_id in known:  # the server's if_exists: raise (default) or do_nothing
-        if body.if_exists == "do_nothing":
-            old, created = known[thread_id]
-            return _thread(thread_id, old, created, created)
-        raise HTTPException(409, f"thread {thread_id} exists (if_exists: do_nothing keeps it)")
-    await asyncio.to_thread(store.put_thread, thread_id, json.dumps(metadata), now)
-    return _thread(thread_id, metadata, now, now)
+    # one transaction: two requests for one id make one thread, the other finds it
+    old = await asyncio.to_thread(insert_thread, store, thread_id, json.dumps(metadata), now)
+    if old is None:
+        return _thread(thread_id, metadata, now, now)
+    if body.if_exists == "do_nothing":  # the server's if_exists: raise (default) or do_nothing
+        return _thread(thread_id, _metadata(old[0]), old[1], old[1])
+    raise HTTPException(409, f"thread {thread_id} exists (if_exists: do_nothing keeps it)")
 
 
-@router.post("/threads/search", summary="Search threads (made here, or used by runs)")
-async def search_threads(request: Request, body: ThreadSearch) -> list[dict[str, Any]]:
+@router.post(
+    "/threads/search",
+    summary="Search threads (made here, or used by runs)",
+    openapi_extra=documented(ThreadSearch),
+)
+async def search_threads(request: Request) -> list[dict[str, Any]]:
+    body = await read_body(request, ThreadSearch)
     store = scheduler_of(request).store
-    made = await asyncio.to_thread(store.threads)
-    used = await asyncio.to_thread(store.run_threads, limit=body.offset + body.limit + len(made))
+    made = await asyncio.to_thread(made_threads, store)
+    used = await asyncio.to_thread(run_threads, store, limit=body.offset + body.limit + len(made))
     threads: dict[str, dict[str, Any]] = {}
+    last_run: dict[str, float] = {}
     for thread_id, first, last in used:
         threads[thread_id] = _thread(thread_id, {}, first, last)
+        last_run[thread_id] = last
     for thread_id, metadata_json, created in made:
-        last = next((b for t, _, b in used if t == thread_id), created)
-        threads[thread_id] = _thread(
-            thread_id, _metadata(metadata_json), created, max(last, created)
-        )
+        last = max(last_run.get(thread_id, created), created)
+        threads[thread_id] = _thread(thread_id, _metadata(metadata_json), created, last)
     found = [t for t in threads.values() if contains(t["metadata"], body.metadata or {})]
     found.sort(key=lambda t: t["updated_at"], reverse=True)
     return found[body.offset : body.offset + body.limit]

@@ -42,7 +42,6 @@ from scheduler.storage.schema import (
     task_row,
     task_stats,
     tasks_table,
-    threads_table,
 )
 from scheduler.storage.statements import (
     CANCELS_HERE,
@@ -331,35 +330,6 @@ class Store:
         """A run's webhook delivery attempts, in order."""
         with self._reading() as conn:
             return [dict(row._mapping) for row in conn.execute(DELIVERIES, {"run_id": run_id})]
-
-    def put_thread(self, thread_id: str, metadata_json: str, created_at: float) -> None:
-        """Remember a thread made through the HTTP API (threads.create)."""
-        with self.transaction() as tx:
-            tx.put_thread(thread_id, metadata_json, created_at)
-
-    def threads(self) -> list[tuple[str, str, float]]:
-        """The threads made through the HTTP API: (id, metadata JSON, created at)."""
-        query = select(
-            threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at
-        )
-        with self._reading() as conn:
-            return [(t, m, c) for t, m, c in conn.execute(query)]
-
-    def run_threads(self, *, limit: int) -> list[tuple[str, float, float]]:
-        """The threads runs used, newest first: (id, first queued, last queued)."""
-        query = (
-            select(
-                runs_table.c.thread_id,
-                func.min(runs_table.c.queued_at),
-                func.max(runs_table.c.queued_at),
-            )
-            .where(runs_table.c.thread_id.is_not(None))
-            .group_by(runs_table.c.thread_id)
-            .order_by(func.max(runs_table.c.queued_at).desc())
-            .limit(limit)
-        )
-        with self._reading() as conn:
-            return [(t, a, b) for t, a, b in conn.execute(query)]
 
     def upstream_ids(self) -> set[str]:
         """The tasks that other tasks run after (``after``)."""

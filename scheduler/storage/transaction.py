@@ -22,7 +22,6 @@ from scheduler.storage.schema import (
     runs_table,
     task_row,
     tasks_table,
-    threads_table,
     waits_table,
 )
 
@@ -225,13 +224,6 @@ class Transaction:
     def add_delivery(self, values: dict[str, Any]) -> None:
         """Record one webhook delivery attempt."""
         self._conn.execute(insert(deliveries_table), values)
-
-    def put_thread(self, thread_id: str, metadata_json: str, created_at: float) -> None:
-        """Remember a thread made through the HTTP API."""
-        self._conn.execute(
-            insert(threads_table),
-            {"thread_id": thread_id, "metadata": metadata_json, "created_at": created_at},
-        )
 
     def all_links(self) -> list[tuple[str, str]]:
         """Every (downstream, upstream) pair."""

@@ -1,0 +1,65 @@
+"""The threads made through the HTTP API (the LangGraph SDK's ``threads.create``), and the
+threads runs used, for ``threads.search``."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.storage.schema import runs_table, threads_table
+from scheduler.storage.store import Store
+
+__all__ = ["insert_thread", "made_threads", "run_threads"]
+
+_MADE = select(threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at)
+_ONE = select(threads_table.c.metadata, threads_table.c.created_at).where(
+    threads_table.c.thread_id == bindparam("thread_id")
+)
+
+
+def insert_thread(
+    store: Store, thread_id: str, metadata_json: str, created_at: float
+) -> tuple[str, float] | None:
+    """Remember a thread made through the HTTP API, in one transaction. If it exists (made
+    before, or by another request meanwhile), nothing is written and its (metadata JSON,
+    created at) is returned."""
+    with store.transaction() as tx:
+        conn = tx._conn  # the storage package's own transaction
+        found = conn.execute(_ONE, {"thread_id": thread_id}).first()
+        if found is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(threads_table),
+                        {
+                            "thread_id": thread_id,
+                            "metadata": metadata_json,
+                            "created_at": created_at,
+                        },
+                    )
+            except IntegrityError:  # made meanwhile by another transaction (PostgreSQL)
+                found = conn.execute(_ONE, {"thread_id": thread_id}).first()
+    return None if found is None else (found[0], found[1])
+
+
+def made_threads(store: Store) -> list[tuple[str, str, float]]:
+    """The threads made through the HTTP API: (id, metadata JSON, created at)."""
+    with store._reading() as conn:
+        return [(t, m, c) for t, m, c in conn.execute(_MADE)]
+
+
+def run_threads(store: Store, *, limit: int) -> list[tuple[str, float, float]]:
+    """The threads runs used, newest first: (id, first queued, last queued)."""
+    query = (
+        select(
+            runs_table.c.thread_id,
+            func.min(runs_table.c.queued_at),
+            func.max(runs_table.c.queued_at),
+        )
+        .where(runs_table.c.thread_id.is_not(None))
+        .group_by(runs_table.c.thread_id)
+        .order_by(func.max(runs_table.c.queued_at).desc())
+        .limit(limit)
+    )
+    with store._reading() as conn:
+        return [(t, a, b) for t, a, b in conn.execute(query)]
