@@ -853,3 +853,25 @@ async def test_a_bug_while_queueing_followers_undoes_only_their_writes(
     assert ran.status is RunStatus.SUCCEEDED
     await asyncio.sleep(0.3)
     assert scheduler.list_runs("d") == []
+
+
+async def test_a_run_going_when_its_task_is_force_removed_sets_nothing_off(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The tasks that ran after a removed task wait for a task that is gone: the end of a
+    run of it that was going at the removal is not theirs to follow (it used to start
+    them)."""
+    scheduler = make_scheduler()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="a", run_at="2099-01-01T00:00:00Z", prompt="sleep:0.8"),
+            TaskDefinition(id="d", after="a", prompt="d"),
+        ]
+    )
+    scheduler.start()
+    going = scheduler.run_task_now("a")
+    await eventually(lambda: scheduler.get_run(going).status is RunStatus.RUNNING)
+    scheduler.remove_task("a", force=True)
+    assert (await scheduler.wait_for_run(going, timeout=10)).status is RunStatus.SUCCEEDED
+    await asyncio.sleep(0.5)
+    assert scheduler.list_runs("d") == []

@@ -158,9 +158,13 @@ class Followers:
         for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is now
             downstreams[upstream].append(downstream)
         relevant = [e for e in ended if e.task_id in downstreams]
-        if relevant:  # only outcomes that were written (a final record is never changed)
-            stored = tx.run_statuses([e.run_id for e in relevant])
-            relevant = sorted((e for e in relevant if stored.get(e.run_id) == e.status), key=_when)
+        if relevant:  # only outcomes that were written (a final record is never changed),
+            stored = tx.run_statuses([e.run_id for e in relevant])  # of tasks not removed
+            present = tx.existing_tasks({e.task_id for e in relevant})  # (forced) meanwhile
+            relevant = sorted(
+                (e for e in relevant if stored.get(e.run_id) == e.status and e.task_id in present),
+                key=_when,
+            )
         if not relevant:
             return []
         rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})

@@ -322,6 +322,17 @@ class Transaction:
             found.update((run_id, status) for run_id, status in self._conn.execute(query))
         return found
 
+    def existing_tasks(self, task_ids: Collection[str]) -> set[str]:
+        """Which of ``task_ids`` exist (read, not locked)."""
+        found: set[str] = set()
+        for chunk in _chunks(list(task_ids)):
+            found.update(
+                self._conn.execute(
+                    select(tasks_table.c.id).where(tasks_table.c.id.in_(chunk))
+                ).scalars()
+            )
+        return found
+
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, locked for the transaction."""
         query = select(runs_table).where(runs_table.c.id == run_id)
