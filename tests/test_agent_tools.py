@@ -24,6 +24,7 @@ from scheduler import (
 )
 from scheduler.agent_tools import AgentLimits, report_failure, scheduling_tools
 from scheduler.testing import clocked_scheduler
+from tests import prompt_graphs
 from tests.agent_graphs import Script, ScriptedModel, calls, react_agent
 from tests.conftest import ROOT
 from tests.test_cli import Cli
@@ -596,3 +597,19 @@ async def test_a_raised_shortest_interval_holds_over_a_year_of_the_cron(
         [answer] = tool_answers(await ask(agent, thread("t-1"), "do it"))
         assert says in answer, answer
         assert len(scheduler.list_tasks()) == (1 if says == "Scheduled " else 0)
+
+
+async def test_a_task_others_run_after_is_not_cancelled_and_their_ids_stay_unseen() -> None:
+    """A task of the application that runs after the agent's: the agent cannot cancel its
+    own task, and is not told the other task's id (it was, with advice to force it)."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, _):
+        tools = {t.name: t for t in scheduling_tools(scheduler)}
+        config = thread("t-1")
+        made = await tools["schedule_task"].ainvoke({"when": "in 5 minutes", "prompt": "x"}, config)
+        [own] = [t.id for t in scheduler.list_tasks()]
+        assert own in str(made)
+        scheduler.add_task(TaskDefinition(id="payroll-secret", after=own, prompt="p"))
+        answer = await tools["cancel_scheduled_task"].ainvoke({"task_id": own}, config)
+        assert "cannot be cancelled from here" in str(answer), answer
+        assert "payroll-secret" not in str(answer) and "force" not in str(answer)
+        assert {t.id for t in scheduler.list_tasks()} == {own, "payroll-secret"}

@@ -28,7 +28,7 @@ from scheduler.agent_tools.arguments import (
     invalid_arguments,
 )
 from scheduler.enums import TaskType
-from scheduler.exceptions import ScheduleError, SchedulerError, describe_errors
+from scheduler.exceptions import DependencyError, ScheduleError, SchedulerError, describe_errors
 from scheduler.models import TaskDefinition
 from scheduler.records import TaskInfo
 from scheduler.schedules import parse_schedule
@@ -198,7 +198,14 @@ class SchedulingTools:
 
     def cancel_task(self, config: RunnableConfig, task_id: str) -> str:
         task = self._own_task(config, task_id)
-        self.scheduler().remove_task(task.id)
+        try:
+            self.scheduler().remove_task(task.id)
+        except DependencyError:  # their ids are not the agent's to see
+            return (
+                f"Nothing was done: other tasks, not made here, run after {task.id}, so it "
+                "cannot be cancelled from here. Pause it instead, or ask whoever set those "
+                "tasks up."
+            )
         return f"Cancelled {task.id} ({task.name}); it will not run again."
 
     def pause_task(self, config: RunnableConfig, task_id: str) -> str:
