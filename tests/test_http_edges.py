@@ -462,3 +462,32 @@ async def test_an_api_key_that_is_not_ascii_is_accepted_in_a_header(
             assert answer.status_code == 200, (header, answer.text)
         wrong = await api.get("/api/tasks", headers={"x-api-key": "clé-ünì".encode()})
         assert wrong.status_code == 403
+
+
+async def test_healthz_says_the_database_fails_without_saying_where(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``/healthz`` answers without a key: a driver's message (host, user, database) goes
+    to the log, not to whoever asks."""
+    from scheduler.exceptions import StorageError
+
+    store = api.scheduler.store  # type: ignore[attr-defined]
+
+    def down() -> int:
+        raise StorageError('connection to "db.internal" failed for user "scheduler"')
+
+    monkeypatch.setattr(store, "revision", down)
+    answer = await api.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json()["database"] == "failing: StorageError"
+    assert "db.internal" not in answer.text
+    assert "db.internal" in caplog.text
+
+
+async def test_numbers_and_flags_in_sdk_bodies_are_not_coerced(api: httpx.AsyncClient) -> None:
+    for body in ({"limit": "5"}, {"limit": True}, {"offset": 1.5}, {"enabled": 1}):
+        answer = await api.post("/runs/crons/search", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert next(iter(body)) in answer.json()["detail"], answer.text
+    made = await api.post("/runs/crons", json=cron(api, enabled="yes"))
+    assert made.status_code == 422 and "enabled" in made.text, made.text

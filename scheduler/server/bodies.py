@@ -79,7 +79,7 @@ class CronPatch(BaseModel):
     context: dict[str, Any] | None = None
     webhook: str | None = None
     end_time: datetime | None = None
-    enabled: bool | None = None
+    enabled: bool | None = Field(default=None, strict=True)  # not 1, not "yes"
     timezone: str | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
     multitask_strategy: str | None = None
@@ -106,10 +106,10 @@ class CronSearch(BaseModel):
 
     assistant_id: str | None = None
     thread_id: str | None = None
-    enabled: bool | None = None
+    enabled: bool | None = Field(default=None, strict=True)
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=10, ge=1, le=1000, strict=True)  # not "5", not true
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[CronField] | None = None

@@ -54,8 +54,8 @@ class ThreadSearch(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=10, ge=1, le=1000, strict=True)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
 
 
 def _thread(
