@@ -12,7 +12,7 @@ __all__ = ["unknown_zone_message", "zone_exists", "zone_or_none"]
 @functools.cache
 def _names() -> dict[str, str]:
     """Every available zone name, by its lowercase form."""
-    return {name.lower(): name for name in zoneinfo.available_timezones()}
+    return {name.lower(): name for name in zoneinfo.available_timezones() if zone_or_none(name)}
 
 
 def zone_exists(name: str) -> bool:
@@ -20,10 +20,26 @@ def zone_exists(name: str) -> bool:
     return zone_or_none(name) is not None
 
 
+# Files of a zone database that are no zone a task can mean: the machine's own setting
+# (``localtime``, so one task would fire at other instants on other machines), copies kept
+# for old programs (``posixrules``, ``posix/...``), ``Factory``, and clocks that count leap
+# seconds (``right/...``: 27 s off UTC)
+_NOT_ZONES = frozenset({"localtime", "posixrules", "factory"})
+_NOT_ZONE_FOLDERS = ("posix/", "right/")
+
+
+def _not_a_zone(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _NOT_ZONES or lowered.startswith(_NOT_ZONE_FOLDERS)
+
+
 def zone_or_none(name: str) -> zoneinfo.ZoneInfo | None:
     """The IANA zone ``name``, or None when there is none: not only an unknown name, but
     one ``zoneinfo`` trips over with another error (a folder of the zone database such as
-    ``Europe``, a name too long to be a file name, a NUL character)."""
+    ``Europe``, a name too long to be a file name, a NUL character), and the files of the
+    database that are no zone (``localtime``, ``right/UTC``: see ``_NOT_ZONES``)."""
+    if not isinstance(name, str) or _not_a_zone(name):
+        return None
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, TypeError):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from scheduler import TaskDefinition, TaskType
+from scheduler import Settings, TaskDefinition, TaskType
 
 BASE: dict[str, Any] = {"id": "daily-report", "name": "Daily report", "prompt": "Report."}
 
@@ -354,3 +354,16 @@ def test_json_nesting_is_counted_in_levels_not_in_brackets(levels: int, refused:
             build(interval_seconds=5, input=value)
     else:
         assert build(interval_seconds=5, input=value).input == value
+
+
+@pytest.mark.parametrize(
+    "zone", ["localtime", "right/UTC", "posix/Europe/Paris", "posixrules", "Factory"]
+)
+def test_zone_files_that_are_no_zone_are_refused(zone: str) -> None:
+    """``localtime`` is each machine's own setting (a task would fire at other instants on
+    another machine); ``right/`` zones count leap seconds (27 s off); the others are copies
+    kept for old programs, or no place at all."""
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        TaskDefinition(id="t", cron_expression="0 9 * * *", prompt="p", timezone=zone)
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(_env_file=None, timezone=zone)
