@@ -207,6 +207,8 @@ async def test_a_change_made_through_rest_is_kept_by_a_later_crons_patch(
         json={"cron_expression": "30 6 * * *", "input": {"x": 2}, "timezone": "Asia/Tokyo"},
     )
     assert changed.status_code == 200, changed.text
+    seen = (await api.get(path)).json()  # the payload too, before any crons PATCH
+    assert (seen["payload"]["schedule"], seen["payload"]["input"]) == ("30 6 * * *", {"x": 2})
     after = (await api.patch(path, json={"metadata": {"n": 1}})).json()
     assert (after["schedule"], after["timezone"], after["payload"]["input"]) == (
         "30 6 * * *", "Asia/Tokyo", {"x": 2},

@@ -59,7 +59,7 @@ def cron_of(
         "end_time": task.end_date.astimezone(UTC).isoformat() if task.end_date else None,
         "schedule": task.cron_expression,
         "timezone": request.get("timezone"),
-        "payload": request["payload"],
+        "payload": _payload_now(request["payload"], task),
         "next_run_date": _utc(next_run),
         "metadata": task.metadata,
         "on_run_completed": request.get("on_run_completed"),
@@ -67,6 +67,19 @@ def cron_of(
         "created_at": _utc(created),
         "updated_at": _utc(updated),
     }
+
+
+def _payload_now(payload: dict[str, Any], task: TaskDefinition) -> dict[str, Any]:
+    """The payload the crons API kept, with the fields as the task has them now (the REST
+    API, the CLI may have changed them since)."""
+    now = {**payload, "schedule": task.cron_expression}
+    for key, value in (("input", task.input), ("context", task.context),
+                       ("metadata", task.metadata or None), ("webhook", task.webhook)):  # fmt: skip
+        if value is None:
+            now.pop(key, None)
+        else:
+            now[key] = value
+    return now
 
 
 def _utc(moment: float | None) -> str | None:
