@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, tzinfo
-from math import floor
+from math import ceil, floor
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,12 +27,24 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        if previous_fire_time is not None and self.jitter:
-            start, length = self.start_date.timestamp(), self.interval_length
-            steps = floor((previous_fire_time.timestamp() - start) / length + 1e-9)
-            previous_fire_time = datetime.fromtimestamp(start + steps * length, tz=self.timezone)
-        found: Any = super().get_next_fire_time(previous_fire_time, now)
-        return found  # type: ignore[no-any-return]
+        if not self.jitter:
+            found: Any = super().get_next_fire_time(previous_fire_time, now)
+            return found  # type: ignore[no-any-return]
+        start, length = self.start_date.timestamp(), self.interval_length
+        if previous_fire_time is not None:  # the grid time it was drawn after, then the next
+            grid = (
+                start
+                + (floor((previous_fire_time.timestamp() - start) / length + 1e-9) + 1) * length
+            )
+        elif self.start_date > now:
+            grid = start
+        else:
+            grid = start + ceil((now.timestamp() - start) / length) * length
+        # the grid time is what end_date bounds (APScheduler bounded it with the delay added,
+        # and dropped the last occurrences with some probability)
+        if self.end_date is not None and grid > self.end_date.timestamp():
+            return None
+        return datetime.fromtimestamp(grid + random.uniform(0, self.jitter), tz=self.timezone)
 
 
 def interval_trigger(

@@ -812,3 +812,25 @@ def test_an_interval_jitter_delays_each_grid_time_and_never_adds_up(
     for n, moment in enumerate(moments, start=1):
         grid = anchor.timestamp() + n * interval
         assert 0 <= moment.timestamp() - grid <= jitter, f"seed {SEED}: occurrence {n}"
+
+
+def test_an_interval_jitter_keeps_the_last_grid_time_before_the_end() -> None:
+    """``end_date`` bounds the grid times, not the delayed ones: the last hour before it
+    runs however long its delay (APScheduler compared the delayed time with end_date and
+    dropped it with some probability), and no grid time after it runs."""
+    from scheduler.triggers.simple import interval_trigger
+
+    start = datetime(2030, 1, 1, 13, 0, tzinfo=UTC)
+    end = datetime(2030, 1, 1, 16, 0, tzinfo=UTC)
+    state = random.getstate()
+    random.seed(SEED)
+    try:
+        for _ in range(50):
+            trigger = interval_trigger(
+                3600, timezone=UTC, anchor=start, start_date=start, end_date=end, jitter=600
+            )
+            moments = fire_times(trigger, after=start - timedelta(seconds=1), count=10)
+            grid = [m.replace(minute=0, second=0, microsecond=0) for m in moments]
+            assert [g.hour for g in grid] == [13, 14, 15, 16], f"seed {SEED}: {moments}"
+    finally:
+        random.setstate(state)
