@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from scheduler.dependencies.graph import check_links, check_removal
-from scheduler.enums import RunStatus
+from scheduler.enums import RunStatus, TaskType
 from scheduler.exceptions import (
     DefinitionError,
     TaskExistsError,
@@ -82,6 +82,17 @@ class TaskChanges:
             raise TaskNotFoundError(task_id)
         return row
 
+    def consumed(self, task: TaskDefinition, next_run: float | None) -> bool:
+        """``task`` is a one-time task whose time ``next_run`` (past) already has its run,
+        or its missed record: disabled and enabled again, its zone edited for the same
+        instant, it must not run again."""
+        return (
+            task.task_type is TaskType.ONE_TIME
+            and next_run is not None
+            and next_run <= self.now
+            and self.tx.has_run_for(task.id, next_run)
+        )
+
     def put(
         self,
         tasks: Collection[TaskDefinition],
@@ -109,6 +120,8 @@ class TaskChanges:
                 raise TaskExistsError(task.id)
             origin = source or (old.source if old is not None else API_SOURCE)
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
+            if old is not None and self.consumed(task, row.next_run_time):
+                row.next_run_time = None  # its one occurrence ran: a change does not repeat it
             (updates if old is not None else inserts).append(row)
             if old is not None:
                 self.replaced[task.id] = task

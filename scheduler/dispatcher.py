@@ -75,7 +75,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._runner = runner
         self._settings = settings
         self._clock = clock
-        self._cache: dict[str, tuple[float, TaskDefinition, BaseTrigger]] = {}
+        self._cache: dict[str, tuple[tuple[float, float, str], TaskDefinition, BaseTrigger]] = {}
         self.broken: dict[str, str] = {}  # task id -> why its row cannot be loaded
         self._reported: set[tuple[str, float]] = set()
         self._failures = 0
@@ -262,7 +262,10 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
 
     def _load(self, row: TaskRow) -> tuple[TaskDefinition, BaseTrigger] | None:
         cached = self._cache.get(row.id)
-        if cached is not None and cached[0] == row.updated_at:
+        # by what it is built from, not by updated_at alone: two writes in one instant of
+        # the clock (a test clock, a coarse one) have one updated_at
+        key = (row.updated_at, row.anchor, row.definition)
+        if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         try:
             task = decode(row)
@@ -275,7 +278,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             return None
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
-        self._cache[row.id] = (row.updated_at, task, trigger)
+        self._cache[row.id] = (key, task, trigger)
         return task, trigger
 
     def _due_record(self, pending: PendingRun, admission: Admission, now: float) -> RunRow:

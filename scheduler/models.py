@@ -10,7 +10,7 @@ APScheduler recipe's model with the same meaning (``session_id`` is the older na
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -348,14 +348,16 @@ class TaskDefinition(BaseModel):
 
     def with_timezone(self, default: str) -> TaskDefinition:
         """Return a copy whose ``timezone`` is set (to ``default`` if unset) and whose
-        datetimes are all aware."""
+        datetimes are all aware, at a fixed UTC offset as a stored definition reads back
+        (an hour of a DST fold in a ``ZoneInfo`` is never ``==`` to anything: PEP 495)."""
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)
         updates: dict[str, Any] = {"timezone": zone_name}
         for field in ("run_at", "start_date", "end_date"):
             value = getattr(self, field)
             if value is not None:
-                updates[field] = localize(value, zone)
+                value = localize(value, zone)
+                updates[field] = value.astimezone(timezone(value.utcoffset() or timedelta()))
         return self.model_copy(update=updates)
 
     def build_trigger(self, *, anchor: datetime, default_timezone: str = "UTC") -> BaseTrigger:

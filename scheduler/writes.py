@@ -238,6 +238,8 @@ class TaskWrites(TaskQueries):
                     now=changes.now,
                     default_timezone=self.settings.timezone,
                 )
+                if changes.consumed(task, row.next_run_time):
+                    row.next_run_time = None
                 changes.update(row)
         return self.get_task(task_id)
 

@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, text, update
 
 from scheduler.exceptions import LeadershipLostError
 from scheduler.storage.driver import execute_many, fetch_one
+from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
     TASK_COLUMNS,
     RunRow,
     TaskRow,
     deliveries_table,
-    links_table,
     meta_table,
     notices_table,
     run_row,
     runs_table,
     task_row,
     tasks_table,
-    waits_table,
 )
 
 __all__ = ["EPOCH", "SELECT_TASK", "Transaction"]
 
-_CHUNK = 500  # bound parameters per IN (...) list
 _ANALYZE_AFTER = 10_000  # tasks inserted at once
 
 # Statements used on every change, built once (building one costs more than running it).
@@ -45,14 +43,11 @@ _BUMP_EPOCH = _EPOCH_ROW.values(value=meta_table.c.value + 1)
 # FOR SHARE: taking the next epoch (an UPDATE) waits for the writes checked against this one
 _EPOCH_SHARED = EPOCH.with_for_update(read=True)
 _EPOCH_WAIT = text("SET LOCAL lock_timeout = '5s'")
-# Two keys (what, schema): a key space apart from one-key locks (the leader's, any other)
-_LOCK_LINKS = text(
-    "SELECT pg_advisory_xact_lock(hashtext('scheduler-links'), hashtext(current_schema()))"
-)
 
 
-class Transaction:
-    """Statements inside one write transaction (see :meth:`Store.transaction`)."""
+class Transaction(LinkStatements):
+    """Statements inside one write transaction (see :meth:`Store.transaction`); those of
+    the links between tasks in :class:`~scheduler.storage.links.LinkStatements`."""
 
     def __init__(self, conn: Connection, *, lock_rows: bool) -> None:
         self._conn = conn
@@ -81,7 +76,7 @@ class Transaction:
             task = self.get_task(ids[0])
             return {task.id: task} if task is not None else {}
         found: dict[str, TaskRow] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             query = select(tasks_table).where(tasks_table.c.id.in_(chunk))
             if self._lock_rows:
                 query = query.with_for_update()
@@ -119,7 +114,7 @@ class Transaction:
 
     def delete_tasks(self, task_ids: Collection[str]) -> int:
         deleted = 0
-        for chunk in _chunks(list(task_ids)):
+        for chunk in chunks(list(task_ids)):
             result = self._conn.execute(delete(tasks_table).where(tasks_table.c.id.in_(chunk)))
             deleted += result.rowcount
         return deleted
@@ -178,7 +173,7 @@ class Transaction:
             return self._revision
         return int(self._conn.execute(_REVISION).scalar() or 0)
 
-    # -- workflows (which tasks run after which) --------------------------------------------
+    # -- the leader's epoch --------------------------------------------------------------
 
     def take_epoch(self) -> int:
         """The next leader epoch (one per activation: see :meth:`check_epoch`). PostgreSQL:
@@ -195,101 +190,11 @@ class Transaction:
             message = f"another scheduler process became active (epoch {current}, not {epoch})"
             raise LeadershipLostError(message + "; this process's writes are refused")
 
-    def lock_links(self) -> None:
-        """Take turns with other writers of tasks until this transaction ends (first thing,
-        before any row lock), so that the links a check reads stay as they are until its
-        own are written: two processes each adding one link of a cycle, or one removing a
-        task while another makes a task run after it, would each pass the check. SQLite
-        writers take turns already (``BEGIN IMMEDIATE``); PostgreSQL takes a
-        transaction-level advisory lock."""
-        if self._conn.dialect.name == "postgresql":
-            self._conn.execute(_LOCK_LINKS)
-
-    def set_links(self, downstream_ids: Collection[str], links: Iterable[tuple[str, str]]) -> None:
-        """Replace the links of ``downstream_ids`` with ``links`` (downstream, upstream), and
-        drop their waits on upstreams they no longer name."""
-        ids = list(downstream_ids)
-        links = list(links)
-        for chunk in _chunks(ids):
-            self._conn.execute(delete(links_table).where(links_table.c.downstream_id.in_(chunk)))
-        if links:
-            self._conn.execute(
-                insert(links_table), [{"downstream_id": d, "upstream_id": u} for d, u in links]
-            )
-        kept = set(links)
-        for downstream, upstream in self.waits(ids):
-            if (downstream, upstream) not in kept:
-                self.clear_waits(downstream, upstream)
+    # -- runs -----------------------------------------------------------------------------
 
     def add_delivery(self, values: dict[str, Any]) -> None:
         """Record one webhook delivery attempt."""
         self._conn.execute(insert(deliveries_table), values)
-
-    def all_links(self) -> list[tuple[str, str]]:
-        """Every (downstream, upstream) pair."""
-        query = select(links_table.c.downstream_id, links_table.c.upstream_id)
-        return [(d, u) for d, u in self._conn.execute(query)]
-
-    def links_from(self, upstream_ids: Collection[str]) -> list[tuple[str, str]]:
-        """The (downstream, upstream) pairs whose upstream is one of ``upstream_ids``."""
-        found: list[tuple[str, str]] = []
-        for chunk in _chunks(list(upstream_ids)):
-            query = select(links_table.c.downstream_id, links_table.c.upstream_id).where(
-                links_table.c.upstream_id.in_(chunk)
-            )
-            found.extend((d, u) for d, u in self._conn.execute(query))
-        return found
-
-    def delete_links_of(self, downstream_ids: Collection[str]) -> None:
-        """Forget the links and waits of removed downstream tasks."""
-        for chunk in _chunks(list(downstream_ids)):
-            self._conn.execute(delete(links_table).where(links_table.c.downstream_id.in_(chunk)))
-            self._conn.execute(delete(waits_table).where(waits_table.c.downstream_id.in_(chunk)))
-
-    def put_wait(
-        self, downstream: str, upstream: str, *, run_id: str, status: str, finished_at: float
-    ) -> None:
-        """Record ``upstream``'s outcome toward ``downstream``'s next run (the latest wins)."""
-        self.clear_waits(downstream, upstream)
-        self._conn.execute(
-            insert(waits_table),
-            {
-                "downstream_id": downstream,
-                "upstream_id": upstream,
-                "run_id": run_id,
-                "status": status,
-                "finished_at": finished_at,
-            },
-        )
-
-    def waits(self, downstream_ids: Collection[str]) -> list[tuple[str, str]]:
-        """The (downstream, upstream) pairs with a recorded outcome."""
-        found: list[tuple[str, str]] = []
-        for chunk in _chunks(list(downstream_ids)):
-            query = select(waits_table.c.downstream_id, waits_table.c.upstream_id).where(
-                waits_table.c.downstream_id.in_(chunk)
-            )
-            found.extend((d, u) for d, u in self._conn.execute(query))
-        return found
-
-    def waits_of(self, downstream: str) -> dict[str, tuple[str, str, float]]:
-        """The recorded outcomes toward ``downstream``: upstream -> (run id, status, time)."""
-        query = select(
-            waits_table.c.upstream_id,
-            waits_table.c.run_id,
-            waits_table.c.status,
-            waits_table.c.finished_at,
-        ).where(waits_table.c.downstream_id == downstream)
-        return {u: (r, s, f) for u, r, s, f in self._conn.execute(query)}
-
-    def clear_waits(self, downstream: str, upstream: str | None = None) -> None:
-        """Forget the outcomes recorded toward ``downstream`` (only ``upstream``'s, if given)."""
-        condition = waits_table.c.downstream_id == downstream
-        if upstream is not None:
-            condition = condition & (waits_table.c.upstream_id == upstream)
-        self._conn.execute(delete(waits_table).where(condition))
-
-    # -- runs -----------------------------------------------------------------------------
 
     def insert_runs(self, rows: Sequence[RunRow]) -> None:
         if rows:
@@ -317,21 +222,17 @@ class Transaction:
     def run_statuses(self, run_ids: Collection[str]) -> dict[str, str]:
         """The stored status of each of ``run_ids`` that exists."""
         found: dict[str, str] = {}
-        for chunk in _chunks(list(run_ids)):
+        for chunk in chunks(list(run_ids)):
             query = select(runs_table.c.id, runs_table.c.status).where(runs_table.c.id.in_(chunk))
             found.update((run_id, status) for run_id, status in self._conn.execute(query))
         return found
 
-    def existing_tasks(self, task_ids: Collection[str]) -> set[str]:
-        """Which of ``task_ids`` exist (read, not locked)."""
-        found: set[str] = set()
-        for chunk in _chunks(list(task_ids)):
-            found.update(
-                self._conn.execute(
-                    select(tasks_table.c.id).where(tasks_table.c.id.in_(chunk))
-                ).scalars()
-            )
-        return found
+    def has_run_for(self, task_id: str, scheduled_for: float) -> bool:
+        """A run (or a skipped, missed record) of ``task_id`` for that occurrence exists."""
+        query = select(runs_table.c.id).where(
+            runs_table.c.task_id == task_id, runs_table.c.scheduled_for == scheduled_for
+        )
+        return self._conn.execute(query.limit(1)).first() is not None
 
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, locked for the transaction."""
@@ -410,8 +311,3 @@ def _update_runs_statement(keys: tuple[str, ...]) -> Update:
         .where(runs_table.c.id == bindparam("_id"), _OPEN)
         .values({k: bindparam(k) for k in keys})
     )
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
