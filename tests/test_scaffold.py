@@ -30,7 +30,7 @@ import yaml
 from scheduler.cli import main as cli_main
 from scheduler.scaffold.manifests import plan_manifest, requirements
 from scheduler.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import PYTHON, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "projects"
 SKILL = ROOT / "skills" / "add-scheduler" / "SKILL.md"
@@ -772,3 +772,29 @@ def test_the_chosen_timezone_reaches_the_cli_and_the_tasks_written_at_once(
     [added] = cli("add", "--id", "daily", "--schedule", "every day at 09:00", "--prompt", "p")
     assert added["definition"]["timezone"] == "Europe/Paris"
     assert scaffold(capsys, project, "--timezone", "Europe/Paris")[1].startswith("Nothing")
+
+
+def test_a_setuptools_package_list_gets_every_subpackage_and_the_templates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new-langgraph-project template lists its packages by name: the scheduler's
+    subpackages must be listed too, or a wheel (``pip install .``) holds only the top
+    modules and ``import scheduler`` fails there (an editable install hid it)."""
+    import zipfile
+
+    project = copy_fixture("template_agent", tmp_path)
+    assert scaffold(capsys, project)[0] == 0
+    built = tmp_path / "wheels"
+    done = subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "-q", "-w", str(built), str(project)],
+        capture_output=True, text=True, timeout=300, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [wheel] = built.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("scheduler/__init__.py", "scheduler/storage/__init__.py",
+                   "scheduler/triggers/cron.py", "scheduler/server/templates/base.html",
+                   "scheduler/py.typed", "agent/graph.py"):  # fmt: skip
+        assert module in names, (module, sorted(n for n in names if n.startswith("sched"))[:20])
+    assert not any(name.startswith("scheduler/scaffold") for name in names)

@@ -240,9 +240,13 @@ def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bo
         entry = doc.entry("tool", "setuptools", "packages")
         if entry is None:
             return text, False, manual
-        changed = PACKAGE not in packages
+        # a list names every package: the subpackages too, or a built wheel lacks them
+        missing = [name for name in scheduler_packages() if name not in packages]
+        changed = bool(missing)
         if changed:
-            text = doc.append_items(entry, [toml_string(PACKAGE)])
+            text = doc.append_items(entry, [toml_string(name) for name in missing])
+        text, data_added = _with_package_data(text, setuptools.get("package-data"))
+        changed = changed or data_added
         mapping = setuptools.get("package-dir", {})
         if mapping and PACKAGE not in mapping and mapping.get("", None) != parent:
             doc = TomlText(text)
@@ -266,6 +270,31 @@ def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bo
             return text, False, manual
         return doc.append_items(entry, [toml_string(f"{PACKAGE}*")]), True, notes
     return text, False, [] if parent == "src" else manual  # auto-discovery: src layout
+
+
+def scheduler_packages() -> list[str]:
+    """The scheduler package and its subpackages, as a scaffolded copy has them (not the
+    scaffolder's own)."""
+    root = Path(__file__).resolve().parent.parent
+    found = [PACKAGE]
+    for init in sorted(root.rglob("__init__.py")):
+        parts = init.parent.relative_to(root).parts
+        if parts and parts[0] != "scaffold" and "__pycache__" not in parts:
+            found.append(".".join((PACKAGE, *parts)))
+    return found
+
+
+def _with_package_data(text: str, package_data: Any) -> tuple[str, bool]:
+    """``text`` with setuptools' ``package-data`` naming the files of the package that are
+    not modules (``py.typed``, the dashboard's templates), unless it names some already."""
+    if isinstance(package_data, dict) and PACKAGE in package_data:
+        return text, False
+    value = '["py.typed", "server/templates/*.html"]'
+    doc = TomlText(text)
+    inline = doc.entry("tool", "setuptools", "package-data")
+    if inline is not None:
+        return doc.add_inline_item(inline, toml_string(PACKAGE), value), True
+    return doc.add_key(("tool", "setuptools", "package-data"), toml_string(PACKAGE), value), True
 
 
 def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> ManifestEdit:
