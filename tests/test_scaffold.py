@@ -798,3 +798,42 @@ def test_a_setuptools_package_list_gets_every_subpackage_and_the_templates(
                    "scheduler/py.typed", "agent/graph.py"):  # fmt: skip
         assert module in names, (module, sorted(n for n in names if n.startswith("sched"))[:20])
     assert not any(name.startswith("scheduler/scaffold") for name in names)
+
+
+def test_the_cli_finds_the_graph_chosen_among_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main.py passes the chosen graph; the CLI reads ``.env``, and without a setting it
+    cannot choose among two graphs (``run`` failed: "cannot import 'graph'"). A project
+    whose graph the CLI finds by itself gets no ``.env``."""
+    project = copy_fixture("support_bot", tmp_path)
+    assert scaffold(capsys, project, "--graph", "triage")[0] == 0
+    dotenv = (project / ".env").read_text()
+    assert "SCHEDULER_GRAPH=support_bot.triage:triage_graph" in dotenv, dotenv
+    env = {**clean_env(), "PYTHONPATH": f"{project / 'src'}"}
+    [task] = json.loads(
+        subprocess.run(
+            [PYTHON, "-m", "scheduler", "list", "--json"], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    )  # fmt: skip
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "run", task["id"], "--wait"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded" in done.stdout
+    single = copy_fixture("template_agent", tmp_path)
+    assert scaffold(capsys, single)[0] == 0
+    assert not (single / ".env").exists()
+
+
+def test_a_database_named_in_the_projects_env_gets_no_stray_scheduler_db(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("root_agent", tmp_path)
+    (project / ".env").write_text("SCHEDULER_DB_PATH=var/app.db\n")
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0
+    assert "applied when main.py starts (to the .env's database)" in out
+    assert not (project / "scheduler.db").exists()

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler.exceptions import ScaffoldError, SchedulerError
-from scheduler.scaffold.changes import RECORD, ChangeSet, read_text
+from scheduler.exceptions import ScaffoldError
+from scheduler.loader import default_graph_target
+from scheduler.scaffold.changes import ChangeSet, read_text
 from scheduler.scaffold.manifests import (
     PACKAGE,
     ManifestEdit,
@@ -28,6 +28,7 @@ from scheduler.scaffold.manifests import (
     requirements,
 )
 from scheduler.scaffold.options import TASK_EXAMPLE, parse_tasks
+from scheduler.scaffold.outcome import apply_tasks, next_command, print_plan
 from scheduler.scaffold.projects import (
     NOT_FOUND,
     GraphLocation,
@@ -45,9 +46,6 @@ from scheduler.scaffold.wiring import (
     place_main_block,
     tasks_yaml,
 )
-from scheduler.settings import Settings
-from scheduler.task_scheduler import TaskScheduler
-from scheduler.tasksfile import apply_tasks_file
 from scheduler.zones import zone_or_none
 
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
@@ -152,7 +150,7 @@ class _Planner:
         self.plan_main()
         self.plan_tasks(plan)
         self.plan_env()
-        self.plan_dotenv()
+        self.plan_dotenv(location)
         self.plan_gitignore()
         if self.args.agent_tools:
             self.plan_tools(location)
@@ -270,17 +268,22 @@ class _Planner:
             rel, old, block, added, f"the agent's {found.name} get the scheduling tools"
         )
 
-    def plan_dotenv(self) -> None:
-        """With ``--timezone``: a block in ``.env`` setting it and the graph, for the CLI too
-        (it reads ``.env``, not main.py's defaults); not ``--no-persist``'s in-memory
-        database, where what the CLI adds would be lost."""
-        if self.zone is None:
+    def plan_dotenv(self, location: GraphLocation) -> None:
+        """A block in ``.env`` for the CLI (it reads ``.env``, not main.py's defaults): the
+        graph, when the CLI would not find it by itself (``graph.py``, the only graph of
+        ``langgraph.json``), and the zone of ``--timezone``."""
+        found = default_graph_target(self.project)  # what the CLI loads without a setting
+        path, _, attribute = found.rpartition(":")
+        file = self.project / "graph.py" if found == "graph:graph" else Path(path)
+        same = (file.resolve(), attribute) == (location.file.resolve(), location.attribute)
+        if self.zone is None and same:
             return
+        values = {"graph": self.target, **({"timezone": self.zone} if self.zone else {})}
         old = read_text(self.project / ".env")
         newline = "\r\n" if old and "\r\n" in old else "\n"
-        block = dotenv_block({"graph": self.target, "timezone": self.zone}, newline)
+        block = dotenv_block(values, newline)
         added = (old.rstrip("\r\n") + newline * 2 if old and old.strip() else "") + block
-        self.changes.block(".env", old, block, added, "the zone and graph, for the CLI too")
+        self.changes.block(".env", old, block, added, "the graph (and zone), for the CLI too")
 
     def plan_gitignore(self) -> None:
         """``.gitignore`` gets ``scheduler.db*`` (the database and its WAL files), once."""
@@ -326,57 +329,6 @@ def _package_files(directory: Path) -> list[Path]:
     )
 
 
-def _next_command(plan: Plan) -> str:
-    """The command that sets the project up on a fresh machine and starts it."""
-    where = shlex.quote(str(plan.project))
-    if plan.manifest.kind == "poetry":
-        return f"cd {where} && poetry install && poetry run python main.py"
-    install = "-r requirements.txt" if plan.manifest.kind == "requirements" else "-e ."
-    return (
-        f"cd {where} && python3 -m venv .venv && .venv/bin/pip install {install} && "
-        ".venv/bin/python main.py"
-    )
-
-
-def _apply_tasks(plan: Plan, persist: bool) -> str:
-    """Write the scaffolded tasks into the project's database now (so ``list`` shows them
-    before the first start); returns what to print."""
-    if not persist or not (plan.project / "tasks.yaml").is_file():
-        return "the tasks of tasks.yaml are applied when main.py starts"
-    settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
-    settings = settings.model_copy(update={"timezone": plan.zone or settings.timezone})
-    scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
-    try:
-        report = apply_tasks_file(scheduler, plan.project / "tasks.yaml")
-    except SchedulerError as exc:
-        return f"tasks.yaml not applied yet ({exc}); main.py applies it at start"
-    finally:
-        scheduler.close()
-    return f"tasks in scheduler.db: {report.summary()} (python -m scheduler list)"
-
-
-def _print_plan(plan: Plan, *, dry_run: bool) -> None:
-    out, changes = sys.stdout, plan.changes.changes
-    out.write(
-        f"{'Would scaffold' if dry_run else 'Scaffolding'} the scheduler into {plan.project}\n"
-    )
-    out.write(
-        f"  graph    {plan.location.name}: {plan.location.spec} (SCHEDULER_GRAPH={plan.target})\n"
-    )
-    out.write(f"  input    {plan.shape.describe()}\n")
-    copied = [c for c in changes if c.copied and c.path != RECORD]
-    for action in ("create", "update", "delete"):
-        count = sum(1 for c in copied if c.action == action)
-        if count:
-            out.write(f"  {action:<8} {plan.package_dir} ({count} file(s), from {_SOURCE})\n")
-    for change in changes:
-        if not change.copied or change.path == RECORD:
-            note = f": {change.note}" if change.note else ""
-            out.write(f"  {change.action:<8} {change.path}{note}\n")
-    for note in plan.notes:
-        out.write(f"  note     {note}\n")
-
-
 def run_scaffold(args: argparse.Namespace) -> int:
     """Run the scaffold command.
 
@@ -396,9 +348,9 @@ def run_scaffold(args: argparse.Namespace) -> int:
         return exc.status
     if not plan.changes.changes:
         print(f"Nothing to change: the scheduler is already scaffolded into {plan.project}.")
-        print(f"next: {_next_command(plan)}")
+        print(f"next: {next_command(plan)}")
         return 0
-    _print_plan(plan, dry_run=args.dry_run)
+    print_plan(plan, dry_run=args.dry_run)
     if args.dry_run:
         print("dry run: nothing was written. The changes (package files not shown):")
         for change in plan.changes.changes:
@@ -411,6 +363,6 @@ def run_scaffold(args: argparse.Namespace) -> int:
         print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return NOT_FOUND
     print(f"done: {len(plan.changes.changes)} file(s) written.")
-    print(_apply_tasks(plan, persist=not args.no_persist))
-    print(f"next: {_next_command(plan)}")
+    print(apply_tasks(plan, persist=not args.no_persist))
+    print(f"next: {next_command(plan)}")
     return 0
