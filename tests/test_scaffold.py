@@ -837,3 +837,21 @@ def test_a_database_named_in_the_projects_env_gets_no_stray_scheduler_db(
     assert status == 0
     assert "applied when main.py starts (to the .env's database)" in out
     assert not (project / "scheduler.db").exists()
+
+
+def test_a_crlf_main_py_keeps_its_line_ends_and_its_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The block and the blank lines around it end ``\\r\\n`` as the file's do, and the
+    user's line before it keeps its ``\\r`` (it lost it: git showed it changed)."""
+    project = copy_fixture("root_agent", tmp_path)
+    main = project / "main.py"
+    original = main.read_bytes().replace(b"\n", b"\r\n")
+    main.write_bytes(original)
+    assert scaffold(capsys, project)[0] == 0
+    after = main.read_bytes()
+    assert b"\n" not in after.replace(b"\r\n", b""), after
+    without_block = re.sub(
+        rb"# >>> scheduler.*?# <<< scheduler\r\n\r\n\r\n", b"", after, flags=re.S
+    )
+    assert without_block == original

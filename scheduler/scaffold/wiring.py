@@ -132,13 +132,14 @@ def place_main_block(text: str, block: str, path: Path) -> str:
             if not (isinstance(node, ast.Import | ast.ImportFrom) or docstring):
                 break
             line = node.end_lineno or node.lineno
+    nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends, kept
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+        lines[-1] += nl
     before, after = "".join(lines[:line]), "".join(lines[line:])
     if before.strip():
-        before = before.rstrip("\r\n") + "\n\n\n"
-    return before + block + ("\n\n" + after.lstrip("\r\n") if after.strip() else "")
+        before = before.rstrip("\r\n") + nl * 3
+    return before + block + (nl * 2 + after.lstrip("\r\n") if after.strip() else "")
 
 
 def _is_main_guard(test: ast.expr) -> bool:
