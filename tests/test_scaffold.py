@@ -855,3 +855,57 @@ def test_a_crlf_main_py_keeps_its_line_ends_and_its_lines(
         rb"# >>> scheduler.*?# <<< scheduler\r\n\r\n\r\n", b"", after, flags=re.S
     )
     assert without_block == original
+
+
+def test_another_graph_gets_its_own_example_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run again with another ``--graph``: the example task, as scaffolded, is written
+    again for the new graph's input (it was kept, and every run of it failed); an edited
+    ``tasks.yaml`` is kept, with a note."""
+    project = tmp_path / "two"
+    project.mkdir()
+    (project / "chat.py").write_text(
+        "from langchain_core.messages import AIMessage\n"
+        "from langgraph.graph import START, MessagesState, StateGraph\n"
+        "builder = StateGraph(MessagesState)\n"
+        "builder.add_node('reply', lambda s: {'messages': [AIMessage('hi')]})\n"
+        "builder.add_edge(START, 'reply')\n"
+        "graph = builder.compile()\n"
+    )
+    (project / "summarize.py").write_text(
+        "from typing_extensions import TypedDict\n"
+        "from langgraph.graph import START, StateGraph\n"
+        "class State(TypedDict):\n"
+        "    text: str\n"
+        "builder = StateGraph(State)\n"
+        "builder.add_node('short', lambda s: {'text': s['text'][:10]})\n"
+        "builder.add_edge(START, 'short')\n"
+        "graph = builder.compile()\n"
+    )
+    (project / "langgraph.json").write_text(
+        '{"dependencies": ["."], "graphs": {"chat": "./chat.py:graph", '
+        '"summarize": "./summarize.py:graph"}}'
+    )
+    assert scaffold(capsys, project, "--graph", "chat")[0] == 0
+    first = (project / "tasks.yaml").read_text()
+    status, out, _ = scaffold(capsys, project, "--graph", "summarize")
+    assert status == 0 and "update   tasks.yaml" in out, out
+    assert (project / "tasks.yaml").read_text() != first
+    env = {**clean_env(), "PYTHONPATH": str(project)}
+    [task] = json.loads(
+        subprocess.run(
+            [PYTHON, "-m", "scheduler", "list", "--json"], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    )  # fmt: skip
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "run", task["id"], "--wait"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    with (project / "tasks.yaml").open("a") as edited:
+        edited.write("# mine\n")
+    status, out, _ = scaffold(capsys, project, "--graph", "chat")
+    assert status == 0 and "tasks.yaml was written for" in out, out
+    assert (project / "tasks.yaml").read_text().endswith("# mine\n")

@@ -87,6 +87,7 @@ class ChangeSet:
             record = json.loads(self.record_text or "{}")
         except json.JSONDecodeError:
             record = {}
+        self.graph: str | None = record.get("graph")  # the graph it was scaffolded for
         self.files: dict[str, str] = dict(record.get("files", {}))
         self.blocks: dict[str, str] = dict(record.get("blocks", {}))
         self.changes: list[Change] = []
@@ -95,6 +96,11 @@ class ChangeSet:
     def scaffolded(self, rel: str) -> bool:
         """The scaffolder wrote the whole file ``rel``."""
         return rel in self.files
+
+    def unchanged(self, rel: str) -> bool:
+        """The file ``rel`` is as the scaffolder wrote it."""
+        text = read_text(self.project / rel)
+        return text is not None and self.files.get(rel) == _sha(text)
 
     def _refuse(self, rel: str, why: str) -> None:
         if not self.force:

@@ -245,15 +245,23 @@ class _Planner:
     def plan_tasks(self, plan: Plan) -> None:
         """tasks.yaml from --task, or an example task when there is no file yet."""
         uses_messages = plan.shape.uses_messages
+        other_graph = self.changes.graph not in (None, self.target)  # a run with another --graph
         if self.tasks:
             text = tasks_yaml(self.tasks, uses_messages=uses_messages, example=False)
             ids = ", ".join(task["id"] for task in self.tasks)
             self.changes.whole("tasks.yaml", text, note=f"tasks: {ids}")
-        elif not (self.project / "tasks.yaml").exists():
+        elif not (self.project / "tasks.yaml").exists() or (
+            other_graph and self.changes.unchanged("tasks.yaml")
+        ):  # none yet, or the example of another graph (its input would not fit)
             example = plan.shape.example_task()
             text = tasks_yaml([example], uses_messages=uses_messages, example=True)
             note = f"an example task that fits the graph: {example['id']}"
             self.changes.whole("tasks.yaml", text, note=note)
+        elif other_graph:
+            plan.notes.append(
+                f"tasks.yaml was written for {self.changes.graph} and edited since: check that "
+                f"its tasks fit the input of {self.target}"
+            )
         elif not self.changes.scaffolded("tasks.yaml"):
             plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
 
