@@ -909,3 +909,16 @@ def test_another_graph_gets_its_own_example_task(
     status, out, _ = scaffold(capsys, project, "--graph", "chat")
     assert status == 0 and "tasks.yaml was written for" in out, out
     assert (project / "tasks.yaml").read_text().endswith("# mine\n")
+
+
+def test_dropping_the_timezone_on_a_second_run_drops_it_from_env_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_fixture("root_agent", tmp_path)
+    assert scaffold(capsys, project, "--timezone", "Asia/Tokyo")[0] == 0
+    assert "SCHEDULER_TIMEZONE=Asia/Tokyo" in (project / ".env").read_text()
+    assert scaffold(capsys, project)[0] == 0
+    dotenv = (project / ".env").read_text()
+    assert "SCHEDULER_TIMEZONE" not in dotenv and dotenv.count("# >>> scheduler") == 1
+    assert "timezone=" not in (project / "main.py").read_text()
+    assert scaffold(capsys, project)[1].startswith("Nothing to change")

@@ -284,8 +284,8 @@ class _Planner:
         path, _, attribute = found.rpartition(":")
         file = self.project / "graph.py" if found == "graph:graph" else Path(path)
         same = (file.resolve(), attribute) == (location.file.resolve(), location.attribute)
-        if self.zone is None and same:
-            return
+        if self.zone is None and same and ".env" not in self.changes.blocks:
+            return  # (a block written before is brought up to date: no zone any more)
         values = {"graph": self.target, **({"timezone": self.zone} if self.zone else {})}
         old = read_text(self.project / ".env")
         newline = "\r\n" if old and "\r\n" in old else "\n"
