@@ -922,3 +922,22 @@ def test_dropping_the_timezone_on_a_second_run_drops_it_from_env_too(
     assert "SCHEDULER_TIMEZONE" not in dotenv and dotenv.count("# >>> scheduler") == 1
     assert "timezone=" not in (project / "main.py").read_text()
     assert scaffold(capsys, project)[1].startswith("Nothing to change")
+
+
+def test_a_pinned_version_the_scheduler_cannot_use_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pip freeze`` output pins old versions: pip cannot install them with the scheduler
+    (ResolutionImpossible), so the scaffolder says which and what it needs."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "requirements.txt").write_text(
+        "langgraph==0.6.10\nlangchain-core>=0.3,<0.4  # old\npydantic==2.11.9\n"
+    )
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0
+    assert (
+        "note     langgraph==0.6.10 cannot be installed with the scheduler, which needs langgraph"
+        in out
+    )
+    assert "langchain-core>=0.3,<0.4 cannot be installed" in out
+    assert "pydantic==2.11.9 cannot" not in out

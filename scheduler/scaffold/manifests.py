@@ -10,6 +10,7 @@ package in a src layout, the build configuration is told to include it too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import re
 import tomllib
@@ -153,13 +154,54 @@ def is_installable(project: Path) -> bool:
     return found is not None and _kind(found[1]) != "requirements"
 
 
-def _add_requirements_txt(text: str | None, wanted: list[str]) -> tuple[str, list[str]]:
-    text = text or ""
-    present = set()
+def _requirement_lines(text: str) -> list[str]:
+    """The requirements of a ``requirements.txt`` (not options, URLs or comments)."""
+    found = []
     for line in text.splitlines():
         line = line.split(" #", 1)[0].strip()
         if line and not line.startswith(("#", "-")) and "://" not in line:
-            present.add(_requirement_name(line))
+            found.append(line)
+    return found
+
+
+def clashes(present: list[Any], wanted: list[str]) -> list[str]:
+    """Notes on the project's requirements of the scheduler's packages whose versions no
+    version the scheduler needs can meet (``langgraph==0.6.10``: pip cannot install both).
+    Checked on the versions either names (enough for pins and bounds)."""
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # (installed with langchain-core) nothing to check with
+        return []
+    needed = {}
+    for text in wanted:
+        with contextlib.suppress(InvalidRequirement):
+            needed[canonical(Requirement(text).name)] = Requirement(text)
+    notes = []
+    for text in present:
+        try:
+            theirs = Requirement(str(text))
+        except InvalidRequirement:
+            continue
+        ours = needed.get(canonical(theirs.name))
+        if ours is None or not theirs.specifier or not ours.specifier:
+            continue
+        versions = {s.version for s in (*theirs.specifier, *ours.specifier)}
+        if not any(
+            theirs.specifier.contains(v, prereleases=True)
+            and ours.specifier.contains(v, prereleases=True)
+            for v in versions
+            if "*" not in v
+        ):
+            notes.append(
+                f"{text} cannot be installed with the scheduler, which needs "
+                f"{ours.name}{ours.specifier}: change it, or pip will refuse to install both"
+            )
+    return notes
+
+
+def _add_requirements_txt(text: str | None, wanted: list[str]) -> tuple[str, list[str]]:
+    text = text or ""
+    present = {_requirement_name(line) for line in _requirement_lines(text)}
     missing = [req for req in wanted if _requirement_name(req) not in present]
     if not missing:
         return text, []
@@ -316,6 +358,7 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         old = read_text(path)
         new, added = _add_requirements_txt(_lf(old), wanted)
         edit = ManifestEdit("requirements.txt", kind, old, _in_style_of(new, old), added)
+        edit.notes += clashes(_requirement_lines(old or ""), wanted)
         if package_dir is not None and found is not None:
             edit.notes.append(f"make sure the project's build includes {package_dir}")
         return edit
@@ -327,6 +370,8 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         else:
             new, added = _add_poetry(old, data, wanted)
         included, notes = False, list[str]()
+        if kind == "pyproject":
+            notes += clashes(data["project"].get("dependencies", []), wanted)
         if package_dir is not None:
             new, included, notes = _include(new, tomllib.loads(new), package_dir)
         tomllib.loads(new)
