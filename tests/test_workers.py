@@ -988,3 +988,43 @@ def test_a_retry_held_by_a_worker_runs_its_task_as_edited(fleet: Fleet) -> None:
     assert {pid_of(r["worker"]) for r in runs} == {worker.pid}
     fleet.stop(worker)
     fleet.stop(leader)
+
+
+def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
+    """Two workers, runs of two tasks on one ``thread_id`` (one of them with overlap
+    ``allow``): never two at once on that thread (they read one checkpoint, and the later
+    write dropped the other's turn), as in one process; a task on its own thread is not
+    held back by them."""
+    fleet.add(
+        [
+            {"id": "a", "interval_seconds": 0.5, "prompt": "record-sleep:0.8",
+             "thread_id": "shared", "overlap": "allow", "max_instances": 3},
+            {"id": "b", "interval_seconds": 0.7, "prompt": "record-sleep:0.8",
+             "thread_id": "shared", "overlap": "allow", "max_instances": 3},
+            {"id": "free", "interval_seconds": 0.5, "prompt": "record-sleep:0.8",
+             "overlap": "allow", "max_instances": 3},
+        ]
+    )  # fmt: skip
+    leader = fleet.leader()
+    workers = [fleet.worker() for _ in range(2)]
+    fleet.workers_registered(2)
+    time.sleep(6)
+    fleet.stop(leader)
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=60)
+    for worker in workers:
+        fleet.stop(worker)
+    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    starts: dict[str, float] = {}
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for run_id, kind, moment, _pid in fleet.calls():
+        if kind == "start":
+            starts[run_id] = float(moment)
+        else:
+            group = "shared" if runs[run_id]["task_id"] in ("a", "b") else "free"
+            spans[group].append((starts[run_id], float(moment)))
+    shared = sorted(spans["shared"])
+    assert len(shared) >= 4, shared
+    for (_, end), (start, _) in itertools.pairwise(shared):
+        assert start >= end, f"two runs on one thread at once: {shared}"
+    free = sorted(spans["free"])
+    assert any(s < e for (_, e), (s, _) in itertools.pairwise(free)), "free was held back"

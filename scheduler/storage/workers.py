@@ -1,25 +1,26 @@
 """The SQL of worker processes (PostgreSQL only): claims, heartbeats, the reaper's
-queries, and the ``LISTEN`` / ``NOTIFY`` channel that wakes workers.
+queries, and the ``NOTIFY`` that wakes workers (they listen: :mod:`scheduler.storage.listen`).
 
 A run row's ``worker`` column says who executes it: NULL, the active scheduler's own
 process (role ``all``); ``"*"``, any worker (queued for a claim); otherwise the id of the
 worker that claimed it. A claim takes queued ``"*"`` rows with ``FOR UPDATE SKIP LOCKED``
 (workers never wait for each other's rows), in priority order. A row with ``max_running``
 is claimed only while fewer of its task's runs are in progress; a transaction-scoped
-advisory lock per task makes that count and the claim one step across all workers.
+advisory lock per task makes that count and the claim one step across all workers. The
+runs of one thread (a task's ``thread_id``, written on its shared rows) take turns: a run
+is claimed only while none of its thread is claimed or running, under a lock per thread.
 Heartbeats and the reaper's lease use the database's clock, so clocks of machines may differ.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, text, update
 
+from scheduler.storage.listen import CHANNEL
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
     RunRow,
@@ -30,13 +31,11 @@ from scheduler.storage.schema import (
     tasks_table,
     workers_table,
 )
-from scheduler.storage.store import Store, translated
+from scheduler.storage.store import Store
 from scheduler.storage.transaction import Transaction
 
 __all__ = [
     "ANY_WORKER",
-    "CHANNEL",
-    "Listener",
     "WorkerRow",
     "adopt_waiting",
     "claim_runs",
@@ -52,13 +51,13 @@ __all__ = [
 ]
 
 ANY_WORKER = "*"
-CHANNEL = "langgraph_scheduler_runs"
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 _ACTIVE = (
     "(status IN ('running', 'waiting') OR "
     "(status = 'queued' AND worker IS NOT NULL AND worker <> '*'))"
 )
+_TAKEN = "(status = 'running' OR (status = 'queued' AND worker IS NOT NULL AND worker <> '*'))"
 _COUNT_ACTIVE = text(f"SELECT count(*) FROM scheduler_runs WHERE task_id = :task_id AND {_ACTIVE}")
 # two keys (schema, task): that key space is not the one-key space of the leader's lock
 _TASK_LOCK = text(
@@ -66,20 +65,33 @@ _TASK_LOCK = text(
     "hashtext(:task_id))"
 )
 # Queued runs any worker may take, best first; not those of a task at its limit of runs in
-# progress (without this filter they filled the scan and held up every run behind them).
+# progress, nor of a thread with a run claimed or running (without these filters they
+# filled the scan and held up every run behind them).
 # The runs in progress are few: counted once per claim, not per candidate. A row whose limit
 # or delay cannot be a real one (written by someone else: 0, NaN, infinity) is taken too, so
 # that the worker settles it as unreadable instead of leaving it queued for ever.
 _CANDIDATES = text(
-    "SELECT c.id, c.task_id, c.max_running FROM scheduler_runs AS c "
+    "SELECT c.id, c.task_id, c.max_running, c.thread_id FROM scheduler_runs AS c "
     "LEFT JOIN (SELECT task_id, count(*) AS n FROM scheduler_runs "
     f"WHERE {_ACTIVE} GROUP BY task_id) AS a ON a.task_id = c.task_id "
     "WHERE c.status = 'queued' AND c.worker = '*' "
     "AND (c.not_before IS NULL OR c.not_before <= :now "
     "OR NOT (c.not_before >= 0 AND c.not_before <= :latest)) "
     "AND (c.max_running IS NULL OR c.max_running < 1 OR c.max_running > COALESCE(a.n, 0)) "
+    "AND (c.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM scheduler_runs AS t "
+    f"WHERE t.thread_id = c.thread_id AND {_TAKEN})) "
     "ORDER BY COALESCE(c.priority_rank, :rank), c.scheduled_for, c.id "
     "LIMIT :scan FOR UPDATE OF c SKIP LOCKED"
+)
+# A thread's runs take turns across workers, as in one process (two at once read one
+# checkpoint; the later write drops the other's): claimed under a lock of the thread, while
+# none of its runs is claimed or running
+_THREAD_LOCK = text(
+    "SELECT pg_try_advisory_xact_lock(hashtext('scheduler-thread/' || current_schema()), "
+    "hashtext(:thread_id))"
+)
+_THREAD_BUSY = text(
+    f"SELECT EXISTS (SELECT 1 FROM scheduler_runs WHERE thread_id = :thread_id AND {_TAKEN})"
 )
 # When a run held back by its task's limit could start: the last end of another run of the
 # task that ran (a skipped or missed record held no place) since it was due; its catch-up
@@ -127,8 +139,9 @@ def in_progress(tx: Transaction, task_ids: Collection[str]) -> dict[str, tuple[i
     }
 
 
-def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int]]) -> None:
-    """Queue runs (``(run id, max_running, priority_rank)``) for any worker to claim."""
+def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int, str | None]]) -> None:
+    """Queue runs (``(run id, max_running, priority_rank, thread_id)``) for any worker to
+    claim; a run keeps the thread it has (a resumed one)."""
     if runs:
         _conn(tx).execute(
             update(runs_table)
@@ -137,8 +150,12 @@ def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int]]) -> 
                 worker=ANY_WORKER,
                 max_running=bindparam("_max"),
                 priority_rank=bindparam("_rank"),
+                thread_id=func.coalesce(runs_table.c.thread_id, bindparam("_thread")),
             ),
-            [{"_id": run_id, "_max": most, "_rank": rank} for run_id, most, rank in runs],
+            [
+                {"_id": run_id, "_max": most, "_rank": rank, "_thread": thread}
+                for run_id, most, rank, thread in runs
+            ],
         )
 
 
@@ -163,9 +180,18 @@ def claim_runs(
         chosen: list[str] = []
         claimed_here: dict[str, int] = {}
         locked: dict[str, bool] = {}
-        for run_id, task_id, max_running in candidates:
+        threads: dict[str, bool] = {}  # thread -> claimable by this claim (once)
+        for run_id, task_id, max_running, thread_id in candidates:
             if len(chosen) >= limit:
                 break
+            if thread_id is not None:
+                if thread_id not in threads:
+                    threads[thread_id] = (
+                        bool(conn.execute(_THREAD_LOCK, {"thread_id": thread_id}).scalar())
+                        and not conn.execute(_THREAD_BUSY, {"thread_id": thread_id}).scalar()
+                    )
+                if not threads[thread_id]:
+                    continue
             if max_running is not None and max_running >= 1:  # (else: settled as unreadable)
                 if task_id not in locked:
                     locked[task_id] = bool(conn.execute(_TASK_LOCK, {"task_id": task_id}).scalar())
@@ -179,6 +205,8 @@ def claim_runs(
                     continue
             claimed_here[task_id] = claimed_here.get(task_id, 0) + 1
             chosen.append(run_id)
+            if thread_id is not None:
+                threads[thread_id] = False  # its next run waits for this one
         if not chosen:
             return [], {}
         rows = conn.execute(
@@ -351,44 +379,3 @@ def list_workers(store: Store) -> list[WorkerRow]:
             )
         )
         return [WorkerRow(*row) for row in rows]
-
-
-class Listener:
-    """A dedicated connection that ``LISTEN`` s on :data:`CHANNEL` in a thread and calls
-    ``wake`` (from that thread) for each notification; reconnects after errors."""
-
-    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
-        self._store = store
-        self._wake = wake
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="scheduler-listen", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=3)
-
-    def _listen(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                with translated(self._store):
-                    raw = self._store.engine.raw_connection()
-            except Exception:
-                self._stopped.wait(1.0)
-                continue
-            try:
-                raw.detach()
-                conn: Any = raw.driver_connection
-                conn.autocommit = True
-                conn.execute(f"LISTEN {CHANNEL}")
-                self._wake()  # anything queued while not listening
-                while not self._stopped.is_set():
-                    for _ in conn.notifies(timeout=0.5, stop_after=1):
-                        self._wake()
-            except Exception:
-                self._stopped.wait(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    raw.close()

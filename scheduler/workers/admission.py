@@ -6,7 +6,8 @@ dispatch transaction keeps admission serialized. A run admitted here is written 
 worker to claim (``worker = "*"``) with the most of its task's runs that may be in progress
 when it starts (``max_running``: 1 for ``skip`` and ``queue``, ``max_instances`` for
 ``allow``; none for runs that ignore the overlap policy: run now, retries, recovered runs)
-and its priority rank; workers enforce ``max_running`` when they claim.
+and its priority rank, and the task's ``thread_id`` if it has one; workers enforce
+``max_running`` when they claim, and take a thread's runs one at a time.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SharedAdmission:
     def stamp(self, row: RunRow, task: TaskDefinition, *, overlap: bool = True) -> None:
         """Write ``row`` (not inserted yet) for any worker to claim."""
         row.worker = ANY_WORKER
+        row.thread_id = row.thread_id or task.thread_id  # a task's thread: one run at a time
         row.max_running = self.max_running(task) if overlap else None
         row.priority_rank = self.rank(task)
         self._shared += 1
@@ -75,7 +77,12 @@ class SharedAdmission:
         share_runs(
             tx,
             [
-                (run_id, self.max_running(task) if overlap else None, self.rank(task))
+                (
+                    run_id,
+                    self.max_running(task) if overlap else None,
+                    self.rank(task),
+                    task.thread_id,
+                )
                 for run_id, task in runs
             ],
         )

@@ -41,8 +41,8 @@ from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, Transaction
+from scheduler.storage.listen import Listener
 from scheduler.storage.workers import (
-    Listener,
     adopt_waiting,
     claim_runs,
     freed_at,
