@@ -235,10 +235,10 @@ class TaskDefinition(BaseModel):
 
     @field_validator("timezone")
     @classmethod
-    def _check_timezone(cls, value: str | None) -> str | None:
+    def _check_timezone(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        if not zone_exists(value):
+        if not zone_exists(value, stored=bool((info.context or {}).get(STORED_CONTEXT_KEY))):
             raise _error("timezone", unknown_zone_message(value))
         return value
 
@@ -347,9 +347,8 @@ class TaskDefinition(BaseModel):
         return ZoneInfo(self.timezone or default)
 
     def with_timezone(self, default: str) -> TaskDefinition:
-        """Return a copy whose ``timezone`` is set (to ``default`` if unset) and whose
-        datetimes are all aware, at a fixed UTC offset as a stored definition reads back
-        (an hour of a DST fold in a ``ZoneInfo`` is never ``==`` to anything: PEP 495)."""
+        """A copy with ``timezone`` set (to ``default`` if unset) and every datetime aware, at a
+        fixed offset as stored ones read back (a fold hour's ``ZoneInfo`` is never ``==``)."""
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)
         updates: dict[str, Any] = {"timezone": zone_name}

@@ -15,8 +15,14 @@ def _names() -> dict[str, str]:
     return {name.lower(): name for name in zoneinfo.available_timezones() if zone_or_none(name)}
 
 
-def zone_exists(name: str) -> bool:
-    """``name`` is an IANA zone this machine knows."""
+def zone_exists(name: str, *, stored: bool = False) -> bool:
+    """``name`` is an IANA zone this machine knows; ``stored``: read back from a task that
+    was written before the files that are no zone were refused (they go on working)."""
+    if stored and isinstance(name, str) and _not_a_zone(name):
+        try:
+            return zoneinfo.ZoneInfo(name) is not None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            return False
     return zone_or_none(name) is not None
 
 
@@ -60,6 +66,12 @@ def suggest(name: str) -> str | None:
 def unknown_zone_message(name: str) -> str:
     """``unknown time zone 'Europe/Pari'; did you mean 'Europe/Paris'?`` (or how to find
     the name when nothing is close)."""
+    if _not_a_zone(name):
+        return (
+            f"time zone {name!r} is a file of the zone database but no zone a task can mean "
+            "(the machine's own setting, leap seconds, or an alias kept for old programs); use "
+            "an IANA name such as 'UTC' or 'Europe/Paris'"
+        )
     guess = suggest(name) if len(name) <= 64 else None
     if guess is not None:
         return f"unknown time zone {name!r}; did you mean {guess!r}?"
