@@ -907,7 +907,7 @@ def test_another_graph_gets_its_own_example_task(
     with (project / "tasks.yaml").open("a") as edited:
         edited.write("# mine\n")
     status, out, _ = scaffold(capsys, project, "--graph", "chat")
-    assert status == 0 and "tasks.yaml was written for" in out, out
+    assert status == 0 and "tasks.yaml holds tasks for the input of" in out, out
     assert (project / "tasks.yaml").read_text().endswith("# mine\n")
 
 
@@ -941,3 +941,35 @@ def test_a_pinned_version_the_scheduler_cannot_use_is_named(
     )
     assert "langchain-core>=0.3,<0.4 cannot be installed" in out
     assert "pydantic==2.11.9 cannot" not in out
+
+
+def test_another_graph_keeps_the_tasks_given_with_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the example is written again for another graph; tasks the user gave are the
+    user's (the next start would have removed them from the database)."""
+    project = copy_fixture("support_bot", tmp_path)
+    mine = '{"id": "mine", "schedule": "every 1 hour", "prompt": "Check the inbox"}'
+    assert scaffold(capsys, project, "--graph", "support", "--task", mine)[0] == 0
+    before = (project / "tasks.yaml").read_text()
+    status, out, _ = scaffold(capsys, project, "--graph", "triage")
+    assert status == 0 and "holds tasks for the input of" in out, out
+    assert (project / "tasks.yaml").read_text() == before
+
+
+def test_a_clash_is_named_only_where_no_version_fits_both(tmp_path: Path) -> None:
+    from scheduler.scaffold.manifests import clashes
+
+    wanted = requirements()
+    fits = ["langgraph>1.0", "langgraph!=1.0.0", "langgraph>1.0,<1.5", "langgraph==1.*",
+            'langgraph==0.6.10; python_version<"3"', "pydantic==2.11.9"]  # fmt: skip
+    for spec in fits:
+        assert clashes([spec], wanted) == [], spec
+    for spec in ("langgraph==0.6.10", "langgraph<1.0", "langgraph~=0.6", "langgraph>=2"):
+        assert clashes([spec], wanted), spec
+    # in a src layout too (the build's notes came after, and replaced them)
+    project = copy_fixture("memory_agent", tmp_path)
+    manifest = project / "pyproject.toml"
+    manifest.write_text(manifest.read_text().replace('"langgraph>=1.0"', '"langgraph==0.6.10"'))
+    edit = plan_manifest(project, wanted, "src/scheduler")
+    assert any("langgraph==0.6.10 cannot be installed" in note for note in edit.notes), edit.notes

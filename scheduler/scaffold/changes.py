@@ -88,6 +88,7 @@ class ChangeSet:
         except json.JSONDecodeError:
             record = {}
         self.graph: str | None = record.get("graph")  # the graph it was scaffolded for
+        self.example = record.get("example") is True  # tasks.yaml is the example it wrote
         self.files: dict[str, str] = dict(record.get("files", {}))
         self.blocks: dict[str, str] = dict(record.get("blocks", {}))
         self.changes: list[Change] = []

@@ -170,6 +170,7 @@ def clashes(present: list[Any], wanted: list[str]) -> list[str]:
     Checked on the versions either names (enough for pins and bounds)."""
     try:
         from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.version import InvalidVersion, Version
     except ImportError:  # (installed with langchain-core) nothing to check with
         return []
     needed = {}
@@ -185,12 +186,18 @@ def clashes(present: list[Any], wanted: list[str]) -> list[str]:
         ours = needed.get(canonical(theirs.name))
         if ours is None or not theirs.specifier or not ours.specifier:
             continue
-        versions = {s.version for s in (*theirs.specifier, *ours.specifier)}
+        if theirs.marker is not None and not theirs.marker.evaluate():
+            continue  # not for this Python
+        versions: set[Version] = set()
+        for clause in (*theirs.specifier, *ours.specifier):
+            with contextlib.suppress(InvalidVersion):  # each bound, and just above it
+                release = Version(clause.version.removesuffix(".*")).release
+                for parts in (release, (*release, 1), (*release[:-1], release[-1] + 1)):
+                    versions.add(Version(".".join(map(str, parts))))
         if not any(
             theirs.specifier.contains(v, prereleases=True)
             and ours.specifier.contains(v, prereleases=True)
             for v in versions
-            if "*" not in v
         ):
             notes.append(
                 f"{text} cannot be installed with the scheduler, which needs "
@@ -373,7 +380,8 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         if kind == "pyproject":
             notes += clashes(data["project"].get("dependencies", []), wanted)
         if package_dir is not None:
-            new, included, notes = _include(new, tomllib.loads(new), package_dir)
+            new, included, more = _include(new, tomllib.loads(new), package_dir)
+            notes += more
         tomllib.loads(new)
     except (TomlTextError, tomllib.TOMLDecodeError) as exc:
         raise ScaffoldError(

@@ -154,7 +154,8 @@ class _Planner:
         self.plan_gitignore()
         if self.args.agent_tools:
             self.plan_tools(location)
-        self.changes.close({"graph": self.target, "package": plan.package_dir})
+        about = {"graph": self.target, "package": plan.package_dir}
+        self.changes.close({**about, "example": self.changes.example})
         return plan
 
     def requirements(self) -> list[str]:
@@ -250,17 +251,19 @@ class _Planner:
             text = tasks_yaml(self.tasks, uses_messages=uses_messages, example=False)
             ids = ", ".join(task["id"] for task in self.tasks)
             self.changes.whole("tasks.yaml", text, note=f"tasks: {ids}")
+            self.changes.example = False
         elif not (self.project / "tasks.yaml").exists() or (
-            other_graph and self.changes.unchanged("tasks.yaml")
+            other_graph and self.changes.example and self.changes.unchanged("tasks.yaml")
         ):  # none yet, or the example of another graph (its input would not fit)
             example = plan.shape.example_task()
             text = tasks_yaml([example], uses_messages=uses_messages, example=True)
             note = f"an example task that fits the graph: {example['id']}"
             self.changes.whole("tasks.yaml", text, note=note)
+            self.changes.example = True
         elif other_graph:
             plan.notes.append(
-                f"tasks.yaml was written for {self.changes.graph} and edited since: check that "
-                f"its tasks fit the input of {self.target}"
+                f"tasks.yaml holds tasks for the input of {self.changes.graph}: check that "
+                f"they fit the input of {self.target}"
             )
         elif not self.changes.scaffolded("tasks.yaml"):
             plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
