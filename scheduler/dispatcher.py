@@ -75,7 +75,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._runner = runner
         self._settings = settings
         self._clock = clock
-        self._cache: dict[str, tuple[tuple[float, float, str], TaskDefinition, BaseTrigger]] = {}
+        self._cache: dict[str, tuple[tuple[float, float, int], TaskDefinition, BaseTrigger]] = {}
         self.broken: dict[str, str] = {}  # task id -> why its row cannot be loaded
         self._reported: set[tuple[str, float]] = set()
         self._failures = 0
@@ -264,7 +264,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         cached = self._cache.get(row.id)
         # by what it is built from, not by updated_at alone: two writes in one instant of
         # the clock (a test clock, a coarse one) have one updated_at
-        key = (row.updated_at, row.anchor, row.definition)
+        key = (row.updated_at, row.anchor, hash(row.definition))
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         try:
