@@ -118,6 +118,13 @@ class TaskChanges:
             old = existing.get(task.id)
             if old is not None and not replace_existing:
                 raise TaskExistsError(task.id)
+            if (
+                old is not None
+                and source
+                and old.source.startswith("file:")
+                and (source != old.source and not source.startswith("file:"))
+            ):  # the file owns it: taken over, the file would fail at every apply
+                raise TaskSourceConflictError(source, {task.id: old.source})
             origin = source or (old.source if old is not None else API_SOURCE)
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
             if old is not None and self.consumed(task, row.next_run_time):

@@ -124,3 +124,25 @@ async def test_api_tasks_are_never_touched(
     write(tasks, "[]\n")
     assert apply_tasks_file(scheduler, tasks).removed == ["theirs"]
     assert [t.id for t in scheduler.list_tasks()] == ["mine"]
+
+
+def test_a_task_of_the_file_is_not_taken_over_by_add_task(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """``add_task`` with the id of a task the file defines was a silent takeover (its source
+    became ``api``), and the file then failed at every apply (an id of another source)."""
+    from scheduler.exceptions import TaskSourceConflictError
+
+    scheduler = make_scheduler()
+    path = tmp_path / "tasks.yaml"
+    path.write_text("- id: report\n  interval_seconds: 60\n  prompt: from the file\n")
+    apply_tasks_file(scheduler, path)
+    with pytest.raises(TaskSourceConflictError, match=r"'report' \(file:tasks\.yaml\)"):
+        scheduler.add_task(TaskDefinition(id="report", interval_seconds=30, prompt="mine"))
+    [task] = scheduler.list_tasks()
+    assert task.source == "file:tasks.yaml" and task.definition is not None
+    assert task.definition.prompt == "from the file"
+    assert apply_tasks_file(scheduler, path).unchanged == ["report"]
+    # an edit keeps its source (and the next apply puts the file's definition back)
+    scheduler.edit_task("report", lambda t: t.model_copy(update={"prompt": "edited"}))
+    assert apply_tasks_file(scheduler, path).updated == ["report"]
