@@ -973,3 +973,31 @@ def test_a_clash_is_named_only_where_no_version_fits_both(tmp_path: Path) -> Non
     manifest.write_text(manifest.read_text().replace('"langgraph>=1.0"', '"langgraph==0.6.10"'))
     edit = plan_manifest(project, wanted, "src/scheduler")
     assert any("langgraph==0.6.10 cannot be installed" in note for note in edit.notes), edit.notes
+
+
+def test_a_state_pydantic_cannot_read_is_read_from_its_type_hints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``typing.TypedDict`` state on Python < 3.12: the graph runs, but pydantic refuses
+    to make its JSON schema; the scaffolder said it "could not import the graph", assumed
+    messages, and wrote a task every run of which failed."""
+    project = tmp_path / "td"
+    project.mkdir()
+    (project / "graph.py").write_text(
+        "from typing import TypedDict\n"
+        "from langgraph.graph import START, StateGraph\n"
+        "class State(TypedDict):\n"
+        "    changeme: str\n"
+        "builder = StateGraph(State)\n"
+        "builder.add_node('n', lambda s: {'changeme': s['changeme'] + '!'})\n"
+        "builder.add_edge(START, 'n')\n"
+        "graph = builder.compile()\n"
+    )
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0 and "tasks give input (changeme)" in out, out
+    env = {**clean_env(), "PYTHONPATH": str(project)}
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "run", "weekday-run", "--wait"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -203,9 +203,29 @@ try:
     if hasattr(value, "compile") and not hasattr(value, "ainvoke"):
         value = value.compile()  # a StateGraph, as the scheduler compiles it
     shape = {"ok": True, "type": type(value).__name__}
+    def hinted(kind):
+        # the keys of the state (or context) class by its type hints: pydantic cannot read
+        # every class (a typing.TypedDict on Python < 3.12), the graph still runs
+        import dataclasses, typing
+        builder = getattr(value, "builder", None)
+        names = ("input_schema", "state_schema") if kind == "input" else ("context_schema",)
+        cls = next((c for c in (getattr(builder, n, None) for n in names) if c), None)
+        if cls is None:
+            return None
+        hints = typing.get_type_hints(cls)
+        required = getattr(cls, "__required_keys__", None)
+        if required is None and dataclasses.is_dataclass(cls):
+            missing = dataclasses.MISSING
+            required = {f.name for f in dataclasses.fields(cls)
+                        if f.default is missing and f.default_factory is missing}
+        return {"type": "object", "properties": {k: {} for k in hints},
+                "required": sorted(required or ())}
     for key, method in (("input", "get_input_jsonschema"), ("context", "get_context_jsonschema")):
         get = getattr(value, method, None)
-        shape[key] = get() if callable(get) else None
+        try:
+            shape[key] = get() if callable(get) else None
+        except Exception:
+            shape[key] = hinted(key)
     if not callable(getattr(value, "ainvoke", None)):
         shape = {"ok": False, "error": f"{attribute} is a {type(value).__name__}, not a graph"}
 except BaseException as exc:
