@@ -832,7 +832,7 @@ def test_a_database_named_in_the_projects_env_gets_no_stray_scheduler_db(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = copy_fixture("root_agent", tmp_path)
-    (project / ".env").write_text("SCHEDULER_DB_PATH=var/app.db\n")
+    (project / ".env").write_text("export SCHEDULER_DB_PATH=var/app.db\n")
     status, out, _ = scaffold(capsys, project)
     assert status == 0
     assert "applied when main.py starts (to the .env's database)" in out

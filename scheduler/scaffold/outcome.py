@@ -22,7 +22,9 @@ __all__ = ["apply_tasks", "next_command", "print_plan"]
 
 _SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package
 # the project's .env picks another database: tasks written to ./scheduler.db would be lost
-_DATABASE_IN_DOTENV = re.compile(r"^\s*SCHEDULER_(DB_PATH|DATABASE_URL)\s*=\s*\S", re.MULTILINE)
+_DATABASE_IN_DOTENV = re.compile(
+    r"^\s*(?:export\s+)?SCHEDULER_(?:DB_PATH|DATABASE_URL)\s*=\s*\S", re.MULTILINE
+)
 
 
 def next_command(plan: Plan) -> str:

@@ -73,7 +73,9 @@ def _payload_now(payload: dict[str, Any], task: TaskDefinition) -> dict[str, Any
     """The payload the crons API kept, with the fields as the task has them now (the REST
     API, the CLI may have changed them since)."""
     now = {**payload, "schedule": task.cron_expression}
-    for key, value in (("input", task.input), ("context", task.context),
+    if "enabled" in now:
+        now["enabled"] = task.enabled
+    for key, value in (("input", task.input or None), ("context", task.context),
                        ("metadata", task.metadata or None), ("webhook", task.webhook)):  # fmt: skip
         if value is None:
             now.pop(key, None)
