@@ -1001,3 +1001,25 @@ def test_a_state_pydantic_cannot_read_is_read_from_its_type_hints(
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_agents_own_requirements_file_gets_the_requirements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LangGraph's requirements.txt layout keeps them in ``./my_agent/requirements.txt``
+    (``langgraph.json``'s dependencies): a new root file left the agent's own out of the
+    set-up command, and the deployment's file without the scheduler's."""
+    project = tmp_path / "app"
+    (project / "my_agent").mkdir(parents=True)
+    (project / "my_agent" / "__init__.py").write_text("")
+    (project / "my_agent" / "agent.py").write_text((ROOT / "graph.py").read_text())
+    (project / "my_agent" / "requirements.txt").write_text("langgraph\nlangchain-core\n")
+    (project / "langgraph.json").write_text(
+        '{"dependencies": ["./my_agent"], "graphs": {"agent": "./my_agent/agent.py:graph"}}'
+    )
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0, out
+    assert not (project / "requirements.txt").exists()
+    text = (project / "my_agent" / "requirements.txt").read_text()
+    assert text.startswith("langgraph\nlangchain-core\n") and "apscheduler" in text
+    assert "pip install -r my_agent/requirements.txt" in out.strip().splitlines()[-1]

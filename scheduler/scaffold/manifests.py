@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -346,6 +347,26 @@ def _with_package_data(text: str, package_data: Any) -> tuple[str, bool]:
     return doc.add_key(("tool", "setuptools", "package-data"), toml_string(PACKAGE), value), True
 
 
+def _requirements_file(project: Path) -> str:
+    """The project's ``requirements.txt``: the root's, else the first of the directories
+    ``langgraph.json`` lists as dependencies (LangGraph's ``./my_agent/requirements.txt``
+    layout, where the agent's own requirements are), else a new one at the root."""
+    if (project / "requirements.txt").is_file():
+        return "requirements.txt"
+    try:
+        listed = json.loads((project / "langgraph.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "requirements.txt"
+    dependencies = listed.get("dependencies") if isinstance(listed, dict) else None
+    for entry in dependencies if isinstance(dependencies, list) else []:
+        if not isinstance(entry, str):
+            continue
+        candidate = (project / entry / "requirements.txt").resolve()
+        if candidate.is_file() and candidate.is_relative_to(project.resolve()):
+            return candidate.relative_to(project.resolve()).as_posix()
+    return "requirements.txt"
+
+
 def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> ManifestEdit:
     """What to change in the project's manifest.
 
@@ -361,10 +382,10 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
     found = _read_pyproject(project)
     kind = _kind(found[1] if found else None)
     if kind == "requirements":
-        path = project / "requirements.txt"
-        old = read_text(path)
+        rel = _requirements_file(project) if found is None else "requirements.txt"
+        old = read_text(project / rel)
         new, added = _add_requirements_txt(_lf(old), wanted)
-        edit = ManifestEdit("requirements.txt", kind, old, _in_style_of(new, old), added)
+        edit = ManifestEdit(rel, kind, old, _in_style_of(new, old), added)
         edit.notes += clashes(_requirement_lines(old or ""), wanted)
         if package_dir is not None and found is not None:
             edit.notes.append(f"make sure the project's build includes {package_dir}")

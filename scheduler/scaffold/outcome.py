@@ -32,7 +32,9 @@ def next_command(plan: Plan) -> str:
     where = shlex.quote(str(plan.project))
     if plan.manifest.kind == "poetry":
         return f"cd {where} && poetry install && poetry run python main.py"
-    install = "-r requirements.txt" if plan.manifest.kind == "requirements" else "-e ."
+    install = (
+        f"-r {shlex.quote(plan.manifest.path)}" if plan.manifest.kind == "requirements" else "-e ."
+    )
     return (
         f"cd {where} && python3 -m venv .venv && .venv/bin/pip install {install} && "
         ".venv/bin/python main.py"
