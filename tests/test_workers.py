@@ -25,7 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from scheduler import SchedulerError, Settings, TaskDefinition, TaskScheduler
 from scheduler.leader import _ADVISORY_NAME
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import POSTGRES_URL, PYTHON, ROOT
 from tests.test_reliability import assert_every_occurrence_once, wait_until
 
 # serial: a worker stops when its 3 s lease is not renewed for 1.5 s, and a queued occurrence
@@ -1028,3 +1028,55 @@ def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
         assert start >= end, f"two runs on one thread at once: {shared}"
     free = sorted(spans["free"])
     assert any(s < e for (_, e), (s, _) in itertools.pairwise(free)), "free was held back"
+
+
+def test_a_task_after_another_runs_once_with_workers(fleet: Fleet) -> None:
+    """A worker queues what follows a run it finished; it was admitted against its own
+    row (just written): recorded ``skipped`` under the default overlap policy, never run."""
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.add(
+        [
+            {"id": "up", "run_at": at(0), "prompt": "record"},
+            {"id": "down", "after": "up", "prompt": "record"},
+            {"id": "last", "after": "down", "prompt": "record", "overlap": "queue"},
+        ]
+    )
+    wait_until(lambda: fleet.count("task_id = 'last'") == 1, timeout=30, message="last queued")
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=30)
+    fleet.stop(leader)
+    fleet.stop(worker)
+    rows = fleet.rows("SELECT task_id, status FROM scheduler_runs ORDER BY queued_at")
+    assert [(r["task_id"], r["status"]) for r in rows] == [
+        ("up", "succeeded"), ("down", "succeeded"), ("last", "succeeded"),
+    ], rows  # fmt: skip
+
+
+def test_a_worker_hears_only_its_own_schemas_notifications(pg_schema_url: str) -> None:
+    """Schedulers of two schemas of one database share the channel: each listener wakes for
+    its own schema's queued runs only (it woke for every schema's, and claimed for nothing)."""
+    import threading
+
+    from scheduler.storage import Store
+    from scheduler.storage.listen import CHANNEL, Listener
+    from scheduler.storage.workers import notify
+
+    store = Store(pg_schema_url)
+    store.setup()
+    woken = threading.Semaphore(0)
+    listener = Listener(store, woken.release)
+    listener.start()
+    try:
+        assert woken.acquire(timeout=10)  # the wake-up when it starts listening
+        with store.transaction() as tx:
+            notify(tx)
+        assert woken.acquire(timeout=10), "its own schema's notification"
+        other = create_engine(POSTGRES_URL)
+        with other.begin() as conn:
+            conn.execute(text("SELECT pg_notify(:c, 'another_schema')"), {"c": CHANNEL})
+        other.dispose()
+        assert not woken.acquire(timeout=2), "woken by another schema's notification"
+    finally:
+        listener.stop()
+        store.close()

@@ -17,7 +17,8 @@ CHANNEL = "langgraph_scheduler_runs"
 
 class Listener:
     """A dedicated connection that ``LISTEN`` s on :data:`CHANNEL` in a thread and calls
-    ``wake`` (from that thread) for each notification; reconnects after errors."""
+    ``wake`` (from that thread) for each notification of its schema; reconnects after
+    errors."""
 
     def __init__(self, store: Store, wake: Callable[[], None]) -> None:
         self._store = store
@@ -41,14 +42,16 @@ class Listener:
                 self._stopped.wait(1.0)
                 continue
             try:
+                conn: Any = raw.driver_connection  # (None once detached)
                 raw.detach()
-                conn: Any = raw.driver_connection
                 conn.autocommit = True
                 conn.execute(f"LISTEN {CHANNEL}")
+                ours = ("", conn.execute("SELECT current_schema()").fetchone()[0])
                 self._wake()  # anything queued while not listening
                 while not self._stopped.is_set():
-                    for _ in conn.notifies(timeout=0.5, stop_after=1):
-                        self._wake()
+                    for notice in conn.notifies(timeout=0.5, stop_after=1):
+                        if notice.payload in ours:  # (not another schema's queue)
+                            self._wake()
             except Exception:
                 self._stopped.wait(1.0)
             finally:

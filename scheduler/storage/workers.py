@@ -118,9 +118,12 @@ def _conn(tx: Transaction) -> Any:
     return tx._conn  # the storage package's own transaction
 
 
-def in_progress(tx: Transaction, task_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+def in_progress(
+    tx: Transaction, task_ids: Collection[str], *, besides: Collection[str] = ()
+) -> dict[str, tuple[int, int]]:
     """Per task: its runs in progress anywhere (queued, running, waiting) and how many of
-    those have not been claimed yet (queued for any worker or not shared)."""
+    those have not been claimed yet (queued for any worker or not shared); not counting
+    the runs ``besides`` (those being admitted)."""
     if not task_ids:
         return {}
     statuses = ("queued", "running", "waiting")
@@ -131,6 +134,7 @@ def in_progress(tx: Transaction, task_ids: Collection[str]) -> dict[str, tuple[i
     query = (
         select(runs_table.c.task_id, func.count(), unstarted)
         .where(runs_table.c.task_id.in_(list(task_ids)), runs_table.c.status.in_(statuses))
+        .where(runs_table.c.id.not_in(list(besides)))
         .group_by(runs_table.c.task_id)
     )
     return {
@@ -160,8 +164,9 @@ def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int, str |
 
 
 def notify(tx: Transaction) -> None:
-    """Wake the listening workers when ``tx`` commits."""
-    _conn(tx).execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    """Wake the listening workers of this schema when ``tx`` commits (the schema is the
+    payload: schedulers of other schemas of the database hear it and let it pass)."""
+    _conn(tx).execute(text("SELECT pg_notify(:channel, current_schema())"), {"channel": CHANNEL})
 
 
 def claim_runs(

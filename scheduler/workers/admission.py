@@ -32,9 +32,12 @@ class SharedAdmission:
         self._counts: dict[str, tuple[int, int]] = {}
         self._shared = 0
 
-    def begin(self, tx: Transaction, task_ids: Collection[str]) -> None:
-        """Count the runs in progress of ``task_ids`` (in ``tx``, before admitting)."""
-        self._counts = in_progress(tx, task_ids)
+    def begin(
+        self, tx: Transaction, task_ids: Collection[str], *, besides: Collection[str] = ()
+    ) -> None:
+        """Count the runs in progress of ``task_ids`` (in ``tx``, before admitting), not
+        the runs ``besides``: those about to be admitted, if written already."""
+        self._counts = in_progress(tx, task_ids, besides=besides)
         self._shared = 0
 
     def admit(self, task: TaskDefinition) -> Admission:

@@ -331,7 +331,8 @@ class Worker:
         queued = self.followers.follow(tx, ended)
         if not queued:
             return []
-        self._shared.begin(tx, {p.task.id for p in queued})
+        # (follow wrote their rows: not runs in progress against which they are admitted)
+        self._shared.begin(tx, {p.task.id for p in queued}, besides=[p.run_id for p in queued])
         shares: list[tuple[str, TaskDefinition]] = []
         skipped: list[dict[str, Any]] = []
         for pending in queued:
