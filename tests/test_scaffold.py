@@ -63,6 +63,23 @@ def scaffold(capsys: pytest.CaptureFixture[str], project: Path, *args: str) -> t
     return status, out, err
 
 
+def run_the_task(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m scheduler run ID --wait`` of the project's one task, as a user would:
+    the CLI, in the project, with its ``.env``; it must succeed."""
+    [task] = json.loads(
+        subprocess.run(
+            [PYTHON, "-m", "scheduler", "list", "--json"], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    )  # fmt: skip
+    done = subprocess.run(
+        [PYTHON, "-m", "scheduler", "run", task["id"], "--wait"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def clean_env(venv: Path | None = None) -> dict[str, str]:
     """The environment without this interpreter's Python and scheduler settings; with
     ``venv`` first on PATH, as if it were activated."""
@@ -811,17 +828,7 @@ def test_the_cli_finds_the_graph_chosen_among_several(
     dotenv = (project / ".env").read_text()
     assert "SCHEDULER_GRAPH=support_bot.triage:triage_graph" in dotenv, dotenv
     env = {**clean_env(), "PYTHONPATH": f"{project / 'src'}"}
-    [task] = json.loads(
-        subprocess.run(
-            [PYTHON, "-m", "scheduler", "list", "--json"], cwd=project, env=env,
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout
-    )  # fmt: skip
-    done = subprocess.run(
-        [PYTHON, "-m", "scheduler", "run", task["id"], "--wait"], cwd=project, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_the_task(project, env)
     assert "succeeded" in done.stdout
     single = copy_fixture("template_agent", tmp_path)
     assert scaffold(capsys, single)[0] == 0
@@ -893,17 +900,7 @@ def test_another_graph_gets_its_own_example_task(
     assert status == 0 and "update   tasks.yaml" in out, out
     assert (project / "tasks.yaml").read_text() != first
     env = {**clean_env(), "PYTHONPATH": str(project)}
-    [task] = json.loads(
-        subprocess.run(
-            [PYTHON, "-m", "scheduler", "list", "--json"], cwd=project, env=env,
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout
-    )  # fmt: skip
-    done = subprocess.run(
-        [PYTHON, "-m", "scheduler", "run", task["id"], "--wait"], cwd=project, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_the_task(project, env)
     with (project / "tasks.yaml").open("a") as edited:
         edited.write("# mine\n")
     status, out, _ = scaffold(capsys, project, "--graph", "chat")
@@ -958,7 +955,7 @@ def test_another_graph_keeps_the_tasks_given_with_task(
 
 
 def test_a_clash_is_named_only_where_no_version_fits_both(tmp_path: Path) -> None:
-    from scheduler.scaffold.manifests import clashes
+    from scheduler.scaffold.versions import clashes
 
     wanted = requirements()
     fits = ["langgraph>1.0", "langgraph!=1.0.0", "langgraph>1.0,<1.5", "langgraph==1.*",

@@ -10,7 +10,6 @@ package in a src layout, the build configuration is told to include it too.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import re
@@ -24,6 +23,7 @@ from scheduler.exceptions import ScaffoldError
 from scheduler.scaffold.changes import read_text
 from scheduler.scaffold.projects import NOT_FOUND
 from scheduler.scaffold.tomltext import TomlText, TomlTextError, toml_key, toml_string
+from scheduler.scaffold.versions import canonical, clashes
 
 __all__ = ["DISTRIBUTION", "ManifestEdit", "is_installable", "plan_manifest", "requirements"]
 
@@ -35,11 +35,6 @@ _REQUIREMENT = re.compile(
     r"\(?(?P<spec>[^;()]*)\)?\s*(?:;\s*(?P<marker>.*))?$"
 )
 Kind = Literal["pyproject", "poetry", "requirements"]
-
-
-def canonical(name: str) -> str:
-    """A distribution name compared as pip does (``Langchain_Core`` = ``langchain-core``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def requirements() -> list[str]:
@@ -163,48 +158,6 @@ def _requirement_lines(text: str) -> list[str]:
         if line and not line.startswith(("#", "-")) and "://" not in line:
             found.append(line)
     return found
-
-
-def clashes(present: list[Any], wanted: list[str]) -> list[str]:
-    """Notes on the project's requirements of the scheduler's packages whose versions no
-    version the scheduler needs can meet (``langgraph==0.6.10``: pip cannot install both).
-    Checked on the versions either names (enough for pins and bounds)."""
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.version import InvalidVersion, Version
-    except ImportError:  # (installed with langchain-core) nothing to check with
-        return []
-    needed = {}
-    for text in wanted:
-        with contextlib.suppress(InvalidRequirement):
-            needed[canonical(Requirement(text).name)] = Requirement(text)
-    notes = []
-    for text in present:
-        try:
-            theirs = Requirement(str(text))
-        except InvalidRequirement:
-            continue
-        ours = needed.get(canonical(theirs.name))
-        if ours is None or not theirs.specifier or not ours.specifier:
-            continue
-        if theirs.marker is not None and not theirs.marker.evaluate():
-            continue  # not for this Python
-        versions: set[Version] = set()
-        for clause in (*theirs.specifier, *ours.specifier):
-            with contextlib.suppress(InvalidVersion):  # each bound, and just above it
-                release = Version(clause.version.removesuffix(".*")).release
-                for parts in (release, (*release, 1), (*release[:-1], release[-1] + 1)):
-                    versions.add(Version(".".join(map(str, parts))))
-        if not any(
-            theirs.specifier.contains(v, prereleases=True)
-            and ours.specifier.contains(v, prereleases=True)
-            for v in versions
-        ):
-            notes.append(
-                f"{text} cannot be installed with the scheduler, which needs "
-                f"{ours.name}{ours.specifier}: change it, or pip will refuse to install both"
-            )
-    return notes
 
 
 def _add_requirements_txt(text: str | None, wanted: list[str]) -> tuple[str, list[str]]:
