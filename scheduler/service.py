@@ -90,7 +90,8 @@ def _tasks_file_found(scheduler: TaskScheduler, settings: Settings) -> bool:
     if path is None or path.is_file():
         return path is not None
     named = "tasks_file" in settings.model_fields_set
-    kept = sum(1 for t in scheduler.list_tasks() if t.source == file_source(path))
+    source = file_source(path)  # (read by source, not every task: a start with many)
+    kept = sum(1 for t in scheduler.list_tasks(source=source) if t.source == source)
     if not named and not kept:
         return False  # no tasks file in this project: nothing to say
     where = path if path.is_absolute() else f"{path} (from {Path.cwd()})"

@@ -275,18 +275,11 @@ def test_overlap_holds_across_workers(fleet: Fleet) -> None:
     for worker in workers:
         fleet.stop(worker)
     runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
-    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    starts: dict[str, float] = {}
-    pids: dict[str, set[str]] = defaultdict(set)
-    for run_id, kind, moment, pid in fleet.calls():
-        if kind == "start":
-            starts[run_id] = float(moment)
-        else:
-            task_id = runs[run_id]["task_id"]
-            spans[task_id].append((starts[run_id], float(moment)))
-            pids[task_id].add(pid)
+    spans = _spans(fleet, runs)
     for task_id, most in (("skip", 1), ("allow", 2)):
-        edges = sorted([(s, 1) for s, _ in spans[task_id]] + [(e, -1) for _, e in spans[task_id]])
+        edges = sorted(
+            [(s, 1) for s, _, _ in spans[task_id]] + [(e, -1) for _, e, _ in spans[task_id]]
+        )
         running = peak = 0
         for _, step in edges:
             running += step
@@ -294,7 +287,22 @@ def test_overlap_holds_across_workers(fleet: Fleet) -> None:
         assert peak == most, f"{task_id}: {peak} at once, expected {most}"
         statuses = Counter(r["status"] for r in runs.values() if r["task_id"] == task_id)
         assert statuses["skipped"] > 0 and statuses["succeeded"] >= 3, statuses
-    assert len(pids["skip"] | pids["allow"]) >= 2, "ran on one worker only"
+    pids = {pid for task_id in ("skip", "allow") for _, _, pid in spans[task_id]}
+    assert len(pids) >= 2, "ran on one worker only"
+
+
+def _spans(
+    fleet: Fleet, runs: dict[str, dict[str, Any]]
+) -> dict[str, list[tuple[float, float, str]]]:
+    """Per task: (start, end, pid) of each run that recorded both (``record-sleep``)."""
+    starts: dict[str, float] = {}
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for run_id, kind, moment, pid in fleet.calls():
+        if kind == "start":
+            starts[run_id] = float(moment)
+        else:
+            spans[runs[run_id]["task_id"]].append((starts[run_id], float(moment), pid))
+    return spans
 
 
 # -- kill -9 ------------------------------------------------------------------------------------
@@ -1013,20 +1021,12 @@ def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
     wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=60)
     for worker in workers:
         fleet.stop(worker)
-    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
-    starts: dict[str, float] = {}
-    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for run_id, kind, moment, _pid in fleet.calls():
-        if kind == "start":
-            starts[run_id] = float(moment)
-        else:
-            group = "shared" if runs[run_id]["task_id"] in ("a", "b") else "free"
-            spans[group].append((starts[run_id], float(moment)))
-    shared = sorted(spans["shared"])
+    spans = _spans(fleet, {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")})
+    shared = sorted((start, end) for task in ("a", "b") for start, end, _ in spans[task])
     assert len(shared) >= 4, shared
     for (_, end), (start, _) in itertools.pairwise(shared):
         assert start >= end, f"two runs on one thread at once: {shared}"
-    free = sorted(spans["free"])
+    free = sorted((start, end) for start, end, _ in spans["free"])
     assert any(s < e for (_, e), (s, _) in itertools.pairwise(free)), "free was held back"
 
 

@@ -29,6 +29,7 @@ __all__ = ["DISTRIBUTION", "ManifestEdit", "is_installable", "plan_manifest", "r
 
 DISTRIBUTION = "langgraph-task-scheduler"
 PACKAGE = "scheduler"
+SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package, copied
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<extras>\[[^\]]*\])?\s*"
@@ -278,10 +279,9 @@ def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bo
 def scheduler_packages() -> list[str]:
     """The scheduler package and its subpackages, as a scaffolded copy has them (not the
     scaffolder's own)."""
-    root = Path(__file__).resolve().parent.parent
     found = [PACKAGE]
-    for init in sorted(root.rglob("__init__.py")):
-        parts = init.parent.relative_to(root).parts
+    for init in sorted(SOURCE.rglob("__init__.py")):
+        parts = init.parent.relative_to(SOURCE).parts
         if parts and parts[0] != "scaffold" and "__pycache__" not in parts:
             found.append(".".join((PACKAGE, *parts)))
     return found

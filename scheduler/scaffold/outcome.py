@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scheduler.exceptions import SchedulerError
 from scheduler.scaffold.changes import RECORD, read_text
+from scheduler.scaffold.manifests import SOURCE
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["apply_tasks", "next_command", "print_plan"]
 
-_SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package
 # the project's .env picks another database: tasks written to ./scheduler.db would be lost
 _DATABASE_IN_DOTENV = re.compile(
     r"^\s*(?:export\s+)?SCHEDULER_(?:DB_PATH|DATABASE_URL)\s*=\s*\S", re.MULTILINE
@@ -73,7 +72,7 @@ def print_plan(plan: Plan, *, dry_run: bool) -> None:
     for action in ("create", "update", "delete"):
         count = sum(1 for c in copied if c.action == action)
         if count:
-            out.write(f"  {action:<8} {plan.package_dir} ({count} file(s), from {_SOURCE})\n")
+            out.write(f"  {action:<8} {plan.package_dir} ({count} file(s), from {SOURCE})\n")
     for change in changes:
         if not change.copied or change.path == RECORD:
             note = f": {change.note}" if change.note else ""

@@ -22,6 +22,7 @@ from scheduler.loader import default_graph_target
 from scheduler.scaffold.changes import ChangeSet, read_text
 from scheduler.scaffold.manifests import (
     PACKAGE,
+    SOURCE,
     ManifestEdit,
     is_installable,
     plan_manifest,
@@ -49,8 +50,6 @@ from scheduler.scaffold.wiring import (
 from scheduler.zones import zone_or_none
 
 __all__ = ["add_scaffold_arguments", "run_scaffold"]
-
-_SOURCE = Path(__file__).resolve().parent.parent  # the scheduler package
 
 
 def add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +163,7 @@ class _Planner:
         try:
             return requirements()
         except ScaffoldError:
-            if _SOURCE.is_relative_to(self.project):
+            if SOURCE.is_relative_to(self.project):
                 return []
             raise
 
@@ -189,7 +188,7 @@ class _Planner:
         if any(name.startswith(prefix) for name in self.changes.files):
             return True
         return all(
-            read_text(_SOURCE / path.relative_to(directory)) == read_text(path)
+            read_text(SOURCE / path.relative_to(directory)) == read_text(path)
             for path in directory.rglob("*.py")
             if "__pycache__" not in path.parts
         )
@@ -213,11 +212,11 @@ class _Planner:
 
     def plan_package(self, plan: Plan, package: Path) -> None:
         """Copy this package's files to ``package``; drop the ones it no longer has."""
-        if package.resolve() == _SOURCE:
+        if package.resolve() == SOURCE:
             return  # scaffolding into the scheduler's own source: nothing to copy
         wanted = set()
-        for source in _package_files(_SOURCE):
-            rel = self.rel(package / source.relative_to(_SOURCE))
+        for source in _package_files(SOURCE):
+            rel = self.rel(package / source.relative_to(SOURCE))
             wanted.add(rel)
             self.changes.whole(rel, read_text(source) or "", copied=True)
         self.changes.remove_stale(plan.package_dir, wanted)

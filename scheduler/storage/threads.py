@@ -28,7 +28,7 @@ def insert_thread(
         found = conn.execute(_ONE, {"thread_id": thread_id}).first()
         if found is None:
             try:
-                with conn.begin_nested():
+                with tx.savepoint():
                     conn.execute(
                         insert(threads_table),
                         {
