@@ -287,9 +287,11 @@ def queued_run(
     occurrences: int = 1,
     not_before: float | None = None,
     upstream: dict[str, Any] | None = None,
+    thread_id: str | None = None,
 ) -> RunRow:
     """A run waiting to start: a due occurrence (or several, coalesced), a manual run, a
-    retry, or a dependency run (with its ``upstream`` runs' outcomes)."""
+    retry, or a dependency run (with its ``upstream`` runs' outcomes); ``thread_id``: the
+    thread it is to run on, when known (its task's)."""
     return RunRow(
         id=run_id,
         task_id=task_id,
@@ -301,6 +303,7 @@ def queued_run(
         occurrences=occurrences,
         not_before=not_before,
         upstream=json.dumps(upstream) if upstream is not None else None,
+        thread_id=thread_id,
     )
 
 

@@ -82,6 +82,9 @@ class Runner(RunnerWaiting):
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_slot_free: Callable[[], None] | None = None  # a worker claims more then
+        # a worker: an answered run goes to any worker instead of resuming here (it takes
+        # its thread's turn across workers then), given the run let go of here
+        self.hand_off: Callable[[PendingRun], None] | None = None
 
     # -- admission ------------------------------------------------------------------------
 
@@ -304,11 +307,14 @@ class Runner(RunnerWaiting):
         if retry is None:  # the final outcome: the tasks that run after it learn of it
             self._log.finish(pending.run_id, task.id, **changes)
         else:  # with its retry, in one flush: a crash between the two would lose the retry
+            # with its task's thread: a worker's retry holds the thread's turn across workers
+            # from the failure on; with its claim order, should the worker hand it on
             after = queued_run(
                 retry.run_id, task.id, scheduled_for=retry.scheduled_for, queued_at=finished,
                 trigger=RunTrigger.RETRY, attempt=retry.attempt, not_before=retry.not_before,
-                upstream=retry.upstream,
+                upstream=retry.upstream, thread_id=task.thread_id,
             )  # fmt: skip
+            after.priority_rank = (task.priority or self._settings.priority).rank
             self._log.update(pending.run_id, then=after, **changes)
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)

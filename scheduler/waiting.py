@@ -132,6 +132,7 @@ class RunnerWaiting:
     _known: set[str]
     _in_progress: Counter[str]
     _expiring: set[asyncio.Task[None]]
+    hand_off: Callable[[PendingRun], None] | None
 
     if TYPE_CHECKING:  # provided by Runner
 
@@ -205,7 +206,13 @@ class RunnerWaiting:
 
     def _resume(self, pending: PendingRun) -> None:
         pending.resuming = True
-        self._queue(pending)  # its task is still in progress: no admission again
+        if self.hand_off is None:
+            self._queue(pending)  # its task is still in progress: no admission again
+            return
+        self._known.discard(pending.run_id)
+        self._release(pending.task.id)
+        self._check_idle()
+        self.hand_off(pending)
 
     def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
         task = asyncio.get_running_loop().create_task(self._expire(pending, timeout))

@@ -7,7 +7,8 @@ of a thread-less task and then succeeds (counted in a file named by the task's m
 ``counter``), ``record`` appends the run id
 and process id to the file named by the metadata ``log`` (synced to disk) and then, when
 ``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL
-(``record-sleep:2`` records ``RUN start TIME``, sleeps, then records ``RUN end TIME``),
+(``record-sleep:2`` records ``RUN start TIME``, sleeps, then records ``RUN end TIME``;
+``record-sleep-fail:2`` then raises; ``ask-record-sleep:2`` first stops at ``interrupt()``),
 anything else is echoed. Each
 answer says what the node saw (prompt, thread id, metadata), so tests assert on real calls.
 """
@@ -26,6 +27,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import interrupt
 
 
 class CommandError(RuntimeError):
@@ -62,11 +64,16 @@ async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]
             raise CommandError("failing on command")
     if command == "record":
         _record(Path(str(metadata["log"])), str(metadata["run_id"]))
-    if command.startswith("record-sleep:"):  # a start and an end line, around a sleep
+    if command.startswith("ask-record-sleep:"):  # asks first; record-sleep once answered
+        interrupt({"question": "go on?"})
+        command = command.removeprefix("ask-")
+    if command.startswith(("record-sleep:", "record-sleep-fail:")):  # a start, an end line
         log, run_id = Path(str(metadata["log"])), str(metadata["run_id"])
         _record(log, f"{run_id} start {time.time():.6f}")
         await asyncio.sleep(float(command.split(":", 1)[1]))
         _record(log, f"{run_id} end {time.time():.6f}")
+        if command.startswith("record-sleep-fail:"):
+            raise CommandError("failing on command")
     if command.startswith("fail-until:"):
         calls = _count_call(Path(str(metadata["counter"])))
         if calls < int(command.split(":", 1)[1]):

@@ -1080,3 +1080,107 @@ def test_a_worker_hears_only_its_own_schemas_notifications(pg_schema_url: str) -
     finally:
         listener.stop()
         store.close()
+
+
+def _start_of(fleet: Fleet, task_id: str) -> tuple[str, str]:
+    """(run id, pid) of the first run of ``task_id`` that recorded its start."""
+    runs = {
+        r["id"] for r in fleet.rows(f"SELECT id FROM scheduler_runs WHERE task_id = '{task_id}'")
+    }
+    for run_id, kind, _, pid in fleet.calls():
+        if run_id in runs and kind == "start":
+            return run_id, pid
+    raise AssertionError(f"{task_id} has not started")
+
+
+def _one_at_a_time(fleet: Fleet, task_ids: tuple[str, ...]) -> list[tuple[float, float, str]]:
+    """The spans of ``task_ids``' runs, checked never to overlap."""
+    spans = _spans(fleet, {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")})
+    shared = sorted(span for task_id in task_ids for span in spans[task_id])
+    for (_, end, _), (start, _, _) in itertools.pairwise(shared):
+        assert start >= end, f"two runs on one thread at once: {shared}"
+    return shared
+
+
+def test_a_workers_retry_holds_its_threads_turn(fleet: Fleet) -> None:
+    """A run on a thread fails in one worker, which retries it after a delay (and later:
+    its only slot is busy). A run of the same thread that came due meanwhile was claimed by
+    another worker (the retry's row had no thread) and both ran at once. The retry holds its
+    thread's turn from the failure on: the other run waits for it."""
+    leader = fleet.leader()
+    first = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    fleet.workers_registered(1)
+    fleet.add(
+        [
+            {"id": "flaky", "run_at": at(0), "prompt": "record-sleep-fail:0.3",
+             "thread_id": "shared", "max_retries": 1, "retry_delay_seconds": 0.5},
+            {"id": "filler", "run_at": at(0.5), "prompt": "record-sleep:6"},
+        ]
+    )  # fmt: skip
+    wait_until(lambda: fleet.count("task_id = 'filler' AND status = 'running'"), timeout=30)
+    second = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    fleet.workers_registered(2)
+    fleet.add([{"id": "other", "run_at": at(0), "prompt": "record-sleep:7", "thread_id": "shared"}])
+    wait_until(
+        lambda: (
+            fleet.count("status IN ('queued', 'running')") == 0
+            and fleet.count("task_id = 'other'") == 1
+        ),
+        timeout=60,
+        message=f"every run to end: {fleet.rows('SELECT * FROM scheduler_runs')}",
+    )
+    shared = _one_at_a_time(fleet, ("flaky", "other"))
+    assert len(shared) == 3, shared  # two attempts of flaky, one of other
+    assert {pid for *_, pid in shared} <= {str(first.pid), str(second.pid)}
+    for process in (first, second, leader):
+        fleet.stop(process)
+
+
+def test_an_answered_run_waits_for_its_threads_turn_across_workers(fleet: Fleet) -> None:
+    """Two runs wait for answers in one worker; another run of the first one's thread goes
+    on in another worker meanwhile (a waiting run holds no turn, as in one process).
+    Answered, the first resumed at once where it waited, beside that run. An answered run is
+    queued for any worker now: the first starts once its thread's run has ended (and finds
+    its question gone: that run went on from the thread), the second resumes at once."""
+    leader = fleet.leader()
+    first = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    fleet.workers_registered(1)
+    fleet.add(
+        [
+            {"id": "asker", "run_at": at(0), "prompt": "ask-record-sleep:0.5", "thread_id": "t"},
+            {"id": "alone", "run_at": at(0), "prompt": "ask-record-sleep:0.5", "thread_id": "u"},
+        ]
+    )
+    wait_until(lambda: fleet.count("status = 'waiting'") == 2, timeout=30, message="questions")
+    fleet.add([{"id": "filler", "run_at": at(0), "prompt": "sleep:60"}])  # fills first
+    wait_until(lambda: fleet.count("task_id = 'filler' AND status = 'running'"), timeout=30)
+    second = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    fleet.workers_registered(2)
+    fleet.add([{"id": "other", "run_at": at(0), "prompt": "record-sleep:4", "thread_id": "t"}])
+    wait_until(lambda: fleet.calls(), timeout=30, message="the other run to start")
+    assert _start_of(fleet, "other")[1] == str(second.pid)  # (the first has no free slot)
+    ids = {r["task_id"]: r["id"] for r in fleet.rows("SELECT id, task_id FROM scheduler_runs")}
+    api = TaskScheduler(database_url=fleet.url, graph=object())  # as the CLI or HTTP API
+    try:
+        assert api.cancel_run(ids["filler"])  # the first worker's slot is free again
+        wait_until(lambda: fleet.count("task_id = 'filler' AND status = 'cancelled'"), 15)
+        api.resume_run(ids["asker"], "yes")
+        api.resume_run(ids["alone"], "yes")
+    finally:
+        api.close()
+    wait_until(
+        lambda: fleet.count("status IN ('queued', 'running', 'waiting')") == 0,
+        timeout=30,
+        message="every run to end",
+    )
+    runs = {r["task_id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    spans = _spans(fleet, {r["id"]: r for r in runs.values()})
+    [(_, other_end, _)] = spans["other"]
+    assert (runs["asker"]["status"], runs["asker"]["error_type"]) == (
+        "cancelled", "AnswerNotApplied",
+    ), runs["asker"]  # fmt: skip
+    assert runs["asker"]["started_at"] >= other_end, "resumed beside its thread's run"
+    assert runs["alone"]["status"] == "succeeded" and len(spans["alone"]) == 1
+    assert spans["alone"][0][0] < other_end, "the run of another thread waited too"
+    for process in (first, second, leader):
+        fleet.stop(process)

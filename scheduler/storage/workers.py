@@ -163,6 +163,32 @@ def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int, str |
         )
 
 
+def share_answered(store: Store, worker_id: str, run_id: str, *, rank: int) -> bool:
+    """Queue a run that waited at ``worker_id`` and was answered for any worker to resume
+    (claimed as any run: only while none of its thread's runs is claimed or running); its
+    answer, interrupts and thread stay on the row. False if it is no longer waiting there."""
+    with store.transaction() as tx:
+        shared = _conn(tx).execute(
+            update(runs_table)
+            .where(
+                runs_table.c.id == run_id,
+                runs_table.c.worker == worker_id,
+                runs_table.c.status == "waiting",
+                runs_table.c.answer.is_not(None),
+            )
+            .values(
+                status="queued",
+                worker=ANY_WORKER,
+                not_before=None,
+                max_running=None,  # (in progress already: no admission again)
+                priority_rank=rank,
+            )
+        )
+        if shared.rowcount:
+            notify(tx)
+        return bool(shared.rowcount)
+
+
 def notify(tx: Transaction) -> None:
     """Wake the listening workers of this schema when ``tx`` commits (the schema is the
     payload: schedulers of other schemas of the database hear it and let it pass)."""
@@ -371,6 +397,8 @@ def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunR
         )
     ]
     released = _release(tx, dead)
+    if released:
+        notify(tx)  # the live workers take them now, not at their next poll
     conn.execute(delete(workers_table).where(workers_table.c.id.in_(dead)))
     return dead, running, released
 

@@ -5,8 +5,9 @@ It registers in ``scheduler_workers`` and renews its lease with a heartbeat ever
 see :mod:`scheduler.storage.workers`) when the leader's ``NOTIFY`` wakes it, when one of its
 runs ends, and every ``poll_interval_seconds``, up to ``max_concurrent_runs`` in flight, and
 runs them with the same :class:`~scheduler.runner.Runner` as a single process (timeouts,
-retries, callbacks, human in the loop). Its retries stay its own; the runs that follow a
-final outcome (workflows) are queued for any worker.
+retries, callbacks, human in the loop). Its retries stay its own (holding their thread's
+turn, see :mod:`scheduler.storage.workers`); the runs that follow a final outcome (workflows)
+and its answered runs (:mod:`scheduler.workers.answered`) are queued for any worker.
 
 Leases: a worker that cannot renew its lease for half of it stops (its runs are cancelled)
 and exits, before the leader's reaper declares it dead and hands its runs on; one that finds
@@ -52,6 +53,7 @@ from scheduler.storage.workers import (
 )
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.workers.admission import SharedAdmission
+from scheduler.workers.answered import AnsweredRuns
 
 __all__ = ["Worker", "require_postgres"]
 
@@ -107,6 +109,10 @@ class Worker:
             settings=settings, run_log=self.run_log, graph=graph, clock=self.clock, events=events
         )
         self.runner.on_slot_free = self.wake
+        self._answered = AnsweredRuns(
+            store=store, worker_id=self.id, runner=self.runner, settings=settings,
+            clock=self.clock, retry_soon=self._look_again,
+        )  # fmt: skip
         self.followers = Followers(store, clock=self.clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop)
         self.run_log.follow = self._follow  # what follows goes to any worker, not only here
@@ -168,6 +174,7 @@ class Worker:
         await asyncio.gather(*claim, return_exceptions=True)
         await asyncio.to_thread(self._listener.stop)
         await self.runner.stop(grace_seconds)
+        await self._answered.settle()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -186,6 +193,11 @@ class Worker:
     def wake(self) -> None:
         """Claim soon (on the event loop)."""
         self._wakeup.set()
+
+    def _look_again(self) -> None:
+        """Look at the answers and cancel requests again at the next wake-up."""
+        self._revision = -1
+        self.wake()
 
     def _wake_threadsafe(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed
@@ -231,6 +243,13 @@ class Worker:
             if isinstance(task, str) or run.problem is not None:
                 reason = task if isinstance(task, str) else f"its record: {run.problem}"
                 self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
+                continue
+            if run.answer is not None:  # answered while it waited (at any worker)
+                resumed = self._answered.resumed(run, task)
+                if isinstance(resumed, str):
+                    self._settle(run.id, RunStatus.FAILED, "BadAnswer", resumed)
+                else:
+                    self.runner.submit(resumed)
                 continue
             claimed.append((run, task))
         # a run that looks late may only have waited for its task's limit: ask when that
