@@ -1184,3 +1184,37 @@ def test_an_answered_run_waits_for_its_threads_turn_across_workers(fleet: Fleet)
     assert spans["alone"][0][0] < other_end, "the run of another thread waited too"
     for process in (first, second, leader):
         fleet.stop(process)
+
+
+def test_a_worker_declared_dead_while_frozen_writes_nothing_more(fleet: Fleet) -> None:
+    """A worker whose heartbeat has not come for its lease (as if frozen: its heartbeat is
+    backdated, its next one is 10 s away) is declared dead while its run goes on: the run is
+    ``interrupted`` and retried by another worker. When the run then fails in the first
+    worker, its outcome and the retry it made were written anyway (the retry ran twice).
+    Each write of a worker's run records checks that it is still registered: the first
+    worker writes nothing more and stops."""
+    leader = fleet.leader()  # (its own short lease: it looks for dead workers every 0.75 s)
+    first = fleet.worker(SCHEDULER_WORKER_LEASE_SECONDS="60", SCHEDULER_MAX_CONCURRENT_RUNS="1")
+    fleet.workers_registered(1)
+    task = {"id": "long", "run_at": at(0), "prompt": "record-sleep-fail:3", "max_retries": 1}
+    fleet.add([{**task, "retry_delay_seconds": 0.1}])
+    wait_until(lambda: fleet.calls(), timeout=30, message="the run to start")
+    with fleet.engine.begin() as conn:  # the first worker's heartbeat stopped coming
+        conn.execute(text("UPDATE scheduler_workers SET heartbeat_at = heartbeat_at - 3600"))
+    second = fleet.worker()
+    wait_until(lambda: fleet.count("status = 'interrupted'"), timeout=15, message="the reaper")
+    assert first.wait(timeout=30) == 1, "the first worker stops"
+    wait_until(
+        lambda: fleet.count("status IN ('queued', 'running')") == 0 and len(fleet.calls()) >= 4,
+        timeout=30,
+        message="the retry to end",
+    )
+    time.sleep(1)  # (a retry written by the first worker would be released and run by now)
+    runs = fleet.rows("SELECT * FROM scheduler_runs ORDER BY attempt")
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "interrupted"), (2, "failed")]
+    assert pid_of(runs[1]["worker"]) == second.pid
+    starts = Counter(c[0] for c in fleet.calls() if c[1] == "start")
+    assert starts == {runs[0]["id"]: 1, runs[1]["id"]: 1}, fleet.calls()
+    assert "was declared dead" in fleet.log_of[first.pid].read_text()
+    fleet.stop(second)
+    fleet.stop(leader)

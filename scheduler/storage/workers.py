@@ -15,7 +15,6 @@ Heartbeats and the reaper's lease use the database's clock, so clocks of machine
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, text, update
@@ -36,23 +35,20 @@ from scheduler.storage.transaction import Transaction
 
 __all__ = [
     "ANY_WORKER",
-    "WorkerRow",
+    "DATABASE_NOW",
     "adopt_waiting",
     "claim_runs",
     "freed_at",
     "in_progress",
-    "list_workers",
     "notify",
     "reap_workers",
-    "register_worker",
+    "release_held",
     "share_runs",
-    "unregister_worker",
-    "worker_heartbeat",
 ]
 
 ANY_WORKER = "*"
 
-_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+DATABASE_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 _ACTIVE = (
     "(status IN ('running', 'waiting') OR "
     "(status = 'queued' AND worker IS NOT NULL AND worker <> '*'))"
@@ -100,18 +96,6 @@ _FREED_AT = text(
     "SELECT max(finished_at) FROM scheduler_runs WHERE task_id = :task_id AND id <> :id "
     "AND started_at IS NOT NULL AND finished_at >= :since"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRow:
-    """One registered worker; ``age`` is seconds since its last heartbeat."""
-
-    id: str
-    host: str
-    pid: int
-    started_at: float
-    heartbeat_at: float
-    age: float
 
 
 def _conn(tx: Transaction) -> Any:
@@ -300,53 +284,8 @@ def adopt_waiting(store: Store, worker_id: str, *, limit: int) -> list[RunRow]:
     return [run_row(row) for row in rows]
 
 
-def register_worker(store: Store, worker_id: str, *, host: str, pid: int, lease: float) -> float:
-    """Register the worker, with the lease it renews (the reaper judges it by that, not by
-    its own setting); returns the database's time."""
-    with store.transaction() as tx:
-        return float(
-            _conn(tx)
-            .execute(
-                text(
-                    "INSERT INTO scheduler_workers "
-                    "(id, host, pid, started_at, heartbeat_at, lease_seconds) "
-                    f"VALUES (:id, :host, :pid, {_NOW}, {_NOW}, :lease) RETURNING heartbeat_at"
-                ),
-                {"id": worker_id, "host": host, "pid": pid, "lease": lease},
-            )
-            .scalar_one()
-        )
-
-
-def worker_heartbeat(store: Store, worker_id: str) -> float | None:
-    """Renew the lease; returns the database's time, or None when the worker's row is gone
-    (the reaper declared it dead)."""
-    with store.transaction() as tx:
-        renewed = (
-            _conn(tx)
-            .execute(
-                text(
-                    f"UPDATE scheduler_workers SET heartbeat_at = {_NOW} WHERE id = :id "
-                    "RETURNING heartbeat_at"
-                ),
-                {"id": worker_id},
-            )
-            .scalar()
-        )
-        return float(renewed) if renewed is not None else None
-
-
-def unregister_worker(store: Store, worker_id: str) -> int:
-    """A worker stops: the runs it holds but has not started go back to any worker."""
-    with store.transaction() as tx:
-        released = _release(tx, [worker_id])
-        _conn(tx).execute(delete(workers_table).where(workers_table.c.id == worker_id))
-        if released:
-            notify(tx)
-        return released
-
-
-def _release(tx: Transaction, worker_ids: Sequence[str]) -> int:
+def release_held(tx: Transaction, worker_ids: Sequence[str]) -> int:
+    """Hand the runs ``worker_ids`` hold but have not started back to any worker."""
     result = _conn(tx).execute(
         update(runs_table)
         .where(
@@ -368,7 +307,7 @@ def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunR
         conn.execute(
             text(
                 "SELECT id FROM scheduler_workers "
-                f"WHERE heartbeat_at < {_NOW} - COALESCE(lease_seconds, :lease) "
+                f"WHERE heartbeat_at < {DATABASE_NOW} - COALESCE(lease_seconds, :lease) "
                 "FOR UPDATE SKIP LOCKED"
             ),
             {"lease": lease},
@@ -396,19 +335,8 @@ def reap_workers(tx: Transaction, *, lease: float) -> tuple[list[str], list[RunR
             .with_for_update()
         )
     ]
-    released = _release(tx, dead)
+    released = release_held(tx, dead)
     if released:
         notify(tx)  # the live workers take them now, not at their next poll
     conn.execute(delete(workers_table).where(workers_table.c.id.in_(dead)))
     return dead, running, released
-
-
-def list_workers(store: Store) -> list[WorkerRow]:
-    with store.transaction() as tx:
-        rows = _conn(tx).execute(
-            text(
-                f"SELECT id, host, pid, started_at, heartbeat_at, {_NOW} - heartbeat_at "
-                "FROM scheduler_workers ORDER BY started_at, id"
-            )
-        )
-        return [WorkerRow(*row) for row in rows]

@@ -8,7 +8,7 @@ from collections import Counter
 
 from scheduler.render import Output
 from scheduler.settings import Settings
-from scheduler.storage.workers import list_workers
+from scheduler.storage.registry import list_workers
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.workers.worker import require_postgres
 

@@ -43,17 +43,12 @@ from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, Transaction
 from scheduler.storage.listen import Listener
-from scheduler.storage.workers import (
-    adopt_waiting,
-    claim_runs,
-    freed_at,
-    register_worker,
-    unregister_worker,
-    worker_heartbeat,
-)
+from scheduler.storage.registry import register_worker, unregister_worker
+from scheduler.storage.workers import adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.workers.admission import SharedAdmission
 from scheduler.workers.answered import AnsweredRuns
+from scheduler.workers.lease import WorkerLease
 
 __all__ = ["Worker", "require_postgres"]
 
@@ -75,7 +70,7 @@ def require_postgres(store: Store, role: str) -> None:
         )
 
 
-class Worker:
+class Worker(WorkerLease):
     """Claims and executes queued runs until :meth:`stop`.
 
     Args:
@@ -117,6 +112,7 @@ class Worker:
         self.followers.attach(self.run_log, self.runner, self.loop)
         self.run_log.follow = self._follow  # what follows goes to any worker, not only here
         self.run_log.deliver = None
+        self.run_log.fence = lambda: self._check_registered
         self._shared = SharedAdmission(settings)
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
@@ -372,44 +368,3 @@ class Worker:
         self._shared.share(tx, shares)
         self._shared.end(tx)
         return []
-
-    # -- the lease ------------------------------------------------------------------------
-
-    async def _beat_forever(self) -> None:
-        lease = self.settings.worker_lease_seconds
-        last_ok = time.monotonic()
-        while True:
-            await asyncio.sleep(lease / 6)
-            try:
-                async with asyncio.timeout(lease / 3):
-                    renewed = await self._heartbeat.run(self._timed, self._renew_lease)
-            except (StorageError, TimeoutError) as exc:
-                reason = str(exc) or f"{type(exc).__name__}: no answer within {lease / 3:g} s"
-                if time.monotonic() - last_ok > lease / 2:
-                    self._fail(f"could not renew its lease for {lease / 2:g} s ({reason})")
-                    return
-                logger.warning(
-                    "worker %s: could not renew its lease (will retry): %s", self.id, reason
-                )
-                continue
-            if renewed is None:  # its runs are settled already: nothing more about them
-                self._fail("was declared dead by the scheduler (its lease ran out)")
-                return
-            last_ok = time.monotonic()
-
-    def _renew_lease(self) -> float | None:
-        return worker_heartbeat(self.store, self.id)
-
-    def _fail(self, why: str) -> None:
-        """Stop at once, recording nothing more about the runs here: the scheduler settles
-        them as a dead worker's once the lease has lapsed (``interrupted``, retried per the
-        task's ``max_retries`` by another worker; those held but not started go back to
-        the queue). Recorded ``cancelled`` here, they would never be retried."""
-        self.failed = (
-            f"worker {self.id} {why}; stopping (its runs are cancelled here, and the "
-            "scheduler retries them elsewhere)"
-        )
-        logger.error("%s", self.failed)
-        self.run_log.abandon(self.runner.abandon())
-        if not self._stopping:
-            self.loop.create_task(self.stop(0.0), name="worker-stop")
