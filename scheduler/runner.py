@@ -28,6 +28,7 @@ from scheduler.outcomes import call_run_callback, report, report_started, retry_
 from scheduler.pending import Admission, PendingRun
 from scheduler.rows import queued_run, settled
 from scheduler.runlog import RunLog
+from scheduler.runner_stop import RunnerStopping
 from scheduler.settings import Settings
 from scheduler.waiting import RunnerWaiting, WaitingRuns
 
@@ -35,8 +36,10 @@ __all__ = ["Runner"]
 
 logger = logging.getLogger(__name__)
 
+_STARTED_KEPT = 4096  # runs started here that a late second submit is checked against
 
-class Runner(RunnerWaiting):
+
+class Runner(RunnerWaiting, RunnerStopping):
     """Starts queued runs as slots free up and records how each ends.
 
     Args:
@@ -68,6 +71,9 @@ class Runner(RunnerWaiting):
         self._buffered: dict[str, PendingRun] = {}
         self._delayed: dict[str, tuple[Timer, PendingRun]] = {}
         self._known: set[str] = set()
+        # the runs that reached the graph here lately (oldest first): a late second submit of
+        # one (a run requested here and also picked up from the database) is not run again
+        self._started: dict[str, None] = {}
         self._threads: set[str] = set()  # the given threads of the runs going
         # runs let go of (abandon), by their asyncio task: a later start is another task
         self._abandoned: set[asyncio.Task[None]] = set()
@@ -103,7 +109,9 @@ class Runner(RunnerWaiting):
 
     def accept(self, pending: PendingRun, admission: Admission) -> None:
         """Take a run whose ``queued`` record is committed, as :meth:`admit` decided."""
-        if pending.run_id in self._known or admission is Admission.SKIP:
+        if pending.run_id in self._known or pending.run_id in self._started:
+            return
+        if admission is Admission.SKIP:
             return
         self._known.add(pending.run_id)
         self._idle.clear()
@@ -269,6 +277,9 @@ class Runner(RunnerWaiting):
                 error_message="the scheduler stopped before the run started",
             )
         else:
+            self._started[pending.run_id] = None
+            if len(self._started) > _STARTED_KEPT:
+                del self._started[next(iter(self._started))]
             if self._events.wants(pending.task):
                 self._emit("started", pending, Outcome(RunStatus.RUNNING), thread_id, started, None)
             report_started(pending, thread_id)
@@ -343,75 +354,3 @@ class Runner(RunnerWaiting):
         self._check_idle()
         if self.on_slot_free is not None:
             self.on_slot_free()
-
-    # -- stopping -------------------------------------------------------------------------
-
-    def is_running(self, run_id: str) -> bool:
-        """The run is in flight here."""
-        return run_id in self._running
-
-    def cancel_run(self, run_id: str) -> bool:
-        """Cancel one run in flight (it records ``cancelled``); False if it is not running."""
-        task = self._running.get(run_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
-
-    def cancel_running(self) -> None:
-        """Cancel every run in flight (each records ``cancelled``)."""
-        for task in self._running.values():
-            task.cancel()
-
-    def _forget_unstarted(self) -> None:
-        """Drop the runs not started: waiting, delayed (retries), queued and buffered."""
-        self._waiting.close()
-        for handle, _ in self._delayed.values():
-            handle.cancel()
-        self._delayed.clear()
-        self._heap.clear()
-        self._buffered.clear()
-
-    def abandon(self) -> set[str]:
-        """Let go of every run here without recording anything more about them: another
-        process has taken over the database and settles them as a dead process's runs
-        (interrupted, or resumed there). Runs in flight are cancelled; queued, delayed,
-        buffered and waiting ones are forgotten. Returns their ids; runs accepted later
-        are taken as usual."""
-        ids = set(self._known) | set(self._running) | self._waiting.ids()
-        self._forget_unstarted()
-        self._in_progress.clear()
-        self._known.clear()
-        for task in self._running.values():
-            self._abandoned.add(task)
-            task.add_done_callback(self._let_go_ended)
-            task.cancel()
-        self._running.clear()  # a start over may take the same runs (in their own tasks)
-        self._check_idle()
-        return ids
-
-    def _let_go_ended(self, task: asyncio.Task[None]) -> None:
-        """A run let go of has ended (however: it records nothing): its slot is free."""
-        self._abandoned.discard(task)
-        self._pump()
-        self._check_idle()
-
-    async def stop(self, grace_seconds: float) -> None:
-        """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
-        them (recorded ``cancelled``). Runs not started stay ``queued`` in the database and are
-        picked up by the next start (waiting ones stay ``waiting``)."""
-        self._accepting = False
-        self._forget_unstarted()
-        if self._abandoned or self._expiring:  # (the abandoned record nothing more)
-            await asyncio.wait(self._abandoned | self._expiring, timeout=grace_seconds)
-        running = list(self._running.values())
-        if running:
-            logger.info(
-                "waiting up to %.1f s for %d running run(s) to finish", grace_seconds, len(running)
-            )
-            _, late = await asyncio.wait(running, timeout=grace_seconds)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.gather(*late, return_exceptions=True)
-        self._idle.set()

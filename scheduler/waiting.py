@@ -130,6 +130,7 @@ class RunnerWaiting:
     _waiting: WaitingRuns
     _events: EventBus
     _known: set[str]
+    _started: dict[str, None]
     _in_progress: Counter[str]
     _expiring: set[asyncio.Task[None]]
     hand_off: Callable[[PendingRun], None] | None
@@ -210,6 +211,7 @@ class RunnerWaiting:
             self._queue(pending)  # its task is still in progress: no admission again
             return
         self._known.discard(pending.run_id)
+        self._started.pop(pending.run_id, None)  # (this worker may claim it again)
         self._release(pending.task.id)
         self._check_idle()
         self.hand_off(pending)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import signal
 import subprocess
 import time
@@ -158,6 +159,41 @@ async def test_wait_for_outcome_follows_the_retries(make_scheduler: SchedulerFac
     last = await scheduler.wait_for_outcome(run_id, timeout=10)
     assert (first.attempt, last.attempt) == (1, 3)
     assert last.status is RunStatus.FAILED and last.id != run_id
+
+
+async def test_a_run_requested_while_the_poll_picks_it_up_runs_once(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """``arun_task_now`` commits the run, and its hand-over to the runner comes after the
+    call returns; the poll that runs meanwhile picks the queued run up from the database
+    and runs it. The hand-over that came after it ran the graph a second time."""
+    log = tmp_path / "calls.log"
+    scheduler = make_scheduler(poll_interval_seconds=0.1)
+    scheduler.add_task(
+        TaskDefinition(id="t", interval_seconds=3600, prompt="record", metadata={"log": str(log)})
+    )
+
+    class Slow(logging.Handler):  # a slow log sink: the call returns 0.5 s after its commit
+        def handle(self, record: logging.LogRecord) -> bool:  # (no lock: the loop logs on)
+            if "requested" in record.getMessage():
+                time.sleep(0.5)
+            return True
+
+    handler, logs = Slow(logging.INFO), logging.getLogger("scheduler")
+    level = logs.level
+    logs.addHandler(handler)
+    logs.setLevel(logging.INFO)
+    try:
+        async with scheduler:
+            await asyncio.sleep(0.3)  # (its first polls)
+            run_id = await scheduler.arun_task_now("t")
+            await scheduler.wait_for_run(run_id, timeout=10)
+            await asyncio.sleep(0.5)  # (a second start would have come by now)
+    finally:
+        logs.removeHandler(handler)
+        logs.setLevel(level)
+    calls = [line.split()[0] for line in log.read_text().splitlines()]
+    assert calls == [run_id], calls
 
 
 async def test_run_events_reach_listeners_and_iterators(make_scheduler: SchedulerFactory) -> None:

@@ -1,0 +1,111 @@
+"""The stopping half of the runner: cancelling runs in flight, letting go of every run
+(another process took over), and stopping with a grace period (a mixin of
+:class:`~scheduler.runner.Runner`, which provides the state)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from scheduler.clock import Timer
+from scheduler.pending import PendingRun
+from scheduler.waiting import WaitingRuns
+
+__all__ = ["RunnerStopping"]
+
+logger = logging.getLogger("scheduler.runner")
+
+
+class RunnerStopping:
+    """Cancelling, letting go and stopping (a mixin; the runner provides the state)."""
+
+    _running: dict[str, asyncio.Task[None]]
+    _abandoned: set[asyncio.Task[None]]
+    _expiring: set[asyncio.Task[None]]
+    _waiting: WaitingRuns
+    _delayed: dict[str, tuple[Timer, PendingRun]]
+    _heap: list[tuple[int, float, int, PendingRun]]
+    _buffered: dict[str, PendingRun]
+    _in_progress: Counter[str]
+    _known: set[str]
+    _started: dict[str, None]
+    _accepting: bool
+    _idle: asyncio.Event
+
+    if TYPE_CHECKING:  # provided by Runner
+
+        def _pump(self) -> None: ...
+        def _check_idle(self) -> None: ...
+
+    def is_running(self, run_id: str) -> bool:
+        """The run is in flight here."""
+        return run_id in self._running
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel one run in flight (it records ``cancelled``); False if it is not running."""
+        task = self._running.get(run_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def cancel_running(self) -> None:
+        """Cancel every run in flight (each records ``cancelled``)."""
+        for task in self._running.values():
+            task.cancel()
+
+    def _forget_unstarted(self) -> None:
+        """Drop the runs not started: waiting, delayed (retries), queued and buffered."""
+        self._waiting.close()
+        for handle, _ in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
+        self._heap.clear()
+        self._buffered.clear()
+
+    def abandon(self) -> set[str]:
+        """Let go of every run here without recording anything more about them: another
+        process has taken over the database and settles them as a dead process's runs
+        (interrupted, or resumed there). Runs in flight are cancelled; queued, delayed,
+        buffered and waiting ones are forgotten. Returns their ids; runs accepted later
+        are taken as usual."""
+        ids = set(self._known) | set(self._running) | self._waiting.ids()
+        self._forget_unstarted()
+        self._in_progress.clear()
+        self._known.clear()
+        self._started.clear()  # (what is handed back on a start over is queued again)
+        for task in self._running.values():
+            self._abandoned.add(task)
+            task.add_done_callback(self._let_go_ended)
+            task.cancel()
+        self._running.clear()  # a start over may take the same runs (in their own tasks)
+        self._check_idle()
+        return ids
+
+    def _let_go_ended(self, task: asyncio.Task[None]) -> None:
+        """A run let go of has ended (however: it records nothing): its slot is free."""
+        self._abandoned.discard(task)
+        self._pump()
+        self._check_idle()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Start nothing more; let running runs finish for ``grace_seconds``, then cancel
+        them (recorded ``cancelled``). Runs not started stay ``queued`` in the database and are
+        picked up by the next start (waiting ones stay ``waiting``)."""
+        self._accepting = False
+        self._forget_unstarted()
+        if self._abandoned or self._expiring:  # (the abandoned record nothing more)
+            await asyncio.wait(self._abandoned | self._expiring, timeout=grace_seconds)
+        running = list(self._running.values())
+        if running:
+            logger.info(
+                "waiting up to %.1f s for %d running run(s) to finish", grace_seconds, len(running)
+            )
+            _, late = await asyncio.wait(running, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+        self._idle.set()
