@@ -17,7 +17,7 @@ from scheduler.exceptions import (
     TaskSourceConflictError,
 )
 from scheduler.models import TaskDefinition
-from scheduler.rows import decode, settled, task_row_for
+from scheduler.rows import decode, run_time_after, settled, task_row_for
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, TaskRow, Transaction
 
@@ -82,15 +82,18 @@ class TaskChanges:
             raise TaskNotFoundError(task_id)
         return row
 
-    def consumed(self, task: TaskDefinition, next_run: float | None) -> bool:
-        """``task`` is a one-time task whose time ``next_run`` (past) already has its run,
-        or its missed record: disabled and enabled again, its zone edited for the same
-        instant, it must not run again."""
-        return (
-            task.task_type is TaskType.ONE_TIME
-            and next_run is not None
-            and next_run <= self.now
-            and self.tx.has_run_for(task.id, next_run)
+    def unrun(self, task: TaskDefinition, next_run: float | None, anchor: float) -> float | None:
+        """``next_run``, unless that (past or present) occurrence of ``task`` already has its
+        run or its missed record: then the next one after it (none for a one-time task).
+        Resumed, enabled again or edited at an instant it fired at (a test clock stops on
+        fire times), or a one-time task's zone edited for the same instant, an occurrence
+        must not run again."""
+        if next_run is None or next_run > self.now or not self.tx.has_run_for(task.id, next_run):
+            return next_run
+        if task.task_type is TaskType.ONE_TIME:
+            return None
+        return run_time_after(
+            task, anchor=anchor, after=next_run, default_timezone=self.settings.timezone
         )
 
     def put(
@@ -127,8 +130,8 @@ class TaskChanges:
                 raise TaskSourceConflictError(source, {task.id: old.source})
             origin = source or (old.source if old is not None else API_SOURCE)
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
-            if old is not None and self.consumed(task, row.next_run_time):
-                row.next_run_time = None  # its one occurrence ran: a change does not repeat it
+            if old is not None:  # an occurrence that ran: a change does not repeat it
+                row.next_run_time = self.unrun(task, row.next_run_time, row.anchor)
             (updates if old is not None else inserts).append(row)
             if old is not None:
                 self.replaced[task.id] = task

@@ -42,6 +42,7 @@ __all__ = [
     "missed_run",
     "queued_run",
     "run_record",
+    "run_time_after",
     "settled",
     "skipped_run",
     "task_info",
@@ -122,6 +123,18 @@ def first_run_time(
         return None
     timestamp: float = moment.timestamp()
     return timestamp if timestamp <= MAX_TIMESTAMP else None  # past the supported years
+
+
+def run_time_after(
+    task: TaskDefinition, *, anchor: float, after: float, default_timezone: str
+) -> float | None:
+    """The first fire time of ``task`` strictly after ``after`` (None: there is none)."""
+    trigger = task.build_trigger(
+        anchor=datetime.fromtimestamp(anchor, UTC), default_timezone=default_timezone
+    )
+    found = fire_times(trigger, after=datetime.fromtimestamp(after, UTC), count=1)
+    timestamp = found[0].timestamp() if found else None
+    return timestamp if timestamp is not None and timestamp <= MAX_TIMESTAMP else None
 
 
 def task_row_for(

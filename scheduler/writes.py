@@ -232,14 +232,13 @@ class TaskWrites(TaskQueries):
                     task = task.model_copy(update={"enabled": True})
                     row.definition = encode(task)
                 row.paused = False
-                row.next_run_time = first_run_time(
+                first = first_run_time(
                     task,
                     anchor=row.anchor,
                     now=changes.now,
                     default_timezone=self.settings.timezone,
                 )
-                if changes.consumed(task, row.next_run_time):
-                    row.next_run_time = None
+                row.next_run_time = changes.unrun(task, first, row.anchor)
                 changes.update(row)
         return self.get_task(task_id)
 

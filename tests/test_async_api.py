@@ -443,6 +443,38 @@ async def test_wait_for_outcome_follows_each_runs_own_retry() -> None:
             assert outcome.queued_at == first.finished_at
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"interval_seconds": 600},
+        {"cron_expression": "*/10 * * * *", "start_date": "2030-01-01T00:00:00Z"},
+        {"cron_expression": "*/10 * * * *"},
+    ],
+    ids=["interval", "cron-with-start", "cron"],
+)
+async def test_pausing_and_resuming_at_a_fire_time_does_not_repeat_it(
+    fields: dict[str, Any],
+) -> None:
+    """The test clock stops on fire times: paused and resumed at 00:10:00 sharp, after the
+    00:10 occurrence ran, an interval task (or a cron task with a start date) counted that
+    instant as its next run and ran it again. So did an edit or enabling it again."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=start) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="t", prompt="go", **fields))
+        await clock.advance(minutes=10)
+        scheduler.pause_task("t")
+        resumed = scheduler.resume_task("t")
+        assert resumed.next_run == start + timedelta(minutes=20)
+        for enabled in (False, True):
+            scheduler.edit_task(
+                "t", lambda task, on=enabled: task.model_copy(update={"enabled": on})
+            )
+        await clock.advance(minutes=15)
+        times = sorted(r.scheduled_for - start for r in scheduler.list_runs("t", limit=None))
+        assert times[-2:] == [timedelta(minutes=10), timedelta(minutes=20)], times
+        assert len(set(times)) == len(times), f"an occurrence ran twice: {times}"
+
+
 async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
     """``in 30 minutes`` in a definition made inside ``clocked_scheduler`` is 30 minutes of
     the test clock, not of the wall clock (the definition is made before the scheduler
