@@ -367,18 +367,18 @@ def finished_run(
     outcome: Outcome,
     *,
     thread_id: str,
-    started: float,
+    started: float | None,
     finished: float | None,
 ) -> RunRecord:
     """The record of a run that just started (``finished`` None), ended or stopped to wait
     (what an ``on_failure_callback`` or ``on_waiting_callback`` receives, and what run
-    events carry)."""
+    events carry); ``started`` None: settled without starting here."""
     return run_record(
         RunRow(
             id=pending.run_id,
             task_id=pending.task.id,
             scheduled_for=pending.scheduled_for,
-            queued_at=pending.queued_at or started,
+            queued_at=pending.queued_at or started or pending.scheduled_for,
             status=outcome.status,
             trigger=pending.trigger,
             attempt=pending.attempt,

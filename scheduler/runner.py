@@ -159,6 +159,7 @@ class Runner(RunnerWaiting, RunnerStopping):
                 del self._delayed[run_id]
                 dropped.append(pending)
         dropped.extend(self._waiting.of_task(task_id))
+        outcome = Outcome(RunStatus.CANCELLED, error_type="TaskRemoved", error_message=reason)
         for pending in dropped:
             self._known.discard(pending.run_id)
             self._release(task_id)
@@ -168,6 +169,8 @@ class Runner(RunnerWaiting, RunnerStopping):
                 )
             )
             logger.info("task %s run %s cancelled: %s", task_id, pending.run_id, reason)
+            if self._events.wants(pending.task):  # (its listeners and webhook hear of it)
+                self._emit("finished", pending, outcome, pending.thread_id or "", None, now)
         self._check_idle()
 
     @property

@@ -281,7 +281,7 @@ class RunnerWaiting:
         pending: PendingRun,
         outcome: Outcome,
         thread_id: str,
-        started: float,
+        started: float | None,
         finished: float | None,
     ) -> None:
         record = finished_run(

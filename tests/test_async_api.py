@@ -230,6 +230,27 @@ async def test_run_events_reach_listeners_and_iterators(make_scheduler: Schedule
     await stream.aclose()
 
 
+async def test_runs_cancelled_by_removing_their_task_are_told_as_finished(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """A waiting run and a retry waiting for its delay are recorded ``cancelled`` when their
+    task is removed; listeners (and webhooks, which listen) never heard of it."""
+    scheduler = make_scheduler(graph=server_graphs.asker)
+    finished: list[RunEvent] = []
+    scheduler.subscribe(lambda e: finished.append(e) if e.kind == "finished" else None)
+    scheduler.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
+    scheduler.start()
+    asked = scheduler.run_task_now("ask")
+    await eventually(lambda: scheduler.get_run(asked).status is RunStatus.WAITING)
+    await scheduler.aremove_task("ask")
+    await eventually(lambda: finished)
+    [event] = finished
+    assert (event.run.id, event.run.status, event.run.error_type) == (
+        asked, RunStatus.CANCELLED, "TaskRemoved",
+    )  # fmt: skip
+    assert scheduler.get_run(asked).status is RunStatus.CANCELLED
+
+
 # -- the test clock ------------------------------------------------------------------------------
 
 
