@@ -20,17 +20,19 @@ The webhooks and metrics of the HTTP server are listeners like any other.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from scheduler.models import TaskDefinition
 from scheduler.records import RunRecord
 
-__all__ = ["EventBus", "Listener", "RunEvent"]
+__all__ = ["EventBus", "EventStream", "Listener", "RunEvent"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,28 +113,84 @@ class EventBus:
         if not task.cancelled() and task.exception() is not None:
             logger.error("an async run event listener failed", exc_info=task.exception())
 
-    async def stream(self, *, buffer: int = 10_000) -> AsyncIterator[RunEvent]:
+    def stream(self, *, buffer: int = 10_000) -> EventStream:
         """The events from now on, as an async iterator (see the module docstring)."""
-        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
-        dropped = 0
+        return EventStream(self, buffer)
 
-        def put(event: RunEvent) -> None:
-            nonlocal dropped
-            if queue.qsize() >= buffer:
-                queue.get_nowait()
-                dropped += 1
-                if dropped in (1, 100, 10_000) or dropped % 100_000 == 0:
-                    logger.warning("an events() consumer fell behind: %d event(s) dropped", dropped)
-            queue.put_nowait(event)
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the async listeners still running (at stop),
+        then cancel the rest: a listener that hangs does not hold the stop up."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+        if late:
+            logger.warning("%d async run event listener(s) cancelled at stop", len(late))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
-        unsubscribe = self.subscribe(put)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            unsubscribe()
 
-    async def drain(self) -> None:
-        """Wait for the async listeners still running (at stop)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+class EventStream:
+    """An async iterator over the events from now on (``scheduler.events()``): subscribed
+    when made, not at the first ``anext``; an ``anext`` cancelled (a timeout) loses nothing
+    and ends nothing; it may be read on another event loop (the scheduler's loop wakes it
+    thread-safely). ``aclose()`` (or ``async with``) unsubscribes."""
+
+    def __init__(self, bus: EventBus, buffer: int) -> None:
+        self._items: collections.deque[RunEvent] = collections.deque()
+        self._buffer = buffer
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._unsubscribe = bus.subscribe(self._put)
+
+    def _put(self, event: RunEvent) -> None:
+        with self._lock:
+            if len(self._items) >= self._buffer:
+                self._items.popleft()
+                self._dropped += 1
+                if self._dropped in (1, 100, 10_000) or self._dropped % 100_000 == 0:
+                    logger.warning(
+                        "an events() consumer fell behind: %d event(s) dropped", self._dropped
+                    )
+            self._items.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is None:
+            return
+
+        def resolve() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # (the consumer's loop has closed)
+            waiter.get_loop().call_soon_threadsafe(resolve)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> RunEvent:
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                if self._closed:
+                    raise StopAsyncIteration
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    async def aclose(self) -> None:
+        """Unsubscribe; an iteration going on ends after the events already buffered."""
+        self._closed = True
+        self._unsubscribe()
+        self._wake()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

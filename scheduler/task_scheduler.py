@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from scheduler import gcfreeze
 from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
-from scheduler.events import EventBus, Listener, RunEvent
+from scheduler.events import EventBus, EventStream, Listener
 from scheduler.exceptions import LeadershipLostError, SchedulerError, SchedulerNotRunningError
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
@@ -95,6 +95,7 @@ class TaskScheduler(AsyncTaskAPI):
         self._events = EventBus()
         self._webhooks: Deliverer | None = None
         self._gc_frozen = False
+        self._background_prune = True  # off on a test clock (scheduler.testing)
         if clock is None:  # PostgreSQL: the database's time, as every process there keeps
             postgres = self._store.engine.dialect.name == "postgresql"
             clock = DatabaseClock(self._store.database_time) if postgres else time.time
@@ -149,6 +150,7 @@ class TaskScheduler(AsyncTaskAPI):
             prune=self.prune_history,
             clock=self._clock,
         )
+        supervisor.background_prune = self._background_prune
         self._webhooks = Deliverer(self._store, self.settings)
         self._events.webhooks = self._webhooks
         supervisor.start()
@@ -176,7 +178,7 @@ class TaskScheduler(AsyncTaskAPI):
                 self._gc_frozen = False
                 gcfreeze.release()
             await self._close_graph_connections()
-            await self._events.drain()
+            await self._events.drain(grace)
             self._events.webhooks = None
             if self._webhooks is not None:
                 await self._webhooks.close()
@@ -238,9 +240,9 @@ class TaskScheduler(AsyncTaskAPI):
         :mod:`scheduler.events`."""
         return self._events.subscribe(listener)
 
-    def events(self) -> AsyncIterator[RunEvent]:
-        """The run events of this process from now on, as an async iterator:
-        ``async for event in scheduler.events(): ...``."""
+    def events(self) -> EventStream:
+        """The run events of this process from now on (subscribed at this call), as an async
+        iterator: ``async for event in scheduler.events(): ...``; ``aclose()`` ends it."""
         return self._events.stream()
 
     def is_active_elsewhere(self) -> bool:

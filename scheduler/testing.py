@@ -220,12 +220,11 @@ async def clocked_scheduler(
         clock=clock,
     )
     clock.attach(scheduler)
-    scheduler.start()
     # history is pruned only when the test asks (prune_history): in the background it
     # would run on the wall clock's polls, and what an advance returns would depend on
-    # how fast the machine is
-    assert scheduler._supervisor is not None
-    scheduler._supervisor.background_prune = False
+    # how fast the machine is (after a stop() and start() too)
+    scheduler._background_prune = False
+    scheduler.start()
     counting = VALIDATION_CLOCK.set(lambda: clock.now)  # "in 30 minutes": of this clock
     try:
         await clock._settle()

@@ -23,7 +23,7 @@ from scheduler.events import RunEvent
 from scheduler.preview import preview
 from scheduler.testing import TestClock, clocked_scheduler
 from tests import prompt_graphs, server_graphs
-from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
+from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually, make_settings
 from tests.test_cli import Cli
 
 SYNC_METHODS = [
@@ -249,6 +249,75 @@ async def test_runs_cancelled_by_removing_their_task_are_told_as_finished(
         asked, RunStatus.CANCELLED, "TaskRemoved",
     )  # fmt: skip
     assert scheduler.get_run(asked).status is RunStatus.CANCELLED
+
+
+async def test_an_async_listener_that_hangs_does_not_hold_up_stop(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    hung = asyncio.Event()
+
+    async def hangs(_: RunEvent) -> None:
+        hung.set()
+        await asyncio.sleep(3600)  # a notification call without a timeout of its own
+
+    scheduler.subscribe(hangs)
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+    scheduler.start()
+    await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+    await asyncio.wait_for(hung.wait(), 10)
+    began = time.monotonic()
+    await asyncio.wait_for(scheduler.stop(grace_seconds=0.5), 30)  # (it waited for ever)
+    assert time.monotonic() - began < 10
+
+
+async def test_events_are_kept_from_the_call_and_a_timed_out_read_ends_nothing(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """``events()`` subscribed at the first ``anext`` (the events before were lost), and an
+    ``anext`` cut short by a timeout closed the iterator."""
+    scheduler = make_scheduler()
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+    scheduler.start()
+    stream = scheduler.events()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(stream), 0.2)
+    first = scheduler.run_task_now("t")
+    await scheduler.wait_for_run(first, timeout=10)
+    kinds = [(e.kind, e.run.id) for e in [await asyncio.wait_for(anext(stream), 5) for _ in "ab"]]
+    assert kinds == [("started", first), ("finished", first)]
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+def test_events_reach_a_consumer_on_another_event_loop(tmp_path: Path) -> None:
+    """With the scheduler on a background loop (start_in_background), a consumer's loop was
+    not woken: it saw the events only when something else woke it."""
+    from scheduler.service import start_in_background
+
+    settings = make_settings(graph="tests.prompt_graphs:graph", db_path=tmp_path / "s.db")
+    service = start_in_background(settings)
+    scheduler = service.scheduler
+    try:
+        scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+
+        async def consume() -> float:
+            stream = scheduler.events()
+            began = time.monotonic()
+            scheduler.run_task_now("t")
+            try:
+                async for event in stream:
+                    if event.kind == "finished":
+                        return time.monotonic() - began
+            finally:
+                await stream.aclose()
+            raise AssertionError("the stream ended")
+
+        took = asyncio.run(asyncio.wait_for(consume(), 30))
+    finally:
+        service.stop()
+    assert took < 2.5, f"the consumer heard of the run's end after {took:.1f} s"
 
 
 # -- the test clock ------------------------------------------------------------------------------
@@ -494,6 +563,21 @@ async def test_pausing_and_resuming_at_a_fire_time_does_not_repeat_it(
         times = sorted(r.scheduled_for - start for r in scheduler.list_runs("t", limit=None))
         assert times[-2:] == [timedelta(minutes=10), timedelta(minutes=20)], times
         assert len(set(times)) == len(times), f"an occurrence ran twice: {times}"
+
+
+async def test_the_test_clock_prunes_history_only_when_asked_after_a_restart_too() -> None:
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z", history_max_runs=10
+    ) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="tick", interval_seconds=60, prompt="go"))
+        await clock.advance(hours=1)
+        await scheduler.stop()  # the README's downtime recipe
+        clock.pass_time(minutes=5)
+        scheduler.start()
+        await asyncio.sleep(1.5)  # (the new scheduler's polls, on the wall clock)
+        kept = len(scheduler.list_runs(limit=None))  # (with the catch-up run of the gap)
+        assert kept > 60, "pruned in the background"
+        assert scheduler.prune_history() == kept - 10
 
 
 async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
