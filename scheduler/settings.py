@@ -229,6 +229,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
         return value
 
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: str | None) -> str | None:
+        # an empty key counted as set: the server listened on any address, and an empty
+        # x-api-key header matched it
+        if value is not None and not value.strip():
+            raise ValueError("an empty or blank API key protects nothing; set a key or unset it")
+        return value
+
     @field_validator("callback_modules", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from scheduler import TaskDefinition
+from scheduler import Settings, TaskDefinition
 from scheduler.server import create_app
 from scheduler.server.crons import CRONS_SOURCE, graph_id
 from scheduler.storage.threads import insert_thread, made_threads
@@ -464,6 +465,33 @@ async def test_an_api_key_that_is_not_ascii_is_accepted_in_a_header(
             assert answer.status_code == 200, (header, answer.text)
         wrong = await api.get("/api/tasks", headers={"x-api-key": "clé-ünì".encode()})
         assert wrong.status_code == 403
+
+
+async def test_a_dashboard_login_with_a_key_that_is_not_ascii_keeps_working(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The login cookie held the key as Python quotes a cookie (``"cl\\351-..."``): read
+    back, it was not the key's bytes, and every page after the login answered 403."""
+    for key in ("clé-ünï", 'k;e y,"\\%41'):
+        scheduler = make_scheduler(http_rate_per_second=0, api_key=key)
+        async with client_of(scheduler) as api:
+            login = await api.get("/login", params={"key": key})
+            assert login.status_code == 303, login.text
+            cookie = login.headers["set-cookie"].split(";", 1)[0]  # name=value, sent back
+            assert cookie.isascii()
+            page = await api.get("/", headers={"cookie": cookie})
+            assert page.status_code == 200, (key, cookie, page.status_code)
+            wrong = await api.get("/", headers={"cookie": cookie[:-1]})
+            assert wrong.status_code == 403
+        await scheduler.stop(grace_seconds=0)
+
+
+@pytest.mark.parametrize("key", ["", "   "])
+def test_an_empty_api_key_is_refused(key: str) -> None:
+    """It counted as a key: the server listened on any address, and an empty x-api-key
+    header got in."""
+    with pytest.raises(ValidationError, match="api_key"):
+        Settings(_env_file=None, api_key=key)
 
 
 async def test_healthz_says_the_database_fails_without_saying_where(

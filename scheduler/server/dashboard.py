@@ -35,7 +35,7 @@ from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError, SchedulerError, TaskNotFoundError
 from scheduler.records import RunRecord, TaskInfo
 from scheduler.render import schedule_text, task_zone, when
-from scheduler.server.guard import COOKIE, loopback_host, same_origin
+from scheduler.server.guard import COOKIE, cookie_of_key, loopback_host, same_origin
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["FAILING", "router"]
@@ -267,7 +267,7 @@ async def login(request: Request, key: str = "") -> Response:
     response.headers["cache-control"] = "no-store"
     response.set_cookie(
         COOKIE,
-        key,
+        cookie_of_key(key),
         httponly=True,
         samesite="strict",
         path="/",

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,15 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 
-__all__ = ["COOKIE", "OPEN_PATHS", "Guard", "is_loopback", "loopback_host", "same_origin"]
+__all__ = [
+    "COOKIE",
+    "OPEN_PATHS",
+    "Guard",
+    "cookie_of_key",
+    "is_loopback",
+    "loopback_host",
+    "same_origin",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -104,7 +113,7 @@ class Guard:
             if given is None:
                 await _reply(send, 401, "an API key is required (x-api-key header)")
                 return
-            if not hmac.compare_digest(_sent(given), self.api_key.encode()):
+            if not hmac.compare_digest(given, self.api_key.encode()):
                 await _reply(send, 403, "the API key is not valid")
                 return
         length = headers.get("content-length")
@@ -207,15 +216,23 @@ def _sent(text: str) -> bytes:
         return text.encode()
 
 
-def _key_of(headers: dict[str, str]) -> str | None:
+def _key_of(headers: dict[str, str]) -> bytes | None:
+    """The key a request carries, as bytes to compare with the key's UTF-8 bytes."""
     if "x-api-key" in headers:
-        return headers["x-api-key"]
+        return _sent(headers["x-api-key"])
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
+        return _sent(authorization[7:].strip())
     if "cookie" in headers:  # parsed as browsers send it: another app's odd cookie beside
-        return cookie_parser(headers["cookie"]).get(COOKIE)  # ours does not hide it
+        cookie = cookie_parser(headers["cookie"]).get(COOKIE)  # ours does not hide it
+        return None if cookie is None else urllib.parse.unquote(cookie).encode()
     return None
+
+
+def cookie_of_key(key: str) -> str:
+    """The dashboard cookie's value for ``key``: percent-encoded UTF-8, plain ASCII (a cookie
+    that is not ASCII came back as another text, and a non-ASCII key never matched)."""
+    return urllib.parse.quote(key, safe="")
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
