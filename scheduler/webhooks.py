@@ -6,19 +6,21 @@ The body is ``{"event": "run.finished", "task_id": ..., "run": {...the run recor
 With ``SCHEDULER_WEBHOOK_SECRET`` set, ``X-Scheduler-Signature: sha256=<hex>`` is the
 HMAC-SHA256 of ``<X-Scheduler-Timestamp>.<body>`` under that secret: a receiver recomputes
 it, compares in constant time, and refuses old timestamps. A 2xx answer ends the delivery;
-a 5xx, a 429 or a network error is retried after ``SCHEDULER_WEBHOOK_RETRY_SECONDS``,
-doubled each time, up to ``SCHEDULER_WEBHOOK_ATTEMPTS``; any other answer ends it. Redirects
-are not followed. A destination that resolves to a private, loopback, link-local or
-reserved address is refused (recorded, not sent) unless ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``
-allows it. The name is resolved once, for the check, and the connection goes to the
-addresses it approved, each in turn (:class:`_PinnedBackend`; the URL's name is still the
-``Host`` and, over TLS, the name the certificate must match), so a name that answers a
-public address to the check and a private one a moment later (DNS rebinding) reaches
-nothing it should not. Deliveries connect directly (``HTTPS_PROXY`` and the like are not
-used: a proxy would resolve the name again, out of the check's reach). They run in the
-scheduler's process while it runs; one not done when the scheduler stops is recorded as far
-as it got, and its next attempt as not sent (``the scheduler stopped ...``), so the run
-shows that the receiver may not have it.
+a 5xx, a 429, a network error or a failed name lookup (a temporary DNS failure, no answer in
+time) is retried after ``SCHEDULER_WEBHOOK_RETRY_SECONDS``, doubled each time, up to
+``SCHEDULER_WEBHOOK_ATTEMPTS``; any other answer ends it. Redirects are not followed. A
+destination that resolves to a private, loopback, link-local or reserved address is refused
+(recorded, not sent, not tried again) unless ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE`` allows it.
+The name is resolved once per attempt, for the check, on the deliverer's own threads (never
+the event loop's default ones, which the run log writes through) and within the attempt's
+``SCHEDULER_WEBHOOK_TIMEOUT_SECONDS``; the connection goes to the addresses it approved,
+each in turn (:class:`_PinnedBackend`; the URL's name is still the ``Host`` and, over TLS,
+the name the certificate must match), so a name that answers a public address to the check
+and a private one a moment later (DNS rebinding) reaches nothing it should not. Deliveries
+connect directly (``HTTPS_PROXY`` and the like are not used: a proxy would resolve the name
+again, out of the check's reach). They run in the scheduler's process while it runs; one
+not done when the scheduler stops is recorded as far as it got, and its next attempt as not
+sent (``the scheduler stopped ...``), so the run shows that the receiver may not have it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import functools
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +53,7 @@ __all__ = ["Deliverer", "sign"]
 logger = logging.getLogger(__name__)
 
 _CONCURRENCY = 20
+_RESOLVERS = 8  # threads for name lookups: those stuck on a silent name server hold only these
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -71,6 +77,7 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: list[dict[str, Any]] = []  # the attempts cut short by close()
         self._pool: httpcore.AsyncConnectionPool | None = None
+        self._resolver: ThreadPoolExecutor | None = None
 
     def __call__(self, event: RunEvent) -> None:
         if event.kind != "finished" or event.task.webhook is None:
@@ -99,28 +106,33 @@ class Deliverer:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        if self._resolver is not None:  # a lookup still stuck in a thread is not waited for
+            self._resolver.shutdown(wait=False, cancel_futures=True)
+            self._resolver = None
 
     async def _deliver(self, run_id: str, url: str, body: bytes) -> None:
         settings = self._settings
         delay = settings.webhook_retry_seconds
         trying, step = 1, "before"  # the attempt, and where a stop would cut it
         try:
+            parsed, refused = _parsed(url)
+            if parsed is None:
+                step = "recorded"
+                await self._record(run_id, url, 1, None, refused)
+                return
             for attempt in range(1, settings.webhook_attempts + 1):
                 trying, step = attempt, "before"
                 async with self._slots:  # per attempt: a delivery waiting to retry holds none
-                    parsed, addresses, refused = await _destination(
-                        url, allow_private=settings.webhook_allow_private
-                    )
-                    if refused is not None:
-                        step = "recorded"
-                        await self._record(run_id, url, attempt, None, refused)
-                        return
-                    assert parsed is not None
-                    step = "during"
-                    status, error = await self._post(parsed, body, addresses)
+                    # the lookup and the exchange share the attempt's time
+                    deadline = _now() + settings.webhook_timeout_seconds
+                    addresses, error, final = await self._resolve(parsed, deadline)
+                    status = None
+                    if addresses:
+                        step = "during"
+                        status, error = await self._post(parsed, body, addresses, deadline)
                     step = "recorded"  # a stop during the record: its thread writes it
                     await self._record(run_id, url, attempt, status, error)
-                if not self._retrying(run_id, url, attempt, status, error):
+                if final or not self._retrying(run_id, url, attempt, status, error):
                     return
                 trying, step = attempt + 1, "before"
                 await asyncio.sleep(delay)
@@ -129,6 +141,49 @@ class Deliverer:
             if step != "recorded":
                 self._stopped.append(_cut_short(run_id, url, trying, during=step == "during"))
             raise
+
+    async def _resolve(
+        self, parsed: httpx.URL, deadline: float
+    ) -> tuple[list[str], str | None, bool]:
+        """The addresses the URL's host may be reached at, None and False; or no address,
+        why not, and whether that is final: True for a destination the policy refuses, False
+        for a name that did not resolve (a failed attempt, tried again).
+
+        A name is looked up on this deliverer's own threads, never the event loop's default
+        ones (which the run log writes through: a silent name server would stall every
+        run), and the lookup ends at ``deadline``."""
+        host = parsed.raw_host.decode("ascii")
+        try:
+            addresses = [str(ipaddress.ip_address(host))]  # an address: nothing to look up
+        except ValueError:
+            try:
+                port = parsed.port or (443 if parsed.scheme == "https" else 80)
+                addresses = await self._lookup(host, port, deadline)
+            except TimeoutError:
+                seconds = self._settings.webhook_timeout_seconds
+                return [], f"cannot resolve {parsed.host}: no answer within {seconds:g} s", False
+            except (OSError, ValueError) as exc:
+                return [], f"cannot resolve {parsed.host}: {exc}"[:500], False
+        if not addresses:
+            return [], f"cannot resolve {parsed.host}: no address", False
+        if not self._settings.webhook_allow_private:
+            for address in addresses:
+                if not _is_public(ipaddress.ip_address(address)):
+                    return [], (
+                        f"refused: {parsed.host} is a private address ({address}); "
+                        "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
+                    ), True  # fmt: skip
+        return addresses, None, False
+
+    async def _lookup(self, name: str, port: int, deadline: float) -> list[str]:
+        """The addresses ``name`` resolves to (:func:`socket.getaddrinfo`, on this deliverer's
+        threads); TimeoutError at ``deadline``."""
+        if self._resolver is None:
+            self._resolver = ThreadPoolExecutor(_RESOLVERS, thread_name_prefix="webhook-dns")
+        lookup = functools.partial(socket.getaddrinfo, name, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout_at(deadline):  # the thread finishes on its own
+            infos = await asyncio.get_running_loop().run_in_executor(self._resolver, lookup)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def _retrying(
         self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
@@ -149,10 +204,10 @@ class Deliverer:
         return False
 
     async def _post(
-        self, parsed: httpx.URL, body: bytes, addresses: list[str]
+        self, parsed: httpx.URL, body: bytes, addresses: list[str], deadline: float
     ) -> tuple[int | None, str | None]:
         """POST ``body`` to the URL, connecting to ``addresses`` (those its check
-        approved); the answer's body is not read."""
+        approved), the whole exchange done by ``deadline``; the answer's body is not read."""
         if self._pool is None:
             import ssl
 
@@ -179,7 +234,7 @@ class Deliverer:
         pinned = _PINNED.set((parsed.raw_host.decode("ascii"), addresses))
         try:
             async with (
-                asyncio.timeout(seconds),  # the whole exchange, however slowly it trickles
+                asyncio.timeout_at(deadline),  # the whole attempt, however slowly it trickles
                 self._pool.stream(
                     "POST", target, headers=list(headers.items()), content=body,
                     extensions={"timeout": dict.fromkeys(("connect", "read", "write"), seconds)},
@@ -216,6 +271,11 @@ class Deliverer:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 
 
+def _now() -> float:
+    """The event loop's clock, which :func:`asyncio.timeout_at` deadlines are on."""
+    return asyncio.get_running_loop().time()
+
+
 def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str, Any]:
     """The record of an attempt that the scheduler's stop cut short (or came before)."""
     error = (
@@ -233,40 +293,16 @@ def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str
     }
 
 
-async def _destination(
-    url: str, *, allow_private: bool
-) -> tuple[httpx.URL | None, list[str], str | None]:
-    """``url`` parsed, the addresses it may be reached at, and None; or why it may not be
-    called (not a valid http(s) URL, a name that does not resolve, a private address while
-    ``allow_private`` is off)."""
+def _parsed(url: str) -> tuple[httpx.URL | None, str | None]:
+    """``url`` parsed as it is sent (an IDNA-encoded name, a bare IPv6 address) and None; or
+    None and why it is refused (not a valid http(s) URL)."""
     try:
-        parsed = httpx.URL(url)  # as it is sent: an IDNA-encoded name, a bare IPv6 address
+        parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        return None, [], f"refused: not a valid URL ({exc})"
+        return None, f"refused: not a valid URL ({exc})"
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        return None, [], f"refused: {_shown(url)} is not an http(s) URL"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parsed.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM
-        )
-    except (OSError, ValueError) as exc:
-        return None, [], f"cannot resolve {parsed.host}: {exc}"
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not allow_private:
-        for address in addresses:
-            if not _is_public(ipaddress.ip_address(address)):
-                return (
-                    None,
-                    [],
-                    (
-                        f"refused: {parsed.host} is a private address ({address}); "
-                        "SCHEDULER_WEBHOOK_ALLOW_PRIVATE=true allows it"
-                    ),
-                )
-    if not addresses:
-        return None, [], f"cannot resolve {parsed.host}: no address"
-    return parsed, addresses, None
+        return None, f"refused: {_shown(url)} is not an http(s) URL"
+    return parsed, None
 
 
 #: The name being connected to and the addresses its check approved, for the delivery
@@ -323,21 +359,24 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64: an IPv4 address inside
-_EMBEDDING = (_NAT64, ipaddress.ip_network("::/96"))  # (and the old IPv4-compatible form)
+_EMBEDDING = (  # prefixes whose last 32 bits are an IPv4 address
+    ipaddress.ip_network("64:ff9b::/96"),  # well-known NAT64
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT, RFC 2765)
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated)
+)
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # a network's own NAT64 (RFC 8215)
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """A destination webhooks may reach without ``SCHEDULER_WEBHOOK_ALLOW_PRIVATE``: a
-    global address, and for an IPv6 one that carries an IPv4 address (mapped, 6to4, NAT64,
-    IPv4-compatible), that IPv4 address is global too (``64:ff9b::7f00:1`` is 127.0.0.1
-    through a NAT64 gateway, which ``is_global`` alone lets through)."""
+    global address, and for an IPv6 one that carries an IPv4 address (mapped, translated,
+    6to4, NAT64, IPv4-compatible), that IPv4 address is global too (``64:ff9b::7f00:1`` is
+    127.0.0.1 through a NAT64 gateway, which ``is_global`` alone lets through)."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.is_site_local or address in _LOCAL_NAT64:
             return False
         inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and any(address in net for net in _EMBEDDING) and int(address) > 1:
+        if inner is None and int(address) > 1 and any(address in n for n in _EMBEDDING):
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if inner is not None:
             return _is_public(inner)
@@ -345,9 +384,13 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def _shown(url: str) -> str:
-    """The URL without its query (which may carry a token), for logs."""
+    """``scheme://host[:port]/path`` of the URL, for logs: without its user info
+    (``user:password@``), query or fragment, any of which may carry a secret."""
     try:
         parts = urlsplit(url)
-    except ValueError:  # not a URL: what comes before any query
-        return url.split("?", 1)[0]
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+        scheme, netloc, path = parts.scheme, parts.netloc, parts.path
+    except ValueError:  # not a URL (an unclosed IPv6 bracket): cut it as urlsplit would
+        scheme, _, rest = url.partition("://")
+        netloc, slash, path = re.split("[?#]", rest, maxsplit=1)[0].partition("/")
+        path = slash + path
+    return f"{scheme}://{netloc.rpartition('@')[2]}{path}"

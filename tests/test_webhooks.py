@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import socket
 import threading
 import time
@@ -157,15 +158,15 @@ async def test_a_crons_webhook_is_delivered(
 
 
 @pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
     """Names ending in ``.test`` resolve to the answers listed for them (each one or more
     comma-separated addresses), one lookup after another (the last one from then on), as a
-    DNS server with a zero TTL can answer; other names as usual. ``names["lookups"]`` keeps
-    the names looked up."""
-    import socket
-
+    DNS server with a zero TTL can answer; other names as usual. The answer ``EAI_AGAIN`` is
+    a temporary failure, ``silent`` a name server that does not answer (the lookup blocks
+    until the test ends, then fails). ``names["lookups"]`` keeps the names looked up."""
     real = socket.getaddrinfo
     names: dict[str, list[str]] = {"lookups": []}
+    ended = threading.Event()
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(host, bytes):  # anyio (under httpx) asks with the name IDNA-encoded
@@ -174,11 +175,15 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             names["lookups"].append(host)
             answers = names[host]
             answer = answers.pop(0) if len(answers) > 1 else answers[0]
+            if answer in ("EAI_AGAIN", "silent"):
+                ended.wait(60 if answer == "silent" else 0)
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
             return [i for a in answer.split(",") for i in real(a, port, *args, **kwargs)]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return names
+    yield names
+    ended.set()
 
 
 async def test_a_name_rebound_after_the_check_reaches_nothing_private(
@@ -251,6 +256,112 @@ async def test_each_address_checked_is_tried_and_names_go_out_idna_encoded(
     [(headers, _)] = receiver.received
     assert headers["host"] == f"xn--bcher-kva.test:{port}"
     assert headers["authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+
+
+async def test_a_temporary_dns_failure_is_a_failed_attempt_tried_again(
+    make_scheduler: SchedulerFactory, receiver: Receiver, resolver: dict[str, list[str]]
+) -> None:
+    """A lookup that fails for now (EAI_AGAIN) is not a refusal: it is recorded and the
+    delivery is tried again, as after a network error."""
+    receiver.statuses.clear()
+    resolver["flaky.test"] = ["EAI_AGAIN", "127.0.0.1"]
+    port = receiver.server.server_port
+    scheduler = make_scheduler(webhook_allow_private=True, webhook_retry_seconds=0.05)
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="f", interval_seconds=3600, prompt="hi",
+                       webhook=f"http://flaky.test:{port}/hook")
+    )  # fmt: skip
+    run_id = scheduler.run_task_now("f")
+    attempts = await eventually(
+        lambda: _attempts(scheduler, run_id, 2), message="the attempt after the failure"
+    )
+    assert attempts[0][:2] == (1, None) and "Temporary failure" in attempts[0][2]
+    assert attempts[0][2].startswith("cannot resolve flaky.test")
+    assert attempts[1] == (2, 200, None)
+    assert len(receiver.received) == 1
+
+
+async def test_a_lookup_is_bounded_by_the_attempts_timeout(
+    make_scheduler: SchedulerFactory, receiver: Receiver, resolver: dict[str, list[str]]
+) -> None:
+    """A name server that does not answer fails the attempt at the timeout; the next
+    attempt looks the name up again."""
+    receiver.statuses.clear()
+    resolver["slow.test"] = ["silent", "127.0.0.1"]
+    port = receiver.server.server_port
+    scheduler = make_scheduler(
+        webhook_allow_private=True, webhook_retry_seconds=0.05, webhook_timeout_seconds=0.5
+    )
+    scheduler.start()
+    scheduler.add_task(
+        TaskDefinition(id="s", interval_seconds=3600, prompt="hi",
+                       webhook=f"http://slow.test:{port}/hook")
+    )  # fmt: skip
+    run_id = scheduler.run_task_now("s")
+    attempts = await eventually(
+        lambda: _attempts(scheduler, run_id, 2), message="both attempts recorded"
+    )
+    assert attempts == [
+        (1, None, "cannot resolve slow.test: no answer within 0.5 s"),
+        (2, 200, None),
+    ]
+    assert resolver["lookups"] == ["slow.test", "slow.test"]
+
+
+async def test_names_that_get_no_answer_hold_up_no_run_and_not_the_stop(
+    make_scheduler: SchedulerFactory, resolver: dict[str, list[str]]
+) -> None:
+    """More deliveries stuck in DNS than the event loop has default threads (which the
+    run log writes through): a run without a webhook still starts and ends, and the stop
+    ends the deliveries, recorded as not sent."""
+    many = min(32, (os.cpu_count() or 1) + 4) + 2  # the default threads, and more
+    scheduler = make_scheduler(webhook_timeout_seconds=60)
+    scheduler.start()
+    for i in range(many):
+        resolver[f"h{i}.silent.test"] = ["silent"]
+    scheduler.add_tasks(
+        TaskDefinition(id=f"h{i}", interval_seconds=3600, prompt="hi",
+                       webhook=f"http://h{i}.silent.test/hook")
+        for i in range(many)
+    )  # fmt: skip
+    hooked = [scheduler.run_task_now(f"h{i}") for i in range(many)]
+    await eventually(lambda: len(resolver["lookups"]) >= 6, message="the lookups under way")
+    scheduler.add_task(TaskDefinition(id="plain", interval_seconds=3600, prompt="hi"))
+    plain = scheduler.run_task_now("plain")
+    await eventually(
+        lambda: scheduler.get_run(plain).status.value == "succeeded", message="the other run"
+    )
+    began = time.monotonic()
+    await scheduler.stop(grace_seconds=0)
+    assert time.monotonic() - began < 15
+    stopped = (1, None, "not sent: the scheduler stopped before this attempt")
+    assert all(_attempts(scheduler, run_id, 1) == [stopped] for run_id in hooked)
+
+
+async def test_logs_show_no_user_info_or_query_of_a_url(
+    make_scheduler: SchedulerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delivery that gives up logs its URL as scheme://host:port/path: no password, no
+    token in the query."""
+    port = receiver.server.server_port
+    scheduler = make_scheduler(webhook_allow_private=True, webhook_attempts=1)
+    scheduler.start()
+    url = f"http://hookuser:S3cretPassw0rd@127.0.0.1:{port}/hook?token=QUERYTOKEN"
+    [attempt] = await deliveries_of(scheduler, "u", url)
+    assert attempt["status_code"] == 500
+    await eventually(lambda: "gave up" in caplog.text, message="the log line")
+    assert f"to http://127.0.0.1:{port}/hook gave up" in caplog.text
+    for secret in ("hookuser", "S3cretPassw0rd", "QUERYTOKEN"):
+        assert secret not in caplog.text
+
+
+def _attempts(scheduler: Any, run_id: str, n: int) -> list[tuple[Any, Any, Any]] | None:
+    """The run's delivery attempts (attempt, status, error) once there are ``n``."""
+    found = [
+        (d["attempt"], d["status_code"], d["error"]) for d in scheduler._store.deliveries(run_id)
+    ]
+    return found if len(found) >= n else None
 
 
 async def test_an_ipv6_address_is_sent_in_brackets(make_scheduler: SchedulerFactory) -> None:
