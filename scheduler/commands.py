@@ -20,6 +20,7 @@ from scheduler.models import TaskDefinition
 from scheduler.preview import preview
 from scheduler.records import TaskInfo
 from scheduler.render import Output, schedule_text, task_zone, when
+from scheduler.run_writes import check_answer
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file
@@ -298,8 +299,8 @@ async def _wait(
 def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     """Answer a waiting run (its graph called ``interrupt()``)."""
     try:
-        value = load_json(args.value, what="VALUE")
-    except DocumentError as exc:
+        check_answer(value := load_json(args.value, what="VALUE"))  # not null, not too large
+    except ValueError as exc:  # (a DocumentError is one)
         raise UsageError(
             f"{exc} (give the answer as JSON, e.g. '\"yes\"' or '{{\"ok\": true}}')"
         ) from None

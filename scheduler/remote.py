@@ -12,16 +12,24 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   context, the ``run_name`` and ``tags`` in the config and the run metadata (task id,
   scheduled time, attempt; the scheduler's run id as ``scheduler_run_id``, since the
   server keeps ``run_id`` for its own) as the server run's ``metadata``;
-* streams the run's values; its last values are the run's result, with ``__interrupt__``
-  when the graph stopped for a human (the run is then ``waiting`` here);
+* streams the run's values; once the stream ends, reads how the server's run ended (one
+  ``GET``): only a run the server records ``success`` succeeds here, with its last values
+  as the result, or is ``waiting`` when they hold an ``__interrupt__`` (the graph stopped
+  for a human); a run the server records otherwise (``interrupted``: cancelled there, by
+  another client or because the stream was cut short; ``error``, ``timeout``) fails the
+  attempt, so the task's retry policy applies;
 * cancels the server's run when the run here is cancelled (a timeout, a stop);
-* fails the run on a connection error or a server error, so the task's retry policy
-  applies.
+* fails the run on a connection error or a server error (an HTTP error status), so the
+  task's retry policy applies.
 
 The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
 variable). What the server sends is bounded: one streamed event (or one answer that is not
 a stream) of more than :data:`MAX_EVENT_BYTES` fails the run, where the SDK would hold it
-all in memory.
+all in memory; its error texts (an ``error`` event, the body of an HTTP error) are kept at
+most 2,000 characters, control characters escaped.
+
+The SDK client (its ``httpx`` connections) belongs to the event loop that made it: each
+event loop that runs the graph gets its own (``aclose`` closes the current loop's).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import logging
 import os
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +48,7 @@ import httpx
 from langgraph.types import Command
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import LangGraphError
 
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
 
@@ -53,10 +63,23 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 # \r\n is one line end, not an \r and an empty line)
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _NOTHING: Any = object()  # no values streamed yet
+# the server ends a run's stream before it records how the run ended: a run still pending
+# or running once its stream ended is asked again after these pauses (seconds)
+_STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
+_WHY = {
+    "interrupted": "cancelled on the server (by another client, or because the stream was "
+    "cut short)",
+    "error": "failed on the server",
+    "timeout": "timed out on the server",
+    "pending": "still not finished on the server after its stream ended (it was cancelled)",
+    "running": "still running on the server after its stream ended (it was cancelled)",
+}
 
 
 class ServerRunError(RuntimeError):
-    """The server reported an error for the run (its message is the server's)."""
+    """The server reported an error for the run, answered with an HTTP error, could not be
+    reached, or recorded the run other than ``success`` (the message says which; the
+    server's own text in it is bounded and escaped)."""
 
 
 def server_thread_id(thread_id: str) -> str:
@@ -83,17 +106,23 @@ class ServerGraph:
             raise ValueError(f"expected http(s)://host:port#assistant, got {target!r}")
         self.url = match["url"].rstrip("/")
         self.assistant_id = match["assistant"] or "agent"
-        self._client: Any = None
+        # one client per event loop: its connections are the loop's (a second asyncio.run()
+        # would otherwise use those of the first, closed loop: "Event loop is closed")
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def client(self) -> Any:
-        """The SDK client (made on first use, in the loop that uses it)."""
-        if self._client is None:
+        """The SDK client of the running event loop (made on first use in it)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
             # the key is LANGGRAPH_API_KEY's only: the SDK would otherwise send a LangSmith
             # key set for tracing (LANGSMITH_API_KEY, LANGCHAIN_API_KEY) to this server
             key = os.environ.get("LANGGRAPH_API_KEY") or None
             made = get_client(url=self.url, api_key=key).http.client  # its headers, timeouts
-            self._client = LangGraphClient(
+            client = self._clients[loop] = LangGraphClient(
                 httpx.AsyncClient(
                     base_url=made.base_url,
                     headers=made.headers,
@@ -101,11 +130,11 @@ class ServerGraph:
                     transport=_Bounded(httpx.AsyncHTTPTransport(retries=5)),  # the SDK's own
                 )
             )
-        return self._client
+        return client
 
     async def aclose(self) -> None:
-        """Close the client's connections (a later run opens new ones)."""
-        client, self._client = self._client, None
+        """Close the running event loop's client (a later run opens new connections)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
 
@@ -149,19 +178,59 @@ class ServerGraph:
             ):
                 if part.event == "values":
                     values = part.data
+                elif part.event == "metadata" and isinstance(part.data, dict):
+                    created.setdefault("run_id", part.data.get("run_id"))
                 elif part.event == "error":
                     raise ServerRunError(_error_text(part.data))
+            run_id = _error_text(str(created.get("run_id") or ""))[:100]
+            if not run_id:
+                raise ServerRunError(
+                    f"the server did not say which run it made (thread {thread_id}), so how "
+                    "the run ended is not known"
+                )
+            status = await self._final_status(thread_id, run_id)
         except asyncio.CancelledError:
-            run_id = created.get("run_id")
-            if run_id:
-                await asyncio.shield(self._cancel(thread_id, str(run_id)))
+            made = created.get("run_id")
+            if made:
+                await asyncio.shield(self._cancel(thread_id, str(made)))
             raise
+        except (httpx.HTTPError, LangGraphError) as exc:  # its text may be the server's
+            raise ServerRunError(self._http_error_text(exc)) from None
+        if status != "success":
+            raise ServerRunError(
+                f"the server's run {run_id!r} (thread {thread_id}) ended {status!r}, not "
+                f"'success': {_WHY.get(status, 'the server did not record it as a success')}"
+            )
         if values is _NOTHING:  # a run always streams its state at least once: cut short
             raise ServerRunError(
                 f"the server's stream ended without the run's values (server run "
-                f"{str(created.get('run_id', 'unknown'))[:100]!r}, thread {thread_id})"
+                f"{run_id!r}, thread {thread_id})"
             )
         return values
+
+    async def _final_status(self, thread_id: str, run_id: str) -> str:
+        """How the server recorded the run whose stream ended (one ``GET``, more only
+        while the server has not recorded it yet); a run still going on is cancelled."""
+        status = ""
+        for pause in (0.0, *_STATUS_PAUSES):
+            await asyncio.sleep(pause)
+            run = await self.client.runs.get(thread_id, run_id)
+            status = _error_text(run.get("status") if isinstance(run, dict) else None)[:100]
+            if status not in ("pending", "running"):
+                return status
+        await self._cancel(thread_id, run_id)  # its stream ended: nothing here awaits it
+        return status
+
+    def _http_error_text(self, exc: BaseException) -> str:
+        """An SDK or ``httpx`` error as bounded, printable text (its message may be the
+        body of the server's answer)."""
+        response = getattr(exc, "response", None)  # (None for the SDK's connection errors)
+        if isinstance(exc, httpx.HTTPStatusError) and response is not None:
+            message = getattr(exc, "message", None) or str(exc)
+            text = f"the server answered HTTP {response.status_code}: {message}"
+        else:
+            text = f"{type(exc).__name__} from the server at {self.url}: {exc}"
+        return _error_text(text)
 
     async def _cancel(self, thread_id: str, run_id: str) -> None:
         with contextlib.suppress(Exception):  # best effort: the server also cancels on
@@ -238,4 +307,4 @@ def _error_text(data: Any) -> str:
     if isinstance(data, dict):
         kind, message = data.get("error"), data.get("message")
         text = ": ".join(str(p) for p in (kind, message) if p) or text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])[:2000]

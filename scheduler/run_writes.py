@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.alone import run_alone
 from scheduler.dependencies.follow import Followers
@@ -24,13 +24,36 @@ from scheduler.runlog import Follow
 from scheduler.storage import RunRow
 from scheduler.writes import TaskWrites
 
-__all__ = ["RunWrites"]
+__all__ = ["RunWrites", "check_answer"]
 
 logger = logging.getLogger(__name__)
 
 
+def check_answer(value: Any) -> None:
+    """``value`` can answer a waiting run: JSON within the limits of task input, and not
+    null (LangGraph takes ``Command(resume=None)`` for no answer at all: the run would not
+    go on, or would fail).
+
+    Raises:
+        ValueError: It cannot (the message names the answer).
+    """
+    if value is None:
+        raise ValueError(
+            "the answer must not be null (LangGraph takes a null answer for none at all); "
+            'answer with a value, e.g. "yes", false or {}'
+        )
+    try:
+        check_json_value(value)
+    except ValueError as exc:
+        raise ValueError(f"the answer {exc}") from None
+
+
 class RunWrites(TaskWrites):
     """Runs asked for by hand, and answers to waiting runs."""
+
+    if TYPE_CHECKING:  # provided by TaskScheduler
+
+        async def _close_graph_connections(self) -> None: ...
 
     def run_task_now(self, task_id: str) -> str:
         """Queue a run of the task now, whatever its schedule or paused state; returns the
@@ -82,17 +105,21 @@ class RunWrites(TaskWrites):
         return attempts[0]  # the newest: the last attempt
 
     async def _alone(self, prepare: Callable[[], PendingRun], timeout: float | None) -> None:
-        """:func:`~scheduler.alone.run_alone` of what ``prepare`` records, here."""
-        await run_alone(
-            store=self._store,
-            settings=self.settings,
-            graph=self.graph,
-            prepare=prepare,
-            timeout=timeout,
-            clock=self._clock,
-            events=self._events,
-            follow=self._queue_followers(),
-        )
+        """:func:`~scheduler.alone.run_alone` of what ``prepare`` records, here; the graph's
+        connections (a LangGraph server's) are this event loop's, closed when it is done."""
+        try:
+            await run_alone(
+                store=self._store,
+                settings=self.settings,
+                graph=self.graph,
+                prepare=prepare,
+                timeout=timeout,
+                clock=self._clock,
+                events=self._events,
+                follow=self._queue_followers(),
+            )
+        finally:
+            await self._close_graph_connections()
 
     def _queue_followers(self) -> Follow:
         """For a run made here (no scheduler started): what queues the runs of the tasks
@@ -112,7 +139,8 @@ class RunWrites(TaskWrites):
         Raises:
             RunNotFoundError: No such run.
             RunNotWaitingError: It is not waiting, or has been answered already.
-            ValueError: ``value`` is not JSON within the limits of task input.
+            ValueError: ``value`` is null, or not JSON within the limits of task input
+                (:func:`check_answer`); nothing is written.
         """
         self._record_answer(run_id, value)
         supervisor = self._supervisor
@@ -145,10 +173,7 @@ class RunWrites(TaskWrites):
         return self.get_run(run_id)
 
     def _record_answer(self, run_id: str, value: Any) -> RunRow:
-        try:
-            check_json_value(value)
-        except ValueError as exc:
-            raise ValueError(f"the answer {exc}") from None
+        check_answer(value)
         self._flush()  # an end of the run recorded here (cancelled) is read below
         with self._changing() as changes:
             run = changes.tx.get_run(run_id)

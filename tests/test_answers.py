@@ -36,6 +36,32 @@ async def test_an_answer_after_the_task_is_removed_is_refused() -> None:
         assert not ended.answered
 
 
+async def test_a_null_answer_is_refused_here_and_there_and_writes_nothing(
+    tmp_path: object,
+) -> None:
+    """LangGraph takes ``Command(resume=None)`` for no answer (in process, the graph fails
+    with an UnboundLocalError; on a server, the run stops at the same question)."""
+    db = f"{tmp_path}/s.db"
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+        with pytest.raises(ValueError, match="the answer must not be null"):
+            scheduler.resume_run(run.id, None)
+        with pytest.raises(ValueError, match="the answer must not be null"):
+            await scheduler.aresume_run(run.id, None)
+    here = TaskScheduler(db_path=db, graph=server_graphs.asker)
+    try:
+        with pytest.raises(ValueError, match="the answer must not be null"):
+            await here.resume_run_here(run.id, None, timeout=30)
+        after = here.get_run(run.id)
+        assert (after.status, after.answered) == (RunStatus.WAITING, False)
+        done = await here.resume_run_here(run.id, "yes", timeout=30)
+        assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes")
+    finally:
+        here.close()
+
+
 async def test_removing_a_task_ends_its_waiting_runs_held_by_no_process(tmp_path: object) -> None:
     """Removed from another process (the CLI) while no scheduler runs: the answer that
     follows is refused there too, and the next start holds nothing."""

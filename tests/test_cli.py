@@ -232,6 +232,7 @@ def test_add_from_file_and_run_now(cli: Cli, tmp_path: Path) -> None:
         (("next", "every 5 minutes", "--tz", "Nowhere/City"), "unknown time zone", 2),
         (("edit", "existing"), "nothing to change", 2),
         (("validate", "missing.yaml"), "cannot read", 2),
+        (("answer", "some-run", "null"), "the answer must not be null", 2),
     ],
 )
 def test_bad_input_and_unknown_ids_change_nothing(

@@ -96,6 +96,15 @@ async def test_an_answer_too_deep_is_a_422_naming_the_value(api: httpx.AsyncClie
     assert answer.status_code == 422 and "value:" in answer.text, answer.text
 
 
+async def test_a_null_answer_is_a_422_before_the_run_is_looked_up(
+    api: httpx.AsyncClient,
+) -> None:
+    """``Command(resume=None)`` is no answer to LangGraph: the run would not go on."""
+    answer = await api.post("/api/runs/nope/answer", json={"value": None})
+    assert answer.status_code == 422, answer.text
+    assert "value: the answer must not be null" in answer.json()["detail"]
+
+
 async def test_thread_metadata_too_deep_is_refused_and_a_stored_one_does_not_break_search(
     api: httpx.AsyncClient,
 ) -> None:

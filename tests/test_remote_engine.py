@@ -5,15 +5,18 @@ the server is ``waiting`` here until ``resume_run`` resumes it there."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
 
 from scheduler import RunStatus, TaskDefinition, TaskScheduler
-from scheduler.remote import server_thread_id
+from scheduler.remote import ServerGraph, server_thread_id
 from tests.conftest import LangGraphDev, eventually, make_settings
 
 pytestmark = pytest.mark.slow
@@ -107,3 +110,90 @@ async def test_an_interrupt_on_the_server_waits_here_and_an_answer_resumes_it_th
     async with get_client(url=langgraph_dev.url) as client:
         state = await client.threads.get_state(server_thread_id(done.thread_id))
     assert state["values"]["messages"][-1]["content"] == "the answer was approved"
+
+
+async def test_a_run_cancelled_on_the_server_fails_here(
+    on_server: Factory, langgraph_dev: LangGraphDev
+) -> None:
+    """Cancelled there by another client (Studio, the SDK): its stream ends without an
+    ``error`` event, with the state it had; the run here fails (to retry), it did not
+    succeed with that state as its output."""
+    scheduler = on_server("sleeper")
+    scheduler.add_task(
+        TaskDefinition(id="slow", interval_seconds=3600, prompt="60", thread_id="cancelled-there")
+    )
+    run_id = scheduler.run_task_now("slow")
+    thread = server_thread_id("cancelled-there")
+    async with get_client(url=langgraph_dev.url) as client:
+
+        async def running() -> Any:
+            with contextlib.suppress(NotFoundError):  # (the thread is made with the run)
+                runs = await client.runs.list(thread)
+                return runs and runs[0]["status"] == "running" and runs[0]
+            return None
+
+        server_run = await eventually(running, timeout=30, message="the server's run")
+        await client.runs.cancel(thread, server_run["run_id"])
+        run = await scheduler.wait_for_run(run_id, timeout=30)
+        assert (await client.runs.get(thread, server_run["run_id"]))["status"] == "interrupted"
+    assert run.status is RunStatus.FAILED, (run.status, run.output)
+    assert run.error_type == "ServerRunError" and run.output is None
+    assert f"run {server_run['run_id']!r}" in run.error_message
+    assert "ended 'interrupted', not 'success': cancelled on the server" in run.error_message
+
+
+async def test_a_null_answer_is_refused_and_the_run_still_waits_for_one(
+    on_server: Factory,
+) -> None:
+    """LangGraph takes ``Command(resume=None)`` for no answer: the server's run would stop
+    at the same question, the answer used up. Refused, nothing written."""
+    scheduler = on_server("asker")
+    run = await fire(scheduler, TaskDefinition(id="approve", interval_seconds=3600, prompt="v4"))
+    assert run.status is RunStatus.WAITING, run.error_message
+    with pytest.raises(ValueError, match="the answer must not be null"):
+        scheduler.resume_run(run.id, None)
+    after = scheduler.get_run(run.id)
+    assert (after.status, after.answered) == (RunStatus.WAITING, False)
+    scheduler.resume_run(run.id, "yes")
+    done = await eventually(lambda: (r := scheduler.get_run(run.id)).status.is_final and r)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes")
+
+
+def test_run_here_then_answer_here_each_in_its_own_event_loop(
+    langgraph_dev: LangGraphDev, tmp_path: Path
+) -> None:
+    """``run --wait`` then ``answer --wait`` (each an ``asyncio.run``) on one scheduler: the
+    answer's run must not use the connections of the first, closed, event loop."""
+    settings = make_settings(graph=f"{langgraph_dev.url}#asker")
+    scheduler = TaskScheduler(db_path=tmp_path / "here.db", settings=settings)
+    try:
+        scheduler.add_task(TaskDefinition(id="approve", interval_seconds=3600, prompt="v5"))
+        asked = asyncio.run(scheduler.run_task_here("approve", timeout=60))
+        assert asked.status is RunStatus.WAITING, asked.error_message
+        done = asyncio.run(scheduler.resume_run_here(asked.id, "yes", timeout=60))
+        assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes"), (
+            done.error_message
+        )
+    finally:
+        scheduler.close()
+
+
+def test_a_server_graph_runs_in_one_event_loop_after_another(langgraph_dev: LangGraphDev) -> None:
+    """Its client is the running event loop's: a graph used in one event loop, then in
+    another (not closed in between) works in both; ``aclose`` closes each loop's."""
+    graph = ServerGraph(f"{langgraph_dev.url}#counter")
+    config = {"configurable": {"thread_id": "two-loops"}}
+
+    async def turn() -> Any:
+        said = {"messages": [{"role": "user", "content": "hi"}]}
+        return await asyncio.wait_for(graph.ainvoke(said, config), 30)
+
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    try:
+        outputs = [loop.run_until_complete(turn())["messages"][-1]["content"] for loop in loops]
+    finally:
+        for loop in loops:
+            with contextlib.suppress(Exception):  # (before the fix: the other loop's client)
+                loop.run_until_complete(graph.aclose())
+            loop.close()
+    assert [o.split(" (")[0] for o in outputs] == ["turn 1", "turn 2"]

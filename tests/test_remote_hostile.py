@@ -11,6 +11,7 @@ import gzip
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,23 @@ SSE = (
 )
 
 
+RUN = re.compile(r"^GET /threads/[^/\s]+/runs/[^/\s]+ ")  # how a run ended, asked after
+
+
 class Hostile:
-    """Answers every stream request with ``events`` (event name, data); keeps the
-    requests' headers."""
+    """Answers every stream request with ``events`` (event name, data), or with ``failure``
+    (a whole HTTP answer) when given; a run's ``GET`` with ``run``; keeps the requests'
+    headers."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
         self.raw: list[bytes] = []  # written as they are after the events, when given
-        self.answer = b"{}"  # the JSON body of a request that is not a stream
+        self.failure = b""  # the whole answer to a stream request, instead of the events
+        self.run: Any = {"run_id": "1ef00000-0000-0000-0000-000000000001", "status": "success"}
+        self.answer = b"{}"  # the JSON body of another request that is not a stream
         self.answer_headers = b""  # more header lines for it
         self.headers: list[dict[str, str]] = []
+        self.requests: list[str] = []  # their first lines
         self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,13 +51,17 @@ class Hostile:
         fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
         headers = {k.strip().lower(): v.strip() for k, v in fields.items()}
         self.headers.append(headers)
+        self.requests.append(head.split("\r\n")[0])
         await reader.readexactly(int(headers.get("content-length", 0)))
         if "/cancel" in head.split("\r\n")[0]:
             writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         elif head.startswith("GET"):
+            answer = json.dumps(self.run).encode() if RUN.match(head) else self.answer
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             writer.write(self.answer_headers)
-            writer.write(b"content-length: %d\r\n\r\n" % len(self.answer) + self.answer)
+            writer.write(b"content-length: %d\r\n\r\n" % len(answer) + answer)
+        elif self.failure:
+            writer.write(self.failure)
         else:
             writer.write(SSE)
             for event, data in self.events:
@@ -124,7 +136,7 @@ async def test_only_langgraph_api_key_is_sent_to_the_server(
     monkeypatch.setenv("LANGGRAPH_API_KEY", "lg-key")
     hostile.headers.clear()
     await _run(tmp_path, hostile)
-    assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"]
+    assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"] * 2  # stream, GET run
 
 
 async def test_an_event_that_never_ends_fails_the_run_instead_of_filling_memory(
@@ -190,3 +202,50 @@ async def test_a_stream_that_ends_without_the_runs_values_fails_the_run(
     run = await _run(tmp_path, hostile)
     assert run.status is RunStatus.FAILED
     assert "ended without the run's values" in (run.error_message or "")
+
+
+@pytest.mark.parametrize("status", ["interrupted", "error", "timeout", None])
+async def test_a_run_the_server_did_not_record_a_success_fails(
+    tmp_path: Path, hostile: Hostile, status: str | None
+) -> None:
+    """The stream ended without an ``error`` event, but the server's run did not succeed
+    (cancelled there, cut short): its last values are not the run's result."""
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "halfway"}]})]
+    hostile.run = {"status": status}
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.FAILED, run.output
+    assert (run.error_type, run.output) == ("ServerRunError", None)
+    assert f"ended {str(status)!r}, not 'success'" in run.error_message
+
+
+async def test_a_run_still_running_once_its_stream_ended_fails_and_is_cancelled(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "halfway"}]})]
+    hostile.run = {"status": "running"}
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.FAILED
+    assert "still running on the server after its stream ended" in run.error_message
+    assert any(r.startswith("POST /threads/") and "/cancel" in r for r in hostile.requests)
+
+
+async def test_an_http_error_is_stored_and_logged_bounded_and_printable(
+    tmp_path: Path, hostile: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HTTP error's body (the SDK's APIStatusError's message) is the server's text too."""
+    forged = "\x1b[2J\x1b[31mboom\r\n2099-01-01 INFO scheduler: forged log line\n"
+    body = json.dumps({"message": forged + "A" * 1_000_000}).encode()
+    hostile.failure = (
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
+    )
+    with caplog.at_level(logging.INFO):
+        run = await _run(tmp_path, hostile)
+    assert (run.status, run.error_type) == (RunStatus.FAILED, "ServerRunError")
+    assert run.error_message.startswith("the server answered HTTP 500: \\x1b[2J")
+    assert len(run.error_message) <= 2000
+    for text in (run.error_message, run.error_traceback):
+        assert "\x1b" not in text and "forged log line\n" not in text and "A" * 2000 not in text
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("scheduler")]
+    assert any("HTTP 500" in m for m in logged)
+    assert all("\x1b" not in m and "\n2099-01-01" not in m for m in logged)
