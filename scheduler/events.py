@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -143,7 +144,19 @@ class EventStream:
         self._lock = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._unsubscribe = bus.subscribe(self._put)
+        # held weakly: a stream dropped without aclose() is collected and unsubscribed, as
+        # an async generator was
+        put = weakref.WeakMethod(self._put)
+
+        def listener(event: RunEvent) -> None:
+            method = put()
+            if method is None:
+                unsubscribe()
+            else:
+                method(event)
+
+        unsubscribe = self._unsubscribe = bus.subscribe(listener)
+        weakref.finalize(self, unsubscribe)
 
     def _put(self, event: RunEvent) -> None:
         with self._lock:

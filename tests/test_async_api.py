@@ -5,6 +5,7 @@ after retries, run events, the test clock, JSON from every CLI command, JSON log
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
 import logging
@@ -289,6 +290,9 @@ async def test_events_are_kept_from_the_call_and_a_timed_out_read_ends_nothing(
     await stream.aclose()
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+    scheduler.events()  # dropped without aclose(): collected and unsubscribed
+    gc.collect()
+    assert not scheduler._events, "a dropped stream is still subscribed"
 
 
 def test_events_reach_a_consumer_on_another_event_loop(tmp_path: Path) -> None:
