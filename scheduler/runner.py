@@ -91,6 +91,9 @@ class Runner(RunnerWaiting, RunnerStopping):
         # a worker: an answered run goes to any worker instead of resuming here (it takes
         # its thread's turn across workers then), given the run let go of here
         self.hand_off: Callable[[PendingRun], None] | None = None
+        # a worker: its retries are queued for any worker (this is their ``worker``), claimed
+        # once due on their thread's turn, as a retry here holds no turn while it waits
+        self.retries_to: str | None = None
 
     # -- admission ------------------------------------------------------------------------
 
@@ -321,24 +324,24 @@ class Runner(RunnerWaiting, RunnerStopping):
         if retry is None:  # the final outcome: the tasks that run after it learn of it
             self._log.finish(pending.run_id, task.id, **changes)
         else:  # with its retry, in one flush: a crash between the two would lose the retry
-            # with its task's thread: a worker's retry holds the thread's turn across workers
-            # from the failure on; with its claim order, should the worker hand it on
+            # with its task's thread and its claim order, for a worker's claim
             after = queued_run(
                 retry.run_id, task.id, scheduled_for=retry.scheduled_for, queued_at=finished,
                 trigger=RunTrigger.RETRY, attempt=retry.attempt, not_before=retry.not_before,
                 upstream=retry.upstream, thread_id=task.thread_id,
             )  # fmt: skip
             after.priority_rank = (task.priority or self._settings.priority).rank
+            after.worker = self.retries_to
             self._log.update(pending.run_id, then=after, **changes)
         self._known.discard(pending.run_id)
         report(pending, outcome, finished - started)
         if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, thread_id, started, finished)
         if retry is not None:
-            if self._accepting:
+            if self._accepting and self.retries_to is None:
                 self._known.add(retry.run_id)
                 self._queue(retry)  # the task stays in progress through its retries
-            else:  # stopping: it stays queued for the next start, as runs not started do
+            else:  # stopping (or a worker's): it stays queued for the next start or claim
                 self._release(task.id)
         else:
             self._release(task.id)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -36,8 +36,8 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,7 +53,8 @@ __all__ = ["Deliverer", "sign"]
 logger = logging.getLogger(__name__)
 
 _CONCURRENCY = 20
-_RESOLVERS = 8  # threads for name lookups: those stuck on a silent name server hold only these
+_RESOLVERS = 8  # threads for name lookups at once: those stuck on a silent name server hold
+# only these (daemon threads: one stuck does not hold the process's exit up either)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -77,7 +78,7 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: list[dict[str, Any]] = []  # the attempts cut short by close()
         self._pool: httpcore.AsyncConnectionPool | None = None
-        self._resolver: ThreadPoolExecutor | None = None
+        self._lookups = asyncio.Semaphore(_RESOLVERS)  # held until each lookup's thread ends
 
     def __call__(self, event: RunEvent) -> None:
         if event.kind != "finished" or event.task.webhook is None:
@@ -106,9 +107,6 @@ class Deliverer:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
-        if self._resolver is not None:  # a lookup still stuck in a thread is not waited for
-            self._resolver.shutdown(wait=False, cancel_futures=True)
-            self._resolver = None
 
     async def _deliver(self, run_id: str, url: str, body: bytes) -> None:
         settings = self._settings
@@ -178,11 +176,36 @@ class Deliverer:
     async def _lookup(self, name: str, port: int, deadline: float) -> list[str]:
         """The addresses ``name`` resolves to (:func:`socket.getaddrinfo`, on this deliverer's
         threads); TimeoutError at ``deadline``."""
-        if self._resolver is None:
-            self._resolver = ThreadPoolExecutor(_RESOLVERS, thread_name_prefix="webhook-dns")
-        lookup = functools.partial(socket.getaddrinfo, name, port, type=socket.SOCK_STREAM)
-        async with asyncio.timeout_at(deadline):  # the thread finishes on its own
-            infos = await asyncio.get_running_loop().run_in_executor(self._resolver, lookup)
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[list[Any]] = loop.create_future()
+
+        def settle(infos: list[Any], error: BaseException | None) -> None:
+            self._lookups.release()
+            if found.done():  # (the attempt's time ran out meanwhile)
+                return
+            if error is not None:
+                found.set_exception(error)
+            else:
+                found.set_result(infos)
+
+        def lookup() -> None:  # (on a daemon thread, which finishes on its own)
+            infos: list[Any] = []
+            error: BaseException | None = None
+            try:
+                infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # (the loop has closed)
+                loop.call_soon_threadsafe(settle, infos, error)
+
+        async with asyncio.timeout_at(deadline):
+            await self._lookups.acquire()
+            try:
+                threading.Thread(target=lookup, name="webhook-dns", daemon=True).start()
+            except BaseException:
+                self._lookups.release()
+                raise
+            infos = await found
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def _retrying(

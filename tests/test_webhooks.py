@@ -10,10 +10,12 @@ import hmac
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ import pytest
 
 from scheduler import TaskDefinition
 from scheduler.server import create_app
-from tests.conftest import SchedulerFactory, eventually
+from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
 
 
 class Receiver:
@@ -497,3 +499,41 @@ async def test_a_delivery_cut_short_by_the_stop_is_recorded_as_not_sent(
     finally:
         failing.close()
         listener.close()
+
+
+_STUCK_AT_EXIT = """
+import asyncio, socket, sys, time
+from pathlib import Path
+real = socket.getaddrinfo
+def getaddrinfo(host, *args, **kwargs):  # a name server that never answers (for 40 s)
+    if str(host).endswith(".silent.test"):
+        time.sleep(40)
+    return real(host, *args, **kwargs)
+socket.getaddrinfo = getaddrinfo
+from scheduler import TaskDefinition, TaskScheduler
+from tests import prompt_graphs
+from tests.conftest import make_settings
+async def main():
+    settings = make_settings(webhook_timeout_seconds=0.5, webhook_attempts=1)
+    scheduler = TaskScheduler(True, Path(sys.argv[1]), graph=prompt_graphs.graph, settings=settings)
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi",
+                                      webhook="https://hook.silent.test/x"))
+    scheduler.start()
+    await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+    await asyncio.sleep(1)  # its delivery's lookup is stuck by now
+    await scheduler.stop()
+asyncio.run(main())
+"""
+
+
+def test_a_lookup_stuck_on_a_silent_name_server_does_not_hold_up_the_exit(
+    tmp_path: Path,
+) -> None:
+    """The lookups ran on a thread pool's threads, which Python joins at exit: a process
+    stopped cleanly stayed until the name server gave up."""
+    began = time.monotonic()
+    subprocess.run(
+        [PYTHON, "-c", _STUCK_AT_EXIT, str(tmp_path / "s.db")],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=90, check=True,
+    )  # fmt: skip
+    assert time.monotonic() - began < 25, "the exit waited for the stuck lookup"

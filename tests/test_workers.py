@@ -1102,25 +1102,31 @@ def _one_at_a_time(fleet: Fleet, task_ids: tuple[str, ...]) -> list[tuple[float,
     return shared
 
 
-def test_a_workers_retry_holds_its_threads_turn(fleet: Fleet) -> None:
-    """A run on a thread fails in one worker, which retries it after a delay (and later:
-    its only slot is busy). A run of the same thread that came due meanwhile was claimed by
-    another worker (the retry's row had no thread) and both ran at once. The retry holds its
-    thread's turn from the failure on: the other run waits for it."""
+def test_a_workers_retry_takes_its_threads_turn_on_any_worker(fleet: Fleet) -> None:
+    """A run on a thread fails in one worker, whose only slot is then busy for a long time.
+    Its retry stayed in that worker, without the thread (first: it started there beside a
+    run of its thread another worker was running), then holding the thread's turn (the
+    thread's other runs waited for that slot, past their catch-up window). A worker's retry
+    is queued for any worker now: the idle one runs it once due, then the thread's next run."""
     leader = fleet.leader()
     first = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
     fleet.workers_registered(1)
     fleet.add(
         [
             {"id": "flaky", "run_at": at(0), "prompt": "record-sleep-fail:0.3",
-             "thread_id": "shared", "max_retries": 1, "retry_delay_seconds": 0.5},
-            {"id": "filler", "run_at": at(0.5), "prompt": "record-sleep:6"},
+             "thread_id": "shared", "max_retries": 1, "retry_delay_seconds": 2},
+            {"id": "filler", "run_at": at(0.5), "prompt": "record-sleep:8"},
         ]
     )  # fmt: skip
     wait_until(lambda: fleet.count("task_id = 'filler' AND status = 'running'"), timeout=30)
     second = fleet.worker(SCHEDULER_MAX_CONCURRENT_RUNS="1")
     fleet.workers_registered(2)
-    fleet.add([{"id": "other", "run_at": at(0), "prompt": "record-sleep:7", "thread_id": "shared"}])
+    [retry] = wait_until(lambda: fleet.rows("SELECT * FROM scheduler_runs WHERE attempt = 2"))
+    time.sleep(max(0.0, retry["not_before"] + 0.5 - time.time()))  # the retry is due
+    fleet.add(
+        [{"id": "other", "run_at": at(0), "prompt": "record-sleep:7", "thread_id": "shared",
+          "misfire_grace_seconds": 4}]
+    )  # fmt: skip
     wait_until(
         lambda: (
             fleet.count("status IN ('queued', 'running')") == 0
@@ -1129,9 +1135,14 @@ def test_a_workers_retry_holds_its_threads_turn(fleet: Fleet) -> None:
         timeout=60,
         message=f"every run to end: {fleet.rows('SELECT * FROM scheduler_runs')}",
     )
-    shared = _one_at_a_time(fleet, ("flaky", "other"))
-    assert len(shared) == 3, shared  # two attempts of flaky, one of other
-    assert {pid for *_, pid in shared} <= {str(first.pid), str(second.pid)}
+    runs = fleet.rows("SELECT task_id, attempt, status, worker FROM scheduler_runs")
+    assert sorted((r["task_id"], r["attempt"], r["status"]) for r in runs) == [
+        ("filler", 1, "succeeded"), ("flaky", 1, "failed"), ("flaky", 2, "failed"),
+        ("other", 1, "succeeded"),
+    ], runs  # fmt: skip
+    retry = next(r for r in runs if r["attempt"] == 2)
+    assert pid_of(retry["worker"]) == second.pid, "the retry waited for its worker's slot"
+    assert len(_one_at_a_time(fleet, ("flaky", "other"))) == 3
     for process in (first, second, leader):
         fleet.stop(process)
 

@@ -83,7 +83,7 @@ def is_registered(tx: Transaction, worker_id: str) -> bool:
     until ``tx`` ends (``FOR KEY SHARE``: a heartbeat's update does not wait for it, the
     reaper's ``FOR UPDATE SKIP LOCKED`` passes it by this time)."""
     query = select(workers_table.c.id).where(workers_table.c.id == worker_id)
-    return tx._conn.execute(query.with_for_update(key_share=True)).first() is not None
+    return tx._conn.execute(query.with_for_update(read=True, key_share=True)).first() is not None
 
 
 def list_workers(store: Store) -> list[WorkerRow]:

@@ -5,9 +5,9 @@ It registers in ``scheduler_workers`` and renews its lease with a heartbeat ever
 see :mod:`scheduler.storage.workers`) when the leader's ``NOTIFY`` wakes it, when one of its
 runs ends, and every ``poll_interval_seconds``, up to ``max_concurrent_runs`` in flight, and
 runs them with the same :class:`~scheduler.runner.Runner` as a single process (timeouts,
-retries, callbacks, human in the loop). Its retries stay its own (holding their thread's
-turn, see :mod:`scheduler.storage.workers`); the runs that follow a final outcome (workflows)
-and its answered runs (:mod:`scheduler.workers.answered`) are queued for any worker.
+retries, callbacks, human in the loop). Its retries (once due), the runs that follow a
+final outcome (workflows) and its answered runs (:mod:`scheduler.workers.answered`) are
+queued for any worker, and claimed on their thread's turn (:mod:`scheduler.storage.workers`).
 
 Leases: a worker that cannot renew its lease for half of it stops (its runs are cancelled)
 and exits, before the leader's reaper declares it dead and hands its runs on; one that finds
@@ -44,7 +44,7 @@ from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, TaskRow, Transaction
 from scheduler.storage.listen import Listener
 from scheduler.storage.registry import register_worker, unregister_worker
-from scheduler.storage.workers import adopt_waiting, claim_runs, freed_at
+from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.workers.admission import SharedAdmission
 from scheduler.workers.answered import AnsweredRuns
@@ -104,6 +104,7 @@ class Worker(WorkerLease):
             settings=settings, run_log=self.run_log, graph=graph, clock=self.clock, events=events
         )
         self.runner.on_slot_free = self.wake
+        self.runner.retries_to = ANY_WORKER  # (claimed once due, by whichever worker is free)
         self._answered = AnsweredRuns(
             store=store, worker_id=self.id, runner=self.runner, settings=settings,
             clock=self.clock, retry_soon=self._look_again,
