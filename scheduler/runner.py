@@ -39,6 +39,17 @@ logger = logging.getLogger(__name__)
 _STARTED_KEPT = 4096  # runs started here that a late second submit is checked against
 
 
+def _turn_of(thread: str | None) -> str | None:
+    """Whose turn a run on ``thread`` takes: the thread, one UUID however it is spelled (a
+    LangGraph server reads ``ABC...``, ``{abc...}`` and ``abc...`` as one thread)."""
+    if thread is None:
+        return None
+    try:
+        return str(uuid.UUID(thread))
+    except ValueError:
+        return thread
+
+
 class Runner(RunnerWaiting, RunnerStopping):
     """Starts queued runs as slots free up and records how each ends.
 
@@ -225,7 +236,7 @@ class Runner(RunnerWaiting, RunnerStopping):
         while self._accepting and self._heap and len(self._running) + len(self._abandoned) < limit:
             entry = heapq.heappop(self._heap)
             pending = entry[3]
-            thread = pending.thread_id or pending.task.thread_id
+            thread = _turn_of(pending.thread_id or pending.task.thread_id)
             if thread is not None and thread in self._threads:
                 held.append(entry)
                 continue

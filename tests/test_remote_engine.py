@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,25 @@ async def test_a_tasks_thread_continues_on_the_server_across_firings(on_server: 
     )
     outputs = [(await fire(scheduler, task)).output for _ in range(3)]
     assert [o.split(" (")[0] for o in outputs if o] == ["turn 1", "turn 2", "turn 3"]
+
+
+async def test_two_spellings_of_one_uuid_take_turns_on_their_one_server_thread(
+    on_server: Factory,
+) -> None:
+    """The server reads both spellings as one thread; here they were two, and their runs
+    ran at once on it (the server queued the second, whose timeout counted the first)."""
+    scheduler = on_server("sleeper")
+    thread = str(uuid.uuid4())
+    for task_id, spelling in (("lower", thread), ("upper", thread.upper())):
+        scheduler.add_task(
+            TaskDefinition(id=task_id, interval_seconds=3600, prompt="1.5", thread_id=spelling)
+        )
+    ids = [scheduler.run_task_now("lower"), scheduler.run_task_now("upper")]
+    runs = [await scheduler.wait_for_run(run_id, timeout=60) for run_id in ids]
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs), runs
+    first, second = sorted(runs, key=lambda r: r.started_at or r.queued_at)
+    assert first.finished_at is not None and second.started_at is not None
+    assert second.started_at >= first.finished_at, "two runs on one server thread at once"
 
 
 async def test_a_timeout_cancels_the_servers_run(
