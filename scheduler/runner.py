@@ -279,7 +279,8 @@ class Runner(RunnerWaiting, RunnerStopping):
             # Durable before the graph is called: after a crash from here on, the run is
             # found ``running`` and recorded interrupted, never started a second time. A
             # resumed run takes its answer off the record in the same commit.
-            changes: dict[str, Any] = {"answer": None} if pending.resuming else {}
+            resumed = {"answer": None, "interrupts": None}  # (no longer asking: it goes on)
+            changes: dict[str, Any] = resumed if pending.resuming else {}
             await self._log.commit(
                 pending.run_id,
                 status=RunStatus.RUNNING,

@@ -226,6 +226,8 @@ async def test_run_events_reach_listeners_and_iterators(make_scheduler: Schedule
         ("finished", "succeeded"),
     ]
     assert received[-1].run.output == "the answer was go"
+    done = scheduler.get_run(run_id)  # it asks nothing any more ("while waiting")
+    assert (done.status, done.interrupts) == (RunStatus.SUCCEEDED, None)
     assert json.loads(json.dumps(received[-1].to_dict()))["run"]["status"] == "succeeded"
     unsubscribe()
     await stream.aclose()
