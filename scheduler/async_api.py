@@ -195,18 +195,23 @@ class AsyncTaskAPI(RunWrites):
             return record
 
     def _retry_of(self, record: RunRecord) -> RunRecord | None:
-        """The retry that ``record`` earned, if any: written with the attempt's final
-        status, queued at the moment it finished. Two runs of a task may share a scheduled
-        time (a ``mode: any`` downstream whose upstreams end together), so the retry is the
-        one queued when this attempt finished, with its upstream outcomes."""
+        """The retry that ``record`` earned, if any: the one linked to it (``retry_of``).
+        A retry recorded before the link existed is matched instead: written with the
+        attempt's final status, queued at the moment it finished, with its upstream
+        outcomes (two runs of a task may share a scheduled time; two that also failed at
+        one instant, on a test clock, could not be told apart)."""
         found: list[RunRecord] = []
         offset = 0
         while True:  # newest first, back to this attempt (ids sort by creation time)
             page = self.list_runs(record.task_id, limit=200, offset=offset)
+            for run in page:
+                if run.retry_of == record.id:  # linked (retries recorded since schema 9)
+                    return run
             found += [
                 run
                 for run in page
                 if run.id > record.id
+                and run.retry_of is None
                 and run.trigger is RunTrigger.RETRY
                 and run.attempt == record.attempt + 1
                 and run.scheduled_for == record.scheduled_for

@@ -119,6 +119,8 @@ class RunRecord(_Mapping):
         answered: It is ``waiting``, has been answered, and resumes soon.
         upstream: A dependency run's upstream runs: ``{task_id: {"run_id", "status",
             "output"}}`` (also in its graph input, under ``upstream``).
+        retry_of: A retry's: the id of the attempt it retries (None for others, and for
+            retries recorded before December 2026).
     """
 
     id: str
@@ -141,6 +143,7 @@ class RunRecord(_Mapping):
     waiting_since: datetime | None = None
     answered: bool = False
     upstream: dict[str, Any] | None = None
+    retry_of: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -273,5 +273,6 @@ class Recovery:
             attempt=pending.attempt,
             not_before=pending.not_before,
             upstream=pending.upstream,
+            retry_of=run.id,
         )
         return row, pending

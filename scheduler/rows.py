@@ -283,6 +283,7 @@ def run_record(row: RunRow) -> RunRecord:
         waiting_since=from_timestamp(row.waiting_since),
         answered=row.answer is not None,
         upstream=upstream,
+        retry_of=row.retry_of,
     )
 
 
@@ -301,6 +302,7 @@ def queued_run(
     not_before: float | None = None,
     upstream: dict[str, Any] | None = None,
     thread_id: str | None = None,
+    retry_of: str | None = None,
 ) -> RunRow:
     """A run waiting to start: a due occurrence (or several, coalesced), a manual run, a
     retry, or a dependency run (with its ``upstream`` runs' outcomes); ``thread_id``: the
@@ -317,6 +319,7 @@ def queued_run(
         not_before=not_before,
         upstream=json.dumps(upstream) if upstream is not None else None,
         thread_id=thread_id,
+        retry_of=retry_of,
     )
 
 

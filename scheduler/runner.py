@@ -340,7 +340,7 @@ class Runner(RunnerWaiting, RunnerStopping):
             after = queued_run(
                 retry.run_id, task.id, scheduled_for=retry.scheduled_for, queued_at=finished,
                 trigger=RunTrigger.RETRY, attempt=retry.attempt, not_before=retry.not_before,
-                upstream=retry.upstream, thread_id=task.thread_id,
+                upstream=retry.upstream, thread_id=task.thread_id, retry_of=pending.run_id,
             )  # fmt: skip
             after.priority_rank = (task.priority or self._settings.priority).rank
             after.worker = self.retries_to

@@ -586,6 +586,25 @@ async def test_the_test_clock_prunes_history_only_when_asked_after_a_restart_too
         assert scheduler.prune_history() == kept - 10
 
 
+async def test_wait_for_outcome_tells_apart_two_runs_that_fail_at_one_instant() -> None:
+    """On a test clock two runs asked for at once share every time: their retries were
+    matched by times, and both runs got the first retry as their outcome."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(
+            TaskDefinition(id="f", interval_seconds=86400, prompt="fail", max_retries=1,
+                           retry_delay_seconds=60, overlap="allow")
+        )  # fmt: skip
+        firsts = [await scheduler.arun_task_now("f") for _ in range(2)]
+        await clock.advance(minutes=5)
+        outcomes = [await scheduler.wait_for_outcome(run_id, timeout=5) for run_id in firsts]
+        assert [o.attempt for o in outcomes] == [2, 2]
+        assert [o.retry_of for o in outcomes] == firsts
+        assert outcomes[0].id != outcomes[1].id
+
+
 async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
     """``in 30 minutes`` in a definition made inside ``clocked_scheduler`` is 30 minutes of
     the test clock, not of the wall clock (the definition is made before the scheduler

@@ -39,7 +39,7 @@ __all__ = [
     "workers_table",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 DEFINITION_FORMAT = 1
 
 metadata = MetaData()
@@ -91,9 +91,12 @@ runs_table = Table(
     # Schema 7: when a process that does not run it asked to cancel it (the process or
     # worker that runs it cancels it when it next looks).
     Column("cancel_requested", Float),
+    # Schema 9: the attempt a retry retries (its outcome is the retry's, wait_for_outcome)
+    Column("retry_of", String(32)),
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
     Index("ix_scheduler_runs_thread", "thread_id", "id"),  # schema 5: runs of a thread
+    Index("ix_scheduler_runs_retry_of", "retry_of"),  # schema 9
 )
 
 # Schema 4: workflows. Which tasks run after which (one row per ``after`` entry), and the
@@ -221,6 +224,7 @@ class RunRow:
     max_running: int | None = None
     priority_rank: int | None = None
     cancel_requested: float | None = None
+    retry_of: str | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
     def as_params(self) -> dict[str, Any]:
@@ -375,6 +379,7 @@ def run_row(row: Any) -> RunRow:
         max_running=check.count("max_running", values["max_running"], low=1, optional=True),
         priority_rank=check.count("priority_rank", values["priority_rank"], optional=True),
         cancel_requested=check.time("cancel_requested", values["cancel_requested"], optional=True),
+        retry_of=check.text("retry_of", values["retry_of"], optional=True),
     )
     if type(values["id"]) is not str:
         check.problems.insert(0, f"column id holds {values['id']!r}, not text")
