@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scheduler import TaskDefinition
+from scheduler import TaskDefinition, TaskScheduler
 from scheduler.server import create_app
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
 
@@ -260,21 +260,28 @@ async def test_each_address_checked_is_tried_and_names_go_out_idna_encoded(
     assert headers["authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
 
 
+def _run_hooked_to(
+    make_scheduler: SchedulerFactory, receiver: Receiver, name: str, **settings: Any
+) -> tuple[TaskScheduler, str]:
+    """A started scheduler and a run of a task whose webhook is the receiver under ``name``."""
+    receiver.statuses.clear()
+    scheduler = make_scheduler(webhook_allow_private=True, webhook_retry_seconds=0.05, **settings)
+    scheduler.start()
+    port = receiver.server.server_port
+    scheduler.add_task(
+        TaskDefinition(id="t", interval_seconds=3600, prompt="hi",
+                       webhook=f"http://{name}:{port}/hook")
+    )  # fmt: skip
+    return scheduler, scheduler.run_task_now("t")
+
+
 async def test_a_temporary_dns_failure_is_a_failed_attempt_tried_again(
     make_scheduler: SchedulerFactory, receiver: Receiver, resolver: dict[str, list[str]]
 ) -> None:
     """A lookup that fails for now (EAI_AGAIN) is not a refusal: it is recorded and the
     delivery is tried again, as after a network error."""
-    receiver.statuses.clear()
     resolver["flaky.test"] = ["EAI_AGAIN", "127.0.0.1"]
-    port = receiver.server.server_port
-    scheduler = make_scheduler(webhook_allow_private=True, webhook_retry_seconds=0.05)
-    scheduler.start()
-    scheduler.add_task(
-        TaskDefinition(id="f", interval_seconds=3600, prompt="hi",
-                       webhook=f"http://flaky.test:{port}/hook")
-    )  # fmt: skip
-    run_id = scheduler.run_task_now("f")
+    scheduler, run_id = _run_hooked_to(make_scheduler, receiver, "flaky.test")
     attempts = await eventually(
         lambda: _attempts(scheduler, run_id, 2), message="the attempt after the failure"
     )
@@ -289,18 +296,10 @@ async def test_a_lookup_is_bounded_by_the_attempts_timeout(
 ) -> None:
     """A name server that does not answer fails the attempt at the timeout; the next
     attempt looks the name up again."""
-    receiver.statuses.clear()
     resolver["slow.test"] = ["silent", "127.0.0.1"]
-    port = receiver.server.server_port
-    scheduler = make_scheduler(
-        webhook_allow_private=True, webhook_retry_seconds=0.05, webhook_timeout_seconds=0.5
+    scheduler, run_id = _run_hooked_to(
+        make_scheduler, receiver, "slow.test", webhook_timeout_seconds=0.5
     )
-    scheduler.start()
-    scheduler.add_task(
-        TaskDefinition(id="s", interval_seconds=3600, prompt="hi",
-                       webhook=f"http://slow.test:{port}/hook")
-    )  # fmt: skip
-    run_id = scheduler.run_task_now("s")
     attempts = await eventually(
         lambda: _attempts(scheduler, run_id, 2), message="both attempts recorded"
     )
