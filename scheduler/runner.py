@@ -278,8 +278,8 @@ class Runner(RunnerWaiting, RunnerStopping):
         try:
             # Durable before the graph is called: after a crash from here on, the run is
             # found ``running`` and recorded interrupted, never started a second time. A
-            # resumed run takes its answer off the record in the same commit.
-            resumed = {"answer": None, "interrupts": None}  # (no longer asking: it goes on)
+            # resumed run takes its answer and its question off the record in the same commit.
+            resumed = {"answer": None, "interrupts": None}
             changes: dict[str, Any] = resumed if pending.resuming else {}
             await self._log.commit(
                 pending.run_id,

@@ -96,7 +96,6 @@ runs_table = Table(
     Index("ix_scheduler_runs_task", "task_id", "id"),
     Index("ix_scheduler_runs_status", "status"),
     Index("ix_scheduler_runs_thread", "thread_id", "id"),  # schema 5: runs of a thread
-    Index("ix_scheduler_runs_retry_of", "retry_of"),  # schema 9
 )
 
 # Schema 4: workflows. Which tasks run after which (one row per ``after`` entry), and the
