@@ -266,15 +266,7 @@ def test_overlap_holds_across_workers(fleet: Fleet) -> None:
             },
         ]
     )
-    leader = fleet.leader()
-    workers = [fleet.worker() for _ in range(3)]
-    fleet.workers_registered(3)
-    time.sleep(7)
-    fleet.stop(leader)
-    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=30)
-    for worker in workers:
-        fleet.stop(worker)
-    runs = {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+    runs = _run_for(fleet, seconds=7, workers=3, drain_timeout=30)
     spans = _spans(fleet, runs)
     for task_id, most in (("skip", 1), ("allow", 2)):
         edges = sorted(
@@ -289,6 +281,22 @@ def test_overlap_holds_across_workers(fleet: Fleet) -> None:
         assert statuses["skipped"] > 0 and statuses["succeeded"] >= 3, statuses
     pids = {pid for task_id in ("skip", "allow") for _, _, pid in spans[task_id]}
     assert len(pids) >= 2, "ran on one worker only"
+
+
+def _run_for(
+    fleet: Fleet, *, seconds: float, workers: int, drain_timeout: float
+) -> dict[str, dict[str, Any]]:
+    """A leader and ``workers`` workers on the fleet's tasks for ``seconds``; then the
+    leader stops, the workers drain the queue and stop. The runs, by id."""
+    leader = fleet.leader()
+    started = [fleet.worker() for _ in range(workers)]
+    fleet.workers_registered(workers)
+    time.sleep(seconds)
+    fleet.stop(leader)
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=drain_timeout)
+    for worker in started:
+        fleet.stop(worker)
+    return {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
 
 
 def _spans(
@@ -1013,19 +1021,8 @@ def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
              "overlap": "allow", "max_instances": 3},
         ]
     )  # fmt: skip
-    leader = fleet.leader()
-    workers = [fleet.worker() for _ in range(2)]
-    fleet.workers_registered(2)
-    time.sleep(6)
-    fleet.stop(leader)
-    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=60)
-    for worker in workers:
-        fleet.stop(worker)
-    spans = _spans(fleet, {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")})
-    shared = sorted((start, end) for task in ("a", "b") for start, end, _ in spans[task])
-    assert len(shared) >= 4, shared
-    for (_, end), (start, _) in itertools.pairwise(shared):
-        assert start >= end, f"two runs on one thread at once: {shared}"
+    spans = _spans(fleet, _run_for(fleet, seconds=6, workers=2, drain_timeout=60))
+    assert len(_one_at_a_time(fleet, ("a", "b"))) >= 4
     free = sorted((start, end) for start, end, _ in spans["free"])
     assert any(s < e for (_, e), (s, _) in itertools.pairwise(free)), "free was held back"
 

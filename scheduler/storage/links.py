@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
 
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Column, Connection, Table, delete, insert, select, text
 
 from scheduler.storage.schema import links_table, tasks_table, waits_table
 
@@ -64,11 +64,13 @@ class LinkStatements:
 
     def links_from(self, upstream_ids: Collection[str]) -> list[tuple[str, str]]:
         """The (downstream, upstream) pairs whose upstream is one of ``upstream_ids``."""
+        return self._pairs(links_table, links_table.c.upstream_id, upstream_ids)
+
+    def _pairs(self, table: Table, key: Column[str], ids: Collection[str]) -> list[tuple[str, str]]:
+        """The (downstream, upstream) pairs of ``table`` whose ``key`` is one of ``ids``."""
         found: list[tuple[str, str]] = []
-        for chunk in chunks(list(upstream_ids)):
-            query = select(links_table.c.downstream_id, links_table.c.upstream_id).where(
-                links_table.c.upstream_id.in_(chunk)
-            )
+        for chunk in chunks(list(ids)):
+            query = select(table.c.downstream_id, table.c.upstream_id).where(key.in_(chunk))
             found.extend((d, u) for d, u in self._conn.execute(query))
         return found
 
@@ -96,13 +98,7 @@ class LinkStatements:
 
     def waits(self, downstream_ids: Collection[str]) -> list[tuple[str, str]]:
         """The (downstream, upstream) pairs with a recorded outcome."""
-        found: list[tuple[str, str]] = []
-        for chunk in chunks(list(downstream_ids)):
-            query = select(waits_table.c.downstream_id, waits_table.c.upstream_id).where(
-                waits_table.c.downstream_id.in_(chunk)
-            )
-            found.extend((d, u) for d, u in self._conn.execute(query))
-        return found
+        return self._pairs(waits_table, waits_table.c.downstream_id, downstream_ids)
 
     def waits_of(self, downstream: str) -> dict[str, tuple[str, str, float]]:
         """The recorded outcomes toward ``downstream``: upstream -> (run id, status, time)."""
