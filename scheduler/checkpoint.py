@@ -9,7 +9,6 @@ synchronous ones in a worker thread: it can be created at import, works from any
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+from scheduler.pools import GRAPH
 
 __all__ = ["SqliteCheckpointer"]
 
@@ -38,7 +39,7 @@ class SqliteCheckpointer(SqliteSaver):
         super().__init__(sqlite3.connect(str(path), check_same_thread=False))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+        return await GRAPH.run(self.get_tuple, config)
 
     async def alist(
         self,
@@ -48,7 +49,7 @@ class SqliteCheckpointer(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        items = await asyncio.to_thread(
+        items = await GRAPH.run(
             lambda: list(self.list(config, filter=filter, before=before, limit=limit))
         )
         for item in items:
@@ -61,7 +62,7 @@ class SqliteCheckpointer(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await GRAPH.run(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -70,14 +71,14 @@ class SqliteCheckpointer(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        await GRAPH.run(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
+        await GRAPH.run(self.delete_thread, thread_id)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, Any]:
-        return await asyncio.to_thread(
+        return await GRAPH.run(
             lambda: self.get_delta_channel_history(config=config, channels=channels)
         )

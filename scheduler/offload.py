@@ -5,7 +5,8 @@ takes: the executor's futures are chained through locks and callbacks, and the c
 any of its threads. A management call (an HTTP request, a tool call) is usually alone, so an
 :class:`Offloader` keeps one thread of its own, fed by a plain queue, that hands each result
 straight to the caller's event loop (0.02 ms). When that thread is busy, the call goes to the
-loop's default executor as before, so a slow call (a list of 100,000 tasks) never holds up
+scheduler's own pool (:data:`scheduler.pools.OWN`, not the loop's default executor, which
+a graph's synchronous nodes fill), so a slow call (a list of 100,000 tasks) never holds up
 the next one.
 """
 
@@ -18,6 +19,8 @@ import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from scheduler.pools import OWN
 
 __all__ = ["Offloader", "call_soon_threadsafe"]
 
@@ -75,7 +78,7 @@ class Offloader:
                     self._thread.start()
                 self._queue.put((future, contextvars.copy_context(), function, args))
         if not kept:
-            return await asyncio.to_thread(function, *args)
+            return await OWN.run(function, *args)
         return await future
 
     def close(self) -> None:

@@ -28,7 +28,6 @@ checkpointer or store keeps it; ``SCHEDULER_INJECT_CHECKPOINTER=false`` and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -47,6 +46,7 @@ from scheduler.checkpoint import SqliteCheckpointer
 from scheduler.exceptions import GraphLoadError
 from scheduler.langgraph_json import LangGraphConfig
 from scheduler.loader import load_target
+from scheduler.pools import GRAPH
 
 __all__ = ["Persistence", "ThreadedStore", "prepare_graph"]
 
@@ -68,7 +68,7 @@ class ThreadedStore(BaseStore):
         return self.inner.batch(ops)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await asyncio.to_thread(self.inner.batch, list(ops))
+        return await GRAPH.run(self.inner.batch, list(ops))
 
 
 @dataclass
@@ -315,22 +315,22 @@ def _threaded_saver(saver_class: type) -> type:
 
     class ThreadedSaver(saver_class):  # type: ignore[misc]
         async def aget_tuple(self, config: Any) -> Any:
-            return await asyncio.to_thread(self.get_tuple, config)
+            return await GRAPH.run(self.get_tuple, config)
 
         async def alist(self, config: Any, **kwargs: Any) -> Any:
-            for item in await asyncio.to_thread(lambda: list(self.list(config, **kwargs))):
+            for item in await GRAPH.run(lambda: list(self.list(config, **kwargs))):
                 yield item
 
         async def aput(self, config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
-            return await asyncio.to_thread(self.put, config, checkpoint, metadata, versions)
+            return await GRAPH.run(self.put, config, checkpoint, metadata, versions)
 
         async def aput_writes(
             self, config: Any, writes: Any, task_id: str, task_path: str = ""
         ) -> None:
-            await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+            await GRAPH.run(self.put_writes, config, writes, task_id, task_path)
 
         async def adelete_thread(self, thread_id: str) -> None:
-            await asyncio.to_thread(self.delete_thread, thread_id)
+            await GRAPH.run(self.delete_thread, thread_id)
 
     ThreadedSaver.__name__ = ThreadedSaver.__qualname__ = f"Threaded{saver_class.__name__}"
     return ThreadedSaver

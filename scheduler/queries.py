@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from scheduler import gcfreeze
 from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError, TaskNotFoundError
+from scheduler.pools import OWN
 from scheduler.records import Notice, RunRecord, TaskInfo
 from scheduler.rows import decode_or_raise, run_record, task_info
 from scheduler.settings import Settings
@@ -169,7 +170,7 @@ class TaskQueries:
         """
         async with asyncio.timeout(timeout):
             while True:
-                record = await asyncio.to_thread(self.get_run, run_id)
+                record = await OWN.run(self.get_run, run_id)
                 if record.status.is_final or (
                     record.status is RunStatus.WAITING and not record.answered
                 ):

@@ -32,6 +32,7 @@ from typing import Any
 from scheduler.enums import RunStatus
 from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.pending import PendingRun
+from scheduler.pools import OWN
 from scheduler.storage import RunRow, Store, Transaction
 
 __all__ = ["Ended", "Follow", "RunLog"]
@@ -265,7 +266,7 @@ class RunLog:
 
     async def aflush(self) -> None:
         """Flush from a worker thread."""
-        await asyncio.to_thread(self.flush)
+        await OWN.run(self.flush)
 
     async def _flush_forever(self) -> None:
         while True:

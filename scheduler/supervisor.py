@@ -22,6 +22,7 @@ from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, pending_of
+from scheduler.pools import OWN
 from scheduler.recovery import Recovery, tasks_of
 from scheduler.rows import settled
 from scheduler.runlog import RunLog
@@ -180,7 +181,7 @@ class Supervisor:
 
     def _warm_followers(self) -> None:
         if self.followers.upstreams:
-            self.loop.run_in_executor(None, self.followers.warm)
+            self.loop.run_in_executor(OWN.executor(), self.followers.warm)
 
     def note_revision(self, revision: int) -> None:
         """A change made here wrote ``revision`` and needs no reload: if it follows the
@@ -386,7 +387,7 @@ class Supervisor:
 
     async def _prune(self) -> None:
         try:
-            deleted = await asyncio.to_thread(self.prune)
+            deleted = await OWN.run(self.prune)
         except StorageError as exc:
             logger.warning("could not prune run history: %s", exc)
             return

@@ -25,6 +25,7 @@ from scheduler.invocation import Outcome
 from scheduler.logs import run_fields
 from scheduler.outcomes import call_run_callback, preview
 from scheduler.pending import PendingRun
+from scheduler.pools import OWN
 from scheduler.rows import finished_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
@@ -228,7 +229,7 @@ class RunnerWaiting:
             pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
         )
         try:  # an answer given elsewhere in time wins, even if this process has not seen it
-            stored = await asyncio.to_thread(self._log.settle_unanswered, dict(change))
+            stored = await OWN.run(self._log.settle_unanswered, dict(change))
         except LeadershipLostError:
             return  # another process is active now: the run is its own
         except StorageError:

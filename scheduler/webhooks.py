@@ -45,6 +45,7 @@ import httpcore
 import httpx
 
 from scheduler.events import RunEvent
+from scheduler.pools import OWN
 from scheduler.settings import Settings
 from scheduler.storage import Store
 
@@ -289,7 +290,7 @@ class Deliverer:
     async def _write(self, values: dict[str, Any]) -> None:
         run_id = values["run_id"]
         try:
-            await asyncio.to_thread(self._store.add_delivery, values)
+            await OWN.run(self._store.add_delivery, values)
         except Exception:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 

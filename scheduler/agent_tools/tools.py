@@ -3,7 +3,6 @@ limits (see :mod:`scheduler.agent_tools`)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import secrets
@@ -30,6 +29,7 @@ from scheduler.agent_tools.arguments import (
 from scheduler.enums import TaskType
 from scheduler.exceptions import DependencyError, ScheduleError, SchedulerError, describe_errors
 from scheduler.models import TaskDefinition
+from scheduler.pools import OWN
 from scheduler.records import TaskInfo
 from scheduler.schedules import parse_schedule
 from scheduler.settings import Settings
@@ -378,7 +378,7 @@ def _tool(name: str, method: Callable[..., str], schema: type[BaseModel]) -> Bas
             return f"Nothing was done: {exc}"
 
     async def arun(config: RunnableConfig, **kwargs: Any) -> str:
-        return await asyncio.to_thread(run, config, **kwargs)
+        return await OWN.run(run, config, **kwargs)
 
     return StructuredTool.from_function(
         func=run,

@@ -16,7 +16,6 @@ memory (:mod:`scheduler.server.cron_list`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ from scheduler.enums import OverlapPolicy
 from scheduler.exceptions import describe_errors
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
+from scheduler.pools import OWN
 from scheduler.records import TaskInfo
 from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, read_body
 from scheduler.server.cron_list import (
@@ -254,7 +254,7 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
     crons_of = cron_list_of(request)
     kept = crons_of.kept()
     if kept is None:
-        kept = await asyncio.to_thread(crons_of.read)
+        kept = await OWN.run(crons_of.read)
     crons = kept.crons
     wanted = body.metadata or {}
     if assistant is None and body.thread_id is None and body.enabled is None and not wanted:

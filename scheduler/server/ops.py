@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from scheduler.events import RunEvent
+from scheduler.pools import OWN
 from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
 
@@ -33,7 +34,7 @@ async def healthz(request: Request) -> JsonReply:
     loop_ms = (time.perf_counter() - began) * 1000
     try:
         # one row (the revision), not a count: cheap at any number of tasks
-        await asyncio.wait_for(asyncio.to_thread(scheduler.store.revision), timeout=5)
+        await asyncio.wait_for(OWN.run(scheduler.store.revision), timeout=5)
         database = "ok"
     except Exception as exc:  # the answer is the health, not an error page; the reason
         # goes to the log only (it may name hosts and users, and /healthz needs no key)

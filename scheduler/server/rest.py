@@ -24,6 +24,7 @@ from scheduler.enums import RunStatus, TaskState
 from scheduler.exceptions import TaskNotRunnableError
 from scheduler.limits import MAX_OFFSET
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
+from scheduler.pools import OWN
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["HTTP_SOURCE", "router"]
@@ -155,11 +156,10 @@ async def list_runs(
 
 @router.get("/runs/{run_id}", summary="Get a run, with its webhook deliveries")
 async def get_run(request: Request, run_id: str) -> dict[str, Any]:
-    import asyncio
 
     scheduler = _scheduler(request)
     run = (await scheduler.aget_run(run_id)).to_dict()
-    run["deliveries"] = await asyncio.to_thread(scheduler.store.deliveries, run_id)
+    run["deliveries"] = await OWN.run(scheduler.store.deliveries, run_id)
     return run
 
 

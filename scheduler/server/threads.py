@@ -7,7 +7,6 @@ interrupted ``error``, timed out ``timeout``, waiting and cancelled ``interrupte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus
 from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, TEXT_LIMITS, check_json_value
+from scheduler.pools import OWN
 from scheduler.records import RunRecord
 from scheduler.rows import run_record
 from scheduler.server.bodies import documented, read_body
@@ -90,7 +90,7 @@ async def create_thread(request: Request) -> dict[str, Any]:
         raise HTTPException(422, f"metadata: {exc}") from None
     store = scheduler.store
     # one transaction: two requests for one id make one thread, the other finds it
-    old = await asyncio.to_thread(insert_thread, store, thread_id, json.dumps(metadata), now)
+    old = await OWN.run(insert_thread, store, thread_id, json.dumps(metadata), now)
     if old is None:
         return _thread(thread_id, metadata, now, now)
     if body.if_exists == "do_nothing":  # the server's if_exists: raise (default) or do_nothing
@@ -106,8 +106,8 @@ async def create_thread(request: Request) -> dict[str, Any]:
 async def search_threads(request: Request) -> list[dict[str, Any]]:
     body = await read_body(request, ThreadSearch)
     store = scheduler_of(request).store
-    made = await asyncio.to_thread(made_threads, store)
-    used = await asyncio.to_thread(run_threads, store, limit=body.offset + body.limit + len(made))
+    made = await OWN.run(made_threads, store)
+    used = await OWN.run(run_threads, store, limit=body.offset + body.limit + len(made))
     threads: dict[str, dict[str, Any]] = {}
     last_run: dict[str, float] = {}
     for thread_id, first, last in used:
@@ -165,7 +165,7 @@ async def list_thread_runs(
                 return found if status is None else found[offset : offset + limit]
             start += step
 
-    return await asyncio.to_thread(page)
+    return await OWN.run(page)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")

@@ -19,6 +19,7 @@ from scheduler.documents import DocumentError, load_json
 from scheduler.exceptions import StorageError
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, pending_of
+from scheduler.pools import OWN
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store
@@ -72,7 +73,7 @@ class AnsweredRuns:
     async def _share(self, pending: PendingRun) -> None:
         rank = (pending.task.priority or self._settings.priority).rank
         try:
-            shared = await asyncio.to_thread(
+            shared = await OWN.run(
                 share_answered, self._store, self._worker_id, pending.run_id, rank=rank
             )
         except StorageError as exc:

@@ -36,6 +36,7 @@ from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.pending import Admission, PendingRun, pending_of
+from scheduler.pools import OWN
 from scheduler.recovery import tasks_of
 from scheduler.rows import settled
 from scheduler.runlog import Ended, RunLog
@@ -118,9 +119,9 @@ class Worker(WorkerLease):
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
         self._tasks: list[asyncio.Task[None]] = []
-        # the lease is renewed on a thread of its own: sync graph nodes, flushes and
-        # claims fill the loop's default executor, and a renewal queued behind them
-        # would let the lease lapse while every run is fine
+        # the lease is renewed on a thread of its own: sync graph nodes fill the loop's
+        # default executor and flushes and claims the scheduler's pool, and a renewal
+        # queued behind them would let the lease lapse while every run is fine
         self._heartbeat = Offloader("scheduler-heartbeat", spill=False)
         self._revision = -1
         self._definitions = Definitions()
@@ -169,7 +170,7 @@ class Worker(WorkerLease):
         for task in claim:
             task.cancel()
         await asyncio.gather(*claim, return_exceptions=True)
-        await asyncio.to_thread(self._listener.stop)
+        await OWN.run(self._listener.stop)
         await self.runner.stop(grace_seconds)
         await self._answered.settle()
         for task in self._tasks:
@@ -180,7 +181,7 @@ class Worker(WorkerLease):
         try:
             await self.run_log.close()
             if self.failed is None:
-                released = await asyncio.to_thread(unregister_worker, self.store, self.id)
+                released = await OWN.run(unregister_worker, self.store, self.id)
                 if released:
                     logger.info("handed %d run(s) back to the other workers", released)
         except StorageError as exc:
@@ -231,7 +232,7 @@ class Worker(WorkerLease):
             return False
         default_rank = self.settings.priority.rank
         now = self.clock()
-        rows, task_rows = await asyncio.to_thread(
+        rows, task_rows = await OWN.run(
             claim_runs, self.store, self.id, now=now, limit=free, default_rank=default_rank
         )
         claimed: list[tuple[RunRow, TaskDefinition]] = []
@@ -252,7 +253,7 @@ class Worker(WorkerLease):
         # a run that looks late may only have waited for its task's limit: ask when that
         # let it go (one read, for the few that look late; none on the usual claim)
         waited = [r for r, t in claimed if r.max_running is not None and self._late(r, t, now)]
-        freed = await asyncio.to_thread(freed_at, self.store, waited) if waited else {}
+        freed = await OWN.run(freed_at, self.store, waited) if waited else {}
         for run, task in claimed:
             if self._late(run, task, now, freed.get(run.id, 0.0)):
                 self._miss(run, task)
@@ -293,19 +294,17 @@ class Worker(WorkerLease):
     async def _look_around(self) -> None:
         """Adopt waiting runs no live worker holds; after a change elsewhere: which tasks
         are upstreams, which waiting runs held here were answered, which tasks were removed."""
-        adopted = await asyncio.to_thread(adopt_waiting, self.store, self.id, limit=100)
+        adopted = await OWN.run(adopt_waiting, self.store, self.id, limit=100)
         if adopted:
             await self._hold(adopted)
-        revision = await asyncio.to_thread(self.store.revision)
+        revision = await OWN.run(self.store.revision)
         if revision == self._revision:
             return
         self._revision = revision
-        for run_id in await asyncio.to_thread(self.store.cancel_requests, self.id):
+        for run_id in await OWN.run(self.store.cancel_requests, self.id):
             self.runner.cancel_run(run_id)  # asked by another process (the HTTP API, ...)
-        await asyncio.to_thread(self.followers.refresh)
-        waiting = await asyncio.to_thread(
-            self.store.list_runs, statuses=[RunStatus.WAITING], limit=None
-        )
+        await OWN.run(self.followers.refresh)
+        waiting = await OWN.run(self.store.list_runs, statuses=[RunStatus.WAITING], limit=None)
         for run in waiting:
             if run.worker != self.id or run.answer is None or not self.runner.is_waiting(run.id):
                 continue
@@ -317,7 +316,7 @@ class Worker(WorkerLease):
             self.runner.answer(run.id, value)
         held = self.runner.task_ids()
         if held:  # runs waiting here (to retry, say): their tasks as they are now
-            tasks, present = await asyncio.to_thread(self._present, held)
+            tasks, present = await OWN.run(self._present, held)
             for task_id in held - present:
                 self.runner.forget_task(task_id, "the task was removed")
             self.runner.retask(tasks)
@@ -332,7 +331,7 @@ class Worker(WorkerLease):
             with self.store.transaction() as tx:
                 return tasks_of(tx, runs)
 
-        tasks = await asyncio.to_thread(load)
+        tasks = await OWN.run(load)
         for run in runs:
             task = tasks[run.task_id]
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:

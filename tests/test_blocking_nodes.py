@@ -1,0 +1,78 @@
+"""Graphs whose synchronous nodes block past their run's timeout, on a real SQLite file with
+the checkpointer the scheduler injects: LangGraph runs such nodes on the event loop's
+default executor, and a thread that never returns stays taken after its run timed out.
+The scheduler's own calls (checkpoint writes, run-log flushes) must not queue behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
+
+from scheduler import RunStatus, TaskDefinition
+from tests.conftest import SchedulerFactory
+
+released = threading.Event()
+
+
+def _blocks(state: MessagesState) -> dict[str, Any]:
+    released.wait(60)  # a synchronous call that does not return in time (a hung socket)
+    return {"messages": [AIMessage("late")]}
+
+
+async def _answers(state: MessagesState) -> dict[str, Any]:
+    return {"messages": [AIMessage(f"done: {state['messages'][-1].content}")]}
+
+
+async def _route(state: MessagesState) -> str:
+    return "blocks" if state["messages"][-1].content == "block" else "answers"
+
+
+def _graph() -> Any:  # (only the blocking node is synchronous: the rest needs no thread)
+    builder = StateGraph(MessagesState)
+    builder.add_node("blocks", _blocks)
+    builder.add_node("answers", _answers)
+    builder.add_conditional_edges(START, _route)
+    return builder.compile()
+
+
+async def test_hung_sync_nodes_hold_up_neither_timeouts_nor_other_runs(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    # a small default executor, so that the test means the same on any number of cores
+    small = ThreadPoolExecutor(2, thread_name_prefix="default")
+    asyncio.get_running_loop().set_default_executor(small)
+    released.clear()
+    scheduler = make_scheduler(graph=_graph())
+    scheduler.start()
+    try:
+        hung = []
+        for i in range(4):  # twice the executor's threads
+            scheduler.add_task(
+                TaskDefinition(
+                    id=f"hangs-{i}",
+                    interval_seconds=3600,
+                    prompt="block",
+                    thread_id=f"hung-{i}",
+                    timeout_seconds=0.3,
+                    max_retries=0,
+                )
+            )
+            hung.append(scheduler.run_task_now(f"hangs-{i}"))
+        for run_id in hung:  # each recorded at its timeout, not once a node returns
+            run = await scheduler.wait_for_run(run_id, timeout=10)
+            assert run.status is RunStatus.TIMED_OUT, run
+            assert run.duration_seconds is not None and run.duration_seconds < 5
+        scheduler.add_task(
+            TaskDefinition(id="other", interval_seconds=3600, prompt="hi", thread_id="t-1")
+        )
+        run = await scheduler.wait_for_run(scheduler.run_task_now("other"), timeout=10)
+        assert run.status is RunStatus.SUCCEEDED, run
+        assert run.output is not None and "done: hi" in str(run.output)
+    finally:
+        released.set()
+        small.shutdown(wait=False)
