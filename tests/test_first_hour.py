@@ -3,6 +3,7 @@ and ``python main.py``, with real processes and a real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -178,6 +179,30 @@ def test_a_second_ctrl_c_cancels_the_runs_at_once(cli: Cli, tmp_path: Path) -> N
     service.stop()
     [run] = [r for r in cli.json("runs", "--task", "long") if r["status"] != "queued"]
     assert run["status"] == "cancelled", run
+
+
+def test_main_py_exits_on_ctrl_c_while_a_sync_node_outlives_its_timeout(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A synchronous node cannot be stopped: its run is recorded timed out, and the thread
+    goes on. Python waits for such threads before it exits: main.py stayed up after
+    "scheduler stopped" until the node returned (never, for a hung one)."""
+    log = tmp_path / "node.log"
+    metadata = json.dumps({"log": str(log)})
+    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
+        "--timeout", "1", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    service = MainPy(cli, tmp_path, SCHEDULER_GRAPH="tests.prompt_graphs:blocking_graph")
+    service.wait_for(r"scheduler running")
+    cli("run", "hangs")
+    service.wait_for(r"task hangs run \w+ timed out")
+    assert "start" in log.read_text()
+    service.process.send_signal(signal.SIGINT)
+    assert service.process.wait(timeout=30) == 0
+    service.stop()
+    assert "1 synchronous call(s) still going" in "".join(service.lines)
+    [run] = cli.json("runs", "--task", "hangs")
+    assert run["status"] == "timed_out", run
+    assert "end" not in log.read_text()
 
 
 def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) -> None:
