@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from scheduler.exceptions import SchedulerError, describe_errors
 from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
+from scheduler.stall import StallWatch
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import TasksFileError, apply_tasks_file, file_source
 
@@ -153,6 +154,9 @@ async def _work(scheduler: TaskScheduler, settings: Settings, stopping: asyncio.
     scheduler.store.setup()
     scheduler.graph()  # fail now, not at the first run
     worker = Worker(store=scheduler.store, settings=settings, graph=scheduler.graph)
+    stall = StallWatch(settings.loop_stall_seconds) if settings.loop_stall_seconds else None
+    if stall is not None:
+        stall.start()
     worker.start()
     logger.info("press Ctrl+C to stop")
     waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(worker.done.wait())]
@@ -164,6 +168,8 @@ async def _work(scheduler: TaskScheduler, settings: Settings, stopping: asyncio.
         if not worker.done.is_set():
             await worker.stop(settings.stop_grace_seconds)
         await worker.done.wait()
+        if stall is not None:
+            stall.stop()
         scheduler.close()
     return 1 if worker.failed else 0
 

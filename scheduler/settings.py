@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         description="Keep objects alive at start() out of garbage-collector scans until "
         "stop() (gc.freeze)",
     )
+    loop_stall_seconds: float = Field(
+        default=10,
+        ge=0,
+        description="Warn, saying where, when the event loop is blocked this long (0: off)",
+    )
     # Several processes on PostgreSQL (python -m scheduler worker).
     role: Literal["all", "scheduler", "worker"] = Field(
         default="all",

@@ -6,15 +6,18 @@ The scheduler's own calls (checkpoint writes, run-log flushes) must not queue be
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
 from scheduler import RunStatus, TaskDefinition
-from tests.conftest import SchedulerFactory
+from tests.conftest import SchedulerFactory, eventually
 
 released = threading.Event()
 
@@ -76,3 +79,41 @@ async def test_hung_sync_nodes_hold_up_neither_timeouts_nor_other_runs(
     finally:
         released.set()
         small.shutdown(wait=False)
+
+
+async def _sleeps_on_the_loop(state: MessagesState) -> dict[str, Any]:
+    time.sleep(2.5)  # noqa: ASYNC251 (the mistake: blocking code in an async node)
+    return {"messages": [AIMessage("slept")]}
+
+
+async def test_a_node_that_blocks_the_event_loop_is_named_in_a_warning(
+    make_scheduler: SchedulerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    builder = StateGraph(MessagesState)
+    builder.add_node("sleeps", _sleeps_on_the_loop)
+    builder.add_edge(START, "sleeps")
+    scheduler = make_scheduler(graph=builder.compile(), loop_stall_seconds=1)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="blocks", interval_seconds=3600, prompt="hi"))
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        run = await scheduler.wait_for_run(scheduler.run_task_now("blocks"), timeout=20)
+        await eventually(lambda: "runs again" in caplog.text, timeout=5)
+    assert run.status is RunStatus.SUCCEEDED
+    [stalled] = [r for r in caplog.records if "has not run for 1 s" in r.getMessage()]
+    assert "_sleeps_on_the_loop" in stalled.getMessage()
+    assert "time.sleep(2.5)" in stalled.getMessage()
+    [again] = [r for r in caplog.records if "runs again" in r.getMessage()]
+    seconds = float(again.getMessage().split("after ")[1].split(" s")[0])
+    assert 1 <= seconds < 10
+
+
+async def test_no_stall_warning_for_a_loop_that_keeps_running(
+    make_scheduler: SchedulerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    scheduler = make_scheduler(loop_stall_seconds=0.5)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="waits", interval_seconds=3600, prompt="sleep:2"))
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        run = await scheduler.wait_for_run(scheduler.run_task_now("waits"), timeout=20)
+    assert run.status is RunStatus.SUCCEEDED
+    assert "event loop" not in caplog.text
