@@ -161,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         json=False,
     )
     command("workers", worker_commands.cmd_workers, "list the worker processes and their leases")
-    p = command(
-        "scaffold", commands.cmd_scaffold, "add the scheduler to a LangGraph project", json=False
-    )
+    p = command("scaffold", cmd_scaffold, "add the scheduler to a LangGraph project", json=False)
     try:
         from scheduler.scaffold import add_scaffold_arguments
     except ImportError:  # a scaffolded project's copy of the package has no scaffolder
@@ -174,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _WITHOUT_DATABASE = {"next", "serve", "worker", "scaffold"}
+
+
+def cmd_scaffold(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    try:
+        from scheduler.scaffold import run_scaffold
+    except ImportError:
+        raise UsageError(
+            "this copy of the scheduler (scaffolded into a project) has no scaffolder: run "
+            "`python -m scheduler scaffold PROJECT_DIR` from the langgraph-scheduler "
+            "repository (with --force to update a project scaffolded before)"
+        ) from None
+
+    return run_scaffold(args)
 
 
 def _given(text: str) -> str:

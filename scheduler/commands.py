@@ -4,7 +4,6 @@ the result (see :mod:`scheduler.cli` for the parser and the exit statuses)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from scheduler.documents import DocumentError, load_json, load_yaml, read_document
 from scheduler.enums import RunStatus
 from scheduler.exceptions import TaskNotRunnableError, TasksFileError, UsageError, describe_errors
+from scheduler.exiting import run_to_exit
 from scheduler.models import TaskDefinition
 from scheduler.preview import preview
 from scheduler.records import TaskInfo
@@ -257,7 +257,7 @@ def _remove_source(scheduler: TaskScheduler, args: argparse.Namespace, out: Outp
 def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     active_elsewhere = scheduler.is_active_elsewhere()
     if args.wait and not active_elsewhere:
-        return asyncio.run(_run_here(scheduler, args, out))
+        return run_to_exit(lambda: _run_here(scheduler, args, out))
     run_id = scheduler.run_task_now(args.id)
     if active_elsewhere:
         out.line(f"queued run {run_id} of {args.id}; the running scheduler starts it")
@@ -267,7 +267,7 @@ def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> 
             "it starts when one starts (or use: run --wait)"
         )
     if args.wait:
-        return asyncio.run(_wait(scheduler, run_id, args, out))
+        return run_to_exit(lambda: _wait(scheduler, run_id, args, out))
     out.result({**scheduler.get_run(run_id).to_dict(), "active_elsewhere": active_elsewhere})
     return 0
 
@@ -307,12 +307,16 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
     active_elsewhere = scheduler.is_active_elsewhere()
     if args.wait and not active_elsewhere:
         out.line(f"resuming {args.run_id} in this process (no scheduler is running on it)")
+
+        async def resume() -> int:
+            run = await scheduler.resume_run_here(args.run_id, value, timeout=args.timeout)
+            out.run(run)
+            return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
+
         try:
-            run = asyncio.run(scheduler.resume_run_here(args.run_id, value, timeout=args.timeout))
+            return run_to_exit(resume)
         except TimeoutError:
             raise UsageError(f"run {args.run_id} did not end within {args.timeout:g} s") from None
-        out.run(run)
-        return 0 if run.status in (RunStatus.SUCCEEDED, RunStatus.WAITING) else 1
     scheduler.resume_run(args.run_id, value)
     if active_elsewhere:
         out.line(f"answered {args.run_id}; the running scheduler resumes it")
@@ -322,7 +326,7 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
             "resumes when one starts (or use: answer --wait)"
         )
     if args.wait:
-        return asyncio.run(_wait(scheduler, args.run_id, args, out))
+        return run_to_exit(lambda: _wait(scheduler, args.run_id, args, out))
     out.result({**scheduler.get_run(args.run_id).to_dict(), "active_elsewhere": active_elsewhere})
     return 0
 
@@ -404,16 +408,3 @@ def database_flags_to_settings(args: argparse.Namespace) -> None:
     elif args.db:
         os.environ["SCHEDULER_DB_PATH"] = args.db
         os.environ["SCHEDULER_DATABASE_URL"] = ""  # (empty: none)
-
-
-def cmd_scaffold(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    try:
-        from scheduler.scaffold import run_scaffold
-    except ImportError:
-        raise UsageError(
-            "this copy of the scheduler (scaffolded into a project) has no scaffolder: run "
-            "`python -m scheduler scaffold PROJECT_DIR` from the langgraph-scheduler "
-            "repository (with --force to update a project scaffolded before)"
-        ) from None
-
-    return run_scaffold(args)

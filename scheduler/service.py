@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import signal
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scheduler.exceptions import SchedulerError, describe_errors
+from scheduler.exiting import run_to_exit
 from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
 from scheduler.stall import StallWatch
@@ -214,52 +214,13 @@ def main(**defaults: Any) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        return asyncio.run(_serve_and_leave(settings))
+        return run_to_exit(lambda: serve(settings))
     except TasksFileError as exc:
         logger.error("%s", exc)
         return 2
     except SchedulerError as exc:
         logger.error("%s", exc)
         return 1
-
-
-class _CountingExecutor(ThreadPoolExecutor):
-    """The loop's default executor (LangGraph runs synchronous nodes on it), counting the
-    calls that have not returned."""
-
-    def __init__(self) -> None:
-        super().__init__(thread_name_prefix="asyncio")
-        self._calls: set[Future[Any]] = set()
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future = super().submit(fn, *args, **kwargs)
-        self._calls.add(future)
-        future.add_done_callback(self._calls.discard)
-        return future
-
-    def going(self) -> int:
-        return sum(1 for call in list(self._calls) if not call.done())
-
-
-async def _serve_and_leave(settings: Settings) -> int:
-    """:func:`serve`; then, if synchronous calls are still going on the default executor
-    (a sync node that outlived its run's timeout: a thread cannot be stopped), leave without
-    them. Python would wait for each to return before it exits: for ever, for a hung one."""
-    executor = _CountingExecutor()
-    asyncio.get_running_loop().set_default_executor(executor)
-    code = await serve(settings)
-    going = executor.going()
-    if going:
-        logger.warning(
-            "%d synchronous call(s) still going on the event loop's default executor (sync "
-            "graph nodes that outlived their runs); exiting without waiting for them",
-            going,
-        )
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
 
 
 class BackgroundService:

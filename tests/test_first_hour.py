@@ -205,6 +205,24 @@ def test_main_py_exits_on_ctrl_c_while_a_sync_node_outlives_its_timeout(
     assert "end" not in log.read_text()
 
 
+def test_run_wait_here_exits_while_a_sync_node_outlives_its_timeout(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The CLI's ``run --wait`` runs the task in its own process when no scheduler runs: it
+    prints the timed-out run and exits, not waiting for the node's thread."""
+    log = tmp_path / "node.log"
+    metadata = json.dumps({"log": str(log)})
+    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
+        "--timeout", "1", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    cli.env["SCHEDULER_GRAPH"] = "tests.prompt_graphs:blocking_graph"
+    began = time.monotonic()
+    done = cli("run", "hangs", "--wait", status=1)  # (the helper gives up after 60 s)
+    assert time.monotonic() - began < 45
+    assert "timed_out" in done.stdout, done.stdout
+    assert "1 synchronous call(s) still going" in done.stderr
+    assert "end" not in log.read_text()
+
+
 def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) -> None:
     """``--db`` picks the database for serve too (it was dropped there: the default
     database's tasks ran instead)."""
