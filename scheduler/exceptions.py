@@ -53,6 +53,21 @@ class RunNotWaitingError(SchedulerError, ValueError):
         super().__init__(f"run {run_id!r} {reason}")
 
 
+class AnswerMismatchError(SchedulerError, ValueError):
+    """An answer that does not fit the questions its run waits at: a run waiting at
+    several ``interrupt()`` calls at once is answered with one value per question id."""
+
+    def __init__(self, run_id: str, ids: Sequence[str], problem: str) -> None:
+        self.run_id = run_id
+        self.ids = list(ids)
+        example = ", ".join(f'"{i}": ...' for i in self.ids[:3])
+        super().__init__(
+            f"run {run_id!r} waits at {len(self.ids)} question(s) ({', '.join(self.ids)}); "
+            f"{problem}: answer with an object that maps question ids to answers, e.g. "
+            f"{{{example}}} (nothing was written)"
+        )
+
+
 class TaskExistsError(SchedulerError, ValueError):
     """``add_task(..., replace_existing=False)`` met a task with the same id."""
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scheduler.alone import run_alone
 from scheduler.dependencies.follow import Followers
 from scheduler.enums import RunStatus, RunTrigger
-from scheduler.exceptions import RunNotFoundError, RunNotWaitingError, SchedulerError
+from scheduler.exceptions import (
+    AnswerMismatchError,
+    RunNotFoundError,
+    RunNotWaitingError,
+    SchedulerError,
+)
 from scheduler.limits import check_json_value
 from scheduler.pending import PendingRun, new_run_id, pending_of
 from scheduler.records import RunRecord
@@ -27,6 +33,10 @@ from scheduler.writes import TaskWrites
 __all__ = ["RunWrites", "check_answer"]
 
 logger = logging.getLogger(__name__)
+
+# How LangGraph tells an answer per question from one answer: an object whose keys are
+# all interrupt ids (xxh3-128 hex digests).
+_QUESTION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def check_answer(value: Any) -> None:
@@ -46,6 +56,35 @@ def check_answer(value: Any) -> None:
         check_json_value(value)
     except ValueError as exc:
         raise ValueError(f"the answer {exc}") from None
+
+
+def check_fits(run_id: str, interrupts: str | None, value: Any) -> None:
+    """``value`` answers the questions a run waits at (``interrupts``: its recorded JSON).
+
+    One answer goes to one question. A run waiting at several at once (parallel branches
+    that each called ``interrupt()``) takes an object mapping question ids to answers (some
+    of them: it waits again for the others); LangGraph fails the run on a single value. An
+    object keyed by question ids names only questions the run asked.
+
+    Raises:
+        AnswerMismatchError: It does not fit (nothing was written).
+    """
+    try:
+        asked = [str(q["id"]) for q in json.loads(interrupts or "[]") if q.get("id") is not None]
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return  # not what this package records: LangGraph decides
+    by_id = (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) and _QUESTION_ID.fullmatch(k) for k in value)
+    )
+    if by_id:
+        unknown = sorted(set(value) - set(asked))
+        if unknown:
+            problem = f"the answer names question(s) it did not ask ({', '.join(unknown)})"
+            raise AnswerMismatchError(run_id, asked, problem)
+    elif len(asked) > 1:
+        raise AnswerMismatchError(run_id, asked, "one value cannot answer them all")
 
 
 class RunWrites(TaskWrites):
@@ -141,6 +180,9 @@ class RunWrites(TaskWrites):
             RunNotWaitingError: It is not waiting, or has been answered already.
             ValueError: ``value`` is null, or not JSON within the limits of task input
                 (:func:`check_answer`); nothing is written.
+            AnswerMismatchError: The run waits at several questions and ``value`` is not
+                an object of answers by question id, or it names a question the run did
+                not ask (:func:`check_fits`); nothing is written.
         """
         self._record_answer(run_id, value)
         supervisor = self._supervisor
@@ -183,6 +225,7 @@ class RunWrites(TaskWrites):
                 raise RunNotWaitingError(run_id, run.status)
             if run.answer is not None:
                 raise RunNotWaitingError(run_id, run.status, answered=True)
+            check_fits(run_id, run.interrupts, value)
             changes.tx.update_runs([{"id": run_id, "answer": json.dumps(value)}])
             changes.changed = True
             changes.only_inserts = False

@@ -6,8 +6,9 @@ one of them wins, and an answer accepted is never lost. A real graph on a real S
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -246,3 +247,47 @@ async def test_an_answer_after_another_run_finished_the_thread_is_not_applied(
         assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "AnswerNotApplied")
         assert "no longer waits at its question" in (ended.error_message or "")
         assert scheduler.get_run(second.id).output == "the answer was no"
+
+
+class _Branches(MessagesState, total=False):
+    got: Annotated[list[str], operator.add]
+
+
+def _branch(name: str) -> Any:
+    def ask(state: _Branches) -> dict[str, Any]:
+        return {"got": [f"{name}={interrupt(f'{name}?')}"]}
+
+    return ask
+
+
+_branches = StateGraph(_Branches)
+for _name in ("a", "b"):
+    _branches.add_node(_name, _branch(_name))
+    _branches.add_edge(START, _name)
+two_asker = _branches.compile()
+
+
+async def test_a_run_waiting_at_two_questions_takes_answers_by_question_id() -> None:
+    """Two branches each call ``interrupt()``: one value cannot answer both (LangGraph
+    failed the run with it, the answer accepted and lost); it is refused with the ids,
+    nothing written, and answers by id go on, some now and the rest later."""
+    async with clocked_scheduler(graph=two_asker) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+        assert run.status is RunStatus.WAITING
+        first, second = (str(q["id"]) for q in run.interrupts or [])
+        with pytest.raises(ValueError, match="one value cannot answer them all"):
+            scheduler.resume_run(run.id, "yes")
+        with pytest.raises(ValueError, match="did not ask"):
+            scheduler.resume_run(run.id, {first: "yes", "0" * 32: "no"})
+        assert not scheduler.get_run(run.id).answered
+        scheduler.resume_run(run.id, {first: "yes"})
+        await clock.advance(seconds=1)
+        again = scheduler.get_run(run.id)
+        assert again.status is RunStatus.WAITING
+        assert [q["id"] for q in again.interrupts or []] == [second]
+        scheduler.resume_run(run.id, {second: "no"})
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run.id)
+        assert done.status is RunStatus.SUCCEEDED, done.error_message
