@@ -158,13 +158,14 @@ class RunLog:
             self._wake.set()
         await future
 
-    def settle_unanswered(self, change: dict[str, Any]) -> str | None:
+    def settle_unanswered(self, change: dict[str, Any]) -> RunRow | None:
         """End a waiting run now (``change``: its ``id`` and the columns to set), in a
         transaction of its own, unless it holds an answer by then (one given elsewhere, not
-        yet seen here): then nothing is written and the answer (JSON text) is returned. An
-        answer is recorded in a transaction too, so exactly one of the two wins. Call it
-        off the event loop; what it writes is then no longer open, so a buffered ``finish``
-        of the same run changes nothing but tells the followers.
+        yet seen here) or has ended already (its task removed elsewhere): then nothing is
+        written and its stored row is returned. An answer and a removal are recorded in a
+        transaction too, so exactly one of them wins. Call it off the event loop; what it
+        writes is then no longer open, so a buffered ``finish`` of the same run changes
+        nothing but tells the followers.
 
         Raises:
             StorageError: The write failed (LeadershipLostError: the fence refused it).
@@ -173,8 +174,8 @@ class RunLog:
         check = self.fence() if self.fence is not None else None
         with self._store.transaction(check) as tx:
             row = tx.get_run(change["id"])
-            if row is not None and row.status == "waiting" and row.answer is not None:
-                return row.answer
+            if row is not None and (row.status != "waiting" or row.answer is not None):
+                return row
             tx.update_runs([change])
         return None
 

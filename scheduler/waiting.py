@@ -29,6 +29,7 @@ from scheduler.pools import OWN
 from scheduler.rows import finished_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
+from scheduler.storage import RunRow
 
 __all__ = ["RunnerWaiting", "WaitingRuns"]
 
@@ -236,9 +237,12 @@ class RunnerWaiting:
             stored = None  # written by the run log's flush when the database is back
         if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
             return
-        if stored is not None:
+        if stored is not None and stored.status != RunStatus.WAITING:
+            self._ended_elsewhere(pending, stored, now)
+            return
+        if stored is not None and stored.answer is not None:
             try:
-                pending.resume = load_json(stored, what="the stored answer")
+                pending.resume = load_json(stored.answer, what="the stored answer")
             except DocumentError as exc:  # no answer it can go on with: it times out
                 logger.warning("run %s: %s", pending.run_id, exc)
             else:
@@ -274,6 +278,28 @@ class RunnerWaiting:
                 settings=self._settings,
             )
         )
+        self._check_idle()
+
+    def _ended_elsewhere(self, pending: PendingRun, stored: RunRow, now: float) -> None:
+        """Its waiting timeout came after another process ended it (removed its task):
+        let go of it as that process recorded it, with no timeout and no failure callback."""
+        logger.info(
+            "task %s run %s ended elsewhere while waiting (%s): %s",
+            pending.task.id,
+            pending.run_id,
+            stored.status,
+            stored.error_message,
+        )
+        self._known.discard(pending.run_id)
+        self._release(pending.task.id)
+        if self._events.wants(pending.task):
+            known = stored.status in RunStatus._value2member_map_
+            outcome = Outcome(
+                RunStatus(stored.status) if known else RunStatus.CANCELLED,
+                error_type=stored.error_type,
+                error_message=stored.error_message,
+            )
+            self._emit("finished", pending, outcome, pending.thread_id or "", None, now)
         self._check_idle()
 
     def _emit(

@@ -18,7 +18,7 @@ from langgraph.types import interrupt
 from scheduler import RunStatus, TaskDefinition, TaskScheduler
 from scheduler.exceptions import RunNotWaitingError
 from scheduler.testing import clocked_scheduler
-from tests import server_graphs
+from tests import callbacks, server_graphs
 from tests.conftest import SchedulerFactory, eventually
 
 
@@ -114,6 +114,37 @@ async def test_a_waiting_timeout_refuses_a_later_answer(make_scheduler: Schedule
     with pytest.raises(RunNotWaitingError):
         other.resume_run(run_id, "late")
     assert not active.get_run(run_id).answered
+
+
+async def test_a_waiting_timeout_after_a_removal_elsewhere_tells_the_removal(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The task is removed from another process (the removal ends the run ``cancelled``);
+    the active one's waiting timeout comes before its next poll. The record stays
+    cancelled, and so is the run for this process: its listeners heard ``timed_out`` and
+    its failure callback was called for a run that did not time out."""
+    callbacks.failures.clear()
+    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=30.0)
+    active.add_task(
+        TaskDefinition(
+            id="ask",
+            interval_seconds=3600,
+            prompt="x",
+            waiting_timeout_seconds=0.5,
+            on_failure_callback="tests.callbacks:on_failure",
+        )
+    )
+    heard: list[tuple[str, RunStatus]] = []
+    active.subscribe(lambda event: heard.append((event.kind, event.run.status)))
+    active.start()
+    run_id = active.run_task_now("ask")
+    assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+    make_scheduler(graph=server_graphs.asker).remove_task("ask")  # another process's API
+    await eventually(lambda: ("finished", RunStatus.CANCELLED) in heard)
+    await asyncio.sleep(0.2)  # (a failure callback would have been called by now)
+    assert heard[-1] == ("finished", RunStatus.CANCELLED)
+    assert active.get_run(run_id).error_type == "TaskRemoved"
+    assert callbacks.failures == []
 
 
 async def test_here_refused_by_an_active_scheduler_writes_nothing(tmp_path: object) -> None:
