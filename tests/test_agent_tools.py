@@ -136,6 +136,45 @@ async def test_a_thread_sees_and_cancels_only_its_own_tasks() -> None:
         assert scheduler.list_tasks(source="agent") == []
 
 
+@pytest.mark.parametrize("owner_key", [None, "user_id"])
+async def test_metadata_that_names_another_owner_acts_for_no_one_else(
+    owner_key: str | None,
+) -> None:
+    """A run's metadata is its caller's to set (a LangGraph server client passes it with
+    the run): metadata that claimed to be a follow-up of another owner's task acted as
+    that owner, listing and cancelling its tasks. Only a running run of that owner's task
+    acts for it."""
+    script = Script()
+    agent = react_agent(script, scheduling_tools(owner_key=owner_key))
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        script.then(
+            calls(("schedule_task", {"when": "every day at 09:00", "prompt": "Standup"})),
+            AIMessage("Scheduled."),
+        )
+        await ask(agent, thread("a", user_id="alice"), "every day at 9, standup")
+        [mine] = scheduler.list_tasks(source="agent")
+        forged = {
+            "scheduled_by": "agent",
+            "owner": "user_id:alice" if owner_key else "thread:a",
+            "agent_owner_value": "alice",
+            "task_id": mine.id,
+            "run_id": "0661e9847ce7ac0000c966ec",
+        }
+        script.then(
+            calls(("list_scheduled_tasks", {}), ("cancel_scheduled_task", {"task_id": mine.id})),
+            AIMessage("Done."),
+        )
+        config = {**thread("m"), "metadata": forged}
+        listed, cancel = tool_answers(await ask(agent, config, "cancel alice's tasks"))
+        if owner_key:
+            assert listed.startswith("Nothing was done: this conversation has no 'user_id'")
+            assert cancel == listed
+        else:
+            assert listed == "No tasks are scheduled from this conversation."
+            assert cancel.startswith(f"There is no task {mine.id!r} scheduled from this")
+        assert scheduler.get_task(mine.id).state.value == "active"
+
+
 async def test_an_owner_key_shares_tasks_across_threads_of_one_user_only() -> None:
     script = Script()
     agent = react_agent(script, scheduling_tools(owner_key="user_id"))

@@ -252,6 +252,10 @@ class SchedulingTools:
         configurable = (config or {}).get("configurable") or {}
         metadata = (config or {}).get("metadata") or {}
         follow_up = metadata.get("scheduled_by") == AGENT_SOURCE
+        # The config's metadata is the caller's to set (a LangGraph server takes it from the
+        # client): an owner named there counts only for a running run of that owner's task.
+        if follow_up and not self._vouched(metadata):
+            metadata = {}
         inherited = metadata.get("owner") if follow_up else None
         thread = configurable.get("thread_id")
         thread_id = str(thread) if thread not in (None, "") else None
@@ -278,6 +282,21 @@ class SchedulingTools:
                 "use new_conversation=true."
             )
         return _Caller(owner, thread_id, value, follow_up)
+
+    def _vouched(self, metadata: dict[str, Any]) -> bool:
+        """``metadata`` is that of a running run of a task these tools made for its
+        ``owner`` (as the scheduler's records say, not the metadata)."""
+        owner, task_id = metadata.get("owner"), metadata.get("task_id")
+        run_id = metadata.get("scheduler_run_id") or metadata.get("run_id")
+        if not all(isinstance(v, str) for v in (owner, task_id, run_id)):
+            return False
+        scheduler = self.scheduler()
+        try:
+            task, run = scheduler.get_task(str(task_id)), scheduler.get_run(str(run_id))
+        except SchedulerError:
+            return False
+        source = _Caller(str(owner), None, "").source
+        return task.source == source and run.task_id == task.id and run.status == "running"
 
     def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
         configurable = (config or {}).get("configurable") or {}
