@@ -322,3 +322,23 @@ async def test_a_run_waiting_at_two_questions_takes_answers_by_question_id() -> 
         await clock.advance(seconds=1)
         done = scheduler.get_run(run.id)
         assert done.status is RunStatus.SUCCEEDED, done.error_message
+
+
+async def test_pruning_the_history_keeps_a_run_that_waits_for_its_answer() -> None:
+    """A run waits (no waiting timeout: for ever) while its task's next occurrences are
+    recorded ``skipped``: pruning by count or by age deleted the waiting run's record, so
+    its answer was refused ("no run with id") and its task skipped until a restart."""
+    async with clocked_scheduler(
+        graph=server_graphs.asker, history_max_runs=3, history_max_age_days=0.001
+    ) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", interval_seconds=60, prompt="x"))
+        await clock.advance(seconds=61)
+        [run] = scheduler.list_runs("ask")
+        assert run.status is RunStatus.WAITING
+        await clock.advance(seconds=600)
+        assert scheduler.prune_history() > 0
+        assert scheduler.get_run(run.id).status is RunStatus.WAITING
+        scheduler.resume_run(run.id, "yes")
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run.id)
+        assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes")

@@ -261,8 +261,9 @@ class Transaction(LinkStatements):
 
     def prune_runs(self, *, keep_per_task: int, older_than: float | None) -> int:
         """Delete final run records beyond the newest ``keep_per_task`` final ones of each
-        task, or older than ``older_than``; queued and running records are never deleted."""
-        final = runs_table.c.status.not_in(["queued", "running"])
+        task, or older than ``older_than``; queued, running and waiting records are never
+        deleted (a run waiting for an answer waits as long as it takes)."""
+        final = runs_table.c.status.not_in(["queued", "running", "waiting"])
         deleted = 0
         if older_than is not None:
             result = self._conn.execute(
