@@ -93,6 +93,7 @@ class Recovery:
         resumed: list[PendingRun] = []
         changes: list[dict[str, Any]] = []
         ends: list[tuple[RunRow, dict[str, Any]]] = []
+        given_up: list[RunRow] = []  # retries missed: the attempts they retry are final
         self.followers.forget_skips()  # a follow of before, rolled back, told nothing
         with self.store.transaction() as tx:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
@@ -129,9 +130,12 @@ class Recovery:
                         settled(run.id, RunStatus.MISSED, now=now, kind="Missed", message=message)
                     )
                     ends.append((run, changes[-1]))
+                    if run.trigger == RunTrigger.RETRY and run.retry_of is not None:
+                        given_up.append(run)
                     continue
                 resumed.append(pending_of(run, loaded))
             tx.update_runs(changes)
+            resumed += self._given_up(tx, given_up, now)
             resumed = self._handed_over(tx, resumed)
         self._tell(ends, tasks)
         self.followers.emit_skips()
@@ -210,6 +214,22 @@ class Recovery:
         tx.insert_runs(retries)
         resumed += self.followers.follow(tx, ended) if ended else []
         return len(retries)
+
+    def _given_up(self, tx: Transaction, missed: list[RunRow], now: float) -> list[PendingRun]:
+        """Retries ``missed`` (outside their catch-up window) will not run: the attempts
+        they retry are the final outcomes, queued toward the tasks that run after them
+        (a fallback on ``failed`` learns that its upstream failed)."""
+        if not missed:
+            return []
+        stored = tx.run_statuses([run.retry_of for run in missed if run.retry_of is not None])
+        ended = [
+            Ended(run.task_id, run.retry_of, RunStatus(stored[run.retry_of]), now)
+            for run in missed
+            if run.retry_of is not None
+            and stored.get(run.retry_of) in RunStatus._value2member_map_
+            and RunStatus(stored[run.retry_of]).is_final
+        ]
+        return self.followers.follow(tx, ended) if ended else []
 
     def _tell(
         self, ends: list[tuple[RunRow, dict[str, Any]]], tasks: dict[str, TaskDefinition | str]

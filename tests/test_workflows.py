@@ -875,3 +875,42 @@ async def test_a_run_going_when_its_task_is_force_removed_sets_nothing_off(
     assert (await scheduler.wait_for_run(going, timeout=10)).status is RunStatus.SUCCEEDED
     await asyncio.sleep(0.5)
     assert scheduler.list_runs("d") == []
+
+
+async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
+    tmp_path: Path,
+) -> None:
+    """The upstream fails and earns a retry; the scheduler stops, and starts again past
+    the retry's catch-up window: the retry is ``missed``. The attempt it retried is then
+    the final outcome: the fallback runs (it used to hear of nothing: the upstream failed
+    and no one was told)."""
+    db = tmp_path / "s.db"
+    async with clocked_scheduler(graph=prompt_graphs.graph, db_path=db) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(
+                id="up",
+                run_at="2030-01-01T00:00:01Z",
+                prompt="fail",
+                max_retries=1,
+                retry_delay_seconds=600,
+            )
+        )
+        scheduler.add_task(
+            TaskDefinition(id="fallback", after={"tasks": ["up"], "on": "failed"}, prompt="alert")
+        )
+        scheduler.add_task(TaskDefinition(id="ok", after="up", prompt="done"))
+        await clock.advance(seconds=5)
+        [retry, failed] = scheduler.list_runs("up")
+        assert (retry.status, failed.status) == (RunStatus.QUEUED, RunStatus.FAILED)
+    later = "2030-01-01T03:00:00Z"  # past the retry's window of 3,600 s
+    async with clocked_scheduler(graph=prompt_graphs.graph, db_path=db, start=later) as (
+        scheduler,
+        clock,
+    ):
+        await clock.advance(seconds=5)
+        assert scheduler.get_run(retry.id).status is RunStatus.MISSED
+        [fallback] = scheduler.list_runs("fallback")
+        assert fallback.status is RunStatus.SUCCEEDED
+        assert fallback.upstream is not None
+        assert fallback.upstream["up"]["run_id"] == failed.id
+        assert scheduler.list_runs("ok") == []
