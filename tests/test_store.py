@@ -126,17 +126,31 @@ def test_runs_insert_update_list_and_stats(store: Store) -> None:
     assert store.count_runs() == {"succeeded": 1, "failed": 1, "queued": 1}
 
 
+def test_a_nul_character_in_a_runs_text_is_written_as_a_replacement(store: Store) -> None:
+    """A graph's output or an error message may hold NUL; PostgreSQL refuses it in a text
+    column, and the run log's whole write failed with it, every run's record, at every
+    retry. Every store now keeps U+FFFD in its place."""
+    with store.transaction() as tx:
+        row = run_row("r1", "a")
+        row.output = "out\x00put"
+        tx.insert_runs([row, run_row("r2", "a")])
+        tx.update_runs([{"id": "r2", "status": "failed", "error_message": "bad\x00byte"}])
+    assert store.get_run("r1").output == "out\ufffdput"  # type: ignore[union-attr]
+    assert store.get_run("r2").error_message == "bad\ufffdbyte"  # type: ignore[union-attr]
+
+
 def test_prune_keeps_the_newest_and_unfinished(store: Store) -> None:
     old = time.time() - 10 * 86400
     with store.transaction() as tx:
         tx.insert_runs([run_row(f"r{i}", "a", "succeeded", old + i) for i in range(6)])
-        tx.insert_runs([run_row("r9", "a", "queued", old)])
+        tx.insert_runs([run_row("r9", "a", "queued", old), run_row("r8", "a", "waiting", old)])
     with store.transaction() as tx:
         assert tx.prune_runs(keep_per_task=3, older_than=None) == 3
-    assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r5", "r4", "r3"]
+    assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r8", "r5", "r4", "r3"]
     with store.transaction() as tx:
         assert tx.prune_runs(keep_per_task=0, older_than=time.time() - 86400) == 3
-    assert [r.id for r in store.list_runs(limit=None)] == ["r9"]  # queued runs are never pruned
+    # queued runs, and runs waiting for an answer, are never pruned
+    assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r8"]
 
 
 def test_a_failed_transaction_changes_nothing(store: Store) -> None:

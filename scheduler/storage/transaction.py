@@ -198,9 +198,8 @@ class Transaction(LinkStatements):
 
     def insert_runs(self, rows: Sequence[RunRow]) -> None:
         if rows:
-            execute_many(
-                self._conn, "insert_runs", lambda: insert(runs_table), [r.as_params() for r in rows]
-            )
+            params = [_no_nul(r.as_params()) for r in rows]
+            execute_many(self._conn, "insert_runs", lambda: insert(runs_table), params)
 
     def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply updates, each a dict with ``id`` and the columns to set."""
@@ -211,7 +210,7 @@ class Transaction(LinkStatements):
         for keys, group in groups.items():
             if not keys:
                 continue
-            params = [{"_id": c["id"], **{k: c[k] for k in keys}} for c in group]
+            params = [_no_nul({"_id": c["id"], **{k: c[k] for k in keys}}) for c in group]
             execute_many(
                 self._conn,
                 "update_runs:" + ",".join(keys),
@@ -294,6 +293,16 @@ class Transaction(LinkStatements):
                 )
                 deleted += result.rowcount
         return deleted
+
+
+def _no_nul(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with NUL characters in texts replaced by U+FFFD: a graph's output or an
+    error message may hold one, and PostgreSQL refuses it in a text column (the whole
+    write failed, every run's record with it, at every retry)."""
+    for key, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            params[key] = value.replace("\x00", "\ufffd")
+    return params
 
 
 def _task_params(row: TaskRow) -> dict[str, Any]:
