@@ -11,11 +11,20 @@ from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.invocation import Outcome
 from scheduler.logs import run_fields
+from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, new_run_id, retry_delay
+from scheduler.records import RunRecord
 from scheduler.rows import finished_run
 from scheduler.settings import Settings
 
-__all__ = ["call_run_callback", "preview", "report", "report_started", "retry_of"]
+__all__ = [
+    "call_run_callback",
+    "call_task_callback",
+    "preview",
+    "report",
+    "report_started",
+    "retry_of",
+]
 
 logger = logging.getLogger("scheduler.runner")
 
@@ -132,19 +141,32 @@ async def call_run_callback(
     """Call the task's ``field`` callback (``on_failure_callback``,
     ``on_waiting_callback``) with ``(task, run_record)``, bounded by the run's timeout; an
     error is logged with the ids, never raised."""
-    path = getattr(pending.task, field)
-    if not path:
+    if not getattr(pending.task, field):
         return
     record = finished_run(pending, outcome, thread_id=thread_id, started=started, finished=finished)
-    timeout = pending.task.timeout_seconds or settings.timeout_seconds
+    await call_task_callback(pending.task, record, field, policy=policy, settings=settings)
+
+
+async def call_task_callback(
+    task: TaskDefinition,
+    record: RunRecord,
+    field: str,
+    *,
+    policy: CallbackPolicy,
+    settings: Settings,
+) -> None:
+    """Call ``task``'s ``field`` callback with ``(task, record)`` (see
+    :func:`call_run_callback`): also for a run settled at a start, after a crash."""
+    path = getattr(task, field)
+    if not path:
+        return
+    timeout = task.timeout_seconds or settings.timeout_seconds
     try:
         callback = policy.resolve(path, field=field)
         async with asyncio.timeout(timeout):
-            await call_callback(callback, pending.task, record)
+            await call_callback(callback, task, record)
     except Exception:
-        logger.exception(
-            "task %s run %s: %s %s raised", pending.task.id, pending.run_id, field, path
-        )
+        logger.exception("task %s run %s: %s %s raised", task.id, record.id, field, path)
 
 
 def preview(text: str | None, limit: int = 120) -> str:

@@ -9,6 +9,7 @@ inside its catch-up window, else it is ``missed``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, new_run_id, pending_of, retry_delay, upstream_of
+from scheduler.records import RunRecord
 from scheduler.rows import decode, queued_run, run_record, settled
 from scheduler.runlog import Ended
 from scheduler.settings import Settings
@@ -30,6 +32,7 @@ __all__ = ["Recovery", "tasks_of"]
 
 logger = logging.getLogger("scheduler.supervisor")
 
+_FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 _CUT_OFF = (
     "the scheduler process ended while this run was in flight (crash, kill or power loss); "
     "it is not run again"
@@ -78,6 +81,9 @@ class Recovery:
         events: EventBus | None = None,
     ) -> None:
         self.events = events
+        # final failures settled here (interrupted with no retry left, or whose retry was
+        # missed), kept for the caller to call their tasks' on_failure_callback once committed
+        self._failed: list[tuple[TaskDefinition, RunRow]] = []
         # gives the check of the reaper's transaction (the leader's epoch, as it dispatches)
         self.fence: Callable[[], Callable[[Transaction], None]] | None = None
         self.store = store
@@ -94,6 +100,7 @@ class Recovery:
         changes: list[dict[str, Any]] = []
         ends: list[tuple[RunRow, dict[str, Any]]] = []
         given_up: list[RunRow] = []  # retries missed: the attempts they retry are final
+        self._failed.clear()  # (what a rolled-back try kept)
         self.followers.forget_skips()  # a follow of before, rolled back, told nothing
         with self.store.transaction() as tx:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
@@ -135,7 +142,7 @@ class Recovery:
                     continue
                 resumed.append(pending_of(run, loaded))
             tx.update_runs(changes)
-            resumed += self._given_up(tx, given_up, now)
+            resumed += self._given_up(tx, given_up, tasks, now)
             resumed = self._handed_over(tx, resumed)
         self._tell(ends, tasks)
         self.followers.emit_skips()
@@ -156,6 +163,7 @@ class Recovery:
         held but had not started back to any worker. Returns how many workers were gone."""
         now = self.clock()
         check = self.fence() if self.fence is not None else None
+        self._failed.clear()
         self.followers.forget_skips()
         with self.store.transaction(check) as tx:
             dead, running, released = reap_workers(tx, lease=lease)
@@ -210,12 +218,20 @@ class Recovery:
                 resumed.append(retry[1])
             else:
                 ended.append(Ended(run.task_id, run.id, RunStatus.INTERRUPTED, now))
+                if isinstance(task := tasks.get(run.task_id), TaskDefinition):
+                    self._failed.append((task, dataclasses.replace(run, **changes[-1])))
         tx.update_runs(changes)
         tx.insert_runs(retries)
         resumed += self.followers.follow(tx, ended) if ended else []
         return len(retries)
 
-    def _given_up(self, tx: Transaction, missed: list[RunRow], now: float) -> list[PendingRun]:
+    def _given_up(
+        self,
+        tx: Transaction,
+        missed: list[RunRow],
+        tasks: dict[str, TaskDefinition | str],
+        now: float,
+    ) -> list[PendingRun]:
         """Retries ``missed`` (outside their catch-up window) will not run: the attempts
         they retry are the final outcomes, queued toward the tasks that run after them
         (a fallback on ``failed`` learns that its upstream failed)."""
@@ -229,7 +245,17 @@ class Recovery:
             and stored.get(run.retry_of) in RunStatus._value2member_map_
             and RunStatus(stored[run.retry_of]).is_final
         ]
+        for end in ended:  # the attempt that failed is the task's last word
+            attempt = tx.get_run(end.run_id) if end.status in _FAILURES else None
+            if attempt is not None and isinstance(task := tasks.get(end.task_id), TaskDefinition):
+                self._failed.append((task, attempt))
         return self.followers.follow(tx, ended) if ended else []
+
+    def take_failed(self) -> list[tuple[TaskDefinition, RunRecord]]:
+        """The final failures settled since the last call (of tasks that can be loaded), for
+        their ``on_failure_callback``: a crash must not silence it."""
+        failed, self._failed = self._failed, []
+        return [(task, run_record(run)) for task, run in failed]
 
     def _tell(
         self, ends: list[tuple[RunRow, dict[str, Any]]], tasks: dict[str, TaskDefinition | str]

@@ -24,8 +24,15 @@ from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
 from scheduler.events import EventBus
 from scheduler.invocation import NO_RESUME, Outcome, invoke
 from scheduler.models import TaskDefinition
-from scheduler.outcomes import call_run_callback, report, report_started, retry_of
+from scheduler.outcomes import (
+    call_run_callback,
+    call_task_callback,
+    report,
+    report_started,
+    retry_of,
+)
 from scheduler.pending import Admission, PendingRun
+from scheduler.records import RunRecord
 from scheduler.rows import queued_run, settled
 from scheduler.runlog import RunLog
 from scheduler.runner_stop import RunnerStopping
@@ -270,6 +277,20 @@ class Runner(RunnerWaiting, RunnerStopping):
             self._idle.set()
 
     # -- execution ------------------------------------------------------------------------
+
+    def call_failure_callbacks(self, failed: list[tuple[TaskDefinition, RunRecord]]) -> None:
+        """The ``on_failure_callback`` of runs that failed for good without this runner (at
+        a start after a crash, or on a worker that died), each on a task of its own."""
+        for task, record in failed:
+            if task.on_failure_callback:
+                call = call_task_callback(
+                    task,
+                    record,
+                    "on_failure_callback",
+                    policy=self._policy,
+                    settings=self._settings,
+                )
+                asyncio.get_running_loop().create_task(call, name=f"failure-callback:{record.id}")
 
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task

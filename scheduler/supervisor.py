@@ -129,6 +129,7 @@ class Supervisor:
         self.followers.refresh()
         self._warm_followers()
         recovered = self.recovery.recover()
+        self.runner.call_failure_callbacks(self.recovery.take_failed())
         self.run_log.start()
         self.dispatcher.start()
         self.active = True
@@ -216,6 +217,7 @@ class Supervisor:
         if self._reaps and self.clock() - self._last_reap >= self._reap_every:
             self._last_reap = self.clock()
             self.recovery.reap(self.settings.worker_lease_seconds)
+            self.runner.call_failure_callbacks(self.recovery.take_failed())
         if self.background_prune and self.clock() - self._last_prune > _PRUNE_EVERY:
             self._last_prune = self.clock()
             self.loop.create_task(self._prune())
