@@ -403,6 +403,16 @@ async def test_limits_can_be_given_and_tasks_from_elsewhere_are_not_the_agents()
         assert [t.id for t in scheduler.list_tasks()] == ["ops-task"]
 
 
+async def test_a_huge_task_id_from_the_model_is_not_echoed_back_whole() -> None:
+    huge = "x" * 1_000_000
+    script = Script(calls(("pause_scheduled_task", {"task_id": huge})), AIMessage("ok"))
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START):
+        [paused] = tool_answers(await ask(agent, thread("t-1"), "pause it"))
+    assert paused.startswith(f"There is no task '{'x' * 100}...' scheduled")
+    assert len(paused) < 300
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 async def test_create_react_agent_with_the_tools_schedules_and_is_called_back() -> None:
     from langgraph.checkpoint.memory import InMemorySaver

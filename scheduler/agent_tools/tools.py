@@ -352,8 +352,9 @@ class SchedulingTools:
         except SchedulerError:
             task = None
         if task is None or task.source != caller.source:
+            shown = task_id if len(task_id) <= 100 else f"{task_id[:100]}..."  # (the model's)
             raise _Refused(
-                f"There is no task {task_id!r} scheduled from this conversation "
+                f"There is no task {shown!r} scheduled from this conversation "
                 "(list_scheduled_tasks shows them)."
             )
         return task
