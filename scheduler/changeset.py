@@ -196,8 +196,8 @@ class TaskChanges:
                 report.added.append(task.id)
                 to_write.append(task)
                 continue
-            try:
-                same = decode(row) == task
+            try:  # (a task of another file taken over is written: its source changes)
+                same = decode(row) == task and row.source == source
             except DefinitionError:
                 same = False
             (report.unchanged if same else report.updated).append(task.id)

@@ -5,7 +5,8 @@ Applying it adds new tasks, updates changed ones and, for tasks that came from t
 are gone from it, removes them (or keeps them: ``removed="keep"``): that is
 :meth:`TaskScheduler.sync_tasks <scheduler.TaskScheduler.sync_tasks>` with the file as the
 source. Tasks added through the API or the CLI are never touched; a file entry with the id
-of such a task is an error.
+of such a task is an error, and so is one with the id of a task that another tasks file,
+still there, defines (:func:`file_source`: each file is its own source).
 
 Applying is all-or-nothing: every entry is validated first, every problem (a field, a
 callback, an id taken by another task) is reported with its line, entry and field, and
@@ -17,6 +18,7 @@ and ``show`` say that what runs is not what the file says.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -70,8 +72,67 @@ class _Entry:
 
 
 def file_source(path: Path | str) -> str:
-    """The ``source`` recorded on tasks that come from the file at ``path``."""
-    return f"file:{Path(path).name}"
+    """The ``source`` recorded on tasks that come from the file at ``path``: ``file:`` and
+    its path relative to the working directory (the project's), in ``/`` form, or its
+    absolute path when it is outside it. ``main.py``'s ``tasks.yaml`` is ``file:tasks.yaml``
+    (what every version recorded), ``config/tasks.yaml`` is ``file:config/tasks.yaml``:
+    two files never share a source, and a project directory moved or renamed keeps its
+    sources. (Versions before this one recorded only the file's name: see
+    :func:`_defined_elsewhere`.)
+    """
+    absolute = Path(os.path.abspath(path))
+    try:
+        return f"file:{absolute.relative_to(os.path.abspath(os.getcwd())).as_posix()}"
+    except ValueError:  # outside the project
+        return f"file:{absolute.as_posix()}"
+
+
+def _legacy_source(path: Path) -> str:
+    """The source that older versions recorded for ``path``: its name alone."""
+    return f"file:{path.name}"
+
+
+def _source_file(source: str, path: Path) -> Path | None:
+    """The file that ``source`` (a ``file:`` source) names, if it is there and is not the
+    file at ``path``."""
+    named = Path(os.path.abspath(source.removeprefix("file:")))
+    try:
+        return named if named.is_file() and not os.path.samefile(named, path) else None
+    except OSError:
+        return None
+
+
+def _ids_in(path: Path) -> set[str] | None:
+    """The task ids that the tasks file at ``path`` defines; None if it cannot be read."""
+    try:
+        text = read_document(path)
+        data = (
+            load_json(text, what=str(path))
+            if path.suffix == ".json"
+            else load_yaml(text, what=str(path))
+        )
+    except (OSError, DocumentError):
+        return None
+    if isinstance(data, dict) and set(data) == {"tasks"}:
+        data = data["tasks"] or []
+    entries = data if isinstance(data, list) else []
+    return {str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e}
+
+
+def _defined_elsewhere(
+    owner: str, path: Path, task_id: str, read: dict[str, set[str] | None]
+) -> bool:
+    """Whether another tasks file, the one that ``owner`` names, is there and defines
+    ``task_id`` (or cannot be read to say). A task id belongs to one file: the file at
+    ``path`` takes over a task of another file only when that file is gone (renamed or
+    moved: its tasks go with it) or no longer defines it (such as a task that versions
+    before this one, which recorded only the file's name, put under ``file:tasks.yaml``
+    for ``other/tasks.yaml``). ``read``: the ids of the files read so far, by source."""
+    if owner not in read:
+        other = _source_file(owner, path)
+        read[owner] = set() if other is None else _ids_in(other)
+    ids = read[owner]
+    return ids is None or task_id in ids
 
 
 def _entry_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
@@ -178,10 +239,20 @@ def _checked(
         except CallbackError as exc:
             problems.append(_located(path, entry, exc.field, str(exc)))
     source = file_source(path)
+    others: dict[str, set[str] | None] = {}
     for entry in entries:
         owner = _owner(scheduler, entry.task.id)
-        if owner is not None and not owner.startswith("file:") and owner != source:
+        if owner is None or owner == source:
+            continue
+        if not owner.startswith("file:"):
             problems.append(_located(path, entry, "id", _conflict_message(entry.task.id, owner)))
+        elif _defined_elsewhere(owner, path, entry.task.id, others):
+            message = (
+                f"task {entry.task.id!r} already exists and belongs to the tasks file "
+                f"{owner.removeprefix('file:')} ({owner}); a task id belongs to one tasks "
+                "file. Rename the entry, or remove it from the other file."
+            )
+            problems.append(_located(path, entry, "id", message))
     return entries, problems
 
 
@@ -294,5 +365,12 @@ def apply_tasks_file(
         )
         raise
     scheduler.note_problem(source, None)
+    legacy = _legacy_source(path)
+    if (  # the note an older version made for this file
+        legacy != source
+        and _source_file(legacy, path) is None
+        and any(notice.source == legacy for notice in scheduler.notices())
+    ):
+        scheduler.note_problem(legacy, None)
     logger.info("applied %s: %s", path, report.summary())
     return report

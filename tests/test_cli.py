@@ -452,3 +452,21 @@ def test_edit_is_one_transaction_a_task_removed_meanwhile_stays_removed(
         assert other.list_tasks() == []
     finally:
         other.close()
+
+
+def test_apply_of_another_file_named_tasks_yaml_keeps_the_projects_tasks(cli: Cli) -> None:
+    """``apply other/tasks.yaml`` removed the tasks of the project's ``tasks.yaml``: both had
+    the source ``file:tasks.yaml``."""
+    (cli.workdir / "tasks.yaml").write_text("- id: a\n  interval_seconds: 60\n  prompt: a\n")
+    (cli.workdir / "other").mkdir()
+    other = cli.workdir / "other" / "tasks.yaml"
+    other.write_text("- id: b\n  interval_seconds: 60\n  prompt: b\n")
+    assert cli.json("apply", "tasks.yaml")["added"] == ["a"]
+    report = cli.json("apply", "other/tasks.yaml")
+    assert (report["added"], report["removed"]) == (["b"], [])
+    listed = {t["id"]: t["source"] for t in cli.json("list")}
+    assert listed == {"a": "file:tasks.yaml", "b": "file:other/tasks.yaml"}
+    assert [t["id"] for t in cli.json("list", "--source", "file:tasks.yaml")] == ["a"]
+    other.write_text("- id: a\n  interval_seconds: 5\n  prompt: mine\n")
+    error = cli.fails("apply", "other/tasks.yaml")
+    assert "1 problem(s) in other/tasks.yaml" in error

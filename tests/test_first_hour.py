@@ -439,7 +439,10 @@ def test_main_py_started_away_from_its_tasks_file_says_so_and_keeps_its_tasks(
 ) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    cli("apply", str(tasks_file(project / "tasks.yaml", GOOD)))
+    tasks_file(project / "tasks.yaml", GOOD)
+    cli.workdir = project  # applied in the project, as main.py there does: file:tasks.yaml
+    cli("apply", "tasks.yaml")
+    cli.workdir = tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     del cli.env["SCHEDULER_TASKS_FILE"]  # the default: tasks.yaml where main.py starts

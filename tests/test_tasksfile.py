@@ -127,12 +127,13 @@ async def test_api_tasks_are_never_touched(
 
 
 def test_a_task_of_the_file_is_not_taken_over_by_add_task(
-    make_scheduler: SchedulerFactory, tmp_path: Path
+    make_scheduler: SchedulerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``add_task`` with the id of a task the file defines was a silent takeover (its source
     became ``api``), and the file then failed at every apply (an id of another source)."""
     from scheduler.exceptions import TaskSourceConflictError
 
+    monkeypatch.chdir(tmp_path)  # the project's tasks.yaml
     scheduler = make_scheduler()
     path = tmp_path / "tasks.yaml"
     path.write_text("- id: report\n  interval_seconds: 60\n  prompt: from the file\n")
@@ -146,3 +147,85 @@ def test_a_task_of_the_file_is_not_taken_over_by_add_task(
     # an edit keeps its source (and the next apply puts the file's definition back)
     scheduler.edit_task("report", lambda t: t.model_copy(update={"prompt": "edited"}))
     assert apply_tasks_file(scheduler, path).updated == ["report"]
+
+
+async def test_files_with_the_same_name_keep_their_own_tasks(
+    make_scheduler: SchedulerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source was the file's name alone: applying ``other/tasks.yaml`` removed the
+    tasks of the project's ``tasks.yaml``. A source is the path in the project now."""
+    monkeypatch.chdir(tmp_path)
+    scheduler = make_scheduler()
+    main = write(tmp_path / "tasks.yaml", "- id: a\n  interval_seconds: 60\n  prompt: a\n")
+    (tmp_path / "other").mkdir()
+    other = write(
+        tmp_path / "other" / "tasks.yaml", "- id: b\n  interval_seconds: 60\n  prompt: b\n"
+    )
+    assert apply_tasks_file(scheduler, main).added == ["a"]
+    report = apply_tasks_file(scheduler, Path("other/tasks.yaml"))
+    assert (report.added, report.removed) == (["b"], [])
+    sources = {t.id: t.source for t in scheduler.list_tasks()}
+    assert sources == {"a": "file:tasks.yaml", "b": "file:other/tasks.yaml"}
+    assert [t.id for t in scheduler.list_tasks(source="file:tasks.yaml")] == ["a"]
+    assert apply_tasks_file(scheduler, main).unchanged == ["a"]  # (and b stays)
+    assert apply_tasks_file(scheduler, tmp_path / "tasks.yaml").unchanged == ["a"]
+    # an id belongs to one file: the other one's entry is refused, naming the owner
+    write(other, "- id: a\n  interval_seconds: 5\n  prompt: mine\n")
+    with pytest.raises(TasksFileError) as caught:
+        apply_tasks_file(scheduler, other)
+    [problem] = caught.value.problems
+    assert "task 'a' already exists and belongs to the tasks file tasks.yaml" in problem
+    assert {t.id for t in scheduler.list_tasks()} == {"a", "b"}
+    # gone from the file that had it: the other one takes it (and removes its own b)
+    write(main, "[]\n")
+    report = apply_tasks_file(scheduler, other)
+    assert (report.updated, report.removed) == (["a"], ["b"])
+    assert scheduler.get_task("a").source == "file:other/tasks.yaml"
+
+
+async def test_a_database_of_an_older_version_applies_cleanly(
+    make_scheduler: SchedulerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older versions recorded ``file:tasks.yaml`` for every file named tasks.yaml (here
+    with ``removed=keep``: both files' tasks under it). After the upgrade each file adopts
+    its own tasks, paused state kept: no conflict, nothing duplicated or lost."""
+    monkeypatch.chdir(tmp_path)
+    scheduler = make_scheduler()
+    old = [
+        TaskDefinition(id="a", interval_seconds=60, prompt="a"),
+        TaskDefinition(id="b", interval_seconds=60, prompt="b"),
+        TaskDefinition(id="c", interval_seconds=60, prompt="c"),
+    ]
+    scheduler.sync_tasks(old, source="file:tasks.yaml")
+    scheduler.pause_task("b")
+    scheduler.note_problem("file:tasks.yaml", "conf/tasks.yaml was not applied")
+    (tmp_path / "conf").mkdir()
+    other = write(
+        tmp_path / "conf" / "tasks.yaml",
+        "- id: b\n  interval_seconds: 60\n  prompt: b\n"
+        "- id: c\n  interval_seconds: 60\n  prompt: c\n",
+    )
+    report = apply_tasks_file(scheduler, other)
+    assert (report.added, report.updated, report.removed) == ([], ["b", "c"], [])
+    assert scheduler.notices() == []  # its old note went with its old source
+    write(tmp_path / "tasks.yaml", "- id: a\n  interval_seconds: 60\n  prompt: a\n")
+    report = apply_tasks_file(scheduler, tmp_path / "tasks.yaml")
+    assert (report.added, report.unchanged, report.removed) == ([], ["a"], [])
+    tasks = {t.id: t for t in scheduler.list_tasks()}
+    assert {i: t.source for i, t in tasks.items()} == {
+        "a": "file:tasks.yaml",
+        "b": "file:conf/tasks.yaml",
+        "c": "file:conf/tasks.yaml",
+    }
+    assert tasks["b"].state is TaskState.PAUSED
+    # a file moved: the new path adopts its tasks (the old one is not there)
+    moved = tmp_path / "settings" / "tasks.yaml"
+    moved.parent.mkdir()
+    other.rename(moved)
+    report = apply_tasks_file(scheduler, moved)
+    assert (report.added, report.updated, report.removed) == ([], ["b", "c"], [])
+    assert scheduler.get_task("b").source == "file:settings/tasks.yaml"
+    assert scheduler.get_task("b").state is TaskState.PAUSED
+    write(moved, "- id: b\n  interval_seconds: 60\n  prompt: b\n")  # the tasks are its own
+    assert apply_tasks_file(scheduler, moved).removed == ["c"]
+    assert {t.id for t in scheduler.list_tasks()} == {"a", "b"}
