@@ -41,9 +41,9 @@ from scheduler.limits import (
     check_number,
 )
 from scheduler.schedule_fields import SCHEDULE_FIELDS as _SCHEDULE_FIELDS
+from scheduler.schedule_fields import STORED_CONTEXT_KEY, check_jitter, infer_task_type
 from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
 from scheduler.schedule_fields import error as _error
-from scheduler.schedule_fields import infer_task_type
 from scheduler.schedules import explicit_schedule
 from scheduler.triggers import (
     NeverTrigger,
@@ -60,10 +60,6 @@ __all__ = ["CALLBACK_FIELDS", "STORED_CONTEXT_KEY", "TaskDefinition"]
 
 #: The fields that name a callback (a dotted path checked by the callback policy).
 CALLBACK_FIELDS = ("result_callback", "on_failure_callback", "on_waiting_callback")
-
-#: Validation context key marking a definition read back from the store: it passed every
-#: check when it was written, so the JSON-value check is not repeated on each load.
-STORED_CONTEXT_KEY = "stored"
 
 _ID = re.compile(r"^(?!\.+$)[A-Za-z0-9._:-]{1,128}$")  # not "." or "..": paths
 _DOTTED_PATH = re.compile(
@@ -120,7 +116,7 @@ class TaskDefinition(BaseModel):
     run_at: datetime | None = Field(default=None, validate_default=True)
     start_date: datetime | None = None
     end_date: datetime | None = None
-    jitter_seconds: float | None = Field(
+    jitter_seconds: Annotated[float | None, AfterValidator(check_jitter)] = Field(
         default=None, strict=True, ge=0, le=MAX_JITTER_SECONDS, allow_inf_nan=False
     )
 

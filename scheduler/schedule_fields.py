@@ -9,7 +9,14 @@ from pydantic_core import PydanticCustomError
 
 from scheduler.enums import TaskType
 
-__all__ = ["SCHEDULE_FIELDS", "check_schedule_field", "error", "infer_task_type"]
+__all__ = [
+    "SCHEDULE_FIELDS",
+    "STORED_CONTEXT_KEY",
+    "check_jitter",
+    "check_schedule_field",
+    "error",
+    "infer_task_type",
+]
 
 SCHEDULE_FIELDS = {
     TaskType.CRON: "cron_expression",
@@ -17,6 +24,10 @@ SCHEDULE_FIELDS = {
     TaskType.ONE_TIME: "run_at",
 }
 
+
+#: Validation context key marking a definition read back from the store: it passed every
+#: check when it was written, so the JSON-value check is not repeated on each load.
+STORED_CONTEXT_KEY = "stored"
 
 _WANTED = tuple(SCHEDULE_FIELDS.items())
 
@@ -72,3 +83,24 @@ def check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:
             "schedule",
             f"{field} does not apply to task_type {task_type.value!r} (it uses {wanted})",
         )
+
+
+def check_jitter(value: float | None, info: ValidationInfo) -> float | None:
+    """An interval task's ``jitter_seconds`` is less than its ``interval_seconds``: a delay
+    of an interval or more would reach the next occurrence's time, and skip it. (A cron
+    task's gaps between fire times vary: its trigger keeps each delay short of the next
+    fire time instead. A stored definition is loaded as it is: its trigger does the same.)"""
+    interval = info.data.get("interval_seconds")
+    if (
+        value is not None
+        and info.data.get("task_type") is TaskType.INTERVAL
+        and isinstance(interval, int | float)
+        and value >= interval
+        and not (info.context or {}).get(STORED_CONTEXT_KEY)
+    ):
+        raise error(
+            "jitter",
+            f"jitter_seconds {value:g} must be less than interval_seconds {interval:g}: a "
+            "delay of an interval or more reaches the next run's time and skips it",
+        )
+    return value

@@ -36,6 +36,7 @@ __all__ = ["StandardCronTrigger", "cron_trigger", "localize"]
 _ONE_SECOND = timedelta(seconds=1)
 _DAY_SECONDS = 86_400
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_JITTER_MARGIN = 0.001  # seconds a delay ends before the next fire time (whole seconds)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 # How many wall days the search looks ahead: the Gregorian calendar repeats every 400 years
 # (146,097 days, a whole number of weeks), so a day rule that ever matches matches within
@@ -155,15 +156,17 @@ class StandardCronTrigger(BaseTrigger):  # type: ignore[misc]
     pass or a gap-shifted time can come later than first-pass times of later wall times).
 
     With jitter, ``previous_fire_time`` is a jittered time and the next fire time is the
-    first scheduled time strictly after it, so the jitter should be smaller than the spacing
-    between fire times (else some are skipped).
+    first scheduled time strictly after it; so each delay is at most ``jitter`` and ends
+    short of the next scheduled time (a jitter longer than the gap between two fire times
+    would otherwise skip the second).
 
     Args:
         spec: The parsed expression.
         timezone: Zone in which the expression's wall-clock times are read.
         start_date: Earliest possible fire time (inclusive).
         end_date: Latest possible fire time (inclusive); jitter can move one past it.
-        jitter: Delay each fire time by a random 0..``jitter`` seconds.
+        jitter: Delay each fire time by a random 0..``jitter`` seconds (less when the
+            next fire time is nearer).
     """
 
     __slots__ = (
@@ -231,9 +234,11 @@ class StandardCronTrigger(BaseTrigger):  # type: ignore[misc]
         instant = self._next_instant(after)
         if instant is None:
             return None
-        if self.jitter:
-            jittered = _EPOCH + timedelta(seconds=instant + random.uniform(0, self.jitter))
-            return jittered.astimezone(self.timezone)
+        if self.jitter:  # the delay stays short of the next fire time: it is not skipped
+            following = self._next_instant(instant)
+            room = self.jitter if following is None else following - instant - _JITTER_MARGIN
+            delay = random.uniform(0, min(self.jitter, room))
+            return (_EPOCH + timedelta(seconds=instant + delay)).astimezone(self.timezone)
         return datetime.fromtimestamp(instant, self.timezone)
 
     def _next_instant(self, after: int) -> int | None:

@@ -14,15 +14,21 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 __all__ = ["GridIntervalTrigger", "NeverTrigger", "date_trigger", "interval_trigger", "zone"]
 
+# Seconds of rounding a fire time may carry (float timestamps, microseconds), with room: a
+# grid time drawn after, read back, is not taken for the one before, nor the delay's end
+# for the next one (the shortest interval is 1 ms).
+_SLACK = 2e-6
+
 
 class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
     """APScheduler's interval trigger with its jitter kept off the grid: each fire time is
     a grid time (``start_date`` plus a whole number of intervals) plus a random delay of up
     to ``jitter`` seconds. APScheduler adds the interval to the previous fire time, jitter
     included, so the delays add up: hourly runs with 15 minutes' jitter drifted by about
-    7.5 minutes an hour and lost an occurrence every 8 hours. A jitter of an interval or
-    more skips grid times (the next fire time follows the grid time the previous one was
-    drawn after, or a later one)."""
+    7.5 minutes an hour and lost an occurrence every 8 hours. The delay ends short of the
+    next grid time, so the next fire time is the grid time after the one the previous was
+    drawn after: none is skipped (a task's ``jitter_seconds`` is below its interval; a
+    stored one that is not gets delays of less than an interval)."""
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -32,10 +38,8 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
             return found  # type: ignore[no-any-return]
         start, length = self.start_date.timestamp(), self.interval_length
         if previous_fire_time is not None:  # the grid time it was drawn after, then the next
-            grid = (
-                start
-                + (floor((previous_fire_time.timestamp() - start) / length + 1e-9) + 1) * length
-            )
+            since = previous_fire_time.timestamp() - start + _SLACK
+            grid = start + (floor(since / length) + 1) * length
         elif self.start_date > now:
             grid = start
         else:
@@ -44,7 +48,8 @@ class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
         # and dropped the last occurrences with some probability)
         if self.end_date is not None and grid > self.end_date.timestamp():
             return None
-        return datetime.fromtimestamp(grid + random.uniform(0, self.jitter), tz=self.timezone)
+        delay = random.uniform(0, min(self.jitter, length - 2 * _SLACK))
+        return datetime.fromtimestamp(grid + delay, tz=self.timezone)
 
 
 def interval_trigger(

@@ -834,3 +834,58 @@ def test_an_interval_jitter_keeps_the_last_grid_time_before_the_end() -> None:
             assert [g.hour for g in grid] == [13, 14, 15, 16], f"seed {SEED}: {moments}"
     finally:
         random.setstate(state)
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "jitter"),
+    [
+        ("* * * * *", UTC, 90.0),
+        ("0 9,10 * * *", BERLIN, 7200.0),
+        ("0,40 * * * *", LORD_HOWE, 3600.0),  # its 30-minute shift on 2026-04-05
+        ("30 1,2 * * *", NEW_YORK, 86400.0),  # spring forward on 2026-03-08
+    ],
+)
+def test_a_cron_jitter_longer_than_a_gap_skips_no_fire_time(
+    expression: str, zone: tzinfo, jitter: float
+) -> None:
+    """The next fire time is the first after the delayed previous one: a delay past the
+    next fire time skipped it (``* * * * *`` with 90 s of jitter lost minutes, at
+    random). A delay now ends short of the next fire time."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    expected = fire_times(cron_trigger(expression, timezone=zone), after=start, count=3000)
+    state = random.getstate()
+    random.seed(SEED)
+    try:
+        jittered = cron_trigger(expression, timezone=zone, jitter=jitter)
+        moments = fire_times(jittered, after=start, count=3000)
+    finally:
+        random.setstate(state)
+    # (instants: aware datetimes of one ZoneInfo compare and subtract as wall times)
+    bases = [t.timestamp() for t in expected]
+    for n, (base, moment) in enumerate(zip(bases, moments, strict=True)):
+        delay = moment.timestamp() - base
+        assert 0 <= delay <= jitter, f"seed {SEED}: occurrence {n}: {expected[n]} -> {moment}"
+        if n + 1 < len(bases):
+            assert moment.timestamp() < bases[n + 1], f"seed {SEED}: occurrence {n}: {moment}"
+
+
+@pytest.mark.parametrize(("interval", "jitter"), [(60.0, 60.0), (60.0, 600.0), (0.001, 0.001)])
+def test_a_stored_interval_task_with_a_long_jitter_skips_no_grid_time(
+    interval: float, jitter: float
+) -> None:
+    """A jitter of an interval or more is refused for new tasks; one stored before still
+    loads (nothing stored is lost), and its delays end short of the next grid time."""
+    fields = {"id": "t", "prompt": "p", "interval_seconds": interval, "jitter_seconds": jitter}
+    with pytest.raises(ValueError, match="must be less than interval_seconds"):
+        TaskDefinition.model_validate(fields)
+    task = TaskDefinition.model_validate(fields, context={"stored": True})
+    anchor = datetime(2026, 3, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    state = random.getstate()
+    random.seed(SEED)
+    try:
+        moments = fire_times(task.build_trigger(anchor=anchor), after=anchor, count=5000)
+    finally:
+        random.setstate(state)
+    for n, moment in enumerate(moments, start=1):
+        grid = anchor.timestamp() + n * interval
+        assert 0 <= moment.timestamp() - grid < interval, f"seed {SEED}: occurrence {n}"

@@ -251,6 +251,12 @@ BOUNDS = [
         "finite",
     ),
     ({"interval_seconds": 5, "jitter_seconds": 1e6}, "jitter_seconds", "or equal to 86400"),
+    (  # a delay of an interval reaches the next occurrence's time, and skipped it
+        {"interval_seconds": 60, "jitter_seconds": 60},
+        "jitter_seconds",
+        "jitter_seconds 60 must be less than interval_seconds 60",
+    ),
+    ({"schedule": "every 2h", "jitter_seconds": 9000.0}, "jitter_seconds", "less than interval"),
     ({"interval_seconds": 5, "max_retries": True}, "max_retries", "valid integer"),
     ({"interval_seconds": 5, "max_retries": 2.5}, "max_retries", "valid integer"),
     ({"interval_seconds": 5, "max_retries": 101}, "max_retries", "or equal to 100"),
