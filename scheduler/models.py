@@ -21,6 +21,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -36,15 +38,14 @@ from scheduler.limits import (
     MIN_INTERVAL_SECONDS,
     REQUEST_BOUNDS,
     TEXT_LIMITS,
-    check_datetime,
     check_json_value,
     check_number,
 )
 from scheduler.schedule_fields import SCHEDULE_FIELDS as _SCHEDULE_FIELDS
-from scheduler.schedule_fields import STORED_CONTEXT_KEY, check_jitter, infer_task_type
+from scheduler.schedule_fields import STORED_CONTEXT_KEY, check_jitter, infer_task_type, localized
 from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
 from scheduler.schedule_fields import error as _error
-from scheduler.schedules import explicit_schedule
+from scheduler.schedules import PENDING_WALL_CLOCK, explicit_schedule, wall_clock_time
 from scheduler.triggers import (
     NeverTrigger,
     cron_trigger,
@@ -67,22 +68,6 @@ _DOTTED_PATH = re.compile(
 )
 
 
-def _localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
-    """A datetime field's value: a naive one read in the task's zone, the result within the
-    supported years."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        zone = info.data.get("timezone")
-        if zone is not None:
-            value = localize(value, ZoneInfo(zone))
-    try:
-        check_datetime(localize(value, UTC))
-    except ValueError as exc:
-        raise _error("datetime", str(exc)) from None
-    return value
-
-
 class TaskDefinition(BaseModel):
     """A scheduled task: a schedule, and the graph input to send when it fires.
 
@@ -95,7 +80,8 @@ class TaskDefinition(BaseModel):
 
     Run-policy fields left as ``None`` take the scheduler's defaults (see ``Settings``).
     Naive datetimes are wall-clock times in ``timezone``; a scheduler fills an unset
-    ``timezone`` with its default when the task is added.
+    ``timezone`` with its default when the task is added (and reads a ``schedule`` of
+    ``today at 9:00`` / ``tomorrow at`` in it then).
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
@@ -172,13 +158,18 @@ class TaskDefinition(BaseModel):
         default=None, strict=True, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False
     )
 
+    # ``today at 9:00`` read with no zone: read again in the zone the task gets (add_task)
+    _pending_wall_clock: tuple[str, datetime, bool] | None = PrivateAttr(default=None)
+
     # -- normalisation before field validation ------------------------------------------
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
+    def _normalise(
+        cls, data: Any, handler: ModelWrapValidatorHandler[TaskDefinition], info: ValidationInfo
+    ) -> TaskDefinition:
         if not isinstance(data, dict):
-            return data
+            return handler(data)
         data = dict(data)
         if data.get("schedule") is not None:
             data.update(explicit_schedule(data, info.context or {}, _SCHEDULE_FIELDS.values()))
@@ -196,7 +187,11 @@ class TaskDefinition(BaseModel):
             data["task_type"] = infer_task_type(data)
         if not data.get("name") and isinstance(data.get("id"), str):
             data["name"] = data["id"]
-        return data
+        pending = data.pop(PENDING_WALL_CLOCK, None)
+        task = handler(data)
+        if pending is not None:  # (rows read back have none: no private write per row)
+            task._pending_wall_clock = pending
+        return task
 
     # -- interval bounds before type coercion (so True is not taken for 1 s), and its schedule
 
@@ -254,12 +249,12 @@ class TaskDefinition(BaseModel):
     @classmethod
     def _check_run_at(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         _check_schedule_field("run_at", value, info)
-        return _localized(value, info)
+        return localized(value, info)
 
     @field_validator("start_date", "end_date")
     @classmethod
     def _localize(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        return _localized(value, info)
+        return localized(value, info)
 
     @field_validator("end_date")
     @classmethod
@@ -344,16 +339,25 @@ class TaskDefinition(BaseModel):
 
     def with_timezone(self, default: str) -> TaskDefinition:
         """A copy with ``timezone`` set (to ``default`` if unset) and every datetime aware, at a
-        fixed offset as stored ones read back (a fold hour's ``ZoneInfo`` is never ``==``)."""
+        fixed offset as stored ones read back (a fold hour's ``ZoneInfo`` is never ``==``).
+        A ``today at 9:00`` read with no zone is read again in it (its day and time).
+
+        Raises:
+            ScheduleError: That ``today at`` time has passed in the zone (or is in a DST gap).
+        """
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)
         updates: dict[str, Any] = {"timezone": zone_name}
+        if self._pending_wall_clock is not None:  # ``today at 9:00``: its day and time there
+            updates["run_at"] = wall_clock_time(self._pending_wall_clock, zone_name)
         for field in ("run_at", "start_date", "end_date"):
-            value = getattr(self, field)
+            value = updates.get(field, getattr(self, field))
             if value is not None:
                 value = localize(value, zone)
                 updates[field] = value.astimezone(timezone(value.utcoffset() or timedelta()))
-        return self.model_copy(update=updates)
+        task = self.model_copy(update=updates)
+        task._pending_wall_clock = None
+        return task
 
     def build_trigger(self, *, anchor: datetime, default_timezone: str = "UTC") -> BaseTrigger:
         """Build the APScheduler trigger for this task's schedule.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from scheduler.enums import TaskType
+from scheduler.limits import check_datetime
+from scheduler.triggers import localize
 
 __all__ = [
     "SCHEDULE_FIELDS",
@@ -16,6 +20,7 @@ __all__ = [
     "check_schedule_field",
     "error",
     "infer_task_type",
+    "localized",
 ]
 
 SCHEDULE_FIELDS = {
@@ -103,4 +108,20 @@ def check_jitter(value: float | None, info: ValidationInfo) -> float | None:
             f"jitter_seconds {value:g} must be less than interval_seconds {interval:g}: a "
             "delay of an interval or more reaches the next run's time and skips it",
         )
+    return value
+
+
+def localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    """A datetime field's value: a naive one read in the task's zone, the result within the
+    supported years."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        zone = info.data.get("timezone")
+        if zone is not None:
+            value = localize(value, ZoneInfo(zone))
+    try:
+        check_datetime(localize(value, UTC))
+    except ValueError as exc:
+        raise error("datetime", str(exc)) from None
     return value

@@ -55,13 +55,21 @@ from scheduler.zones import unknown_zone_message, zone_or_none
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "PENDING_WALL_CLOCK",
     "ParsedSchedule",
     "ScheduleError",
     "explicit_schedule",
     "parse_schedule",
+    "wall_clock_time",
 ]
 
 ACCEPTED_FORMS = ScheduleError.ACCEPTED_FORMS
+
+#: The key under which :func:`explicit_schedule` gives, for ``today at 9:00`` read with no
+#: zone known (a ``TaskDefinition`` made in Python without ``timezone``), what reads it
+#: again in the zone the task gets (:func:`wall_clock_time`): which day "today" is, and
+#: which instant 9:00 is, depend on the zone.
+PENDING_WALL_CLOCK = "_pending_wall_clock"
 
 
 MAX_SCHEDULE_CHARS = 256
@@ -89,6 +97,8 @@ class ParsedSchedule:
         run_at: Aware datetime, for ``TaskType.ONE_TIME``.
         relative: ``run_at`` was counted from ``now`` (``in 30 minutes``, ``tomorrow at
             9:00``), so the same text means another time on another day.
+        wall_clock: ``run_at`` is a wall-clock time of a day counted from ``now`` (``today
+            at 9:00``): which day, and which instant, depend on the zone it was read in.
     """
 
     task_type: TaskType
@@ -96,6 +106,7 @@ class ParsedSchedule:
     interval_seconds: int | float | None = None
     run_at: datetime | None = None
     relative: bool = False
+    wall_clock: bool = False
 
     def fields(self) -> dict[str, Any]:
         """The set fields and ``task_type``, to merge into a ``TaskDefinition``'s data."""
@@ -229,7 +240,7 @@ def _on_date(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
 def _today_or_tomorrow(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
     day = ctx.now.date() + timedelta(days=1 if match["day"] == "tomorrow" else 0)
     parsed = _once(datetime.combine(day, timewords.clock(match["time"])), ctx)
-    return ParsedSchedule(TaskType.ONE_TIME, run_at=parsed.run_at, relative=True)
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=parsed.run_at, relative=True, wall_clock=True)
 
 
 def _time_first(match: re.Match[str], ctx: _Context) -> ParsedSchedule:
@@ -341,10 +352,12 @@ def explicit_schedule(
         )
     clock = VALIDATION_CLOCK.get()
     now = context.get("now") or (clock() if clock is not None else datetime.now(UTC))
-    try:
-        parsed = parse_schedule(
-            text, now=now, timezone=zone, allow_past=context.get("allow_past", False)
-        )
+    allow_past = context.get("allow_past", False)
+    zone_known = data.get("timezone") is not None or "timezone" in context
+    try:  # (no zone yet: 'today at 9:00' is checked once it has one, see PENDING_WALL_CLOCK)
+        parsed = parse_schedule(text, now=now, timezone=zone, allow_past=True)
+        if not allow_past and (zone_known or not parsed.wall_clock):
+            parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
     except ScheduleError as exc:
         raise PydanticCustomError("schedule", str(exc)) from None
     if parsed.relative and not context.get("allow_relative", True):
@@ -356,11 +369,24 @@ def explicit_schedule(
     fields = parsed.fields()
     if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
         fields["timezone"] = zone  # the wall-clock times were read in this zone
-    if (
-        parsed.task_type is TaskType.ONE_TIME
-        and not parsed.relative
-        and data.get("timezone") is None
-        and "timezone" not in context
-    ):  # no zone known yet: a wall time, read in the zone the task gets, as a naive run_at
+    if parsed.task_type is TaskType.ONE_TIME and not zone_known and not parsed.relative:
+        # no zone known yet: a wall time, read in the zone the task gets, as a naive run_at
         fields["run_at"] = fields["run_at"].replace(tzinfo=None)
+    if parsed.wall_clock and not zone_known:  # and its day too: the text is read again then
+        fields["run_at"] = fields["run_at"].replace(tzinfo=None)
+        fields[PENDING_WALL_CLOCK] = (text, now, allow_past)
     return fields
+
+
+def wall_clock_time(pending: tuple[str, datetime, bool], timezone: str) -> datetime:
+    """The ``run_at`` of a schedule that :func:`explicit_schedule` read without a zone
+    (``today at 9:00``: the ``PENDING_WALL_CLOCK`` it gave), read in ``timezone`` as of the
+    moment it was first read.
+
+    Raises:
+        ScheduleError: That time has passed there (or does not exist: a DST gap).
+    """
+    text, now, allow_past = pending
+    run_at = parse_schedule(text, now=now, timezone=timezone, allow_past=allow_past).run_at
+    assert run_at is not None
+    return run_at

@@ -425,3 +425,41 @@ async def test_a_graph_factory_is_called_and_its_graph_runs(tmp_path: Path, fact
 def test_an_async_graph_factory_is_refused_saying_what_to_do() -> None:
     with pytest.raises(GraphLoadError, match="an async graph factory is not supported here"):
         load_graph("tests.prompt_graphs:make_graph_async")
+
+
+async def test_today_at_made_in_python_without_a_zone_is_read_in_the_schedulers_zone(
+    tmp_path: Path,
+) -> None:
+    """``TaskDefinition(schedule="today at 9:30")`` without ``timezone`` was read in UTC
+    (the model has no zone yet): in Paris it fired an hour late, in New York "today at
+    17:00" was refused as past at 16:00 UTC. Its day and time are now read when
+    ``add_task`` gives it the scheduler's zone, as of when it was written."""
+    from scheduler.exceptions import ScheduleError
+    from scheduler.testing import clocked_scheduler
+
+    start = "2030-01-01T08:00:00Z"  # 09:00 in Paris, 03:00 in New York
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start=start, db_path=tmp_path / "s.db", timezone="Europe/Paris"
+    ) as (scheduler, clock):
+        task = TaskDefinition(id="soon", schedule="today at 9:30", prompt="p")
+        scheduler.add_task(task)
+        stored = scheduler.get_task("soon")
+        assert stored.next_run == datetime(2030, 1, 1, 8, 30, tzinfo=UTC)
+        assert stored.definition is not None and stored.definition.timezone == "Europe/Paris"
+        late = TaskDefinition(id="late", schedule="today at 8:30", prompt="p")  # 07:30 UTC
+        with pytest.raises(ScheduleError, match="is not after now"):
+            scheduler.add_task(late)  # past in Paris (in UTC it was not): nothing written
+        assert [t.id for t in scheduler.list_tasks()] == ["soon"]
+        [run] = await clock.advance_to(datetime(2030, 1, 1, 8, 30, tzinfo=UTC))
+        assert run.status is RunStatus.SUCCEEDED
+        assert run.scheduled_for == datetime(2030, 1, 1, 8, 30, tzinfo=UTC)
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start="2030-01-01T16:00:00Z", timezone="America/New_York"
+    ) as (scheduler, _):
+        scheduler.add_task(TaskDefinition(id="evening", schedule="today at 17:00", prompt="p"))
+        scheduler.add_task(TaskDefinition(id="next", schedule="tomorrow at 9:00", prompt="p"))
+        runs = {t.id: t.next_run for t in scheduler.list_tasks()}
+        assert runs == {
+            "evening": datetime(2030, 1, 1, 22, 0, tzinfo=UTC),
+            "next": datetime(2030, 1, 2, 14, 0, tzinfo=UTC),
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as fixed_offset
 from typing import Any
@@ -50,8 +51,13 @@ def once(
 
 
 def later(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
-    """A one-time schedule counted from now (``in ...``, ``today``, ``tomorrow``)."""
+    """A one-time schedule counted from now (``in ...``)."""
     return once(*args, tz=tz, relative=True)
+
+
+def wall(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
+    """A wall-clock time of a day counted from now (``today at``, ``tomorrow at``)."""
+    return replace(later(*args, tz=tz), wall_clock=True)
 
 
 ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
@@ -144,9 +150,9 @@ ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
     ),
     ("2026-03-15T14:00:00Z", "Europe/Paris", once(2026, 3, 15, 14, 0)),
     ("2026-03-15t14:00:00.250z", "UTC", once(2026, 3, 15, 14, 0, 0, 250000)),
-    ("tomorrow at 9:00", "Europe/Paris", later(2026, 3, 11, 9, 0, tz=PARIS)),
-    ("today at 17:00", "America/New_York", later(2026, 3, 10, 17, 0, tz=NEW_YORK)),
-    ("at 9am tomorrow", "UTC", later(2026, 3, 11, 9, 0)),
+    ("tomorrow at 9:00", "Europe/Paris", wall(2026, 3, 11, 9, 0, tz=PARIS)),
+    ("today at 17:00", "America/New_York", wall(2026, 3, 10, 17, 0, tz=NEW_YORK)),
+    ("at 9am tomorrow", "UTC", wall(2026, 3, 11, 9, 0)),
 ]
 
 
@@ -256,7 +262,7 @@ def test_delay_is_elapsed_time_across_dst() -> None:
 def test_today_uses_the_date_in_the_zone() -> None:
     late_utc = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)  # already 03-11 in Paris
     parsed = parse_schedule("today at 9:00", now=late_utc, timezone="Europe/Paris")
-    assert parsed == later(2026, 3, 11, 9, 0, tz=PARIS)
+    assert parsed == wall(2026, 3, 11, 9, 0, tz=PARIS)
 
 
 def test_past_times_are_refused_unless_allowed() -> None:
