@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -166,6 +170,49 @@ async def test_a_cron_row_not_as_the_crons_api_wrote_it_is_no_cron(
     ):
         assert answer.status_code == 404, answer.text
     assert scheduler.get_task("odd").definition.request == request_
+
+
+async def test_every_stored_task_id_is_reachable_through_rest_and_the_dashboard(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A route's ``{task_id}`` was one path segment: a stored id with "/" (the id rules
+    refuse it; a row written before them, or by another program, may have it) was a 404
+    on every route, listed but not even removable. Ids are percent-encoded segments, read
+    as paths; ``/next`` still means a task's next times."""
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    scheduler.add_task(TaskDefinition(id="a.b:c_d-e", interval_seconds=60, prompt="p"))
+    with pytest.raises(ValidationError, match="id must be 1-128 characters"):
+        TaskDefinition(id="team/report", interval_seconds=60, prompt="p")
+    now = time.time()
+    db = sqlite3.connect(tmp_path / "scheduler.db")  # a row someone else wrote
+    with db:
+        db.execute(
+            "INSERT INTO scheduler_tasks (id, definition, format, next_run_time, paused, "
+            "anchor, source, created_at, updated_at) VALUES (?, ?, 1, ?, 0, ?, 'api', ?, ?)",
+            ("team/report", json.dumps({"id": "team/report", "interval_seconds": 60,
+             "prompt": "p"}), now + 60, now, now, now),
+        )  # fmt: skip
+    db.close()
+    rows = (await api.get("/fragments/tasks")).text
+    for task_id in ("a.b:c_d-e", "team/report"):
+        path = quote(task_id, safe="")
+        assert f'href="/tasks/{path}"' in rows
+        got = await api.get(f"/api/tasks/{path}")
+        assert got.status_code == 200 and got.json()["id"] == task_id, got.text
+        page = await api.get(f"/tasks/{path}")
+        assert page.status_code == 200 and task_id in page.text
+        paused = await api.post(
+            f"/tasks/{path}/pause?back=task", headers={"origin": "http://127.0.0.1"}
+        )
+        assert paused.status_code == 303 and paused.headers["location"] == f"/tasks/{path}"
+        assert (await api.get(f"/api/tasks/{path}")).json()["paused"] is True
+    resumed = await api.post("/api/tasks/a.b%3Ac_d-e/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False, resumed.text
+    assert (await api.get("/api/tasks/team/report")).json()["id"] == "team/report"
+    next_times = await api.get("/api/tasks/a.b:c_d-e/next", params={"count": 2})
+    assert next_times.status_code == 200 and len(next_times.json()) == 2
+    assert (await api.delete("/api/tasks/team%2Freport")).status_code == 204
+    assert [t.id for t in scheduler.list_tasks()] == ["a.b:c_d-e"]
 
 
 # -- changes that race ----------------------------------------------------------------------

@@ -4,7 +4,8 @@ async API (so a page never blocks the event loop on the database).
 * ``/``: the tasks, their schedule in words, next run, state and last status (failing ones
   stand out), with Pause / Resume and Run now buttons; the table refreshes itself every
   2 s from ``/fragments/tasks``;
-* ``/tasks/{task_id}``: a task's definition, next fire times and recent runs;
+* ``/tasks/{task_id}``: a task's definition, next fire times and recent runs (the id
+  percent-encoded, ``/`` included, as the links write it);
 * ``/runs/{run_id}``: a run's status, times, error and output;
 * ``/login?key=KEY``: when an API key is set, keeps it in an HttpOnly, SameSite=Strict
   cookie (``scheduler_key``) that the :class:`~scheduler.server.guard.Guard` accepts.
@@ -151,7 +152,7 @@ async def tasks_fragment(request: Request) -> Response:
     return _render(request, "_task_rows.html", **await _task_rows(request))
 
 
-@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+@router.get("/tasks/{task_id:path}", response_class=HTMLResponse)
 async def task_page(request: Request, task_id: str) -> Response:
     refused = _refusal(request, write=False)
     if refused is not None:
@@ -234,17 +235,17 @@ async def _act(request: Request, task_id: str, back: str | None, action: str) ->
     return RedirectResponse(target, status_code=303)
 
 
-@router.post("/tasks/{task_id}/pause")
+@router.post("/tasks/{task_id:path}/pause")
 async def pause(request: Request, task_id: str, back: str | None = None) -> Response:
     return await _act(request, task_id, back, "pause")
 
 
-@router.post("/tasks/{task_id}/resume")
+@router.post("/tasks/{task_id:path}/resume")
 async def resume(request: Request, task_id: str, back: str | None = None) -> Response:
     return await _act(request, task_id, back, "resume")
 
 
-@router.post("/tasks/{task_id}/run")
+@router.post("/tasks/{task_id:path}/run")
 async def run_now(request: Request, task_id: str, back: str | None = None) -> Response:
     return await _act(request, task_id, back, "run")
 
