@@ -356,7 +356,8 @@ def explicit_schedule(
     zone_known = data.get("timezone") is not None or "timezone" in context
     try:  # (no zone yet: 'today at 9:00' is checked once it has one, see PENDING_WALL_CLOCK)
         parsed = parse_schedule(text, now=now, timezone=zone, allow_past=True)
-        if not allow_past and (zone_known or not parsed.wall_clock):
+        past = parsed.run_at is not None and parsed.run_at <= now
+        if past and not allow_past and (zone_known or not parsed.wall_clock):  # the refusal
             parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
     except ScheduleError as exc:
         raise PydanticCustomError("schedule", str(exc)) from None
