@@ -30,6 +30,7 @@ from scheduler.exceptions import (
     UsageError,
     describe_errors,
 )
+from scheduler.exiting import leave
 from scheduler.render import Output
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -219,7 +220,18 @@ def _fail(message: str, status: int) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status."""
+    """Run one command; returns the exit status. A command that ran the event loop (``run
+    --wait``, ``serve``) and left synchronous calls going ends the process here, once it
+    has said how it ended (:func:`scheduler.exiting.leave`)."""
+    try:
+        status = _command(argv)
+    except SystemExit as exc:
+        leave(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
+        raise
+    return leave(status)
+
+
+def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = Output(as_json=getattr(args, "json", False))

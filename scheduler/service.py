@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scheduler.exceptions import SchedulerError, describe_errors
-from scheduler.exiting import run_to_exit
+from scheduler.exiting import leave, run_to_exit
 from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings
 from scheduler.stall import StallWatch
@@ -214,13 +214,14 @@ def main(**defaults: Any) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        return run_to_exit(lambda: serve(settings))
+        status = run_to_exit(lambda: serve(settings))
     except TasksFileError as exc:
         logger.error("%s", exc)
-        return 2
+        status = 2
     except SchedulerError as exc:
         logger.error("%s", exc)
-        return 1
+        status = 1
+    return leave(status)
 
 
 class BackgroundService:

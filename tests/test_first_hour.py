@@ -224,6 +224,26 @@ def test_run_wait_here_exits_while_a_sync_node_outlives_its_timeout(
     assert "end" not in log.read_text()
 
 
+def test_run_wait_here_exits_when_its_timeout_runs_out_while_a_sync_node_hangs(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """``run --wait --timeout`` that runs out before the task's own timeout cancels the run
+    and fails: the CLI says so and exits (asyncio.run waited for the node's thread before
+    the error was printed: for ever, silently, for a hung node)."""
+    log = tmp_path / "node.log"
+    metadata = json.dumps({"log": str(log)})
+    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
+        "--timeout", "600", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    cli.env["SCHEDULER_GRAPH"] = "tests.prompt_graphs:blocking_graph"
+    began = time.monotonic()
+    done = cli("run", "hangs", "--wait", "--timeout", "1", status=2)  # (gives up after 60 s)
+    assert time.monotonic() - began < 45
+    assert "did not finish within 1 s" in done.stderr, done.stderr
+    assert "1 synchronous call(s) still going" in done.stderr
+    [run] = cli.json("runs", "--task", "hangs")
+    assert run["status"] == "cancelled", run
+
+
 def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) -> None:
     """``--db`` picks the database for serve too (it was dropped there: the default
     database's tasks ran instead)."""
