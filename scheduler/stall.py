@@ -58,6 +58,10 @@ class StallWatch:
     def _watch(self, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         every = min(1.0, self.threshold / 2)
         while not self._stop.wait(every):
+            if not loop.is_running():  # stopped between turns (run_until_complete): not
+                if loop.is_closed():  # blocked, and nothing of it runs until it runs again
+                    return
+                continue
             answered = threading.Event()
             try:
                 loop.call_soon_threadsafe(answered.set)
@@ -66,10 +70,12 @@ class StallWatch:
             began = time.monotonic()
             if answered.wait(self.threshold):
                 continue
-            if self._stop.is_set():
+            if self._stop.is_set() or loop.is_closed():
                 return
+            if not loop.is_running():  # it stopped meanwhile; the ping waits for its next turn
+                continue
             logger.warning(
-                "the event loop has not run for %.0f s: something blocks it (an async node "
+                "the event loop has not run for %g s: something blocks it (an async node "
                 "calling blocking code, such as time.sleep or requests; make it async, or "
                 "make the node a plain def, which LangGraph runs on a thread). It is at:\n%s",
                 self.threshold,

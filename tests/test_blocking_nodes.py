@@ -10,14 +10,16 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
-from scheduler import RunStatus, TaskDefinition
-from tests.conftest import SchedulerFactory, eventually
+from scheduler import RunStatus, TaskDefinition, TaskScheduler
+from tests import prompt_graphs
+from tests.conftest import SchedulerFactory, eventually, make_settings
 
 released = threading.Event()
 
@@ -116,4 +118,29 @@ async def test_no_stall_warning_for_a_loop_that_keeps_running(
     with caplog.at_level(logging.WARNING, logger="scheduler"):
         run = await scheduler.wait_for_run(scheduler.run_task_now("waits"), timeout=20)
     assert run.status is RunStatus.SUCCEEDED
+    assert "event loop" not in caplog.text
+
+
+def test_no_stall_warning_for_a_loop_stopped_between_its_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A program may run its loop in turns (``run_until_complete``, a session-wide loop of
+    pytest-asyncio between tests): while the loop is stopped, nothing blocks it, and no
+    warning says something does (the watch said so, pointing at the program's own code)."""
+    loop = asyncio.new_event_loop()
+    settings = make_settings(loop_stall_seconds=0.5)
+    scheduler = TaskScheduler(True, tmp_path / "s.db", graph=prompt_graphs.graph, settings=settings)
+
+    async def start() -> None:
+        scheduler.start()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="scheduler"):
+            loop.run_until_complete(start())
+            time.sleep(1.5)  # the program's own work, between turns of its loop
+            loop.run_until_complete(asyncio.sleep(0.3))
+            loop.run_until_complete(scheduler.stop(grace_seconds=0))
+    finally:
+        scheduler.close()
+        loop.close()
     assert "event loop" not in caplog.text
