@@ -182,16 +182,23 @@ def test_a_second_ctrl_c_cancels_the_runs_at_once(cli: Cli, tmp_path: Path) -> N
     assert run["status"] == "cancelled", runs
 
 
+def _hanging_task(cli: Cli, tmp_path: Path, *, timeout: str) -> Path:
+    """Add task ``hangs``, whose synchronous node (``blocking_graph``) holds its thread for
+    600 s between a start and an end line in the log it returns."""
+    log = tmp_path / "node.log"
+    metadata = json.dumps({"log": str(log)})
+    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
+        "--timeout", timeout, "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    return log
+
+
 def test_main_py_exits_on_ctrl_c_while_a_sync_node_outlives_its_timeout(
     cli: Cli, tmp_path: Path
 ) -> None:
     """A synchronous node cannot be stopped: its run is recorded timed out, and the thread
     goes on. Python waits for such threads before it exits: main.py stayed up after
     "scheduler stopped" until the node returned (never, for a hung one)."""
-    log = tmp_path / "node.log"
-    metadata = json.dumps({"log": str(log)})
-    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
-        "--timeout", "1", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    log = _hanging_task(cli, tmp_path, timeout="1")
     service = MainPy(cli, tmp_path, SCHEDULER_GRAPH="tests.prompt_graphs:blocking_graph")
     service.wait_for(r"scheduler running")
     cli("run", "hangs")
@@ -211,10 +218,7 @@ def test_run_wait_here_exits_while_a_sync_node_outlives_its_timeout(
 ) -> None:
     """The CLI's ``run --wait`` runs the task in its own process when no scheduler runs: it
     prints the timed-out run and exits, not waiting for the node's thread."""
-    log = tmp_path / "node.log"
-    metadata = json.dumps({"log": str(log)})
-    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
-        "--timeout", "1", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    log = _hanging_task(cli, tmp_path, timeout="1")
     cli.env["SCHEDULER_GRAPH"] = "tests.prompt_graphs:blocking_graph"
     began = time.monotonic()
     done = cli("run", "hangs", "--wait", status=1)  # (the helper gives up after 60 s)
@@ -230,10 +234,7 @@ def test_run_wait_here_exits_when_its_timeout_runs_out_while_a_sync_node_hangs(
     """``run --wait --timeout`` that runs out before the task's own timeout cancels the run
     and fails: the CLI says so and exits (asyncio.run waited for the node's thread before
     the error was printed: for ever, silently, for a hung node)."""
-    log = tmp_path / "node.log"
-    metadata = json.dumps({"log": str(log)})
-    cli("add", "--id", "hangs", "--schedule", "every 1 hour", "--prompt", "block:600",
-        "--timeout", "600", "--max-retries", "0", "--metadata", metadata)  # fmt: skip
+    _hanging_task(cli, tmp_path, timeout="600")
     cli.env["SCHEDULER_GRAPH"] = "tests.prompt_graphs:blocking_graph"
     began = time.monotonic()
     done = cli("run", "hangs", "--wait", "--timeout", "1", status=2)  # (gives up after 60 s)

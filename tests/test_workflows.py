@@ -39,7 +39,7 @@ from scheduler.runlog import RunLog
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
-from tests import prompt_graphs
+from tests import callbacks, prompt_graphs
 from tests.conftest import SchedulerFactory, eventually, make_settings
 from tests.test_cli import Cli
 
@@ -885,6 +885,7 @@ async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
     the final outcome: the fallback runs (it used to hear of nothing: the upstream failed
     and no one was told)."""
     db = tmp_path / "s.db"
+    callbacks.failures.clear()
     async with clocked_scheduler(graph=prompt_graphs.graph, db_path=db) as (scheduler, clock):
         scheduler.add_task(
             TaskDefinition(
@@ -893,6 +894,7 @@ async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
                 prompt="fail",
                 max_retries=1,
                 retry_delay_seconds=600,
+                on_failure_callback="tests.callbacks:on_failure",
             )
         )
         scheduler.add_task(
@@ -902,6 +904,7 @@ async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
         await clock.advance(seconds=5)
         [retry, failed] = scheduler.list_runs("up")
         assert (retry.status, failed.status) == (RunStatus.QUEUED, RunStatus.FAILED)
+    assert callbacks.failures == []  # a retry is due: not a failure yet
     later = "2030-01-01T03:00:00Z"  # past the retry's window of 3,600 s
     async with clocked_scheduler(graph=prompt_graphs.graph, db_path=db, start=later) as (
         scheduler,
@@ -914,3 +917,6 @@ async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
         assert fallback.upstream is not None
         assert fallback.upstream["up"]["run_id"] == failed.id
         assert scheduler.list_runs("ok") == []
+        await eventually(lambda: callbacks.failures)  # and the failure callback, once
+    [(task_id, run)] = callbacks.failures
+    assert (task_id, run.id, run.status) == ("up", failed.id, RunStatus.FAILED)
