@@ -17,8 +17,15 @@ async def test_a_zero_window_runs_every_occurrence_while_running(
     make_scheduler: SchedulerFactory,
 ) -> None:
     scheduler = make_scheduler()
-    scheduler.add_task(
-        TaskDefinition(id="t", interval_seconds=0.3, prompt="p", misfire_grace_seconds=0)
+    scheduler.add_task(  # (overlap allow: a run slowed by a loaded machine skips nothing)
+        TaskDefinition(
+            id="t",
+            interval_seconds=0.3,
+            prompt="p",
+            misfire_grace_seconds=0,
+            overlap="allow",
+            max_instances=10,
+        )
     )
     scheduler.start()
     await asyncio.sleep(2)
