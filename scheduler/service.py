@@ -154,9 +154,8 @@ async def _work(scheduler: TaskScheduler, settings: Settings, stopping: asyncio.
     scheduler.store.setup()
     scheduler.graph()  # fail now, not at the first run
     worker = Worker(store=scheduler.store, settings=settings, graph=scheduler.graph)
-    stall = StallWatch(settings.loop_stall_seconds) if settings.loop_stall_seconds else None
-    if stall is not None:
-        stall.start()
+    stall = StallWatch(settings.loop_stall_seconds)
+    stall.start()
     worker.start()
     logger.info("press Ctrl+C to stop")
     waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(worker.done.wait())]
@@ -168,8 +167,7 @@ async def _work(scheduler: TaskScheduler, settings: Settings, stopping: asyncio.
         if not worker.done.is_set():
             await worker.stop(settings.stop_grace_seconds)
         await worker.done.wait()
-        if stall is not None:
-            stall.stop()
+        stall.stop()
         scheduler.close()
     return 1 if worker.failed else 0
 

@@ -29,7 +29,8 @@ class StallWatch:
     """Watches the running event loop from a daemon thread (:meth:`start` on the loop).
 
     Args:
-        threshold: Seconds without an answer from the loop before it is reported.
+        threshold: Seconds without an answer from the loop before it is reported (0: no
+            watch).
     """
 
     def __init__(self, threshold: float) -> None:
@@ -38,7 +39,9 @@ class StallWatch:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start watching the running loop (call on it)."""
+        """Start watching the running loop (call on it); nothing with a threshold of 0."""
+        if not self.threshold:
+            return
         loop = asyncio.get_running_loop()
         self._stop = threading.Event()  # (a thread of an earlier start ends on its own)
         self._thread = threading.Thread(

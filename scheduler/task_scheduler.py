@@ -96,7 +96,7 @@ class TaskScheduler(AsyncTaskAPI):
         self._events = EventBus()
         self._webhooks: Deliverer | None = None
         self._gc_frozen = False
-        self._stall: StallWatch | None = None
+        self._stall = StallWatch(self.settings.loop_stall_seconds)
         self._background_prune = True  # off on a test clock (scheduler.testing)
         if clock is None:  # PostgreSQL: the database's time, as every process there keeps
             postgres = self._store.engine.dialect.name == "postgresql"
@@ -162,9 +162,7 @@ class TaskScheduler(AsyncTaskAPI):
         if self.settings.gc_freeze:
             gcfreeze.hold()
             self._gc_frozen = True
-        if self.settings.loop_stall_seconds:
-            self._stall = StallWatch(self.settings.loop_stall_seconds)
-            self._stall.start()
+        self._stall.start()
 
     async def stop(self, *, grace_seconds: float | None = None) -> None:
         """Stop firing; let running runs finish for ``grace_seconds`` (default
@@ -182,9 +180,7 @@ class TaskScheduler(AsyncTaskAPI):
             if self._gc_frozen:
                 self._gc_frozen = False
                 gcfreeze.release()
-            if self._stall is not None:
-                self._stall.stop()
-                self._stall = None
+            self._stall.stop()
             await self._close_graph_connections()
             await self._events.drain(grace)
             self._events.webhooks = None

@@ -102,19 +102,29 @@ def _source_file(source: str, path: Path) -> Path | None:
         return None
 
 
+def _document(path: Path) -> tuple[str, Any]:
+    """The file's text and what it holds, a ``tasks:`` mapping unwrapped to its list.
+
+    Raises:
+        OSError: It cannot be read.
+        DocumentError: It is not valid YAML (JSON for ``.json``) text.
+    """
+    text = read_document(path)
+    if path.suffix == ".json":
+        data: Any = load_json(text, what=str(path))
+    else:
+        data = load_yaml(text, what=str(path))
+    if isinstance(data, dict) and set(data) == {"tasks"}:
+        data = data["tasks"] or []
+    return text, data
+
+
 def _ids_in(path: Path) -> set[str] | None:
     """The task ids that the tasks file at ``path`` defines; None if it cannot be read."""
     try:
-        text = read_document(path)
-        data = (
-            load_json(text, what=str(path))
-            if path.suffix == ".json"
-            else load_yaml(text, what=str(path))
-        )
+        _, data = _document(path)
     except (OSError, DocumentError):
         return None
-    if isinstance(data, dict) and set(data) == {"tasks"}:
-        data = data["tasks"] or []
     entries = data if isinstance(data, list) else []
     return {str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e}
 
@@ -173,19 +183,13 @@ def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefi
 def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
     """The valid entries of the file, and a problem for each invalid one."""
     try:
-        text = read_document(path)
-        if path.suffix == ".json":
-            data: Any = load_json(text, what=str(path))
-        else:
-            data = load_yaml(text, what=str(path))
+        text, data = _document(path)
     except OSError as exc:
         return [], [f"{path}: cannot read: {exc.strerror or exc}"]
     except DocumentError as exc:
         return [], [str(exc)]
     if data is None:
         return [], []
-    if isinstance(data, dict) and set(data) == {"tasks"}:
-        data = data["tasks"] or []
     if not isinstance(data, list):
         kind = type(data).__name__
         return [], [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]
