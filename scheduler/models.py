@@ -62,9 +62,9 @@ __all__ = ["CALLBACK_FIELDS", "STORED_CONTEXT_KEY", "TaskDefinition"]
 #: The fields that name a callback (a dotted path checked by the callback policy).
 CALLBACK_FIELDS = ("result_callback", "on_failure_callback", "on_waiting_callback")
 
-_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9._:-]{1,128}$")  # not "." or "..": paths
+_ID = re.compile(r"^(?!\.+\Z)[A-Za-z0-9._:-]{1,128}\Z")  # not ".", "..", "x\n" ($ allows it)
 _DOTTED_PATH = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)$"
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)\Z"
 )
 
 

@@ -127,6 +127,21 @@ async def test_thread_metadata_too_deep_is_refused_and_a_stored_one_does_not_bre
     }  # fmt: skip
 
 
+async def test_an_id_or_callback_ending_in_a_newline_is_a_422(api: httpx.AsyncClient) -> None:
+    """The id rule's regex ended in ``$``, which also matches before a final newline:
+    ``"report\\n"`` was a task id (a line break in every log line about the task), and
+    ``"pkg.mod:fn\\n"`` a callback path."""
+    made = await api.post(
+        "/api/tasks", json={"id": "report\n", "interval_seconds": 60, "prompt": "p"}
+    )
+    assert made.status_code == 422 and made.json()["detail"].startswith("id:"), made.text
+    assert (await api.get("/api/tasks")).json()["total"] == 0
+    with pytest.raises(ValidationError, match="result_callback"):
+        TaskDefinition(id="r", interval_seconds=60, result_callback="tests.callbacks:record\n")
+    with pytest.raises(ValidationError, match="after"):
+        TaskDefinition(id="r", after={"tasks": ["report\n"]})
+
+
 # -- what the crons API did not write -------------------------------------------------------
 
 

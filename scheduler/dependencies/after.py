@@ -24,7 +24,7 @@ from scheduler.enums import RunStatus
 
 __all__ = ["OUTCOMES", "After"]
 
-_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9._:-]{1,128}$")  # not "." or "..": paths
+_ID = re.compile(r"^(?!\.+\Z)[A-Za-z0-9._:-]{1,128}\Z")  # not "." or "..": paths
 
 #: The final statuses each ``on`` value fires on.
 OUTCOMES: dict[str, frozenset[RunStatus]] = {
