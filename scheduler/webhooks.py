@@ -48,6 +48,7 @@ from scheduler.events import RunEvent
 from scheduler.pools import OWN
 from scheduler.settings import Settings
 from scheduler.storage import Store
+from scheduler.weburls import bad_port
 
 __all__ = ["Deliverer", "sign"]
 
@@ -84,9 +85,8 @@ class Deliverer:
     def __call__(self, event: RunEvent) -> None:
         if event.kind != "finished" or event.task.webhook is None:
             return
-        body = json.dumps(
-            {"event": "run.finished", "task_id": event.task.id, "run": event.run.to_dict()}
-        ).encode()
+        run = event.run.to_dict()
+        body = json.dumps({"event": "run.finished", "task_id": event.task.id, "run": run}).encode()
         task = asyncio.get_running_loop().create_task(
             self._deliver(event.run.id, event.task.webhook, body)
         )
@@ -324,8 +324,8 @@ def _parsed(url: str) -> tuple[httpx.URL | None, str | None]:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
         return None, f"refused: not a valid URL ({exc})"
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        return None, f"refused: {_shown(url)} is not an http(s) URL"
+    if parsed.scheme not in ("http", "https") or not parsed.host or bad_port(parsed):
+        return None, f"refused: {_shown(url)} is not an http(s) URL with a usable port"
     return parsed, None
 
 

@@ -9,7 +9,7 @@ import httpx
 
 from scheduler.schedule_fields import error
 
-__all__ = ["origin", "webhook_url"]
+__all__ = ["bad_port", "origin", "webhook_url"]
 
 
 def webhook_url(value: str | None) -> str | None:
@@ -22,7 +22,15 @@ def webhook_url(value: str | None) -> str | None:
         raise error("webhook", f"webhook {value!r} is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise error("webhook", f"webhook {value!r} is not an http(s) URL with a host")
+    if bad_port(url):
+        raise error("webhook", f"webhook {value!r}: port {url.port} is not one of 1-65535")
     return value
+
+
+def bad_port(url: httpx.URL) -> bool:
+    """``url`` names a port no connection can go to (httpx takes ``:70000`` and ``:0``;
+    connecting to the first raised OverflowError, past the delivery's error handling)."""
+    return url.port is not None and not 1 <= url.port <= 65535
 
 
 def origin(value: str) -> str:

@@ -387,6 +387,32 @@ def test_a_webhook_that_cannot_be_sent_is_refused_when_the_task_is_made() -> Non
             TaskDefinition(id="w", interval_seconds=60, prompt="p", webhook=url)
 
 
+@pytest.mark.parametrize("port", [0, 65536, 70000])
+async def test_a_webhook_port_no_connection_can_go_to_is_a_422(
+    make_scheduler: SchedulerFactory, port: int
+) -> None:
+    """httpx takes any port number: ``:70000`` was kept, and its delivery died of an
+    OverflowError in the connect, with no attempt recorded on the run."""
+    scheduler = make_scheduler(webhook_allow_private=True, http_rate_per_second=0)
+    scheduler.start()
+    app = create_app(scheduler, scheduler.settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as api:
+        made = await api.post(
+            "/api/tasks",
+            json={
+                "id": "w",
+                "interval_seconds": 60,
+                "prompt": "p",
+                "webhook": f"http://127.0.0.1:{port}/h",
+            },
+        )
+    assert made.status_code == 422, made.text
+    assert made.json()["detail"].startswith("webhook:") and "1-65535" in made.text
+    assert scheduler.list_tasks() == []
+
+
 async def test_a_receiver_that_trickles_is_cut_off_at_the_timeout(
     make_scheduler: SchedulerFactory,
 ) -> None:
