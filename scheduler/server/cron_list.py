@@ -23,7 +23,7 @@ from scheduler.models import TaskDefinition
 from scheduler.server.replies import encode
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["CronList", "Crons", "contains", "cron_of", "cron_request", "order_by"]
+__all__ = ["CronList", "Crons", "cron_of", "cron_request", "order_by"]
 
 
 def cron_request(task: TaskDefinition) -> dict[str, Any] | None:
@@ -192,23 +192,6 @@ class CronList:
             crons.append(cron_of(task, next_run, row.paused, row.created_at, row.updated_at))
         self._definitions.keep_only(seen)
         return crons, soonest
-
-
-def contains(value: Any, wanted: Any) -> bool:
-    """``value`` holds ``wanted`` as PostgreSQL's ``@>`` says of JSON, as the LangGraph
-    server filters by metadata: each key of an object with a value that holds the wanted
-    one (deep), each item of an array held by an item, else equal (``true`` is not ``1``)."""
-    if isinstance(wanted, dict):
-        return isinstance(value, dict) and all(
-            key in value and contains(value[key], item) for key, item in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return isinstance(value, list) and all(
-            any(contains(have, item) for have in value) for item in wanted
-        )
-    if isinstance(value, bool) or isinstance(wanted, bool):
-        return value is wanted
-    return bool(value == wanted)
 
 
 def order_by(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:

@@ -22,7 +22,7 @@ from scheduler.pools import OWN
 from scheduler.records import RunRecord
 from scheduler.rows import run_record
 from scheduler.server.bodies import documented, read_body
-from scheduler.server.cron_list import contains
+from scheduler.server.containment import FilterTooLargeError, MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
 from scheduler.storage.threads import insert_thread, made_threads, run_threads
 
@@ -116,7 +116,11 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     for thread_id, metadata_json, created in made:
         last = max(last_run.get(thread_id, created), created)
         threads[thread_id] = _thread(thread_id, _metadata(metadata_json), created, last)
-    found = [t for t in threads.values() if contains(t["metadata"], body.metadata or {})]
+    wanted = MetadataFilter(body.metadata or {})
+    try:
+        found = [t for t in threads.values() if wanted.matches(t["metadata"])]
+    except FilterTooLargeError as exc:
+        raise HTTPException(422, str(exc)) from None
     found.sort(key=lambda t: t["updated_at"], reverse=True)
     return found[body.offset : body.offset + body.limit]
 
