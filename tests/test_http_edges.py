@@ -453,6 +453,19 @@ async def test_a_probe_may_ask_healthz_with_head(api: httpx.AsyncClient) -> None
     assert answer.status_code == 200 and answer.content == b""
 
 
+async def test_the_openapi_document_has_one_operation_id_per_operation(
+    api: httpx.AsyncClient,
+) -> None:
+    """``/healthz`` as one GET and HEAD route gave both methods one operationId: OpenAPI
+    requires them unique (client generators refuse the document), and FastAPI warned at
+    each build of it (here, where warnings are errors, a 500)."""
+    answer = await api.get("/openapi.json")
+    assert answer.status_code == 200, answer.text
+    ids = [op["operationId"] for path in answer.json()["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert (await api.head("/healthz")).status_code == 200
+
+
 async def test_a_search_selects_only_fields_a_cron_has(api: httpx.AsyncClient) -> None:
     made = (await api.post("/runs/crons", json=cron(api))).json()
     chosen = await api.post("/runs/crons/search", json={"select": ["cron_id", "schedule"]})
