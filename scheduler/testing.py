@@ -38,6 +38,7 @@ from typing import Any
 from scheduler.records import RunRecord
 from scheduler.schedules import VALIDATION_CLOCK
 from scheduler.settings import Settings
+from scheduler.storage import MAX_TIMESTAMP
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["TestClock", "clocked_scheduler"]
@@ -70,7 +71,7 @@ class TestClock:
             if start.tzinfo is None:
                 raise ValueError("start must be timezone-aware (or end in Z / +HH:MM)")
             start = start.timestamp()
-        self._now = float(start)
+        self._now = _within_range(float(start))
         self._timers: list[tuple[float, int, _Timer]] = []
         self._order = itertools.count()
         self._scheduler: TaskScheduler | None = None
@@ -112,7 +113,7 @@ class TestClock:
         if span < timedelta(0):
             raise ValueError("a clock only moves forward")
         scheduler = self._require()
-        target = self._now + span.total_seconds()
+        target = _within_range(self._now + span.total_seconds())
         await self._settle()
         while True:
             upcoming = [t for t in (self._next_due(), self._next_timer()) if t is not None]
@@ -147,10 +148,15 @@ class TestClock:
         span = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         if span < timedelta(0):
             raise ValueError("a clock only moves forward")
-        self._now += span.total_seconds()
+        self._now = _within_range(self._now + span.total_seconds())
 
     async def advance_to(self, moment: datetime) -> list[RunRecord]:
-        """Move the clock to ``moment`` (see :meth:`advance`)."""
+        """Move the clock to ``moment``, an aware datetime not before :attr:`now` (see
+        :meth:`advance`)."""
+        if moment.tzinfo is None:  # (a naive one would be read in the machine's zone)
+            raise ValueError("moment must be timezone-aware")
+        if moment < self.now:  # (to the microsecond: the sum of advances is a float)
+            raise ValueError(f"a clock only moves forward: it shows {self.now.isoformat()}")
         return await self.advance(timedelta(seconds=max(0.0, moment.timestamp() - self._now)))
 
     # -- inside --------------------------------------------------------------------------
@@ -195,6 +201,17 @@ class TestClock:
                 await asyncio.sleep(0)
             if not runner._running:
                 break
+
+
+def _within_range(timestamp: float) -> float:
+    """``timestamp``, if it is a time the scheduler stores (1970 to 3000): a record made
+    on a clock past them could not be read back."""
+    if not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise ValueError(
+            "a test clock shows times from 1970 to 3000-01-01T00:00:00Z (the times the "
+            f"scheduler stores), not {timestamp:.0f} (UNIX seconds)"
+        )
+    return timestamp
 
 
 @asynccontextmanager

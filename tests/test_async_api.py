@@ -419,6 +419,36 @@ def test_a_test_clock_cannot_go_backwards() -> None:
         TestClock("2030-01-01T00:00:00")
 
 
+async def test_a_test_clock_stays_within_the_times_the_scheduler_stores() -> None:
+    """A clock moved past the year 3000 (``advance(days=400_000)``) wrote run records
+    nobody could read back (listed with a ``problem``, as of 1970); one moved past 9999
+    raised out of every later call. A naive ``advance_to`` moment was read in the
+    machine's zone, and one in the past was ignored."""
+    with pytest.raises(ValueError, match="1970 to 3000"):
+        TestClock("1969-12-31T23:00:00Z")
+    start = datetime(2999, 12, 31, 23, 0, tzinfo=UTC)
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=start) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="t", interval_seconds=1800, prompt="go"))
+        for move in (clock.advance(days=400_000), clock.advance(days=3_000_000)):
+            with pytest.raises(ValueError, match="1970 to 3000"):
+                await move
+        with pytest.raises(ValueError, match="1970 to 3000"):
+            clock.pass_time(hours=2)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await clock.advance_to(datetime(3000, 1, 1))
+        assert clock.now == start  # nothing moved
+        runs = await clock.advance_to(datetime(3000, 1, 1, tzinfo=UTC))
+        assert [(r.scheduled_for, r.problem) for r in runs] == [
+            (start + timedelta(minutes=30), None),
+            (start + timedelta(hours=1), None),
+        ]
+        with pytest.raises(ValueError, match="only moves forward"):
+            await clock.advance_to(start)
+        run_id = await scheduler.arun_task_now("t")
+        [run] = await clock.advance()
+        assert (run.id, run.status, run.problem) == (run_id, RunStatus.SUCCEEDED, None)
+
+
 @pytest.mark.slow
 def test_the_readme_pytest_example_passes(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
