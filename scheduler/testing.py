@@ -29,19 +29,26 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scheduler.events import EventBus
 from scheduler.records import RunRecord
 from scheduler.schedules import VALIDATION_CLOCK
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["TestClock", "clocked_scheduler"]
+__all__ = ["LISTENER_WAIT", "TestClock", "clocked_scheduler"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds of real time an advance waits for an async run event listener at each stop.
+LISTENER_WAIT = 10.0
 
 
 class _Timer:
@@ -76,6 +83,7 @@ class TestClock:
         self._order = itertools.count()
         self._scheduler: TaskScheduler | None = None
         self._reported: set[str] = set()  # runs an advance has returned (or found there)
+        self._let_go: set[asyncio.Task[Any]] = set()  # listeners it waited for long enough
 
     def __call__(self) -> float:
         return self._now
@@ -183,7 +191,8 @@ class TestClock:
                 timer.callback(*timer.args)
 
     async def _settle(self) -> None:
-        """Dispatch what is due now and let every run that starts finish."""
+        """Dispatch what is due now and let every run that starts finish, and what the
+        async run event listeners do (an answer to a waiting run, a task added)."""
         supervisor = self._require()._supervisor
         assert supervisor is not None
         runner = supervisor.runner
@@ -195,12 +204,37 @@ class TestClock:
                 await runner.settle()
                 self._fire_timers()
                 continue
+            if await self._listened(supervisor.events):
+                continue
             # the flush writes final outcomes and queues the runs that follow them
             await supervisor.run_log.aflush()
             for _ in range(3):  # their delivery, their acceptance, their start
                 await asyncio.sleep(0)
-            if not runner._running:
+            if not runner._running and not self._listening(supervisor.events):
                 break
+
+    def _listening(self, events: EventBus) -> set[asyncio.Task[Any]]:
+        if self._let_go:
+            self._let_go = {task for task in self._let_go if not task.done()}
+        return {task for task in events._tasks if task not in self._let_go}
+
+    async def _listened(self, events: EventBus) -> bool:
+        """Wait for the async listeners still going (up to :data:`LISTENER_WAIT` seconds
+        of real time, then the clock moves on without them, and says so); False if none."""
+        going = self._listening(events)
+        if not going:
+            return False
+        _, late = await asyncio.wait(going, timeout=LISTENER_WAIT)
+        if late:
+            self._let_go.update(late)
+            logger.warning(
+                "%d async run event listener(s) still going after %g s of real time; the "
+                "test clock moves on without them (at %s)",
+                len(late),
+                LISTENER_WAIT,
+                self.now.isoformat(),
+            )
+        return True
 
 
 def _within_range(timestamp: float) -> float:

@@ -266,19 +266,19 @@ class RunnerWaiting:
         outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
         if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
-        asyncio.get_running_loop().create_task(
-            call_run_callback(
-                pending,
-                outcome,
-                "on_failure_callback",
-                pending.thread_id or "",
-                now,
-                now,
-                policy=self._policy,
-                settings=self._settings,
-            )
-        )
         self._check_idle()
+        # in this task, as a failed run's is in its run's: what waits for the timeouts being
+        # written (a test clock's advance, a stop's grace) waits for the callback too
+        await call_run_callback(
+            pending,
+            outcome,
+            "on_failure_callback",
+            pending.thread_id or "",
+            now,
+            now,
+            policy=self._policy,
+            settings=self._settings,
+        )
 
     def _ended_elsewhere(self, pending: PendingRun, stored: RunRow, now: float) -> None:
         """Its waiting timeout came after another process ended it (removed its task):

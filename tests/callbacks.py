@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import Any
@@ -25,6 +26,12 @@ def explode(task: TaskDefinition, result: Any) -> None:
 
 
 async def on_failure(task: TaskDefinition, run: RunRecord) -> None:
+    failures.append((task.id, run))
+
+
+async def on_failure_after_a_moment(task: TaskDefinition, run: RunRecord) -> None:
+    """An alert that takes a moment (a request to a chat service)."""
+    await asyncio.sleep(0.2)
     failures.append((task.id, run))
 
 

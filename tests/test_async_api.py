@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
+from scheduler import RunRecord, RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
 from scheduler.events import RunEvent
 from scheduler.preview import preview
 from scheduler.testing import TestClock, clocked_scheduler
-from tests import prompt_graphs, server_graphs
+from tests import callbacks, prompt_graphs, server_graphs
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually, make_settings
 from tests.test_cli import Cli
 
@@ -410,6 +410,75 @@ async def test_the_test_clock_returns_the_same_runs_however_fast_the_machine_is(
         assert await clock.advance(seconds=0.1) == []
         assert scheduler.prune_history() > 0  # when the test asks
     assert len(scheduler.list_runs(limit=None)) == 100
+
+
+async def test_the_test_clock_waits_for_async_listeners_and_failure_callbacks() -> None:
+    """An async listener that answers a waiting run (``await aresume_run``) and the failure
+    callback of a waiting timeout ran while the advance moved on: the answered run resumed
+    at a later stop (the occurrence due meanwhile skipped as overlapping it), the alert
+    came after the advance had returned."""
+    callbacks.failures.clear()
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    async with clocked_scheduler(graph=server_graphs.asker, start=start) as (scheduler, clock):
+
+        async def answer(event: RunEvent) -> None:
+            if event.kind == "waiting" and event.task.id == "ask":
+                await asyncio.sleep(0.1)  # (deciding takes a moment: a model's call)
+                await scheduler.aresume_run(event.run.id, "yes")
+
+        scheduler.subscribe(answer)
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="ask", interval_seconds=600, prompt="x"),
+                TaskDefinition(
+                    id="unanswered", run_at=start + timedelta(minutes=5), prompt="x",
+                    waiting_timeout_seconds=60,
+                    on_failure_callback="tests.callbacks:on_failure_after_a_moment",
+                ),
+            ]
+        )  # fmt: skip
+        runs = await clock.advance(minutes=35)
+        assert [task_id for task_id, _ in callbacks.failures] == ["unanswered"]
+    assert [
+        (r.task_id, r.scheduled_for.strftime("%H:%M"), f"{r.finished_at:%H:%M}", r.status.value)
+        for r in runs
+    ] == [
+        ("unanswered", "00:05", "00:06", "timed_out"),
+        ("ask", "00:10", "00:10", "succeeded"),
+        ("ask", "00:20", "00:20", "succeeded"),
+        ("ask", "00:30", "00:30", "succeeded"),
+    ]
+
+
+async def test_a_listener_that_waits_for_the_clock_holds_an_advance_only_so_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that waits for a retry (which comes only when the clock moves) is let
+    go of after ``LISTENER_WAIT`` seconds of real time, with a warning."""
+    monkeypatch.setattr("scheduler.testing.LISTENER_WAIT", 0.2)
+    outcomes: list[RunRecord] = []
+    async with clocked_scheduler(graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z") as (
+        scheduler,
+        clock,
+    ):
+
+        async def follow(event: RunEvent) -> None:
+            if event.kind == "started" and event.run.attempt == 1:
+                outcomes.append(await scheduler.wait_for_outcome(event.run.id))
+
+        scheduler.subscribe(follow)
+        scheduler.add_task(
+            TaskDefinition(id="f", interval_seconds=3600, prompt="fail", max_retries=1)
+        )
+        with caplog.at_level(logging.WARNING, logger="scheduler.testing"):
+            runs = await clock.advance(hours=1, minutes=1)
+        assert [(r.attempt, r.status) for r in runs] == [
+            (1, RunStatus.FAILED),
+            (2, RunStatus.FAILED),
+        ]
+        assert "still going after 0.2 s of real time" in caplog.text
+        await eventually(lambda: outcomes)
+        assert outcomes[0].id == runs[1].id
 
 
 def test_a_test_clock_cannot_go_backwards() -> None:
