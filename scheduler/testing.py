@@ -177,6 +177,8 @@ class TestClock:
     def _next_due(self) -> float | None:
         supervisor = self._require()._supervisor
         assert supervisor is not None
+        if not supervisor.active:  # standing by: the active scheduler's tasks are not its own
+            return None
         return supervisor.store.next_run_time(exclude=supervisor.dispatcher.broken.keys())
 
     def _next_timer(self) -> float | None:
@@ -195,6 +197,8 @@ class TestClock:
         async run event listeners do (an answer to a waiting run, a task added)."""
         supervisor = self._require()._supervisor
         assert supervisor is not None
+        if not supervisor.active:  # standing by (another scheduler holds the database)
+            return
         runner = supervisor.runner
         for _ in range(10_000):
             while supervisor.dispatcher._dispatch():

@@ -481,6 +481,31 @@ async def test_a_listener_that_waits_for_the_clock_holds_an_advance_only_so_long
         assert outcomes[0].id == runs[1].id
 
 
+async def test_a_clocked_scheduler_that_stands_by_fires_nothing(tmp_path: Path) -> None:
+    """Two clocked schedulers on one ``db_path``: the second stands by (the first holds
+    the database's lock), yet its clock's advance dispatched and ran the first's tasks."""
+    db = tmp_path / "scheduler.db"
+    async with (
+        clocked_scheduler(graph=prompt_graphs.graph, db_path=db) as (active, clock),
+        clocked_scheduler(graph=prompt_graphs.graph, db_path=db) as (standby, other),
+    ):
+        assert active.active and not standby.active
+        active.add_task(TaskDefinition(id="t", interval_seconds=60, prompt="go"))
+        assert await other.advance(minutes=3) == []
+        assert standby.list_runs() == []
+        runs = await clock.advance(minutes=3)
+        assert [r.scheduled_for.strftime("%H:%M") for r in runs] == ["00:01", "00:02", "00:03"]
+        await active.stop()  # the standby takes over (at its next poll, on the wall clock)
+        await eventually(lambda: standby.active, message="the standby taking over")
+        runs = await other.advance(minutes=2)  # (with those the first one ran since)
+        assert [r.scheduled_for.strftime("%H:%M") for r in runs][-3:] == [
+            "00:03",
+            "00:04",
+            "00:05",
+        ]
+        assert len(active.list_runs(limit=None)) == 5  # each once
+
+
 def test_a_test_clock_cannot_go_backwards() -> None:
     clock = TestClock("2030-01-01T00:00:00+00:00")
     assert clock() == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
