@@ -30,6 +30,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,12 +44,14 @@ from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["LISTENER_WAIT", "TestClock", "clocked_scheduler"]
+__all__ = ["LISTENER_WAIT", "SLOW_ADVANCE", "TestClock", "clocked_scheduler"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds of real time an advance waits for an async run event listener at each stop.
 LISTENER_WAIT = 10.0
+#: Seconds of real time after which an advance says it is still going (then twice that).
+SLOW_ADVANCE = 30.0
 
 
 class _Timer:
@@ -122,6 +125,20 @@ class TestClock:
             raise ValueError("a clock only moves forward")
         scheduler = self._require()
         target = _within_range(self._now + span.total_seconds())
+        watch = asyncio.get_running_loop().create_task(self._watch(target))
+        try:
+            await self._move(target)
+        finally:
+            watch.cancel()
+        finished = [
+            run
+            for run in scheduler.list_runs(limit=None)
+            if run.status.is_final and run.id not in self._reported
+        ]
+        self._reported.update(run.id for run in finished)
+        return sorted(finished, key=lambda run: (run.scheduled_for, run.id))
+
+    async def _move(self, target: float) -> None:
         await self._settle()
         while True:
             upcoming = [t for t in (self._next_due(), self._next_timer()) if t is not None]
@@ -133,13 +150,22 @@ class TestClock:
         self._now = target
         self._fire_timers()
         await self._settle()
-        finished = [
-            run
-            for run in scheduler.list_runs(limit=None)
-            if run.status.is_final and run.id not in self._reported
-        ]
-        self._reported.update(run.id for run in finished)
-        return sorted(finished, key=lambda run: (run.scheduled_for, run.id))
+
+    async def _watch(self, target: float) -> None:
+        """Say so, now and then, while an advance takes long (in real time)."""
+        began, wait = time.monotonic(), SLOW_ADVANCE
+        while True:
+            await asyncio.sleep(wait)
+            logger.warning(
+                "clock.advance has taken %.0f s of real time so far; the clock shows %s, on "
+                "its way to %s. Each due time is a real graph call: a long span of a frequent "
+                "task takes long (advance in smaller spans), and runs that start runs due at "
+                "once keep the clock where it is",
+                time.monotonic() - began,
+                self.now.isoformat(),
+                datetime.fromtimestamp(target, UTC).isoformat(),
+            )
+            wait *= 2
 
     def pass_time(
         self,

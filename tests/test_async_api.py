@@ -18,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
 
 from scheduler import RunRecord, RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
 from scheduler.events import RunEvent
@@ -504,6 +506,37 @@ async def test_a_clocked_scheduler_that_stands_by_fires_nothing(tmp_path: Path) 
             "00:05",
         ]
         assert len(active.list_runs(limit=None)) == 5  # each once
+
+
+async def test_an_advance_that_takes_long_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent whose every run asks for another at once keeps the clock at that instant
+    for ever: the advance hung without a word (as a year of a minutely task held it for
+    half an hour). It says where it is after ``SLOW_ADVANCE`` seconds of real time."""
+    monkeypatch.setattr("scheduler.testing.SLOW_ADVANCE", 0.3)
+    schedulers: list[TaskScheduler] = []
+
+    async def again(state: MessagesState) -> dict[str, Any]:
+        await schedulers[0].arun_task_now("loop")
+        return {"messages": [AIMessage("again")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("again", again)
+    builder.add_edge(START, "again")
+    start = "2030-01-01T00:00:00Z"
+    async with clocked_scheduler(graph=builder.compile(), start=start) as (scheduler, clock):
+        schedulers.append(scheduler)
+        scheduler.add_task(TaskDefinition(id="loop", interval_seconds=60, prompt="go"))
+        with caplog.at_level(logging.WARNING, logger="scheduler.testing"):
+            moving = asyncio.ensure_future(clock.advance(hours=1))
+            await eventually(lambda: "clock.advance has taken" in caplog.text, timeout=10)
+            moving.cancel()
+            await asyncio.gather(moving, return_exceptions=True)
+    assert (
+        "the clock shows 2030-01-01T00:01:00+00:00, on its way to 2030-01-01T01:00:00+00:00"
+        in caplog.text
+    )
 
 
 def test_a_test_clock_cannot_go_backwards() -> None:
