@@ -637,3 +637,30 @@ async def test_numbers_and_flags_in_sdk_bodies_are_not_coerced(api: httpx.AsyncC
         assert next(iter(body)) in answer.json()["detail"], answer.text
     made = await api.post("/runs/crons", json=cron(api, enabled="yes"))
     assert made.status_code == 422 and "enabled" in made.text, made.text
+
+
+async def test_a_websocket_is_refused_before_the_application(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler(api_key="k" * 32)
+    scheduler.start()
+    reached: list[str] = []
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+        await send({"type": "websocket.accept"})
+
+    app = create_app(scheduler, scheduler.settings)
+    app.app = application  # whatever route a later version adds: the guard stands before it
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+    await app(scope, receive, send)
+    assert reached == []
+    assert sent == [{"type": "websocket.close", "code": 1008}]
