@@ -305,3 +305,18 @@ def test_no_key_no_listening_beyond_loopback(tmp_path: Path) -> None:
     output = server.output()
     assert code == 1, output
     assert "refusing to serve HTTP on 0.0.0.0 without an API key" in output
+
+
+async def test_a_thread_must_exist_for_its_crons_and_runs(server: Server) -> None:
+    client = sdk(server.url, server.api_key)
+    mine = tag()
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFoundError):
+        await client.crons.create_for_thread(
+            unknown, GRAPH, schedule="0 9 * * *", input=HELLO, metadata=mine
+        )
+    assert await client.crons.count(metadata=mine) == 0  # nothing made
+    with pytest.raises(NotFoundError):
+        await client.runs.list(unknown)
+    thread = await client.threads.create(metadata=mine)
+    assert await client.runs.list(thread["thread_id"]) == []  # made, no runs yet

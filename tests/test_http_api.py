@@ -368,6 +368,7 @@ async def test_list_offsets_are_bounded_and_paged_in_the_database(api: httpx.Asy
         reply = await api.get(path, params={"offset": 10**20})
         assert reply.status_code == 422 and reply.json()["detail"].startswith("offset:")
     # the thread runs the SDK lists clamp their paging (limit 1-1000, offset 0-10**9)
+    await api.post("/threads", json={"thread_id": "t"})
     assert (await api.get("/threads/t/runs", params={"offset": 10**20})).json() == []
     for path in ("/runs/crons/search", "/threads/search"):
         reply = await api.post(path, json={"offset": 10**20})

@@ -34,6 +34,7 @@ from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, r
 from scheduler.server.containment import FilterTooLargeError, MetadataFilter
 from scheduler.server.cron_list import CronList, Crons, cron_of, cron_request, order_by
 from scheduler.server.replies import JsonReply
+from scheduler.storage.threads import thread_known
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
@@ -230,7 +231,10 @@ async def create_cron(request: Request) -> JsonReply:
     openapi_extra=documented(CronIn),
 )
 async def create_thread_cron(request: Request, thread_id: str) -> JsonReply:
-    return JsonReply(await _create(request, await read_body(request, CronIn), thread_id))
+    body = await read_body(request, CronIn)
+    if not await OWN.run(thread_known, scheduler_of(request).store, thread_id):
+        raise HTTPException(404, f"no thread {thread_id!r} (make it with threads.create)")
+    return JsonReply(await _create(request, body, thread_id))
 
 
 _SORT_KEYS = frozenset(

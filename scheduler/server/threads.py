@@ -24,7 +24,7 @@ from scheduler.rows import run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import FilterTooLargeError, MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
-from scheduler.storage.threads import insert_thread, made_threads, run_threads
+from scheduler.storage.threads import insert_thread, made_threads, run_threads, thread_known
 
 __all__ = ["router"]
 
@@ -169,6 +169,8 @@ async def list_thread_runs(
                 return found if status is None else found[offset : offset + limit]
             start += step
 
+    if not await OWN.run(thread_known, store, thread_id):
+        raise HTTPException(404, f"no thread {thread_id!r}")
     return await OWN.run(page)
 
 

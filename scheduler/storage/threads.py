@@ -9,12 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from scheduler.storage.schema import runs_table, threads_table
 from scheduler.storage.store import Store
 
-__all__ = ["insert_thread", "made_threads", "run_threads"]
+__all__ = ["insert_thread", "made_threads", "run_threads", "thread_known"]
 
 _MADE = select(threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at)
 _ONE = select(threads_table.c.metadata, threads_table.c.created_at).where(
     threads_table.c.thread_id == bindparam("thread_id")
 )
+_RUN_ON = select(runs_table.c.id).where(runs_table.c.thread_id == bindparam("thread_id")).limit(1)
 
 
 def insert_thread(
@@ -40,6 +41,16 @@ def insert_thread(
             except IntegrityError:  # made meanwhile by another transaction (PostgreSQL)
                 found = conn.execute(_ONE, {"thread_id": thread_id}).first()
     return None if found is None else (found[0], found[1])
+
+
+def thread_known(store: Store, thread_id: str) -> bool:
+    """Whether the thread was made through the HTTP API or a run used it."""
+    with store._reading() as conn:
+        params = {"thread_id": thread_id}
+        return (
+            conn.execute(_ONE, params).first() is not None
+            or conn.execute(_RUN_ON, params).first() is not None
+        )
 
 
 def made_threads(store: Store) -> list[tuple[str, str, float]]:
