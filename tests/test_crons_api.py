@@ -320,3 +320,19 @@ async def test_a_thread_must_exist_for_its_crons_and_runs(server: Server) -> Non
         await client.runs.list(unknown)
     thread = await client.threads.create(metadata=mine)
     assert await client.runs.list(thread["thread_id"]) == []  # made, no runs yet
+
+
+async def test_a_cron_id_that_is_no_uuid_is_a_422(server: Server) -> None:
+    client = sdk(server.url, server.api_key)
+    with pytest.raises(UnprocessableEntityError):
+        await client.http.get("/runs/crons/not-a-uuid")
+    with pytest.raises(UnprocessableEntityError):
+        await client.crons.update("not-a-uuid", schedule="0 9 * * *")
+    with pytest.raises(UnprocessableEntityError):
+        await client.crons.delete("not-a-uuid")
+    with pytest.raises(NotFoundError):
+        await client.crons.delete(str(uuid.uuid4()))  # a UUID no cron has: 404
+    cron = await client.crons.create(GRAPH, schedule="0 9 * * *", input=HELLO, metadata=tag())
+    await client.crons.delete(cron["cron_id"])
+    with pytest.raises(NotFoundError):
+        await client.crons.delete(cron["cron_id"])  # twice

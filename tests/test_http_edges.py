@@ -157,6 +157,9 @@ async def test_rest_cannot_set_the_request_the_crons_api_keeps(api: httpx.AsyncC
     assert renamed.status_code == 200, renamed.text  # the request it keeps is no change
 
 
+ODD = "0b0e0f00-0000-4000-8000-000000000000"  # a UUID, as a cron's id must be
+
+
 @pytest.mark.parametrize(
     "request_",
     [
@@ -172,19 +175,19 @@ async def test_a_cron_row_not_as_the_crons_api_wrote_it_is_no_cron(
     good = (await api.post("/runs/crons", json=cron(api))).json()
     scheduler = api.scheduler  # type: ignore[attr-defined]
     scheduler.add_task(
-        TaskDefinition(id="odd", cron_expression="0 8 * * *", prompt="p", request=request_),
+        TaskDefinition(id=ODD, cron_expression="0 8 * * *", prompt="p", request=request_),
         source=CRONS_SOURCE,
     )
     found = await api.post("/runs/crons/search", json={})
     assert found.status_code == 200 and [c["cron_id"] for c in found.json()] == [good["cron_id"]]
     assert (await api.post("/runs/crons/count", json={})).json() == 1
     for answer in (
-        await api.get("/runs/crons/odd"),
-        await api.patch("/runs/crons/odd", json={"enabled": False}),
-        await api.delete("/runs/crons/odd"),
+        await api.get(f"/runs/crons/{ODD}"),
+        await api.patch(f"/runs/crons/{ODD}", json={"enabled": False}),
+        await api.delete(f"/runs/crons/{ODD}"),
     ):
         assert answer.status_code == 404, answer.text
-    assert scheduler.get_task("odd").definition.request == request_
+    assert scheduler.get_task(ODD).definition.request == request_
 
 
 async def test_every_stored_task_id_is_reachable_through_rest_and_the_dashboard(

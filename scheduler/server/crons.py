@@ -295,6 +295,16 @@ async def count_crons(request: Request) -> int:
     return len((await _matching(request, await read_body(request, CronSearch)))[1])
 
 
+def _cron_id(cron_id: str) -> str:
+    """``cron_id``, checked: 422 when it is no UUID, as the LangGraph server answers (this
+    API makes UUIDs; one in another spelling, upper case say, is no cron's: 404)."""
+    try:
+        uuid.UUID(cron_id)
+        return cron_id
+    except ValueError:
+        raise HTTPException(422, f"cron_id: {cron_id!r} is not a UUID") from None
+
+
 async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
     info = await scheduler_of(request).aget_task(cron_id)
     if not _is_cron(info):
@@ -304,12 +314,13 @@ async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
 
 @router.get("/runs/crons/{cron_id}", summary="Get a cron")
 async def get_cron(request: Request, cron_id: str) -> JsonReply:
-    return JsonReply(_cron(await _get_cron(request, cron_id)))
+    return JsonReply(_cron(await _get_cron(request, _cron_id(cron_id))))
 
 
 @router.patch("/runs/crons/{cron_id}", summary="Update a cron", openapi_extra=documented(CronPatch))
 async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
     body = await read_body(request, CronPatch)
+    cron_id = _cron_id(cron_id)
     changes = body.model_dump(mode="json", exclude_unset=True)
     for fixed in ("thread_id", "assistant_id", "cron_id"):  # a cron stays where it is
         changes.pop(fixed, None)
@@ -361,6 +372,7 @@ def _fields_now(task: TaskDefinition, kept: dict[str, Any]) -> dict[str, Any]:
 
 @router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
 async def delete_cron(request: Request, cron_id: str) -> Response:
+    cron_id = _cron_id(cron_id)
     await _get_cron(request, cron_id)
     scheduler = scheduler_of(request)
     before = scheduler.store.local_changes
