@@ -336,3 +336,32 @@ async def test_a_cron_id_that_is_no_uuid_is_a_422(server: Server) -> None:
     await client.crons.delete(cron["cron_id"])
     with pytest.raises(NotFoundError):
         await client.crons.delete(cron["cron_id"])  # twice
+
+
+async def test_a_sorted_search_keeps_equal_crons_in_the_order_made(server: Server) -> None:
+    """The reference sorts its crons, oldest first, with a stable sort: crons with equal
+    keys stay in the order they were made, ascending or descending; no thread sorts as
+    the text ``"none"`` (after every UUID)."""
+    client = sdk(server.url, server.api_key)
+    mine = tag()
+    thread = await client.threads.create(metadata=mine)
+    first = await client.crons.create(GRAPH, schedule="0 0 1 1 *", input=HELLO, metadata=mine)
+    second = await client.crons.create(GRAPH, schedule="0 0 1 1 *", input=HELLO, metadata=mine)
+    soon = await client.crons.create_for_thread(
+        thread["thread_id"], GRAPH, schedule="* * * * *", input=HELLO, metadata=mine
+    )
+    name = {first["cron_id"]: "first", second["cron_id"]: "second", soon["cron_id"]: "soon"}
+
+    async def order(sort_by: str, sort_order: str) -> list[str]:
+        found = await client.crons.search(metadata=mine, sort_by=sort_by, sort_order=sort_order)
+        return [name[c["cron_id"]] for c in found]
+
+    assert await order("next_run_date", "asc") == ["soon", "first", "second"]
+    assert await order("next_run_date", "desc") == ["first", "second", "soon"]
+    assert await order("assistant_id", "desc") == ["first", "second", "soon"]
+    assert await order("thread_id", "asc") == ["soon", "first", "second"]
+    assert await order("thread_id", "desc") == ["first", "second", "soon"]
+    assert await order("created_at", "asc") == ["first", "second", "soon"]
+    assert await order("created_at", "desc") == ["soon", "second", "first"]
+    for cron in (first, second, soon):
+        await client.crons.delete(cron["cron_id"])

@@ -378,8 +378,9 @@ async def test_a_cron_without_a_timezone_is_utc_whatever_the_scheduler_zone(
 async def test_end_times_in_other_offsets_sort_by_time(api: httpx.AsyncClient) -> None:
     early = await api.post("/runs/crons", json=cron(api, end_time="2030-01-01T10:00:00+05:00"))
     late = await api.post("/runs/crons", json=cron(api, end_time="2030-01-01T06:00:00+00:00"))
+    never = await api.post("/runs/crons", json=cron(api))  # no end: the earliest, as there
     assert early.json()["end_time"] == "2030-01-01T05:00:00+00:00"
-    ids = [early.json()["cron_id"], late.json()["cron_id"]]
+    ids = [never.json()["cron_id"], early.json()["cron_id"], late.json()["cron_id"]]
     for order, expected in (("asc", ids), ("desc", ids[::-1])):
         body = {"sort_by": "end_time", "sort_order": order}
         found = (await api.post("/runs/crons/search", json=body)).json()

@@ -194,10 +194,10 @@ class CronList:
         return crons, soonest
 
 
-def order_by(key: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
-    """The sort key of crons by field ``key`` (crons without it together at one end)."""
-
-    def of(cron: dict[str, Any]) -> tuple[bool, str]:
-        return (cron[key] is None, cron[key] or "")
-
-    return of
+def order_by(key: str) -> Callable[[dict[str, Any]], str]:
+    """The sort key of crons by field ``key``, as the LangGraph server sorts them: an id by
+    its lower-case text (no thread: ``"none"``), a date by its ISO text in UTC (none: the
+    earliest)."""
+    if key in ("cron_id", "assistant_id", "thread_id"):
+        return lambda cron: str(cron[key]).lower()
+    return lambda cron: cron[key] or ""

@@ -272,6 +272,7 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
     descending = body.sort_order != "asc"
     if key != "created_at" or not descending:  # else: the kept order
         order = order_by(key)
+        found.reverse()  # oldest first: equal keys stay in the order made, as the reference's
         found.sort(key=lambda i: order(crons[i]), reverse=descending)
     return kept, found
 
