@@ -208,6 +208,10 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert fetched["run_id"] == run["run_id"] and fetched["status"] == "success"
         threads = await client.threads.search(limit=100)
         assert thread["thread_id"] in {t["thread_id"] for t in threads}
+        chosen = await client.runs.list(thread["thread_id"], select=["run_id", "status"])
+        assert chosen and all(set(r) == {"run_id", "status"} for r in chosen)
+        [used] = await client.threads.search(ids=[thread["thread_id"]])
+        assert used["thread_id"] == thread["thread_id"]
     finally:
         await client.crons.delete(cron["cron_id"])
 
@@ -365,3 +369,21 @@ async def test_a_sorted_search_keeps_equal_crons_in_the_order_made(server: Serve
     assert await order("created_at", "desc") == ["soon", "second", "first"]
     for cron in (first, second, soon):
         await client.crons.delete(cron["cron_id"])
+
+
+async def test_a_thread_search_filters_sorts_and_selects(server: Server) -> None:
+    client = sdk(server.url, server.api_key)
+    mine = tag()
+    made = [(await client.threads.create(metadata={**mine, "n": n}))["thread_id"] for n in range(3)]
+    found = await client.threads.search(ids=made[:2], limit=100)
+    assert sorted(t["thread_id"] for t in found) == sorted(made[:2])
+    oldest = await client.threads.search(metadata=mine, sort_by="created_at", sort_order="asc")
+    assert [t["thread_id"] for t in oldest] == made
+    newest = await client.threads.search(metadata=mine, sort_by="created_at", sort_order="desc")
+    assert [t["thread_id"] for t in newest] == made[::-1]
+    chosen = await client.threads.search(metadata=mine, select=["thread_id", "metadata"])
+    assert all(set(t) == {"thread_id", "metadata"} for t in chosen) and len(chosen) == 3
+    assert await client.threads.search(metadata=mine, status="busy") == []
+    assert len(await client.threads.search(metadata=mine, status="idle")) == 3
+    for thread in await client.threads.search(ids=made[:1]):
+        assert thread["created_at"].endswith("+00:00")  # in UTC

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.documents import DocumentError, load_json
@@ -50,21 +50,35 @@ class ThreadIn(BaseModel):
     if_exists: Literal["raise", "do_nothing"] | None = None
 
 
+ThreadField = Literal[
+    "thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "config",
+    "context", "status", "values", "interrupts",
+]  # fmt: skip
+RunField = Literal[
+    "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
+    "kwargs", "multitask_strategy", "cancel_reason", "langsmith_session_name",
+]  # fmt: skip
+
+
 class ThreadSearch(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    ids: list[str] | None = Field(default=None, max_length=1000)
     metadata: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
+    sort_by: (
+        Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None
+    ) = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[ThreadField] | None = None
 
 
 def _thread(
     thread_id: str, metadata: dict[str, Any], created: float, updated: float
 ) -> dict[str, Any]:
-    made, last = (
-        datetime.fromtimestamp(created).astimezone(),
-        datetime.fromtimestamp(updated).astimezone(),
-    )
+    made, last = datetime.fromtimestamp(created, UTC), datetime.fromtimestamp(updated, UTC)
     return {
         "thread_id": thread_id,
         "created_at": made.isoformat(),
@@ -105,24 +119,37 @@ async def create_thread(request: Request) -> dict[str, Any]:
 )
 async def search_threads(request: Request) -> list[dict[str, Any]]:
     body = await read_body(request, ThreadSearch)
+    if body.status not in (None, "idle"):  # a thread here is idle between its runs
+        return []
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
-    used = await OWN.run(run_threads, store, limit=body.offset + body.limit + len(made))
-    threads: dict[str, dict[str, Any]] = {}
-    last_run: dict[str, float] = {}
-    for thread_id, first, last in used:
-        threads[thread_id] = _thread(thread_id, {}, first, last)
-        last_run[thread_id] = last
+    # the default order (last change first) needs only the threads of the page's runs
+    whole = body.ids is not None or body.sort_by not in (None, "updated_at", "state_updated_at")
+    whole = whole or (body.sort_by is not None and body.sort_order == "asc")
+    most = None if whole else body.offset + body.limit + len(made)
+    used = await OWN.run(run_threads, store, limit=most)
+    times: dict[str, tuple[float, float]] = {t: (first, last) for t, first, last in used}
+    metadata: dict[str, dict[str, Any]] = {}
     for thread_id, metadata_json, created in made:
-        last = max(last_run.get(thread_id, created), created)
-        threads[thread_id] = _thread(thread_id, _metadata(metadata_json), created, last)
+        last = max(times.get(thread_id, (created, created))[1], created)
+        times[thread_id] = (created, last)
+        metadata[thread_id] = _metadata(metadata_json)
+    ids = set(body.ids) if body.ids is not None else None
     wanted = MetadataFilter(body.metadata or {})
     try:
-        found = [t for t in threads.values() if wanted.matches(t["metadata"])]
+        found = [
+            _thread(thread_id, metadata.get(thread_id, {}), first, last)
+            for thread_id, (first, last) in sorted(times.items(), key=lambda item: item[1][0])
+            if (ids is None or thread_id in ids) and wanted.matches(metadata.get(thread_id, {}))
+        ]  # oldest first: equal keys stay in the order made, as the reference's stable sort
     except FilterTooLargeError as exc:
         raise HTTPException(422, str(exc)) from None
-    found.sort(key=lambda t: t["updated_at"], reverse=True)
-    return found[body.offset : body.offset + body.limit]
+    key = body.sort_by or "updated_at"  # the reference: no sort_by is updated_at, newest first
+    found.sort(key=lambda t: t[key], reverse=body.sort_by is None or body.sort_order != "asc")
+    page = found[body.offset : body.offset + body.limit]
+    if body.select:
+        return [{k: v for k, v in t.items() if k in body.select} for t in page]
+    return page
 
 
 def _metadata(stored: str) -> dict[str, Any]:
@@ -152,7 +179,12 @@ def _run(run: RunRecord, assistant: str) -> dict[str, Any]:
 
 @router.get("/threads/{thread_id}/runs", summary="The runs on a thread, newest first")
 async def list_thread_runs(
-    request: Request, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None
+    request: Request,
+    thread_id: str,
+    limit: int = 10,
+    offset: int = 0,
+    status: str | None = None,
+    select: Annotated[list[RunField] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     store = scheduler_of(request).store
     assistant = assistant_of(request)[1]
@@ -171,7 +203,10 @@ async def list_thread_runs(
 
     if not await OWN.run(thread_known, store, thread_id):
         raise HTTPException(404, f"no thread {thread_id!r}")
-    return await OWN.run(page)
+    runs = await OWN.run(page)
+    if select:
+        return [{k: v for k, v in run.items() if k in select} for run in runs]
+    return runs
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")

@@ -59,8 +59,9 @@ def made_threads(store: Store) -> list[tuple[str, str, float]]:
         return [(t, m, c) for t, m, c in conn.execute(_MADE)]
 
 
-def run_threads(store: Store, *, limit: int) -> list[tuple[str, float, float]]:
-    """The threads runs used, newest first: (id, first queued, last queued)."""
+def run_threads(store: Store, *, limit: int | None) -> list[tuple[str, float, float]]:
+    """The threads runs used, newest first: (id, first queued, last queued); the ``limit``
+    newest (None: all)."""
     query = (
         select(
             runs_table.c.thread_id,
