@@ -387,3 +387,19 @@ async def test_a_thread_search_filters_sorts_and_selects(server: Server) -> None
     assert len(await client.threads.search(metadata=mine, status="idle")) == 3
     for thread in await client.threads.search(ids=made[:1]):
         assert thread["created_at"].endswith("+00:00")  # in UTC
+
+
+async def test_a_thread_is_got_and_counted(server: Server) -> None:
+    client = sdk(server.url, server.api_key)
+    mine = tag()
+    made = await client.threads.create(metadata=mine)
+    got = await client.threads.get(made["thread_id"])
+    assert (got["thread_id"], got["metadata"], got["status"]) == (made["thread_id"], mine, "idle")
+    assert got["created_at"] == made["created_at"]
+    with pytest.raises(NotFoundError):
+        await client.threads.get(str(uuid.uuid4()))
+    await client.threads.create(metadata=mine)
+    assert await client.threads.count(metadata=mine) == 2
+    assert await client.threads.count(metadata={**mine, "other": 1}) == 0
+    assert await client.threads.count(metadata=mine, status="busy") == 0
+    assert await client.threads.count() >= 2

@@ -24,7 +24,13 @@ from scheduler.rows import run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import FilterTooLargeError, MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
-from scheduler.storage.threads import insert_thread, made_threads, run_threads, thread_known
+from scheduler.storage.threads import (
+    insert_thread,
+    made_threads,
+    one_thread,
+    run_threads,
+    thread_known,
+)
 
 __all__ = ["router"]
 
@@ -150,6 +156,43 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     if body.select:
         return [{k: v for k, v in t.items() if k in body.select} for t in page]
     return page
+
+
+class ThreadCount(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+@router.post("/threads/count", summary="Count threads", openapi_extra=documented(ThreadCount))
+async def count_threads(request: Request) -> int:
+    body = await read_body(request, ThreadCount)
+    if body.status not in (None, "idle"):
+        return 0
+    store = scheduler_of(request).store
+    made = await OWN.run(made_threads, store)
+    metadata = {thread_id: _metadata(stored) for thread_id, stored, _ in made}
+    if body.metadata:  # a thread only runs used has no metadata: only {} matches it
+        wanted = MetadataFilter(body.metadata)
+        try:
+            return sum(wanted.matches(m) for m in metadata.values())
+        except FilterTooLargeError as exc:
+            raise HTTPException(422, str(exc)) from None
+    used = await OWN.run(run_threads, store, limit=None)
+    return len(metadata.keys() | {thread_id for thread_id, _, _ in used})
+
+
+@router.get("/threads/{thread_id}", summary="One thread (made here, or used by runs)")
+async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    made, used = await OWN.run(one_thread, scheduler_of(request).store, thread_id)
+    if made is None and used is None:
+        raise HTTPException(404, f"no thread {thread_id!r}")
+    if made is None:
+        assert used is not None
+        return _thread(thread_id, {}, used[0], used[1])
+    last = max(made[1], used[1]) if used is not None else made[1]
+    return _thread(thread_id, _metadata(made[0]), made[1], last)
 
 
 def _metadata(stored: str) -> dict[str, Any]:

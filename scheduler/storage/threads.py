@@ -9,11 +9,14 @@ from sqlalchemy.exc import IntegrityError
 from scheduler.storage.schema import runs_table, threads_table
 from scheduler.storage.store import Store
 
-__all__ = ["insert_thread", "made_threads", "run_threads", "thread_known"]
+__all__ = ["insert_thread", "made_threads", "one_thread", "run_threads", "thread_known"]
 
 _MADE = select(threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at)
 _ONE = select(threads_table.c.metadata, threads_table.c.created_at).where(
     threads_table.c.thread_id == bindparam("thread_id")
+)
+_TIMES = select(func.min(runs_table.c.queued_at), func.max(runs_table.c.queued_at)).where(
+    runs_table.c.thread_id == bindparam("thread_id")
 )
 _RUN_ON = select(runs_table.c.id).where(runs_table.c.thread_id == bindparam("thread_id")).limit(1)
 
@@ -51,6 +54,21 @@ def thread_known(store: Store, thread_id: str) -> bool:
             conn.execute(_ONE, params).first() is not None
             or conn.execute(_RUN_ON, params).first() is not None
         )
+
+
+def one_thread(
+    store: Store, thread_id: str
+) -> tuple[tuple[str, float] | None, tuple[float, float] | None]:
+    """One thread: (metadata JSON, created at) if made through the HTTP API, and (first
+    queued, last queued) of its runs if runs used it (None and None: no such thread)."""
+    params = {"thread_id": thread_id}
+    with store._reading() as conn:
+        made = conn.execute(_ONE, params).first()
+        used = conn.execute(_TIMES, params).first()
+    return (
+        None if made is None else (made[0], made[1]),
+        None if used is None or used[0] is None else (used[0], used[1]),
+    )
 
 
 def made_threads(store: Store) -> list[tuple[str, str, float]]:
