@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -403,3 +404,35 @@ async def test_a_thread_is_got_and_counted(server: Server) -> None:
     assert await client.threads.count(metadata={**mine, "other": 1}) == 0
     assert await client.threads.count(metadata=mine, status="busy") == 0
     assert await client.threads.count() >= 2
+
+
+async def test_the_payload_keeps_the_fields_as_sent(server: Server) -> None:
+    """A cron's payload is its request as sent (a PATCH's fields over it), with the
+    assistant's UUID and the cron's id in ``config.configurable``."""
+    client = sdk(server.url, server.api_key)
+    end = datetime(2031, 1, 1, tzinfo=UTC)
+    cron = await client.crons.create(
+        GRAPH, schedule="0 9 * * *", input=HELLO, metadata=tag(), timezone="Europe/Paris",
+        end_time=end, on_run_completed="keep", interrupt_before=["step"], durability="sync",
+    )  # fmt: skip
+    payload = cron["payload"]
+    assert payload["timezone"] == "Europe/Paris" and payload["on_run_completed"] == "keep"
+    assert datetime.fromisoformat(payload["end_time"].replace("Z", "+00:00")) == end
+    assert (payload["interrupt_before"], payload["durability"]) == (["step"], "sync")
+    assert "enabled" not in payload and payload["assistant_id"] == cron["assistant_id"]
+    updated = await client.crons.update(cron["cron_id"], timezone="Asia/Tokyo", input={"x": 1})
+    payload = updated["payload"]
+    assert (payload["timezone"], payload["input"], payload["durability"]) == (
+        "Asia/Tokyo", {"x": 1}, "sync",
+    )  # fmt: skip
+    assert "enabled" not in payload  # not sent
+    assert payload["config"]["configurable"]["cron_id"] == cron["cron_id"]
+    emptied = await client.crons.update(cron["cron_id"], input={})
+    assert emptied["payload"]["input"] == {}  # as sent
+    await client.crons.delete(cron["cron_id"])
+    bare = await client.crons.create(GRAPH, schedule="0 9 * * *", input={}, metadata={})
+    assert (bare["payload"]["input"], bare["payload"]["metadata"]) == ({}, {})
+    await client.crons.delete(bare["cron_id"])
+    unsent = await client.crons.create(GRAPH, schedule="0 9 * * *")
+    assert "input" not in unsent["payload"] and "metadata" not in unsent["payload"]
+    await client.crons.delete(unsent["cron_id"])

@@ -75,9 +75,9 @@ def _payload_now(payload: dict[str, Any], task: TaskDefinition) -> dict[str, Any
     now = {**payload, "schedule": task.cron_expression}
     if "enabled" in now:
         now["enabled"] = task.enabled
-    for key, value in (("input", task.input or None), ("context", task.context),
-                       ("metadata", task.metadata or None), ("webhook", task.webhook)):  # fmt: skip
-        if value is None:
+    for key, value in (("input", task.input), ("context", task.context),
+                       ("metadata", task.metadata), ("webhook", task.webhook)):  # fmt: skip
+        if value is None or (value == {} and key not in now):  # an {} sent is kept
             now.pop(key, None)
         else:
             now[key] = value

@@ -165,11 +165,16 @@ def _validated(
     )
 
 
-def _payload(fields: dict[str, Any], assistant: str, cron_id: str) -> dict[str, Any]:
-    keys = ("schedule", "input", "metadata", "context", "multitask_strategy", "enabled", "webhook")
-    payload = {k: fields[k] for k in keys if fields.get(k) is not None}
+def _payload(
+    sent: dict[str, Any], assistant: str, cron_id: str, before: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run payload the LangGraph server keeps: the request's fields as sent (a PATCH's
+    over the payload ``before``, shallow), the assistant's UUID, the cron's id in
+    ``config.configurable``."""
+    payload = {**(before or {}), **sent}
+    payload.pop("thread_id", None)
     payload["assistant_id"] = assistant
-    config = dict(fields.get("config") or {})
+    config = dict(payload.get("config") or {})
     config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
     payload["config"] = config
     return payload
@@ -196,8 +201,8 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
     scheduler = scheduler_of(request)
     assistant = _check_assistant(request, body.assistant_id)
     cron_id = str(uuid.uuid4())
-    fields = body.model_dump(mode="json", exclude_none=True)
-    fields["thread_id"] = thread_id
+    sent = body.model_dump(mode="json", exclude_none=True)
+    fields = {**sent, "thread_id": thread_id}
     if thread_id is None and body.on_run_completed is None:
         fields["on_run_completed"] = "delete"
     kept = {
@@ -205,7 +210,7 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
         "assistant_id": assistant,
         "timezone": body.timezone,
         "on_run_completed": fields.get("on_run_completed"),
-        "payload": _payload(fields, assistant, cron_id),
+        "payload": _payload(sent, assistant, cron_id),
         "fields": fields,
     }
     task = _task(cron_id, fields, kept)
@@ -343,7 +348,7 @@ async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
         if "on_run_completed" in changes:
             kept["on_run_completed"] = changes["on_run_completed"]
         kept["fields"] = fields
-        kept["payload"] = _payload(fields, kept["assistant_id"], cron_id)
+        kept["payload"] = _payload(changes, kept["assistant_id"], cron_id, found["payload"])
         return _task(cron_id, fields, kept)
 
     scheduler = scheduler_of(request)
