@@ -91,11 +91,12 @@ class CronIn(CronPatch):
     assistant_id: str
 
 
-# the fields a search may select (the SDK's CronSelectField)
+# the fields a search may select: a Cron's (the SDK's CronSelectField also has "now", which
+# no Cron has and the LangGraph server refuses)
 CronField = Literal[
     "cron_id", "assistant_id", "thread_id", "end_time", "schedule", "timezone", "created_at",
-    "updated_at", "user_id", "payload", "next_run_date", "metadata", "now",
-    "on_run_completed", "enabled",
+    "updated_at", "user_id", "payload", "next_run_date", "metadata", "on_run_completed",
+    "enabled",
 ]  # fmt: skip
 
 
