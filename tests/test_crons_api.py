@@ -205,6 +205,7 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         run = succeeded[0]
         assert run["thread_id"] == thread["thread_id"]
         assert run["assistant_id"] == cron["assistant_id"]
+        assert run["multitask_strategy"] == "enqueue"  # a cron's default
         fetched = await client.runs.get(thread["thread_id"], run["run_id"])
         assert fetched["run_id"] == run["run_id"] and fetched["status"] == "success"
         threads = await client.threads.search(limit=100)
@@ -245,6 +246,7 @@ async def test_a_cron_is_a_task_like_any_other(ours: Server, tmp_path: Path) -> 
         task = (await http.get(f"/api/tasks/{cron['cron_id']}")).json()
         listed = (await http.get("/api/tasks", params={"source": "http:crons"})).json()
     assert task["source"] == "http:crons" and task["definition"]["cron_expression"] == "0 9 * * 1"
+    assert task["definition"]["overlap"] == "queue"  # multitask_strategy enqueue, the default
     assert cron["cron_id"] in {t["id"] for t in listed["items"]}
     await client.crons.delete(cron["cron_id"])
 

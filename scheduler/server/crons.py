@@ -158,7 +158,7 @@ def _validated(
             "thread_id": fields.get("thread_id"),
             "enabled": fields.get("enabled", True),
             "end_date": end,
-            "overlap": _STRATEGIES[strategy] if strategy else None,
+            "overlap": _STRATEGIES[strategy or "enqueue"],  # the LangGraph server's default
             "webhook": fields.get("webhook"),
             "request": request,
         }

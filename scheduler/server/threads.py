@@ -7,6 +7,7 @@ interrupted ``error``, timed out ``timeout``, waiting and cancelled ``interrupte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -16,11 +17,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.documents import DocumentError, load_json
-from scheduler.enums import RunStatus
+from scheduler.enums import OverlapPolicy, RunStatus
+from scheduler.exceptions import DefinitionError
 from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, TEXT_LIMITS, check_json_value
 from scheduler.pools import OWN
 from scheduler.records import RunRecord
-from scheduler.rows import run_record
+from scheduler.rows import decode, run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import FilterTooLargeError, MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
@@ -31,6 +33,7 @@ from scheduler.storage.threads import (
     run_threads,
     thread_known,
 )
+from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["router"]
 
@@ -205,7 +208,19 @@ def _metadata(stored: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _run(run: RunRecord, assistant: str) -> dict[str, Any]:
+def _strategy(scheduler: TaskScheduler, task_id: str) -> str:
+    """The LangGraph server's ``multitask_strategy`` of a task's runs (reads the task):
+    ``reject`` when it skips an occurrence while its previous run goes, else ``enqueue``
+    (a removed task: as the settings say)."""
+    policy = scheduler.settings.overlap
+    row = scheduler.store.get_task(task_id)
+    if row is not None:
+        with contextlib.suppress(DefinitionError):  # a row that does not load: the setting
+            policy = decode(row).overlap or policy
+    return "reject" if policy == OverlapPolicy.SKIP else "enqueue"
+
+
+def _run(run: RunRecord, assistant: str, strategy: str) -> dict[str, Any]:
     updated = run.finished_at or run.started_at or run.queued_at
     return {
         "run_id": run.id,
@@ -216,7 +231,7 @@ def _run(run: RunRecord, assistant: str) -> dict[str, Any]:
         "status": _RUN_STATUS.get(run.status, "error"),
         "metadata": {"task_id": run.task_id, "scheduled_for": run.scheduled_for.isoformat()},
         "kwargs": {},
-        "multitask_strategy": "reject",
+        "multitask_strategy": strategy,
     }
 
 
@@ -229,8 +244,10 @@ async def list_thread_runs(
     status: str | None = None,
     select: Annotated[list[RunField] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    store = scheduler_of(request).store
+    scheduler = scheduler_of(request)
+    store = scheduler.store
     assistant = assistant_of(request)[1]
+    strategies: dict[str, str] = {}
     limit, offset = min(max(limit, 1), 1000), min(max(offset, 0), MAX_OFFSET)
 
     def page() -> list[dict[str, Any]]:  # a status filters before the page is cut
@@ -238,7 +255,10 @@ async def list_thread_runs(
         start, step = (offset, limit) if status is None else (0, 1000)
         while True:
             rows = store.thread_runs(thread_id, limit=step, offset=start)
-            runs = (_run(run_record(row), assistant) for row in rows)
+            for row in rows:
+                if row.task_id not in strategies:
+                    strategies[row.task_id] = _strategy(scheduler, row.task_id)
+            runs = (_run(run_record(r), assistant, strategies[r.task_id]) for r in rows)
             found += [r for r in runs if status is None or r["status"] == status]
             if status is None or len(rows) < step or len(found) >= offset + limit:
                 return found if status is None else found[offset : offset + limit]
@@ -254,7 +274,9 @@ async def list_thread_runs(
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")
 async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
-    run = await scheduler_of(request).aget_run(run_id)
+    scheduler = scheduler_of(request)
+    run = await scheduler.aget_run(run_id)
     if run.thread_id != thread_id:
         raise HTTPException(404, f"no run {run_id!r} on thread {thread_id!r}")
-    return _run(run, assistant_of(request)[1])
+    strategy = await OWN.run(_strategy, scheduler, run.task_id)
+    return _run(run, assistant_of(request)[1], strategy)
