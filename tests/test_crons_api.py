@@ -189,8 +189,9 @@ def test_the_sync_client_too(server: Server) -> None:
 async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) -> None:
     client = sdk(server.url, server.api_key)
     thread = await client.threads.create(metadata=tag())
+    mine = tag()
     cron = await client.crons.create_for_thread(
-        thread["thread_id"], GRAPH, schedule="* * * * *", input=HELLO
+        thread["thread_id"], GRAPH, schedule="* * * * *", input=HELLO, metadata=mine
     )
     try:
         runs: list[Any] = []
@@ -206,6 +207,8 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert run["thread_id"] == thread["thread_id"]
         assert run["assistant_id"] == cron["assistant_id"]
         assert run["multitask_strategy"] == "enqueue"  # a cron's default
+        assert run["metadata"].items() >= {**mine, "assistant_id": cron["assistant_id"]}.items()
+        assert run["metadata"]["graph_id"] == GRAPH
         fetched = await client.runs.get(thread["thread_id"], run["run_id"])
         assert fetched["run_id"] == run["run_id"] and fetched["status"] == "success"
         threads = await client.threads.search(limit=100)

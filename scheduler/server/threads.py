@@ -208,28 +208,40 @@ def _metadata(stored: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _strategy(scheduler: TaskScheduler, task_id: str) -> str:
-    """The LangGraph server's ``multitask_strategy`` of a task's runs (reads the task):
-    ``reject`` when it skips an occurrence while its previous run goes, else ``enqueue``
-    (a removed task: as the settings say)."""
-    policy = scheduler.settings.overlap
+def _task_of(scheduler: TaskScheduler, task_id: str) -> tuple[str, dict[str, Any]]:
+    """What a run shows of its task (reads it): the LangGraph server's ``multitask_strategy``
+    (``reject`` when the task skips an occurrence while its previous run goes, else
+    ``enqueue``) and the task's metadata (a removed task: the setting, ``{}``)."""
+    policy, metadata = scheduler.settings.overlap, {}
     row = scheduler.store.get_task(task_id)
     if row is not None:
-        with contextlib.suppress(DefinitionError):  # a row that does not load: the setting
-            policy = decode(row).overlap or policy
-    return "reject" if policy == OverlapPolicy.SKIP else "enqueue"
+        with contextlib.suppress(DefinitionError):  # a row that does not load: as removed
+            task = decode(row)
+            policy, metadata = task.overlap or policy, task.metadata
+    return ("reject" if policy == OverlapPolicy.SKIP else "enqueue"), metadata
 
 
-def _run(run: RunRecord, assistant: str, strategy: str) -> dict[str, Any]:
+def _run(
+    run: RunRecord, graph: tuple[str, str], task: tuple[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A run in the LangGraph server's shape; its metadata is the task's, with the graph's
+    and the scheduler's ids, as the server's has the cron's."""
     updated = run.finished_at or run.started_at or run.queued_at
+    strategy, metadata = task
     return {
         "run_id": run.id,
         "thread_id": run.thread_id,
-        "assistant_id": assistant,
+        "assistant_id": graph[1],
         "created_at": run.queued_at.isoformat(),
         "updated_at": updated.isoformat(),
         "status": _RUN_STATUS.get(run.status, "error"),
-        "metadata": {"task_id": run.task_id, "scheduled_for": run.scheduled_for.isoformat()},
+        "metadata": {
+            **metadata,
+            "graph_id": graph[0],
+            "assistant_id": graph[1],
+            "task_id": run.task_id,
+            "scheduled_for": run.scheduled_for.isoformat(),
+        },
         "kwargs": {},
         "multitask_strategy": strategy,
     }
@@ -246,8 +258,8 @@ async def list_thread_runs(
 ) -> list[dict[str, Any]]:
     scheduler = scheduler_of(request)
     store = scheduler.store
-    assistant = assistant_of(request)[1]
-    strategies: dict[str, str] = {}
+    graph = assistant_of(request)
+    tasks: dict[str, tuple[str, dict[str, Any]]] = {}
     limit, offset = min(max(limit, 1), 1000), min(max(offset, 0), MAX_OFFSET)
 
     def page() -> list[dict[str, Any]]:  # a status filters before the page is cut
@@ -256,9 +268,9 @@ async def list_thread_runs(
         while True:
             rows = store.thread_runs(thread_id, limit=step, offset=start)
             for row in rows:
-                if row.task_id not in strategies:
-                    strategies[row.task_id] = _strategy(scheduler, row.task_id)
-            runs = (_run(run_record(r), assistant, strategies[r.task_id]) for r in rows)
+                if row.task_id not in tasks:
+                    tasks[row.task_id] = _task_of(scheduler, row.task_id)
+            runs = (_run(run_record(r), graph, tasks[r.task_id]) for r in rows)
             found += [r for r in runs if status is None or r["status"] == status]
             if status is None or len(rows) < step or len(found) >= offset + limit:
                 return found if status is None else found[offset : offset + limit]
@@ -278,5 +290,4 @@ async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[
     run = await scheduler.aget_run(run_id)
     if run.thread_id != thread_id:
         raise HTTPException(404, f"no run {run_id!r} on thread {thread_id!r}")
-    strategy = await OWN.run(_strategy, scheduler, run.task_id)
-    return _run(run, assistant_of(request)[1], strategy)
+    return _run(run, assistant_of(request), await OWN.run(_task_of, scheduler, run.task_id))
