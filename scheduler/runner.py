@@ -22,6 +22,7 @@ from typing import Any
 from scheduler.clock import Timer, call_at
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger
 from scheduler.events import EventBus
+from scheduler.fresh_threads import fresh_thread
 from scheduler.invocation import NO_RESUME, Outcome, invoke
 from scheduler.models import TaskDefinition
 from scheduler.outcomes import (
@@ -295,7 +296,9 @@ class Runner(RunnerWaiting, RunnerStopping):
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task
         started = self._clock()
-        thread_id = pending.thread_id = pending.thread_id or task.thread_id or str(uuid.uuid4())
+        thread_id = pending.thread_id = (
+            pending.thread_id or task.thread_id or fresh_thread(pending.run_id)
+        )
         try:
             # Durable before the graph is called: after a crash from here on, the run is
             # found ``running`` and recorded interrupted, never started a second time. A

@@ -19,6 +19,7 @@ from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, EventStream, Listener
 from scheduler.exceptions import LeadershipLostError, SchedulerError, SchedulerNotRunningError
+from scheduler.fresh_threads import forget_threads, is_fresh
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
@@ -305,15 +306,25 @@ class TaskScheduler(AsyncTaskAPI):
 
     def prune_history(self) -> int:
         """Delete final run records beyond ``history_max_runs`` per task or older than
-        ``history_max_age_days`` (the running scheduler does this every 10 minutes).
-        Returns how many were deleted."""
+        ``history_max_age_days`` (the running scheduler does this every 10 minutes), and
+        the checkpoints of the fresh threads those runs had (:mod:`scheduler.fresh_threads`).
+        Returns how many records were deleted."""
         days = self.settings.history_max_age_days
         older_than = self._clock() - days * 86400 if days else None
         self._flush()
         with self._store.transaction() as tx:
-            return tx.prune_runs(
+            deleted, threads = tx.prune_runs(
                 keep_per_task=self.settings.history_max_runs, older_than=older_than
             )
+        fresh = [thread for run_id, thread in threads if is_fresh(run_id, thread)]
+        if fresh:
+            try:
+                graph = self.graph()
+            except Exception as exc:  # the records are gone either way; say what is kept
+                logger.warning("checkpoints of %d pruned run(s) kept: %s", len(fresh), exc)
+            else:
+                forget_threads(graph, fresh)
+        return deleted
 
     async def wait_idle(self) -> None:
         """Wait until no run is queued or running in this process."""

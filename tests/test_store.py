@@ -145,10 +145,10 @@ def test_prune_keeps_the_newest_and_unfinished(store: Store) -> None:
         tx.insert_runs([run_row(f"r{i}", "a", "succeeded", old + i) for i in range(6)])
         tx.insert_runs([run_row("r9", "a", "queued", old), run_row("r8", "a", "waiting", old)])
     with store.transaction() as tx:
-        assert tx.prune_runs(keep_per_task=3, older_than=None) == 3
+        assert tx.prune_runs(keep_per_task=3, older_than=None)[0] == 3
     assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r8", "r5", "r4", "r3"]
     with store.transaction() as tx:
-        assert tx.prune_runs(keep_per_task=0, older_than=time.time() - 86400) == 3
+        assert tx.prune_runs(keep_per_task=0, older_than=time.time() - 86400)[0] == 3
     # queued runs, and runs waiting for an answer, are never pruned
     assert [r.id for r in store.list_runs(limit=None)] == ["r9", "r8"]
 

@@ -258,17 +258,28 @@ class Transaction(LinkStatements):
         )
         return bool(result.rowcount)
 
-    def prune_runs(self, *, keep_per_task: int, older_than: float | None) -> int:
+    def prune_runs(
+        self, *, keep_per_task: int, older_than: float | None
+    ) -> tuple[int, list[tuple[str, str]]]:
         """Delete final run records beyond the newest ``keep_per_task`` final ones of each
         task, or older than ``older_than``; queued, running and waiting records are never
-        deleted (a run waiting for an answer waits as long as it takes)."""
+        deleted (a run waiting for an answer waits as long as it takes). Returns how many
+        were deleted, and ``(run id, thread id)`` of those that had a thread."""
         final = runs_table.c.status.not_in(["queued", "running", "waiting"])
         deleted = 0
-        if older_than is not None:
-            result = self._conn.execute(
-                delete(runs_table).where(final, runs_table.c.queued_at < older_than)
+        threads: list[tuple[str, str]] = []
+
+        def prune(*where: Any) -> int:
+            found = self._conn.execute(
+                select(runs_table.c.id, runs_table.c.thread_id).where(
+                    *where, runs_table.c.thread_id.is_not(None)
+                )
             )
-            deleted += result.rowcount
+            threads.extend((run_id, thread_id) for run_id, thread_id in found)
+            return int(self._conn.execute(delete(runs_table).where(*where)).rowcount)
+
+        if older_than is not None:
+            deleted += prune(final, runs_table.c.queued_at < older_than)
         if keep_per_task > 0:
             crowded = self._conn.execute(
                 select(runs_table.c.task_id)
@@ -286,13 +297,8 @@ class Transaction(LinkStatements):
                 ).scalar()
                 if boundary is None:
                     continue
-                result = self._conn.execute(
-                    delete(runs_table).where(
-                        runs_table.c.task_id == task_id, runs_table.c.id < boundary, final
-                    )
-                )
-                deleted += result.rowcount
-        return deleted
+                deleted += prune(runs_table.c.task_id == task_id, runs_table.c.id < boundary, final)
+        return deleted, threads
 
 
 def _no_nul(params: dict[str, Any]) -> dict[str, Any]:

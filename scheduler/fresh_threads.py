@@ -1,0 +1,56 @@
+"""The threads a run gets of its own, and what becomes of them.
+
+A task without a ``thread_id`` runs each time on a fresh thread, as a stateless run does
+on the LangGraph server. The checkpointer keeps that thread's checkpoints (what an
+``interrupt()`` is answered from), and nothing else ever reads them once the run is over:
+left alone, they would fill the database at every firing, long after the run's record was
+pruned. So a fresh thread is named after its run (:func:`fresh_thread`: a UUID derived
+from the run id, which only the scheduler makes), and when history pruning deletes a
+run's record, :func:`forget_threads` deletes the checkpoints of the fresh threads among
+them. A thread a task names, or one a run was given, is never one of them, whatever
+becomes of its records.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["forget_threads", "fresh_thread", "is_fresh"]
+
+logger = logging.getLogger(__name__)
+
+_NAMESPACE = uuid.UUID("5b0c5a3e-4f1e-4d8e-9a41-6b3f2f6b7c11")
+
+
+def fresh_thread(run_id: str) -> str:
+    """The fresh thread of run ``run_id`` (a UUID, as the LangGraph server wants)."""
+    return str(uuid.uuid5(_NAMESPACE, run_id))
+
+
+def is_fresh(run_id: str, thread_id: str | None) -> bool:
+    """Whether ``thread_id`` is the fresh thread of run ``run_id``."""
+    return thread_id is not None and thread_id == fresh_thread(run_id)
+
+
+def forget_threads(graph: Any, threads: Iterable[str]) -> int:
+    """Delete the checkpoints of ``threads`` in ``graph``'s checkpointer (none: a remote
+    graph, or one compiled without a checkpointer). Returns how many threads were
+    deleted; a checkpointer that cannot delete is said once in the log."""
+    delete = getattr(getattr(graph, "checkpointer", None), "delete_thread", None)
+    if not callable(delete):
+        return 0
+    deleted = 0
+    for thread_id in threads:
+        try:
+            delete(thread_id)
+        except NotImplementedError:
+            logger.info("the checkpointer cannot delete threads: checkpoints of pruned runs kept")
+            break
+        except Exception as exc:
+            logger.warning("could not delete the checkpoints of thread %s: %s", thread_id, exc)
+            break
+        deleted += 1
+    return deleted

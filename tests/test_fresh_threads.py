@@ -1,0 +1,96 @@
+"""A task without a thread runs on a fresh thread each time; the checkpoints of that
+thread go when the run's record is pruned, and no other thread's do (a real compiled graph
+with the checkpointer the scheduler injects, on a real SQLite file)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from scheduler import TaskDefinition, TaskScheduler
+from scheduler.fresh_threads import fresh_thread
+from scheduler.settings import sqlite_url
+from tests import prompt_graphs
+from tests.conftest import make_settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def on_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Callable[..., TaskScheduler], str]]:
+    """A scheduler factory and its database's URL: a SQLite file, or a PostgreSQL schema."""
+    url = (
+        sqlite_url(tmp_path / "scheduler.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_schema_url")
+    )
+    made: list[TaskScheduler] = []
+
+    def make(**settings: Any) -> TaskScheduler:
+        scheduler = TaskScheduler(
+            database_url=url, graph=prompt_graphs.graph, settings=make_settings(**settings)
+        )
+        made.append(scheduler)
+        return scheduler
+
+    yield make, url
+    for scheduler in made:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+
+
+def threads_in(url: str) -> Callable[[], set[str]]:
+    engine = create_engine(url, poolclass=NullPool)
+
+    def read() -> set[str]:
+        with engine.connect() as conn:
+            query = text("SELECT DISTINCT thread_id FROM checkpoints")
+            return {row[0] for row in conn.execute(query)}
+
+    return read
+
+
+async def test_pruned_runs_take_their_fresh_threads_checkpoints_along(
+    on_database: tuple[Callable[..., TaskScheduler], str],
+) -> None:
+    make, url = on_database
+    checkpointed = threads_in(url)
+    scheduler = make(history_max_runs=2)
+    scheduler.start()
+    named = str(uuid.uuid4()).upper()  # a thread the user names, UUID-like as fresh ones are
+    scheduler.add_task(TaskDefinition(id="fresh", interval_seconds=3600, prompt="p"))
+    scheduler.add_task(
+        TaskDefinition(id="named", interval_seconds=3600, prompt="p", thread_id=named)
+    )
+    fresh = [
+        await scheduler.wait_for_run(scheduler.run_task_now("fresh"), timeout=10) for _ in range(5)
+    ]
+    for _ in range(4):
+        await scheduler.wait_for_run(scheduler.run_task_now("named"), timeout=10)
+    # what was checkpointed: one fresh thread per run, named after the run, and the named one
+    threads = [run.thread_id for run in fresh]
+    assert threads == [fresh_thread(run.id) for run in fresh]
+    assert len(set(threads)) == 5
+    assert {*threads, named} <= checkpointed()
+
+    assert scheduler.prune_history() == 3 + 2
+
+    after = checkpointed()
+    assert not set(threads[:3]) & after  # the pruned runs' own threads are gone
+    assert set(threads[3:]) <= after  # the kept records' threads stay
+    assert named in after  # a thread a task names stays, with none of its records pruned
+
+    # a thread given to the task later, that once was a fresh one, is not the run's own:
+    scheduler.add_task(
+        TaskDefinition(id="adopted", interval_seconds=3600, prompt="p", thread_id=threads[4])
+    )
+    for _ in range(3):
+        await scheduler.wait_for_run(scheduler.run_task_now("adopted"), timeout=10)
+    scheduler.prune_history()
+    assert threads[4] in checkpointed()
