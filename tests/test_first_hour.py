@@ -399,6 +399,10 @@ async def test_a_skipped_occurrence_does_not_hide_the_failure_it_waited_for(
 # -- the README's Python example ------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Use it from Python") :]
@@ -419,6 +423,9 @@ def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl+C as in a terminal: a shell's background job starts with SIGINT ignored,
+        # which Python (and asyncio.run) then leaves ignored
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 60
     out = ""
