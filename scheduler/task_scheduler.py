@@ -27,6 +27,7 @@ from scheduler.offload import Offloader, call_soon_threadsafe
 from scheduler.settings import Settings, sqlite_url
 from scheduler.stall import StallWatch
 from scheduler.storage import Store
+from scheduler.storage.threads import threads_in_use
 from scheduler.supervisor import Supervisor
 from scheduler.webhooks import Deliverer
 
@@ -316,7 +317,9 @@ class TaskScheduler(AsyncTaskAPI):
             deleted, threads = tx.prune_runs(
                 keep_per_task=self.settings.history_max_runs, older_than=older_than
             )
-        fresh = [thread for run_id, thread in threads if is_fresh(run_id, thread)]
+            fresh = [thread for run_id, thread in threads if is_fresh(run_id, thread)]
+            kept = threads_in_use(tx, fresh)  # adopted: a task or another run goes on there
+            fresh = [thread for thread in fresh if thread not in kept]
         if fresh:
             try:
                 graph = self.graph()

@@ -94,3 +94,26 @@ async def test_pruned_runs_take_their_fresh_threads_checkpoints_along(
         await scheduler.wait_for_run(scheduler.run_task_now("adopted"), timeout=10)
     scheduler.prune_history()
     assert threads[4] in checkpointed()
+
+
+async def test_a_fresh_thread_a_task_adopted_stays_when_its_first_run_is_pruned(
+    on_database: tuple[Callable[..., TaskScheduler], str],
+) -> None:
+    # an agent's follow-up (schedule_task from a run of a thread-less task) names the run's
+    # fresh thread, as does a cron made with crons.create_for_thread on it: the conversation
+    # goes on there after the run that began it is pruned
+    make, url = on_database
+    checkpointed = threads_in(url)
+    scheduler = make(history_max_runs=1)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="fresh", interval_seconds=3600, prompt="p"))
+    first = await scheduler.wait_for_run(scheduler.run_task_now("fresh"), timeout=10)
+    assert first.thread_id == fresh_thread(first.id)
+    scheduler.add_task(
+        TaskDefinition(id="follow-up", interval_seconds=3600, prompt="p", thread_id=first.thread_id)
+    )
+    await scheduler.wait_for_run(scheduler.run_task_now("follow-up"), timeout=10)
+    await scheduler.wait_for_run(scheduler.run_task_now("fresh"), timeout=10)
+
+    assert scheduler.prune_history() == 1  # the first run's record
+    assert first.thread_id in checkpointed()  # the follow-up's conversation is kept

@@ -3,13 +3,25 @@ threads runs used, for ``threads.search``."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select
+import json
+from collections.abc import Collection
+
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from scheduler.storage.schema import runs_table, threads_table
+from scheduler.storage.links import chunks
+from scheduler.storage.schema import runs_table, tasks_table, threads_table
 from scheduler.storage.store import Store
+from scheduler.storage.transaction import Transaction
 
-__all__ = ["insert_thread", "made_threads", "one_thread", "run_threads", "thread_known"]
+__all__ = [
+    "insert_thread",
+    "made_threads",
+    "one_thread",
+    "run_threads",
+    "thread_known",
+    "threads_in_use",
+]
 
 _MADE = select(threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at)
 _ONE = select(threads_table.c.metadata, threads_table.c.created_at).where(
@@ -93,3 +105,32 @@ def run_threads(store: Store, *, limit: int | None) -> list[tuple[str, float, fl
     )
     with store._reading() as conn:
         return [(t, a, b) for t, a, b in conn.execute(query)]
+
+
+def threads_in_use(tx: Transaction, threads: Collection[str]) -> set[str]:
+    """Those of ``threads`` that something still names: a task's definition (its
+    ``thread_id``, whatever the case of its letters), a run record, or ``threads.create``.
+    A fresh thread a task adopted (an agent's follow-up in the run's conversation, a cron
+    made on the thread) goes on being used after the run that began it is pruned."""
+    wanted = set(threads)
+    if not wanted:
+        return set()
+    conn = tx._conn  # the storage package's own transaction
+    used: set[str] = set()
+    for chunk in chunks(sorted(wanted)):
+        for table in (runs_table, threads_table):
+            query = select(table.c.thread_id).where(table.c.thread_id.in_(chunk)).distinct()
+            used.update(row[0] for row in conn.execute(query))
+    lowered = {thread.lower(): thread for thread in wanted}
+    definitions = select(tasks_table.c.definition).where(
+        or_(*(tasks_table.c.definition.contains(key) for key in ("thread_id", "session_id")))
+    )
+    for (definition,) in conn.execute(definitions):
+        try:
+            stored = json.loads(definition)
+            named = stored.get("thread_id") or stored.get("session_id")
+            names = [named] if isinstance(named, str) else []
+        except (ValueError, AttributeError):  # a row that does not load: read it as text
+            names = [thread for thread in wanted if thread.lower() in definition.lower()]
+        used.update(lowered[name.lower()] for name in names if name.lower() in lowered)
+    return used
