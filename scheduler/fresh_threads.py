@@ -35,22 +35,30 @@ def is_fresh(run_id: str, thread_id: str | None) -> bool:
     return thread_id is not None and thread_id == fresh_thread(run_id)
 
 
-def forget_threads(graph: Any, threads: Iterable[str]) -> int:
+def forget_threads(graph: Any, threads: Iterable[str]) -> set[str]:
     """Delete the checkpoints of ``threads`` in ``graph``'s checkpointer (none: a remote
-    graph, or one compiled without a checkpointer). Returns how many threads were
-    deleted; a checkpointer that cannot delete is said once in the log."""
+    graph, or one compiled without a checkpointer). Returns the threads done with: deleted,
+    or never to be (a checkpointer that cannot delete, said in the log). A failure stops
+    there: the threads not returned are for the next prune (their runs' records stay)."""
+    wanted = list(threads)
     delete = getattr(getattr(graph, "checkpointer", None), "delete_thread", None)
     if not callable(delete):
-        return 0
-    deleted = 0
-    for thread_id in threads:
+        return set(wanted)
+    done: set[str] = set()
+    for thread_id in wanted:
         try:
             delete(thread_id)
         except NotImplementedError:
             logger.info("the checkpointer cannot delete threads: checkpoints of pruned runs kept")
-            break
+            return set(wanted)
         except Exception as exc:
-            logger.warning("could not delete the checkpoints of thread %s: %s", thread_id, exc)
+            logger.warning(
+                "could not delete the checkpoints of thread %s (%s): the records of %d run(s) "
+                "are kept until the next prune",
+                thread_id,
+                exc,
+                len(wanted) - len(done),
+            )
             break
-        deleted += 1
-    return deleted
+        done.add(thread_id)
+    return done

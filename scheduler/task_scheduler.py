@@ -19,7 +19,7 @@ from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, EventStream, Listener
 from scheduler.exceptions import LeadershipLostError, SchedulerError, SchedulerNotRunningError
-from scheduler.fresh_threads import forget_threads, is_fresh
+from scheduler.fresh_threads import forget_threads
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
 from scheduler.loader import default_graph_target, load_graph
@@ -314,20 +314,23 @@ class TaskScheduler(AsyncTaskAPI):
         older_than = self._clock() - days * 86400 if days else None
         self._flush()
         with self._store.transaction() as tx:
-            deleted, threads = tx.prune_runs(
+            deleted, own = tx.prune_runs(
                 keep_per_task=self.settings.history_max_runs, older_than=older_than
             )
-            fresh = [thread for run_id, thread in threads if is_fresh(run_id, thread)]
-            kept = threads_in_use(tx, fresh)  # adopted: a task or another run goes on there
-            fresh = [thread for thread in fresh if thread not in kept]
-        if fresh:
-            try:
-                graph = self.graph()
-            except Exception as exc:  # the records are gone either way; say what is kept
-                logger.warning("checkpoints of %d pruned run(s) kept: %s", len(fresh), exc)
-            else:
-                forget_threads(graph, fresh)
-        return deleted
+            adopted = threads_in_use(tx, own)  # a task or another run goes on there: kept
+            deleted += tx.delete_final_runs(run for run, thread in own if thread in adopted)
+        own = [(run, thread) for run, thread in own if thread not in adopted]
+        if not own:
+            return deleted
+        try:
+            graph = self.graph()
+        except Exception as exc:  # nothing will delete them: the records go all the same
+            logger.warning("checkpoints of %d pruned run(s) kept: %s", len(own), exc)
+            gone = {thread for _, thread in own}
+        else:
+            gone = forget_threads(graph, (thread for _, thread in own))
+        with self._store.transaction() as tx:
+            return deleted + tx.delete_final_runs(run for run, thread in own if thread in gone)
 
     async def wait_idle(self) -> None:
         """Wait until no run is queued or running in this process."""

@@ -4,6 +4,7 @@ with the checkpointer the scheduler injects, on a real SQLite file)."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from scheduler import TaskDefinition, TaskScheduler
+from scheduler.checkpoint import SqliteCheckpointer
 from scheduler.fresh_threads import fresh_thread
 from scheduler.settings import sqlite_url
 from tests import prompt_graphs
@@ -117,3 +119,35 @@ async def test_a_fresh_thread_a_task_adopted_stays_when_its_first_run_is_pruned(
 
     assert scheduler.prune_history() == 1  # the first run's record
     assert first.thread_id in checkpointed()  # the follow-up's conversation is kept
+
+
+async def test_checkpoints_that_could_not_be_deleted_are_deleted_at_the_next_prune(
+    make_scheduler: Callable[..., TaskScheduler], tmp_path: Path
+) -> None:
+    # the graph's own checkpointer, on a file another connection holds locked while the
+    # first prune deletes: the records of the runs whose checkpoints stay are kept for the
+    # next prune (deleted first, the checkpoints would stay for ever)
+    path = tmp_path / "checkpoints.db"
+    saver = SqliteCheckpointer(path)
+    saver.conn.execute("PRAGMA busy_timeout = 200")
+    graph = prompt_graphs.build(saver)
+    scheduler = make_scheduler(graph=graph, history_max_runs=1)
+    scheduler._background_prune = False  # (as on a test clock) pruned when the test says
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="fresh", interval_seconds=3600, prompt="p"))
+    runs = [
+        await scheduler.wait_for_run(scheduler.run_task_now("fresh"), timeout=10) for _ in range(3)
+    ]
+    checkpointed = threads_in(sqlite_url(path))
+    assert {run.thread_id for run in runs} <= checkpointed()
+
+    locker = sqlite3.connect(str(path), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        assert scheduler.prune_history() == 0  # nothing could go: the records stay
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert len(scheduler.list_runs("fresh", limit=None)) == 3
+    assert scheduler.prune_history() == 2
+    assert checkpointed() == {runs[2].thread_id}

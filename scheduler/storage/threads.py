@@ -9,6 +9,7 @@ from collections.abc import Collection
 from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from scheduler.fresh_threads import is_fresh
 from scheduler.storage.links import chunks
 from scheduler.storage.schema import runs_table, tasks_table, threads_table
 from scheduler.storage.store import Store
@@ -107,20 +108,24 @@ def run_threads(store: Store, *, limit: int | None) -> list[tuple[str, float, fl
         return [(t, a, b) for t, a, b in conn.execute(query)]
 
 
-def threads_in_use(tx: Transaction, threads: Collection[str]) -> set[str]:
-    """Those of ``threads`` that something still names: a task's definition (its
-    ``thread_id``, whatever the case of its letters), a run record, or ``threads.create``.
-    A fresh thread a task adopted (an agent's follow-up in the run's conversation, a cron
-    made on the thread) goes on being used after the run that began it is pruned."""
-    wanted = set(threads)
+def threads_in_use(tx: Transaction, own: Collection[tuple[str, str]]) -> set[str]:
+    """Those of the fresh threads of ``own`` (``(run id, thread id)``) that something else
+    still names: a task's definition (its ``thread_id``, whatever the case of its letters),
+    another run's record, or ``threads.create``. A fresh thread a task adopted (an agent's
+    follow-up in the run's conversation, a cron made on the thread) goes on being used
+    after the run that began it is pruned."""
+    wanted = {thread for _, thread in own}
     if not wanted:
         return set()
     conn = tx._conn  # the storage package's own transaction
     used: set[str] = set()
     for chunk in chunks(sorted(wanted)):
-        for table in (runs_table, threads_table):
-            query = select(table.c.thread_id).where(table.c.thread_id.in_(chunk)).distinct()
-            used.update(row[0] for row in conn.execute(query))
+        runs = select(runs_table.c.id, runs_table.c.thread_id).where(
+            runs_table.c.thread_id.in_(chunk)
+        )
+        used.update(thread for run_id, thread in conn.execute(runs) if not is_fresh(run_id, thread))
+        made = select(threads_table.c.thread_id).where(threads_table.c.thread_id.in_(chunk))
+        used.update(row[0] for row in conn.execute(made))
     lowered = {thread.lower(): thread for thread in wanted}
     definitions = select(tasks_table.c.definition).where(
         or_(*(tasks_table.c.definition.contains(key) for key in ("thread_id", "session_id")))

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, text, update
 
 from scheduler.exceptions import LeadershipLostError
+from scheduler.fresh_threads import is_fresh
 from scheduler.storage.driver import execute_many, fetch_one
 from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
@@ -263,11 +264,13 @@ class Transaction(LinkStatements):
     ) -> tuple[int, list[tuple[str, str]]]:
         """Delete final run records beyond the newest ``keep_per_task`` final ones of each
         task, or older than ``older_than``; queued, running and waiting records are never
-        deleted (a run waiting for an answer waits as long as it takes). Returns how many
-        were deleted, and ``(run id, thread id)`` of those that had a thread."""
+        deleted (a run waiting for an answer waits as long as it takes). Nor, yet, are the
+        records of runs on a fresh thread of their own: returned as ``(run id, thread id)``,
+        deleted by :meth:`delete_final_runs` once their checkpoints are (a record deleted
+        first would leave them for ever if that failed). Returns how many were deleted."""
         final = runs_table.c.status.not_in(["queued", "running", "waiting"])
         deleted = 0
-        threads: list[tuple[str, str]] = []
+        own: list[tuple[str, str]] = []
 
         def prune(*where: Any) -> int:
             found = self._conn.execute(
@@ -275,8 +278,13 @@ class Transaction(LinkStatements):
                     *where, runs_table.c.thread_id.is_not(None)
                 )
             )
-            threads.extend((run_id, thread_id) for run_id, thread_id in found)
-            return int(self._conn.execute(delete(runs_table).where(*where)).rowcount)
+            spared = [(run_id, thread) for run_id, thread in found if is_fresh(run_id, thread)]
+            if not spared:
+                return int(self._conn.execute(delete(runs_table).where(*where)).rowcount)
+            own.extend(spared)
+            kept = {run_id for run_id, _ in spared}
+            ids = self._conn.execute(select(runs_table.c.id).where(*where)).scalars()
+            return self.delete_final_runs([run_id for run_id in ids if run_id not in kept])
 
         if older_than is not None:
             deleted += prune(final, runs_table.c.queued_at < older_than)
@@ -298,7 +306,16 @@ class Transaction(LinkStatements):
                 if boundary is None:
                     continue
                 deleted += prune(runs_table.c.task_id == task_id, runs_table.c.id < boundary, final)
-        return deleted, threads
+        return deleted, list(dict(own).items())  # (older and crowded: one run, once)
+
+    def delete_final_runs(self, run_ids: Iterable[str]) -> int:
+        """Delete the records of these runs that are final; returns how many."""
+        final = runs_table.c.status.not_in(["queued", "running", "waiting"])
+        deleted = 0
+        for chunk in chunks(list(run_ids)):
+            statement = delete(runs_table).where(runs_table.c.id.in_(chunk), final)
+            deleted += int(self._conn.execute(statement).rowcount)
+        return deleted
 
 
 def _no_nul(params: dict[str, Any]) -> dict[str, Any]:
