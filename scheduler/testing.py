@@ -120,9 +120,7 @@ class TestClock:
         """Move the clock forward by ``delta`` (or the keywords), firing everything due on
         the way at its own time; returns the runs that finished since the last advance
         (also those that finished between the two, run_task_now's say), by time."""
-        span = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        if span < timedelta(0):
-            raise ValueError("a clock only moves forward")
+        span = _span(delta, days=days, hours=hours, minutes=minutes, seconds=seconds)
         scheduler = self._require()
         target = _within_range(self._now + span.total_seconds())
         watch = asyncio.get_running_loop().create_task(self._watch(target))
@@ -179,9 +177,7 @@ class TestClock:
         """Move the clock forward without firing anything: downtime, while the scheduler
         is stopped (``await scheduler.stop()``, ``clock.pass_time(hours=2)``,
         ``scheduler.start()``, ``await clock.advance()``: the catch-up happens then)."""
-        span = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        if span < timedelta(0):
-            raise ValueError("a clock only moves forward")
+        span = _span(delta, days=days, hours=hours, minutes=minutes, seconds=seconds)
         self._now = _within_range(self._now + span.total_seconds())
 
     async def advance_to(self, moment: datetime) -> list[RunRecord]:
@@ -265,6 +261,17 @@ class TestClock:
                 self.now.isoformat(),
             )
         return True
+
+
+def _span(delta: timedelta | None, **parts: float) -> timedelta:
+    """How far to move: ``delta`` or the keywords (not both), never backwards."""
+    if delta is not None and any(parts.values()):
+        given = ", ".join(f"{name}={value:g}" for name, value in parts.items() if value)
+        raise TypeError(f"give a timedelta or {given}, not both")
+    span = timedelta(**parts) if delta is None else delta
+    if span < timedelta(0):
+        raise ValueError("a clock only moves forward")
+    return span
 
 
 def _within_range(timestamp: float) -> float:

@@ -571,6 +571,12 @@ async def test_a_test_clock_stays_within_the_times_the_scheduler_stores() -> Non
         ]
         with pytest.raises(ValueError, match="only moves forward"):
             await clock.advance_to(start)
+        at = clock.now
+        with pytest.raises(TypeError, match="not both"):  # the keywords were dropped
+            await clock.advance(timedelta(hours=1), minutes=5)
+        with pytest.raises(TypeError, match="not both"):  # the zero span was not given
+            clock.pass_time(timedelta(0), hours=1)
+        assert clock.now == at
         run_id = await scheduler.arun_task_now("t")
         [run] = await clock.advance()
         assert (run.id, run.status, run.problem) == (run_id, RunStatus.SUCCEEDED, None)
