@@ -74,7 +74,12 @@ class Offloader:
             if kept:
                 self._busy = True
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                    # a queue of its own: the end that close() queued for the thread before
+                    # is that thread's, never taken by this one
+                    self._queue = queue.SimpleQueue()
+                    self._thread = threading.Thread(
+                        target=self._work, args=(self._queue,), name=self.name, daemon=True
+                    )
                     self._thread.start()
                 self._queue.put((future, contextvars.copy_context(), function, args))
         if not kept:
@@ -89,8 +94,8 @@ class Offloader:
             if thread is not None:
                 self._queue.put(None)
 
-    def _work(self) -> None:
-        while (call := self._queue.get()) is not None:
+    def _work(self, calls: queue.SimpleQueue[_Call | None]) -> None:
+        while (call := calls.get()) is not None:
             future, context, function, args = call
             loop = future.get_loop()
             result: Any = None

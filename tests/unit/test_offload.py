@@ -72,6 +72,27 @@ async def test_closed_it_lets_its_thread_end_and_starts_a_new_one_when_used_agai
     offload.close()
 
 
+async def test_used_again_right_after_close_the_closed_thread_ends() -> None:
+    offload = Offloader("offload-reopen-test", spill=False)
+    release = threading.Event()
+
+    def wait() -> threading.Thread:
+        release.wait(10)
+        return threading.current_thread()
+
+    busy = asyncio.ensure_future(offload.run(wait))
+    await asyncio.sleep(0.1)
+    offload.close()  # its end is queued behind the call it is making
+    after = asyncio.ensure_future(offload.run(threading.current_thread))  # on a new thread
+    await asyncio.sleep(0.1)
+    release.set()
+    closed, new = await busy, await after
+    assert new is not closed  # the closed thread took no call after its end
+    closed.join(timeout=2)
+    assert not closed.is_alive()  # it took its own end: it does not wait for ever
+    offload.close()
+
+
 async def test_notices_to_the_loop_arrive_once_the_call_is_done_before_its_result() -> None:
     offload = Offloader()
     loop = asyncio.get_running_loop()
