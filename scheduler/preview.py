@@ -34,7 +34,7 @@ def preview(schedule: str, *, timezone: str, now: datetime, count: int) -> Previ
     parsed = parse_schedule(schedule, now=now, timezone=timezone, allow_past=True)
     task = TaskDefinition(id="preview", prompt="preview", timezone=timezone, **parsed.fields())
     times = fire_times(task.build_trigger(anchor=now), after=now, count=count)
-    if parsed.run_at is not None and parsed.run_at <= now:
+    if parsed.run_at is not None and parsed.run_at.timestamp() <= now.timestamp():
         times = [parsed.run_at]
     words = describe(
         parsed.task_type,

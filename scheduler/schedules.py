@@ -319,7 +319,9 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
         moment = moment.replace(tzinfo=ctx.zone)
         if moment.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall:
             raise Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
-    if moment <= ctx.now and not ctx.allow_past:
+    # as instants: two times in one zone compare as wall times (PEP 495 ignores fold), so
+    # the first pass of a repeated hour would count as later than its second
+    if moment.timestamp() <= ctx.now.timestamp() and not ctx.allow_past:
         raise Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
     return ParsedSchedule(TaskType.ONE_TIME, run_at=moment)
 
@@ -356,7 +358,7 @@ def explicit_schedule(
     zone_known = data.get("timezone") is not None or "timezone" in context
     try:  # (no zone yet: 'today at 9:00' is checked once it has one, see PENDING_WALL_CLOCK)
         parsed = parse_schedule(text, now=now, timezone=zone, allow_past=True)
-        past = parsed.run_at is not None and parsed.run_at <= now
+        past = parsed.run_at is not None and parsed.run_at.timestamp() <= now.timestamp()
         if past and not allow_past and (zone_known or not parsed.wall_clock):  # the refusal
             parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
     except ScheduleError as exc:

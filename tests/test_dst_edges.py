@@ -1,0 +1,42 @@
+"""Time zones at the edges, on the test clock (real scheduler, real SQLite file, real
+graph): wall times read during the second pass of a fall-back hour, bounds given as the two
+passes of one wall time. Each occurrence runs once, at its own instant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from scheduler import TaskDefinition
+from scheduler.testing import clocked_scheduler
+from tests.prompt_graphs import graph
+
+NEW_YORK = ZoneInfo("America/New_York")
+# 01:40 on the second pass of New York's fall-back hour (EST, 06:40 UTC): 01:50 on the
+# first pass (EDT, 05:50 UTC) was 50 minutes ago
+SECOND_PASS = datetime(2026, 11, 1, 1, 40, fold=1, tzinfo=NEW_YORK)
+
+
+@pytest.mark.parametrize("schedule", ["today at 01:50", "at 2026-11-01 01:50"])
+async def test_a_time_of_the_repeated_hour_already_past_on_its_first_pass_is_refused(
+    schedule: str, tmp_path: Path
+) -> None:
+    """A repeated wall time means its first pass (the README); said during the second pass,
+    after a later wall time, that instant has passed. It was compared as a wall time with
+    "now" in the same zone (PEP 495 ignores fold there), taken for a future time, and the
+    task ran at once, for a scheduled time 50 minutes before it was added."""
+    async with clocked_scheduler(graph=graph, start=SECOND_PASS, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        with pytest.raises(ValidationError, match="is not after now"):
+            scheduler.add_task(
+                TaskDefinition(
+                    id="late", schedule=schedule, timezone="America/New_York", prompt="x"
+                )
+            )
+        assert await clock.advance(hours=1) == []
