@@ -265,7 +265,7 @@ class TaskDefinition(BaseModel):
         if value is None or start is None:
             return value
         zone = ZoneInfo(info.data.get("timezone") or "UTC")
-        if localize(value, zone) < localize(start, zone):
+        if localize(value, zone).timestamp() < localize(start, zone).timestamp():  # (fold)
             raise _error(
                 "end_date", f"end_date {value.isoformat()} is before start_date {start.isoformat()}"
             )

@@ -40,3 +40,45 @@ async def test_a_time_of_the_repeated_hour_already_past_on_its_first_pass_is_ref
                 )
             )
         assert await clock.advance(hours=1) == []
+
+
+async def test_bounds_given_as_the_two_passes_of_a_repeated_hour_compare_as_instants(
+    tmp_path: Path,
+) -> None:
+    """``start_date`` 01:45 on the first pass (EDT) and ``end_date`` 01:30 on the second
+    (EST) span 45 minutes of real time; the end was compared as a wall time and refused as
+    before the start. The other way round (an end 15 wall minutes after the start, but an
+    hour and 45 minutes before it) was accepted, a task that could never fire."""
+    first_pass = datetime(2026, 11, 1, 1, 45)
+    second_pass = datetime(2026, 11, 1, 1, 30, fold=1)
+    with pytest.raises(ValidationError, match="is before start_date"):
+        TaskDefinition(
+            id="never",
+            cron_expression="*/15 * * * *",
+            timezone="America/New_York",
+            start_date=second_pass,
+            end_date=first_pass,
+            prompt="x",
+        )
+    start = datetime(2026, 11, 1, 0, 0, tzinfo=NEW_YORK)
+    async with clocked_scheduler(graph=graph, start=start, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(
+            TaskDefinition(
+                id="fold",
+                cron_expression="*/15 * * * *",
+                timezone="America/New_York",
+                start_date=first_pass,
+                end_date=second_pass,
+                prompt="x",
+            )
+        )
+        runs = await clock.advance(hours=4)
+    assert [run.scheduled_for.astimezone(NEW_YORK).strftime("%H:%M %z") for run in runs] == [
+        "01:45 -0400",
+        "01:00 -0500",
+        "01:15 -0500",
+        "01:30 -0500",
+    ]
