@@ -97,8 +97,9 @@ class ParsedSchedule:
         run_at: Aware datetime, for ``TaskType.ONE_TIME``.
         relative: ``run_at`` was counted from ``now`` (``in 30 minutes``, ``tomorrow at
             9:00``), so the same text means another time on another day.
-        wall_clock: ``run_at`` is a wall-clock time of a day counted from ``now`` (``today
-            at 9:00``): which day, and which instant, depend on the zone it was read in.
+        wall_clock: ``run_at`` is a wall-clock time read in the zone (the text gave no
+            offset: ``at 2030-03-15 14:00``, ``today at 9:00``): which instant it is (and for
+            ``today`` which day) depends on the zone it was read in.
     """
 
     task_type: TaskType
@@ -314,6 +315,7 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
         (moment if moment.tzinfo else moment.replace(tzinfo=ctx.zone)).astimezone(UTC)
     except OverflowError:
         raise Rejected(f"{moment:%Y-%m-%d %H:%M} is outside the supported years") from None
+    wall = None  # the wall time, when the text gave no offset
     if moment.tzinfo is None:
         wall = moment
         moment = moment.replace(tzinfo=ctx.zone)
@@ -323,7 +325,7 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
     # the first pass of a repeated hour would count as later than its second
     if moment.timestamp() <= ctx.now.timestamp() and not ctx.allow_past:
         raise Rejected(f"{moment.isoformat()} is not after now ({ctx.now.isoformat()})")
-    return ParsedSchedule(TaskType.ONE_TIME, run_at=moment)
+    return ParsedSchedule(TaskType.ONE_TIME, run_at=moment, wall_clock=wall is not None)
 
 
 def explicit_schedule(
@@ -356,7 +358,7 @@ def explicit_schedule(
     now = context.get("now") or (clock() if clock is not None else datetime.now(UTC))
     allow_past = context.get("allow_past", False)
     zone_known = data.get("timezone") is not None or "timezone" in context
-    try:  # (no zone yet: 'today at 9:00' is checked once it has one, see PENDING_WALL_CLOCK)
+    try:  # (no zone yet: a wall time is checked once it has one, see PENDING_WALL_CLOCK)
         parsed = parse_schedule(text, now=now, timezone=zone, allow_past=True)
         past = parsed.run_at is not None and parsed.run_at.timestamp() <= now.timestamp()
         if past and not allow_past and (zone_known or not parsed.wall_clock):  # the refusal
@@ -372,10 +374,9 @@ def explicit_schedule(
     fields = parsed.fields()
     if parsed.task_type is TaskType.CRON and data.get("timezone") is None and "timezone" in context:
         fields["timezone"] = zone  # the wall-clock times were read in this zone
-    if parsed.task_type is TaskType.ONE_TIME and not zone_known and not parsed.relative:
-        # no zone known yet: a wall time, read in the zone the task gets, as a naive run_at
-        fields["run_at"] = fields["run_at"].replace(tzinfo=None)
-    if parsed.wall_clock and not zone_known:  # and its day too: the text is read again then
+    if parsed.wall_clock and not zone_known:
+        # no zone known yet: a wall time (and for 'today', a day), read again in the zone
+        # the task gets (past or in a DST gap there: refused then); an offset is kept
         fields["run_at"] = fields["run_at"].replace(tzinfo=None)
         fields[PENDING_WALL_CLOCK] = (text, now, allow_past)
     return fields

@@ -4,14 +4,14 @@ passes of one wall time. Each occurrence runs once, at its own instant."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
-from scheduler import TaskDefinition
+from scheduler import ScheduleError, TaskDefinition
 from scheduler.testing import clocked_scheduler
 from tests.prompt_graphs import graph
 
@@ -82,3 +82,47 @@ async def test_bounds_given_as_the_two_passes_of_a_repeated_hour_compare_as_inst
         "01:15 -0500",
         "01:30 -0500",
     ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "schedule", "expected"),
+    [
+        # 08:00 in Los Angeles is 15:00 UTC, five hours ahead: it was read in UTC and
+        # refused as past
+        ("America/Los_Angeles", "at 2026-06-01 08:00", "2026-06-01T15:00:00+00:00"),
+        # an offset is kept: it was dropped and the wall time read in the scheduler's zone
+        ("Asia/Tokyo", "2026-06-01T14:00:00+01:00", "2026-06-01T13:00:00+00:00"),
+        ("Asia/Tokyo", "on 2026-06-01 at 13:00Z", "2026-06-01T13:00:00+00:00"),
+    ],
+)
+async def test_a_date_and_time_without_a_zone_is_read_in_the_zone_the_task_gets(
+    zone: str, schedule: str, expected: str
+) -> None:
+    """A ``TaskDefinition`` made in Python without ``timezone`` gets the scheduler's zone
+    at ``add_task``: a date and time without an offset is a wall time there, one with an
+    offset is that instant (the README)."""
+    start = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+    async with clocked_scheduler(graph=graph, start=start, timezone=zone) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="once", schedule=schedule, prompt="x"))
+        [run] = await clock.advance(days=1)
+    assert run.scheduled_for.isoformat() == expected
+
+
+@pytest.mark.parametrize(
+    ("zone", "schedule", "start", "problem"),
+    [
+        # 18:30 in Tokyo was 30 minutes ago (09:30 UTC): it ran at once
+        ("Asia/Tokyo", "at 2026-06-01 18:30", "2026-06-01T10:00:00Z", "is not after now"),
+        # 02:30 does not exist in New York that night: it ran at 03:30
+        ("America/New_York", "at 2026-03-08 02:30", "2026-03-07T10:00:00Z", "DST gap"),
+    ],
+)
+async def test_a_date_and_time_without_a_zone_past_or_skipped_there_is_refused(
+    zone: str, schedule: str, start: str, problem: str
+) -> None:
+    async with clocked_scheduler(graph=graph, start=start, timezone=zone) as (scheduler, clock):
+        task = TaskDefinition(id="once", schedule=schedule, prompt="x")
+        with pytest.raises(ScheduleError, match=problem):
+            scheduler.add_task(task)
+        assert scheduler.list_tasks() == []
+        assert await clock.advance(days=2) == []

@@ -55,6 +55,11 @@ def later(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
     return once(*args, tz=tz, relative=True)
 
 
+def at(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
+    """A date and time without an offset: a wall time in the zone."""
+    return replace(once(*args, tz=tz), wall_clock=True)
+
+
 def wall(*args: int, tz: tzinfo = UTC) -> ParsedSchedule:
     """A wall-clock time of a day counted from now (``today at``, ``tomorrow at``)."""
     return replace(later(*args, tz=tz), wall_clock=True)
@@ -135,14 +140,14 @@ ACCEPTED: list[tuple[str, str, ParsedSchedule]] = [
     ("in 1 day", "America/New_York", later(2026, 3, 11, 8, 0, tz=NEW_YORK)),
     ("in 1.5 h", "UTC", later(2026, 3, 10, 13, 30)),
     # once, at a date and time
-    ("at 2026-03-15 14:00", "UTC", once(2026, 3, 15, 14, 0)),
-    ("at 2026-03-15 14:00", "Europe/Paris", once(2026, 3, 15, 14, 0, tz=PARIS)),
-    ("at 2026-03-15T14:00", "America/New_York", once(2026, 3, 15, 14, 0, tz=NEW_YORK)),
-    ("on 2026-03-15 at 14:00", "Europe/Paris", once(2026, 3, 15, 14, 0, tz=PARIS)),
-    ("on 2026-03-15 at 2pm", "UTC", once(2026, 3, 15, 14, 0)),
-    ("2026-03-15 14:00", "UTC", once(2026, 3, 15, 14, 0)),
-    ("at 14:00 on 2026-03-15", "UTC", once(2026, 3, 15, 14, 0)),
-    ("2026-03-15T14:00:00", "Europe/Paris", once(2026, 3, 15, 14, 0, tz=PARIS)),
+    ("at 2026-03-15 14:00", "UTC", at(2026, 3, 15, 14, 0)),
+    ("at 2026-03-15 14:00", "Europe/Paris", at(2026, 3, 15, 14, 0, tz=PARIS)),
+    ("at 2026-03-15T14:00", "America/New_York", at(2026, 3, 15, 14, 0, tz=NEW_YORK)),
+    ("on 2026-03-15 at 14:00", "Europe/Paris", at(2026, 3, 15, 14, 0, tz=PARIS)),
+    ("on 2026-03-15 at 2pm", "UTC", at(2026, 3, 15, 14, 0)),
+    ("2026-03-15 14:00", "UTC", at(2026, 3, 15, 14, 0)),
+    ("at 14:00 on 2026-03-15", "UTC", at(2026, 3, 15, 14, 0)),
+    ("2026-03-15T14:00:00", "Europe/Paris", at(2026, 3, 15, 14, 0, tz=PARIS)),
     (
         "2026-03-15T14:00:00+01:00",
         "America/New_York",
@@ -269,7 +274,7 @@ def test_past_times_are_refused_unless_allowed() -> None:
     with pytest.raises(ScheduleError, match="is not after now"):
         parse_schedule("at 2026-03-01 09:00", now=NOW)
     parsed = parse_schedule("at 2026-03-01 09:00", now=NOW, allow_past=True)
-    assert parsed == once(2026, 3, 1, 9, 0)
+    assert parsed == at(2026, 3, 1, 9, 0)
     assert not parsed.relative
 
 
