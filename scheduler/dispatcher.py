@@ -244,7 +244,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         grace = task.misfire_grace_seconds
         if grace is None:
             grace = self._settings.misfire_grace_seconds
-        first = datetime.fromtimestamp(row.next_run_time or now, UTC)
+        stored = row.next_run_time
+        first = datetime.fromtimestamp(now if stored is None else stored, UTC)  # (0: 1970)
         cutoff = now_dt - timedelta(seconds=max(grace, ON_TIME_SECONDS))
         return backlog(trigger, first=first, now=now_dt, cutoff=cutoff), grace
 

@@ -6,6 +6,7 @@ retries wait their backoff. These replace tests that slept through real downtime
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from pathlib import Path
 
 from scheduler import RunStatus, TaskDefinition
@@ -93,3 +94,18 @@ async def test_retries_wait_their_backoff(tmp_path: Path) -> None:
         assert base <= gap <= base * 1.25  # retry_delay * 2**(n-1) plus 0-25 % jitter
     [(task_id, final)] = callbacks.failures
     assert (task_id, final.attempt) == ("flaky", 4)
+
+
+async def test_a_one_time_task_at_the_first_instant_of_1970_is_recorded_missed(
+    tmp_path: Path,
+) -> None:
+    """1970-01-01T00:00:00Z is a time a task may name; stored, it is next run time 0, which
+    the dispatcher read as "none" (``or now``): the task ran now, for now, instead of being
+    recorded missed (as its warning said it would be, and as one a second later is)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start=START, db_path=tmp_path / "scheduler.db"
+    ) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="once", run_at=epoch, prompt="p"))
+        [run] = await clock.advance(seconds=1)
+    assert (run.status, run.scheduled_for, run.occurrences) == (RunStatus.MISSED, epoch, 1)
