@@ -23,10 +23,11 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   task's retry policy applies.
 
 The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
-variable). What the server sends is bounded: one streamed event (or one answer that is not
-a stream) of more than :data:`MAX_EVENT_BYTES` fails the run, where the SDK would hold it
-all in memory; its error texts (an ``error`` event, the body of an HTTP error) are kept at
-most 2,000 characters, control characters escaped.
+variable); a ``user:password@`` in the URL is sent as HTTP basic auth, and kept out of
+the URL that log lines and errors show. What the server sends is bounded: one streamed
+event (or one answer that is not a stream) of more than :data:`MAX_EVENT_BYTES` fails the
+run, where the SDK would hold it all in memory; its error texts (an ``error`` event, the
+body of an HTTP error) are kept at most 2,000 characters, control characters escaped.
 
 The SDK client (its ``httpx`` connections) belongs to the event loop that made it: each
 event loop that runs the graph gets its own (``aclose`` closes the current loop's).
@@ -104,7 +105,14 @@ class ServerGraph:
         match = _TARGET.match(target)
         if match is None:
             raise ValueError(f"expected http(s)://host:port#assistant, got {target!r}")
-        self.url = match["url"].rstrip("/")
+        try:
+            url = httpx.URL(match["url"].rstrip("/"))
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"expected http(s)://host:port#assistant: {exc}") from None
+        # user:password@ (a proxy's basic auth) is sent as a header, never kept in the URL:
+        # httpx logs every request's URL, and an error names the server
+        self._auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
+        self.url = str(url.copy_with(userinfo=b""))
         self.assistant_id = match["assistant"] or "agent"
         # one client per event loop: its connections are the loop's (a second asyncio.run()
         # would otherwise use those of the first, closed loop: "Event loop is closed")
@@ -127,6 +135,7 @@ class ServerGraph:
                     base_url=made.base_url,
                     headers=made.headers,
                     timeout=made.timeout,
+                    auth=self._auth,
                     transport=_Bounded(httpx.AsyncHTTPTransport(retries=5)),  # the SDK's own
                 )
             )

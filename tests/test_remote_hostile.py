@@ -6,12 +6,14 @@ request with the events each test gives; the scheduler is real (SQLite file)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import itertools
 import json
 import logging
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -87,9 +89,10 @@ async def hostile() -> AsyncIterator[Hostile]:
 _dbs = itertools.count()
 
 
-async def _run(directory: Path, server: Hostile) -> Any:
-    """A run of a task whose graph is ``server``'s (SCHEDULER_GRAPH=http://...#agent)."""
-    target = f"http://127.0.0.1:{server.port}#agent"
+async def _run(directory: Path, server: Hostile, target: str = "") -> Any:
+    """A run of a task whose graph is ``server``'s (SCHEDULER_GRAPH=http://...#agent), or
+    ``target``'s."""
+    target = target or f"http://127.0.0.1:{server.port}#agent"
     database = directory / f"s{next(_dbs)}.db"
     scheduler = TaskScheduler(db_path=database, settings=make_settings(graph=target, max_retries=0))
     scheduler.start()
@@ -249,3 +252,25 @@ async def test_an_http_error_is_stored_and_logged_bounded_and_printable(
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("scheduler")]
     assert any("HTTP 500" in m for m in logged)
     assert all("\x1b" not in m and "\n2099-01-01" not in m for m in logged)
+
+
+async def test_a_password_in_the_servers_url_is_sent_but_never_logged_or_stored(
+    tmp_path: Path, hostile: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``http://user:password@host#agent`` (a proxy's basic auth): the password goes in the
+    ``Authorization`` header, never into a log line (httpx logs each request's URL) or a run
+    record (a connection error names the server)."""
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "ok"}]})]
+    with socket.socket() as probe:  # a port nothing listens on: a server that is down
+        probe.bind(("127.0.0.1", 0))
+        down = probe.getsockname()[1]
+    with caplog.at_level(logging.DEBUG):
+        ok = await _run(tmp_path, hostile, f"http://ops:s3cr%40t@127.0.0.1:{hostile.port}#agent")
+        failed = await _run(tmp_path, hostile, f"http://ops:s3cr%40t@127.0.0.1:{down}#agent")
+    assert ok.status is RunStatus.SUCCEEDED, ok.error_message
+    basic = "Basic " + base64.b64encode(b"ops:s3cr@t").decode()
+    assert [h.get("authorization") for h in hostile.headers] == [basic] * 2  # stream, GET run
+    assert failed.status is RunStatus.FAILED
+    assert f"ConnectError from the server at http://127.0.0.1:{down}" in failed.error_message
+    for text in (failed.error_message, failed.error_traceback, *caplog.messages):
+        assert "s3cr" not in text, text
