@@ -164,7 +164,7 @@ def context_for(task: TaskDefinition, graph: Any) -> Any:
 async def question_gone(graph: Any, config: dict[str, Any], asked: str | None) -> str | None:
     """Why an answer to the interrupts ``asked`` (JSON, as :func:`interrupts_of` records
     them) cannot be applied on the config's thread now, or None when it can (or cannot be
-    told: no recorded ids, a graph without ``aget_state`` such as a remote one).
+    told: no recorded ids, a graph without ``aget_state``; a LangGraph server's has one).
 
     LangGraph resumes whatever question the thread waits at: after another run used the
     thread, an answer would go to that run's question, or finish nothing."""

@@ -8,7 +8,8 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
 * runs on the server thread of the run's thread: a task's ``thread_id`` that is not a UUID
   (the server wants one) maps to a stable UUID (``uuid5``), so every firing of the task
   continues the same server thread; a fresh run gets a fresh thread (created if missing);
-* sends the input (or, to answer an ``interrupt()``, ``command={"resume": ...}``), the
+* sends the input (or, to answer an ``interrupt()``, ``command={"resume": ...}``, once
+  :meth:`ServerGraph.aget_state` shows the thread still waits at the run's question), the
   context, the ``run_name`` and ``tags`` in the config and the run metadata (task id,
   scheduled time, attempt; the scheduler's run id as ``scheduler_run_id``, since the
   server keeps ``run_id`` for its own) as the server run's ``metadata``;
@@ -43,6 +44,7 @@ import re
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -216,6 +218,19 @@ class ServerGraph:
                 f"{run_id!r}, thread {thread_id})"
             )
         return values
+
+    async def aget_state(self, config: dict[str, Any]) -> Any:
+        """The server thread's state, as far as an answer needs it: ``interrupts``, the
+        questions it waits at (each with its ``id``), so that an answer never goes to
+        another run's question (:func:`scheduler.invocation.question_gone`)."""
+        thread = str((config.get("configurable") or {}).get("thread_id"))
+        try:
+            state = await self.client.threads.get_state(server_thread_id(thread))
+        except (httpx.HTTPError, LangGraphError) as exc:
+            raise ServerRunError(self._http_error_text(exc)) from None
+        items = state.get("interrupts") if isinstance(state, dict) else None
+        asked = [i.get("id") for i in items or () if isinstance(i, dict)]
+        return SimpleNamespace(interrupts=[SimpleNamespace(id=i) for i in asked if i])
 
     async def _final_status(self, thread_id: str, run_id: str) -> str:
         """How the server recorded the run whose stream ended (one ``GET``, more only

@@ -217,3 +217,28 @@ def test_a_server_graph_runs_in_one_event_loop_after_another(langgraph_dev: Lang
                 loop.run_until_complete(graph.aclose())
             loop.close()
     assert [o.split(" (")[0] for o in outputs] == ["turn 1", "turn 2"]
+
+
+async def test_an_answer_never_goes_to_another_runs_question_on_the_server_thread(
+    on_server: Factory, langgraph_dev: LangGraphDev
+) -> None:
+    """Two tasks on one server thread, each waiting at its own question: the server resumes
+    whatever question the thread waits at (the second's), so the first's answer would
+    approve the second's question. It is not applied, as in this process."""
+    scheduler = on_server("asker")
+    runs = []
+    for task_id, prompt in (("first", "v6"), ("second", "v7")):
+        task = TaskDefinition(id=task_id, interval_seconds=3600, prompt=prompt, thread_id="one")
+        runs.append(await fire(scheduler, task))
+    first, second = runs
+    assert (first.status, second.status) == (RunStatus.WAITING, RunStatus.WAITING)
+    scheduler.resume_run(first.id, "yes to v6")
+    done = await eventually(lambda: (r := scheduler.get_run(first.id)).status.is_final and r)
+    assert (done.status, done.error_type) == (RunStatus.CANCELLED, "AnswerNotApplied"), done
+    assert "now waits at another question" in (done.error_message or "")
+    async with get_client(url=langgraph_dev.url) as client:
+        state = await client.threads.get_state(server_thread_id("one"))
+    assert [i["value"] for i in state["interrupts"]] == [{"question": "approve v7?"}]
+    scheduler.resume_run(second.id, "yes to v7")
+    done = await eventually(lambda: (r := scheduler.get_run(second.id)).status.is_final and r)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes to v7")
