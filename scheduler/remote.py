@@ -14,11 +14,12 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   scheduled time, attempt; the scheduler's run id as ``scheduler_run_id``, since the
   server keeps ``run_id`` for its own) as the server run's ``metadata``;
 * streams the run's values; once the stream ends, reads how the server's run ended (one
-  ``GET``): only a run the server records ``success`` succeeds here, with its last values
-  as the result, or is ``waiting`` when they hold an ``__interrupt__`` (the graph stopped
-  for a human); a run the server records otherwise (``interrupted``: cancelled there, by
-  another client or because the stream was cut short; ``error``, ``timeout``) fails the
-  attempt, so the task's retry policy applies;
+  ``GET``, asked again for a few seconds while the server cannot answer): only a run the
+  server records ``success`` succeeds here, with its last values as the result, or is
+  ``waiting`` when they hold an ``__interrupt__`` (the graph stopped for a human); a run
+  the server records otherwise (``interrupted``: cancelled there, by another client or
+  because the stream was cut short; ``error``, ``timeout``) fails the attempt, so the
+  task's retry policy applies;
 * cancels the server's run when the run here is cancelled (a timeout, a stop);
 * fails the run on a connection error or a server error (an HTTP error status), so the
   task's retry policy applies.
@@ -51,7 +52,7 @@ import httpx
 from langgraph.types import Command
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import LangGraphError
+from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitError
 
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
 
@@ -69,6 +70,8 @@ _NOTHING: Any = object()  # no values streamed yet
 # the server ends a run's stream before it records how the run ended: a run still pending
 # or running once its stream ended is asked again after these pauses (seconds)
 _STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
+# what a server restarting (or a proxy in front of it) answers for a moment
+_TRANSIENT = (httpx.TransportError, RateLimitError, InternalServerError)
 _WHY = {
     "interrupted": "cancelled on the server (by another client, or because the stream was "
     "cut short)",
@@ -234,16 +237,27 @@ class ServerGraph:
 
     async def _final_status(self, thread_id: str, run_id: str) -> str:
         """How the server recorded the run whose stream ended (one ``GET``, more only
-        while the server has not recorded it yet); a run still going on is cancelled."""
-        status = ""
+        while the server has not recorded it yet, or cannot answer for a moment: a restart,
+        a proxy's 502; failing a run that succeeded there would have its retry run the
+        graph again); a run still going on is cancelled."""
+        status, unread = "", None
         for pause in (0.0, *_STATUS_PAUSES):
             await asyncio.sleep(pause)
-            run = await self.client.runs.get(thread_id, run_id)
-            status = _error_text(run.get("status") if isinstance(run, dict) else None)[:100]
-            if status not in ("pending", "running"):
-                return status
+            try:
+                run = await self.client.runs.get(thread_id, run_id)
+            except _TRANSIENT as exc:
+                unread = exc
+                continue
+            status, unread = _error_text(run.get("status") if isinstance(run, dict) else None), None
+            if status[:100] not in ("pending", "running"):
+                return status[:100]
         await self._cancel(thread_id, run_id)  # its stream ended: nothing here awaits it
-        return status
+        if unread is not None:  # the last GET failed too: how the run ended is not known
+            raise ServerRunError(
+                f"how the server's run {run_id!r} (thread {thread_id}) ended could not be "
+                f"read: {self._http_error_text(unread)}"
+            )
+        return status[:100]
 
     def _http_error_text(self, exc: BaseException) -> str:
         """An SDK or ``httpx`` error as bounded, printable text (its message may be the

@@ -42,6 +42,7 @@ class Hostile:
         self.raw: list[bytes] = []  # written as they are after the events, when given
         self.failure = b""  # the whole answer to a stream request, instead of the events
         self.run: Any = {"run_id": "1ef00000-0000-0000-0000-000000000001", "status": "success"}
+        self.run_failures: list[bytes] = []  # whole answers to the first GETs of the run
         self.answer = b"{}"  # the JSON body of another request that is not a stream
         self.answer_headers = b""  # more header lines for it
         self.headers: list[dict[str, str]] = []
@@ -57,6 +58,8 @@ class Hostile:
         await reader.readexactly(int(headers.get("content-length", 0)))
         if "/cancel" in head.split("\r\n")[0]:
             writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        elif self.run_failures and RUN.match(head):
+            writer.write(self.run_failures.pop(0))
         elif head.startswith("GET"):
             answer = json.dumps(self.run).encode() if RUN.match(head) else self.answer
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
@@ -274,3 +277,40 @@ async def test_a_password_in_the_servers_url_is_sent_but_never_logged_or_stored(
     assert f"ConnectError from the server at http://127.0.0.1:{down}" in failed.error_message
     for text in (failed.error_message, failed.error_traceback, *caplog.messages):
         assert "s3cr" not in text, text
+
+
+async def test_a_run_whose_end_cannot_be_read_for_a_moment_is_not_run_again(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    """The stream ended; the ``GET`` of how the run ended meets a server restarting (a
+    proxy's 502, a closed connection). The run succeeded there: failing it here would have
+    the retry run the graph a second time on the server."""
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "done once"}]})]
+    hostile.run_failures = [
+        b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        b"",  # the connection closed without an answer
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    ]
+    target = f"http://127.0.0.1:{hostile.port}#agent"
+    settings = make_settings(graph=target, max_retries=1, retry_delay_seconds=0.1)
+    scheduler = TaskScheduler(db_path=tmp_path / "once.db", settings=settings)
+    scheduler.start()
+    try:
+        scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="hi"))
+        run = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=60)
+        await asyncio.sleep(0.5)  # (a retry would be queued by now)
+        runs = scheduler.list_runs("t")
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, "done once"), run.error_message
+    assert len(runs) == 1
+    assert sum(r.startswith("POST") and "/stream" in r for r in hostile.requests) == 1
+
+
+async def test_a_run_whose_end_can_never_be_read_fails(tmp_path: Path, hostile: Hostile) -> None:
+    hostile.events = [("values", {"messages": [{"type": "ai", "content": "done?"}]})]
+    hostile.run_failures = [b""] * 8  # every GET of the run: a closed connection
+    run = await _run(tmp_path, hostile)
+    assert (run.status, run.output) == (RunStatus.FAILED, None)
+    assert "ended could not be read: RemoteProtocolError" in run.error_message
