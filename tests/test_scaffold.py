@@ -1020,3 +1020,19 @@ def test_the_agents_own_requirements_file_gets_the_requirements(
     text = (project / "my_agent" / "requirements.txt").read_text()
     assert text.startswith("langgraph\nlangchain-core\n") and "apscheduler" in text
     assert "pip install -r my_agent/requirements.txt" in out.strip().splitlines()[-1]
+
+
+def test_the_example_task_leaves_the_context_defaults_to_the_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ReAct template's context has a default for every field: the example task gives
+    no context, so its runs follow the code's defaults (the model, the system prompt) as
+    they change; a context field without a default is still given."""
+    react = copy_fixture("react_agent", tmp_path)
+    assert scaffold(capsys, react)[0] == 0
+    [example] = yaml.safe_load((react / "tasks.yaml").read_text())
+    assert example["prompt"] and "context" not in example, example
+    template = copy_fixture("template_agent", tmp_path)
+    assert scaffold(capsys, template)[0] == 0
+    [example] = yaml.safe_load((template / "tasks.yaml").read_text())
+    assert list(example["context"]) == ["audience"], example

@@ -264,12 +264,12 @@ def _example_value(prop: dict[str, Any], name: str) -> Any:
     return values.get(str(prop.get("type")), f"{name.replace('_', ' ')} for the scheduled run")
 
 
-def _example(schema: dict[str, Any] | None) -> dict[str, Any]:
+def _example(schema: dict[str, Any] | None, *, all_if_none: bool = True) -> dict[str, Any]:
     """Example values for a schema's required properties (all of them when none are
-    required)."""
+    required, unless ``all_if_none`` is false)."""
     props = _properties(schema)
     required = [key for key in (schema or {}).get("required", []) if key in props]
-    keys = required or list(props)
+    keys = required or (list(props) if all_if_none else [])
     return {key: _example_value(props[key], key) for key in keys}
 
 
@@ -305,7 +305,9 @@ class GraphShape:
 
     def example_task(self) -> dict[str, Any]:
         """A task that fits the graph: a prompt for a messages graph, else an ``input``
-        with the input's fields; a ``context`` when the graph has a context schema."""
+        with the input's fields; a ``context`` with the context schema's required fields
+        (the others get their defaults at every run, as on the LangGraph server: pinned
+        in ``tasks.yaml`` they would no longer follow the code)."""
         if self.uses_messages:
             task: dict[str, Any] = {"id": "weekday-summary", "name": "Weekday summary"}
             task["schedule"] = "0 9 * * 1-5"
@@ -313,8 +315,8 @@ class GraphShape:
         else:
             task = {"id": "weekday-run", "name": "Weekday run", "schedule": "0 9 * * 1-5"}
             task["input"] = _example(self.input_schema)
-        if self.context_fields:
-            task["context"] = _example(self.context_schema)
+        if context := _example(self.context_schema, all_if_none=False):
+            task["context"] = context
         return task
 
     def describe(self) -> str:
