@@ -115,6 +115,7 @@ def make_venv(path: Path, project: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     (site,) = path.glob("lib/python*/site-packages")
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    ours |= {entry for entry in sys.path if Path(entry).name == "site-packages"}  # .pth ones
     (site / "_test_environment.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
     flags = " ".join(isolation_flags(project)) if (project / "pyproject.toml").exists() else ""
     pip = path / "bin" / "pip"
@@ -1036,3 +1037,75 @@ def test_the_example_task_leaves_the_context_defaults_to_the_code(
     assert scaffold(capsys, template)[0] == 0
     [example] = yaml.safe_load((template / "tasks.yaml").read_text())
     assert list(example["context"]) == ["audience"], example
+
+
+UV_PYPROJECT = """\
+[project]
+name = "my-agent"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["langgraph>=1.0", "langchain-core>=1.0"]
+
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+"""
+
+
+def uv_project(root: Path) -> Path:
+    """A project as ``uv init --package`` lays it out: hatchling, ``src/my_agent``, no
+    package list (hatchling finds the one named after the project, and only it)."""
+    package = root / "src" / "my_agent"
+    package.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(UV_PYPROJECT)
+    (package / "__init__.py").write_text("")
+    (package / "agent.py").write_text(
+        "from langchain_core.messages import AIMessage\n"
+        "from langgraph.graph import START, MessagesState, StateGraph\n"
+        "def reply(state: MessagesState) -> dict:\n"
+        "    return {'messages': [AIMessage(f\"uv-agent on {state['messages'][-1].content}\")]}\n"
+        "graph = StateGraph(MessagesState).add_node(reply).add_edge(START, 'reply').compile()\n"
+    )
+    (root / "langgraph.json").write_text(
+        '{"dependencies": ["."], "graphs": {"agent": "./src/my_agent/agent.py:graph"}}'
+    )
+    return root
+
+
+def test_a_hatchling_src_layout_lists_its_package_and_the_schedulers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a package list, hatchling's wheel holds only ``src/my_agent``: ``pip install
+    .`` (or ``uv sync --no-editable``) left ``scheduler`` out, and main.py failed to import
+    it. The list it gets names both; one given by the project is appended to."""
+    project = uv_project(tmp_path / "my-agent")
+    status, out, err = scaffold(capsys, project)
+    assert status == 0, err
+    assert "make sure the project's build includes" not in out, out
+    wheel = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert wheel["targets"]["wheel"]["packages"] == ["src/my_agent", "src/scheduler"]
+    assert scaffold(capsys, project)[1].startswith("Nothing to change")
+
+    listed = uv_project(tmp_path / "listed")
+    text = UV_PYPROJECT + '\n[tool.hatch.build.targets.wheel]\npackages = ["src/my_agent"]\n'
+    (listed / "pyproject.toml").write_text(text)
+    assert scaffold(capsys, listed)[0] == 0
+    wheel = tomllib.loads((listed / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert wheel["targets"]["wheel"]["packages"] == ["src/my_agent", "src/scheduler"]
+
+
+@pytest.mark.slow
+def test_a_hatchling_project_installed_as_a_wheel_runs_its_scheduler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("hatchling")
+    project = uv_project(tmp_path / "my-agent")
+    task = {"id": "heartbeat", "schedule": "every 1 second", "prompt": "ping"}
+    assert scaffold(capsys, project, "--task", json.dumps(task))[0] == 0
+    venv = make_venv(tmp_path / "venv", project)
+    run_in(venv, project, "pip", "install", ".")  # a wheel, not the source tree
+    where = run_in(venv, tmp_path, "python", "-c", "import scheduler; print(scheduler.__file__)")
+    assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
+    program = Program.start(venv, project)
+    assert "uv-agent on ping" in program.wait_for(FIRED)[2]
+    assert program.finish() == 0, program.output

@@ -208,7 +208,9 @@ def _add_poetry(text: str, data: dict[str, Any], wanted: list[str]) -> tuple[str
     return text, [_name_of(req) for req in missing]
 
 
-def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bool, list[str]]:
+def _include(
+    text: str, data: dict[str, Any], package_dir: str, project: Path
+) -> tuple[str, bool, list[str]]:
     """Make the build include the package at ``package_dir`` (``src/scheduler``)."""
     parent = package_dir.rpartition("/")[0]
     tool = data.get("tool", {})
@@ -232,7 +234,12 @@ def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bo
         wheel = tool.get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
         entry = doc.entry("tool", "hatch", "build", "targets", "wheel", "packages")
         if not isinstance(wheel.get("packages"), list) or entry is None:
-            return text, False, manual
+            found = _hatch_detected(data, project, parent)
+            if found is None:
+                return text, False, manual
+            value = f"[{toml_string(found)}, {toml_string(package_dir)}]"
+            table = ("tool", "hatch", "build", "targets", "wheel")
+            return doc.add_key(table, "packages", value), True, []
         if package_dir in wheel["packages"]:
             return text, False, []
         return doc.append_items(entry, [toml_string(package_dir)]), True, []
@@ -274,6 +281,24 @@ def _include(text: str, data: dict[str, Any], package_dir: str) -> tuple[str, bo
             return text, False, manual
         return doc.append_items(entry, [toml_string(f"{PACKAGE}*")]), True, notes
     return text, False, [] if parent == "src" else manual  # auto-discovery: src layout
+
+
+def _hatch_detected(data: dict[str, Any], project: Path, parent: str) -> str | None:
+    """The package hatchling finds by itself (``src/<project name>``) when nothing in
+    ``[tool.hatch.build]`` chooses the files; ``None`` otherwise. A wheel holds only that
+    one, so the scaffolder lists it with the scheduler's."""
+    build = data.get("tool", {}).get("hatch", {}).get("build", {})
+    chosen = ("packages", "include", "only-include", "sources", "force-include")
+    wheel = build.get("targets", {}).get("wheel", {})
+    if parent != "src" or any(key in part for part in (build, wheel) for key in chosen):
+        return None
+    name = str(data.get("project", {}).get("name", ""))
+    names = dict.fromkeys(re.sub(r"[^\w\d.]+", "_", n) for n in (name, canonical(name)))
+    if not name or any((project / n / "__init__.py").is_file() for n in names):
+        return None  # (one at the root is what hatchling takes)
+    return next(
+        (f"src/{n}" for n in names if (project / "src" / n / "__init__.py").is_file()), None
+    )
 
 
 def scheduler_packages() -> list[str]:
@@ -354,7 +379,7 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         if kind == "pyproject":
             notes += clashes(data["project"].get("dependencies", []), wanted)
         if package_dir is not None:
-            new, included, more = _include(new, tomllib.loads(new), package_dir)
+            new, included, more = _include(new, tomllib.loads(new), package_dir, project)
             notes += more
         tomllib.loads(new)
     except (TomlTextError, tomllib.TOMLDecodeError) as exc:
