@@ -152,9 +152,9 @@ class Program:
     reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls, venv: Path, project: Path) -> Program:
+    def start(cls, venv: Path, project: Path, *command: str) -> Program:
         process = subprocess.Popen(
-            ["python", "main.py"],
+            list(command or ("python", "main.py")),
             cwd=project,
             env=clean_env(venv),
             stdin=subprocess.PIPE,
@@ -1109,3 +1109,64 @@ def test_a_hatchling_project_installed_as_a_wheel_runs_its_scheduler(
     program = Program.start(venv, project)
     assert "uv-agent on ping" in program.wait_for(FIRED)[2]
     assert program.finish() == 0, program.output
+
+
+ONE_SHOT = """\
+\"\"\"Ask the agent one question, print the answer, exit.\"\"\"
+import sys
+
+from graph import graph
+
+
+def main() -> None:
+    result = graph.invoke({"messages": [("user", " ".join(sys.argv[1:]) or "hello")]})
+    print(result["messages"][-1].content)
+
+
+if __name__ == "__main__":
+    main()
+"""
+SERVED = """\
+\"\"\"The agent over HTTP: uvicorn main:app\"\"\"
+from fastapi import FastAPI
+
+from graph import graph
+
+app = FastAPI()
+
+
+@app.post("/ask")
+async def ask(question: str) -> dict:
+    result = await graph.ainvoke({"messages": [("user", question)]})
+    return {"answer": result["messages"][-1].content}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("main", [ONE_SHOT, SERVED], ids=["one-shot", "served"])
+def test_a_main_py_that_does_not_keep_running_is_left_alone_and_serve_runs_the_tasks(
+    main: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A block in a script that runs the graph once started the scheduler and stopped it
+    at once (a task due then was cut short), and in an app that ``uvicorn main:app``
+    imports it never ran: no task fired. main.py is left as it is, and ``next:`` runs
+    the scheduler beside it (``python -m scheduler serve``), also after a restart."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "main.py").write_text(main)
+    task = {"id": "heartbeat", "schedule": "every 1 second", "prompt": "ping"}
+    status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
+    assert status == 0, err
+    assert (project / "main.py").read_text() == main
+    assert "main.py has no loop or server of its own" in out
+    assert out.strip().splitlines()[-1].endswith(".venv/bin/python -m scheduler serve")
+    assert scaffold(capsys, project, "--task", json.dumps(task))[1].startswith("Nothing")
+    venv = make_venv(tmp_path / "venv", project)
+    run_in(venv, project, "pip", "install", "-r", "requirements.txt")
+    fired = []
+    for _ in range(2):
+        program = Program.start(venv, project, "python", "-m", "scheduler", "serve")
+        fired.append(program.wait_for(FIRED))
+        assert program.finish() == 0, program.output
+    assert fired[0][1] != fired[1][1] and "root-agent echo: ping" in fired[1][2]
+    status, out, _ = scaffold(capsys, project, "--no-persist")
+    assert "python -m scheduler --database-url sqlite:// serve" in out.splitlines()[-1]

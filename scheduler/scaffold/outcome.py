@@ -29,14 +29,15 @@ _DATABASE_IN_DOTENV = re.compile(
 def next_command(plan: Plan) -> str:
     """The command that sets the project up on a fresh machine and starts it."""
     where = shlex.quote(str(plan.project))
+    run = plan.run
     if plan.manifest.kind == "poetry":
-        return f"cd {where} && poetry install && poetry run python main.py"
+        return f"cd {where} && poetry install && poetry run python {run}"
     install = (
         f"-r {shlex.quote(plan.manifest.path)}" if plan.manifest.kind == "requirements" else "-e ."
     )
     return (
         f"cd {where} && python3 -m venv .venv && .venv/bin/pip install {install} && "
-        ".venv/bin/python main.py"
+        f".venv/bin/python {run}"
     )
 
 

@@ -42,6 +42,7 @@ from scheduler.scaffold.wiring import (
     dotenv_block,
     env_section,
     find_block,
+    keeps_running,
     main_block,
     main_module,
     place_main_block,
@@ -100,6 +101,7 @@ class Plan:
     changes: ChangeSet
     notes: list[str] = field(default_factory=list)
     zone: str | None = None  # --timezone
+    run: str = "main.py"  # what python runs to run the scheduler
 
 
 class _Planner:
@@ -146,7 +148,7 @@ class _Planner:
         self.check_tasks(plan)
         self.plan_package(plan, package)
         self.changes.change(manifest.path, manifest.old, manifest.new, manifest.summary())
-        self.plan_main()
+        self.plan_main(plan)
         self.plan_tasks(plan)
         self.plan_env()
         self.plan_dotenv(location)
@@ -230,12 +232,22 @@ class _Planner:
             values["timezone"] = self.zone
         return values
 
-    def plan_main(self) -> None:
-        """Create main.py, or add the marked block to the project's own."""
+    def plan_main(self, plan: Plan) -> None:
+        """Create main.py, or add the marked block to the project's own (when its program
+        keeps running; else the scheduler runs on its own: ``python -m scheduler serve``)."""
         module = main_module(self.defaults())
         old = read_text(self.project / "main.py")
         if old is None or old == module or self.changes.scaffolded("main.py"):
             self.changes.whole("main.py", module, note="runs the scheduler (python main.py)")
+            return
+        if not find_block(old) and not keeps_running(old):
+            memory = "--database-url sqlite:// " if self.args.no_persist else ""
+            plan.run = f"-m scheduler {memory}serve"
+            plan.notes.append(
+                "main.py has no loop or server of its own (a script that ends, or an app that a "
+                "server imports), so a scheduler started in it would not fire: left as it is; "
+                f"the scheduler runs on its own, beside it: python {plan.run}"
+            )
             return
         block = main_block(self.defaults(), "\r\n" if "\r\n" in old else "\n")
         added = old if find_block(old) else place_main_block(old, block, self.project / "main.py")

@@ -24,6 +24,7 @@ __all__ = [
     "END",
     "env_section",
     "find_block",
+    "keeps_running",
     "main_block",
     "main_module",
     "place_main_block",
@@ -140,6 +141,34 @@ def place_main_block(text: str, block: str, path: Path) -> str:
     if before.strip():
         before = before.rstrip("\r\n") + nl * 3
     return before + block + (nl * 2 + after.lstrip("\r\n") if after.strip() else "")
+
+
+# calls that keep a program running: servers, event loops, bots, GUIs
+_SERVING = {"run", "serve", "serve_forever", "run_forever", "run_polling", "start_polling"}
+_SERVING |= {"infinity_polling", "mainloop", "launch", "run_app", "start_server", "input"}
+
+
+def keeps_running(text: str) -> bool:
+    """``main.py`` looks like a program that runs until stopped (a loop, ``input()``, a
+    server's or a bot's ``run``), so a scheduler started beside it gets time to fire; not
+    a script that runs the graph once and exits, nor a module a server imports
+    (``uvicorn main:app``), where a block under ``__main__`` never runs."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return True  # (place_main_block says what is wrong)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.While):
+            return True
+        if isinstance(node, ast.For | ast.AsyncFor) and "stdin" in ast.unparse(node.iter):
+            return True
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = func.value if isinstance(func, ast.Attribute) else None
+            if name in _SERVING and not (isinstance(owner, ast.Name) and owner.id == "asyncio"):
+                return True
+    return False
 
 
 def _is_main_guard(test: ast.expr) -> bool:
