@@ -1052,12 +1052,31 @@ build-backend = "hatchling.build"
 """
 
 
-def uv_project(root: Path) -> Path:
+POETRY_PYPROJECT = """\
+[tool.poetry]
+name = "my-agent"
+version = "0.1.0"
+description = ""
+authors = ["Ann <ann@example.com>"]
+
+[tool.poetry.dependencies]
+python = "^3.11"
+langgraph = "^1.0"
+langchain-core = "^1.0"
+
+[build-system]
+requires = ["poetry-core>=1.0.0"]
+build-backend = "poetry.core.masonry.api"
+"""
+
+
+def uv_project(root: Path, pyproject: str = UV_PYPROJECT) -> Path:
     """A project as ``uv init --package`` lays it out: hatchling, ``src/my_agent``, no
-    package list (hatchling finds the one named after the project, and only it)."""
+    package list (hatchling finds the one named after the project, and only it; so does
+    Poetry with ``poetry new --src`` and no ``packages``)."""
     package = root / "src" / "my_agent"
     package.mkdir(parents=True)
-    (root / "pyproject.toml").write_text(UV_PYPROJECT)
+    (root / "pyproject.toml").write_text(pyproject)
     (package / "__init__.py").write_text("")
     (package / "agent.py").write_text(
         "from langchain_core.messages import AIMessage\n"
@@ -1072,12 +1091,13 @@ def uv_project(root: Path) -> Path:
     return root
 
 
-def test_a_hatchling_src_layout_lists_its_package_and_the_schedulers(
+def test_a_src_layout_without_a_package_list_gets_one_with_the_schedulers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without a package list, hatchling's wheel holds only ``src/my_agent``: ``pip install
-    .`` (or ``uv sync --no-editable``) left ``scheduler`` out, and main.py failed to import
-    it. The list it gets names both; one given by the project is appended to."""
+    """Without a package list, hatchling's (and Poetry's) wheel holds only
+    ``src/my_agent``: ``pip install .`` (or ``uv sync --no-editable``) left ``scheduler``
+    out, and main.py failed to import it. The list it gets names both; one given by the
+    project is appended to."""
     project = uv_project(tmp_path / "my-agent")
     status, out, err = scaffold(capsys, project)
     assert status == 0, err
@@ -1093,13 +1113,25 @@ def test_a_hatchling_src_layout_lists_its_package_and_the_schedulers(
     wheel = tomllib.loads((listed / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     assert wheel["targets"]["wheel"]["packages"] == ["src/my_agent", "src/scheduler"]
 
+    poetry = uv_project(tmp_path / "poetry", POETRY_PYPROJECT)
+    status, out, err = scaffold(capsys, poetry)
+    assert status == 0 and "make sure the project's build" not in out, out + err
+    packages = tomllib.loads((poetry / "pyproject.toml").read_text())["tool"]["poetry"]
+    assert packages["packages"] == [
+        {"include": "my_agent", "from": "src"},
+        {"include": "scheduler", "from": "src"},
+    ]
+    assert scaffold(capsys, poetry)[1].startswith("Nothing to change")
+
 
 @pytest.mark.slow
-def test_a_hatchling_project_installed_as_a_wheel_runs_its_scheduler(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("backend", ["hatchling", "poetry"])
+def test_a_src_layout_without_a_package_list_installed_as_a_wheel_runs_its_scheduler(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("hatchling")
-    project = uv_project(tmp_path / "my-agent")
+    pytest.importorskip(backend)
+    pyproject = UV_PYPROJECT if backend == "hatchling" else POETRY_PYPROJECT
+    project = uv_project(tmp_path / "my-agent", pyproject)
     task = {"id": "heartbeat", "schedule": "every 1 second", "prompt": "ping"}
     assert scaffold(capsys, project, "--task", json.dumps(task))[0] == 0
     venv = make_venv(tmp_path / "venv", project)

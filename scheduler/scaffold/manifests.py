@@ -220,6 +220,10 @@ def _include(
     if "poetry" in backend:
         packages = tool.get("poetry", {}).get("packages")
         entry = doc.entry("tool", "poetry", "packages")
+        if packages is None and (own := _found_by_itself(project, data, parent)):
+            value = ", ".join(f"{{ include = {toml_string(n)}, from = {toml_string(parent)} }}"
+                              for n in (own, PACKAGE))  # fmt: skip
+            return doc.add_key(("tool", "poetry"), "packages", f"[{value}]"), True, []
         if not isinstance(packages, list) or entry is None:
             return text, False, manual
         if any(isinstance(p, dict) and p.get("include") == PACKAGE for p in packages):
@@ -234,10 +238,12 @@ def _include(
         wheel = tool.get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
         entry = doc.entry("tool", "hatch", "build", "targets", "wheel", "packages")
         if not isinstance(wheel.get("packages"), list) or entry is None:
-            found = _hatch_detected(data, project, parent)
-            if found is None:
+            build = tool.get("hatch", {}).get("build", {})
+            chosen = ("packages", "include", "only-include", "sources", "force-include")
+            own = _found_by_itself(project, data, parent)
+            if own is None or any(key in part for part in (build, wheel) for key in chosen):
                 return text, False, manual
-            value = f"[{toml_string(found)}, {toml_string(package_dir)}]"
+            value = f"[{toml_string(f'{parent}/{own}')}, {toml_string(package_dir)}]"
             table = ("tool", "hatch", "build", "targets", "wheel")
             return doc.add_key(table, "packages", value), True, []
         if package_dir in wheel["packages"]:
@@ -283,22 +289,16 @@ def _include(
     return text, False, [] if parent == "src" else manual  # auto-discovery: src layout
 
 
-def _hatch_detected(data: dict[str, Any], project: Path, parent: str) -> str | None:
-    """The package hatchling finds by itself (``src/<project name>``) when nothing in
-    ``[tool.hatch.build]`` chooses the files; ``None`` otherwise. A wheel holds only that
-    one, so the scaffolder lists it with the scheduler's."""
-    build = data.get("tool", {}).get("hatch", {}).get("build", {})
-    chosen = ("packages", "include", "only-include", "sources", "force-include")
-    wheel = build.get("targets", {}).get("wheel", {})
-    if parent != "src" or any(key in part for part in (build, wheel) for key in chosen):
-        return None
-    name = str(data.get("project", {}).get("name", ""))
+def _found_by_itself(project: Path, data: dict[str, Any], parent: str) -> str | None:
+    """The package that hatchling or Poetry takes by itself when nothing lists one: the
+    one named after the project, in ``src`` (``src/my_agent`` for ``my-agent``); a wheel
+    then holds only it, so the scaffolder lists it with the scheduler's."""
+    poetry = data.get("tool", {}).get("poetry", {})
+    name = str(data.get("project", {}).get("name") or poetry.get("name") or "")
     names = dict.fromkeys(re.sub(r"[^\w\d.]+", "_", n) for n in (name, canonical(name)))
-    if not name or any((project / n / "__init__.py").is_file() for n in names):
-        return None  # (one at the root is what hatchling takes)
-    return next(
-        (f"src/{n}" for n in names if (project / "src" / n / "__init__.py").is_file()), None
-    )
+    if parent != "src" or not name or any((project / n / "__init__.py").is_file() for n in names):
+        return None  # (one at the root is what they take)
+    return next((n for n in names if (project / "src" / n / "__init__.py").is_file()), None)
 
 
 def scheduler_packages() -> list[str]:
