@@ -324,6 +324,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         assert first is not None
         assert last is not None
         more = " or more" if found.truncated else ""
+        first = first.astimezone(last.tzinfo)  # (the first came from the store, in UTC)
         message = (
             f"{count}{more} occurrence(s) from {first.isoformat()} to {last.isoformat()} fell "
             f"outside the catch-up window of {grace:g} s (misfire_grace_seconds)"

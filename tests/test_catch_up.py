@@ -109,3 +109,26 @@ async def test_a_one_time_task_at_the_first_instant_of_1970_is_recorded_missed(
         scheduler.add_task(TaskDefinition(id="once", run_at=epoch, prompt="p"))
         [run] = await clock.advance(seconds=1)
     assert (run.status, run.scheduled_for, run.occurrences) == (RunStatus.MISSED, epoch, 1)
+
+
+async def test_a_missed_records_times_are_said_in_the_tasks_zone(tmp_path: Path) -> None:
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start=START, db_path=tmp_path / "scheduler.db"
+    ) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(
+                id="hourly",
+                cron_expression="0 * * * *",
+                timezone="Asia/Kolkata",  # +05:30 all year
+                prompt="p",
+                misfire_grace_seconds=60,
+            )
+        )
+        await clock.advance(minutes=31)  # 00:30 UTC is 06:00 in Kolkata: one run
+        await scheduler.stop()
+        clock.pass_time(hours=4)
+        scheduler.start()
+        [missed, *_] = await clock.advance(seconds=1)
+    assert (missed.status, missed.occurrences) == (RunStatus.MISSED, 3)  # 10:00 is caught up
+    message = missed.error_message or ""
+    assert "from 2030-01-01T07:00:00+05:30 to 2030-01-01T09:00:00+05:30" in message, message
