@@ -398,7 +398,8 @@ class TaskDefinition(BaseModel):
         """The next ``count`` fire times after ``after`` (default: now), timezone-aware.
 
         Pure: needs no scheduler. An interval task without ``start_date`` is previewed as
-        if it were added at ``after``. A naive ``after`` is read in the task's time zone.
+        if it were added at ``after``. A naive ``after`` is read in the task's time zone
+        (UTC without ``timezone``: ``add_task`` gives it the scheduler's).
         """
         zone = self.zone()
         moment = localize(after, zone) if after is not None else datetime.now(UTC)
