@@ -668,3 +668,22 @@ async def test_a_websocket_is_refused_before_the_application(
     await app(scope, receive, send)
     assert reached == []
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"id": "\xff"}', "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"id": "t", "priority": ' + b"9" * 5000 + b"}", "4300"),
+    ],
+    ids=["latin-1", "deep", "huge-integer"],
+)
+async def test_a_rest_body_json_cannot_read_is_a_422_naming_the_body(
+    api: httpx.AsyncClient, body: bytes, why: str
+) -> None:
+    reply = await api.post("/api/tasks", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 422, reply.text
+    detail = reply.json()["detail"]
+    assert detail.startswith("body: not JSON this server can read") and why in detail, detail
+    assert (await api.get("/api/tasks")).json()["items"] == []  # nothing written

@@ -15,9 +15,11 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduler.exceptions import (
     RunNotFoundError,
@@ -127,6 +129,14 @@ def _errors(app: FastAPI) -> None:
         # FastAPI's own checks of the query, path and body, said as the rest: "limit: ..."
         return reply(422, describe_errors(exc, unnamed=_PARAMETER_KINDS))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 400 and exc.detail == _UNPARSED:
+            # FastAPI's answer to a body json.loads cannot take (invalid UTF-8, nesting
+            # past the recursion limit, an integer of over 4,300 digits): a 422, as the rest
+            return reply(422, f"body: not JSON this server can read: {_why(exc.__cause__)}")
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(StorageError)
     async def storage(_: Request, exc: Exception) -> JSONResponse:
         return reply(503, str(exc))
@@ -134,6 +144,17 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(SchedulerError)
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         return reply(422, str(exc))
+
+
+_UNPARSED = "There was an error parsing the body"
+
+
+def _why(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    return str(cause) or type(cause).__name__
 
 
 class HttpServer:
