@@ -248,16 +248,17 @@ class ServerGraph:
             except _TRANSIENT as exc:
                 unread = exc
                 continue
-            status, unread = _error_text(run.get("status") if isinstance(run, dict) else None), None
-            if status[:100] not in ("pending", "running"):
-                return status[:100]
+            status = _error_text(run.get("status") if isinstance(run, dict) else None)[:100]
+            unread = None
+            if status not in ("pending", "running"):
+                return status
         await self._cancel(thread_id, run_id)  # its stream ended: nothing here awaits it
         if unread is not None:  # the last GET failed too: how the run ended is not known
             raise ServerRunError(
                 f"how the server's run {run_id!r} (thread {thread_id}) ended could not be "
                 f"read: {self._http_error_text(unread)}"
             )
-        return status[:100]
+        return status
 
     def _http_error_text(self, exc: BaseException) -> str:
         """An SDK or ``httpx`` error as bounded, printable text (its message may be the

@@ -357,7 +357,7 @@ async def test_a_metadata_filter_is_matched_in_bounded_time(api: httpx.AsyncClie
     nested = {"d": [{"k": i} for i in range(1500)]}
     await api.post("/runs/crons", json=cron(api, metadata=nested))
     await api.post("/threads", json={"thread_id": "nested", "metadata": nested})
-    for path in ("/runs/crons/search", "/runs/crons/count", "/threads/search"):
+    for path in ("/runs/crons/search", "/runs/crons/count", "/threads/search", "/threads/count"):
         refused = await api.post(path, json={"metadata": nested})
         assert refused.status_code == 422, (path, refused.status_code)
         assert refused.json()["detail"].startswith("metadata: too large a filter")

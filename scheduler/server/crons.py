@@ -31,7 +31,7 @@ from scheduler.models import TaskDefinition
 from scheduler.pools import OWN
 from scheduler.records import TaskInfo
 from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, read_body
-from scheduler.server.containment import FilterTooLargeError, MetadataFilter
+from scheduler.server.containment import MetadataFilter
 from scheduler.server.cron_list import CronList, Crons, cron_of, cron_request, order_by
 from scheduler.server.replies import JsonReply
 from scheduler.storage.threads import thread_known
@@ -263,17 +263,14 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
     if assistant is None and body.thread_id is None and body.enabled is None and not wanted.wanted:
         found = list(range(len(crons)))
     else:
-        try:  # (bounded: this runs on the event loop)
-            found = [
-                i
-                for i, c in enumerate(crons)
-                if (assistant is None or c["assistant_id"] == assistant)
-                and (body.thread_id is None or c["thread_id"] == body.thread_id)
-                and (body.enabled is None or c["enabled"] == body.enabled)
-                and wanted.matches(c["metadata"])
-            ]
-        except FilterTooLargeError as exc:
-            raise HTTPException(422, str(exc)) from None
+        found = [  # (bounded, as this runs on the event loop: FilterTooLargeError, a 422)
+            i
+            for i, c in enumerate(crons)
+            if (assistant is None or c["assistant_id"] == assistant)
+            and (body.thread_id is None or c["thread_id"] == body.thread_id)
+            and (body.enabled is None or c["enabled"] == body.enabled)
+            and wanted.matches(c["metadata"])
+        ]
     descending = body.sort_order != "asc"
     if key != "created_at" or not descending:  # else: the kept order
         order = order_by(key)

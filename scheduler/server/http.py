@@ -30,6 +30,7 @@ from scheduler.exceptions import (
     UsageError,
     describe_errors,
 )
+from scheduler.server.containment import FilterTooLargeError
 from scheduler.server.guard import Guard, is_loopback
 from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
@@ -119,6 +120,10 @@ def _errors(app: FastAPI) -> None:
             f"id: a task with id {task_id!r} already exists; change it with PATCH "
             f"/api/tasks/{task_id}",
         )
+
+    @app.exception_handler(FilterTooLargeError)  # a search's metadata, past its bound
+    async def too_large(_: Request, exc: Exception) -> JSONResponse:
+        return reply(422, str(exc))  # "metadata: too large a filter ..."
 
     @app.exception_handler(ValidationError)
     async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
