@@ -217,6 +217,15 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert chosen and all(set(r) == {"run_id", "status"} for r in chosen)
         [used] = await client.threads.search(ids=[thread["thread_id"]])
         assert used["thread_id"] == thread["thread_id"]
+        # what the cron produced, read where the SDK reads it: the thread's state
+        state = await client.threads.get_state(thread["thread_id"])
+        said = [(m["type"], m["content"]) for m in state["values"]["messages"]]
+        assert said[:2] == [("human", "hello"), ("ai", "turn 1 (secret unset)")]
+        assert state["checkpoint"]["thread_id"] == thread["thread_id"]
+        assert state["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
+        assert state["next"] == [] and state["interrupts"] == []
+        got = await client.threads.get(thread["thread_id"])
+        assert got["values"]["messages"][:2] == state["values"]["messages"][:2]
     finally:
         await client.crons.delete(cron["cron_id"])
 
@@ -332,6 +341,11 @@ async def test_a_thread_must_exist_for_its_crons_and_runs(server: Server) -> Non
         await client.runs.list(unknown)
     thread = await client.threads.create(metadata=mine)
     assert await client.runs.list(thread["thread_id"]) == []  # made, no runs yet
+    state = await client.threads.get_state(thread["thread_id"])  # no checkpoint yet
+    assert (state["values"], state["next"], state["checkpoint"]) == ({}, [], None)
+    assert (await client.threads.get(thread["thread_id"]))["values"] is None
+    with pytest.raises(NotFoundError):
+        await client.threads.get_state(unknown)
 
 
 async def test_a_cron_id_that_is_no_uuid_is_a_422(server: Server) -> None:

@@ -63,7 +63,7 @@ def check_address(address: str, api_key: str | None) -> tuple[str, int]:
 
 def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
     """The ASGI application of ``scheduler`` (FastAPI, wrapped in the :class:`Guard`)."""
-    from scheduler.server import crons, ops, rest, threads
+    from scheduler.server import crons, ops, rest, thread_state, threads
 
     app = FastAPI(
         title="LangGraph task scheduler",
@@ -76,6 +76,7 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
     app.state.metrics = ops.Metrics(scheduler)
     app.include_router(crons.router)
     app.include_router(threads.router)
+    app.include_router(thread_state.router)
     app.include_router(rest.router)
     app.include_router(ops.router)
     try:

@@ -1,8 +1,10 @@
 """The threads and runs endpoints of the LangGraph server that the SDK needs to see what a
 cron did: ``threads.create`` / ``threads.search`` (threads made here, and the threads runs
-used) and ``runs.list`` / ``runs.get`` on a thread, answered from the run history. A run's
-status in the server's words: queued is ``pending``, succeeded ``success``, failed and
-interrupted ``error``, timed out ``timeout``, waiting and cancelled ``interrupted``.
+used) and ``runs.list`` / ``runs.get`` on a thread, answered from the run history;
+``threads.get`` with the thread's values (and ``threads.get_state``,
+:mod:`scheduler.server.thread_state`) from the graph's checkpoints. A run's status in the
+server's words: queued is ``pending``, succeeded ``success``, failed and interrupted
+``error``, timed out ``timeout``, waiting and cancelled ``interrupted``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scheduler.rows import decode, run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
+from scheduler.server.thread_state import StateReply, read_values
 from scheduler.storage.threads import (
     insert_thread,
     made_threads,
@@ -181,15 +184,20 @@ async def count_threads(request: Request) -> int:
 
 
 @router.get("/threads/{thread_id}", summary="One thread (made here, or used by runs)")
-async def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
-    made, used = await OWN.run(one_thread, scheduler_of(request).store, thread_id)
+async def get_thread(request: Request, thread_id: str) -> StateReply:
+    scheduler = scheduler_of(request)
+    made, used = await OWN.run(one_thread, scheduler.store, thread_id)
     if made is None and used is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
     if made is None:
         assert used is not None
-        return _thread(thread_id, {}, used[0], used[1])
-    last = max(made[1], used[1]) if used is not None else made[1]
-    return _thread(thread_id, _metadata(made[0]), made[1], last)
+        thread = _thread(thread_id, {}, used[0], used[1])
+    else:
+        last = max(made[1], used[1]) if used is not None else made[1]
+        thread = _thread(thread_id, _metadata(made[0]), made[1], last)
+    if used is not None:  # runs used it: its values are what its checkpoints hold
+        thread["values"] = await read_values(scheduler, thread_id)
+    return StateReply(thread)
 
 
 def _metadata(stored: str) -> dict[str, Any]:
