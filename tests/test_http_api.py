@@ -11,11 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
+from scheduler import TaskScheduler
 from scheduler.server import create_app
 from scheduler.server.cron_list import CronList
 from scheduler.server.crons import CRONS_SOURCE, graph_id
 from scheduler.server.replies import encode
-from tests.conftest import SchedulerFactory, eventually
+from tests import prompt_graphs
+from tests.conftest import SchedulerFactory, eventually, make_settings
 
 
 @pytest.fixture
@@ -413,3 +415,80 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
         elsewhere = {"origin": other, "sec-fetch-site": "same-site", "x-api-key": "k"}
         assert (await c.post("/api/tasks", json=task, headers=elsewhere)).status_code == 403
     assert [t.id for t in scheduler.list_tasks()] == ["t"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_threads_status_is_its_newest_runs(
+    database: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """As the LangGraph server's (measured on ``langgraph dev``): a run going makes its
+    thread ``busy``, one waiting at ``interrupt()`` or cancelled ``interrupted``, one that
+    failed ``error``; a run that succeeded after a failure makes it ``idle`` again."""
+    url = f"sqlite:///{tmp_path / 'scheduler.db'}"
+    if database == "postgresql":
+        url = request.getfixturevalue("pg_schema_url")
+    scheduler = TaskScheduler(
+        database_url=url, graph=prompt_graphs.graph, settings=make_settings(http_rate_per_second=0)
+    )
+    try:
+        async with client_of(scheduler) as api:
+            await _statuses(api, tmp_path)
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+
+
+async def _statuses(api: httpx.AsyncClient, tmp_path: Any) -> None:
+    commands = {
+        "going": "hang",
+        "asking": "ask-record-sleep:0",
+        "failing": "fail",
+        "cancelled": "hang",
+        "recovered": "fail",
+        "done": "hi",
+    }
+    mine = {"test": "statuses"}
+    runs = {}
+    for name, prompt in commands.items():
+        await api.post("/threads", json={"thread_id": f"t-{name}", "metadata": mine})
+        task = {"id": name, "interval_seconds": 3600, "prompt": prompt, "thread_id": f"t-{name}"}
+        task["metadata"] = {"log": str(tmp_path / "log")}
+        assert (await api.post("/api/tasks", json=task)).status_code == 201
+        runs[name] = (await api.post(f"/api/tasks/{name}/run")).json()["id"]
+    for name in ("failing", "recovered", "done"):
+        await final(api, runs[name])
+
+    async def status(name: str) -> str:
+        thread: dict[str, Any] = (await api.get(f"/threads/t-{name}")).json()
+        return str(thread["status"])
+
+    async def settled() -> bool:
+        run = (await api.get(f"/api/runs/{runs['cancelled']}")).json()
+        if run["status"] == "running":
+            await api.post(f"/api/runs/{runs['cancelled']}/cancel")
+        waiting = (await api.get(f"/api/runs/{runs['asking']}")).json()["status"] == "waiting"
+        return waiting and run["status"] == "cancelled"
+
+    await eventually(settled, message="the question asked and the cancel done")
+    await api.patch("/api/tasks/recovered", json={"prompt": "hi"})
+    await final(api, (await api.post("/api/tasks/recovered/run")).json()["id"])
+    expected = {
+        "going": "busy",
+        "asking": "interrupted",
+        "failing": "error",
+        "cancelled": "interrupted",
+        "recovered": "idle",
+        "done": "idle",
+    }
+    assert {name: await status(name) for name in commands} == expected
+    for wanted in ("busy", "interrupted", "error", "idle"):
+        found = (
+            await api.post("/threads/search", json={"status": wanted, "metadata": mine})
+        ).json()
+        names = {name for name, status in expected.items() if status == wanted}
+        assert {t["thread_id"] for t in found} == {f"t-{n}" for n in names}
+        assert {t["status"] for t in found} == {wanted}
+        counted = await api.post("/threads/count", json={"status": wanted, "metadata": mine})
+        assert counted.json() == len(names)
+    page = (await api.post("/threads/search", json={"metadata": mine, "limit": 100})).json()
+    assert {t["thread_id"]: t["status"] for t in page} == {f"t-{n}": s for n, s in expected.items()}

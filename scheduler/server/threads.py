@@ -35,6 +35,7 @@ from scheduler.storage.threads import (
     one_thread,
     run_threads,
     thread_known,
+    thread_statuses,
 )
 from scheduler.task_scheduler import TaskScheduler
 
@@ -87,8 +88,27 @@ class ThreadSearch(BaseModel):
     select: list[ThreadField] | None = None
 
 
+# a thread's status in the LangGraph server's words, from the status of its newest run
+# (storage.threads.thread_statuses), as langgraph dev answers: a run going makes it busy,
+# one waiting at interrupt() or cancelled interrupted, one that failed an error; one done,
+# or no run yet, idle
+_THREAD_STATUS = {
+    "queued": "busy",
+    "running": "busy",
+    "waiting": "interrupted",
+    "cancelled": "interrupted",
+    "failed": "error",
+    "timed_out": "error",
+    "interrupted": "error",
+}
+
+
 def _thread(
-    thread_id: str, metadata: dict[str, Any], created: float, updated: float
+    thread_id: str,
+    metadata: dict[str, Any],
+    created: float,
+    updated: float,
+    statuses: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     made, last = datetime.fromtimestamp(created, UTC), datetime.fromtimestamp(updated, UTC)
     return {
@@ -97,7 +117,7 @@ def _thread(
         "updated_at": last.isoformat(),
         "state_updated_at": last.isoformat(),
         "metadata": metadata,
-        "status": "idle",
+        "status": _THREAD_STATUS.get((statuses or {}).get(thread_id, ""), "idle"),
         "config": {},
         "values": None,
     }
@@ -131,15 +151,16 @@ async def create_thread(request: Request) -> dict[str, Any]:
 )
 async def search_threads(request: Request) -> list[dict[str, Any]]:
     body = await read_body(request, ThreadSearch)
-    if body.status not in (None, "idle"):  # a thread here is idle between its runs
-        return []
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
     # the default order (last change first) needs only the threads of the page's runs
     whole = body.ids is not None or body.sort_by not in (None, "updated_at", "state_updated_at")
     whole = whole or (body.sort_by is not None and body.sort_order == "asc")
+    whole = whole or body.status is not None
     most = None if whole else body.offset + body.limit + len(made)
     used = await OWN.run(run_threads, store, limit=most)
+    # the statuses of every thread when they filter or sort; else those of the page only
+    statuses = await OWN.run(thread_statuses, store, None) if whole else None
     times: dict[str, tuple[float, float]] = {t: (first, last) for t, first, last in used}
     metadata: dict[str, dict[str, Any]] = {}
     for thread_id, metadata_json, created in made:
@@ -149,13 +170,19 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     ids = set(body.ids) if body.ids is not None else None
     wanted = MetadataFilter(body.metadata or {})
     found = [
-        _thread(thread_id, metadata.get(thread_id, {}), first, last)
+        _thread(thread_id, metadata.get(thread_id, {}), first, last, statuses)
         for thread_id, (first, last) in sorted(times.items(), key=lambda item: item[1][0])
         if (ids is None or thread_id in ids) and wanted.matches(metadata.get(thread_id, {}))
     ]  # oldest first: equal keys stay in the order made, as the reference's stable sort
+    if body.status is not None:
+        found = [thread for thread in found if thread["status"] == body.status]
     key = body.sort_by or "updated_at"  # the reference: no sort_by is updated_at, newest first
     found.sort(key=lambda t: t[key], reverse=body.sort_by is None or body.sort_order != "asc")
     page = found[body.offset : body.offset + body.limit]
+    if statuses is None and page:
+        statuses = await OWN.run(thread_statuses, store, [t["thread_id"] for t in page])
+        for thread in page:
+            thread["status"] = _THREAD_STATUS.get(statuses.get(thread["thread_id"], ""), "idle")
     if body.select:
         return [{k: v for k, v in t.items() if k in body.select} for t in page]
     return page
@@ -171,16 +198,23 @@ class ThreadCount(BaseModel):
 @router.post("/threads/count", summary="Count threads", openapi_extra=documented(ThreadCount))
 async def count_threads(request: Request) -> int:
     body = await read_body(request, ThreadCount)
-    if body.status not in (None, "idle"):
-        return 0
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
     metadata = {thread_id: _metadata(stored) for thread_id, stored, _ in made}
     if body.metadata:  # a thread only runs used has no metadata: only {} matches it
         wanted = MetadataFilter(body.metadata)
-        return sum(wanted.matches(m) for m in metadata.values())
-    used = await OWN.run(run_threads, store, limit=None)
-    return len(metadata.keys() | {thread_id for thread_id, _, _ in used})
+        counted = {thread_id for thread_id, m in metadata.items() if wanted.matches(m)}
+    else:
+        used = await OWN.run(run_threads, store, limit=None)
+        counted = metadata.keys() | {thread_id for thread_id, _, _ in used}
+    if body.status is not None:
+        statuses = await OWN.run(thread_statuses, store, None)
+        counted = {
+            thread_id
+            for thread_id in counted
+            if _THREAD_STATUS.get(statuses.get(thread_id, ""), "idle") == body.status
+        }
+    return len(counted)
 
 
 @router.get("/threads/{thread_id}", summary="One thread (made here, or used by runs)")
@@ -189,12 +223,13 @@ async def get_thread(request: Request, thread_id: str) -> StateReply:
     made, used = await OWN.run(one_thread, scheduler.store, thread_id)
     if made is None and used is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
+    statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
     if made is None:
         assert used is not None
-        thread = _thread(thread_id, {}, used[0], used[1])
+        thread = _thread(thread_id, {}, used[0], used[1], statuses)
     else:
         last = max(made[1], used[1]) if used is not None else made[1]
-        thread = _thread(thread_id, _metadata(made[0]), made[1], last)
+        thread = _thread(thread_id, _metadata(made[0]), made[1], last, statuses)
     if used is not None:  # runs used it: its values are what its checkpoints hold
         thread["values"] = await read_values(scheduler, thread_id)
     return StateReply(thread)

@@ -4,7 +4,7 @@ threads runs used, for ``threads.search``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ __all__ = [
     "one_thread",
     "run_threads",
     "thread_known",
+    "thread_statuses",
     "threads_in_use",
 ]
 
@@ -106,6 +107,40 @@ def run_threads(store: Store, *, limit: int | None) -> list[tuple[str, float, fl
     )
     with store._reading() as conn:
         return [(t, a, b) for t, a, b in conn.execute(query)]
+
+
+# runs that say what their thread did last (a skipped or missed occurrence ran nothing on it)
+_RAN = ("waiting", "succeeded", "failed", "timed_out", "cancelled", "interrupted")
+
+
+def thread_statuses(store: Store, ids: Iterable[str] | None) -> dict[str, str]:
+    """Of each thread of ``ids`` (None: every thread runs used) that runs used: the status
+    of its newest run that is going (``queued`` or ``running``, first found), else of its
+    newest run that ran; a thread runs used only to skip or miss has none."""
+    found: dict[str, str] = {}
+    going = select(runs_table.c.thread_id, runs_table.c.status).where(
+        runs_table.c.status.in_(("queued", "running")), runs_table.c.thread_id.is_not(None)
+    )  # few, by the status index
+    newest = func.row_number().over(
+        partition_by=runs_table.c.thread_id, order_by=runs_table.c.id.desc()
+    )  # run ids sort by creation
+    ran = select(runs_table.c.thread_id, runs_table.c.status, newest.label("n")).where(
+        runs_table.c.status.in_(_RAN), runs_table.c.thread_id.is_not(None)
+    )
+    wanted = None if ids is None else set(ids)
+    with store._reading() as conn:
+        for thread_id, status in conn.execute(going):
+            if wanted is None or thread_id in wanted:
+                found.setdefault(thread_id, status)
+        if wanted is not None and not wanted - found.keys():
+            return found
+        for chunk in [None] if wanted is None else chunks(sorted(wanted - found.keys())):
+            query = ran if chunk is None else ran.where(runs_table.c.thread_id.in_(chunk))
+            last = query.subquery()
+            rows = conn.execute(select(last.c.thread_id, last.c.status).where(last.c.n == 1))
+            for thread_id, status in rows:
+                found.setdefault(thread_id, status)
+    return found
 
 
 def threads_in_use(tx: Transaction, own: Collection[tuple[str, str]]) -> set[str]:
