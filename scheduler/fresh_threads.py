@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["forget_threads", "fresh_thread", "is_fresh"]
@@ -35,17 +35,28 @@ def is_fresh(run_id: str, thread_id: str | None) -> bool:
     return thread_id is not None and thread_id == fresh_thread(run_id)
 
 
-def forget_threads(graph: Any, threads: Iterable[str]) -> set[str]:
+def forget_threads(
+    graph: Any, threads: Iterable[str], *, stopping: Callable[[], bool] = lambda: False
+) -> set[str]:
     """Delete the checkpoints of ``threads`` in ``graph``'s checkpointer (none: a remote
     graph, or one compiled without a checkpointer). Returns the threads done with: deleted,
     or never to be (a checkpointer that cannot delete, said in the log). A failure stops
-    there: the threads not returned are for the next prune (their runs' records stay)."""
+    there, as ``stopping()`` does before each thread (the scheduler stops: its checkpointer
+    is closed next): the threads not returned are for the next prune (their runs' records
+    stay)."""
     wanted = list(threads)
     delete = getattr(getattr(graph, "checkpointer", None), "delete_thread", None)
     if not callable(delete):
         return set(wanted)
     done: set[str] = set()
     for thread_id in wanted:
+        if stopping():
+            logger.info(
+                "pruning stopped with the scheduler: the checkpoints and records of %d "
+                "run(s) are kept until the next prune",
+                len(wanted) - len(done),
+            )
+            break
         try:
             delete(thread_id)
         except NotImplementedError:

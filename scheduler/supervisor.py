@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,7 @@ class Supervisor:
         store: Store,
         settings: Settings,
         graph: Callable[[], Any],
-        prune: Callable[[], int],
+        prune: Callable[[Callable[[], bool]], int],
         clock: Callable[[], float] = time.time,
         events: EventBus | None = None,
     ) -> None:
@@ -97,6 +98,8 @@ class Supervisor:
         self._poll_task: asyncio.Task[None] | None = None
         self._revision = -1
         self._last_prune = 0.0
+        self._pruning: asyncio.Task[None] | None = None  # the background prune going on
+        self._stopping = threading.Event()  # read by that prune, on its thread
         self._epoch = 0  # the leader epoch this process took when it became active
         self._fenced_out = False  # a write was refused: another epoch was taken since
         self._poll_soon = asyncio.Event()
@@ -142,11 +145,17 @@ class Supervisor:
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
 
     async def stop(self, grace_seconds: float) -> None:
-        """Stop dispatching, let running runs finish for ``grace_seconds``, then cancel them."""
+        """Stop dispatching, let running runs finish for ``grace_seconds``, then cancel them.
+        A prune going on stops after the thread whose checkpoints it deletes, and is waited
+        for: the graph's checkpointer is closed after this."""
+        self._stopping.set()
         if self._poll_task is not None:
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
             self._poll_task = None
+        if self._pruning is not None:  # (asyncio.wait: a cancelled stop does not cancel it)
+            await asyncio.wait({self._pruning})
+            self._pruning = None
         if self.active and self._fenced_out:  # another process is active: let go
             self._let_go()
         if self.active:
@@ -220,7 +229,8 @@ class Supervisor:
             self.runner.call_failure_callbacks(self.recovery.take_failed())
         if self.background_prune and self.clock() - self._last_prune > _PRUNE_EVERY:
             self._last_prune = self.clock()
-            self.loop.create_task(self._prune())
+            if self._pruning is None or self._pruning.done():
+                self._pruning = self.loop.create_task(self._prune(), name="scheduler-prune")
 
     def _fence(self) -> Callable[[Transaction], None]:
         """What the active process's own writes check first, bound to its epoch now: no
@@ -389,7 +399,7 @@ class Supervisor:
 
     async def _prune(self) -> None:
         try:
-            deleted = await OWN.run(self.prune)
+            deleted = await OWN.run(self.prune, self._stopping.is_set)
         except StorageError as exc:
             logger.warning("could not prune run history: %s", exc)
             return

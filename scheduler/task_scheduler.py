@@ -151,7 +151,7 @@ class TaskScheduler(AsyncTaskAPI):
             store=self._store,
             settings=self.settings,
             graph=self.graph,
-            prune=self.prune_history,
+            prune=self._prune_history,
             clock=self._clock,
         )
         supervisor.background_prune = self._background_prune
@@ -310,6 +310,12 @@ class TaskScheduler(AsyncTaskAPI):
         ``history_max_age_days`` (the running scheduler does this every 10 minutes), and
         the checkpoints of the fresh threads those runs had (:mod:`scheduler.fresh_threads`).
         Returns how many records were deleted."""
+        return self._prune_history(lambda: False)
+
+    def _prune_history(self, stopping: Callable[[], bool]) -> int:
+        """:meth:`prune_history`, cut short once ``stopping()`` (the background prune, when
+        the scheduler stops): between two threads' checkpoints, never between a thread's
+        checkpoints and its records (those of the threads left stay for the next prune)."""
         days = self.settings.history_max_age_days
         older_than = self._clock() - days * 86400 if days else None
         self._flush()
@@ -320,7 +326,7 @@ class TaskScheduler(AsyncTaskAPI):
             adopted = threads_in_use(tx, own)  # a task or another run goes on there: kept
             deleted += tx.delete_final_runs(run for run, thread in own if thread in adopted)
         own = [(run, thread) for run, thread in own if thread not in adopted]
-        if not own:
+        if not own or stopping():
             return deleted
         try:
             graph = self.graph()
@@ -328,7 +334,7 @@ class TaskScheduler(AsyncTaskAPI):
             logger.warning("checkpoints of %d pruned run(s) kept: %s", len(own), exc)
             gone = {thread for _, thread in own}
         else:
-            gone = forget_threads(graph, (thread for _, thread in own))
+            gone = forget_threads(graph, (thread for _, thread in own), stopping=stopping)
         with self._store.transaction() as tx:
             return deleted + tx.delete_final_runs(run for run, thread in own if thread in gone)
 

@@ -4,7 +4,9 @@ with the checkpointer the scheduler injects, on a real SQLite file)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -151,3 +153,55 @@ async def test_checkpoints_that_could_not_be_deleted_are_deleted_at_the_next_pru
     assert len(scheduler.list_runs("fresh", limit=None)) == 3
     assert scheduler.prune_history() == 2
     assert checkpointed() == {runs[2].thread_id}
+
+
+async def test_stop_waits_for_a_background_prune_which_stops_between_threads(
+    make_scheduler: Callable[..., TaskScheduler],
+) -> None:
+    # the background prune deletes checkpoints through the checkpointer close() closes: a
+    # stop() that did not wait for it left it to use a closed connection (or cut off between
+    # a thread's checkpoints and its record); cut short, the next prune does the rest
+    scheduler = make_scheduler(history_max_runs=1)
+    scheduler._background_prune = False  # (the runs first)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="fresh", interval_seconds=3600, prompt="p"))
+    runs = [
+        await scheduler.wait_for_run(scheduler.run_task_now("fresh"), timeout=10) for _ in range(4)
+    ]
+    await scheduler.stop(grace_seconds=0)
+    saver = scheduler.graph().checkpointer  # the SqliteCheckpointer injected on the file
+    deleting, release = threading.Event(), threading.Event()
+    calls: list[tuple[str, bool]] = []
+    closed = False
+    original = saver.delete_thread
+
+    def delete_thread(thread_id: str) -> None:
+        calls.append((thread_id, closed))
+        deleting.set()
+        release.wait(10)
+        original(thread_id)
+
+    saver.delete_thread = delete_thread
+    scheduler._background_prune = True
+    scheduler.start()  # its first poll prunes, in the background
+    try:
+        assert await asyncio.to_thread(deleting.wait, 10)
+        stopping = asyncio.create_task(scheduler.stop(grace_seconds=0))
+        done, _ = await asyncio.wait({stopping}, timeout=0.5)
+        assert not done  # the prune is deleting a thread's checkpoints: stop() waits
+    finally:
+        release.set()
+    await stopping
+    scheduler.close()
+    closed = True
+    assert scheduler._persistence is None  # nothing reopened the graph's connections
+    [(first, during_close)] = calls  # one thread deleted, before close; then it stopped
+    assert not during_close
+    kept = {run.thread_id for run in scheduler.list_runs("fresh", limit=None)}
+    assert first not in kept and len(kept) == 3  # its record went with its checkpoints
+
+    again = make_scheduler(history_max_runs=1)  # the next prune does the rest
+    assert again.prune_history() == 2
+    checkpointed = threads_in(again.store.url)
+    assert {run.thread_id for run in again.list_runs("fresh", limit=None)} == {runs[3].thread_id}
+    assert checkpointed() == {runs[3].thread_id}
