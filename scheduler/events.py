@@ -3,7 +3,9 @@
 Every run of the active scheduler in this process emits a :class:`RunEvent`: ``started``
 (its start is committed, the graph is about to be called), ``waiting`` (it stopped at
 ``interrupt()``), ``finished`` (any final status: succeeded, failed, timed out, cancelled,
-interrupted; and the ``skipped`` and ``missed`` records of the dispatcher and of workflows).
+interrupted; and the ``skipped`` and ``missed`` records of the dispatcher and of workflows,
+and the runs cancelled ``TaskUnavailable``, whose task may be unknown: ``event.task`` is
+None when the task was removed or its stored record cannot be read).
 Two ways in:
 
 * ``scheduler.subscribe(listener)``: ``listener(event)``, sync or async, is called on the
@@ -47,16 +49,17 @@ class RunEvent:
     Attributes:
         kind: ``started``, ``waiting`` or ``finished``.
         run: The run's record as it stands after the event.
-        task: The task's definition.
+        task: The task's definition; None for a run cancelled ``TaskUnavailable`` because
+            its task was removed or its stored record cannot be read.
     """
 
     kind: EventKind
     run: RunRecord
-    task: TaskDefinition
+    task: TaskDefinition | None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data: the kind, the run record, and the task id."""
-        return {"kind": self.kind, "task_id": self.task.id, "run": self.run.to_dict()}
+        return {"kind": self.kind, "task_id": self.run.task_id, "run": self.run.to_dict()}
 
 
 Listener = Callable[[RunEvent], Any]
@@ -74,9 +77,10 @@ class EventBus:
     def __bool__(self) -> bool:
         return bool(self._listeners)
 
-    def wants(self, task: TaskDefinition) -> bool:
+    def wants(self, task: TaskDefinition | None) -> bool:
         """Some listener wants the events of ``task``'s runs (so they are worth making)."""
-        return bool(self._listeners) or (self.webhooks is not None and task.webhook is not None)
+        webhook = task is not None and task.webhook is not None
+        return bool(self._listeners) or (self.webhooks is not None and webhook)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event from now on; returns the unsubscribe function."""
@@ -91,7 +95,7 @@ class EventBus:
     def emit(self, event: RunEvent) -> None:
         """Hand ``event`` to every listener (call on the event loop)."""
         listeners = list(self._listeners)
-        if self.webhooks is not None and event.task.webhook is not None:
+        if self.webhooks is not None and event.task is not None and event.task.webhook:
             listeners.append(self.webhooks)
         for listener in listeners:
             try:

@@ -28,7 +28,7 @@ from scheduler.storage import RunRow, Store, Transaction
 from scheduler.storage.workers import reap_workers
 from scheduler.workers.admission import SharedAdmission
 
-__all__ = ["Recovery", "tasks_of"]
+__all__ = ["Recovery", "tasks_of", "tell_end"]
 
 logger = logging.getLogger("scheduler.supervisor")
 
@@ -55,6 +55,21 @@ def tasks_of(tx: Transaction, runs: list[RunRow]) -> dict[str, TaskDefinition | 
         except DefinitionError as exc:
             tasks[run.task_id] = f"its task cannot be loaded: {exc}"
     return tasks
+
+
+def tell_end(
+    events: EventBus | None,
+    run: RunRow,
+    change: dict[str, Any],
+    task: TaskDefinition | str | None,
+) -> None:
+    """Tell the listeners (and the task's webhook) of ``run``, settled by ``change``, as any
+    run's end is told; with no task when its definition cannot be had (``task`` is why, or
+    None: removed, or its stored record cannot be read; no webhook to read either)."""
+    definition = task if isinstance(task, TaskDefinition) else None
+    if events is not None and events.wants(definition):
+        ended = run_record(dataclasses.replace(run, **change))
+        events.emit(RunEvent("finished", ended, definition))
 
 
 class Recovery:
@@ -261,16 +276,8 @@ class Recovery:
         self, ends: list[tuple[RunRow, dict[str, Any]]], tasks: dict[str, TaskDefinition | str]
     ) -> None:
         """Once committed: each record settled here goes to the listeners (and webhooks)."""
-        events = self.events
-        if events is None:
-            return
         for run, change in ends:
-            task = tasks.get(run.task_id)
-            if not isinstance(task, TaskDefinition) or not events.wants(task):
-                continue  # a task that cannot be read has no webhook to read either
-            for key, value in change.items():
-                setattr(run, key, value)
-            events.emit(RunEvent("finished", run_record(run), task))
+            tell_end(self.events, run, change, tasks.get(run.task_id))
 
     def _handed_over(
         self, tx: Transaction, resumed: list[PendingRun], *, force_share: bool = False

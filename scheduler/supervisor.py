@@ -24,7 +24,7 @@ from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, pending_of
 from scheduler.pools import OWN
-from scheduler.recovery import Recovery, tasks_of
+from scheduler.recovery import Recovery, tasks_of, tell_end
 from scheduler.rows import settled
 from scheduler.runlog import RunLog
 from scheduler.runner import Runner
@@ -312,7 +312,7 @@ class Supervisor:
             task = tasks[run.task_id]
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:
                 reason = task if isinstance(task, str) else "its record cannot be read"
-                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
+                self._unavailable(run, reason, task)
                 continue
             since = run.waiting_since or run.started_at or run.queued_at
             self.runner.hold_waiting(pending_of(run, task), thread_id=run.thread_id, since=since)
@@ -350,6 +350,15 @@ class Supervisor:
     def _settle(self, run_id: str, status: RunStatus, kind: str, message: str) -> None:
         self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
 
+    def _unavailable(self, run: RunRow, reason: str, task: TaskDefinition | str | None) -> None:
+        """Cancel ``run``: its task, or its own record, cannot be read; told as any end."""
+        now = self.clock()
+        change = settled(
+            run.id, RunStatus.CANCELLED, now=now, kind="TaskUnavailable", message=reason
+        )
+        self.run_log.change(change)
+        tell_end(self.events, run, change, task)
+
     def _pick_up_changes(self) -> None:
         """Start runs requested elsewhere (``run`` from the CLI), resume runs answered
         elsewhere, and drop waiting runs of tasks removed elsewhere (those of tasks edited
@@ -376,9 +385,7 @@ class Supervisor:
         for run in requested:
             task = tasks.get(run.task_id)
             if task is None or run.problem is not None:
-                self._settle(
-                    run.id, RunStatus.CANCELLED, "TaskUnavailable", "its task is gone or unloadable"
-                )
+                self._unavailable(run, "its task is gone or unloadable", task)
                 continue
             if self.shared is not None:
                 shares.append((run.id, task))

@@ -83,7 +83,7 @@ class Deliverer:
         self._lookups = asyncio.Semaphore(_RESOLVERS)  # held until each lookup's thread ends
 
     def __call__(self, event: RunEvent) -> None:
-        if event.kind != "finished" or event.task.webhook is None:
+        if event.kind != "finished" or event.task is None or event.task.webhook is None:
             return
         run = event.run.to_dict()
         body = json.dumps({"event": "run.finished", "task_id": event.task.id, "run": run}).encode()

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from scheduler import RunStatus, TaskDefinition, TaskScheduler, TaskState
 from scheduler.cli import main as cli_main
+from scheduler.events import RunEvent
 from scheduler.storage.schema import RUN_COLUMNS, TASK_COLUMNS
 from tests import prompt_graphs
 from tests.conftest import SchedulerFactory, eventually, make_settings
@@ -203,6 +204,57 @@ async def test_a_hostile_run_row_is_listed_with_its_problem_and_the_rest_fire(
     cli_ok(capsys, url, "list")
     cli_ok(capsys, url, "runs", "--limit", "100")
     cli_ok(capsys, url, "runs", "--json")
+
+
+@pytest.mark.parametrize(
+    ("status", "task_row"),
+    [("queued", True), ("waiting", True), ("queued", False)],
+    ids=["queued, unreadable task", "waiting, unreadable task", "queued, task removed"],
+)
+async def test_a_run_cancelled_as_its_task_cannot_be_read_is_told_as_any_end(
+    make_scheduler: SchedulerFactory, tmp_path: Path, status: str, task_row: bool
+) -> None:
+    """Its listeners (webhooks, metrics, ``events()``) hear of it, with no task to show."""
+    url = f"sqlite:///{tmp_path / 'scheduler.db'}"
+    scheduler = make_scheduler()
+    scheduler.count_tasks()
+    if task_row:
+        definition = '{"id": "hostile", "interval_seconds": NaN, "prompt": "p"}'
+        insert(url, "scheduler_tasks", task_values("hostile", definition=definition))
+    left = {"status": status, "scheduled_for": NOW - 5, "queued_at": NOW - 5}
+    if status == "waiting":
+        left.update(started_at=NOW - 5, waiting_since=NOW - 4, thread_id="t")
+    insert(url, "scheduler_runs", run_values("f" * 24, **left))
+    events: list[RunEvent] = []
+    scheduler.subscribe(events.append)
+    scheduler.start()
+    await eventually(lambda: events, timeout=5, message="the cancelled run's event")
+    [event] = events
+    assert event.kind == "finished" and event.task is None
+    assert event.run.id == "f" * 24 and event.run.status is RunStatus.CANCELLED
+    assert event.run.error_type == "TaskUnavailable"
+    assert event.to_dict()["task_id"] == "hostile"
+    assert scheduler.get_run("f" * 24).status is RunStatus.CANCELLED
+
+
+async def test_a_run_requested_elsewhere_whose_task_cannot_be_read_is_told_as_any_end(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'scheduler.db'}"
+    scheduler = make_scheduler()
+    events: list[RunEvent] = []
+    scheduler.subscribe(events.append)
+    scheduler.start()
+    definition = '{"id": "hostile", "interval_seconds": NaN, "prompt": "p"}'
+    insert(url, "scheduler_tasks", task_values("hostile", definition=definition))
+    requested = {"status": "queued", "trigger": "manual", "scheduled_for": NOW, "queued_at": NOW}
+    insert(url, "scheduler_runs", run_values("f" * 24, **requested))
+    # a change made by another process: the running one reads the database again
+    make_scheduler().add_task(TaskDefinition(id="other", interval_seconds=3600, prompt="p"))
+    await eventually(lambda: events, timeout=5, message="the cancelled run's event")
+    [event] = events
+    assert event.task is None and event.run.error_type == "TaskUnavailable"
+    assert scheduler.get_run("f" * 24).status is RunStatus.CANCELLED
 
 
 # -- fuzz ------------------------------------------------------------------------------------
