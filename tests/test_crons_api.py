@@ -21,7 +21,12 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UnprocessableEntityError,
+)
 
 from tests.conftest import PYTHON, ROOT, LangGraphDev
 from tests.serving import ServeProcess
@@ -346,6 +351,37 @@ async def test_a_thread_must_exist_for_its_crons_and_runs(server: Server) -> Non
     assert (await client.threads.get(thread["thread_id"]))["values"] is None
     with pytest.raises(NotFoundError):
         await client.threads.get_state(unknown)
+
+
+async def test_a_thread_is_one_thread_in_every_spelling_of_its_uuid(server: Server) -> None:
+    """As the reference reads a thread id: upper case, braces or no hyphens find the thread
+    (answered in the usual spelling), and one made in another spelling is made in it. A
+    cron's id is matched as sent by both (another spelling of it is no cron's: 404)."""
+    client = sdk(server.url, server.api_key)
+    mine = tag()
+    made = (await client.threads.create(metadata=mine))["thread_id"]
+    for spelling in (made.upper(), "{" + made + "}", uuid.UUID(made).hex):
+        assert (await client.threads.get(spelling))["thread_id"] == made
+        assert [t["thread_id"] for t in await client.threads.search(ids=[spelling])] == [made]
+        assert await client.runs.list(spelling) == []
+    cron = await client.crons.create_for_thread(
+        made.upper(), GRAPH, schedule="0 9 * * *", input=HELLO, metadata=mine
+    )
+    try:
+        assert cron["thread_id"] == made
+        assert [c["cron_id"] for c in await client.crons.search(thread_id=made)] == [
+            cron["cron_id"]
+        ]
+        with pytest.raises(NotFoundError):
+            await client.crons.update(cron["cron_id"].upper(), schedule="0 10 * * *")
+    finally:
+        await client.crons.delete(cron["cron_id"])
+    named = str(uuid.uuid4())
+    given = await client.threads.create(thread_id=named.upper(), metadata=mine)
+    assert given["thread_id"] == named
+    with pytest.raises(ConflictError):
+        await client.threads.create(thread_id=named)
+    assert await client.threads.count(metadata=mine) == 2
 
 
 async def test_a_cron_id_that_is_no_uuid_is_a_422(server: Server) -> None:

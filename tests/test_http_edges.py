@@ -10,6 +10,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -450,6 +451,34 @@ async def test_a_thread_runs_status_filter_comes_before_the_page(api: httpx.Asyn
     assert len(errors.json()) == 2 and all(r["status"] == "error" for r in errors.json())
     everything = await api.get("/threads/th/runs", params={"limit": 10})
     assert len(everything.json()) == 4
+
+
+async def test_a_threads_runs_are_found_in_any_spelling_of_its_uuid(
+    api: httpx.AsyncClient,
+) -> None:
+    """As the LangGraph server reads a thread id; a thread a task names in a spelling of its
+    own is that spelling's (a checkpointer keeps its checkpoints under that text)."""
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    made = (await api.post("/threads", json={"thread_id": str(uuid.uuid4()).upper()})).json()
+    thread = made["thread_id"]
+    assert thread == thread.lower()  # made in the usual spelling, as the server makes it
+    scheduler.add_task(
+        TaskDefinition(id="on", interval_seconds=3600, prompt="hi", thread_id=thread)
+    )
+    run = await scheduler.wait_for_run(scheduler.run_task_now("on"), timeout=10)
+    for spelling in (thread.upper(), "{" + thread + "}", uuid.UUID(thread).hex):
+        listed = await api.get(f"/threads/{spelling}/runs")
+        assert [r["run_id"] for r in listed.json()] == [run.id], listed.text
+        got = await api.get(f"/threads/{spelling}/runs/{run.id}")
+        assert got.status_code == 200 and got.json()["thread_id"] == thread, got.text
+    named = str(uuid.uuid4()).upper()
+    scheduler.add_task(
+        TaskDefinition(id="named", interval_seconds=3600, prompt="hi", thread_id=named)
+    )
+    await scheduler.wait_for_run(scheduler.run_task_now("named"), timeout=10)
+    assert (await api.get(f"/threads/{named}")).json()["thread_id"] == named
+    on_it = await api.post(f"/threads/{named}/runs/crons", json=cron(api))
+    assert on_it.json()["thread_id"] == named, on_it.text  # the conversation the task has
 
 
 async def test_a_probe_may_ask_healthz_with_head(api: httpx.AsyncClient) -> None:

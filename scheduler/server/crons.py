@@ -34,7 +34,7 @@ from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, r
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.cron_list import CronList, Crons, cron_of, cron_request, order_by
 from scheduler.server.replies import JsonReply
-from scheduler.storage.threads import thread_known
+from scheduler.storage.threads import find_thread
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
@@ -237,9 +237,10 @@ async def create_cron(request: Request) -> JsonReply:
 )
 async def create_thread_cron(request: Request, thread_id: str) -> JsonReply:
     body = await read_body(request, CronIn)
-    if not await OWN.run(thread_known, scheduler_of(request).store, thread_id):
+    known = await OWN.run(find_thread, scheduler_of(request).store, thread_id)
+    if known is None:  # (another spelling of a UUID: the thread in the spelling it has)
         raise HTTPException(404, f"no thread {thread_id!r} (make it with threads.create)")
-    return JsonReply(await _create(request, body, thread_id))
+    return JsonReply(await _create(request, body, known))
 
 
 _SORT_KEYS = frozenset(

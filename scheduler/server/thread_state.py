@@ -15,7 +15,7 @@ from scheduler.exceptions import GraphLoadError
 from scheduler.pools import OWN
 from scheduler.server.crons import scheduler_of
 from scheduler.server.replies import JsonReply
-from scheduler.storage.threads import thread_known
+from scheduler.storage.threads import find_thread
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["StateReply", "read_values", "router"]
@@ -113,9 +113,10 @@ async def read_values(scheduler: TaskScheduler, thread_id: str) -> Any:
 @router.get("/threads/{thread_id}/state", summary="A thread's state (its latest checkpoint)")
 async def get_thread_state(request: Request, thread_id: str) -> JsonReply:
     scheduler = scheduler_of(request)
-    if not await OWN.run(thread_known, scheduler.store, thread_id):
+    known = await OWN.run(find_thread, scheduler.store, thread_id)  # in any UUID spelling
+    if known is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
-    snapshot = await _snapshot(scheduler, thread_id)
+    snapshot = await _snapshot(scheduler, known)
     return StateReply(_EMPTY if snapshot is None else _state(snapshot))
 
 

@@ -5,6 +5,8 @@ used) and ``runs.list`` / ``runs.get`` on a thread, answered from the run histor
 :mod:`scheduler.server.thread_state`) from the graph's checkpoints. A run's status in the
 server's words: queued is ``pending``, succeeded ``success``, failed and interrupted
 ``error``, timed out ``timeout``, waiting and cancelled ``interrupted``.
+A thread id that is a UUID names its thread in any spelling, as on the server (see
+:mod:`scheduler.storage.threads`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from scheduler.server.containment import MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
 from scheduler.server.thread_state import StateReply, read_values
 from scheduler.storage.threads import (
+    find_thread,
     insert_thread,
     made_threads,
     one_thread,
     run_threads,
-    thread_known,
+    spellings,
     thread_statuses,
+    usual_spelling,
 )
 from scheduler.task_scheduler import TaskScheduler
 
@@ -138,10 +142,10 @@ async def create_thread(request: Request) -> dict[str, Any]:
     # one transaction: two requests for one id make one thread, the other finds it
     old = await OWN.run(insert_thread, store, thread_id, json.dumps(metadata), now)
     if old is None:
-        return _thread(thread_id, metadata, now, now)
+        return _thread(usual_spelling(thread_id), metadata, now, now)
     if body.if_exists == "do_nothing":  # the server's if_exists: raise (default) or do_nothing
-        return _thread(thread_id, _metadata(old[0]), old[1], old[1])
-    raise HTTPException(409, f"thread {thread_id} exists (if_exists: do_nothing keeps it)")
+        return _thread(old[0], _metadata(old[1]), old[2], old[2])
+    raise HTTPException(409, f"thread {old[0]} exists (if_exists: do_nothing keeps it)")
 
 
 @router.post(
@@ -167,12 +171,13 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
         last = max(times.get(thread_id, (created, created))[1], created)
         times[thread_id] = (created, last)
         metadata[thread_id] = _metadata(metadata_json)
-    ids = set(body.ids) if body.ids is not None else None
+    ids = {usual_spelling(i) for i in body.ids} if body.ids is not None else None
     wanted = MetadataFilter(body.metadata or {})
     found = [
         _thread(thread_id, metadata.get(thread_id, {}), first, last, statuses)
         for thread_id, (first, last) in sorted(times.items(), key=lambda item: item[1][0])
-        if (ids is None or thread_id in ids) and wanted.matches(metadata.get(thread_id, {}))
+        if (ids is None or usual_spelling(thread_id) in ids)
+        and wanted.matches(metadata.get(thread_id, {}))
     ]  # oldest first: equal keys stay in the order made, as the reference's stable sort
     if body.status is not None:
         found = [thread for thread in found if thread["status"] == body.status]
@@ -220,9 +225,10 @@ async def count_threads(request: Request) -> int:
 @router.get("/threads/{thread_id}", summary="One thread (made here, or used by runs)")
 async def get_thread(request: Request, thread_id: str) -> StateReply:
     scheduler = scheduler_of(request)
-    made, used = await OWN.run(one_thread, scheduler.store, thread_id)
-    if made is None and used is None:
+    found = await OWN.run(one_thread, scheduler.store, thread_id)
+    if found is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
+    thread_id, made, used = found
     statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
     if made is None:
         assert used is not None
@@ -313,8 +319,10 @@ async def list_thread_runs(
                 return found if status is None else found[offset : offset + limit]
             start += step
 
-    if not await OWN.run(thread_known, store, thread_id):
+    known = await OWN.run(find_thread, store, thread_id)
+    if known is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
+    thread_id = known  # (read by page)
     runs = await OWN.run(page)
     if select:
         return [{k: v for k, v in run.items() if k in select} for run in runs]
@@ -325,6 +333,6 @@ async def list_thread_runs(
 async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
     scheduler = scheduler_of(request)
     run = await scheduler.aget_run(run_id)
-    if run.thread_id != thread_id:
+    if run.thread_id not in spellings(thread_id):
         raise HTTPException(404, f"no run {run_id!r} on thread {thread_id!r}")
     return _run(run, assistant_of(request), await OWN.run(_task_of, scheduler, run.task_id))

@@ -1,9 +1,16 @@
 """The threads made through the HTTP API (the LangGraph SDK's ``threads.create``), and the
-threads runs used, for ``threads.search``."""
+threads runs used, for ``threads.search``.
+
+A thread id that is a UUID is read as the LangGraph server reads it: any spelling of the
+UUID (upper case, braces, no hyphens) names the thread, which the API makes in the usual
+spelling (:func:`usual_spelling`). A thread known in the spelling asked for (a task's
+``thread_id``, kept as written: a checkpointer reads it as text) is that one first.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Collection, Iterable
 
 from sqlalchemy import bindparam, func, insert, or_, select
@@ -16,13 +23,15 @@ from scheduler.storage.store import Store
 from scheduler.storage.transaction import Transaction
 
 __all__ = [
+    "find_thread",
     "insert_thread",
     "made_threads",
     "one_thread",
     "run_threads",
-    "thread_known",
+    "spellings",
     "thread_statuses",
     "threads_in_use",
+    "usual_spelling",
 ]
 
 _MADE = select(threads_table.c.thread_id, threads_table.c.metadata, threads_table.c.created_at)
@@ -35,54 +44,78 @@ _TIMES = select(func.min(runs_table.c.queued_at), func.max(runs_table.c.queued_a
 _RUN_ON = select(runs_table.c.id).where(runs_table.c.thread_id == bindparam("thread_id")).limit(1)
 
 
+def usual_spelling(thread_id: str) -> str:
+    """``thread_id`` as the LangGraph server answers a UUID (``str(uuid.UUID(...))``: lower
+    case, hyphens, no braces); another id as it is."""
+    try:
+        return str(uuid.UUID(thread_id))
+    except ValueError:
+        return thread_id
+
+
+def spellings(thread_id: str) -> list[str]:
+    """The spellings a thread asked for as ``thread_id`` is looked up in: as asked, then
+    the usual one."""
+    usual = usual_spelling(thread_id)
+    return [thread_id] if usual == thread_id else [thread_id, usual]
+
+
 def insert_thread(
     store: Store, thread_id: str, metadata_json: str, created_at: float
-) -> tuple[str, float] | None:
-    """Remember a thread made through the HTTP API, in one transaction. If it exists (made
-    before, or by another request meanwhile), nothing is written and its (metadata JSON,
-    created at) is returned."""
+) -> tuple[str, str, float] | None:
+    """Remember a thread made through the HTTP API, in one transaction, in the usual
+    spelling. If it exists in any of its :func:`spellings` (made before, or by another
+    request meanwhile), nothing is written and its (id, metadata JSON, created at) is
+    returned."""
+    usual = usual_spelling(thread_id)
     with store.transaction() as tx:
         conn = tx._conn  # the storage package's own transaction
-        found = conn.execute(_ONE, {"thread_id": thread_id}).first()
-        if found is None:
-            try:
-                with tx.savepoint():
-                    conn.execute(
-                        insert(threads_table),
-                        {
-                            "thread_id": thread_id,
-                            "metadata": metadata_json,
-                            "created_at": created_at,
-                        },
-                    )
-            except IntegrityError:  # made meanwhile by another transaction (PostgreSQL)
-                found = conn.execute(_ONE, {"thread_id": thread_id}).first()
-    return None if found is None else (found[0], found[1])
+        for known in spellings(thread_id):
+            found = conn.execute(_ONE, {"thread_id": known}).first()
+            if found is not None:
+                return known, found[0], found[1]
+        try:
+            with tx.savepoint():
+                conn.execute(
+                    insert(threads_table),
+                    {"thread_id": usual, "metadata": metadata_json, "created_at": created_at},
+                )
+        except IntegrityError:  # made meanwhile by another transaction (PostgreSQL)
+            found = conn.execute(_ONE, {"thread_id": usual}).first()
+    return None if found is None else (usual, found[0], found[1])
 
 
-def thread_known(store: Store, thread_id: str) -> bool:
-    """Whether the thread was made through the HTTP API or a run used it."""
+def find_thread(store: Store, thread_id: str) -> str | None:
+    """The spelling in which the thread asked for as ``thread_id`` was made through the
+    HTTP API or used by a run (the first of its :func:`spellings`); None: no such thread."""
     with store._reading() as conn:
-        params = {"thread_id": thread_id}
-        return (
-            conn.execute(_ONE, params).first() is not None
-            or conn.execute(_RUN_ON, params).first() is not None
-        )
+        for known in spellings(thread_id):
+            params = {"thread_id": known}
+            if conn.execute(_ONE, params).first() is not None:
+                return known
+            if conn.execute(_RUN_ON, params).first() is not None:
+                return known
+    return None
 
 
 def one_thread(
     store: Store, thread_id: str
-) -> tuple[tuple[str, float] | None, tuple[float, float] | None]:
-    """One thread: (metadata JSON, created at) if made through the HTTP API, and (first
-    queued, last queued) of its runs if runs used it (None and None: no such thread)."""
-    params = {"thread_id": thread_id}
+) -> tuple[str, tuple[str, float] | None, tuple[float, float] | None] | None:
+    """One thread (asked for as ``thread_id``): its id as known (see :func:`find_thread`),
+    (metadata JSON, created at) if made through the HTTP API, and (first queued, last
+    queued) of its runs if runs used it; None: no such thread."""
     with store._reading() as conn:
-        made = conn.execute(_ONE, params).first()
-        used = conn.execute(_TIMES, params).first()
-    return (
-        None if made is None else (made[0], made[1]),
-        None if used is None or used[0] is None else (used[0], used[1]),
-    )
+        for known in spellings(thread_id):
+            params = {"thread_id": known}
+            made = conn.execute(_ONE, params).first()
+            used = conn.execute(_TIMES, params).first()
+            if made is not None or (used is not None and used[0] is not None):
+                return (
+                    known,
+                    None if made is None else (made[0], made[1]),
+                    None if used is None or used[0] is None else (used[0], used[1]),
+                )
+    return None
 
 
 def made_threads(store: Store) -> list[tuple[str, str, float]]:
