@@ -1226,3 +1226,54 @@ def test_a_worker_declared_dead_while_frozen_writes_nothing_more(fleet: Fleet) -
     assert "was declared dead" in fleet.log_of[first.pid].read_text()
     fleet.stop(second)
     fleet.stop(leader)
+
+
+def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
+    """A run a worker executes is delivered to its task's webhook from that worker, signed,
+    retried after a 500, and each attempt is recorded, as a single process does; so is a
+    run a worker records missed (no worker was free within its catch-up window)."""
+    from tests.test_webhooks import Receiver
+
+    receiver = Receiver([500])
+    try:
+        fleet.add(
+            [
+                {"id": "hooked", "run_at": at(5), "prompt": "record", "webhook": receiver.url},
+                {
+                    "id": "late",
+                    "run_at": at(5),
+                    "prompt": "record",
+                    "webhook": receiver.url,
+                    "misfire_grace_seconds": 1,
+                },
+            ]
+        )
+        hooks = {
+            "SCHEDULER_WEBHOOK_SECRET": "shh",
+            "SCHEDULER_WEBHOOK_ALLOW_PRIVATE": "true",
+            "SCHEDULER_WEBHOOK_RETRY_SECONDS": "0.05",
+        }
+        leader = fleet._spawn(["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler", **hooks)
+        wait_until(
+            lambda: fleet.count("status = 'queued'") == 2, timeout=60, message="2 queued runs"
+        )
+        time.sleep(2.5)  # past the late one's catch-up window, with no worker
+        worker = fleet.worker(**hooks)
+        wait_until(lambda: len(receiver.received) >= 3, timeout=60, message="three attempts")
+        runs = {r["task_id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
+        assert runs["hooked"]["status"] == "succeeded" and runs["hooked"]["worker"]
+        assert runs["late"]["status"] == "missed"
+        sent = {}
+        for headers, body in receiver.received:
+            assert headers["x-scheduler-signature"].startswith("sha256=")
+            run = json.loads(body)["run"]
+            sent[run["task_id"]] = run["status"]
+        assert sent == {"hooked": "succeeded", "late": "missed"}
+        attempts: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for a in fleet.rows("SELECT * FROM scheduler_deliveries ORDER BY attempt"):
+            attempts[a["run_id"]].append((a["attempt"], a["status_code"]))
+        assert attempts.keys() == {runs["hooked"]["id"], runs["late"]["id"]}
+        assert sorted(attempts.values()) == [[(1, 200)], [(1, 500), (2, 200)]]  # one retried
+        assert fleet.stop(worker) == 0 and fleet.stop(leader) == 0
+    finally:
+        receiver.close()

@@ -37,7 +37,7 @@ from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.pending import Admission, PendingRun, pending_of
 from scheduler.pools import OWN
-from scheduler.recovery import tasks_of
+from scheduler.recovery import tasks_of, tell_end
 from scheduler.rows import settled
 from scheduler.runlog import Ended, RunLog
 from scheduler.runner import Runner
@@ -47,6 +47,7 @@ from scheduler.storage.listen import Listener
 from scheduler.storage.registry import register_worker, unregister_worker
 from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
+from scheduler.webhooks import Deliverer
 from scheduler.workers.admission import SharedAdmission
 from scheduler.workers.answered import AnsweredRuns
 from scheduler.workers.lease import WorkerLease
@@ -101,9 +102,15 @@ class Worker(WorkerLease):
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.loop = asyncio.get_running_loop()
         self.run_log = RunLog(store, owner=self.id)
+        # the runs' events, and their webhooks, delivered from here as a single process does
+        self.events = events if events is not None else EventBus()
+        self._webhooks = Deliverer(store, settings) if self.events.webhooks is None else None
+        if self._webhooks is not None:
+            self.events.webhooks = self._webhooks
         self.runner = Runner(
-            settings=settings, run_log=self.run_log, graph=graph, clock=self.clock, events=events
-        )
+            settings=settings, run_log=self.run_log, graph=graph, clock=self.clock,
+            events=self.events,
+        )  # fmt: skip
         self.runner.on_slot_free = self.wake
         self.runner.retries_to = ANY_WORKER  # (claimed once due, by whichever worker is free)
         self._answered = AnsweredRuns(
@@ -177,6 +184,10 @@ class Worker(WorkerLease):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.events.drain(grace_seconds)  # the webhooks of the runs that ended
+        if self._webhooks is not None:
+            self.events.webhooks = None
+            await self._webhooks.close()
         self._heartbeat.close()
         try:
             await self.run_log.close()
@@ -240,12 +251,12 @@ class Worker(WorkerLease):
             task = self._definition(task_rows.get(run.task_id))
             if isinstance(task, str) or run.problem is not None:
                 reason = task if isinstance(task, str) else f"its record: {run.problem}"
-                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", reason)
+                self._settle(run, RunStatus.CANCELLED, "TaskUnavailable", reason, task)
                 continue
             if run.answer is not None:  # answered while it waited (at any worker)
                 resumed = self._answered.resumed(run, task)
                 if isinstance(resumed, str):
-                    self._settle(run.id, RunStatus.FAILED, "BadAnswer", resumed)
+                    self._settle(run, RunStatus.FAILED, "BadAnswer", resumed, task)
                 else:
                     self.runner.submit(resumed)
                 continue
@@ -285,11 +296,21 @@ class Worker(WorkerLease):
 
     def _miss(self, run: RunRow, task: TaskDefinition) -> None:
         message = f"no worker took it within the catch-up window of {self._grace(task):g} s"
-        self._settle(run.id, RunStatus.MISSED, "Missed", message)
+        self._settle(run, RunStatus.MISSED, "Missed", message, task)
         self.run_log.kick()
 
-    def _settle(self, run_id: str, status: RunStatus, kind: str, message: str) -> None:
-        self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
+    def _settle(
+        self,
+        run: RunRow,
+        status: RunStatus,
+        kind: str,
+        message: str,
+        task: TaskDefinition | str | None,
+    ) -> None:
+        """Settle ``run``, which did not run here, and tell it as any run's end."""
+        change = settled(run.id, status, now=self.clock(), kind=kind, message=message)
+        self.run_log.change(change)
+        tell_end(self.events, run, change, task)
 
     async def _look_around(self) -> None:
         """Adopt waiting runs no live worker holds; after a change elsewhere: which tasks
@@ -311,7 +332,8 @@ class Worker(WorkerLease):
             try:
                 value = load_json(run.answer, what="the stored answer")
             except DocumentError as exc:
-                self._settle(run.id, RunStatus.FAILED, "BadAnswer", str(exc))
+                task = self._definition(await OWN.run(self.store.get_task, run.task_id))
+                self._settle(run, RunStatus.FAILED, "BadAnswer", str(exc), task)
                 continue
             self.runner.answer(run.id, value)
         held = self.runner.task_ids()
@@ -335,7 +357,10 @@ class Worker(WorkerLease):
         for run in runs:
             task = tasks[run.task_id]
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:
-                self._settle(run.id, RunStatus.CANCELLED, "TaskUnavailable", str(task))
+                reason = task if isinstance(task, str) else f"its record: {run.problem}"
+                if run.problem is None and not isinstance(task, str):
+                    reason = "its record names no thread to resume it on"
+                self._settle(run, RunStatus.CANCELLED, "TaskUnavailable", reason, task)
                 continue
             since = run.waiting_since or run.started_at or run.queued_at
             self.runner.hold_waiting(pending_of(run, task), thread_id=run.thread_id, since=since)
