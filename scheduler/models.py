@@ -10,7 +10,7 @@ APScheduler recipe's model with the same meaning (``session_id`` is the older na
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,7 @@ from scheduler.schedule_fields import SCHEDULE_FIELDS as _SCHEDULE_FIELDS
 from scheduler.schedule_fields import STORED_CONTEXT_KEY, check_jitter, infer_task_type, localized
 from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
 from scheduler.schedule_fields import error as _error
+from scheduler.schedule_fields import fixed_offset as _fixed_offset
 from scheduler.schedules import PENDING_WALL_CLOCK, explicit_schedule, wall_clock_time
 from scheduler.triggers import (
     NeverTrigger,
@@ -338,12 +339,12 @@ class TaskDefinition(BaseModel):
         return ZoneInfo(self.timezone or default)
 
     def with_timezone(self, default: str) -> TaskDefinition:
-        """A copy with ``timezone`` set (to ``default`` if unset) and every datetime aware, at a
-        fixed offset as stored ones read back (a fold hour's ``ZoneInfo`` is never ``==``).
-        A ``today at 9:00`` read with no zone is read again in it (its day and time).
+        """A copy with ``timezone`` set (to ``default`` if unset), every datetime aware at a
+        fixed offset as stored ones read back, and ``today at 9:00`` read with no zone read again.
 
         Raises:
             ScheduleError: That ``today at`` time has passed in the zone (or is in a DST gap).
+            pydantic.ValidationError: A naive ``run_at`` is in the zone's DST gap.
         """
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)
@@ -353,8 +354,7 @@ class TaskDefinition(BaseModel):
         for field in ("run_at", "start_date", "end_date"):
             value = updates.get(field, getattr(self, field))
             if value is not None:
-                value = localize(value, zone)
-                updates[field] = value.astimezone(timezone(value.utcoffset() or timedelta()))
+                updates[field] = _fixed_offset(field, value, zone)
         task = self.model_copy(update=updates)
         task._pending_wall_clock = None
         return task

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationInfo
+from pydantic import ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from scheduler.enums import TaskType
 from scheduler.limits import check_datetime
 from scheduler.triggers import localize
+from scheduler.zones import skipped_wall_time, zone_or_none
 
 __all__ = [
     "SCHEDULE_FIELDS",
@@ -19,6 +20,7 @@ __all__ = [
     "check_jitter",
     "check_schedule_field",
     "error",
+    "fixed_offset",
     "infer_task_type",
     "localized",
 ]
@@ -113,15 +115,46 @@ def check_jitter(value: float | None, info: ValidationInfo) -> float | None:
 
 def localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
     """A datetime field's value: a naive one read in the task's zone, the result within the
-    supported years."""
+    supported years; a naive ``run_at`` must exist in the task's zone, else in the zone
+    the caller reads it in (context ``timezone``: the tasks file, the CLI, the API), as
+    a schedule's text must (a row read back is not checked again: it keeps loading)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        zone = info.data.get("timezone")
-        if zone is not None:
-            value = localize(value, ZoneInfo(zone))
+    wall = value if value.tzinfo is None else None
+    zone = info.data.get("timezone")
+    if wall is not None and zone is not None:
+        value = localize(value, ZoneInfo(zone))
     try:
         check_datetime(localize(value, UTC))
     except ValueError as exc:
         raise error("datetime", str(exc)) from None
+    context = info.context or {}
+    if wall is None or info.field_name != "run_at" or context.get(STORED_CONTEXT_KEY):
+        return value
+    if zone is None and "timezone" in info.data:  # (absent: the zone itself was refused)
+        zone = context.get("timezone")
+    known = zone_or_none(zone) if isinstance(zone, str) else None
+    skipped = skipped_wall_time(wall, known) if known is not None else None
+    if skipped is not None:
+        raise error("datetime", f"run_at {skipped}")
     return value
+
+
+def fixed_offset(field: str, value: datetime, zone: ZoneInfo) -> datetime:
+    """``value`` as an aware datetime at a fixed offset, as stored ones read back (a fold
+    hour's ``ZoneInfo`` is never ``==``); a naive one read in ``zone``, where a naive
+    ``run_at`` must exist (:func:`localized`, for a task that gets its zone only now).
+
+    Raises:
+        pydantic.ValidationError: A naive ``run_at`` inside ``zone``'s DST gap.
+    """
+    skipped = None
+    if field == "run_at" and value.tzinfo is None:
+        skipped = skipped_wall_time(value, zone)
+    if skipped is not None:
+        problem = error("datetime", f"run_at {skipped}")
+        raise ValidationError.from_exception_data(
+            "TaskDefinition", [{"type": problem, "loc": (field,), "input": value}]
+        )
+    value = localize(value, zone)
+    return value.astimezone(timezone(value.utcoffset() or timedelta()))

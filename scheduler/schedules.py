@@ -51,7 +51,7 @@ from scheduler.enums import TaskType
 from scheduler.exceptions import ScheduleError
 from scheduler.limits import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
 from scheduler.timewords import Rejected
-from scheduler.zones import unknown_zone_message, zone_or_none
+from scheduler.zones import skipped_wall_time, unknown_zone_message, zone_or_none
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -319,8 +319,9 @@ def _once(moment: datetime, ctx: _Context) -> ParsedSchedule:
     if moment.tzinfo is None:
         wall = moment
         moment = moment.replace(tzinfo=ctx.zone)
-        if moment.astimezone(UTC).astimezone(ctx.zone).replace(tzinfo=None) != wall:
-            raise Rejected(f"{wall:%Y-%m-%d %H:%M} does not exist in {ctx.zone.key} (DST gap)")
+        skipped = skipped_wall_time(wall, ctx.zone)
+        if skipped is not None:
+            raise Rejected(skipped)
     # as instants: two times in one zone compare as wall times (PEP 495 ignores fold), so
     # the first pass of a repeated hour would count as later than its second
     if moment.timestamp() <= ctx.now.timestamp() and not ctx.allow_past:

@@ -1,12 +1,14 @@
-"""IANA time zone names: checking one, and suggesting the name that was meant."""
+"""IANA time zones: checking a name, suggesting the name that was meant, and whether a wall
+time exists in a zone."""
 
 from __future__ import annotations
 
 import difflib
 import functools
 import zoneinfo
+from datetime import UTC, datetime
 
-__all__ = ["unknown_zone_message", "zone_exists", "zone_or_none"]
+__all__ = ["skipped_wall_time", "unknown_zone_message", "zone_exists", "zone_or_none"]
 
 
 @functools.cache
@@ -76,3 +78,14 @@ def unknown_zone_message(name: str) -> str:
     if guess is not None:
         return f"unknown time zone {name!r}; did you mean {guess!r}?"
     return f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
+
+
+def skipped_wall_time(wall: datetime, zone: zoneinfo.ZoneInfo) -> str | None:
+    """Why the naive ``wall`` is no time in ``zone``: ``2026-03-08 02:30 does not exist in
+    America/New_York (DST gap)``, the clocks skip it when they move forward; None when it is
+    one (a repeated wall time, in a fall-back hour, is one: its first pass). The one check
+    of a wall time given without an offset, as a schedule's text or as a ``run_at``."""
+    if wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:
+        return None
+    shown = f"{wall:%Y-%m-%d %H:%M}" if not (wall.second or wall.microsecond) else str(wall)
+    return f"{shown} does not exist in {zone.key} (DST gap)"

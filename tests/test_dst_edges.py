@@ -4,6 +4,7 @@ passes of one wall time. Each occurrence runs once, at its own instant."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from scheduler import ScheduleError, TaskDefinition
+from scheduler.exceptions import TasksFileError
+from scheduler.tasksfile import apply_tasks_file
 from scheduler.testing import clocked_scheduler
 from tests.prompt_graphs import graph
 
@@ -126,3 +129,32 @@ async def test_a_date_and_time_without_a_zone_past_or_skipped_there_is_refused(
             scheduler.add_task(task)
         assert scheduler.list_tasks() == []
         assert await clock.advance(days=2) == []
+
+
+async def test_a_naive_run_at_in_the_dst_gap_is_refused_as_its_schedule_text_is(
+    tmp_path: Path,
+) -> None:
+    """02:30 does not exist in New York on 2026-03-08. Given as ``run_at`` without an offset
+    (a Python datetime, a tasks file's value) it was moved to 03:30 and ran there, while
+    ``at 2026-03-08 02:30`` was refused: now both are refused, naming ``run_at``, in the
+    zone the task has, is read in (the tasks file) or gets (``add_task``), and nothing is
+    written."""
+    gap = datetime(2026, 3, 8, 2, 30)
+    path = tmp_path / "tasks.yaml"
+    path.write_text("- id: filed\n  prompt: x\n  run_at: '2026-03-08 02:30'\n")
+    start = "2026-03-07T10:00:00Z"
+    async with clocked_scheduler(
+        graph=graph, start=start, timezone="America/New_York", db_path=tmp_path / "s.db"
+    ) as (scheduler, clock):
+        message = re.escape("run_at 2026-03-08 02:30 does not exist in America/New_York (DST gap)")
+        with pytest.raises(ValidationError, match=message):
+            scheduler.add_task(TaskDefinition(id="once", run_at=gap, prompt="x"))
+        with pytest.raises(TasksFileError, match=rf"tasks.yaml:3: .*: run_at: {message}"):
+            apply_tasks_file(scheduler, path)
+        later = datetime(2026, 3, 8, 4, 30)
+        scheduler.add_task(TaskDefinition(id="edited", run_at=later, prompt="x"))
+        with pytest.raises(ValidationError, match=message):  # an edit copies, not validates
+            scheduler.edit_task("edited", lambda t: t.model_copy(update={"run_at": gap}))
+        assert [task.id for task in scheduler.list_tasks()] == ["edited"]
+        runs = await clock.advance(days=2)
+    assert [run.scheduled_for.astimezone(NEW_YORK).strftime("%H:%M") for run in runs] == ["04:30"]

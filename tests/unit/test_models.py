@@ -60,6 +60,26 @@ def test_naive_datetimes_are_read_in_the_task_timezone() -> None:
     assert unset.run_at is not None and unset.run_at.utcoffset() is not None
 
 
+def test_a_naive_run_at_in_a_dst_gap_is_refused_in_the_zone_it_is_read_in() -> None:
+    """As the same wall time given as a schedule's text is: in the task's zone, else the
+    caller's (a tasks file, the CLI), else the zone the task gets when added."""
+    gap, fold = datetime(2026, 3, 8, 2, 30), datetime(2026, 11, 1, 1, 30)
+    fields = {**BASE, "run_at": gap}
+    with pytest.raises(ValidationError, match=r"run_at 2026-03-08 02:30 does not exist in Am"):
+        TaskDefinition.model_validate(fields, context={"timezone": "America/New_York"})
+    unset = TaskDefinition.model_validate(fields)  # no zone known yet
+    assert unset.run_at == gap
+    with pytest.raises(ValidationError, match=r"run_at 2026-03-08 02:30 does not exist in Am"):
+        unset.with_timezone("America/New_York")
+    assert unset.with_timezone("Europe/Paris").run_at == datetime(2026, 3, 8, 1, 30, tzinfo=UTC)
+    repeated = build(run_at=fold, timezone="America/New_York").with_timezone("UTC")
+    assert repeated.run_at == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # its first pass
+    stored = json.dumps({**fields, "run_at": gap.isoformat(), "timezone": "America/New_York"})
+    from scheduler.models import STORED_CONTEXT_KEY  # a row read back keeps loading
+
+    assert TaskDefinition.model_validate_json(stored, context={STORED_CONTEXT_KEY: True})
+
+
 def test_definition_round_trips_through_json() -> None:
     task = build(
         cron_expression="0 9 * * 1-5",
@@ -126,6 +146,15 @@ REJECTED = [
         "run_at",
         "required when task_type is 'one_time'",
         id="run_at missing",
+    ),
+    *(
+        pytest.param(
+            {"run_at": wall, "timezone": "America/New_York"},
+            "run_at",
+            "run_at 2026-03-08 02:30 does not exist in America/New_York (DST gap)",
+            id=f"run_at in a DST gap ({type(wall).__name__})",  # it was moved to 03:30
+        )
+        for wall in (datetime(2026, 3, 8, 2, 30), "2026-03-08T02:30")
     ),
     pytest.param(
         {"task_type": "one_time", "run_at": "2030-01-01T00:00:00Z", "cron_expression": "* * * * *"},
