@@ -26,10 +26,11 @@ from scheduler.enums import RunStatus
 from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import StorageError
 from scheduler.logs import run_fields
+from scheduler.missed import missed_record
 from scheduler.models import TaskDefinition
 from scheduler.offload import call_soon_threadsafe
 from scheduler.pending import Admission, PendingRun, new_run_id
-from scheduler.rows import decode, missed_run, queued_run, run_record, skipped_run
+from scheduler.rows import decode, queued_run, run_record, skipped_run
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import MAX_TIMESTAMP, RunRow, Store, TaskRow, Transaction
@@ -320,25 +321,9 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
     def _missed_record(
         self, task: TaskDefinition, found: Backlog, grace: float, now: float
     ) -> RunRow:
-        first, last, count = found.first_missed, found.last_missed, found.missed
-        assert first is not None
-        assert last is not None
-        more = " or more" if found.truncated else ""
-        first = first.astimezone(last.tzinfo)  # (the first came from the store, in UTC)
-        message = (
-            f"{count}{more} occurrence(s) from {first.isoformat()} to {last.isoformat()} fell "
-            f"outside the catch-up window of {grace:g} s (misfire_grace_seconds)"
-        )
-        run_id = new_run_id()
-        logger.warning(
-            "task %s: %s",
-            task.id,
-            message,
-            extra=run_fields(task_id=task.id, run_id=run_id, status=RunStatus.MISSED),
-        )
-        return missed_run(
-            run_id, task.id, first=first.timestamp(), count=count, now=now, message=message
-        )
+        why = f"fell outside the catch-up window of {grace:g} s (misfire_grace_seconds)"
+        zone = task.zone(self._settings.timezone)
+        return missed_record(task, found, zone=zone, now=now, why=why)
 
 
 def _iso(timestamp: float) -> str:

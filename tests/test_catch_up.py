@@ -8,6 +8,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from scheduler import RunStatus, TaskDefinition
 from scheduler.testing import clocked_scheduler
@@ -111,17 +114,28 @@ async def test_a_one_time_task_at_the_first_instant_of_1970_is_recorded_missed(
     assert (run.status, run.scheduled_for, run.occurrences) == (RunStatus.MISSED, epoch, 1)
 
 
-async def test_a_missed_records_times_are_said_in_the_tasks_zone(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"cron_expression": "0 * * * *"},
+        # counted arithmetically: both times were said in UTC
+        {"interval_seconds": 3600, "start_date": datetime(2030, 1, 1, 0, 30, tzinfo=UTC)},
+    ],
+    ids=["cron", "interval"],
+)
+async def test_a_missed_records_times_are_said_in_the_tasks_zone(
+    schedule: dict[str, Any], tmp_path: Path
+) -> None:
     async with clocked_scheduler(
         graph=prompt_graphs.graph, start=START, db_path=tmp_path / "scheduler.db"
     ) as (scheduler, clock):
         scheduler.add_task(
             TaskDefinition(
                 id="hourly",
-                cron_expression="0 * * * *",
                 timezone="Asia/Kolkata",  # +05:30 all year
                 prompt="p",
                 misfire_grace_seconds=60,
+                **schedule,
             )
         )
         await clock.advance(minutes=31)  # 00:30 UTC is 06:00 in Kolkata: one run
