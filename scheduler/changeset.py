@@ -16,6 +16,7 @@ from scheduler.exceptions import (
     TaskNotFoundError,
     TaskSourceConflictError,
 )
+from scheduler.missed import due_occurrences, missed_record
 from scheduler.models import TaskDefinition
 from scheduler.rows import decode, run_time_after, settled, task_row_for
 from scheduler.settings import Settings
@@ -70,6 +71,7 @@ class TaskChanges:
         self.replaced: dict[str, TaskDefinition] = {}  # runs of these not started take them
         self.only_inserts = True  # nothing but new tasks: the dispatcher need not look now
         self.earliest = float("inf")  # the earliest next run among the new tasks
+        self.missed: list[tuple[RunRow, TaskDefinition]] = []  # records to tell, once committed
 
     def row(self, task_id: str) -> TaskRow:
         """The task's row, locked for the transaction.
@@ -95,6 +97,35 @@ class TaskChanges:
         return run_time_after(
             task, anchor=anchor, after=next_run, default_timezone=self.settings.timezone
         )
+
+    def record_passed_over(
+        self, old: TaskRow, task: TaskDefinition | None, *, keeps: float | None
+    ) -> None:
+        """Record ``missed``, in one record, the occurrences of ``old`` that were due (from its
+        next run time up to now) and had not run (the scheduler was down, or had not come to
+        them yet), when the change does not keep that next run time (``keeps``: the one it
+        writes): they would go without a trace. ``task``: the new definition (None: paused).
+        A one-time task paused or disabled keeps its time: resuming runs it or records it."""
+        due = old.next_run_time
+        if due is None or due > self.now or keeps == due:
+            return  # nothing due, or it stays due: it runs (or the dispatcher records it)
+        try:
+            previous = decode(old)
+        except DefinitionError:
+            return  # the dispatcher never took its occurrences either; the row is reported
+        if previous.task_type is TaskType.ONE_TIME and (task is None or _same_time(previous, task)):
+            return
+        default = self.settings.timezone
+        found = due_occurrences(previous, old, now=self.now, default_timezone=default)
+        if not found.missed:
+            return
+        change = "paused" if task is None else "disabled" if not task.enabled else "rescheduled"
+        why = f"were due and had not run when the task was {change}"
+        zone = previous.zone(default)
+        record = missed_record(previous, found, zone=zone, now=self.now, why=why)
+        self.tx.insert_runs([record])
+        self.missed.append((record, task or previous))
+        self.changed = True
 
     def put(
         self,
@@ -132,6 +163,7 @@ class TaskChanges:
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
             if old is not None:  # an occurrence that ran: a change does not repeat it
                 row.next_run_time = self.unrun(task, row.next_run_time, row.anchor)
+                self.record_passed_over(old, task, keeps=row.next_run_time)
             (updates if old is not None else inserts).append(row)
             if old is not None:
                 self.replaced[task.id] = task
@@ -258,3 +290,10 @@ class TaskChanges:
 
 def _is_file(source: str) -> bool:
     return source.startswith("file:")
+
+
+def _same_time(previous: TaskDefinition, task: TaskDefinition) -> bool:
+    """``task`` is one-time at ``previous``'s (one-time) instant."""
+    before, after = previous.run_at, task.run_at
+    same = before is not None and after is not None and before.timestamp() == after.timestamp()
+    return task.task_type is TaskType.ONE_TIME and same

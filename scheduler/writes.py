@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
-from scheduler.events import EventBus
+from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import (
     TaskNotFoundError,
 )
@@ -30,6 +30,7 @@ from scheduler.rows import (
     encode,
     first_run_time,
     is_completed,
+    run_record,
     task_info,
 )
 from scheduler.settings import Settings
@@ -75,8 +76,10 @@ class TaskWrites(TaskQueries):
         """Add a task, or replace the one with the same id.
 
         Replacing keeps the paused state, and keeps the next run time unless the schedule
-        changed. ``source`` says where the task was defined (``list`` shows it: ``api``,
-        ``cli``, ``file:tasks.yaml``); None keeps the replaced task's own.
+        changed (occurrences due then that had not run are recorded ``missed``, see
+        :meth:`~scheduler.changeset.TaskChanges.record_passed_over`). ``source`` says where
+        the task was defined (``list`` shows it: ``api``, ``cli``, ``file:tasks.yaml``);
+        None keeps the replaced task's own.
 
         Raises:
             TaskExistsError: The id exists and ``replace_existing`` is False.
@@ -201,7 +204,9 @@ class TaskWrites(TaskQueries):
             changes.delete(ids, force=force)
 
     def pause_task(self, task_id: str) -> TaskInfo:
-        """Stop a task from firing until :meth:`resume_task`.
+        """Stop a task from firing until :meth:`resume_task`. Its occurrences due that had
+        not run (the scheduler was down) are recorded ``missed``; a one-time task keeps its
+        time instead (resuming it runs it, or records it missed).
 
         Raises:
             TaskNotFoundError: No such task.
@@ -209,6 +214,7 @@ class TaskWrites(TaskQueries):
         with self._changing() as changes:
             row = changes.row(task_id)
             if not is_completed(row):
+                changes.record_passed_over(row, None, keeps=None)
                 row.paused = True
                 row.next_run_time = None
                 changes.update(row)
@@ -270,3 +276,6 @@ class TaskWrites(TaskQueries):
                 revision=revision,
                 replaced=changes.replaced,
             )
+        for record, task in changes.missed:  # (as the dispatcher's: listeners, webhooks)
+            if self._events.wants(task):
+                self._on_loop(self._events.emit, RunEvent("finished", run_record(record), task))

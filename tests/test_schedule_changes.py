@@ -1,6 +1,7 @@
 """Changing a task at the edges, on the test clock (real scheduler, real SQLite file, real
 graph): applying a tasks file again with a time in a DST fold, enabling again a one-time
-task that ran, an edit in the instant of a dispatch. Each occurrence runs once."""
+task that ran, an edit in the instant of a dispatch, a pause or an edit while occurrences
+are due that nobody ran. Each occurrence runs once, or is recorded missed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from scheduler import RunStatus, TaskDefinition
+from scheduler.events import RunEvent
 from scheduler.tasksfile import apply_tasks_file
 from scheduler.testing import clocked_scheduler
 from tests.prompt_graphs import graph
@@ -76,3 +80,110 @@ async def test_an_edit_in_the_instant_of_a_dispatch_is_taken() -> None:
             first.output,
             second.output,
         )
+
+
+KOLKATA = "Asia/Kolkata"  # +05:30 all year: the cron's minute 0 is minute 30 in UTC
+DUE = "from 2030-01-01T18:00:00+05:30 to 2030-01-01T20:00:00+05:30 were due and had not run"
+
+
+@pytest.mark.parametrize(
+    ("change", "missed", "ran"),
+    [
+        ("pause", [(3, f"{DUE} when the task was paused")], []),
+        ("reschedule", [(3, f"{DUE} when the task was rescheduled")], ["15:45"]),
+        ("disable", [(3, f"{DUE} when the task was disabled")], []),
+        # its next run is kept: the catch-up records or runs them, as after any downtime
+        ("prompt", [(2, "outside the catch-up window of 3600 s")], ["14:30", "15:30"]),
+    ],
+    ids=["pause", "reschedule", "disable", "prompt"],
+)
+async def test_a_change_records_missed_the_occurrences_due_that_had_not_run(
+    change: str, missed: list[tuple[int, str]], ran: list[str], tmp_path: Path
+) -> None:
+    """12:30, 13:30 and 14:30 UTC fell due while the scheduler was down (14:30 inside the
+    catch-up window). Pausing the task, or changing its schedule, moved its next run time
+    past them with no trace: they neither ran nor were recorded. Now they are one missed
+    record, as the dispatcher writes for occurrences it will not run (times in the task's
+    zone), in the change's transaction; even inside the window, since the change says the
+    task should not run as it was."""
+    edits = {
+        "reschedule": {"cron_expression": "15 * * * *"},
+        "disable": {"enabled": False},
+        "prompt": {"prompt": "y"},
+    }
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(
+            TaskDefinition(id="t", cron_expression="0 * * * *", timezone=KOLKATA, prompt="x")
+        )
+        await scheduler.stop()
+        clock.pass_time(hours=3, minutes=10)  # to 15:10 UTC
+        if change == "pause":
+            scheduler.pause_task("t")
+        else:
+            scheduler.edit_task("t", lambda t: t.model_copy(update=edits[change]))
+        scheduler.start()
+        await clock.advance(hours=1)
+        runs = scheduler.list_runs("t")[::-1]
+    recorded = [r for r in runs if r.status is RunStatus.MISSED]
+    assert [(r.occurrences, r.scheduled_for) for r in recorded] == [
+        (count, START.replace(minute=30)) for count, _ in missed
+    ]
+    for record, (_, message) in zip(recorded, missed, strict=True):
+        assert message in (record.error_message or ""), record.error_message
+    done = [r for r in runs if r.status is not RunStatus.MISSED]
+    assert [r.scheduled_for.strftime("%H:%M") for r in done] == ran
+    assert all(r.status is RunStatus.SUCCEEDED and r.occurrences == 1 for r in done)
+
+
+async def test_a_one_time_task_due_keeps_its_time_when_paused_and_is_recorded_when_moved(
+    tmp_path: Path,
+) -> None:
+    """Paused while due, a one-time task keeps its time: resumed, it runs (inside the
+    catch-up window), as one whose time passed while it was paused. Moved to another time,
+    the one it had is recorded missed and the new one runs."""
+    due = START + timedelta(minutes=30)
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="paused", run_at=due, prompt="x"),
+                TaskDefinition(id="moved", run_at=due, prompt="x"),
+            ]
+        )
+        await scheduler.stop()
+        clock.pass_time(minutes=40)
+        scheduler.pause_task("paused")
+        later = START + timedelta(hours=1)
+        scheduler.edit_task("moved", lambda t: t.model_copy(update={"run_at": later}))
+        scheduler.start()
+        ended = await clock.advance(minutes=10)  # the paused one waits
+        assert [(r.task_id, r.status) for r in ended] == [("moved", RunStatus.MISSED)]
+        scheduler.resume_task("paused")
+        await clock.advance(minutes=30)
+        runs = {(r.task_id, r.scheduled_for, r.status) for r in scheduler.list_runs()}
+    assert runs == {
+        ("paused", due, RunStatus.SUCCEEDED),
+        ("moved", due, RunStatus.MISSED),
+        ("moved", later, RunStatus.SUCCEEDED),
+    }
+
+
+async def test_a_pause_while_the_scheduler_had_not_come_to_an_occurrence_tells_listeners() -> None:
+    """The missed record of a change is a finished run like the dispatcher's: the run
+    events' listeners (and the task's webhook) hear of it."""
+    events: list[RunEvent] = []
+    async with clocked_scheduler(graph=graph, start=START) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="i", interval_seconds=60, prompt="x"))
+        [first] = await clock.advance(seconds=60)
+        scheduler.subscribe(events.append)
+        clock.pass_time(minutes=5)  # a stall: 12:02 .. 12:06 fell due, nothing ran them
+        scheduler.pause_task("i")
+        assert await clock.advance(minutes=5) == [events[0].run]
+    [event] = events
+    assert (event.kind, event.run.status, event.run.occurrences) == ("finished", "missed", 5)
+    assert event.run.scheduled_for == first.scheduled_for + timedelta(minutes=1)
