@@ -1202,3 +1202,34 @@ def test_a_main_py_that_does_not_keep_running_is_left_alone_and_serve_runs_the_t
     assert fired[0][1] != fired[1][1] and "root-agent echo: ping" in fired[1][2]
     status, out, _ = scaffold(capsys, project, "--no-persist")
     assert "python -m scheduler --database-url sqlite:// serve" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("obstacle", ["scheduler", RECORD])
+def test_a_scaffold_that_cannot_write_a_file_writes_none(
+    obstacle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that cannot be written (a file where the package's directory goes, a
+    directory where the record goes) stops the scaffold before any file of the project
+    changed; once the obstacle is gone it goes through."""
+    project = copy_fixture("root_agent", tmp_path)
+    if obstacle == RECORD:
+        (project / RECORD).mkdir()
+    else:
+        (project / obstacle).write_text("in the way\n")
+
+    def tree() -> dict[str, bytes]:
+        return {
+            str(p.relative_to(project)): p.read_bytes()
+            for p in sorted(project.rglob("*"))
+            if p.is_file()
+        }
+
+    before = tree()
+    status, _, err = scaffold(capsys, project)
+    assert status != 0
+    assert tree() == before
+    assert "nothing was written" in err and obstacle in err, err
+    assert not list(project.rglob("*.scaffolding"))
+    (project / obstacle).rmdir() if obstacle == RECORD else (project / obstacle).unlink()
+    status, _, err = scaffold(capsys, project)
+    assert status == 0, err

@@ -9,9 +9,13 @@ may be updated; one that differs was changed since, and is overwritten only with
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,11 +170,45 @@ class ChangeSet:
             self.changes.append(Change(RECORD, self.record_text, text, note, copied=True))
 
     def write(self) -> None:
-        """Write every change, the record last."""
-        for change in sorted(self.changes, key=lambda c: c.path == RECORD):
+        """Write every change, the record last, or none: each new text is first written
+        beside its file (a file that is not writable, a directory that cannot be made, a
+        full disk: nothing of the project changed), then each is moved into place.
+
+        Raises:
+            OSError: A file could not be written (its ``filename`` says which); nothing was.
+        """
+        ordered = sorted(self.changes, key=lambda c: c.path == RECORD)
+        staged: list[tuple[Path, Path]] = []
+        made: list[Path] = []
+        try:
+            for change in ordered:
+                path = self.project / change.path
+                if path.is_dir():
+                    raise IsADirectoryError(errno.EISDIR, "a directory is there", str(path))
+                if path.exists() and not os.access(path, os.W_OK):  # replacing would ignore it
+                    raise PermissionError(errno.EACCES, "it is not writable", str(path))
+                if change.new is None:
+                    continue
+                for parent in reversed(path.parents):
+                    if not parent.exists():
+                        parent.mkdir()
+                        made.append(parent)
+                staging = path.with_name(f".{path.name}.scaffolding")
+                staged.append((staging, path))
+                staging.write_text(change.new, encoding="utf-8", newline="")
+                if path.exists():
+                    shutil.copymode(path, staging)
+        except OSError:
+            for staging, _ in staged:
+                staging.unlink(missing_ok=True)
+            for parent in reversed(made):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+            raise
+        moves = dict((path, staging) for staging, path in staged)
+        for change in ordered:
             path = self.project / change.path
             if change.new is None:
                 path.unlink()
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(change.new, encoding="utf-8", newline="")
+            else:
+                os.replace(moves[path], path)

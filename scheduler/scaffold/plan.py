@@ -382,7 +382,10 @@ def run_scaffold(args: argparse.Namespace) -> int:
     try:
         plan.changes.write()
     except OSError as exc:
-        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"error: cannot write {exc.filename}: {exc.strerror}; nothing was written",
+            file=sys.stderr,
+        )
         return NOT_FOUND
     print(f"done: {len(plan.changes.changes)} file(s) written.")
     print(apply_tasks(plan, persist=not args.no_persist))
