@@ -175,6 +175,41 @@ async def test_metadata_that_names_another_owner_acts_for_no_one_else(
         assert scheduler.get_task(mine.id).state.value == "active"
 
 
+class Held:
+    """A graph whose runs wait until released; it keeps the config of the last one."""
+
+    def __init__(self) -> None:
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+        self.config: dict[str, Any] = {}
+
+    async def ainvoke(self, input: Any, config: dict[str, Any]) -> dict[str, Any]:
+        self.config = config
+        self.started.set()
+        await self.release.wait()
+        return {"messages": []}
+
+
+async def test_metadata_copied_from_a_running_follow_up_acts_for_no_one_else() -> None:
+    """The ids of a running follow-up (in traces, the runs API, the dashboard), copied into
+    the metadata of a call on another thread, acted as the follow-up's owner: the caller
+    listed (and could cancel) its tasks. Only a call on that run's own thread does."""
+    graph = Held()
+    tools = {t.name: t for t in scheduling_tools()}
+    async with clocked_scheduler(graph=graph, start=START) as (_, clock):
+        alice = thread("a")
+        await tools["schedule_task"].ainvoke({"when": "every day at 9:00", "prompt": "Hi"}, alice)
+        await tools["schedule_task"].ainvoke({"when": "in 5 minutes", "prompt": "Check"}, alice)
+        moving = asyncio.create_task(clock.advance(minutes=6))
+        await asyncio.wait_for(graph.started.wait(), 10)
+        copied = {"metadata": dict(graph.config["metadata"])}
+        listed = await tools["list_scheduled_tasks"].ainvoke({}, {**thread("m"), **copied})
+        own = await tools["list_scheduled_tasks"].ainvoke({}, {**graph.config, **copied})
+        graph.release.set()
+        await moving
+        assert listed == "No tasks are scheduled from this conversation."
+        assert len(own.splitlines()) == 2  # the run itself, on its thread, acts for alice
+
+
 async def test_an_owner_key_shares_tasks_across_threads_of_one_user_only() -> None:
     script = Script()
     agent = react_agent(script, scheduling_tools(owner_key="user_id"))

@@ -252,13 +252,14 @@ class SchedulingTools:
         configurable = (config or {}).get("configurable") or {}
         metadata = (config or {}).get("metadata") or {}
         follow_up = metadata.get("scheduled_by") == AGENT_SOURCE
-        # The config's metadata is the caller's to set (a LangGraph server takes it from the
-        # client): an owner named there counts only for a running run of that owner's task.
-        if follow_up and not self._vouched(metadata):
-            metadata = {}
-        inherited = metadata.get("owner") if follow_up else None
         thread = configurable.get("thread_id")
         thread_id = str(thread) if thread not in (None, "") else None
+        # The config's metadata is the caller's to set (a LangGraph server takes it from the
+        # client): an owner named there counts only for a running run of that owner's task,
+        # on that run's thread (its ids, copied into another thread's call, are not it).
+        if follow_up and not self._vouched(metadata, thread_id):
+            metadata = {}
+        inherited = metadata.get("owner") if follow_up else None
         if self.owner_key is not None:
             value = configurable.get(self.owner_key)
             if value in (None, ""):
@@ -283,9 +284,9 @@ class SchedulingTools:
             )
         return _Caller(owner, thread_id, value, follow_up)
 
-    def _vouched(self, metadata: dict[str, Any]) -> bool:
-        """``metadata`` is that of a running run of a task these tools made for its
-        ``owner`` (as the scheduler's records say, not the metadata)."""
+    def _vouched(self, metadata: dict[str, Any], thread_id: str | None) -> bool:
+        """``metadata`` is that of a running run, on ``thread_id``, of a task these tools
+        made for its ``owner`` (as the scheduler's records say, not the metadata)."""
         owner, task_id = metadata.get("owner"), metadata.get("task_id")
         run_id = metadata.get("scheduler_run_id") or metadata.get("run_id")
         if not all(isinstance(v, str) for v in (owner, task_id, run_id)):
@@ -296,7 +297,13 @@ class SchedulingTools:
         except SchedulerError:
             return False
         source = _Caller(str(owner), None, "").source
-        return task.source == source and run.task_id == task.id and run.status == "running"
+        return (
+            task.source == source
+            and run.task_id == task.id
+            and run.status == "running"
+            and thread_id is not None
+            and run.thread_id == thread_id
+        )
 
     def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
         configurable = (config or {}).get("configurable") or {}
