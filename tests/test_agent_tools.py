@@ -301,6 +301,30 @@ async def test_a_zone_that_is_none_is_an_answer_too(zone: str) -> None:
         assert scheduler.list_tasks() == []
 
 
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        ("", "prompt: the prompt is empty"),
+        (" \n\t", "prompt: the prompt is empty"),
+        ("x" * 99_990, "prompt: String should have at most 96000 characters"),
+    ],
+)
+async def test_a_prompt_the_task_would_refuse_is_refused_as_the_models_own(
+    prompt: str, says: str
+) -> None:
+    """The follow-up's header made an empty prompt pass (a task that fires with nothing to
+    do; the CLI, a file and the API refuse it), and a prompt within the task's limit was
+    refused by the header's length, as 'at most 100000 characters'."""
+    script = Script(
+        calls(("schedule_task", {"when": "in 1 hour", "prompt": prompt})), AIMessage("ok")
+    )
+    agent = react_agent(script, scheduling_tools())
+    async with clocked_scheduler(graph=agent, start=START) as (scheduler, _):
+        [answer] = tool_answers(await ask(agent, thread("t-1"), "do it"))
+        assert answer.startswith(f"Nothing was done: invalid arguments: {says}"), answer[:300]
+        assert scheduler.list_tasks() == []
+
+
 async def test_arguments_of_the_wrong_type_are_a_tool_message_too() -> None:
     script = Script(
         calls(("schedule_task", {"when": 30, "prompt": ["not", "text"]})),

@@ -3,11 +3,16 @@ schemas (short, explicit, with examples), and the answer to arguments that do no
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from scheduler.exceptions import describe_errors
+from scheduler.limits import TEXT_LIMITS
 
 __all__ = ["DESCRIPTIONS", "NoArgs", "ScheduleArgs", "TaskIdArgs", "invalid_arguments"]
+
+# The task's prompt is the model's behind a header ("[Scheduled follow-up ... for 'when']"),
+# whose ``when`` is at most 256 characters (each at most 10 in its repr): room kept for it.
+PROMPT_CHARS = TEXT_LIMITS["prompt"] - 4_000
 
 
 class ScheduleArgs(BaseModel):
@@ -18,8 +23,9 @@ class ScheduleArgs(BaseModel):
         "cron expression such as '0 9 * * 1-5'."
     )
     prompt: str = Field(
+        max_length=PROMPT_CHARS,
         description="What you will be told when it fires, written to yourself, e.g. 'Check "
-        "whether the api v2 deploy succeeded and tell the user.'"
+        "whether the api v2 deploy succeeded and tell the user.'",
     )
     name: str = Field(default="", description="A short label, e.g. 'deploy check'.")
     new_conversation: bool = Field(
@@ -31,6 +37,14 @@ class ScheduleArgs(BaseModel):
         description="An IANA zone such as 'Europe/Paris', only when the user names one; "
         "by default times are in the user's zone.",
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        # (checked here: with the header in front, the task's own check never sees it empty)
+        if not value.strip():
+            raise ValueError("the prompt is empty; write what you will be told when it fires")
+        return value
 
 
 class TaskIdArgs(BaseModel):
