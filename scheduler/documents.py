@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ MAX_DOCUMENT_DEPTH = MAX_JSON_DEPTH + 4
 #: Nodes that aliases may add to a YAML document, all aliases together.
 MAX_ALIAS_NODES = 10_000
 
+#: Python reads no int of more digits (``sys.get_int_max_str_digits``); its ValueError
+#: would escape both parsers.
+_NUMBER_TOO_LONG = f"a number of more than {sys.get_int_max_str_digits():,} digits"
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
@@ -96,6 +100,8 @@ def load_json(text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DE
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DocumentError(f"{what}: not valid JSON: {exc}") from None
+    except ValueError:  # (int() refused the digits)
+        raise DocumentError(f"{what}: {_NUMBER_TOO_LONG}") from None
     except RecursionError:  # brackets inside malformed strings fooled the count
         raise DocumentError(f"{what}: nested too deeply") from None
 
@@ -158,6 +164,14 @@ class BoundedYamlLoader(yaml.SafeLoader):
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return int(super().construct_yaml_int(node))
+        except ValueError:  # (int() refused the digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, _NUMBER_TOO_LONG, node.start_mark
+            ) from None
+
     def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
         with self._composing(anchor):
             return super().compose_sequence_node(anchor)
@@ -192,6 +206,9 @@ class BoundedYamlLoader(yaml.SafeLoader):
                 1 + sum(self._sizes[id(c)] for c in children), MAX_ALIAS_NODES + 1
             )
         return self._sizes[id(node)]
+
+
+BoundedYamlLoader.add_constructor("tag:yaml.org,2002:int", BoundedYamlLoader.construct_yaml_int)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

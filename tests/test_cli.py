@@ -325,6 +325,46 @@ def test_a_yaml_alias_bomb_inside_a_task_field_is_refused_within_a_second(
     assert cli.snapshot() == []
 
 
+HUGE = "9" * 5000  # Python refuses to read an int of more than 4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("tasks.yaml", f"- id: a\n  schedule: daily\n  prompt: hi\n  max_retries: {HUGE}\n"),
+        (
+            "tasks.json",
+            f'[{{"id": "a", "schedule": "daily", "prompt": "hi", "metadata": {{"n": {HUGE}}}}}]',
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
+def test_a_number_too_long_to_read_is_a_problem_of_the_file(
+    cli: Cli, tmp_path: Path, command: str, name: str, text: str
+) -> None:
+    """It was a traceback (Python's ValueError of int(), escaping the loaders)."""
+    tasks = tmp_path / name
+    tasks.write_text(text)
+    done = cli(*command.split(), str(tasks), status=2)
+    assert "Traceback" not in done.stderr
+    assert "a number of more than 4,300 digits" in done.stderr, done.stderr
+    assert cli.snapshot() == []
+    flag = cli(
+        "add",
+        "--id",
+        "b",
+        "--schedule",
+        "daily",
+        "--prompt",
+        "hi",
+        "--input",
+        f'{{"n": {HUGE}}}',
+        status=2,
+    )
+    assert "--input: the value: a number of more than 4,300 digits" in flag.stderr
+    assert len(flag.stderr) < 300
+
+
 def test_the_alias_budget_refuses_in_milliseconds() -> None:
     from scheduler.documents import DocumentError, load_yaml
 
