@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.exceptions import GraphLoadError
+from scheduler.weburls import redacted
 
 __all__ = ["default_graph_target", "load_graph", "load_target"]
 
@@ -102,8 +103,8 @@ def load_graph(target: str) -> Any:
 
         try:
             return ServerGraph(target)
-        except ValueError as exc:
-            raise GraphLoadError(target, str(exc)) from None
+        except ValueError as exc:  # (its user:password@ is a secret: never shown)
+            raise GraphLoadError(redacted(target), str(exc)) from None
     graph = _called_if_factory(target, load_target(target))
     from langgraph.graph import StateGraph  # lazily: loaded by the graph's module anyway
 

@@ -26,7 +26,8 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
 
 The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
 variable); a ``user:password@`` in the URL is sent as HTTP basic auth, and kept out of
-the URL that log lines and errors show. What the server sends is bounded: one streamed
+the URL that log lines and errors show (also the error that refuses the URL:
+:func:`scheduler.weburls.server_target`). What the server sends is bounded: one streamed
 event (or one answer that is not a stream) of more than :data:`MAX_EVENT_BYTES` fails the
 run, where the SDK would hold it all in memory; its error texts (an ``error`` event, the
 body of an HTTP error) are kept at most 2,000 characters, control characters escaped.
@@ -54,11 +55,12 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitError
 
+from scheduler.weburls import server_target
+
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
 
 logger = logging.getLogger(__name__)
 
-_TARGET = re.compile(r"^(?P<url>https?://[^#\s]+)(?:#(?P<assistant>[\w.:-]+))?$")
 _NAMESPACE = uuid.UUID("6f1d5f0a-8b1e-4bb6-9d1a-5c2f2f6d7a10")
 
 #: The most one server-sent event (or one answer that is not a stream) may hold, in bytes.
@@ -107,18 +109,11 @@ class ServerGraph:
     context_schema = None  # the server builds the context from its own schema defaults
 
     def __init__(self, target: str) -> None:
-        match = _TARGET.match(target)
-        if match is None:
-            raise ValueError(f"expected http(s)://host:port#assistant, got {target!r}")
-        try:
-            url = httpx.URL(match["url"].rstrip("/"))
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"expected http(s)://host:port#assistant: {exc}") from None
+        url, self.assistant_id = server_target(target)
         # user:password@ (a proxy's basic auth) is sent as a header, never kept in the URL:
         # httpx logs every request's URL, and an error names the server
         self._auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
         self.url = str(url.copy_with(userinfo=b""))
-        self.assistant_id = match["assistant"] or "agent"
         # one client per event loop: its connections are the loop's (a second asyncio.run()
         # would otherwise use those of the first, closed loop: "Event loop is closed")
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (

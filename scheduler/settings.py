@@ -6,16 +6,17 @@ Every field is documented in ``.env.example`` with its default.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.enums import OverlapPolicy, Priority
-from scheduler.weburls import origin
+from scheduler.weburls import origin, redacted
 from scheduler.zones import unknown_zone_message, zone_exists
 
 __all__ = ["Settings"]
@@ -268,6 +269,16 @@ class Settings(BaseSettings):
         if not zone_exists(value):
             raise ValueError(unknown_zone_message(value))
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields ``repr()`` and ``str()`` show: the URLs' passwords (``graph``, a
+        server's ``user:password@``; ``database_url``) and the keys as ``***``."""
+        for name, value in super().__repr_args__():
+            if name in ("graph", "database_url") and isinstance(value, str):
+                value = redacted(value)
+            elif name in ("api_key", "webhook_secret") and value is not None:
+                value = "***"
+            yield name, value
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL to use: ``database_url``, else the SQLite file ``db_path``."""

@@ -274,6 +274,21 @@ def test_a_bad_setting_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
     assert cli("list", status=2).stderr == expected
 
 
+@pytest.mark.parametrize("url", ["http://ops:s3cr3t@[bad", "http://ops:s3cr3t@127.0.0.1:abc"])
+def test_a_server_url_that_cannot_be_used_stops_the_start_without_its_password(
+    cli: Cli, tmp_path: Path, url: str
+) -> None:
+    """A proxy's basic auth in ``SCHEDULER_GRAPH`` is a secret, also in the error that
+    refuses the URL (an unclosed ``[`` was taken for a host name, and every run failed)."""
+    service = MainPy(cli, tmp_path, SCHEDULER_GRAPH=f"{url}#agent")
+    assert service.process.wait(timeout=60) == 1
+    service.stop()
+    output = "".join(service.lines)
+    shown = url.replace("s3cr3t", "***")
+    assert f"graph '{shown}#agent': expected http(s)://host:port#assistant: " in output, output
+    assert "s3cr3t" not in output
+
+
 def test_strict_mode_refuses_to_start_on_a_bad_tasks_file(cli: Cli, tmp_path: Path) -> None:
     path = tasks_file(tmp_path / "tasks.yaml", GOOD, BAD_FIELD)
     service = MainPy(
