@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from scheduler.callbacks import CallbackPolicy, call_callback
 from scheduler.enums import RunStatus
 from scheduler.models import TaskDefinition
+from scheduler.records import RunRecord
 
 __all__ = [
     "NO_RESUME",
@@ -46,6 +47,8 @@ class Outcome:
     error_message: str | None = None
     error_traceback: str | None = None
     interrupts: str | None = None  # JSON list of {"id", "value"}: what the graph asked
+    thread_id: str | None = None  # the thread it ended on, when not the run's own: that of
+    # an earlier attempt whose run on a LangGraph server it adopted
 
 
 #: ``resume=`` default of :func:`invoke`: start the run from its input.
@@ -69,6 +72,7 @@ async def invoke(
     resume: Any = NO_RESUME,
     asked: str | None = None,
     upstream: dict[str, Any] | None = None,
+    earlier: Callable[[], Awaitable[list[RunRecord]]] | None = None,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -86,6 +90,9 @@ async def invoke(
             its recorded interrupts: another run used the thread since), when the run ends
             ``cancelled`` with the answer not applied (it would answer another question).
         upstream: A dependency run's upstream outcomes, for its input (:func:`build_input`).
+        earlier: A retry's earlier attempts (newest first), read when the graph can adopt
+            a run of one of them still going on a LangGraph server instead of starting
+            one (``aadopt``, :mod:`scheduler.remote_attempts`): a run is never run twice.
     """
     config = build_config(
         task,
@@ -97,6 +104,7 @@ async def invoke(
     deadline = asyncio.timeout(timeout)
     output: str | None = None
     in_callback = False
+    thread: str | None = None  # an adopted run's (that of the attempt it was started for)
     try:
         async with deadline:
             target = graph()
@@ -117,11 +125,17 @@ async def invoke(
                         error_message=f"the answer was not applied: {gone}",
                     )
                 payload = Command(resume=resume)
-            result = await target.ainvoke(payload, config, **kwargs)
+            adopted = None
+            if earlier is not None and callable(getattr(target, "aadopt", None)):
+                adopted = await target.aadopt(await earlier(), config)
+            if adopted is not None:
+                result, thread = adopted
+            else:
+                result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)
             asked = interrupts_of(result)
             if asked is not None:
-                return Outcome(RunStatus.WAITING, output, interrupts=asked)
+                return Outcome(RunStatus.WAITING, output, interrupts=asked, thread_id=thread)
             if task.result_callback:
                 in_callback = True
                 callback = policy.resolve(task.result_callback)
@@ -146,7 +160,7 @@ async def invoke(
         return _failed(exc, task, in_callback, output)
     except Exception as exc:
         return _failed(exc, task, in_callback, output)
-    return Outcome(RunStatus.SUCCEEDED, output=output)
+    return Outcome(RunStatus.SUCCEEDED, output=output, thread_id=thread)
 
 
 def context_for(task: TaskDefinition, graph: Any) -> Any:

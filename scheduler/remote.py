@@ -22,7 +22,10 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   task's retry policy applies;
 * cancels the server's run when the run here is cancelled (a timeout, a stop);
 * fails the run on a connection error or a server error (an HTTP error status), so the
-  task's retry policy applies.
+  task's retry policy applies (and cancels the server's run: nothing here watches it);
+* leaves the server's run going when this process dies (``on_disconnect="continue"``):
+  the retry of the attempt adopts it instead of starting another (:meth:`ServerGraph.aadopt`,
+  :mod:`scheduler.remote_attempts`), so the graph runs once.
 
 The API key, if the server needs one, comes from ``LANGGRAPH_API_KEY`` (the SDK's own
 variable); a ``user:password@`` in the URL is sent as HTTP basic auth, and kept out of
@@ -45,7 +48,7 @@ import os
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -55,6 +58,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitError
 
+from scheduler.records import RunRecord
+from scheduler.remote_attempts import find_adoption
 from scheduler.weburls import server_target
 
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
@@ -182,7 +187,9 @@ class ServerGraph:
                 config=server_config,
                 context=context,
                 if_not_exists="create",
-                on_disconnect="cancel",
+                # the run outlives a process that dies while it goes on (the server would
+                # cancel it half-way): the retry adopts it (scheduler.remote_attempts)
+                on_disconnect="continue",
                 on_run_created=created.update,
             ):
                 if part.event == "values":
@@ -198,24 +205,50 @@ class ServerGraph:
                     "the run ended is not known"
                 )
             status = await self._final_status(thread_id, run_id)
-        except asyncio.CancelledError:
-            made = created.get("run_id")
-            if made:
+        except BaseException as exc:
+            # alive, this process no longer watches the run: cancelled (a timeout, a stop,
+            # a stream that failed), as the server cancelled it on a disconnect before
+            if made := created.get("run_id"):
                 await asyncio.shield(self._cancel(thread_id, str(made)))
+            if isinstance(exc, httpx.HTTPError | LangGraphError):  # (the server's text)
+                raise ServerRunError(self._http_error_text(exc)) from None
             raise
-        except (httpx.HTTPError, LangGraphError) as exc:  # its text may be the server's
-            raise ServerRunError(self._http_error_text(exc)) from None
-        if status != "success":
-            raise ServerRunError(
-                f"the server's run {run_id!r} (thread {thread_id}) ended {status!r}, not "
-                f"'success': {_WHY.get(status, 'the server did not record it as a success')}"
+        return _ended(status, values, run_id, thread_id)
+
+    async def aadopt(self, earlier: Sequence[RunRecord], config: dict[str, Any]) -> Any:
+        """For a retry (``earlier``: the attempts it follows, newest first): the server run
+        of one of them that it adopts instead of starting one, waited for, as ``(values,
+        thread)`` (the thread of that attempt, where the run is); None when a run is to be
+        started. See :mod:`scheduler.remote_attempts`."""
+        threads = {a.thread_id: server_thread_id(a.thread_id) for a in earlier if a.thread_id}
+        thread_id = run_id = ""
+        try:
+            found = await find_adoption(self.client, earlier, threads)
+            for run in found.stale:
+                await self._cancel(*_ids(run))
+            if found.run is None:
+                return None
+            thread_id, run_id = _ids(found.run)
+            metadata = config.get("metadata") or {}
+            logger.info(
+                "task %s run %s adopts the server's run %s (thread %s, %s) of an earlier "
+                "attempt instead of starting one",
+                metadata.get("task_id"),
+                metadata.get("run_id"),
+                run_id,
+                thread_id,
+                _error_text(found.run.get("status"))[:100],
             )
-        if values is _NOTHING:  # a run always streams its state at least once: cut short
-            raise ServerRunError(
-                f"the server's stream ended without the run's values (server run "
-                f"{run_id!r}, thread {thread_id})"
-            )
-        return values
+            values = await self.client.runs.join(thread_id, run_id)
+            status = await self._final_status(thread_id, run_id)
+        except BaseException as exc:
+            if run_id:  # no longer watched here: cancelled, as a run of its own would be
+                await asyncio.shield(self._cancel(thread_id, run_id))
+            if isinstance(exc, httpx.HTTPError | LangGraphError):
+                raise ServerRunError(self._http_error_text(exc)) from None
+            raise
+        values = values if isinstance(values, dict) and "__error__" not in values else _NOTHING
+        return _ended(status, values, run_id, thread_id), found.thread
 
     async def aget_state(self, config: dict[str, Any]) -> Any:
         """The server thread's state, as far as an answer needs it: ``interrupts``, the
@@ -267,8 +300,8 @@ class ServerGraph:
         return _error_text(text)
 
     async def _cancel(self, thread_id: str, run_id: str) -> None:
-        with contextlib.suppress(Exception):  # best effort: the server also cancels on
-            async with asyncio.timeout(5):  # disconnect (on_disconnect="cancel")
+        with contextlib.suppress(Exception):  # best effort (a retry cancels a run still
+            async with asyncio.timeout(5):  # going that it does not adopt)
                 await self.client.runs.cancel(thread_id, run_id)
                 logger.info("cancelled run %s on %s (thread %s)", run_id, self.url, thread_id)
 
@@ -332,6 +365,26 @@ class _BoundedBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def _ended(status: str, values: Any, run_id: str, thread_id: str) -> Any:
+    """The values of the server's run ``run_id`` that ended ``status``, if a success."""
+    if status != "success":
+        raise ServerRunError(
+            f"the server's run {run_id!r} (thread {thread_id}) ended {status!r}, not "
+            f"'success': {_WHY.get(status, 'the server did not record it as a success')}"
+        )
+    if values is _NOTHING:  # a run always streams its state at least once: cut short
+        raise ServerRunError(
+            f"the server's stream ended without the run's values (server run "
+            f"{run_id!r}, thread {thread_id})"
+        )
+    return values
+
+
+def _ids(run: dict[str, Any]) -> tuple[str, str]:
+    """A listed server run's thread and run ids, as text safe to log."""
+    return _error_text(str(run.get("thread_id")))[:100], _error_text(str(run.get("run_id")))[:100]
 
 
 def _error_text(data: Any) -> str:

@@ -33,11 +33,15 @@ from scheduler.enums import RunStatus
 from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.pending import PendingRun
 from scheduler.pools import OWN
+from scheduler.records import RunRecord
+from scheduler.rows import run_record
 from scheduler.storage import RunRow, Store, Transaction
 
 __all__ = ["Ended", "Follow", "RunLog"]
 
 logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 100  # earlier attempts read for a retry, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,21 @@ class RunLog:
         else:
             self._wake.set()
         await future
+
+    async def attempts_before(self, run_id: str) -> list[RunRecord]:
+        """The attempts the retry ``run_id`` follows, newest first (the run it retries,
+        that one's, ...), as stored: for a retry on a LangGraph server to find their runs
+        there (:mod:`scheduler.remote_attempts`)."""
+
+        def read() -> list[RunRecord]:
+            found: list[RunRecord] = []
+            row = self._store.get_run(run_id)
+            while row is not None and row.retry_of is not None and len(found) < _ATTEMPTS:
+                row = self._store.get_run(row.retry_of)
+                found += [run_record(row)] if row is not None else []
+            return found
+
+        return await OWN.run(read)
 
     def settle_unanswered(self, change: dict[str, Any]) -> RunRow | None:
         """End a waiting run now (``change``: its ``id`` and the columns to set), in a

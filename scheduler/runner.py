@@ -338,7 +338,11 @@ class Runner(RunnerWaiting, RunnerStopping):
                 resume=pending.resume if pending.resuming else NO_RESUME,
                 asked=pending.asked,
                 upstream=pending.upstream,
+                earlier=functools.partial(self._log.attempts_before, pending.run_id)
+                if pending.trigger is RunTrigger.RETRY
+                else None,
             )
+            thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
         finished = self._clock()
         current = asyncio.current_task()
         if current in self._abandoned:  # the process that took over settles it
@@ -357,6 +361,8 @@ class Runner(RunnerWaiting, RunnerStopping):
             "error_message": outcome.error_message,
             "error_traceback": outcome.error_traceback,
         }
+        if outcome.thread_id:  # the thread of the server run it adopted
+            changes["thread_id"] = thread_id
         if retry is None:  # the final outcome: the tasks that run after it learn of it
             self._log.finish(pending.run_id, task.id, **changes)
         else:  # with its retry, in one flush: a crash between the two would lose the retry

@@ -153,6 +153,7 @@ class RunnerWaiting:
         await self._log.commit(
             pending.run_id,
             status=RunStatus.WAITING,
+            thread_id=thread_id,  # (an adopted run's: the answer goes there)
             waiting_since=now,
             interrupts=outcome.interrupts,
             output=outcome.output,

@@ -8,6 +8,7 @@ tests that run them here and on a real ``langgraph dev`` (``tests/langgraph.json
 * ``asker``: stops at ``interrupt()`` and answers with what it was told.
 * ``sleeper``: sleeps for the seconds in its prompt (for timeouts).
 * ``counter``: says how many human messages its thread holds.
+* ``tally``: counts its calls in the file its prompt names (``PATH SECONDS``), then sleeps.
 """
 
 from __future__ import annotations
@@ -102,6 +103,26 @@ _counter = StateGraph(MessagesState)
 _counter.add_node("count", count)
 _counter.add_edge(START, "count")
 counter = _counter.compile()
+
+
+async def tally(state: MessagesState) -> dict[str, Any]:
+    path, seconds = str(state["messages"][-1].content).rsplit(" ", 1)
+
+    def count() -> int:  # (off the event loop: langgraph dev refuses blocking calls)
+        with open(path, "a", encoding="utf-8") as calls:
+            calls.write("called\n")
+        with open(path, encoding="utf-8") as calls:
+            return len(calls.readlines())
+
+    calls = await asyncio.to_thread(count)
+    await asyncio.sleep(float(seconds))
+    return {"messages": [AIMessage(f"tallied {calls}")]}
+
+
+_tally = StateGraph(MessagesState)
+_tally.add_node("tally", tally)
+_tally.add_edge(START, "tally")
+tally_graph = _tally.compile()
 
 
 def embed(texts: list[str]) -> list[list[float]]:

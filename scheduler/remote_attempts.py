@@ -1,0 +1,90 @@
+"""The earlier attempts of a retry on a LangGraph server, found there before the retry
+starts a run of its own: a run the server still runs for them is adopted, not run twice.
+
+A process that dies while a server run goes on (``kill -9``, a power cut, a host that
+vanished) leaves that run going on the server (the stream asks ``on_disconnect=
+"continue"``): the next start records the attempt ``interrupted`` and queues its retry.
+That retry would start a second server run, queued behind the first on its thread (or
+beside it, on a fresh thread): the graph would run twice. So a retry first looks up, on
+the threads of the attempts it follows, the server runs whose metadata names one of
+them (``scheduler_run_id``; the SDK's ``runs.list`` pages, newest first) and takes
+the newest of them all:
+
+* still ``pending`` or ``running`` (and its attempt did not time out here: its deadline
+  is past), or ``success`` with its attempt ``interrupted`` (it ended after the process
+  that watched it died): **adopted**. The retry waits for it (``runs.join``) and records
+  its end as its own, on its thread; no new run is started;
+* anything else (it failed, was cancelled or timed out there; no run was made before the
+  process died): a new run starts, as a retry does.
+
+Other runs of those attempts still going (a cancel that did not reach the server) are
+cancelled first. A look-up the server does not answer fails the attempt without starting
+a run, so its retry looks again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph_sdk.errors import NotFoundError
+
+from scheduler.enums import RunStatus
+from scheduler.records import RunRecord
+
+__all__ = ["Adoption", "find_adoption"]
+
+_PAGE = 100  # runs per look-up
+_PAGES = 10  # the newest 1,000 runs of a thread: an attempt's runs are among them
+_GOING = ("pending", "running")
+_FIELDS = ["run_id", "thread_id", "status", "metadata", "created_at"]
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """What a retry does with the server runs of the attempts it follows."""
+
+    run: dict[str, Any] | None  # the server run it adopts (None: it starts one)
+    thread: str  # the scheduler's thread of that run's attempt: the retry's now
+    stale: list[dict[str, Any]]  # other runs of those attempts still going: cancelled first
+
+
+async def find_adoption(
+    client: Any, attempts: Sequence[RunRecord], threads: dict[str, str]
+) -> Adoption:
+    """Look up the server runs of ``attempts`` (newest first) on their threads
+    (``threads``: the scheduler's thread id to the server's) and decide.
+
+    Raises:
+        httpx.HTTPError, LangGraphError: The server did not answer the look-up.
+    """
+    of = {a.id: a for a in attempts}
+    found: list[tuple[dict[str, Any], RunRecord]] = []  # each run with its attempt
+    for thread in dict.fromkeys(threads.values()):
+        for page in range(_PAGES):
+            try:
+                runs = await client.runs.list(
+                    thread, limit=_PAGE, offset=page * _PAGE, select=_FIELDS
+                )
+            except NotFoundError:  # no run was ever made on it
+                break
+            runs = runs if isinstance(runs, list) else []
+            found += [(r, of[a]) for r in runs if (a := _attempt_of(r)) is not None and a in of]
+            if len(runs) < _PAGE:
+                break
+    found.sort(key=lambda pair: str(pair[0].get("created_at")), reverse=True)
+    if found:
+        (newest, attempt), status = found[0], found[0][0].get("status")
+        going = status in _GOING and attempt.status is not RunStatus.TIMED_OUT
+        if going or (status == "success" and attempt.status is RunStatus.INTERRUPTED):
+            stale = [r for r, _ in found[1:] if r.get("status") in _GOING]
+            return Adoption(newest, attempt.thread_id or "", stale)
+    return Adoption(None, "", [r for r, _ in found if r.get("status") in _GOING])
+
+
+def _attempt_of(run: Any) -> str | None:
+    """The scheduler's run id a server run was started for (its metadata's)."""
+    metadata = run.get("metadata") if isinstance(run, dict) else None
+    found = metadata.get("scheduler_run_id") if isinstance(metadata, dict) else None
+    return found if isinstance(found, str) else None

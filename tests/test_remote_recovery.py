@@ -1,0 +1,106 @@
+"""A scheduler process that dies while its run goes on on a LangGraph server (``kill -9``;
+to the server, a host that vanished looks the same): the server's run goes on, and the
+retry at the next start adopts it instead of running the graph a second time. A real
+``langgraph dev`` and real scheduler processes (``python -m scheduler serve``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+
+from scheduler import RunStatus, Settings, TaskDefinition, TaskScheduler
+from scheduler.remote import server_thread_id
+from tests.conftest import PYTHON, ROOT, LangGraphDev, eventually
+
+pytestmark = pytest.mark.slow
+
+
+class Serve:
+    """``python -m scheduler serve`` on ``directory``'s database, its output in a file."""
+
+    def __init__(self, directory: Path, env: dict[str, str], name: str) -> None:
+        self.log = directory / f"{name}.log"
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [PYTHON, "-m", "scheduler", "serve"], cwd=directory, env=env,
+                stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def end(self, how: signal.Signals) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+        self.process.wait(timeout=60)
+        return self.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("vanished", [False, True], ids=["killed", "vanished"])
+async def test_a_server_run_of_a_scheduler_that_died_is_adopted_by_the_retry_not_run_again(
+    langgraph_dev: LangGraphDev, tmp_path: Path, vanished: bool
+) -> None:
+    """Killed during the run, or vanished (frozen with SIGSTOP, its connection open, killed
+    once the server's run succeeded): the graph runs once, and the retry records its end.
+    Before, a killed one's run was cancelled by the server when its client went away
+    (half-way through the graph), and a vanished one's ran to its end; either way the
+    retry ran the graph again."""
+    calls = tmp_path / "calls.txt"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
+        "PYTHONPATH": str(ROOT),
+        "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
+        "SCHEDULER_GRAPH": f"{langgraph_dev.url}#tally",
+        "SCHEDULER_TASKS_FILE": "none",
+        "SCHEDULER_MAX_RETRIES": "1",
+        "SCHEDULER_RETRY_DELAY_SECONDS": "0.1",
+    }
+    settings = Settings(_env_file=None, graph=env["SCHEDULER_GRAPH"])  # type: ignore[call-arg]
+    here = TaskScheduler(db_path=tmp_path / "scheduler.db", settings=settings)
+    try:
+        here.add_task(TaskDefinition(id="tally", interval_seconds=3600, prompt=f"{calls} 5"))
+        first = here.run_task_now("tally")  # queued: the process below starts it
+        killed = Serve(tmp_path, env, "killed")
+        try:
+            await eventually(calls.exists, timeout=60, message="the graph called on the server")
+            if vanished:
+                killed.process.send_signal(signal.SIGSTOP)
+                thread = server_thread_id(str(here.get_run(first).thread_id))
+                async with get_client(url=langgraph_dev.url) as client:
+
+                    async def done() -> bool:
+                        runs = await client.runs.list(thread)
+                        return bool(runs) and runs[0]["status"] == "success"
+
+                    await eventually(done, timeout=60, message="the server's run done")
+        finally:
+            killed.end(signal.SIGKILL)  # while the server's run goes on, or once it ended
+        assert here.get_run(first).status is RunStatus.RUNNING
+        again = Serve(tmp_path, env, "again")
+        try:
+
+            async def retried() -> object:
+                runs = here.list_runs("tally")
+                return len(runs) == 2 and runs[0].status.is_final and runs[0]
+
+            retry = await eventually(retried, timeout=60, message="the retry's end")
+        finally:
+            log = again.end(signal.SIGTERM)
+        interrupted = here.get_run(first)
+    finally:
+        here.close()
+    assert calls.read_text().splitlines() == ["called"], log  # the graph ran once
+    assert interrupted.status is RunStatus.INTERRUPTED
+    assert (retry.status, retry.attempt, retry.output) == (
+        RunStatus.SUCCEEDED,
+        2,
+        "tallied 1",
+    ), (retry.error_message, log)
+    assert retry.thread_id == interrupted.thread_id  # where the adopted run was
+    assert "adopts the server's run" in log
+    assert interrupted.thread_id is not None
+    async with get_client(url=langgraph_dev.url) as client:
+        runs = await client.runs.list(server_thread_id(interrupted.thread_id))
+    assert [(r["status"], r["metadata"]["scheduler_run_id"]) for r in runs] == [("success", first)]
