@@ -296,13 +296,14 @@ class SchedulingTools:
             task, run = scheduler.get_task(str(task_id)), scheduler.get_run(str(run_id))
         except SchedulerError:
             return False
-        source = _Caller(str(owner), None, "").source
+        from scheduler.remote import server_thread_id  # (its thread on a LangGraph server)
+
+        source, ran_on = _Caller(str(owner), None, "").source, run.thread_id or ""
         return (
             task.source == source
             and run.task_id == task.id
             and run.status == "running"
-            and thread_id is not None
-            and run.thread_id == thread_id
+            and bool(ran_on and thread_id in (ran_on, server_thread_id(ran_on)))
         )
 
     def _zone(self, given: str | None, config: RunnableConfig, scheduler: TaskScheduler) -> str:
