@@ -1238,10 +1238,10 @@ def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
     try:
         fleet.add(
             [
-                {"id": "hooked", "run_at": at(5), "prompt": "record", "webhook": receiver.url},
+                {"id": "hooked", "run_at": at(15), "prompt": "record", "webhook": receiver.url},
                 {
                     "id": "late",
-                    "run_at": at(5),
+                    "run_at": at(15),
                     "prompt": "record",
                     "webhook": receiver.url,
                     "misfire_grace_seconds": 1,
@@ -1257,7 +1257,8 @@ def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
         wait_until(
             lambda: fleet.count("status = 'queued'") == 2, timeout=60, message="2 queued runs"
         )
-        time.sleep(2.5)  # past the late one's catch-up window, with no worker
+        time.sleep(2.5)  # past the late one's catch-up window, with no worker (the time is
+        # far enough ahead for a loaded machine's leader to be up and queue it on time)
         worker = fleet.worker(**hooks)
         wait_until(lambda: len(receiver.received) >= 3, timeout=60, message="three attempts")
         runs = {r["task_id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
