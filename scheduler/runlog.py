@@ -177,25 +177,31 @@ class RunLog:
 
         return await OWN.run(read)
 
-    def settle_unanswered(self, change: dict[str, Any]) -> RunRow | None:
-        """End a waiting run now (``change``: its ``id`` and the columns to set), in a
-        transaction of its own, unless it holds an answer by then (one given elsewhere, not
-        yet seen here) or has ended already (its task removed elsewhere): then nothing is
-        written and its stored row is returned. An answer and a removal are recorded in a
-        transaction too, so exactly one of them wins. Call it off the event loop; what it
-        writes is then no longer open, so a buffered ``finish`` of the same run changes
-        nothing but tells the followers.
+    def settle_unanswered(self, task_id: str, change: dict[str, Any]) -> RunRow | None:
+        """End a waiting run of ``task_id`` now (``change``: its ``id`` and the columns to
+        set, a final status among them), in a transaction of its own that also queues what
+        follows it (as a flush does with a :meth:`finish`), unless it holds an answer by
+        then (one given elsewhere, not yet seen here) or has ended already (its task removed
+        elsewhere): then nothing is written and its stored row is returned. An answer and a
+        removal are recorded in a transaction too, so exactly one of them wins. Call it off
+        the event loop.
 
         Raises:
             StorageError: The write failed (LeadershipLostError: the fence refused it).
         """
         self.flush()  # its earlier changes first (it was recorded waiting)
         check = self.fence() if self.fence is not None else None
+        ended = Ended(task_id, change["id"], RunStatus(change["status"]), change["finished_at"])
+        followers: list[PendingRun] = []
         with self._store.transaction(check) as tx:
             row = tx.get_run(change["id"])
             if row is not None and (row.status != "waiting" or row.answer is not None):
                 return row
             tx.update_runs([change])
+            if self.follow is not None:
+                followers = self._followers(tx, [ended])
+        if self.follow is not None and self.deliver is not None:
+            self.deliver(followers)
         return None
 
     @property

@@ -230,12 +230,15 @@ class RunnerWaiting:
         change = settled(
             pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
         )
-        try:  # an answer given elsewhere in time wins, even if this process has not seen it
-            stored = await OWN.run(self._log.settle_unanswered, dict(change))
+        # an answer given elsewhere in time wins, even if this process has not seen it; the
+        # timeout is written with what follows it (a fallback), so a crash loses neither
+        try:
+            stored = await OWN.run(self._log.settle_unanswered, pending.task.id, dict(change))
+            written = stored is None
         except LeadershipLostError:
             return  # another process is active now: the run is its own
         except StorageError:
-            stored = None  # written by the run log's flush when the database is back
+            stored, written = None, False  # written by the run log's flush when it is back
         if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
             return
         if stored is not None and stored.status != RunStatus.WAITING:
@@ -249,7 +252,8 @@ class RunnerWaiting:
             else:
                 self._resume(pending)
                 return
-        self._log.finish(change.pop("id"), pending.task.id, **change)
+        if not written:
+            self._log.finish(change.pop("id"), pending.task.id, **change)
         logger.warning(
             "task %s run %s timed out waiting: %s",
             pending.task.id,

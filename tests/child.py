@@ -10,7 +10,8 @@ DB is a SQLite file, or a SQLAlchemy URL (``postgresql+psycopg://...``).
 
 ``serve`` prints ``active`` or ``standby`` once started, then runs until SECONDS pass or
 SIGTERM arrives, then stops gracefully and prints ``stopped``. Settings come from
-``SCHEDULER_*`` variables, as in production.
+``SCHEDULER_*`` variables, as in production. With ``TEST_KILL_AFTER_WAITING_TIMEOUT=1`` it
+kills itself (SIGKILL) as soon as a waiting run's timeout is committed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
+from typing import Any
 
 from scheduler import Settings, TaskDefinition, TaskScheduler
+from scheduler.runlog import RunLog
 from tests import prompt_graphs
 
 
@@ -42,7 +46,27 @@ async def serve(scheduler: TaskScheduler, seconds: float) -> None:
     print("stopped", flush=True)
 
 
+def _kill_after_waiting_timeouts() -> None:
+    """Die as soon as a waiting run's timeout commits, before this process does anything
+    after it (starts what it queued, or writes what it buffered)."""
+    settle = RunLog.settle_unanswered
+
+    def die(*_: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def settle_then_die(self: RunLog, *args: Any) -> Any:
+        self.deliver = die  # (told of what it queued, once committed)
+        stored = settle(self, *args)
+        if stored is None:  # written
+            die()
+        return stored
+
+    RunLog.settle_unanswered = settle_then_die  # type: ignore[method-assign]
+
+
 def main() -> None:
+    if os.environ.get("TEST_KILL_AFTER_WAITING_TIMEOUT") == "1":
+        _kill_after_waiting_timeouts()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     db, command, *rest = sys.argv[1:]
     settings = Settings(_env_file=None)

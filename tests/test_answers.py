@@ -6,8 +6,14 @@ one of them wins, and an answer accepted is never lost. A real graph on a real S
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import operator
+import signal
+import subprocess
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -342,3 +348,40 @@ async def test_pruning_the_history_keeps_a_run_that_waits_for_its_answer() -> No
         await clock.advance(seconds=1)
         done = scheduler.get_run(run.id)
         assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes")
+
+
+@pytest.mark.slow
+def test_kill_9_right_after_a_waiting_timeout_still_runs_the_fallback(tmp_path: Path) -> None:
+    """The timeout that ends a waiting run is an upstream's final outcome like any other:
+    the fallback after it is queued in the same transaction, so a kill -9 just after the
+    commit loses nothing, and the restart runs the fallback once."""
+    from tests.test_reliability import Child, child, rows, wait_until
+
+    db = tmp_path / "scheduler.db"
+    calls = tmp_path / "calls.log"
+    record = {"metadata": {"log": str(calls)}}
+    ask = {"id": "ask", "run_at": datetime.now(UTC).isoformat(), "waiting_timeout_seconds": 0.5}
+    alert = {
+        "id": "alert",
+        "after": {"tasks": ["ask"], "on": "failed"},
+        "prompt": "record",
+        **record,
+    }
+    child(db, "add", json.dumps([{**ask, "prompt": "ask-record-sleep:0", **record}, alert]))
+    dying = Child(db, env={"TEST_KILL_AFTER_WAITING_TIMEOUT": "1"})
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        dying.process.wait(timeout=60)
+    log = dying.kill()  # (dead by its own hand: this only reads what it wrote)
+    assert dying.process.returncode == -signal.SIGKILL, log
+    [asked] = rows(db, "SELECT * FROM scheduler_runs WHERE task_id='ask'")
+    assert (asked["status"], asked["error_type"]) == ("timed_out", "WaitingTimeout")
+    restarted = Child(db, seconds=60)
+    try:
+        restarted.wait_for("active")
+        wait_until(calls.exists, timeout=20, message="the fallback ran")
+    finally:
+        restarted.stop()
+    [fallback] = rows(db, "SELECT * FROM scheduler_runs WHERE task_id='alert'")
+    assert fallback["status"] == "succeeded"
+    assert json.loads(fallback["upstream"])["ask"]["run_id"] == asked["id"]
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == [fallback["id"]]
