@@ -343,12 +343,9 @@ class Supervisor:
             try:
                 value = load_json(run.answer, what="the stored answer")
             except DocumentError as exc:
-                self._settle(run.id, RunStatus.FAILED, "BadAnswer", str(exc))
+                self.runner.refuse_answer(run.id, str(exc))
                 continue
             self.runner.answer(run.id, value)
-
-    def _settle(self, run_id: str, status: RunStatus, kind: str, message: str) -> None:
-        self.run_log.change(settled(run_id, status, now=self.clock(), kind=kind, message=message))
 
     def _unavailable(self, run: RunRow, reason: str, task: TaskDefinition | str | None) -> None:
         """Cancel ``run``: its task, or its own record, cannot be read; told as any end."""

@@ -82,15 +82,22 @@ class WaitingRuns:
 
     def answer(self, run_id: str, value: Any) -> bool:
         """Resume ``run_id`` with ``value``; False if it is not waiting here."""
-        entry = self._runs.pop(run_id, None)
-        if entry is None:
+        pending = self.take(run_id)
+        if pending is None:
             return False
-        pending, handle = entry
-        if handle is not None:
-            handle.cancel()
         pending.resume = value
         self._on_answer(pending)
         return True
+
+    def take(self, run_id: str) -> PendingRun | None:
+        """Stop holding ``run_id`` (it ends now); None if it is not waiting here."""
+        entry = self._runs.pop(run_id, None)
+        if entry is None:
+            return None
+        pending, handle = entry
+        if handle is not None:
+            handle.cancel()
+        return pending
 
     def of_task(self, task_id: str) -> list[PendingRun]:
         """Stop holding the waiting runs of ``task_id`` (it was removed) and return them."""
@@ -254,21 +261,43 @@ class RunnerWaiting:
                 return
         if not written:
             self._log.finish(change.pop("id"), pending.task.id, **change)
+        await self._end(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message, now)
+
+    def refuse_answer(self, run_id: str, reason: str) -> bool:
+        """End a run waiting here ``failed`` (``BadAnswer``): its recorded answer cannot
+        be read, so it cannot go on. Its end is recorded, followed (a fallback on
+        ``failed`` runs), told and called back as any failed run's; False if it is not
+        waiting here."""
+        pending = self._waiting.take(run_id)
+        if pending is None:
+            return False
+        now = self._clock()
+        change = settled(run_id, RunStatus.FAILED, now=now, kind="BadAnswer", message=reason)
+        self._log.finish(change.pop("id"), pending.task.id, **change)
+        ending = self._end(pending, RunStatus.FAILED, "BadAnswer", reason, now)
+        task = asyncio.get_running_loop().create_task(ending)
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+        return True
+
+    async def _end(
+        self, pending: PendingRun, status: RunStatus, kind: str, message: str, now: float
+    ) -> None:
+        """Let go of a waiting run whose end (``status``, ``kind``) is recorded: its
+        listeners hear of it, then its failure callback is called."""
         logger.warning(
-            "task %s run %s timed out waiting: %s",
+            "task %s run %s ended %s while waiting: %s",
             pending.task.id,
             pending.run_id,
+            status,
             message,
             extra=run_fields(
-                task_id=pending.task.id,
-                run_id=pending.run_id,
-                status=RunStatus.TIMED_OUT,
-                error_type="WaitingTimeout",
+                task_id=pending.task.id, run_id=pending.run_id, status=status, error_type=kind
             ),
         )
         self._known.discard(pending.run_id)
         self._release(pending.task.id)
-        outcome = Outcome(RunStatus.TIMED_OUT, error_type="WaitingTimeout", error_message=message)
+        outcome = Outcome(status, error_type=kind, error_message=message)
         if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
         self._check_idle()

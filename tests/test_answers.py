@@ -10,6 +10,7 @@ import contextlib
 import json
 import operator
 import signal
+import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -385,3 +386,35 @@ def test_kill_9_right_after_a_waiting_timeout_still_runs_the_fallback(tmp_path: 
     assert fallback["status"] == "succeeded"
     assert json.loads(fallback["upstream"])["ask"]["run_id"] == asked["id"]
     assert [line.split()[0] for line in calls.read_text().splitlines()] == [fallback["id"]]
+
+
+async def test_an_answer_that_cannot_be_read_fails_the_run_as_any_failure(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """A stored answer that is not JSON (a row written by hand) cannot resume the run: it
+    ends ``failed`` (BadAnswer), and that is a failure like any other: the fallback after
+    it runs, and its failure callback is called."""
+    callbacks.failures.clear()
+    ask = TaskDefinition(
+        id="ask",
+        interval_seconds=3600,
+        prompt="x",
+        on_failure_callback="tests.callbacks:on_failure",
+    )
+    alert = TaskDefinition(id="alert", after={"tasks": ["ask"], "on": "failed"}, prompt="x")
+    first = make_scheduler(graph=server_graphs.asker)
+    first.add_tasks([ask, alert])
+    first.start()
+    run_id = first.run_task_now("ask")
+    assert (await first.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+    await first.stop()
+    with sqlite3.connect(tmp_path / "scheduler.db") as db:
+        db.execute("UPDATE scheduler_runs SET answer = '{\"broken' WHERE id = ?", (run_id,))
+    db.close()
+    second = make_scheduler(graph=server_graphs.asker)
+    second.start()
+    [fallback] = await eventually(lambda: second.list_runs("alert"), message="the fallback")
+    assert fallback.upstream is not None and fallback.upstream["ask"]["status"] == "failed"
+    failed = second.get_run(run_id)
+    assert (failed.status, failed.error_type) == (RunStatus.FAILED, "BadAnswer")
+    await eventually(lambda: [r.id for _, r in callbacks.failures] == [run_id])

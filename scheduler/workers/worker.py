@@ -332,8 +332,7 @@ class Worker(WorkerLease):
             try:
                 value = load_json(run.answer, what="the stored answer")
             except DocumentError as exc:
-                task = self._definition(await OWN.run(self.store.get_task, run.task_id))
-                self._settle(run, RunStatus.FAILED, "BadAnswer", str(exc), task)
+                self.runner.refuse_answer(run.id, str(exc))
                 continue
             self.runner.answer(run.id, value)
         held = self.runner.task_ids()
