@@ -95,7 +95,7 @@ class EventBus:
     def emit(self, event: RunEvent) -> None:
         """Hand ``event`` to every listener (call on the event loop)."""
         listeners = list(self._listeners)
-        if self.webhooks is not None and event.task is not None and event.task.webhook:
+        if self.webhooks is not None and event.task is not None and event.task.webhook is not None:
             listeners.append(self.webhooks)
         for listener in listeners:
             try:

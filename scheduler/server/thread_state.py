@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, HTTPException, Request
 
 from scheduler.exceptions import GraphLoadError
@@ -125,6 +126,4 @@ class StateReply(JsonReply):
     as its ``model_dump()``, a value JSON has no form for as its ``str()``."""
 
     def render(self, content: Any) -> bytes:
-        import pydantic_core
-
         return pydantic_core.to_json(content, fallback=str)

@@ -107,6 +107,11 @@ _THREAD_STATUS = {
 }
 
 
+def _status_of(statuses: dict[str, str] | None, thread_id: str) -> str:
+    """The thread's status in the server's words, from ``thread_statuses``."""
+    return _THREAD_STATUS.get((statuses or {}).get(thread_id, ""), "idle")
+
+
 def _thread(
     thread_id: str,
     metadata: dict[str, Any],
@@ -121,7 +126,7 @@ def _thread(
         "updated_at": last.isoformat(),
         "state_updated_at": last.isoformat(),
         "metadata": metadata,
-        "status": _THREAD_STATUS.get((statuses or {}).get(thread_id, ""), "idle"),
+        "status": _status_of(statuses, thread_id),
         "config": {},
         "values": None,
     }
@@ -160,11 +165,12 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     # the default order (last change first) needs only the threads of the page's runs
     whole = body.ids is not None or body.sort_by not in (None, "updated_at", "state_updated_at")
     whole = whole or (body.sort_by is not None and body.sort_order == "asc")
-    whole = whole or body.status is not None
+    by_status = body.status is not None or body.sort_by == "status"
+    whole = whole or by_status
     most = None if whole else body.offset + body.limit + len(made)
     used = await OWN.run(run_threads, store, limit=most)
     # the statuses of every thread when they filter or sort; else those of the page only
-    statuses = await OWN.run(thread_statuses, store, None) if whole else None
+    statuses = await OWN.run(thread_statuses, store, None) if by_status else None
     times: dict[str, tuple[float, float]] = {t: (first, last) for t, first, last in used}
     metadata: dict[str, dict[str, Any]] = {}
     for thread_id, metadata_json, created in made:
@@ -187,7 +193,7 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     if statuses is None and page:
         statuses = await OWN.run(thread_statuses, store, [t["thread_id"] for t in page])
         for thread in page:
-            thread["status"] = _THREAD_STATUS.get(statuses.get(thread["thread_id"], ""), "idle")
+            thread["status"] = _status_of(statuses, thread["thread_id"])
     if body.select:
         return [{k: v for k, v in t.items() if k in body.select} for t in page]
     return page
@@ -214,11 +220,7 @@ async def count_threads(request: Request) -> int:
         counted = metadata.keys() | {thread_id for thread_id, _, _ in used}
     if body.status is not None:
         statuses = await OWN.run(thread_statuses, store, None)
-        counted = {
-            thread_id
-            for thread_id in counted
-            if _THREAD_STATUS.get(statuses.get(thread_id, ""), "idle") == body.status
-        }
+        counted = {t for t in counted if _status_of(statuses, t) == body.status}
     return len(counted)
 
 

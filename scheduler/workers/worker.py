@@ -104,9 +104,9 @@ class Worker(WorkerLease):
         self.run_log = RunLog(store, owner=self.id)
         # the runs' events, and their webhooks, delivered from here as a single process does
         self.events = events if events is not None else EventBus()
-        self._webhooks = Deliverer(store, settings) if self.events.webhooks is None else None
-        if self._webhooks is not None:
-            self.events.webhooks = self._webhooks
+        self._webhooks: Deliverer | None = None  # the deliverer made here (closed at stop)
+        if self.events.webhooks is None:
+            self.events.webhooks = self._webhooks = Deliverer(store, settings)
         self.runner = Runner(
             settings=settings, run_log=self.run_log, graph=graph, clock=self.clock,
             events=self.events,
@@ -356,9 +356,13 @@ class Worker(WorkerLease):
         for run in runs:
             task = tasks[run.task_id]
             if isinstance(task, str) or run.problem is not None or run.thread_id is None:
-                reason = task if isinstance(task, str) else f"its record: {run.problem}"
-                if run.problem is None and not isinstance(task, str):
-                    reason = "its record names no thread to resume it on"
+                reason = (
+                    task
+                    if isinstance(task, str)
+                    else f"its record: {run.problem}"
+                    if run.problem is not None
+                    else "its record names no thread to resume it on"
+                )
                 self._settle(run, RunStatus.CANCELLED, "TaskUnavailable", reason, task)
                 continue
             since = run.waiting_since or run.started_at or run.queued_at
