@@ -99,13 +99,19 @@ class TaskChanges:
         )
 
     def record_passed_over(
-        self, old: TaskRow, task: TaskDefinition | None, *, keeps: float | None
+        self,
+        old: TaskRow,
+        task: TaskDefinition | None,
+        *,
+        keeps: float | None,
+        removing: bool = False,
     ) -> None:
         """Record ``missed``, in one record, the occurrences of ``old`` that were due (from its
         next run time up to now) and had not run (the scheduler was down, or had not come to
         them yet), when the change does not keep that next run time (``keeps``: the one it
-        writes): they would go without a trace. ``task``: the new definition (None: paused).
-        A one-time task paused or disabled keeps its time: resuming runs it or records it."""
+        writes): they would go without a trace. ``task``: the new definition (None: paused,
+        or removed when ``removing``). A one-time task paused or disabled keeps its time:
+        resuming runs it or records it."""
         due = old.next_run_time
         if due is None or due > self.now or keeps == due:
             return  # nothing due, or it stays due: it runs (or the dispatcher records it)
@@ -113,13 +119,25 @@ class TaskChanges:
             previous = decode(old)
         except DefinitionError:
             return  # the dispatcher never took its occurrences either; the row is reported
-        if previous.task_type is TaskType.ONE_TIME and (task is None or _same_time(previous, task)):
+        if (
+            previous.task_type is TaskType.ONE_TIME
+            and not removing
+            and (task is None or _same_time(previous, task))
+        ):
             return
         default = self.settings.timezone
         found = due_occurrences(previous, old, now=self.now, default_timezone=default)
         if not found.missed:
             return
-        change = "paused" if task is None else "disabled" if not task.enabled else "rescheduled"
+        change = (
+            "removed"
+            if removing
+            else "paused"
+            if task is None
+            else "disabled"
+            if not task.enabled
+            else "rescheduled"
+        )
         why = f"were due and had not run when the task was {change}"
         zone = previous.zone(default)
         record = missed_record(previous, found, zone=zone, now=self.now, why=why)
@@ -253,6 +271,8 @@ class TaskChanges:
         """
         if not force:
             check_removal(self.tx, task_ids)
+        for row in self.tx.get_tasks(task_ids).values():  # their due occurrences, recorded
+            self.record_passed_over(row, None, keeps=None, removing=True)
         for downstream, upstream in self.tx.links_from(task_ids):  # (forced: they wait on)
             self.tx.clear_waits(downstream, upstream)  # a task re-added under the id starts anew
         self.tx.delete_links_of(task_ids)

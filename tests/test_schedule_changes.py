@@ -92,10 +92,11 @@ DUE = "from 2030-01-01T18:00:00+05:30 to 2030-01-01T20:00:00+05:30 were due and 
         ("pause", [(3, f"{DUE} when the task was paused")], []),
         ("reschedule", [(3, f"{DUE} when the task was rescheduled")], ["15:45"]),
         ("disable", [(3, f"{DUE} when the task was disabled")], []),
+        ("remove", [(3, f"{DUE} when the task was removed")], []),
         # its next run is kept: the catch-up records or runs them, as after any downtime
         ("prompt", [(2, "outside the catch-up window of 3600 s")], ["14:30", "15:30"]),
     ],
-    ids=["pause", "reschedule", "disable", "prompt"],
+    ids=["pause", "reschedule", "disable", "remove", "prompt"],
 )
 async def test_a_change_records_missed_the_occurrences_due_that_had_not_run(
     change: str, missed: list[tuple[int, str]], ran: list[str], tmp_path: Path
@@ -105,7 +106,7 @@ async def test_a_change_records_missed_the_occurrences_due_that_had_not_run(
     past them with no trace: they neither ran nor were recorded. Now they are one missed
     record, as the dispatcher writes for occurrences it will not run (times in the task's
     zone), in the change's transaction; even inside the window, since the change says the
-    task should not run as it was."""
+    task should not run as it was. Removing the task did the same."""
     edits = {
         "reschedule": {"cron_expression": "15 * * * *"},
         "disable": {"enabled": False},
@@ -122,6 +123,8 @@ async def test_a_change_records_missed_the_occurrences_due_that_had_not_run(
         clock.pass_time(hours=3, minutes=10)  # to 15:10 UTC
         if change == "pause":
             scheduler.pause_task("t")
+        elif change == "remove":  # its history stays
+            scheduler.remove_task("t")
         else:
             scheduler.edit_task("t", lambda t: t.model_copy(update=edits[change]))
         scheduler.start()
@@ -187,3 +190,17 @@ async def test_a_pause_while_the_scheduler_had_not_come_to_an_occurrence_tells_l
     [event] = events
     assert (event.kind, event.run.status, event.run.occurrences) == ("finished", "missed", 5)
     assert event.run.scheduled_for == first.scheduled_for + timedelta(minutes=1)
+
+
+async def test_removing_a_one_time_task_due_that_had_not_run_records_it_missed() -> None:
+    """Its time passed while the scheduler was down: removing it dropped the occurrence
+    without a trace (a pause keeps the time instead)."""
+    async with clocked_scheduler(graph=graph, start=START) as (scheduler, clock):
+        due = START + timedelta(minutes=30)
+        scheduler.add_task(TaskDefinition(id="once", run_at=due, prompt="x"))
+        await scheduler.stop()
+        clock.pass_time(minutes=45)
+        scheduler.remove_task("once")
+        [record] = scheduler.list_runs("once")
+    assert record.status is RunStatus.MISSED and record.scheduled_for == due
+    assert "were due and had not run when the task was removed" in (record.error_message or "")
