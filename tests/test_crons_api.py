@@ -231,6 +231,8 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert state["next"] == [] and state["interrupts"] == []
         got = await client.threads.get(thread["thread_id"])
         assert got["values"]["messages"][:2] == state["values"]["messages"][:2]
+        [found] = await client.threads.search(ids=[thread["thread_id"]])  # a search's too
+        assert found["values"]["messages"][:2] == state["values"]["messages"][:2]
     finally:
         await client.crons.delete(cron["cron_id"])
 

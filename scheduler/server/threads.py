@@ -172,6 +172,7 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     # the statuses of every thread when they filter or sort; else those of the page only
     statuses = await OWN.run(thread_statuses, store, None) if by_status else None
     times: dict[str, tuple[float, float]] = {t: (first, last) for t, first, last in used}
+    used_ids = set(times)
     metadata: dict[str, dict[str, Any]] = {}
     for thread_id, metadata_json, created in made:
         last = max(times.get(thread_id, (created, created))[1], created)
@@ -194,6 +195,11 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
         statuses = await OWN.run(thread_statuses, store, [t["thread_id"] for t in page])
         for thread in page:
             thread["status"] = _status_of(statuses, thread["thread_id"])
+    if body.select is None or "values" in body.select:  # what runs left in the checkpoints
+        scheduler = scheduler_of(request)
+        for thread in page:
+            if thread["thread_id"] in used_ids:
+                thread["values"] = await read_values(scheduler, thread["thread_id"])
     if body.select:
         return [{k: v for k, v in t.items() if k in body.select} for t in page]
     return page
