@@ -20,7 +20,8 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   the server records otherwise (``interrupted``: cancelled there, by another client or
   because the stream was cut short; ``error``, ``timeout``) fails the attempt, so the
   task's retry policy applies;
-* cancels the server's run when the run here is cancelled (a timeout, a stop);
+* cancels the server's run when the run here is cancelled (a timeout, a stop), but not
+  when it is let go of because another process owns it now (:mod:`scheduler.handover`);
 * fails the run on a connection error or a server error (an HTTP error status), so the
   task's retry policy applies (and cancels the server's run: nothing here watches it);
 * leaves the server's run going when this process dies (``on_disconnect="continue"``):
@@ -58,6 +59,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitError
 
+from scheduler.handover import handed_over
 from scheduler.records import RunRecord
 from scheduler.remote_attempts import find_adoption
 from scheduler.weburls import server_target
@@ -207,9 +209,10 @@ class ServerGraph:
             status = await self._final_status(thread_id, run_id)
         except BaseException as exc:
             # alive, this process no longer watches the run: cancelled (a timeout, a stop,
-            # a stream that failed), as the server cancelled it on a disconnect before
+            # a stream that failed), as the server cancelled it on a disconnect before;
+            # unless another process owns the run now: its retry adopts the server's run
             if made := created.get("run_id"):
-                await asyncio.shield(self._cancel(thread_id, str(made)))
+                await self._let_go(thread_id, str(made), config)
             if isinstance(exc, httpx.HTTPError | LangGraphError):  # (the server's text)
                 raise ServerRunError(self._http_error_text(exc)) from None
             raise
@@ -243,7 +246,7 @@ class ServerGraph:
             status = await self._final_status(thread_id, run_id)
         except BaseException as exc:
             if run_id:  # no longer watched here: cancelled, as a run of its own would be
-                await asyncio.shield(self._cancel(thread_id, run_id))
+                await self._let_go(thread_id, run_id, config)
             if isinstance(exc, httpx.HTTPError | LangGraphError):
                 raise ServerRunError(self._http_error_text(exc)) from None
             raise
@@ -298,6 +301,23 @@ class ServerGraph:
         else:
             text = f"{type(exc).__name__} from the server at {self.url}: {exc}"
         return _error_text(text)
+
+    async def _let_go(self, thread_id: str, run_id: str, config: dict[str, Any]) -> None:
+        """This process stops watching the server's run ``run_id``: cancelled there, unless
+        the run here is let go of because another process owns it now (a lost lead, a lost
+        lease: :mod:`scheduler.handover`), whose retry adopts it or cancels it."""
+        if not handed_over():
+            await asyncio.shield(self._cancel(thread_id, run_id))
+            return
+        metadata = config.get("metadata") or {}
+        logger.warning(
+            "task %s run %s: another process owns the run now; the server's run %s (thread "
+            "%s) is left going for its retry to adopt",
+            metadata.get("task_id"),
+            metadata.get("run_id"),
+            run_id,
+            thread_id,
+        )
 
     async def _cancel(self, thread_id: str, run_id: str) -> None:
         with contextlib.suppress(Exception):  # best effort (a retry cancels a run still

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from scheduler.clock import Timer
+from scheduler.handover import hand_over
 from scheduler.pending import PendingRun
 from scheduler.waiting import WaitingRuns
 
@@ -70,7 +71,9 @@ class RunnerStopping:
         process has taken over the database and settles them as a dead process's runs
         (interrupted, or resumed there). Runs in flight are cancelled; queued, delayed,
         buffered and waiting ones are forgotten. Returns their ids; runs accepted later
-        are taken as usual."""
+        are taken as usual. What a run in flight started elsewhere (a run on a LangGraph
+        server) goes on: the retry of the process that took over adopts it
+        (:mod:`scheduler.handover`)."""
         ids = set(self._known) | set(self._running) | self._waiting.ids()
         self._forget_unstarted()
         self._in_progress.clear()
@@ -79,7 +82,7 @@ class RunnerStopping:
         for task in self._running.values():
             self._abandoned.add(task)
             task.add_done_callback(self._let_go_ended)
-            task.cancel()
+            hand_over(task)
         self._running.clear()  # a start over may take the same runs (in their own tasks)
         self._check_idle()
         return ids
