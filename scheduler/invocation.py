@@ -73,6 +73,7 @@ async def invoke(
     asked: str | None = None,
     upstream: dict[str, Any] | None = None,
     earlier: Callable[[], Awaitable[list[RunRecord]]] | None = None,
+    adopt_only: bool = False,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -93,6 +94,9 @@ async def invoke(
         earlier: A retry's earlier attempts (newest first), read when the graph can adopt
             a run of one of them still going on a LangGraph server instead of starting
             one (``aadopt``, :mod:`scheduler.remote_attempts`): a run is never run twice.
+        adopt_only: Only adopt a run of ``earlier``'s (a run watched again after its
+            process died, with no retry left): with none to adopt, the run ends
+            ``interrupted``, and the graph is not called.
     """
     config = build_config(
         task,
@@ -130,6 +134,14 @@ async def invoke(
                 adopted = await target.aadopt(await earlier(), config)
             if adopted is not None:
                 result, thread = adopted
+            elif adopt_only:
+                return Outcome(
+                    RunStatus.INTERRUPTED,
+                    error_type="Interrupted",
+                    error_message="the scheduler process ended while this run was in flight "
+                    "(crash, kill or power loss), and no run of it goes on or succeeded on "
+                    "the LangGraph server; it is not run again",
+                )
             else:
                 result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)

@@ -44,6 +44,8 @@ class PendingRun:
     resuming: bool = False
     asked: str | None = None  # waiting: what it asked (JSON; the interrupt ids the answer is for)
     upstream: dict[str, Any] | None = None  # a dependency run: the upstream runs' outcomes
+    reattach: bool = False  # left running by a process that died, with no retry left: it
+    # only adopts its own run still going on a LangGraph server (scheduler.recovery)
 
 
 class Admission(Enum):

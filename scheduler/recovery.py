@@ -2,7 +2,11 @@
 start), and runs held by a worker whose lease ran out (the reaper).
 
 A ``running`` run was cut off: it becomes ``interrupted`` and, when the task's
-``max_retries`` allows, is retried as a new attempt. A ``queued`` one never reached the
+``max_retries`` allows, is retried as a new attempt. On a LangGraph server (a graph that
+adopts, :mod:`scheduler.remote_attempts`), one with no retry left is watched again
+instead: its server run, still going or done after the process died, is adopted and its
+end recorded on the run itself (no new attempt: the graph is not called again); with no
+such run there, it is ``interrupted`` then. A ``queued`` one never reached the
 graph (a run's start is committed before the graph is called), so it runs now if still
 inside its catch-up window, else it is ``missed``.
 """
@@ -101,6 +105,8 @@ class Recovery:
         self._failed: list[tuple[TaskDefinition, RunRow]] = []
         # gives the check of the reaper's transaction (the leader's epoch, as it dispatches)
         self.fence: Callable[[], Callable[[Transaction], None]] | None = None
+        # whether the graph adopts its runs on a LangGraph server (asked only when needed)
+        self.adopts: Callable[[], bool] = lambda: False
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -117,10 +123,15 @@ class Recovery:
         given_up: list[RunRow] = []  # retries missed: the attempts they retry are final
         self._failed.clear()  # (what a rolled-back try kept)
         self.followers.forget_skips()  # a follow of before, rolled back, told nothing
+        # asked before the transaction: it may load the graph (which may open the database)
+        adopts = self.shared is None and self._left_running() and self.adopts()
         with self.store.transaction() as tx:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
             queued = [r for r in tx.runs_with_status([RunStatus.QUEUED]) if r.worker is None]
             tasks = tasks_of(tx, [*running, *queued])
+            watched = self._watched_again(running, tasks) if adopts else []
+            resumed += watched
+            running = [r for r in running if r.id not in {p.run_id for p in watched}]
             retried = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed, ends)
             for run in queued:
                 loaded = tasks[run.task_id]
@@ -161,12 +172,14 @@ class Recovery:
             resumed = self._handed_over(tx, resumed)
         self._tell(ends, tasks)
         self.followers.emit_skips()
-        if running or queued:
+        if running or queued or watched:
             logger.warning(
                 "recovered runs left by the previous process: %d interrupted (%d retried as a "
-                "new attempt), %d queued run(s) resumed, %d settled otherwise",
+                "new attempt), %d watched again on the LangGraph server, %d queued run(s) "
+                "resumed, %d settled otherwise",
                 len(running),
                 retried,
+                len(watched),
                 len(queued) - len(changes),
                 len(changes),
             )
@@ -239,6 +252,28 @@ class Recovery:
         tx.insert_runs(retries)
         resumed += self.followers.follow(tx, ended) if ended else []
         return len(retries)
+
+    def _watched_again(
+        self, running: list[RunRow], tasks: dict[str, TaskDefinition | str]
+    ) -> list[PendingRun]:
+        """The runs of ``running`` with no retry left, to watch again here when the graph
+        adopts runs on a LangGraph server (their own there, still going or done after the
+        process died), rather than recorded ``interrupted`` with that run unwatched."""
+        kept = [
+            pending_of(run, task, thread_id=run.thread_id, reattach=True)
+            for run in running
+            if isinstance(task := tasks.get(run.task_id), TaskDefinition)
+            and run.problem is None
+            and run.thread_id is not None
+            and run.attempt > (task.max_retries if task.max_retries is not None else
+                               self.settings.max_retries)
+        ]  # fmt: skip
+        return kept
+
+    def _left_running(self) -> bool:
+        """A run of this process's (no worker's) is found ``running``."""
+        runs = self.store.list_runs(statuses=[RunStatus.RUNNING], limit=None)
+        return any(run.worker is None for run in runs)
 
     def _given_up(
         self,

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scheduler.enums import RunStatus
@@ -176,6 +176,12 @@ class RunLog:
             return found
 
         return await OWN.run(read)
+
+    async def cut_off(self, run_id: str) -> list[RunRecord]:
+        """The run ``run_id``, left running by a process that died, as the attempt whose
+        server run a run watched again adopts (:mod:`scheduler.recovery`)."""
+        row = await OWN.run(self._store.get_run, run_id)
+        return [replace(run_record(row), status=RunStatus.INTERRUPTED)] if row else []
 
     def settle_unanswered(self, task_id: str, change: dict[str, Any]) -> RunRow | None:
         """End a waiting run of ``task_id`` now (``change``: its ``id`` and the columns to

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from scheduler.clock import Timer, call_at
@@ -293,6 +293,15 @@ class Runner(RunnerWaiting, RunnerStopping):
                 )
                 asyncio.get_running_loop().create_task(call, name=f"failure-callback:{record.id}")
 
+    def _earlier(self, pending: PendingRun) -> Callable[[], Awaitable[list[RunRecord]]] | None:
+        """What a run may adopt on a LangGraph server: a retry, its earlier attempts'
+        runs; a run watched again after its process died, its own."""
+        if pending.reattach:
+            return functools.partial(self._log.cut_off, pending.run_id)
+        if pending.trigger is RunTrigger.RETRY:
+            return functools.partial(self._log.attempts_before, pending.run_id)
+        return None
+
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task
         started = self._clock()
@@ -305,13 +314,14 @@ class Runner(RunnerWaiting, RunnerStopping):
             # resumed run takes its answer and its question off the record in the same commit.
             resumed = {"answer": None, "interrupts": None}
             changes: dict[str, Any] = resumed if pending.resuming else {}
-            await self._log.commit(
-                pending.run_id,
-                status=RunStatus.RUNNING,
-                started_at=started,
-                thread_id=thread_id,
-                **changes,
-            )
+            if not pending.reattach:  # (one watched again is running since its start)
+                await self._log.commit(
+                    pending.run_id,
+                    status=RunStatus.RUNNING,
+                    started_at=started,
+                    thread_id=thread_id,
+                    **changes,
+                )
         except asyncio.CancelledError:
             outcome = Outcome(
                 RunStatus.CANCELLED,
@@ -338,9 +348,8 @@ class Runner(RunnerWaiting, RunnerStopping):
                 resume=pending.resume if pending.resuming else NO_RESUME,
                 asked=pending.asked,
                 upstream=pending.upstream,
-                earlier=functools.partial(self._log.attempts_before, pending.run_id)
-                if pending.trigger is RunTrigger.RETRY
-                else None,
+                earlier=self._earlier(pending),
+                adopt_only=pending.reattach,
             )
             thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
         finished = self._clock()
@@ -387,7 +396,7 @@ class Runner(RunnerWaiting, RunnerStopping):
                 self._release(task.id)
         else:
             self._release(task.id)
-            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
                 await call_run_callback(
                     pending,
                     outcome,

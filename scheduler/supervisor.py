@@ -89,6 +89,7 @@ class Supervisor:
             shared=self.shared,
             events=self.events,
         )
+        self.recovery.adopts = lambda: _adopts(graph)
         self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
         if self._reaps:  # a PostgreSQL lock can be lost while this process lives
             self.run_log.fence = self.dispatcher.fence = self.recovery.fence = self._fence
@@ -409,3 +410,11 @@ class Supervisor:
             return
         if deleted:
             logger.info("pruned %d old run record(s)", deleted)
+
+
+def _adopts(graph: Callable[[], Any]) -> bool:
+    """The graph adopts its runs on a LangGraph server (one that cannot be loaded: no)."""
+    try:
+        return callable(getattr(graph(), "aadopt", None))
+    except Exception:  # (the runs find out, and record why)
+        return False

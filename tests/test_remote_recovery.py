@@ -104,3 +104,68 @@ async def test_a_server_run_of_a_scheduler_that_died_is_adopted_by_the_retry_not
     async with get_client(url=langgraph_dev.url) as client:
         runs = await client.runs.list(server_thread_id(interrupted.thread_id))
     assert [(r["status"], r["metadata"]["scheduler_run_id"]) for r in runs] == [("success", first)]
+
+
+@pytest.mark.parametrize("vanished", [False, True], ids=["killed", "vanished"])
+async def test_with_no_retry_left_the_server_run_of_a_scheduler_that_died_is_watched_again(
+    langgraph_dev: LangGraphDev, tmp_path: Path, vanished: bool
+) -> None:
+    """``max_retries: 0``: the next start makes no new attempt, but watches the run's server
+    run again (still going, or done once the process that watched it died) and records its
+    end on the run itself: the graph ran once, and its outcome is the run's. Before, the
+    run was recorded ``interrupted`` while its server run went on to succeed, unwatched."""
+    calls = tmp_path / "calls.txt"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
+        "PYTHONPATH": str(ROOT),
+        "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
+        "SCHEDULER_GRAPH": f"{langgraph_dev.url}#tally",
+        "SCHEDULER_TASKS_FILE": "none",
+        "SCHEDULER_MAX_RETRIES": "0",
+    }
+    settings = Settings(_env_file=None, graph=env["SCHEDULER_GRAPH"])  # type: ignore[call-arg]
+    here = TaskScheduler(db_path=tmp_path / "scheduler.db", settings=settings)
+    try:
+        here.add_task(TaskDefinition(id="tally", interval_seconds=3600, prompt=f"{calls} 5"))
+        first = here.run_task_now("tally")
+        killed = Serve(tmp_path, env, "killed")
+        try:
+            await eventually(calls.exists, timeout=60, message="the graph called on the server")
+            thread = server_thread_id(str(here.get_run(first).thread_id))
+            if vanished:
+                killed.process.send_signal(signal.SIGSTOP)
+                async with get_client(url=langgraph_dev.url) as client:
+
+                    async def done() -> bool:
+                        runs = await client.runs.list(thread)
+                        return bool(runs) and runs[0]["status"] == "success"
+
+                    await eventually(done, timeout=60, message="the server's run done")
+        finally:
+            killed.end(signal.SIGKILL)
+        again = Serve(tmp_path, env, "again")
+        try:
+            ended = await eventually(
+                lambda: (run := here.get_run(first)).status.is_final and run,
+                timeout=60,
+                message="the run's end",
+            )
+        finally:
+            log = again.end(signal.SIGTERM)
+        runs = here.list_runs("tally")
+    finally:
+        here.close()
+    assert calls.read_text().splitlines() == ["called"], log  # the graph ran once
+    assert [r.id for r in runs] == [first], log  # no new attempt
+    assert (ended.status, ended.attempt, ended.output) == (RunStatus.SUCCEEDED, 1, "tallied 1"), (
+        ended.error_message,
+        log,
+    )
+    assert "1 watched again on the LangGraph server" in log
+    assert "adopts the server's run" in log
+    async with get_client(url=langgraph_dev.url) as client:
+        server_runs = await client.runs.list(thread)
+    assert [(r["status"], r["metadata"]["scheduler_run_id"]) for r in server_runs] == [
+        ("success", first)
+    ]
+
