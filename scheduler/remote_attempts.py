@@ -7,8 +7,10 @@ vanished) leaves that run going on the server (the stream asks ``on_disconnect=
 That retry would start a second server run, queued behind the first on its thread (or
 beside it, on a fresh thread): the graph would run twice. So a retry first looks up, on
 the threads of the attempts it follows, the server runs whose metadata names one of
-them (``scheduler_run_id``; the SDK's ``runs.list`` pages, newest first) and takes
-the newest of them all:
+them (``scheduler_run_id``; the SDK's ``runs.list`` pages, newest first: the server
+filters runs by status only, not by metadata) back to the first run made before the
+earliest of those attempts started (less :data:`CLOCK_SKEW` seconds: the server's clock
+is not this one), however many runs the thread holds; and takes the newest of them all:
 
 * still ``pending`` or ``running`` (and its attempt did not time out here: its deadline
   is past), or ``success`` with its attempt ``interrupted`` (it ended after the process
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph_sdk.errors import NotFoundError
@@ -33,10 +36,13 @@ from langgraph_sdk.errors import NotFoundError
 from scheduler.enums import RunStatus
 from scheduler.records import RunRecord
 
-__all__ = ["Adoption", "find_adoption"]
+__all__ = ["CLOCK_SKEW", "Adoption", "find_adoption"]
 
+#: How far the server's clock may be behind this one's, in seconds: the look-up of a
+#: thread's runs goes back to runs made this long before the earliest attempt started.
+CLOCK_SKEW = 900.0
 _PAGE = 100  # runs per look-up
-_PAGES = 10  # the newest 1,000 runs of a thread: an attempt's runs are among them
+_PAGES = 1000  # at most (a server that never ends its pages): 100,000 runs of a thread
 _GOING = ("pending", "running")
 _FIELDS = ["run_id", "thread_id", "status", "metadata", "created_at"]
 
@@ -60,18 +66,23 @@ async def find_adoption(
         httpx.HTTPError, LangGraphError: The server did not answer the look-up.
     """
     of = {a.id: a for a in attempts}
+    starts = [a.started_at for a in attempts if a.started_at is not None]
+    since = min(starts) - timedelta(seconds=CLOCK_SKEW) if starts else None
     found: list[tuple[dict[str, Any], RunRecord]] = []  # each run with its attempt
+    seen: set[Any] = set()  # (a run made meanwhile shifts the pages: one is listed twice)
     for thread in dict.fromkeys(threads.values()):
-        for page in range(_PAGES):
+        for page in range(_PAGES if since is not None else 0):  # (none started: no run)
             try:
                 runs = await client.runs.list(
                     thread, limit=_PAGE, offset=page * _PAGE, select=_FIELDS
                 )
             except NotFoundError:  # no run was ever made on it
                 break
-            runs = runs if isinstance(runs, list) else []
-            found += [(r, of[a]) for r in runs if (a := _attempt_of(r)) is not None and a in of]
-            if len(runs) < _PAGE:
+            runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+            new = [r for r in runs if r.get("run_id") not in seen]
+            seen.update(r.get("run_id") for r in new)
+            found += [(r, of[a]) for r in new if (a := _attempt_of(r)) is not None and a in of]
+            if len(runs) < _PAGE or not new or _made_before(runs[-1], since):
                 break
     found.sort(key=lambda pair: str(pair[0].get("created_at")), reverse=True)
     if found:
@@ -81,6 +92,15 @@ async def find_adoption(
             stale = [r for r, _ in found[1:] if r.get("status") in _GOING]
             return Adoption(newest, attempt.thread_id or "", stale)
     return Adoption(None, "", [r for r, _ in found if r.get("status") in _GOING])
+
+
+def _made_before(run: dict[str, Any], since: datetime | None) -> bool:
+    """The listed run was made before ``since`` (one whose time cannot be read: no)."""
+    try:
+        made = datetime.fromisoformat(str(run.get("created_at")))
+        return since is not None and made.tzinfo is not None and made < since
+    except ValueError:
+        return False
 
 
 def _attempt_of(run: Any) -> str | None:

@@ -5,10 +5,12 @@ retry at the next start adopts it instead of running the graph a second time. A 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
@@ -169,3 +171,43 @@ async def test_with_no_retry_left_the_server_run_of_a_scheduler_that_died_is_wat
         ("success", first)
     ]
 
+
+async def test_an_attempts_server_run_is_found_behind_more_than_a_thousand_newer_runs(
+    langgraph_dev: LangGraphDev,
+) -> None:
+    """A thread with 1,200 runs made after the attempt's: its run is still found (and
+    adopted) by the look-up, which pages back to the attempt's start. Before, only the
+    newest 1,000 runs of a thread were read: the retry started the graph a second time."""
+    from datetime import UTC, datetime
+
+    from scheduler import RunTrigger
+    from scheduler.records import RunRecord
+    from scheduler.remote_attempts import find_adoption
+
+    now = datetime.now(UTC)
+    attempt = RunRecord(
+        id="attempt-1", task_id="tally", status=RunStatus.INTERRUPTED, scheduled_for=now,
+        queued_at=now, started_at=now, finished_at=now, attempt=1, occurrences=1,
+        trigger=RunTrigger.MANUAL, thread_id="busy", error_type=None, error_message=None,
+        error_traceback=None, output=None,
+    )  # fmt: skip
+    thread = server_thread_id("busy")
+    async with get_client(url=langgraph_dev.url) as client:
+        await client.threads.create(thread_id=thread)
+        try:
+
+            async def make(n: int) -> dict[str, Any]:
+                return await client.runs.create(  # held back: they stay pending
+                    thread, "counter", input={"messages": []}, after_seconds=3600,
+                    multitask_strategy="enqueue", metadata={"n": n} if n else
+                    {"scheduler_run_id": "attempt-1"},
+                )  # fmt: skip
+
+            made = await make(0)
+            for batch in range(12):
+                await asyncio.gather(*(make(1 + batch * 100 + i) for i in range(100)))
+            found = await find_adoption(client, [attempt], {"busy": thread})
+        finally:
+            await client.threads.delete(thread)
+    assert found.run is not None and found.run["run_id"] == made["run_id"]
+    assert found.thread == "busy"
