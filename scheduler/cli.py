@@ -18,6 +18,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from scheduler import commands
+from scheduler.control_characters import shown
 from scheduler.enums import RunStatus
 from scheduler.exceptions import (
     RunNotFoundError,
@@ -31,6 +32,7 @@ from scheduler.exceptions import (
     describe_errors,
 )
 from scheduler.exiting import leave
+from scheduler.logs import TextFormatter
 from scheduler.render import Output
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -215,7 +217,7 @@ _count = _counts(0, 1_000_000)
 
 
 def _fail(message: str, status: int) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {shown(message)}", file=sys.stderr)
     raise SystemExit(status)
 
 
@@ -233,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler()  # (stored text in a warning: shown escaped)
+    stderr.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[stderr])
     out = Output(as_json=getattr(args, "json", False))
     try:
         settings = Settings()
@@ -255,7 +259,7 @@ def _command(argv: Sequence[str] | None) -> int:
         _fail(describe_errors(exc), BAD_INPUT)
     except TasksFileError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(shown(problem), file=sys.stderr)
         _fail(f"{len(exc.problems)} problem(s) in {exc.path}; nothing was applied", BAD_INPUT)
     except TaskExistsError as exc:
         _fail(exc.for_the_cli(), BAD_INPUT)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scheduler.control_characters import shown
 from scheduler.documents import DocumentError, load_json, load_yaml, read_document
 from scheduler.enums import RunStatus
 from scheduler.exceptions import TaskNotRunnableError, TasksFileError, UsageError, describe_errors
@@ -227,7 +228,8 @@ def cmd_remove(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"not removing {args.id!r} without confirmation; pass --yes")
-        answer = input(f"Remove task {info.id!r} ({info.name})? Its run history is kept. [y/N] ")
+        question = f"Remove task {info.id!r} ({shown(info.name)})? Its run history is kept."
+        answer = input(f"{question} [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out.line("not removed")
             out.result({"id": args.id, "removed": False})
@@ -346,7 +348,7 @@ def cmd_validate(scheduler: TaskScheduler, args: argparse.Namespace, out: Output
             out.json({"file": args.file, "valid": False, "problems": exc.problems})
         else:
             for problem in exc.problems:
-                print(problem, file=sys.stderr)
+                print(shown(problem), file=sys.stderr)
         return BAD_INPUT
     if out.as_json:
         out.json({"file": args.file, "valid": True, "problems": [], "tasks": [t.id for t in tasks]})

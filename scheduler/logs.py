@@ -4,6 +4,11 @@
 Every log line about a run carries its ids and outcome as record attributes (``task_id``,
 ``run_id``, ``status``, ``attempt``, ``duration``, ``error_type``, ``thread_id``); the text
 format shows them in the message, the JSON format as fields of their own.
+
+Both write control characters escaped (:mod:`scheduler.control_characters`): a message
+may hold a task's name from an older version's row or a graph's error, and an ESC sequence
+or a line break in it would rewrite the terminal or forge a log line. A traceback keeps its
+own line breaks.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from scheduler.control_characters import shown, shown_json
+
 __all__ = [
     "RUN_FIELDS",
     "JsonFormatter",
+    "TextFormatter",
     "configure_logging",
     "log_until_the_program_does",
     "run_fields",
@@ -48,7 +56,18 @@ class JsonFormatter(logging.Formatter):
                 data[key] = str(value) if key == "status" else value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        return shown_json(json.dumps(data, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """Text lines with the message's control characters escaped, and the traceback's but
+    its line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return shown(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(shown(line) for line in super().formatException(ei).split("\n"))
 
 
 def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
@@ -88,4 +107,4 @@ def log_until_the_program_does(level: str, log_format: Literal["text", "json"] =
 def _formatter(log_format: Literal["text", "json"]) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter()
-    return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    return TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")

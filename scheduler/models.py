@@ -1,10 +1,9 @@
 """The task definition: what to run, when, and how.
 
 A :class:`TaskDefinition` is validated when it is constructed: a bad cron expression, a
-schedule field that does not fit the task type, an unknown time zone or an empty prompt
-raises ``pydantic.ValidationError`` naming the field. It accepts every field of the classic
-APScheduler recipe's model with the same meaning (``session_id`` is the older name of
-``thread_id``).
+schedule field unfit for the task type, an unknown zone, an empty prompt or a control
+character in a name raises ``pydantic.ValidationError`` naming the field. It takes every
+field of the classic APScheduler recipe's model as it means (``session_id``: ``thread_id``).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.control_characters import OneLine, OneLineOrNone, Prose, ProseOrNone
 from scheduler.cron import CronError, parse_cron
 from scheduler.dependencies.after import After
 from scheduler.enums import OverlapPolicy, Priority, TaskType
@@ -88,8 +88,8 @@ class TaskDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
 
     id: str = Field(description="Unique id: 1-128 of A-Z a-z 0-9 . _ : -")
-    name: str = Field(default="", max_length=TEXT_LIMITS["name"], description="Human-readable name")
-    description: str = Field(default="", max_length=TEXT_LIMITS["description"])
+    name: OneLine = Field(default="", max_length=TEXT_LIMITS["name"], description="For people")
+    description: Prose = Field(default="", max_length=TEXT_LIMITS["description"])
     task_type: TaskType
     enabled: bool = True
 
@@ -112,10 +112,10 @@ class TaskDefinition(BaseModel):
     )
     input: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    prompt: str | None = Field(
+    prompt: ProseOrNone = Field(
         default=None, max_length=TEXT_LIMITS["prompt"], validate_default=True
     )
-    thread_id: str | None = Field(
+    thread_id: OneLineOrNone = Field(
         default=None,
         max_length=TEXT_LIMITS["thread_id"],
         validation_alias=AliasChoices("thread_id", "session_id"),

@@ -1,5 +1,7 @@
 """Output of the CLI: Rich tables and colours on a terminal, plain tab-separated text when
-piped, JSON with ``--json``."""
+piped, JSON with ``--json``. Whatever it prints is safe on a terminal: stored text (a
+task's name from an older version's row, a run's error or output) may hold control
+characters, and they are shown escaped (:func:`~scheduler.control_characters.shown`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from scheduler.control_characters import shown, shown_json
 from scheduler.enums import RunStatus
 from scheduler.records import Notice, RunRecord, TaskInfo
 from scheduler.wording import describe_task
@@ -77,10 +80,11 @@ class Output:
             self.runs([run])
 
     def json(self, data: Any) -> None:
-        self.stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        self.stream.write(shown_json(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
     def line(self, text: str = "", style: str | None = None) -> None:
         """A line for people (on stderr with ``--json``: stdout is the JSON alone)."""
+        text = shown(text)
         if self.as_json:
             print(text, file=sys.stderr)
         elif self.rich:
@@ -96,6 +100,7 @@ class Output:
         styles: dict[int, bool] | None = None,
     ) -> None:
         """A table; columns listed in ``styles`` are coloured by their value."""
+        rows = [[shown(cell) for cell in row] for row in rows]  # (a tab too: one cell)
         if not self.rich:
             self.stream.write("\t".join(headers) + "\n")
             for row in rows:
@@ -120,7 +125,7 @@ class Output:
         for notice in notices:
             text = f"note: {notice.message} (since {notice.since:%Y-%m-%d %H:%M} UTC)"
             if self.as_json:
-                print(text, file=sys.stderr)
+                print(shown(text), file=sys.stderr)
             else:
                 self.line(text, style="bold yellow")
 

@@ -307,6 +307,7 @@ async def test_a_zone_that_is_none_is_an_answer_too(zone: str) -> None:
         ("", "prompt: the prompt is empty"),
         (" \n\t", "prompt: the prompt is empty"),
         ("x" * 99_990, "prompt: String should have at most 96000 characters"),
+        ("Check\x1b[2J it", "prompt: prompt holds a control character (U+001B, character 6)"),
     ],
 )
 async def test_a_prompt_the_task_would_refuse_is_refused_as_the_models_own(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from scheduler.control_characters import OneLine, Prose
 from scheduler.exceptions import describe_errors
 from scheduler.limits import TEXT_LIMITS
 
@@ -22,12 +23,12 @@ class ScheduleArgs(BaseModel):
         "Repeating: 'every weekday at 08:00', 'every monday at 9am', 'every 2 hours', or a "
         "cron expression such as '0 9 * * 1-5'."
     )
-    prompt: str = Field(
+    prompt: Prose = Field(  # (checked here too: its position is then the model's own)
         max_length=PROMPT_CHARS,
         description="What you will be told when it fires, written to yourself, e.g. 'Check "
         "whether the api v2 deploy succeeded and tell the user.'",
     )
-    name: str = Field(default="", description="A short label, e.g. 'deploy check'.")
+    name: OneLine = Field(default="", description="A short label, e.g. 'deploy check'.")
     new_conversation: bool = Field(
         default=False,
         description="true: each run starts a new conversation instead of coming back here.",

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from scheduler.control_characters import OneLineOrNone
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import OverlapPolicy, RunStatus
 from scheduler.exceptions import DefinitionError
@@ -62,7 +63,9 @@ _RUN_STATUS = {
 class ThreadIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    thread_id: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["thread_id"])
+    thread_id: OneLineOrNone = Field(
+        default=None, min_length=1, max_length=TEXT_LIMITS["thread_id"]
+    )
     metadata: dict[str, Any] | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
 
