@@ -8,6 +8,10 @@ source. Tasks added through the API or the CLI are never touched; a file entry w
 of such a task is an error, and so is one with the id of a task that another tasks file,
 still there, defines (:func:`file_source`: each file is its own source).
 
+An empty file (0 bytes, or only whitespace and comments, as an editor may leave it
+half-written) or ``tasks:`` with no list is a problem, not "no tasks": ``tasks: []`` (or
+``[]``) says that the file has none.
+
 Applying is all-or-nothing: every entry is validated first, every problem (a field, a
 callback, an id taken by another task) is reported with its line, entry and field, and
 nothing is written unless there are none. Applying the same file twice changes nothing (not
@@ -107,7 +111,7 @@ def _document(path: Path) -> tuple[str, Any]:
 
     Raises:
         OSError: It cannot be read.
-        DocumentError: It is not valid YAML (JSON for ``.json``) text.
+        DocumentError: It is not valid YAML (JSON for ``.json``) text, or it is empty.
     """
     text = read_document(path)
     if path.suffix == ".json":
@@ -115,8 +119,18 @@ def _document(path: Path) -> tuple[str, Any]:
     else:
         data = load_yaml(text, what=str(path))
     if isinstance(data, dict) and set(data) == {"tasks"}:
-        data = data["tasks"] or []
+        data = data["tasks"]
+        if data is None:
+            raise DocumentError(f"{path}: 'tasks:' has no list; {_NO_TASKS}")
+    elif data is None:  # an editor caught half-way through writing it, more often than not
+        raise DocumentError(f"{path}: holds nothing (empty, or only comments); {_NO_TASKS}")
     return text, data
+
+
+_NO_TASKS = (
+    "an empty file is taken for one not written yet, and its tasks are kept: write "
+    "'tasks: []' to remove them all"
+)
 
 
 def _ids_in(path: Path) -> set[str] | None:
@@ -188,8 +202,6 @@ def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
         return [], [f"{path}: cannot read: {exc.strerror or exc}"]
     except DocumentError as exc:
         return [], [str(exc)]
-    if data is None:
-        return [], []
     if not isinstance(data, list):
         kind = type(data).__name__
         return [], [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]

@@ -149,6 +149,26 @@ def test_main_py_keeps_running_on_the_last_good_tasks_and_says_so(cli: Cli, tmp_
     assert "was not applied" not in cli("list").stdout
 
 
+def test_an_empty_tasks_file_is_refused_and_main_py_runs_its_tasks_on(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An editor caught half-way (the file truncated, not yet written) when main.py starts:
+    it removed every task the file had made."""
+    path = tasks_file(tmp_path / "tasks.yaml", GOOD)
+    cli("apply", str(path))
+    path.write_text("")
+    service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(path))
+    service.wait_for(rf"ERROR .*{re.escape(str(path))}: holds nothing \(empty, or only comments\)")
+    service.wait_for(r"task good run \w+ succeeded")
+    assert service.stop() == 0
+    done = cli("apply", str(path), status=2)
+    assert f"{path}: holds nothing" in done.stderr and "write 'tasks: []'" in done.stderr
+    assert [t["id"] for t in cli.json("list")] == ["good"]
+    tasks_file(path, "tasks: []\n")
+    cli("apply", str(path))
+    assert cli.json("list") == []
+
+
 def test_a_tasks_file_that_is_not_utf8_is_refused_and_main_py_runs_on(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -71,7 +71,8 @@ def test_problems_are_reported_with_line_entry_and_field(tmp_path: Path) -> None
 
 
 def test_empty_and_malformed_files(tmp_path: Path) -> None:
-    assert load_tasks_file(write(tmp_path / "empty.yaml", "# nothing yet\n")) == []
+    assert load_tasks_file(write(tmp_path / "none.yaml", "# nothing yet\ntasks: []\n")) == []
+    assert load_tasks_file(write(tmp_path / "none.json", "[]")) == []
     with pytest.raises(TasksFileError, match="not valid YAML/JSON"):
         load_tasks_file(write(tmp_path / "broken.yaml", "- id: [unclosed\n"))
     with pytest.raises(TasksFileError, match="expected a list of tasks"):
@@ -80,6 +81,49 @@ def test_empty_and_malformed_files(tmp_path: Path) -> None:
         tmp_path / "tasks.json", '[{"id": "j", "interval_seconds": 5, "prompt": "p"}]'
     )
     assert [t.id for t in load_tasks_file(json_file)] == ["j"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "holds nothing (empty, or only comments)"),
+        ("  \n\n  \n", "holds nothing (empty, or only comments)"),
+        ("# half-written by an editor\n", "holds nothing (empty, or only comments)"),
+        ("---\n", "holds nothing (empty, or only comments)"),
+        ("tasks:\n", "'tasks:' has no list"),
+    ],
+    ids=["0 bytes", "whitespace", "comments", "document marker", "tasks with nothing"],
+)
+async def test_an_empty_file_is_refused_and_keeps_its_tasks_until_it_says_tasks_empty(
+    make_scheduler: SchedulerFactory, tmp_path: Path, text: str, says: str
+) -> None:
+    """An editor that truncates the file before writing it again, caught in between by a
+    start or an apply: the file's tasks were all removed."""
+    scheduler = make_scheduler()
+    path = write(tmp_path / "tasks.yaml", GOOD_FILE)
+    apply_tasks_file(scheduler, path)
+    before = {t.id: t.definition for t in scheduler.list_tasks()}
+    write(path, text)
+    with pytest.raises(TasksFileError) as caught:
+        apply_tasks_file(scheduler, path)
+    [problem] = caught.value.problems
+    assert problem == (
+        f"{path}: {says}; an empty file is taken for one not written yet, and its tasks are "
+        "kept: write 'tasks: []' to remove them all"
+    )
+    assert {t.id: t.definition for t in scheduler.list_tasks()} == before
+    assert "was not applied" in scheduler.notices()[0].message
+    for none in ("tasks: []\n", "[]\n"):
+        write(path, "# no tasks\n" + none)
+        assert sorted(apply_tasks_file(scheduler, path).removed) == ["a", "b"]
+        assert scheduler.list_tasks() == []
+        apply_tasks_file(scheduler, write(path, GOOD_FILE))
+
+
+GOOD_FILE = (
+    "- id: a\n  interval_seconds: 60\n  prompt: p\n"
+    "- id: b\n  cron_expression: '0 9 * * *'\n  prompt: p\n"
+)
 
 
 def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
