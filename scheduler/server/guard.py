@@ -10,7 +10,9 @@ act on it: create a cron, run a task, answer a waiting run. Browsers say where a
 comes from (``Sec-Fetch-Site``, else ``Origin``); a write that a browser sends from any
 other origin than this server's own (or one of ``SCHEDULER_HTTP_CORS_ORIGINS``) is refused
 with 403, as Go's ``http.CrossOriginProtection`` does. Programs (the SDK, curl) send
-neither header and pass."""
+neither header and pass. A request that gives one of the headers these checks read twice
+(``Host``, ``Origin``, ``Sec-Fetch-Site``, the key's) is refused with 400: the checks and
+what is behind them could read different ones."""
 
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ COOKIE = "scheduler_key"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# the headers the checks below read: a request that gives one twice is refused (400)
+_ONCE = frozenset({"host", "origin", "sec-fetch-site", "x-api-key", "authorization", "cookie"})
 
 
 class _TooLarge(HTTPException):
@@ -92,9 +96,18 @@ class Guard:
         if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        twice = None
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1").lower()
+            if name in headers and name in _ONCE:
+                twice = name
+            headers[name] = value.decode("latin-1")
         if self.rate and not self._take(scope):
             await _reply(send, 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)")
+            return
+        if twice is not None:  # which one would a check read, which one a proxy or the app?
+            await _reply(send, 400, f"the {twice} header is given twice; send it once")
             return
         if self.api_key is None and not loopback_host(headers.get("host", "")):
             # without a key the server listens on loopback only; a page that points its own
