@@ -1,15 +1,18 @@
 """The HTTP server against hostile clients, on a real uvicorn server on a free 127.0.0.1 port
-talked to through raw sockets: a header that the checks read given twice."""
+talked to through raw sockets: a header that the checks read given twice; and the rate
+limiter's table of clients, which addresses cycled by one abuser must not reset."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from scheduler.server.guard import Guard
 from scheduler.server.http import HttpServer
-from tests.conftest import SchedulerFactory
+from tests.conftest import SchedulerFactory, eventually
 
 
 @pytest.fixture
@@ -61,3 +64,57 @@ async def test_a_request_with_a_checked_header_given_twice_is_a_400(
     name = headers[-1][0].lower().encode()
     assert b"the " + name + b" header is given twice" in said, said
     writer.close()
+
+
+# -- the rate limiter's table of clients --------------------------------------------------
+
+
+async def ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def status_for(guard: Guard, client: str) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/healthz",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": (client, 40000),
+    }
+    await guard(scope, receive, send)
+    status: int = sent[0]["status"]
+    return status
+
+
+async def test_addresses_cycled_by_one_client_do_not_reset_anothers_budget() -> None:
+    """The table used to be emptied past 10,000 addresses: whoever could send from 10,001
+    of them (an IPv6 /64 is plenty) gave every client a fresh budget, the abused one too."""
+    guard = Guard(ok, api_key=None, max_body=1024, rate=0.01)  # one request per 100 s
+    assert await status_for(guard, "192.0.2.1") == 200
+    assert await status_for(guard, "192.0.2.1") == 429
+    statuses = [await status_for(guard, f"2001:db8::{n:x}") for n in range(10_000)]
+    assert statuses.count(200) == 9_999 and statuses[-1] == 503  # the table is full
+    assert await status_for(guard, "192.0.2.1") == 429  # still spent
+    assert await status_for(guard, "2001:db8::1") == 429
+
+
+async def test_a_client_is_forgotten_once_its_budget_is_full_again() -> None:
+    guard = Guard(ok, api_key=None, max_body=1024, rate=20, max_clients=2)  # a 1 s window
+    assert await status_for(guard, "192.0.2.1") == 200
+    assert await status_for(guard, "192.0.2.2") == 200
+    assert await status_for(guard, "192.0.2.3") == 503  # both active
+
+    async def room() -> bool:  # once the first two have been a second idle
+        return await status_for(guard, "192.0.2.3") == 200
+
+    await eventually(room, timeout=10, message="room for a new client")
+    assert await status_for(guard, "192.0.2.1") == 200

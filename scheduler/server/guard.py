@@ -21,6 +21,7 @@ import ipaddress
 import json
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +72,10 @@ class Guard:
         rate: Requests per second per client address (429 beyond); 0: no limit.
         trusted_origins: Browser origins whose pages may write too, as the settings
             normalise them (``*``: every one); their CORS preflights need no key.
+        max_clients: Client addresses the rate is kept for. A client is forgotten once its
+            budget is full again (no request for a second, at least 1/rate s), so that
+            forgetting it changes nothing; while every one of them is active, a new address
+            is answered 503 (addresses cycled by one abuser cannot reset the others').
     """
 
     def __init__(
@@ -81,13 +86,16 @@ class Guard:
         max_body: int,
         rate: float,
         trusted_origins: Iterable[str] = (),
+        max_clients: int = 10_000,
     ) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body = max_body
         self.rate = rate
         self.trusted_origins = frozenset(trusted_origins)
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
+        self.max_clients = max_clients
+        # client -> (tokens, at): the least recently seen first
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # no route takes one: refused before any key check
@@ -103,8 +111,9 @@ class Guard:
             if name in headers and name in _ONCE:
                 twice = name
             headers[name] = value.decode("latin-1")
-        if self.rate and not self._take(scope):
-            await _reply(send, 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)")
+        limited = self._take(scope) if self.rate else None
+        if limited is not None:
+            await _reply(send, *limited)
             return
         if twice is not None:  # which one would a check read, which one a proxy or the app?
             await _reply(send, 400, f"the {twice} header is given twice; send it once")
@@ -181,19 +190,27 @@ class Guard:
             "anything here (allow its origin with SCHEDULER_HTTP_CORS_ORIGINS)"
         )
 
-    def _take(self, scope: Scope) -> bool:
+    def _take(self, scope: Scope) -> tuple[int, str] | None:
+        """None if the client may go on, else the refusal: its rate spent (429), or a new
+        client while every known one is active (503)."""
         client = (scope.get("client") or ("?", 0))[0]
         now = time.monotonic()
         burst = max(1.0, self.rate)  # below 1 a second: one request, then one more per 1/rate s
-        tokens, at = self._buckets.get(client, (burst, now))
+        buckets = self._buckets
+        known = buckets.pop(client, None)  # (put back last: the most recently seen)
+        if known is None:
+            window = burst / self.rate  # after it with no request, a budget is full again
+            while buckets and now - next(iter(buckets.values()))[1] >= window:
+                buckets.popitem(last=False)  # forgotten as it is: it would start full
+            if len(buckets) >= self.max_clients:
+                return 503, "too many clients at once: try again in a second"
+        tokens, at = known or (burst, now)
         tokens = min(burst, tokens + (now - at) * self.rate)
         if tokens < 1:
-            self._buckets[client] = (tokens, now)
-            return False
-        self._buckets[client] = (tokens - 1, now)
-        if len(self._buckets) > 10_000:  # forget idle clients
-            self._buckets = {client: self._buckets[client]}
-        return True
+            buckets[client] = (tokens, now)
+            return 429, "too many requests: slow down (SCHEDULER_HTTP_RATE_PER_SECOND)"
+        buckets[client] = (tokens - 1, now)
+        return None
 
 
 def is_loopback(name: str) -> bool:
