@@ -164,6 +164,26 @@ class Settings(BaseSettings):
     http_rate_per_second: float = Field(
         default=200, ge=0, description="Requests per second per client address (0: no limit)"
     )
+    http_header_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="How long a request's line and headers may take to arrive, from the "
+        "connection or the end of the last response (408 and closed beyond: no slowloris)",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="How long a request's body may take to arrive once its headers are in "
+        "(408 beyond)",
+    )
+    http_max_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections and requests served at once; a request beyond is answered "
+        "503 (uvicorn's limit_concurrency)",
+    )
     http_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to call the HTTP API from a browser, comma-separated "

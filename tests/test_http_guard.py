@@ -1,10 +1,12 @@
 """The HTTP server against hostile clients, on a real uvicorn server on a free 127.0.0.1 port
-talked to through raw sockets: a header that the checks read given twice; and the rate
-limiter's table of clients, which addresses cycled by one abuser must not reset."""
+talked to through raw sockets: headers or a body sent a byte at a time, a connection that
+says nothing, a header that the checks read given twice; and the rate limiter's table of
+clients, which addresses cycled by one abuser must not reset."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +19,9 @@ from tests.conftest import SchedulerFactory, eventually
 
 @pytest.fixture
 async def serving(make_scheduler: SchedulerFactory) -> AsyncIterator[HttpServer]:
-    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler = make_scheduler(
+        http_rate_per_second=0, http_header_timeout_seconds=1, http_body_timeout_seconds=1
+    )
     scheduler.start()
     server = HttpServer(scheduler, scheduler.settings, "127.0.0.1:0")
     await server.start()
@@ -28,6 +32,93 @@ async def serving(make_scheduler: SchedulerFactory) -> AsyncIterator[HttpServer]
 async def answer(reader: asyncio.StreamReader, within: float = 10) -> bytes:
     """All the server sends until it closes the connection (or ``within`` s pass)."""
     return await asyncio.wait_for(reader.read(), within)
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, closed: asyncio.Task[Any]) -> int:
+    """Send ``data`` a byte every 0.1 s until the server closes (at most 150 bytes, 15 s):
+    the bytes that were sent."""
+    for sent, byte in enumerate(data[:150]):
+        if closed.done():
+            return sent
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except ConnectionError:
+            return sent
+        await asyncio.sleep(0.1)
+    return min(len(data), 150)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+async def test_a_request_sent_a_byte_at_a_time_is_cut_off(serving: HttpServer, part: str) -> None:
+    """It used to hold the connection for as long as the client went on: every byte put
+    off uvicorn's keep-alive timer, and nothing bounded the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.port)
+    body = b'{"id": "t", "schedule": "every 5 minutes", "prompt": "' + b"p" * 150 + b'"}'
+    head = (
+        b"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nx-padding: " % len(body) + b"x" * 200 + b"\r\n\r\n"
+    )
+    started = time.monotonic()
+    closed = asyncio.ensure_future(answer(reader, within=30))
+    if part == "headers":
+        sent = await trickle(writer, head + body, closed)
+        assert sent < len(head)
+    else:
+        writer.write(head)
+        sent = len(head) + await trickle(writer, body, closed)
+        assert sent < len(head) + len(body)
+    said = await closed
+    took = time.monotonic() - started
+    assert said.startswith(b"HTTP/1.1 408 "), said
+    what = b"request body" if part == "body" else b"request's headers"
+    assert b"the " + what + b" did not arrive within 1 s" in said, said
+    assert took < 8, took  # 1 s allowed, on a loaded machine
+    writer.close()
+
+
+async def test_a_connection_that_says_nothing_is_closed(serving: HttpServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.port)
+    started = time.monotonic()
+    assert await answer(reader) == b""  # closed, nothing said (it asked nothing)
+    assert time.monotonic() - started < 8
+    writer.close()
+
+
+async def test_headers_past_the_bound_are_a_431(serving: HttpServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    for _ in range(80):  # 80 KiB of headers, never ended
+        writer.write(b"x-filler: " + b"x" * 1000 + b"\r\n")
+    try:
+        await writer.drain()
+        said = await answer(reader)
+    except ConnectionResetError:  # closed with some of it unread: the reset can come first
+        said = b"reset"
+    assert said.startswith(b"HTTP/1.1 431 ") or said == b"reset", said
+    writer.close()
+
+
+async def test_ordinary_clients_keep_their_connection_between_requests(
+    serving: HttpServer,
+) -> None:
+    """A keep-alive connection: a request after a pause shorter than uvicorn's keep-alive,
+    and one whose headers come in pieces within the deadline."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for pause in (0, 0.7, 0.7):
+        await asyncio.sleep(pause)
+        writer.write(request[:20])
+        await asyncio.sleep(0.3)
+        writer.write(request[20:])
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status.startswith(b"HTTP/1.1 200 "), status
+        length = 0
+        while (line := await reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+    writer.close()
 
 
 # -- a header the checks read, given twice ------------------------------------------------

@@ -16,6 +16,7 @@ what is behind them could read different ones."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -62,6 +63,17 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
+class _TooSlow(HTTPException):
+    """A body that did not arrive in time: answered 408, as :class:`_TooLarge`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            f"the request body did not arrive within {seconds:g} s "
+            "(SCHEDULER_HTTP_BODY_TIMEOUT_SECONDS)",
+        )
+
+
 class Guard:
     """ASGI middleware: key, size and rate checks in front of ``app``.
 
@@ -72,6 +84,8 @@ class Guard:
         rate: Requests per second per client address (429 beyond); 0: no limit.
         trusted_origins: Browser origins whose pages may write too, as the settings
             normalise them (``*``: every one); their CORS preflights need no key.
+        body_seconds: How long a request's body may take to arrive once its headers are in
+            (408 beyond).
         max_clients: Client addresses the rate is kept for. A client is forgotten once its
             budget is full again (no request for a second, at least 1/rate s), so that
             forgetting it changes nothing; while every one of them is active, a new address
@@ -86,6 +100,7 @@ class Guard:
         max_body: int,
         rate: float,
         trusted_origins: Iterable[str] = (),
+        body_seconds: float = 30.0,
         max_clients: int = 10_000,
     ) -> None:
         self.app = app
@@ -93,6 +108,7 @@ class Guard:
         self.max_body = max_body
         self.rate = rate
         self.trusted_origins = frozenset(trusted_origins)
+        self.body_seconds = body_seconds
         self.max_clients = max_clients
         # client -> (tokens, at): the least recently seen first
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
@@ -147,10 +163,18 @@ class Guard:
             return
         received = 0
         started = False
+        deadline = time.monotonic() + self.body_seconds
+        body_read = False
 
         async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_read
+            if body_read:  # (then the app waits for the disconnect: no deadline)
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                raise _TooSlow(self.body_seconds) from None
+            body_read = message["type"] != "http.request" or not message.get("more_body")
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
@@ -165,9 +189,9 @@ class Guard:
 
         try:
             await self.app(scope, bounded_receive, tracking_send)
-        except _TooLarge:
+        except (_TooLarge, _TooSlow) as exc:
             if not started:
-                await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
+                await _reply(send, exc.status_code, exc.detail)
 
     def _trusted(self, origin: str | None) -> bool:
         trusted = self.trusted_origins

@@ -31,6 +31,7 @@ from scheduler.exceptions import (
     describe_errors,
 )
 from scheduler.server.containment import FilterTooLargeError
+from scheduler.server.deadlines import MAX_HEADER_BYTES, bounded_protocol
 from scheduler.server.guard import Guard, is_loopback
 from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
@@ -101,6 +102,7 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
         max_body=settings.http_max_body_bytes,
         rate=settings.http_rate_per_second,
         trusted_origins=settings.http_cors_origins,
+        body_seconds=settings.http_body_timeout_seconds,
     )
 
 
@@ -169,6 +171,7 @@ class HttpServer:
 
     def __init__(self, scheduler: TaskScheduler, settings: Settings, address: str) -> None:
         import uvicorn
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
         host, port = check_address(address, settings.api_key)
 
@@ -184,6 +187,14 @@ class HttpServer:
             lifespan="off",
             log_level="warning",
             access_log=False,
+            # slow clients: a bound on the time to send a request's headers (the Guard bounds
+            # the body's), and on the connections and requests served at once
+            http=bounded_protocol(
+                AutoHTTPProtocol, header_seconds=settings.http_header_timeout_seconds
+            ),
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            timeout_keep_alive=5,
+            limit_concurrency=settings.http_max_concurrency,
         )
         self.server = _Server(config)
         self.host, self.port = host, port
