@@ -163,15 +163,16 @@ class Guard:
             return
         received = 0
         started = False
-        deadline = time.monotonic() + self.body_seconds
+        deadline = asyncio.get_running_loop().time() + self.body_seconds
         body_read = False
 
         async def bounded_receive() -> Message:
             nonlocal received, body_read
             if body_read:  # (then the app waits for the disconnect: no deadline)
                 return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            try:  # (a timeout context, not wait_for: no task made for each receive)
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise _TooSlow(self.body_seconds) from None
             body_read = message["type"] != "http.request" or not message.get("more_body")
