@@ -132,7 +132,7 @@ class Recovery:
             watched = self._watched_again(running, tasks) if adopts else []
             resumed += watched
             running = [r for r in running if r.id not in {p.run_id for p in watched}]
-            retried = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed, ends)
+            retried, ended = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed, ends)
             for run in queued:
                 loaded = tasks[run.task_id]
                 if isinstance(loaded, str) or run.problem is not None:
@@ -147,6 +147,8 @@ class Recovery:
                         )
                     )
                     ends.append((run, changes[-1]))
+                    # a cancel, followed as any (on: finished); not if its task is gone
+                    ended.append(Ended(run.task_id, run.id, RunStatus.CANCELLED, now))
                     continue
                 grace = loaded.misfire_grace_seconds
                 if grace is None:
@@ -168,7 +170,8 @@ class Recovery:
                     continue
                 resumed.append(pending_of(run, loaded))
             tx.update_runs(changes)
-            resumed += self._given_up(tx, given_up, tasks, now)
+            ended += self._given_up(tx, given_up, tasks, now)
+            resumed += self.followers.follow(tx, ended) if ended else []  # (once: its skips)
             resumed = self._handed_over(tx, resumed)
         self._tell(ends, tasks)
         self.followers.emit_skips()
@@ -205,7 +208,8 @@ class Recovery:
             )
             resumed: list[PendingRun] = []
             ends: list[tuple[RunRow, dict[str, Any]]] = []
-            retried = self._interrupt(tx, running, tasks, now, message, resumed, ends)
+            retried, ended = self._interrupt(tx, running, tasks, now, message, resumed, ends)
+            resumed += self.followers.follow(tx, ended) if ended else []
             self._handed_over(tx, resumed, force_share=True)
         self._tell(ends, tasks)
         self.followers.emit_skips()
@@ -228,10 +232,11 @@ class Recovery:
         message: str,
         resumed: list[PendingRun],
         ends: list[tuple[RunRow, dict[str, Any]]],
-    ) -> int:
-        """Record ``running`` interrupted (each added to ``ends`` with its change), insert
-        their retries (added to ``resumed``) and queue what follows the ones that are final.
-        Returns how many are retried."""
+    ) -> tuple[int, list[Ended]]:
+        """Record ``running`` interrupted (each added to ``ends`` with its change) and insert
+        their retries (added to ``resumed``). Returns how many are retried, and the final
+        outcomes, for the caller to follow (once per transaction: a follow tells only its
+        own skipped records)."""
         changes: list[dict[str, Any]] = []
         retries: list[RunRow] = []
         ended: list[Ended] = []
@@ -250,8 +255,7 @@ class Recovery:
                     self._failed.append((task, dataclasses.replace(run, **changes[-1])))
         tx.update_runs(changes)
         tx.insert_runs(retries)
-        resumed += self.followers.follow(tx, ended) if ended else []
-        return len(retries)
+        return len(retries), ended
 
     def _watched_again(
         self, running: list[RunRow], tasks: dict[str, TaskDefinition | str]
@@ -281,10 +285,10 @@ class Recovery:
         missed: list[RunRow],
         tasks: dict[str, TaskDefinition | str],
         now: float,
-    ) -> list[PendingRun]:
+    ) -> list[Ended]:
         """Retries ``missed`` (outside their catch-up window) will not run: the attempts
-        they retry are the final outcomes, queued toward the tasks that run after them
-        (a fallback on ``failed`` learns that its upstream failed)."""
+        they retry are the final outcomes, returned to be followed (a fallback on
+        ``failed`` learns that its upstream failed)."""
         if not missed:
             return []
         stored = tx.run_statuses([run.retry_of for run in missed if run.retry_of is not None])
@@ -299,7 +303,7 @@ class Recovery:
             attempt = tx.get_run(end.run_id) if end.status in _FAILURES else None
             if attempt is not None and isinstance(task := tasks.get(end.task_id), TaskDefinition):
                 self._failed.append((task, attempt))
-        return self.followers.follow(tx, ended) if ended else []
+        return ended
 
     def take_failed(self) -> list[tuple[TaskDefinition, RunRecord]]:
         """The final failures settled since the last call (of tasks that can be loaded), for

@@ -134,6 +134,12 @@ class RunLog:
         if task_id in self.upstreams:
             self._wake.set()
 
+    def end(self, task_id: str, change: dict[str, Any]) -> None:
+        """:meth:`finish` a run of ``task_id`` with a change given as a dict with the run's
+        ``id`` and its final ``status`` (as :func:`scheduler.rows.settled` makes it)."""
+        values = dict(change)
+        self.finish(values.pop("id"), task_id, **values)
+
     def change(self, change: dict[str, Any]) -> None:
         """Buffer one change given as a dict with the run's ``id`` and the columns to set
         (as :func:`scheduler.rows.settled` makes them)."""

@@ -30,7 +30,7 @@ from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
-from scheduler.workers.admission import SharedAdmission
+from scheduler.workers.admission import SharedAdmission, followed_by_workers
 
 __all__ = ["Supervisor"]
 
@@ -81,6 +81,8 @@ class Supervisor:
         )
         self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop, self.events)
+        if self.shared is not None:  # what follows a run's end is the workers' to run too
+            self.run_log.follow = followed_by_workers(self.followers.follow, settings, clock)
         self.recovery = Recovery(
             store=store,
             settings=settings,
@@ -349,12 +351,13 @@ class Supervisor:
             self.runner.answer(run.id, value)
 
     def _unavailable(self, run: RunRow, reason: str, task: TaskDefinition | str | None) -> None:
-        """Cancel ``run``: its task, or its own record, cannot be read; told as any end."""
+        """Cancel ``run``: its task, or its own record, cannot be read; told as any end, and
+        followed as any cancel is (``on: finished``), in the flush that writes it."""
         now = self.clock()
         change = settled(
             run.id, RunStatus.CANCELLED, now=now, kind="TaskUnavailable", message=reason
         )
-        self.run_log.change(change)
+        self.run_log.end(run.task_id, change)
         tell_end(self.events, run, change, task)
 
     def _pick_up_changes(self) -> None:

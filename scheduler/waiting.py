@@ -260,7 +260,7 @@ class RunnerWaiting:
                 self._resume(pending)
                 return
         if not written:
-            self._log.finish(change.pop("id"), pending.task.id, **change)
+            self._log.end(pending.task.id, change)
         await self._end(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message, now)
 
     def refuse_answer(self, run_id: str, reason: str) -> bool:
@@ -273,7 +273,7 @@ class RunnerWaiting:
             return False
         now = self._clock()
         change = settled(run_id, RunStatus.FAILED, now=now, kind="BadAnswer", message=reason)
-        self._log.finish(change.pop("id"), pending.task.id, **change)
+        self._log.end(pending.task.id, change)
         ending = self._end(pending, RunStatus.FAILED, "BadAnswer", reason, now)
         task = asyncio.get_running_loop().create_task(ending)
         self._expiring.add(task)

@@ -1278,3 +1278,57 @@ def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
         assert fleet.stop(worker) == 0 and fleet.stop(leader) == 0
     finally:
         receiver.close()
+
+
+_UNREADABLE = '{"id": "up", "interval_seconds": NaN, "prompt": "p"}'  # (written by hand)
+
+
+@pytest.mark.parametrize(
+    "left", ["queued for the workers", "waiting, no worker holds it", "asked for at the leader"]
+)
+def test_a_run_cancelled_as_its_task_cannot_be_read_is_followed_with_workers(
+    fleet: Fleet, left: str
+) -> None:
+    """A run cancelled ``TaskUnavailable`` (its task's definition made unreadable by hand)
+    by the worker that claims it, the one that adopts it waiting, or the leader it was asked
+    of: what runs after it on ``finished`` runs once, on a worker (before, nothing did)."""
+    from tests.test_hostile_rows import run_values
+
+    fleet.add(
+        [
+            {"id": "up", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"},
+            {"id": "any-end", "after": {"tasks": ["up"], "on": "finished"}, "prompt": "record"},
+        ]
+    )
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.active_leader([leader])
+    now = time.time()
+    values = {
+        "queued for the workers": {"status": "queued", "worker": "*"},
+        "waiting, no worker holds it": {
+            "status": "waiting", "worker": "*", "thread_id": "t", "started_at": now,
+            "waiting_since": now,
+        },
+        "asked for at the leader": {"status": "queued", "trigger": "manual"},
+    }[left]  # fmt: skip
+    run_id = "f" * 24
+    with fleet.engine.begin() as conn:
+        conn.execute(text("UPDATE scheduler_tasks SET definition = :d WHERE id = 'up'"),
+                     {"d": _UNREADABLE})  # fmt: skip
+        row = run_values(run_id, task_id="up", scheduled_for=now, queued_at=now, **values)
+        columns = ", ".join(f'"{c}"' for c in row)
+        params = ", ".join(f":{c}" for c in row)
+        conn.execute(text(f"INSERT INTO scheduler_runs ({columns}) VALUES ({params})"), row)
+    fleet.add([{"id": "other", "run_at": "2099-01-01T00:00:00Z", "prompt": "p"}])  # a change
+    wait_until(
+        lambda: fleet.count("task_id = 'any-end' AND status = 'succeeded'"), 30, "the follower"
+    )
+    [up] = fleet.rows(f"SELECT status, error_type FROM scheduler_runs WHERE id = '{run_id}'")
+    assert (up["status"], up["error_type"]) == ("cancelled", "TaskUnavailable")
+    [follower] = fleet.rows("SELECT id, upstream FROM scheduler_runs WHERE task_id = 'any-end'")
+    assert json.loads(follower["upstream"])["up"]["status"] == "cancelled"
+    assert fleet.calls() == [[follower["id"], str(worker.pid)]]  # once, on the worker
+    fleet.stop(worker)
+    fleet.stop(leader)

@@ -920,3 +920,99 @@ async def test_a_retry_missed_after_downtime_leaves_the_failed_attempt_final(
         await eventually(lambda: callbacks.failures)  # and the failure callback, once
     [(task_id, run)] = callbacks.failures
     assert (task_id, run.id, run.status) == ("up", failed.id, RunStatus.FAILED)
+
+
+_UNREADABLE = '{"id": "up", "interval_seconds": NaN, "prompt": "p"}'  # (written by hand)
+
+
+@pytest.mark.parametrize("where", ["queued at the start", "waiting at the start", "asked for"])
+async def test_a_run_cancelled_as_its_task_cannot_be_read_is_followed_as_a_cancel(
+    tmp_path: Path, where: str
+) -> None:
+    """A run cancelled ``TaskUnavailable`` (its task's stored definition cannot be read when
+    it should start: left queued or waiting by the last process, or asked for by another
+    one) ends as a cancel from the user does: what runs after it on ``finished`` runs, with
+    that outcome; a fallback on ``failed`` does not. It used to set nothing off."""
+    with _scheduler(tmp_path) as setup:
+        setup.add_tasks(
+            [
+                _manual("up", "u"),
+                TaskDefinition(id="any-end", after={"tasks": ["up"], "on": "finished"},
+                               prompt="p"),
+                TaskDefinition(id="fallback", after={"tasks": ["up"], "on": "failed"},
+                               prompt="p"),
+            ]
+        )  # fmt: skip
+    now = time.time()
+    left = queued_run("f" * 24, "up", scheduled_for=now, queued_at=now, trigger=RunTrigger.MANUAL)
+    if where == "waiting at the start":
+        left.status, left.started_at, left.waiting_since = RunStatus.WAITING.value, now, now
+        left.thread_id = "t"
+
+    def leave() -> None:  # another process's writes: the run, and a task row made unreadable
+        with _scheduler(tmp_path) as other, other.store.transaction() as tx:
+            tx.insert_runs([left])
+        with sqlite3.connect(tmp_path / "s.db") as db:
+            db.execute("UPDATE scheduler_tasks SET definition = ? WHERE id = 'up'", (_UNREADABLE,))
+        db.close()
+
+    if where != "asked for":
+        leave()
+    scheduler = TaskScheduler(db_path=str(tmp_path / "s.db"), graph=prompt_graphs.graph,
+                              settings=make_settings())  # fmt: skip
+    scheduler.start()
+    try:
+        if where == "asked for":
+            leave()
+            with _scheduler(tmp_path) as other:  # a change: the active one reads the database
+                other.add_task(_manual("other", "o"))
+        [follower] = await eventually(
+            lambda: scheduler.list_runs("any-end", status="succeeded"), message="the follower"
+        )
+        cancelled = scheduler.get_run(left.id)
+        assert (cancelled.status, cancelled.error_type) == (RunStatus.CANCELLED, "TaskUnavailable")
+        assert follower.upstream is not None
+        assert follower.upstream["up"]["run_id"] == left.id
+        assert follower.upstream["up"]["status"] == "cancelled"
+        assert scheduler.list_runs("fallback") == []
+    finally:
+        await scheduler.stop()
+        scheduler.close()
+
+
+async def test_every_skip_a_recovery_writes_reaches_listeners(tmp_path: Path) -> None:
+    """A start settles a run cut off by a crash (``interrupted``) and a retry missed while
+    down (its failed attempt is final): both are followed, each by a paused task that is
+    skipped. Both skips are told (the second follow of the transaction dropped the first's)."""
+    with _scheduler(tmp_path) as setup:
+        setup.add_tasks(
+            [_manual("a", "a"), _manual("b", "b")]
+            + [TaskDefinition(id=f"after-{t}", after={"tasks": [t], "on": "finished"},
+                              prompt="p") for t in "ab"]
+        )  # fmt: skip
+        setup.pause_task("after-a")
+        setup.pause_task("after-b")
+        now, long_ago = time.time(), time.time() - 7200  # (outside the catch-up window)
+        cut = queued_run("a" * 24, "a", scheduled_for=now, queued_at=now,
+                         trigger=RunTrigger.MANUAL)  # fmt: skip
+        cut.status, cut.started_at = RunStatus.RUNNING.value, now
+        failed = queued_run("b" * 24, "b", scheduled_for=long_ago, queued_at=long_ago,
+                            trigger=RunTrigger.MANUAL)  # fmt: skip
+        failed.status, failed.started_at, failed.finished_at = "failed", long_ago, long_ago
+        retry = queued_run("c" * 24, "b", scheduled_for=long_ago, queued_at=long_ago,
+                           trigger=RunTrigger.RETRY, attempt=2, retry_of=failed.id)  # fmt: skip
+        with setup.store.transaction() as tx:
+            tx.insert_runs([cut, failed, retry])
+    scheduler = TaskScheduler(db_path=str(tmp_path / "s.db"), graph=prompt_graphs.graph)
+    skipped: list[str] = []
+    scheduler.subscribe(
+        lambda e: skipped.append(e.task.id) if e.run.status is RunStatus.SKIPPED else None
+    )
+    scheduler.start()
+    try:
+        await eventually(lambda: len(scheduler.list_runs(status="skipped")) == 2)
+        await eventually(lambda: sorted(skipped) == ["after-a", "after-b"],
+                         message=f"both skips told; told: {skipped}")  # fmt: skip
+    finally:
+        await scheduler.stop()
+        scheduler.close()

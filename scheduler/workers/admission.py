@@ -12,16 +12,21 @@ and its priority rank, and the task's ``thread_id`` if it has one; workers enfor
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
-from scheduler.enums import OverlapPolicy
+from scheduler.enums import OverlapPolicy, RunStatus
 from scheduler.models import TaskDefinition
-from scheduler.pending import Admission
+from scheduler.pending import Admission, PendingRun
+from scheduler.rows import settled
+from scheduler.runlog import Ended, Follow
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Transaction
 from scheduler.storage.workers import ANY_WORKER, in_progress, notify, share_runs
 
-__all__ = ["SharedAdmission"]
+__all__ = ["SharedAdmission", "followed_by_workers"]
+
+_OVERLAP = "another run of the task was still going (overlap policy)"
 
 
 class SharedAdmission:
@@ -96,3 +101,36 @@ class SharedAdmission:
         if self._shared:
             notify(tx)
         self._shared = 0
+
+
+def followed_by_workers(follow: Follow, settings: Settings, clock: Callable[[], float]) -> Follow:
+    """``follow`` (as a run log calls it, in the transaction that writes the outcomes), with
+    the runs it queues handed to any worker instead of returned: admitted against the runs
+    in progress on every worker (one the overlap policy skips is recorded ``skipped``).
+    For a worker's run log, and a leader's whose runs workers execute."""
+
+    def hand_out(tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
+        queued = follow(tx, ended)
+        if not queued:
+            return []
+        shared = SharedAdmission(settings)  # its own: flushes run beside other writers
+        # (follow wrote their rows: not runs in progress against which they are admitted)
+        shared.begin(tx, {p.task.id for p in queued}, besides=[p.run_id for p in queued])
+        shares: list[tuple[str, TaskDefinition]] = []
+        skipped: list[dict[str, Any]] = []
+        for pending in queued:
+            if shared.admit(pending.task) is Admission.SKIP:
+                now = clock()
+                skipped.append(
+                    settled(
+                        pending.run_id, RunStatus.SKIPPED, now=now, kind="Overlap", message=_OVERLAP
+                    )
+                )
+            else:
+                shares.append((pending.run_id, pending.task))
+        tx.update_runs(skipped)
+        shared.share(tx, shares)
+        shared.end(tx)
+        return []
+
+    return hand_out

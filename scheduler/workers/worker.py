@@ -23,7 +23,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from scheduler.clock import DatabaseClock
@@ -35,20 +35,20 @@ from scheduler.events import EventBus
 from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
-from scheduler.pending import Admission, PendingRun, pending_of
+from scheduler.pending import pending_of
 from scheduler.pools import OWN
 from scheduler.recovery import tasks_of, tell_end
 from scheduler.rows import settled
-from scheduler.runlog import Ended, RunLog
+from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
-from scheduler.storage import RunRow, Store, TaskRow, Transaction
+from scheduler.storage import RunRow, Store, TaskRow
 from scheduler.storage.listen import Listener
 from scheduler.storage.registry import register_worker, unregister_worker
 from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.webhooks import Deliverer
-from scheduler.workers.admission import SharedAdmission
+from scheduler.workers.admission import followed_by_workers
 from scheduler.workers.answered import AnsweredRuns
 from scheduler.workers.lease import WorkerLease
 
@@ -119,10 +119,10 @@ class Worker(WorkerLease):
         )  # fmt: skip
         self.followers = Followers(store, clock=self.clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop)
-        self.run_log.follow = self._follow  # what follows goes to any worker, not only here
+        # what follows goes to any worker, not only here
+        self.run_log.follow = followed_by_workers(self.followers.follow, settings, self.clock)
         self.run_log.deliver = None
         self.run_log.fence = lambda: self._check_registered
-        self._shared = SharedAdmission(settings)
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
         self._tasks: list[asyncio.Task[None]] = []
@@ -307,9 +307,14 @@ class Worker(WorkerLease):
         message: str,
         task: TaskDefinition | str | None,
     ) -> None:
-        """Settle ``run``, which did not run here, and tell it as any run's end."""
+        """Settle ``run``, which did not run here, and tell it as any run's end; a cancel
+        is followed as any (``on: finished``) in the flush that writes it (``missed`` is
+        not an end: nothing follows it)."""
         change = settled(run.id, status, now=self.clock(), kind=kind, message=message)
-        self.run_log.change(change)
+        if status is RunStatus.MISSED:
+            self.run_log.change(change)
+        else:
+            self.run_log.end(run.task_id, change)
         tell_end(self.events, run, change, task)
 
     async def _look_around(self) -> None:
@@ -368,31 +373,3 @@ class Worker(WorkerLease):
             since = run.waiting_since or run.started_at or run.queued_at
             self.runner.hold_waiting(pending_of(run, task), thread_id=run.thread_id, since=since)
         self._revision = -1  # answers may already be there
-
-    def _follow(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
-        """Queue what follows ``ended`` for any worker, admitted against all workers."""
-        queued = self.followers.follow(tx, ended)
-        if not queued:
-            return []
-        # (follow wrote their rows: not runs in progress against which they are admitted)
-        self._shared.begin(tx, {p.task.id for p in queued}, besides=[p.run_id for p in queued])
-        shares: list[tuple[str, TaskDefinition]] = []
-        skipped: list[dict[str, Any]] = []
-        for pending in queued:
-            if self._shared.admit(pending.task) is Admission.SKIP:
-                message = "another run of the task was still going (overlap policy)"
-                skipped.append(
-                    settled(
-                        pending.run_id,
-                        RunStatus.SKIPPED,
-                        now=self.clock(),
-                        kind="Overlap",
-                        message=message,
-                    )
-                )
-            else:
-                shares.append((pending.run_id, pending.task))
-        tx.update_runs(skipped)
-        self._shared.share(tx, shares)
-        self._shared.end(tx)
-        return []
