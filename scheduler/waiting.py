@@ -271,14 +271,26 @@ class RunnerWaiting:
         pending = self._waiting.take(run_id)
         if pending is None:
             return False
+        self._refuse(pending, reason)
+        return True
+
+    def refuse_claimed(self, pending: PendingRun, reason: str) -> None:
+        """End ``pending`` as :meth:`refuse_answer` does: an answered run a worker claimed
+        to resume (queued for any worker once answered), whose answer cannot be read."""
+        self._known.add(pending.run_id)
+        self._in_progress[pending.task.id] += 1  # (released by its end)
+        self._refuse(pending, reason)
+
+    def _refuse(self, pending: PendingRun, reason: str) -> None:
         now = self._clock()
-        change = settled(run_id, RunStatus.FAILED, now=now, kind="BadAnswer", message=reason)
+        change = settled(
+            pending.run_id, RunStatus.FAILED, now=now, kind="BadAnswer", message=reason
+        )
         self._log.end(pending.task.id, change)
         ending = self._end(pending, RunStatus.FAILED, "BadAnswer", reason, now)
         task = asyncio.get_running_loop().create_task(ending)
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
-        return True
 
     async def _end(
         self, pending: PendingRun, status: RunStatus, kind: str, message: str, now: float

@@ -51,3 +51,10 @@ waited: list[tuple[str, RunRecord]] = []
 
 async def on_waiting(task: TaskDefinition, run: RunRecord) -> None:
     waited.append((task.id, run))
+
+
+def record_failure(task: TaskDefinition, run: RunRecord) -> None:
+    """A failure alert another process can see: appends ``RUN STATUS ERROR_TYPE`` to the
+    file the task's metadata ``failures`` names."""
+    with open(str(task.metadata["failures"]), "a", encoding="utf-8") as file:
+        file.write(f"{run.id} {run.status.value} {run.error_type}\n")

@@ -1332,3 +1332,45 @@ def test_a_run_cancelled_as_its_task_cannot_be_read_is_followed_with_workers(
     assert fleet.calls() == [[follower["id"], str(worker.pid)]]  # once, on the worker
     fleet.stop(worker)
     fleet.stop(leader)
+
+
+def test_an_answer_a_worker_cannot_read_fails_the_run_as_any_failure(fleet: Fleet) -> None:
+    """A run answered and queued to resume whose recorded answer is not JSON (changed by
+    hand) is claimed by a worker: it ends ``failed`` (BadAnswer) as any failure does, the
+    fallback after it runs and its failure callback is called, as in one process; before,
+    the worker only set its record failed."""
+    failures = fleet.directory / "failures.log"
+    fleet.add(
+        [
+            {"id": "ask", "run_at": "2099-01-01T00:00:00Z", "prompt": "ask-record-sleep:0.1",
+             "on_failure_callback": "tests.callbacks:record_failure",
+             "metadata": {"failures": str(failures)}},
+            {"id": "alert", "after": {"tasks": ["ask"], "on": "failed"}, "prompt": "record"},
+        ]
+    )  # fmt: skip
+    leader = fleet.leader()
+    first = fleet.worker(SCHEDULER_CALLBACK_MODULES="tests")
+    fleet.workers_registered(1)
+    api = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        run_id = api.run_task_now("ask")
+    finally:
+        api.close()
+    wait_until(lambda: fleet.count("status = 'waiting'"), 30, "the question")
+    fleet.stop(first)  # its waiting run goes back to any worker
+    with fleet.engine.begin() as conn:  # as an answer queued to resume, but not JSON
+        conn.execute(
+            text("UPDATE scheduler_runs SET status = 'queued', answer = :a WHERE id = :id"),
+            {"a": '{"broken', "id": run_id},
+        )
+    second = fleet.worker(SCHEDULER_CALLBACK_MODULES="tests")
+    wait_until(lambda: fleet.count("task_id = 'alert' AND status = 'succeeded'"), 30, "alert")
+    [ask] = fleet.rows(f"SELECT status, error_type FROM scheduler_runs WHERE id = '{run_id}'")
+    assert (ask["status"], ask["error_type"]) == ("failed", "BadAnswer")
+    [alert] = fleet.rows("SELECT id, upstream FROM scheduler_runs WHERE task_id = 'alert'")
+    assert json.loads(alert["upstream"])["ask"]["status"] == "failed"
+    assert fleet.calls() == [[alert["id"], str(second.pid)]]
+    wait_until(failures.exists, 30, "the failure callback")
+    assert failures.read_text().split() == [run_id, "failed", "BadAnswer"]
+    fleet.stop(second)
+    fleet.stop(leader)

@@ -255,8 +255,9 @@ class Worker(WorkerLease):
                 continue
             if run.answer is not None:  # answered while it waited (at any worker)
                 resumed = self._answered.resumed(run, task)
-                if isinstance(resumed, str):
-                    self._settle(run, RunStatus.FAILED, "BadAnswer", resumed, task)
+                if isinstance(resumed, str):  # it fails as in one process (callback, fallback)
+                    failed = pending_of(run, task, thread_id=run.thread_id)
+                    self.runner.refuse_claimed(failed, resumed)
                 else:
                     self.runner.submit(resumed)
                 continue
