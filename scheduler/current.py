@@ -1,7 +1,8 @@
 """A run that has not started runs its task as it is when it starts.
 
 Runs wait before they start: queued behind a busy slot, held by the ``queue`` overlap
-policy, waiting to retry, or queued after their upstreams. An edit made in this process
+policy, waiting to retry, or queued after their upstreams (and a run waiting for an
+answer takes the edit too, as a restart reads it). An edit made in this process
 reaches them at once (:meth:`Runner.retask <scheduler.runner.Runner.retask>`), one made
 by another process at the next poll that sees the change, as a removal does; a run read
 back after a restart reads the task as it is then anyway. :class:`Definitions` keeps the

@@ -152,13 +152,16 @@ class Runner(RunnerWaiting, RunnerStopping):
         return run_id in self._known
 
     def task_ids(self) -> set[str]:
-        """Tasks that have runs waiting here (not yet started)."""
-        return {pending.task.id for pending in self._unstarted()}
+        """Tasks that have runs here not yet started, or waiting for an answer."""
+        return {pending.task.id for pending in self._unstarted()} | self._waiting.task_ids()
 
     def retask(self, tasks: Mapping[str, TaskDefinition]) -> None:
-        """The runs here that have not started take these (edited) definitions."""
+        """The runs here that have not started take these (edited) definitions, and so do
+        those waiting for an answer (resumed, they run the task as it is then, as after a
+        restart, which reads the tasks again)."""
         for pending in self._unstarted():
             pending.task = tasks.get(pending.task.id, pending.task)
+        self._waiting.retask(tasks)
 
     def _unstarted(self) -> list[PendingRun]:
         delayed = [pending for _, pending in self._delayed.values()]

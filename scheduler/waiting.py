@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from scheduler.callbacks import CallbackPolicy
@@ -23,6 +23,7 @@ from scheduler.events import EventBus, EventKind, RunEvent
 from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.invocation import Outcome
 from scheduler.logs import run_fields
+from scheduler.models import TaskDefinition
 from scheduler.outcomes import call_run_callback, preview
 from scheduler.pending import PendingRun
 from scheduler.pools import OWN
@@ -58,7 +59,7 @@ class WaitingRuns:
         self._clock = clock
         self._on_answer = on_answer
         self._on_expiry = on_expiry
-        self._runs: dict[str, tuple[PendingRun, Timer | None]] = {}
+        self._runs: dict[str, tuple[PendingRun, Timer | None, float]] = {}  # and since when
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -74,11 +75,29 @@ class WaitingRuns:
         pending.thread_id = thread_id
         if asked is not None:
             pending.asked = asked
+        self._runs[pending.run_id] = (pending, self._timer(pending, since), since)
+
+    def _timer(self, pending: PendingRun, since: float) -> Timer | None:
         timeout = pending.task.waiting_timeout_seconds or self._settings.waiting_timeout_seconds
-        handle = None
-        if timeout is not None:
-            handle = call_at(self._clock, since + timeout, self._expire, pending.run_id, timeout)
-        self._runs[pending.run_id] = (pending, handle)
+        if timeout is None:
+            return None
+        return call_at(self._clock, since + timeout, self._expire, pending.run_id, timeout)
+
+    def retask(self, tasks: Mapping[str, TaskDefinition]) -> None:
+        """The runs held here take these (edited) definitions, as a restart reads them: an
+        edited waiting timeout counts from when each began waiting (past: it ends now)."""
+        for run_id, (pending, handle, since) in list(self._runs.items()):
+            task = tasks.get(pending.task.id)
+            if task is None or task == pending.task:
+                continue
+            if handle is not None:
+                handle.cancel()
+            pending.task = task
+            self._runs[run_id] = (pending, self._timer(pending, since), since)
+
+    def task_ids(self) -> set[str]:
+        """The tasks of the runs held here."""
+        return {pending.task.id for pending, _, _ in self._runs.values()}
 
     def answer(self, run_id: str, value: Any) -> bool:
         """Resume ``run_id`` with ``value``; False if it is not waiting here."""
@@ -94,7 +113,7 @@ class WaitingRuns:
         entry = self._runs.pop(run_id, None)
         if entry is None:
             return None
-        pending, handle = entry
+        pending, handle, _ = entry
         if handle is not None:
             handle.cancel()
         return pending
@@ -102,7 +121,7 @@ class WaitingRuns:
     def of_task(self, task_id: str) -> list[PendingRun]:
         """Stop holding the waiting runs of ``task_id`` (it was removed) and return them."""
         dropped = []
-        for run_id, (pending, handle) in list(self._runs.items()):
+        for run_id, (pending, handle, _) in list(self._runs.items()):
             if pending.task.id == task_id:
                 if handle is not None:
                     handle.cancel()
@@ -117,7 +136,7 @@ class WaitingRuns:
     def close(self) -> None:
         """Forget every waiting run (the scheduler stops; they stay ``waiting`` in the
         database and are picked up again at the next start)."""
-        for _, handle in self._runs.values():
+        for _, handle, _ in self._runs.values():
             if handle is not None:
                 handle.cancel()
         self._runs.clear()

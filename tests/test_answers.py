@@ -418,3 +418,76 @@ async def test_an_answer_that_cannot_be_read_fails_the_run_as_any_failure(
     failed = second.get_run(run_id)
     assert (failed.status, failed.error_type) == (RunStatus.FAILED, "BadAnswer")
     await eventually(lambda: [r.id for _, r in callbacks.failures] == [run_id])
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["while it runs", "across a restart"])
+async def test_a_waiting_run_takes_an_edit_of_its_task_as_a_restart_reads_it(
+    tmp_path: Path, restart: bool
+) -> None:
+    """Two runs wait for answers; their tasks are edited. Whether the scheduler restarts in
+    between or not, each run takes the edit as a restart reads it: a waiting timeout added
+    counts from when it began waiting (it times out, and calls the failure callback added),
+    and the answer resumes the task as edited (its result callback added is called). The
+    running scheduler kept the definitions the runs started with (no timeout: it waited
+    for ever), while a restart read the edits."""
+    db = tmp_path / "s.db"
+    callbacks.failures.clear()
+    callbacks.received.clear()
+    one_time = {"run_at": "2030-01-01T00:00:01Z", "prompt": "x"}
+    edits = {
+        "slow": {
+            "waiting_timeout_seconds": 60,
+            "on_failure_callback": "tests.callbacks:on_failure",
+        },
+        "answered": {"result_callback": "tests.callbacks:collect"},
+    }
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.add_tasks(TaskDefinition(id=task_id, **one_time) for task_id in edits)
+        await clock.advance(seconds=2)
+        runs = {run.task_id: run for run in scheduler.list_runs(status="waiting")}
+        assert runs.keys() == edits.keys()
+        for task_id, edit in edits.items():
+            scheduler.edit_task(task_id, lambda task, edit=edit: task.model_copy(update=edit))
+        if not restart:
+            scheduler.resume_run(runs["answered"].id, "yes")
+            await clock.advance(seconds=120)
+            ended = {task_id: scheduler.get_run(run.id) for task_id, run in runs.items()}
+    if restart:
+        later = "2030-01-01T00:00:02Z"  # (when the first stopped)
+        async with clocked_scheduler(graph=server_graphs.asker, db_path=db, start=later) as (
+            scheduler,
+            clock,
+        ):
+            scheduler.resume_run(runs["answered"].id, "yes")
+            await clock.advance(seconds=120)
+            ended = {task_id: scheduler.get_run(run.id) for task_id, run in runs.items()}
+    slow, answered = ended["slow"], ended["answered"]
+    assert (slow.status, slow.error_type) == (RunStatus.TIMED_OUT, "WaitingTimeout")
+    assert slow.finished_at is not None and slow.waiting_since is not None
+    assert (slow.finished_at - slow.waiting_since).total_seconds() == pytest.approx(60, abs=1)
+    assert [(task_id, run.id) for task_id, run in callbacks.failures] == [("slow", slow.id)]
+    assert (answered.status, answered.output) == (RunStatus.SUCCEEDED, "the answer was yes")
+    assert [task_id for task_id, _ in callbacks.received] == ["answered"]
+
+
+async def test_a_waiting_run_of_a_task_removed_elsewhere_is_let_go_at_the_next_poll(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Another process removes the task (its waiting run ends ``cancelled`` there); the
+    active one lets go of the run at its next poll, told as any end, so a task added again
+    under the id runs (before, the run was held until its waiting timeout: with none, for
+    ever, and it counted as in flight: every occurrence of the new task was skipped)."""
+    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=0.1)
+    active.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
+    heard: list[tuple[str, str, RunStatus]] = []
+    active.subscribe(lambda event: heard.append((event.kind, event.run.id, event.run.status)))
+    active.start()
+    run_id = active.run_task_now("ask")
+    assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+    elsewhere = make_scheduler(graph=server_graphs.asker)  # another process's API
+    elsewhere.remove_task("ask")
+    await eventually(lambda: ("finished", run_id, RunStatus.CANCELLED) in heard)
+    elsewhere.add_task(TaskDefinition(id="ask", interval_seconds=0.5, prompt="x"))
+    [again] = await eventually(lambda: active.list_runs("ask", status="waiting"))
+    assert again.id != run_id
+    assert active.list_runs("ask", status="skipped") == []

@@ -1374,3 +1374,27 @@ def test_an_answer_a_worker_cannot_read_fails_the_run_as_any_failure(fleet: Flee
     assert failures.read_text().split() == [run_id, "failed", "BadAnswer"]
     fleet.stop(second)
     fleet.stop(leader)
+
+
+def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> None:
+    """An edit of the task of a run waiting at a worker reaches that run at the worker's
+    next look, as a worker started afterwards would read it: a waiting timeout added
+    counts from when it began waiting (before, it waited for ever)."""
+    task = {"id": "ask", "run_at": "2099-01-01T00:00:00Z", "prompt": "ask-record-sleep:0.1"}
+    fleet.add([dict(task)])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    api = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        run_id = api.run_task_now("ask")
+    finally:
+        api.close()
+    wait_until(lambda: fleet.count("status = 'waiting'"), 30, "the question")
+    fleet.add([{**task, "waiting_timeout_seconds": 2}])
+    wait_until(lambda: fleet.count("status = 'timed_out'"), 30, "the edited timeout")
+    [run] = fleet.rows(f"SELECT * FROM scheduler_runs WHERE id = '{run_id}'")
+    assert run["error_type"] == "WaitingTimeout"
+    assert run["finished_at"] - run["waiting_since"] == pytest.approx(2, abs=1)
+    fleet.stop(worker)
+    fleet.stop(leader)
