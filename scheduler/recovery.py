@@ -32,7 +32,7 @@ from scheduler.storage import RunRow, Store, Transaction
 from scheduler.storage.workers import reap_workers
 from scheduler.workers.admission import SharedAdmission
 
-__all__ = ["Recovery", "tasks_of", "tell_end"]
+__all__ = ["Recovery", "graph_adopts", "tasks_of", "tell_end"]
 
 logger = logging.getLogger("scheduler.supervisor")
 
@@ -368,3 +368,12 @@ class Recovery:
             retry_of=run.id,
         )
         return row, pending
+
+
+def graph_adopts(graph: Callable[[], Any]) -> bool:
+    """The graph adopts its runs on a LangGraph server (``aadopt``), so that a run left
+    running with no retry left is watched again (one that cannot be loaded: no)."""
+    try:
+        return callable(getattr(graph(), "aadopt", None))
+    except Exception:  # (the runs find out, and record why)
+        return False

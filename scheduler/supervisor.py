@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, pending_of
 from scheduler.pools import OWN
-from scheduler.recovery import Recovery, tasks_of, tell_end
+from scheduler.recovery import Recovery, graph_adopts, tasks_of, tell_end
 from scheduler.rows import settled
 from scheduler.runlog import RunLog
 from scheduler.runner import Runner
@@ -91,7 +92,7 @@ class Supervisor:
             shared=self.shared,
             events=self.events,
         )
-        self.recovery.adopts = lambda: _adopts(graph)
+        self.recovery.adopts = functools.partial(graph_adopts, graph)
         self._reaps = not store.is_sqlite and store.engine.dialect.name == "postgresql"
         if self._reaps:  # a PostgreSQL lock can be lost while this process lives
             self.run_log.fence = self.dispatcher.fence = self.recovery.fence = self._fence
@@ -413,11 +414,3 @@ class Supervisor:
             return
         if deleted:
             logger.info("pruned %d old run record(s)", deleted)
-
-
-def _adopts(graph: Callable[[], Any]) -> bool:
-    """The graph adopts its runs on a LangGraph server (one that cannot be loaded: no)."""
-    try:
-        return callable(getattr(graph(), "aadopt", None))
-    except Exception:  # (the runs find out, and record why)
-        return False
