@@ -40,6 +40,18 @@ class Serve:
         return self.log.read_text(errors="replace")
 
 
+def _serving(langgraph_dev: LangGraphDev, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``serve`` on ``tmp_path``'s database, its graph on the server."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
+        "PYTHONPATH": str(ROOT),
+        "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
+        "SCHEDULER_GRAPH": f"{langgraph_dev.url}#tally",
+        "SCHEDULER_TASKS_FILE": "none",
+        **extra,
+    }
+
+
 @pytest.mark.parametrize("vanished", [False, True], ids=["killed", "vanished"])
 async def test_a_server_run_of_a_scheduler_that_died_is_adopted_by_the_retry_not_run_again(
     langgraph_dev: LangGraphDev, tmp_path: Path, vanished: bool
@@ -50,15 +62,8 @@ async def test_a_server_run_of_a_scheduler_that_died_is_adopted_by_the_retry_not
     (half-way through the graph), and a vanished one's ran to its end; either way the
     retry ran the graph again."""
     calls = tmp_path / "calls.txt"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
-        "PYTHONPATH": str(ROOT),
-        "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
-        "SCHEDULER_GRAPH": f"{langgraph_dev.url}#tally",
-        "SCHEDULER_TASKS_FILE": "none",
-        "SCHEDULER_MAX_RETRIES": "1",
-        "SCHEDULER_RETRY_DELAY_SECONDS": "0.1",
-    }
+    env = _serving(langgraph_dev, tmp_path, SCHEDULER_MAX_RETRIES="1")
+    env["SCHEDULER_RETRY_DELAY_SECONDS"] = "0.1"
     settings = Settings(_env_file=None, graph=env["SCHEDULER_GRAPH"])  # type: ignore[call-arg]
     here = TaskScheduler(db_path=tmp_path / "scheduler.db", settings=settings)
     try:
@@ -117,14 +122,7 @@ async def test_with_no_retry_left_the_server_run_of_a_scheduler_that_died_is_wat
     end on the run itself: the graph ran once, and its outcome is the run's. Before, the
     run was recorded ``interrupted`` while its server run went on to succeed, unwatched."""
     calls = tmp_path / "calls.txt"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")},
-        "PYTHONPATH": str(ROOT),
-        "SCHEDULER_DB_PATH": str(tmp_path / "scheduler.db"),
-        "SCHEDULER_GRAPH": f"{langgraph_dev.url}#tally",
-        "SCHEDULER_TASKS_FILE": "none",
-        "SCHEDULER_MAX_RETRIES": "0",
-    }
+    env = _serving(langgraph_dev, tmp_path, SCHEDULER_MAX_RETRIES="0")
     settings = Settings(_env_file=None, graph=env["SCHEDULER_GRAPH"])  # type: ignore[call-arg]
     here = TaskScheduler(db_path=tmp_path / "scheduler.db", settings=settings)
     try:
