@@ -139,10 +139,13 @@ class Fleet:
             return []
         return [line.split() for line in self.log.read_text().splitlines() if line]
 
-    def stop(self, process: subprocess.Popen[str]) -> int:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=60)
+    def stop(self, *processes: subprocess.Popen[str]) -> int:
+        """SIGTERM to each of ``processes`` at once, then wait for them all (each one's
+        stop and exit overlap the others'); the highest exit status (0: every one was)."""
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        return max(process.wait(timeout=60) for process in processes)
 
     def logs(self) -> str:
         return "\n".join(p.read_text()[-3000:] for p in sorted(self.directory.glob("process-*")))
@@ -228,8 +231,7 @@ def test_three_workers_and_a_leader_run_2000_runs_exactly_once(fleet: Fleet) -> 
     worker_pids = {w.pid for w in workers}
     assert set(by_run.values()) <= worker_pids and leader.pid not in by_run.values()
     assert len(set(by_run.values())) >= 2, "the work was spread over the workers"
-    for process in (leader, *workers):
-        assert fleet.stop(process) == 0, fleet.logs()
+    assert fleet.stop(leader, *workers) == 0, fleet.logs()
     assert fleet.rows("SELECT id FROM scheduler_workers") == []  # each one signed off
 
 
@@ -249,8 +251,7 @@ def test_priorities_decide_the_claim_order(fleet: Fleet) -> None:
     task_of = {r["id"]: r["task_id"] for r in fleet.rows("SELECT id, task_id FROM scheduler_runs")}
     order = [task_of[run_id].split("-")[0] for run_id, _ in fleet.calls()]
     assert order == sorted(order, key=lambda p: -priorities.index(p)), order
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_overlap_holds_across_workers(fleet: Fleet) -> None:
@@ -294,8 +295,7 @@ def _run_for(
     time.sleep(seconds)
     fleet.stop(leader)
     wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=drain_timeout)
-    for worker in started:
-        fleet.stop(worker)
+    fleet.stop(*started)
     return {r["id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
 
 
@@ -438,7 +438,7 @@ def _check_steady(fleet: Fleet, interval: float) -> None:
 
 
 def _drain(fleet: Fleet, leaders: list[subprocess.Popen[str]]) -> None:
-    for leader in leaders:
+    for leader in leaders:  # one at a time: a standby stopping never takes over meanwhile
         fleet.stop(leader)
     wait_until(
         lambda: fleet.count("status IN ('queued', 'running')") == 0,
@@ -462,8 +462,7 @@ def test_kill_9_of_the_leader_during_a_burst_misses_and_repeats_nothing(fleet: F
     fleet.active_leader([first, standby]).kill()
     time.sleep(3)
     _drain(fleet, [first, standby])
-    for worker in workers:
-        fleet.stop(worker)
+    fleet.stop(*workers)
     _check_steady(fleet, 0.5)
 
 
@@ -504,8 +503,7 @@ def test_20_rounds_of_kill_9_of_workers_and_leaders(fleet: Fleet) -> None:
             leaders.append(fleet.leader())
     time.sleep(LEASE + 2)  # the last killed worker's runs are reaped
     _drain(fleet, [p for p in leaders if p.poll() is None])
-    for worker in workers:
-        fleet.stop(worker)
+    fleet.stop(*workers)
     _check_steady(fleet, interval)
     statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
     # real work got done between the kills (each killed worker's tasks skip their firings
@@ -535,8 +533,7 @@ def test_sync_nodes_filling_the_default_executor_do_not_lapse_the_lease(fleet: F
     assert statuses == {"succeeded": 8}, fleet.logs()
     assert worker.poll() is None, "the worker is still up"
     assert "could not renew its lease" not in fleet.logs()
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
 
 
 def test_a_run_held_by_a_worker_no_longer_registered_goes_back_to_the_others(
@@ -557,8 +554,7 @@ def test_a_run_held_by_a_worker_no_longer_registered_goes_back_to_the_others(
     worker = fleet.worker()
     wait_until(lambda: fleet.count("status = 'succeeded'") == 1, 60, "the stray run done")
     assert [c[0] for c in fleet.calls()] == [run_id]
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
 
 
 _SKEWED = (  # a worker on a machine whose clock is a minute ahead
@@ -573,8 +569,7 @@ def test_a_worker_whose_clock_is_off_keeps_the_databases_time(fleet: Fleet) -> N
     leader = fleet.leader()
     worker = fleet._spawn(["-c", _SKEWED], SCHEDULER_LOG_LEVEL="INFO")
     wait_until(lambda: fleet.count("status = 'succeeded'") >= 3, 60, "three runs done")
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
     runs = fleet.rows("SELECT status, scheduled_for, started_at FROM scheduler_runs")
     assert not [r for r in runs if r["status"] == "missed"], "judged late by its own clock"
     started = [r for r in runs if r["started_at"] is not None]
@@ -599,8 +594,7 @@ def test_a_leader_whose_clock_is_off_fires_by_the_databases_time(fleet: Fleet) -
     wait_until(lambda: fleet.count("task_id = 'once' AND status = 'succeeded'"), 40,
                f"the one-off run, due at {due}")  # fmt: skip
     wait_until(lambda: fleet.count("task_id = 'tick' AND status = 'succeeded'") >= 3, 30, "ticks")
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
     [once] = fleet.rows("SELECT scheduled_for, started_at FROM scheduler_runs "
                         "WHERE task_id = 'once'")  # fmt: skip
     assert abs(once["scheduled_for"] - due.timestamp()) < 0.01
@@ -625,8 +619,7 @@ def test_a_queued_occurrence_waits_for_the_run_before_it_not_past_its_window(
     fleet.add([{"id": "q", "interval_seconds": 1, "prompt": "record-sleep:3",
                 "overlap": "queue", "misfire_grace_seconds": 1.5}])  # fmt: skip
     wait_until(lambda: fleet.count("status = 'succeeded'") >= 2, 60, "two runs done")
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
     statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
     assert statuses["missed"] == 0, statuses
     assert statuses["skipped"] > 0  # the occurrences beyond the one kept
@@ -652,8 +645,7 @@ def test_runs_waiting_for_their_tasks_limit_do_not_hold_up_the_others(fleet: Fle
     wait_until(lambda: fleet.count(f"id = '{run_id}' AND status = 'succeeded'"), 20, "x done")
     [x] = fleet.rows("SELECT started_at FROM scheduler_runs WHERE id = :id", id=run_id)
     assert x["started_at"] - asked < 10
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
 
 
 def test_a_worker_is_judged_by_its_own_lease_not_the_leaders(fleet: Fleet) -> None:
@@ -673,8 +665,7 @@ def test_a_worker_is_judged_by_its_own_lease_not_the_leaders(fleet: Fleet) -> No
     runs = fleet.rows("SELECT status, attempt FROM scheduler_runs")
     assert [(r["status"], r["attempt"]) for r in runs] == [("succeeded", 1)], fleet.logs()
     assert worker.poll() is None
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
 
 
 def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fleet) -> None:
@@ -700,8 +691,7 @@ def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fl
     finally:
         api.close()
     assert worker.poll() is None  # the worker runs on
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
@@ -720,8 +710,7 @@ def test_a_run_requested_from_the_cli_goes_to_a_worker(fleet: Fleet) -> None:
     assert [r["status"] for r in manual] == ["succeeded"]
     assert pid_of(manual[0]["worker"]) == worker.pid
     assert {int(pid) for _, pid in fleet.calls()} == {worker.pid}
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 # -- the leader lock's connection dropped (processes of role all: they dispatch and run) -------
@@ -824,8 +813,7 @@ def test_a_process_that_lost_its_lock_to_another_lets_go_of_its_runs(fleet: Flee
     ]
     assert set(starts) == set(runs)
     assert _said(fleet, first, "to another process")
-    fleet.stop(first)
-    fleet.stop(second)
+    fleet.stop(first, second)
 
 
 def test_the_schedulers_own_locks_never_meet_a_lock_of_one_key(fleet: Fleet) -> None:
@@ -854,8 +842,7 @@ def test_the_schedulers_own_locks_never_meet_a_lock_of_one_key(fleet: Fleet) -> 
             timeout=30,
             message=f"runs with a limit: {fleet.rows('SELECT * FROM scheduler_runs')}",
         )
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_a_process_that_has_not_yet_noticed_its_lock_is_gone_writes_nothing(fleet: Fleet) -> None:
@@ -939,8 +926,7 @@ def test_a_queued_row_with_an_impossible_limit_or_delay_is_settled_not_kept(flee
     assert {r["status"] for r in rows} == {"cancelled"}
     assert all("its record" in r["error_message"] for r in rows)
     assert fleet.calls() == []  # nothing ran
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_a_start_refused_by_the_fence_never_reaches_the_graph(fleet: Fleet) -> None:
@@ -1002,8 +988,7 @@ def test_a_retry_held_by_a_worker_runs_its_task_as_edited(fleet: Fleet) -> None:
     runs = fleet.rows("SELECT attempt, status, worker FROM scheduler_runs ORDER BY attempt")
     assert [(r["attempt"], r["status"]) for r in runs] == [(1, "failed"), (2, "succeeded")]
     assert {pid_of(r["worker"]) for r in runs} == {worker.pid}
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
@@ -1042,8 +1027,7 @@ def test_a_task_after_another_runs_once_with_workers(fleet: Fleet) -> None:
     )
     wait_until(lambda: fleet.count("task_id = 'last'") == 1, timeout=30, message="last queued")
     wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, timeout=30)
-    fleet.stop(leader)
-    fleet.stop(worker)
+    fleet.stop(leader, worker)
     rows = fleet.rows("SELECT task_id, status FROM scheduler_runs ORDER BY queued_at")
     assert [(r["task_id"], r["status"]) for r in rows] == [
         ("up", "succeeded"), ("down", "succeeded"), ("last", "succeeded"),
@@ -1140,8 +1124,7 @@ def test_a_workers_retry_takes_its_threads_turn_on_any_worker(fleet: Fleet) -> N
     retry = next(r for r in runs if r["attempt"] == 2)
     assert pid_of(retry["worker"]) == second.pid, "the retry waited for its worker's slot"
     assert len(_one_at_a_time(fleet, ("flaky", "other"))) == 3
-    for process in (first, second, leader):
-        fleet.stop(process)
+    fleet.stop(first, second, leader)
 
 
 def test_an_answered_run_waits_for_its_threads_turn_across_workers(fleet: Fleet) -> None:
@@ -1190,8 +1173,7 @@ def test_an_answered_run_waits_for_its_threads_turn_across_workers(fleet: Fleet)
     assert runs["asker"]["started_at"] >= other_end, "resumed beside its thread's run"
     assert runs["alone"]["status"] == "succeeded" and len(spans["alone"]) == 1
     assert spans["alone"][0][0] < other_end, "the run of another thread waited too"
-    for process in (first, second, leader):
-        fleet.stop(process)
+    fleet.stop(first, second, leader)
 
 
 def test_a_worker_declared_dead_while_frozen_writes_nothing_more(fleet: Fleet) -> None:
@@ -1224,8 +1206,7 @@ def test_a_worker_declared_dead_while_frozen_writes_nothing_more(fleet: Fleet) -
     starts = Counter(c[0] for c in fleet.calls() if c[1] == "start")
     assert starts == {runs[0]["id"]: 1, runs[1]["id"]: 1}, fleet.calls()
     assert "was declared dead" in fleet.log_of[first.pid].read_text()
-    fleet.stop(second)
-    fleet.stop(leader)
+    fleet.stop(second, leader)
 
 
 def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
@@ -1275,7 +1256,7 @@ def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
             attempts[a["run_id"]].append((a["attempt"], a["status_code"]))
         assert attempts.keys() == {runs["hooked"]["id"], runs["late"]["id"]}
         assert sorted(attempts.values()) == [[(1, 200)], [(1, 500), (2, 200)]]  # one retried
-        assert fleet.stop(worker) == 0 and fleet.stop(leader) == 0
+        assert fleet.stop(worker, leader) == 0
     finally:
         receiver.close()
 
@@ -1330,8 +1311,7 @@ def test_a_run_cancelled_as_its_task_cannot_be_read_is_followed_with_workers(
     [follower] = fleet.rows("SELECT id, upstream FROM scheduler_runs WHERE task_id = 'any-end'")
     assert json.loads(follower["upstream"])["up"]["status"] == "cancelled"
     assert fleet.calls() == [[follower["id"], str(worker.pid)]]  # once, on the worker
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
 
 
 def test_an_answer_a_worker_cannot_read_fails_the_run_as_any_failure(fleet: Fleet) -> None:
@@ -1372,8 +1352,7 @@ def test_an_answer_a_worker_cannot_read_fails_the_run_as_any_failure(fleet: Flee
     assert fleet.calls() == [[alert["id"], str(second.pid)]]
     wait_until(failures.exists, 30, "the failure callback")
     assert failures.read_text().split() == [run_id, "failed", "BadAnswer"]
-    fleet.stop(second)
-    fleet.stop(leader)
+    fleet.stop(second, leader)
 
 
 def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> None:
@@ -1396,5 +1375,4 @@ def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> No
     [run] = fleet.rows(f"SELECT * FROM scheduler_runs WHERE id = '{run_id}'")
     assert run["error_type"] == "WaitingTimeout"
     assert run["finished_at"] - run["waiting_since"] == pytest.approx(2, abs=1)
-    fleet.stop(worker)
-    fleet.stop(leader)
+    fleet.stop(worker, leader)
