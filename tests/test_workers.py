@@ -1217,29 +1217,32 @@ def test_a_workers_runs_deliver_their_webhooks(fleet: Fleet) -> None:
 
     receiver = Receiver([500])
     try:
+        hooks = {
+            "SCHEDULER_WEBHOOK_SECRET": "shh",
+            "SCHEDULER_WEBHOOK_ALLOW_PRIVATE": "true",
+            "SCHEDULER_WEBHOOK_RETRY_SECONDS": "0.05",
+        }
+        leader = fleet._spawn(["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler",
+                              SCHEDULER_LOG_LEVEL="INFO", **hooks)  # fmt: skip
+        fleet.active_leader([leader])
+        # added once the leader is up (it sees them within its 0.1 s poll): due 5 s ahead,
+        # so that even a loaded machine's leader queues the late one within its window
         fleet.add(
             [
-                {"id": "hooked", "run_at": at(15), "prompt": "record", "webhook": receiver.url},
+                {"id": "hooked", "run_at": at(5), "prompt": "record", "webhook": receiver.url},
                 {
                     "id": "late",
-                    "run_at": at(15),
+                    "run_at": at(5),
                     "prompt": "record",
                     "webhook": receiver.url,
                     "misfire_grace_seconds": 1,
                 },
             ]
         )
-        hooks = {
-            "SCHEDULER_WEBHOOK_SECRET": "shh",
-            "SCHEDULER_WEBHOOK_ALLOW_PRIVATE": "true",
-            "SCHEDULER_WEBHOOK_RETRY_SECONDS": "0.05",
-        }
-        leader = fleet._spawn(["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler", **hooks)
         wait_until(
             lambda: fleet.count("status = 'queued'") == 2, timeout=60, message="2 queued runs"
         )
-        time.sleep(2.5)  # past the late one's catch-up window, with no worker (the time is
-        # far enough ahead for a loaded machine's leader to be up and queue it on time)
+        time.sleep(2.5)  # past the late one's catch-up window, with no worker
         worker = fleet.worker(**hooks)
         wait_until(lambda: len(receiver.received) >= 3, timeout=60, message="three attempts")
         runs = {r["task_id"]: r for r in fleet.rows("SELECT * FROM scheduler_runs")}
