@@ -8,7 +8,8 @@ of a thread-less task and then succeeds (counted in a file named by the task's m
 and process id to the file named by the metadata ``log`` (synced to disk) and then, when
 ``TEST_KILL_AFTER_RECORD=1`` is set, kills its own process with SIGKILL
 (``record-sleep:2`` records ``RUN start TIME``, sleeps, then records ``RUN end TIME``;
-``record-sleep-fail:2`` then raises; ``ask-record-sleep:2`` first stops at ``interrupt()``),
+``record-sleep-fail:2`` then raises; ``ask-record-sleep:2`` first stops at ``interrupt()``;
+``record-sleep-first:8`` sleeps on a run's first attempt only, not on its retries),
 anything else is echoed. Each
 answer says what the node saw (prompt, thread id, metadata), so tests assert on real calls.
 """
@@ -67,10 +68,11 @@ async def behave(state: MessagesState, config: RunnableConfig) -> dict[str, Any]
     if command.startswith("ask-record-sleep:"):  # asks first; record-sleep once answered
         interrupt({"question": "go on?"})
         command = command.removeprefix("ask-")
-    if command.startswith(("record-sleep:", "record-sleep-fail:")):  # a start, an end line
+    if command.startswith(("record-sleep:", "record-sleep-fail:", "record-sleep-first:")):
         log, run_id = Path(str(metadata["log"])), str(metadata["run_id"])
-        _record(log, f"{run_id} start {time.time():.6f}")
-        await asyncio.sleep(float(command.split(":", 1)[1]))
+        _record(log, f"{run_id} start {time.time():.6f}")  # a start, an end line
+        retry = command.startswith("record-sleep-first:") and metadata.get("attempt", 1) > 1
+        await asyncio.sleep(0 if retry else float(command.split(":", 1)[1]))
         _record(log, f"{run_id} end {time.time():.6f}")
         if command.startswith("record-sleep-fail:"):
             raise CommandError("failing on command")

@@ -322,7 +322,7 @@ def test_kill_9_of_a_worker_mid_run_interrupts_it_and_retries_it_once(fleet: Fle
             {
                 "id": "long",
                 "run_at": at(0),
-                "prompt": "record-sleep:2",
+                "prompt": "record-sleep-first:2",  # (its retry does not sleep)
                 "max_retries": 1,
                 "retry_delay_seconds": 0.1,
             }
@@ -381,7 +381,8 @@ def test_a_worker_that_cannot_renew_its_lease_leaves_its_run_to_be_retried(
     """Its heartbeat blocked (the database otherwise answering) past half the lease: it
     lets go of its run and exits 1, and the run is interrupted and retried elsewhere; were
     it recorded cancelled there, it would never be retried."""
-    fleet.add([{"id": "long", "run_at": at(0), "prompt": "record-sleep:8",
+    # (the retry does not sleep: it only has to run, on the other worker)
+    fleet.add([{"id": "long", "run_at": at(0), "prompt": "record-sleep-first:8",
                 "max_retries": 1, "retry_delay_seconds": 0.1}])  # fmt: skip
     leader = fleet.leader()
     workers = {w.pid: w for w in (fleet.worker(), fleet.worker())}
