@@ -206,7 +206,7 @@ def _server(quick: bool) -> list[Scenario]:
     # quick run; tests/test_crons_api.py has a '* * * * *' cron fire on both)
     sdk = {"n": 10, "crons": 0} if quick else {"n": 100, "crons": 20}
     load = (
-        {"n": 100, "interval": 2.0, "duration": 4.0, "rate": 200}
+        {"n": 100, "interval": 1.0, "duration": 2.0, "rate": 200}
         if quick
         else {"n": 1000, "interval": 10.0, "duration": 20.0, "rate": 200}
     )
@@ -276,7 +276,7 @@ def plan(*, quick: bool = False) -> list[Scenario]:
     sizes = [200] if quick else [1000, 10_000]
     adds = 1000 if quick else 10_000
     steady = (
-        {"n": 50, "interval": 4.0, "duration": 5.0, "margin": 1.0}
+        {"n": 50, "interval": 1.0, "duration": 2.0, "margin": 1.0}
         if quick
         else {"n": 1000, "interval": 10.0, "duration": 60.0}
     )
@@ -452,7 +452,7 @@ def plan(*, quick: bool = False) -> list[Scenario]:
 
 def _workers(quick: bool) -> list[Scenario]:
     """13 / 14: a scheduling leader and worker processes on PostgreSQL."""
-    cpu_runs, burst = (60, 1000) if quick else (400, 10_000)
+    cpu_runs, burst = (60, 300) if quick else (400, 10_000)
     return [
         Scenario(
             name="workers-cpu",
