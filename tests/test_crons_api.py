@@ -31,7 +31,9 @@ from langgraph_sdk.errors import (
 from tests.conftest import PYTHON, ROOT, LangGraphDev
 from tests.serving import ServeProcess
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test of the group (--dist loadgroup): one langgraph dev (a
+# session fixture) and this module's server, started once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("langgraph-dev")]
 
 GRAPH = "counter"
 HELLO = {"messages": [{"role": "user", "content": "hello"}]}

@@ -20,7 +20,9 @@ import pytest
 from tests.conftest import REQUIRE_POSTGRES
 from tests.serving import ServeProcess
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test of the module (--dist loadgroup): one browser (a module
+# fixture), started once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
 
 CHROMIUM = "/usr/bin/chromium"
 FINAL = {"succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped", "missed"}

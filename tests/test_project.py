@@ -38,7 +38,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = done.stdout.strip()
     # the whole suite: the parallel part, then the tests marked serial
     assert command.endswith(
-        '.venv/bin/python -m pytest -n 4 --dist loadfile -m "not serial" '
+        '.venv/bin/python -m pytest -n 4 --dist loadgroup -m "not serial" '
         "&& .venv/bin/python -m pytest -m serial"
     ), command
     assert "pip install" in command

@@ -20,7 +20,9 @@ from scheduler import RunStatus, TaskDefinition, TaskScheduler
 from scheduler.remote import ServerGraph, server_thread_id
 from tests.conftest import LangGraphDev, eventually, make_settings
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test of the group (--dist loadgroup): one langgraph dev (a
+# session fixture), started once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("langgraph-dev")]
 
 Factory = Callable[[str], TaskScheduler]
 

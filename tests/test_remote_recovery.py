@@ -19,7 +19,9 @@ from scheduler import RunStatus, Settings, TaskDefinition, TaskScheduler
 from scheduler.remote import server_thread_id
 from tests.conftest import PYTHON, ROOT, LangGraphDev, eventually
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs every test of the group (--dist loadgroup): one langgraph dev (a
+# session fixture), started once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("langgraph-dev")]
 
 
 class Serve:
