@@ -181,13 +181,10 @@ def pid_of(worker_id: str) -> int:
 
 
 def test_three_workers_and_a_leader_run_2000_runs_exactly_once(fleet: Fleet) -> None:
+    fleet.add([{"id": f"burst-{i:04}", "run_at": at(8), "prompt": "record"} for i in range(2000)])
     leader = fleet.leader()
     workers = [fleet.worker() for _ in range(3)]
     fleet.workers_registered(3)
-    fleet.active_leader([leader])
-    # added once all are up (the leader sees them within its 0.1 s poll), due at once soon
-    # after; before, they were due 8 s ahead to cover the start-up on a loaded machine
-    fleet.add([{"id": f"burst-{i:04}", "run_at": at(3), "prompt": "record"} for i in range(2000)])
     wait_until(
         lambda: fleet.count("status = 'succeeded'") == 2000,
         timeout=120,
