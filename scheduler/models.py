@@ -82,10 +82,10 @@ class TaskDefinition(BaseModel):
     Run-policy fields left as ``None`` take the scheduler's defaults (see ``Settings``).
     Naive datetimes are wall-clock times in ``timezone``; a scheduler fills an unset
     ``timezone`` with its default when the task is added (and reads a ``schedule`` of
-    ``today at 9:00`` / ``tomorrow at`` in it then).
-    """
+    ``today at 9:00`` / ``tomorrow at`` in it then). Errors name the field, not the input
+    (which may hold a webhook's password)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
     id: str = Field(description="Unique id: 1-128 of A-Z a-z 0-9 . _ : -")
     name: OneLine = Field(default="", max_length=TEXT_LIMITS["name"], description="For people")

@@ -48,7 +48,7 @@ from scheduler.events import RunEvent
 from scheduler.pools import OWN
 from scheduler.settings import Settings
 from scheduler.storage import Store
-from scheduler.weburls import bad_port
+from scheduler.weburls import bad_port, redacted
 
 __all__ = ["Deliverer", "sign"]
 
@@ -279,7 +279,7 @@ class Deliverer:
         await self._write(
             {
                 "run_id": run_id,
-                "url": url,
+                "url": redacted(url),  # (shown on the run: never the password)
                 "attempt": attempt,
                 "at": time.time(),
                 "status_code": status,
@@ -309,7 +309,7 @@ def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str
     )
     return {
         "run_id": run_id,
-        "url": url,
+        "url": redacted(url),
         "attempt": attempt,
         "at": time.time(),
         "status_code": None,

@@ -23,14 +23,15 @@ def webhook_url(value: str | None) -> str | None:
     """``value`` if it is an http(s) URL that can be sent (a pydantic after-validator)."""
     if value is None:
         return None
+    shown = redacted(value)  # (errors reach logs and answers: never its password)
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError) as exc:
-        raise error("webhook", f"webhook {value!r} is not a valid URL: {exc}") from None
+        raise error("webhook", f"webhook {shown!r} is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise error("webhook", f"webhook {value!r} is not an http(s) URL with a host")
+        raise error("webhook", f"webhook {shown!r} is not an http(s) URL with a host")
     if bad_port(url):
-        raise error("webhook", f"webhook {value!r}: port {url.port} is not one of 1-65535")
+        raise error("webhook", f"webhook {shown!r}: port {url.port} is not one of 1-65535")
     return value
 
 

@@ -5,6 +5,7 @@ refused unless allowed; a cron's ``webhook`` is the task's."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from scheduler import TaskDefinition, TaskScheduler
+from scheduler.exceptions import describe_errors
 from scheduler.server import create_app
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
 
@@ -209,8 +211,9 @@ async def test_a_checked_address_gets_the_request_under_its_name(
     resolver: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The request to the address checked keeps the URL's name as Host, its path, query
-    and signature (the receiver on 127.0.0.1 counts as public for this test only)."""
+    """The request to the address checked keeps the URL's name as Host, its path, query,
+    user info and signature (the receiver on 127.0.0.1 counts as public for this test
+    only); the attempt recorded on the run names the URL without its password."""
     import scheduler.webhooks
 
     monkeypatch.setattr(scheduler.webhooks, "_is_public", lambda address: True)
@@ -219,12 +222,13 @@ async def test_a_checked_address_gets_the_request_under_its_name(
     port = receiver.server.server_port
     tasks = make_scheduler(webhook_secret="s3cret")
     tasks.start()
-    url = f"http://hooks.test:{port}/hook?token=t"
+    url = f"http://ops:hunter2@hooks.test:{port}/hook?token=t"
     tasks.add_task(TaskDefinition(id="h", interval_seconds=3600, prompt="hi", webhook=url))
     run_id = tasks.run_task_now("h")
     await eventually(lambda: receiver.received, message="the delivery")
     headers, body = receiver.received[0]
     assert headers["host"] == f"hooks.test:{port}"
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"ops:hunter2").decode()
     expected = hmac.new(b"s3cret", headers["x-scheduler-timestamp"].encode() + b"." + body,
                         hashlib.sha256).hexdigest()  # fmt: skip
     assert headers["x-scheduler-signature"] == f"sha256={expected}"
@@ -232,7 +236,7 @@ async def test_a_checked_address_gets_the_request_under_its_name(
     [delivered] = await eventually(
         lambda: tasks._store.deliveries(run_id), message="the delivery recorded"
     )
-    assert (delivered["status_code"], delivered["url"]) == (200, url)
+    assert (delivered["status_code"], delivered["url"]) == (200, url.replace("hunter2", "***"))
     assert resolver["lookups"] == ["hooks.test"]
 
 
@@ -385,6 +389,24 @@ def test_a_webhook_that_cannot_be_sent_is_refused_when_the_task_is_made() -> Non
     for url in ("http://[::1/", "http://[::1]x/", "http://a.example/\x01x", "http://:80/"):
         with pytest.raises(ValidationError, match="webhook"):
             TaskDefinition(id="w", interval_seconds=60, prompt="p", webhook=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://ops:hunter2@h.example:70000/x",
+        "http://ops:hunter2@[::1/x",
+        "http://ops:hunter2@:80/",
+    ],
+)
+def test_a_refused_webhook_url_is_named_without_its_password(url: str) -> None:
+    """The error names the URL, as ``ops:***@``: it goes to logs, the CLI and 422 answers."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        TaskDefinition(id="w", interval_seconds=60, prompt="p", webhook=url)
+    assert "ops:***@" in describe_errors(refused.value)
+    assert "hunter2" not in str(refused.value)
 
 
 @pytest.mark.parametrize("port", [0, 65536, 70000])
