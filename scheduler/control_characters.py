@@ -3,8 +3,10 @@ escaped where stored text is shown.
 
 Where a task is made (:class:`~scheduler.models.TaskDefinition`: Python, the tasks file,
 the CLI, the REST and crons APIs, the agent tools), a name or a thread id refuses every
-control character: C0 (U+0000-U+001F, NUL and ESC among them), DEL and C1 (U+0080-U+009F);
-a prompt or a description refuses them except newline, carriage return and tab. (An id
+control character: C0 (U+0000-U+001F, NUL and ESC among them), DEL and C1 (U+0080-U+009F),
+and the characters that reorder or break a line (bidirectional controls and marks, line
+and paragraph separators: a name that reads as another); a prompt or a description
+refuses the control characters except newline, carriage return and tab. (An id
 takes only letters, digits and ``._:-`` anyway.) NUL could not be stored in PostgreSQL, and
 an ESC sequence printed to a terminal can rewrite the screen.
 
@@ -34,10 +36,9 @@ __all__ = [
     "shown_json",
 ]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# what a terminal must not get as it is: the control characters, and those that reorder or
-# break the line shown
+# what a terminal must not get as it is, nor one line hold: the control characters, and
+# those that reorder or break the line shown
 _BIDI_AND_SEPARATORS = "\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
 _UNSHOWN = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI_AND_SEPARATORS}]")
 _UNSHOWN_IN_JSON = re.compile(f"[\\x7f-\\x9f{_BIDI_AND_SEPARATORS}]")  # json escapes C0
@@ -47,11 +48,12 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def control_problem(value: str, *, field: str, prose: bool = False) -> str | None:
     """What is wrong with ``value`` for ``field``: a control character it must not hold
     (any, or any but newline, carriage return and tab for ``prose``), or None."""
-    found = (_CONTROL_IN_PROSE if prose else _CONTROL).search(value)
+    found = (_CONTROL_IN_PROSE if prose else _UNSHOWN).search(value)
     if found is None:
         return None
-    where = f"{field} holds a control character (U+{ord(found.group()):04X}, character "
-    where += f"{found.start() + 1})"
+    code = ord(found.group())
+    what = "a control character" if code < 0x100 else "a bidirectional control or a line separator"
+    where = f"{field} holds {what} (U+{code:04X}, character {found.start() + 1})"
     if prose:
         return where + ": newline, carriage return and tab are the only ones it may hold"
     return where + ": it must be one line of printable text"

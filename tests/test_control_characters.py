@@ -66,6 +66,22 @@ def test_a_name_or_thread_id_refuses_every_control_character(field: str, control
     ), message
 
 
+@pytest.mark.parametrize("mark", ["\u202e", "\u2067", "\u200f", "\u2028", "\u2029"])
+@pytest.mark.parametrize("field", ["name", "thread_id"])
+def test_a_name_or_thread_id_refuses_what_reorders_or_breaks_its_line(
+    field: str, mark: str
+) -> None:
+    """A right-to-left override (or isolate, or mark) makes a name read as another on a
+    terminal and a web page; a line separator breaks it. A prompt keeps them (right-to-left
+    text uses them), shown escaped."""
+    message = refusal(**{field: f"ab{mark}cd"})
+    assert message == (
+        f"{field}: {field} holds a bidirectional control or a line separator "
+        f"(U+{ord(mark):04X}, character 3): it must be one line of printable text"
+    ), message
+    assert TaskDefinition(id="t", interval_seconds=60, prompt=f"ab{mark}cd").prompt[2] == mark
+
+
 @pytest.mark.parametrize("control", CONTROLS)
 @pytest.mark.parametrize("field", ["prompt", "description"])
 def test_a_prompt_refuses_control_characters_but_line_breaks_and_tabs(
