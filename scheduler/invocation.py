@@ -94,9 +94,9 @@ async def invoke(
         earlier: A retry's earlier attempts (newest first), read when the graph can adopt
             a run of one of them still going on a LangGraph server instead of starting
             one (``aadopt``, :mod:`scheduler.remote_attempts`): a run is never run twice.
-        adopt_only: Only adopt a run of ``earlier``'s (a run watched again after its
-            process died, with no retry left): with none to adopt, the run ends
-            ``interrupted``, and the graph is not called.
+        adopt_only: Only adopt a run of ``earlier``'s, however it ended (a run watched
+            again after its process died, with no retry left): with none to adopt, the run
+            ends ``interrupted``, and the graph is not called.
     """
     config = build_config(
         task,
@@ -131,7 +131,7 @@ async def invoke(
                 payload = Command(resume=resume)
             adopted = None
             if earlier is not None and callable(getattr(target, "aadopt", None)):
-                adopted = await target.aadopt(await earlier(), config)
+                adopted = await target.aadopt(await earlier(), config, ended=adopt_only)
             if adopted is not None:
                 result, thread = adopted
             elif adopt_only:

@@ -218,15 +218,18 @@ class ServerGraph:
             raise
         return _ended(status, values, run_id, thread_id)
 
-    async def aadopt(self, earlier: Sequence[RunRecord], config: dict[str, Any]) -> Any:
+    async def aadopt(
+        self, earlier: Sequence[RunRecord], config: dict[str, Any], *, ended: bool = False
+    ) -> Any:
         """For a retry (``earlier``: the attempts it follows, newest first): the server run
         of one of them that it adopts instead of starting one, waited for, as ``(values,
         thread)`` (the thread of that attempt, where the run is); None when a run is to be
-        started. See :mod:`scheduler.remote_attempts`."""
+        started. ``ended``: one that ended in failure there is adopted too (its error
+        raised). See :mod:`scheduler.remote_attempts`."""
         threads = {a.thread_id: server_thread_id(a.thread_id) for a in earlier if a.thread_id}
         thread_id = run_id = ""
         try:
-            found = await find_adoption(self.client, earlier, threads)
+            found = await find_adoption(self.client, earlier, threads, ended=ended)
             for run in found.stale:
                 await self._cancel(*_ids(run))
             if found.run is None:

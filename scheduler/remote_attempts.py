@@ -17,7 +17,8 @@ is not this one), however many runs the thread holds; and takes the newest of th
   that watched it died): **adopted**. The retry waits for it (``runs.join``) and records
   its end as its own, on its thread; no new run is started;
 * anything else (it failed, was cancelled or timed out there; no run was made before the
-  process died): a new run starts, as a retry does.
+  process died): a new run starts, as a retry does. A run watched again (no retry left)
+  adopts a run that ended so too: its end there is the run's (``failed``).
 
 Other runs of those attempts still going (a cancel that did not reach the server) are
 cancelled first. A look-up the server does not answer fails the attempt without starting
@@ -57,10 +58,12 @@ class Adoption:
 
 
 async def find_adoption(
-    client: Any, attempts: Sequence[RunRecord], threads: dict[str, str]
+    client: Any, attempts: Sequence[RunRecord], threads: dict[str, str], *, ended: bool = False
 ) -> Adoption:
     """Look up the server runs of ``attempts`` (newest first) on their threads
-    (``threads``: the scheduler's thread id to the server's) and decide.
+    (``threads``: the scheduler's thread id to the server's) and decide. ``ended``: the
+    newest is adopted however it ended (a run watched again, which no retry follows: a
+    server run that failed is its failure).
 
     Raises:
         httpx.HTTPError, LangGraphError: The server did not answer the look-up.
@@ -88,7 +91,7 @@ async def find_adoption(
     if found:
         (newest, attempt), status = found[0], found[0][0].get("status")
         going = status in _GOING and attempt.status is not RunStatus.TIMED_OUT
-        if going or (status == "success" and attempt.status is RunStatus.INTERRUPTED):
+        if going or ended or (status == "success" and attempt.status is RunStatus.INTERRUPTED):
             stale = [r for r, _ in found[1:] if r.get("status") in _GOING]
             return Adoption(newest, attempt.thread_id or "", stale)
     return Adoption(None, "", [r for r, _ in found if r.get("status") in _GOING])

@@ -8,7 +8,8 @@ tests that run them here and on a real ``langgraph dev`` (``tests/langgraph.json
 * ``asker``: stops at ``interrupt()`` and answers with what it was told.
 * ``sleeper``: sleeps for the seconds in its prompt (for timeouts).
 * ``counter``: says how many human messages its thread holds.
-* ``tally``: counts its calls in the file its prompt names (``PATH SECONDS``), then sleeps.
+* ``tally``: counts its calls in the file its prompt names (``PATH SECONDS``), then sleeps
+  (and fails, with ``PATH SECONDS fail``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ counter = _counter.compile()
 
 
 async def tally(state: MessagesState) -> dict[str, Any]:
-    path, seconds = str(state["messages"][-1].content).rsplit(" ", 1)
+    text = str(state["messages"][-1].content)
+    path, seconds = text.removesuffix(" fail").rsplit(" ", 1)
 
     def count() -> int:  # (off the event loop: langgraph dev refuses blocking calls)
         with open(path, "a", encoding="utf-8") as calls:
@@ -116,6 +118,8 @@ async def tally(state: MessagesState) -> dict[str, Any]:
 
     calls = await asyncio.to_thread(count)
     await asyncio.sleep(float(seconds))
+    if text.endswith(" fail"):
+        raise RuntimeError(f"tally failed after {calls} call(s)")
     return {"messages": [AIMessage(f"tallied {calls}")]}
 
 

@@ -115,32 +115,39 @@ async def test_a_server_run_of_a_scheduler_that_died_is_adopted_by_the_retry_not
     assert [(r["status"], r["metadata"]["scheduler_run_id"]) for r in runs] == [("success", first)]
 
 
-@pytest.mark.parametrize("vanished", [False, True], ids=["killed", "vanished"])
+@pytest.mark.parametrize("ending", ["killed", "vanished", "failed"])
 async def test_with_no_retry_left_the_server_run_of_a_scheduler_that_died_is_watched_again(
-    langgraph_dev: LangGraphDev, tmp_path: Path, vanished: bool
+    langgraph_dev: LangGraphDev, tmp_path: Path, ending: str
 ) -> None:
     """``max_retries: 0``: the next start makes no new attempt, but watches the run's server
     run again (still going, or done once the process that watched it died) and records its
     end on the run itself: the graph ran once, and its outcome is the run's. Before, the
-    run was recorded ``interrupted`` while its server run went on to succeed, unwatched."""
+    run was recorded ``interrupted`` while its server run went on to succeed, unwatched;
+    and one whose server run failed before the next start was ``interrupted``, not
+    ``failed``."""
     calls = tmp_path / "calls.txt"
     env = _serving(langgraph_dev, tmp_path, SCHEDULER_MAX_RETRIES="0")
     settings = Settings(_env_file=None, graph=env["SCHEDULER_GRAPH"])  # type: ignore[call-arg]
     here = TaskScheduler(db_path=tmp_path / "scheduler.db", settings=settings)
+    prompt = f"{calls} 3 fail" if ending == "failed" else f"{calls} 5"
+    server_end = "error" if ending == "failed" else "success"
     try:
-        here.add_task(TaskDefinition(id="tally", interval_seconds=3600, prompt=f"{calls} 5"))
+        here.add_task(TaskDefinition(id="tally", interval_seconds=3600, prompt=prompt))
         first = here.run_task_now("tally")
         killed = Serve(tmp_path, env, "killed")
         try:
             await eventually(calls.exists, timeout=60, message="the graph called on the server")
             thread = server_thread_id(str(here.get_run(first).thread_id))
-            if vanished:
+            if ending == "vanished":  # frozen, its connection open
                 killed.process.send_signal(signal.SIGSTOP)
+            else:
+                killed.end(signal.SIGKILL)
+            if ending != "killed":  # the server's run ends before the next start looks
                 async with get_client(url=langgraph_dev.url) as client:
 
                     async def done() -> bool:
                         runs = await client.runs.list(thread)
-                        return bool(runs) and runs[0]["status"] == "success"
+                        return bool(runs) and runs[0]["status"] == server_end
 
                     await eventually(done, timeout=60, message="the server's run done")
         finally:
@@ -159,16 +166,19 @@ async def test_with_no_retry_left_the_server_run_of_a_scheduler_that_died_is_wat
         here.close()
     assert calls.read_text().splitlines() == ["called"], log  # the graph ran once
     assert [r.id for r in runs] == [first], log  # no new attempt
-    assert (ended.status, ended.attempt, ended.output) == (RunStatus.SUCCEEDED, 1, "tallied 1"), (
-        ended.error_message,
-        log,
-    )
+    if ending == "failed":
+        assert (ended.status, ended.attempt) == (RunStatus.FAILED, 1), (ended, log)
+        assert "failed on the server" in str(ended.error_message), ended.error_message
+    else:
+        assert (ended.status, ended.attempt, ended.output) == (
+            RunStatus.SUCCEEDED, 1, "tallied 1"
+        ), (ended.error_message, log)  # fmt: skip
     assert "1 watched again on the LangGraph server" in log
     assert "adopts the server's run" in log
     async with get_client(url=langgraph_dev.url) as client:
         server_runs = await client.runs.list(thread)
     assert [(r["status"], r["metadata"]["scheduler_run_id"]) for r in server_runs] == [
-        ("success", first)
+        (server_end, first)
     ]
 
 
