@@ -61,13 +61,22 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     """Text lines with the message's control characters escaped, and the traceback's but
-    its line breaks."""
+    its line breaks; each line of a traceback (or stack) indented by two spaces, so that
+    only a record's first line starts a line: a line break in an exception's message (a
+    graph's error) cannot write what reads as a record of its own."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return shown(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return "\n".join(shown(line) for line in super().formatException(ei).split("\n"))
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"  {shown(line)}" if line else "" for line in text.split("\n"))
 
 
 def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:

@@ -219,7 +219,10 @@ def test_log_lines_show_control_characters_escaped() -> None:
     text = TextFormatter("%(levelname)s %(message)s").format(record)
     first, *traceback = text.split("\n")
     assert first.startswith("ERROR run of \\x1b[2J\\x1b[31mevil\\r\\nforged\\x9b1m\\u202e failed")
-    assert traceback[0] == "Traceback (most recent call last):"  # its own lines kept
+    assert traceback[0] == "  Traceback (most recent call last):"  # its own lines kept
+    # each indented: a line break in the exception's message starts no line of its own
+    assert all(line.startswith("  ") for line in traceback if line), text
+    assert "\n  2099-01-01 INFO forged" in text, text
     assert not RAW.search(text) and "\\n2099-01-01" in first, text
     line = JsonFormatter().format(record)
     assert "\n" not in line and not RAW.search(line), line
