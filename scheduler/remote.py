@@ -20,7 +20,8 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   the server records otherwise (``interrupted``: cancelled there, by another client or
   because the stream was cut short; ``error``, ``timeout``) fails the attempt, so the
   task's retry policy applies;
-* cancels the server's run when the run here is cancelled (a timeout, a stop), but not
+* cancels the server's run when the run here is cancelled (a timeout, a stop; one cut
+  short before the server said which run it made is looked up by its metadata), but not
   when it is let go of because another process owns it now (:mod:`scheduler.handover`);
 * fails the run on a connection error or a server error (an HTTP error status), so the
   task's retry policy applies (and cancels the server's run: nothing here watches it);
@@ -61,7 +62,7 @@ from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitE
 
 from scheduler.handover import handed_over
 from scheduler.records import RunRecord
-from scheduler.remote_attempts import find_adoption
+from scheduler.remote_attempts import find_adoption, going_runs_of
 from scheduler.weburls import server_target
 
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
@@ -76,14 +77,12 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 # \r\n is one line end, not an \r and an empty line)
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _NOTHING: Any = object()  # no values streamed yet
-# the server ends a run's stream before it records how the run ended: a run still pending
-# or running once its stream ended is asked again after these pauses (seconds)
+# a run still pending or running once its stream ended is asked again after these pauses (s)
 _STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
 # what a server restarting (or a proxy in front of it) answers for a moment
 _TRANSIENT = (httpx.TransportError, RateLimitError, InternalServerError)
 _WHY = {
-    "interrupted": "cancelled on the server (by another client, or because the stream was "
-    "cut short)",
+    "interrupted": "cancelled on the server (by another client, or its stream was cut short)",
     "error": "failed on the server",
     "timeout": "timed out on the server",
     "pending": "still not finished on the server after its stream ended (it was cancelled)",
@@ -98,8 +97,7 @@ class ServerRunError(RuntimeError):
 
 
 def server_thread_id(thread_id: str) -> str:
-    """The server thread for a scheduler thread id: itself when it is a UUID, else a UUID
-    derived from it (the same every time)."""
+    """The server thread for a scheduler thread id: itself if a UUID, else one made of it."""
     try:
         return str(uuid.UUID(thread_id))
     except ValueError:
@@ -211,8 +209,10 @@ class ServerGraph:
             # alive, this process no longer watches the run: cancelled (a timeout, a stop,
             # a stream that failed), as the server cancelled it on a disconnect before;
             # unless another process owns the run now: its retry adopts the server's run
-            if made := created.get("run_id"):
-                await self._let_go(thread_id, str(made), config)
+            found = created.get("run_id") and [created]  # (else: cut short before the
+            # server said which run it made, which it made all the same: looked up)
+            for run in found or await going_runs_of(self.client, thread_id, metadata):
+                await self._let_go(thread_id, _ids(run)[1], config)
             if isinstance(exc, httpx.HTTPError | LangGraphError):  # (the server's text)
                 raise ServerRunError(self._http_error_text(exc)) from None
             raise

@@ -27,6 +27,8 @@ a run, so its retry looks again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +39,7 @@ from langgraph_sdk.errors import NotFoundError
 from scheduler.enums import RunStatus
 from scheduler.records import RunRecord
 
-__all__ = ["CLOCK_SKEW", "Adoption", "find_adoption"]
+__all__ = ["CLOCK_SKEW", "Adoption", "find_adoption", "going_runs_of"]
 
 #: How far the server's clock may be behind this one's, in seconds: the look-up of a
 #: thread's runs goes back to runs made this long before the earliest attempt started.
@@ -95,6 +97,24 @@ async def find_adoption(
             stale = [r for r, _ in found[1:] if r.get("status") in _GOING]
             return Adoption(newest, attempt.thread_id or "", stale)
     return Adoption(None, "", [r for r, _ in found if r.get("status") in _GOING])
+
+
+async def going_runs_of(client: Any, thread: str, metadata: dict[str, Any]) -> list[Any]:
+    """The runs on the server's ``thread`` that were made for the scheduler's run of
+    ``metadata`` (its ``scheduler_run_id``) and are still pending or running, among the
+    newest :data:`_PAGE`: a run cut short before the server said which run it made (which
+    the server made, or is making, all the same). Shielded from a cancel, best effort:
+    ``[]`` when the server does not answer within 5 s."""
+    run_id = metadata.get("scheduler_run_id")
+
+    async def look_up() -> list[Any]:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                runs = await client.runs.list(thread, limit=_PAGE, select=_FIELDS)
+                return [r for r in runs if _attempt_of(r) == run_id and r["status"] in _GOING]
+        return []
+
+    return await asyncio.shield(look_up())
 
 
 def _made_before(run: dict[str, Any], since: datetime | None) -> bool:

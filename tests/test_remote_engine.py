@@ -117,6 +117,87 @@ async def test_a_timeout_cancels_the_servers_run(
         await eventually(cancelled, timeout=20, message="the server's run cancelled")
 
 
+class HoldingProxy:
+    """A TCP proxy to ``port`` that holds the answer to a run's stream (a connection whose
+    first request is ``POST .../runs/stream``) for ``seconds``: the server has made the run,
+    and the client does not know it yet."""
+
+    def __init__(self, port: int, seconds: float) -> None:
+        self.port, self.seconds = port, seconds
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> HoldingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.close()
+        for serving in list(self._serving):
+            serving.cancel()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._serving.add(current := asyncio.current_task())  # type: ignore[arg-type]
+        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.port)
+        self._open |= {writer, upstream}
+        first = await reader.read(65536)
+        upstream.write(first)
+        held = b"/runs/stream" in first.split(b"\r\n", 1)[0]
+
+        async def pipe(source: asyncio.StreamReader, to: asyncio.StreamWriter, hold: bool) -> None:
+            with contextlib.suppress(OSError):
+                if hold:
+                    await asyncio.sleep(self.seconds)
+                while data := await source.read(65536):
+                    to.write(data)
+                    await to.drain()
+            to.close()
+
+        try:
+            await asyncio.gather(pipe(reader, upstream, False), pipe(upstream_reader, writer, held))
+        finally:
+            for end in (writer, upstream):
+                end.close()
+                self._open.discard(end)
+            self._serving.discard(current)  # type: ignore[arg-type]
+
+
+async def test_a_run_cut_short_before_the_server_said_which_run_it_made_is_cancelled_there(
+    langgraph_dev: LangGraphDev, tmp_path: Path
+) -> None:
+    """The run's timeout comes while the server's answer to the run's creation is still on
+    its way (held by a proxy): the server's run, which goes on after a disconnect, is
+    looked up by its metadata and cancelled there. Before, it ran on, unwatched, while the
+    run here was recorded ``timed_out``."""
+    async with HoldingProxy(int(langgraph_dev.url.rsplit(":", 1)[1]), 6) as proxy:
+        settings = make_settings(graph=f"{proxy.url}#sleeper", max_retries=0)
+        scheduler = TaskScheduler(db_path=tmp_path / "held.db", settings=settings)
+        scheduler.start()
+        try:
+            task = TaskDefinition(id="held", interval_seconds=3600, prompt="30", timeout_seconds=1)
+            run = await fire(scheduler, task)
+        finally:
+            await scheduler.stop(grace_seconds=0)
+            scheduler.close()
+    assert run.status is RunStatus.TIMED_OUT, run.error_message
+    assert run.thread_id is not None
+    async with get_client(url=langgraph_dev.url) as client:
+
+        async def cancelled() -> Any:
+            runs = await client.runs.list(server_thread_id(run.thread_id))
+            return [r["status"] for r in runs] == ["interrupted"] and runs
+
+        [server_run] = await eventually(cancelled, timeout=20, message="the server's run cancelled")
+    assert server_run["metadata"]["scheduler_run_id"] == run.id
+
+
 async def test_an_interrupt_on_the_server_waits_here_and_an_answer_resumes_it_there(
     on_server: Factory, langgraph_dev: LangGraphDev
 ) -> None:
