@@ -31,6 +31,7 @@ from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import RunRow, Store, Transaction
+from scheduler.waiting import ended_elsewhere
 from scheduler.workers.admission import SharedAdmission, followed_by_workers
 
 __all__ = ["Supervisor"]
@@ -379,6 +380,8 @@ class Supervisor:
             return
         with self.store.transaction() as tx:
             rows = tx.get_tasks({r.task_id for r in requested} | waiting)
+            ended = ended_elsewhere(tx, self.runner.waiting_ids())
+        self.runner.let_go_ended(ended)  # (its task removed, even if added again since)
         for task_id in waiting - rows.keys():
             self.runner.forget_task(task_id, "the task was removed")
         tasks = self._definitions.loadable(rows.values())

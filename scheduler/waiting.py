@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from scheduler.callbacks import CallbackPolicy
@@ -30,9 +30,9 @@ from scheduler.pools import OWN
 from scheduler.rows import finished_run, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.storage import RunRow
+from scheduler.storage import RunRow, Transaction
 
-__all__ = ["RunnerWaiting", "WaitingRuns"]
+__all__ = ["RunnerWaiting", "WaitingRuns", "ended_elsewhere"]
 
 logger = logging.getLogger("scheduler.runner")
 
@@ -147,6 +147,13 @@ class WaitingRuns:
             self._on_expiry(entry[0], timeout)
 
 
+def ended_elsewhere(tx: Transaction, run_ids: Collection[str]) -> list[RunRow]:
+    """The rows of the runs ``run_ids`` (waiting here) that have ended in the database."""
+    statuses = tx.run_statuses(run_ids) if run_ids else {}
+    ended = [i for i, s in statuses.items() if s not in ("queued", "running", "waiting")]
+    return [row for i in ended if (row := tx.get_run(i)) is not None]
+
+
 class RunnerWaiting:
     """The waiting half of :class:`~scheduler.runner.Runner`: runs stopped at
     ``interrupt()``, answered, or timed out (a mixin; the runner provides the state)."""
@@ -230,6 +237,19 @@ class RunnerWaiting:
         """Resume a waiting run with ``value`` (its record already holds the answer);
         False if it is not waiting here."""
         return self._waiting.answer(run_id, value)
+
+    def waiting_ids(self) -> set[str]:
+        """The runs waiting here."""
+        return self._waiting.ids()
+
+    def let_go_ended(self, stored: Iterable[RunRow]) -> None:
+        """Let go of the runs waiting here that another process ended (``stored``: their
+        rows, read by :func:`ended_elsewhere`), as it recorded them: a removal of their
+        task ended them, even if the task was added again under its id since."""
+        for row in stored:
+            pending = self._waiting.take(row.id)
+            if pending is not None:
+                self._ended_elsewhere(pending, row, self._clock())
 
     def is_waiting(self, run_id: str) -> bool:
         return bool(run_id in self._waiting)

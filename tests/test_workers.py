@@ -1084,3 +1084,37 @@ def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> No
     assert run["error_type"] == "WaitingTimeout"
     assert run["finished_at"] - run["waiting_since"] == pytest.approx(2, abs=1)
     fleet.stop(worker, leader)
+
+
+def test_a_run_waiting_at_a_worker_is_let_go_once_its_task_is_removed_and_added_again(
+    fleet: Fleet,
+) -> None:
+    """Another process removes the task and adds it again under its id between two looks
+    of the worker that holds its waiting run: the worker lets go of the run the removal
+    ended, and the new task's occurrence runs and asks its own question. Before, the
+    worker held the ended run (with no waiting timeout, for ever), its end told to none of
+    its listeners."""
+    task = {"id": "ask", "run_at": "2099-01-01T00:00:00Z", "prompt": "ask-record-sleep:0.1"}
+    fleet.add([dict(task)])
+    leader = fleet._spawn(
+        ["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler", SCHEDULER_LOG_LEVEL="INFO"
+    )
+    fleet.active_leader([leader])
+    worker = fleet.worker(SCHEDULER_LOG_LEVEL="INFO")
+    fleet.workers_registered(1)
+    api = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        run_id = api.run_task_now("ask")
+        wait_until(lambda: fleet.count("status = 'waiting'"), 30, "the question")
+        api.remove_task("ask")
+        soon = datetime.fromtimestamp(time.time() + 1, UTC).isoformat()
+        fleet.add([{**task, "run_at": soon}])
+    finally:
+        api.close()
+    wait_until(
+        lambda: fleet.count(f"status = 'waiting' AND id != '{run_id}'"), 30, "the new question"
+    )
+    assert fleet.count("status = 'skipped'") == 0
+    said = fleet.log_of[worker.pid]
+    wait_until(lambda: f"run {run_id} ended elsewhere" in said.read_text(), 10, "let go of")
+    fleet.stop(worker, leader)

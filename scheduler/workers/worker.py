@@ -47,6 +47,7 @@ from scheduler.storage.listen import Listener
 from scheduler.storage.registry import register_worker, unregister_worker
 from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
+from scheduler.waiting import ended_elsewhere
 from scheduler.webhooks import Deliverer
 from scheduler.workers.admission import followed_by_workers
 from scheduler.workers.answered import AnsweredRuns
@@ -343,15 +344,19 @@ class Worker(WorkerLease):
             self.runner.answer(run.id, value)
         held = self.runner.task_ids()
         if held:  # runs waiting here (to retry, say): their tasks as they are now
-            tasks, present = await OWN.run(self._present, held)
+            tasks, present, ended = await OWN.run(self._present, held, self.runner.waiting_ids())
+            self.runner.let_go_ended(ended)  # (its task removed, even if added again since)
             for task_id in held - present:
                 self.runner.forget_task(task_id, "the task was removed")
             self.runner.retask(tasks)
 
-    def _present(self, task_ids: set[str]) -> tuple[dict[str, TaskDefinition], set[str]]:
+    def _present(
+        self, task_ids: set[str], waiting: set[str]
+    ) -> tuple[dict[str, TaskDefinition], set[str], list[RunRow]]:
         with self.store.transaction() as tx:
             rows = tx.get_tasks(task_ids)
-        return self._definitions.loadable(rows.values()), set(rows)
+            ended = ended_elsewhere(tx, waiting)
+        return self._definitions.loadable(rows.values()), set(rows), ended
 
     async def _hold(self, runs: list[RunRow]) -> None:
         def load() -> dict[str, TaskDefinition | str]:
