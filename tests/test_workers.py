@@ -1086,6 +1086,46 @@ def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> No
     fleet.stop(worker, leader)
 
 
+def test_a_workers_record_of_a_paused_follower_is_told_to_its_webhook(fleet: Fleet) -> None:
+    """The ``skipped`` record a worker writes for a paused task that runs after the one it
+    ran ("the task is paused; it would have run after ...") reaches that task's webhook, as
+    one process tells it to its listeners. Before, a worker told it to none."""
+    from tests.test_webhooks import Receiver
+
+    receiver = Receiver([])
+    try:
+        leader = fleet._spawn(
+            ["-m", "scheduler", "serve"], SCHEDULER_ROLE="scheduler", SCHEDULER_LOG_LEVEL="INFO"
+        )
+        fleet.active_leader([leader])
+        worker = fleet.worker(SCHEDULER_WEBHOOK_ALLOW_PRIVATE="true")
+        fleet.workers_registered(1)
+        fleet.add(
+            [
+                {"id": "up", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"},
+                {"id": "down", "after": "up", "prompt": "record", "webhook": receiver.url},
+            ]
+        )
+        api = TaskScheduler(database_url=fleet.url, graph=object())
+        try:
+            api.pause_task("down")
+            api.run_task_now("up")
+        finally:
+            api.close()
+        wait_until(lambda: fleet.count("status = 'skipped'"), 30, "the skipped record")
+        wait_until(lambda: receiver.received, 15, "its delivery")
+        [(_, body)] = receiver.received
+        told = json.loads(body)["run"]
+        assert (told["task_id"], told["status"], told["error_type"]) == (
+            "down",
+            "skipped",
+            "Paused",
+        )
+        fleet.stop(worker, leader)
+    finally:
+        receiver.close()
+
+
 def test_a_run_waiting_at_a_worker_is_let_go_once_its_task_is_removed_and_added_again(
     fleet: Fleet,
 ) -> None:

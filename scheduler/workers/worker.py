@@ -119,10 +119,10 @@ class Worker(WorkerLease):
             clock=self.clock, retry_soon=self._look_again,
         )  # fmt: skip
         self.followers = Followers(store, clock=self.clock, output_chars=settings.output_max_chars)
-        self.followers.attach(self.run_log, self.runner, self.loop)
-        # what follows goes to any worker, not only here
+        self.followers.attach(self.run_log, self.runner, self.loop, self.events)
+        # what follows goes to any worker, not only here (delivered here: the skipped
+        # records of paused followers, to the listeners)
         self.run_log.follow = followed_by_workers(self.followers.follow, settings, self.clock)
-        self.run_log.deliver = None
         self.run_log.fence = lambda: self._check_registered
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
