@@ -84,7 +84,8 @@ class Supervisor:
         self.followers = Followers(store, clock=clock, output_chars=settings.output_max_chars)
         self.followers.attach(self.run_log, self.runner, self.loop, self.events)
         if self.shared is not None:  # what follows a run's end is the workers' to run too
-            self.run_log.follow = followed_by_workers(self.followers.follow, settings, clock)
+            follow, skipped = self.followers.follow, self.followers.skipped
+            self.run_log.follow = followed_by_workers(follow, settings, clock, skipped)
         self.recovery = Recovery(
             store=store,
             settings=settings,

@@ -1086,10 +1086,12 @@ def test_a_run_waiting_at_a_worker_takes_an_edit_of_its_task(fleet: Fleet) -> No
     fleet.stop(worker, leader)
 
 
-def test_a_workers_record_of_a_paused_follower_is_told_to_its_webhook(fleet: Fleet) -> None:
-    """The ``skipped`` record a worker writes for a paused task that runs after the one it
-    ran ("the task is paused; it would have run after ...") reaches that task's webhook, as
-    one process tells it to its listeners. Before, a worker told it to none."""
+def test_the_skipped_records_of_what_runs_after_a_workers_run_are_told(fleet: Fleet) -> None:
+    """The ``skipped`` records a worker writes for the tasks that run after the one it ran
+    reach their webhooks, as one process tells them to its listeners: a paused task's ("the
+    task is paused; it would have run after ..."), and one the overlap policy skips across
+    the workers (a second outcome while the first one's run still goes). Before, a worker
+    told neither."""
     from tests.test_webhooks import Receiver
 
     receiver = Receiver([])
@@ -1100,27 +1102,30 @@ def test_a_workers_record_of_a_paused_follower_is_told_to_its_webhook(fleet: Fle
         fleet.active_leader([leader])
         worker = fleet.worker(SCHEDULER_WEBHOOK_ALLOW_PRIVATE="true")
         fleet.workers_registered(1)
+        hook = {"webhook": receiver.url}
         fleet.add(
             [
                 {"id": "up", "run_at": "2099-01-01T00:00:00Z", "prompt": "record"},
-                {"id": "down", "after": "up", "prompt": "record", "webhook": receiver.url},
+                {"id": "down", "after": "up", "prompt": "record", **hook},
+                {"id": "busy", "after": {"tasks": ["up"], "on": "finished"},
+                 "prompt": "sleep:3", "overlap": "skip", **hook},
             ]
-        )
+        )  # fmt: skip
         api = TaskScheduler(database_url=fleet.url, graph=object())
         try:
             api.pause_task("down")
             api.run_task_now("up")
+            api.run_task_now("up")  # two outcomes: busy runs once, and is skipped once
         finally:
             api.close()
-        wait_until(lambda: fleet.count("status = 'skipped'"), 30, "the skipped record")
-        wait_until(lambda: receiver.received, 15, "its delivery")
-        [(_, body)] = receiver.received
-        told = json.loads(body)["run"]
-        assert (told["task_id"], told["status"], told["error_type"]) == (
-            "down",
-            "skipped",
-            "Paused",
-        )
+        wait_until(lambda: fleet.count("status = 'skipped'") == 3, 30, "the skipped records")
+
+        def told() -> set[tuple[str, str, str]]:
+            runs = [json.loads(body)["run"] for _, body in receiver.received]
+            return {(r["task_id"], r["status"], r["error_type"]) for r in runs}
+
+        wanted = {("down", "skipped", "Paused"), ("busy", "skipped", "Overlap")}
+        wait_until(lambda: wanted <= told(), 15, "their deliveries")
         fleet.stop(worker, leader)
     finally:
         receiver.close()

@@ -130,20 +130,16 @@ class Followers:
                     pending.run_id, RunStatus.SKIPPED, now=now, kind="Overlap", message=message
                 )
                 self._run_log.change(change)
-                if self._events is not None and self._events.wants(pending.task):
-                    skipped = queued_run(
-                        pending.run_id,
-                        pending.task.id,
-                        scheduled_for=pending.scheduled_for,
-                        queued_at=pending.queued_at or now,
-                        trigger=RunTrigger.DEPENDENCY,
-                        upstream=pending.upstream,
-                    )
-                    for key, value in change.items():
-                        setattr(skipped, key, value)
-                    self._emit(skipped, pending.task)
+                self._emit(_record(pending, change), pending.task)
                 continue
             self._runner.accept(pending, admission)
+
+    def skipped(self, pending: PendingRun, change: dict[str, Any]) -> None:
+        """``pending`` is recorded ``skipped`` (``change``) in the transaction this thread's
+        follow writes in (the workers' shared admission): told with that follow's own
+        skips once it commits."""
+        skips = getattr(self._local, "skips", [])
+        self._local.skips = [*skips, (_record(pending, change), pending.task)]
 
     def _emit(self, row: RunRow, task: TaskDefinition) -> None:
         if self._events is not None and self._events.wants(task):
@@ -255,6 +251,21 @@ class Followers:
         except DefinitionError as exc:
             logger.warning("task %s cannot be loaded, so it does not follow: %s", row.id, exc)
             return None
+
+
+def _record(pending: PendingRun, change: dict[str, Any]) -> RunRow:
+    """The record of ``pending`` settled by ``change`` (a skip), as the listeners get it."""
+    row = queued_run(
+        pending.run_id,
+        pending.task.id,
+        scheduled_for=pending.scheduled_for,
+        queued_at=pending.queued_at or change["finished_at"],
+        trigger=RunTrigger.DEPENDENCY,
+        upstream=pending.upstream,
+    )
+    for key, value in change.items():
+        setattr(row, key, value)
+    return row
 
 
 def _when(end: Ended) -> float:

@@ -103,10 +103,16 @@ class SharedAdmission:
         self._shared = 0
 
 
-def followed_by_workers(follow: Follow, settings: Settings, clock: Callable[[], float]) -> Follow:
+def followed_by_workers(
+    follow: Follow,
+    settings: Settings,
+    clock: Callable[[], float],
+    skipped: Callable[[PendingRun, dict[str, Any]], None] | None = None,
+) -> Follow:
     """``follow`` (as a run log calls it, in the transaction that writes the outcomes), with
     the runs it queues handed to any worker instead of returned: admitted against the runs
-    in progress on every worker (one the overlap policy skips is recorded ``skipped``).
+    in progress on every worker (one the overlap policy skips is recorded ``skipped``, and
+    given to ``skipped`` with its change, to be told once committed: ``Followers.skipped``).
     For a worker's run log, and a leader's whose runs workers execute."""
 
     def hand_out(tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
@@ -117,18 +123,20 @@ def followed_by_workers(follow: Follow, settings: Settings, clock: Callable[[], 
         # (follow wrote their rows: not runs in progress against which they are admitted)
         shared.begin(tx, {p.task.id for p in queued}, besides=[p.run_id for p in queued])
         shares: list[tuple[str, TaskDefinition]] = []
-        skipped: list[dict[str, Any]] = []
+        skips: list[dict[str, Any]] = []
         for pending in queued:
             if shared.admit(pending.task) is Admission.SKIP:
                 now = clock()
-                skipped.append(
+                skips.append(
                     settled(
                         pending.run_id, RunStatus.SKIPPED, now=now, kind="Overlap", message=_OVERLAP
                     )
                 )
+                if skipped is not None:
+                    skipped(pending, skips[-1])
             else:
                 shares.append((pending.run_id, pending.task))
-        tx.update_runs(skipped)
+        tx.update_runs(skips)
         shared.share(tx, shares)
         shared.end(tx)
         return []

@@ -122,7 +122,9 @@ class Worker(WorkerLease):
         self.followers.attach(self.run_log, self.runner, self.loop, self.events)
         # what follows goes to any worker, not only here (delivered here: the skipped
         # records of paused followers, to the listeners)
-        self.run_log.follow = followed_by_workers(self.followers.follow, settings, self.clock)
+        self.run_log.follow = followed_by_workers(
+            self.followers.follow, settings, self.clock, self.followers.skipped
+        )
         self.run_log.fence = lambda: self._check_registered
         self._wakeup = asyncio.Event()
         self._listener = Listener(store, self._wake_threadsafe)
