@@ -111,7 +111,7 @@ async def going_runs_of(client: Any, thread: str, metadata: dict[str, Any]) -> l
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 runs = await client.runs.list(thread, limit=_PAGE, select=_FIELDS)
-                return [r for r in runs if _attempt_of(r) == run_id and r["status"] in _GOING]
+                return [r for r in runs if _attempt_of(r) == run_id and r.get("status") in _GOING]
         return []
 
     return await asyncio.shield(look_up())
