@@ -716,3 +716,23 @@ async def test_a_rest_body_json_cannot_read_is_a_422_naming_the_body(
     detail = reply.json()["detail"]
     assert detail.startswith("body: not JSON this server can read") and why in detail, detail
     assert (await api.get("/api/tasks")).json()["items"] == []  # nothing written
+
+
+async def test_a_cron_schedule_longer_than_a_name_is_taken(api: httpx.AsyncClient) -> None:
+    """A valid schedule may have up to 256 characters, a task name 200: the name a cron's
+    task gets from its schedule (``cron ...``) refused schedules of 196 or more with
+    ``name: String should have at most 200 characters``, a field the SDK never sent."""
+    minutes, hours = ",".join(map(str, range(60))), ",".join(map(str, range(24)))
+    schedule = f"{minutes} {hours} * * *"
+    assert 200 < len(schedule) <= 256
+    made = await api.post("/runs/crons", json=cron(api, schedule=schedule))
+    assert made.status_code == 200, made.text
+    assert made.json()["schedule"] == schedule
+    other = (await api.post("/runs/crons", json=cron(api))).json()
+    patched = await api.patch(f"/runs/crons/{other['cron_id']}", json={"schedule": schedule})
+    assert patched.status_code == 200 and patched.json()["schedule"] == schedule, patched.text
+    name = (await api.get(f"/api/tasks/{other['cron_id']}")).json()["name"]
+    assert name.startswith("cron 0,1,2,") and len(name) <= 200, name
+    bad = await api.post("/runs/crons", json=cron(api, schedule="0 9 * * *\x00"))
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("schedule:"), bad.text
+    assert "name" not in bad.json()["detail"], bad.text  # no field the SDK sent

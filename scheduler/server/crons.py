@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from scheduler.enums import OverlapPolicy
 from scheduler.exceptions import describe_errors
+from scheduler.limits import TEXT_LIMITS
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.pools import OWN
@@ -149,7 +150,7 @@ def _validated(
     return TaskDefinition.model_validate(
         {
             "id": cron_id,
-            "name": f"cron {fields['schedule']}",
+            "name": _name(fields["schedule"]),
             "cron_expression": fields["schedule"],
             "timezone": fields.get("timezone") or "UTC",  # the LangGraph server's default
             "input": fields.get("input") or {},
@@ -163,6 +164,17 @@ def _validated(
             "request": request,
         }
     )
+
+
+def _name(schedule: str) -> str:
+    """The name of a cron's task: ``cron`` and its schedule, cut to a name's length (a
+    schedule may be longer); just ``cron`` for a schedule a name could not hold (its own
+    check names what is wrong with it: the SDK sends no name)."""
+    name = f"cron {schedule.strip()}"
+    if not name.isprintable():
+        return "cron"
+    limit = TEXT_LIMITS["name"]
+    return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
 def _payload(
