@@ -105,6 +105,35 @@ async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
     assert preview["description"].startswith("At 08:00") and len(preview["times"]) == 2
 
 
+async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(
+    api: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    """The answer is fine, the run's state is not: a run answered already, running or
+    finished answers 409 (as a cancel of a run that is not running), not a 422 that
+    blamed ``value``; an answer that does not fit its question stays a 422."""
+    task = {"id": "ask", "interval_seconds": 3600, "prompt": "ask-record-sleep:0"}
+    task["metadata"] = {"log": str(tmp_path / "log")}
+    assert (await api.post("/api/tasks", json=task)).status_code == 201
+    run_id = (await api.post("/api/tasks/ask/run")).json()["id"]
+
+    async def waiting() -> bool:
+        return bool((await api.get(f"/api/runs/{run_id}")).json()["status"] == "waiting")
+
+    await eventually(waiting, message="the run to wait at interrupt()")
+    assert (await api.post(f"/api/runs/{run_id}/answer", json={"value": None})).status_code == 422
+    answered = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
+    assert answered.status_code == 200, answered.text
+    again = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
+    assert again.status_code == 409, again.text
+    assert not again.json()["detail"].startswith("value:"), again.text
+    assert (await final(api, run_id))["status"] == "succeeded"
+    done = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
+    assert done.status_code == 409, done.text
+    assert done.json()["detail"] == (
+        f"run {run_id!r} is not waiting for an answer (it is succeeded)"
+    )
+
+
 async def test_removing_a_task_others_run_after(api: httpx.AsyncClient) -> None:
     await api.post("/api/tasks", json={"id": "fetch", "interval_seconds": 60, "prompt": "f"})
     await api.post("/api/tasks", json={"id": "report", "after": "fetch", "prompt": "r"})

@@ -4,7 +4,8 @@ Tasks: create (a ``TaskDefinition`` as JSON, ``schedule:`` strings included), ge
 (``source``, ``state``, ``limit``, ``offset``), patch (the fields to change), delete
 (``?force=true`` if others run after it), pause, resume, run now. Runs: list (``task_id``,
 ``status``, ``limit``, ``offset``), get, cancel (a running run, in this process or
-another), answer (a ``waiting`` run). ``/api/schedules/preview`` shows a schedule's next
+another; 409 when it is not running), answer (a ``waiting`` run; 409 when it is not
+waiting, or is answered already). ``/api/schedules/preview`` shows a schedule's next
 fire times. A list
 answers ``{"items": [...], "total": N, "limit": L, "offset": O}``. Tasks made here have
 source ``http``. A callback set here must come from a module listed in
@@ -23,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from scheduler.enums import RunStatus, TaskState
-from scheduler.exceptions import TaskNotRunnableError
+from scheduler.exceptions import RunNotWaitingError, TaskNotRunnableError
 from scheduler.limits import MAX_OFFSET
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.pools import OWN
@@ -185,6 +186,8 @@ async def answer_run(request: Request, run_id: str, body: Answer) -> dict[str, A
     scheduler = _scheduler(request)
     try:
         await scheduler.aresume_run(run_id, body.value)
+    except RunNotWaitingError as exc:  # answered already, running or finished: as a cancel
+        raise HTTPException(409, str(exc)) from None
     except ValueError as exc:  # not JSON within the limits of task input
         raise HTTPException(422, f"value: {exc}") from None
     return (await scheduler.aget_run(run_id)).to_dict()
