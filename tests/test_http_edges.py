@@ -736,3 +736,41 @@ async def test_a_cron_schedule_longer_than_a_name_is_taken(api: httpx.AsyncClien
     bad = await api.post("/runs/crons", json=cron(api, schedule="0 9 * * *\x00"))
     assert bad.status_code == 422 and bad.json()["detail"].startswith("schedule:"), bad.text
     assert "name" not in bad.json()["detail"], bad.text  # no field the SDK sent
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
+        (b'{"id": "t", "prompt": ', "body: not JSON this server can read: "),
+        (b"{not json", "body: not JSON this server can read: "),
+        (b"[1]", "body: "),
+        (b'"text"', "body: "),
+        (b"null", "body: "),
+    ],
+    ids=["cut-short", "not-json", "array", "string", "null"],
+)
+@pytest.mark.parametrize(
+    "path", ["/api/tasks", "/api/runs/r/answer", "/runs/crons", "/runs/crons/search", "/threads"]
+)
+async def test_a_body_that_is_not_a_json_object_is_a_422_naming_the_body(
+    api: httpx.AsyncClient, path: str, body: bytes, start: str
+) -> None:
+    """As a body JSON cannot read (above): JSON cut short was ``1: JSON decode error`` (the
+    offset as a field) on REST and ``Invalid JSON: ...`` on the SDK's endpoints, and a body
+    that is no object named no field."""
+    reply = await api.post(path, content=body, headers=JSON_TYPE)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["detail"].startswith(start), reply.json()["detail"]
+    assert (await api.get("/api/tasks")).json()["items"] == []  # nothing written
+
+
+async def test_a_rest_write_without_a_body_is_a_422_naming_the_body(
+    api: httpx.AsyncClient,
+) -> None:
+    task = {"id": "t", "interval_seconds": 60, "prompt": "p"}
+    assert (await api.post("/api/tasks", json=task)).status_code == 201
+    writes = [("POST", "/api/tasks"), ("PATCH", "/api/tasks/t"), ("POST", "/api/runs/r/answer")]
+    for method, path in writes:
+        reply = await api.request(method, path)
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["detail"] == "body: Field required", (path, reply.text)

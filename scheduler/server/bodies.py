@@ -35,11 +35,11 @@ async def read_body(request: Request, model: type[M]) -> M:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         if not any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise
+            raise _of_body(exc) from None
         try:
             decoded = json.loads(raw)
         except (ValueError, RecursionError):
-            raise exc from None
+            raise _of_body(exc) from None
     for key, value in decoded.items() if isinstance(decoded, dict) else ():
         try:  # pydantic would pass such text on, and replace it when it writes JSON
             json.dumps({key: value}, ensure_ascii=False).encode()
@@ -47,7 +47,23 @@ async def read_body(request: Request, model: type[M]) -> M:
             raise HTTPException(422, f"{key}: holds text that is not valid Unicode") from None
         except (ValueError, TypeError, RecursionError):
             pass  # the model's checks name what is wrong with it
-    return model.model_validate(decoded)
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        raise _of_body(exc) from None
+
+
+def _of_body(exc: ValidationError) -> Exception:
+    """``exc``; or a 422 naming ``body`` when the body as a whole is wrong (not JSON, or
+    JSON but no object), which pydantic places nowhere."""
+    for error in exc.errors():
+        if not error["loc"]:
+            message = str(error["msg"])
+            if error["type"] == "json_invalid":
+                why = message.removeprefix("Invalid JSON: ")
+                message = f"not JSON this server can read: {why}"
+            return HTTPException(422, f"body: {message}")
+    return exc
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

@@ -134,8 +134,14 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own checks of the query, path and body, said as the rest: "limit: ..."
-        return reply(422, describe_errors(exc, unnamed=_PARAMETER_KINDS))
+        # FastAPI's own checks of the query, path and body, said as the rest: "limit: ...";
+        # a body that is not JSON (its error's place is an offset) or no object: "body: ..."
+        for error in exc.errors():
+            if error["type"] == "json_invalid":
+                why = (error.get("ctx") or {}).get("error") or error["msg"]
+                at = f" at character {error['loc'][-1]}" if len(error["loc"]) > 1 else ""
+                return reply(422, f"body: not JSON this server can read: {why}{at}")
+        return reply(422, describe_errors(exc, unnamed=_PARAMETER_KINDS, whole="body"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
