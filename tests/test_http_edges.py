@@ -774,3 +774,20 @@ async def test_a_rest_write_without_a_body_is_a_422_naming_the_body(
         reply = await api.request(method, path)
         assert reply.status_code == 422, reply.text
         assert reply.json()["detail"] == "body: Field required", (path, reply.text)
+
+
+async def test_a_thread_filter_by_values_is_refused_not_ignored(api: httpx.AsyncClient) -> None:
+    """``threads.search(values=...)`` and ``threads.count(values=...)`` filter by the
+    threads' state on the LangGraph server; here they were ignored, so every thread was
+    answered as a match. Now a 422 says so (as ``extract``, which shapes the answer)."""
+    assert (await api.post("/threads", json={"thread_id": "t"})).status_code == 200
+    for path, body in [
+        ("/threads/search", {"values": {"topic": "none of them"}}),
+        ("/threads/count", {"values": {"topic": "none of them"}}),
+        ("/threads/search", {"extract": {"last": "values.messages[-1]"}}),
+    ]:
+        reply = await api.post(path, json=body)
+        assert reply.status_code == 422, (path, reply.text)
+        assert reply.json()["detail"].startswith(f"{next(iter(body))}: "), reply.text
+    everything = await api.post("/threads/search", json={"values": {}, "limit": 10})
+    assert [t["thread_id"] for t in everything.json()] == ["t"]  # the SDK omits an empty one

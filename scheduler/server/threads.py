@@ -93,6 +93,8 @@ class ThreadSearch(BaseModel):
     ) = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[ThreadField] | None = None
+    values: Any = None  # refused (_unsupported), not ignored
+    extract: Any = None
 
 
 # a thread's status in the LangGraph server's words, from the status of its newest run
@@ -163,6 +165,7 @@ async def create_thread(request: Request) -> dict[str, Any]:
 )
 async def search_threads(request: Request) -> list[dict[str, Any]]:
     body = await read_body(request, ThreadSearch)
+    _unsupported(values=body.values, extract=body.extract)
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
     # the default order (last change first) needs only the threads of the page's runs
@@ -208,16 +211,26 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     return page
 
 
+def _unsupported(**filters: Any) -> None:
+    """A 422 for a filter this server cannot apply (the SDK omits an empty one): ignored,
+    it would answer threads that do not match as if they did."""
+    for name, value in filters.items():
+        if value is not None and value != {}:
+            raise HTTPException(422, f"{name}: not supported by this server's threads search")
+
+
 class ThreadCount(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    values: Any = None  # refused (_unsupported), not ignored
 
 
 @router.post("/threads/count", summary="Count threads", openapi_extra=documented(ThreadCount))
 async def count_threads(request: Request) -> int:
     body = await read_body(request, ThreadCount)
+    _unsupported(values=body.values)
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
     metadata = {thread_id: _metadata(stored) for thread_id, stored, _ in made}
