@@ -149,6 +149,12 @@ class StorageError(SchedulerError):
     """The database failed; the driver's exception is chained as ``__cause__``."""
 
 
+class UnstorableTextError(StorageError):
+    """A text with a NUL character (U+0000) given to PostgreSQL, which refuses one in any
+    text, a lookup's too: no row holds it, none can be written with it. Bad input, not a
+    database failing."""
+
+
 class LeadershipLostError(StorageError):
     """A write of the active scheduler was refused: another process has become active on
     the database since (its leader lock was lost). This process lets go of its runs."""

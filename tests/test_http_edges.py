@@ -791,3 +791,53 @@ async def test_a_thread_filter_by_values_is_refused_not_ignored(api: httpx.Async
         assert reply.json()["detail"].startswith(f"{next(iter(body))}: "), reply.text
     everything = await api.post("/threads/search", json={"values": {}, "limit": 10})
     assert [t["thread_id"] for t in everything.json()] == ["t"]  # the SDK omits an empty one
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_nul_in_an_id_names_nothing_and_is_no_database_failure(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses a NUL (U+0000) in any text, also in a lookup: a task, run or
+    thread id with one in the URL answered 503 ``database ...: PostgreSQL text fields
+    cannot contain NUL`` (the database said failing, to a client that retries a 503, and
+    to a monitor). Now a 4xx, as on SQLite, and nothing is written."""
+    from scheduler import TaskScheduler
+    from tests import prompt_graphs
+    from tests.conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'scheduler.db'}"
+    if database == "postgresql":
+        url = request.getfixturevalue("pg_schema_url")
+    settings = make_settings(http_rate_per_second=0)
+    scheduler = TaskScheduler(database_url=url, graph=prompt_graphs.graph, settings=settings)
+    try:
+        async with client_of(scheduler) as api:
+            api.scheduler = scheduler  # type: ignore[attr-defined]
+            task = {"id": "t", "interval_seconds": 3600, "prompt": "hi", "thread_id": "th"}
+            assert (await api.post("/api/tasks", json=task)).status_code == 201
+            replies = [
+                await api.get("/api/tasks/t%00"),
+                await api.patch("/api/tasks/t%00", json={"prompt": "x"}),
+                await api.delete("/api/tasks/t%00"),
+                await api.post("/api/tasks/t%00/run"),
+                await api.post("/api/tasks/t%00/pause"),
+                await api.get("/api/tasks/t%00/next"),
+                await api.get("/api/runs/r%00"),
+                await api.post("/api/runs/r%00/cancel"),
+                await api.get("/threads/th%00"),
+                await api.get("/threads/th%00/runs"),
+                await api.get("/threads/th/runs/r%00"),
+                await api.post("/threads/th%00/runs/crons", json=cron(api)),
+                await api.get("/tasks/t%00"),  # the dashboard
+            ]
+            for reply in replies:
+                assert reply.status_code in (404, 422), (reply.request.url, reply.text)
+                assert "database" not in reply.text, (reply.request.url, reply.text)
+            filters = [("/api/runs", {"task_id": "t\x00"}), ("/api/tasks", {"source": "\x00"})]
+            for path, params in filters:
+                reply = await api.get(path, params=params)
+                assert reply.status_code in (200, 422) and "database" not in reply.text, reply.text
+            assert [t["id"] for t in (await api.get("/api/tasks")).json()["items"]] == ["t"]
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()

@@ -27,6 +27,7 @@ from scheduler.exceptions import (
     StorageError,
     TaskExistsError,
     TaskNotFoundError,
+    UnstorableTextError,
     UsageError,
     describe_errors,
 )
@@ -150,6 +151,10 @@ def _errors(app: FastAPI) -> None:
             # past the recursion limit, an integer of over 4,300 digits): a 422, as the rest
             return reply(422, f"body: not JSON this server can read: {_why(exc.__cause__)}")
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(UnstorableTextError)  # a NUL in an id, on PostgreSQL: bad input
+    async def unstorable(_: Request, exc: Exception) -> JSONResponse:
+        return reply(422, str(exc))
 
     @app.exception_handler(StorageError)
     async def storage(_: Request, exc: Exception) -> JSONResponse:

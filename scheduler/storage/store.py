@@ -24,7 +24,7 @@ from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.exceptions import StorageError
+from scheduler.exceptions import StorageError, UnstorableTextError
 from scheduler.storage.engine import new_engine, parse_url
 from scheduler.storage.migrate import create_tables, insert_ignore, migrate
 from scheduler.storage.schema import (
@@ -71,7 +71,15 @@ def translated(store: Store) -> Iterator[None]:
         yield
     except store.database_errors as exc:
         reason = getattr(exc, "orig", None) or exc
+        if _NUL_REFUSED in str(reason):  # psycopg's, before anything reaches the server
+            raise UnstorableTextError(
+                "a text holds a NUL character (U+0000), which PostgreSQL cannot hold: "
+                "no task, run or thread has it"
+            ) from exc
         raise StorageError(f"database {store.display_url}: {reason}") from exc
+
+
+_NUL_REFUSED = "cannot contain NUL"
 
 
 class Store:
