@@ -6,8 +6,9 @@ Tasks: create (a ``TaskDefinition`` as JSON, ``schedule:`` strings included), ge
 ``status``, ``limit``, ``offset``), get, cancel (a running run, in this process or
 another; 409 when it is not running), answer (a ``waiting`` run; 409 when it is not
 waiting, or is answered already). ``/api/schedules/preview`` shows a schedule's next
-fire times. A list
-answers ``{"items": [...], "total": N, "limit": L, "offset": O}``. Tasks made here have
+fire times. A list of
+tasks answers ``{"items": [...], "total": N, "limit": L, "offset": O}``; of runs, the same
+without ``total`` (a count of a long history on every page). Tasks made here have
 source ``http``. A callback set here must come from a module listed in
 ``SCHEDULER_CALLBACK_MODULES`` (importing a module runs its code), then passes the callback
 policy as everywhere. A task id is one path segment, percent-encoded (``quote(id,
