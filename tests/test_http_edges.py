@@ -57,6 +57,26 @@ def nested(depth: int) -> Any:
 # -- hostile values -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("zone", ["", " "])
+async def test_an_empty_time_zone_is_a_422_not_utc(api: httpx.AsyncClient, zone: str) -> None:
+    """A cron's ``timezone: ""`` was taken, fired in UTC and read back as ``""`` (the
+    reference answers 400); now a 422 naming the field, on a create and on an update, as
+    for a task. (An empty ``tz=`` of a preview is no zone given: the setting's, answered.)"""
+    made = await api.post("/runs/crons", json=cron(api))
+    answers = {
+        "crons": await api.post("/runs/crons", json=cron(api, timezone=zone)),
+        "update": await api.patch(f"/runs/crons/{made.json()['cron_id']}", json={"timezone": zone}),
+        "task": await api.post(
+            "/api/tasks", json={"id": "i", "interval_seconds": 60, "prompt": "p", "timezone": zone}
+        ),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 422, (name, answer.status_code, answer.text)
+        assert answer.json()["detail"].startswith("timezone: "), (name, answer.text)
+    searched = (await api.post("/runs/crons/search", json={})).json()
+    assert [c["timezone"] for c in searched] == [None]  # (none given, as the reference)
+
+
 @pytest.mark.parametrize("zone", ["Europe", "America/", "x" * 300, "UTC\x00"])
 async def test_a_zone_name_zoneinfo_trips_over_is_a_422(api: httpx.AsyncClient, zone: str) -> None:
     """A folder of the zone database, a name too long to be a file, a NUL: zoneinfo raises

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scheduler.limits import MAX_OFFSET
 
@@ -99,6 +99,13 @@ class CronPatch(BaseModel):
     timezone: str | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
     multitask_strategy: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:  # ("" fired in UTC, and read back "")
+        if value is not None and not value.strip():
+            raise ValueError("no time zone named; give an IANA name such as 'UTC', or none")
+        return value
 
 
 class CronIn(CronPatch):
