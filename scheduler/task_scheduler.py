@@ -63,8 +63,9 @@ class TaskScheduler(AsyncTaskAPI):
         persistent: Keep everything in a database file; False keeps it in memory.
         db_path: The SQLite file (when ``persistent`` and no ``database_url``).
         database_url: Any SQLAlchemy URL; wins over ``db_path``.
-        graph: The graph to invoke (anything with ``ainvoke``); default: the target in
-            ``settings.graph``, loaded at start.
+        graph: The graph to invoke (anything with ``ainvoke``), or a target as
+            ``settings.graph`` takes it (``"graph.py:graph"``, ``"http://host:2024#agent"``);
+            default: the target in ``settings.graph``. A target is loaded at start.
         settings: Settings (default: read from the environment and ``.env``).
         clock: The time source (UNIX seconds), default the wall clock (on PostgreSQL the
             database server's, measured as an offset from this machine's clock); a
@@ -269,8 +270,8 @@ class TaskScheduler(AsyncTaskAPI):
                     config = read_langgraph_json(Path.cwd())
                     config.apply_env()
                     loaded = self._given_graph
-                    if loaded is None:
-                        target = self.settings.graph or default_graph_target(Path.cwd())
+                    if loaded is None or isinstance(loaded, str):  # (a str is a target)
+                        target = loaded or self.settings.graph or default_graph_target(Path.cwd())
                         loaded = load_graph(target)
                     from scheduler.persistence import prepare_graph  # lazily: CLI start-up
 

@@ -179,6 +179,22 @@ async def test_pause_resume_remove(make_scheduler: SchedulerFactory) -> None:
     assert len(scheduler.list_runs("tick", limit=None)) == count  # history kept, no new runs
 
 
+@pytest.mark.parametrize("target", ["tests.prompt_graphs:graph", "tests/prompt_graphs.py:graph"])
+async def test_a_graph_given_as_a_target_is_loaded(
+    make_scheduler: SchedulerFactory, target: str
+) -> None:
+    """``TaskScheduler(graph="module:attr")`` (a target, as ``SCHEDULER_GRAPH`` takes and
+    ``main(graph=...)`` passes) loads that graph; before, the text itself was taken for the
+    graph, and every run failed ("'str' object has no attribute 'ainvoke'")."""
+    scheduler = make_scheduler(graph=target)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="t", cron_expression="0 0 1 1 *", prompt="hi"))
+    run = await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=30)
+    assert run.status is RunStatus.SUCCEEDED, run.error_message
+    with pytest.raises(GraphLoadError):
+        make_scheduler(graph="tests.prompt_graphs:no_such_graph").graph()
+
+
 async def test_run_now_works_on_paused_tasks(make_scheduler: SchedulerFactory) -> None:
     scheduler = make_scheduler()
     scheduler.start()
