@@ -470,13 +470,16 @@ async def test_a_waiting_run_takes_an_edit_of_its_task_as_a_restart_reads_it(
     assert [task_id for task_id, _ in callbacks.received] == ["answered"]
 
 
+@pytest.mark.parametrize("added_again", ["after-the-poll", "before-the-poll"])
 async def test_a_waiting_run_of_a_task_removed_elsewhere_is_let_go_at_the_next_poll(
-    make_scheduler: SchedulerFactory,
+    make_scheduler: SchedulerFactory, added_again: str
 ) -> None:
     """Another process removes the task (its waiting run ends ``cancelled`` there); the
     active one lets go of the run at its next poll, told as any end, so a task added again
     under the id runs (before, the run was held until its waiting timeout: with none, for
-    ever, and it counted as in flight: every occurrence of the new task was skipped)."""
+    ever, and it counted as in flight: every occurrence of the new task was skipped). The
+    same when the task is added again before that poll (a script's ``remove`` then
+    ``add``): the task is there, but the run its removal ended is let go of all the same."""
     active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=0.1)
     active.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
     heard: list[tuple[str, str, RunStatus]] = []
@@ -486,30 +489,8 @@ async def test_a_waiting_run_of_a_task_removed_elsewhere_is_let_go_at_the_next_p
     assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
     elsewhere = make_scheduler(graph=server_graphs.asker)  # another process's API
     elsewhere.remove_task("ask")
-    await eventually(lambda: ("finished", run_id, RunStatus.CANCELLED) in heard)
-    elsewhere.add_task(TaskDefinition(id="ask", interval_seconds=0.5, prompt="x"))
-    [again] = await eventually(lambda: active.list_runs("ask", status="waiting"))
-    assert again.id != run_id
-    assert active.list_runs("ask", status="skipped") == []
-
-
-async def test_a_waiting_run_of_a_task_removed_and_added_again_elsewhere_is_let_go(
-    make_scheduler: SchedulerFactory,
-) -> None:
-    """Another process removes the task and adds it again under its id before the active
-    one polls (a script's ``remove`` then ``add``): the run its removal ended is let go of
-    all the same, and the new task's occurrences run. Before, the task was there at the
-    poll, so the run stayed held, counted in flight (with no waiting timeout, for ever):
-    every occurrence of the new task was skipped."""
-    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=0.1)
-    active.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
-    heard: list[tuple[str, str, RunStatus]] = []
-    active.subscribe(lambda event: heard.append((event.kind, event.run.id, event.run.status)))
-    active.start()
-    run_id = active.run_task_now("ask")
-    assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
-    elsewhere = make_scheduler(graph=server_graphs.asker)  # another process's API
-    elsewhere.remove_task("ask")  # (no await between: the active one cannot poll)
+    if added_again == "after-the-poll":
+        await eventually(lambda: ("finished", run_id, RunStatus.CANCELLED) in heard)
     soon = datetime.fromtimestamp(time.time() + 0.5, UTC)  # its one occurrence
     elsewhere.add_task(TaskDefinition(id="ask", run_at=soon, prompt="x"))
     await eventually(lambda: ("finished", run_id, RunStatus.CANCELLED) in heard)
