@@ -124,14 +124,21 @@ def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
     if not isinstance(data, list):
         raise UsageError(f"--file {path}: expected a task (mapping) or a list of tasks")
     tasks, problems = [], []
+    seen: dict[str, int] = {}  # the entry of each id
     for index, entry in enumerate(data, start=1):
         if not isinstance(entry, dict):
             problems.append(f"entry {index}: expected a mapping of task fields")
             continue
         try:
-            tasks.append(_validate(entry, settings))
+            task = _validate(entry, settings)
         except ValidationError as exc:
             problems.append(f"entry {index}: {describe_errors(exc)}")
+            continue
+        if (first := seen.setdefault(task.id, index)) != index:
+            problems.append(
+                f"entry {index} (id {task.id!r}): id {task.id!r} is also used by entry {first}"
+            )
+        tasks.append(task)
     if problems:
         raise UsageError(f"--file {path}: " + "; ".join(problems))
     return tasks

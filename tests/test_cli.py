@@ -310,6 +310,23 @@ def test_a_zone_that_is_not_text_is_a_problem_of_the_entry(
 
 
 @pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
+def test_an_id_given_twice_in_a_file_is_a_one_line_error_naming_both_entries(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """``add --file`` ended in a traceback (add_tasks' ValueError), exit 1."""
+    tasks = tmp_path / "more.yaml"
+    tasks.write_text(
+        "- id: same\n  schedule: every 5 minutes\n  prompt: first\n"
+        "- id: same\n  schedule: every 10 minutes\n  prompt: second\n"
+    )
+    done = cli(*command.split(), str(tasks), status=2)
+    assert "Traceback" not in done.stderr
+    assert "entry 2 (id 'same'): id 'same' is also used by entry 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()[-1]) < 300
+    assert cli.snapshot() == []
+
+
+@pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
 def test_a_yaml_alias_bomb_inside_a_task_field_is_refused_within_a_second(
     cli: Cli, tmp_path: Path, command: str
 ) -> None:
