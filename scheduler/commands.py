@@ -24,7 +24,7 @@ from scheduler.render import Output, schedule_text, task_zone, when
 from scheduler.run_writes import check_answer
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
-from scheduler.tasksfile import apply_tasks_file, check_tasks_file
+from scheduler.tasksfile import apply_tasks_file, check_tasks_file, tasks_listed
 from scheduler.workflow_commands import after_given, apply_after_flags, neighbours
 
 CLI_SOURCE = "cli"
@@ -115,12 +115,12 @@ def _tasks_from_file(path: Path, settings: Settings) -> list[TaskDefinition]:
     """One task (a mapping) or several (a list, or ``tasks:`` with a list) from YAML/JSON."""
     try:
         data = load_yaml(read_document(path), what=str(path))
+        if isinstance(data, dict):
+            data = tasks_listed(data, path) if "tasks" in data else [data]
     except OSError as exc:
         raise UsageError(f"--file {path}: {exc}") from None
     except DocumentError as exc:
         raise UsageError(f"--file {exc}") from None
-    if isinstance(data, dict):
-        data = data["tasks"] if set(data) == {"tasks"} else [data]
     if not isinstance(data, list):
         raise UsageError(f"--file {path}: expected a task (mapping) or a list of tasks")
     tasks, problems = [], []

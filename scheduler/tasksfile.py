@@ -57,6 +57,7 @@ __all__ = [
     "check_tasks_file",
     "file_source",
     "load_tasks_file",
+    "tasks_listed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,29 @@ def _document(path: Path) -> tuple[str, Any]:
         data: Any = load_json(text, what=str(path))
     else:
         data = load_yaml(text, what=str(path))
-    if isinstance(data, dict) and set(data) == {"tasks"}:
-        data = data["tasks"]
+    if isinstance(data, dict) and "tasks" in data:
+        data = tasks_listed(data, path)
         if data is None:
             raise DocumentError(f"{path}: 'tasks:' has no list; {_NO_TASKS}")
     elif data is None:  # an editor caught half-way through writing it, more often than not
         raise DocumentError(f"{path}: holds nothing (empty, or only comments); {_NO_TASKS}")
     return text, data
+
+
+def tasks_listed(data: dict[Any, Any], path: Path) -> Any:
+    """What ``tasks:`` holds, in the mapping ``data`` at the top of the file at ``path``.
+
+    Raises:
+        DocumentError: The mapping holds another key too (it would be ignored unseen).
+    """
+    others = [repr(str(key)[:40]) for key in data if key != "tasks"]
+    if others:
+        raise DocumentError(
+            f"{path}: 'tasks:' may be the only key at the top, but {', '.join(others[:3])} "
+            f"{'is' if len(others) == 1 else 'are'} there too (values that entries share can "
+            "be an anchor on the first entry: '- &defaults')"
+        )
+    return data["tasks"]
 
 
 _NO_TASKS = (

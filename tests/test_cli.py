@@ -327,6 +327,23 @@ def test_an_id_given_twice_in_a_file_is_a_one_line_error_naming_both_entries(
 
 
 @pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
+def test_a_key_beside_tasks_at_the_top_is_named(cli: Cli, tmp_path: Path, command: str) -> None:
+    """A file with ``tasks:`` and another key (a place for YAML anchors) was "expected a list
+    of tasks (or 'tasks:' with a list), got dict" (validate, apply), and for ``add --file``
+    one task whose schedule was missing."""
+    tasks = tmp_path / "more.yaml"
+    tasks.write_text(
+        "defaults: &defaults\n  prompt: hello\n  timezone: Europe/Berlin\n"
+        "tasks:\n  - <<: *defaults\n    id: one\n    schedule: every day at 09:00\n"
+    )
+    done = cli(*command.split(), str(tasks), status=2)
+    assert "Traceback" not in done.stderr
+    assert "'tasks:' may be the only key at the top, but 'defaults' is there too" in done.stderr
+    assert "got dict" not in done.stderr and "schedule is required" not in done.stderr
+    assert cli.snapshot() == []
+
+
+@pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
 def test_a_yaml_alias_bomb_inside_a_task_field_is_refused_within_a_second(
     cli: Cli, tmp_path: Path, command: str
 ) -> None:
