@@ -346,6 +346,8 @@ def explicit_schedule(
         raise PydanticCustomError(
             "schedule", f"give either schedule or {', '.join(given)}, not both"
         )
+    if isinstance(text, date):  # YAML's reading of an unquoted 2030-03-15 14:00:00
+        text = text.isoformat()
     if not isinstance(text, str):
         raise PydanticCustomError(
             "schedule", f"schedule must be a string, got {type(text).__name__}"

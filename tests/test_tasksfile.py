@@ -70,6 +70,26 @@ def test_problems_are_reported_with_line_entry_and_field(tmp_path: Path) -> None
     assert "2 problems in" in str(caught.value)
 
 
+def test_an_unquoted_date_and_time_is_a_schedule_as_its_text_is(tmp_path: Path) -> None:
+    """YAML reads ``schedule: 2030-03-15 14:00:00`` (and the README's ISO form, unquoted) as
+    a timestamp, not text: it was refused, "schedule must be a string, got datetime"."""
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: wall\n  schedule: 2030-03-15 14:00:00\n  timezone: Europe/Berlin\n  prompt: p\n"
+        "- id: offset\n  schedule: 2030-03-15T14:00:00+05:00\n  prompt: p\n"
+        "- id: zulu\n  schedule: 2030-03-15T14:00:00.25Z\n  prompt: p\n",
+    )
+    wall, offset, zulu = load_tasks_file(tasks, timezone="America/New_York")
+    assert wall.run_at is not None and wall.run_at.isoformat() == "2030-03-15T14:00:00+01:00"
+    assert offset.run_at is not None and offset.run_at.isoformat() == "2030-03-15T14:00:00+05:00"
+    assert zulu.run_at is not None and zulu.run_at.isoformat() == "2030-03-15T14:00:00.250000+00:00"
+    date_alone = write(tmp_path / "date.yaml", "- id: d\n  schedule: 2030-03-15\n  prompt: p\n")
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(date_alone)
+    [problem] = caught.value.problems
+    assert "schedule '2030-03-15': a date alone is ambiguous; give a time" in problem
+
+
 def test_empty_and_malformed_files(tmp_path: Path) -> None:
     assert load_tasks_file(write(tmp_path / "none.yaml", "# nothing yet\ntasks: []\n")) == []
     assert load_tasks_file(write(tmp_path / "none.json", "[]")) == []
