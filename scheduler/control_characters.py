@@ -20,9 +20,9 @@ firing); what the CLI prints and the text logs write is escaped instead (:func:`
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 from scheduler.schedule_fields import STORED_CONTEXT_KEY, error
 
@@ -31,6 +31,7 @@ __all__ = [
     "OneLineOrNone",
     "Prose",
     "ProseOrNone",
+    "ThreadIdOrNone",
     "control_problem",
     "shown",
     "shown_json",
@@ -76,10 +77,16 @@ def _prose(value: str | None, info: ValidationInfo) -> str | None:
     return _checked(value, info, prose=True)
 
 
+def _none_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+
+
 # (``None`` inside: a ``Field(max_length=...)`` then still bounds the text as a text)
 #: Text of one line with no control character (a name, a thread id).
 OneLine = Annotated[str, AfterValidator(_one_line)]
 OneLineOrNone = Annotated[str | None, AfterValidator(_one_line)]
+#: A task's thread id: one line; empty is none (a fresh thread per run, as runs read it).
+ThreadIdOrNone = Annotated[str | None, BeforeValidator(_none_if_empty), AfterValidator(_one_line)]
 #: Text that may hold newlines, carriage returns and tabs, no other control character.
 Prose = Annotated[str, AfterValidator(_prose)]
 ProseOrNone = Annotated[str | None, AfterValidator(_prose)]

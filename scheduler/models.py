@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from scheduler.control_characters import OneLine, OneLineOrNone, Prose, ProseOrNone
+from scheduler.control_characters import OneLine, Prose, ProseOrNone, ThreadIdOrNone
 from scheduler.cron import CronError, parse_cron
 from scheduler.dependencies.after import After
 from scheduler.enums import OverlapPolicy, Priority, TaskType
@@ -115,7 +115,7 @@ class TaskDefinition(BaseModel):
     prompt: ProseOrNone = Field(
         default=None, max_length=TEXT_LIMITS["prompt"], validate_default=True
     )
-    thread_id: OneLineOrNone = Field(
+    thread_id: ThreadIdOrNone = Field(
         default=None,
         max_length=TEXT_LIMITS["thread_id"],
         validation_alias=AliasChoices("thread_id", "session_id"),

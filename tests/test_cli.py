@@ -309,6 +309,18 @@ def test_a_zone_that_is_not_text_is_a_problem_of_the_entry(
     assert cli.snapshot() == []
 
 
+def test_an_empty_thread_id_is_a_fresh_thread_per_run_and_edit_can_set_it_back(cli: Cli) -> None:
+    """``--thread-id ""`` (an unset shell variable) was stored as the thread "": each run
+    got a fresh thread, yet every task with it took turns with the others, as runs of one
+    thread do."""
+    cli("add", "--id", "a", "--schedule", "every 5 minutes", "--prompt", "p", "--thread-id", "")
+    assert "thread_id" not in cli.json("show", "a")["definition"]
+    cli("add", "--id", "b", "--schedule", "every 5 minutes", "--prompt", "p", "--thread-id", "t")
+    assert cli.json("show", "b")["definition"]["thread_id"] == "t"
+    cli("edit", "b", "--thread-id", "")
+    assert "thread_id" not in cli.json("show", "b")["definition"]
+
+
 @pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
 def test_an_id_given_twice_in_a_file_is_a_one_line_error_naming_both_entries(
     cli: Cli, tmp_path: Path, command: str
