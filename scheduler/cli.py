@@ -124,12 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="wait for the run (runs it here if no scheduler is running)",
     )
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
     p = command("answer", commands.cmd_answer, "answer a run waiting at interrupt() (resumes it)")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("value", metavar="VALUE_JSON", help="the answer, as JSON")
     p.add_argument("--wait", action="store_true", help="wait until it ends (or waits again)")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
     p = command("runs", commands.cmd_runs, "run history, newest first")
     p.add_argument("--task", metavar="ID")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
@@ -216,6 +216,18 @@ def _counts(least: int, most: int) -> Callable[[str], int]:
 _count = _counts(0, 1_000_000)
 
 
+def _seconds(text: str) -> float:
+    """The type of ``--timeout`` (of ``run --wait`` and ``answer --wait``): seconds above 0
+    (0, a negative number or NaN started a run only to cancel it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
 def _fail(message: str, status: int) -> NoReturn:
     print(f"error: {shown(message)}", file=sys.stderr)
     raise SystemExit(status)
@@ -234,7 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "timeout", None) is not None and not args.wait:  # (run, answer)
+        parser.error(f"{args.command}: --timeout needs --wait (it bounds the wait)")
     stderr = logging.StreamHandler()  # (stored text in a warning: shown escaped)
     stderr.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[stderr])

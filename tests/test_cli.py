@@ -233,6 +233,12 @@ def test_add_from_file_and_run_now(cli: Cli, tmp_path: Path) -> None:
         (("edit", "existing"), "nothing to change", 2),
         (("validate", "missing.yaml"), "cannot read", 2),
         (("answer", "some-run", "null"), "the answer must not be null", 2),
+        # a run was started, cancelled at once and recorded: "did not finish within nan s"
+        (("run", "existing", "--wait", "--timeout", "0"), "--timeout: 0 is not above 0", 2),
+        (("run", "existing", "--wait", "--timeout", "-1"), "--timeout: -1 is not above 0", 2),
+        (("run", "existing", "--wait", "--timeout", "nan"), "--timeout: nan is not above 0", 2),
+        (("run", "existing", "--timeout", "5"), "--timeout needs --wait", 2),  # was ignored
+        (("answer", "some-run", '"yes"', "--timeout", "5"), "--timeout needs --wait", 2),
     ],
 )
 def test_bad_input_and_unknown_ids_change_nothing(
