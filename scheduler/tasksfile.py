@@ -363,7 +363,8 @@ def apply_tasks_file(
     removed: Literal["remove", "keep"] = "remove",
 ) -> ApplyReport:
     """Make the scheduler's tasks match the file (see the module docstring). A file that
-    cannot be applied is noted for ``list`` and ``show``; applying it later clears that.
+    cannot be applied is noted for ``list`` and ``show`` (a path that is no file is not);
+    applying it later clears that.
 
     Raises:
         TasksFileError: The file has problems; nothing was applied.
@@ -391,11 +392,12 @@ def apply_tasks_file(
             ) from exc
     except TasksFileError as exc:
         count = len(exc.problems)
-        scheduler.note_problem(
-            source,
-            f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
-            f"'validate {path}'): the tasks of its last good version are the ones that run",
-        )
+        if path.is_file():  # (no file, no version of it: a mistyped path leaves no note)
+            scheduler.note_problem(
+                source,
+                f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
+                f"'validate {path}'): the tasks of its last good version are the ones that run",
+            )
         raise
     scheduler.note_problem(source, None)
     legacy = _legacy_source(path)

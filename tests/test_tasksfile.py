@@ -146,6 +146,23 @@ GOOD_FILE = (
 )
 
 
+async def test_applying_a_path_that_is_no_file_leaves_no_note(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """``apply tasks.yml`` (a typo) left "tasks.yml was not applied (...): the tasks of its
+    last good version are the ones that run" under every ``list``, for a file that never
+    was, until a file of that name was applied."""
+    scheduler = make_scheduler()
+    for path in (tmp_path / "typo.yaml", tmp_path):
+        with pytest.raises(TasksFileError, match="cannot read"):
+            apply_tasks_file(scheduler, path)
+    assert scheduler.notices() == []
+    broken = write(tmp_path / "broken.yaml", "- id: [unclosed\n")
+    with pytest.raises(TasksFileError):
+        apply_tasks_file(scheduler, broken)
+    assert [n.source for n in scheduler.notices()] == [f"file:{broken}"]  # a file's problem
+
+
 def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes(b'- id: a\n  interval_seconds: 60\n  prompt: "caf\xe9"\n')
