@@ -458,6 +458,16 @@ def test_next_previews_any_schedule(cli: Cli) -> None:
     assert text[0] == "At 00:00, every day (UTC)" and len(text) == 3
 
 
+def test_next_stops_its_list_where_the_calendar_ends(cli: Cli) -> None:
+    """1,000 times of a 3,660-day interval reach past the year 9999: it was a traceback
+    ("ValueError: year 10003 is out of range"), exit 1."""
+    far = cli.json("next", "every 3660 days", "--count", "1000")
+    assert 700 < len(far["times"]) < 1000
+    assert far["times"][-1].startswith("99") and far["times"] == sorted(far["times"])
+    text = cli("next", "every 3660 days", "--count", "1000")
+    assert "Traceback" not in text.stderr and len(text.stdout.splitlines()) == len(far["times"]) + 1
+
+
 def test_validate_reports_every_problem_with_its_location(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "tasks.yaml"
     bad.write_text(

@@ -19,7 +19,8 @@ def fire_times(
     count: int | None = None,
     until: datetime | None = None,
 ) -> list[datetime]:
-    """List fire times strictly after ``after``: the next ``count``, or all up to ``until``.
+    """List fire times strictly after ``after``: the next ``count``, or all up to ``until``
+    (fewer when they reach the end of the calendar, the year 9999).
 
     Args:
         trigger: Any APScheduler trigger.
@@ -41,7 +42,10 @@ def fire_times(
     previous_utc: datetime | None = None
     retried = False
     while count is None or len(times) < count:
-        moment: datetime | None = trigger.get_next_fire_time(previous, now)
+        try:
+            moment: datetime | None = trigger.get_next_fire_time(previous, now)
+        except (OverflowError, ValueError):  # past the year 9999: no datetime holds it
+            break
         if moment is None:
             break
         moment_utc = moment.astimezone(UTC)
