@@ -341,9 +341,10 @@ def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) 
 
 
 def cmd_runs(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
-    if args.task is not None:
-        scheduler.get_task(args.task)  # not found -> exit 1
-    out.runs(scheduler.list_runs(args.task, status=args.status, limit=args.limit or None))
+    runs = scheduler.list_runs(args.task, status=args.status, limit=args.limit or None)
+    if args.task is not None and not runs and not scheduler.list_runs(args.task, limit=1):
+        scheduler.get_task(args.task)  # no such task, nor runs of a removed one: exit 1
+    out.runs(runs)
     return 0
 
 

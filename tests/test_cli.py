@@ -458,6 +458,18 @@ def test_next_previews_any_schedule(cli: Cli) -> None:
     assert text[0] == "At 00:00, every day (UTC)" and len(text) == 3
 
 
+def test_runs_of_a_removed_task_are_still_listed_by_its_id(cli: Cli) -> None:
+    """``remove`` keeps a task's run history, but ``runs --task ID`` refused it: "no task
+    with id", exit 1."""
+    cli("add", "--id", "gone", "--schedule", "every 5 minutes", "--prompt", "p")
+    cli("run", "gone")
+    cli("remove", "gone", "--yes")
+    [run] = cli.json("runs", "--task", "gone")
+    assert (run["task_id"], run["status"]) == ("gone", "cancelled")  # (it had not started)
+    assert cli.json("runs", "--task", "gone", "--status", "succeeded") == []
+    assert cli.fails("runs", "--task", "never", status=1) == "error: no task with id 'never'"
+
+
 def test_next_stops_its_list_where_the_calendar_ends(cli: Cli) -> None:
     """1,000 times of a 3,660-day interval reach past the year 9999: it was a traceback
     ("ValueError: year 10003 is out of range"), exit 1."""
