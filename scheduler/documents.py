@@ -64,7 +64,8 @@ def _check_size(text: str, what: str) -> None:
 
 
 def read_document(path: Path) -> str:
-    """The text of a document file, which must be UTF-8.
+    """The text of a document file, which must be UTF-8; a byte order mark at its start (as
+    Notepad writes) is left out, as YAML leaves it out and JSON would refuse it.
 
     Raises:
         OSError: It cannot be read.
@@ -72,7 +73,7 @@ def read_document(path: Path) -> str:
     """
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DocumentError(

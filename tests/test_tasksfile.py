@@ -173,6 +173,16 @@ def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> Non
     ]
 
 
+def test_a_json_file_with_a_byte_order_mark_is_read_as_a_yaml_one_is(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM: a ``.json`` tasks file was refused for it ("not valid
+    JSON: Unexpected UTF-8 BOM"), while ``add --file`` and a YAML file read it."""
+    entry = b'[{"id": "a", "interval_seconds": 60, "prompt": "p"}]\r\n'
+    for name in ("tasks.json", "tasks.yaml"):
+        marked = tmp_path / name
+        marked.write_bytes(b"\xef\xbb\xbf" + entry)
+        assert [t.id for t in load_tasks_file(marked)] == ["a"]
+
+
 def test_a_key_given_twice_is_a_problem_and_yaml_errors_are_one_line(tmp_path: Path) -> None:
     twice = write(
         tmp_path / "twice.yaml",
