@@ -82,9 +82,12 @@ def read_document(path: Path) -> str:
         ) from None
 
 
-def load_json(text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
+def load_json(
+    text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DEPTH, unique: bool = False
+) -> Any:
     """Parse JSON ``text``, refusing more than ``max_depth`` levels of nesting before
-    parsing (so no ``RecursionError``).
+    parsing (so no ``RecursionError``); with ``unique``, refusing a key given twice in an
+    object (``json.loads`` keeps the last one, unseen), as the YAML loader does.
 
     Raises:
         DocumentError: Too large, too deep, or not JSON (the message says where).
@@ -98,13 +101,29 @@ def load_json(text: str, *, what: str = "JSON", max_depth: int = MAX_DOCUMENT_DE
             if deepest > max_depth:
                 raise DocumentError(f"{what}: nested more than {max_depth} levels deep")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
     except json.JSONDecodeError as exc:
         raise DocumentError(f"{what}: not valid JSON: {exc}") from None
+    except _KeyTwice as exc:
+        raise DocumentError(f"{what}: not valid JSON: the key {exc.key!r} is given twice") from None
     except ValueError:  # (int() refused the digits)
         raise DocumentError(f"{what}: {_NUMBER_TOO_LONG}") from None
     except RecursionError:  # brackets inside malformed strings fooled the count
         raise DocumentError(f"{what}: nested too deeply") from None
+
+
+class _KeyTwice(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyTwice(key)
+        found[key] = value
+    return found
 
 
 class BoundedYamlLoader(yaml.SafeLoader):

@@ -116,7 +116,7 @@ def _document(path: Path) -> tuple[str, Any]:
     """
     text = read_document(path)
     if path.suffix == ".json":
-        data: Any = load_json(text, what=str(path))
+        data: Any = load_json(text, what=str(path), unique=True)
     else:
         data = load_yaml(text, what=str(path))
     if isinstance(data, dict) and "tasks" in data:

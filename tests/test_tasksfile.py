@@ -192,6 +192,15 @@ def test_a_key_given_twice_is_a_problem_and_yaml_errors_are_one_line(tmp_path: P
         load_tasks_file(twice)
     [problem] = caught.value.problems
     assert "the key 'interval_seconds' is given twice (line 4, column 3)" in problem, problem
+    twice_json = write(  # (json.loads kept the last one, unseen)
+        tmp_path / "twice.json",
+        '[{"id": "a", "interval_seconds": 60, "prompt": "p", "interval_seconds": 5}]',
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(twice_json)
+    assert caught.value.problems == [
+        f"{twice_json}: not valid JSON: the key 'interval_seconds' is given twice"
+    ]
     broken = write(tmp_path / "broken.yaml", "- id: a\n  prompt: [unclosed\n")
     with pytest.raises(TasksFileError) as caught:
         load_tasks_file(broken)
