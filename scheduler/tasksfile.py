@@ -222,7 +222,7 @@ def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
     if not isinstance(data, list):
         kind = type(data).__name__
         return [], [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]
-    entry_lines, key_lines = _entry_lines(text) if path.suffix != ".json" else ([], [])
+    entry_lines, key_lines = _entry_lines(text)  # (JSON composes as YAML: its lines too)
     problems: list[str] = []
     entries: list[_Entry] = []
     seen: dict[str, int] = {}

@@ -90,6 +90,20 @@ def test_an_unquoted_date_and_time_is_a_schedule_as_its_text_is(tmp_path: Path) 
     assert "schedule '2030-03-15': a date alone is ambiguous; give a time" in problem
 
 
+def test_problems_of_a_json_file_have_their_lines_too(tmp_path: Path) -> None:
+    """The README promises each problem's line; a ``.json`` file's came without one."""
+    tasks = write(
+        tmp_path / "tasks.json",
+        '{\n  "tasks": [\n    {"id": "good", "interval_seconds": 5, "prompt": "p"},\n'
+        '    {\n      "id": "bad",\n      "prompt": "p",\n      "interval_seconds": 5,\n'
+        '      "timezone": "Nowhere/City"\n    }\n  ]\n}\n',
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{tasks}:8: entry 2 (id 'bad'): timezone: unknown time zone")
+
+
 def test_empty_and_malformed_files(tmp_path: Path) -> None:
     assert load_tasks_file(write(tmp_path / "none.yaml", "# nothing yet\ntasks: []\n")) == []
     assert load_tasks_file(write(tmp_path / "none.json", "[]")) == []
