@@ -368,6 +368,13 @@ def explicit_schedule(
             parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
     except ScheduleError as exc:
         raise PydanticCustomError("schedule", str(exc)) from None
+    kind = data.get("task_type")  # (given with a schedule, it must be the schedule's)
+    if isinstance(kind, str) and kind != parsed.task_type.value:
+        raise PydanticCustomError(
+            "schedule",
+            f"schedule {text!r} makes task_type {parsed.task_type.value!r}, but task_type is "
+            f"{str(kind)!r}; leave task_type out, or make them agree",
+        )
     if parsed.relative and not context.get("allow_relative", True):
         raise PydanticCustomError(
             "schedule",

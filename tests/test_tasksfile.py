@@ -90,6 +90,22 @@ def test_an_unquoted_date_and_time_is_a_schedule_as_its_text_is(tmp_path: Path) 
     assert "schedule '2030-03-15': a date alone is ambiguous; give a time" in problem
 
 
+def test_a_task_type_that_the_schedule_contradicts_is_a_problem(tmp_path: Path) -> None:
+    """``task_type: cron`` with ``schedule: every 5 minutes`` became an interval task unseen
+    (the schedule's type replaced it), while with ``interval_seconds: 300`` it is refused."""
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: a\n  task_type: cron\n  schedule: every 5 minutes\n  prompt: p\n"
+        "- id: b\n  task_type: interval\n  schedule: every 5 minutes\n  prompt: p\n",
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    assert caught.value.problems == [
+        f"{tasks}:1: entry 1 (id 'a'): task: schedule 'every 5 minutes' makes task_type "
+        "'interval', but task_type is 'cron'; leave task_type out, or make them agree"
+    ]
+
+
 def test_problems_of_a_json_file_have_their_lines_too(tmp_path: Path) -> None:
     """The README promises each problem's line; a ``.json`` file's came without one."""
     tasks = write(
