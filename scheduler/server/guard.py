@@ -17,6 +17,7 @@ what is behind them could read different ones."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -250,6 +251,7 @@ def is_loopback(name: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)  # (read on every request; a client sends one or two)
 def loopback_host(header: str) -> bool:
     """A ``Host`` header (``name[:port]``, ``[v6][:port]``) that names the loopback."""
     try:
