@@ -36,6 +36,8 @@ __all__ = ["RunnerWaiting", "WaitingRuns", "ended_elsewhere"]
 
 logger = logging.getLogger("scheduler.runner")
 
+_OPEN = frozenset(status for status in RunStatus if not status.is_final)
+
 
 class WaitingRuns:
     """The waiting runs of one runner, with their waiting timeouts.
@@ -150,7 +152,7 @@ class WaitingRuns:
 def ended_elsewhere(tx: Transaction, run_ids: Collection[str]) -> list[RunRow]:
     """The rows of the runs ``run_ids`` (waiting here) that have ended in the database."""
     statuses = tx.run_statuses(run_ids) if run_ids else {}
-    ended = [i for i, s in statuses.items() if s not in ("queued", "running", "waiting")]
+    ended = [i for i, s in statuses.items() if s not in _OPEN]
     return [row for i in ended if (row := tx.get_run(i)) is not None]
 
 

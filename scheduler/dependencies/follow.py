@@ -138,8 +138,7 @@ class Followers:
         """``pending`` is recorded ``skipped`` (``change``) in the transaction this thread's
         follow writes in (the workers' shared admission): told with that follow's own
         skips once it commits."""
-        skips = getattr(self._local, "skips", [])
-        self._local.skips = [*skips, (_record(pending, change), pending.task)]
+        self._local.skips.append((_record(pending, change), pending.task))
 
     def _emit(self, row: RunRow, task: TaskDefinition) -> None:
         if self._events is not None and self._events.wants(task):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scheduler.limits import MAX_OFFSET
 
-__all__ = ["CronIn", "CronPatch", "CronSearch", "documented", "read_body"]
+__all__ = ["CronIn", "CronPatch", "CronSearch", "documented", "not_json", "read_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,10 +60,14 @@ def _of_body(exc: ValidationError) -> Exception:
         if not error["loc"]:
             message = str(error["msg"])
             if error["type"] == "json_invalid":
-                why = message.removeprefix("Invalid JSON: ")
-                message = f"not JSON this server can read: {why}"
+                return HTTPException(422, not_json(message.removeprefix("Invalid JSON: ")))
             return HTTPException(422, f"body: {message}")
     return exc
+
+
+def not_json(why: str) -> str:
+    """The answer to a body that is no JSON this server reads (``why``: the parser's word)."""
+    return f"body: not JSON this server can read: {why}"
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

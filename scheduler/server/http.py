@@ -31,6 +31,7 @@ from scheduler.exceptions import (
     UsageError,
     describe_errors,
 )
+from scheduler.server.bodies import not_json
 from scheduler.server.containment import FilterTooLargeError
 from scheduler.server.deadlines import MAX_HEADER_BYTES, bounded_protocol
 from scheduler.server.guard import Guard, is_loopback
@@ -141,7 +142,7 @@ def _errors(app: FastAPI) -> None:
             if error["type"] == "json_invalid":
                 why = (error.get("ctx") or {}).get("error") or error["msg"]
                 at = f" at character {error['loc'][-1]}" if len(error["loc"]) > 1 else ""
-                return reply(422, f"body: not JSON this server can read: {why}{at}")
+                return reply(422, not_json(f"{why}{at}"))
         return reply(422, describe_errors(exc, unnamed=_PARAMETER_KINDS, whole="body"))
 
     @app.exception_handler(StarletteHTTPException)
@@ -149,7 +150,7 @@ def _errors(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == _UNPARSED:
             # FastAPI's answer to a body json.loads cannot take (invalid UTF-8, nesting
             # past the recursion limit, an integer of over 4,300 digits): a 422, as the rest
-            return reply(422, f"body: not JSON this server can read: {_why(exc.__cause__)}")
+            return reply(422, not_json(_why(exc.__cause__)))
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(UnstorableTextError)  # a NUL in an id, on PostgreSQL: bad input

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 
+from scheduler.limits import MAX_DATETIME
+
 __all__ = ["fire_times"]
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -44,8 +46,10 @@ def fire_times(
     while count is None or len(times) < count:
         try:
             moment: datetime | None = trigger.get_next_fire_time(previous, now)
-        except (OverflowError, ValueError):  # past the year 9999: no datetime holds it
-            break
+        except (OverflowError, ValueError):
+            if previous_utc is None or previous_utc < MAX_DATETIME:
+                raise  # (the trigger's own error, within the years a task may fire in)
+            break  # past the year 9999: no datetime holds the next one
         if moment is None:
             break
         moment_utc = moment.astimezone(UTC)
