@@ -38,7 +38,7 @@ from scheduler.server.replies import JsonReply
 from scheduler.storage.threads import find_thread
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["CRONS_SOURCE", "assistant_of", "graph_id", "router", "scheduler_of"]
+__all__ = ["CRONS_SOURCE", "SDK_HOT", "assistant_of", "graph_id", "router", "scheduler_of"]
 
 router = APIRouter(tags=["LangGraph crons (SDK)"])
 
@@ -309,6 +309,10 @@ async def search_crons(request: Request) -> Response:
 @router.post("/runs/crons/count", summary="Count crons", openapi_extra=documented(CronSearch))
 async def count_crons(request: Request) -> int:
     return len((await _matching(request, await read_body(request, CronSearch)))[1])
+
+
+# served by the app's fast lane (scheduler.server.fast_lane): the calls an SDK makes most
+SDK_HOT = (create_cron, search_crons, count_crons)
 
 
 def _cron_id(cron_id: str) -> str:

@@ -34,6 +34,7 @@ from scheduler.exceptions import (
 from scheduler.server.bodies import not_json
 from scheduler.server.containment import FilterTooLargeError
 from scheduler.server.deadlines import MAX_HEADER_BYTES, bounded_protocol
+from scheduler.server.fast_lane import FastLane, lanes_of
 from scheduler.server.guard import Guard, is_loopback
 from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
@@ -88,6 +89,10 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
         logger.warning("no dashboard: %s (pip install -e '.[server]')", exc)
     else:
         app.include_router(dashboard.router)
+    _errors(app)
+    app.add_middleware(  # (the innermost of the app's middleware: CORS is added around it)
+        FastLane, lanes=lanes_of(crons.router, crons.SDK_HOT), handlers=app.exception_handlers
+    )
     if settings.http_cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -97,7 +102,6 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    _errors(app)
     return Guard(
         app,
         api_key=settings.api_key,
