@@ -206,9 +206,9 @@ def _server(quick: bool) -> list[Scenario]:
     # quick run; tests/test_crons_api.py has a '* * * * *' cron fire on both)
     sdk = {"n": 10, "crons": 0} if quick else {"n": 100, "crons": 20}
     load = (
-        {"n": 100, "interval": 1.0, "duration": 2.0, "rate": 200}
+        {"n": 100, "interval": 1.0, "duration": 2.0, "rate": 200, "block": 1.0}
         if quick
-        else {"n": 1000, "interval": 10.0, "duration": 20.0, "rate": 200}
+        else {"n": 1000, "interval": 10.0, "duration": 20.0, "rate": 200, "block": 2.5}
     )
     half = Target("<=", baseline_factor=0.5, text="<= 0.5 x langgraph dev")
     minute = (
@@ -246,7 +246,8 @@ def _server(quick: bool) -> list[Scenario]:
             name="api-load",
             group="server",
             title=f"10. {load['n']:,} interval tasks (every {load['interval']:g} s) while the "
-            f"HTTP API serves {load['rate']:g} requests/s",
+            f"HTTP API serves {load['rate']:g} requests/s ({load['block']:g} s blocks, each "
+            "followed by as long a quiet one)",
             steps=(Step("ours", "api_load", load),),
             rows=(
                 Row("requests served per second", "served", "/s", ratio=False),

@@ -9,7 +9,8 @@
    no server can beat), one floor call before each measured call so that both see the same
    machine, and the calls minus that floor: the server's own share.
 10. This scheduler alone: start lateness of interval tasks while a separate process sends the
-   HTTP API ``rate`` requests per second, against the same without the load.
+   HTTP API ``rate`` requests per second, against the same without the load: blocks with
+   the load and without alternate, so that a noisy minute of the machine falls on both.
 """
 
 from __future__ import annotations
@@ -229,29 +230,40 @@ async def reference_sdk(workdir: Path, *, n: int, crons: int) -> Result:
 
 # -- scenario 10 ----------------------------------------------------------------------------
 
+# The load generator: ``rate`` requests per second in blocks of ``block`` s, each followed by
+# as long a pause, for ``seconds`` in all; prints the blocks it loaded (wall-clock times) and
+# the rate it reached in them.
 _LOAD = """
-import sys, time, httpx
-url, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+import json, sys, time, httpx
+url, rate, seconds, block = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 paths = ["/api/tasks/s0", "/api/runs?limit=10", "/healthz", "/api/tasks/s1"]
-done = 0
+done, blocks, busy = 0, [], 0.0
 with httpx.Client(base_url=url, timeout=10) as c:
-    start = time.monotonic()
-    while (now := time.monotonic()) - start < seconds:
-        due = start + done / rate
-        if due > now:
-            time.sleep(due - now)
-        r = c.get(paths[done % len(paths)])
-        r.raise_for_status()
-        done += 1
-print(done / (time.monotonic() - start))
+    c.get("/healthz").raise_for_status()  # (the connection made before the first block)
+    end = time.time() + seconds
+    while time.time() + block <= end:
+        began, start, sent = time.time(), time.monotonic(), 0
+        while (now := time.monotonic()) - start < block:
+            due = start + sent / rate
+            if due > now:
+                time.sleep(due - now)
+            c.get(paths[done % len(paths)]).raise_for_status()
+            sent += 1
+            done += 1
+        busy += time.monotonic() - start
+        blocks.append([began, time.time()])
+        time.sleep(block)
+print(json.dumps({"blocks": blocks, "served": done / busy}))
 """
 
 
 async def api_load(
-    workdir: Path, *, n: int, interval: float, duration: float, rate: float
+    workdir: Path, *, n: int, interval: float, duration: float, rate: float, block: float
 ) -> Result:
-    """``n`` interval tasks for ``duration`` s with the HTTP server on, without and then with
-    a separate process sending ``rate`` requests per second."""
+    """``n`` interval tasks for ``2 * duration`` s with the HTTP server on, while a separate
+    process sends ``rate`` requests per second in blocks of ``block`` s, each followed by as
+    long a pause: start lateness in the loaded blocks against the quiet ones between them,
+    so that both see the machine of the same minute."""
     from bench.ours import _at, _graph, _settings, _ts
     from scheduler import RunStatus, TaskDefinition, TaskScheduler
     from scheduler.server import HttpServer
@@ -274,34 +286,34 @@ async def api_load(
             for i in range(n)
         ]
     )
-    quiet_end = start + duration
-    await asyncio.sleep(max(0.0, quiet_end - time.time()))
+    await asyncio.sleep(max(0.0, start - time.time()))
     load = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _LOAD, f"http://127.0.0.1:{port}", str(rate), str(duration),
-        stdout=asyncio.subprocess.PIPE, env=_env(),
+        sys.executable, "-c", _LOAD, f"http://127.0.0.1:{port}", str(rate),
+        str(2 * duration), str(block), stdout=asyncio.subprocess.PIPE, env=_env(),
     )  # fmt: skip
-    loaded_start = time.time() + 0.5  # the load generator's own start-up
     output, _ = await load.communicate()
-    loaded_end = time.time()
     await http.stop()
     await scheduler.stop(grace_seconds=5)
     runs = [r for r in scheduler.list_runs(limit=None) if r.status is RunStatus.SUCCEEDED]
     scheduler.close()
     if load.returncode != 0:
         raise MeasurementError(f"the load generator failed ({load.returncode})")
-    served = float(output.decode().strip().splitlines()[-1])
+    told = json.loads(output.decode().strip().splitlines()[-1])
+    margin = 0.25  # past each edge of a block: the load's start and end are neither
+    loaded_blocks = [(lo + margin, hi - margin) for lo, hi in told["blocks"]]
+    quiet_blocks = [(hi + margin, hi + block - margin) for _, hi in told["blocks"]]
 
-    def late(lo: float, hi: float) -> list[float]:
+    def late(blocks: list[tuple[float, float]]) -> list[float]:
         return [
             _ts(r.started_at) - _ts(r.scheduled_for)
             for r in runs
-            if lo <= _ts(r.scheduled_for) < hi
+            if any(lo <= _ts(r.scheduled_for) < hi for lo, hi in blocks)
         ]
 
-    quiet, loaded = late(start, quiet_end), late(loaded_start, loaded_end - 0.5)
+    quiet, loaded = late(quiet_blocks), late(loaded_blocks)
     if not quiet or not loaded:
         raise MeasurementError("no runs in a window")
-    figures: Result = {"served": served}
+    figures: Result = {"served": told["served"]}
     figures.update(lateness(quiet, "quiet"))
     figures.update(lateness(loaded, "loaded"))
     figures["load_ratio"] = percentile(loaded, 99) / max(percentile(quiet, 99), 1e-6)
