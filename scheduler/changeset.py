@@ -169,7 +169,7 @@ class TaskChanges:
         for task in tasks:
             old = existing.get(task.id)
             if old is not None and not replace_existing:
-                raise TaskExistsError(task.id)
+                raise TaskExistsError(task.id, old.source)
             if (
                 old is not None
                 and source

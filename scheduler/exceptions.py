@@ -69,16 +69,29 @@ class AnswerMismatchError(SchedulerError, ValueError):
 
 
 class TaskExistsError(SchedulerError, ValueError):
-    """``add_task(..., replace_existing=False)`` met a task with the same id."""
+    """``add_task(..., replace_existing=False)`` met a task with the same id.
 
-    def __init__(self, task_id: str) -> None:
+    Attributes:
+        task_id: The id.
+        source: Where the existing task comes from (``file:tasks.yaml``), when known.
+    """
+
+    def __init__(self, task_id: str, source: str | None = None) -> None:
         self.task_id = task_id
+        self.source = source
         super().__init__(
             f"a task with id {task_id!r} already exists; pass replace_existing=True to update it"
         )
 
     def for_the_cli(self) -> str:
-        """The message in the CLI's words."""
+        """The message in the CLI's words (a tasks file's task is changed in its file: an
+        ``add --replace`` of it is refused, as the file would fail at every apply)."""
+        if self.source and self.source.startswith("file:"):
+            return (
+                f"a task with id {self.task_id!r} already exists, defined in "
+                f"{self.source.removeprefix('file:')}; change it there and apply the file, "
+                "or give this task another id"
+            )
         return (
             f"a task with id {self.task_id!r} already exists; change it with "
             f"'edit {self.task_id} ...', or replace it with 'add --replace'"
