@@ -282,8 +282,8 @@ def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> 
 
 
 async def _run_here(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
-    """Run only this task, here (no other task fires), and print its final record."""
-    out.line(f"running {args.id} in this process (no scheduler is running on this database)")
+    """Run only this task here (no other fires; an unknown id fails first), print its record."""
+    out.line(f"running {scheduler.get_task(args.id).id} here (no scheduler runs on this database)")
     try:
         run = await scheduler.run_task_here(args.id, timeout=args.timeout)
     except TimeoutError:

@@ -256,6 +256,13 @@ def test_bad_input_and_unknown_ids_change_nothing(
     assert cli.snapshot() == before
 
 
+def test_run_here_of_an_unknown_task_says_nothing_before_its_error(cli: Cli) -> None:
+    """It printed "running nope in this process ..." and then the error."""
+    done = cli("run", "nope", "--wait", status=1)
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == "error: no task with id 'nope'"
+
+
 ADD = ("add", "--id", "x", "--prompt", "p")
 BILLION_LAUGHS = "\n".join(
     ["- id: x", "  interval_seconds: 5", "  prompt: p", "  input:", "    l0: &l0 [lol, lol]"]
@@ -528,6 +535,15 @@ def test_apply_is_all_or_nothing_and_idempotent(cli: Cli, tmp_path: Path) -> Non
     ids = {t["id"]: t for t in cli.json("list")}
     assert set(ids) == {"a", "manual"}  # the CLI-added task is never touched
     assert ids["manual"]["source"] == "cli" and ids["a"]["source"] == "file:tasks.yaml"
+    # a file's task cannot be added over from the CLI: the file is named, not 'add --replace'
+    # (which is refused too: the file would fail at every apply)
+    again_a = ("add", "--id", "a", "--schedule", "every minute", "--prompt", "p")
+    kept = cli.snapshot()
+    error = cli(*again_a, status=2).stderr
+    assert "'a' already exists, defined in tasks.yaml; change it there" in error, error
+    assert "--replace" not in error
+    assert "another source" in cli(*again_a, "--replace", status=2).stderr
+    assert cli.snapshot() == kept
     tasks.write_text("- id: manual\n  schedule: every minute\n  prompt: taken\n")
     error = cli("apply", str(tasks), status=2).stderr
     assert "already exists and was added through the API or CLI" in error
