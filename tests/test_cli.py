@@ -263,6 +263,14 @@ def test_run_here_of_an_unknown_task_says_nothing_before_its_error(cli: Cli) -> 
     assert done.stderr.strip().splitlines()[-1] == "error: no task with id 'nope'"
 
 
+def test_workers_on_sqlite_says_there_are_none_and_why(cli: Cli) -> None:
+    """It said "SCHEDULER_ROLE=worker needs PostgreSQL", a setting nobody had given."""
+    done = cli("workers")
+    assert done.stdout.startswith("no workers: they need PostgreSQL, and the database is sqlite")
+    assert "SCHEDULER_ROLE=worker" not in done.stdout + done.stderr
+    assert cli.json("workers") == []
+
+
 ADD = ("add", "--id", "x", "--prompt", "p")
 BILLION_LAUGHS = "\n".join(
     ["- id: x", "  interval_seconds: 5", "  prompt: p", "  input:", "    l0: &l0 [lol, lol]"]

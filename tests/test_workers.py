@@ -99,13 +99,14 @@ class Fleet:
         assert isinstance(found, subprocess.Popen)
         return found
 
-    def cli(self, *args: str) -> None:
-        """``python -m scheduler ARGS`` on this database; it must succeed."""
+    def cli(self, *args: str) -> str:
+        """``python -m scheduler ARGS`` on this database; it must succeed. Its output."""
         done = subprocess.run(
             [PYTHON, "-m", "scheduler", *args], cwd=self.directory, env=self.env(),
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def worker(self, **extra: str) -> subprocess.Popen[str]:
         lease = {"SCHEDULER_WORKER_LEASE_SECONDS": str(self.worker_lease)}
@@ -608,6 +609,8 @@ def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fl
     wait_until(lambda: fleet.count("status = 'running'"), timeout=30, message="the run to start")
     [run] = fleet.rows("SELECT id, worker FROM scheduler_runs WHERE status = 'running'")
     assert pid_of(run["worker"]) == worker.pid
+    [listed] = json.loads(fleet.cli("workers", "--json"))  # (no test listed them before)
+    assert (listed["id"], listed["pid"], listed["running"]) == (run["worker"], worker.pid, 1)
     api = TaskScheduler(database_url=fleet.url, graph=object())  # as the CLI or HTTP API
     try:
         asked = time.monotonic()
