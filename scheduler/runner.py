@@ -325,7 +325,9 @@ class Runner(RunnerWaiting, RunnerStopping):
                     thread_id=thread_id,
                     **changes,
                 )
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
+            if self._put_back(pending, cancelled):  # the stop's, before the graph was called
+                return
             outcome = Outcome(
                 RunStatus.CANCELLED,
                 error_type="Cancelled",

@@ -5,18 +5,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scheduler.clock import Timer
+from scheduler.enums import RunStatus
 from scheduler.handover import hand_over
 from scheduler.pending import PendingRun
+from scheduler.runlog import RunLog
 from scheduler.waiting import WaitingRuns
 
 __all__ = ["RunnerStopping"]
 
 logger = logging.getLogger("scheduler.runner")
+
+# the message of a cancellation by stop(): a run it cancels before its start is committed
+# is put back (the next start runs it), where one cancelled by cancel_run() is cancelled
+STOPPING = "the scheduler is stopping"
 
 
 class RunnerStopping:
@@ -34,11 +41,13 @@ class RunnerStopping:
     _started: dict[str, None]
     _accepting: bool
     _idle: asyncio.Event
+    _log: RunLog
 
     if TYPE_CHECKING:  # provided by Runner
 
         def _pump(self) -> None: ...
         def _check_idle(self) -> None: ...
+        def _release(self, task_id: str) -> None: ...
 
     def is_running(self, run_id: str) -> bool:
         """The run is in flight here."""
@@ -53,9 +62,32 @@ class RunnerStopping:
         return True
 
     def cancel_running(self) -> None:
-        """Cancel every run in flight (each records ``cancelled``)."""
+        """Cancel every run in flight (each records ``cancelled``; while stopping, one whose
+        start is not yet committed is put back instead: :meth:`_put_back`)."""
         for task in self._running.values():
-            task.cancel()
+            task.cancel(None if self._accepting else STOPPING)
+
+    def _put_back(self, pending: PendingRun, cancelled: asyncio.CancelledError) -> bool:
+        """A run that the stop cancelled while its start was being committed (its graph not
+        called) goes back to ``queued``, or to ``waiting`` with its answer if it was being
+        resumed: the next start (or another worker) runs it, as the runs not started. False
+        for any other cancellation (``cancel_run``, a run let go of): it is recorded."""
+        current = asyncio.current_task()
+        if STOPPING not in cancelled.args or current in self._abandoned:
+            return False
+        back: dict[str, Any] = {"status": RunStatus.QUEUED, "started_at": None}
+        if pending.resuming:  # (the start's commit took the answer off the record)
+            answer = json.dumps(pending.resume)
+            back = {"status": RunStatus.WAITING, "answer": answer, "interrupts": pending.asked}
+        self._log.update(pending.run_id, **back)
+        if self._running.get(pending.run_id) is current:
+            del self._running[pending.run_id]
+        self._known.discard(pending.run_id)
+        self._release(pending.task.id)
+        self._check_idle()
+        run_id, task_id = pending.run_id, pending.task.id
+        logger.info("run %s of task %s put back: stopped before it started", run_id, task_id)
+        return True
 
     def _forget_unstarted(self) -> None:
         """Drop the runs not started: waiting, delayed (retries), queued and buffered."""
@@ -108,7 +140,7 @@ class RunnerStopping:
             )
             _, late = await asyncio.wait(running, timeout=grace_seconds)
             for task in late:
-                task.cancel()
+                task.cancel(STOPPING)
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         self._idle.set()

@@ -360,6 +360,52 @@ async def test_a_locked_database_stalls_dispatch_then_it_recovers(
     )
 
 
+@pytest.mark.parametrize("resumed", [False, True], ids=["a-start", "a-resume"])
+async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
+    make_scheduler: SchedulerFactory, tmp_path: Path, resumed: bool
+) -> None:
+    """A stop that cancels a run while its ``running`` record is being committed (here the
+    write lock is held by another process), before its graph is called, puts it back: the
+    next start runs it once, and the task that runs after it runs once, after that. It
+    was recorded ``cancelled`` ("the scheduler stopped before the run started"): the
+    occurrence never ran, and set off the task after it on ``finished``; a resumed run
+    lost its answer."""
+    from tests import prompt_graphs, server_graphs
+
+    graph = server_graphs.asker if resumed else prompt_graphs.graph
+    first = make_scheduler(graph=graph, sqlite_busy_timeout_seconds=5)
+    first.start()
+    first.add_task(TaskDefinition(id="a", interval_seconds=3600, prompt="hi"))
+    then = {"tasks": ["a"], "on": "finished"}
+    first.add_task(TaskDefinition(id="b", task_type="after", after=then, prompt="next"))
+    run_id = first.run_task_now("a")
+    if resumed:
+        await eventually(lambda: first.get_run(run_id).status is RunStatus.WAITING)
+        await asyncio.sleep(0.1)  # (recorded, then held: the answer goes straight to it)
+        first.resume_run(run_id, "yes")
+    blocker = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the start's commit waits for it
+    await asyncio.sleep(0.2)
+    asyncio.get_running_loop().call_later(0.5, blocker.execute, "COMMIT")
+    await first.stop(grace_seconds=0)
+    blocker.close()
+    kept = first.get_run(run_id)
+    assert kept.status is (RunStatus.WAITING if resumed else RunStatus.QUEUED), kept.error_message
+    assert kept.answered if resumed else kept.started_at is None
+    assert first.list_runs("b") == []
+    first.close()
+
+    second = make_scheduler(graph=graph, poll_interval_seconds=0.2)
+    second.start()
+    ended = {RunStatus.SUCCEEDED, RunStatus.WAITING}  # (b asks too, on the asker graph)
+    await eventually(lambda: [r for r in second.list_runs("b") if r.status in ended])
+    [ran] = second.list_runs("a", limit=None)
+    assert (ran.id, ran.status) == (run_id, RunStatus.SUCCEEDED)
+    if resumed:
+        assert ran.output == "the answer was yes"
+    assert len(second.list_runs("b", limit=None)) == 1
+
+
 # -- several processes ----------------------------------------------------------------------
 
 
