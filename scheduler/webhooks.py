@@ -1,6 +1,5 @@
 """Webhooks: when a run of a task with a ``webhook`` finishes, its record is POSTed to the
-URL as JSON, signed, retried with backoff, and every attempt is recorded
-(``scheduler_deliveries``, shown on the run by the HTTP API).
+URL as JSON, signed, retried with backoff, each attempt recorded (shown on the run by the API).
 
 The body is ``{"event": "run.finished", "task_id": ..., "run": {...the run record...}}``.
 With ``SCHEDULER_WEBHOOK_SECRET`` set, ``X-Scheduler-Signature: sha256=<hex>`` is the
@@ -36,6 +35,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -54,7 +54,7 @@ __all__ = ["Deliverer", "sign"]
 
 logger = logging.getLogger(__name__)
 
-_CONCURRENCY = 20
+_CONCURRENCY = 20  # attempts at once, each with a connection of its own (no pool wait)
 _RESOLVERS = 8  # threads for name lookups at once: those stuck on a silent name server hold
 # only these (daemon threads: one stuck does not hold the process's exit up either)
 
@@ -233,10 +233,10 @@ class Deliverer:
         """POST ``body`` to the URL, connecting to ``addresses`` (those its check
         approved), the whole exchange done by ``deadline``; the answer's body is not read."""
         if self._pool is None:
-            import ssl
-
             self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=ssl.create_default_context(), network_backend=_PinnedBackend()
+                ssl_context=ssl.create_default_context(),
+                network_backend=_PinnedBackend(),
+                max_connections=_CONCURRENCY,  # (httpcore's default is 10)
             )
         timestamp = str(int(time.time()))
         headers = {

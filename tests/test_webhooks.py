@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -584,3 +585,45 @@ def test_a_lookup_stuck_on_a_silent_name_server_does_not_hold_up_the_exit(
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=90, check=True,
     )  # fmt: skip
     assert time.monotonic() - began < 25, "the exit waited for the stuck lookup"
+
+
+async def test_receivers_that_never_answer_do_not_hold_up_a_delivery_to_another(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Ten deliveries to a receiver that takes the connection and never answers held every
+    connection the deliverer's pool had (10, while 20 deliveries may run at once): a
+    delivery to a receiver that answers waited for one of them to time out, and with
+    runs coming steadily, was itself cut off at the timeout. It goes out at once now."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    held: list[socket.socket] = []
+
+    def take() -> None:  # accept each connection, read nothing, answer nothing
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=take, daemon=True).start()
+    answering = Receiver([])
+    try:
+        scheduler = make_scheduler(
+            webhook_allow_private=True, webhook_attempts=1, webhook_timeout_seconds=6
+        )
+        scheduler.start()
+        silent = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        scheduler.add_tasks(
+            TaskDefinition(id=f"s{i}", interval_seconds=3600, prompt="hi", webhook=silent)
+            for i in range(10)
+        )
+        for i in range(10):
+            scheduler.run_task_now(f"s{i}")
+        await eventually(lambda: len(held) >= 10, message="ten silent connections")
+        scheduler.add_task(
+            TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", webhook=answering.url)
+        )
+        scheduler.run_task_now("ok")
+        await eventually(lambda: answering.received, timeout=3, message="the other delivery")
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+        answering.close()
