@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -20,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from scheduler import RunStatus, TaskDefinition, TaskScheduler, TaskState
 from scheduler.cli import main as cli_main
 from scheduler.events import RunEvent
+from scheduler.server import create_app
 from scheduler.storage.schema import RUN_COLUMNS, TASK_COLUMNS
 from tests import prompt_graphs
 from tests.conftest import SchedulerFactory, eventually, make_settings
@@ -204,6 +206,46 @@ async def test_a_hostile_run_row_is_listed_with_its_problem_and_the_rest_fire(
     cli_ok(capsys, url, "list")
     cli_ok(capsys, url, "runs", "--limit", "100")
     cli_ok(capsys, url, "runs", "--json")
+
+
+async def test_text_that_is_not_utf8_is_one_bad_value_not_a_failing_database(
+    make_scheduler: SchedulerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite keeps any bytes as text: a task's definition or a run's error that another
+    program wrote as bytes that are not UTF-8 made every read that met it fail ("Could not
+    decode to UTF-8 column"): the dispatcher retried for ever and fired nothing, and the
+    task list, ``list``, the REST API and the dashboard answered 503. The value is read
+    with U+FFFD in place of those bytes: the task is listed as an error, the others fire."""
+    db = tmp_path / "scheduler.db"
+    scheduler = make_scheduler()
+    scheduler.count_tasks()  # creates the tables
+    not_utf8 = "CAST(x'7bff22' AS TEXT)"  # '{', a byte no UTF-8 text has, '"'
+    row = task_values("hostile", definition=None)
+    run = run_values("f" * 24, status="failed", error_type="E", error_message=None)
+    connection = sqlite3.connect(db)
+    with connection:
+        for table, values, column in (
+            ("scheduler_tasks", row, "definition"),
+            ("scheduler_runs", run, "error_message"),
+        ):
+            names = ", ".join(f'"{c}"' for c in values)
+            marks = ", ".join(not_utf8 if c == column else "?" for c in values)
+            given = [v for c, v in values.items() if c != column]
+            connection.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", given)
+    connection.close()
+    await fires_the_good_task(scheduler)
+    hostile = scheduler.get_task("hostile")
+    assert hostile.state is TaskState.ERROR and "definition" in (hostile.error or "")
+    assert hostile.last_error == '{\ufffd"'
+    assert scheduler.get_run("f" * 24).error_message == '{\ufffd"'
+    app = create_app(scheduler, scheduler.settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        for path in ("/", "/tasks/hostile", f"/runs/{'f' * 24}", "/api/tasks"):
+            answer = await client.get(path)
+            assert answer.status_code == 200, (path, answer.text)
+    await scheduler.stop()
+    assert "hostile" in cli_ok(capsys, f"sqlite:///{db}", "list")
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,11 @@
 
 SQLite files run in WAL mode with ``synchronous=NORMAL`` and a busy timeout; a transaction
 begins with ``BEGIN IMMEDIATE`` when its connection asks for it (execution option
-``immediate``), so a read-modify-write cannot interleave with another writer. PostgreSQL
-connections are checked by the pool before use.
+``immediate``), so a read-modify-write cannot interleave with another writer. Text that
+is not valid UTF-8 (a row another program wrote) is read with U+FFFD in place of the bytes
+that do not decode, as one bad value (a task's definition that then does not load, an
+error message) and not a failure of every read that meets it. PostgreSQL connections are
+checked by the pool before use.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def _engine(url: URL, busy_timeout: float) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let the "begin" event below issue BEGIN (pysqlite's own is broken).
         dbapi_connection.isolation_level = None
+        dbapi_connection.text_factory = _text
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -78,3 +82,8 @@ def _engine(url: URL, busy_timeout: float) -> Engine:
         )
 
     return engine
+
+
+def _text(data: bytes) -> str:
+    """A SQLite text value as a ``str``, the bytes that are not UTF-8 replaced (U+FFFD)."""
+    return data.decode("utf-8", "replace")
