@@ -6,6 +6,7 @@ Every field is documented in ``.env.example`` with its default.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
@@ -20,6 +21,8 @@ from scheduler.weburls import origin, redacted
 from scheduler.zones import unknown_zone_message, zone_exists
 
 __all__ = ["Settings"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # (a tab is header text)
 
 
 class Settings(BaseSettings):
@@ -262,6 +265,13 @@ class Settings(BaseSettings):
         # x-api-key header matched it
         if value is not None and not value.strip():
             raise ValueError("an empty or blank API key protects nothing; set a key or unset it")
+        # a header's value loses the spaces at its ends and cannot hold a control character:
+        # no client could send such a key (x-api-key, Authorization), every request got 403
+        if value is not None and (value != value.strip(" \t") or _CONTROL.search(value)):
+            raise ValueError(
+                "the API key starts or ends with a space or holds a control character, which "
+                "an HTTP header cannot carry; remove it"
+            )
         return value
 
     @field_validator("callback_modules", mode="before")

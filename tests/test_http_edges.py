@@ -663,6 +663,23 @@ def test_an_empty_api_key_is_refused(key: str) -> None:
         Settings(_env_file=None, api_key=key)
 
 
+@pytest.mark.parametrize("key", ["secret ", " secret", "secret\t", "sec\nret", "sec\x00ret"])
+async def test_an_api_key_no_header_can_carry_is_refused(
+    key: str, make_scheduler: SchedulerFactory
+) -> None:
+    """A header's value loses the spaces at its ends and cannot hold a control character:
+    a key set as ``SCHEDULER_API_KEY="secret "`` could not be sent by any client (httpx
+    and the SDK refuse the header, curl and the server drop the space) and every request
+    got 403. It is refused where it is set, naming the field."""
+    with pytest.raises(ValidationError, match="api_key") as refused:
+        Settings(_env_file=None, api_key=key)
+    assert "an HTTP header cannot carry" in str(refused.value)
+    with pytest.raises(ValidationError, match="api_key"):
+        make_scheduler(api_key=key)
+    inner = Settings(_env_file=None, api_key="sec ret\tkey")  # inside, a space or a tab is text
+    assert inner.api_key == "sec ret\tkey"
+
+
 async def test_healthz_says_the_database_fails_without_saying_where(
     api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
