@@ -52,6 +52,7 @@ COOKIE = "scheduler_key"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # the headers the checks below read: a request that gives one twice is refused (400)
 _ONCE = frozenset({"host", "origin", "sec-fetch-site", "x-api-key", "authorization", "cookie"})
 
@@ -263,8 +264,18 @@ def loopback_host(header: str) -> bool:
 
 def same_origin(source: str, host: str) -> bool:
     """``source`` (an ``Origin`` or a ``Referer``) is a page of the server ``host`` (the
-    request's ``Host``) names; ``null`` (a sandboxed frame, a data: URL) never is."""
-    return source != "null" and urlsplit(source).netloc.lower() == host.lower()
+    request's ``Host``) names; ``null`` (a sandboxed frame, a data: URL) never is. A port
+    left out is the default one of the page's scheme (a proxy may pass ``Host`` on as
+    ``example.com:443`` where the browser's ``Origin`` is ``https://example.com``)."""
+    if source == "null":
+        return False
+    try:
+        page, served = urlsplit(source), urlsplit(f"//{host}")
+        default = _DEFAULT_PORTS.get(page.scheme.lower())
+        same_port = (page.port or default) == (served.port or default)
+    except ValueError:  # a port that is not one
+        return False
+    return page.hostname is not None and page.hostname == served.hostname and same_port
 
 
 def _sent(text: str) -> bytes:
