@@ -200,6 +200,10 @@ def test_refuses_cross_site_and_unknown(dashboard: Dashboard) -> None:
 
     page = httpx.get(f"{dashboard.url}/")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    # a monitor's HEAD of the pages: 200 with no body (it was 405, GET only)
+    for path in ("/", "/fragments/tasks", "/tasks/t"):
+        head = httpx.head(f"{dashboard.url}{path}")
+        assert (head.status_code, head.content) == (200, b""), path
     for path in ("/tasks/nope", "/runs/nope"):
         missing = httpx.get(f"{dashboard.url}{path}")
         assert missing.status_code == 404

@@ -135,7 +135,7 @@ async def _task_rows(request: Request) -> dict[str, Any]:
     return {"tasks": tasks[:MAX_ROWS], "total": len(tasks), "shown": min(len(tasks), MAX_ROWS)}
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def tasks_page(request: Request) -> Response:
     refused = _refusal(request, write=False)
     if refused is not None:
@@ -143,7 +143,7 @@ async def tasks_page(request: Request) -> Response:
     return _render(request, "tasks.html", **await _task_rows(request))
 
 
-@router.get("/fragments/tasks", response_class=HTMLResponse)
+@router.api_route("/fragments/tasks", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def tasks_fragment(request: Request) -> Response:
     """The rows of the tasks table, for the page's refresh."""
     refused = _refusal(request, write=False)
@@ -152,7 +152,7 @@ async def tasks_fragment(request: Request) -> Response:
     return _render(request, "_task_rows.html", **await _task_rows(request))
 
 
-@router.get("/tasks/{task_id:path}", response_class=HTMLResponse)
+@router.api_route("/tasks/{task_id:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def task_page(request: Request, task_id: str) -> Response:
     refused = _refusal(request, write=False)
     if refused is not None:
@@ -184,7 +184,7 @@ async def task_page(request: Request, task_id: str) -> Response:
     )
 
 
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
+@router.api_route("/runs/{run_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def run_page(request: Request, run_id: str) -> Response:
     refused = _refusal(request, write=False)
     if refused is not None:
