@@ -847,6 +847,34 @@ def test_a_database_named_in_the_projects_env_gets_no_stray_scheduler_db(
     assert not (project / "scheduler.db").exists()
 
 
+def test_the_tasks_written_at_once_are_the_ones_main_py_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scaffolder applies tasks.yaml from the project, as main.py does: the same
+    source, so a problem it met is cleared when the fixed file is applied (the scaffolder,
+    run from its own repository, recorded the file's absolute path, and its 'was not
+    applied' note stayed under every list for good)."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "tasks.yaml").write_text("- {id: daily, schedule: '0 25 * * *', prompt: p}\n")
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0 and "tasks.yaml not applied yet" in out
+    (project / "tasks.yaml").write_text("- {id: daily, schedule: '0 9 * * *', prompt: p}\n")
+    env = {**clean_env(), "PYTHONPATH": str(project)}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "scheduler", *args], cwd=project, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    cli("apply", "tasks.yaml")  # what main.py does at start
+    listed = cli("list")
+    assert "daily" in listed and "file:tasks.yaml" in listed
+    assert "not applied" not in listed, listed
+
+
 def test_a_crlf_main_py_keeps_its_line_ends_and_its_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scheduler.exceptions import SchedulerError
@@ -51,8 +53,9 @@ def apply_tasks(plan: Plan, persist: bool) -> str:
     settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
     settings = settings.model_copy(update={"timezone": plan.zone or settings.timezone})
     scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
-    try:
-        report = apply_tasks_file(scheduler, plan.project / "tasks.yaml")
+    try:  # from the project, as main.py: its tasks' source is file:tasks.yaml, as main.py's
+        with contextlib.chdir(plan.project):
+            report = apply_tasks_file(scheduler, Path("tasks.yaml"))
     except SchedulerError as exc:
         return f"tasks.yaml not applied yet ({exc}); main.py applies it at start"
     finally:
