@@ -875,6 +875,36 @@ def test_the_tasks_written_at_once_are_the_ones_main_py_applies(
     assert "not applied" not in listed, listed
 
 
+def test_a_tasks_yaml_of_another_program_is_kept_and_the_tasks_go_in_a_file_of_their_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project's own tasks.yaml (another tool's) was left as it is, yet main.py applied
+    it at every start: an ERROR at each start, no task ever from the scaffolder. Now the
+    scheduler's tasks go in scheduler-tasks.yaml, named in main.py and .env (for serve);
+    a tasks file of the scheduler with a mistake is still the scheduler's."""
+    project = copy_fixture("root_agent", tmp_path)
+    theirs = "# the cleanup jobs of our ops tool\njobs:\n  - {name: cleanup, cron: 0 0 * * *}\n"
+    (project / "tasks.yaml").write_text(theirs)
+    status, out, _ = scaffold(capsys, project)
+    assert status == 0
+    assert "tasks in scheduler.db: 1 added" in out and "tasks.yaml is not a tasks file" in out
+    assert (project / "tasks.yaml").read_text() == theirs
+    assert "weekday-summary" in (project / "scheduler-tasks.yaml").read_text()
+    assert 'tasks_file="scheduler-tasks.yaml"' in (project / "main.py").read_text()
+    assert "SCHEDULER_TASKS_FILE=scheduler-tasks.yaml\n" in (project / ".env").read_text()
+    assert scaffold(capsys, project)[1].startswith("Nothing")
+    env = {**clean_env(), "PYTHONPATH": str(project)}
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "list"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "file:scheduler-tasks.yaml" in done.stdout and "note" not in done.stdout
+    ours = copy_fixture("root_agent", tmp_path / "ours")
+    (ours / "tasks.yaml").write_text("- {id: daily, schedule: '0 25 * * *', prompt: p}\n")
+    assert scaffold(capsys, ours)[0] == 0
+    assert not (ours / "scheduler-tasks.yaml").exists()
+
+
 def test_a_crlf_main_py_keeps_its_line_ends_and_its_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,6 +93,7 @@ class ChangeSet:
             record = {}
         self.graph: str | None = record.get("graph")  # the graph it was scaffolded for
         self.example = record.get("example") is True  # tasks.yaml is the example it wrote
+        self.tasks_file = record.get("tasks_file")  # where the tasks go, if not tasks.yaml
         self.files: dict[str, str] = dict(record.get("files", {}))
         self.blocks: dict[str, str] = dict(record.get("blocks", {}))
         self.changes: list[Change] = []

@@ -39,6 +39,7 @@ from scheduler.scaffold.projects import (
 )
 from scheduler.scaffold.tools_wiring import find_tools_list, tools_block, with_tools_block
 from scheduler.scaffold.wiring import (
+    TASKS,
     dotenv_block,
     env_section,
     find_block,
@@ -46,6 +47,7 @@ from scheduler.scaffold.wiring import (
     main_block,
     main_module,
     place_main_block,
+    tasks_file_name,
     tasks_yaml,
 )
 from scheduler.zones import zone_or_none
@@ -102,6 +104,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     zone: str | None = None  # --timezone
     run: str = "main.py"  # what python runs to run the scheduler
+    tasks_file: str = TASKS  # the scheduler's tasks file, in the project
 
 
 class _Planner:
@@ -118,6 +121,8 @@ class _Planner:
         self.tasks = parse_tasks(args.task, self.zone or "UTC")
         self.changes = ChangeSet(self.project, force=args.force)
         self.target = ""
+        scaffolded = self.changes.scaffolded(TASKS)
+        self.tasks_file = tasks_file_name(self.project, self.changes.tasks_file, scaffolded)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the project, in POSIX form."""
@@ -141,7 +146,7 @@ class _Planner:
         manifest = plan_manifest(self.project, self.requirements(), inside)
         package_dir = f"{self.rel(package)}/"
         plan = Plan(self.project, location, self.target, shape, manifest, package_dir,
-                    self.changes, zone=self.zone)  # fmt: skip
+                    self.changes, zone=self.zone, tasks_file=self.tasks_file)  # fmt: skip
         plan.notes += manifest.notes
         if shape.problem is not None:
             plan.notes.append(f"could not import the graph here ({shape.problem})")
@@ -156,6 +161,8 @@ class _Planner:
         if self.args.agent_tools:
             self.plan_tools(location)
         about = {"graph": self.target, "package": plan.package_dir}
+        if self.tasks_file != TASKS:
+            about["tasks_file"] = self.tasks_file
         self.changes.close({**about, "example": self.changes.example})
         return plan
 
@@ -230,6 +237,8 @@ class _Planner:
             values["database_url"] = "sqlite://"
         if self.zone is not None:
             values["timezone"] = self.zone
+        if self.tasks_file != TASKS:
+            values["tasks_file"] = self.tasks_file
         return values
 
     def plan_main(self, plan: Plan) -> None:
@@ -255,29 +264,35 @@ class _Planner:
         self.changes.block("main.py", old, block, added, note)
 
     def plan_tasks(self, plan: Plan) -> None:
-        """tasks.yaml from --task, or an example task when there is no file yet."""
+        """The tasks file from --task, or an example task when there is no file yet."""
+        name = self.tasks_file
         uses_messages = plan.shape.uses_messages
         other_graph = self.changes.graph not in (None, self.target)  # a run with another --graph
         if self.tasks:
-            text = tasks_yaml(self.tasks, uses_messages=uses_messages, example=False)
+            text = tasks_yaml(self.tasks, uses_messages=uses_messages, example=False, name=name)
             ids = ", ".join(task["id"] for task in self.tasks)
-            self.changes.whole("tasks.yaml", text, note=f"tasks: {ids}")
+            self.changes.whole(name, text, note=f"tasks: {ids}")
             self.changes.example = False
-        elif not (self.project / "tasks.yaml").exists() or (
-            other_graph and self.changes.example and self.changes.unchanged("tasks.yaml")
+        elif not (self.project / name).exists() or (
+            other_graph and self.changes.example and self.changes.unchanged(name)
         ):  # none yet, or the example of another graph (its input would not fit)
             example = plan.shape.example_task()
-            text = tasks_yaml([example], uses_messages=uses_messages, example=True)
+            text = tasks_yaml([example], uses_messages=uses_messages, example=True, name=name)
             note = f"an example task that fits the graph: {example['id']}"
-            self.changes.whole("tasks.yaml", text, note=note)
+            self.changes.whole(name, text, note=note)
             self.changes.example = True
         elif other_graph:
             plan.notes.append(
-                f"tasks.yaml holds tasks for the input of {self.changes.graph}: check that "
+                f"{name} holds tasks for the input of {self.changes.graph}: check that "
                 f"they fit the input of {self.target}"
             )
-        elif not self.changes.scaffolded("tasks.yaml"):
-            plan.notes.append("tasks.yaml exists and was not scaffolded: left as it is")
+        elif not self.changes.scaffolded(name):
+            plan.notes.append(f"{name} exists and was not scaffolded: left as it is")
+        if name != TASKS:
+            plan.notes.append(
+                f"{TASKS} is not a tasks file of the scheduler (another program's?): left as it "
+                f"is; the scheduler's tasks are in {name} (SCHEDULER_TASKS_FILE)"
+            )
 
     def plan_tools(self, location: GraphLocation) -> None:
         """The block that adds the scheduling tools to the agent's tools list."""
@@ -298,9 +313,12 @@ class _Planner:
         path, _, attribute = found.rpartition(":")
         file = self.project / "graph.py" if found == "graph:graph" else Path(path)
         same = (file.resolve(), attribute) == (location.file.resolve(), location.attribute)
-        if self.zone is None and same and ".env" not in self.changes.blocks:
+        chosen = {"timezone": self.zone} if self.zone else {}
+        if self.tasks_file != TASKS:  # (serve, run beside a main.py that ends, reads .env)
+            chosen["tasks_file"] = self.tasks_file
+        if not chosen and same and ".env" not in self.changes.blocks:
             return  # (a block written before is brought up to date: no zone any more)
-        values = {"graph": self.target, **({"timezone": self.zone} if self.zone else {})}
+        values = {"graph": self.target, **chosen}
         old = read_text(self.project / ".env")
         newline = "\r\n" if old and "\r\n" in old else "\n"
         block = dotenv_block(values, newline)

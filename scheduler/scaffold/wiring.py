@@ -16,12 +16,15 @@ from typing import Any
 
 import yaml
 
+from scheduler.documents import DocumentError, load_yaml
 from scheduler.exceptions import ScaffoldError
 from scheduler.settings import Settings
 
 __all__ = [
     "BEGIN",
     "END",
+    "OWN_TASKS",
+    "TASKS",
     "env_section",
     "find_block",
     "keeps_running",
@@ -29,12 +32,45 @@ __all__ = [
     "main_module",
     "place_main_block",
     "replace_block",
+    "tasks_file_name",
     "tasks_yaml",
 ]
 
 BEGIN = "# >>> scheduler"
 END = "# <<< scheduler"
 _ABOUT = "added by python -m scheduler scaffold; it updates this block"
+TASKS = "tasks.yaml"  # the tasks file main.py applies (SCHEDULER_TASKS_FILE's default)
+OWN_TASKS = "scheduler-tasks.yaml"  # the scheduler's, when the project's tasks.yaml is not
+
+
+def tasks_file_name(project: Path, recorded: object, scaffolded: bool) -> str:
+    """The project's tasks file: ``tasks.yaml``, or ``scheduler-tasks.yaml`` when the
+    project's ``tasks.yaml`` (not ``scaffolded``) is another program's (a name clash), or
+    as ``recorded`` at an earlier run."""
+    if recorded in (TASKS, OWN_TASKS):
+        return str(recorded)
+    path = project / TASKS
+    if scaffolded or not path.is_file():
+        return TASKS
+    return OWN_TASKS if _foreign(path.read_text(encoding="utf-8", errors="replace")) else TASKS
+
+
+def _foreign(text: str) -> bool:
+    """``text`` (a ``tasks.yaml`` the scaffolder did not write) is some other program's
+    file, not a tasks file of the scheduler with mistakes: YAML whose top is neither a list
+    nor ``tasks:``, or a list without one entry that has an ``id``. Text that does not parse
+    or holds nothing may be the scheduler's, half-written: not foreign."""
+    try:
+        data = load_yaml(text, what=TASKS)
+    except DocumentError:
+        return False
+    if isinstance(data, dict) and "tasks" in data:
+        data = data["tasks"]
+    if data is None:
+        return False
+    if not isinstance(data, list):
+        return True
+    return bool(data) and not any(isinstance(item, dict) and "id" in item for item in data)
 
 
 def _call(function: str, defaults: dict[str, str]) -> str:
@@ -229,10 +265,12 @@ def dotenv_block(values: dict[str, str], newline: str = "\n") -> str:
     return newline.join(lines) + newline
 
 
-def tasks_yaml(tasks: Sequence[dict[str, Any]], *, uses_messages: bool, example: bool) -> str:
-    """The ``tasks.yaml`` text for ``tasks`` (each as the user gave it)."""
+def tasks_yaml(
+    tasks: Sequence[dict[str, Any]], *, uses_messages: bool, example: bool, name: str = TASKS
+) -> str:
+    """The text of the tasks file ``name`` for ``tasks`` (each as the user gave it)."""
     head = [
-        "# Tasks that main.py applies at every start (python -m scheduler apply tasks.yaml does it",
+        f"# Tasks that main.py applies at every start (python -m scheduler apply {name} does it",
         "# on demand). Same id = update; an entry removed from this file removes its task. Tasks",
         "# added through the CLI (python -m scheduler add ...) or the API are not touched by it.",
         "#",
