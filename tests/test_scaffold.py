@@ -1262,6 +1262,20 @@ def test_a_main_py_that_does_not_keep_running_is_left_alone_and_serve_runs_the_t
     assert "python -m scheduler --database-url sqlite:// serve" in out.splitlines()[-1]
 
 
+def test_what_applies_the_tasks_is_what_runs_the_scheduler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With main.py left alone, serve applies the tasks, not main.py (it said 'applied
+    when main.py starts', and main.py, an app, never does)."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "main.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
+    status, out, _ = scaffold(capsys, project, "--no-persist")
+    assert status == 0
+    serve = "python -m scheduler --database-url sqlite:// serve"
+    assert f"the tasks of tasks.yaml are applied when {serve} starts" in out, out
+    assert "main.py starts" not in out
+
+
 @pytest.mark.parametrize("obstacle", ["scheduler", RECORD])
 def test_a_scaffold_that_cannot_write_a_file_writes_none(
     obstacle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

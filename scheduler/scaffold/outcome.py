@@ -47,10 +47,11 @@ def apply_tasks(plan: Plan, persist: bool) -> str:
     """Write the scaffolded tasks into the project's database now (so ``list`` shows them
     before the first start); returns what to print."""
     name = plan.tasks_file
+    starts = "main.py" if plan.run == "main.py" else f"python {plan.run}"  # (main.py left)
     if not persist or not (plan.project / name).is_file():
-        return f"the tasks of {name} are applied when main.py starts"
+        return f"the tasks of {name} are applied when {starts} starts"
     if _DATABASE_IN_DOTENV.search(read_text(plan.project / ".env") or ""):
-        return f"the tasks of {name} are applied when main.py starts (to the .env's database)"
+        return f"the tasks of {name} are applied when {starts} starts (to the .env's database)"
     settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
     settings = settings.model_copy(update={"timezone": plan.zone or settings.timezone})
     scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
@@ -58,7 +59,7 @@ def apply_tasks(plan: Plan, persist: bool) -> str:
         with contextlib.chdir(plan.project):
             report = apply_tasks_file(scheduler, Path(name))
     except SchedulerError as exc:
-        return f"{name} not applied yet ({exc}); main.py applies it at start"
+        return f"{name} not applied yet ({exc}); {starts} applies it at start"
     finally:
         scheduler.close()
     return f"tasks in scheduler.db: {report.summary()} (python -m scheduler list)"
