@@ -741,6 +741,34 @@ def test_a_graph_factory_is_inspected_as_the_graph_it_makes(
     assert status == 2 and "has no 'messages' key" in err
 
 
+ASYNC_FACTORIES = {
+    "async": "async def make_graph():\n    return graph\n",
+    "context manager": "import contextlib\n\n\n@contextlib.asynccontextmanager\n"
+    "async def make_graph():\n    yield graph\n",
+    "server runtime": "def make_graph(runtime: 'ServerRuntime'):\n    return graph\n",
+}
+
+
+@pytest.mark.parametrize("factory", list(ASYNC_FACTORIES))
+def test_a_graph_factory_the_scheduler_cannot_load_is_refused_and_nothing_written(
+    factory: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An async factory (an ``asynccontextmanager`` one, as MCP examples write) was
+    scaffolded with 'could not import the graph ... assuming a messages graph', and every
+    run then failed to load it; now it is refused, saying what to expose instead."""
+    project = copy_fixture("template_agent", tmp_path)
+    graph_py = project / "src" / "agent" / "graph.py"
+    graph_py.write_text(graph_py.read_text() + "\n\n" + ASYNC_FACTORIES[factory])
+    spec = json.loads((project / "langgraph.json").read_text())
+    spec["graphs"]["agent"] = "./src/agent/graph.py:make_graph"
+    (project / "langgraph.json").write_text(json.dumps(spec))
+    before = snapshot(project)
+    status, _, err = scaffold(capsys, project)
+    assert status == 2, err
+    assert "which the scheduler cannot load: expose the compiled graph" in err, err
+    assert snapshot(project) == before
+
+
 def test_the_graph_is_inspected_with_the_projects_own_interpreter(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -191,15 +191,29 @@ def find_graph(project: Path, name: str | None = None) -> GraphLocation:
 _INSPECT = """
 import importlib, inspect, json, sys
 roots, module, attribute, mark = json.loads(sys.argv[1])
+class Unsupported(Exception):
+    pass
 sys.path[:0] = roots
 try:
     value = importlib.import_module(module)
     for part in attribute.split("."):
         value = getattr(value, part)
-    if inspect.isfunction(value) and not inspect.iscoroutinefunction(value):
+    unsupported = None  # what scheduler.loader refuses to load
+    if inspect.isfunction(value) and not hasattr(value, "ainvoke"):
         # a graph factory: called as the scheduler calls it (scheduler.loader)
-        takes = len(inspect.signature(value).parameters)
-        value = value({"configurable": {}}) if takes == 1 else value() if takes == 0 else value
+        params = list(inspect.signature(value).parameters.values())
+        if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+            unsupported = "an async graph factory"
+        elif len(params) > 1 or "Runtime" in str(params[0].annotation if params else ""):
+            unsupported = "a graph factory that takes a ServerRuntime"
+        else:
+            value = value({"configurable": {}}) if params else value()
+            if inspect.isawaitable(value) or hasattr(value, "__aenter__") or (
+                hasattr(value, "__enter__")
+            ):
+                unsupported = f"a graph factory that gives a {type(value).__name__}"
+    if unsupported:
+        raise Unsupported(unsupported)
     if hasattr(value, "compile") and not hasattr(value, "ainvoke"):
         value = value.compile()  # a StateGraph, as the scheduler compiles it
     shape = {"ok": True, "type": type(value).__name__}
@@ -228,6 +242,8 @@ try:
             shape[key] = hinted(key)
     if not callable(getattr(value, "ainvoke", None)):
         shape = {"ok": False, "error": f"{attribute} is a {type(value).__name__}, not a graph"}
+except Unsupported as exc:
+    shape = {"ok": False, "unsupported": str(exc)}
 except BaseException as exc:
     shape = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 print(mark + json.dumps(shape, default=str))
@@ -385,6 +401,12 @@ def _inspect_with(python: str, project: Path, location: GraphLocation) -> GraphS
     else:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return GraphShape(problem=f"the import exited with status {done.returncode}: {last}")
+    if shape.get("unsupported"):  # it imports, and is not a graph the scheduler can load
+        raise ScaffoldError(
+            f"graph {location.name!r} ({location.spec}) is {shape['unsupported']}, which the "
+            "scheduler cannot load: expose the compiled graph (graph = builder.compile()) or "
+            "a sync factory; nothing was written"
+        )
     if not shape["ok"]:
         return GraphShape(problem=str(shape["error"]))
     return GraphShape(input_schema=shape.get("input"), context_schema=shape.get("context"))
