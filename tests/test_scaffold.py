@@ -560,6 +560,21 @@ def test_a_scheduler_module_of_the_projects_own_is_refused(
     assert snapshot(project) == before
 
 
+def test_a_scheduler_directory_of_the_projects_own_files_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``scheduler/`` directory without Python modules (deployment manifests) was taken
+    for an earlier copy: 120 modules were written in among the project's files."""
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "scheduler").mkdir()
+    (project / "scheduler" / "cronjob.yaml").write_text("kind: CronJob\n")
+    before = snapshot(project)
+    status, _, err = scaffold(capsys, project)
+    assert status == 2
+    assert "scheduler/: the project has a package of its own named scheduler" in err
+    assert snapshot(project) == before
+
+
 @pytest.mark.parametrize("fixture", ["template_agent", "support_bot", "poetry_agent", "root_agent"])
 def test_dependencies_are_added_once_and_the_rest_of_the_manifest_is_kept(
     fixture: str, tmp_path: Path

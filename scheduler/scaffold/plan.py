@@ -192,14 +192,16 @@ class _Planner:
                 )
 
     def ours(self, directory: Path) -> bool:
-        """``directory`` was scaffolded, or holds only copies of this package's modules."""
+        """``directory`` was scaffolded, or holds only copies of this package's files (a
+        directory of other files, such as ``scheduler/cronjob.yaml``, is the project's)."""
         prefix = self.rel(directory) + "/"
         if any(name.startswith(prefix) for name in self.changes.files):
             return True
         return all(
-            read_text(SOURCE / path.relative_to(directory)) == read_text(path)
-            for path in directory.rglob("*.py")
-            if "__pycache__" not in path.parts
+            (SOURCE / path.relative_to(directory)).is_file()
+            and (SOURCE / path.relative_to(directory)).read_bytes() == path.read_bytes()
+            for path in directory.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
         )
 
     def check_tasks(self, plan: Plan) -> None:
