@@ -918,6 +918,31 @@ def test_the_tasks_written_at_once_are_the_ones_main_py_applies(
     assert "not applied" not in listed, listed
 
 
+def test_a_task_with_a_callback_of_the_project_is_left_to_main_py(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task naming a callback of the project was reported 'tasks.yaml not applied yet
+    (... cannot import module ...: not found)' (the project is not on the scaffolder's
+    path, and adding the task would import it there): main.py applies it, and says so."""
+    project = copy_fixture("template_agent", tmp_path)
+    (project / "src" / "agent" / "notify.py").write_text("def send(run):\n    return None\n")
+    task = {"id": "daily", "schedule": "every day at 09:00", "input": {"changeme": "x"},
+            "result_callback": "agent.notify:send"}  # fmt: skip
+    status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
+    assert status == 0, err
+    assert "tasks.yaml are applied when main.py starts (with callbacks)" in out, out
+    assert "not applied" not in out and "agent.notify" not in sys.modules
+    env = {**clean_env(), "PYTHONPATH": str(project / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "apply", "tasks.yaml"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    task["result_callback"] = "os:system"  # one the policy refuses is still told at once
+    status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
+    assert status == 0 and "tasks.yaml not applied yet" in out and "'os' is a built-in" in out
+
+
 def test_a_tasks_yaml_of_another_program_is_kept_and_the_tasks_go_in_a_file_of_their_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
