@@ -861,6 +861,38 @@ def test_a_setuptools_package_list_gets_every_subpackage_and_the_templates(
     assert not any(name.startswith("scheduler/scaffold") for name in names)
 
 
+def test_a_flat_layout_that_setuptools_discovers_by_itself_gets_both_packages_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``uv init`` writes a pyproject.toml that names no packages: setuptools took the
+    project's one top-level package by itself, and with the scheduler's beside it refused
+    to build ('Multiple top-level packages discovered in a flat-layout'), so the
+    ``pip install -e .`` of the ``next:`` line failed."""
+    import zipfile
+
+    project = copy_fixture("root_agent", tmp_path)
+    (project / "agent").mkdir()
+    (project / "agent" / "__init__.py").write_text("")
+    (project / "graph.py").rename(project / "agent" / "graph.py")
+    (project / "langgraph.json").write_text('{"graphs": {"agent": "./agent/graph.py:graph"}}')
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "uvapp"\nversion = "0.1.0"\ndependencies = ["langgraph>=1.0.0"]\n'
+    )
+    assert scaffold(capsys, project)[0] == 0
+    built = tmp_path / "wheels"
+    done = subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "-q", "-w", str(built), str(project)],
+        capture_output=True, text=True, timeout=300, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [wheel] = built.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("agent/graph.py", "scheduler/__init__.py", "scheduler/server/templates/base.html"):
+        assert name in names, sorted(names)[:20]
+    assert scaffold(capsys, project)[1].startswith("Nothing")
+
+
 def test_the_cli_finds_the_graph_chosen_among_several(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

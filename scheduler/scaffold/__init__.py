@@ -6,6 +6,7 @@ not copied into the projects it scaffolds.
 Modules: :mod:`~scheduler.scaffold.plan` (the command: plan, check, write),
 :mod:`~scheduler.scaffold.projects` (what a project looks like),
 :mod:`~scheduler.scaffold.manifests` (its dependencies and build),
+:mod:`~scheduler.scaffold.discovery` (setuptools' own package discovery at its root),
 :mod:`~scheduler.scaffold.wiring` (the generated code and marked blocks),
 :mod:`~scheduler.scaffold.changes` (the change set and its record),
 :mod:`~scheduler.scaffold.tomltext` (editing TOML text in place).

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from scheduler.exceptions import ScaffoldError
 from scheduler.scaffold.changes import read_text
+from scheduler.scaffold.discovery import flat_packages
 from scheduler.scaffold.projects import NOT_FOUND
 from scheduler.scaffold.tomltext import TomlText, TomlTextError, toml_key, toml_string
 from scheduler.scaffold.versions import canonical, clashes
@@ -381,6 +382,11 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         if package_dir is not None:
             new, included, more = _include(new, tomllib.loads(new), package_dir, project)
             notes += more
+        elif own := flat_packages(project, data, PACKAGE):  # (discovery takes only one)
+            names = ", ".join(toml_string(f"{name}*") for name in (*own, PACKAGE))
+            table = ("tool", "setuptools", "packages", "find")
+            new, _ = _with_package_data(TomlText(new).add_key(table, "include", f"[{names}]"), {})
+            included = True
         tomllib.loads(new)
     except (TomlTextError, tomllib.TOMLDecodeError) as exc:
         raise ScaffoldError(
