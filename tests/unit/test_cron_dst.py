@@ -886,6 +886,7 @@ def test_a_stored_interval_task_with_a_long_jitter_skips_no_grid_time(
         moments = fire_times(task.build_trigger(anchor=anchor), after=anchor, count=5000)
     finally:
         random.setstate(state)
-    for n, moment in enumerate(moments, start=1):
-        grid = anchor.timestamp() + n * interval
-        assert 0 <= moment.timestamp() - grid < interval, f"seed {SEED}: occurrence {n}"
+    step = timedelta(seconds=interval)  # (in microseconds: floats of epoch seconds near 2026
+    for n, moment in enumerate(moments, start=1):  # are 0.24 us apart, a 1 ms step's grid not)
+        grid = anchor + n * step
+        assert timedelta(0) <= moment - grid < step, f"seed {SEED}: occurrence {n}"
