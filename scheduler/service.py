@@ -237,6 +237,7 @@ class BackgroundService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()  # the thread's loop has ended
 
     def start(self) -> None:
         started: Future[None] = Future()
@@ -247,7 +248,10 @@ class BackgroundService:
         started.result()
 
     def _run(self, started: Future[None]) -> None:
-        asyncio.run(self._main(started))
+        try:
+            asyncio.run(self._main(started))
+        finally:
+            self._ended.set()
 
     async def _main(self, started: Future[None]) -> None:
         self._loop = asyncio.get_running_loop()
@@ -265,11 +269,20 @@ class BackgroundService:
             await self.scheduler.stop()
 
     def stop(self) -> None:
-        """Stop gracefully (``SCHEDULER_STOP_GRACE_SECONDS``) and wait for the thread."""
+        """Stop gracefully (``SCHEDULER_STOP_GRACE_SECONDS``) and wait for the thread. A
+        Ctrl+C meanwhile (a second one, when the program stops at exit after the first)
+        cancels the runs still going, as ``serve``'s second signal does, and waits on; a
+        third one is raised."""
         loop, stopping, thread = self._loop, self._stopping, self._thread
         if loop is None or stopping is None or thread is None or not thread.is_alive():
             return
         loop.call_soon_threadsafe(stopping.set)
+        try:  # (not thread.join(): one that a Ctrl+C cuts short takes the thread for ended)
+            self._ended.wait()
+        except KeyboardInterrupt:
+            logger.warning("interrupted while stopping: cancelling the runs still going")
+            self.scheduler.cancel_running_runs()
+            self._ended.wait()
         thread.join()
 
 

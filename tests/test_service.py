@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import configparser
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from scheduler import Settings
+from scheduler import RunStatus, Settings, TaskScheduler
 from tests.conftest import ROOT
 
 
@@ -56,3 +57,58 @@ def test_a_program_that_starts_the_scheduler_then_configures_logging_keeps_its_o
     assert "MYAPP scheduler.task_scheduler scheduler stopped" in log  # the scheduler's, there
     assert "before the program configured logging" in done.stderr  # until then, on stderr
     assert "scheduler stopped" not in done.stderr  # not twice
+
+
+def test_a_second_ctrl_c_while_the_background_scheduler_stops_cancels_its_runs(
+    tmp_path: Path,
+) -> None:
+    """A program with the scheduler in the background, stopped at exit after a Ctrl+C,
+    waits for its runs up to the grace; a second Ctrl+C there (``timeout`` sends one to the
+    process and one to its group) ended in "Exception ignored in threading._shutdown ...
+    KeyboardInterrupt" and left the run to be recorded interrupted at the next start. It
+    cancels the runs still going now, as ``serve``'s second signal does."""
+    program = tmp_path / "loop.py"
+    program.write_text(
+        "import time\n"
+        "from scheduler import TaskDefinition\n"
+        "from scheduler.service import start_in_background\n"
+        "service = start_in_background(graph='tests.prompt_graphs:graph', tasks_file=None)\n"
+        "service.scheduler.add_task(TaskDefinition(id='long', interval_seconds=3600,"
+        " prompt='sleep:60'))\n"
+        "service.scheduler.run_task_now('long')\n"
+        "try:\n"
+        "    while True:\n"
+        "        time.sleep(0.1)\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    env.update(PYTHONPATH=str(ROOT), SCHEDULER_DB_PATH=str(tmp_path / "s.db"),
+               SCHEDULER_STOP_GRACE_SECONDS="60", SCHEDULER_LOG_LEVEL="INFO")  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(program)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    said: list[str] = []
+    try:
+        assert process.stderr is not None
+        for wanted in (" started (", "waiting up to 60.0 s"):  # then a Ctrl+C, each time
+            for line in process.stderr:
+                said.append(line)
+                if wanted in line:
+                    break
+            else:
+                raise AssertionError(f"no {wanted!r} in: {''.join(said)}")
+            process.send_signal(signal.SIGINT)
+        said.append(process.communicate(timeout=30)[1])
+    finally:
+        process.kill()
+    text = "".join(said)
+    assert process.returncode == 0, text
+    assert "Exception ignored" not in text and "Traceback" not in text, text
+    assert "cancelling the runs still going" in text
+    scheduler = TaskScheduler(db_path=tmp_path / "s.db", graph=object())
+    try:
+        [run] = scheduler.list_runs("long")
+        assert run.status is RunStatus.CANCELLED, text
+    finally:
+        scheduler.close()
