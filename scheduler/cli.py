@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -242,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         leave(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
         raise
+    except BrokenPipeError:  # the reader went away (| head): no traceback, as Python advises
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush)
+        return leave(1)
     return leave(status)
 
 

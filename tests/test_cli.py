@@ -271,6 +271,21 @@ def test_workers_on_sqlite_says_there_are_none_and_why(cli: Cli) -> None:
     assert cli.json("workers") == []
 
 
+def test_output_cut_short_by_its_reader_ends_without_a_traceback(cli: Cli) -> None:
+    """``next ... | head -1``: the reader goes away, and the command ended in a
+    BrokenPipeError traceback."""
+    with subprocess.Popen(
+        [PYTHON, "-m", "scheduler", "next", "every minute", "--count", "1000"],
+        cwd=cli.workdir, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().strip() == b"Every minute"
+        process.stdout.close()
+        error = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 1
+    assert "Traceback" not in error and "BrokenPipeError" not in error, error
+
+
 ADD = ("add", "--id", "x", "--prompt", "p")
 BILLION_LAUGHS = "\n".join(
     ["- id: x", "  interval_seconds: 5", "  prompt: p", "  input:", "    l0: &l0 [lol, lol]"]
