@@ -841,11 +841,20 @@ def test_a_setuptools_package_list_gets_every_subpackage_and_the_templates(
     """The new-langgraph-project template lists its packages by name: the scheduler's
     subpackages must be listed too, or a wheel (``pip install .``) holds only the top
     modules and ``import scheduler`` fails there (an editable install hid it)."""
-    import zipfile
-
     project = copy_fixture("template_agent", tmp_path)
     assert scaffold(capsys, project)[0] == 0
-    built = tmp_path / "wheels"
+    names = wheel_names(project, tmp_path / "wheels")
+    for module in ("scheduler/__init__.py", "scheduler/storage/__init__.py",
+                   "scheduler/triggers/cron.py", "scheduler/server/templates/base.html",
+                   "scheduler/py.typed", "agent/graph.py"):  # fmt: skip
+        assert module in names, (module, sorted(n for n in names if n.startswith("sched"))[:20])
+    assert not any(name.startswith("scheduler/scaffold") for name in names)
+
+
+def wheel_names(project: Path, built: Path) -> set[str]:
+    """The files of the wheel of ``project`` (built offline, as ``pip install .`` would)."""
+    import zipfile
+
     done = subprocess.run(
         [PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
          "-q", "-w", str(built), str(project)],
@@ -853,12 +862,7 @@ def test_a_setuptools_package_list_gets_every_subpackage_and_the_templates(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     [wheel] = built.glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("scheduler/__init__.py", "scheduler/storage/__init__.py",
-                   "scheduler/triggers/cron.py", "scheduler/server/templates/base.html",
-                   "scheduler/py.typed", "agent/graph.py"):  # fmt: skip
-        assert module in names, (module, sorted(n for n in names if n.startswith("sched"))[:20])
-    assert not any(name.startswith("scheduler/scaffold") for name in names)
+    return set(zipfile.ZipFile(wheel).namelist())
 
 
 def test_a_flat_layout_that_setuptools_discovers_by_itself_gets_both_packages_listed(
@@ -868,8 +872,6 @@ def test_a_flat_layout_that_setuptools_discovers_by_itself_gets_both_packages_li
     project's one top-level package by itself, and with the scheduler's beside it refused
     to build ('Multiple top-level packages discovered in a flat-layout'), so the
     ``pip install -e .`` of the ``next:`` line failed."""
-    import zipfile
-
     project = copy_fixture("root_agent", tmp_path)
     (project / "agent").mkdir()
     (project / "agent" / "__init__.py").write_text("")
@@ -879,15 +881,7 @@ def test_a_flat_layout_that_setuptools_discovers_by_itself_gets_both_packages_li
         '[project]\nname = "uvapp"\nversion = "0.1.0"\ndependencies = ["langgraph>=1.0.0"]\n'
     )
     assert scaffold(capsys, project)[0] == 0
-    built = tmp_path / "wheels"
-    done = subprocess.run(
-        [PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-         "-q", "-w", str(built), str(project)],
-        capture_output=True, text=True, timeout=300, env=clean_env(),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    [wheel] = built.glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    names = wheel_names(project, tmp_path / "wheels")
     for name in ("agent/graph.py", "scheduler/__init__.py", "scheduler/server/templates/base.html"):
         assert name in names, sorted(names)[:20]
     assert scaffold(capsys, project)[1].startswith("Nothing")
