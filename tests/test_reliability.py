@@ -373,7 +373,9 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     from tests import prompt_graphs, server_graphs
 
     graph = server_graphs.asker if resumed else prompt_graphs.graph
-    first = make_scheduler(graph=graph, sqlite_busy_timeout_seconds=5)
+    # (a busy timeout longer than the lock is held after the stop's cancel, so the stop's
+    # last flush writes what it recorded; short, as the dispatcher's claim waits it out)
+    first = make_scheduler(graph=graph, sqlite_busy_timeout_seconds=1.5)
     first.start()
     first.add_task(TaskDefinition(id="a", interval_seconds=3600, prompt="hi"))
     then = {"tasks": ["a"], "on": "finished"}
@@ -386,7 +388,7 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     blocker = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the start's commit waits for it
     await asyncio.sleep(0.2)
-    asyncio.get_running_loop().call_later(0.5, blocker.execute, "COMMIT")
+    asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
     await first.stop(grace_seconds=0)
     blocker.close()
     kept = first.get_run(run_id)
