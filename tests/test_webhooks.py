@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -472,6 +472,31 @@ async def test_a_receiver_that_trickles_is_cut_off_at_the_timeout(
         listener.close()
 
 
+async def one_goes_out_past(
+    scheduler: Any,
+    url: str,
+    n: int,
+    busy: Callable[[], bool],
+    answering: Receiver,
+    *,
+    within: float,
+) -> None:
+    """Runs of ``n`` tasks whose webhook is ``url`` (until ``busy()``), then one whose
+    webhook answers: its delivery must arrive ``within`` seconds."""
+    scheduler.add_tasks(
+        TaskDefinition(id=f"s{i}", interval_seconds=3600, prompt="hi", webhook=url)
+        for i in range(n)
+    )
+    for i in range(n):
+        scheduler.run_task_now(f"s{i}")
+    await eventually(busy, message=f"{n} deliveries under way to {url}")
+    scheduler.add_task(
+        TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", webhook=answering.url)
+    )
+    scheduler.run_task_now("ok")
+    await eventually(lambda: answering.received, timeout=within, message="the other delivery")
+
+
 async def test_deliveries_waiting_to_retry_do_not_hold_up_the_others(
     make_scheduler: SchedulerFactory,
 ) -> None:
@@ -484,18 +509,9 @@ async def test_deliveries_waiting_to_retry_do_not_hold_up_the_others(
             webhook_allow_private=True, webhook_retry_seconds=10, webhook_attempts=2
         )
         scheduler.start()
-        scheduler.add_tasks(
-            TaskDefinition(id=f"f{i}", interval_seconds=3600, prompt="hi", webhook=failing.url)
-            for i in range(25)
+        await one_goes_out_past(
+            scheduler, failing.url, 25, lambda: len(failing.received) >= 25, answering, within=5
         )
-        for i in range(25):
-            scheduler.run_task_now(f"f{i}")
-        await eventually(lambda: len(failing.received) >= 25, message="every first attempt")
-        scheduler.add_task(
-            TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", webhook=answering.url)
-        )
-        scheduler.run_task_now("ok")
-        await eventually(lambda: answering.received, timeout=5, message="the other delivery")
     finally:
         failing.close()
         answering.close()
@@ -610,18 +626,7 @@ async def test_receivers_that_never_answer_do_not_hold_up_a_delivery_to_another(
         )
         scheduler.start()
         silent = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-        scheduler.add_tasks(
-            TaskDefinition(id=f"s{i}", interval_seconds=3600, prompt="hi", webhook=silent)
-            for i in range(10)
-        )
-        for i in range(10):
-            scheduler.run_task_now(f"s{i}")
-        await eventually(lambda: len(held) >= 10, message="ten silent connections")
-        scheduler.add_task(
-            TaskDefinition(id="ok", interval_seconds=3600, prompt="hi", webhook=answering.url)
-        )
-        scheduler.run_task_now("ok")
-        await eventually(lambda: answering.received, timeout=3, message="the other delivery")
+        await one_goes_out_past(scheduler, silent, 10, lambda: len(held) >= 10, answering, within=3)
     finally:
         listener.close()
         for connection in held:
