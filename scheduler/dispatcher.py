@@ -24,7 +24,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from scheduler.enums import RunStatus
 from scheduler.events import EventBus, RunEvent
-from scheduler.exceptions import StorageError
+from scheduler.exceptions import DatabaseBusyError, StorageError
 from scheduler.logs import run_fields
 from scheduler.missed import missed_record
 from scheduler.models import TaskDefinition
@@ -45,6 +45,7 @@ _BATCH = 2000  # due tasks claimed per transaction; the loop runs other work in 
 _CACHE_LIMIT = 50_000
 _CLAIM_BUDGET = 0.5  # seconds of back-to-back batches before the loop runs other work
 _MAX_WAIT = 60.0  # wake at least this often even with nothing due (watchdog)
+_BUSY_RETRY = 0.1  # at most this long between claims while the write lock is held elsewhere
 
 
 class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
@@ -80,6 +81,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self.broken: dict[str, str] = {}  # task id -> why its row cannot be loaded
         self._reported: set[tuple[str, float]] = set()
         self._failures = 0
+        self._busy_since: float | None = None  # since when the write lock is held elsewhere
+        self._busy_tries = 0
         self._wakeup_pending = False
         self._timer_due = 0.0  # when the timer looks at the database (scheduler clock)
         self.last_processed = 0.0  # loop time of the last pass (watchdog)
@@ -151,16 +154,8 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 full = self._dispatch()  # a backlog: claim (record) it before running much
             next_time = self._store.next_run_time(exclude=self.broken.keys())
         except StorageError as exc:
-            self._failures += 1
-            delay = min(2.0, 0.25 * 2.0**self._failures)
-            if self._failures == 1:
-                logger.error(
-                    "database error while dispatching due tasks: %s; retrying until it answers",
-                    exc,
-                )
-            else:
-                logger.debug("dispatch attempt %d failed: %s", self._failures, exc)
-            return delay
+            return self._failed(exc)
+        self._busy_since = None
         if self._failures:
             logger.warning(
                 "database answers again after %d failed attempt(s); dispatching resumed",
@@ -173,6 +168,31 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             return None
         return max(0.0, next_time - self._clock())
 
+    def _failed(self, exc: StorageError) -> float:
+        """The wait before the next attempt. A write lock held elsewhere is tried again
+        soon (the claim does not wait for it on the event loop); held past the busy
+        timeout, as any other database error, it is logged once and tried again."""
+        if isinstance(exc, DatabaseBusyError):
+            now = time.monotonic()
+            if self._busy_since is None:
+                self._busy_since, self._busy_tries = now, 0
+            self._busy_tries += 1
+            delay = min(_BUSY_RETRY, 0.005 * 2.0**self._busy_tries)
+            if now - self._busy_since < self._settings.sqlite_busy_timeout_seconds:
+                return delay
+            exc = StorageError(f"database {self._store.display_url}: {exc}")
+        else:
+            delay = min(2.0, 0.25 * 2.0 ** (self._failures + 1))
+        self._failures += 1
+        if self._failures == 1:
+            logger.error(
+                "database error while dispatching due tasks: %s; retrying until it answers",
+                exc,
+            )
+        else:
+            logger.debug("dispatch attempt %d failed: %s", self._failures, exc)
+        return delay
+
     # -- dispatch -------------------------------------------------------------------------
 
     def forget(self) -> None:
@@ -180,12 +200,12 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
         self._cache.clear()
         self.broken.clear()
 
-    def _dispatch(self) -> bool:
+    def _dispatch(self, *, wait: bool = False) -> bool:
         now = self._clock()
         now_dt = datetime.fromtimestamp(now, UTC)
         accepted: list[tuple[PendingRun, Admission]] = []
         check = self.fence() if self.fence is not None else None
-        with self._store.transaction(check) as tx:
+        with self._store.transaction(check, wait=wait) as tx:  # (on the loop: not waiting)
             rows = tx.due_tasks(now, limit=_BATCH, exclude=self.broken.keys())
             shared = self._shared
             if shared is not None:

@@ -162,6 +162,13 @@ class StorageError(SchedulerError):
     """The database failed; the driver's exception is chained as ``__cause__``."""
 
 
+class DatabaseBusyError(StorageError):
+    """A write that was asked not to wait found the write lock taken: by another process
+    (SQLite's), or by a write of this process that is still going. Nothing was written;
+    trying again later is the answer (the dispatcher's claim does, off its event loop's
+    time)."""
+
+
 class UnstorableTextError(StorageError):
     """A text with a NUL character (U+0000) given to PostgreSQL, which refuses one in any
     text, a lookup's too: no row holds it, none can be written with it. Bad input, not a

@@ -20,7 +20,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
-from scheduler.exceptions import LeadershipLostError, StorageError
+from scheduler.exceptions import DatabaseBusyError, LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, pending_of
@@ -187,9 +187,10 @@ class Supervisor:
             try:
                 self._poll_once()
             except StorageError as exc:
-                if not failing:
+                busy = isinstance(exc, DatabaseBusyError)  # (a lock held elsewhere: quietly)
+                if not failing and not busy:
                     logger.warning("cannot poll the database for changes (will retry): %s", exc)
-                failing = True
+                failing = failing or not busy
             else:
                 if failing:
                     logger.info("polling the database for changes again")
@@ -218,13 +219,13 @@ class Supervisor:
             return
         revision = self.store.revision()
         if revision != self._revision:
-            self._revision = revision
             self.followers.refresh()
             self._warm_followers()
             self.dispatcher.forget()
             self._pick_up_changes()
             for run_id in self.store.cancel_requests(None):  # asked by another process
                 self.runner.cancel_run(run_id)
+            self._revision = revision  # (seen once picked up: an error tries it again)
             self.dispatcher.wakeup()
         elif self._overdue():
             logger.warning("the dispatcher missed its wake-up; waking it")
@@ -339,8 +340,7 @@ class Supervisor:
             self.shared.end(tx)
 
     def _take_answers(self, runs: list[RunRow] | None = None) -> None:
-        """Resume the waiting runs held here whose answer has been recorded (by
-        ``resume_run`` in this or another process)."""
+        """Resume the waiting runs held here whose answer is recorded (by any process)."""
         if runs is None:
             runs = self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
         for run in runs:
@@ -379,7 +379,7 @@ class Supervisor:
         waiting = self.runner.task_ids()
         if not requested and not waiting:
             return
-        with self.store.transaction() as tx:
+        with self.store.transaction(wait=False) as tx:  # (busy: the next poll tries again)
             rows = tx.get_tasks({r.task_id for r in requested} | waiting)
             ended = ended_elsewhere(tx, self.runner.waiting_ids())
         self.runner.let_go_ended(ended)  # (its task removed, even if added again since)

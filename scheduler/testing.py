@@ -223,7 +223,7 @@ class TestClock:
             return
         runner = supervisor.runner
         for _ in range(10_000):
-            while supervisor.dispatcher._dispatch():
+            while supervisor.dispatcher._dispatch(wait=True):
                 pass
             await asyncio.sleep(0)  # runs accepted by the dispatch start
             if runner._running or runner._expiring:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -121,6 +125,43 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 
 
 PYTHON = sys.executable
+
+
+class Output:
+    """What a child process writes to ``stream``, collected line by line by a thread, so
+    that a wait for a line has a deadline even if the child never writes it."""
+
+    def __init__(self, process: subprocess.Popen[str], stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.process, self.lines = process, list[str]()
+        self._stream = stream
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        """The first line matching ``pattern`` (a regular expression)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r}:\n{self.text}")
+
+    def close(self) -> None:
+        """After the process ended: the rest of its output read."""
+        self._reader.join(timeout=5)
+        self._stream.close()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
 
 
 class LangGraphDev:

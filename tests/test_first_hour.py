@@ -8,7 +8,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 
 from scheduler import ScheduleError, TaskDefinition
 from scheduler.schedules import parse_schedule
-from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
+from tests.conftest import PYTHON, ROOT, Output, SchedulerFactory, eventually
 from tests.test_cli import Cli
 
 pytestmark = pytest.mark.slow
@@ -36,33 +35,20 @@ class MainPy:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.output = Output(self.process, self.process.stdout)
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
+    @property
+    def lines(self) -> list[str]:
+        return self.output.lines
 
     def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines:
-                if re.search(pattern, line):
-                    return line
-            if self.process.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines)}")
+        return self.output.wait_for(pattern, timeout)
 
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=60)
-        self._reader.join(timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.output.close()
         return code
 
 
@@ -275,9 +261,7 @@ def test_serve_runs_on_the_database_its_db_flag_names(cli: Cli, tmp_path: Path) 
         cwd=tmp_path, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     service = MainPy.__new__(MainPy)
-    service.process, service.lines = process, []
-    service._reader = threading.Thread(target=service._read, daemon=True)
-    service._reader.start()
+    service.process, service.output = process, Output(process, process.stdout)
     service.wait_for(r"scheduler active on sqlite:///.*other\.db")
     service.wait_for(r"task mine run \w+ succeeded")
     assert service.stop() == 0

@@ -360,6 +360,95 @@ async def test_a_locked_database_stalls_dispatch_then_it_recovers(
     )
 
 
+async def test_the_event_loop_does_not_wait_for_a_write_lock_held_elsewhere(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """While another process holds the SQLite write lock, due tasks wait for it and the
+    event loop does not: the dispatcher's claim waited on the loop, up to the busy timeout
+    (5 s by default) an attempt, and HTTP, running graphs and timers stalled with it; so
+    did a claim behind a write of this process's own waiting for that lock. Once the lock
+    is released, the due task runs and the waiting write goes through."""
+    scheduler = make_scheduler()  # the default busy timeout, 5 s
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.2, prompt="p"))
+    await eventually(lambda: scheduler.list_runs("tick", status="succeeded"))
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    held, released = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # as another process would: not on this event loop
+        blocker = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(1.5)
+        blocker.execute("COMMIT")
+        blocker.close()
+        released.set()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait()
+    ticking = asyncio.create_task(tick())
+    await asyncio.sleep(0.5)
+    # a write of this process (the HTTP API's, through the async API) waits for the lock
+    adding = asyncio.create_task(
+        scheduler.aadd_task(TaskDefinition(id="later", interval_seconds=3600, prompt="p"))
+    )
+    await asyncio.to_thread(released.wait)
+    released_at = datetime.now(UTC)
+    holder.join()
+    ticking.cancel()
+    assert max(gaps) < 0.5, f"the event loop stalled {max(gaps):.2f} s"
+    await asyncio.wait_for(adding, 5)
+    await eventually(
+        lambda: any(r.queued_at > released_at for r in scheduler.list_runs("tick")),
+        timeout=3,
+        message="a run claimed after the lock is released",
+    )
+    assert scheduler.get_task("later").definition is not None
+
+
+async def test_a_run_asked_for_elsewhere_starts_once_a_lock_held_at_the_poll_is_released(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """A run asked for by another process (the CLI's ``run``) is picked up at the next poll
+    that sees the change. If the write lock is held elsewhere then, the pick-up does not
+    wait for it on the event loop, and the next poll tries again. It waited the busy
+    timeout on the loop, failed, and the change counted as seen: the run stayed
+    ``queued`` until some other change came."""
+    scheduler = make_scheduler(sqlite_busy_timeout_seconds=0.2)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="a", interval_seconds=3600, prompt="hi"))
+    other = TaskScheduler(True, tmp_path / "scheduler.db", settings=scheduler.settings)
+    run_id = other.run_task_now("a")  # (no await until the lock is held: no poll between)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        blocker = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        held.set()
+        release.wait(10)
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait()
+    await asyncio.sleep(1.0)  # polls every 0.1 s meanwhile
+    assert scheduler.get_run(run_id).status is RunStatus.QUEUED
+    release.set()
+    await asyncio.to_thread(holder.join)
+    await eventually(lambda: scheduler.get_run(run_id).status is RunStatus.SUCCEEDED, timeout=5)
+    other.close()
+
+
 @pytest.mark.parametrize("resumed", [False, True], ids=["a-start", "a-resume"])
 async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     make_scheduler: SchedulerFactory, tmp_path: Path, resumed: bool
@@ -374,9 +463,13 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
 
     graph = server_graphs.asker if resumed else prompt_graphs.graph
     # (a busy timeout longer than the lock is held after the stop's cancel, so the stop's
-    # last flush writes what it recorded; short, as the dispatcher's claim waits it out)
+    # last flush writes what it recorded)
     first = make_scheduler(graph=graph, sqlite_busy_timeout_seconds=1.5)
     first.start()
+    # (no history prune at the first poll: the stop would wait for it, and it for the
+    # lock, so the stop would come after the start's commit, not during it)
+    assert first._supervisor is not None
+    first._supervisor.background_prune = False
     first.add_task(TaskDefinition(id="a", interval_seconds=3600, prompt="hi"))
     then = {"tasks": ["a"], "on": "finished"}
     first.add_task(TaskDefinition(id="b", task_type="after", after=then, prompt="next"))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from scheduler import RunStatus, Settings, TaskScheduler
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Output
 
 
 def test_systemd_unit_runs_main_py_and_stops_it_gracefully() -> None:
@@ -88,21 +88,16 @@ def test_a_second_ctrl_c_while_the_background_scheduler_stops_cancels_its_runs(
     process = subprocess.Popen(
         [sys.executable, str(program)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
     )
-    said: list[str] = []
+    output = Output(process, process.stderr)
     try:
-        assert process.stderr is not None
-        for wanted in (" started (", "waiting up to 60.0 s"):  # then a Ctrl+C, each time
-            for line in process.stderr:
-                said.append(line)
-                if wanted in line:
-                    break
-            else:
-                raise AssertionError(f"no {wanted!r} in: {''.join(said)}")
+        for wanted in (" started \\(", "waiting up to 60.0 s"):  # then a Ctrl+C, each time
+            output.wait_for(wanted)
             process.send_signal(signal.SIGINT)
-        said.append(process.communicate(timeout=30)[1])
+        process.wait(timeout=30)
     finally:
         process.kill()
-    text = "".join(said)
+        output.close()
+    text = output.text
     assert process.returncode == 0, text
     assert "Exception ignored" not in text and "Traceback" not in text, text
     assert "cancelling the runs still going" in text

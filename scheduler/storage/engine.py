@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, RootTransaction, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from scheduler.exceptions import UsageError
+from scheduler.exceptions import DatabaseBusyError, UsageError
 
-__all__ = ["new_engine", "parse_url"]
+__all__ = ["begin_without_waiting", "new_engine", "parse_url"]
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 def parse_url(url: str) -> URL:
@@ -82,6 +84,30 @@ def _engine(url: URL, busy_timeout: float) -> Engine:
         )
 
     return engine
+
+
+def begin_without_waiting(conn: Connection, busy_timeout: float) -> RootTransaction:
+    """``conn.begin()``, on SQLite without waiting for another connection's write lock:
+    the busy timeout is 0 for the ``BEGIN IMMEDIATE``, then ``busy_timeout`` seconds again
+    (the transaction holds the lock from there on). PostgreSQL has no such lock.
+
+    Raises:
+        DatabaseBusyError: Another connection holds SQLite's write lock.
+    """
+    if conn.dialect.name != "sqlite":
+        return conn.begin()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        return conn.begin()
+    except Exception as exc:
+        code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            raise DatabaseBusyError("the database is locked by another connection") from exc
+        raise
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
 
 
 def _text(data: bytes) -> str:

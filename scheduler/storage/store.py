@@ -24,8 +24,8 @@ from sqlalchemy import Connection, func, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.exceptions import StorageError, UnstorableTextError
-from scheduler.storage.engine import new_engine, parse_url
+from scheduler.exceptions import DatabaseBusyError, StorageError, UnstorableTextError
+from scheduler.storage.engine import begin_without_waiting, new_engine, parse_url
 from scheduler.storage.migrate import create_tables, insert_ignore, migrate
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
@@ -61,6 +61,10 @@ from scheduler.storage.transaction import EPOCH, SELECT_TASK, Transaction
 DATABASE_TIME = text("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
 
 __all__ = ["Store", "translated"]
+
+# How long a write that does not wait gives a write of this process to end (one
+# that is waiting for SQLite's lock holds the process's lock all along).
+_OWN_WRITE_WAIT = 0.02
 
 
 @contextmanager
@@ -99,6 +103,7 @@ class Store:
         self.sqlite_path: Path | None = None
         if self.is_sqlite and not self.is_memory:
             self.sqlite_path = Path(str(parsed.database))
+        self.busy_timeout = busy_timeout
         self.engine: Engine = new_engine(parsed, busy_timeout=busy_timeout)
         self.driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self.database_errors = (SQLAlchemyError, self.driver_error)  # what translated() turns
@@ -166,33 +171,48 @@ class Store:
 
     @contextmanager
     def transaction(
-        self, check: Callable[[Transaction], None] | None = None
+        self, check: Callable[[Transaction], None] | None = None, *, wait: bool = True
     ) -> Iterator[Transaction]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success;
-        ``check`` runs first in it (a fence: it raises to refuse the transaction)."""
+        ``check`` runs first in it (a fence: it raises to refuse the transaction).
+
+        With ``wait=False`` (the dispatcher's claim, on the event loop) it raises
+        :class:`~scheduler.exceptions.DatabaseBusyError` at once if another connection
+        holds SQLite's write lock, or after a moment if a write of this process is still
+        going (it may itself be waiting for SQLite's lock)."""
         self.setup()
-        with self._write_lock, translated(self):
-            if self._writer is not None and self._writer.in_transaction():
-                # only this thread can hold the lock inside a transaction: a nested one
-                raise RuntimeError("Store.transaction() inside another one on the same thread")
-            conn = self._write_connection()
-            broken = False
-            try:
-                with conn.begin():
-                    tx = Transaction(conn, lock_rows=not self.is_sqlite)
-                    if check is not None:
-                        check(tx)
-                    yield tx
-            except (SQLAlchemyError, self.driver_error):
-                broken = True  # the next transaction starts on a fresh connection
-                raise
-            finally:
-                if broken or conn is not self._writer:
-                    if conn is self._writer:
-                        self._writer = None
-                    conn.close()
-            if tx.bumped:
-                self.local_changes += 1
+        if not self._write_lock.acquire(timeout=-1 if wait else _OWN_WRITE_WAIT):
+            raise DatabaseBusyError("a write of this process is still going")
+        try:
+            with translated(self):
+                yield from self._transaction(check, wait)
+        finally:
+            self._write_lock.release()
+
+    def _transaction(
+        self, check: Callable[[Transaction], None] | None, wait: bool
+    ) -> Iterator[Transaction]:
+        if self._writer is not None and self._writer.in_transaction():
+            # only this thread can hold the lock inside a transaction: a nested one
+            raise RuntimeError("Store.transaction() inside another one on the same thread")
+        conn = self._write_connection()
+        broken = False
+        try:
+            with conn.begin() if wait else begin_without_waiting(conn, self.busy_timeout):
+                tx = Transaction(conn, lock_rows=not self.is_sqlite)
+                if check is not None:
+                    check(tx)
+                yield tx
+        except (SQLAlchemyError, self.driver_error):
+            broken = True  # the next transaction starts on a fresh connection
+            raise
+        finally:
+            if broken or conn is not self._writer:
+                if conn is self._writer:
+                    self._writer = None
+                conn.close()
+        if tx.bumped:
+            self.local_changes += 1
 
     def _write_connection(self) -> Connection:
         """The kept writer (SQLite files), else a connection of the pool (a PostgreSQL one is
