@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -125,6 +126,13 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 
 
 PYTHON = sys.executable
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that is sent Ctrl+C: SIGINT as in a terminal. A shell's
+    background job (a test run started with ``&``) starts with it ignored, and Python
+    leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Output:

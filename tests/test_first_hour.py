@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from scheduler import ScheduleError, TaskDefinition
 from scheduler.schedules import parse_schedule
-from tests.conftest import PYTHON, ROOT, Output, SchedulerFactory, eventually
+from tests.conftest import PYTHON, ROOT, Output, SchedulerFactory, default_sigint, eventually
 from tests.test_cli import Cli
 
 pytestmark = pytest.mark.slow
@@ -418,10 +418,6 @@ async def test_a_skipped_occurrence_does_not_hide_the_failure_it_waited_for(
 # -- the README's Python example ------------------------------------------------------------------
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Use it from Python") :]
@@ -442,9 +438,7 @@ def test_the_readme_python_example_stops_on_ctrl_c_without_a_traceback(tmp_path:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # Ctrl+C as in a terminal: a shell's background job starts with SIGINT ignored,
-        # which Python (and asyncio.run) then leaves ignored
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     out = ""

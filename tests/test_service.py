@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from scheduler import RunStatus, Settings, TaskScheduler
-from tests.conftest import ROOT, Output
+from tests.conftest import ROOT, Output, default_sigint
 
 
 def test_systemd_unit_runs_main_py_and_stops_it_gracefully() -> None:
@@ -86,8 +86,9 @@ def test_a_second_ctrl_c_while_the_background_scheduler_stops_cancels_its_runs(
     env.update(PYTHONPATH=str(ROOT), SCHEDULER_DB_PATH=str(tmp_path / "s.db"),
                SCHEDULER_STOP_GRACE_SECONDS="60", SCHEDULER_LOG_LEVEL="INFO")  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, str(program)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, str(program)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
     output = Output(process, process.stderr)
     try:
         for wanted in (" started \\(", "waiting up to 60.0 s"):  # then a Ctrl+C, each time
@@ -96,6 +97,7 @@ def test_a_second_ctrl_c_while_the_background_scheduler_stops_cancels_its_runs(
         process.wait(timeout=30)
     finally:
         process.kill()
+        process.wait()
         output.close()
     text = output.text
     assert process.returncode == 0, text
