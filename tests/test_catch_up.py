@@ -146,3 +146,24 @@ async def test_a_missed_records_times_are_said_in_the_tasks_zone(
     assert (missed.status, missed.occurrences) == (RunStatus.MISSED, 3)  # 10:00 is caught up
     message = missed.error_message or ""
     assert "from 2030-01-01T07:00:00+05:30 to 2030-01-01T09:00:00+05:30" in message, message
+
+
+async def test_a_long_downtime_of_a_frequent_task_still_runs_the_window_once(
+    tmp_path: Path,
+) -> None:
+    """70 days down with a task due every minute: the occurrences are walked from the
+    oldest, at most 100,000 of them. The walk stopped among the missed ones (100,000 of
+    them, 69 days), so the 60 of the last hour, inside the catch-up window, never ran and
+    were recorded nowhere; they now make their one coalesced run."""
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start=START, db_path=tmp_path / "scheduler.db"
+    ) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="minutely", cron_expression="* * * * *", prompt="p"))
+        await scheduler.stop()
+        clock.pass_time(days=70, seconds=30)
+        scheduler.start()
+        missed, caught_up = await clock.advance(seconds=0)
+    assert missed.status is RunStatus.MISSED
+    assert (missed.error_message or "").startswith("100000 or more occurrence(s) from ")
+    assert (caught_up.status, caught_up.occurrences) == (RunStatus.SUCCEEDED, 60)
+    assert caught_up.scheduled_for == datetime(2030, 3, 12, 0, 0, tzinfo=UTC)

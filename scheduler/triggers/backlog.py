@@ -70,8 +70,9 @@ def backlog(
 
     Occurrences before ``cutoff`` are missed; the rest are due. Interval schedules without
     jitter are counted arithmetically, so a long downtime costs nothing; other schedules are
-    walked, at most ``limit`` steps; the rest up to ``now`` are then skipped uncounted and
-    ``truncated`` is set.
+    walked, at most ``limit`` steps among the missed ones (the rest of them are skipped
+    uncounted, and the walk goes on from ``cutoff``) and as many among the due ones (the
+    rest up to ``now`` are skipped uncounted); ``truncated`` is then set.
     """
     result = Backlog()
     if first.timestamp() > now.timestamp():
@@ -105,6 +106,12 @@ def backlog(
         steps += 1
         if steps >= limit:
             result.truncated = True
+            if moment.timestamp() < cutoff.timestamp() <= now.timestamp():
+                # still among the missed: the rest of them go uncounted, and the walk goes
+                # on from the cutoff, so those inside the window still make their run
+                moment = trigger.get_next_fire_time(None, cutoff)
+                steps = 0
+                continue
             # the first occurrence after now (one at now itself is among those skipped)
             result.next_time = trigger.get_next_fire_time(None, now + _ONE_MICROSECOND)
             return result

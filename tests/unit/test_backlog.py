@@ -82,3 +82,29 @@ def test_an_interval_counts_nothing_after_its_end(
     assert found.last_due is None or found.last_due <= end
     assert found.last_missed is None or found.last_missed <= end
     assert (found.next_time is None) == (now >= end)
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        cron_trigger("* * * * *", timezone=UTC),
+        interval_trigger(60, timezone=UTC, anchor=T0 - timedelta(seconds=60), jitter=30),
+    ],
+    ids=["cron", "jittered interval"],
+)
+def test_a_walk_beyond_its_limit_among_the_missed_still_finds_the_due_ones(
+    trigger: object,
+) -> None:
+    """Walked occurrences are counted from the oldest: past the limit while still before
+    the catch-up cutoff, the rest of the missed ones are skipped uncounted, and the walk
+    goes on from the cutoff, so those inside the window still make their one run. It
+    stopped there: the occurrences inside the window (the last 10 minutes, 10 of them)
+    were neither run nor recorded."""
+    now = T0 + timedelta(days=10)
+    found = backlog(trigger, first=T0, now=now, cutoff=now - timedelta(minutes=10), limit=100)
+    assert found.truncated
+    assert found.missed == 100
+    assert found.last_missed is not None and found.last_missed < now - timedelta(minutes=10)
+    assert found.due in (10, 11)  # (11: cron's occurrence at now itself, on time)
+    assert found.last_due is not None and now - timedelta(minutes=1) <= found.last_due <= now
+    assert found.next_time is not None and now < found.next_time <= now + timedelta(minutes=2)
