@@ -28,6 +28,7 @@ from scheduler.invocation import Outcome
 from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
 from scheduler.pending import PendingRun, upstream_of
 from scheduler.records import RunRecord, TaskInfo, from_timestamp
+from scheduler.schedule_fields import same_grid
 from scheduler.settings import Settings
 from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, RunRow, TaskRow, TaskStats
 from scheduler.triggers.preview import fire_times
@@ -143,7 +144,8 @@ def task_row_for(
     """The row for ``task``, replacing ``old`` (if any).
 
     Replacing keeps the paused state and creation time, and keeps the next run time and
-    interval anchor unless the schedule (or ``enabled``) changed.
+    interval anchor unless the schedule (or ``enabled``) changed (the anchor, an interval's
+    grid, while its interval and ``start_date`` stay: an end or a zone moves no time).
     """
     previous: TaskDefinition | None = None
     if old is not None:
@@ -159,10 +161,12 @@ def task_row_for(
     ):
         anchor, next_run = old.anchor, old.next_run_time
     else:
-        anchor = now
+        anchor = old.anchor if old is not None and same_grid(previous, task) else now
         next_run = None
         if task.enabled and not paused:
-            next_run = first_run_time(task, anchor=now, now=now, default_timezone=settings.timezone)
+            next_run = first_run_time(
+                task, anchor=anchor, now=now, default_timezone=settings.timezone
+            )
         _warn_if_past(task, next_run, now, settings)
     return TaskRow(
         id=task.id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError, ValidationInfo
@@ -14,6 +14,9 @@ from scheduler.limits import check_datetime
 from scheduler.triggers import localize
 from scheduler.zones import skipped_wall_time, zone_or_none
 
+if TYPE_CHECKING:
+    from scheduler.models import TaskDefinition
+
 __all__ = [
     "SCHEDULE_FIELDS",
     "STORED_CONTEXT_KEY",
@@ -23,6 +26,7 @@ __all__ = [
     "fixed_offset",
     "infer_task_type",
     "localized",
+    "same_grid",
 ]
 
 SCHEDULE_FIELDS = {
@@ -138,6 +142,16 @@ def localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
     if skipped is not None:
         raise error("datetime", f"run_at {skipped}")
     return value
+
+
+def same_grid(previous: TaskDefinition | None, task: TaskDefinition) -> bool:
+    """``previous`` (a definition, or None) and ``task`` are interval tasks with one interval
+    and one ``start_date`` (as instants): one grid of fire times, whatever else changed (an
+    end, a zone, a jitter: a replaced task keeps the anchor the grid counts from)."""
+    if previous is None or not (previous.task_type is task.task_type is TaskType.INTERVAL):
+        return False
+    starts = [t.start_date.timestamp() if t.start_date else None for t in (previous, task)]
+    return previous.interval_seconds == task.interval_seconds and starts[0] == starts[1]
 
 
 def fixed_offset(field: str, value: datetime, zone: ZoneInfo) -> datetime:

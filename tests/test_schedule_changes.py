@@ -204,3 +204,36 @@ async def test_removing_a_one_time_task_due_that_had_not_run_records_it_missed()
         [record] = scheduler.list_runs("once")
     assert record.status is RunStatus.MISSED and record.scheduled_for == due
     assert "were due and had not run when the task was removed" in (record.error_message or "")
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"end_date": datetime(2031, 1, 1, tzinfo=UTC)},
+        {"timezone": "America/New_York"},
+        {"jitter_seconds": 60.0},
+        {"enabled": False},  # then enabled again, as the tasks file does
+    ],
+    ids=["end_date", "timezone", "jitter", "disabled and enabled"],
+)
+async def test_an_edit_that_keeps_the_interval_keeps_its_grid(
+    update: dict[str, object], tmp_path: Path
+) -> None:
+    """A daily interval task (no ``start_date``: its grid counts from when it was added),
+    next due at 12:00 tomorrow. An edit of its end, its zone or its jitter moves none of
+    its times, but the grid was counted again from the edit: the next run went to 08:00
+    the day after, 20 hours late, and the run of 12:00 was lost without a trace."""
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(TaskDefinition(id="daily", schedule="every day", prompt="x"))
+        await clock.advance(hours=20)  # 08:00 the next day
+        scheduler.edit_task("daily", lambda t: t.model_copy(update=update))
+        if update.get("enabled") is False:
+            scheduler.edit_task("daily", lambda t: t.model_copy(update={"enabled": True}))
+        runs = await clock.advance(hours=5)
+    [run] = runs
+    due = START + timedelta(days=1)
+    assert run.status is RunStatus.SUCCEEDED
+    assert due <= run.scheduled_for <= due + timedelta(seconds=60)
