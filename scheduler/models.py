@@ -42,7 +42,13 @@ from scheduler.limits import (
     check_number,
 )
 from scheduler.schedule_fields import SCHEDULE_FIELDS as _SCHEDULE_FIELDS
-from scheduler.schedule_fields import STORED_CONTEXT_KEY, check_jitter, infer_task_type, localized
+from scheduler.schedule_fields import (
+    STORED_CONTEXT_KEY,
+    check_bounds,
+    check_jitter,
+    infer_task_type,
+    localized,
+)
 from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
 from scheduler.schedule_fields import error as _error
 from scheduler.schedule_fields import fixed_offset as _fixed_offset
@@ -262,14 +268,7 @@ class TaskDefinition(BaseModel):
     def _check_end_after_start(
         cls, value: datetime | None, info: ValidationInfo
     ) -> datetime | None:
-        start = info.data.get("start_date")
-        if value is None or start is None:
-            return value
-        zone = ZoneInfo(info.data.get("timezone") or "UTC")
-        if localize(value, zone).timestamp() < localize(start, zone).timestamp():  # (fold)
-            raise _error(
-                "end_date", f"end_date {value.isoformat()} is before start_date {start.isoformat()}"
-            )
+        check_bounds(info.data.get("start_date"), value, info.data.get("timezone"))
         return value
 
     @field_validator("prompt")
@@ -344,7 +343,7 @@ class TaskDefinition(BaseModel):
 
         Raises:
             ScheduleError: That ``today at`` time has passed in the zone (or is in a DST gap).
-            pydantic.ValidationError: A naive ``run_at`` is in the zone's DST gap.
+            pydantic.ValidationError: A naive ``run_at`` in its DST gap, an end before the start.
         """
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)
@@ -357,6 +356,7 @@ class TaskDefinition(BaseModel):
                 updates[field] = _fixed_offset(field, value, zone)
         task = self.model_copy(update=updates)
         task._pending_wall_clock = None
+        check_bounds(task.start_date, task.end_date, zone_name, loaded=True)
         return task
 
     def build_trigger(self, *, anchor: datetime, default_timezone: str = "UTC") -> BaseTrigger:

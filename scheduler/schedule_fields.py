@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEDULE_FIELDS",
     "STORED_CONTEXT_KEY",
+    "check_bounds",
     "check_jitter",
     "check_schedule_field",
     "error",
@@ -154,6 +155,39 @@ def same_grid(previous: TaskDefinition | None, task: TaskDefinition) -> bool:
     return previous.interval_seconds == task.interval_seconds and starts[0] == starts[1]
 
 
+def check_bounds(
+    start: datetime | None, end: datetime | None, zone: str | None, *, loaded: bool = False
+) -> None:
+    """``end`` is not before ``start``, as instants (naive ones read in ``zone``). With no
+    zone yet and only one of them naive, the zone the task gets decides: left to
+    ``with_timezone`` (``loaded``: called from it, a ``pydantic.ValidationError`` then).
+
+    Raises:
+        PydanticCustomError: ``end`` is before ``start``.
+    """
+    if (
+        start is None
+        or end is None
+        or (zone is None and (start.tzinfo is None) != (end.tzinfo is None))
+    ):
+        return
+    tz = ZoneInfo(zone or "UTC")
+    if localize(end, tz).timestamp() >= localize(start, tz).timestamp():  # (fold)
+        return
+    problem = error(
+        "end_date", f"end_date {end.isoformat()} is before start_date {start.isoformat()}"
+    )
+    if not loaded:
+        raise problem
+    raise _validation_error("end_date", problem, end)
+
+
+def _validation_error(field: str, problem: PydanticCustomError, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "TaskDefinition", [{"type": problem, "loc": (field,), "input": value}]
+    )
+
+
 def fixed_offset(field: str, value: datetime, zone: ZoneInfo) -> datetime:
     """``value`` as an aware datetime at a fixed offset, as stored ones read back (a fold
     hour's ``ZoneInfo`` is never ``==``); a naive one read in ``zone``, where a naive
@@ -166,9 +200,6 @@ def fixed_offset(field: str, value: datetime, zone: ZoneInfo) -> datetime:
     if field == "run_at" and value.tzinfo is None:
         skipped = skipped_wall_time(value, zone)
     if skipped is not None:
-        problem = error("datetime", f"run_at {skipped}")
-        raise ValidationError.from_exception_data(
-            "TaskDefinition", [{"type": problem, "loc": (field,), "input": value}]
-        )
+        raise _validation_error(field, error("datetime", f"run_at {skipped}"), value)
     value = localize(value, zone)
     return value.astimezone(timezone(value.utcoffset() or timedelta()))

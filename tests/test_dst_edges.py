@@ -158,3 +158,41 @@ async def test_a_naive_run_at_in_the_dst_gap_is_refused_as_its_schedule_text_is(
         assert [task.id for task in scheduler.list_tasks()] == ["edited"]
         runs = await clock.advance(days=2)
     assert [run.scheduled_for.astimezone(NEW_YORK).strftime("%H:%M") for run in runs] == ["04:30"]
+
+
+@pytest.mark.parametrize(
+    ("zone", "end", "runs"),
+    [
+        # 09:00 in Tokyo is 00:00 UTC: the 30-minute task fires from then until 05:00
+        # UTC; the naive start was read in UTC (09:00) and the task refused
+        ("Asia/Tokyo", datetime(2030, 1, 2, 5, 0, tzinfo=UTC), 11),
+        # 09:00 in New York is 14:00 UTC, after the end: refused now; it was accepted and
+        # written, and its row could not be loaded back (state "error", never firing)
+        ("America/New_York", datetime(2030, 1, 2, 10, 0, tzinfo=UTC), None),
+    ],
+)
+async def test_bounds_one_without_an_offset_compare_in_the_zone_the_task_gets(
+    zone: str, end: datetime, runs: int | None, tmp_path: Path
+) -> None:
+    """``start_date`` 09:00 without an offset and ``end_date`` with one, on a task made
+    without ``timezone``: the start is a wall time in the zone ``add_task`` gives it, and
+    the order of the two is checked there (and in an edit, which was not checked: its row
+    could not be loaded back either)."""
+    start = datetime(2030, 1, 2, 9, 0)
+    async with clocked_scheduler(
+        graph=graph, start="2030-01-01T00:00:00Z", timezone=zone, db_path=tmp_path / "s.db"
+    ) as (scheduler, clock):
+        task = TaskDefinition(
+            id="bounded", cron_expression="*/30 * * * *", start_date=start, end_date=end, prompt="x"
+        )
+        if runs is None:
+            with pytest.raises(ValidationError, match=r"end_date .* is before start_date"):
+                scheduler.add_task(task)
+            assert scheduler.list_tasks() == []
+            return
+        scheduler.add_task(task)
+        early = datetime(2029, 12, 31, tzinfo=UTC)  # an edit copies, not validates
+        with pytest.raises(ValidationError, match=r"end_date .* is before start_date"):
+            scheduler.edit_task("bounded", lambda t: t.model_copy(update={"end_date": early}))
+        assert scheduler.get_task("bounded").state == "active"
+        assert len(await clock.advance(days=2)) == runs
