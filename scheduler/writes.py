@@ -104,12 +104,23 @@ class TaskWrites(TaskQueries):
             CallbackError: As for :meth:`add_task`.
         """
         with self._changing() as changes:
-            task = edit(decode_or_raise(changes.row(task_id)))
+            task = self._validated(edit(decode_or_raise(changes.row(task_id))))
             if task.id != task_id:
                 raise ValueError(f"id: a task's id cannot change ({task_id!r} to {task.id!r})")
             [(row, _)] = changes.put(self._checked([task]), source=None)
         self._flush()
         return task_info(row, self._store.task_stats(task_id).get(task_id, TaskStats()))
+
+    def _validated(self, task: TaskDefinition) -> TaskDefinition:
+        """``task`` validated again, as the CLI's ``edit`` does: ``model_copy(update=...)``,
+        the usual edit, checks nothing, and a definition its row cannot load back (an
+        interval of 0, a ``start_date`` on a one-time task) was written, never to fire."""
+        if not isinstance(task, TaskDefinition):
+            raise TypeError(f"edit must return a TaskDefinition, got {type(task).__name__}")
+        context = {"timezone": self.settings.timezone}
+        checked = TaskDefinition.model_validate(task.model_dump(), context=context)
+        checked._pending_wall_clock = task._pending_wall_clock  # (``today at 9:00``)
+        return checked
 
     def add_tasks(
         self,

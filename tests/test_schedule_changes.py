@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from scheduler import RunStatus, TaskDefinition
 from scheduler.events import RunEvent
@@ -237,3 +238,33 @@ async def test_an_edit_that_keeps_the_interval_keeps_its_grid(
     due = START + timedelta(days=1)
     assert run.status is RunStatus.SUCCEEDED
     assert due <= run.scheduled_for <= due + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "update", "problem"),
+    [
+        ({"interval_seconds": 60}, {"interval_seconds": 0}, "interval_seconds"),
+        ({"interval_seconds": 60}, {"jitter_seconds": 120.0}, "jitter_seconds 120 must be less"),
+        ({"run_at": START + timedelta(hours=1)}, {"start_date": START}, "start_date applies to"),
+        ({"cron_expression": "0 * * * *"}, {"interval_seconds": 60}, "interval_seconds does not"),
+        ({"cron_expression": "0 * * * *"}, {"prompt": " "}, "prompt is empty"),
+    ],
+)
+async def test_an_edit_is_validated_as_a_new_definition_is(
+    schedule: dict[str, object], update: dict[str, object], problem: str, tmp_path: Path
+) -> None:
+    """``edit_task(id, lambda t: t.model_copy(update=...))``, the usual edit: pydantic's
+    ``model_copy`` validates nothing, and the edited definition was written as it was. A
+    row its own load refuses (an interval of 0, a ``start_date`` on a one-time task) was
+    listed in state ``error`` and never fired again; a jitter of two intervals was taken.
+    Now the edit raises as the model would, and the task is left as it was."""
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(TaskDefinition(id="t", prompt="x", **schedule))
+        with pytest.raises(ValidationError, match=problem):
+            scheduler.edit_task("t", lambda t: t.model_copy(update=update))
+        assert scheduler.get_task("t").state == "active"
+        runs = await clock.advance(hours=1)
+    assert runs and all(run.status is RunStatus.SUCCEEDED for run in runs)
