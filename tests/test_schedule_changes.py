@@ -268,3 +268,39 @@ async def test_an_edit_is_validated_as_a_new_definition_is(
         assert scheduler.get_task("t").state == "active"
         runs = await clock.advance(hours=1)
     assert runs and all(run.status is RunStatus.SUCCEEDED for run in runs)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"timezone": "Europe/Paris"}, {"enabled": False}],
+    ids=["zone edited", "disabled and enabled again"],
+)
+async def test_a_one_time_task_that_ran_runs_no_more_once_its_record_is_pruned(
+    change: dict[str, object],
+) -> None:
+    """That a one-time task's occurrence has run is known from its run record alone: the
+    history prune deleted it, then an edit (or enabling it again) found the occurrence not
+    run, and ran it a second time inside its window (outside it: recorded it missed). The
+    prune keeps that one record (the newest scheduled one of a task with no next run)."""
+    async with clocked_scheduler(graph=graph, start=START, history_max_age_days=1) as (
+        scheduler,
+        clock,
+    ):
+        window = 5 * 86400
+        scheduler.add_task(
+            TaskDefinition(
+                id="once", run_at=START + timedelta(hours=1), prompt="p",
+                misfire_grace_seconds=window,
+            )
+        )  # fmt: skip
+        scheduler.add_task(TaskDefinition(id="daily", schedule="every day", prompt="p"))
+        [ran] = await clock.advance(hours=2)
+        assert ran.status is RunStatus.SUCCEEDED
+        await clock.advance(days=2)
+        assert scheduler.prune_history() >= 1  # (daily's first, at least)
+        scheduler.edit_task("once", lambda t: t.model_copy(update=change))
+        if change.get("enabled") is False:
+            scheduler.edit_task("once", lambda t: t.model_copy(update={"enabled": True}))
+        assert [r.task_id for r in await clock.advance(minutes=1)] == []
+        assert [r.id for r in scheduler.list_runs("once")] == [ran.id]
+        assert scheduler.get_task("once").next_run is None

@@ -267,8 +267,18 @@ class Transaction(LinkStatements):
         deleted (a run waiting for an answer waits as long as it takes). Nor, yet, are the
         records of runs on a fresh thread of their own: returned as ``(run id, thread id)``,
         deleted by :meth:`delete_final_runs` once their checkpoints are (a record deleted
-        first would leave them for ever if that failed). Returns how many were deleted."""
-        final = runs_table.c.status.not_in(["queued", "running", "waiting"])
+        first would leave them for ever if that failed), nor the newest scheduled record of
+        a task with no next run (a one-time task that ran: what tells an edit, or enabling
+        it again, that its occurrence has run). Returns how many were deleted."""
+        proofs = (
+            select(func.max(runs_table.c.id))
+            .join(tasks_table, tasks_table.c.id == runs_table.c.task_id)
+            .where(tasks_table.c.next_run_time.is_(None), runs_table.c.trigger == "schedule")
+            .group_by(runs_table.c.task_id)
+        )
+        final = runs_table.c.status.not_in(["queued", "running", "waiting"]) & (
+            runs_table.c.id.not_in(proofs)
+        )
         deleted = 0
         own: list[tuple[str, str]] = []
 
