@@ -312,6 +312,34 @@ async def test_a_change_made_through_rest_is_kept_by_a_later_crons_patch(
     assert after["next_run_date"].endswith("21:30:00+00:00")  # 06:30 in Tokyo
 
 
+async def test_a_crons_patch_keeps_the_fields_only_rest_sets(api: httpx.AsyncClient) -> None:
+    first, second = [(await api.post("/threads", json={})).json()["thread_id"] for _ in "ab"]
+    made = (await api.post(f"/threads/{first}/runs/crons", json=cron(api))).json()
+    own = {
+        "name": "nightly report", "description": "for ops", "timeout_seconds": 60.0,
+        "max_retries": 3, "retry_delay_seconds": 5.0, "overlap": "skip",
+        "thread_id": second, "start_date": "2030-01-01T00:00:00Z",
+    }  # fmt: skip
+    changed = await api.patch(f"/api/tasks/{made['cron_id']}", json=own)
+    assert changed.status_code == 200, changed.text
+    patched = await api.patch(f"/runs/crons/{made['cron_id']}", json={"enabled": False})
+    assert (patched.status_code, patched.json()["thread_id"]) == (200, second), patched.text
+    task = (await api.get(f"/api/tasks/{made['cron_id']}")).json()["definition"]
+    assert {k: task.get(k) for k in own} == own
+    assert task["enabled"] is False
+    # a field the crons API writes still takes over; a name it gave follows its schedule
+    again = await api.patch(
+        f"/runs/crons/{made['cron_id']}", json={"multitask_strategy": "enqueue"}
+    )
+    assert again.status_code == 200, again.text
+    task = (await api.get(f"/api/tasks/{made['cron_id']}")).json()["definition"]
+    assert (task["overlap"], task["name"], task["timeout_seconds"]) == ("queue", own["name"], 60)
+    other = (await api.post("/runs/crons", json=cron(api))).json()
+    await api.patch(f"/runs/crons/{other['cron_id']}", json={"schedule": "5 4 * * *"})
+    renamed = (await api.get(f"/api/tasks/{other['cron_id']}")).json()["definition"]
+    assert renamed["name"] == "cron 5 4 * * *"
+
+
 # -- the crons contract ---------------------------------------------------------------------
 
 

@@ -117,8 +117,20 @@ def cron_list_of(request: Request) -> CronList:
 # -- crons ---------------------------------------------------------------------------------
 
 
-def _task(cron_id: str, fields: dict[str, Any], request: dict[str, Any]) -> TaskDefinition:
-    """The task of a cron from its (merged) fields."""
+# what a cron's fields set in its task: the rest (its thread, a timeout, retries, a name
+# given through REST) a PATCH keeps as it is
+_CRON_FIELDS = frozenset(
+    {"cron_expression", "timezone", "input", "context", "metadata", "enabled", "end_date",
+     "webhook", "request"}
+)  # fmt: skip
+Over = tuple[TaskDefinition, set[str]]
+
+
+def _task(
+    cron_id: str, fields: dict[str, Any], request: dict[str, Any], over: Over | None = None
+) -> TaskDefinition:
+    """The task of a cron from its (merged) fields; for a PATCH, ``over`` the task as it
+    was, whose fields other than those named it keeps (REST or the CLI set them)."""
     if not fields.get("schedule"):
         raise HTTPException(422, "schedule: required, a cron expression such as '*/5 * * * *'")
     strategy = fields.get("multitask_strategy")
@@ -129,7 +141,9 @@ def _task(cron_id: str, fields: dict[str, Any], request: dict[str, Any]) -> Task
         )
     end = fields.get("end_time")
     try:
-        return _validated(cron_id, fields, request, strategy, end)
+        task = _validated(cron_id, fields, request, strategy, end)
+        merged = {**over[0].model_dump(), **task.model_dump(include=over[1])} if over else None
+        return task if merged is None else TaskDefinition.model_validate(merged)
     except ValidationError as exc:  # named as the SDK names them
         text = describe_errors(exc)
         for ours, theirs in _FIELD_NAMES.items():
@@ -363,7 +377,10 @@ async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
             kept["on_run_completed"] = changes["on_run_completed"]
         kept["fields"] = fields
         kept["payload"] = _payload(changes, kept["assistant_id"], cron_id, found["payload"])
-        return _task(cron_id, fields, kept)
+        own = {*_CRON_FIELDS, *(["overlap"] if "multitask_strategy" in changes else [])}
+        given = {_name(str(s)) for s in (found["fields"].get("schedule"), before.cron_expression)}
+        own |= {"name"} if before.name in given else set()  # the name it gave follows it
+        return _task(cron_id, fields, kept, (before, own))
 
     scheduler = scheduler_of(request)
     updated = await scheduler.aedit_task(cron_id, edit)
@@ -383,6 +400,7 @@ def _fields_now(task: TaskDefinition, kept: dict[str, Any]) -> dict[str, Any]:
         context=task.context,
         enabled=task.enabled,
         webhook=task.webhook,
+        thread_id=task.thread_id,
         end_time=task.end_date.isoformat() if task.end_date else None,
     )
     if task.timezone != (fields.get("timezone") or "UTC"):
