@@ -121,6 +121,28 @@ async def test_an_answer_too_deep_is_a_422_naming_the_value(api: httpx.AsyncClie
     assert answer.status_code == 422 and "value:" in answer.text, answer.text
 
 
+@pytest.mark.parametrize("field", ["input", "metadata", "config", "context", "stream_mode"])
+async def test_a_cron_field_nested_past_pydantics_serializer_is_a_422(
+    api: httpx.AsyncClient, field: str
+) -> None:
+    """260 levels: pydantic parses it, and its serializer (which writes the payload) did not."""
+    made = (await api.post("/runs/crons", json=cron(api))).json()
+    thread = (await api.post("/threads", json={})).json()["thread_id"]
+    value = {"x": nested(300)}
+    for method, path, body in (
+        ("POST", "/runs/crons", cron(api, **{field: value})),
+        ("POST", f"/threads/{thread}/runs/crons", cron(api, **{field: value})),
+        ("PATCH", f"/runs/crons/{made['cron_id']}", {field: value}),
+    ):
+        answer = await api.request(method, path, json=body)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["detail"] == f"{field}: nested more than 32 levels deep"
+    assert (await api.post("/runs/crons/count", json={})).json() == 1
+    assert (await api.get(f"/runs/crons/{made['cron_id']}")).json()["updated_at"] == made[
+        "updated_at"
+    ]
+
+
 async def test_a_null_answer_is_a_422_before_the_run_is_looked_up(
     api: httpx.AsyncClient,
 ) -> None:

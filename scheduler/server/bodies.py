@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from scheduler.limits import MAX_OFFSET
+from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, json_depth
 
 __all__ = ["CronIn", "CronPatch", "CronSearch", "documented", "not_json", "read_body"]
 
@@ -87,10 +87,19 @@ class CronConfig(BaseModel):
     configurable: dict[str, Any] | None = None
 
 
+def _shallow(value: Any) -> Any:
+    """A cron's field nested no deeper than its task keeps a value (pydantic's own JSON
+    goes deeper than its serializer, which a cron's payload is written with: a 500)."""
+    if json_depth(value, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
 class CronPatch(BaseModel):
     """``PATCH /runs/crons/{cron_id}``: the fields to change (a creation's fields too)."""
 
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_shallow)]]
 
     schedule: str | None = None
     input: dict[str, Any] | None = None
@@ -103,6 +112,8 @@ class CronPatch(BaseModel):
     timezone: str | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
     multitask_strategy: str | None = None
+
+    _bounded = field_validator("input", "metadata", "config", "context", mode="before")(_shallow)
 
     @field_validator("timezone")
     @classmethod
