@@ -334,6 +334,22 @@ async def test_a_change_made_through_rest_is_kept_by_a_later_crons_patch(
     assert after["next_run_date"].endswith("21:30:00+00:00")  # 06:30 in Tokyo
 
 
+async def test_a_zone_changed_through_rest_is_the_crons_zone_at_once(
+    api: httpx.AsyncClient,
+) -> None:
+    for sent, changed in ((None, "Asia/Tokyo"), ("Asia/Tokyo", "UTC")):
+        made = (await api.post("/runs/crons", json=cron(api, timezone=sent))).json()
+        path = f"/runs/crons/{made['cron_id']}"
+        rest = await api.patch(f"/api/tasks/{made['cron_id']}", json={"timezone": changed})
+        assert rest.status_code == 200, rest.text
+        seen = (await api.get(path)).json()
+        found = (await api.post("/runs/crons/search", json={"limit": 100})).json()
+        listed = next(c for c in found if c["cron_id"] == made["cron_id"])
+        assert (seen["timezone"], seen["payload"]["timezone"], listed["timezone"]) == (changed,) * 3
+        hour = "00:00:00" if changed == "Asia/Tokyo" else "09:00:00"  # 09:00 there
+        assert seen["next_run_date"].endswith(f"{hour}+00:00"), seen
+
+
 async def test_a_crons_patch_keeps_the_fields_only_rest_sets(api: httpx.AsyncClient) -> None:
     first, second = [(await api.post("/threads", json={})).json()["thread_id"] for _ in "ab"]
     made = (await api.post(f"/threads/{first}/runs/crons", json=cron(api))).json()

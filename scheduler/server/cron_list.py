@@ -51,6 +51,9 @@ def cron_of(
     """The LangGraph SDK's Cron of a cron's task (see :func:`cron_request`)."""
     request = cron_request(task)
     assert request is not None
+    zone = request.get("timezone")
+    if task.timezone != (zone or "UTC"):  # changed through REST or the CLI since
+        zone = task.timezone
     return {
         "cron_id": task.id,
         "assistant_id": request["assistant_id"],
@@ -58,8 +61,8 @@ def cron_of(
         "user_id": "",
         "end_time": task.end_date.astimezone(UTC).isoformat() if task.end_date else None,
         "schedule": task.cron_expression,
-        "timezone": request.get("timezone"),
-        "payload": _payload_now(request["payload"], task),
+        "timezone": zone,
+        "payload": _payload_now(request["payload"], task, zone),
         "next_run_date": _utc(next_run),
         "metadata": task.metadata,
         "on_run_completed": request.get("on_run_completed"),
@@ -69,10 +72,12 @@ def cron_of(
     }
 
 
-def _payload_now(payload: dict[str, Any], task: TaskDefinition) -> dict[str, Any]:
+def _payload_now(payload: dict[str, Any], task: TaskDefinition, zone: str | None) -> dict[str, Any]:
     """The payload the crons API kept, with the fields as the task has them now (the REST
-    API, the CLI may have changed them since)."""
+    API, the CLI may have changed them since); ``zone``: the cron's time zone now."""
     now = {**payload, "schedule": task.cron_expression}
+    if zone is not None or "timezone" in now:
+        now["timezone"] = zone
     if "enabled" in now:
         now["enabled"] = task.enabled
     for key, value in (("input", task.input), ("context", task.context),
