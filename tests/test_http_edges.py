@@ -567,6 +567,32 @@ async def test_a_threads_runs_are_found_in_any_spelling_of_its_uuid(
     assert on_it.json()["thread_id"] == named, on_it.text  # the conversation the task has
 
 
+async def test_a_thread_whose_id_holds_a_slash_is_reached_as_the_sdk_quotes_it(
+    api: httpx.AsyncClient,
+) -> None:
+    """A thread id is a name: ``team/ops`` is one (threads.create makes it, a task may name
+    it); the SDK sends it as one path segment, ``team%2Fops``."""
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    made = await api.post("/threads", json={"thread_id": "team/ops", "metadata": {"k": 1}})
+    assert made.status_code == 200, made.text
+    scheduler.add_task(
+        TaskDefinition(id="daily", interval_seconds=3600, prompt="hi", thread_id="reports/daily")
+    )
+    run = await scheduler.wait_for_run(scheduler.run_task_now("daily"), timeout=10)
+    for thread in ("team/ops", "reports/daily"):
+        path = f"/threads/{quote(thread, safe='')}"
+        got = await api.get(path)
+        assert (got.status_code, got.json()["thread_id"]) == (200, thread), got.text
+        assert (await api.get(f"{path}/state")).status_code == 200
+        listed = await api.get(f"{path}/runs")
+        assert listed.status_code == 200, listed.text
+        on_it = await api.post(f"{path}/runs/crons", json=cron(api))
+        assert (on_it.status_code, on_it.json()["thread_id"]) == (200, thread), on_it.text
+    assert [r["run_id"] for r in listed.json()] == [run.id]
+    one = await api.get(f"/threads/{quote('reports/daily', safe='')}/runs/{run.id}")
+    assert one.json()["run_id"] == run.id, one.text
+
+
 async def test_a_probe_may_ask_healthz_with_head(api: httpx.AsyncClient) -> None:
     answer = await api.head("/healthz")
     assert answer.status_code == 200 and answer.content == b""

@@ -257,7 +257,7 @@ async def create_cron(request: Request) -> JsonReply:
 
 
 @router.post(
-    "/threads/{thread_id}/runs/crons",
+    "/threads/{thread_id:path}/runs/crons",
     summary="Create a cron on a thread",
     openapi_extra=documented(CronIn),
 )

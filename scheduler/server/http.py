@@ -79,8 +79,8 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
     app.state.settings = settings
     app.state.metrics = ops.Metrics(scheduler)
     app.include_router(crons.router)
+    app.include_router(thread_state.router)  # (before threads: its GET /threads/{id} is last)
     app.include_router(threads.router)
-    app.include_router(thread_state.router)
     app.include_router(rest.router)
     app.include_router(ops.router)
     try:

@@ -111,7 +111,7 @@ async def read_values(scheduler: TaskScheduler, thread_id: str) -> Any:
     return None if snapshot is None else _state(snapshot)["values"]
 
 
-@router.get("/threads/{thread_id}/state", summary="A thread's state (its latest checkpoint)")
+@router.get("/threads/{thread_id:path}/state", summary="A thread's state (its latest checkpoint)")
 async def get_thread_state(request: Request, thread_id: str) -> JsonReply:
     scheduler = scheduler_of(request)
     known = await OWN.run(find_thread, scheduler.store, thread_id)  # in any UUID spelling

@@ -246,25 +246,6 @@ async def count_threads(request: Request) -> int:
     return len(counted)
 
 
-@router.get("/threads/{thread_id}", summary="One thread (made here, or used by runs)")
-async def get_thread(request: Request, thread_id: str) -> StateReply:
-    scheduler = scheduler_of(request)
-    found = await OWN.run(one_thread, scheduler.store, thread_id)
-    if found is None:
-        raise HTTPException(404, f"no thread {thread_id!r}")
-    thread_id, made, used = found
-    statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
-    if made is None:
-        assert used is not None
-        thread = _thread(thread_id, {}, used[0], used[1], statuses)
-    else:
-        last = max(made[1], used[1]) if used is not None else made[1]
-        thread = _thread(thread_id, _metadata(made[0]), made[1], last, statuses)
-    if used is not None:  # runs used it: its values are what its checkpoints hold
-        thread["values"] = await read_values(scheduler, thread_id)
-    return StateReply(thread)
-
-
 def _metadata(stored: str) -> dict[str, Any]:
     """A thread's stored metadata; ``{}`` for one that is not a JSON object within the
     limits (the database is not trusted)."""
@@ -314,7 +295,7 @@ def _run(
     }
 
 
-@router.get("/threads/{thread_id}/runs", summary="The runs on a thread, newest first")
+@router.get("/threads/{thread_id:path}/runs", summary="The runs on a thread, newest first")
 async def list_thread_runs(
     request: Request,
     thread_id: str,
@@ -353,10 +334,31 @@ async def list_thread_runs(
     return runs
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}", summary="One run on a thread")
+@router.get("/threads/{thread_id:path}/runs/{run_id}", summary="One run on a thread")
 async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
     scheduler = scheduler_of(request)
     run = await scheduler.aget_run(run_id)
     if run.thread_id not in spellings(thread_id):
         raise HTTPException(404, f"no run {run_id!r} on thread {thread_id!r}")
     return _run(run, assistant_of(request), await OWN.run(_task_of, scheduler, run.task_id))
+
+
+# last of the routes: a thread id may hold "/" ({thread_id:path}), so this one would take
+# ".../runs" for an id
+@router.get("/threads/{thread_id:path}", summary="One thread (made here, or used by runs)")
+async def get_thread(request: Request, thread_id: str) -> StateReply:
+    scheduler = scheduler_of(request)
+    found = await OWN.run(one_thread, scheduler.store, thread_id)
+    if found is None:
+        raise HTTPException(404, f"no thread {thread_id!r}")
+    thread_id, made, used = found
+    statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
+    if made is None:
+        assert used is not None
+        thread = _thread(thread_id, {}, used[0], used[1], statuses)
+    else:
+        last = max(made[1], used[1]) if used is not None else made[1]
+        thread = _thread(thread_id, _metadata(made[0]), made[1], last, statuses)
+    if used is not None:  # runs used it: its values are what its checkpoints hold
+        thread["values"] = await read_values(scheduler, thread_id)
+    return StateReply(thread)
