@@ -695,6 +695,29 @@ async def test_threads_made_at_once_with_one_id_make_one_thread(api: httpx.Async
         assert len({a.json()["created_at"] for a in [*answers, *kept] if a.is_success}) == 1
 
 
+async def test_a_thread_a_run_used_exists_for_threads_create(api: httpx.AsyncClient) -> None:
+    """threads.get finds it, so threads.create answers 409 (or it, with do_nothing), as
+    the LangGraph server does for a thread that exists, rather than "making" it anew."""
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    for thread in ("reports", str(uuid.uuid4())):
+        scheduler.add_task(
+            TaskDefinition(
+                id=f"on-{thread[:4]}", interval_seconds=3600, prompt="hi", thread_id=thread
+            )
+        )
+        await scheduler.wait_for_run(scheduler.run_task_now(f"on-{thread[:4]}"), timeout=10)
+        before = (await api.get(f"/threads/{thread}")).json()
+        made = await api.post("/threads", json={"thread_id": thread, "metadata": {"m": 1}})
+        assert made.status_code == 409, made.text
+        kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
+        assert kept.status_code == 200, kept.text
+        assert (kept.json()["thread_id"], kept.json()["created_at"]) == (
+            thread, before["created_at"],
+        )  # fmt: skip
+        after = (await api.get(f"/threads/{thread}")).json()
+        assert (after["created_at"], after["metadata"]) == (before["created_at"], {})
+
+
 async def test_a_crons_input_gets_the_same_bounds_as_a_tasks(api: httpx.AsyncClient) -> None:
     """A cron keeps its request's fields beside the task's (two levels down, twice): they
     were checked with the task's bounds, so a cron's input could be 2 levels shallower and

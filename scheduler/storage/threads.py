@@ -65,8 +65,8 @@ def insert_thread(
 ) -> tuple[str, str, float] | None:
     """Remember a thread made through the HTTP API, in one transaction, in the usual
     spelling. If it exists in any of its :func:`spellings` (made before, or by another
-    request meanwhile), nothing is written and its (id, metadata JSON, created at) is
-    returned."""
+    request meanwhile, or used by a run: no metadata, made when its first run was
+    queued), nothing is written and its (id, metadata JSON, created at) is returned."""
     usual = usual_spelling(thread_id)
     with store.transaction() as tx:
         conn = tx._conn  # the storage package's own transaction
@@ -74,6 +74,9 @@ def insert_thread(
             found = conn.execute(_ONE, {"thread_id": known}).first()
             if found is not None:
                 return known, found[0], found[1]
+            used = conn.execute(_TIMES, {"thread_id": known}).first()
+            if used is not None and used[0] is not None:
+                return known, "{}", used[0]
         try:
             with tx.savepoint():
                 conn.execute(
