@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,10 @@ def cron_list_of(request: Request) -> CronList:
 
 # -- crons ---------------------------------------------------------------------------------
 
-
 # what a cron's fields set in its task: the rest (its thread, a timeout, retries, a name
 # given through REST) a PATCH keeps as it is
-_CRON_FIELDS = frozenset(
-    {"cron_expression", "timezone", "input", "context", "metadata", "enabled", "end_date",
-     "webhook", "request"}
-)  # fmt: skip
+_CRON_FIELDS = frozenset({"cron_expression", "timezone", "input", "context", "metadata",
+                          "enabled", "end_date", "webhook", "request"})  # fmt: skip
 Over = tuple[TaskDefinition, set[str]]
 
 
@@ -290,14 +288,16 @@ async def _matching(request: Request, body: CronSearch) -> tuple[Crons, list[int
     if assistant is None and body.thread_id is None and body.enabled is None and not wanted.wanted:
         found = list(range(len(crons)))
     else:
-        found = [  # (bounded, as this runs on the event loop: FilterTooLargeError, a 422)
+        found = [
             i
             for i, c in enumerate(crons)
             if (assistant is None or c["assistant_id"] == assistant)
             and (body.thread_id is None or c["thread_id"] == body.thread_id)
             and (body.enabled is None or c["enabled"] == body.enabled)
-            and wanted.matches(c["metadata"])
         ]
+        if wanted.wanted:  # (bounded; the loop runs meanwhile, so on a copy of the list)
+            kept = replace(kept, crons=(crons := list(crons)), encoded=list(kept.encoded))
+            found = await wanted.select(found, lambda i: crons[i]["metadata"])
     descending = body.sort_order != "asc"
     if key != "created_at" or not descending:  # else: the kept order
         order = order_by(key)

@@ -185,13 +185,15 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
         times[thread_id] = (created, last)
         metadata[thread_id] = _metadata(metadata_json)
     ids = {usual_spelling(i) for i in body.ids} if body.ids is not None else None
-    wanted = MetadataFilter(body.metadata or {})
-    found = [
-        _thread(thread_id, metadata.get(thread_id, {}), first, last, statuses)
-        for thread_id, (first, last) in sorted(times.items(), key=lambda item: item[1][0])
-        if (ids is None or usual_spelling(thread_id) in ids)
-        and wanted.matches(metadata.get(thread_id, {}))
+    listed = [
+        (thread_id, span)
+        for thread_id, span in sorted(times.items(), key=lambda item: item[1][0])
+        if ids is None or usual_spelling(thread_id) in ids
     ]  # oldest first: equal keys stay in the order made, as the reference's stable sort
+    chosen = await MetadataFilter(body.metadata or {}).select(
+        listed, lambda item: metadata.get(item[0], {})
+    )
+    found = [_thread(t, metadata.get(t, {}), first, last, statuses) for t, (first, last) in chosen]
     if body.status is not None:
         found = [thread for thread in found if thread["status"] == body.status]
     key = body.sort_by or "updated_at"  # the reference: no sort_by is updated_at, newest first
@@ -236,7 +238,7 @@ async def count_threads(request: Request) -> int:
     metadata = {thread_id: _metadata(stored) for thread_id, stored, _ in made}
     if body.metadata:  # a thread only runs used has no metadata: only {} matches it
         wanted = MetadataFilter(body.metadata)
-        counted = {thread_id for thread_id, m in metadata.items() if wanted.matches(m)}
+        counted = set(await wanted.select(metadata, metadata.__getitem__))
     else:
         used = await OWN.run(run_threads, store, limit=None)
         counted = metadata.keys() | {thread_id for thread_id, _, _ in used}
