@@ -184,10 +184,10 @@ class RunWrites(TaskWrites):
                 an object of answers by question id, or it names a question the run did
                 not ask (:func:`check_fits`); nothing is written.
         """
-        self._record_answer(run_id, value)
+        _, recorded = self._record_answer(run_id, value)
         supervisor = self._supervisor
         if supervisor is not None and supervisor.active:
-            self._on_loop(supervisor.runner.answer, run_id, value)
+            self._on_loop(supervisor.runner.answer, run_id, recorded)
         logger.info("run %s answered", run_id)
 
     async def resume_run_here(
@@ -207,15 +207,20 @@ class RunWrites(TaskWrites):
         self.graph()
 
         def prepare() -> PendingRun:
-            run = self._record_answer(run_id, value)
+            run, recorded = self._record_answer(run_id, value)
             task = decode_or_raise(self._task_row(run.task_id))
-            return pending_of(run, task, thread_id=run.thread_id, resume=value, resuming=True)
+            return pending_of(run, task, thread_id=run.thread_id, resume=recorded, resuming=True)
 
         await self._alone(prepare, timeout)
         return self.get_run(run_id)
 
-    def _record_answer(self, run_id: str, value: Any) -> RunRow:
+    def _record_answer(self, run_id: str, value: Any) -> tuple[RunRow, Any]:
+        """Record ``value`` as the answer of the waiting run ``run_id``; the run and the
+        answer as recorded (JSON's: an int key is text, a tuple a list), which is what the
+        graph resumes with, here as after a restart or on a worker."""
         check_answer(value)
+        text = json.dumps(value)
+        value = json.loads(text)
         self._flush()  # an end of the run recorded here (cancelled) is read below
         with self._changing() as changes:
             run = changes.tx.get_run(run_id)
@@ -226,7 +231,7 @@ class RunWrites(TaskWrites):
             if run.answer is not None:
                 raise RunNotWaitingError(run_id, run.status, answered=True)
             check_fits(run_id, run.interrupts, value)
-            changes.tx.update_runs([{"id": run_id, "answer": json.dumps(value)}])
+            changes.tx.update_runs([{"id": run_id, "answer": text}])
             changes.changed = True
             changes.only_inserts = False
-        return run
+        return run, value

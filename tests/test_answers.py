@@ -211,6 +211,32 @@ async def test_a_question_that_is_not_json_still_waits_for_its_answer() -> None:
         assert done.status is RunStatus.SUCCEEDED and done.output == "the answer was yes"
 
 
+@pytest.mark.parametrize(("value", "seen"), [({1: "yes"}, "{'1': 'yes'}"), (("a", 2), "['a', 2]")])
+async def test_a_python_answer_resumes_the_graph_with_what_was_recorded(
+    tmp_path: Path, value: Any, seen: str
+) -> None:
+    """An answer that JSON changes (an int key is text once recorded, a tuple a list)
+    resumes the graph with the recorded value, here and in a process that answers with
+    ``resume_run_here``, as a restart or a worker resumes it from the record; before, the
+    graph got the Python value itself (an int key: LangGraph failed the run, TypeError)."""
+    db = str(tmp_path / "s.db")
+    async with clocked_scheduler(graph=server_graphs.asker, db_path=db) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2099-01-01T00:00:00Z", prompt="x"))
+        here_id = scheduler.run_task_now("ask")
+        run_id = scheduler.run_task_now("ask")
+        await clock.advance(seconds=1)
+        scheduler.resume_run(run_id, value)
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run_id)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, f"the answer was {seen}")
+    here = TaskScheduler(db_path=db, graph=server_graphs.asker)
+    try:
+        done = await here.resume_run_here(here_id, value, timeout=30)
+    finally:
+        here.close()
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, f"the answer was {seen}")
+
+
 async def test_a_run_queued_before_its_task_was_removed_never_runs_a_task_added_again(
     tmp_path: object, make_scheduler: SchedulerFactory
 ) -> None:
