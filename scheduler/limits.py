@@ -15,6 +15,8 @@ The bounds (README, "Limits"):
 * ``max_retries``: 0-100; ``max_instances``: 1-1,000;
 * datetimes (``run_at``, ``start_date``, ``end_date``): from 1970 to 2999 (UTC);
 * ``input``, ``context``, ``metadata``: nested at most 32 levels, at most 256 KiB as JSON;
+  the integers in ``input``, ``metadata`` and an answer within -2**63 to 2**64-1 (what
+  LangGraph's checkpoints hold);
 * ``prompt``: at most 100,000 characters; ``name``: 200; ``description``: 2,000;
   ``thread_id``: 255; ``cron_expression``: 256; a callback path: 256.
 """
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "CHECKPOINT_INTS",
     "MAX_DATETIME",
     "MAX_DURATION_SECONDS",
     "MAX_INTERVAL_SECONDS",
@@ -51,6 +54,8 @@ MAX_DURATION_SECONDS = 366 * DAY
 MAX_JITTER_SECONDS = DAY
 MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 256 * 1024
+#: The integers LangGraph's checkpoints hold (msgpack's int64 and uint64).
+CHECKPOINT_INTS = (-(2**63), 2**64 - 1)
 MAX_OFFSET = 10**9  # a list's offset in the HTTP API (a database integer holds it)
 #: A cron's ``request`` (HTTP crons API): its input, metadata and context twice, 2 levels down.
 REQUEST_BOUNDS = {"depth": MAX_JSON_DEPTH + 2, "most": 8 * MAX_JSON_BYTES}
@@ -156,11 +161,17 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii
 
 
 def check_json_value(
-    value: Any, *, depth: int = MAX_JSON_DEPTH, most: int = MAX_JSON_BYTES
+    value: Any,
+    *,
+    depth: int = MAX_JSON_DEPTH,
+    most: int = MAX_JSON_BYTES,
+    checkpointed: bool = False,
 ) -> None:
     """``value`` is plain JSON (valid Unicode text), nested at most ``depth`` levels
     (:data:`MAX_JSON_DEPTH`) and at most ``most`` bytes (:data:`MAX_JSON_BYTES`) once
-    encoded as UTF-8.
+    encoded as UTF-8; ``checkpointed`` (it goes into the graph's checkpoints: an input,
+    run metadata, an answer), its integers within :data:`CHECKPOINT_INTS`, or every run
+    with it would fail.
 
     Raises:
         ValueError: It is not JSON-serialisable, too deep or too large.
@@ -169,6 +180,8 @@ def check_json_value(
     # (with a raised recursion limit) would overflow the stack
     if json_depth(value, limit=depth) > depth:
         raise ValueError(f"nested more than {depth} levels deep")
+    if checkpointed:
+        _check_ints(value)
     try:
         encoded = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
@@ -181,3 +194,22 @@ def check_json_value(
             raise ValueError(f"holds text that is not valid Unicode ({exc.reason})") from None
     if size > most:
         raise ValueError(f"too large: {size:,} bytes as JSON, at most {most:,}")
+
+
+def _check_ints(value: Any) -> None:
+    """Every integer in ``value`` (nested no deeper than checked) is in CHECKPOINT_INTS."""
+    low, high = CHECKPOINT_INTS
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, int) and not low <= item <= high:
+            # (str() of an integer of over 4,300 digits raises)
+            shown = str(item) if item.bit_length() <= 256 else f"of {item.bit_length()} bits"
+            raise ValueError(
+                f"holds the integer {shown}, outside -2**63 to 2**64-1 (what a graph's "
+                "checkpoints hold: the run would fail); give it as text"
+            )

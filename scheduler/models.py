@@ -293,7 +293,7 @@ class TaskDefinition(BaseModel):
             return value
         try:  # a cron's request holds its input, metadata and context twice, 2 levels down
             bounds = REQUEST_BOUNDS if info.field_name == "request" else {}
-            check_json_value(value, **bounds)
+            check_json_value(value, **bounds, checkpointed=info.field_name in ("input", "metadata"))
         except ValueError as exc:
             raise _error("json", str(exc)) from None
         return value

@@ -53,7 +53,7 @@ def check_answer(value: Any) -> None:
             'answer with a value, e.g. "yes", false or {}'
         )
     try:
-        check_json_value(value)
+        check_json_value(value, checkpointed=True)
     except ValueError as exc:
         raise ValueError(f"the answer {exc}") from None
 

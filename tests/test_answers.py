@@ -70,6 +70,25 @@ async def test_a_null_answer_is_refused_here_and_there_and_writes_nothing(
         here.close()
 
 
+async def test_an_answer_with_an_integer_checkpoints_cannot_hold_is_refused() -> None:
+    """LangGraph's checkpoints hold integers from -2**63 to 2**64-1: an answer with one
+    outside is refused, nothing written, and the run still waits for a good one (before,
+    it was taken, and the run failed at once: TypeError, its question lost)."""
+    async with clocked_scheduler(graph=server_graphs.asker) as (scheduler, clock):
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [run] = scheduler.list_runs("ask")
+        for value in (2**64, {"n": [-(2**63) - 1]}, 10**5000):
+            with pytest.raises(ValueError, match="outside -2\\*\\*63 to 2\\*\\*64-1"):
+                scheduler.resume_run(run.id, value)
+        waiting = scheduler.get_run(run.id)
+        assert (waiting.status, waiting.answered) == (RunStatus.WAITING, False)
+        scheduler.resume_run(run.id, [2**64 - 1, -(2**63)])
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run.id)
+    assert done.output == f"the answer was {[2**64 - 1, -(2**63)]}"
+
+
 async def test_removing_a_task_ends_its_waiting_runs_held_by_no_process(tmp_path: object) -> None:
     """Removed from another process (the CLI) while no scheduler runs: the answer that
     follows is refused there too, and the next start holds nothing."""

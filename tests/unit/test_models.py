@@ -304,6 +304,9 @@ BOUNDS = [
     ({"interval_seconds": 5, "input": {"deep": DEEP}}, "input", "nested more than 32 levels"),
     ({"interval_seconds": 5, "context": {"big": "x" * 300_000}}, "context", "too large:"),
     ({"interval_seconds": 5, "metadata": {"x": float("inf")}}, "metadata", "JSON-serialisable"),
+    # every run would fail: a graph's checkpoints hold -2**63 to 2**64-1
+    ({"interval_seconds": 5, "metadata": {"id": 2**64}}, "metadata", "outside -2**63 to 2**64-1"),
+    ({"interval_seconds": 5, "input": {"n": [-(2**63) - 1]}}, "input", "outside -2**63 to 2**64-1"),
 ]
 
 
