@@ -2,8 +2,9 @@
 config, the LangGraph / LangSmith conventions; the context built from the graph's
 ``context_schema`` defaults when the task gives none, as the LangGraph server does), the
 timeout, the output kept, the result callback; every way it can end is turned into an
-:class:`Outcome`. A graph that stops at ``interrupt()`` ends ``waiting``, with what it
-asked; :func:`invoke` with ``resume=`` continues it with ``Command(resume=...)``."""
+:class:`Outcome`. A graph that stops at ``interrupt()`` (or at a static breakpoint) ends
+``waiting``, with what it asked; :func:`invoke` with ``resume=`` continues it with
+``Command(resume=...)``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from scheduler.records import RunRecord
 __all__ = [
     "NO_RESUME",
     "Outcome",
+    "breakpoint_of",
     "build_config",
     "build_input",
     "context_for",
@@ -145,7 +147,7 @@ async def invoke(
             else:
                 result = await target.ainvoke(payload, config, **kwargs)
             output = output_text(result, output_max_chars)
-            asked = interrupts_of(result)
+            asked = interrupts_of(result) or await breakpoint_of(target, config)
             if asked is not None:
                 return Outcome(RunStatus.WAITING, output, interrupts=asked, thread_id=thread)
             if task.result_callback:
@@ -211,6 +213,23 @@ async def question_gone(graph: Any, config: dict[str, Any], asked: str | None) -
             "after this one asked)"
         )
     return f"thread {thread} no longer waits at its question (another run used the thread)"
+
+
+async def breakpoint_of(graph: Any, config: dict[str, Any]) -> str | None:
+    """Where a graph compiled with static breakpoints (``interrupt_before`` /
+    ``interrupt_after``) stopped, as :func:`interrupts_of` records a question (one, with no
+    id: ``Command(resume=...)`` goes on from there), or None when it finished. Stopped
+    there, ``ainvoke`` returns the values with no ``__interrupt__``: the thread's state
+    names the nodes still to run (with no checkpointer, nothing does: None)."""
+    nodes = ("interrupt_before_nodes", "interrupt_after_nodes")
+    if not any(getattr(graph, name, None) for name in nodes) or not hasattr(graph, "aget_state"):
+        return None
+    if getattr(graph, "checkpointer", None) is None:
+        return None
+    following = [str(node)[:200] for node in (await graph.aget_state(config)).next or ()]
+    if not following:
+        return None
+    return json.dumps([{"id": None, "value": {"breakpoint": following[:_MAX_INTERRUPTS]}}])
 
 
 def interrupts_of(result: Any) -> str | None:

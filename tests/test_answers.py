@@ -256,6 +256,50 @@ async def test_a_python_answer_resumes_the_graph_with_what_was_recorded(
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, f"the answer was {seen}")
 
 
+def _said(text: str) -> Any:
+    return lambda state: {"messages": [AIMessage(text)]}
+
+
+def _planner(**breakpoints: list[str]) -> Any:
+    graph = StateGraph(MessagesState)
+    graph.add_node("plan", _said("planned"))
+    graph.add_node("act", _said("acted"))
+    graph.add_edge(START, "plan")
+    graph.add_edge("plan", "act")
+    return graph.compile(**breakpoints)
+
+
+@pytest.mark.parametrize("breakpoint", ["interrupt_before", "interrupt_after"])
+async def test_a_graph_stopped_at_a_static_breakpoint_waits_for_its_answer(
+    breakpoint: str,
+) -> None:
+    """A graph compiled with ``interrupt_before`` / ``interrupt_after`` stops there for a
+    human as one that calls ``interrupt()`` does, but ``ainvoke`` returns no
+    ``__interrupt__``: the run waits (its question says where the graph stopped), and an
+    answer goes on from there; what runs after it waits for that. Before, the run was
+    recorded ``succeeded`` with the graph half done, and its follower ran."""
+    graph = _planner(**{breakpoint: ["plan" if breakpoint == "interrupt_after" else "act"]})
+    async with clocked_scheduler(graph=graph) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="plan", run_at="2099-01-01T00:00:00Z", prompt="x"),
+                TaskDefinition(id="next", after="plan", prompt="y", waiting_timeout_seconds=1),
+            ]
+        )
+        run_id = scheduler.run_task_now("plan")
+        await clock.advance(seconds=1)
+        run = scheduler.get_run(run_id)
+        assert (run.status, run.output) == (RunStatus.WAITING, "planned")
+        assert run.interrupts == [{"id": None, "value": {"breakpoint": ["act"]}}]
+        assert scheduler.list_runs("next") == []
+        scheduler.resume_run(run_id, "go on")
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(run_id)
+        [follower] = scheduler.list_runs("next")
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "acted")
+    assert follower.upstream is not None and follower.upstream["plan"]["status"] == "succeeded"
+
+
 async def test_a_run_queued_before_its_task_was_removed_never_runs_a_task_added_again(
     tmp_path: object, make_scheduler: SchedulerFactory
 ) -> None:
