@@ -118,7 +118,8 @@ class TaskWrites(TaskQueries):
         if not isinstance(task, TaskDefinition):
             raise TypeError(f"edit must return a TaskDefinition, got {type(task).__name__}")
         context = {"timezone": self.settings.timezone}
-        checked = TaskDefinition.model_validate(task.model_dump(), context=context)
+        fields = task.model_dump(warnings=False)  # (a field set raw, ``after=["a"]``, as is)
+        checked = TaskDefinition.model_validate(fields, context=context)
         checked._pending_wall_clock = task._pending_wall_clock  # (``today at 9:00``)
         return checked
 

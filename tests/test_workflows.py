@@ -411,6 +411,28 @@ async def test_a_changed_condition_drops_the_outcomes_it_no_longer_counts() -> N
         }
 
 
+async def test_an_edit_made_with_model_copy_is_checked_as_a_new_definition() -> None:
+    """``edit_task(id, lambda t: t.model_copy(update=...))``, the way to edit (pydantic's
+    ``model_copy`` does not validate): ``after`` given in one of its forms runs after those
+    tasks; a value that does not validate is refused, nothing written, the task as it was.
+    Before, an ``after`` list or dict raised AttributeError (then, validated again, a
+    serializer warning), and ``max_retries=-3`` was stored: the task could no longer be
+    loaded, nor edited, and never ran again."""
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks([_manual("a", "ok"), _manual("b", "ok"), _manual("d", "d")])
+        scheduler.edit_task("d", lambda t: t.model_copy(update={"after": ["a"]}))
+        scheduler.edit_task("b", lambda t: t.model_copy(update={"after": {"tasks": ["d"]}}))
+        assert sorted(scheduler.dependencies()) == [("b", "d"), ("d", "a")]
+        for bad in ({"max_retries": -3}, {"after": ["b"]}, {"after": {"tasks": ["nope"]}}):
+            with pytest.raises((ValidationError, DependencyError)):
+                scheduler.edit_task("d", lambda t, bad=bad: t.model_copy(update=bad))
+        scheduler.run_task_now("a")
+        await clock.advance(seconds=1)
+        assert [r.status for r in _runs(scheduler, "d")] == [RunStatus.SUCCEEDED]
+        assert [r.status for r in _runs(scheduler, "b")] == [RunStatus.SUCCEEDED]
+        assert scheduler.get_task("d").definition.max_retries is None  # type: ignore[union-attr]
+
+
 def test_an_outcome_the_database_did_not_take_sets_nothing_off(tmp_path: Path) -> None:
     # a process that lost the run to another writes its outcome after the other settled it:
     # the record stays as settled, and nothing runs after the outcome that was refused
