@@ -77,6 +77,33 @@ async def test_tasks_through_rest(api: httpx.AsyncClient) -> None:
     assert (await api.get("/api/tasks/t2")).status_code == 404
 
 
+async def test_a_patch_merges_objects_as_a_json_merge_patch_does(api: httpx.AsyncClient) -> None:
+    """RFC 7386: an object sent merges into the stored one (a key sent as null goes), so
+    ``{"after": {"on": "failed"}}`` makes a fallback of the same tasks, as the CLI's
+    ``edit --after-on failed`` does; before, it replaced ``after`` whole: 422, "after.tasks:
+    Field required", and ``metadata`` sent lost the keys not sent."""
+    for task_id in ("a", "b"):
+        await api.post("/api/tasks", json={"id": task_id, "interval_seconds": 60, "prompt": "p"})
+    made = await api.post(
+        "/api/tasks",
+        json={"id": "d", "after": ["a", "b"], "prompt": "p", "metadata": {"x": 1, "y": 2}},
+    )
+    assert made.status_code == 201, made.text
+    patched = await api.patch(
+        "/api/tasks/d", json={"after": {"on": "failed"}, "metadata": {"y": None, "z": 3}}
+    )
+    assert patched.status_code == 200, patched.text
+    definition = patched.json()["definition"]
+    assert definition["after"] == {"tasks": ["a", "b"], "on": "failed", "mode": "all"}
+    assert definition["metadata"] == {"x": 1, "z": 3}
+    listed = await api.patch("/api/tasks/d", json={"after": "b"})  # not an object: replaces
+    assert listed.json()["definition"]["after"] == {
+        "tasks": ["b"],
+        "on": "succeeded",
+        "mode": "all",
+    }
+
+
 async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
     await api.post("/api/tasks", json={"id": "ok", "interval_seconds": 3600, "prompt": "hi"})
     await api.post("/api/tasks", json={"id": "bad", "interval_seconds": 3600, "prompt": "fail"})

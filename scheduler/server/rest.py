@@ -18,6 +18,7 @@ may have it) is reached as well, ``%2F`` or ``/``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC
 from typing import Any
 
@@ -100,15 +101,32 @@ async def patch_task(request: Request, task_id: str, body: dict[str, Any]) -> di
         if any(k in body for k in ("schedule", "cron_expression", "interval_seconds", "run_at")):
             for key in ("task_type", "cron_expression", "interval_seconds", "run_at"):
                 data.pop(key, None)
-        data.update(body)
-        data = {k: v for k, v in data.items() if v is not None}
-        return _validate(request, data, before)
+        # (a request is the crons API's: sent whole, refused unless unchanged)
+        return _validate(request, merge_patch(data, body, whole={"request"}), before)
 
     try:
         updated = await _scheduler(request).aedit_task(task_id, edit)
     except TaskNotRunnableError as exc:
         raise HTTPException(409, str(exc)) from None
     return updated.to_dict()
+
+
+def merge_patch(
+    target: dict[str, Any], patch: dict[str, Any], *, whole: Collection[str] = ()
+) -> dict[str, Any]:
+    """``patch`` applied to ``target`` as RFC 7386 says: an object merges into the object
+    there (a key sent as null goes), any other value replaces it, as does one of ``whole``.
+    (It goes only as deep as ``target``, a stored definition: a patch nested deeper is
+    not recursed into.)"""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in whole:
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @router.delete("/tasks/{task_id:path}", status_code=204, summary="Remove a task")
