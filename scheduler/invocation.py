@@ -220,11 +220,15 @@ async def breakpoint_of(graph: Any, config: dict[str, Any]) -> str | None:
     ``interrupt_after``) stopped, as :func:`interrupts_of` records a question (one, with no
     id: ``Command(resume=...)`` goes on from there), or None when it finished. Stopped
     there, ``ainvoke`` returns the values with no ``__interrupt__``: the thread's state
-    names the nodes still to run (with no checkpointer, nothing does: None)."""
-    nodes = ("interrupt_before_nodes", "interrupt_after_nodes")
-    if not any(getattr(graph, name, None) for name in nodes) or not hasattr(graph, "aget_state"):
+    names the nodes still to run (with no checkpointer, nothing does: None). A subgraph's
+    breakpoint stops the graph at the node that runs the subgraph."""
+    if getattr(graph, "checkpointer", None) is None or not hasattr(graph, "aget_state"):
         return None
-    if getattr(graph, "checkpointer", None) is None:
+    graphs = [graph]
+    if callable(subgraphs := getattr(graph, "get_subgraphs", None)):
+        graphs += [sub for _, sub in subgraphs(recurse=True)]
+    nodes = ("interrupt_before_nodes", "interrupt_after_nodes")
+    if not any(getattr(each, name, None) for each in graphs for name in nodes):
         return None
     following = [str(node)[:200] for node in (await graph.aget_state(config)).next or ()]
     if not following:

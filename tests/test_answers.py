@@ -269,7 +269,7 @@ def _planner(**breakpoints: list[str]) -> Any:
     return graph.compile(**breakpoints)
 
 
-@pytest.mark.parametrize("breakpoint", ["interrupt_before", "interrupt_after"])
+@pytest.mark.parametrize("breakpoint", ["interrupt_before", "interrupt_after", "subgraph"])
 async def test_a_graph_stopped_at_a_static_breakpoint_waits_for_its_answer(
     breakpoint: str,
 ) -> None:
@@ -277,8 +277,16 @@ async def test_a_graph_stopped_at_a_static_breakpoint_waits_for_its_answer(
     human as one that calls ``interrupt()`` does, but ``ainvoke`` returns no
     ``__interrupt__``: the run waits (its question says where the graph stopped), and an
     answer goes on from there; what runs after it waits for that. Before, the run was
-    recorded ``succeeded`` with the graph half done, and its follower ran."""
-    graph = _planner(**{breakpoint: ["plan" if breakpoint == "interrupt_after" else "act"]})
+    recorded ``succeeded`` with the graph half done, and its follower ran. A subgraph's
+    breakpoint stops its parent at the subgraph's node."""
+    if breakpoint == "subgraph":  # a parent of the planner, with no breakpoint of its own
+        parent = StateGraph(MessagesState)
+        parent.add_node("planner", _planner(interrupt_before=["act"]))
+        parent.add_edge(START, "planner")
+        graph, expected, output = parent.compile(), ["planner"], "x"  # (its state: the input)
+    else:
+        nodes = ["plan" if breakpoint == "interrupt_after" else "act"]
+        graph, expected, output = _planner(**{breakpoint: nodes}), ["act"], "planned"
     async with clocked_scheduler(graph=graph) as (scheduler, clock):
         scheduler.add_tasks(
             [
@@ -289,8 +297,8 @@ async def test_a_graph_stopped_at_a_static_breakpoint_waits_for_its_answer(
         run_id = scheduler.run_task_now("plan")
         await clock.advance(seconds=1)
         run = scheduler.get_run(run_id)
-        assert (run.status, run.output) == (RunStatus.WAITING, "planned")
-        assert run.interrupts == [{"id": None, "value": {"breakpoint": ["act"]}}]
+        assert (run.status, run.output) == (RunStatus.WAITING, output)
+        assert run.interrupts == [{"id": None, "value": {"breakpoint": expected}}]
         assert scheduler.list_runs("next") == []
         scheduler.resume_run(run_id, "go on")
         await clock.advance(seconds=1)
