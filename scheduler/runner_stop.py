@@ -48,16 +48,18 @@ class RunnerStopping:
         def _pump(self) -> None: ...
         def _check_idle(self) -> None: ...
         def _release(self, task_id: str) -> None: ...
+        def cancel_waiting(self, run_id: str) -> bool: ...
 
     def is_running(self, run_id: str) -> bool:
         """The run is in flight here."""
         return run_id in self._running
 
     def cancel_run(self, run_id: str) -> bool:
-        """Cancel one run in flight (it records ``cancelled``); False if it is not running."""
+        """Cancel one run in flight, or waiting here for an answer (it records ``cancelled``);
+        False if it is neither."""
         task = self._running.get(run_id)
         if task is None:
-            return False
+            return self.cancel_waiting(run_id)
         task.cancel()
         return True
 

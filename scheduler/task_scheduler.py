@@ -296,10 +296,12 @@ class TaskScheduler(AsyncTaskAPI):
         """Cancel a running run (recorded ``cancelled``): at once if it runs in this process;
         one running in another process (a worker, or the active scheduler while this one
         stands by) is asked through the database, and that process cancels it within about
-        ``poll_interval_seconds``. False when the run is not running."""
+        ``poll_interval_seconds``. A run waiting for an answer in this process is cancelled
+        too. False when the run is not running (nor waiting here)."""
         supervisor = self._supervisor
-        if supervisor is not None and supervisor.runner.is_running(run_id):
-            self._on_loop(supervisor.runner.cancel_run, run_id)
+        runner = supervisor.runner if supervisor is not None else None
+        if runner is not None and (runner.is_running(run_id) or runner.is_waiting(run_id)):
+            self._on_loop(runner.cancel_run, run_id)
             return True
         if supervisor is not None and supervisor.active and self.settings.role == "all":
             return False  # the only process that runs anything, and it does not run it

@@ -37,6 +37,7 @@ __all__ = ["RunnerWaiting", "WaitingRuns", "ended_elsewhere"]
 logger = logging.getLogger("scheduler.runner")
 
 _OPEN = frozenset(status for status in RunStatus if not status.is_final)
+_CANCELLED = "cancelled while waiting for an answer"
 
 
 class WaitingRuns:
@@ -272,12 +273,27 @@ class RunnerWaiting:
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
 
+    def cancel_waiting(self, run_id: str) -> bool:
+        """End a run waiting here ``cancelled``, as its waiting timeout would end it (an
+        answer given elsewhere first wins); False if it is not waiting here."""
+        pending = self._waiting.take(run_id)
+        if pending is None:
+            return False
+        ending = self._settle(pending, RunStatus.CANCELLED, "Cancelled", _CANCELLED)
+        task = asyncio.get_running_loop().create_task(ending)
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+        return True
+
     async def _expire(self, pending: PendingRun, timeout: float) -> None:
-        now = self._clock()
         message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
-        change = settled(
-            pending.run_id, RunStatus.TIMED_OUT, now=now, kind="WaitingTimeout", message=message
-        )
+        await self._settle(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message)
+
+    async def _settle(
+        self, pending: PendingRun, status: RunStatus, kind: str, message: str
+    ) -> None:
+        now = self._clock()
+        change = settled(pending.run_id, status, now=now, kind=kind, message=message)
         # an answer given elsewhere in time wins, even if this process has not seen it; the
         # timeout is written with what follows it (a fallback), so a crash loses neither
         try:
@@ -302,7 +318,7 @@ class RunnerWaiting:
                 return
         if not written:
             self._log.end(pending.task.id, change)
-        await self._end(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message, now)
+        await self._end(pending, status, kind, message, now)
 
     def refuse_answer(self, run_id: str, reason: str) -> bool:
         """End a run waiting here ``failed`` (``BadAnswer``): its recorded answer cannot

@@ -44,6 +44,35 @@ async def test_an_answer_after_the_task_is_removed_is_refused() -> None:
         assert not ended.answered
 
 
+async def test_a_waiting_run_can_be_cancelled() -> None:
+    """``cancel_run`` of a run waiting for an answer ends it ``cancelled``, followed as any
+    cancelled run (``on: finished``), and frees its task for the next occurrence (overlap
+    ``skip`` skipped every one). It answered False (HTTP: 409 "not running"): with no
+    waiting timeout, only an answer or removing the task ended it."""
+    async with clocked_scheduler(graph=server_graphs.asker) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(id="ask", interval_seconds=3600, prompt="x", overlap="skip")
+        )
+        then = {"tasks": ["ask"], "on": "finished"}
+        scheduler.add_task(TaskDefinition(id="after", after=then, prompt="sleep:0"))
+        await clock.advance(hours=1, seconds=1)
+        [run] = scheduler.list_runs("ask")
+        assert run.status is RunStatus.WAITING
+        assert scheduler.cancel_run(run.id) is True
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(run.id)
+        assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "Cancelled")
+        assert [r.status for r in scheduler.list_runs("after")] == [RunStatus.WAITING]
+        with pytest.raises(RunNotWaitingError):
+            scheduler.resume_run(run.id, "yes")
+        assert scheduler.cancel_run(run.id) is False
+        await clock.advance(hours=1)
+        assert [r.status for r in scheduler.list_runs("ask")] == [
+            RunStatus.WAITING,
+            RunStatus.CANCELLED,
+        ]
+
+
 async def test_a_null_answer_is_refused_here_and_there_and_writes_nothing(
     tmp_path: object,
 ) -> None:

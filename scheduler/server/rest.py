@@ -187,12 +187,14 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     return run
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a running run (here or elsewhere)")
+@router.post("/runs/{run_id}/cancel", summary="Cancel a running run, or one waiting here")
 async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     scheduler = _scheduler(request)
     run = await scheduler.aget_run(run_id)
     if not await scheduler.acancel_run(run_id):
-        raise HTTPException(409, f"run {run_id} is {run.status.value}, not running")
+        raise HTTPException(
+            409, f"run {run_id} is {run.status.value}, not running (or waiting here)"
+        )
     return {"id": run_id, "cancelling": True}
 
 
