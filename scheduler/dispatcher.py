@@ -177,7 +177,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
             if self._busy_since is None:
                 self._busy_since, self._busy_tries = now, 0
             self._busy_tries += 1
-            delay = min(_BUSY_RETRY, 0.005 * 2.0**self._busy_tries)
+            delay = min(_BUSY_RETRY, 0.002 * self._busy_tries)  # (a write here: ms)
             if now - self._busy_since < self._settings.sqlite_busy_timeout_seconds:
                 return delay
             exc = StorageError(f"database {self._store.display_url}: {exc}")

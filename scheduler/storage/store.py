@@ -62,10 +62,6 @@ DATABASE_TIME = text("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
 
 __all__ = ["Store", "translated"]
 
-# How long a write that does not wait gives a write of this process to end (one
-# that is waiting for SQLite's lock holds the process's lock all along).
-_OWN_WRITE_WAIT = 0.02
-
 
 @contextmanager
 def translated(store: Store) -> Iterator[None]:
@@ -178,10 +174,10 @@ class Store:
 
         With ``wait=False`` (the dispatcher's claim, on the event loop) it raises
         :class:`~scheduler.exceptions.DatabaseBusyError` at once if another connection
-        holds SQLite's write lock, or after a moment if a write of this process is still
-        going (it may itself be waiting for SQLite's lock)."""
+        holds SQLite's write lock, or if a write of this process is still going (it may
+        itself be waiting for SQLite's lock)."""
         self.setup()
-        if not self._write_lock.acquire(timeout=-1 if wait else _OWN_WRITE_WAIT):
+        if not self._write_lock.acquire(blocking=wait):
             raise DatabaseBusyError("a write of this process is still going")
         try:
             with translated(self):
