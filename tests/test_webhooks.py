@@ -49,10 +49,16 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        server_class = ThreadingHTTPServer
+        class Server(ThreadingHTTPServer):
+            # (the default listen backlog is 5: twenty deliveries connecting at once to a
+            # receiver whose accepting thread is slow, on a loaded machine, had their
+            # connections dropped and retried by the kernel a second or more later)
+            request_queue_size = 128
+
+        server_class = Server
         if ":" in host:
 
-            class Server6(ThreadingHTTPServer):
+            class Server6(Server):
                 address_family = socket.AF_INET6
 
             server_class = Server6
