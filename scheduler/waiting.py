@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from scheduler.callbacks import CallbackPolicy
@@ -269,7 +269,12 @@ class RunnerWaiting:
         self.hand_off(pending)
 
     def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
-        task = asyncio.get_running_loop().create_task(self._expire(pending, timeout))
+        self._ending(self._expire(pending, timeout))
+
+    def _ending(self, ending: Coroutine[Any, Any, None]) -> None:
+        """Run a waiting run's ``ending`` as a task kept in ``_expiring`` (a stop waits
+        for it) until it is done."""
+        task = asyncio.get_running_loop().create_task(ending)
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
 
@@ -279,10 +284,7 @@ class RunnerWaiting:
         pending = self._waiting.take(run_id)
         if pending is None:
             return False
-        ending = self._settle(pending, RunStatus.CANCELLED, "Cancelled", _CANCELLED)
-        task = asyncio.get_running_loop().create_task(ending)
-        self._expiring.add(task)
-        task.add_done_callback(self._expiring.discard)
+        self._ending(self._settle(pending, RunStatus.CANCELLED, "Cancelled", _CANCELLED))
         return True
 
     async def _expire(self, pending: PendingRun, timeout: float) -> None:
@@ -344,10 +346,7 @@ class RunnerWaiting:
             pending.run_id, RunStatus.FAILED, now=now, kind="BadAnswer", message=reason
         )
         self._log.end(pending.task.id, change)
-        ending = self._end(pending, RunStatus.FAILED, "BadAnswer", reason, now)
-        task = asyncio.get_running_loop().create_task(ending)
-        self._expiring.add(task)
-        task.add_done_callback(self._expiring.discard)
+        self._ending(self._end(pending, RunStatus.FAILED, "BadAnswer", reason, now))
 
     async def _end(
         self, pending: PendingRun, status: RunStatus, kind: str, message: str, now: float

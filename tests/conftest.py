@@ -4,6 +4,7 @@ SQLite file, a helper to wait for conditions, and the PostgreSQL URL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -126,6 +127,26 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 
 
 PYTHON = sys.executable
+
+
+@contextlib.asynccontextmanager
+async def loop_gaps(every: float = 0) -> AsyncIterator[list[float]]:
+    """The times between turns of this event loop, seen by a task that sleeps ``every``
+    seconds, while the block runs (its largest: how long the loop stalled)."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    ticking = asyncio.create_task(tick())
+    try:
+        yield gaps
+    finally:
+        ticking.cancel()
 
 
 def default_sigint() -> None:

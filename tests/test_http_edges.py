@@ -24,7 +24,7 @@ from scheduler import Settings, TaskDefinition
 from scheduler.server import create_app
 from scheduler.server.crons import CRONS_SOURCE, graph_id
 from scheduler.storage.threads import insert_thread, made_threads
-from tests.conftest import SchedulerFactory
+from tests.conftest import SchedulerFactory, loop_gaps
 
 
 def client_of(scheduler: Any) -> httpx.AsyncClient:
@@ -1007,22 +1007,12 @@ async def test_a_large_metadata_filter_lets_the_event_loop_run_while_it_is_match
         (await api.post("/runs/crons", json=cron(api, metadata=held))).json() for _ in range(300)
     ]
     wanted = {"metadata": {"d": [{"k": i} for i in range(39, -1, -1)]}}
-    gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0)
-            gaps.append(time.monotonic() - last)
-            last = time.monotonic()
-
-    ticking = asyncio.create_task(tick())
-    await asyncio.sleep(0.01)
-    began = time.monotonic()
-    found = await api.post("/runs/crons/search", json={**wanted, "limit": 1000})
-    took = time.monotonic() - began
-    counted = await api.post("/runs/crons/count", json=wanted)
-    ticking.cancel()
+    async with loop_gaps() as gaps:
+        await asyncio.sleep(0.01)
+        began = time.monotonic()
+        found = await api.post("/runs/crons/search", json={**wanted, "limit": 1000})
+        took = time.monotonic() - began
+        counted = await api.post("/runs/crons/count", json=wanted)
     assert found.status_code == 200
     assert sorted(c["cron_id"] for c in found.json()) == sorted(c["cron_id"] for c in made)
     assert counted.json() == len(made)

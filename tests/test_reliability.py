@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from scheduler import RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler, TaskState
-from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
+from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually, loop_gaps
 
 pytestmark = pytest.mark.slow
 
@@ -372,15 +372,6 @@ async def test_the_event_loop_does_not_wait_for_a_write_lock_held_elsewhere(
     scheduler.start()
     scheduler.add_task(TaskDefinition(id="tick", interval_seconds=0.2, prompt="p"))
     await eventually(lambda: scheduler.list_runs("tick", status="succeeded"))
-    gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.01)
-            gaps.append(time.monotonic() - last)
-            last = time.monotonic()
-
     held, released = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:  # as another process would: not on this event loop
@@ -395,16 +386,15 @@ async def test_the_event_loop_does_not_wait_for_a_write_lock_held_elsewhere(
     holder = threading.Thread(target=hold_the_lock)
     holder.start()
     held.wait()
-    ticking = asyncio.create_task(tick())
-    await asyncio.sleep(0.5)
-    # a write of this process (the HTTP API's, through the async API) waits for the lock
-    adding = asyncio.create_task(
-        scheduler.aadd_task(TaskDefinition(id="later", interval_seconds=3600, prompt="p"))
-    )
-    await asyncio.to_thread(released.wait)
-    released_at = datetime.now(UTC)
-    holder.join()
-    ticking.cancel()
+    async with loop_gaps(every=0.01) as gaps:
+        await asyncio.sleep(0.5)
+        # a write of this process (the HTTP API's, through the async API) waits for the lock
+        adding = asyncio.create_task(
+            scheduler.aadd_task(TaskDefinition(id="later", interval_seconds=3600, prompt="p"))
+        )
+        await asyncio.to_thread(released.wait)
+        released_at = datetime.now(UTC)
+        holder.join()
     assert max(gaps) < 0.5, f"the event loop stalled {max(gaps):.2f} s"
     await asyncio.wait_for(adding, 5)
     await eventually(
