@@ -6,6 +6,7 @@ Every field is documented in ``.env.example`` with its default.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from os import PathLike
@@ -192,6 +193,12 @@ class Settings(BaseSettings):
         description="Origins allowed to call the HTTP API from a browser, comma-separated "
         "(default: none, CORS off)",
     )
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, comma-separated (default: none, the headers are "
+        "ignored and the rate is kept per connecting address)",
+    )
     # Webhooks (a task's webhook field, a cron's webhook).
     webhook_secret: str | None = Field(
         default=None,
@@ -234,9 +241,9 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("http_cors_origins", mode="before")
+    @field_validator("http_cors_origins", "http_trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -247,6 +254,19 @@ class Settings(BaseSettings):
         """Each origin as a browser sends it, so that CORS and the cross-site check both
         match it (:func:`scheduler.weburls.origin`)."""
         return [origin(given) for given in value]
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for given in value:
+            try:
+                if given != "*":
+                    ipaddress.ip_network(given, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{given!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8) or *"
+                ) from None
+        return value
 
     @field_validator("http_address")
     @classmethod

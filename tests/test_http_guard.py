@@ -209,3 +209,41 @@ async def test_a_client_is_forgotten_once_its_budget_is_full_again() -> None:
 
     await eventually(room, timeout=10, message="room for a new client")
     assert await status_for(guard, "192.0.2.1") == 200
+
+
+async def get_from(server: HttpServer, headers: str) -> int:
+    """The status of a ``GET /healthz`` sent over a raw socket with ``headers`` added."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = (await answer(reader)).split(b"\r\n", 1)[0]
+    writer.close()
+    return int(head.split()[1])
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+async def test_forwarded_addresses_count_only_from_a_trusted_proxy(
+    make_scheduler: SchedulerFactory, trusted: str
+) -> None:
+    """uvicorn takes ``X-Forwarded-For`` from 127.0.0.1 by default: any local process could
+    name a new client address in each request and pass the per-client rate. Now the header
+    counts only from the proxies ``SCHEDULER_HTTP_TRUSTED_PROXIES`` names (none by default),
+    and then each forwarded client has its own budget."""
+    from pydantic import ValidationError
+
+    from scheduler.settings import Settings
+
+    with pytest.raises(ValidationError, match="'proxy.example' is not an IP address"):
+        Settings(http_trusted_proxies="10.0.0.0/8, proxy.example")
+    scheduler = make_scheduler(http_rate_per_second=0.01, http_trusted_proxies=trusted)
+    scheduler.start()
+    server = HttpServer(scheduler, scheduler.settings, "127.0.0.1:0")
+    await server.start()
+    try:
+        statuses = [await get_from(server, f"X-Forwarded-For: 192.0.2.{n}\r\n") for n in (1, 2, 3)]
+        statuses.append(await get_from(server, "X-Forwarded-For: 192.0.2.1\r\n"))
+    finally:
+        await server.stop()
+    assert statuses == ([200, 200, 200, 429] if trusted else [200, 429, 429, 429])

@@ -211,6 +211,10 @@ class HttpServer:
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             timeout_keep_alive=5,
             limit_concurrency=settings.http_max_concurrency,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a local process
+            # could name a new client in each request and pass the per-client rate
+            proxy_headers=bool(settings.http_trusted_proxies),
+            forwarded_allow_ips=settings.http_trusted_proxies or None,
         )
         self.server = _Server(config)
         self.host, self.port = host, port
