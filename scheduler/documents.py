@@ -229,6 +229,14 @@ class BoundedYamlLoader(yaml.SafeLoader):
 
 
 BoundedYamlLoader.add_constructor("tag:yaml.org,2002:int", BoundedYamlLoader.construct_yaml_int)
+# YAML 1.1 (PyYAML) reads 1e3 and 1.5e3 as text: its floats need a dot and a signed
+# exponent. YAML 1.2 and JSON read them as numbers, and so does a person writing
+# `interval_seconds: 1e3`.
+BoundedYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

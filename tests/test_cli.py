@@ -477,6 +477,17 @@ def test_a_value_that_contains_itself_is_refused_at_once(text: str) -> None:
     assert again["c"] == {"x": [2, [3]]} and again["f"] == [{"e": 1}, {"x": [2, [3]]}]
 
 
+def test_numbers_with_an_exponent_are_numbers_as_in_yaml_1_2() -> None:
+    """PyYAML (YAML 1.1) read ``1e3`` and ``1.5e3`` as text: ``interval_seconds: 1e3`` was
+    refused as "must be a number, got str"."""
+    from scheduler.documents import load_yaml
+
+    read = load_yaml("a: 1e3\nb: 1.5E3\nc: -2e-1\nd: .5e1\ne: 1.0e+3\nf: 12\ng: 1e\nh: e3\n")
+    assert read == {"a": 1000.0, "b": 1500.0, "c": -0.2, "d": 5.0, "e": 1000.0, "f": 12,
+                    "g": "1e", "h": "e3"}  # fmt: skip
+    assert type(read["f"]) is int
+
+
 def test_next_previews_any_schedule(cli: Cli) -> None:
     preview = cli.json("next", "0 9 * * 1-5", "--tz", "America/New_York", "--count", "3")
     assert preview["explicit"] == {"task_type": "cron", "cron_expression": "0 9 * * 1-5"}
