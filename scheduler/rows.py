@@ -304,13 +304,14 @@ def queued_run(
     attempt: int = 1,
     occurrences: int = 1,
     not_before: float | None = None,
-    upstream: dict[str, Any] | None = None,
+    upstream: dict[str, Any] | str | None = None,
     thread_id: str | None = None,
     retry_of: str | None = None,
 ) -> RunRow:
     """A run waiting to start: a due occurrence (or several, coalesced), a manual run, a
-    retry, or a dependency run (with its ``upstream`` runs' outcomes); ``thread_id``: the
-    thread it is to run on, when known (its task's)."""
+    retry, or a dependency run (with its ``upstream`` runs' outcomes, or their JSON text,
+    encoded once for the many runs of a fan-out); ``thread_id``: the thread it is to run
+    on, when known (its task's)."""
     return RunRow(
         id=run_id,
         task_id=task_id,
@@ -321,7 +322,7 @@ def queued_run(
         attempt=attempt,
         occurrences=occurrences,
         not_before=not_before,
-        upstream=json.dumps(upstream) if upstream is not None else None,
+        upstream=json.dumps(upstream) if isinstance(upstream, dict) else upstream,
         thread_id=thread_id,
         retry_of=retry_of,
     )

@@ -165,6 +165,7 @@ class Followers:
         rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})
         now = self._clock()
         outputs: dict[str, str | None] = {}
+        texts: dict[tuple[tuple[str, tuple[str, str]], ...], str] = {}  # outcomes -> JSON
         queued: list[PendingRun] = []
         records: list[RunRow] = []
         for end in relevant:
@@ -202,7 +203,7 @@ class Followers:
                         scheduled_for=now,
                         queued_at=now,
                         trigger=RunTrigger.DEPENDENCY,
-                        upstream=outcomes,
+                        upstream=_text(texts, chosen, outcomes),
                     )
                 )
                 queued.append(pending)
@@ -265,6 +266,20 @@ def _record(pending: PendingRun, change: dict[str, Any]) -> RunRow:
     for key, value in change.items():
         setattr(row, key, value)
     return row
+
+
+def _text(
+    texts: dict[tuple[tuple[str, tuple[str, str]], ...], str],
+    chosen: dict[str, tuple[str, str]],
+    outcomes: dict[str, Any],
+) -> str:
+    """``outcomes`` as JSON, encoded once for every run that goes with the same upstream
+    runs (the thousand runs of a fan-out)."""
+    key = tuple(chosen.items())
+    text = texts.get(key)
+    if text is None:
+        text = texts[key] = json.dumps(outcomes)
+    return text
 
 
 def _when(end: Ended) -> float:

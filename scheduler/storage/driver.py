@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Select, Update
 
-__all__ = ["execute_many", "fetch_one"]
+__all__ = ["execute_many", "execute_rows", "fetch_one"]
 
 Build = Callable[[], Insert | Update | Select[Any]]
 
@@ -77,5 +77,24 @@ def execute_many(conn: Connection, key: str, build: Build, params: list[dict[str
             cursor.execute(statement.sql, rows[0])
         else:
             cursor.executemany(statement.sql, rows)
+    finally:
+        cursor.close()
+
+
+def execute_rows(
+    conn: Connection, key: str, build: Build, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """:func:`execute_many` with each parameter set a tuple of ``columns``' values, in that
+    order: a thousand runs inserted at once (a fan-out, a burst) skip a dict per row."""
+    statement = _compiled(conn, key, build, list(columns))
+    if statement.literals or statement.order is None:  # (named parameters: PostgreSQL)
+        execute_many(conn, key, build, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    if statement.order != columns:
+        where = [columns.index(name) for name in statement.order]
+        rows = [tuple(row[i] for i in where) for row in rows]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(statement.sql, rows)
     finally:
         cursor.close()

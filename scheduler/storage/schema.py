@@ -13,6 +13,7 @@ an error (``state="error"``), a run row is listed with its problem.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -226,14 +227,15 @@ class RunRow:
     retry_of: str | None = None
     problem: str | None = None  # why a stored value cannot be used (not a column)
 
-    def as_params(self) -> dict[str, Any]:
-        """The row as insert parameters."""
-        return {name: getattr(self, name) for name in _RUN_FIELDS}
+    def as_values(self) -> tuple[Any, ...]:
+        """The row's values of :data:`RUN_FIELDS`, in that order (insert parameters)."""
+        return _run_values(self)
 
 
 TASK_COLUMNS = [c.name for c in tasks_table.columns]
 RUN_COLUMNS = [c.name for c in runs_table.columns]
-_RUN_FIELDS = tuple(f.name for f in fields(RunRow) if f.name in RUN_COLUMNS)
+RUN_FIELDS = tuple(c for c in RUN_COLUMNS if c in {f.name for f in fields(RunRow)})  # (table order)
+_run_values = operator.attrgetter(*RUN_FIELDS)
 
 #: Stored times must lie in 1970-2999 (UNIX seconds), as every time the package writes does.
 MAX_TIMESTAMP = 32_503_680_000.0

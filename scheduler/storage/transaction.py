@@ -10,9 +10,10 @@ from sqlalchemy import Connection, Update, bindparam, delete, func, insert, sele
 
 from scheduler.exceptions import LeadershipLostError
 from scheduler.fresh_threads import is_fresh
-from scheduler.storage.driver import execute_many, fetch_one
+from scheduler.storage.driver import execute_many, execute_rows, fetch_one
 from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
+    RUN_FIELDS,
     TASK_COLUMNS,
     RunRow,
     TaskRow,
@@ -199,8 +200,8 @@ class Transaction(LinkStatements):
 
     def insert_runs(self, rows: Sequence[RunRow]) -> None:
         if rows:
-            params = [_no_nul(r.as_params()) for r in rows]
-            execute_many(self._conn, "insert_runs", lambda: insert(runs_table), params)
+            values = [_no_nul_values(row.as_values()) for row in rows]
+            execute_rows(self._conn, "insert_runs", lambda: insert(runs_table), RUN_FIELDS, values)
 
     def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply updates, each a dict with ``id`` and the columns to set."""
@@ -336,6 +337,13 @@ def _no_nul(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and "\x00" in value:
             params[key] = value.replace("\x00", "\ufffd")
     return params
+
+
+def _no_nul_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`_no_nul` of one row's values (looked for in all its texts at once)."""
+    if "\x00" not in "".join([v for v in values if isinstance(v, str)]):
+        return values
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in values)
 
 
 def _task_params(row: TaskRow) -> dict[str, Any]:
