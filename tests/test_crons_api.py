@@ -497,3 +497,99 @@ async def test_the_payload_keeps_the_fields_as_sent(server: Server) -> None:
     unsent = await client.crons.create(GRAPH, schedule="0 9 * * *")
     assert "input" not in unsent["payload"] and "metadata" not in unsent["payload"]
     await client.crons.delete(unsent["cron_id"])
+
+
+async def _cli(ours: Server, *command: str) -> None:
+    """``python -m scheduler COMMAND`` on the server's database (another process)."""
+    assert ours.directory is not None
+    cli = [PYTHON, "-m", "scheduler", "--db", str(ours.directory / "scheduler.db"), *command]
+    done = await asyncio.to_thread(subprocess.run, cli, capture_output=True, cwd=ours.directory)
+    assert done.returncode == 0, done.stderr
+
+
+async def _searched(client: Any, mine: dict[str, str], wanted: Any) -> dict[str, Any]:
+    """The crons of ``mine`` by id once ``wanted(found)`` holds (a change another process
+    made shows within the poll interval), else as they are after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = {c["cron_id"]: c for c in await client.crons.search(metadata=mine)}
+        if wanted(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def test_a_cron_rest_or_the_cli_gave_another_schedule_stays_a_cron(ours: Server) -> None:
+    """A task the crons API made stays a cron whatever schedule REST or the CLI give it:
+    got, searched, counted, patched and deleted, its ``schedule`` the form the CLI takes
+    (``every 2 hours``, ``at ...``); a crons PATCH with a cron schedule makes it a cron."""
+    client, mine = sdk(ours.url), tag()
+    every = await client.crons.create(GRAPH, schedule="0 9 * * *", input=HELLO, metadata=mine)
+    once = await client.crons.create(GRAPH, schedule="0 8 * * *", input=HELLO, metadata=mine)
+    async with httpx.AsyncClient(base_url=ours.url) as http:
+        changed = await http.patch(f"/api/tasks/{every['cron_id']}", json={"schedule": "every 2h"})
+        assert changed.status_code == 200, changed.text
+        got = await client.http.get(f"/runs/crons/{every['cron_id']}")
+        assert (got["schedule"], got["payload"]["schedule"]) == ("every 2 hours",) * 2
+        assert got["next_run_date"] is not None
+        found = {c["cron_id"]: c for c in await client.crons.search(metadata=mine)}
+        assert found.keys() == {every["cron_id"], once["cron_id"]}
+        assert found[every["cron_id"]]["schedule"] == "every 2 hours"
+        assert await client.crons.count(metadata=mine) == 2
+
+        await _cli(ours, "edit", once["cron_id"], "--schedule", "at 2030-03-15 14:00")
+        at = "at 2030-03-15T14:00:00+00:00"
+        found = await _searched(client, mine, lambda f: f[once["cron_id"]]["schedule"] == at)
+        assert found[once["cron_id"]]["schedule"] == at
+        got = await client.http.get(f"/runs/crons/{once['cron_id']}")
+        assert got["schedule"] == at and got["next_run_date"] == "2030-03-15T14:00:00+00:00"
+
+        kept = await client.crons.update(every["cron_id"], metadata={"n": 1}, enabled=False)
+        assert (kept["schedule"], kept["enabled"]) == ("every 2 hours", False)
+        task = (await http.get(f"/api/tasks/{every['cron_id']}")).json()["definition"]
+        assert (task["interval_seconds"], task["metadata"]["n"]) == (7200, 1)
+        same = await client.crons.update(every["cron_id"], schedule="every 2 hours")
+        assert same["schedule"] == "every 2 hours"  # as read: sent back, kept
+        back = await client.crons.update(every["cron_id"], schedule="30 6 * * *", enabled=True)
+        assert back["schedule"] == "30 6 * * *" and back["next_run_date"].endswith("06:30:00+00:00")
+        task = (await http.get(f"/api/tasks/{every['cron_id']}")).json()["definition"]
+        assert (task["task_type"], task.get("interval_seconds")) == ("cron", None)
+        assert task["name"] == "cron 30 6 * * *"
+
+    await client.crons.delete(once["cron_id"])
+    assert [c["cron_id"] for c in await client.crons.search(metadata=mine)] == [every["cron_id"]]
+    await client.crons.delete(every["cron_id"])
+    assert await client.crons.count(metadata=mine) == 0
+
+
+async def test_a_crons_payload_is_its_task_as_it_is_now(ours: Server) -> None:
+    """``payload.end_time`` and ``payload.multitask_strategy`` follow a change made through
+    REST or the CLI, and ``end_time`` reads the same in the Cron and its payload, on
+    create, get and search: as the SDK sends a UTC datetime."""
+    client, mine = sdk(ours.url), tag()
+    end = datetime(2031, 1, 1, tzinfo=UTC)
+    made = await client.crons.create(
+        GRAPH, schedule="0 9 * * *", metadata=mine, end_time=end, multitask_strategy="reject"
+    )
+    cron_id = made["cron_id"]
+    got = await client.http.get(f"/runs/crons/{cron_id}")
+    [found] = await client.crons.search(metadata=mine)
+    for cron in (made, got, found):
+        assert cron["end_time"] == cron["payload"]["end_time"] == end.isoformat(), cron
+        assert cron["payload"]["multitask_strategy"] == "reject"
+    async with httpx.AsyncClient(base_url=ours.url) as http:
+        changed = await http.patch(
+            f"/api/tasks/{cron_id}", json={"end_date": "2032-06-01T12:00:00+02:00"}
+        )
+        assert changed.status_code == 200, changed.text
+    await _cli(ours, "edit", cron_id, "--overlap", "queue")
+    later = "2032-06-01T10:00:00+00:00"
+    found = await _searched(
+        client, mine, lambda f: f[cron_id]["payload"].get("multitask_strategy") == "enqueue"
+    )
+    got = await client.http.get(f"/runs/crons/{cron_id}")
+    for cron in (found[cron_id], got):
+        assert cron["end_time"] == cron["payload"]["end_time"] == later, cron
+        assert cron["payload"]["multitask_strategy"] == "enqueue", cron
+    cleared = await client.crons.update(cron_id, end_time=None)
+    assert cleared["end_time"] is None and "end_time" not in cleared["payload"]
+    await client.crons.delete(cron_id)

@@ -18,23 +18,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduler.current import Definitions
+from scheduler.enums import OverlapPolicy
 from scheduler.exceptions import DefinitionError
 from scheduler.models import TaskDefinition
 from scheduler.server.replies import encode
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["CronList", "Crons", "cron_of", "cron_request", "order_by"]
+__all__ = [
+    "CronList", "Crons", "cron_of", "cron_request", "end_time_of", "order_by", "schedule_of",
+    "strategy_of",
+]  # fmt: skip
+
+# a task's overlap policy as the crons API's multitask_strategy (no name for "allow")
+_STRATEGY_OF = {OverlapPolicy.SKIP: "reject", OverlapPolicy.QUEUE: "enqueue"}
+_UNITS = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60))
 
 
 def cron_request(task: TaskDefinition) -> dict[str, Any] | None:
     """What the crons API keeps in the task of one of its crons (``task.request``); None
     when ``task`` is not such a cron: a task of another kind, or one whose request lacks
-    a key or holds one of the wrong type (a row changed in the database, say)."""
+    a key or holds one of the wrong type (a row changed in the database, say). Whatever
+    its schedule: REST or the CLI may have made it an interval or a one-time task since."""
     request = task.request
     if (
         request is None
         or request.get("kind") != "cron"
-        or task.cron_expression is None
         or not isinstance(request.get("assistant_id"), str)
         or not isinstance(request.get("payload"), dict)
         or not isinstance(request.get("fields"), dict)
@@ -59,8 +67,8 @@ def cron_of(
         "assistant_id": request["assistant_id"],
         "thread_id": task.thread_id,
         "user_id": "",
-        "end_time": task.end_date.astimezone(UTC).isoformat() if task.end_date else None,
-        "schedule": task.cron_expression,
+        "end_time": end_time_of(task),
+        "schedule": schedule_of(task),
         "timezone": zone,
         "payload": _payload_now(request["payload"], task, zone),
         "next_run_date": _utc(next_run),
@@ -75,7 +83,7 @@ def cron_of(
 def _payload_now(payload: dict[str, Any], task: TaskDefinition, zone: str | None) -> dict[str, Any]:
     """The payload the crons API kept, with the fields as the task has them now (the REST
     API, the CLI may have changed them since); ``zone``: the cron's time zone now."""
-    now = {**payload, "schedule": task.cron_expression}
+    now = {**payload, "schedule": schedule_of(task)}
     if zone is not None or "timezone" in now:
         now["timezone"] = zone
     if "enabled" in now:
@@ -86,7 +94,49 @@ def _payload_now(payload: dict[str, Any], task: TaskDefinition, zone: str | None
             now.pop(key, None)
         else:
             now[key] = value
+    end = end_time_of(task)
+    if end is None:
+        now.pop("end_time", None)
+    else:
+        now["end_time"] = end
+    strategy = strategy_of(task)
+    if strategy is None:  # (REST set a policy the crons API has no name for)
+        now.pop("multitask_strategy", None)
+    elif "multitask_strategy" in now or strategy != "enqueue":  # (enqueue: the default)
+        now["multitask_strategy"] = strategy
     return now
+
+
+def schedule_of(task: TaskDefinition) -> str:
+    """A cron's ``schedule``: its cron expression; for a task REST or the CLI made an
+    interval or one-time one, the form the tasks file and the CLI take for it (``every 2
+    hours``, ``at 2030-03-15T14:00:00+00:00``, in UTC); for one that only runs after other
+    tasks, those (``after fetch-sales``)."""
+    if task.cron_expression is not None:
+        return task.cron_expression
+    if task.interval_seconds is not None:
+        seconds = task.interval_seconds
+        for unit, size in _UNITS:
+            if seconds >= size and seconds % size == 0:
+                count = int(seconds // size)
+                return f"every {count} {unit}{'s' if count != 1 else ''}"
+        text = str(int(seconds)) if seconds == int(seconds) else repr(float(seconds))
+        return f"every {text} second{'s' if seconds != 1 else ''}"
+    if task.run_at is not None:
+        return f"at {task.run_at.astimezone(UTC).isoformat()}"
+    return task.after.words() if task.after is not None else task.task_type.value
+
+
+def end_time_of(task: TaskDefinition) -> str | None:
+    """A cron's ``end_time``, in its payload too: the task's end date in UTC, ISO 8601 (as
+    the SDK sends a UTC datetime: ``+00:00``)."""
+    return task.end_date.astimezone(UTC).isoformat() if task.end_date else None
+
+
+def strategy_of(task: TaskDefinition) -> str | None:
+    """A cron's ``multitask_strategy`` as its task's overlap policy is now (None for one
+    the crons API has no name for: ``allow``, or none, the scheduler's setting)."""
+    return _STRATEGY_OF.get(task.overlap) if task.overlap is not None else None
 
 
 def _utc(moment: float | None) -> str | None:

@@ -8,7 +8,8 @@ dashboard see it. Its id is the ``cron_id``; the request's fields are kept in th
 (both are accepted, in searches too, where the reference server answers 422 to a name).
 ``multitask_strategy`` ``reject`` skips a firing while a run of the cron is going,
 ``enqueue`` queues it; ``interrupt`` and ``rollback`` are refused (422). A missing
-schedule is a 422 naming the field (the reference answers 500).
+schedule is a 422 naming the field (the reference answers 500). A cron REST or the CLI
+made an interval or one-time task stays a cron (:mod:`scheduler.server.cron_tasks`).
 
 Searches and counts are answered on the event loop from a list of every cron kept in
 memory (:mod:`scheduler.server.cron_list`).
@@ -23,11 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import ValidationError
 
-from scheduler.enums import OverlapPolicy
-from scheduler.exceptions import describe_errors
-from scheduler.limits import TEXT_LIMITS
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.pools import OWN
@@ -35,6 +32,7 @@ from scheduler.records import TaskInfo
 from scheduler.server.bodies import CronIn, CronPatch, CronSearch, documented, read_body
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.cron_list import CronList, Crons, cron_of, cron_request, order_by
+from scheduler.server.cron_tasks import cron_payload, cron_task, patched_task
 from scheduler.server.replies import JsonReply
 from scheduler.storage.threads import find_thread
 from scheduler.task_scheduler import TaskScheduler
@@ -45,10 +43,6 @@ router = APIRouter(tags=["LangGraph crons (SDK)"])
 
 CRONS_SOURCE = "http:crons"
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # the LangGraph server's
-_STRATEGIES: dict[str, OverlapPolicy] = {
-    "reject": OverlapPolicy.SKIP,
-    "enqueue": OverlapPolicy.QUEUE,
-}
 
 
 # -- the graph -----------------------------------------------------------------------------
@@ -117,92 +111,6 @@ def cron_list_of(request: Request) -> CronList:
 
 # -- crons ---------------------------------------------------------------------------------
 
-# what a cron's fields set in its task: the rest (its thread, a timeout, retries, a name
-# given through REST) a PATCH keeps as it is
-_CRON_FIELDS = frozenset({"cron_expression", "timezone", "input", "context", "metadata",
-                          "enabled", "end_date", "webhook", "request"})  # fmt: skip
-Over = tuple[TaskDefinition, set[str]]
-
-
-def _task(
-    cron_id: str, fields: dict[str, Any], request: dict[str, Any], over: Over | None = None
-) -> TaskDefinition:
-    """The task of a cron from its (merged) fields; for a PATCH, ``over`` the task as it
-    was, whose fields other than those named it keeps (REST or the CLI set them)."""
-    if not fields.get("schedule"):
-        raise HTTPException(422, "schedule: required, a cron expression such as '*/5 * * * *'")
-    strategy = fields.get("multitask_strategy")
-    if strategy is not None and strategy not in _STRATEGIES:
-        raise HTTPException(
-            422,
-            f"multitask_strategy: {strategy!r} is not supported here (use reject or enqueue)",
-        )
-    end = fields.get("end_time")
-    try:
-        task = _validated(cron_id, fields, request, strategy, end)
-        merged = {**over[0].model_dump(), **task.model_dump(include=over[1])} if over else None
-        return task if merged is None else TaskDefinition.model_validate(merged)
-    except ValidationError as exc:  # named as the SDK names them
-        text = describe_errors(exc)
-        for ours, theirs in _FIELD_NAMES.items():
-            text = text.replace(f"{ours}:", f"{theirs}:")
-        raise HTTPException(422, text) from None
-
-
-_FIELD_NAMES = {
-    "cron_expression": "schedule",
-    "end_date": "end_time",
-    "overlap": "multitask_strategy",
-}
-
-
-def _validated(
-    cron_id: str, fields: dict[str, Any], request: dict[str, Any], strategy: str | None, end: Any
-) -> TaskDefinition:
-    return TaskDefinition.model_validate(
-        {
-            "id": cron_id,
-            "name": _name(fields["schedule"]),
-            "cron_expression": fields["schedule"],
-            "timezone": fields.get("timezone") or "UTC",  # the LangGraph server's default
-            "input": fields.get("input") or {},
-            "context": fields.get("context"),
-            "metadata": fields.get("metadata") or {},
-            "thread_id": fields.get("thread_id"),
-            "enabled": fields.get("enabled", True),
-            "end_date": end,
-            "overlap": _STRATEGIES[strategy or "enqueue"],  # the LangGraph server's default
-            "webhook": fields.get("webhook"),
-            "request": request,
-        }
-    )
-
-
-def _name(schedule: str) -> str:
-    """The name of a cron's task: ``cron`` and its schedule, cut to a name's length (a
-    schedule may be longer); just ``cron`` for a schedule a name could not hold (its own
-    check names what is wrong with it: the SDK sends no name)."""
-    name = f"cron {schedule.strip()}"
-    if not name.isprintable():
-        return "cron"
-    limit = TEXT_LIMITS["name"]
-    return name if len(name) <= limit else name[: limit - 3] + "..."
-
-
-def _payload(
-    sent: dict[str, Any], assistant: str, cron_id: str, before: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The run payload the LangGraph server keeps: the request's fields as sent (a PATCH's
-    over the payload ``before``, shallow), the assistant's UUID, the cron's id in
-    ``config.configurable``."""
-    payload = {**(before or {}), **sent}
-    payload.pop("thread_id", None)
-    payload["assistant_id"] = assistant
-    config = dict(payload.get("config") or {})
-    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
-    payload["config"] = config
-    return payload
-
 
 def _cron(info: TaskInfo) -> dict[str, Any]:
     """The SDK's Cron shape of a cron's task."""
@@ -234,10 +142,10 @@ async def _create(request: Request, body: CronIn, thread_id: str | None) -> dict
         "assistant_id": assistant,
         "timezone": body.timezone,
         "on_run_completed": fields.get("on_run_completed"),
-        "payload": _payload(sent, assistant, cron_id),
+        "payload": cron_payload(sent, assistant, cron_id),
         "fields": fields,
     }
-    task = _task(cron_id, fields, kept)
+    task = cron_task(cron_id, fields, kept)
     before = scheduler.store.local_changes
     info = await scheduler.aadd_task(task, replace_existing=False, source=CRONS_SOURCE)
     cron = _cron(info)
@@ -364,48 +272,13 @@ async def update_cron(request: Request, cron_id: str) -> dict[str, Any]:
         raise HTTPException(400, "nothing to change: give at least one field (schedule, ...)")
 
     def edit(before: TaskDefinition) -> TaskDefinition:  # in the write's transaction
-        found = cron_request(before)
-        if found is None:
-            raise HTTPException(404, f"no cron {cron_id!r}")
-        kept = dict(found)
-        fields = {**_fields_now(before, kept), **changes}
-        if changes.get("metadata") is not None:  # merged, as the LangGraph server does
-            fields["metadata"] = {**before.metadata, **changes["metadata"]}
-        if "timezone" in changes:
-            kept["timezone"] = changes["timezone"]
-        if "on_run_completed" in changes:
-            kept["on_run_completed"] = changes["on_run_completed"]
-        kept["fields"] = fields
-        kept["payload"] = _payload(changes, kept["assistant_id"], cron_id, found["payload"])
-        own = {*_CRON_FIELDS, *(["overlap"] if "multitask_strategy" in changes else [])}
-        given = {_name(str(s)) for s in (found["fields"].get("schedule"), before.cron_expression)}
-        own |= {"name"} if before.name in given else set()  # the name it gave follows it
-        return _task(cron_id, fields, kept, (before, own))
+        return patched_task(cron_id, before, changes)
 
     scheduler = scheduler_of(request)
     updated = await scheduler.aedit_task(cron_id, edit)
     if updated.paused and changes.get("enabled"):
         updated = await scheduler.aresume_task(cron_id)
     return _cron(updated)
-
-
-def _fields_now(task: TaskDefinition, kept: dict[str, Any]) -> dict[str, Any]:
-    """A cron's fields as its task is now: another API (REST, the CLI) may have changed
-    the task since the crons API last wrote its request."""
-    fields = dict(kept["fields"])
-    fields.update(
-        schedule=task.cron_expression,
-        input=task.input,
-        metadata=task.metadata,
-        context=task.context,
-        enabled=task.enabled,
-        webhook=task.webhook,
-        thread_id=task.thread_id,
-        end_time=task.end_date.isoformat() if task.end_date else None,
-    )
-    if task.timezone != (fields.get("timezone") or "UTC"):
-        kept["timezone"] = fields["timezone"] = task.timezone
-    return fields
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
