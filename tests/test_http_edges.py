@@ -338,7 +338,8 @@ async def test_a_zone_changed_through_rest_is_the_crons_zone_at_once(
     api: httpx.AsyncClient,
 ) -> None:
     for sent, changed in ((None, "Asia/Tokyo"), ("Asia/Tokyo", "UTC")):
-        made = (await api.post("/runs/crons", json=cron(api, timezone=sent))).json()
+        zone = {"timezone": sent} if sent is not None else {}  # (null: a 422, as there)
+        made = (await api.post("/runs/crons", json=cron(api, **zone))).json()
         path = f"/runs/crons/{made['cron_id']}"
         rest = await api.patch(f"/api/tasks/{made['cron_id']}", json={"timezone": changed})
         assert rest.status_code == 200, rest.text

@@ -95,6 +95,11 @@ def _shallow(value: Any) -> Any:
     return value
 
 
+# the fields a creation may leave out but not send as null (the LangGraph server's schema)
+_NOT_NULL = ("schedule", "input", "metadata", "config", "context", "webhook", "end_time",
+             "enabled", "timezone", "on_run_completed")  # fmt: skip
+
+
 class CronPatch(BaseModel):
     """``PATCH /runs/crons/{cron_id}``: the fields to change (a creation's fields too)."""
 
@@ -115,6 +120,13 @@ class CronPatch(BaseModel):
 
     _bounded = field_validator("input", "metadata", "config", "context", mode="before")(_shallow)
 
+    @field_validator("end_time", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:  # (pydantic reads a number as seconds since 1970)
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("a date and time as text, such as '2030-01-01T00:00:00+00:00'")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _named(cls, value: str | None) -> str | None:  # ("" fired in UTC, and read back "")
@@ -124,9 +136,18 @@ class CronPatch(BaseModel):
 
 
 class CronIn(CronPatch):
-    """``POST /runs/crons`` (and for a thread): the SDK's fields."""
+    """``POST /runs/crons`` (and for a thread): the SDK's fields. One sent as null is a
+    422, as the LangGraph server answers (the SDK leaves out a field it has no value for;
+    ``multitask_strategy`` null is its default, as there)."""
 
     assistant_id: str
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("null is no value here: leave the field out")
+        return value
 
 
 # the fields a search may select: a Cron's (the SDK's CronSelectField also has "now", which
