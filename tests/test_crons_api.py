@@ -231,6 +231,9 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert state["checkpoint"]["thread_id"] == thread["thread_id"]
         assert state["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
         assert state["next"] == [] and state["interrupts"] == []
+        history = await client.threads.get_history(thread["thread_id"], limit=5)
+        assert history[0]["checkpoint_id"] == state["checkpoint_id"]  # newest first
+        assert history[0]["values"]["messages"][:2] == state["values"]["messages"][:2]
         got = await client.threads.get(thread["thread_id"])
         assert got["values"]["messages"][:2] == state["values"]["messages"][:2]
         [found] = await client.threads.search(ids=[thread["thread_id"]])  # a search's too
@@ -610,3 +613,38 @@ async def test_a_creation_with_a_null_or_a_number_for_a_date_is_a_422(server: Se
     made = await client.crons.create(GRAPH, schedule="0 9 * * *", input=None, metadata=None)
     assert made["enabled"] is True
     await client.crons.delete(made["cron_id"])
+
+
+async def test_a_threads_history_is_its_checkpoints_newest_first(ours: Server) -> None:
+    client = sdk(ours.url)
+    thread = (await client.threads.create(metadata=tag()))["thread_id"]
+    assert await client.threads.get_history(thread) == []  # no run yet
+    cron = await client.crons.create_for_thread(thread, GRAPH, schedule="0 9 * * *", input=HELLO)
+    async with httpx.AsyncClient(base_url=ours.url) as http:
+        run = (await http.post(f"/api/tasks/{cron['cron_id']}/run")).json()
+        deadline = time.monotonic() + 30
+        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            run = (await http.get(f"/api/runs/{run['id']}")).json()
+        assert run["status"] == "succeeded", run
+        over_get = (await http.get(f"/threads/{thread}/history", params={"limit": 1})).json()
+    await client.crons.delete(cron["cron_id"])
+    history = await client.threads.get_history(thread, limit=100)
+    state = await client.threads.get_state(thread)
+    assert len(history) >= 2 and history[0]["checkpoint_id"] == state["checkpoint_id"]
+    assert history[0]["values"] == state["values"]
+    assert [h["checkpoint_id"] for h in over_get] == [state["checkpoint_id"]]
+    steps = [h["metadata"]["step"] for h in history]
+    assert steps == sorted(steps, reverse=True)  # newest first
+    assert history[1]["checkpoint_id"] == history[0]["parent_checkpoint_id"]
+    assert len(await client.threads.get_history(thread, limit=1)) == 1
+    older = await client.threads.get_history(thread, before=history[0]["checkpoint_id"])
+    assert [h["checkpoint_id"] for h in older] == [h["checkpoint_id"] for h in history[1:]]
+    older = await client.threads.get_history(thread, before=history[0]["checkpoint"])
+    assert older[0]["checkpoint_id"] == history[1]["checkpoint_id"]
+    looked = await client.threads.get_history(thread, metadata={"step": steps[0]})
+    assert [h["checkpoint_id"] for h in looked] == [history[0]["checkpoint_id"]]
+    with pytest.raises(NotFoundError):
+        await client.threads.get_history(str(uuid.uuid4()))
+    with pytest.raises(UnprocessableEntityError):
+        await client.threads.get_history(thread, limit=0)

@@ -3,6 +3,8 @@ checkpointer holds for the thread (the scheduler's runs of a task with that ``th
 write it), so an SDK client reads what a cron produced where it would on the LangGraph
 server. The values are encoded as the server encodes them (a message as its
 ``model_dump()``); a thread with no checkpoint yet answers empty values, as the server does.
+``threads.get_history`` answers the thread's checkpoints, newest first, each as a state
+(none yet: ``[]``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic_core
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.exceptions import GraphLoadError
 from scheduler.pools import OWN
+from scheduler.server.bodies import documented, read_body
 from scheduler.server.crons import scheduler_of
 from scheduler.server.replies import JsonReply
 from scheduler.storage.threads import find_thread
@@ -30,28 +34,43 @@ _EMPTY: dict[str, Any] = {
 }  # fmt: skip
 
 
+async def _graph(scheduler: TaskScheduler) -> Any:
+    """The scheduler's graph, loaded (off the loop) on first use.
+
+    Raises:
+        HTTPException: 503, the graph cannot be loaded or has no state to read.
+    """
+    try:
+        graph = await OWN.run(scheduler.graph)  # loaded on first use: imports, off the loop
+    except GraphLoadError as exc:
+        raise HTTPException(503, f"the graph cannot be loaded: {exc}") from None
+    if not hasattr(graph, "aget_state") or not hasattr(graph, "aget_state_history"):
+        raise HTTPException(503, "the graph has no state to read (it has no aget_state)")
+    return graph
+
+
+def _unreadable(exc: Exception) -> HTTPException:
+    """The 503 of a graph's failure to read a thread's checkpoints."""
+    if isinstance(exc, ValueError):  # "No checkpointer set": compiled without, none injected
+        return HTTPException(
+            503,
+            f"the graph keeps no checkpoints ({exc}); set SCHEDULER_INJECT_CHECKPOINTER=true "
+            "or compile it with a checkpointer",
+        )
+    return HTTPException(503, f"cannot read the thread's state: {exc!r}"[:500])  # a server's
+
+
 async def _snapshot(scheduler: TaskScheduler, thread_id: str) -> Any:
     """The graph's state snapshot of the thread; None if it has no checkpoint.
 
     Raises:
         HTTPException: 503, the graph cannot be loaded or keeps no checkpoints.
     """
-    try:
-        graph = await OWN.run(scheduler.graph)  # loaded on first use: imports, off the loop
-    except GraphLoadError as exc:
-        raise HTTPException(503, f"the graph cannot be loaded: {exc}") from None
-    if not hasattr(graph, "aget_state"):
-        raise HTTPException(503, "the graph has no state to read (it has no aget_state)")
+    graph = await _graph(scheduler)
     try:
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    except ValueError as exc:  # "No checkpointer set": a graph compiled without, none injected
-        raise HTTPException(
-            503,
-            f"the graph keeps no checkpoints ({exc}); set SCHEDULER_INJECT_CHECKPOINTER=true "
-            "or compile it with a checkpointer",
-        ) from None
     except Exception as exc:  # a LangGraph server's graph: that server did not answer
-        raise HTTPException(503, f"cannot read the thread's state: {exc!r}"[:500]) from None
+        raise _unreadable(exc) from None
     if snapshot is None or getattr(snapshot, "created_at", None) is None:
         return None
     return snapshot
@@ -119,6 +138,73 @@ async def get_thread_state(request: Request, thread_id: str) -> JsonReply:
         raise HTTPException(404, f"no thread {thread_id!r}")
     snapshot = await _snapshot(scheduler, known)
     return StateReply(_EMPTY if snapshot is None else _state(snapshot))
+
+
+class HistoryIn(BaseModel):
+    """``POST /threads/{thread_id}/history``: the SDK's fields (``select`` is not applied,
+    as the LangGraph server does not: every field is answered)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    limit: int = Field(default=10, ge=1, le=1000, strict=True)
+    before: str | dict[str, Any] | None = None  # a checkpoint id, a Checkpoint or a config
+    metadata: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None  # (a subgraph's namespace, a checkpoint)
+    select: list[str] | None = None
+
+
+def _configurable(value: dict[str, Any], field: str) -> dict[str, str]:
+    """The checkpoint keys of ``value`` (a Checkpoint, or a config holding one)."""
+    inner = value.get("configurable", value)
+    if not isinstance(inner, dict):
+        raise HTTPException(422, f"{field}: configurable is not an object")
+    keys = {k: inner[k] for k in ("checkpoint_id", "checkpoint_ns") if inner.get(k) is not None}
+    if not all(isinstance(v, str) for v in keys.values()):
+        raise HTTPException(422, f"{field}: checkpoint_id and checkpoint_ns are text")
+    return keys
+
+
+async def _history(request: Request, thread_id: str, body: HistoryIn) -> StateReply:
+    scheduler = scheduler_of(request)
+    known = await OWN.run(find_thread, scheduler.store, thread_id)  # in any UUID spelling
+    if known is None:
+        raise HTTPException(404, f"no thread {thread_id!r}")
+    config = {"configurable": {**_configurable(body.checkpoint or {}, "checkpoint"),
+                               "thread_id": known}}  # fmt: skip
+    before = None
+    if body.before is not None:
+        given = {"checkpoint_id": body.before} if isinstance(body.before, str) else body.before
+        before = {"configurable": {**_configurable(given, "before"), "thread_id": known}}
+    graph = await _graph(scheduler)
+    states = []
+    try:
+        found = graph.aget_state_history(
+            config, filter=body.metadata or None, before=before, limit=body.limit
+        )
+        async for snapshot in found:
+            states.append(_state(snapshot))
+    except Exception as exc:
+        raise _unreadable(exc) from None
+    return StateReply(states)
+
+
+@router.post(
+    "/threads/{thread_id:path}/history",
+    summary="A thread's states, newest first (its checkpoints)",
+    openapi_extra=documented(HistoryIn),
+)
+async def post_thread_history(request: Request, thread_id: str) -> JsonReply:
+    return await _history(request, thread_id, await read_body(request, HistoryIn))
+
+
+@router.get("/threads/{thread_id:path}/history", summary="A thread's states, newest first")
+async def get_thread_history(
+    request: Request,
+    thread_id: str,
+    limit: int = Query(default=10, ge=1, le=1000),
+    before: str | None = None,
+) -> JsonReply:
+    return await _history(request, thread_id, HistoryIn(limit=limit, before=before))
 
 
 class StateReply(JsonReply):
