@@ -58,11 +58,20 @@ import httpx
 from langgraph.types import Command
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import InternalServerError, LangGraphError, RateLimitError
+from langgraph_sdk.errors import LangGraphError
 
 from scheduler.handover import handed_over
 from scheduler.records import RunRecord
 from scheduler.remote_attempts import find_adoption, going_runs_of
+from scheduler.remote_outcomes import (
+    NOTHING,
+    ServerRunError,
+    error_text,
+    final_status,
+    http_error_text,
+    ids_of,
+    result_of,
+)
 from scheduler.weburls import server_target
 
 __all__ = ["MAX_EVENT_BYTES", "ServerGraph", "ServerRunError", "server_thread_id"]
@@ -76,24 +85,6 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 # an SSE event ends at an empty line; a line ends with \r\n, \r or \n (atomic groups: a
 # \r\n is one line end, not an \r and an empty line)
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
-_NOTHING: Any = object()  # no values streamed yet
-# a run still pending or running once its stream ended is asked again after these pauses (s)
-_STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
-# what a server restarting (or a proxy in front of it) answers for a moment
-_TRANSIENT = (httpx.TransportError, RateLimitError, InternalServerError)
-_WHY = {
-    "interrupted": "cancelled on the server (by another client, or its stream was cut short)",
-    "error": "failed on the server",
-    "timeout": "timed out on the server",
-    "pending": "still not finished on the server after its stream ended (it was cancelled)",
-    "running": "still running on the server after its stream ended (it was cancelled)",
-}
-
-
-class ServerRunError(RuntimeError):
-    """The server reported an error for the run, answered with an HTTP error, could not be
-    reached, or recorded the run other than ``success`` (the message says which; the
-    server's own text in it is bounded and escaped)."""
 
 
 def server_thread_id(thread_id: str) -> str:
@@ -175,7 +166,7 @@ class ServerGraph:
         if "run_id" in metadata:  # the server keeps "run_id" for its own run's id
             metadata["scheduler_run_id"] = metadata["run_id"]
         created: dict[str, Any] = {}
-        values: Any = _NOTHING
+        values: Any = NOTHING
         try:
             async for part in self.client.runs.stream(
                 thread_id,
@@ -197,14 +188,16 @@ class ServerGraph:
                 elif part.event == "metadata" and isinstance(part.data, dict):
                     created.setdefault("run_id", part.data.get("run_id"))
                 elif part.event == "error":
-                    raise ServerRunError(_error_text(part.data))
-            run_id = _error_text(str(created.get("run_id") or ""))[:100]
+                    raise ServerRunError(error_text(part.data))
+            run_id = error_text(str(created.get("run_id") or ""))[:100]
             if not run_id:
                 raise ServerRunError(
                     f"the server did not say which run it made (thread {thread_id}), so how "
                     "the run ended is not known"
                 )
-            status = await self._final_status(thread_id, run_id)
+            status = await final_status(
+                self.client, thread_id, run_id, cancel=self._cancel, url=self.url
+            )
         except BaseException as exc:
             # alive, this process no longer watches the run: cancelled (a timeout, a stop,
             # a stream that failed), as the server cancelled it on a disconnect before;
@@ -212,11 +205,11 @@ class ServerGraph:
             found = created.get("run_id") and [created]  # (else: cut short before the
             # server said which run it made, which it made all the same: looked up)
             for run in found or await going_runs_of(self.client, thread_id, metadata):
-                await self._let_go(thread_id, _ids(run)[1], config)
+                await self._let_go(thread_id, ids_of(run)[1], config)
             if isinstance(exc, httpx.HTTPError | LangGraphError):  # (the server's text)
-                raise ServerRunError(self._http_error_text(exc)) from None
+                raise ServerRunError(http_error_text(exc, self.url)) from None
             raise
-        return _ended(status, values, run_id, thread_id)
+        return result_of(status, values, run_id, thread_id)
 
     async def aadopt(
         self, earlier: Sequence[RunRecord], config: dict[str, Any], *, ended: bool = False
@@ -231,10 +224,10 @@ class ServerGraph:
         try:
             found = await find_adoption(self.client, earlier, threads, ended=ended)
             for run in found.stale:
-                await self._cancel(*_ids(run))
+                await self._cancel(*ids_of(run))
             if found.run is None:
                 return None
-            thread_id, run_id = _ids(found.run)
+            thread_id, run_id = ids_of(found.run)
             metadata = config.get("metadata") or {}
             logger.info(
                 "task %s run %s adopts the server's run %s (thread %s, %s) of an earlier "
@@ -243,18 +236,20 @@ class ServerGraph:
                 metadata.get("run_id"),
                 run_id,
                 thread_id,
-                _error_text(found.run.get("status"))[:100],
+                error_text(found.run.get("status"))[:100],
             )
             values = await self.client.runs.join(thread_id, run_id)
-            status = await self._final_status(thread_id, run_id)
+            status = await final_status(
+                self.client, thread_id, run_id, cancel=self._cancel, url=self.url
+            )
         except BaseException as exc:
             if run_id:  # no longer watched here: cancelled, as a run of its own would be
                 await self._let_go(thread_id, run_id, config)
             if isinstance(exc, httpx.HTTPError | LangGraphError):
-                raise ServerRunError(self._http_error_text(exc)) from None
+                raise ServerRunError(http_error_text(exc, self.url)) from None
             raise
-        values = values if isinstance(values, dict) and "__error__" not in values else _NOTHING
-        return _ended(status, values, run_id, thread_id), found.thread
+        values = values if isinstance(values, dict) and "__error__" not in values else NOTHING
+        return result_of(status, values, run_id, thread_id), found.thread
 
     async def aget_state(self, config: dict[str, Any]) -> Any:
         """The server thread's state, as far as an answer needs it: ``interrupts``, the
@@ -264,46 +259,10 @@ class ServerGraph:
         try:
             state = await self.client.threads.get_state(server_thread_id(thread))
         except (httpx.HTTPError, LangGraphError) as exc:
-            raise ServerRunError(self._http_error_text(exc)) from None
+            raise ServerRunError(http_error_text(exc, self.url)) from None
         items = state.get("interrupts") if isinstance(state, dict) else None
         asked = [i.get("id") for i in items or () if isinstance(i, dict)]
         return SimpleNamespace(interrupts=[SimpleNamespace(id=i) for i in asked if i])
-
-    async def _final_status(self, thread_id: str, run_id: str) -> str:
-        """How the server recorded the run whose stream ended (one ``GET``, more only
-        while the server has not recorded it yet, or cannot answer for a moment: a restart,
-        a proxy's 502; failing a run that succeeded there would have its retry run the
-        graph again); a run still going on is cancelled."""
-        status, unread = "", None
-        for pause in (0.0, *_STATUS_PAUSES):
-            await asyncio.sleep(pause)
-            try:
-                run = await self.client.runs.get(thread_id, run_id)
-            except _TRANSIENT as exc:
-                unread = exc
-                continue
-            status = _error_text(run.get("status") if isinstance(run, dict) else None)[:100]
-            unread = None
-            if status not in ("pending", "running"):
-                return status
-        await self._cancel(thread_id, run_id)  # its stream ended: nothing here awaits it
-        if unread is not None:  # the last GET failed too: how the run ended is not known
-            raise ServerRunError(
-                f"how the server's run {run_id!r} (thread {thread_id}) ended could not be "
-                f"read: {self._http_error_text(unread)}"
-            )
-        return status
-
-    def _http_error_text(self, exc: BaseException) -> str:
-        """An SDK or ``httpx`` error as bounded, printable text (its message may be the
-        body of the server's answer)."""
-        response = getattr(exc, "response", None)  # (None for the SDK's connection errors)
-        if isinstance(exc, httpx.HTTPStatusError) and response is not None:
-            message = getattr(exc, "message", None) or str(exc)
-            text = f"the server answered HTTP {response.status_code}: {message}"
-        else:
-            text = f"{type(exc).__name__} from the server at {self.url}: {exc}"
-        return _error_text(text)
 
     async def _let_go(self, thread_id: str, run_id: str, config: dict[str, Any]) -> None:
         """This process stops watching the server's run ``run_id``: cancelled there, unless
@@ -388,33 +347,3 @@ class _BoundedBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-
-def _ended(status: str, values: Any, run_id: str, thread_id: str) -> Any:
-    """The values of the server's run ``run_id`` that ended ``status``, if a success."""
-    if status != "success":
-        raise ServerRunError(
-            f"the server's run {run_id!r} (thread {thread_id}) ended {status!r}, not "
-            f"'success': {_WHY.get(status, 'the server did not record it as a success')}"
-        )
-    if values is _NOTHING:  # a run always streams its state at least once: cut short
-        raise ServerRunError(
-            f"the server's stream ended without the run's values (server run "
-            f"{run_id!r}, thread {thread_id})"
-        )
-    return values
-
-
-def _ids(run: dict[str, Any]) -> tuple[str, str]:
-    """A listed server run's thread and run ids, as text safe to log."""
-    return _error_text(str(run.get("thread_id")))[:100], _error_text(str(run.get("run_id")))[:100]
-
-
-def _error_text(data: Any) -> str:
-    """The server's error, as text that is safe to log and store: at most 2,000
-    characters, control characters escaped (no forged log lines, no terminal codes)."""
-    text = str(data)
-    if isinstance(data, dict):
-        kind, message = data.get("error"), data.get("message")
-        text = ": ".join(str(p) for p in (kind, message) if p) or text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])[:2000]

@@ -1,0 +1,118 @@
+"""How a run on a LangGraph server ended, as :class:`scheduler.remote.ServerGraph` reads
+it once the run's stream ends: the status the server recorded (asked again while the
+server cannot answer for a moment), the run's values if that is a success, and what the
+server said, as bounded, printable text (what the server sends is not trusted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from langgraph_sdk.errors import InternalServerError, RateLimitError
+
+__all__ = [
+    "NOTHING",
+    "ServerRunError",
+    "error_text",
+    "final_status",
+    "http_error_text",
+    "ids_of",
+    "result_of",
+]
+
+NOTHING: Any = object()  # no values streamed yet
+# a run still pending or running once its stream ended is asked again after these pauses (s)
+_STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
+# what a server restarting (or a proxy in front of it) answers for a moment
+_TRANSIENT = (httpx.TransportError, RateLimitError, InternalServerError)
+_WHY = {
+    "interrupted": "cancelled on the server (by another client, or its stream was cut short)",
+    "error": "failed on the server",
+    "timeout": "timed out on the server",
+    "pending": "still not finished on the server after its stream ended (it was cancelled)",
+    "running": "still running on the server after its stream ended (it was cancelled)",
+}
+
+
+class ServerRunError(RuntimeError):
+    """The server reported an error for the run, answered with an HTTP error, could not be
+    reached, or recorded the run other than ``success`` (the message says which; the
+    server's own text in it is bounded and escaped)."""
+
+
+async def final_status(
+    client: Any,
+    thread_id: str,
+    run_id: str,
+    *,
+    cancel: Callable[[str, str], Awaitable[None]],
+    url: str,
+) -> str:
+    """How the server (at ``url``) recorded the run whose stream ended (one ``GET``, more
+    only while the server has not recorded it yet, or cannot answer for a moment: a
+    restart, a proxy's 502; failing a run that succeeded there would have its retry run
+    the graph again); a run still going on is cancelled (``cancel``)."""
+    status, unread = "", None
+    for pause in (0.0, *_STATUS_PAUSES):
+        await asyncio.sleep(pause)
+        try:
+            run = await client.runs.get(thread_id, run_id)
+        except _TRANSIENT as exc:
+            unread = exc
+            continue
+        status = error_text(run.get("status") if isinstance(run, dict) else None)[:100]
+        unread = None
+        if status not in ("pending", "running"):
+            return status
+    await cancel(thread_id, run_id)  # its stream ended: nothing here awaits it
+    if unread is not None:  # the last GET failed too: how the run ended is not known
+        raise ServerRunError(
+            f"how the server's run {run_id!r} (thread {thread_id}) ended could not be "
+            f"read: {http_error_text(unread, url)}"
+        )
+    return status
+
+
+def result_of(status: str, values: Any, run_id: str, thread_id: str) -> Any:
+    """The values of the server's run ``run_id`` that ended ``status``, if a success."""
+    if status != "success":
+        raise ServerRunError(
+            f"the server's run {run_id!r} (thread {thread_id}) ended {status!r}, not "
+            f"'success': {_WHY.get(status, 'the server did not record it as a success')}"
+        )
+    if values is NOTHING:  # a run always streams its state at least once: cut short
+        raise ServerRunError(
+            f"the server's stream ended without the run's values (server run "
+            f"{run_id!r}, thread {thread_id})"
+        )
+    return values
+
+
+def http_error_text(exc: BaseException, url: str) -> str:
+    """An SDK or ``httpx`` error of the server at ``url`` as bounded, printable text (its
+    message may be the body of the server's answer)."""
+    response = getattr(exc, "response", None)  # (None for the SDK's connection errors)
+    if isinstance(exc, httpx.HTTPStatusError) and response is not None:
+        message = getattr(exc, "message", None) or str(exc)
+        text = f"the server answered HTTP {response.status_code}: {message}"
+    else:
+        text = f"{type(exc).__name__} from the server at {url}: {exc}"
+    return error_text(text)
+
+
+def ids_of(run: dict[str, Any]) -> tuple[str, str]:
+    """A listed server run's thread and run ids, as text safe to log."""
+    return error_text(str(run.get("thread_id")))[:100], error_text(str(run.get("run_id")))[:100]
+
+
+def error_text(data: Any) -> str:
+    """The server's error, as text that is safe to log and store: at most 2,000
+    characters, control characters escaped (no forged log lines, no terminal codes)."""
+    text = str(data)
+    if isinstance(data, dict):
+        kind, message = data.get("error"), data.get("message")
+        text = ": ".join(str(p) for p in (kind, message) if p) or text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:2000])[:2000]
