@@ -16,7 +16,9 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
 * streams the run's values; once the stream ends, reads how the server's run ended (one
   ``GET``, asked again for a few seconds while the server cannot answer): only a run the
   server records ``success`` succeeds here, with its last values as the result, or is
-  ``waiting`` when they hold an ``__interrupt__`` (the graph stopped for a human); a run
+  ``waiting`` when they hold an ``__interrupt__`` (the graph stopped for a human), or when
+  its last checkpoint still has nodes to run (a static breakpoint, ``interrupt_before`` /
+  ``interrupt_after``: :func:`scheduler.remote_outcomes.with_breakpoint`); a run
   the server records otherwise (``interrupted``: cancelled there, by another client or
   because the stream was cut short; ``error``, ``timeout``) fails the attempt, so the
   task's retry policy applies;
@@ -71,6 +73,7 @@ from scheduler.remote_outcomes import (
     http_error_text,
     ids_of,
     result_of,
+    with_breakpoint,
 )
 from scheduler.weburls import server_target
 
@@ -198,6 +201,8 @@ class ServerGraph:
             status = await final_status(
                 self.client, thread_id, run_id, cancel=self._cancel, url=self.url
             )
+            if status == "success":  # (stopped at a static breakpoint: waiting)
+                values = await with_breakpoint(self.client, thread_id, run_id, values)
         except BaseException as exc:
             # alive, this process no longer watches the run: cancelled (a timeout, a stop,
             # a stream that failed), as the server cancelled it on a disconnect before;
@@ -242,6 +247,8 @@ class ServerGraph:
             status = await final_status(
                 self.client, thread_id, run_id, cancel=self._cancel, url=self.url
             )
+            if status == "success" and isinstance(values, dict) and "__error__" not in values:
+                values = await with_breakpoint(self.client, thread_id, run_id, values)
         except BaseException as exc:
             if run_id:  # no longer watched here: cancelled, as a run of its own would be
                 await self._let_go(thread_id, run_id, config)

@@ -1,7 +1,16 @@
 """How a run on a LangGraph server ended, as :class:`scheduler.remote.ServerGraph` reads
 it once the run's stream ends: the status the server recorded (asked again while the
-server cannot answer for a moment), the run's values if that is a success, and what the
-server said, as bounded, printable text (what the server sends is not trusted).
+server cannot answer for a moment), the run's values if that is a success, where it
+stopped for a human, and what the server said, as bounded, printable text (what the
+server sends is not trusted).
+
+A graph stopped at a static breakpoint (``interrupt_before`` / ``interrupt_after``, its
+own or a subgraph's) ends its server run ``success``, with values that hold no
+``__interrupt__`` (as ``ainvoke`` returns them in-process); the thread's state still names
+the nodes to run (``next``; the thread's status is ``interrupted``).
+:func:`with_breakpoint` reads the run's last checkpoint for that and returns its values
+as a graph that called ``interrupt()`` does: ``Command(resume=...)`` goes on from there, on
+the server as in this process (LangGraph 1.2).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ __all__ = [
     "http_error_text",
     "ids_of",
     "result_of",
+    "with_breakpoint",
 ]
 
 NOTHING: Any = object()  # no values streamed yet
@@ -28,6 +38,7 @@ NOTHING: Any = object()  # no values streamed yet
 _STATUS_PAUSES = (0.05, 0.1, 0.25, 0.5, 1.0, 1.0, 2.0)
 # what a server restarting (or a proxy in front of it) answers for a moment
 _TRANSIENT = (httpx.TransportError, RateLimitError, InternalServerError)
+_MAX_NODES = 20  # breakpoint nodes kept (as many as interrupts)
 _WHY = {
     "interrupted": "cancelled on the server (by another client, or its stream was cut short)",
     "error": "failed on the server",
@@ -89,6 +100,44 @@ def result_of(status: str, values: Any, run_id: str, thread_id: str) -> Any:
             f"{run_id!r}, thread {thread_id})"
         )
     return values
+
+
+async def with_breakpoint(client: Any, thread_id: str, run_id: str, values: Any) -> Any:
+    """The values of the server's run ``run_id`` that succeeded, with what it stopped at as
+    an ``interrupt()`` puts it (``__interrupt__``) when it stopped before its end without
+    one: at a static breakpoint, one question with no id, ``{"breakpoint": [nodes still to
+    run]}`` (as :func:`scheduler.invocation.breakpoint_of` records it in-process).
+
+    Its last checkpoint is read (the thread's newest of the run's: one ``POST`` of the
+    thread's history filtered by the run id, asked again while the server cannot answer
+    for a moment), not the thread's state, which a later run on the thread may have
+    moved on since.
+
+    Raises:
+        httpx.HTTPError, LangGraphError: The server did not answer.
+    """
+    if not isinstance(values, dict) or values.get("__interrupt__"):
+        return values
+    pauses = (0.0, *_STATUS_PAUSES)
+    for asked, pause in enumerate(pauses, 1):
+        await asyncio.sleep(pause)
+        try:
+            found = await client.threads.get_history(
+                thread_id, limit=1, metadata={"run_id": run_id}
+            )
+        except _TRANSIENT:
+            if asked == len(pauses):
+                raise
+        else:
+            break
+    last = found[0] if isinstance(found, list) and found and isinstance(found[0], dict) else {}
+    following = last.get("next")
+    if not isinstance(following, list) or not following:
+        return values
+    questions = [i for i in last.get("interrupts") or () if isinstance(i, dict)]
+    nodes = [error_text(node)[:200] for node in following[:_MAX_NODES]]
+    at_breakpoint = [{"id": None, "value": {"breakpoint": nodes}}]
+    return {**values, "__interrupt__": questions or at_breakpoint}
 
 
 def http_error_text(exc: BaseException, url: str) -> str:

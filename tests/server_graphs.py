@@ -8,6 +8,8 @@ tests that run them here and on a real ``langgraph dev`` (``tests/langgraph.json
 * ``asker``: stops at ``interrupt()`` and answers with what it was told.
 * ``sleeper``: sleeps for the seconds in its prompt (for timeouts).
 * ``counter``: says how many human messages its thread holds.
+* ``reviewed``: drafts, then stops at a static breakpoint (``interrupt_before``) before it
+  publishes; ``reviewed_inside``: the same graph as a subgraph, its breakpoint inside.
 * ``tally``: counts its calls in the file its prompt names (``PATH SECONDS``), then sleeps
   (and fails, with ``PATH SECONDS fail``).
 """
@@ -127,6 +129,27 @@ _tally = StateGraph(MessagesState)
 _tally.add_node("tally", tally)
 _tally.add_edge(START, "tally")
 tally_graph = _tally.compile()
+
+
+def draft(state: MessagesState) -> dict[str, Any]:
+    return {"messages": [AIMessage(f"draft of {state['messages'][0].content}")]}
+
+
+def publish(state: MessagesState) -> dict[str, Any]:
+    return {"messages": [AIMessage(f"published {state['messages'][-1].content}")]}
+
+
+_reviewed = StateGraph(MessagesState)
+_reviewed.add_node("draft", draft)
+_reviewed.add_node("publish", publish)
+_reviewed.add_edge(START, "draft")
+_reviewed.add_edge("draft", "publish")
+reviewed = _reviewed.compile(interrupt_before=["publish"])
+
+_reviewed_inside = StateGraph(MessagesState)
+_reviewed_inside.add_node("review", reviewed)
+_reviewed_inside.add_edge(START, "review")
+reviewed_inside = _reviewed_inside.compile()
 
 
 def embed(texts: list[str]) -> list[list[float]]:

@@ -325,3 +325,67 @@ async def test_an_answer_never_goes_to_another_runs_question_on_the_server_threa
     scheduler.resume_run(second.id, "yes to v7")
     done = await eventually(lambda: (r := scheduler.get_run(second.id)).status.is_final and r)
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, "the answer was yes to v7")
+
+
+@pytest.mark.parametrize(
+    ("graph_id", "stopped_before"), [("reviewed", "publish"), ("reviewed_inside", "review")]
+)
+async def test_a_static_breakpoint_on_the_server_waits_here_and_an_answer_finishes_it_there(
+    on_server: Factory, langgraph_dev: LangGraphDev, graph_id: str, stopped_before: str
+) -> None:
+    """A graph compiled with ``interrupt_before`` (its own, or a subgraph's) stops there on
+    the server, whose run is recorded ``success`` all the same, half done: here it waits
+    (as in this process), and an answer goes on from there, on the server."""
+    scheduler = on_server(graph_id)
+    run = await fire(scheduler, TaskDefinition(id="review", interval_seconds=3600, prompt="v8"))
+    assert run.status is RunStatus.WAITING, (run.status, run.output, run.error_message)
+    assert run.interrupts == [{"id": None, "value": {"breakpoint": [stopped_before]}}]
+    assert graph_id == "reviewed_inside" or run.output == "draft of v8"
+    scheduler.resume_run(run.id, "go on")
+    done = await eventually(lambda: (r := scheduler.get_run(run.id)).status.is_final and r)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "published draft of v8"), done
+    async with get_client(url=langgraph_dev.url) as client:
+        state = await client.threads.get_state(server_thread_id(done.thread_id or ""))
+    assert state["next"] == []
+    assert [m["content"] for m in state["values"]["messages"]] == [
+        "v8",
+        "draft of v8",
+        "published draft of v8",
+    ]
+
+
+async def test_an_adopted_server_run_stopped_at_a_static_breakpoint_waits(
+    langgraph_dev: LangGraphDev,
+) -> None:
+    """A retry (or a run watched again) that adopts the server run of an attempt whose
+    process died, a run that stopped at a static breakpoint meanwhile: its end is
+    ``waiting`` there, not a success (and an ``interrupt()``'s question keeps its id)."""
+    from datetime import UTC, datetime
+
+    from scheduler import RunTrigger
+    from scheduler.invocation import interrupts_of
+    from scheduler.records import RunRecord
+
+    now = datetime.now(UTC)
+    attempt = RunRecord(
+        id="attempt-1", task_id="review", status=RunStatus.INTERRUPTED, scheduled_for=now,
+        queued_at=now, started_at=now, finished_at=now, attempt=1, occurrences=1,
+        trigger=RunTrigger.MANUAL, thread_id=f"adopted-{uuid.uuid4()}", error_type=None,
+        error_message=None, error_traceback=None, output=None,
+    )  # fmt: skip
+    thread = server_thread_id(str(attempt.thread_id))
+    graph = ServerGraph(f"{langgraph_dev.url}#reviewed")
+    try:
+        await graph.client.threads.create(thread_id=thread)
+        said = {"messages": [{"role": "user", "content": "v9"}]}
+        made = await graph.client.runs.create(
+            thread, "reviewed", input=said, metadata={"scheduler_run_id": "attempt-1"}
+        )
+        await graph.client.runs.join(thread, made["run_id"])
+        config = {"metadata": {"task_id": "review", "run_id": "attempt-2"}}
+        values, where = await graph.aadopt([attempt], config)
+    finally:
+        await graph.aclose()
+    assert where == attempt.thread_id
+    assert interrupts_of(values) == '[{"id": null, "value": {"breakpoint": ["publish"]}}]'
+    assert values["messages"][-1]["content"] == "draft of v9"

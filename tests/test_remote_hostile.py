@@ -30,11 +30,13 @@ SSE = (
 
 
 RUN = re.compile(r"^GET /threads/[^/\s]+/runs/[^/\s]+ ")  # how a run ended, asked after
+HISTORY = re.compile(r"^POST /threads/[^/\s]+/history ")  # where it stopped, after a success
 
 
 class Hostile:
     """Answers every stream request with ``events`` (event name, data), or with ``failure``
-    (a whole HTTP answer) when given; a run's ``GET`` with ``run``; keeps the requests'
+    (a whole HTTP answer) when given; a run's ``GET`` with ``run``; the thread's history
+    (read after a success, for a static breakpoint) with ``history``; keeps the requests'
     headers."""
 
     def __init__(self) -> None:
@@ -43,6 +45,7 @@ class Hostile:
         self.failure = b""  # the whole answer to a stream request, instead of the events
         self.run: Any = {"run_id": "1ef00000-0000-0000-0000-000000000001", "status": "success"}
         self.run_failures: list[bytes] = []  # whole answers to the first GETs of the run
+        self.history: Any = []  # the run's last checkpoint, if any: where it stopped
         self.answer = b"{}"  # the JSON body of another request that is not a stream
         self.answer_headers = b""  # more header lines for it
         self.headers: list[dict[str, str]] = []
@@ -60,8 +63,9 @@ class Hostile:
             writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
         elif self.run_failures and RUN.match(head):
             writer.write(self.run_failures.pop(0))
-        elif head.startswith("GET"):
+        elif head.startswith("GET") or HISTORY.match(head):
             answer = json.dumps(self.run).encode() if RUN.match(head) else self.answer
+            answer = json.dumps(self.history).encode() if HISTORY.match(head) else answer
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             writer.write(self.answer_headers)
             writer.write(b"content-length: %d\r\n\r\n" % len(answer) + answer)
@@ -142,7 +146,7 @@ async def test_only_langgraph_api_key_is_sent_to_the_server(
     monkeypatch.setenv("LANGGRAPH_API_KEY", "lg-key")
     hostile.headers.clear()
     await _run(tmp_path, hostile)
-    assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"] * 2  # stream, GET run
+    assert [h.get("x-api-key") for h in hostile.headers] == ["lg-key"] * 3  # stream, run, history
 
 
 async def test_an_event_that_never_ends_fails_the_run_instead_of_filling_memory(
@@ -272,7 +276,7 @@ async def test_a_password_in_the_servers_url_is_sent_but_never_logged_or_stored(
         failed = await _run(tmp_path, hostile, f"http://ops:s3cr%40t@127.0.0.1:{down}#agent")
     assert ok.status is RunStatus.SUCCEEDED, ok.error_message
     basic = "Basic " + base64.b64encode(b"ops:s3cr@t").decode()
-    assert [h.get("authorization") for h in hostile.headers] == [basic] * 2  # stream, GET run
+    assert [h.get("authorization") for h in hostile.headers] == [basic] * 3  # stream, run, history
     assert failed.status is RunStatus.FAILED
     assert f"ConnectError from the server at http://127.0.0.1:{down}" in failed.error_message
     for text in (failed.error_message, failed.error_traceback, *caplog.messages):
@@ -314,3 +318,21 @@ async def test_a_run_whose_end_can_never_be_read_fails(tmp_path: Path, hostile: 
     run = await _run(tmp_path, hostile)
     assert (run.status, run.output) == (RunStatus.FAILED, None)
     assert "ended could not be read: RemoteProtocolError" in run.error_message
+
+
+async def test_where_a_server_says_a_run_stopped_is_stored_bounded(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    """A run the server records ``success`` whose last checkpoint still has nodes to run
+    (a static breakpoint) waits: at most 20 nodes are kept, each at most 200 characters,
+    control characters escaped; a ``next`` that is not a list is nowhere to stop."""
+    hostile.events = [("values", {"messages": []})]
+    hostile.history = [{"next": ["N\x1b" * 1_000] * 30, "interrupts": []}]
+    run = await _run(tmp_path, hostile)
+    assert run.status is RunStatus.WAITING, run.error_message
+    [asked] = run.interrupts
+    nodes = asked["value"]["breakpoint"]
+    assert asked["id"] is None and len(nodes) == 20
+    assert all(len(n) == 200 and "\x1b" not in n for n in nodes)
+    hostile.history = [{"next": "publish", "interrupts": []}]
+    assert (await _run(tmp_path, hostile)).status is RunStatus.SUCCEEDED
