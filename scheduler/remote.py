@@ -9,7 +9,8 @@ graph id; the part after ``#``, default ``agent``). For each run the scheduler:
   (the server wants one) maps to a stable UUID (``uuid5``), so every firing of the task
   continues the same server thread; a fresh run gets a fresh thread (created if missing);
 * sends the input (or, to answer an ``interrupt()``, ``command={"resume": ...}``, once
-  :meth:`ServerGraph.aget_state` shows the thread still waits at the run's question), the
+  :meth:`ServerGraph.aget_state` shows the thread still waits at the run's question; at a
+  static breakpoint, no input and no command, as the server's docs resume one), the
   context, the ``run_name`` and ``tags`` in the config and the run metadata (task id,
   scheduled time, attempt; the scheduler's run id as ``scheduler_run_id``, since the
   server keeps ``run_id`` for its own) as the server run's ``metadata``;
@@ -160,6 +161,9 @@ class ServerGraph:
         payload: Any = input
         if isinstance(input, Command):
             command, payload = {"resume": input.resume}, None
+            state = await self.aget_state(config)
+            if state.next and not state.interrupts:  # a static breakpoint: resumed with
+                command = None  # no input, as the server's docs resume one
         server_config: dict[str, Any] = {
             key: config[key] for key in ("run_name", "tags", "recursion_limit") if key in config
         }
@@ -261,15 +265,19 @@ class ServerGraph:
     async def aget_state(self, config: dict[str, Any]) -> Any:
         """The server thread's state, as far as an answer needs it: ``interrupts``, the
         questions it waits at (each with its ``id``), so that an answer never goes to
-        another run's question (:func:`scheduler.invocation.question_gone`)."""
+        another run's question (:func:`scheduler.invocation.question_gone`); ``next``, the
+        nodes still to run (with no question: stopped at a static breakpoint)."""
         thread = str((config.get("configurable") or {}).get("thread_id"))
         try:
             state = await self.client.threads.get_state(server_thread_id(thread))
         except (httpx.HTTPError, LangGraphError) as exc:
             raise ServerRunError(http_error_text(exc, self.url)) from None
-        items = state.get("interrupts") if isinstance(state, dict) else None
-        asked = [i.get("id") for i in items or () if isinstance(i, dict)]
-        return SimpleNamespace(interrupts=[SimpleNamespace(id=i) for i in asked if i])
+        state = state if isinstance(state, dict) else {}
+        asked = [i.get("id") for i in state.get("interrupts") or () if isinstance(i, dict)]
+        following = state.get("next") if isinstance(state.get("next"), list) else []
+        return SimpleNamespace(
+            interrupts=[SimpleNamespace(id=i) for i in asked if i], next=following
+        )
 
     async def _let_go(self, thread_id: str, run_id: str, config: dict[str, Any]) -> None:
         """This process stops watching the server's run ``run_id``: cancelled there, unless

@@ -335,7 +335,8 @@ async def test_a_static_breakpoint_on_the_server_waits_here_and_an_answer_finish
 ) -> None:
     """A graph compiled with ``interrupt_before`` (its own, or a subgraph's) stops there on
     the server, whose run is recorded ``success`` all the same, half done: here it waits
-    (as in this process), and an answer goes on from there, on the server."""
+    (as in this process), and an answer goes on from there, on the server, as the server's
+    docs resume a static breakpoint: with no input (and no ``command``)."""
     scheduler = on_server(graph_id)
     run = await fire(scheduler, TaskDefinition(id="review", interval_seconds=3600, prompt="v8"))
     assert run.status is RunStatus.WAITING, (run.status, run.output, run.error_message)
@@ -345,7 +346,10 @@ async def test_a_static_breakpoint_on_the_server_waits_here_and_an_answer_finish
     done = await eventually(lambda: (r := scheduler.get_run(run.id)).status.is_final and r)
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, "published draft of v8"), done
     async with get_client(url=langgraph_dev.url) as client:
-        state = await client.threads.get_state(server_thread_id(done.thread_id or ""))
+        thread = server_thread_id(done.thread_id or "")
+        state = await client.threads.get_state(thread)
+        resumed = (await client.runs.list(thread))[0]
+    assert (resumed["kwargs"]["input"], resumed["kwargs"]["command"]) == (None, None)
     assert state["next"] == []
     assert [m["content"] for m in state["values"]["messages"]] == [
         "v8",
