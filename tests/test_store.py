@@ -139,6 +139,32 @@ def test_a_nul_character_in_a_runs_text_is_written_as_a_replacement(store: Store
     assert store.get_run("r2").error_message == "bad\ufffdbyte"  # type: ignore[union-attr]
 
 
+def test_hundreds_of_runs_and_next_run_times_written_at_once(store: Store) -> None:
+    """Many rows at once take other statements on PostgreSQL (``COPY``, one ``UPDATE`` of
+    arrays): every value comes back as written, NUL replaced and None kept."""
+    from scheduler.enums import RunStatus
+
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row(f"t{i:03}", 1000.0 + i) for i in range(300)])
+    runs = [run_row(f"r{i:03}", f"t{i:03}") for i in range(300)]
+    runs[7].status = RunStatus.QUEUED  # (an enum, as the dispatcher writes it)
+    runs[8].output, runs[8].thread_id, runs[8].attempt = "a\x00b", "th-8", 3
+    with store.transaction() as tx:
+        tx.insert_runs(runs)
+        tx.set_next_run_times([(f"t{i:03}", None if i % 2 else 5000.0 + i) for i in range(300)])
+    seven, eight = store.get_run("r007"), store.get_run("r008")
+    assert seven is not None and seven.status == "queued"
+    assert eight is not None and (eight.output, eight.thread_id, eight.attempt) == (
+        "a\ufffdb", "th-8", 3
+    )
+    assert store.count_runs() == {"queued": 300}
+    with store.transaction() as tx:
+        stored = tx.get_tasks([f"t{i:03}" for i in range(300)])
+    assert [stored[f"t{i:03}"].next_run_time for i in (0, 1, 2, 299)] == [
+        5000.0, None, 5002.0, None
+    ]  # fmt: skip
+
+
 def test_prune_keeps_the_newest_and_unfinished(store: Store) -> None:
     old = time.time() - 10 * 86400
     with store.transaction() as tx:

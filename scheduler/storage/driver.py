@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Insert, Select, Update
 
-__all__ = ["execute_many", "execute_rows", "fetch_one"]
+__all__ = ["copy_rows", "execute_many", "execute_rows", "fetch_one"]
 
 Build = Callable[[], Insert | Update | Select[Any]]
 
@@ -96,5 +96,19 @@ def execute_rows(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(statement.sql, rows)
+    finally:
+        cursor.close()
+
+
+def copy_rows(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` (tuples of ``columns``' values) with PostgreSQL's ``COPY``: about
+    twice as fast as a pipelined ``executemany`` (10,000 runs due at once)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
     finally:
         cursor.close()

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Update, bindparam, delete, func, insert, sele
 
 from scheduler.exceptions import LeadershipLostError
 from scheduler.fresh_threads import is_fresh
-from scheduler.storage.driver import execute_many, execute_rows, fetch_one
+from scheduler.storage.driver import copy_rows, execute_many, execute_rows, fetch_one
 from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
     RUN_FIELDS,
@@ -29,6 +29,13 @@ from scheduler.storage.schema import (
 __all__ = ["EPOCH", "SELECT_TASK", "Transaction"]
 
 _ANALYZE_AFTER = 10_000  # tasks inserted at once
+_COPY_AFTER = 100  # rows written at once: PostgreSQL's COPY, or one statement of arrays
+
+# PostgreSQL: the next run times of many tasks in one statement (a run due at once each)
+_SET_NEXT_RUN_TIMES = (
+    f"UPDATE {tasks_table.name} AS t SET next_run_time = v.at "
+    "FROM unnest(%(ids)s::text[], %(at)s::float8[]) AS v(id, at) WHERE t.id = v.id"
+)
 
 # Statements used on every change, built once (building one costs more than running it).
 SELECT_TASK = select(tasks_table).where(tasks_table.c.id == bindparam("task_id"))
@@ -138,6 +145,10 @@ class Transaction(LinkStatements):
     def set_next_run_times(self, changes: Sequence[tuple[str, float | None]]) -> None:
         if not changes:
             return
+        if len(changes) >= _COPY_AFTER and self._conn.dialect.name == "postgresql":
+            ids, times = zip(*changes, strict=True)  # one statement, not one per task
+            self._conn.exec_driver_sql(_SET_NEXT_RUN_TIMES, {"ids": list(ids), "at": list(times)})
+            return
         execute_many(
             self._conn,
             "set_next_run_times",
@@ -201,7 +212,12 @@ class Transaction(LinkStatements):
     def insert_runs(self, rows: Sequence[RunRow]) -> None:
         if rows:
             values = [_no_nul_values(row.as_values()) for row in rows]
-            execute_rows(self._conn, "insert_runs", lambda: insert(runs_table), RUN_FIELDS, values)
+            if len(values) >= _COPY_AFTER and self._conn.dialect.name == "postgresql":
+                copy_rows(self._conn, runs_table.name, RUN_FIELDS, values)
+            else:
+                execute_rows(
+                    self._conn, "insert_runs", lambda: insert(runs_table), RUN_FIELDS, values
+                )
 
     def update_runs(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply updates, each a dict with ``id`` and the columns to set."""

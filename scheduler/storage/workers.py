@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import String, all_, any_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from scheduler.storage.listen import CHANNEL
 from scheduler.storage.schema import (
@@ -117,14 +118,21 @@ def in_progress(
     )
     query = (
         select(runs_table.c.task_id, func.count(), unstarted)
-        .where(runs_table.c.task_id.in_(list(task_ids)), runs_table.c.status.in_(statuses))
-        .where(runs_table.c.id.not_in(list(besides)))
+        .where(runs_table.c.task_id == any_(_texts("task_ids", task_ids)))
+        .where(runs_table.c.status.in_(statuses))
+        .where(runs_table.c.id != all_(_texts("besides", besides)))
         .group_by(runs_table.c.task_id)
     )
     return {
         task_id: (int(count), int(waiting or 0))
         for task_id, count, waiting in _conn(tx).execute(query)
     }
+
+
+def _texts(name: str, values: Collection[str]) -> Any:
+    """``values`` as one array parameter (a dispatch's thousands of ids: one parameter, not
+    one each, which PostgreSQL parses in a third of the time)."""
+    return bindparam(name, list(values), type_=ARRAY(String))
 
 
 def share_runs(tx: Transaction, runs: Sequence[tuple[str, int | None, int, str | None]]) -> None:
