@@ -31,12 +31,13 @@ from scheduler import (
     TaskType,
     changeset,
 )
+from scheduler.dependencies.after import After
 from scheduler.dependencies.follow import Followers
 from scheduler.exceptions import DependencyError, TasksFileError
 from scheduler.records import RunRecord
 from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
-from scheduler.tasksfile import apply_tasks_file, check_tasks_file
+from scheduler.tasksfile import apply_tasks_file, check_tasks_file, load_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
 from tests import callbacks, prompt_graphs
@@ -489,6 +490,32 @@ def test_the_after_field_in_its_forms() -> None:
         TaskDefinition(id="r", after=[], prompt="p")
     with pytest.raises(ValidationError, match="given more than once"):
         TaskDefinition(id="r", after=["a", "a"], prompt="p")
+
+
+def test_after_tasks_may_be_one_name_as_after_itself_may(tmp_path: Path) -> None:
+    """``after: {tasks: fetch, on: failed}`` reads ``tasks`` as ``after: fetch`` does (one
+    name, or "a, b"), in a tasks file and in the model; it was refused ("Input should be a
+    valid list"). Anything else is still refused naming ``after.tasks``."""
+    file = tmp_path / "tasks.yaml"
+    file.write_text(
+        "tasks:\n"
+        "  - {id: fetch, schedule: every day at 09:00, prompt: f}\n"
+        "  - {id: costs, schedule: every day at 09:00, prompt: c}\n"
+        "  - id: alert\n"
+        "    after: {tasks: fetch, on: failed}\n"
+        "    prompt: a\n"
+        "  - id: report\n"
+        "    after: {tasks: 'fetch, costs', mode: any}\n"
+        "    prompt: r\n"
+    )
+    tasks = {task.id: task for task in load_tasks_file(file)}
+    assert tasks["alert"].after == After(tasks=["fetch"], on="failed")
+    assert tasks["report"].after == After(tasks=["fetch", "costs"], mode="any")
+    one = TaskDefinition(id="r", after={"tasks": "fetch"}, prompt="p")
+    assert one.after is not None and one.after.tasks == ["fetch"]
+    for bad in (7, "", {"fetch": 1}):
+        with pytest.raises(ValidationError, match=r"after\.tasks"):
+            TaskDefinition(id="r", after={"tasks": bad}, prompt="p")
 
 
 @pytest.mark.slow

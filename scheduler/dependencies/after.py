@@ -4,8 +4,8 @@ Three ways to write it (the tasks file, the CLI's ``--after``, the API):
 
 * ``after: fetch-sales`` or ``after: [fetch-sales, fetch-costs]``: once every one of them has
   succeeded since this task last ran on them (fan-in);
-* ``after: {tasks: [report], on: failed}``: a fallback, once ``report`` fails (or times
-  out, or is interrupted), after its retries;
+* ``after: {tasks: [report], on: failed}`` (``tasks: report`` alike, as above): a
+  fallback, once ``report`` fails (or times out, or is interrupted), after its retries;
 * ``after: {tasks: [a, b], mode: any, on: finished}``: each time any of them ends.
 
 ``on``: ``succeeded`` (the default), ``failed`` (failed, timed out or interrupted) or
@@ -41,6 +41,12 @@ OUTCOMES: dict[str, frozenset[RunStatus]] = {
     ),
 }
 
+
+def _names(text: str) -> list[str]:
+    """``"a, b"`` as ``["a", "b"]``: task ids written as one comma-separated string."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 _VERBS = {"failed": ("fails", "fail"), "finished": ("finishes", "finish")}
 
 
@@ -63,12 +69,15 @@ class After(BaseModel):
     @classmethod
     def _forms(cls, data: Any) -> Any:
         if isinstance(data, str):
-            return {"tasks": [part.strip() for part in data.split(",") if part.strip()]}
+            return {"tasks": _names(data)}
         if isinstance(data, list | tuple):
             return {"tasks": list(data)}
         if isinstance(data, dict) and True in data and "on" not in data:
             # YAML 1.1 reads a bare ``on:`` key as the boolean true
-            return {("on" if key is True else key): value for key, value in data.items()}
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        if isinstance(data, dict) and isinstance(data.get("tasks"), str):
+            # ``{tasks: fetch}`` (or ``"a, b"``) as ``after: fetch`` reads it
+            data = {**data, "tasks": _names(data["tasks"])}
         return data
 
     @field_validator("tasks")
