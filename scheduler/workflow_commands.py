@@ -16,7 +16,8 @@ __all__ = ["add_after_flags", "after_given", "apply_after_flags", "cmd_graph", "
 
 
 def add_after_flags(parser: argparse.ArgumentParser, *, editing: bool = False) -> None:
-    """``--after IDS``, ``--after-on OUTCOME``, ``--after-any`` (and ``--no-after``)."""
+    """``--after IDS``, ``--after-on OUTCOME``, ``--after-any`` / ``--after-all`` (and
+    ``--no-after``)."""
     parser.add_argument(
         "--after",
         metavar="IDS",
@@ -28,11 +29,20 @@ def add_after_flags(parser: argparse.ArgumentParser, *, editing: bool = False) -
         choices=["succeeded", "failed", "finished"],
         help="the upstream outcome that counts (default succeeded; failed makes a fallback)",
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--after-any",
         action="store_const",
-        const=True,
+        const="any",
+        dest="after_mode",
         help="run after any one of them ends so, not after all of them",
+    )
+    mode.add_argument(
+        "--after-all",
+        action="store_const",
+        const="all",
+        dest="after_mode",
+        help="run once all of them have ended so (the default; edit: undoes --after-any)",
     )
     if editing:
         parser.add_argument(
@@ -42,30 +52,32 @@ def add_after_flags(parser: argparse.ArgumentParser, *, editing: bool = False) -
 
 def after_given(args: argparse.Namespace) -> bool:
     """Some ``--after`` flag was given."""
-    flags = (args.after, args.after_on, args.after_any, getattr(args, "no_after", False))
+    flags = (args.after, args.after_on, args.after_mode, getattr(args, "no_after", False))
     return any(value not in (None, False) for value in flags)
 
 
 def apply_after_flags(args: argparse.Namespace, data: dict[str, Any]) -> None:
     """Set (or drop) ``after`` in the task fields ``data`` from the flags; on ``edit``,
-    ``--after-on`` / ``--after-any`` alone change the task's own ``after``."""
+    ``--after-on`` / ``--after-any`` / ``--after-all`` alone change the task's own ``after``."""
     if getattr(args, "no_after", False):
-        if args.after or args.after_on or args.after_any:
-            raise UsageError("--no-after cannot go with --after, --after-on or --after-any")
+        if args.after or args.after_on or args.after_mode:
+            raise UsageError(
+                "--no-after cannot go with --after, --after-on, --after-any or --after-all"
+            )
         data.pop("after", None)
         return
     if not after_given(args):
         return
     current = data.get("after")
     if args.after is None and not current:
-        raise UsageError("--after-on and --after-any need --after IDS")
+        raise UsageError("--after-on, --after-any and --after-all need --after IDS")
     after: dict[str, Any] = dict(current or {})
     if args.after is not None:
         after["tasks"] = [part.strip() for part in args.after.split(",") if part.strip()]
     if args.after_on is not None:
         after["on"] = args.after_on
-    if args.after_any:
-        after["mode"] = "any"
+    if args.after_mode is not None:
+        after["mode"] = args.after_mode
     data["after"] = after
 
 

@@ -643,6 +643,15 @@ def test_the_cli_adds_shows_draws_and_removes_chains(tmp_path: Path) -> None:
     assert "need --after" in cli.fails("add", "--id", "x", "--after-on", "failed", "--prompt", "p")
     edited = cli.json("edit", "alert", "--after", "report,fetch-costs", "--after-any")
     assert edited["schedule"] == "After any of report, fetch-costs fails"
+    # --after-all undoes --after-any (before: only --no-after, which needs a --schedule);
+    # --after alone keeps the mode the task has
+    kept = cli.json("edit", "alert", "--after", "fetch-costs,report")
+    assert kept["schedule"] == "After any of fetch-costs, report fails"
+    every = cli.json("edit", "alert", "--after-all")
+    assert every["schedule"] == "After fetch-costs, report fail"
+    assert every["definition"]["after"]["mode"] == "all"
+    assert "not allowed with argument" in cli.fails("edit", "alert", "--after-any", "--after-all")
+    assert "cannot go with" in cli.fails("edit", "alert", "--no-after", "--after-all")
     assert "(needed by report)" in cli.fails("remove", "fetch-sales", "--yes")
     cli("remove", "fetch-sales", "--yes", "--force")
     assert "fetch-sales  (not a task: removed with force)" in cli("graph").stdout
