@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from scheduler import commands
+from scheduler import commands, run_commands
 from scheduler.control_characters import shown
 from scheduler.enums import RunStatus
 from scheduler.exceptions import (
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="remove it even if other tasks run after it"
     )
     command("graph", cmd_graph, "print which tasks run after which (the dependency graph)")
-    p = command("run", commands.cmd_run, "run a task now")
+    p = command("run", run_commands.cmd_run, "run a task now")
     p.add_argument("id")
     p.add_argument(
         "--wait",
@@ -126,12 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait for the run (runs it here if no scheduler is running)",
     )
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
-    p = command("answer", commands.cmd_answer, "answer a run waiting at interrupt() (resumes it)")
+    p = command(
+        "answer", run_commands.cmd_answer, "answer a run waiting at interrupt() (resumes it)"
+    )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("value", metavar="VALUE_JSON", help="the answer, as JSON")
     p.add_argument("--wait", action="store_true", help="wait until it ends (or waits again)")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
-    p = command("runs", commands.cmd_runs, "run history, newest first")
+    p = command("runs", run_commands.cmd_runs, "run history, newest first")
     p.add_argument("--task", metavar="ID")
     p.add_argument("--status", choices=[s.value for s in RunStatus])
     p.add_argument("--limit", type=_count, default=20, metavar="N", help="at most N runs (0: all)")
