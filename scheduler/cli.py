@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value", metavar="VALUE_JSON", help="the answer, as JSON")
     p.add_argument("--wait", action="store_true", help="wait until it ends (or waits again)")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
+    p = command(
+        "cancel",
+        run_commands.cmd_cancel,
+        "cancel a running run, or one waiting for an answer (also in another process)",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
     p = command("runs", run_commands.cmd_runs, "run history, newest first")
     p.add_argument("--task", metavar="ID")
     p.add_argument("--status", choices=[s.value for s in RunStatus])

@@ -43,11 +43,15 @@ class RunNotFoundError(SchedulerError, KeyError):
 class RunNotWaitingError(SchedulerError, ValueError):
     """``resume_run`` on a run that is not waiting for an answer (or already answered)."""
 
-    def __init__(self, run_id: str, status: str, *, answered: bool = False) -> None:
+    def __init__(
+        self, run_id: str, status: str, *, answered: bool = False, cancelling: bool = False
+    ) -> None:
         self.run_id = run_id
         self.status = status
         if answered:
             reason = "has been answered already; it resumes with that answer"
+        elif cancelling:
+            reason = "has been asked to cancel; it ends cancelled"
         else:
             reason = f"is not waiting for an answer (it is {status})"
         super().__init__(f"run {run_id!r} {reason}")

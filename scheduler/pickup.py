@@ -82,10 +82,14 @@ class PickUp:
             self.shared.end(tx)
 
     def _take_answers(self, runs: list[RunRow] | None = None) -> None:
-        """Resume the waiting runs held here whose answer is recorded (by any process)."""
+        """Resume the waiting runs held here whose answer is recorded (by any process), and
+        cancel those another process asked to cancel (also while no process held them)."""
         if runs is None:
             runs = self.store.list_runs(statuses=[RunStatus.WAITING], limit=None)
         for run in runs:
+            if run.cancel_requested is not None and run.answer is None:
+                self.runner.cancel_run(run.id)  # (False: not held here)
+                continue
             if run.answer is None or not self.runner.is_waiting(run.id):
                 continue
             try:

@@ -1,4 +1,4 @@
-"""The CLI's run commands: ``run`` a task now, ``answer`` a waiting run, ``runs`` (the
+"""The CLI's run commands: ``run`` a task now, ``answer`` or ``cancel`` a run, ``runs`` (the
 history); see :mod:`scheduler.cli` for the parser and the exit statuses."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from scheduler.render import Output
 from scheduler.run_writes import check_answer
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["cmd_answer", "cmd_run", "cmd_runs"]
+__all__ = ["cmd_answer", "cmd_cancel", "cmd_run", "cmd_runs"]
 
 
 def cmd_run(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
@@ -98,4 +98,24 @@ def cmd_runs(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) ->
     if args.task is not None and not runs and not scheduler.list_runs(args.task, limit=1):
         scheduler.get_task(args.task)  # no such task, nor runs of a removed one: exit 1
     out.runs(runs)
+    return 0
+
+
+def cmd_cancel(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
+    """Cancel a running run, or one waiting for an answer (in this or another process)."""
+    run = scheduler.get_run(args.run_id)  # no such run: exit 1
+    active_elsewhere = scheduler.is_active_elsewhere()
+    if not scheduler.cancel_run(args.run_id):
+        raise UsageError(
+            f"run {args.run_id} is {run.status.value}: only a running run, or one waiting "
+            "for an answer (not answered yet), can be cancelled"
+        )
+    if run.status is RunStatus.WAITING and not active_elsewhere:
+        out.line(
+            f"asked to cancel {args.run_id}; no scheduler is running on this database, so it "
+            "ends cancelled when one starts (an answer is refused meanwhile)"
+        )
+    else:
+        out.line(f"asked to cancel {args.run_id}; the process that holds it ends it cancelled")
+    out.result({"id": args.run_id, "cancelling": True, "active_elsewhere": active_elsewhere})
     return 0

@@ -177,7 +177,8 @@ class RunWrites(TaskWrites):
 
         Raises:
             RunNotFoundError: No such run.
-            RunNotWaitingError: It is not waiting, or has been answered already.
+            RunNotWaitingError: It is not waiting, has been answered already, or has
+                been asked to cancel (:meth:`cancel_run` from another process).
             ValueError: ``value`` is null, or not JSON within the limits of task input
                 (:func:`check_answer`); nothing is written.
             AnswerMismatchError: The run waits at several questions and ``value`` is not
@@ -230,6 +231,8 @@ class RunWrites(TaskWrites):
                 raise RunNotWaitingError(run_id, run.status)
             if run.answer is not None:
                 raise RunNotWaitingError(run_id, run.status, answered=True)
+            if run.cancel_requested is not None:  # (the process holding it ends it)
+                raise RunNotWaitingError(run_id, run.status, cancelling=True)
             check_fits(run_id, run.interrupts, value)
             changes.tx.update_runs([{"id": run_id, "answer": text}])
             changes.changed = True

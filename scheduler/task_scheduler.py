@@ -293,11 +293,13 @@ class TaskScheduler(AsyncTaskAPI):
             call_soon_threadsafe(supervisor.loop, supervisor.runner.cancel_running)
 
     def cancel_run(self, run_id: str) -> bool:
-        """Cancel a running run (recorded ``cancelled``): at once if it runs in this process;
-        one running in another process (a worker, or the active scheduler while this one
-        stands by) is asked through the database, and that process cancels it within about
-        ``poll_interval_seconds``. A run waiting for an answer in this process is cancelled
-        too. False when the run is not running (nor waiting here)."""
+        """Cancel a running run, or one waiting for an answer (recorded ``cancelled``): at
+        once if this process holds it; one held by another process (a worker, or the active
+        scheduler while this one stands by, or the CLI's) is asked through the database, and
+        that process cancels it within about ``poll_interval_seconds``. A waiting run no
+        process holds (no scheduler runs) is cancelled by the next one that starts; an
+        answer after the request is refused. False when the run is neither running nor
+        waiting unanswered."""
         supervisor = self._supervisor
         runner = supervisor.runner if supervisor is not None else None
         if runner is not None and (runner.is_running(run_id) or runner.is_waiting(run_id)):

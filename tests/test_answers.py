@@ -514,6 +514,57 @@ def test_kill_9_right_after_a_waiting_timeout_still_runs_the_fallback(tmp_path: 
     assert [line.split()[0] for line in calls.read_text().splitlines()] == [fallback["id"]]
 
 
+@pytest.mark.slow
+def test_the_cli_cancels_a_run_waiting_in_another_process_or_in_none(tmp_path: Path) -> None:
+    """``python -m scheduler cancel RUN`` from another process: a run waiting for an answer
+    in a running service ends ``cancelled`` there at its next poll, followed as any
+    cancelled run (``on: finished``). Before, the request reached only running runs: the
+    CLI's cancel answered False and the run kept waiting. With no scheduler running, the
+    request is recorded: an answer is refused meanwhile, and the next start ends it
+    ``cancelled``."""
+    from tests.test_cli import Cli
+    from tests.test_reliability import Child, child, rows, wait_until
+
+    db = tmp_path / "scheduler.db"
+    calls = tmp_path / "calls.log"
+    record = {"metadata": {"log": str(calls)}}
+    now = datetime.now(UTC).isoformat()
+    asks = [{"id": i, "run_at": now, "prompt": "ask-record-sleep:0", **record} for i in "ab"]
+    then = {"id": "then", "after": {"tasks": ["a"], "on": "finished"}, "prompt": "record"}
+    child(db, "add", json.dumps([*asks, {**then, **record}]))
+    cli = Cli(tmp_path)
+
+    def run_of(task: str, status: str) -> list[dict[str, Any]]:
+        query = "SELECT * FROM scheduler_runs WHERE task_id = ? AND status = ?"
+        return rows(db, query, task, status)
+
+    service = Child(db)
+    try:
+        service.wait_for("active")
+        [a] = wait_until(lambda: run_of("a", "waiting"), message="a waiting")
+        [b] = wait_until(lambda: run_of("b", "waiting"), message="b waiting")
+        assert cli.json("cancel", a["id"])["cancelling"] is True
+        [ended] = wait_until(lambda: run_of("a", "cancelled"), message="a cancelled")
+        assert ended["error_type"] == "Cancelled"
+        [follower] = wait_until(lambda: run_of("then", "succeeded"), message="then ran")
+        assert json.loads(follower["upstream"])["a"]["status"] == "cancelled"
+        assert "is cancelled" in cli.fails("cancel", a["id"])
+    finally:
+        service.stop()
+    assert run_of("b", "waiting")  # held by no process now
+    said = cli("cancel", b["id"]).stdout
+    assert "ends cancelled when one starts" in said
+    assert "asked to cancel" in cli.fails("answer", b["id"], '"yes"')
+    assert run_of("b", "waiting")
+    restarted = Child(db)
+    try:
+        restarted.wait_for("active")
+        [ended] = wait_until(lambda: run_of("b", "cancelled"), message="b cancelled at start")
+    finally:
+        restarted.stop()
+    assert ended["answer"] is None and not calls.read_text().count(b["id"])
+
+
 async def test_an_answer_that_cannot_be_read_fails_the_run_as_any_failure(
     make_scheduler: SchedulerFactory, tmp_path: Path
 ) -> None:

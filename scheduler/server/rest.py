@@ -193,7 +193,7 @@ async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     run = await scheduler.aget_run(run_id)
     if not await scheduler.acancel_run(run_id):
         raise HTTPException(
-            409, f"run {run_id} is {run.status.value}, not running (or waiting here)"
+            409, f"run {run_id} is {run.status.value}, not running (nor waiting unanswered)"
         )
     return {"id": run_id, "cancelling": True}
 

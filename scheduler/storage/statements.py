@@ -33,9 +33,12 @@ DELIVERIES = (
     .where(deliveries_table.c.run_id == bindparam("run_id"))
     .order_by(deliveries_table.c.id)
 )
-# running runs another process asked to cancel: of the active process's own (no worker)
-# and of one worker
-_ASKED = (runs_table.c.cancel_requested.is_not(None), runs_table.c.status == "running")
+# running (and waiting) runs another process asked to cancel: of the active process's own
+# (no worker) and of one worker
+_ASKED = (
+    runs_table.c.cancel_requested.is_not(None),
+    runs_table.c.status.in_(["running", "waiting"]),
+)
 CANCELS_HERE = select(runs_table.c.id).where(*_ASKED, runs_table.c.worker.is_(None))
 CANCELS_OF = select(runs_table.c.id).where(*_ASKED, runs_table.c.worker == bindparam("worker"))
 THREAD_RUNS = (

@@ -335,8 +335,9 @@ class Store:
             tx.add_delivery(values)
 
     def request_cancel(self, run_id: str, now: float) -> bool:
-        """Record a cancel request for a run another process runs, and bump the revision
-        so that process looks; False unless the run is recorded running."""
+        """Record a cancel request for a run another process runs (or holds waiting for
+        an answer), and bump the revision so that process looks; False unless the run is
+        recorded running, or waiting and not answered."""
         with self.transaction() as tx:
             asked = tx.request_cancel(run_id, now)
             if asked:
@@ -344,8 +345,8 @@ class Store:
             return asked
 
     def cancel_requests(self, worker: str | None) -> list[str]:
-        """The running runs of ``worker`` (None: of the active scheduler's own process)
-        that another process asked to cancel."""
+        """The running and waiting runs of ``worker`` (None: of the active scheduler's own
+        process) that another process asked to cancel."""
         query = CANCELS_HERE if worker is None else CANCELS_OF
         with self._reading() as conn:
             return [str(run_id) for (run_id,) in conn.execute(query, {"worker": worker})]

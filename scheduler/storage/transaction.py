@@ -268,10 +268,14 @@ class Transaction(LinkStatements):
         return [run_row(row) for row in self._conn.execute(query)]
 
     def request_cancel(self, run_id: str, now: float) -> bool:
-        """Ask whoever runs ``run_id`` to cancel it; False unless it is recorded running."""
+        """Ask whoever runs ``run_id``, or holds it waiting for an answer, to cancel it;
+        False unless it is recorded running, or waiting and not answered (an answer given
+        first wins)."""
+        running = runs_table.c.status == "running"
+        unanswered = (runs_table.c.status == "waiting") & runs_table.c.answer.is_(None)
         result = self._conn.execute(
             update(runs_table)
-            .where(runs_table.c.id == run_id, runs_table.c.status == "running")
+            .where(runs_table.c.id == run_id, running | unanswered)
             .values(cancel_requested=now)
         )
         return bool(result.rowcount)
