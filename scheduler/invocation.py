@@ -9,6 +9,7 @@ timeout, the output kept, the result callback; every way it can end is turned in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import traceback
 from collections.abc import Awaitable, Callable
@@ -204,6 +205,8 @@ async def question_gone(graph: Any, config: dict[str, Any], asked: str | None) -
         return None
     state = await graph.aget_state(config)
     pending = {str(i.id)[:200] for i in getattr(state, "interrupts", ()) or ()}
+    if getattr(state, "next", None) and (stopped := breakpoint_id(state)) is not None:
+        pending.add(stopped)  # (stopped at a static breakpoint: its question)
     if ids & pending:
         return None
     thread = config["configurable"]["thread_id"]
@@ -215,10 +218,31 @@ async def question_gone(graph: Any, config: dict[str, Any], asked: str | None) -
     return f"thread {thread} no longer waits at its question (another run used the thread)"
 
 
+def breakpoint_id(state: Any) -> str | None:
+    """The question id of a thread stopped at a static breakpoint: 32 hex digits, as
+    LangGraph's interrupt ids are, derived from the checkpoint it stopped at (the same
+    for as long as the thread waits there; another run on the thread makes a new one);
+    None with no checkpoint id."""
+    configurable = (getattr(state, "config", None) or {}).get("configurable") or {}
+    return checkpoint_question_id(
+        configurable.get("checkpoint_ns"), configurable.get("checkpoint_id")
+    )
+
+
+def checkpoint_question_id(namespace: Any, checkpoint: Any) -> str | None:
+    """:func:`breakpoint_id` of a checkpoint given by its namespace and id (a LangGraph
+    server's thread state names them so too); None with no checkpoint id."""
+    if not checkpoint:
+        return None
+    text = f"breakpoint:{namespace or ''}:{checkpoint}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 async def breakpoint_of(graph: Any, config: dict[str, Any]) -> str | None:
     """Where a graph compiled with static breakpoints (``interrupt_before`` /
-    ``interrupt_after``) stopped, as :func:`interrupts_of` records a question (one, with no
-    id: ``Command(resume=...)`` goes on from there), or None when it finished. Stopped
+    ``interrupt_after``) stopped, as :func:`interrupts_of` records a question (one, with
+    the id :func:`breakpoint_id`: answered by id as an ``interrupt()``'s question is, and
+    ``Command(resume=...)`` goes on from there), or None when it finished. Stopped
     there, ``ainvoke`` returns the values with no ``__interrupt__``: the thread's state
     names the nodes still to run (with no checkpointer, nothing does: None). A subgraph's
     breakpoint stops the graph at the node that runs the subgraph."""
@@ -230,10 +254,12 @@ async def breakpoint_of(graph: Any, config: dict[str, Any]) -> str | None:
     nodes = ("interrupt_before_nodes", "interrupt_after_nodes")
     if not any(getattr(each, name, None) for each in graphs for name in nodes):
         return None
-    following = [str(node)[:200] for node in (await graph.aget_state(config)).next or ()]
+    state = await graph.aget_state(config)
+    following = [str(node)[:200] for node in state.next or ()]
     if not following:
         return None
-    return json.dumps([{"id": None, "value": {"breakpoint": following[:_MAX_INTERRUPTS]}}])
+    asked = {"breakpoint": following[:_MAX_INTERRUPTS]}
+    return json.dumps([{"id": breakpoint_id(state), "value": asked}])
 
 
 def interrupts_of(result: Any) -> str | None:

@@ -275,8 +275,11 @@ class ServerGraph:
         state = state if isinstance(state, dict) else {}
         asked = [i.get("id") for i in state.get("interrupts") or () if isinstance(i, dict)]
         following = state.get("next") if isinstance(state.get("next"), list) else []
+        where = state.get("checkpoint") if isinstance(state.get("checkpoint"), dict) else {}
         return SimpleNamespace(
-            interrupts=[SimpleNamespace(id=i) for i in asked if i], next=following
+            interrupts=[SimpleNamespace(id=i) for i in asked if i],
+            next=following,
+            config={"configurable": where},  # (a static breakpoint's question id)
         )
 
     async def _let_go(self, thread_id: str, run_id: str, config: dict[str, Any]) -> None:

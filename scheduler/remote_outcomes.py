@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from langgraph_sdk.errors import InternalServerError, RateLimitError
 
+from scheduler.invocation import checkpoint_question_id
+
 __all__ = [
     "NOTHING",
     "ServerRunError",
@@ -105,8 +107,9 @@ def result_of(status: str, values: Any, run_id: str, thread_id: str) -> Any:
 async def with_breakpoint(client: Any, thread_id: str, run_id: str, values: Any) -> Any:
     """The values of the server's run ``run_id`` that succeeded, with what it stopped at as
     an ``interrupt()`` puts it (``__interrupt__``) when it stopped before its end without
-    one: at a static breakpoint, one question with no id, ``{"breakpoint": [nodes still to
-    run]}`` (as :func:`scheduler.invocation.breakpoint_of` records it in-process).
+    one: at a static breakpoint, one question, ``{"breakpoint": [nodes still to run]}``,
+    its id from the checkpoint (as :func:`scheduler.invocation.breakpoint_of` records it
+    in-process).
 
     Its last checkpoint is read (the thread's newest of the run's: one ``POST`` of the
     thread's history filtered by the run id, asked again while the server cannot answer
@@ -136,7 +139,9 @@ async def with_breakpoint(client: Any, thread_id: str, run_id: str, values: Any)
         return values
     questions = [i for i in last.get("interrupts") or () if isinstance(i, dict)]
     nodes = [error_text(node)[:200] for node in following[:_MAX_NODES]]
-    at_breakpoint = [{"id": None, "value": {"breakpoint": nodes}}]
+    where = last.get("checkpoint") if isinstance(last.get("checkpoint"), dict) else {}
+    asked = checkpoint_question_id(where.get("checkpoint_ns"), where.get("checkpoint_id"))
+    at_breakpoint = [{"id": asked, "value": {"breakpoint": nodes}}]
     return {**values, "__interrupt__": questions or at_breakpoint}
 
 

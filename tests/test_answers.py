@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import operator
+import re
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +24,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import interrupt
 
 from scheduler import RunStatus, TaskDefinition, TaskScheduler
-from scheduler.exceptions import RunNotWaitingError
+from scheduler.exceptions import AnswerMismatchError, RunNotWaitingError
 from scheduler.testing import clocked_scheduler
 from tests import callbacks, server_graphs
 from tests.conftest import SchedulerFactory, eventually
@@ -327,14 +328,49 @@ async def test_a_graph_stopped_at_a_static_breakpoint_waits_for_its_answer(
         await clock.advance(seconds=1)
         run = scheduler.get_run(run_id)
         assert (run.status, run.output) == (RunStatus.WAITING, output)
-        assert run.interrupts == [{"id": None, "value": {"breakpoint": expected}}]
+        [asked] = run.interrupts
+        assert asked["value"] == {"breakpoint": expected}
+        assert re.fullmatch(r"[0-9a-f]{32}", asked["id"])  # (it was None: no answer by id)
         assert scheduler.list_runs("next") == []
-        scheduler.resume_run(run_id, "go on")
+        with pytest.raises(AnswerMismatchError, match="did not ask"):
+            scheduler.resume_run(run_id, {"0" * 32: "go on"})
+        scheduler.resume_run(run_id, {asked["id"]: "go on"})  # by id, as an interrupt's
         await clock.advance(seconds=1)
         done = scheduler.get_run(run_id)
         [follower] = scheduler.list_runs("next")
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, "acted")
     assert follower.upstream is not None and follower.upstream["plan"]["status"] == "succeeded"
+
+
+async def test_an_answer_to_a_breakpoint_is_not_applied_once_another_run_used_the_thread() -> None:
+    """A static breakpoint's question has an id (its checkpoint's): when another run used
+    the thread after the run stopped there, the answer is not applied (``AnswerNotApplied``)
+    as for an ``interrupt()``'s question; before, with no id, it resumed the other run's
+    state."""
+    graph = _planner(interrupt_before=["act"])
+    async with clocked_scheduler(graph=graph) as (scheduler, clock):
+        for task_id in ("first", "second"):
+            scheduler.add_task(
+                TaskDefinition(
+                    id=task_id, run_at="2099-01-01T00:00:00Z", prompt="x", thread_id="shared"
+                )
+            )
+        first = scheduler.run_task_now("first")
+        await clock.advance(seconds=1)
+        second = scheduler.run_task_now("second")
+        await clock.advance(seconds=1)
+        [asked] = scheduler.get_run(first).interrupts
+        [other] = scheduler.get_run(second).interrupts
+        assert scheduler.get_run(second).status is RunStatus.WAITING
+        assert asked["id"] != other["id"]
+        scheduler.resume_run(first, "go on")
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(first)
+        assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "AnswerNotApplied")
+        scheduler.resume_run(second, {other["id"]: "go on"})
+        await clock.advance(seconds=1)
+        done = scheduler.get_run(second)
+    assert (done.status, done.output) == (RunStatus.SUCCEEDED, "acted")
 
 
 async def test_a_run_queued_before_its_task_was_removed_never_runs_a_task_added_again(
