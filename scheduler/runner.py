@@ -34,11 +34,12 @@ from scheduler.outcomes import (
 )
 from scheduler.pending import Admission, PendingRun
 from scheduler.records import RunRecord
-from scheduler.rows import queued_run, settled
+from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
 from scheduler.runner_stop import RunnerStopping
 from scheduler.settings import Settings
 from scheduler.waiting import RunnerWaiting, WaitingRuns
+from scheduler.withdraw import RunnerWithdrawing
 
 __all__ = ["Runner"]
 
@@ -58,7 +59,7 @@ def _turn_of(thread: str | None) -> str | None:
         return thread
 
 
-class Runner(RunnerWaiting, RunnerStopping):
+class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
     """Starts queued runs as slots free up and records how each ends.
 
     Args:
@@ -166,37 +167,6 @@ class Runner(RunnerWaiting, RunnerStopping):
     def _unstarted(self) -> list[PendingRun]:
         delayed = [pending for _, pending in self._delayed.values()]
         return [e[3] for e in self._heap] + list(self._buffered.values()) + delayed
-
-    def forget_task(self, task_id: str, reason: str) -> None:
-        """Cancel the runs of ``task_id`` that have not started (it was removed)."""
-        now = self._clock()
-        dropped = [p for *_, p in self._heap if p.task.id == task_id]
-        if dropped:
-            self._heap = [e for e in self._heap if e[3].task.id != task_id]
-            heapq.heapify(self._heap)
-        buffered = self._buffered.pop(task_id, None)
-        if buffered is not None:
-            dropped.append(buffered)
-            self._in_progress[task_id] += 1  # balanced below
-        for run_id, (handle, pending) in list(self._delayed.items()):
-            if pending.task.id == task_id:
-                handle.cancel()
-                del self._delayed[run_id]
-                dropped.append(pending)
-        dropped.extend(self._waiting.of_task(task_id))
-        outcome = Outcome(RunStatus.CANCELLED, error_type="TaskRemoved", error_message=reason)
-        for pending in dropped:
-            self._known.discard(pending.run_id)
-            self._release(task_id)
-            self._log.change(
-                settled(
-                    pending.run_id, RunStatus.CANCELLED, now=now, kind="TaskRemoved", message=reason
-                )
-            )
-            logger.info("task %s run %s cancelled: %s", task_id, pending.run_id, reason)
-            if self._events.wants(pending.task):  # (its listeners and webhook hear of it)
-                self._emit("finished", pending, outcome, pending.thread_id or "", None, now)
-        self._check_idle()
 
     @property
     def running_count(self) -> int:
