@@ -69,6 +69,7 @@ class TaskChanges:
         self.links_changed = False  # some task's after links were written or removed
         self.removed: list[str] = []
         self.replaced: dict[str, TaskDefinition] = {}  # runs of these not started take them
+        self.paused: list[str] = []  # runs of these not started are skipped (but manual ones)
         self.only_inserts = True  # nothing but new tasks: the dispatcher need not look now
         self.earliest = float("inf")  # the earliest next run among the new tasks
         self.missed: list[tuple[RunRow, TaskDefinition]] = []  # records to tell, once committed

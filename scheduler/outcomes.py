@@ -113,6 +113,7 @@ def retry_of(
         not_before=now + delay,
         queued_at=now,
         upstream=pending.upstream,  # a retry of a dependency run gets the same input
+        retry_of=pending.run_id,
     )
     logger.info(
         "task %s run %s will be retried in %.1f s as run %s (attempt %d of %d)",

@@ -46,6 +46,7 @@ class PendingRun:
     upstream: dict[str, Any] | None = None  # a dependency run: the upstream runs' outcomes
     reattach: bool = False  # left running by a process that died, with no retry left: it
     # only adopts its own run still going on a LangGraph server (scheduler.recovery)
+    retry_of: str | None = None  # a retry: the attempt it retries
 
 
 class Admission(Enum):
@@ -92,5 +93,6 @@ def pending_of(run: RunRow, task: TaskDefinition, **more: Any) -> PendingRun:
         queued_at=run.queued_at,
         upstream=upstream_of(run)[0],
         asked=run.interrupts,
+        retry_of=run.retry_of,
         **more,
     )

@@ -133,6 +133,8 @@ class PickUp:
             self.runner.forget_task(task_id, "the task was removed")
         tasks = self._definitions.loadable(rows.values())
         self.runner.retask(tasks)
+        for task_id in [row.id for row in rows.values() if row.paused]:
+            self.runner.pause_task(task_id)  # (paused elsewhere: its runs not started)
         shares: list[tuple[str, TaskDefinition]] = []
         for run in requested:
             task = tasks.get(run.task_id)

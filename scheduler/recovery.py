@@ -355,6 +355,7 @@ class Recovery:
             trigger=RunTrigger.RETRY,
             not_before=now + delay,
             upstream=upstream_of(run)[0],
+            retry_of=run.id,
         )
         row = queued_run(
             pending.run_id,

@@ -216,6 +216,32 @@ class RunLog:
             self.deliver(followers)
         return None
 
+    def give_up(self, task_id: str, change: dict[str, Any], attempt: str) -> RunRow | None:
+        """Write ``change`` (a retry that will not run: ``skipped``) and follow the attempt
+        it retried as the task's final outcome, in one transaction (a fallback on
+        ``failed`` learns that its upstream failed), as a retry missed after downtime
+        leaves it. Returns the attempt's row when it ended final, for its failure
+        callback. Call it off the event loop.
+
+        Raises:
+            StorageError: The write failed (LeadershipLostError: the fence refused it).
+        """
+        self.flush()  # the retry's record first (queued with the attempt's end)
+        check = self.fence() if self.fence is not None else None
+        followers: list[PendingRun] = []
+        with self._store.transaction(check) as tx:
+            tx.update_runs([change])
+            row = tx.get_run(attempt)
+            known = row is not None and row.status in RunStatus._value2member_map_
+            if row is None or not known or not RunStatus(row.status).is_final:
+                return None
+            ended = Ended(task_id, attempt, RunStatus(row.status), change["finished_at"])
+            if self.follow is not None:
+                followers = self._followers(tx, [ended])
+        if self.follow is not None and self.deliver is not None:
+            self.deliver(followers)
+        return row
+
     @property
     def pending(self) -> int:
         """Number of runs with changes not yet written."""

@@ -163,6 +163,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         for pending in self._unstarted():
             pending.task = tasks.get(pending.task.id, pending.task)
         self._waiting.retask(tasks)
+        self._withdraw(tasks)  # (now disabled, or retries its max_retries no longer allows)
 
     def _unstarted(self) -> list[PendingRun]:
         delayed = [pending for _, pending in self._delayed.values()]

@@ -359,11 +359,13 @@ class TaskScheduler(AsyncTaskAPI):
         due: float | None = None,
         revision: int | None = None,
         replaced: Mapping[str, TaskDefinition] | None = None,
+        paused: Iterable[str] = (),
     ) -> None:
         """Tell the running scheduler that tasks changed (which were removed; whether
         ``after`` links changed; ``due``: only new tasks came, the earliest due then;
         ``revision``: the one that change wrote, when nothing needs reloading for it;
-        ``replaced``: the tasks edited, which their runs not yet started take)."""
+        ``replaced``: the tasks edited, which their runs not yet started take; ``paused``:
+        the tasks paused, whose runs not yet started are skipped)."""
         supervisor = self._supervisor
         if supervisor is None or not supervisor.active:
             return
@@ -371,6 +373,8 @@ class TaskScheduler(AsyncTaskAPI):
             self._on_loop(supervisor.runner.forget_task, task_id, "the task was removed")
         if replaced:
             self._on_loop(supervisor.runner.retask, replaced)
+        for task_id in paused:
+            self._on_loop(supervisor.runner.pause_task, task_id)
         if links:
             supervisor.followers.refresh()
         if revision is not None:

@@ -1,5 +1,10 @@
 """Runs let go of before they start (a mixin of :class:`~scheduler.runner.Runner`, which
-provides the state): those of a removed task, recorded ``cancelled``.
+provides the state): those of a removed task (``cancelled``), of a task paused or disabled
+meanwhile (``skipped``: a paused task starts no new run; one asked for by hand still runs,
+as ``run`` runs a paused task), and retries that the task's edited ``max_retries`` no longer
+allows (``skipped``: an edit applies to what comes after it). A retry let go of leaves the
+attempt it retried as the task's final outcome: what runs after the task learns of it, and
+its failure callback is called, as when a retry is missed after downtime.
 """
 
 from __future__ import annotations
@@ -7,26 +12,34 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 
 from scheduler.clock import Timer
-from scheduler.enums import RunStatus
+from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus, EventKind
+from scheduler.exceptions import StorageError
 from scheduler.invocation import Outcome
+from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun
-from scheduler.rows import settled
+from scheduler.pools import OWN
+from scheduler.records import RunRecord
+from scheduler.rows import run_record, settled
 from scheduler.runlog import RunLog
+from scheduler.settings import Settings
 from scheduler.waiting import WaitingRuns
 
 __all__ = ["RunnerWithdrawing"]
 
 logger = logging.getLogger("scheduler.runner")
 
+_FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
+
 
 class RunnerWithdrawing:
     """Letting go of runs not started (a mixin; the runner provides the state)."""
 
+    _settings: Settings
     _clock: Callable[[], float]
     _heap: list[tuple[int, float, int, PendingRun]]
     _buffered: dict[str, PendingRun]
@@ -41,6 +54,10 @@ class RunnerWithdrawing:
 
         def _release(self, task_id: str) -> None: ...
         def _check_idle(self) -> None: ...
+        def _ending(self, ending: Coroutine[Any, Any, None]) -> None: ...
+        def call_failure_callbacks(
+            self, failed: list[tuple[TaskDefinition, RunRecord]]
+        ) -> None: ...
         def _emit(
             self,
             kind: EventKind,
@@ -58,6 +75,37 @@ class RunnerWithdrawing:
         dropped.extend(self._waiting.of_task(task_id))
         for pending in dropped:
             self._drop(pending, RunStatus.CANCELLED, "TaskRemoved", reason)
+        self._check_idle()
+
+    def pause_task(self, task_id: str) -> None:
+        """Skip the runs of ``task_id`` not started (it was paused or disabled), but those
+        asked for by hand."""
+        reason = "the task was paused (or disabled) before this run started"
+        for pending in self._take(
+            lambda p: p.task.id == task_id and p.trigger is not RunTrigger.MANUAL
+        ):
+            self._drop(pending, RunStatus.SKIPPED, "Paused", reason)
+        self._check_idle()
+
+    def _withdraw(self, tasks: Mapping[str, TaskDefinition]) -> None:
+        """After an edit (``tasks``): skip the runs of the tasks now disabled, and the
+        retries that their task's ``max_retries`` no longer allows."""
+        for task in tasks.values():
+            if not task.enabled:
+                self.pause_task(task.id)
+
+        def unallowed(pending: PendingRun) -> bool:
+            task = tasks.get(pending.task.id)
+            if task is None or pending.trigger is not RunTrigger.RETRY:
+                return False
+            most = task.max_retries if task.max_retries is not None else self._settings.max_retries
+            return pending.attempt > most + 1
+
+        for pending in self._take(unallowed):
+            most = pending.task.max_retries
+            most = most if most is not None else self._settings.max_retries
+            reason = f"the task was edited: max_retries {most} allows no attempt {pending.attempt}"
+            self._drop(pending, RunStatus.SKIPPED, "RetryWithdrawn", reason)
         self._check_idle()
 
     def _take(self, chosen: Callable[[PendingRun], bool]) -> list[PendingRun]:
@@ -83,8 +131,23 @@ class RunnerWithdrawing:
         now, task_id = self._clock(), pending.task.id
         self._known.discard(pending.run_id)
         self._release(task_id)
-        self._log.change(settled(pending.run_id, status, now=now, kind=kind, message=reason))
+        change = settled(pending.run_id, status, now=now, kind=kind, message=reason)
+        retried = pending.retry_of  # (a removed task's attempts count for nothing)
+        if status is RunStatus.SKIPPED and retried is not None:
+            self._ending(self._give_up(pending, change, retried))
+        else:
+            self._log.change(change)
         logger.info("task %s run %s %s: %s", task_id, pending.run_id, status, reason)
         if self._events.wants(pending.task):  # (its listeners and webhook hear of it)
             outcome = Outcome(status, error_type=kind, error_message=reason)
             self._emit("finished", pending, outcome, pending.thread_id or "", None, now)
+
+    async def _give_up(self, pending: PendingRun, change: dict[str, Any], retried: str) -> None:
+        """The retry ``pending`` will not run: the attempt it retried is final."""
+        try:
+            attempt = await OWN.run(self._log.give_up, pending.task.id, dict(change), retried)
+        except StorageError as exc:  # (the next start settles the retry left queued)
+            logger.warning("task %s run %s: %s", pending.task.id, pending.run_id, exc)
+            return
+        if attempt is not None and RunStatus(attempt.status) in _FAILURES:
+            self.call_failure_callbacks([(pending.task, run_record(attempt))])

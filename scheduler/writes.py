@@ -63,6 +63,7 @@ class TaskWrites(TaskQueries):
             due: float | None = None,
             revision: int | None = None,
             replaced: Mapping[str, TaskDefinition] | None = None,
+            paused: Iterable[str] = (),
         ) -> None: ...
         def _on_loop(self, function: Callable[..., Any], *args: Any) -> None: ...
 
@@ -230,6 +231,7 @@ class TaskWrites(TaskQueries):
                 row.paused = True
                 row.next_run_time = None
                 changes.update(row)
+                changes.paused.append(task_id)
         return self.get_task(task_id)
 
     def resume_task(self, task_id: str) -> TaskInfo:
@@ -287,6 +289,7 @@ class TaskWrites(TaskQueries):
                 due=changes.earliest if changes.only_inserts else None,
                 revision=revision,
                 replaced=changes.replaced,
+                paused=changes.paused,
             )
         for record, task in changes.missed:  # (as the dispatcher's: listeners, webhooks)
             if self._events.wants(task):

@@ -195,6 +195,78 @@ async def test_a_fallback_fires_only_on_failure_after_the_last_retry(tmp_path: P
     assert [r.upstream["flaky"]["status"] for r in audit if r.upstream] == ["failed"]
 
 
+async def test_a_retry_an_edit_no_longer_allows_does_not_run(tmp_path: Path) -> None:
+    """A retry scheduled before an edit to ``max_retries: 0`` does not run (an edit applies
+    to what comes after it): it is recorded ``skipped`` (``RetryWithdrawn``), and the
+    attempt it retried is the task's final outcome, as when a retry is missed after
+    downtime: the fallback after it runs, its failure callback is called. Before, the
+    retry ran, a second attempt the task no longer asked for."""
+    callbacks.failures.clear()
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                _manual(
+                    "flaky",
+                    "fail",
+                    max_retries=2,
+                    retry_delay_seconds=60,
+                    on_failure_callback="tests.callbacks:on_failure",
+                ),
+                TaskDefinition(id="alert", after={"tasks": ["flaky"], "on": "failed"}, prompt="a"),
+            ]
+        )
+        scheduler.run_task_now("flaky")
+        await clock.advance(seconds=1)
+        [first, retry] = _runs(scheduler, "flaky")
+        assert (first.status, retry.status) == (RunStatus.FAILED, RunStatus.QUEUED)
+        scheduler.edit_task("flaky", lambda t: t.model_copy(update={"max_retries": 0}))
+        await clock.advance(minutes=10)
+        flaky = _runs(scheduler, "flaky")
+        alert = _runs(scheduler, "alert")
+    assert [(r.status, r.error_type) for r in flaky] == [
+        (RunStatus.FAILED, "CommandError"),
+        (RunStatus.SKIPPED, "RetryWithdrawn"),
+    ]
+    assert flaky[1].started_at is None and "max_retries 0" in (flaky[1].error_message or "")
+    [alerted] = alert
+    assert alerted.status is RunStatus.SUCCEEDED
+    assert alerted.upstream is not None and alerted.upstream["flaky"]["run_id"] == first.id
+    assert [(task_id, run.id) for task_id, run in callbacks.failures] == [("flaky", first.id)]
+
+
+async def test_a_paused_task_starts_no_run_queued_before_the_pause(tmp_path: Path) -> None:
+    """A dependency run queued before its task was paused (held by the ``queue`` overlap
+    policy behind a run waiting for an answer) does not start once the task is paused: it
+    is recorded ``skipped`` (``Paused``), as one queued after the pause is. Before, it ran
+    when the run before it ended. A run asked for by hand still runs."""
+    log = {"log": str(tmp_path / "calls.log")}
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                _manual("up", "up"),
+                _manual("down", "ask-record-sleep:0", after="up", overlap="queue", metadata=log),
+            ]
+        )
+        asking = scheduler.run_task_now("down")
+        await clock.advance(seconds=1)
+        assert scheduler.get_run(asking).status is RunStatus.WAITING
+        scheduler.run_task_now("up")
+        await clock.advance(seconds=1)
+        [_, queued] = _runs(scheduler, "down")
+        assert (queued.status, queued.trigger) == (RunStatus.QUEUED, RunTrigger.DEPENDENCY)
+        scheduler.pause_task("down")
+        await clock.advance(seconds=1)
+        scheduler.resume_run(asking, "yes")
+        await clock.advance(seconds=1)
+        by_hand = scheduler.run_task_now("down")
+        await clock.advance(seconds=1)
+        down = {r.id: r for r in _runs(scheduler, "down")}
+    assert down[asking].status is RunStatus.SUCCEEDED
+    assert (down[queued.id].status, down[queued.id].error_type) == (RunStatus.SKIPPED, "Paused")
+    assert down[queued.id].started_at is None
+    assert down[by_hand].status is RunStatus.WAITING  # (it asks, as the first did)
+
+
 async def test_a_paused_downstream_records_what_it_would_have_run() -> None:
     async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
         scheduler.add_tasks(

@@ -348,17 +348,22 @@ class Worker(WorkerLease):
         if held:  # runs waiting here (to retry, say): their tasks as they are now
             tasks, present, ended = await OWN.run(self._present, held, self.runner.waiting_ids())
             self.runner.let_go_ended(ended)  # (its task removed, even if added again since)
-            for task_id in held - present:
+            for task_id in held - present.keys():
                 self.runner.forget_task(task_id, "the task was removed")
             self.runner.retask(tasks)
+            for task_id in [task_id for task_id, paused in present.items() if paused]:
+                self.runner.pause_task(task_id)
 
     def _present(
         self, task_ids: set[str], waiting: set[str]
-    ) -> tuple[dict[str, TaskDefinition], set[str], list[RunRow]]:
+    ) -> tuple[dict[str, TaskDefinition], dict[str, bool], list[RunRow]]:
+        """The definitions of ``task_ids``, whether each is paused (by id: those present),
+        and the rows of the runs of ``waiting`` that ended elsewhere."""
         with self.store.transaction() as tx:
             rows = tx.get_tasks(task_ids)
             ended = ended_elsewhere(tx, waiting)
-        return self._definitions.loadable(rows.values()), set(rows), ended
+        paused = {task_id: row.paused for task_id, row in rows.items()}
+        return self._definitions.loadable(rows.values()), paused, ended
 
     async def _hold(self, runs: list[RunRow]) -> None:
         def load() -> dict[str, TaskDefinition | str]:
