@@ -17,6 +17,7 @@ from scheduler.clock import DatabaseClock
 from scheduler.current import Definitions
 from scheduler.dependencies.follow import Followers
 from scheduler.dispatcher import Dispatcher
+from scheduler.enums import RunTrigger
 from scheduler.events import EventBus
 from scheduler.exceptions import DatabaseBusyError, LeadershipLostError, StorageError
 from scheduler.leader import LeaderLock, leader_lock_for
@@ -137,13 +138,24 @@ class Supervisor(PickUp):
         self.run_log.start()
         self.dispatcher.start()
         self.active = True
-        for pending in recovered:
-            self.runner.submit(pending)
+        paused = self._paused({pending.task.id for pending in recovered})
+        for pending in recovered:  # (of a task paused while none ran: skipped, as a pause's)
+            if pending.task.id in paused and pending.trigger is not RunTrigger.MANUAL:
+                self.runner.skip_paused(pending)
+            else:
+                self.runner.submit(pending)
         if self.shared is None:
             self._take_waiting()
         else:
             self._share_waiting()
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
+
+    def _paused(self, task_ids: set[str]) -> set[str]:
+        """Which of ``task_ids`` are paused."""
+        if not task_ids:
+            return set()
+        with self.store.transaction() as tx:
+            return {task_id for task_id, row in tx.get_tasks(task_ids).items() if row.paused}
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop dispatching, let running runs finish for ``grace_seconds``, then cancel them.

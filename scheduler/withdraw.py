@@ -87,6 +87,14 @@ class RunnerWithdrawing:
             self._drop(pending, RunStatus.SKIPPED, "Paused", reason)
         self._check_idle()
 
+    def skip_paused(self, pending: PendingRun) -> None:
+        """Skip ``pending``, found queued at start, as :meth:`pause_task` does: its task
+        was paused (while no scheduler ran)."""
+        self._known.add(pending.run_id)
+        self._in_progress[pending.task.id] += 1  # (released by the drop)
+        self._drop(pending, RunStatus.SKIPPED, "Paused", "the task is paused")
+        self._check_idle()
+
     def _withdraw(self, tasks: Mapping[str, TaskDefinition]) -> None:
         """After an edit (``tasks``): skip the runs of the tasks now disabled, and the
         retries that their task's ``max_retries`` no longer allows."""

@@ -267,6 +267,27 @@ async def test_a_paused_task_starts_no_run_queued_before_the_pause(tmp_path: Pat
     assert down[by_hand].status is RunStatus.WAITING  # (it asks, as the first did)
 
 
+async def test_a_run_left_queued_is_skipped_at_start_if_its_task_was_paused_meanwhile(
+    tmp_path: Path, make_scheduler: SchedulerFactory
+) -> None:
+    """``run up --wait`` with no scheduler running leaves the run after it ``queued``;
+    ``pause down`` then: the next start records it ``skipped`` (``Paused``) instead of
+    running it, and a run asked for by hand, left queued too, still runs."""
+    with _scheduler(tmp_path) as cli:
+        cli.add_tasks([_manual("up", "up"), TaskDefinition(id="down", after="up", prompt="d")])
+        await cli.run_task_here("up")
+        [queued] = _runs(cli, "down")
+        by_hand = cli.run_task_now("down")
+        cli.pause_task("down")
+    scheduler = make_scheduler(db="s.db")
+    scheduler.start()
+    skipped = await scheduler.wait_for_run(queued.id, timeout=10)
+    ran = await scheduler.wait_for_run(by_hand, timeout=10)
+    assert (skipped.status, skipped.error_type) == (RunStatus.SKIPPED, "Paused")
+    assert skipped.started_at is None
+    assert ran.status is RunStatus.SUCCEEDED
+
+
 async def test_a_paused_downstream_records_what_it_would_have_run() -> None:
     async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
         scheduler.add_tasks(
