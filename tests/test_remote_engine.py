@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -340,9 +342,11 @@ async def test_a_static_breakpoint_on_the_server_waits_here_and_an_answer_finish
     scheduler = on_server(graph_id)
     run = await fire(scheduler, TaskDefinition(id="review", interval_seconds=3600, prompt="v8"))
     assert run.status is RunStatus.WAITING, (run.status, run.output, run.error_message)
-    assert run.interrupts == [{"id": None, "value": {"breakpoint": [stopped_before]}}]
+    [asked] = run.interrupts or []
+    assert asked["value"] == {"breakpoint": [stopped_before]}
+    assert re.fullmatch("[0-9a-f]{32}", asked["id"]), asked  # (from the server's checkpoint)
     assert graph_id == "reviewed_inside" or run.output == "draft of v8"
-    scheduler.resume_run(run.id, "go on")
+    scheduler.resume_run(run.id, {asked["id"]: "go on"})  # answered by id, as in this process
     done = await eventually(lambda: (r := scheduler.get_run(run.id)).status.is_final and r)
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, "published draft of v8"), done
     async with get_client(url=langgraph_dev.url) as client:
@@ -391,5 +395,7 @@ async def test_an_adopted_server_run_stopped_at_a_static_breakpoint_waits(
     finally:
         await graph.aclose()
     assert where == attempt.thread_id
-    assert interrupts_of(values) == '[{"id": null, "value": {"breakpoint": ["publish"]}}]'
+    [asked] = json.loads(interrupts_of(values) or "[]")
+    assert asked["value"] == {"breakpoint": ["publish"]}
+    assert re.fullmatch("[0-9a-f]{32}", asked["id"]), asked
     assert values["messages"][-1]["content"] == "draft of v9"
