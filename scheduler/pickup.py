@@ -23,7 +23,7 @@ from scheduler.storage import RunRow, Store, Transaction
 from scheduler.waiting import ended_elsewhere
 from scheduler.workers.admission import SharedAdmission
 
-__all__ = ["PickUp"]
+__all__ = ["PickUp", "answer_held"]
 
 logger = logging.getLogger("scheduler.supervisor")
 
@@ -90,14 +90,7 @@ class PickUp:
             if run.cancel_requested is not None and run.answer is None:
                 self.runner.cancel_run(run.id)  # (False: not held here)
                 continue
-            if run.answer is None or not self.runner.is_waiting(run.id):
-                continue
-            try:
-                value = load_json(run.answer, what="the stored answer")
-            except DocumentError as exc:
-                self.runner.refuse_answer(run.id, str(exc))
-                continue
-            self.runner.answer(run.id, value)
+            answer_held(self.runner, run)
 
     def _unavailable(self, run: RunRow, reason: str, task: TaskDefinition | str | None) -> None:
         """Cancel ``run``: its task, or its own record, cannot be read; told as any end, and
@@ -157,3 +150,16 @@ class PickUp:
             with self.store.transaction(check) as tx:  # a run now ignores the overlap policy
                 self.shared.share(tx, shares, overlap=False)
                 self.shared.end(tx)
+
+
+def answer_held(runner: Runner, run: RunRow) -> None:
+    """Resume ``run`` with the answer recorded for it (by any process) if it waits in
+    ``runner``; one that does not read as JSON is refused."""
+    if run.answer is None or not runner.is_waiting(run.id):
+        return
+    try:
+        value = load_json(run.answer, what="the stored answer")
+    except DocumentError as exc:
+        runner.refuse_answer(run.id, str(exc))
+        return
+    runner.answer(run.id, value)

@@ -29,13 +29,13 @@ from typing import Any
 from scheduler.clock import DatabaseClock
 from scheduler.current import Definitions
 from scheduler.dependencies.follow import Followers
-from scheduler.documents import DocumentError, load_json
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
 from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.pending import pending_of
+from scheduler.pickup import answer_held
 from scheduler.pools import OWN
 from scheduler.recovery import tasks_of, tell_end
 from scheduler.rows import settled
@@ -336,14 +336,8 @@ class Worker(WorkerLease):
         await OWN.run(self.followers.refresh)
         waiting = await OWN.run(self.store.list_runs, statuses=[RunStatus.WAITING], limit=None)
         for run in waiting:
-            if run.worker != self.id or run.answer is None or not self.runner.is_waiting(run.id):
-                continue
-            try:
-                value = load_json(run.answer, what="the stored answer")
-            except DocumentError as exc:
-                self.runner.refuse_answer(run.id, str(exc))
-                continue
-            self.runner.answer(run.id, value)
+            if run.worker == self.id:
+                answer_held(self.runner, run)
         held = self.runner.task_ids()
         if held:  # runs waiting here (to retry, say): their tasks as they are now
             tasks, present, ended = await OWN.run(self._present, held, self.runner.waiting_ids())
