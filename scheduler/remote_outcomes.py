@@ -139,9 +139,10 @@ async def with_breakpoint(client: Any, thread_id: str, run_id: str, values: Any)
         return values
     questions = [i for i in last.get("interrupts") or () if isinstance(i, dict)]
     nodes = [error_text(node)[:200] for node in following[:_MAX_NODES]]
-    where = last.get("checkpoint") if isinstance(last.get("checkpoint"), dict) else {}
-    asked = checkpoint_question_id(where.get("checkpoint_ns"), where.get("checkpoint_id"))
-    at_breakpoint = [{"id": asked, "value": {"breakpoint": nodes}}]
+    where = last.get("checkpoint")
+    where = where if isinstance(where, dict) else {}
+    stopped = checkpoint_question_id(where.get("checkpoint_ns"), where.get("checkpoint_id"))
+    at_breakpoint = [{"id": stopped, "value": {"breakpoint": nodes}}]
     return {**values, "__interrupt__": questions or at_breakpoint}
 
 

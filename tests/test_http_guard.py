@@ -235,7 +235,7 @@ async def test_forwarded_addresses_count_only_from_a_trusted_proxy(
 
     from scheduler.settings import Settings
 
-    with pytest.raises(ValidationError, match="'proxy.example' is not an IP address"):
+    with pytest.raises(ValidationError, match=r"'proxy\.example' is not an IP address"):
         Settings(http_trusted_proxies="10.0.0.0/8, proxy.example")
     scheduler = make_scheduler(http_rate_per_second=0.01, http_trusted_proxies=trusted)
     scheduler.start()

@@ -155,7 +155,9 @@ def test_hundreds_of_runs_and_next_run_times_written_at_once(store: Store) -> No
     seven, eight = store.get_run("r007"), store.get_run("r008")
     assert seven is not None and seven.status == "queued"
     assert eight is not None and (eight.output, eight.thread_id, eight.attempt) == (
-        "a\ufffdb", "th-8", 3
+        "a\ufffdb",
+        "th-8",
+        3,
     )
     assert store.count_runs() == {"queued": 300}
     with store.transaction() as tx:
