@@ -141,7 +141,7 @@ class Supervisor(PickUp):
         paused = self._paused({pending.task.id for pending in recovered})
         for pending in recovered:  # (of a task paused while none ran: skipped, as a pause's)
             if pending.task.id in paused and pending.trigger is not RunTrigger.MANUAL:
-                self.runner.skip_paused(pending)
+                self.runner.skip_found(pending)
             else:
                 self.runner.submit(pending)
         if self.shared is None:

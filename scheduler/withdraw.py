@@ -87,12 +87,15 @@ class RunnerWithdrawing:
             self._drop(pending, RunStatus.SKIPPED, "Paused", reason)
         self._check_idle()
 
-    def skip_paused(self, pending: PendingRun) -> None:
-        """Skip ``pending``, found queued at start, as :meth:`pause_task` does: its task
-        was paused (while no scheduler ran)."""
+    def skip_found(
+        self, pending: PendingRun, kind: str = "Paused", reason: str = "the task is paused"
+    ) -> None:
+        """Skip ``pending``, found queued (at start, or claimed by a worker), as
+        :meth:`pause_task` does: its task was paused meanwhile (or, with ``kind``
+        ``RetryWithdrawn``, edited to allow no more retries)."""
         self._known.add(pending.run_id)
         self._in_progress[pending.task.id] += 1  # (released by the drop)
-        self._drop(pending, RunStatus.SKIPPED, "Paused", "the task is paused")
+        self._drop(pending, RunStatus.SKIPPED, kind, reason)
         self._check_idle()
 
     def _withdraw(self, tasks: Mapping[str, TaskDefinition]) -> None:

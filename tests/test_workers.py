@@ -844,6 +844,40 @@ def test_a_retry_held_by_a_worker_runs_its_task_as_edited(fleet: Fleet) -> None:
     fleet.stop(worker, leader)
 
 
+def test_a_run_queued_for_workers_before_its_task_was_paused_or_edited_does_not_start(
+    fleet: Fleet,
+) -> None:
+    """Runs the leader queued in the database for any worker, then their task paused (or
+    edited to allow fewer retries) before a worker claimed them: the worker records them
+    skipped, as a process holding them would have (it ran them); one asked for by hand
+    still runs, as ``run`` runs a paused task."""
+    hourly = {"interval_seconds": 3600, "start_date": at(1), "prompt": "record"}
+    fleet.add([{"id": t, **hourly} for t in ("paused", "kept")])
+    leader = fleet.leader()
+    wait_until(lambda: fleet.count("status = 'queued'") == 2, timeout=30, message="queued")
+    fleet.cli("pause", "paused")
+    fleet.cli("run", "paused")  # by hand: runs all the same
+    retried = {"id": "retried", "prompt": "fail", "retry_delay_seconds": 5}
+    fleet.add([{**retried, "run_at": at(0.5), "max_retries": 2}])
+    worker = fleet.worker()
+    wait_until(lambda: fleet.count("task_id = 'retried'") == 2, timeout=30, message="a retry")
+    fleet.stop(worker)  # the retry is left queued in the database (due in 5 s)
+    fleet.add([{**retried, "run_at": at(60), "max_retries": 0}])
+    worker = fleet.worker()
+    final = "status NOT IN ('queued', 'running')"
+    wait_until(lambda: fleet.count(final) == 5, timeout=60, message="every run final")
+    runs = fleet.rows("SELECT task_id, trigger, status, error_type FROM scheduler_runs")
+    assert sorted((r["task_id"], r["trigger"], r["status"], r["error_type"]) for r in runs) == [
+        ("kept", "schedule", "succeeded", None),
+        ("paused", "manual", "succeeded", None),
+        ("paused", "schedule", "skipped", "Paused"),
+        ("retried", "retry", "skipped", "RetryWithdrawn"),
+        ("retried", "schedule", "failed", "CommandError"),
+    ]
+    assert len(fleet.calls()) == 2  # kept's run and the one asked for by hand
+    assert fleet.stop(worker, leader) == 0, fleet.logs()
+
+
 def test_runs_on_one_thread_take_turns_across_workers(fleet: Fleet) -> None:
     """Two workers, runs of two tasks on one ``thread_id`` (one of them with overlap
     ``allow``): never two at once on that thread (they read one checkpoint, and the later

@@ -273,8 +273,28 @@ class Worker(WorkerLease):
             if self._late(run, task, now, freed.get(run.id, 0.0)):
                 self._miss(run, task)
                 continue
-            self.runner.submit(pending_of(run, task))
+            pending = pending_of(run, task)
+            withdrawn = self._withdrawn(run, task, task_rows[run.task_id].paused)
+            if withdrawn is None:
+                self.runner.submit(pending)
+            else:  # (queued in the database before a pause or an edit of its task)
+                self.runner.skip_found(pending, *withdrawn)
         return len(rows) >= free
+
+    def _withdrawn(self, run: RunRow, task: TaskDefinition, paused: bool) -> tuple[str, str] | None:
+        """Why a claimed run is not to start, as a process holding it would have skipped
+        it (:meth:`~scheduler.withdraw.RunnerWithdrawing.pause_task`): its task paused or
+        disabled (unless the run was asked for by hand), or a retry its task's
+        ``max_retries`` no longer allows. None: it starts."""
+        if (paused or not task.enabled) and run.trigger != RunTrigger.MANUAL:
+            return "Paused", "the task was paused (or disabled) before this run started"
+        most = task.max_retries if task.max_retries is not None else self.settings.max_retries
+        if run.trigger == RunTrigger.RETRY and run.attempt > most + 1:
+            return (
+                "RetryWithdrawn",
+                f"the task was edited: max_retries {most} allows no attempt {run.attempt}",
+            )
+        return None
 
     def _definition(self, row: TaskRow | None) -> TaskDefinition | str:
         """The task of a claimed run (decoded once per version of its row)."""
