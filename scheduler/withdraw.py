@@ -36,6 +36,18 @@ logger = logging.getLogger("scheduler.runner")
 _FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
 
 
+PAUSED = "the task was paused (or disabled) before this run started"  # (why it is skipped)
+
+
+def retry_withdrawn(task: TaskDefinition, run: PendingRun, default_most: int) -> str | None:
+    """Why ``run``, a retry, is not to run: ``task`` (as edited) allows fewer retries;
+    None for a run that is no retry, or one still allowed."""
+    most = task.max_retries if task.max_retries is not None else default_most
+    if run.trigger is not RunTrigger.RETRY or run.attempt <= most + 1:
+        return None
+    return f"the task was edited: max_retries {most} allows no attempt {run.attempt}"
+
+
 class RunnerWithdrawing:
     """Letting go of runs not started (a mixin; the runner provides the state)."""
 
@@ -80,11 +92,10 @@ class RunnerWithdrawing:
     def pause_task(self, task_id: str) -> None:
         """Skip the runs of ``task_id`` not started (it was paused or disabled), but those
         asked for by hand."""
-        reason = "the task was paused (or disabled) before this run started"
         for pending in self._take(
             lambda p: p.task.id == task_id and p.trigger is not RunTrigger.MANUAL
         ):
-            self._drop(pending, RunStatus.SKIPPED, "Paused", reason)
+            self._drop(pending, RunStatus.SKIPPED, "Paused", PAUSED)
         self._check_idle()
 
     def skip_found(
@@ -105,18 +116,18 @@ class RunnerWithdrawing:
             if not task.enabled:
                 self.pause_task(task.id)
 
+        reasons: dict[str, str] = {}
+
         def unallowed(pending: PendingRun) -> bool:
             task = tasks.get(pending.task.id)
-            if task is None or pending.trigger is not RunTrigger.RETRY:
-                return False
-            most = task.max_retries if task.max_retries is not None else self._settings.max_retries
-            return pending.attempt > most + 1
+            most = self._settings.max_retries
+            reason = None if task is None else retry_withdrawn(task, pending, most)
+            if reason is not None:
+                reasons[pending.run_id] = reason
+            return reason is not None
 
         for pending in self._take(unallowed):
-            most = pending.task.max_retries
-            most = most if most is not None else self._settings.max_retries
-            reason = f"the task was edited: max_retries {most} allows no attempt {pending.attempt}"
-            self._drop(pending, RunStatus.SKIPPED, "RetryWithdrawn", reason)
+            self._drop(pending, RunStatus.SKIPPED, "RetryWithdrawn", reasons[pending.run_id])
         self._check_idle()
 
     def _take(self, chosen: Callable[[PendingRun], bool]) -> list[PendingRun]:

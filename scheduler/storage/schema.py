@@ -234,7 +234,8 @@ class RunRow:
 
 TASK_COLUMNS = [c.name for c in tasks_table.columns]
 RUN_COLUMNS = [c.name for c in runs_table.columns]
-RUN_FIELDS = tuple(c for c in RUN_COLUMNS if c in {f.name for f in fields(RunRow)})  # (table order)
+_ROW_FIELDS = {f.name for f in fields(RunRow)}
+RUN_FIELDS = tuple(c for c in RUN_COLUMNS if c in _ROW_FIELDS)  # (the table's order)
 _run_values = operator.attrgetter(*RUN_FIELDS)
 
 #: Stored times must lie in 1970-2999 (UNIX seconds), as every time the package writes does.

@@ -49,6 +49,7 @@ from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, fre
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.waiting import ended_elsewhere
 from scheduler.webhooks import Deliverer
+from scheduler.withdraw import PAUSED, retry_withdrawn
 from scheduler.workers.admission import followed_by_workers
 from scheduler.workers.answered import AnsweredRuns
 from scheduler.workers.lease import WorkerLease
@@ -273,28 +274,18 @@ class Worker(WorkerLease):
             if self._late(run, task, now, freed.get(run.id, 0.0)):
                 self._miss(run, task)
                 continue
+            # queued in the database before a pause or an edit of its task: skipped, as a
+            # process holding it would have (scheduler.withdraw), but a run asked for by hand
             pending = pending_of(run, task)
-            withdrawn = self._withdrawn(run, task, task_rows[run.task_id].paused)
-            if withdrawn is None:
+            paused = task_rows[run.task_id].paused or not task.enabled
+            withdrawn = retry_withdrawn(task, pending, self.settings.max_retries)
+            if paused and pending.trigger is not RunTrigger.MANUAL:
+                self.runner.skip_found(pending, "Paused", PAUSED)
+            elif withdrawn is not None:
+                self.runner.skip_found(pending, "RetryWithdrawn", withdrawn)
+            else:
                 self.runner.submit(pending)
-            else:  # (queued in the database before a pause or an edit of its task)
-                self.runner.skip_found(pending, *withdrawn)
         return len(rows) >= free
-
-    def _withdrawn(self, run: RunRow, task: TaskDefinition, paused: bool) -> tuple[str, str] | None:
-        """Why a claimed run is not to start, as a process holding it would have skipped
-        it (:meth:`~scheduler.withdraw.RunnerWithdrawing.pause_task`): its task paused or
-        disabled (unless the run was asked for by hand), or a retry its task's
-        ``max_retries`` no longer allows. None: it starts."""
-        if (paused or not task.enabled) and run.trigger != RunTrigger.MANUAL:
-            return "Paused", "the task was paused (or disabled) before this run started"
-        most = task.max_retries if task.max_retries is not None else self.settings.max_retries
-        if run.trigger == RunTrigger.RETRY and run.attempt > most + 1:
-            return (
-                "RetryWithdrawn",
-                f"the task was edited: max_retries {most} allows no attempt {run.attempt}",
-            )
-        return None
 
     def _definition(self, row: TaskRow | None) -> TaskDefinition | str:
         """The task of a claimed run (decoded once per version of its row)."""
