@@ -34,8 +34,8 @@ _EMPTY: dict[str, Any] = {
 }  # fmt: skip
 
 
-async def _graph(scheduler: TaskScheduler) -> Any:
-    """The scheduler's graph, loaded (off the loop) on first use.
+async def _graph(scheduler: TaskScheduler, reads: str = "aget_state") -> Any:
+    """The scheduler's graph, loaded (off the loop) on first use; it must have ``reads``.
 
     Raises:
         HTTPException: 503, the graph cannot be loaded or has no state to read.
@@ -44,8 +44,8 @@ async def _graph(scheduler: TaskScheduler) -> Any:
         graph = await OWN.run(scheduler.graph)  # loaded on first use: imports, off the loop
     except GraphLoadError as exc:
         raise HTTPException(503, f"the graph cannot be loaded: {exc}") from None
-    if not hasattr(graph, "aget_state") or not hasattr(graph, "aget_state_history"):
-        raise HTTPException(503, "the graph has no state to read (it has no aget_state)")
+    if not hasattr(graph, reads):  # (a LangGraph server's graph keeps no history here)
+        raise HTTPException(503, f"the graph has no state to read (it has no {reads})")
     return graph
 
 
@@ -175,7 +175,7 @@ async def _history(request: Request, thread_id: str, body: HistoryIn) -> StateRe
     if body.before is not None:
         given = {"checkpoint_id": body.before} if isinstance(body.before, str) else body.before
         before = {"configurable": {**_configurable(given, "before"), "thread_id": known}}
-    graph = await _graph(scheduler)
+    graph = await _graph(scheduler, "aget_state_history")
     states = []
     try:
         found = graph.aget_state_history(
