@@ -200,8 +200,8 @@ def _warn_if_past(
 
 
 def is_completed(row: TaskRow) -> bool:
-    """An enabled, unpaused task with no next run: a one-time task that ran, or a schedule
-    past its end date."""
+    """An enabled, unpaused task with no next run: a one-time task that fired, or a
+    schedule past its end date (from the row alone: its last run may not be final yet)."""
     if row.paused or row.next_run_time is not None:
         return False
     try:

@@ -219,14 +219,19 @@ class TaskWrites(TaskQueries):
     def pause_task(self, task_id: str) -> TaskInfo:
         """Stop a task from firing until :meth:`resume_task`. Its occurrences due that had
         not run (the scheduler was down) are recorded ``missed``; a one-time task keeps its
-        time instead (resuming it runs it, or records it missed).
+        time instead (resuming it runs it, or records it missed). Its runs not started are
+        skipped, a one-time task's that fired too (resuming it does not run that
+        occurrence again: it has its record). A completed task stays as it is.
 
         Raises:
             TaskNotFoundError: No such task.
         """
         with self._changing() as changes:
             row = changes.row(task_id)
-            if not is_completed(row):
+            # no next run is not done yet while a run is not final: a one-time task that
+            # fired, its run queued for a slot or a turn (or going, then retried), is
+            # paused as any task is, so that run is skipped wherever it waits
+            if not is_completed(row) or changes.tx.has_unfinished_runs(task_id):
                 changes.record_passed_over(row, None, keeps=None)
                 row.paused = True
                 row.next_run_time = None

@@ -304,3 +304,46 @@ async def test_a_one_time_task_that_ran_runs_no_more_once_its_record_is_pruned(
         assert [r.task_id for r in await clock.advance(minutes=1)] == []
         assert [r.id for r in scheduler.list_runs("once")] == [ran.id]
         assert scheduler.get_task("once").next_run is None
+
+
+async def test_a_one_time_task_paused_after_it_fired_skips_its_run_not_started(
+    tmp_path: Path,
+) -> None:
+    """A one-time task fired at its time, and its run queued (``overlap: queue``, behind a
+    run of it asked for by hand that waits for an answer): pausing it did nothing, since a
+    one-time task with no next run counted as completed, and the run started when the one
+    before it ended. Now it is recorded ``skipped`` (``Paused``), as a recurring task's run
+    is; resuming does not run that occurrence again (it has its record), the task is
+    completed, as a recurring task resumed goes on from its next occurrence."""
+    due = START + timedelta(minutes=30)
+    log = {"log": str(tmp_path / "calls.log")}
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(
+            TaskDefinition(
+                id="once", run_at=due, prompt="ask-record-sleep:0", overlap="queue", metadata=log
+            )
+        )
+        asking = scheduler.run_task_now("once")
+        await clock.advance(seconds=1)
+        assert scheduler.get_run(asking).status is RunStatus.WAITING
+        await clock.advance(minutes=30)
+        [queued] = [r for r in scheduler.list_runs("once") if r.id != asking]
+        assert (queued.status, queued.scheduled_for) == (RunStatus.QUEUED, due)
+        paused = scheduler.pause_task("once")
+        assert (paused.state, paused.paused, paused.next_run) == ("paused", True, None)
+        scheduler.resume_run(asking, "yes")
+        await clock.advance(seconds=1)
+        skipped = scheduler.get_run(queued.id)
+        resumed = scheduler.resume_task("once")
+        assert await clock.advance(hours=1) == []
+        runs = {r.id: r.status for r in scheduler.list_runs("once")}
+    assert (skipped.status, skipped.error_type, skipped.started_at) == (
+        RunStatus.SKIPPED,
+        "Paused",
+        None,
+    )
+    assert runs == {asking: RunStatus.SUCCEEDED, queued.id: RunStatus.SKIPPED}
+    assert (resumed.state, resumed.paused, resumed.next_run) == ("completed", False, None)

@@ -850,12 +850,15 @@ def test_a_run_queued_for_workers_before_its_task_was_paused_or_edited_does_not_
     """Runs the leader queued in the database for any worker, then their task paused (or
     edited to allow fewer retries) before a worker claimed them: the worker records them
     skipped, as a process holding them would have (it ran them); one asked for by hand
-    still runs, as ``run`` runs a paused task."""
+    still runs, as ``run`` runs a paused task. A one-time task's run too: its one
+    occurrence had fired, and the pause did nothing (the task counted as completed)."""
     hourly = {"interval_seconds": 3600, "start_date": at(1), "prompt": "record"}
     fleet.add([{"id": t, **hourly} for t in ("paused", "kept")])
+    fleet.add([{"id": "once", "run_at": at(1), "prompt": "record"}])
     leader = fleet.leader()
-    wait_until(lambda: fleet.count("status = 'queued'") == 2, timeout=30, message="queued")
+    wait_until(lambda: fleet.count("status = 'queued'") == 3, timeout=30, message="queued")
     fleet.cli("pause", "paused")
+    fleet.cli("pause", "once")
     fleet.cli("run", "paused")  # by hand: runs all the same
     retried = {"id": "retried", "prompt": "fail", "retry_delay_seconds": 5}
     fleet.add([{**retried, "run_at": at(0.5), "max_retries": 2}])
@@ -865,10 +868,11 @@ def test_a_run_queued_for_workers_before_its_task_was_paused_or_edited_does_not_
     fleet.add([{**retried, "run_at": at(60), "max_retries": 0}])
     worker = fleet.worker()
     final = "status NOT IN ('queued', 'running')"
-    wait_until(lambda: fleet.count(final) == 5, timeout=60, message="every run final")
+    wait_until(lambda: fleet.count(final) == 6, timeout=60, message="every run final")
     runs = fleet.rows("SELECT task_id, trigger, status, error_type FROM scheduler_runs")
     assert sorted((r["task_id"], r["trigger"], r["status"], r["error_type"]) for r in runs) == [
         ("kept", "schedule", "succeeded", None),
+        ("once", "schedule", "skipped", "Paused"),
         ("paused", "manual", "succeeded", None),
         ("paused", "schedule", "skipped", "Paused"),
         ("retried", "retry", "skipped", "RetryWithdrawn"),

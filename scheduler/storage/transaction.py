@@ -251,6 +251,14 @@ class Transaction(LinkStatements):
         )
         return self._conn.execute(query.limit(1)).first() is not None
 
+    def has_unfinished_runs(self, task_id: str) -> bool:
+        """A run of ``task_id`` is not final: queued, running or waiting for an answer."""
+        query = select(runs_table.c.id).where(
+            runs_table.c.task_id == task_id,
+            runs_table.c.status.in_(("queued", "running", "waiting")),
+        )
+        return self._conn.execute(query.limit(1)).first() is not None
+
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, locked for the transaction."""
         query = select(runs_table).where(runs_table.c.id == run_id)
