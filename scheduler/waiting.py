@@ -269,7 +269,8 @@ class RunnerWaiting:
         self.hand_off(pending)
 
     def _expire_waiting(self, pending: PendingRun, timeout: float) -> None:
-        self._ending(self._expire(pending, timeout))
+        message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
+        self._ending(self._settle(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message))
 
     def _ending(self, ending: Coroutine[Any, Any, None]) -> None:
         """Run a waiting run's ``ending`` as a task kept in ``_expiring`` (a stop waits
@@ -286,10 +287,6 @@ class RunnerWaiting:
             return False
         self._ending(self._settle(pending, RunStatus.CANCELLED, "Cancelled", _CANCELLED))
         return True
-
-    async def _expire(self, pending: PendingRun, timeout: float) -> None:
-        message = f"no answer within {timeout:g} s (waiting_timeout_seconds)"
-        await self._settle(pending, RunStatus.TIMED_OUT, "WaitingTimeout", message)
 
     async def _settle(
         self, pending: PendingRun, status: RunStatus, kind: str, message: str
@@ -352,8 +349,9 @@ class RunnerWaiting:
         self, pending: PendingRun, status: RunStatus, kind: str, message: str, now: float
     ) -> None:
         """Let go of a waiting run whose end (``status``, ``kind``) is recorded: its
-        listeners hear of it, then its failure callback is called."""
-        logger.warning(
+        listeners hear of it, then its failure callback is called (not for a cancel)."""
+        cancelled = status is RunStatus.CANCELLED  # (cancel_run: the user's, not a failure)
+        (logger.info if cancelled else logger.warning)(
             "task %s run %s ended %s while waiting: %s",
             pending.task.id,
             pending.run_id,
@@ -369,6 +367,8 @@ class RunnerWaiting:
         if self._events.wants(pending.task):
             self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
         self._check_idle()
+        if cancelled:  # as for a running run cancelled: no failure callback
+            return
         # in this task, as a failed run's is in its run's: what waits for the timeouts being
         # written (a test clock's advance, a stop's grace) waits for the callback too
         await call_run_callback(
