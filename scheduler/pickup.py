@@ -20,7 +20,7 @@ from scheduler.rows import settled
 from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.storage import RunRow, Store, Transaction
-from scheduler.waiting import ended_elsewhere
+from scheduler.waiting_runs import ended_elsewhere
 from scheduler.workers.admission import SharedAdmission
 
 __all__ = ["PickUp", "answer_held"]

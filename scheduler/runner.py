@@ -38,7 +38,8 @@ from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
 from scheduler.runner_stop import RunnerStopping
 from scheduler.settings import Settings
-from scheduler.waiting import RunnerWaiting, WaitingRuns
+from scheduler.waiting import RunnerWaiting
+from scheduler.waiting_runs import WaitingRuns
 from scheduler.withdraw import RunnerWithdrawing
 
 __all__ = ["Runner"]

@@ -15,7 +15,7 @@ from scheduler.enums import RunStatus
 from scheduler.handover import hand_over
 from scheduler.pending import PendingRun
 from scheduler.runlog import RunLog
-from scheduler.waiting import WaitingRuns
+from scheduler.waiting_runs import WaitingRuns
 
 __all__ = ["RunnerStopping"]
 

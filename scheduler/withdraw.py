@@ -27,7 +27,7 @@ from scheduler.records import RunRecord
 from scheduler.rows import run_record, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
-from scheduler.waiting import WaitingRuns
+from scheduler.waiting_runs import WaitingRuns
 
 __all__ = ["RunnerWithdrawing"]
 

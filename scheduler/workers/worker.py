@@ -47,7 +47,7 @@ from scheduler.storage.listen import Listener
 from scheduler.storage.registry import register_worker, unregister_worker
 from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
-from scheduler.waiting import ended_elsewhere
+from scheduler.waiting_runs import ended_elsewhere
 from scheduler.webhooks import Deliverer
 from scheduler.withdraw import PAUSED, retry_withdrawn
 from scheduler.workers.admission import followed_by_workers
