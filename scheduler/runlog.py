@@ -189,6 +189,16 @@ class RunLog:
         row = await OWN.run(self._store.get_run, run_id)
         return [replace(run_record(row), status=RunStatus.INTERRUPTED)] if row else []
 
+    async def stored(self, run_id: str) -> RunRecord | None:
+        """The record of ``run_id`` as stored, what is buffered written first (a run that
+        ended while waiting: when it started, what it asked); None if it cannot be read."""
+        try:
+            await self.aflush()
+            row = await OWN.run(self._store.get_run, run_id)
+        except StorageError:  # (the database is down, or another process is active now)
+            return None
+        return run_record(row) if row is not None else None
+
     def settle_unanswered(self, task_id: str, change: dict[str, Any]) -> RunRow | None:
         """End a waiting run of ``task_id`` now (``change``: its ``id`` and the columns to
         set, a final status among them), in a transaction of its own that also queues what
