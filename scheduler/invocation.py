@@ -23,6 +23,7 @@ from scheduler.models import TaskDefinition
 from scheduler.records import RunRecord
 
 __all__ = [
+    "CANCEL_ASKED",
     "NO_RESUME",
     "Outcome",
     "breakpoint_of",
@@ -36,6 +37,10 @@ __all__ = [
     "question_gone",
     "upstream_text",
 ]
+
+#: What a run's task is cancelled with by ``cancel_run`` (and ``cancel_running_runs``): the
+#: run records that it was cancelled, not that the scheduler stopped
+CANCEL_ASKED = "cancel_run"
 
 _TRACEBACK_CHARS = 4000
 
@@ -155,14 +160,15 @@ async def invoke(
                 in_callback = True
                 callback = policy.resolve(task.result_callback)
                 await call_callback(callback, task, result)
-    except asyncio.CancelledError:
-        where = "in the result callback" if in_callback else "before the run finished"
-        return Outcome(
-            RunStatus.CANCELLED,
-            output,
-            error_type="Cancelled",
-            error_message=f"the scheduler stopped {where}",
-        )
+    except asyncio.CancelledError as cancelled:
+        if CANCEL_ASKED in cancelled.args:  # cancel_run: the user's, not the scheduler's stop
+            message = (
+                "cancelled in the result callback" if in_callback else "cancelled while running"
+            )
+        else:
+            where = "in the result callback" if in_callback else "before the run finished"
+            message = f"the scheduler stopped {where}"
+        return Outcome(RunStatus.CANCELLED, output, error_type="Cancelled", error_message=message)
     except TimeoutError as exc:
         if deadline.expired():
             where = " (in the result callback)" if in_callback else ""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from scheduler.clock import Timer
 from scheduler.enums import RunStatus
 from scheduler.handover import hand_over
+from scheduler.invocation import CANCEL_ASKED
 from scheduler.pending import PendingRun
 from scheduler.runlog import RunLog
 from scheduler.waiting_runs import WaitingRuns
@@ -60,14 +61,14 @@ class RunnerStopping:
         task = self._running.get(run_id)
         if task is None:
             return self.cancel_waiting(run_id)
-        task.cancel()
+        task.cancel(CANCEL_ASKED)
         return True
 
     def cancel_running(self) -> None:
         """Cancel every run in flight (each records ``cancelled``; while stopping, one whose
         start is not yet committed is put back instead: :meth:`_put_back`)."""
         for task in self._running.values():
-            task.cancel(None if self._accepting else STOPPING)
+            task.cancel(CANCEL_ASKED if self._accepting else STOPPING)
 
     def _put_back(self, pending: PendingRun, cancelled: asyncio.CancelledError) -> bool:
         """A run that the stop cancelled while its start was being committed (its graph not

@@ -55,5 +55,9 @@ async def test_a_cancelled_run_is_no_failure(prompt: str, tmp_path: Path) -> Non
             await clock.advance(seconds=1)
         stored = scheduler.get_run(run_id)
     assert (stored.status, stored.error_type) == (RunStatus.CANCELLED, "Cancelled")
+    # what happened, not "the scheduler stopped before the run finished" (a stop's words)
+    assert stored.error_message == (
+        "cancelled while running" if prompt == "hang" else "cancelled while waiting for an answer"
+    )
     assert [e.run for e in events if e.kind == "finished"] == [stored]  # (and the webhook's)
     assert callbacks.failures == []
