@@ -9,8 +9,9 @@ field of the classic APScheduler recipe's model as it means (``session_id``: ``t
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -53,14 +54,8 @@ from scheduler.schedule_fields import check_schedule_field as _check_schedule_fi
 from scheduler.schedule_fields import error as _error
 from scheduler.schedule_fields import fixed_offset as _fixed_offset
 from scheduler.schedules import PENDING_WALL_CLOCK, explicit_schedule, wall_clock_time
-from scheduler.triggers import (
-    NeverTrigger,
-    cron_trigger,
-    date_trigger,
-    fire_times,
-    interval_trigger,
-    localize,
-)
+from scheduler.triggers import fire_times, localize
+from scheduler.triggers.of_task import task_trigger
 from scheduler.weburls import webhook_url
 from scheduler.zones import unknown_zone_message, zone_exists
 
@@ -333,6 +328,21 @@ class TaskDefinition(BaseModel):
         """The classic recipe's name for :attr:`thread_id`."""
         return self.thread_id
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, validated as ``TaskDefinition(**{**dump, **update})``
+        would be (pydantic's checks nothing: an interval of 0 was written by ``add_task`` as
+        a row that could not be loaded back, never to fire).
+
+        Raises:
+            pydantic.ValidationError: The updated definition is not valid.
+        """
+        if not update:
+            return super().model_copy(deep=deep)
+        task = self.model_validate({**self.model_dump(warnings=False), **update})
+        if not update.keys() & {"schedule", "run_at"}:  # ``today at 9:00``: read in its zone
+            task._pending_wall_clock = self._pending_wall_clock
+        return task
+
     def zone(self, default: str = "UTC") -> tzinfo:
         """The task's time zone, or ``default`` when it has none."""
         return ZoneInfo(self.timezone or default)
@@ -354,7 +364,7 @@ class TaskDefinition(BaseModel):
             value = updates.get(field, getattr(self, field))
             if value is not None:
                 updates[field] = _fixed_offset(field, value, zone)
-        task = self.model_copy(update=updates)
+        task = super().model_copy(update=updates)  # (values derived from checked ones)
         task._pending_wall_clock = None
         check_bounds(task.start_date, task.end_date, zone_name, loaded=True)
         return task
@@ -367,32 +377,7 @@ class TaskDefinition(BaseModel):
                 first fires at ``anchor + interval_seconds``.
             default_timezone: Zone used when the task has none.
         """
-        zone = self.zone(default_timezone)
-        start = localize(self.start_date, zone) if self.start_date else None
-        end = localize(self.end_date, zone) if self.end_date else None
-        if self.task_type is TaskType.CRON:
-            assert self.cron_expression is not None
-            return cron_trigger(
-                self.cron_expression,
-                timezone=zone,
-                start_date=start,
-                end_date=end,
-                jitter=self.jitter_seconds,
-            )
-        if self.task_type is TaskType.INTERVAL:
-            assert self.interval_seconds is not None
-            return interval_trigger(
-                self.interval_seconds,
-                timezone=zone,
-                anchor=anchor,
-                start_date=start,
-                end_date=end,
-                jitter=self.jitter_seconds,
-            )
-        if self.task_type is TaskType.AFTER:
-            return NeverTrigger()
-        assert self.run_at is not None
-        return date_trigger(localize(self.run_at, zone), timezone=zone)
+        return task_trigger(self, anchor=anchor, zone_name=default_timezone)
 
     def next_run_times(self, count: int, after: datetime | None = None) -> list[datetime]:
         """The next ``count`` fire times after ``after`` (default: now), timezone-aware.

@@ -347,3 +347,37 @@ async def test_a_one_time_task_paused_after_it_fired_skips_its_run_not_started(
     )
     assert runs == {asking: RunStatus.SUCCEEDED, queued.id: RunStatus.SKIPPED}
     assert (resumed.state, resumed.paused, resumed.next_run) == ("completed", False, None)
+
+
+@pytest.mark.parametrize(
+    ("update", "problem"),
+    [
+        ({"interval_seconds": 0}, "interval_seconds"),
+        ({"start_date": START}, "start_date applies to"),
+        ({"prompt": " "}, "prompt is empty"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+async def test_add_task_of_a_model_copy_checks_the_update(
+    update: dict[str, object], problem: str, tmp_path: Path
+) -> None:
+    """``add_task(task.model_copy(update=...))``: pydantic's ``model_copy`` validates
+    nothing, and ``add_task`` does not validate a definition again, so the copy was written
+    as it was (an interval of 0: a row its own load refuses, listed ``error``, never to
+    fire). Now the copy is validated as a new definition is; a valid one is added as any."""
+    once = TaskDefinition(id="t", run_at=START + timedelta(hours=1), prompt="x")
+    every = TaskDefinition(id="t", interval_seconds=60, prompt="x")
+    base = once if "start_date" in update else every
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        with pytest.raises(ValidationError, match=problem):
+            scheduler.add_task(base.model_copy(update=update))
+        assert scheduler.list_tasks() == []
+        copied = every.model_copy(update={"id": "copy", "prompt": "y", "interval_seconds": 120})
+        assert (copied.name, every.name) == ("t", "t")  # (the copy keeps what it was given)
+        scheduler.add_task(copied)
+        runs = await clock.advance(minutes=5)
+    assert [(r.task_id, r.status) for r in runs] == [("copy", RunStatus.SUCCEEDED)] * 2
