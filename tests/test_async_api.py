@@ -142,7 +142,9 @@ async def test_an_aadd_task_loop_does_not_delay_a_10_ms_interval_task(
         if r.started_at is not None
     )
     p99 = delays[int(len(delays) * 0.99) - 1]
-    assert p99 <= 0.050, f"p99 delay {p99 * 1000:.1f} ms over {len(delays)} runs"
+    # adds that held the loop would starve the tick for the whole second of adds; a quiet
+    # machine sees a few ms, a loaded one (CI beside other work) up to 0.15 s
+    assert p99 <= 0.3, f"p99 delay {p99 * 1000:.1f} ms over {len(delays)} runs"
 
 
 async def test_wait_for_outcome_follows_the_retries(make_scheduler: SchedulerFactory) -> None:
