@@ -103,6 +103,64 @@ async def test_a_chain_runs_in_order_and_passes_each_output_on() -> None:
     assert "summarise" in _seen(publish)["prompt"]  # C saw B's output, which holds A's
 
 
+async def test_a_chain_keeps_its_order_on_the_test_clock_however_slow_the_run_logs_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread of the advance's flush that queued day 1's summarise is slow to come back
+    (descheduled on a busy machine) until that run has ended, and the background flush
+    writes only the starts it is waited for (late for the rest): the advance still queues
+    and runs the publish after it at day 1's time, before the clock moves on (it was queued
+    at day 2, after that day's fetch, and sorted after it)."""
+    summarised = threading.Event()
+    handed = threading.local()
+
+    deliver = Followers._deliver
+
+    def deliver_noting(self: Followers, runs: list[Any]) -> None:
+        handed.summarise = any(pending.task.id == "summarise" for pending in runs)
+        deliver(self, runs)
+
+    flush = RunLog.flush
+
+    def flush_then_linger(self: RunLog) -> None:
+        handed.summarise = False
+        flush(self)  # (its lock is free again: the loop and the other flushes go on)
+        if handed.summarise:
+            summarised.wait(5)
+
+    finish = RunLog.finish
+
+    def finish_noting(self: RunLog, run_id: str, task_id: str, **changes: Any) -> None:
+        finish(self, run_id, task_id, **changes)
+        if task_id == "summarise":
+            summarised.set()
+
+    async def starts_only(self: RunLog) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._waiters:  # a run's start waits for its commit
+                await self.aflush()
+
+    monkeypatch.setattr(Followers, "_deliver", deliver_noting)
+    monkeypatch.setattr(RunLog, "flush", flush_then_linger)
+    monkeypatch.setattr(RunLog, "finish", finish_noting)
+    monkeypatch.setattr(RunLog, "_flush_forever", starts_only)
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        scheduler.add_tasks(
+            [
+                TaskDefinition(id="fetch", schedule="every day at 09:00", prompt="fetch it"),
+                TaskDefinition(id="summarise", after="fetch", prompt="summarise"),
+                TaskDefinition(id="publish", after=["summarise"], prompt="publish"),
+            ]
+        )
+        runs = await clock.advance(days=2)
+    assert summarised.is_set()
+    assert [(r.task_id, r.scheduled_for.day) for r in runs] == [
+        (task_id, day) for day in (1, 2) for task_id in ("fetch", "summarise", "publish")
+    ]
+
+
 async def test_fan_in_waits_for_all_and_fires_once_per_condition() -> None:
     async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
         scheduler.add_tasks(
