@@ -87,6 +87,7 @@ class RunLog:
         self.fence: Callable[[], Callable[[Transaction], None]] | None = None
         self._refused: list[asyncio.Future[None]] = []  # commits the fence refused
         self._abandons = 0  # how many times runs were let go of (see flush)
+        self._following = 0  # final outcomes a flush going on has taken (see unfollowed)
 
     def abandon(self, run_ids: set[str]) -> None:
         """Drop what is buffered about ``run_ids``: another process has taken them over
@@ -258,6 +259,14 @@ class RunLog:
         with self._lock:
             return len(self._inserts) + len(self._updates)
 
+    @property
+    def unfollowed(self) -> int:
+        """Final outcomes whose followers are not handed to ``deliver`` yet: buffered, or
+        taken by a flush going on (another thread's, the background one's). 0 once every
+        outcome marked so far was followed and its runs handed over (or was let go of)."""
+        with self._lock:
+            return len(self._ended) + self._following
+
     def flush(self) -> None:
         """Write everything buffered, in one transaction. Thread-safe.
 
@@ -274,42 +283,47 @@ class RunLog:
                 ended, self._ended = self._ended, []
                 check = self.fence() if self.fence is not None else None
                 abandons = self._abandons
-            followers: list[PendingRun] = []
-            followed = False  # follow ran, in the transaction that committed
-            if inserts or updates:
-                try:
-                    with self._store.transaction(check) as tx:
-                        tx.insert_runs(list(inserts.values()))
-                        tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
-                        if ended and self.follow is not None:
-                            followers = self._followers(tx, ended)
-                            followed = True
-                except LeadershipLostError:
-                    # another process took over, and recovered the database as it was: what
-                    # was not written here is its to decide. A start waiting for this commit
-                    # is never told it was made (the graph is not called): its run is let go
-                    # of when the supervisor notices (abandon)
-                    with self._lock:
-                        if abandons == self._abandons:
-                            self._refused.extend(waiters)
-                            waiters = []
-                    for waiter in waiters:  # their runs were let go of meanwhile
-                        _cancel_soon(waiter)
-                    raise
-                except StorageError:
-                    with self._lock:
-                        self._ended[:0] = ended
-                        inserts.update(self._inserts)
-                        self._inserts = inserts
-                        for run_id, later in self._updates.items():
-                            updates.setdefault(run_id, {}).update(later)
-                        self._updates = updates
-                        self._waiters[:0] = waiters
-                    raise
-            for waiter in waiters:
-                _resolve_soon(waiter)
-            if followed and self.deliver is not None:
-                self.deliver(followers)
+                self._following += len(ended)  # (until the finally below)
+            try:
+                followers: list[PendingRun] = []
+                followed = False  # follow ran, in the transaction that committed
+                if inserts or updates:
+                    try:
+                        with self._store.transaction(check) as tx:
+                            tx.insert_runs(list(inserts.values()))
+                            tx.update_runs([{"id": run_id, **c} for run_id, c in updates.items()])
+                            if ended and self.follow is not None:
+                                followers = self._followers(tx, ended)
+                                followed = True
+                    except LeadershipLostError:
+                        # another process took over, and recovered the database as it was: what
+                        # was not written here is its to decide. A start waiting for this commit
+                        # is never told it was made (the graph is not called): its run is let go
+                        # of when the supervisor notices (abandon)
+                        with self._lock:
+                            if abandons == self._abandons:
+                                self._refused.extend(waiters)
+                                waiters = []
+                        for waiter in waiters:  # their runs were let go of meanwhile
+                            _cancel_soon(waiter)
+                        raise
+                    except StorageError:
+                        with self._lock:
+                            self._ended[:0] = ended
+                            inserts.update(self._inserts)
+                            self._inserts = inserts
+                            for run_id, later in self._updates.items():
+                                updates.setdefault(run_id, {}).update(later)
+                            self._updates = updates
+                            self._waiters[:0] = waiters
+                        raise
+                for waiter in waiters:
+                    _resolve_soon(waiter)
+                if followed and self.deliver is not None:
+                    self.deliver(followers)
+            finally:  # followed and handed over, or back in _ended, or dropped
+                with self._lock:
+                    self._following -= len(ended)
 
     def _followers(self, tx: Transaction, ended: Sequence[Ended]) -> list[PendingRun]:
         """The runs ``follow`` queues. A database error fails the whole flush (a deadlock,

@@ -232,10 +232,15 @@ class TestClock:
                 continue
             if await self._listened(supervisor.events):
                 continue
-            # the flush writes final outcomes and queues the runs that follow them
+            # the flush writes final outcomes and queues the runs that follow them. Its
+            # thread may come back late, after runs it queued have run and ended; another
+            # flush (the background one) may hold outcomes still: the round ends once none
+            # is left unfollowed, nor a hand-over not yet taken by the runner, whatever
+            # the threads' speed (a wait for a number of loop turns lost day 1's follow-up
+            # to day 2 on a busy machine)
             await supervisor.run_log.aflush()
-            for _ in range(3):  # their delivery, their acceptance, their start
-                await asyncio.sleep(0)
+            if supervisor.run_log.unfollowed or supervisor.followers.delivering:
+                continue
             if not runner._running and not self._listening(supervisor.events):
                 break
 

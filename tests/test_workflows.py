@@ -33,7 +33,7 @@ from scheduler import (
 )
 from scheduler.dependencies.after import After
 from scheduler.dependencies.follow import Followers
-from scheduler.exceptions import DependencyError, TasksFileError
+from scheduler.exceptions import DependencyError, StorageError, TasksFileError
 from scheduler.records import RunRecord
 from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
@@ -583,6 +583,36 @@ async def test_an_edit_made_with_model_copy_is_checked_as_a_new_definition() -> 
         assert [r.status for r in _runs(scheduler, "d")] == [RunStatus.SUCCEEDED]
         assert [r.status for r in _runs(scheduler, "b")] == [RunStatus.SUCCEEDED]
         assert scheduler.get_task("d").definition.max_retries is None  # type: ignore[union-attr]
+
+
+def test_an_outcome_counts_as_unfollowed_until_its_followers_are_handed_over(
+    tmp_path: Path,
+) -> None:
+    # what the test clock ends a round on: an outcome is counted from its mark, while a flush
+    # (another thread's) holds it, once when a failed flush puts it back, 0 once handed over
+    with _scheduler(tmp_path) as scheduler:
+        scheduler.add_tasks([_manual("u", "u"), TaskDefinition(id="d", after="u", prompt="d")])
+        run_id = scheduler.run_task_now("u")
+        run_log = RunLog(scheduler.store)
+        follow = Followers(scheduler.store, clock=time.time, output_chars=100).follow
+        seen: list[int] = []
+        handed: list[list[str]] = []
+
+        def follow_counted(tx: Any, ended: Any) -> Any:
+            seen.append(run_log.unfollowed)
+            if len(seen) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return follow(tx, ended)
+
+        run_log.follow = follow_counted
+        run_log.deliver = lambda runs: handed.append([p.task.id for p in runs])
+        run_log.finish(run_id, "u", status=RunStatus.SUCCEEDED, finished_at=time.time())
+        assert run_log.unfollowed == 1
+        with pytest.raises(StorageError):
+            run_log.flush()
+        assert run_log.unfollowed == 1  # (back in the buffer, not also in the flush)
+        run_log.flush()
+        assert (seen, handed, run_log.unfollowed) == ([1, 1], [["d"]], 0)
 
 
 def test_an_outcome_the_database_did_not_take_sets_nothing_off(tmp_path: Path) -> None:

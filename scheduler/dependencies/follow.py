@@ -13,7 +13,6 @@ loses no follow-up and a restart makes none twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -59,6 +58,8 @@ class Followers:
         # the skipped records written by the last follow on each thread (a flush's thread,
         # the loop's recovery), told once that thread has committed them
         self._local = threading.local()
+        self._handing = 0  # hand-overs sent to the loop that it has not taken yet
+        self._handing_lock = threading.Lock()
 
     def attach(
         self,
@@ -91,12 +92,35 @@ class Followers:
             self._task(row)
         self._definitions.keep_only({row.id for row in rows})
 
+    @property
+    def delivering(self) -> int:
+        """Hand-overs of queued runs (or skips) on their way to the loop, not taken there
+        yet: the runs that follow an outcome are not in the runner until this is 0."""
+        with self._handing_lock:
+            return self._handing
+
     def _deliver(self, runs: list[PendingRun]) -> None:
         """Called from the thread that committed ``runs`` (and the last follow's skips)."""
         skips = self._take_skips()
         if self._loop is not None and (runs or skips):
-            with contextlib.suppress(RuntimeError):  # the loop has closed: they stay queued
-                self._loop.call_soon_threadsafe(self._accept, runs, skips)
+            with self._handing_lock:
+                self._handing += 1
+            try:
+                self._loop.call_soon_threadsafe(self._arrive, runs, skips)
+            except RuntimeError:  # the loop has closed: they stay queued
+                self._arrived()
+
+    def _arrive(
+        self, runs: list[PendingRun], skips: Sequence[tuple[RunRow, TaskDefinition]]
+    ) -> None:
+        try:
+            self._accept(runs, skips)
+        finally:
+            self._arrived()
+
+    def _arrived(self) -> None:
+        with self._handing_lock:
+            self._handing -= 1
 
     def emit_skips(self) -> None:
         """On the loop, once a transaction of its own that followed outcomes has committed
