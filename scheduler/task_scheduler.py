@@ -18,7 +18,12 @@ from scheduler import gcfreeze
 from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, EventStream, Listener
-from scheduler.exceptions import LeadershipLostError, SchedulerError, SchedulerNotRunningError
+from scheduler.exceptions import (
+    LeadershipLostError,
+    SchedulerError,
+    SchedulerNotRunningError,
+    StorageError,
+)
 from scheduler.fresh_threads import forget_threads
 from scheduler.langgraph_json import read_langgraph_json
 from scheduler.leader import scheduler_is_active
@@ -344,10 +349,18 @@ class TaskScheduler(AsyncTaskAPI):
             return deleted + tx.delete_final_runs(run for run, thread in own if thread in gone)
 
     async def wait_idle(self) -> None:
-        """Wait until no run is queued or running in this process."""
-        if self._supervisor is None:
+        """Wait until no run is queued or running in this process, nor about to be: the
+        runs that follow one that ended are queued by the flush that writes its outcome."""
+        supervisor = self._supervisor
+        if supervisor is None:
             raise SchedulerNotRunningError("wait_idle()")
-        await self._supervisor.runner.wait_idle()
+        await supervisor.runner.wait_idle()
+        while supervisor.run_log.unfollowed or supervisor.followers.delivering:
+            try:  # (the runs it hands over are taken by the runner before it returns)
+                await supervisor.run_log.aflush()
+            except StorageError:  # not written yet: the background flush tries again too
+                await asyncio.sleep(0.05)
+            await supervisor.runner.wait_idle()
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -884,6 +884,27 @@ async def test_what_the_recovery_at_start_settles_reaches_listeners(tmp_path: Pa
         scheduler.close()
 
 
+async def test_wait_idle_waits_for_the_runs_that_follow_the_last_one(make_scheduler: Any) -> None:
+    # on the wall clock: the flush that writes fetch's outcome queues summarise (then
+    # publish), a moment after fetch ended: wait_idle returned in that moment, with both
+    # still to come (a stop() then left them queued until the next start)
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            _manual("fetch", "fetch it"),
+            TaskDefinition(id="summarise", after="fetch", prompt="summarise"),
+            TaskDefinition(id="publish", after="summarise", prompt="publish"),
+        ]
+    )
+    scheduler.run_task_now("fetch")
+    await scheduler.wait_idle()
+    runs = reversed(scheduler.list_runs(limit=None))
+    assert [(r.task_id, r.status) for r in runs] == [
+        (task_id, RunStatus.SUCCEEDED) for task_id in ("fetch", "summarise", "publish")
+    ]
+
+
 async def test_a_queued_follow_up_runs_its_task_as_edited(make_scheduler: Any) -> None:
     scheduler = make_scheduler(max_concurrent_runs=1)
     scheduler.start()
