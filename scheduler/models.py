@@ -49,6 +49,7 @@ from scheduler.schedule_fields import (
     check_jitter,
     infer_task_type,
     localized,
+    refuse_date_alone,
 )
 from scheduler.schedule_fields import check_schedule_field as _check_schedule_field
 from scheduler.schedule_fields import error as _error
@@ -246,6 +247,11 @@ class TaskDefinition(BaseModel):
         except CronError as exc:
             raise _error("cron_expression", f"cron expression {value!r}: {exc}") from None
         return value.strip()
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _no_date_alone(cls, value: Any) -> Any:
+        return refuse_date_alone("run_at", value)
 
     @field_validator("run_at")
     @classmethod

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ __all__ = [
     "fixed_offset",
     "infer_task_type",
     "localized",
+    "refuse_date_alone",
     "same_grid",
 ]
 
@@ -47,6 +49,27 @@ _WANTED = tuple(SCHEDULE_FIELDS.items())
 def error(kind: str, message: str) -> PydanticCustomError:
     """A validation error whose message is shown as written (no template fields)."""
     return PydanticCustomError(kind, message)
+
+
+_DATE_ALONE = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*\Z")
+
+
+def refuse_date_alone(field: str, value: Any) -> Any:
+    """``value`` unless it is a date with no time (``"2030-01-01"``, a ``date``), which
+    pydantic reads as midnight: ambiguous for a moment, refused as ``schedule:`` refuses it.
+
+    Raises:
+        PydanticCustomError: It is a date alone.
+    """
+    if (isinstance(value, date) and not isinstance(value, datetime)) or (
+        isinstance(value, str) and _DATE_ALONE.match(value)
+    ):
+        day = str(value).strip()
+        raise error(
+            "schedule",
+            f"{field} {day!r}: a date alone is ambiguous; give a time, e.g. '{day}T09:00'",
+        )
+    return value
 
 
 def infer_task_type(data: dict[str, Any]) -> TaskType:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from scheduler import TaskDefinition, TaskState
 from scheduler.exceptions import TasksFileError
@@ -88,6 +90,25 @@ def test_an_unquoted_date_and_time_is_a_schedule_as_its_text_is(tmp_path: Path) 
         load_tasks_file(date_alone)
     [problem] = caught.value.problems
     assert "schedule '2030-03-15': a date alone is ambiguous; give a time" in problem
+
+
+@pytest.mark.parametrize("run_at", ["2030-03-15", "'2030-03-15'", "' 2030-03-15 '"])
+def test_a_run_at_of_a_date_alone_is_refused_as_a_schedule_of_one_is(
+    run_at: str, tmp_path: Path
+) -> None:
+    """``run_at: 2030-03-15`` (a YAML date, or the text) was taken as midnight in the task's
+    zone, while ``schedule: 2030-03-15`` is refused as ambiguous: the same refusal, naming
+    the field; in Python and through the APIs too (a ``date``, the text)."""
+    tasks = write(tmp_path / "tasks.yaml", f"- id: d\n  run_at: {run_at}\n  prompt: p\n")
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    [problem] = caught.value.problems
+    assert "run_at '2030-03-15': a date alone is ambiguous; give a time, e.g." in problem
+    for value in (date(2030, 3, 15), "2030-03-15"):
+        with pytest.raises(ValidationError, match="run_at '2030-03-15': a date alone"):
+            TaskDefinition(id="d", run_at=value, prompt="p")
+    midnight = TaskDefinition(id="d", run_at="2030-03-15T00:00", prompt="p")  # said: kept
+    assert midnight.run_at == datetime(2030, 3, 15)
 
 
 def test_a_task_type_that_the_schedule_contradicts_is_a_problem(tmp_path: Path) -> None:
