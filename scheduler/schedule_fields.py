@@ -61,8 +61,10 @@ def refuse_date_alone(field: str, value: Any) -> Any:
     Raises:
         PydanticCustomError: It is a date alone.
     """
+    if value is None:  # (most rows: this runs for every task read back)
+        return None
     if (isinstance(value, date) and not isinstance(value, datetime)) or (
-        isinstance(value, str) and _DATE_ALONE.match(value)
+        isinstance(value, str) and len(value) < 16 and _DATE_ALONE.match(value)
     ):
         day = str(value).strip()
         raise error(
