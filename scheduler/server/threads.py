@@ -138,7 +138,7 @@ def _thread(
 
 
 @router.post("/threads", summary="Create a thread", openapi_extra=documented(ThreadIn))
-async def create_thread(request: Request) -> dict[str, Any]:
+async def create_thread(request: Request) -> Any:
     body = await read_body(request, ThreadIn)
     scheduler = scheduler_of(request)
     thread_id = body.thread_id or str(uuid.uuid4())
@@ -154,7 +154,9 @@ async def create_thread(request: Request) -> dict[str, Any]:
     if old is None:
         return _thread(usual_spelling(thread_id), metadata, now, now)
     if body.if_exists == "do_nothing":  # the server's if_exists: raise (default) or do_nothing
-        return _thread(old[0], _metadata(old[1]), old[2], old[2])
+        # the thread as it is, as threads.get answers it (its values, status, last change)
+        thread = await _known_thread(scheduler, old[0])  # (None: gone meanwhile)
+        return StateReply(thread or _thread(old[0], _metadata(old[1]), old[2], old[2]))
     raise HTTPException(409, f"thread {old[0]} exists (if_exists: do_nothing keeps it)")
 
 
@@ -349,10 +351,18 @@ async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[
 # ".../runs" for an id
 @router.get("/threads/{thread_id:path}", summary="One thread (made here, or used by runs)")
 async def get_thread(request: Request, thread_id: str) -> StateReply:
-    scheduler = scheduler_of(request)
+    thread = await _known_thread(scheduler_of(request), thread_id)
+    if thread is None:
+        raise HTTPException(404, f"no thread {thread_id!r}")
+    return StateReply(thread)
+
+
+async def _known_thread(scheduler: TaskScheduler, thread_id: str) -> dict[str, Any] | None:
+    """The thread asked for as ``thread_id`` as ``threads.get`` answers it (with its
+    values, its status, its last change); None: no such thread."""
     found = await OWN.run(one_thread, scheduler.store, thread_id)
     if found is None:
-        raise HTTPException(404, f"no thread {thread_id!r}")
+        return None
     thread_id, made, used = found
     statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
     if made is None:
@@ -363,4 +373,4 @@ async def get_thread(request: Request, thread_id: str) -> StateReply:
         thread = _thread(thread_id, _metadata(made[0]), made[1], last, statuses)
     if used is not None:  # runs used it: its values are what its checkpoints hold
         thread["values"] = await read_values(scheduler, thread_id)
-    return StateReply(thread)
+    return thread

@@ -1,0 +1,64 @@
+"""SDK calls a user makes on a cron's thread, answered as the LangGraph server answers
+them, on a real scheduler (SQLite file, real graph) through httpx's ASGI transport:
+``threads.create(if_exists="do_nothing")`` on a thread runs used, ``runs.join`` and
+``threads.get_state`` at a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler import TaskDefinition
+from tests.conftest import SchedulerFactory, eventually
+from tests.test_http_edges import client_of
+
+
+@pytest.fixture
+async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClient]:
+    scheduler = make_scheduler(http_rate_per_second=0)
+    async with client_of(scheduler) as c:
+        c.scheduler = scheduler  # type: ignore[attr-defined]
+        yield c
+
+
+def on_thread(api: httpx.AsyncClient, task_id: str, thread: str, prompt: str) -> Any:
+    """Add a task on ``thread`` with ``prompt``; its scheduler."""
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    scheduler.add_task(
+        TaskDefinition(id=task_id, interval_seconds=3600, prompt=prompt, thread_id=thread)
+    )
+    return scheduler
+
+
+async def test_threads_create_with_do_nothing_answers_the_thread_as_it_is(
+    api: httpx.AsyncClient,
+) -> None:
+    """``threads.create(thread_id=..., if_exists="do_nothing")``, the SDK's "get or
+    create", answers the thread that exists as ``threads.get`` does, as the LangGraph
+    server answers it: its values, its status, its last change. It answered the thread
+    as just made: ``values: null``, ``idle`` while a run went on it, ``updated_at`` its
+    creation."""
+    made = (await api.post("/threads", json={"metadata": {"team": "ops"}})).json()
+    thread = made["thread_id"]
+    scheduler = on_thread(api, "hello", thread, "hello")
+    await scheduler.wait_for_run(scheduler.run_task_now("hello"), timeout=10)
+    got = (await api.get(f"/threads/{thread}")).json()
+    assert got["values"]["messages"][0]["content"] == "hello"  # (what a run left)
+    kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
+    assert kept.status_code == 200, kept.text
+    assert kept.json() == got
+
+    on_thread(api, "slow", thread, "sleep:30")
+    run_id = scheduler.run_task_now("slow")
+
+    async def running() -> bool:
+        return (await api.get(f"/api/runs/{run_id}")).json()["status"] == "running"
+
+    await eventually(running, message="the slow run to start")
+    kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
+    assert kept.json()["status"] == "busy", kept.text
+    assert kept.json() == (await api.get(f"/threads/{thread}")).json()
+    await scheduler.acancel_run(run_id)
