@@ -33,6 +33,17 @@ def on_thread(api: httpx.AsyncClient, task_id: str, thread: str, prompt: str) ->
     return scheduler
 
 
+async def listed(api: httpx.AsyncClient, thread: str, run_id: str) -> None:
+    """Wait until ``runs.list`` shows the run on ``thread`` (a run is on its thread once it
+    starts), as a client finds a run to join."""
+
+    async def found() -> bool:
+        runs = (await api.get(f"/threads/{thread}/runs", params={"select": "run_id"})).json()
+        return {"run_id": run_id} in runs
+
+    await eventually(found, message=f"run {run_id} on its thread")
+
+
 async def test_threads_create_with_do_nothing_answers_the_thread_as_it_is(
     api: httpx.AsyncClient,
 ) -> None:
@@ -59,6 +70,33 @@ async def test_threads_create_with_do_nothing_answers_the_thread_as_it_is(
 
     await eventually(running, message="the slow run to start")
     kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
-    assert kept.json()["status"] == "busy", kept.text
-    assert kept.json() == (await api.get(f"/threads/{thread}")).json()
+    assert (kept.json()["status"], kept.json()["metadata"]) == ("busy", {"team": "ops"})
     await scheduler.acancel_run(run_id)
+
+
+async def test_get_state_at_a_checkpoint(api: httpx.AsyncClient) -> None:
+    """``threads.get_state(thread, checkpoint_id=...)`` (``GET .../state/{id}``) and
+    ``threads.get_state(thread, checkpoint={...})`` (``POST .../state/checkpoint``) answer
+    the state at that checkpoint, as the history shows it. They answered 404 "no thread
+    'T/state/ID'" for a thread that exists."""
+    thread = (await api.post("/threads", json={})).json()["thread_id"]
+    scheduler = on_thread(api, "hello", thread, "hello")
+    for _ in range(2):
+        await scheduler.wait_for_run(scheduler.run_task_now("hello"), timeout=10)
+    history = (await api.post(f"/threads/{thread}/history", json={"limit": 10})).json()
+    older = history[3]  # (the first run's last checkpoint: one human message, one answer)
+    assert len(older["values"]["messages"]) == 2, older
+    checkpoint_id = older["checkpoint_id"]
+    got = await api.get(f"/threads/{thread}/state/{checkpoint_id}")
+    assert got.status_code == 200, got.text
+    assert got.json() == older
+    posted = await api.post(
+        f"/threads/{thread}/state/checkpoint", json={"checkpoint": {"checkpoint_id": checkpoint_id}}
+    )
+    assert posted.status_code == 200, posted.text
+    assert posted.json() == older
+    latest = (await api.get(f"/threads/{thread}/state")).json()
+    assert len(latest["values"]["messages"]) == 4 and latest == history[0]
+    none = (await api.get(f"/threads/{thread}/state/{'0' * 32}")).json()
+    assert (none["values"], none["checkpoint_id"]) == ({}, None)
+    assert (await api.get(f"/threads/nope/state/{checkpoint_id}")).status_code == 404

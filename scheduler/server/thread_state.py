@@ -60,15 +60,19 @@ def _unreadable(exc: Exception) -> HTTPException:
     return HTTPException(503, f"cannot read the thread's state: {exc!r}"[:500])  # a server's
 
 
-async def _snapshot(scheduler: TaskScheduler, thread_id: str) -> Any:
-    """The graph's state snapshot of the thread; None if it has no checkpoint.
+async def _snapshot(
+    scheduler: TaskScheduler, thread_id: str, checkpoint: dict[str, str] | None = None
+) -> Any:
+    """The graph's state snapshot of the thread (at ``checkpoint``, its ``checkpoint_id``
+    and ``checkpoint_ns``, else its latest); None if it has no such checkpoint.
 
     Raises:
         HTTPException: 503, the graph cannot be loaded or keeps no checkpoints.
     """
     graph = await _graph(scheduler)
+    config = {"configurable": {**(checkpoint or {}), "thread_id": thread_id}}
     try:
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        snapshot = await graph.aget_state(config)
     except Exception as exc:  # a LangGraph server's graph: that server did not answer
         raise _unreadable(exc) from None
     if snapshot is None or getattr(snapshot, "created_at", None) is None:
@@ -132,12 +136,47 @@ async def read_values(scheduler: TaskScheduler, thread_id: str) -> Any:
 
 @router.get("/threads/{thread_id:path}/state", summary="A thread's state (its latest checkpoint)")
 async def get_thread_state(request: Request, thread_id: str) -> JsonReply:
+    return await _state_at(request, thread_id, None)
+
+
+async def _state_at(
+    request: Request, thread_id: str, checkpoint: dict[str, str] | None
+) -> StateReply:
+    """``threads.get_state``: the thread's state at ``checkpoint`` (None: its latest);
+    empty values if it has no such checkpoint, as the LangGraph server answers."""
     scheduler = scheduler_of(request)
     known = await OWN.run(find_thread, scheduler.store, thread_id)  # in any UUID spelling
     if known is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
-    snapshot = await _snapshot(scheduler, known)
+    snapshot = await _snapshot(scheduler, known, checkpoint)
     return StateReply(_EMPTY if snapshot is None else _state(snapshot))
+
+
+class CheckpointIn(BaseModel):
+    """``POST /threads/{thread_id}/state/checkpoint``: ``threads.get_state(checkpoint=...)``
+    (``subgraphs`` is not applied: subgraphs' states are not read here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    checkpoint: dict[str, Any]
+
+
+@router.post(
+    "/threads/{thread_id:path}/state/checkpoint",
+    summary="A thread's state at a checkpoint (threads.get_state(checkpoint=...))",
+    openapi_extra=documented(CheckpointIn),
+)
+async def post_thread_state_at(request: Request, thread_id: str) -> JsonReply:
+    body = await read_body(request, CheckpointIn)
+    return await _state_at(request, thread_id, _configurable(body.checkpoint, "checkpoint"))
+
+
+@router.get(
+    "/threads/{thread_id:path}/state/{checkpoint_id}",
+    summary="A thread's state at a checkpoint (threads.get_state(checkpoint_id=...))",
+)
+async def get_thread_state_at(request: Request, thread_id: str, checkpoint_id: str) -> JsonReply:
+    return await _state_at(request, thread_id, {"checkpoint_id": checkpoint_id})
 
 
 class HistoryIn(BaseModel):
