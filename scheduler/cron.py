@@ -148,7 +148,8 @@ def _parse_item(item: str, field: _Field) -> range:
     start_text, end_text, step_text = match.group("start", "end", "step")
     step = 1
     if step_text is not None:
-        if not step_text.isdigit() or int(step_text) == 0:
+        # ASCII digits only, as a value's: int() refuses '²' and reads '٣' as 3
+        if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
             raise CronError(f"{field.name} step {step_text!r} must be a whole number above 0")
         step = int(step_text)
     if start_text == "*":

@@ -256,6 +256,9 @@ def test_fire_times_are_aware_in_task_zone() -> None:
         ("@reboot", "unknown macro '@reboot'"),
         ("5-1 * * * *", "runs backwards"),
         ("*/0 * * * *", "step '0' must be a whole number above 0"),
+        # digits of other scripts: int() fails on '²' (a bare ValueError) and takes '٣' as 3
+        ("0 9 * * 1/²", "step '²' must be a whole number above 0"),
+        ("*/٣ * * * *", "step '٣' must be a whole number above 0"),
         ("* * * * FUNDAY", "is not a number or name"),
         ("0 0 30 2 *", "never occurs in FEB"),
         ("a,b * * * *", "is not a number or name"),
