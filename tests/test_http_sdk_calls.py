@@ -5,6 +5,7 @@ them, on a real scheduler (SQLite file, real graph) through httpx's ASGI transpo
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from scheduler import TaskDefinition
+from scheduler.server.http import HttpServer
 from tests.conftest import SchedulerFactory, eventually
 from tests.test_http_edges import client_of
 
@@ -72,6 +74,76 @@ async def test_threads_create_with_do_nothing_answers_the_thread_as_it_is(
     kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
     assert (kept.json()["status"], kept.json()["metadata"]) == ("busy", {"team": "ops"})
     await scheduler.acancel_run(run_id)
+
+
+async def test_runs_join_waits_for_the_run_and_answers_what_the_server_does(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs.join`` on a cron's thread: the thread's values once the run has ended, a
+    blank line every few seconds meanwhile (the SDK reads for 300 s at most between two
+    bytes); ``__error__`` for a run that failed, ``__interrupt__`` for one that waits at
+    ``interrupt()``; 404 for a run of another thread. It answered 404 "no thread
+    'T/runs/R/join'" for a thread that exists."""
+    from scheduler.server import joins
+
+    monkeypatch.setattr(joins, "KEEP_ALIVE_SECONDS", 0.1)
+    thread = "équipe/日本"  # (its answer's Location header holds it, percent-encoded)
+    assert (await api.post("/threads", json={"thread_id": thread})).status_code == 200
+    scheduler = on_thread(api, "slow", thread, "sleep:1")
+    run_id = scheduler.run_task_now("slow")
+    await listed(api, thread, run_id)
+    joined = await api.get(f"/threads/{thread}/runs/{run_id}/join")
+    assert joined.status_code == 200, joined.text
+    assert (
+        joined.text.startswith("\n")
+        and joined.json() == (await api.get(f"/threads/{thread}/state")).json()["values"]
+    )
+    assert joined.json()["messages"][-1]["type"] == "ai"
+    assert (await api.get(f"/threads/{thread}/runs/{run_id}")).json()["status"] == "success"
+
+    on_thread(api, "failing", thread, "fail")
+    failed = scheduler.run_task_now("failing")
+    await listed(api, thread, failed)
+    answer = (await api.get(f"/threads/{thread}/runs/{failed}/join")).json()
+    assert answer == {"__error__": {"error": "CommandError", "message": "failing on command"}}
+
+    on_thread(api, "asking", thread, "ask-record-sleep:0")
+    asking = scheduler.run_task_now("asking")
+    await listed(api, thread, asking)
+    answer = (await api.get(f"/threads/{thread}/runs/{asking}/join")).json()
+    assert [i["value"] for i in answer["__interrupt__"]] == [{"question": "go on?"}]
+    await scheduler.acancel_run(asking)
+
+    other = (await api.post("/threads", json={})).json()["thread_id"]
+    for path in (f"/threads/{other}/runs/{run_id}/join", f"/threads/{thread}/runs/nope/join"):
+        assert (await api.get(path)).status_code == 404, path
+
+
+async def test_a_join_does_not_hold_up_the_servers_stop(make_scheduler: SchedulerFactory) -> None:
+    """A join waiting on a long run, as the server stops: its connection is closed at once
+    (the SDK asks again at the answer's ``Location``), not held until uvicorn's stop gives
+    up (5 s), and it never answers as if the run had ended."""
+    scheduler = make_scheduler(http_rate_per_second=0)
+    scheduler.start()
+    server = HttpServer(scheduler, scheduler.settings, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as c:
+            c.scheduler = scheduler  # type: ignore[attr-defined]
+            thread = (await c.post("/threads", json={})).json()["thread_id"]
+            run_id = on_thread(c, "slow", thread, "sleep:60").run_task_now("slow")
+            await listed(c, thread, run_id)
+            path = f"/threads/{thread}/runs/{run_id}/join"
+            async with c.stream("GET", path) as joined:
+                assert joined.headers["location"] == path
+                stopped = time.monotonic()
+                await server.stop()
+                assert time.monotonic() - stopped < 2
+                with pytest.raises(httpx.RemoteProtocolError):  # (cut short: no answer)
+                    await joined.aread()
+    finally:
+        await server.stop()
+        await scheduler.stop(grace_seconds=0)
 
 
 async def test_get_state_at_a_checkpoint(api: httpx.AsyncClient) -> None:

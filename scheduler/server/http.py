@@ -36,6 +36,7 @@ from scheduler.server.containment import FilterTooLargeError
 from scheduler.server.deadlines import MAX_HEADER_BYTES, bounded_protocol
 from scheduler.server.fast_lane import FastLane, lanes_of
 from scheduler.server.guard import Guard, is_loopback
+from scheduler.server.joins import QuietStops
 from scheduler.server.replies import JsonReply
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
@@ -65,9 +66,12 @@ def check_address(address: str, api_key: str | None) -> tuple[str, int]:
     return host, int(port)
 
 
-def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
-    """The ASGI application of ``scheduler`` (FastAPI, wrapped in the :class:`Guard`)."""
-    from scheduler.server import crons, ops, rest, thread_state, threads
+def create_app(
+    scheduler: TaskScheduler, settings: Settings, *, stopping: asyncio.Event | None = None
+) -> Any:
+    """The ASGI application of ``scheduler`` (FastAPI, wrapped in the :class:`Guard`);
+    ``stopping``, once set, ends the responses that wait (``runs.join``)."""
+    from scheduler.server import crons, joins, ops, rest, thread_state, threads
 
     app = FastAPI(
         title="LangGraph task scheduler",
@@ -78,8 +82,10 @@ def create_app(scheduler: TaskScheduler, settings: Settings) -> Any:
     app.state.scheduler = scheduler
     app.state.settings = settings
     app.state.metrics = ops.Metrics(scheduler)
+    app.state.stopping = stopping or asyncio.Event()
     app.include_router(crons.router)
     app.include_router(thread_state.router)  # (before threads: its GET /threads/{id} is last)
+    app.include_router(joins.router)
     app.include_router(threads.router)
     app.include_router(rest.router)
     app.include_router(ops.router)
@@ -196,8 +202,12 @@ class HttpServer:
             def capture_signals(self) -> Any:  # the service handles SIGINT / SIGTERM
                 yield
 
+        self._stopping = asyncio.Event()  # (joins waiting for a run end when it is set)
+        errors = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, QuietStops) for f in errors.filters):
+            errors.addFilter(QuietStops())  # (a join closed as the server stops: no error)
         config = uvicorn.Config(
-            create_app(scheduler, settings),
+            create_app(scheduler, settings, stopping=self._stopping),
             host=host,
             port=port,
             lifespan="off",
@@ -252,6 +262,7 @@ class HttpServer:
     async def stop(self) -> None:
         if self._task is None:
             return
+        self._stopping.set()  # a runs.join would hold the stop until the run ends
         self.server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self._task, timeout=5)
