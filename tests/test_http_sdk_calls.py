@@ -172,3 +172,22 @@ async def test_get_state_at_a_checkpoint(api: httpx.AsyncClient) -> None:
     none = (await api.get(f"/threads/{thread}/state/{'0' * 32}")).json()
     assert (none["values"], none["checkpoint_id"]) == ({}, None)
     assert (await api.get(f"/threads/nope/state/{checkpoint_id}")).status_code == 404
+
+
+async def test_a_history_filter_the_checkpointer_cannot_apply_is_a_422(
+    api: httpx.AsyncClient,
+) -> None:
+    """A metadata key SQLite's checkpointer refuses to filter by (it takes letters,
+    digits, ``_ . -`` only: ``"user id"``, ``""``) is a 422 naming ``metadata``. Every
+    ValueError of the checkpointer was answered 503 "the graph keeps no checkpoints ... set
+    SCHEDULER_INJECT_CHECKPOINTER=true", which it does."""
+    thread = (await api.post("/threads", json={})).json()["thread_id"]
+    scheduler = on_thread(api, "hello", thread, "hello")
+    await scheduler.wait_for_run(scheduler.run_task_now("hello"), timeout=10)
+    for key in ("user id", "", "a'b"):
+        refused = await api.post(f"/threads/{thread}/history", json={"metadata": {key: 1}})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"].startswith("metadata: "), refused.text
+        assert "INJECT_CHECKPOINTER" not in refused.text
+    found = await api.post(f"/threads/{thread}/history", json={"metadata": {"step": 1}})
+    assert [h["metadata"]["step"] for h in found.json()] == [1]

@@ -49,9 +49,14 @@ async def _graph(scheduler: TaskScheduler, reads: str = "aget_state") -> Any:
     return graph
 
 
-def _unreadable(exc: Exception) -> HTTPException:
-    """The 503 of a graph's failure to read a thread's checkpoints."""
-    if isinstance(exc, ValueError):  # "No checkpointer set": compiled without, none injected
+def _unreadable(exc: Exception, metadata: dict[str, Any] | None = None) -> HTTPException:
+    """The answer to a graph's failure to read a thread's checkpoints: a 503; a 422 for
+    a ``metadata`` filter the checkpointer refuses (SQLite's takes keys of letters,
+    digits, ``_ . -`` only)."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and metadata and "filter key" in text:
+        return HTTPException(422, f"metadata: this server's checkpointer cannot filter so: {text}")
+    if isinstance(exc, ValueError) and text == "No checkpointer set":  # (compiled without)
         return HTTPException(
             503,
             f"the graph keeps no checkpoints ({exc}); set SCHEDULER_INJECT_CHECKPOINTER=true "
@@ -223,7 +228,7 @@ async def _history(request: Request, thread_id: str, body: HistoryIn) -> StateRe
         async for snapshot in found:
             states.append(_state(snapshot))
     except Exception as exc:
-        raise _unreadable(exc) from None
+        raise _unreadable(exc, body.metadata) from None
     return StateReply(states)
 
 
