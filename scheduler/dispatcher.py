@@ -320,6 +320,7 @@ class Dispatcher(AsyncIOScheduler):  # type: ignore[misc]
                 scheduled_for=pending.scheduled_for,
                 queued_at=now,
                 occurrences=pending.occurrences,
+                thread_id=task.thread_id,  # (on its thread while queued: that thread is busy)
             )
         policy = task.overlap or self._settings.overlap
         logger.info(

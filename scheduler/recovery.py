@@ -366,6 +366,7 @@ class Recovery:
             attempt=pending.attempt,
             not_before=pending.not_before,
             upstream=pending.upstream,
+            thread_id=task.thread_id,  # (on its thread while queued, as a retry queued live)
             retry_of=run.id,
         )
         return row, pending

@@ -112,9 +112,11 @@ class RunWrites(TaskWrites):
             task = decode_or_raise(changes.row(task_id))
             now = changes.now
             trigger = RunTrigger.MANUAL
-            changes.add_runs(
-                [queued_run(run_id, task_id, scheduled_for=now, queued_at=now, trigger=trigger)]
-            )
+            queued = queued_run(
+                run_id, task_id, scheduled_for=now, queued_at=now, trigger=trigger,
+                thread_id=task.thread_id,  # (on its thread while queued: that thread is busy)
+            )  # fmt: skip
+            changes.add_runs([queued])
         return PendingRun(run_id, task, now, trigger=trigger, queued_at=now)
 
     async def run_task_here(self, task_id: str, *, timeout: float | None = None) -> RunRecord:

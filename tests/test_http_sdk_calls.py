@@ -36,8 +36,8 @@ def on_thread(api: httpx.AsyncClient, task_id: str, thread: str, prompt: str) ->
 
 
 async def listed(api: httpx.AsyncClient, thread: str, run_id: str) -> None:
-    """Wait until ``runs.list`` shows the run on ``thread`` (a run is on its thread once it
-    starts), as a client finds a run to join."""
+    """Wait until ``runs.list`` shows the run on ``thread``, as a client finds a run to
+    join."""
 
     async def found() -> bool:
         runs = (await api.get(f"/threads/{thread}/runs", params={"select": "run_id"})).json()
@@ -144,6 +144,55 @@ async def test_a_join_does_not_hold_up_the_servers_stop(make_scheduler: Schedule
     finally:
         await server.stop()
         await scheduler.stop(grace_seconds=0)
+
+
+async def test_a_run_queued_on_a_thread_shows_there_as_pending(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """A run queued for a thread (behind ``SCHEDULER_MAX_CONCURRENT_RUNS``, or behind the
+    previous run of an ``enqueue`` cron) is on its thread at once, as on the LangGraph
+    server: ``runs.list`` and ``runs.get`` show it ``pending`` and the thread is ``busy``.
+    It was on no thread until it started: the thread ``idle``, the run not found."""
+    scheduler = make_scheduler(http_rate_per_second=0, max_concurrent_runs=1)
+    async with client_of(scheduler) as api:
+        api.scheduler = scheduler  # type: ignore[attr-defined]
+        thread = (await api.post("/threads", json={})).json()["thread_id"]
+        scheduler.add_task(TaskDefinition(id="hog", interval_seconds=3600, prompt="hang"))
+        hog = scheduler.run_task_now("hog")
+
+        async def running() -> bool:
+            return (await api.get(f"/api/runs/{hog}")).json()["status"] == "running"
+
+        await eventually(running, message="the run that takes the only place")
+        waiting = on_thread(api, "mine", thread, "hi").run_task_now("mine")
+        assert (await api.get(f"/api/runs/{waiting}")).json()["status"] == "queued"
+        assert (await api.get(f"/threads/{thread}")).json()["status"] == "busy"
+        listed = (await api.get(f"/threads/{thread}/runs")).json()
+        assert [(r["run_id"], r["status"]) for r in listed] == [(waiting, "pending")]
+        got = await api.get(f"/threads/{thread}/runs/{waiting}")
+        assert (got.status_code, got.json()["status"]) == (200, "pending")
+        other = (await api.post("/threads", json={})).json()["thread_id"]
+        scheduler.add_task(  # (its firing queued behind the hog, then withdrawn: paused)
+            TaskDefinition(id="tick", interval_seconds=1, prompt="hi", thread_id=other)
+        )
+
+        async def firing() -> list[Any]:
+            runs: list[Any] = (await api.get(f"/threads/{other}/runs")).json()
+            return runs
+
+        assert [r["status"] for r in await eventually(firing)] == ["pending"]
+        await scheduler.apause_task("tick")
+
+        async def withdrawn() -> bool:
+            return [r["status"] for r in await firing()] != ["pending"]
+
+        await eventually(withdrawn, message="the queued firing to be withdrawn")
+        assert [r["status"] for r in await firing()] == ["interrupted"]  # (as cancelled)
+        assert (await api.get(f"/threads/{other}")).json()["status"] == "idle"  # (never ran)
+        await scheduler.acancel_run(hog)
+        done = await scheduler.wait_for_run(waiting, timeout=10)
+        assert (done.status.value, done.thread_id) == ("succeeded", thread)
+        assert (await api.get(f"/threads/{thread}")).json()["status"] == "idle"
 
 
 async def test_get_state_at_a_checkpoint(api: httpx.AsyncClient) -> None:

@@ -228,6 +228,7 @@ class Followers:
                         queued_at=now,
                         trigger=RunTrigger.DEPENDENCY,
                         upstream=_text(texts, chosen, outcomes),
+                        thread_id=task.thread_id,  # (on its thread while queued)
                     )
                 )
                 queued.append(pending)

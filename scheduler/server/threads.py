@@ -4,7 +4,7 @@ used) and ``runs.list`` / ``runs.get`` on a thread, answered from the run histor
 ``threads.get`` with the thread's values (and ``threads.get_state``,
 :mod:`scheduler.server.thread_state`) from the graph's checkpoints. A run's status in the
 server's words: queued is ``pending``, succeeded ``success``, failed and interrupted
-``error``, timed out ``timeout``, waiting and cancelled ``interrupted``.
+``error``, timed out ``timeout``, waiting, cancelled, skipped and missed ``interrupted``.
 A thread id that is a UUID names its thread in any spelling, as on the server (see
 :mod:`scheduler.storage.threads`).
 """
@@ -57,6 +57,11 @@ _RUN_STATUS = {
     RunStatus.TIMED_OUT: "timeout",
     RunStatus.INTERRUPTED: "error",
     RunStatus.CANCELLED: "interrupted",
+    # a queued run withdrawn before it started (its task paused): as a pending run cancelled
+    # on the server; a run comes on its thread when it is queued (a skipped or missed
+    # occurrence of a thread-less task is on none)
+    RunStatus.SKIPPED: "interrupted",
+    RunStatus.MISSED: "interrupted",
 }
 
 
