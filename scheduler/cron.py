@@ -8,7 +8,8 @@ standard meaning. It is pure: no clock, no I/O.
 Accepted: five fields ``minute hour day-of-month month day-of-week``; in each field ``*``,
 numbers, ranges ``a-b``, steps ``*/n``, ``a-b/n`` and ``a/n`` (from ``a`` to the maximum),
 comma lists; month names ``JAN``..``DEC`` and weekday names ``SUN``..``SAT`` in any case;
-weekday ``0`` and ``7`` are Sunday. Macros: ``@hourly @daily @midnight @weekly @monthly
+weekday ``0`` and ``7`` are Sunday, and a weekday range may end on Sunday (``fri-sun``,
+``5-0``: Friday to Sunday). Macros: ``@hourly @daily @midnight @weekly @monthly
 @yearly @annually``. When both day fields are restricted (neither starts with ``*``), a day
 matches if *either* matches, as in Vixie cron.
 """
@@ -162,6 +163,11 @@ def _parse_item(item: str, field: _Field) -> range:
         end = field.high if step_text is not None else start
     else:
         end = _parse_value(end_text, field)
+        if end == 0 and start > 0 and field.names is _WEEKDAYS:
+            # Sunday ends a weekday range as 7: ``sat-sun`` is the weekend (``sun`` and
+            # ``0`` read as 0, so it ran "backwards", and the advice to swap it gave
+            # ``sun-sat``: every day)
+            end = 7
         if end < start:
             raise CronError(
                 f"{field.name} range {start_text}-{end_text} runs backwards; "

@@ -243,6 +243,14 @@ def test_fire_times_are_aware_in_task_zone() -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "weekdays"),
+    [("sat-sun", {6, 0}), ("FRI-SUN", {5, 6, 0}), ("5-0", {5, 6, 0}), ("mon-sun/2", {1, 3, 5, 0})],
+)
+def test_a_weekday_range_may_end_on_sunday(field: str, weekdays: set[int]) -> None:
+    assert parse_cron(f"0 10 * * {field}").weekdays == weekdays
+
+
+@pytest.mark.parametrize(
     ("expression", "message"),
     [
         ("0 25 * * *", "hour 25 is out of range 0-23"),
@@ -255,6 +263,7 @@ def test_fire_times_are_aware_in_task_zone() -> None:
         ("", "empty"),
         ("@reboot", "unknown macro '@reboot'"),
         ("5-1 * * * *", "runs backwards"),
+        ("* * * * fri-mon", "runs backwards"),  # only Sunday ends a weekday range as 7
         ("*/0 * * * *", "step '0' must be a whole number above 0"),
         # digits of other scripts: int() fails on '²' (a bare ValueError) and takes '٣' as 3
         ("0 9 * * 1/²", "step '²' must be a whole number above 0"),
