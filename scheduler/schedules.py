@@ -366,8 +366,9 @@ def explicit_schedule(
         past = parsed.run_at is not None and parsed.run_at.timestamp() <= now.timestamp()
         if past and not allow_past and (zone_known or not parsed.wall_clock):  # the refusal
             parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
-    except ScheduleError as exc:
-        raise PydanticCustomError("schedule", str(exc)) from None
+    except ScheduleError as exc:  # (its type names the key it is about: the zone's, if unknown)
+        about = "schedule" if zone_or_none(zone) is not None else "timezone"
+        raise PydanticCustomError(about, str(exc)) from None
     kind = data.get("task_type")  # (given with a schedule, it must be the schedule's)
     if isinstance(kind, str) and kind != parsed.task_type.value:
         raise PydanticCustomError(

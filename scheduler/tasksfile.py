@@ -241,10 +241,7 @@ def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
             )
         except ValidationError as exc:
             for error in exc.errors():
-                loc = ".".join(str(p) for p in error["loc"]) or "task"
-                field_line = keys.get(str(error["loc"][0])) if error["loc"] else None
-                at = f"{path}:{field_line}" if field_line else where
-                problems.append(f"{at}: {label}: {loc}: {error['msg']}")
+                problems.append(_problem(error, keys, where, path, label))
             continue
         if task.id in seen:
             problems.append(
@@ -254,6 +251,17 @@ def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
         seen[task.id] = index + 1
         entries.append(_Entry(task, label, where, keys))
     return entries, problems
+
+
+def _problem(error: Any, keys: dict[str, int], where: str, path: Path, label: str) -> str:
+    """One validation error of an entry, at its field's line. An error about the whole
+    entry (``schedule:`` is read first) has the key it is about as its type (``schedule``,
+    ``timezone``), named in its message: it goes at that key's line, with no ``task:``."""
+    field = str(error["loc"][0]) if error["loc"] else str(error["type"])
+    line = keys.get(field)
+    at = f"{path}:{line}" if line else where
+    loc = ".".join(str(p) for p in error["loc"]) or ("" if line else "task")
+    return f"{at}: {label}: {loc}: {error['msg']}" if loc else f"{at}: {label}: {error['msg']}"
 
 
 def _located(path: Path, entry: _Entry, field: str | None, message: str) -> str:

@@ -122,8 +122,29 @@ def test_a_task_type_that_the_schedule_contradicts_is_a_problem(tmp_path: Path) 
     with pytest.raises(TasksFileError) as caught:
         load_tasks_file(tasks)
     assert caught.value.problems == [
-        f"{tasks}:1: entry 1 (id 'a'): task: schedule 'every 5 minutes' makes task_type "
+        f"{tasks}:3: entry 1 (id 'a'): schedule 'every 5 minutes' makes task_type "
         "'interval', but task_type is 'cron'; leave task_type out, or make them agree"
+    ]
+
+
+def test_a_schedule_problem_has_the_line_and_name_of_its_field(tmp_path: Path) -> None:
+    """A problem that the ``schedule:`` string (or a zone it is read in) makes was labelled
+    ``task`` at the entry's first line, as if about the whole entry, while a bad
+    ``cron_expression`` or ``timezone`` alone had its own line and name."""
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: a\n  prompt: p\n  schedule: 0 9 * * 1-9\n"
+        "- id: b\n  prompt: p\n  schedule: daily\n  timezone: Mars/Base\n"
+        "- id: c\n  prompt: p\n  cron_expression: 0 9 * * *\n  schedule: daily\n",
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    assert caught.value.problems == [
+        f"{tasks}:3: entry 1 (id 'a'): schedule '0 9 * * 1-9': invalid cron expression: "
+        "day of week 9 is out of range 0-7",
+        f"{tasks}:7: entry 2 (id 'b'): schedule 'daily': unknown time zone 'Mars/Base'; use an "
+        "IANA name such as 'UTC' or 'Europe/Paris'",
+        f"{tasks}:11: entry 3 (id 'c'): give either schedule or cron_expression, not both",
     ]
 
 
