@@ -55,7 +55,12 @@ _FIELDS = (
     _Field("day of week", 0, 7, _WEEKDAYS, 0),
 )
 
-_ITEM = re.compile(r"^(?P<start>\*|[a-z0-9]+)(?:-(?P<end>[a-z0-9]+))?(?:/(?P<step>[^/]*))?$")
+# Quartz-style items (``5#2``, ``?``, ``L``, ``15W``, ``5L``, ``LW``) that another scheduler
+# would take: an item that does not parse and has one of them is refused saying so.
+_EXTENDED = re.compile(r"[#?]|^(?:\d*L|\d*W|LW)$", re.IGNORECASE)
+_ITEM = re.compile(
+    r"^(?P<start>\*|[a-z0-9]+)(?:-(?P<end>[a-z0-9]+))?(?:/(?P<step>[^/]*))?$", re.IGNORECASE
+)
 
 
 class CronError(ValueError):
@@ -137,8 +142,16 @@ def parse_cron(expression: str) -> CronSpec:
 
 def _parse_field(text: str, field: _Field) -> frozenset[int]:
     values: set[int] = set()
-    for item in text.lower().split(","):
-        values.update(_parse_item(item, field))
+    for item in text.split(","):  # (as written: an error says 'L', not 'l')
+        try:
+            values.update(_parse_item(item, field))
+        except CronError:
+            if _EXTENDED.search(item):
+                raise CronError(
+                    f"{field.name} {item!r}: '#', '?', 'L' and 'W' are Quartz-style, "
+                    "not standard cron (which this scheduler reads)"
+                ) from None
+            raise
     return frozenset(values)
 
 
@@ -179,8 +192,8 @@ def _parse_item(item: str, field: _Field) -> range:
 def _parse_value(text: str, field: _Field) -> int:
     if text.isdigit():
         value = int(text)
-    elif text in field.names:
-        value = field.names.index(text) + field.names_start
+    elif text.lower() in field.names:
+        value = field.names.index(text.lower()) + field.names_start
     else:
         expected = f"{field.low}-{field.high}"
         if field.names:

@@ -268,7 +268,7 @@ _Handler = Callable[[re.Match[str], _Context], ParsedSchedule]
 # Tried in order; the first pattern that matches the lowercased text decides.
 _FORMS: tuple[tuple[re.Pattern[str], _Handler], ...] = (
     (re.compile(r"^@\S+$"), _cron),
-    (re.compile(r"^[\d*][\d*,/-]*(?:\s[\w*,/-]+){2,}$"), _cron),
+    (re.compile(r"^[\d*?][\d*,/#?-]*(?:\s[\w*,/#?-]+){2,}$"), _cron),  # (#, ?: refused as cron)
     (re.compile(r"^(?P<word>hourly|daily|weekly|monthly|yearly)$"), _word_macro),
     (re.compile(rf"^in\s{_AMOUNT}$"), _in_duration),
     (

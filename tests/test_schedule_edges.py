@@ -38,3 +38,29 @@ def test_a_weekday_range_may_end_on_sunday(cli: Cli, expression: str, days: set[
     added = cli("add", "--id", "weekend", "--schedule", expression, "--prompt", "p")
     assert added.stdout.startswith("added weekend: At 10:00")
     assert cli.json("show", "weekend")["definition"]["cron_expression"] == expression
+
+
+@pytest.mark.parametrize(
+    ("schedule", "says"),
+    [
+        ("0 9 * * 5#2", "day of week '5#2'"),
+        ("0 9 ? * MON", "day of month '?'"),
+        ("0 9 L * *", "day of month 'L'"),
+        ("0 9 15W * *", "day of month '15W'"),
+        ("0 9 * * 5L", "day of week '5L'"),
+    ],
+)
+def test_extended_cron_syntax_is_refused_as_cron_naming_the_field(
+    cli: Cli, schedule: str, says: str
+) -> None:
+    """Quartz-style ``#``, ``?``, ``L`` and ``W`` (what other schedulers take) were refused as
+    "not a schedule this parser understands" (``#``, ``?``) or named lowercased (``'l'``),
+    without saying that standard cron has no such thing."""
+    for command in (
+        ("next", schedule),
+        ("add", "--id", "t", "--schedule", schedule, "--prompt", "p"),
+    ):
+        error = cli.fails(*command)
+        assert f"invalid cron expression: {says}" in error, error
+        assert "not standard cron" in error, error
+    assert cli.json("list") == []

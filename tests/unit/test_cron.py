@@ -271,6 +271,9 @@ def test_a_weekday_range_may_end_on_sunday(field: str, weekdays: set[int]) -> No
         ("* * * * FUNDAY", "is not a number or name"),
         ("0 0 30 2 *", "never occurs in FEB"),
         ("a,b * * * *", "is not a number or name"),
+        ("* * * * 5#2", "day of week '5#2': .* Quartz-style, not standard cron"),
+        ("0 0 1,L * *", "day of month 'L': .* Quartz-style"),  # as written, not 'l'
+        ("* * * * FUNDAY", "day of week 'FUNDAY' is not"),
     ],
 )
 def test_bad_cron_expressions(expression: str, message: str) -> None:
