@@ -260,9 +260,27 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
     except _OverBudget as exc:
         raise DocumentError(f"{what}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise DocumentError(f"{what}: not valid YAML/JSON: {_one_line(exc)}") from None
+        said = _one_line(exc) + _quote_hint(exc, text)
+        raise DocumentError(f"{what}: not valid YAML/JSON: {said}") from None
     finally:
         loader.dispose()
+
+
+def _quote_hint(exc: yaml.YAMLError, text: str) -> str:
+    """How to write a cron that YAML refused unquoted: ``*/5 * * * *`` starts an alias to
+    YAML, and ``@daily`` starts no token at all."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return ""
+    mark = exc.context_mark or exc.problem_mark
+    alias = exc.context == "while scanning an alias"
+    if mark is None or not (alias or (exc.problem or "").startswith("found character '@'")):
+        return ""
+    lines = text.splitlines()
+    line = lines[mark.line][mark.column :] if mark.line < len(lines) else ""
+    value = line.split(" #")[0].strip()  # (without a comment after it)
+    if not value.startswith(("*", "@")) or any(c in value for c in "[]{}'"):
+        value = "*/5 * * * *"  # (flow style: where the value ends is not known here)
+    return f"; quote a value that starts with '*' or '@': '{value}'"
 
 
 def _one_line(exc: yaml.YAMLError) -> str:

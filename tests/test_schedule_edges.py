@@ -64,3 +64,22 @@ def test_extended_cron_syntax_is_refused_as_cron_naming_the_field(
         assert f"invalid cron expression: {says}" in error, error
         assert "not standard cron" in error, error
     assert cli.json("list") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [("schedule: */5 * * * *", 14), ("cron_expression: * * * * *", 21), ("schedule: @daily", 13)],
+)
+def test_an_unquoted_cron_in_a_tasks_file_says_to_quote_it(
+    cli: Cli, line: str, column: int
+) -> None:
+    """YAML reads a value starting with ``*`` as an alias and refuses ``@``: the most common
+    way to write a cron in a tasks file got PyYAML's "while scanning an alias; expected
+    alphabetic or numeric character, but found '/'", with no word of what to do."""
+    (cli.workdir / "tasks.yaml").write_text(f"- id: t\n  prompt: p\n  {line}\n")
+    for command in ("validate", "apply"):
+        error = cli(command, "tasks.yaml", status=2).stderr
+        assert f"(line 3, column {column})" in error, error
+        value = line.split(": ", 1)[1]
+        assert f"""quote a value that starts with '*' or '@': '{value}'""" in error, error
+    assert cli.json("list") == []
