@@ -279,7 +279,15 @@ def cmd_validate(scheduler: TaskScheduler, args: argparse.Namespace, out: Output
 
 def cmd_apply(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     removed = args.removed or scheduler.settings.tasks_file_removed
-    report = apply_tasks_file(scheduler, args.file, removed=removed)
+    try:
+        report = apply_tasks_file(scheduler, args.file, removed=removed)
+    except TasksFileError as exc:
+        if not out.as_json:
+            raise  # (each problem on a line of its own, then the error)
+        out.json({"file": args.file, "applied": False, "problems": exc.problems})
+        count = f"{len(exc.problems)} problem(s) in {exc.path}"  # (as cli.py says it)
+        print(f"error: {shown(count)}; nothing was applied", file=sys.stderr)
+        return BAD_INPUT
     if out.as_json:
         out.json({"file": args.file, **report.__dict__})
     else:

@@ -3,6 +3,7 @@ file: what a new user writes and what ``next`` / ``show`` then say."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -83,3 +84,25 @@ def test_an_unquoted_cron_in_a_tasks_file_says_to_quote_it(
         value = line.split(": ", 1)[1]
         assert f"""quote a value that starts with '*' or '@': '{value}'""" in error, error
     assert cli.json("list") == []
+
+
+def test_apply_json_of_a_file_with_problems_prints_them_as_json(cli: Cli) -> None:
+    """``validate --json`` printed ``{"valid": false, "problems": [...]}``, but ``apply
+    --json`` printed nothing on stdout: its problems were text lines on stderr, which a
+    script (README: "scripts never parse text") could not read."""
+    tasks = cli.workdir / "tasks.yaml"
+    tasks.write_text("- id: a\n  prompt: p\n  schedule: 0 9 * * 1-9\n")
+    done = cli("apply", "tasks.yaml", "--json", status=2)
+    report = json.loads(done.stdout)
+    assert report == {
+        "file": "tasks.yaml",
+        "applied": False,
+        "problems": [
+            "tasks.yaml:3: entry 1 (id 'a'): schedule '0 9 * * 1-9': invalid cron expression: "
+            "day of week 9 is out of range 0-7"
+        ],
+    }
+    assert done.stderr == "error: 1 problem(s) in tasks.yaml; nothing was applied\n"
+    assert cli.json("list") == []
+    tasks.write_text("- id: a\n  prompt: p\n  schedule: 0 9 * * 1-5\n")
+    assert cli.json("apply", "tasks.yaml")["added"] == ["a"]
