@@ -35,7 +35,7 @@ from scheduler.exceptions import (
 from scheduler.exiting import leave
 from scheduler.logs import TextFormatter
 from scheduler.render import Output
-from scheduler.settings import Settings
+from scheduler.settings import Settings, read_settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.workers import commands as worker_commands
 from scheduler.workflow_commands import add_after_flags, cmd_graph
@@ -267,7 +267,7 @@ def _command(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[stderr])
     out = Output(as_json=getattr(args, "json", False))
     try:
-        settings = Settings()
+        settings = read_settings()  # (a bad variable: a SettingError, named)
         if args.command in _WITHOUT_DATABASE:
             handler: Callable[..., int] = args.handler
             return handler(settings, args, out)

@@ -208,6 +208,16 @@ class ScheduleError(SchedulerError, ValueError):
         super().__init__(f"schedule {text!r}: {reason}{forms}")
 
 
+class SettingError(SchedulerError, ValueError):
+    """``SCHEDULER_*`` variables (or ``.env`` lines) with bad values; ``problems`` holds
+    ``(variable, what)`` pairs, and the message names each variable, not its field
+    (``max_retries`` is also a task's field and an ``add`` flag)."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{variable}: {what}" for variable, what in self.problems))
+
+
 class TasksFileError(SchedulerError, ValueError):
     """A tasks file with problems; ``problems`` lists each as ``file:line: where: what``."""
 

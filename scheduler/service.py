@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scheduler.exceptions import SchedulerError, describe_errors
+from scheduler.exceptions import SchedulerError, SettingError, describe_errors
 from scheduler.exiting import leave, run_to_exit
 from scheduler.logs import configure_logging, log_until_the_program_does
-from scheduler.settings import Settings
+from scheduler.settings import Settings, read_settings
 from scheduler.stall import StallWatch
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import TasksFileError, apply_tasks_file, file_source
@@ -189,8 +189,13 @@ def _http_server(scheduler: TaskScheduler, settings: Settings) -> Any:
 def load_settings(**defaults: Any) -> Settings:
     """Settings from the environment and ``.env``; ``defaults`` (e.g. ``graph=
     "agent.graph:graph"``, written by the scaffolder into ``main.py``) apply to the
-    settings that neither sets."""
-    settings = Settings()
+    settings that neither sets.
+
+    Raises:
+        SettingError: A variable's value is bad (named: ``SCHEDULER_TIMEZONE``).
+        ValidationError: A default's value is bad (named as the keyword: ``timezone``).
+    """
+    settings = read_settings()
     for name, value in defaults.items():
         if name not in Settings.model_fields:
             raise TypeError(f"unknown setting {name!r}")
@@ -207,7 +212,10 @@ def main(**defaults: Any) -> int:
     does not set (see :func:`load_settings`)."""
     try:
         settings = load_settings(**defaults)
-    except ValidationError as exc:  # a bad SCHEDULER_* variable or .env line: one line
+    except SettingError as exc:  # a bad SCHEDULER_* variable or .env line: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a bad default given to main()
         print(f"error: {describe_errors(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)

@@ -13,15 +13,16 @@ from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler.callbacks import CallbackPolicy
 from scheduler.enums import OverlapPolicy, Priority
+from scheduler.exceptions import SettingError
 from scheduler.weburls import origin, redacted
 from scheduler.zones import unknown_zone_message, zone_exists
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "read_settings"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # (a tab is header text)
 
@@ -335,6 +336,26 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return sqlite_url(self.db_path)
+
+
+def read_settings() -> Settings:
+    """``Settings()``: from the environment and ``.env``, at the edge (the CLI, ``main.py``).
+
+    Raises:
+        SettingError: A value is bad; the error names its variable (``SCHEDULER_TIMEZONE``).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingError(
+            [
+                (
+                    f"SCHEDULER_{str(error['loc'][0]).upper()}" if error["loc"] else "settings",
+                    str(error["msg"]).removeprefix("Value error, "),  # (pydantic's wording)
+                )
+                for error in exc.errors()
+            ]
+        ) from None
 
 
 def sqlite_url(path: str | PathLike[str]) -> str:

@@ -272,7 +272,10 @@ def test_a_bad_setting_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
     service = MainPy(cli, tmp_path, SCHEDULER_LOG_LEVEL="verbose")
     assert service.process.wait(timeout=60) == 2
     service.stop()
-    expected = "error: log_level: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    expected = (  # (the variable, not the field: log_level)
+        "error: SCHEDULER_LOG_LEVEL: 'verbose' is not one of DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL\n"
+    )
     assert service.lines == [expected]
     cli.env["SCHEDULER_LOG_LEVEL"] = "verbose"
     assert cli("list", status=2).stderr == expected

@@ -4,11 +4,13 @@ file: what a new user writes and what ``next`` / ``show`` then say."""
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import PYTHON, ROOT
 from tests.test_cli import Cli
 
 pytestmark = pytest.mark.slow
@@ -106,3 +108,30 @@ def test_apply_json_of_a_file_with_problems_prints_them_as_json(cli: Cli) -> Non
     assert cli.json("list") == []
     tasks.write_text("- id: a\n  prompt: p\n  schedule: 0 9 * * 1-5\n")
     assert cli.json("apply", "tasks.yaml")["added"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("SCHEDULER_TIMEZONE", "Mars/Base", "SCHEDULER_TIMEZONE: unknown time zone 'Mars/Base'"),
+        (
+            "SCHEDULER_MAX_RETRIES",
+            "three",
+            "SCHEDULER_MAX_RETRIES: Input should be a valid integer",
+        ),
+    ],
+)
+def test_a_bad_setting_names_its_variable(cli: Cli, variable: str, value: str, says: str) -> None:
+    """A bad ``SCHEDULER_*`` value was named as the field (``error: timezone: unknown time
+    zone 'Mars/Base'``), even for ``next ... --tz UTC``, whose own zone was fine, and
+    ``max_retries`` is a task's field and an ``add`` flag too: nothing said where to look."""
+    cli.env[variable] = value
+    for command in (("next", "daily", "--tz", "UTC"), ("list",), ("add", "--id", "a")):
+        assert cli.fails(*command).startswith(f"error: {says}")
+    service = subprocess.run(
+        [PYTHON, str(ROOT / "main.py")],
+        cwd=cli.workdir, env=cli.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert service.returncode == 2
+    assert service.stderr.startswith(f"error: {says}"), service.stderr
+    assert len(service.stderr.splitlines()) == 1
