@@ -59,7 +59,7 @@ _SCHEDULE_FIELDS = ("task_type", "cron_expression", "interval_seconds", "run_at"
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = load_json(text, what="the value")
+        value = load_json(text, what="the value", unique=True)  # (as a tasks file: refused)
     except DocumentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if not isinstance(value, dict):

@@ -61,7 +61,8 @@ async def _wait(
 def cmd_answer(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -> int:
     """Answer a waiting run (its graph called ``interrupt()``)."""
     try:
-        check_answer(value := load_json(args.value, what="VALUE"))  # not null, not too large
+        value = load_json(args.value, what="VALUE", unique=True)  # (a key twice: refused)
+        check_answer(value)  # not null, not too large
     except ValueError as exc:  # (a DocumentError is one)
         raise UsageError(
             f"{exc} (give the answer as JSON, e.g. '\"yes\"' or '{{\"ok\": true}}')"

@@ -135,3 +135,15 @@ def test_a_bad_setting_names_its_variable(cli: Cli, variable: str, value: str, s
     assert service.returncode == 2
     assert service.stderr.startswith(f"error: {says}"), service.stderr
     assert len(service.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["--input", "--context", "--metadata"])
+def test_a_json_flag_with_a_key_given_twice_is_refused(cli: Cli, flag: str) -> None:
+    """``--metadata '{"a": 1, "a": 2}'`` kept the last value without a word, while the same
+    object in a tasks file or ``add --file`` is refused ("the key 'a' is given twice")."""
+    value = '{"messages": [], "a": 1, "a": 2}'
+    error = cli.fails("add", "--id", "t", "--schedule", "daily", "--prompt", "p", flag, value)
+    assert f"{flag}: the value: not valid JSON: the key 'a' is given twice" in error, error
+    assert cli.json("list") == []
+    error = cli.fails("answer", "0" * 24, value)
+    assert "the key 'a' is given twice" in error, error
