@@ -38,7 +38,9 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 #: Nesting allowed in a whole document: a tasks file's list and task add three levels to
 #: the :data:`~scheduler.limits.MAX_JSON_DEPTH` of a field.
 MAX_DOCUMENT_DEPTH = MAX_JSON_DEPTH + 4
-#: Nodes that aliases may add to a YAML document, all aliases together.
+#: Nodes that aliases may add to a YAML document, all aliases together, or one per character
+#: of the document if that is more: no more than the document could have written out
+#: itself, so that a file of thousands of entries that each merge ``<<: *defaults`` reads.
 MAX_ALIAS_NODES = 10_000
 
 #: Python reads no int of more digits (``sys.get_int_max_str_digits``); its ValueError
@@ -131,13 +133,15 @@ class BoundedYamlLoader(yaml.SafeLoader):
 
     Each alias adds the size of the node it points to (counted once per node, with the
     aliases inside it expanded); the document is refused once aliases together add more
-    than :data:`MAX_ALIAS_NODES` nodes, or nesting passes :data:`MAX_DOCUMENT_DEPTH`.
+    than :data:`MAX_ALIAS_NODES` nodes (or its length in characters, if more), or nesting
+    passes :data:`MAX_DOCUMENT_DEPTH`.
     """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
         self._alias_nodes = 0
+        self._budget = max(MAX_ALIAS_NODES, len(stream))
         self._sizes: dict[int, int] = {}
         self._open: list[str | None] = []  # anchors of the collections being composed
 
@@ -152,9 +156,9 @@ class BoundedYamlLoader(yaml.SafeLoader):
             target = self.anchors.get(event.anchor)
             if target is not None:
                 self._alias_nodes += self._size(target)
-                if self._alias_nodes > MAX_ALIAS_NODES:
+                if self._alias_nodes > self._budget:
                     raise _OverBudget(
-                        f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (near line "
+                        f"aliases expand to more than {self._budget:,} nodes (near line "
                         f"{event.start_mark.line + 1}); write the values out or use fewer "
                         "aliases"
                     )
@@ -223,7 +227,7 @@ class BoundedYamlLoader(yaml.SafeLoader):
                 continue
             pending.pop()
             self._sizes[id(current)] = min(
-                1 + sum(self._sizes[id(c)] for c in children), MAX_ALIAS_NODES + 1
+                1 + sum(self._sizes[id(c)] for c in children), self._budget + 1
             )
         return self._sizes[id(node)]
 

@@ -401,3 +401,35 @@ async def test_a_database_of_an_older_version_applies_cleanly(
     write(moved, "- id: b\n  interval_seconds: 60\n  prompt: b\n")  # the tasks are its own
     assert apply_tasks_file(scheduler, moved).removed == ["c"]
     assert {t.id for t in scheduler.list_tasks()} == {"a", "b"}
+
+
+def test_thousands_of_entries_that_merge_shared_values_are_read(tmp_path: Path) -> None:
+    """The README's way to share values, an anchor on one entry merged into the others
+    (``<<: *defaults``), was refused past about 1,100 entries: the aliases' budget was 10,000
+    nodes whatever the document's size. It now grows with the document (one node per
+    character: no more than it could have written out), and a "billion laughs" padded to
+    a large document is still refused at once."""
+    from scheduler.documents import DocumentError, load_yaml
+
+    shared = (
+        "- &defaults\n  id: t-0\n  interval_seconds: 3600\n  timezone: Europe/Berlin\n"
+        "  max_retries: 2\n  metadata: {team: data, owner: ops, tier: gold}\n  prompt: p 0\n"
+    )
+    entries = "".join(f"- <<: *defaults\n  id: t-{i}\n  prompt: p {i}\n" for i in range(1, 3000))
+    tasks = load_tasks_file(write(tmp_path / "tasks.yaml", shared + entries))
+    assert len(tasks) == 3000
+    last = tasks[-1]
+    assert (last.id, last.prompt, last.interval_seconds, last.max_retries) == (
+        "t-2999",
+        "p 2999",
+        3600,
+        2,
+    )
+    assert last.metadata == {"team": "data", "owner": "ops", "tier": "gold"}
+    laughs = "\n".join(
+        ["x:", "  l0: &l0 [lol, lol]"]
+        + [f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+    )
+    padded = f"# {'.' * 1_000_000}\n{laughs}\n"
+    with pytest.raises(DocumentError, match="aliases expand to more than 1,000,"):
+        load_yaml(padded)
