@@ -196,6 +196,16 @@ class BoundedYamlLoader(yaml.SafeLoader):
                 None, None, _NUMBER_TOO_LONG, node.start_mark
             ) from None
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """The tag of a plain value, as YAML 1.1 reads it but for sexagesimal numbers:
+        ``9:00`` and ``1:30`` are text, as in YAML 1.2 and JSON (YAML 1.1 read them as 540
+        and 90: ``schedule: 9:00`` was refused as "got int", ``interval_seconds: 1:30``
+        taken as 90 seconds unseen, where an hour and a half may have been meant)."""
+        tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        if tag in _SEXAGESIMAL_TAGS and kind is yaml.ScalarNode and ":" in value:
+            return "tag:yaml.org,2002:str"
+        return tag
+
     def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
         with self._composing(anchor):
             return super().compose_sequence_node(anchor)
@@ -241,6 +251,9 @@ BoundedYamlLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+
+
+_SEXAGESIMAL_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -433,3 +433,26 @@ def test_thousands_of_entries_that_merge_shared_values_are_read(tmp_path: Path) 
     padded = f"# {'.' * 1_000_000}\n{laughs}\n"
     with pytest.raises(DocumentError, match="aliases expand to more than 1,000,"):
         load_yaml(padded)
+
+
+def test_a_time_written_bare_is_text_not_a_sexagesimal_number(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML) reads ``9:00`` as 540 and ``1:30`` as 90: ``schedule: 9:00`` was
+    refused as "schedule must be a string, got int", and ``interval_seconds: 1:30`` was
+    taken as 90 seconds without a word (an hour and a half may have been meant). They are
+    text now, as in YAML 1.2 and JSON: each a problem that shows the value as written."""
+    tasks = write(
+        tmp_path / "tasks.yaml",
+        "- id: a\n  schedule: 9:00\n  prompt: p\n"
+        "- id: b\n  interval_seconds: 1:30\n  prompt: p\n"
+        "- id: c\n  schedule: every day at 9:00\n  prompt: p\n  metadata: {at: 12:30}\n",
+    )
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    first, second = caught.value.problems
+    assert "schedule '9:00': not a schedule this parser understands" in first
+    assert "interval_seconds" in second and "got str" in second and "got int" not in second
+    kept = write(
+        tmp_path / "kept.yaml", "- id: c\n  schedule: daily\n  prompt: p\n  metadata: {at: 12:30}\n"
+    )
+    [task] = load_tasks_file(kept)
+    assert task.metadata == {"at": "12:30"}
