@@ -275,7 +275,7 @@ class Settings(BaseSettings):
         if value is None:
             return None
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
         return value
 

@@ -160,7 +160,9 @@ class Guard:
                 await _reply(send, 403, "the API key is not valid")
                 return
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and (
+            not (length.isascii() and length.isdigit()) or int(length) > self.max_body
+        ):
             await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
             return
         received = 0

@@ -56,7 +56,7 @@ def check_address(address: str, api_key: str | None) -> tuple[str, int]:
     """
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise UsageError(f"HTTP address {address!r} is not HOST:PORT, e.g. 127.0.0.1:8123")
     if api_key is None and not is_loopback(host):
         raise UsageError(

@@ -78,3 +78,19 @@ def test_the_settings_repr_shows_no_password_or_key() -> None:
         assert "database_url='postgresql+psycopg://app:***@db/app'" in text
         assert "api_key='***'" in text and "webhook_secret='***'" in text
     assert settings.graph == "http://ops:s3cr3t@host:2024#agent"  # the value itself is kept
+
+
+@pytest.mark.parametrize("port", ["²", "٣٠٠٠", "8１23"])
+def test_an_address_whose_port_is_not_ascii_digits_is_refused_as_not_host_port(port: str) -> None:
+    """``str.isdigit`` takes other scripts' digits (and ``²``, which ``int`` then refuses
+    with its own ValueError): an HTTP address of ``127.0.0.1:²`` got "invalid literal for
+    int()", and ``127.0.0.1:٣٠٠٠`` was taken as port 3000."""
+    from pydantic import ValidationError
+
+    from scheduler.exceptions import UsageError
+    from scheduler.server.http import check_address
+
+    with pytest.raises(ValidationError, match="is not HOST:PORT"):
+        Settings(http_address=f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match="is not HOST:PORT"):
+        check_address(f"127.0.0.1:{port}", None)
