@@ -112,19 +112,30 @@ def weekdays(phrase: str) -> str:
     words = [w for w in re.split(r"[\s,&]+", phrase.removeprefix("every ")) if w != "and"]
     days: set[int] = set()
     for word in words:
-        singular = word.removesuffix("s") if word.endswith("days") else word
-        number = _DAY_ABBREVIATIONS.get(singular[:3] if singular in DAY_NAMES else singular)
-        if number is None:
-            raise Rejected(
-                f"{word!r} is not a day; use 'every day', 'weekdays', 'weekends' or day names "
-                "such as 'every monday' or 'mondays and fridays'"
-            )
-        if not every and word == singular:
+        first, _, last = word.partition("-")  # ``mon-fri``: the days from one to the other
+        span = [_day(first, word)] + ([_day(last, word)] if last else [])
+        if not every and (last or word == _singular(word)):  # ("mondays" says it already)
             raise Rejected(f"say 'every {phrase}' for a weekly schedule")
-        days.add(number)
+        days.update((span[0] + step) % 7 for step in range((span[-1] - span[0]) % 7 + 1))
     if not days:
         raise Rejected("name at least one day")
     return "*" if len(days) == 7 else ",".join(name_runs(sorted(days), str, "-"))
+
+
+def _singular(word: str) -> str:
+    return word.removesuffix("s") if word.endswith("days") else word
+
+
+def _day(word: str, written: str) -> int:
+    """The cron number of a day name (``monday``, ``mon``, ``mondays``)."""
+    singular = _singular(word)
+    number = _DAY_ABBREVIATIONS.get(singular[:3] if singular in DAY_NAMES else singular)
+    if number is None:
+        raise Rejected(
+            f"{written!r} is not a day; use 'every day', 'weekdays', 'weekends', day names "
+            "such as 'every monday' or 'mondays and fridays', or a span, 'every mon-fri'"
+        )
+    return number
 
 
 def name_runs(values: Sequence[int], name: Callable[[int], str], through: str) -> list[str]:
