@@ -113,10 +113,11 @@ def weekdays(phrase: str) -> str:
     days: set[int] = set()
     for word in words:
         first, _, last = word.partition("-")  # ``mon-fri``: the days from one to the other
-        span = [_day(first, word)] + ([_day(last, word)] if last else [])
+        start = _day(first, word)
+        end = _day(last, word) if last else start
         if not every and (last or word == _singular(word)):  # ("mondays" says it already)
             raise Rejected(f"say 'every {phrase}' for a weekly schedule")
-        days.update((span[0] + step) % 7 for step in range((span[-1] - span[0]) % 7 + 1))
+        days.update((start + step) % 7 for step in range((end - start) % 7 + 1))
     if not days:
         raise Rejected("name at least one day")
     return "*" if len(days) == 7 else ",".join(name_runs(sorted(days), str, "-"))

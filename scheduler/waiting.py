@@ -247,12 +247,10 @@ class RunnerWaiting:
         outcome = Outcome(status, error_type=kind, error_message=message)
         if self._events.wants(pending.task):  # its record as stored, as a run that ran ends
             record = await self._log.stored(pending.run_id)
-            if record is None or record.status is not status:  # (unreadable: what is known)
-                thread_id = pending.thread_id or ""
-                record = finished_run(
-                    pending, outcome, thread_id=thread_id, started=now, finished=now
-                )
-            self._events.emit(RunEvent("finished", record, pending.task))
+            if record is not None and record.status is status:
+                self._events.emit(RunEvent("finished", record, pending.task))
+            else:  # (unreadable: what is known here)
+                self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
         self._check_idle()
         if cancelled:  # as for a running run cancelled: no failure callback
             return

@@ -6,7 +6,6 @@ them, on a real scheduler (SQLite file, real graph) through httpx's ASGI transpo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,16 +13,11 @@ import pytest
 
 from scheduler import TaskDefinition
 from scheduler.server.http import HttpServer
+from tests import test_http_edges
 from tests.conftest import SchedulerFactory, eventually
 from tests.test_http_edges import client_of
 
-
-@pytest.fixture
-async def api(make_scheduler: SchedulerFactory) -> AsyncIterator[httpx.AsyncClient]:
-    scheduler = make_scheduler(http_rate_per_second=0)
-    async with client_of(scheduler) as c:
-        c.scheduler = scheduler  # type: ignore[attr-defined]
-        yield c
+api = test_http_edges.api  # the fixture: a client of a started scheduler (``.scheduler``)
 
 
 def on_thread(api: httpx.AsyncClient, task_id: str, thread: str, prompt: str) -> Any:

@@ -253,10 +253,7 @@ class Transaction(LinkStatements):
 
     def has_unfinished_runs(self, task_id: str) -> bool:
         """A run of ``task_id`` is not final: queued, running or waiting for an answer."""
-        query = select(runs_table.c.id).where(
-            runs_table.c.task_id == task_id,
-            runs_table.c.status.in_(("queued", "running", "waiting")),
-        )
+        query = select(runs_table.c.id).where(runs_table.c.task_id == task_id, _OPEN)
         return self._conn.execute(query.limit(1)).first() is not None
 
     def get_run(self, run_id: str) -> RunRow | None:
