@@ -57,7 +57,8 @@ MAX_JSON_BYTES = 256 * 1024
 #: The integers LangGraph's checkpoints hold (msgpack's int64 and uint64).
 CHECKPOINT_INTS = (-(2**63), 2**64 - 1)
 MAX_OFFSET = 10**9  # a list's offset in the HTTP API (a database integer holds it)
-#: A cron's ``request`` (HTTP crons API): its input, metadata and context twice, 2 levels down.
+#: A cron's ``request`` (HTTP crons API): its config twice, 2 levels down (rows written
+#: before 2026-12-07 hold its input, metadata and context twice too).
 REQUEST_BOUNDS = {"depth": MAX_JSON_DEPTH + 2, "most": 8 * MAX_JSON_BYTES}
 MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(3000, 1, 1, tzinfo=UTC)
@@ -140,20 +141,25 @@ def check_datetime(value: datetime) -> datetime:
 
 def json_depth(value: Any, *, limit: int) -> int:
     """How deeply ``value`` nests lists and dicts, counting no further than ``limit + 1``
-    (iterative, depth first: a value nested 100,000 levels deep, or one that contains
+    (depth first, never more than ``limit + 1`` calls deep, and it stops at the first
+    branch found too deep: a value nested 100,000 levels deep, or one that contains
     itself, costs about ``limit`` steps, not a crash)."""
+    return _levels(value, limit) if isinstance(value, dict | list | tuple) else 0
+
+
+def _levels(item: dict[Any, Any] | list[Any] | tuple[Any, ...], room: int) -> int:
+    """The levels of the container ``item``, or ``room + 1`` once they exceed ``room``."""
+    if room <= 0:
+        return 1
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, dict | list | tuple):
-            continue
-        deepest = max(deepest, depth)
-        if depth > limit:
-            return depth
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    for child in item.values() if isinstance(item, dict) else item:
+        if isinstance(child, dict | list | tuple):  # (scalars, most children, cost no call)
+            below = _levels(child, room - 1)
+            if below > deepest:
+                deepest = below
+                if deepest >= room:  # too deep already: no need to look at the rest
+                    break
+    return deepest + 1
 
 
 # one encoder for every check (json.dumps with options builds a new one each call)

@@ -292,7 +292,7 @@ class TaskDefinition(BaseModel):
         if value is None or (info.context or {}).get(STORED_CONTEXT_KEY):
             # None, or read back from a row that was written only after passing this check
             return value
-        try:  # a cron's request holds its input, metadata and context twice, 2 levels down
+        try:  # a cron's request holds its config twice, 2 levels down
             bounds = REQUEST_BOUNDS if info.field_name == "request" else {}
             check_json_value(value, **bounds, checkpointed=info.field_name in ("input", "metadata"))
         except ValueError as exc:

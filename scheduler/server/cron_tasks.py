@@ -96,9 +96,27 @@ def _validated(
             "end_date": fields.get("end_time"),
             "overlap": STRATEGIES[strategy or "enqueue"],  # the LangGraph server's default
             "webhook": fields.get("webhook"),
-            "request": request,
+            "request": _lean(request),
         }
     )
+
+
+# The task's own fields, which a cron's kept payload and fields name again: kept there by
+# name only, as the value is always read from the task (``cron_list._payload_now`` and
+# :func:`_fields_now`; another API may have changed it since), so that an input is stored,
+# checked and encoded once, not three times. (Rows written before hold the values: unread.)
+_THE_TASKS = ("input", "metadata", "context", "webhook")
+_SAME = "(the task's)"
+
+
+def _lean(request: dict[str, Any]) -> dict[str, Any]:
+    lean = dict(request)
+    for part in ("payload", "fields"):
+        lean[part] = {
+            key: _SAME if key in _THE_TASKS and value is not None else value
+            for key, value in request[part].items()
+        }
+    return lean
 
 
 def cron_name(schedule: str) -> str:
