@@ -359,7 +359,8 @@ class TaskDefinition(BaseModel):
 
         Raises:
             ScheduleError: That ``today at`` time has passed in the zone (or is in a DST gap).
-            pydantic.ValidationError: A naive ``run_at`` in its DST gap, an end before the start.
+            pydantic.ValidationError: A naive ``run_at``, ``start_date`` or ``end_date`` in
+                its DST gap, an end before the start.
         """
         zone_name = self.timezone or default
         zone = ZoneInfo(zone_name)

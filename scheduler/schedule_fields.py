@@ -145,9 +145,10 @@ def check_jitter(value: float | None, info: ValidationInfo) -> float | None:
 
 def localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
     """A datetime field's value: a naive one read in the task's zone, the result within the
-    supported years; a naive ``run_at`` must exist in the task's zone, else in the zone
-    the caller reads it in (context ``timezone``: the tasks file, the CLI, the API), as
-    a schedule's text must (a row read back is not checked again: it keeps loading)."""
+    supported years; a naive ``run_at``, ``start_date`` or ``end_date`` must exist in the
+    task's zone, else in the zone the caller reads it in (context ``timezone``: the tasks
+    file, the CLI, the API), as a schedule's text must (a repeated wall time is one: its
+    first pass, unless ``fold=1``; a row read back is not checked again: it keeps loading)."""
     if value is None:
         return None
     wall = value if value.tzinfo is None else None
@@ -159,14 +160,14 @@ def localized(value: datetime | None, info: ValidationInfo) -> datetime | None:
     except ValueError as exc:
         raise error("datetime", str(exc)) from None
     context = info.context or {}
-    if wall is None or info.field_name != "run_at" or context.get(STORED_CONTEXT_KEY):
+    if wall is None or context.get(STORED_CONTEXT_KEY):
         return value
     if zone is None and "timezone" in info.data:  # (absent: the zone itself was refused)
         zone = context.get("timezone")
     known = zone_or_none(zone) if isinstance(zone, str) else None
     skipped = skipped_wall_time(wall, known) if known is not None else None
     if skipped is not None:
-        raise error("datetime", f"run_at {skipped}")
+        raise error("datetime", f"{info.field_name} {skipped}")
     return value
 
 
@@ -215,16 +216,14 @@ def _validation_error(field: str, problem: PydanticCustomError, value: Any) -> V
 
 def fixed_offset(field: str, value: datetime, zone: ZoneInfo) -> datetime:
     """``value`` as an aware datetime at a fixed offset, as stored ones read back (a fold
-    hour's ``ZoneInfo`` is never ``==``); a naive one read in ``zone``, where a naive
-    ``run_at`` must exist (:func:`localized`, for a task that gets its zone only now).
+    hour's ``ZoneInfo`` is never ``==``); a naive one read in ``zone``, where it must exist
+    (:func:`localized`, for a task that gets its zone only now).
 
     Raises:
-        pydantic.ValidationError: A naive ``run_at`` inside ``zone``'s DST gap.
+        pydantic.ValidationError: A naive ``value`` inside ``zone``'s DST gap.
     """
-    skipped = None
-    if field == "run_at" and value.tzinfo is None:
-        skipped = skipped_wall_time(value, zone)
+    skipped = skipped_wall_time(value, zone) if value.tzinfo is None else None
     if skipped is not None:
-        raise _validation_error(field, error("datetime", f"run_at {skipped}"), value)
+        raise _validation_error(field, error("datetime", f"{field} {skipped}"), value)
     value = localize(value, zone)
     return value.astimezone(timezone(value.utcoffset() or timedelta()))
