@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,18 @@ from pydantic import ValidationError
 
 from scheduler.control_characters import shown
 from scheduler.documents import DocumentError, load_json, load_yaml, read_document
-from scheduler.exceptions import TaskNotRunnableError, TasksFileError, UsageError, describe_errors
+from scheduler.exceptions import (
+    ScheduleError,
+    TaskNotRunnableError,
+    TasksFileError,
+    UsageError,
+    describe_errors,
+)
 from scheduler.models import TaskDefinition
 from scheduler.preview import preview
 from scheduler.records import TaskInfo
 from scheduler.render import Output, schedule_text, task_zone, when
+from scheduler.schedules import validation_now
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file, tasks_listed
@@ -297,8 +304,17 @@ def cmd_apply(scheduler: TaskScheduler, args: argparse.Namespace, out: Output) -
 
 def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     zone = settings.timezone if args.tz is None else args.tz
-    shown = preview(args.schedule, timezone=zone, now=datetime.now(UTC), count=args.count)
+    now = validation_now()  # (the now ``add`` reads the schedule against)
+    shown = preview(args.schedule, timezone=zone, now=now, count=args.count)
     parsed, words, times = shown.parsed, shown.description, shown.times
+    if shown.passed:  # a preview of a task add would refuse: said, not listed
+        [moment] = times
+        there = now.astimezone(moment.tzinfo)
+        raise ScheduleError(
+            args.schedule,
+            f"{_minute(moment)} has passed in {zone} (it is {_minute(there)} there now); "
+            "add refuses a one-time time that is not after now",
+        )
     if out.as_json:
         explicit = {
             k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in parsed.fields().items()
@@ -318,6 +334,11 @@ def cmd_next(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     for moment in times:
         out.line(f"  {moment:%Y-%m-%d %H:%M:%S %Z}  ({moment:%a})")
     return 0
+
+
+def _minute(moment: datetime) -> str:
+    """``2030-01-01 09:00+01:00``: with its offset (the two passes of a repeated hour)."""
+    return moment.isoformat(" ", "seconds" if moment.second else "minutes")
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, out: Output) -> int:

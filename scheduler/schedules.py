@@ -60,6 +60,7 @@ __all__ = [
     "ScheduleError",
     "explicit_schedule",
     "parse_schedule",
+    "validation_now",
     "wall_clock_time",
 ]
 
@@ -84,6 +85,13 @@ _CLOCK = r"noon|midnight|\d{1,2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?"
 VALIDATION_CLOCK: ContextVar[Callable[[], datetime] | None] = ContextVar(
     "scheduler_validation_clock", default=None
 )
+
+
+def validation_now() -> datetime:
+    """The now a schedule's text is read against (``today at 9:00`` past?): the test clock
+    while ``clocked_scheduler`` runs (:data:`VALIDATION_CLOCK`), else the wall clock."""
+    clock = VALIDATION_CLOCK.get()
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -357,8 +365,7 @@ def explicit_schedule(
         raise PydanticCustomError(
             "timezone", f"timezone must be a string (an IANA name), got {type(zone).__name__}"
         )
-    clock = VALIDATION_CLOCK.get()
-    now = context.get("now") or (clock() if clock is not None else datetime.now(UTC))
+    now = context.get("now") or validation_now()
     allow_past = context.get("allow_past", False)
     zone_known = data.get("timezone") is not None or "timezone" in context
     try:  # (no zone yet: a wall time is checked once it has one, see PENDING_WALL_CLOCK)
