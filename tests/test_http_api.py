@@ -130,6 +130,10 @@ async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
         )
     ).json()
     assert preview["description"].startswith("At 08:00") and len(preview["times"]) == 2
+    assert preview["passed"] is False
+    past = {"schedule": "at 2001-01-01 09:00", "tz": "UTC"}
+    passed = (await api.get("/api/schedules/preview", params=past)).json()
+    assert passed["times"] == ["2001-01-01T09:00:00+00:00"] and passed["passed"] is True
 
 
 async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(

@@ -231,4 +231,5 @@ async def preview(
         "timezone": zone,
         "description": shown.description,
         "times": [t.isoformat() for t in shown.times],
+        "passed": shown.passed,  # a one-time time not after now (add refuses it)
     }
