@@ -66,7 +66,8 @@ async def test_threads_create_with_do_nothing_answers_the_thread_as_it_is(
 
     await eventually(running, message="the slow run to start")
     kept = await api.post("/threads", json={"thread_id": thread, "if_exists": "do_nothing"})
-    assert (kept.json()["status"], kept.json()["metadata"]) == ("busy", {"team": "ops"})
+    assert (kept.json()["status"], kept.json()["metadata"]) == ("busy", got["metadata"])
+    assert got["metadata"].keys() == {"team", "graph_id", "assistant_id"}  # (a run went)
     await scheduler.acancel_run(run_id)
 
 

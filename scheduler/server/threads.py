@@ -21,16 +21,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.control_characters import OneLineOrNone
-from scheduler.documents import DocumentError, load_json
 from scheduler.enums import OverlapPolicy, RunStatus
 from scheduler.exceptions import DefinitionError
-from scheduler.limits import MAX_JSON_DEPTH, MAX_OFFSET, TEXT_LIMITS, check_json_value
+from scheduler.limits import MAX_OFFSET, TEXT_LIMITS, check_json_value
 from scheduler.pools import OWN
 from scheduler.records import RunRecord
 from scheduler.rows import decode, run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
+from scheduler.server.thread_metadata import shown_metadata, stored_metadata, thread_metadata
 from scheduler.server.thread_state import StateReply, read_values
 from scheduler.storage.threads import (
     find_thread,
@@ -160,8 +160,8 @@ async def create_thread(request: Request) -> Any:
         return _thread(usual_spelling(thread_id), metadata, now, now)
     if body.if_exists == "do_nothing":  # the server's if_exists: raise (default) or do_nothing
         # the thread as it is, as threads.get answers it (its values, status, last change)
-        thread = await _known_thread(scheduler, old[0])  # (None: gone meanwhile)
-        return StateReply(thread or _thread(old[0], _metadata(old[1]), old[2], old[2]))
+        thread = await _known_thread(scheduler, assistant_of(request), old[0])  # (None: gone)
+        return StateReply(thread or _thread(old[0], stored_metadata(old[1]), old[2], old[2]))
     raise HTTPException(409, f"thread {old[0]} exists (if_exists: do_nothing keeps it)")
 
 
@@ -177,6 +177,7 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     made = await OWN.run(made_threads, store)
     # the default order (last change first) needs only the threads of the page's runs
     whole = body.ids is not None or body.sort_by not in (None, "updated_at", "state_updated_at")
+    whole = whole or bool(body.metadata)  # (runs give threads metadata: every one is looked at)
     whole = whole or (body.sort_by is not None and body.sort_order == "asc")
     by_status = body.status is not None or body.sort_by == "status"
     whole = whole or by_status
@@ -190,22 +191,31 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
     for thread_id, metadata_json, created in made:
         last = max(times.get(thread_id, (created, created))[1], created)
         times[thread_id] = (created, last)
-        metadata[thread_id] = _metadata(metadata_json)
+        metadata[thread_id] = stored_metadata(metadata_json)
     ids = {usual_spelling(i) for i in body.ids} if body.ids is not None else None
     listed = [
         (thread_id, span)
         for thread_id, span in sorted(times.items(), key=lambda item: item[1][0])
         if ids is None or usual_spelling(thread_id) in ids
     ]  # oldest first: equal keys stay in the order made, as the reference's stable sort
-    chosen = await MetadataFilter(body.metadata or {}).select(
-        listed, lambda item: metadata.get(item[0], {})
-    )
-    found = [_thread(t, metadata.get(t, {}), first, last, statuses) for t, (first, last) in chosen]
+    graph = assistant_of(request)
+    shown: dict[str, dict[str, Any]] | None = None
+    if body.metadata:  # (else only the page's are read, below)
+        listed_ids = [thread_id for thread_id, _ in listed]
+        shown = await shown_metadata(store, graph, listed_ids, metadata, used_ids)
+        known = shown  # (for mypy: the lambda's)
+        listed = await MetadataFilter(body.metadata).select(listed, lambda i: known[i[0]])
+    found = [_thread(t, {}, first, last, statuses) for t, (first, last) in listed]
     if body.status is not None:
         found = [thread for thread in found if thread["status"] == body.status]
     key = body.sort_by or "updated_at"  # the reference: no sort_by is updated_at, newest first
     found.sort(key=lambda t: t[key], reverse=body.sort_by is None or body.sort_order != "asc")
     page = found[body.offset : body.offset + body.limit]
+    if shown is None:
+        page_ids = [thread["thread_id"] for thread in page]
+        shown = await shown_metadata(store, graph, page_ids, metadata, used_ids)
+    for thread in page:
+        thread["metadata"] = shown[thread["thread_id"]]
     if statuses is None and page:
         statuses = await OWN.run(thread_statuses, store, [t["thread_id"] for t in page])
         for thread in page:
@@ -242,27 +252,17 @@ async def count_threads(request: Request) -> int:
     _unsupported(values=body.values)
     store = scheduler_of(request).store
     made = await OWN.run(made_threads, store)
-    metadata = {thread_id: _metadata(stored) for thread_id, stored, _ in made}
-    if body.metadata:  # a thread only runs used has no metadata: only {} matches it
-        wanted = MetadataFilter(body.metadata)
-        counted = set(await wanted.select(metadata, metadata.__getitem__))
-    else:
-        used = await OWN.run(run_threads, store, limit=None)
-        counted = metadata.keys() | {thread_id for thread_id, _, _ in used}
+    metadata = {thread_id: stored_metadata(stored) for thread_id, stored, _ in made}
+    used = {thread_id for thread_id, _, _ in await OWN.run(run_threads, store, limit=None)}
+    counted = metadata.keys() | used
+    if body.metadata:  # (runs give threads metadata: the graph's, their task's)
+        graph = assistant_of(request)
+        shown = await shown_metadata(store, graph, counted, metadata, used)
+        counted = set(await MetadataFilter(body.metadata).select(counted, shown.__getitem__))
     if body.status is not None:
         statuses = await OWN.run(thread_statuses, store, None)
         counted = {t for t in counted if _status_of(statuses, t) == body.status}
     return len(counted)
-
-
-def _metadata(stored: str) -> dict[str, Any]:
-    """A thread's stored metadata; ``{}`` for one that is not a JSON object within the
-    limits (the database is not trusted)."""
-    try:
-        metadata = load_json(stored, what="thread metadata", max_depth=MAX_JSON_DEPTH)
-    except DocumentError:
-        return {}
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def _task_of(scheduler: TaskScheduler, task_id: str) -> tuple[str, dict[str, Any]]:
@@ -356,15 +356,18 @@ async def get_thread_run(request: Request, thread_id: str, run_id: str) -> dict[
 # ".../runs" for an id
 @router.get("/threads/{thread_id:path}", summary="One thread (made here, or used by runs)")
 async def get_thread(request: Request, thread_id: str) -> StateReply:
-    thread = await _known_thread(scheduler_of(request), thread_id)
+    thread = await _known_thread(scheduler_of(request), assistant_of(request), thread_id)
     if thread is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
     return StateReply(thread)
 
 
-async def _known_thread(scheduler: TaskScheduler, thread_id: str) -> dict[str, Any] | None:
+async def _known_thread(
+    scheduler: TaskScheduler, graph: tuple[str, str], thread_id: str
+) -> dict[str, Any] | None:
     """The thread asked for as ``thread_id`` as ``threads.get`` answers it (with its
-    values, its status, its last change); None: no such thread."""
+    values, its status, its last change, its metadata with ``graph``'s ids once runs used
+    it); None: no such thread."""
     found = await OWN.run(one_thread, scheduler.store, thread_id)
     if found is None:
         return None
@@ -372,10 +375,13 @@ async def _known_thread(scheduler: TaskScheduler, thread_id: str) -> dict[str, A
     statuses = await OWN.run(thread_statuses, scheduler.store, [thread_id])
     if made is None:
         assert used is not None
-        thread = _thread(thread_id, {}, used[0], used[1], statuses)
+        ids = [thread_id]
+        [metadata] = (await shown_metadata(scheduler.store, graph, ids, {}, ids)).values()
+        thread = _thread(thread_id, metadata, used[0], used[1], statuses)
     else:
         last = max(made[1], used[1]) if used is not None else made[1]
-        thread = _thread(thread_id, _metadata(made[0]), made[1], last, statuses)
+        metadata = thread_metadata(stored_metadata(made[0]), used is not None, graph)
+        thread = _thread(thread_id, metadata, made[1], last, statuses)
     if used is not None:  # runs used it: its values are what its checkpoints hold
         thread["values"] = await read_values(scheduler, thread_id)
     return thread

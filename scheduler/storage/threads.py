@@ -24,6 +24,7 @@ from scheduler.storage.transaction import Transaction
 
 __all__ = [
     "find_thread",
+    "first_tasks",
     "insert_thread",
     "made_threads",
     "one_thread",
@@ -143,6 +144,25 @@ def run_threads(store: Store, *, limit: int | None) -> list[tuple[str, float, fl
     )
     with store._reading() as conn:
         return [(t, a, b) for t, a, b in conn.execute(query)]
+
+
+def first_tasks(store: Store, ids: Collection[str]) -> dict[str, str]:
+    """Of each thread of ``ids`` that runs used: the task of its first run (the run that
+    made it, as the LangGraph server's run makes a thread it does not find), or of its
+    oldest run kept."""
+    found: dict[str, str] = {}
+    with store._reading() as conn:
+        for chunk in chunks(sorted(set(ids))):
+            first = (
+                select(func.min(runs_table.c.id))
+                .where(runs_table.c.thread_id.in_(chunk))
+                .group_by(runs_table.c.thread_id)
+            )  # run ids sort by creation
+            rows = select(runs_table.c.thread_id, runs_table.c.task_id).where(
+                runs_table.c.id.in_(first)
+            )
+            found.update((thread_id, task_id) for thread_id, task_id in conn.execute(rows))
+    return found
 
 
 # runs that say what their thread did last (a skipped or missed occurrence ran nothing on it)
