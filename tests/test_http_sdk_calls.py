@@ -213,9 +213,41 @@ async def test_get_state_at_a_checkpoint(api: httpx.AsyncClient) -> None:
     assert posted.json() == older
     latest = (await api.get(f"/threads/{thread}/state")).json()
     assert len(latest["values"]["messages"]) == 4 and latest == history[0]
-    none = (await api.get(f"/threads/{thread}/state/{'0' * 32}")).json()
-    assert (none["values"], none["checkpoint_id"]) == ({}, None)
     assert (await api.get(f"/threads/nope/state/{checkpoint_id}")).status_code == 404
+
+
+async def test_get_state_at_a_checkpoint_the_thread_has_not(api: httpx.AsyncClient) -> None:
+    """As the LangGraph server answers (``langgraph dev``, measured): 200, empty values,
+    the checkpoint asked for as the state's ``checkpoint`` (with the thread's id, and its
+    ``checkpoint_ns`` if sent), for a thread with a graph (runs used it, or its metadata
+    names a ``graph_id``); for one without, the empty state (``checkpoint: null``). It
+    answered ``checkpoint_id: null`` for every thread: the id asked for was lost."""
+    thread = (await api.post("/threads", json={})).json()["thread_id"]
+    scheduler = on_thread(api, "hello", thread, "hello")
+    await scheduler.wait_for_run(scheduler.run_task_now("hello"), timeout=10)
+    other = (await api.post("/threads", json={})).json()["thread_id"]  # (another's, too)
+    on_thread(api, "other", other, "hello")
+    await scheduler.wait_for_run(scheduler.run_task_now("other"), timeout=10)
+    theirs = (await api.get(f"/threads/{other}/state")).json()["checkpoint_id"]
+    named = (await api.post("/threads", json={"metadata": {"graph_id": "agent"}})).json()
+    empty = {
+        "values": {}, "next": [], "tasks": [], "metadata": None, "created_at": None,
+        "checkpoint": None, "parent_checkpoint": None, "interrupts": [],
+        "checkpoint_id": None, "parent_checkpoint_id": None,
+    }  # fmt: skip
+    for on in (thread, named["thread_id"]):
+        for asked in ("0" * 32, theirs):
+            got = await api.get(f"/threads/{on}/state/{asked}")
+            assert got.status_code == 200, got.text
+            echoed = {"checkpoint_id": asked, "thread_id": on}
+            assert got.json() == {**empty, "checkpoint": echoed, "checkpoint_id": asked}
+        sent = {"checkpoint_id": "nope", "checkpoint_ns": "", "thread_id": "elsewhere"}
+        posted = await api.post(f"/threads/{on}/state/checkpoint", json={"checkpoint": sent})
+        echoed = {**sent, "thread_id": on}
+        assert posted.json() == {**empty, "checkpoint": echoed, "checkpoint_id": "nope"}
+    bare = (await api.post("/threads", json={"metadata": {"team": "ops"}})).json()["thread_id"]
+    assert (await api.get(f"/threads/{bare}/state/{theirs}")).json() == empty
+    assert (await api.get(f"/threads/{bare}/state")).json() == empty
 
 
 async def test_a_history_filter_the_checkpointer_cannot_apply_is_a_422(

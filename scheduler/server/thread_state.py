@@ -20,7 +20,8 @@ from scheduler.pools import OWN
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.crons import scheduler_of
 from scheduler.server.replies import JsonReply
-from scheduler.storage.threads import find_thread
+from scheduler.server.thread_metadata import stored_metadata
+from scheduler.storage.threads import find_thread, one_thread
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["StateReply", "read_values", "router"]
@@ -148,13 +149,25 @@ async def _state_at(
     request: Request, thread_id: str, checkpoint: dict[str, str] | None
 ) -> StateReply:
     """``threads.get_state``: the thread's state at ``checkpoint`` (None: its latest);
-    empty values if it has no such checkpoint, as the LangGraph server answers."""
+    empty values if it has no such checkpoint, as the LangGraph server answers: for a
+    thread with a graph (runs used it, or its metadata names a ``graph_id``), the
+    checkpoint asked for as the state's ``checkpoint`` (as the graph's empty snapshot
+    echoes its config there), for another the empty state."""
     scheduler = scheduler_of(request)
-    known = await OWN.run(find_thread, scheduler.store, thread_id)  # in any UUID spelling
-    if known is None:
+    found = await OWN.run(one_thread, scheduler.store, thread_id)  # in any UUID spelling
+    if found is None:
         raise HTTPException(404, f"no thread {thread_id!r}")
+    known, made, used = found
     snapshot = await _snapshot(scheduler, known, checkpoint)
-    return StateReply(_EMPTY if snapshot is None else _state(snapshot))
+    if snapshot is not None:
+        return StateReply(_state(snapshot))
+    graph = used is not None or (made is not None and "graph_id" in stored_metadata(made[0]))
+    if not graph or checkpoint is None or "checkpoint_id" not in checkpoint:
+        return StateReply(_EMPTY)
+    asked = {"checkpoint_id": checkpoint["checkpoint_id"], "thread_id": known}
+    if "checkpoint_ns" in checkpoint:
+        asked["checkpoint_ns"] = checkpoint["checkpoint_ns"]
+    return StateReply({**_EMPTY, "checkpoint": asked, "checkpoint_id": asked["checkpoint_id"]})
 
 
 class CheckpointIn(BaseModel):
