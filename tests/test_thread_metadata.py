@@ -8,15 +8,39 @@ too) answer it; the runs' history is where it is read from, nothing is written f
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from scheduler import TaskDefinition
-from tests import test_http_edges
-from tests.test_http_edges import cron
+from scheduler import TaskDefinition, TaskScheduler
+from scheduler.settings import sqlite_url
+from tests import prompt_graphs
+from tests.conftest import make_settings
+from tests.test_http_edges import client_of, cron
 
-api = test_http_edges.api  # the fixture: a client of a started scheduler (``.scheduler``)
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a started scheduler (``.scheduler``) on a SQLite file, or a PostgreSQL
+    schema."""
+    url = (
+        sqlite_url(tmp_path / "scheduler.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_schema_url")
+    )
+    settings = make_settings(http_rate_per_second=0)
+    scheduler = TaskScheduler(database_url=url, graph=prompt_graphs.graph, settings=settings)
+    try:
+        async with client_of(scheduler) as c:
+            c.scheduler = scheduler  # type: ignore[attr-defined]
+            yield c
+    finally:
+        await scheduler.stop(grace_seconds=0)
+        scheduler.close()
+
 
 HELLO = {"messages": [{"role": "user", "content": "hello"}]}
 
