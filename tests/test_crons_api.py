@@ -193,19 +193,38 @@ def test_the_sync_client_too(server: Server) -> None:
     assert client.crons.count(metadata=mine) == 0
 
 
+async def _ran(client: Any, thread_id: str) -> bool:
+    return any(run["status"] == "success" for run in await client.runs.list(thread_id))
+
+
 async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) -> None:
+    """A cron on a thread runs there at the minute, as the SDK sees it (runs, state,
+    history, search); the run adds ``graph_id`` and ``assistant_id`` to the thread's
+    metadata, and a cron without a thread (``on_run_completed: keep``) makes threads with
+    its own metadata and them, which ``threads.get``, ``search`` and ``count`` find."""
     client = sdk(server.url, server.api_key)
-    thread = await client.threads.create(metadata=tag())
+    own = tag()
+    thread = await client.threads.create(metadata=own)
     mine = tag()
     cron = await client.crons.create_for_thread(
         thread["thread_id"], GRAPH, schedule="* * * * *", input=HELLO, metadata=mine
     )
+    fresh = await client.crons.create(
+        GRAPH, schedule="* * * * *", input=HELLO, metadata=mine, on_run_completed="keep"
+    )
+    made: list[Any] = []
+    ids = {"graph_id": GRAPH, "assistant_id": fresh["assistant_id"]}
     try:
         runs: list[Any] = []
         deadline = time.monotonic() + 100  # the next minute, plus the reference's polling
         while time.monotonic() < deadline:
             runs = await client.runs.list(thread["thread_id"])
-            if any(r["status"] == "success" for r in runs):
+            made = await client.threads.search(metadata=mine, limit=100)
+            if (
+                any(r["status"] == "success" for r in runs)
+                and made
+                and await _ran(client, made[0]["thread_id"])
+            ):
                 break
             await asyncio.sleep(0.5)
         succeeded = [r for r in runs if r["status"] == "success"]
@@ -238,8 +257,29 @@ async def test_a_cron_fires_and_its_run_is_listed_on_the_thread(server: Server) 
         assert got["values"]["messages"][:2] == state["values"]["messages"][:2]
         [found] = await client.threads.search(ids=[thread["thread_id"]])  # a search's too
         assert found["values"]["messages"][:2] == state["values"]["messages"][:2]
+        # the threads' metadata: the graph's ids once a run went on them
+        assert made, "no thread of the cron without a thread found by its metadata"
+        assert got["metadata"] == {**own, **ids}
+        assert [t["metadata"] for t in made] == [{**mine, **ids}] * len(made)
+        by_ids = await client.threads.search(metadata={**own, **ids})
+        assert [t["thread_id"] for t in by_ids] == [thread["thread_id"]]
+        assert await client.threads.count(metadata={**own, "graph_id": GRAPH}) == 1
+        again = await client.threads.search(metadata={**mine, "graph_id": GRAPH}, limit=100)
+        assert {t["thread_id"] for t in made} <= {t["thread_id"] for t in again}
+        assert await client.threads.count(metadata=mine) >= len(made)
     finally:
         await client.crons.delete(cron["cron_id"])
+        await client.crons.delete(fresh["cron_id"])
+    # a deleted cron: the reference keeps the metadata it wrote in its threads; here a
+    # thread a run made shows its task's metadata as the task is now (none: the graph's
+    # ids only), as its runs do
+    kept = await client.threads.search(metadata=mine, limit=100)
+    if server.name == "reference":
+        assert {t["thread_id"] for t in made} <= {t["thread_id"] for t in kept}
+    else:
+        assert kept == []
+        assert (await client.threads.get(made[0]["thread_id"]))["metadata"] == ids
+    assert (await client.threads.get(thread["thread_id"]))["metadata"] == {**own, **ids}
 
 
 async def test_bad_requests_name_the_field(server: Server) -> None:
