@@ -3,8 +3,7 @@ bench.gc_effect`` and ``python -m bench.server_cost`` in subprocesses.
 
 Smoke tests only: the command exits 0 and writes a table in which every row of every
 scenario has a figure for this project and for the baseline (or a rate for every variant).
-Timings are the benchmark's business, never a test's: these run beside the other tests
-(not ``serial``), as no figure they write is checked.
+Timings are the benchmark's business, never a test's.
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ def _run(*args: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the bench measures: alone on the machine
 def test_quick_bench_fills_the_columns_of_every_scenario(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
     stdout = _run("bench", "--quick", "--output", str(output))
@@ -78,6 +78,7 @@ def test_quick_bench_fills_the_columns_of_every_scenario(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the bench measures: alone on the machine
 def test_gc_effect_reports_a_rate_for_every_variant() -> None:
     stdout = _run("bench.gc_effect", "-n", "100", "--repeat", "1")
     rates = dict(re.findall(r"^  (.+?) +([\d,]+) runs/s", stdout, re.MULTILINE))
@@ -91,6 +92,7 @@ def test_gc_effect_reports_a_rate_for_every_variant() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the bench measures: alone on the machine
 def test_server_cost_reports_a_time_for_every_part() -> None:
     stdout = _run("bench.server_cost", "-n", "50")
     times = dict(re.findall(r"^(.+?) +([\d.]+) ms$", stdout, re.MULTILINE))
