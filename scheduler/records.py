@@ -9,6 +9,7 @@ from typing import Any
 
 from scheduler.enums import RunStatus, RunTrigger, TaskState
 from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
+from scheduler.stored_definitions import load_stored
 
 __all__ = ["Notice", "RunRecord", "TaskInfo", "from_timestamp"]
 
@@ -92,7 +93,7 @@ class TaskInfo(_Mapping):
         if self.stored is None:
             return None
         if self._model is None:
-            self._model = TaskDefinition.model_validate_json(
+            self._model = load_stored(self.stored) or TaskDefinition.model_validate_json(
                 self.stored, context={STORED_CONTEXT_KEY: True}
             )
         return self._model

@@ -31,6 +31,7 @@ from scheduler.records import RunRecord, TaskInfo, from_timestamp
 from scheduler.schedule_fields import same_grid
 from scheduler.settings import Settings
 from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, RunRow, TaskRow, TaskStats
+from scheduler.stored_definitions import load_stored
 from scheduler.triggers.preview import fire_times
 
 __all__ = [
@@ -78,8 +79,8 @@ def decode(row: TaskRow) -> TaskDefinition:
             f"(this one reads format {DEFINITION_FORMAT}); upgrade to load it"
         )
     try:
-        # the validator itself, not model_validate_json: a list of 100,000 calls this
-        return TaskDefinition.__pydantic_validator__.validate_json(  # type: ignore[no-any-return]
+        # (the validator itself, not model_validate_json: a list of 100,000 calls this)
+        return load_stored(row.definition) or TaskDefinition.__pydantic_validator__.validate_json(
             row.definition, context=_STORED
         )
     except ValidationError as exc:
