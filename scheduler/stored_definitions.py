@@ -35,7 +35,7 @@ from scheduler.limits import (
     check_datetime,
     check_number,
 )
-from scheduler.models import TaskDefinition
+from scheduler.models import _DOTTED_PATH, _ID, TaskDefinition
 from scheduler.schedule_fields import SCHEDULE_FIELDS, check_bounds
 from scheduler.triggers import localize
 from scheduler.weburls import webhook_url
@@ -67,10 +67,6 @@ _KNOWN = frozenset(
 # text a quote is escaped, so text within a value never matches.)
 _NORMALISED = re.compile(r'"(?:session_id|schedule|_pending_wall_clock)"')
 
-_ID = re.compile(r"^(?!\.+\Z)[A-Za-z0-9._:-]{1,128}\Z")  # as models._ID and after._ID
-_DOTTED_PATH = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*([:.][A-Za-z_][A-Za-z0-9_]*)\Z"
-)
 _CALLBACKS = ("result_callback", "on_failure_callback", "on_waiting_callback")
 _CLOCK_FIELDS = tuple(SCHEDULE_FIELDS.values())
 _ZONES: set[str] = set()  # zones found to exist
