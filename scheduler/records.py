@@ -8,8 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 from scheduler.enums import RunStatus, RunTrigger, TaskState
-from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
-from scheduler.stored_definitions import load_stored
+from scheduler.models import TaskDefinition
+from scheduler.stored_definitions import read_stored
 
 __all__ = ["Notice", "RunRecord", "TaskInfo", "from_timestamp"]
 
@@ -93,9 +93,7 @@ class TaskInfo(_Mapping):
         if self.stored is None:
             return None
         if self._model is None:
-            self._model = load_stored(self.stored) or TaskDefinition.model_validate_json(
-                self.stored, context={STORED_CONTEXT_KEY: True}
-            )
+            self._model = read_stored(self.stored)
         return self._model
 
 

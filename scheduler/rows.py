@@ -25,13 +25,13 @@ from scheduler.documents import DocumentError, load_json
 from scheduler.enums import OverlapPolicy, RunStatus, RunTrigger, TaskState, TaskType
 from scheduler.exceptions import DefinitionError, TaskNotRunnableError, describe_errors
 from scheduler.invocation import Outcome
-from scheduler.models import STORED_CONTEXT_KEY, TaskDefinition
+from scheduler.models import TaskDefinition
 from scheduler.pending import PendingRun, upstream_of
 from scheduler.records import RunRecord, TaskInfo, from_timestamp
 from scheduler.schedule_fields import same_grid
 from scheduler.settings import Settings
 from scheduler.storage import DEFINITION_FORMAT, MAX_TIMESTAMP, RunRow, TaskRow, TaskStats
-from scheduler.stored_definitions import load_stored
+from scheduler.stored_definitions import read_stored
 from scheduler.triggers.preview import fire_times
 
 __all__ = [
@@ -57,9 +57,6 @@ logger = logging.getLogger(__name__)
 # -- definitions ------------------------------------------------------------------------------
 
 
-_STORED = {STORED_CONTEXT_KEY: True}
-
-
 def encode(task: TaskDefinition) -> str:
     """The definition as stored: compact JSON without unset (None) fields."""
     return task.model_dump_json(exclude_none=True)
@@ -79,10 +76,7 @@ def decode(row: TaskRow) -> TaskDefinition:
             f"(this one reads format {DEFINITION_FORMAT}); upgrade to load it"
         )
     try:
-        # (the validator itself, not model_validate_json: a list of 100,000 calls this)
-        return load_stored(row.definition) or TaskDefinition.__pydantic_validator__.validate_json(
-            row.definition, context=_STORED
-        )
+        return read_stored(row.definition)
     except ValidationError as exc:
         problems = describe_errors(exc, whole="definition")
         raise DefinitionError(f"stored definition does not load: {problems}") from exc

@@ -1,4 +1,4 @@
-"""Reading a stored definition back quickly (:func:`load_stored`).
+"""Reading a stored definition back (:func:`read_stored`), quickly when it can be.
 
 Every stored definition is read through ``TaskDefinition``'s validation with the stored
 context (``rows.decode``): a list of 100,000 tasks, a dispatch of 10,000 due tasks and a
@@ -7,10 +7,9 @@ about a third of the time; the rest is its calls into the model's 20-odd Python 
 one call a field, most of which do nothing for a row read back. :func:`load_stored` reads
 the row with the same schema stripped of those validators (pydantic's native parsing and
 type checks, the same fields, defaults and model), then makes in one Python function every
-check that the validators make of a stored row. Anything else gets None, and the caller
-reads the row the usual way: a row in another form than this version writes (an older
-spelling to normalise, a naive time, a ``schedule`` to expand), or one that a check
-refuses, whose error the full validation words.
+check that the validators make of a stored row. Anything else takes the full validation:
+a row in another form than this version writes (an older spelling to normalise, a naive
+time, a ``schedule`` to expand), or one that a check refuses, whose error it words.
 
 The known validators are listed in :data:`_KNOWN` by name: if the model gains another, the
 stripped schema is not used at all (every row takes the full validation), so a check added
@@ -20,7 +19,6 @@ until this module makes it too.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from datetime import UTC
@@ -35,13 +33,13 @@ from scheduler.limits import (
     check_datetime,
     check_number,
 )
-from scheduler.models import _DOTTED_PATH, _ID, TaskDefinition
+from scheduler.models import _DOTTED_PATH, _ID, CALLBACK_FIELDS, STORED_CONTEXT_KEY, TaskDefinition
 from scheduler.schedule_fields import SCHEDULE_FIELDS, check_bounds
 from scheduler.triggers import localize
 from scheduler.weburls import webhook_url
 from scheduler.zones import zone_exists
 
-__all__ = ["load_stored", "stripped_validators"]
+__all__ = ["load_stored", "read_stored", "stripped_validators"]
 
 #: The validators of ``TaskDefinition`` (and of its ``After``) that :func:`_checked` stands
 #: in for, for a stored row: it makes the checks of those that check anything then; those
@@ -67,7 +65,7 @@ _KNOWN = frozenset(
 # text a quote is escaped, so text within a value never matches.)
 _NORMALISED = re.compile(r'"(?:session_id|schedule|_pending_wall_clock)"')
 
-_CALLBACKS = ("result_callback", "on_failure_callback", "on_waiting_callback")
+_STORED = {STORED_CONTEXT_KEY: True}
 _CLOCK_FIELDS = tuple(SCHEDULE_FIELDS.values())
 _ZONES: set[str] = set()  # zones found to exist
 _SCHEDULE_OPTIONS = TaskDefinition.__pydantic_decorators__.model_validators[
@@ -111,22 +109,37 @@ def _strip(node: Any, found: set[str], strict: bool = False) -> Any:
     return stripped
 
 
+def _stripped() -> tuple[Any, set[str]]:
+    """``TaskDefinition``'s core schema stripped (a new one: the model's is not changed),
+    and the names of the validators taken out."""
+    found: set[str] = set()
+    return _strip(TaskDefinition.__pydantic_core_schema__, found), found
+
+
 def stripped_validators() -> set[str]:
     """The names of the function validators in ``TaskDefinition``'s schema."""
-    found: set[str] = set()
-    _strip(TaskDefinition.__pydantic_core_schema__, found)
-    return found
+    return _stripped()[1]
 
 
 @functools.cache
 def _validator() -> SchemaValidator | None:
     """The stripped schema's validator; None when the model has a validator not in
     :data:`_KNOWN` (every row then takes the full validation)."""
-    found: set[str] = set()
-    schema = _strip(copy.deepcopy(TaskDefinition.__pydantic_core_schema__), found)
-    if found - _KNOWN:
-        return None
-    return SchemaValidator(schema)
+    schema, found = _stripped()
+    return None if found - _KNOWN else SchemaValidator(schema)
+
+
+def read_stored(text: str) -> TaskDefinition:
+    """The definition stored as ``text`` (JSON), as ``TaskDefinition``'s validation with
+    the stored context reads it (:func:`load_stored` first).
+
+    Raises:
+        pydantic.ValidationError: It does not validate.
+    """
+    # (the validator itself, not model_validate_json: a list of 100,000 calls this)
+    return load_stored(text) or TaskDefinition.__pydantic_validator__.validate_json(
+        text, context=_STORED
+    )
 
 
 def load_stored(text: str) -> TaskDefinition | None:
@@ -161,8 +174,10 @@ def _checked(task: TaskDefinition) -> bool:
         if (getattr(task, field) is not None) != (field == wanted):
             return False
     cron = task.cron_expression
-    if cron is not None and (cron != cron.strip() or parse_cron(cron) is None):
-        return False
+    if cron is not None:
+        if cron != cron.strip():
+            return False  # (stripped by the full validation)
+        parse_cron(cron)
     interval = task.interval_seconds
     if interval is not None:
         check_number(
@@ -179,7 +194,7 @@ def _checked(task: TaskDefinition) -> bool:
         return False
     if task.prompt is not None and not task.prompt.strip():
         return False
-    for field in _CALLBACKS:
+    for field in CALLBACK_FIELDS:
         path = getattr(task, field)
         if path is not None and not _DOTTED_PATH.match(path):
             return False

@@ -150,26 +150,29 @@ def first_tasks(store: Store, ids: Collection[str]) -> dict[str, str]:
     """Of each thread of ``ids`` that runs used: the task of its first run (the run that
     made it, as the LangGraph server's run makes a thread it does not find), or of its
     oldest run kept."""
-    wanted = sorted(set(ids))
+    wanted = set(ids)
     # many (a search by metadata looks at every thread): one walk of the thread index
-    # instead of an IN list per 500
-    parts = [None] if len(wanted) > _ONE_WALK else list(chunks(wanted))
+    # instead of an IN list per 500, kept to the threads asked for
+    walk = len(wanted) > _ONE_WALK
+    filters = (
+        [runs_table.c.thread_id.is_not(None)]
+        if walk
+        else [runs_table.c.thread_id.in_(chunk) for chunk in chunks(sorted(wanted))]
+    )
     found: dict[str, str] = {}
     with store._reading() as conn:
-        for chunk in parts:
-            first = select(func.min(runs_table.c.id)).group_by(runs_table.c.thread_id)
-            first = first.where(
-                runs_table.c.thread_id.in_(chunk)
-                if chunk is not None
-                else runs_table.c.thread_id.is_not(None)
+        for which in filters:
+            first = (
+                select(func.min(runs_table.c.id)).where(which).group_by(runs_table.c.thread_id)
             )  # run ids sort by creation
             rows = select(runs_table.c.thread_id, runs_table.c.task_id).where(
                 runs_table.c.id.in_(first)
             )
-            found.update((thread_id, task_id) for thread_id, task_id in conn.execute(rows))
-    if parts == [None]:
-        keep = set(wanted)
-        found = {thread_id: task for thread_id, task in found.items() if thread_id in keep}
+            found.update(
+                (thread_id, task_id)
+                for thread_id, task_id in conn.execute(rows)
+                if not walk or thread_id in wanted
+            )
     return found
 
 
