@@ -13,6 +13,7 @@ becomes of its records.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,8 +27,14 @@ _NAMESPACE = uuid.UUID("5b0c5a3e-4f1e-4d8e-9a41-6b3f2f6b7c11")
 
 
 def fresh_thread(run_id: str) -> str:
-    """The fresh thread of run ``run_id`` (a UUID, as the LangGraph server wants)."""
-    return str(uuid.uuid5(_NAMESPACE, run_id))
+    """The fresh thread of run ``run_id`` (a UUID, as the LangGraph server wants):
+    ``str(uuid.uuid5(_NAMESPACE, run_id))``, made without the ``UUID`` object (a third of
+    the cost of each of a fan-out's thousand starts on the event loop)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE.bytes + run_id.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def is_fresh(run_id: str, thread_id: str | None) -> bool:

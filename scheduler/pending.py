@@ -4,8 +4,8 @@ run ids, and the retry delay."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
-import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -19,12 +19,17 @@ from scheduler.storage import RunRow
 __all__ = ["Admission", "PendingRun", "new_run_id", "pending_of", "retry_delay", "upstream_of"]
 
 _run_counter = itertools.count()
+# the random bits tell apart ids that two processes make in the same microsecond: they need
+# not be secret (a run id is no credential), only differ between processes, so a generator
+# seeded from the OS per process (again in a forked child) instead of a system call per id
+_bits = random.Random()
+os.register_at_fork(after_in_child=_bits.seed)
 
 
 def new_run_id() -> str:
     """A run id that sorts by creation time: microseconds, a counter, random bits."""
     micros = time.time_ns() // 1000
-    return f"{micros:014x}{next(_run_counter) & 0xFFFF:04x}{secrets.token_hex(3)}"
+    return f"{micros:014x}{next(_run_counter) & 0xFFFF:04x}{_bits.getrandbits(24):06x}"
 
 
 @dataclass(slots=True, eq=False)

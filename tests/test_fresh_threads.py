@@ -5,6 +5,7 @@ with the checkpointer the scheduler injects, on a real SQLite file)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import threading
 import uuid
@@ -205,3 +206,17 @@ async def test_stop_waits_for_a_background_prune_which_stops_between_threads(
     checkpointed = threads_in(again.store.url)
     assert {run.thread_id for run in again.list_runs("fresh", limit=None)} == {runs[3].thread_id}
     assert checkpointed() == {runs[3].thread_id}
+
+
+def test_a_fresh_thread_is_the_uuid5_of_its_run_id() -> None:
+    """Made without ``uuid.UUID``: the same text, for run ids and any other text."""
+    from scheduler.fresh_threads import _NAMESPACE
+    from scheduler.pending import new_run_id
+
+    rng = random.Random(5)
+    names = [new_run_id() for _ in range(2000)]
+    names += ["", "é", "\x00", "😀" * 3] + [
+        "".join(rng.choices("ab\u00e9\U0001f600", k=rng.randrange(40))) for _ in range(2000)
+    ]
+    for name in names:
+        assert fresh_thread(name) == str(uuid.uuid5(_NAMESPACE, name))

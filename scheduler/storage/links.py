@@ -9,11 +9,11 @@ from collections.abc import Collection, Iterable, Iterator
 
 from sqlalchemy import Column, Connection, Table, delete, insert, select, text
 
+from scheduler.storage.driver import IN_MOST, fetch_in
 from scheduler.storage.schema import links_table, tasks_table, waits_table
 
 __all__ = ["LinkStatements", "chunks"]
 
-_CHUNK = 500  # bound parameters per IN (...) list
 # Two keys (what, schema): a key space apart from one-key locks (the leader's, any other)
 _LOCK_LINKS = text(
     "SELECT pg_advisory_xact_lock(hashtext('scheduler-links'), hashtext(current_schema()))"
@@ -22,8 +22,8 @@ _LOCK_LINKS = text(
 
 def chunks(items: list[str]) -> Iterator[list[str]]:
     """``items`` in lists short enough for one ``IN (...)``."""
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+    for start in range(0, len(items), IN_MOST):
+        yield items[start : start + IN_MOST]
 
 
 class LinkStatements:
@@ -68,11 +68,14 @@ class LinkStatements:
 
     def _pairs(self, table: Table, key: Column[str], ids: Collection[str]) -> list[tuple[str, str]]:
         """The (downstream, upstream) pairs of ``table`` whose ``key`` is one of ``ids``."""
-        found: list[tuple[str, str]] = []
-        for chunk in chunks(list(ids)):
-            query = select(table.c.downstream_id, table.c.upstream_id).where(key.in_(chunk))
-            found.extend((d, u) for d, u in self._conn.execute(query))
-        return found
+        columns = table.c.downstream_id, table.c.upstream_id
+        rows = fetch_in(
+            self._conn,
+            f"pairs:{table.name}:{key.name}",
+            lambda params: select(*columns).where(key.in_(params)),
+            list(ids),
+        )
+        return [(d, u) for d, u in rows]
 
     def delete_links_of(self, downstream_ids: Collection[str]) -> None:
         """Forget the links and waits of removed downstream tasks."""

@@ -6,11 +6,23 @@ import functools
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from scheduler.exceptions import LeadershipLostError
 from scheduler.fresh_threads import is_fresh
-from scheduler.storage.driver import copy_rows, execute_many, execute_rows, fetch_one
+from scheduler.storage.driver import copy_rows, execute_many, execute_rows, fetch_in, fetch_one
 from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
     RUN_FIELDS,
@@ -80,19 +92,15 @@ class Transaction(LinkStatements):
         return task_row(row) if row is not None else None
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, TaskRow]:
-        ids = list(task_ids)
-        if len(ids) == 1:  # the common case (one add_task) without an IN list to expand
-            task = self.get_task(ids[0])
-            return {task.id: task} if task is not None else {}
-        found: dict[str, TaskRow] = {}
-        for chunk in chunks(ids):
-            query = select(tasks_table).where(tasks_table.c.id.in_(chunk))
-            if self._lock_rows:
-                query = query.with_for_update()
-            for row in self._conn.execute(query):
-                task = task_row(row)
-                found[task.id] = task
-        return found
+        lock = self._lock_rows
+
+        def build(params: list[BindParameter[Any]]) -> Select[Any]:
+            query = select(tasks_table).where(tasks_table.c.id.in_(params))
+            return query.with_for_update() if lock else query
+
+        key = "tasks_for_update" if lock else "tasks"
+        rows = fetch_in(self._conn, key, build, list(task_ids))
+        return {task.id: task for task in map(task_row, rows)}
 
     def tasks_from_source(self, source: str) -> list[TaskRow]:
         query = select(tasks_table).where(tasks_table.c.source == source)
