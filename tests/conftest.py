@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from scheduler import Settings, TaskScheduler
+from scheduler.settings import sqlite_url
 from tests import prompt_graphs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +128,22 @@ def pg_schema_url(postgres_url: str) -> Iterator[str]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_scheduler(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskScheduler]:
+    """A scheduler (not started) on a SQLite file, and on PostgreSQL (a schema of its own),
+    for tests of what its store reads and writes."""
+    url = (
+        sqlite_url(tmp_path / "scheduler.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_schema_url")
+    )
+    made = TaskScheduler(database_url=url)
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 @contextlib.asynccontextmanager

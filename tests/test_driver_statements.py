@@ -8,14 +8,11 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from scheduler import TaskDefinition, TaskScheduler
 from scheduler.pending import new_run_id
-from scheduler.settings import sqlite_url
 from scheduler.storage import RunRow
 
 OPTIONAL = [  # RunRow's fields that may be None, with a value each may hold
@@ -39,20 +36,6 @@ OPTIONAL = [  # RunRow's fields that may be None, with a value each may hold
 ]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def scheduler(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskScheduler]:
-    url = (
-        sqlite_url(tmp_path / "scheduler.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_schema_url")
-    )
-    made = TaskScheduler(database_url=url)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def _random_run(rng: random.Random, pattern: list[bool]) -> RunRow:
     now = time.time()
     row = RunRow(
@@ -72,15 +55,15 @@ def _random_run(rng: random.Random, pattern: list[bool]) -> RunRow:
 
 @pytest.mark.parametrize("count", [1, 3, 150])  # (PostgreSQL copies 100 or more)
 def test_runs_read_back_as_written_whatever_their_nones(
-    scheduler: TaskScheduler, count: int
+    store_scheduler: TaskScheduler, count: int
 ) -> None:
     rng = random.Random(count)
     patterns = [[rng.random() < 0.5 for _ in OPTIONAL] for _ in range(4)]
     patterns += [[True] * len(OPTIONAL), [False] * len(OPTIONAL)]
     rows = [_random_run(rng, rng.choice(patterns)) for _ in range(count)]
-    with scheduler.store.transaction() as tx:
+    with store_scheduler.store.transaction() as tx:
         tx.insert_runs(rows)
-    with scheduler.store.transaction() as tx:
+    with store_scheduler.store.transaction() as tx:
         for row in rows:
             expected = dataclasses.replace(
                 row,
@@ -94,15 +77,17 @@ def test_runs_read_back_as_written_whatever_their_nones(
 
 
 @pytest.mark.parametrize("asked", [0, 1, 2, 3, 5, 499, 500, 501, 1234])
-def test_tasks_and_links_of_in_lists_of_any_length(scheduler: TaskScheduler, asked: int) -> None:
+def test_tasks_and_links_of_in_lists_of_any_length(
+    store_scheduler: TaskScheduler, asked: int
+) -> None:
     rng = random.Random(asked)
     ids = [f"t{i}" for i in range(1500)]
-    scheduler.add_tasks(
+    store_scheduler.add_tasks(
         [TaskDefinition(id="root", cron_expression="0 9 * * *", prompt="x")]
         + [TaskDefinition(id=i, after="root", prompt="x") for i in ids[:1400]]
     )
     wanted = rng.sample(ids, asked) + rng.sample(ids, asked // 4)  # some twice, some absent
-    with scheduler.store.transaction() as tx:
+    with store_scheduler.store.transaction() as tx:
         found = tx.get_tasks(wanted)
         assert set(found) == {i for i in wanted if i in ids[:1400]}
         assert all(found[i].id == i and found[i].source == "api" for i in found)

@@ -6,38 +6,21 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from scheduler import TaskDefinition, TaskScheduler
 from scheduler.pending import new_run_id
 from scheduler.rows import queued_run
-from scheduler.settings import sqlite_url
 from scheduler.storage import threads
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def scheduler(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskScheduler]:
-    url = (
-        sqlite_url(tmp_path / "scheduler.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_schema_url")
-    )
-    made = TaskScheduler(database_url=url)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def test_each_thread_gets_its_first_runs_task_asked_one_way_or_the_other(
-    scheduler: TaskScheduler, monkeypatch: pytest.MonkeyPatch
+    store_scheduler: TaskScheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(7)
     tasks = [f"t{i}" for i in range(6)]
-    scheduler.add_tasks(
+    store_scheduler.add_tasks(
         [TaskDefinition(id=t, cron_expression="0 9 * * *", prompt="x") for t in tasks]
     )
     thread_ids = [f"thread-{i}" for i in range(300)]
@@ -52,11 +35,11 @@ def test_each_thread_gets_its_first_runs_task_asked_one_way_or_the_other(
         rows.append(
             queued_run(new_run_id(), task, scheduled_for=now, queued_at=now, thread_id=thread)
         )
-    with scheduler.store.transaction() as tx:
+    with store_scheduler.store.transaction() as tx:
         tx.insert_runs(rows)
     asked = [*rng.sample(thread_ids, 200), "never-used"]
     expected = {t: first[t] for t in asked if t in first}
     assert 100 < len(expected) < 200  # (some threads asked for had no run, some not asked)
-    assert threads.first_tasks(scheduler.store, asked) == expected  # IN lists
+    assert threads.first_tasks(store_scheduler.store, asked) == expected  # IN lists
     monkeypatch.setattr(threads, "_ONE_WALK", 0)
-    assert threads.first_tasks(scheduler.store, asked) == expected  # one walk
+    assert threads.first_tasks(store_scheduler.store, asked) == expected  # one walk
