@@ -133,7 +133,7 @@ async def call_run_callback(
     outcome: Outcome,
     field: str,
     thread_id: str,
-    started: float,
+    started: float | None,
     finished: float,
     *,
     policy: CallbackPolicy,

@@ -52,6 +52,7 @@ class PendingRun:
     reattach: bool = False  # left running by a process that died, with no retry left: it
     # only adopts its own run still going on a LangGraph server (scheduler.recovery)
     retry_of: str | None = None  # a retry: the attempt it retries
+    started_at: float | None = None  # once started: this attempt's start, as recorded
 
 
 class Admission(Enum):
@@ -99,5 +100,6 @@ def pending_of(run: RunRow, task: TaskDefinition, **more: Any) -> PendingRun:
         upstream=upstream_of(run)[0],
         asked=run.interrupts,
         retry_of=run.retry_of,
+        started_at=run.started_at,
         **more,
     )

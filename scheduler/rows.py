@@ -374,8 +374,10 @@ def finished_run(
     finished: float | None,
 ) -> RunRecord:
     """The record of a run that just started (``finished`` None), ended or stopped to wait
-    (what an ``on_failure_callback`` or ``on_waiting_callback`` receives, and what run
-    events carry); ``started`` None: settled without starting here."""
+    (``finished``: when it did; as stored, it has no end then, only ``waiting_since``):
+    what an ``on_failure_callback`` or ``on_waiting_callback`` receives, and what run
+    events carry; ``started`` None: settled without starting here."""
+    waiting = outcome.status is RunStatus.WAITING
     return run_record(
         RunRow(
             id=pending.run_id,
@@ -387,14 +389,14 @@ def finished_run(
             attempt=pending.attempt,
             occurrences=pending.occurrences,
             started_at=started,
-            finished_at=finished,
+            finished_at=None if waiting else finished,
             thread_id=thread_id,
             error_type=outcome.error_type,
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,
             output=outcome.output,
             interrupts=outcome.interrupts,
-            waiting_since=finished if outcome.status is RunStatus.WAITING else None,
+            waiting_since=finished if waiting else None,
             answer=None,
         )
     )

@@ -297,6 +297,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                     thread_id=thread_id,
                     **changes,
                 )
+                pending.started_at = started
         except asyncio.CancelledError as cancelled:
             if self._put_back(pending, cancelled):  # the stop's, before the graph was called
                 return

@@ -79,9 +79,15 @@ class RunnerStopping:
         if STOPPING not in cancelled.args or current in self._abandoned:
             return False
         back: dict[str, Any] = {"status": RunStatus.QUEUED, "started_at": None}
-        if pending.resuming:  # (the start's commit took the answer off the record)
+        if pending.resuming:  # (the start's commit took the answer off the record, and
+            # wrote its start over the one of the attempt that stopped to wait)
             answer = json.dumps(pending.resume)
-            back = {"status": RunStatus.WAITING, "answer": answer, "interrupts": pending.asked}
+            back = {
+                "status": RunStatus.WAITING,
+                "answer": answer,
+                "interrupts": pending.asked,
+                "started_at": pending.started_at,
+            }
         self._log.update(pending.run_id, **back)
         if self._running.get(pending.run_id) is current:
             del self._running[pending.run_id]

@@ -22,10 +22,10 @@ from scheduler.events import EventBus, EventKind, RunEvent
 from scheduler.exceptions import LeadershipLostError, StorageError
 from scheduler.invocation import Outcome
 from scheduler.logs import run_fields
-from scheduler.outcomes import call_run_callback, preview
+from scheduler.outcomes import call_run_callback, call_task_callback, preview
 from scheduler.pending import PendingRun
 from scheduler.pools import OWN
-from scheduler.rows import finished_run, settled
+from scheduler.rows import finished_run, run_record, settled
 from scheduler.runlog import RunLog
 from scheduler.settings import Settings
 from scheduler.storage import RunRow
@@ -79,7 +79,7 @@ class RunnerWaiting:
             return
         self._waiting.hold(pending, thread_id=thread_id, since=now, asked=outcome.interrupts)
         if self._events.wants(pending.task):
-            self._emit("waiting", pending, outcome, thread_id, now, now)
+            self._emit("waiting", pending, outcome, thread_id, pending.started_at, now)
         logger.info(
             "task %s run %s waiting for an answer (thread %s): %s; answer with: python -m "
             "scheduler answer %s JSON",
@@ -101,7 +101,7 @@ class RunnerWaiting:
             outcome,
             "on_waiting_callback",
             thread_id,
-            now,
+            pending.started_at,
             now,
             policy=self._policy,
             settings=self._settings,
@@ -133,7 +133,7 @@ class RunnerWaiting:
         for row in stored:
             pending = self._waiting.take(row.id)
             if pending is not None:
-                self._ended_elsewhere(pending, row, self._clock())
+                self._ended_elsewhere(pending, row)
 
     def is_waiting(self, run_id: str) -> bool:
         return bool(run_id in self._waiting)
@@ -186,7 +186,7 @@ class RunnerWaiting:
         if pending.run_id not in self._known:  # let go of meanwhile (Runner.abandon)
             return
         if stored is not None and stored.status != RunStatus.WAITING:
-            self._ended_elsewhere(pending, stored, now)
+            self._ended_elsewhere(pending, stored)
             return
         if stored is not None and stored.answer is not None:
             try:
@@ -244,32 +244,38 @@ class RunnerWaiting:
         )
         self._known.discard(pending.run_id)
         self._release(pending.task.id)
-        outcome = Outcome(status, error_type=kind, error_message=message)
-        if self._events.wants(pending.task):  # its record as stored, as a run that ran ends
-            record = await self._log.stored(pending.run_id)
-            if record is not None and record.status is status:
-                self._events.emit(RunEvent("finished", record, pending.task))
-            else:  # (unreadable: what is known here)
-                self._emit("finished", pending, outcome, pending.thread_id or "", now, now)
+        wanted = self._events.wants(pending.task)
+        record = None
+        if wanted or (not cancelled and pending.task.on_failure_callback):
+            record = await self._log.stored(pending.run_id)  # as stored, as a run that ran ends
+            if record is None or record.status is not status:  # (unreadable: what is known)
+                outcome = Outcome(status, error_type=kind, error_message=message)
+                record = finished_run(
+                    pending,
+                    outcome,
+                    thread_id=pending.thread_id or "",
+                    started=pending.started_at,
+                    finished=now,
+                )
+        if wanted and record is not None:
+            self._events.emit(RunEvent("finished", record, pending.task))
         self._check_idle()
-        if cancelled:  # as for a running run cancelled: no failure callback
+        if cancelled or record is None:  # as for a running run cancelled: no failure callback
             return
         # in this task, as a failed run's is in its run's: what waits for the timeouts being
         # written (a test clock's advance, a stop's grace) waits for the callback too
-        await call_run_callback(
-            pending,
-            outcome,
+        await call_task_callback(
+            pending.task,
+            record,
             "on_failure_callback",
-            pending.thread_id or "",
-            now,
-            now,
             policy=self._policy,
             settings=self._settings,
         )
 
-    def _ended_elsewhere(self, pending: PendingRun, stored: RunRow, now: float) -> None:
+    def _ended_elsewhere(self, pending: PendingRun, stored: RunRow) -> None:
         """Its waiting timeout came after another process ended it (removed its task):
-        let go of it as that process recorded it, with no timeout and no failure callback."""
+        let go of it as that process recorded it (its listeners get that record), with no
+        timeout and no failure callback."""
         logger.info(
             "task %s run %s ended elsewhere while waiting (%s): %s",
             pending.task.id,
@@ -280,13 +286,7 @@ class RunnerWaiting:
         self._known.discard(pending.run_id)
         self._release(pending.task.id)
         if self._events.wants(pending.task):
-            known = stored.status in RunStatus._value2member_map_
-            outcome = Outcome(
-                RunStatus(stored.status) if known else RunStatus.CANCELLED,
-                error_type=stored.error_type,
-                error_message=stored.error_message,
-            )
-            self._emit("finished", pending, outcome, pending.thread_id or "", None, now)
+            self._events.emit(RunEvent("finished", run_record(stored), pending.task))
         self._check_idle()
 
     def _emit(

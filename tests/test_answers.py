@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import interrupt
 
-from scheduler import RunStatus, TaskDefinition, TaskScheduler
+from scheduler import RunRecord, RunStatus, TaskDefinition, TaskScheduler
 from scheduler.exceptions import AnswerMismatchError, RunNotWaitingError
 from scheduler.testing import clocked_scheduler
 from tests import callbacks, server_graphs
@@ -710,3 +710,69 @@ async def test_a_waiting_run_of_a_task_removed_elsewhere_is_let_go_at_the_next_p
     [again] = await eventually(lambda: active.list_runs("ask", status="waiting"))
     assert again.id != run_id
     assert active.list_runs("ask", status="skipped") == []
+
+
+def _times(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.id, run.status, run.queued_at, run.started_at, run.finished_at, run.waiting_since,
+        run.thread_id, run.error_type, run.interrupts,
+    )  # fmt: skip
+
+
+async def test_a_waiting_runs_events_and_callbacks_carry_its_record_as_stored(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """The ``waiting`` event and ``on_waiting_callback`` get the record as stored then (its
+    start, no end yet, ``waiting_since``); the end by its waiting timeout, its ``finished``
+    event and ``on_failure_callback``, the record as stored then. Before: the moment it
+    stopped to wait as its start and end (a webhook showed a run that took no time)."""
+    callbacks.failures.clear()
+    callbacks.waited.clear()
+    active = make_scheduler(graph=server_graphs.asker)
+    active.add_task(
+        TaskDefinition(
+            id="ask",
+            interval_seconds=3600,
+            prompt="x",
+            waiting_timeout_seconds=0.6,
+            on_failure_callback="tests.callbacks:on_failure",
+            on_waiting_callback="tests.callbacks:on_waiting",
+        )
+    )
+    heard: list[tuple[str, RunRecord]] = []
+    active.subscribe(lambda event: heard.append((event.kind, event.run)))
+    active.start()
+    run_id = active.run_task_now("ask")
+    assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+    waiting = active.get_run(run_id)
+    assert waiting.started_at is not None and waiting.finished_at is None
+    [(_, waited)] = await eventually(lambda: callbacks.waited)
+    [told] = [run for kind, run in heard if kind == "waiting"]
+    assert _times(told) == _times(waited) == _times(waiting)
+    await eventually(lambda: callbacks.failures)
+    ended = active.get_run(run_id)
+    assert ended.status is RunStatus.TIMED_OUT and ended.started_at == waiting.started_at
+    [(_, failed)] = callbacks.failures
+    [told] = [run for kind, run in heard if kind == "finished"]
+    assert _times(told) == _times(failed) == _times(ended)
+
+
+async def test_a_waiting_run_ended_elsewhere_is_told_as_that_process_recorded_it(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Another process removes the task (the run ends ``cancelled`` there); this one lets
+    go of it at its next poll, and its listeners get the record that process wrote (before:
+    no start, and this process's time as its end)."""
+    active = make_scheduler(graph=server_graphs.asker, poll_interval_seconds=0.1)
+    active.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
+    heard: list[tuple[str, RunRecord]] = []
+    active.subscribe(lambda event: heard.append((event.kind, event.run)))
+    active.start()
+    run_id = active.run_task_now("ask")
+    assert (await active.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+    elsewhere = make_scheduler(graph=server_graphs.asker)  # another process's API
+    elsewhere.remove_task("ask")
+    [told] = await eventually(lambda: [run for kind, run in heard if kind == "finished"])
+    stored = elsewhere.get_run(run_id)
+    assert stored.status is RunStatus.CANCELLED and stored.started_at is not None
+    assert _times(told) == _times(stored)

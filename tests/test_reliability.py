@@ -448,7 +448,7 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     next start runs it once, and the task that runs after it runs once, after that. It
     was recorded ``cancelled`` ("the scheduler stopped before the run started"): the
     occurrence never ran, and set off the task after it on ``finished``; a resumed run
-    lost its answer."""
+    lost its answer (and, put back, kept the start of the resume it never made)."""
     from tests import prompt_graphs, server_graphs
 
     graph = server_graphs.asker if resumed else prompt_graphs.graph
@@ -464,9 +464,11 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     then = {"tasks": ["a"], "on": "finished"}
     first.add_task(TaskDefinition(id="b", task_type="after", after=then, prompt="next"))
     run_id = first.run_task_now("a")
+    asked = None
     if resumed:
         await eventually(lambda: first.get_run(run_id).status is RunStatus.WAITING)
         await asyncio.sleep(0.1)  # (recorded, then held: the answer goes straight to it)
+        asked = first.get_run(run_id)
         first.resume_run(run_id, "yes")
     blocker = sqlite3.connect(tmp_path / "scheduler.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the start's commit waits for it
@@ -477,6 +479,8 @@ async def test_a_run_stopped_while_its_start_commits_runs_at_the_next_start(
     kept = first.get_run(run_id)
     assert kept.status is (RunStatus.WAITING if resumed else RunStatus.QUEUED), kept.error_message
     assert kept.answered if resumed else kept.started_at is None
+    if asked is not None:  # as it was when it stopped to wait, not the attempted resume's
+        assert (kept.started_at, kept.waiting_since) == (asked.started_at, asked.waiting_since)
     assert first.list_runs("b") == []
     first.close()
 
