@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from scheduler.pools import GRAPH
+from scheduler.storage.engine import synchronous_pragma
 
 __all__ = ["SqliteCheckpointer"]
 
@@ -33,10 +34,16 @@ class SqliteCheckpointer(SqliteSaver):
 
     Args:
         path: The SQLite file (created if missing); ``":memory:"`` for a private one.
+        synchronous: SQLite's synchronous mode, ``normal`` (the default: in WAL mode, which
+            the saver sets, a commit is not synced to the disk, so a power cut or OS crash
+            may undo the last ones; a crash of the process does not) or ``full``
+            (``SqliteSaver``'s own: each commit synced, several times slower to write).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "normal") -> None:
+        pragma = synchronous_pragma(synchronous)
         super().__init__(sqlite3.connect(str(path), check_same_thread=False))
+        self.conn.execute(pragma)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await GRAPH.run(self.get_tuple, config)

@@ -101,6 +101,7 @@ def prepare_graph(
     config: LangGraphConfig,
     checkpointer: bool = True,
     store: bool = True,
+    sqlite_synchronous: str = "normal",
 ) -> Persistence:
     """``graph`` with a checkpointer and a store where it has none (see the module doc).
 
@@ -110,6 +111,8 @@ def prepare_graph(
         config: The project's ``langgraph.json``.
         checkpointer: Inject a checkpointer into a graph that has none.
         store: Inject a store into a graph that has none.
+        sqlite_synchronous: The synchronous mode of the checkpointer injected on a SQLite
+            file (``SCHEDULER_SQLITE_SYNCHRONOUS``).
 
     Raises:
         GraphLoadError: The configured checkpointer or store cannot be made.
@@ -120,7 +123,7 @@ def prepare_graph(
     update: dict[str, Any] = {}
     if checkpointer and graph.checkpointer is None:
         prepared.checkpointer = update["checkpointer"] = _checkpointer(
-            database_url, config, prepared
+            database_url, config, prepared, sqlite_synchronous
         )
     if store and getattr(graph, "store", None) is None:
         prepared.store = update["store"] = _store(database_url, config, prepared)
@@ -170,7 +173,9 @@ _SETUP_KEYS = "hashtext('langgraph-scheduler'), hashtext('setup')"
 _TRY_SETUP_LOCK = f"SELECT pg_try_advisory_lock({_SETUP_KEYS})"
 
 
-def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> Any:
+def _checkpointer(
+    url: str, config: LangGraphConfig, prepared: Persistence, synchronous: str
+) -> Any:
     custom = _custom(config.checkpointer, config)
     if custom is not None:
         return custom
@@ -179,7 +184,7 @@ def _checkpointer(url: str, config: LangGraphConfig, prepared: Persistence) -> A
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             return InMemorySaver()
-        saver = SqliteCheckpointer(Path(str(parsed.database)))
+        saver = SqliteCheckpointer(Path(str(parsed.database)), synchronous=synchronous)
         prepared._closers.append(_closer(saver.lock, saver.conn))
         return saver
     if backend == "postgresql":

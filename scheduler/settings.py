@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_seconds: float = Field(
         default=5, ge=0, description="How long SQLite waits for a lock before an error"
     )
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="SQLite's synchronous mode (WAL) for the scheduler's file and the "
+        "checkpointer it injects: normal (a power cut or OS crash may undo the last commits) "
+        "or full (each commit reaches the disk first)",
+    )
     gc_freeze: bool = Field(
         default=True,
         description="Keep objects alive at start() out of garbage-collector scans until "

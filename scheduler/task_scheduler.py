@@ -94,7 +94,11 @@ class TaskScheduler(AsyncTaskAPI):
         self.settings = settings if settings is not None else Settings()
         self._policy = self.settings.callback_policy()
         url = database_url or (sqlite_url(db_path) if persistent else "sqlite://")
-        self._store = Store(url, busy_timeout=self.settings.sqlite_busy_timeout_seconds)
+        self._store = Store(
+            url,
+            busy_timeout=self.settings.sqlite_busy_timeout_seconds,
+            synchronous=self.settings.sqlite_synchronous,
+        )
         self._given_graph = graph
         self._graph_object: Any = None
         self._persistence: Persistence | None = None
@@ -286,6 +290,7 @@ class TaskScheduler(AsyncTaskAPI):
                         config=config,
                         checkpointer=self.settings.inject_checkpointer,
                         store=self.settings.inject_store,
+                        sqlite_synchronous=self.settings.sqlite_synchronous,
                     )
                     self._graph_object = self._persistence.graph
         return self._graph_object

@@ -20,7 +20,20 @@ from sqlalchemy.pool import StaticPool
 
 from scheduler.exceptions import DatabaseBusyError, UsageError
 
-__all__ = ["begin_without_waiting", "new_engine", "parse_url"]
+__all__ = ["begin_without_waiting", "new_engine", "parse_url", "synchronous_pragma"]
+
+
+def synchronous_pragma(synchronous: str) -> str:
+    """The statement that sets SQLite's synchronous mode ``normal`` or ``full`` (the
+    setting ``SCHEDULER_SQLITE_SYNCHRONOUS``) on a connection.
+
+    Raises:
+        ValueError: Another value.
+    """
+    if synchronous not in ("normal", "full"):
+        raise ValueError(f"synchronous: expected normal or full, got {synchronous!r}")
+    return f"PRAGMA synchronous={synchronous.upper()}"
+
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
@@ -41,20 +54,21 @@ def parse_url(url: str) -> URL:
         ) from None
 
 
-def new_engine(url: URL, *, busy_timeout: float) -> Engine:
-    """The engine of ``url`` (``sqlite://``: one shared in-memory connection).
+def new_engine(url: URL, *, busy_timeout: float, synchronous: str = "normal") -> Engine:
+    """The engine of ``url`` (``sqlite://``: one shared in-memory connection; a SQLite
+    file in WAL mode with ``synchronous``, ``normal`` or ``full``).
 
     Raises:
         UsageError: An unknown kind of database, or its driver is not installed.
     """
     try:
-        return _engine(url, busy_timeout)
+        return _engine(url, busy_timeout, synchronous)
     except (ArgumentError, ImportError) as exc:
         shown = url.render_as_string(hide_password=True)
         raise UsageError(f"database URL {shown}: {exc}") from None
 
 
-def _engine(url: URL, busy_timeout: float) -> Engine:
+def _engine(url: URL, busy_timeout: float, synchronous: str) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=8)
     memory = url.database in (None, "", ":memory:")
@@ -71,7 +85,7 @@ def _engine(url: URL, busy_timeout: float) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(synchronous_pragma(synchronous))
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 

@@ -90,7 +90,7 @@ class Store:
         busy_timeout: Seconds SQLite waits for a lock before raising an error.
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 5.0, synchronous: str = "normal") -> None:
         parsed = parse_url(url)
         self.url = url
         self.display_url = parsed.render_as_string(hide_password=True)
@@ -100,7 +100,7 @@ class Store:
         if self.is_sqlite and not self.is_memory:
             self.sqlite_path = Path(str(parsed.database))
         self.busy_timeout = busy_timeout
-        self.engine: Engine = new_engine(parsed, busy_timeout=busy_timeout)
+        self.engine: Engine = new_engine(parsed, busy_timeout=busy_timeout, synchronous=synchronous)
         self.driver_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self.database_errors = (SQLAlchemyError, self.driver_error)  # what translated() turns
         # SQLite files: one connection kept for every write transaction (they are serial
