@@ -88,6 +88,7 @@ class Store:
     Args:
         url: Any SQLAlchemy URL; ``sqlite://`` (no file) keeps everything in memory.
         busy_timeout: Seconds SQLite waits for a lock before raising an error.
+        synchronous: SQLite's synchronous mode on a file, ``normal`` or ``full``.
     """
 
     def __init__(self, url: str, *, busy_timeout: float = 5.0, synchronous: str = "normal") -> None:
