@@ -94,11 +94,8 @@ class TaskScheduler(AsyncTaskAPI):
         self.settings = settings if settings is not None else Settings()
         self._policy = self.settings.callback_policy()
         url = database_url or (sqlite_url(db_path) if persistent else "sqlite://")
-        self._store = Store(
-            url,
-            busy_timeout=self.settings.sqlite_busy_timeout_seconds,
-            synchronous=self.settings.sqlite_synchronous,
-        )
+        timeout = self.settings.sqlite_busy_timeout_seconds
+        self._store = Store(url, busy_timeout=timeout, synchronous=self.settings.sqlite_synchronous)
         self._given_graph = graph
         self._graph_object: Any = None
         self._persistence: Persistence | None = None
@@ -121,12 +118,8 @@ class TaskScheduler(AsyncTaskAPI):
         """A scheduler whose database comes from ``settings`` (``SCHEDULER_DATABASE_URL``
         or ``SCHEDULER_DB_PATH``), as ``main.py`` and the CLI use it."""
         settings = settings if settings is not None else Settings()
-        return cls(
-            db_path=settings.db_path,
-            database_url=settings.database_url,
-            graph=graph,
-            settings=settings,
-        )
+        url = settings.database_url
+        return cls(db_path=settings.db_path, database_url=url, graph=graph, settings=settings)
 
     # -- lifecycle ------------------------------------------------------------------------
 
