@@ -150,9 +150,11 @@ def _without_nones(
     """The insert of ``rows`` (whose values are None where ``given`` is False) with
     ``NULL`` for those columns, and its parameters: the others' values, in its order."""
     names = [name for name, value in zip(columns, given, strict=True) if value]
-    nulls = {name: null() for name, value in zip(columns, given, strict=True) if not value}
+    absent = [name for name, value in zip(columns, given, strict=True) if not value]
     mask = "".join("1" if value else "0" for value in given)
-    statement = _compiled(conn, f"{key}:{mask}", lambda: build().values(nulls), names)
+    statement = _compiled(  # (built the first time only)
+        conn, f"{key}:{mask}", lambda: build().values({name: null() for name in absent}), names
+    )
     assert statement.order is not None
     assert not statement.literals
     where = [columns.index(name) for name in statement.order]
