@@ -34,11 +34,11 @@ from scheduler.stall import StallWatch
 from scheduler.storage import Store
 from scheduler.storage.threads import threads_in_use
 from scheduler.supervisor import Supervisor
-from scheduler.webhooks import Deliverer
 
 if TYPE_CHECKING:
     from scheduler.models import TaskDefinition
     from scheduler.persistence import Persistence
+    from scheduler.webhooks import Deliverer
 
 __all__ = ["TaskScheduler", "running_scheduler"]
 
@@ -158,6 +158,8 @@ class TaskScheduler(AsyncTaskAPI):
             clock=self._clock,
         )
         supervisor.background_prune = self._background_prune
+        from scheduler.webhooks import Deliverer  # (here: httpcore only where runs are made)
+
         self._webhooks = Deliverer(self._store, self.settings)
         self._events.webhooks = self._webhooks
         supervisor.start()

@@ -2,16 +2,21 @@
 a webhook's URL (:func:`webhook_url`) and a browser origin (:func:`origin`), both parsed as
 httpx parses them (IDNA names, bracketed IPv6, default ports dropped), so what is checked
 is what is sent, and what is configured is what a browser sends; and any URL as errors,
-logs and reprs show it, its password hidden (:func:`redacted`)."""
+logs and reprs show it, its password hidden (:func:`redacted`).
+
+httpx is imported when a URL is first parsed: a process that names none (the CLI's
+commands, most tasks) does not load it."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-
-import httpx
+from typing import TYPE_CHECKING
 
 from scheduler.schedule_fields import error
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["bad_port", "origin", "redacted", "server_target", "webhook_url"]
 
@@ -23,6 +28,8 @@ def webhook_url(value: str | None) -> str | None:
     """``value`` if it is an http(s) URL that can be sent (a pydantic after-validator)."""
     if value is None:
         return None
+    import httpx
+
     shown = redacted(value)  # (errors reach logs and answers: never its password)
     try:
         url = httpx.URL(value)
@@ -63,6 +70,8 @@ def origin(value: str) -> str:
     Raises:
         ValueError: Not ``scheme://host[:port]`` (a path, a query, user info, a bad port).
     """
+    import httpx
+
     if value == "*":
         return value
     problem = f"{value!r} is not an origin such as 'https://app.example' or "
@@ -93,6 +102,8 @@ def server_target(target: str) -> tuple[httpx.URL, str]:
         ValueError: It is not one; the message says why, never with the URL's password
             (:func:`redacted`; the loader names the URL, redacted too).
     """
+    import httpx
+
     match = _TARGET.match(target)
     if match is None:
         raise ValueError(f"expected http(s)://host:port#assistant, got {redacted(target)!r}")
@@ -111,6 +122,8 @@ def _url_problem(url: httpx.URL | None, text: str) -> str:
     said without its password: httpx quotes the part it cannot read, which an unescaped
     ``/`` in a password makes a piece of the password."""
     if url is None:
+        import httpx
+
         try:
             httpx.URL(redacted(text))
         except httpx.InvalidURL as exc:

@@ -634,3 +634,33 @@ def test_apply_of_another_file_named_tasks_yaml_keeps_the_projects_tasks(cli: Cl
     other.write_text("- id: a\n  interval_seconds: 5\n  prompt: mine\n")
     error = cli.fails("apply", "other/tasks.yaml")
     assert "1 problem(s) in other/tasks.yaml" in error
+
+
+# Loaded only where they are used: LangGraph to run a graph, httpx and httpcore to parse and
+# send a webhook, PostgreSQL's dialect on PostgreSQL. Each is a tenth of a second or more of
+# every command's start-up.
+_NOT_FOR_MANAGEMENT = (
+    "langgraph",
+    "langchain_core",
+    "httpx",
+    "httpcore",
+    "scheduler.webhooks",
+    "sqlalchemy.dialects.postgresql",
+)
+
+
+def test_management_commands_leave_graphs_http_and_postgresql_unloaded(cli: Cli) -> None:
+    cli("add", "--id", "ping", "--schedule", "every 90s", "--prompt", "ping")
+    code = (
+        "import sys\nfrom scheduler.cli import main\n"
+        "for argv in (['list'], ['show', 'ping'], ['pause', 'ping'], ['resume', 'ping'],"
+        " ['runs'], ['next', 'every day at 9:00']):\n"
+        "    assert main(argv) == 0, argv\n"
+        f"print('loaded:', sorted(m for m in sys.modules if m.startswith({_NOT_FOR_MANAGEMENT!r})))"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=cli.workdir, env=cli.env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.splitlines()[-1] == "loaded: []", done.stdout
+    assert "ping is paused" in done.stdout

@@ -18,7 +18,6 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import String, all_, any_, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from scheduler.storage.listen import CHANNEL
 from scheduler.storage.schema import (
@@ -132,6 +131,8 @@ def in_progress(
 def _texts(name: str, values: Collection[str]) -> Any:
     """``values`` as one array parameter (a dispatch's thousands of ids: one parameter, not
     one each, which PostgreSQL parses in a third of the time)."""
+    from sqlalchemy.dialects.postgresql import ARRAY  # (here: SQLite never needs it)
+
     return bindparam(name, list(values), type_=ARRAY(String))
 
 

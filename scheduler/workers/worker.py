@@ -24,7 +24,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.clock import DatabaseClock
 from scheduler.current import Definitions
@@ -48,11 +48,13 @@ from scheduler.storage.registry import register_worker, unregister_worker
 from scheduler.storage.workers import ANY_WORKER, adopt_waiting, claim_runs, freed_at
 from scheduler.triggers import ON_TIME_SECONDS
 from scheduler.waiting_runs import ended_elsewhere
-from scheduler.webhooks import Deliverer
 from scheduler.withdraw import PAUSED, retry_withdrawn
 from scheduler.workers.admission import followed_by_workers
 from scheduler.workers.answered import AnsweredRuns
 from scheduler.workers.lease import WorkerLease
+
+if TYPE_CHECKING:
+    from scheduler.webhooks import Deliverer
 
 __all__ = ["Worker", "require_postgres"]
 
@@ -108,6 +110,8 @@ class Worker(WorkerLease):
         self.events = events if events is not None else EventBus()
         self._webhooks: Deliverer | None = None  # the deliverer made here (closed at stop)
         if self.events.webhooks is None:
+            from scheduler.webhooks import Deliverer  # (here: httpcore only where runs are made)
+
             self.events.webhooks = self._webhooks = Deliverer(store, settings)
         self.runner = Runner(
             settings=settings, run_log=self.run_log, graph=graph, clock=self.clock,
