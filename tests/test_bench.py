@@ -56,7 +56,8 @@ def _run(*args: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # the bench measures: alone on the machine
+@pytest.mark.serial  # the bench measures: after the parallel tests
+@pytest.mark.xdist_group("bench")  # and one bench at a time
 def test_quick_bench_fills_the_columns_of_every_scenario(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
     stdout = _run("bench", "--quick", "--output", str(output))
@@ -78,7 +79,8 @@ def test_quick_bench_fills_the_columns_of_every_scenario(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # the bench measures: alone on the machine
+@pytest.mark.serial  # the bench measures: after the parallel tests
+@pytest.mark.xdist_group("bench")  # and one bench at a time
 def test_gc_effect_reports_a_rate_for_every_variant() -> None:
     stdout = _run("bench.gc_effect", "-n", "100", "--repeat", "1")
     rates = dict(re.findall(r"^  (.+?) +([\d,]+) runs/s", stdout, re.MULTILINE))
@@ -92,7 +94,8 @@ def test_gc_effect_reports_a_rate_for_every_variant() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # the bench measures: alone on the machine
+@pytest.mark.serial  # the bench measures: after the parallel tests
+@pytest.mark.xdist_group("bench")  # and one bench at a time
 def test_server_cost_reports_a_time_for_every_part() -> None:
     stdout = _run("bench.server_cost", "-n", "50")
     times = dict(re.findall(r"^(.+?) +([\d.]+) ms$", stdout, re.MULTILINE))

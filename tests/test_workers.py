@@ -29,7 +29,8 @@ from tests.conftest import PYTHON, ROOT
 from tests.test_reliability import assert_every_occurrence_once, wait_until
 
 # serial: a worker stops when its 3 s lease is not renewed for 1.5 s, and a queued occurrence
-# must start within 1.5 s; beside other tests loading both cores, those failed
+# must start within 1.5 s; beside the parallel tests loading both cores, those failed (the
+# serial phase runs two at a time: a fleet uses about a third of the machine)
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.serial]
 
 LEASE = 3.0
