@@ -70,10 +70,10 @@ def origin(value: str) -> str:
     Raises:
         ValueError: Not ``scheme://host[:port]`` (a path, a query, user info, a bad port).
     """
-    import httpx
-
     if value == "*":
         return value
+    import httpx
+
     problem = f"{value!r} is not an origin such as 'https://app.example' or "
     problem += "'http://localhost:3000' (scheme, host and port only)"
     try:
