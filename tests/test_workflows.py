@@ -37,6 +37,7 @@ from scheduler.exceptions import DependencyError, StorageError, TasksFileError
 from scheduler.records import RunRecord
 from scheduler.rows import queued_run
 from scheduler.runlog import RunLog
+from scheduler.storage.transaction import Transaction
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file, load_tasks_file
 from scheduler.testing import clocked_scheduler
 from scheduler.wording import describe_task
@@ -63,6 +64,16 @@ def _manual(task_id: str, prompt: str, **fields: Any) -> TaskDefinition:
 def _scheduler(tmp_path: Path) -> Iterator[TaskScheduler]:
     """A scheduler that is not started: its management calls only."""
     scheduler = TaskScheduler(db_path=str(tmp_path / "s.db"), graph=prompt_graphs.graph)
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
+
+
+@contextmanager
+def _scheduler_at(db: Path) -> Iterator[TaskScheduler]:
+    """A scheduler on ``db`` that is not started (the CLI's database: ``Cli.db``)."""
+    scheduler = TaskScheduler(db_path=str(db), graph=prompt_graphs.graph)
     try:
         yield scheduler
     finally:
@@ -630,6 +641,47 @@ def test_an_outcome_the_database_did_not_take_sets_nothing_off(tmp_path: Path) -
         run_log.flush()
         assert scheduler.get_run(run_id).status is RunStatus.INTERRUPTED
         assert _runs(scheduler, "d") == []
+
+
+def test_a_follow_reads_the_tasks_again_once_another_process_changed_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a follow on SQLite takes the rows and links warm() read while the change counter is
+    # as it was then; a pause and an edit made since by another process (the CLI) are seen
+    # by the next outcome's follow, which reads them again
+    cli = Cli(tmp_path)
+    with _scheduler_at(cli.db) as scheduler:
+        downstream = [TaskDefinition(id=i, after="u", prompt=f"{i} 1") for i in ("d", "e")]
+        scheduler.add_tasks([_manual("u", "u"), *downstream])
+        first, second = scheduler.run_task_now("u"), scheduler.run_task_now("u")
+        followers = Followers(scheduler.store, clock=time.time, output_chars=100)
+        followers.warm()
+        run_log = RunLog(scheduler.store)
+        run_log.follow = followers.follow
+        handed: list[list[tuple[str, str]]] = []
+        run_log.deliver = lambda runs: handed.append(
+            sorted((p.task.id, p.task.prompt) for p in runs)
+        )
+        reads: list[str] = []
+
+        def note(name: str, what: str) -> None:  # (the reads still made, each noted)
+            read = getattr(Transaction, name)
+            monkeypatch.setattr(Transaction, name, lambda tx, i: reads.append(what) or read(tx, i))
+
+        note("get_tasks", "tasks")
+        note("links_from", "links")
+
+        run_log.finish(first, "u", status=RunStatus.SUCCEEDED, finished_at=time.time())
+        run_log.flush()
+        assert (handed, reads) == ([[("d", "d 1"), ("e", "e 1")]], [])  # as warm() read them
+
+        cli("pause", "e")
+        cli("edit", "d", "--prompt", "d 2")
+        run_log.finish(second, "u", status=RunStatus.SUCCEEDED, finished_at=time.time())
+        run_log.flush()
+        assert (handed[1:], reads) == ([[("d", "d 2")]], ["links", "tasks"])
+        [skipped] = [r for r in _runs(scheduler, "e") if r.status is RunStatus.SKIPPED]
+        assert "paused" in (skipped.error_message or "")
 
 
 def test_writers_of_links_on_postgresql_never_deadlock(pg_schema_url: str) -> None:

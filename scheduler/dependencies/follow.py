@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from scheduler.current import Definitions
@@ -55,6 +56,7 @@ class Followers:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: EventBus | None = None
         self._definitions = Definitions(most=None)  # pruned by warm()
+        self._kept: _Kept | None = None  # what warm() read, for a follow on SQLite
         # the skipped records written by the last follow on each thread (a flush's thread,
         # the loop's recovery), told once that thread has committed them
         self._local = threading.local()
@@ -86,11 +88,20 @@ class Followers:
     def warm(self) -> None:
         """Decode the definitions of the tasks that run after others ahead of time (off
         the event loop, when tasks change), so the flush an upstream's outcome waits for
-        only looks them up."""
+        only looks them up. The rows and links read are kept with the change counter read
+        before them: a follow on SQLite that finds the counter unchanged takes them
+        instead of reading them again (rows changed after the counter was read carry a
+        later one, so they are never taken for it)."""
+        revision = self._store.revision()
+        links = self._store.links()
         rows = self._store.downstream_tasks()
         for row in rows:
             self._task(row)
         self._definitions.keep_only({row.id for row in rows})
+        downstreams: dict[str, list[str]] = defaultdict(list)
+        for downstream, upstream in links:
+            downstreams[upstream].append(downstream)
+        self._kept = _Kept(revision, {row.id: row for row in rows}, dict(downstreams))
 
     @property
     def delivering(self) -> int:
@@ -173,9 +184,16 @@ class Followers:
         condition now holds. Returns their pending runs (queued in ``tx``)."""
         skips: list[tuple[RunRow, TaskDefinition]] = []
         self._local.skips = skips  # what an earlier follow here left (rolled back) is gone
-        downstreams: dict[str, list[str]] = defaultdict(list)
-        for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is now
-            downstreams[upstream].append(downstream)
+        kept = self._kept
+        if kept is not None and (tx.locks_rows or tx.revision() != kept.revision):
+            kept = None  # (PostgreSQL locks the rows it reads: they are read, and locked)
+        downstreams: dict[str, list[str]]
+        if kept is not None:
+            downstreams = kept.downstreams
+        else:
+            downstreams = defaultdict(list)
+            for downstream, upstream in tx.links_from({e.task_id for e in ended}):  # as it is
+                downstreams[upstream].append(downstream)
         relevant = [e for e in ended if e.task_id in downstreams]
         if relevant:  # only outcomes that were written (a final record is never changed),
             stored = tx.run_statuses([e.run_id for e in relevant])  # of tasks not removed
@@ -186,7 +204,11 @@ class Followers:
             )
         if not relevant:
             return []
-        rows = tx.get_tasks({d for e in relevant for d in downstreams[e.task_id]})
+        wanted = {d for e in relevant for d in downstreams[e.task_id]}
+        if kept is not None and wanted <= kept.rows.keys():
+            rows = {task_id: kept.rows[task_id] for task_id in wanted}
+        else:
+            rows = tx.get_tasks(wanted)
         now = self._clock()
         outputs: dict[str, str | None] = {}
         texts: dict[tuple[tuple[str, tuple[str, str]], ...], str] = {}  # outcomes -> JSON
@@ -276,6 +298,16 @@ class Followers:
         except DefinitionError as exc:
             logger.warning("task %s cannot be loaded, so it does not follow: %s", row.id, exc)
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """The tasks that run after others as stored at ``revision`` (the change counter):
+    their rows by id, and their ids by the upstream they run after."""
+
+    revision: int
+    rows: dict[str, TaskRow]
+    downstreams: dict[str, list[str]]
 
 
 def _record(pending: PendingRun, change: dict[str, Any]) -> RunRow:

@@ -76,6 +76,12 @@ class Transaction(LinkStatements):
         self.bumped = False  # the revision was bumped
         self._revision: int | None = None  # what the last bump made it
 
+    @property
+    def locks_rows(self) -> bool:
+        """Rows read here are locked until it ends (PostgreSQL); SQLite's writers take
+        turns for the whole transaction instead, so nothing read in it changes meanwhile."""
+        return self._lock_rows
+
     def savepoint(self) -> Any:
         """A savepoint (a context manager): what is written in it is undone alone when it
         raises, and the transaction goes on."""
@@ -192,7 +198,8 @@ class Transaction(LinkStatements):
         """The change counter as this transaction sees it."""
         if self._revision is not None:
             return self._revision
-        return int(self._conn.execute(_REVISION).scalar() or 0)
+        row = fetch_one(self._conn, "revision", lambda: _REVISION, {})
+        return int(row[0]) if row is not None and row[0] is not None else 0
 
     # -- the leader's epoch --------------------------------------------------------------
 
