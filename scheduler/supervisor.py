@@ -212,6 +212,7 @@ class Supervisor(PickUp):
         one last seen, the poll need not reload for it (else another change came between)."""
         if revision == self._revision + 1:
             self._revision = revision
+        self.followers.moved_to(revision)
 
     def _poll_once(self) -> None:
         clock = self.clock

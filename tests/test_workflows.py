@@ -684,6 +684,34 @@ def test_a_follow_reads_the_tasks_again_once_another_process_changed_them(
         assert "paused" in (skipped.error_message or "")
 
 
+async def test_tasks_added_in_this_process_leave_the_kept_rows_in_use(
+    make_scheduler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a task added here with no link moves the change counter without a reload (the poll
+    # is told): the rows and links kept for the follow hold at the new counter too, and
+    # the follows after it do not read them again
+    scheduler = make_scheduler()
+    up = TaskDefinition(id="u", interval_seconds=1, prompt="u")
+    scheduler.add_tasks([up, TaskDefinition(id="d", after="u", prompt="d")])
+    reads: list[str] = []
+    links_from = Transaction.links_from
+    monkeypatch.setattr(
+        Transaction, "links_from", lambda tx, ids: reads.append("links") or links_from(tx, ids)
+    )
+    scheduler.start()
+
+    def done() -> int:
+        return sum(r.status is RunStatus.SUCCEEDED for r in _runs(scheduler, "d"))
+
+    await eventually(lambda: done() >= 1, timeout=15)
+    scheduler.add_task(_manual("x", "x"))
+    await asyncio.sleep(0.1)  # (the loop is told of it)
+    reads.clear()
+    ran = done()
+    await eventually(lambda: done() >= ran + 2, timeout=15)
+    assert reads == []
+
+
 def test_writers_of_links_on_postgresql_never_deadlock(pg_schema_url: str) -> None:
     # one adds and removes a task while another adds and removes a task after it: the
     # links lock is taken before any row lock, by every writer

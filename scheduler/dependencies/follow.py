@@ -92,16 +92,26 @@ class Followers:
         before them: a follow on SQLite that finds the counter unchanged takes them
         instead of reading them again (rows changed after the counter was read carry a
         later one, so they are never taken for it)."""
-        revision = self._store.revision()
-        links = self._store.links()
+        kept = self._store.is_sqlite  # (PostgreSQL's follow reads them, locked)
+        revision = self._store.revision() if kept else 0
+        links = self._store.links() if kept else []
         rows = self._store.downstream_tasks()
         for row in rows:
             self._task(row)
         self._definitions.keep_only({row.id for row in rows})
-        downstreams: dict[str, list[str]] = defaultdict(list)
-        for downstream, upstream in links:
-            downstreams[upstream].append(downstream)
-        self._kept = _Kept(revision, {row.id: row for row in rows}, dict(downstreams))
+        if kept:
+            downstreams: dict[str, list[str]] = defaultdict(list)
+            for downstream, upstream in links:
+                downstreams[upstream].append(downstream)
+            self._kept = _Kept(revision, {row.id: row for row in rows}, dict(downstreams))
+
+    def moved_to(self, revision: int) -> None:
+        """A change made here wrote ``revision`` and touched no link and no task that runs
+        after another (tasks added): what :meth:`warm` kept at the revision before it
+        holds at this one too."""
+        kept = self._kept
+        if kept is not None and kept.revision == revision - 1:
+            self._kept = _Kept(revision, kept.rows, kept.downstreams)
 
     @property
     def delivering(self) -> int:
