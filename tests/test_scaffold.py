@@ -1276,6 +1276,72 @@ def test_a_src_layout_without_a_package_list_gets_one_with_the_schedulers(
     assert scaffold(capsys, poetry)[1].startswith("Nothing to change")
 
 
+SETUPTOOLS_PYPROJECT = """\
+[project]
+name = "my-agent"
+version = "0.1.0"
+dependencies = ["langgraph>=1.0", "langchain-core>=1.0"]
+
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+"""
+ROOT_MANIFESTS = {
+    "setuptools packages": SETUPTOOLS_PYPROJECT + '\n[tool.setuptools]\npackages = ["my_agent"]\n',
+    "setuptools py-modules": SETUPTOOLS_PYPROJECT + '\n[tool.setuptools]\npy-modules = ["agent"]\n',
+    "setuptools find include": SETUPTOOLS_PYPROJECT
+    + '\n[tool.setuptools.packages.find]\ninclude = ["my_agent*"]\n',
+    "hatchling, none listed": UV_PYPROJECT,
+    "poetry packages": POETRY_PYPROJECT.replace(
+        "\n\n[tool.poetry.dependencies]",
+        '\npackages = [{ include = "my_agent" }]\n\n[tool.poetry.dependencies]',
+    ),
+}
+
+
+@pytest.mark.parametrize("manifest", ROOT_MANIFESTS)
+def test_a_build_at_the_root_that_takes_only_named_packages_gets_the_schedulers_too(
+    manifest: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At the project's root, a manifest that names its packages (or hatchling and Poetry,
+    which take the one named after the project by itself) built a wheel without
+    ``scheduler``: ``import scheduler`` failed outside the project's directory."""
+    project = uv_project(tmp_path / "my-agent", ROOT_MANIFESTS[manifest])
+    (project / "src" / "my_agent").rename(project / "my_agent")
+    (project / "src").rmdir()
+    graph = "./my_agent/agent.py:graph"
+    if "py-modules" in manifest:  # modules only: the graph in a module of its own
+        (project / "my_agent" / "agent.py").rename(project / "agent.py")
+        shutil.rmtree(project / "my_agent")
+        graph = "./agent.py:graph"
+    (project / "langgraph.json").write_text(json.dumps({"graphs": {"agent": graph}}))
+    status, out, err = scaffold(capsys, project)
+    assert status == 0 and "make sure the project's build" not in out, out + err
+    names = wheel_names(project, tmp_path / "wheels")
+    own = "agent.py" if "py-modules" in manifest else "my_agent/agent.py"
+    for name in (own, "scheduler/__init__.py", "scheduler/storage/__init__.py",
+                 "scheduler/server/templates/base.html"):  # fmt: skip
+        assert name in names, (name, sorted(names)[:30])
+    assert not any(name.startswith("scheduler/scaffold") for name in names)
+    assert scaffold(capsys, project)[1].startswith("Nothing to change")
+
+
+@pytest.mark.parametrize(
+    "find", ["", '\n[tool.setuptools.packages.find]\nwhere = ["src"]\n'], ids=["auto", "where"]
+)
+def test_setuptools_discovery_in_src_gets_the_dashboards_templates_into_the_wheel(
+    find: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """setuptools' discovery finds ``src/scheduler`` by itself, but not its files that are
+    not modules: the wheel lacked the dashboard's templates (and ``py.typed``)."""
+    project = uv_project(tmp_path / "my-agent", SETUPTOOLS_PYPROJECT + find)
+    assert scaffold(capsys, project)[0] == 0
+    names = wheel_names(project, tmp_path / "wheels")
+    for name in ("my_agent/agent.py", "scheduler/py.typed", "scheduler/server/templates/base.html"):
+        assert name in names, (name, sorted(names)[:30])
+    assert scaffold(capsys, project)[1].startswith("Nothing to change")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["hatchling", "poetry"])
 def test_a_src_layout_without_a_package_list_installed_as_a_wheel_runs_its_scheduler(

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from scheduler.exceptions import ScaffoldError
 from scheduler.scaffold.changes import read_text
-from scheduler.scaffold.discovery import flat_packages
+from scheduler.scaffold.discovery import flat_packages, found_by_itself, names_its_packages
 from scheduler.scaffold.projects import NOT_FOUND
 from scheduler.scaffold.tomltext import TomlText, TomlTextError, toml_key, toml_string
 from scheduler.scaffold.versions import canonical, clashes
@@ -221,9 +221,9 @@ def _include(
     if "poetry" in backend:
         packages = tool.get("poetry", {}).get("packages")
         entry = doc.entry("tool", "poetry", "packages")
-        if packages is None and (own := _found_by_itself(project, data, parent)):
-            value = ", ".join(f"{{ include = {toml_string(n)}, from = {toml_string(parent)} }}"
-                              for n in (own, PACKAGE))  # fmt: skip
+        if packages is None and (own := found_by_itself(project, data, parent)):
+            source = f", from = {toml_string(parent)}" if parent else ""
+            value = ", ".join(f"{{ include = {toml_string(n)}{source} }}" for n in (own, PACKAGE))
             return doc.add_key(("tool", "poetry"), "packages", f"[{value}]"), True, []
         if not isinstance(packages, list) or entry is None:
             return text, False, manual
@@ -241,10 +241,11 @@ def _include(
         if not isinstance(wheel.get("packages"), list) or entry is None:
             build = tool.get("hatch", {}).get("build", {})
             chosen = ("packages", "include", "only-include", "sources", "force-include")
-            own = _found_by_itself(project, data, parent)
+            own = found_by_itself(project, data, parent)
             if own is None or any(key in part for part in (build, wheel) for key in chosen):
                 return text, False, manual
-            value = f"[{toml_string(f'{parent}/{own}')}, {toml_string(package_dir)}]"
+            own_dir = f"{parent}/{own}" if parent else own
+            value = f"[{toml_string(own_dir)}, {toml_string(package_dir)}]"
             table = ("tool", "hatch", "build", "targets", "wheel")
             return doc.add_key(table, "packages", value), True, []
         if package_dir in wheel["packages"]:
@@ -282,24 +283,24 @@ def _include(
         notes = [] if parent in where else manual
         include = find.get("include")
         entry = doc.entry("tool", "setuptools", "packages", "find", "include")
-        if not include or any(fnmatch(PACKAGE, pattern) for pattern in include):
-            return text, False, notes
-        if entry is None:
-            return text, False, manual
-        return doc.append_items(entry, [toml_string(f"{PACKAGE}*")]), True, notes
-    return text, False, [] if parent == "src" else manual  # auto-discovery: src layout
-
-
-def _found_by_itself(project: Path, data: dict[str, Any], parent: str) -> str | None:
-    """The package that hatchling or Poetry takes by itself when nothing lists one: the
-    one named after the project, in ``src`` (``src/my_agent`` for ``my-agent``); a wheel
-    then holds only it, so the scaffolder lists it with the scheduler's."""
-    poetry = data.get("tool", {}).get("poetry", {})
-    name = str(data.get("project", {}).get("name") or poetry.get("name") or "")
-    names = dict.fromkeys(re.sub(r"[^\w\d.]+", "_", n) for n in (name, canonical(name)))
-    if parent != "src" or not name or any((project / n / "__init__.py").is_file() for n in names):
-        return None  # (one at the root is what they take)
-    return next((n for n in names if (project / "src" / n / "__init__.py").is_file()), None)
+        listed = False
+        if include and not any(fnmatch(PACKAGE, pattern) for pattern in include):
+            if entry is None:
+                return text, False, manual
+            text, listed = doc.append_items(entry, [toml_string(f"{PACKAGE}*")]), True
+        text, data_added = _with_package_data(text, setuptools.get("package-data"))
+        return text, listed or data_added, notes
+    if "py-modules" in setuptools and not parent:  # modules only: the package list added
+        names = ", ".join(toml_string(name) for name in scheduler_packages())
+        text = doc.add_key(("tool", "setuptools"), "packages", f"[{names}]")
+        return _with_package_data(text, setuptools.get("package-data"))[0], True, []
+    if "py-modules" in setuptools:
+        return text, False, manual
+    if parent != "src":
+        return text, False, manual
+    # discovery finds src/scheduler by itself, not the files that are not modules
+    text, data_added = _with_package_data(text, setuptools.get("package-data"))
+    return text, data_added, []
 
 
 def scheduler_packages() -> list[str]:
@@ -379,8 +380,9 @@ def plan_manifest(project: Path, wanted: list[str], package_dir: str | None) -> 
         included, notes = False, list[str]()
         if kind == "pyproject":
             notes += clashes(data["project"].get("dependencies", []), wanted)
-        if package_dir is not None:
-            new, included, more = _include(new, tomllib.loads(new), package_dir, project)
+        if package_dir is not None or names_its_packages(project, data):
+            where = package_dir if package_dir is not None else PACKAGE  # (at the root)
+            new, included, more = _include(new, tomllib.loads(new), where, project)
             notes += more
         elif own := flat_packages(project, data, PACKAGE):  # (discovery takes only one)
             names = ", ".join(toml_string(f"{name}*") for name in (*own, PACKAGE))
