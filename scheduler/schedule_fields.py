@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,23 @@ def infer_task_type(data: dict[str, Any]) -> TaskType:
     raise error(
         "schedule",
         "a schedule is required: schedule ('every 5 minutes'), cron_expression, "
-        "interval_seconds, run_at, or after (other tasks it runs after)",
+        "interval_seconds, run_at, or after (other tasks it runs after)" + _misspelt(data),
     )
+
+
+def _misspelt(data: dict[str, Any]) -> str:
+    """``; 'schedul' is none of them (did you mean 'schedule'?)`` for a key of ``data``
+    close to a schedule field's name (its own error, an unknown key, does not show: this
+    one stops the validation first)."""
+    names = ["schedule", "after", *SCHEDULE_FIELDS.values()]
+    for key in data:
+        if isinstance(key, str) and key not in names and len(key) <= 64:
+            lower = key.lower()
+            close = difflib.get_close_matches(lower, names, n=1, cutoff=0.75)
+            close += [n for n in names if len(lower) >= 3 and n.startswith(lower)]  # cron
+            if close:
+                return f"; {key!r} is none of them (did you mean {close[0]!r}?)"
+    return ""
 
 
 def check_schedule_field(field: str, value: Any, info: ValidationInfo) -> None:

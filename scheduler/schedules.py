@@ -365,6 +365,8 @@ def explicit_schedule(
         raise PydanticCustomError(
             "timezone", f"timezone must be a string (an IANA name), got {type(zone).__name__}"
         )
+    if zone_or_none(zone) is None:  # (its type names the key it is about, as its message)
+        raise PydanticCustomError("timezone", f"timezone: {unknown_zone_message(zone)}")
     now = context.get("now") or validation_now()
     allow_past = context.get("allow_past", False)
     zone_known = data.get("timezone") is not None or "timezone" in context
@@ -373,9 +375,8 @@ def explicit_schedule(
         past = parsed.run_at is not None and parsed.run_at.timestamp() <= now.timestamp()
         if past and not allow_past and (zone_known or not parsed.wall_clock):  # the refusal
             parsed = parse_schedule(text, now=now, timezone=zone, allow_past=False)
-    except ScheduleError as exc:  # (its type names the key it is about: the zone's, if unknown)
-        about = "schedule" if zone_or_none(zone) is not None else "timezone"
-        raise PydanticCustomError(about, str(exc)) from None
+    except ScheduleError as exc:
+        raise PydanticCustomError("schedule", str(exc)) from None
     kind = data.get("task_type")  # (given with a schedule, it must be the schedule's)
     if isinstance(kind, str) and kind != parsed.task_type.value:
         raise PydanticCustomError(

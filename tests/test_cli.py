@@ -199,7 +199,7 @@ def test_add_from_file_and_run_now(cli: Cli, tmp_path: Path) -> None:
                 "--tz",
                 "Mars/Base",
             ),
-            "unknown time zone 'Mars/Base'",
+            "error: timezone: unknown time zone 'Mars/Base'",  # (not the schedule's)
             2,
         ),
         (("add", "--id", "x", "--prompt", "p"), "--schedule is required", 2),

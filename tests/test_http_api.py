@@ -134,6 +134,15 @@ async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
     past = {"schedule": "at 2001-01-01 09:00", "tz": "UTC"}
     passed = (await api.get("/api/schedules/preview", params=past)).json()
     assert passed["times"] == ["2001-01-01T09:00:00+00:00"] and passed["passed"] is True
+    # the zone's name as everywhere else (tz still taken); a misspelt one is refused, not
+    # answered in the default zone
+    for zone in ({"timezone": "Asia/Tokyo"}, {"tz": "Asia/Tokyo"}):
+        tokyo = await api.get("/api/schedules/preview", params={"schedule": "0 9 * * *", **zone})
+        assert tokyo.json()["timezone"] == "Asia/Tokyo", tokyo.text
+        assert tokyo.json()["times"][0].endswith("T09:00:00+09:00"), tokyo.text
+    for wrong in ({"timezon": "Asia/Tokyo"}, {"timezone": "Asia/Tokyo", "tz": "UTC"}):
+        refused = await api.get("/api/schedules/preview", params={"schedule": "@daily", **wrong})
+        assert refused.status_code == 422 and "timezon" in refused.json()["detail"], refused.text
 
 
 async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(

@@ -127,6 +127,23 @@ def test_a_task_type_that_the_schedule_contradicts_is_a_problem(tmp_path: Path) 
     ]
 
 
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("schedul", "schedule"), ("Schedule", "schedule"), ("cron", "cron_expression"),
+     ("runat", "run_at"), ("aftr", "after")],
+)  # fmt: skip
+def test_a_misspelt_schedule_key_is_named_with_the_one_meant(
+    key: str, meant: str, tmp_path: Path
+) -> None:
+    """A misspelt schedule key left the entry with none: 'a schedule is required' stopped
+    the validation before the unknown key's own error, so the key was never named."""
+    tasks = write(tmp_path / "tasks.yaml", f"- id: a\n  prompt: p\n  {key}: hourly\n")
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(tasks)
+    [problem] = caught.value.problems
+    assert problem.endswith(f"; {key!r} is none of them (did you mean {meant!r}?)"), problem
+
+
 def test_a_schedule_problem_has_the_line_and_name_of_its_field(tmp_path: Path) -> None:
     """A problem that the ``schedule:`` string (or a zone it is read in) makes was labelled
     ``task`` at the entry's first line, as if about the whole entry, while a bad
@@ -142,7 +159,7 @@ def test_a_schedule_problem_has_the_line_and_name_of_its_field(tmp_path: Path) -
     assert caught.value.problems == [
         f"{tasks}:3: entry 1 (id 'a'): schedule '0 9 * * 1-9': invalid cron expression: "
         "day of week 9 is out of range 0-7",
-        f"{tasks}:7: entry 2 (id 'b'): schedule 'daily': unknown time zone 'Mars/Base'; use an "
+        f"{tasks}:7: entry 2 (id 'b'): timezone: unknown time zone 'Mars/Base'; use an "
         "IANA name such as 'UTC' or 'Europe/Paris'",
         f"{tasks}:11: entry 3 (id 'c'): give either schedule or cron_expression, not both",
     ]

@@ -218,12 +218,20 @@ async def answer_run(request: Request, run_id: str, body: Answer) -> dict[str, A
 async def preview(
     request: Request,
     schedule: str,
-    tz: str | None = None,
+    timezone: str | None = None,
+    tz: str | None = Query(default=None, description="the same as timezone (older name)"),
     count: int = Query(default=5, ge=1, le=100),
 ) -> dict[str, Any]:
     from scheduler.preview import preview as preview_of
 
-    zone = tz or _scheduler(request).settings.timezone
+    unknown = sorted(set(request.query_params) - {"schedule", "timezone", "tz", "count"})
+    if unknown:  # (a misspelt timezone answered in the default zone, silently)
+        raise HTTPException(
+            422, f"{unknown[0]}: unknown parameter; this takes schedule, timezone and count"
+        )
+    if timezone is not None and tz is not None and timezone != tz:
+        raise HTTPException(422, "timezone: given twice (timezone and tz) with two values")
+    zone = timezone or tz or _scheduler(request).settings.timezone
     now = _scheduler(request).now().astimezone(UTC)
     shown = preview_of(schedule, timezone=zone, now=now, count=count)
     return {
