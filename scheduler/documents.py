@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_DOCUMENT_DEPTH",
     "BoundedYamlLoader",
     "DocumentError",
+    "as_written",
     "compose_yaml",
     "load_json",
     "load_yaml",
@@ -322,3 +323,15 @@ def compose_yaml(text: str) -> yaml.Node | None:
         return None
     finally:
         loader.dispose()
+
+
+_NOT_READ = {"float_parsing", "int_parsing", "bool_parsing", "float_type", "int_type"}
+
+
+def as_written(error: Mapping[str, Any]) -> str:
+    """``, got '1:00'`` for a pydantic error about a number (or boolean) given as text,
+    to show the value as the file has it (YAML reads a bare ``1:00`` as text); else ``""``."""
+    given = error.get("input")
+    if error.get("type") in _NOT_READ and isinstance(given, str) and len(given) <= 40:
+        return f", got {given!r}"
+    return ""

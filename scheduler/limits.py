@@ -110,6 +110,8 @@ def check_number(
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):  # tuple: faster than a union
         kind = "a boolean" if isinstance(value, bool) else type(value).__name__
+        if isinstance(value, str) and len(value) <= 40:  # as written (YAML's bare 1:30)
+            kind = f"text {value!r}"
         raise ValueError(f"must be a number, got {kind}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"must be a finite number, got {value}")

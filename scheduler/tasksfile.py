@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from scheduler.changeset import SyncReport, TaskChanges
 from scheduler.documents import (
     DocumentError,
+    as_written,
     compose_yaml,
     load_json,
     load_yaml,
@@ -261,7 +262,7 @@ def _problem(error: Any, keys: dict[str, int], where: str, path: Path, label: st
     line = keys.get(field)
     at = f"{path}:{line}" if line else where
     loc = ".".join(str(p) for p in error["loc"]) or ("" if line else "task")
-    return f"{at}: {label}: {loc}: {error['msg']}" if loc else f"{at}: {label}: {error['msg']}"
+    return f"{at}: {label}: {f'{loc}: ' if loc else ''}{error['msg']}{as_written(error)}"
 
 
 def _located(path: Path, entry: _Entry, field: str | None, message: str) -> str:

@@ -461,13 +461,15 @@ def test_a_time_written_bare_is_text_not_a_sexagesimal_number(tmp_path: Path) ->
         tmp_path / "tasks.yaml",
         "- id: a\n  schedule: 9:00\n  prompt: p\n"
         "- id: b\n  interval_seconds: 1:30\n  prompt: p\n"
-        "- id: c\n  schedule: every day at 9:00\n  prompt: p\n  metadata: {at: 12:30}\n",
+        "- id: c\n  schedule: every day at 9:00\n  prompt: p\n  metadata: {at: 12:30}\n"
+        "- id: d\n  interval_seconds: 60\n  jitter_seconds: 1:00\n  prompt: p\n",
     )
     with pytest.raises(TasksFileError) as caught:
         load_tasks_file(tasks)
-    first, second = caught.value.problems
+    first, second, third = caught.value.problems
     assert "schedule '9:00': not a schedule this parser understands" in first
-    assert "interval_seconds" in second and "got str" in second and "got int" not in second
+    assert second.endswith("interval_seconds: must be a number, got text '1:30'"), second
+    assert third.endswith("jitter_seconds: Input should be a valid number, got '1:00'"), third
     kept = write(
         tmp_path / "kept.yaml", "- id: c\n  schedule: daily\n  prompt: p\n  metadata: {at: 12:30}\n"
     )

@@ -268,7 +268,7 @@ BOUNDS = [
     ({"interval_seconds": 1e20}, "interval_seconds", "at most 316,224,000 s (3660 days)"),
     ({"interval_seconds": 10**40}, "interval_seconds", "got about 10^40"),
     ({"interval_seconds": True}, "interval_seconds", "must be a number, got a boolean"),
-    ({"interval_seconds": "5"}, "interval_seconds", "must be a number, got str"),
+    ({"interval_seconds": "5"}, "interval_seconds", "must be a number, got text '5'"),
     ({"interval_seconds": 1e-9}, "interval_seconds", "at least 0.001"),
     ({"interval_seconds": 5, "timeout_seconds": float("nan")}, "timeout_seconds", "finite number"),
     ({"interval_seconds": 5, "timeout_seconds": 0}, "timeout_seconds", "greater than 0"),
