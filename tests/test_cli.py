@@ -357,6 +357,18 @@ def test_an_empty_thread_id_is_a_fresh_thread_per_run_and_edit_can_set_it_back(c
     assert "thread_id" not in cli.json("show", "b")["definition"]
 
 
+def test_edit_tz_keeps_a_repeating_tasks_wall_time_and_a_one_time_tasks_instant(
+    cli: Cli,
+) -> None:
+    """As README says of ``edit ID --tz``: 08:30 in Paris becomes 08:30 in Tokyo for a
+    daily task, and stays the same instant (16:30 in Tokyo) for a one-time one."""
+    for task_id, schedule in (("daily", "every day at 08:30"), ("once", "at 2037-03-02 08:30")):
+        cli("add", "--id", task_id, "--schedule", schedule, "--tz", "Europe/Paris", "--prompt", "p")
+        cli("edit", task_id, "--tz", "Asia/Tokyo")
+    assert cli.json("show", "daily")["next_runs"][0][10:] == "T08:30:00+09:00"
+    assert cli.json("show", "once")["next_runs"] == ["2037-03-02T16:30:00+09:00"]
+
+
 @pytest.mark.parametrize("command", ["validate", "apply", "add --file"])
 def test_an_id_given_twice_in_a_file_is_a_one_line_error_naming_both_entries(
     cli: Cli, tmp_path: Path, command: str
