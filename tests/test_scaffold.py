@@ -535,6 +535,11 @@ def test_several_graphs_without_graph_option_lists_them(
             '{"id": "chat", "schedule": "every 1 hour", "prompt": "hi"}',
             "error: --task 'chat': prompt: the graph's input has no 'messages' key",
         ),
+        (  # (LangGraph drops an input key its state does not have: the run "succeeded")
+            "template_agent",
+            '{"id": "chat", "schedule": "every 1 hour", "input": {"request": "r", "topic": 1}}',
+            "error: --task 'chat': input: 'topic' is not a field of the graph's input (request",
+        ),
     ],
 )
 def test_a_bad_task_is_refused_naming_task_and_field(

@@ -205,7 +205,8 @@ class _Planner:
         )
 
     def check_tasks(self, plan: Plan) -> None:
-        """Refuse a prompt for a graph without messages; note a context it cannot take."""
+        """Refuse a prompt for a graph without messages, and an input key the graph does
+        not have (LangGraph drops it); note a context it cannot take."""
         shape = plan.shape
         if shape.problem is not None:
             return
@@ -215,6 +216,11 @@ class _Planner:
                     f"--task {task['id']!r}: prompt: the graph's input has no 'messages' key, "
                     f'so a prompt would not reach it; give "input" with its fields '
                     f"({', '.join(shape.input_fields)})"
+                )
+            if unknown := shape.foreign_keys(task.get("input")):
+                raise ScaffoldError(
+                    f"--task {task['id']!r}: input: {', '.join(map(repr, unknown))} is not a field "
+                    f"of the graph's input ({', '.join(shape.input_fields)}): it would not reach it"
                 )
             if task.get("context") and not shape.context_fields:
                 plan.notes.append(

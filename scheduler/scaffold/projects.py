@@ -314,6 +314,14 @@ class GraphShape:
         """The keys of the graph's input."""
         return list(_properties(self.input_schema))
 
+    def foreign_keys(self, given: Any) -> list[str]:
+        """The keys of ``given`` (a task's input) that the graph's input does not have
+        (LangGraph drops them); none when its schema is unknown or takes any key."""
+        fields, extra = self.input_fields, (self.input_schema or {}).get("additionalProperties")
+        if not isinstance(given, dict) or not fields or extra not in (None, False):
+            return []
+        return sorted(set(given) - set(fields))
+
     @property
     def context_fields(self) -> list[str]:
         """The keys of the graph's context (none without a context schema)."""
