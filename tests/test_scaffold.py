@@ -957,7 +957,7 @@ def test_a_task_with_a_callback_of_the_project_is_left_to_main_py(
     path, and adding the task would import it there): main.py applies it, and says so."""
     project = copy_fixture("template_agent", tmp_path)
     (project / "src" / "agent" / "notify.py").write_text("def send(run):\n    return None\n")
-    task = {"id": "daily", "schedule": "every day at 09:00", "input": {"changeme": "x"},
+    task = {"id": "daily", "schedule": "every day at 09:00", "input": {"request": "x"},
             "result_callback": "agent.notify:send"}  # fmt: skip
     status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
     assert status == 0, err
