@@ -294,9 +294,7 @@ def _include(
         names = ", ".join(toml_string(name) for name in scheduler_packages())
         text = doc.add_key(("tool", "setuptools"), "packages", f"[{names}]")
         return _with_package_data(text, setuptools.get("package-data"))[0], True, []
-    if "py-modules" in setuptools:
-        return text, False, manual
-    if parent != "src":
+    if "py-modules" in setuptools or parent != "src":
         return text, False, manual
     # discovery finds src/scheduler by itself, not the files that are not modules
     text, data_added = _with_package_data(text, setuptools.get("package-data"))
