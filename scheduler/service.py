@@ -22,7 +22,7 @@ from scheduler.logs import configure_logging, log_until_the_program_does
 from scheduler.settings import Settings, read_settings
 from scheduler.stall import StallWatch
 from scheduler.task_scheduler import TaskScheduler
-from scheduler.tasksfile import TasksFileError, apply_tasks_file, file_source
+from scheduler.tasksfile import TasksFileError, apply_tasks_file, drop_note_if_gone
 
 __all__ = ["BackgroundService", "main", "serve", "start_in_background"]
 
@@ -92,8 +92,7 @@ def _tasks_file_found(scheduler: TaskScheduler, settings: Settings) -> bool:
     if path is None or path.is_file():
         return path is not None
     named = "tasks_file" in settings.model_fields_set
-    source = file_source(path)  # (read by source, not every task: a start with many)
-    kept = sum(1 for t in scheduler.list_tasks(source=source) if t.source == source)
+    kept = len(drop_note_if_gone(scheduler, path))  # (by source: a start with many tasks)
     if not named and not kept:
         return False  # no tasks file in this project: nothing to say
     where = path if path.is_absolute() else f"{path} (from {Path.cwd()})"

@@ -23,22 +23,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import yaml
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Literal
 
 from scheduler.changeset import SyncReport, TaskChanges
-from scheduler.documents import (
-    DocumentError,
-    as_written,
-    compose_yaml,
-    load_json,
-    load_yaml,
-    read_document,
-)
+from scheduler.documents import DocumentError
 from scheduler.exceptions import (
     CallbackError,
     DependencyError,
@@ -47,6 +36,13 @@ from scheduler.exceptions import (
     TaskSourceConflictError,
 )
 from scheduler.models import TaskDefinition
+from scheduler.tasks_document import (
+    Entry,
+    load_tasks_file,
+    read_entries,
+    tasks_document,
+    tasks_listed,
+)
 
 if TYPE_CHECKING:
     from scheduler.task_scheduler import TaskScheduler
@@ -56,6 +52,7 @@ __all__ = [
     "TasksFileError",
     "apply_tasks_file",
     "check_tasks_file",
+    "drop_note_if_gone",
     "file_source",
     "load_tasks_file",
     "tasks_listed",
@@ -65,16 +62,6 @@ logger = logging.getLogger(__name__)
 
 #: What applying a tasks file changed (the report of ``sync_tasks``).
 ApplyReport = SyncReport
-
-
-@dataclass
-class _Entry:
-    """A valid entry of the file and where its fields are."""
-
-    task: TaskDefinition
-    label: str
-    where: str
-    key_lines: dict[str, int]
 
 
 def file_source(path: Path | str) -> str:
@@ -108,53 +95,10 @@ def _source_file(source: str, path: Path) -> Path | None:
         return None
 
 
-def _document(path: Path) -> tuple[str, Any]:
-    """The file's text and what it holds, a ``tasks:`` mapping unwrapped to its list.
-
-    Raises:
-        OSError: It cannot be read.
-        DocumentError: It is not valid YAML (JSON for ``.json``) text, or it is empty.
-    """
-    text = read_document(path)
-    if path.suffix == ".json":
-        data: Any = load_json(text, what=str(path), unique=True)
-    else:
-        data = load_yaml(text, what=str(path))
-    if isinstance(data, dict) and "tasks" in data:
-        data = tasks_listed(data, path)
-        if data is None:
-            raise DocumentError(f"{path}: 'tasks:' has no list; {_NO_TASKS}")
-    elif data is None:  # an editor caught half-way through writing it, more often than not
-        raise DocumentError(f"{path}: holds nothing (empty, or only comments); {_NO_TASKS}")
-    return text, data
-
-
-def tasks_listed(data: dict[Any, Any], path: Path) -> Any:
-    """What ``tasks:`` holds, in the mapping ``data`` at the top of the file at ``path``.
-
-    Raises:
-        DocumentError: The mapping holds another key too (it would be ignored unseen).
-    """
-    others = [repr(str(key)[:40]) for key in data if key != "tasks"]
-    if others:
-        raise DocumentError(
-            f"{path}: 'tasks:' may be the only key at the top, but {', '.join(others[:3])} "
-            f"{'is' if len(others) == 1 else 'are'} there too (values that entries share can "
-            "be an anchor on the first entry: '- &defaults')"
-        )
-    return data["tasks"]
-
-
-_NO_TASKS = (
-    "an empty file is taken for one not written yet, and its tasks are kept: write "
-    "'tasks: []' to remove them all"
-)
-
-
 def _ids_in(path: Path) -> set[str] | None:
     """The task ids that the tasks file at ``path`` defines; None if it cannot be read."""
     try:
-        _, data = _document(path)
+        _, data = tasks_document(path)
     except (OSError, DocumentError):
         return None
     entries = data if isinstance(data, list) else []
@@ -177,95 +121,7 @@ def _defined_elsewhere(
     return ids is None or task_id in ids
 
 
-def _entry_lines(text: str) -> tuple[list[int], list[dict[str, int]]]:
-    """Line numbers (1-based) of each entry and of each key in it."""
-    root = compose_yaml(text)
-    if isinstance(root, yaml.MappingNode):
-        for key, value in root.value:
-            if key.value == "tasks":
-                root = value
-    if not isinstance(root, yaml.SequenceNode):
-        return [], []
-    entries, keys = [], []
-    for item in root.value:
-        entries.append(item.start_mark.line + 1)
-        key_lines: dict[str, int] = {}
-        if isinstance(item, yaml.MappingNode):
-            for key, _ in item.value:
-                key_lines[str(key.value)] = key.start_mark.line + 1
-        keys.append(key_lines)
-    return entries, keys
-
-
-def load_tasks_file(path: Path | str, *, timezone: str = "UTC") -> list[TaskDefinition]:
-    """Read and validate a tasks file. Entries may use ``schedule:`` strings; wall-clock
-    times in them are read in the entry's ``timezone``, else ``timezone``. One-time
-    schedules relative to now (``in 30 minutes``) are refused: they would move at every
-    apply.
-
-    Raises:
-        TasksFileError: With every problem found, each with its location.
-    """
-    entries, problems = _read(Path(path), timezone)
-    if problems:
-        raise TasksFileError(path, problems)
-    return [entry.task for entry in entries]
-
-
-def _read(path: Path, timezone: str) -> tuple[list[_Entry], list[str]]:
-    """The valid entries of the file, and a problem for each invalid one."""
-    try:
-        text, data = _document(path)
-    except OSError as exc:
-        return [], [f"{path}: cannot read: {exc.strerror or exc}"]
-    except DocumentError as exc:
-        return [], [str(exc)]
-    if not isinstance(data, list):
-        kind = type(data).__name__
-        return [], [f"{path}: expected a list of tasks (or 'tasks:' with a list), got {kind}"]
-    entry_lines, key_lines = _entry_lines(text)  # (JSON composes as YAML: its lines too)
-    problems: list[str] = []
-    entries: list[_Entry] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(data):
-        line = entry_lines[index] if index < len(entry_lines) else None
-        where = f"{path}:{line}" if line else str(path)
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: entry {index + 1}: expected a mapping of task fields")
-            continue
-        label = f"entry {index + 1}" + (f" (id {entry['id']!r})" if "id" in entry else "")
-        keys = key_lines[index] if index < len(key_lines) else {}
-        try:
-            task = TaskDefinition.model_validate(
-                entry,
-                context={"timezone": timezone, "allow_past": True, "allow_relative": False},
-            )
-        except ValidationError as exc:
-            for error in exc.errors():
-                problems.append(_problem(error, keys, where, path, label))
-            continue
-        if task.id in seen:
-            problems.append(
-                f"{where}: {label}: id {task.id!r} is also used by entry {seen[task.id]}"
-            )
-            continue
-        seen[task.id] = index + 1
-        entries.append(_Entry(task, label, where, keys))
-    return entries, problems
-
-
-def _problem(error: Any, keys: dict[str, int], where: str, path: Path, label: str) -> str:
-    """One validation error of an entry, at its field's line. An error about the whole
-    entry (``schedule:`` is read first) has the key it is about as its type (``schedule``,
-    ``timezone``), named in its message: it goes at that key's line, with no ``task:``."""
-    field = str(error["loc"][0]) if error["loc"] else str(error["type"])
-    line = keys.get(field)
-    at = f"{path}:{line}" if line else where
-    loc = ".".join(str(p) for p in error["loc"]) or ("" if line else "task")
-    return f"{at}: {label}: {f'{loc}: ' if loc else ''}{error['msg']}{as_written(error)}"
-
-
-def _located(path: Path, entry: _Entry, field: str | None, message: str) -> str:
+def _located(path: Path, entry: Entry, field: str | None, message: str) -> str:
     line = entry.key_lines.get(field) if field else None
     at = f"{path}:{line}" if line else entry.where
     return f"{at}: {entry.label}: {message}"
@@ -273,8 +129,8 @@ def _located(path: Path, entry: _Entry, field: str | None, message: str) -> str:
 
 def _checked(
     scheduler: TaskScheduler, path: Path, *, import_callbacks: bool
-) -> tuple[list[_Entry], list[str]]:
-    entries, problems = _read(path, scheduler.settings.timezone)
+) -> tuple[list[Entry], list[str]]:
+    entries, problems = read_entries(path, scheduler.settings.timezone)
     for entry in entries:
         try:
             scheduler.check_task(entry.task, import_callbacks=import_callbacks)
@@ -337,7 +193,7 @@ class _DryRun(Exception):
     """Rolls back the sync that :func:`_link_problems` tries."""
 
 
-def _link_problems(scheduler: TaskScheduler, path: Path, entries: list[_Entry]) -> list[str]:
+def _link_problems(scheduler: TaskScheduler, path: Path, entries: list[Entry]) -> list[str]:
     """What applying would refuse in the ``after`` links (a task that is not one, a cycle,
     removing a task others run after): the sync tried in a transaction rolled back."""
     tasks = [entry.task.with_timezone(scheduler.settings.timezone) for entry in entries]
@@ -357,7 +213,7 @@ def _link_problems(scheduler: TaskScheduler, path: Path, entries: list[_Entry]) 
         return []  # said already, by the check of each entry's id
 
 
-def _dependency_problem(path: Path, entries: list[_Entry], exc: DependencyError) -> str:
+def _dependency_problem(path: Path, entries: list[Entry], exc: DependencyError) -> str:
     """The message of ``exc`` at the entry it names, if it names one."""
     for entry in entries:
         if f"task {entry.task.id!r}" in str(exc):
@@ -400,13 +256,14 @@ def apply_tasks_file(
                 ],
             ) from exc
     except TasksFileError as exc:
+        if not path.is_file():  # (no file, no version of it: a mistyped path leaves no note)
+            raise _gone(scheduler, path, exc) from None
         count = len(exc.problems)
-        if path.is_file():  # (no file, no version of it: a mistyped path leaves no note)
-            scheduler.note_problem(
-                source,
-                f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
-                f"'validate {path}'): the tasks of its last good version are the ones that run",
-            )
+        scheduler.note_problem(
+            source,
+            f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
+            f"'validate {path}'): the tasks of its last good version are the ones that run",
+        )
         raise
     scheduler.note_problem(source, None)
     legacy = _legacy_source(path)
@@ -418,3 +275,33 @@ def apply_tasks_file(
         scheduler.note_problem(legacy, None)
     logger.info("applied %s: %s", path, report.summary())
     return report
+
+
+def _gone(scheduler: TaskScheduler, path: Path, exc: TasksFileError) -> TasksFileError:
+    """What to raise for ``exc`` when the file at ``path`` is not there. A note that an
+    earlier version could not be applied goes if no task came from the file (nothing of it
+    runs: see :func:`drop_note_if_gone`); if some did, they are kept (a file removed is not
+    a file emptied), and the error says how to remove them.
+    """
+    kept = drop_note_if_gone(scheduler, path)
+    if not kept:
+        return exc
+    named = ", ".join(repr(task_id) for task_id in kept[:5]) + (", ..." if len(kept) > 5 else "")
+    return TasksFileError(
+        path,
+        [
+            *exc.problems[:-1],
+            f"{exc.problems[-1]}; the {len(kept)} task(s) it added are kept ({named}): to "
+            "remove them, apply a file at this path that says 'tasks: []', or 'remove' each",
+        ],
+    )
+
+
+def drop_note_if_gone(scheduler: TaskScheduler, path: Path) -> list[str]:
+    """The ids of the tasks that the tasks file at ``path`` (not there) added; if none, its
+    note (a version that could not be applied) is dropped: nothing of the file runs."""
+    source = file_source(path)
+    kept = sorted(t.id for t in scheduler.list_tasks(source=source) if t.source == source)
+    if not kept and any(notice.source == source for notice in scheduler.notices()):
+        scheduler.note_problem(source, None)
+    return kept

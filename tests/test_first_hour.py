@@ -465,11 +465,16 @@ def test_a_named_tasks_file_that_is_missing_is_a_warning_and_strict_refuses(
     cli: Cli, tmp_path: Path
 ) -> None:
     missing = tmp_path / "tasks.yml"
+    missing.write_text("- id: a\n  prompt: p\n  schedule: every potato\n")
+    cli("apply", str(missing), status=2)
+    assert "tasks.yml was not applied" in cli("list").stdout
+    missing.unlink()
     service = MainPy(cli, tmp_path, SCHEDULER_TASKS_FILE=str(missing))
     line = service.wait_for(r"WARNING .*tasks file .*tasks\.yml: no such file; not applied")
     service.wait_for(r"scheduler running with 0 task")
     assert "kept" not in line
     assert service.stop() == 0
+    assert "not applied" not in cli("list").stdout  # (no task of it runs: its note went)
     strict = MainPy(
         cli, tmp_path, SCHEDULER_TASKS_FILE=str(missing), SCHEDULER_TASKS_FILE_STRICT="true"
     )

@@ -252,6 +252,43 @@ async def test_applying_a_path_that_is_no_file_leaves_no_note(
     assert [n.source for n in scheduler.notices()] == [f"file:{broken}"]  # a file's problem
 
 
+async def test_a_deleted_file_takes_its_note_along_unless_tasks_of_it_run(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """A file that never applied, then deleted, left "was not applied" under every ``list``
+    with no way out but writing a file there again. Applying the missing path drops the note
+    when no task came from the file; when some did, they are kept and the error says how to
+    remove them (the note stays true: they are its last good version's)."""
+    scheduler = make_scheduler()
+    never = write(tmp_path / "never.yaml", "- id: x\n  prompt: p\n  schedule: every potato\n")
+    kept = write(tmp_path / "kept.yaml", GOOD_FILE)
+    apply_tasks_file(scheduler, kept)
+    write(kept, "- id: a\n  prompt: p\n  interval_seconds: soon\n")
+    for path in (never, kept):
+        with pytest.raises(TasksFileError):
+            apply_tasks_file(scheduler, path)
+        path.unlink()
+    assert len(scheduler.notices()) == 2
+    with pytest.raises(TasksFileError) as caught:
+        apply_tasks_file(scheduler, never)
+    assert caught.value.problems == [f"{never}: cannot read: No such file or directory"]
+    assert [n.source for n in scheduler.notices()] == [f"file:{kept}"]
+    with pytest.raises(TasksFileError) as caught:
+        apply_tasks_file(scheduler, kept)
+    assert caught.value.problems == [
+        f"{kept}: cannot read: No such file or directory; the 2 task(s) it added are kept "
+        "('a', 'b'): to remove them, apply a file at this path that says 'tasks: []', or "
+        "'remove' each"
+    ]
+    assert sorted(t.id for t in scheduler.list_tasks()) == ["a", "b"]
+    assert [n.source for n in scheduler.notices()] == [f"file:{kept}"]
+    scheduler.remove_task("a")
+    scheduler.remove_task("b")
+    with pytest.raises(TasksFileError, match=r"cannot read: No such file or directory$"):
+        apply_tasks_file(scheduler, kept)
+    assert scheduler.notices() == []
+
+
 def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes(b'- id: a\n  interval_seconds: 60\n  prompt: "caf\xe9"\n')
