@@ -87,6 +87,25 @@ def test_tasks_insert_update_delete_and_revision(store: Store) -> None:
     assert store.get_task("b") is None
 
 
+def test_a_source_filter_keeps_its_letter_case_and_its_sources_under_it(store: Store) -> None:
+    """SQLite's ``LIKE`` ignores case: ``remove --source FILE --yes`` removed the tasks of
+    ``file:tasks.yaml`` (and ``HTTP`` found ``http:crons``'s, but not ``http``'s)."""
+    sources = {"f": "file:tasks.yaml", "h": "http", "c": "http:crons", "p": "50%_x:y", "q": "50"}
+    with store.transaction() as tx:
+        tx.insert_tasks([task_row(i, None, source=source) for i, source in sources.items()])
+
+    def ids(source: str) -> list[str]:
+        return [row.id for row in store.iter_tasks(source=source)]
+
+    assert ids("file") == ["f"]
+    assert ids("FILE") == ids("File") == ids("HTTP") == ids("HTTP:CRONS") == []
+    assert ids("http") == ["c", "h"]
+    assert ids("http:crons") == ["c"]
+    assert ids("50%_x") == ["p"]  # (wildcards of LIKE are letters here)
+    assert ids("50") == ["q"]
+    assert ids("file:tasks") == ids("fil") == []
+
+
 def test_due_tasks_in_order_with_limit_and_exclusions(store: Store) -> None:
     with store.transaction() as tx:
         tx.insert_tasks(

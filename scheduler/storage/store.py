@@ -257,15 +257,17 @@ class Store:
         """Every task by id, read ``page`` rows at a time (each page its own short read), so
         a caller that converts rows as they come never holds them all at once. ``source``
         keeps the tasks of that source and of the sources under it (``agent`` keeps
-        ``agent:thread:t-1``)."""
+        ``agent:thread:t-1``), letter case as written: ``FILE`` is not ``file:tasks.yaml``'s
+        (SQLite's ``LIKE`` ignores case, and so took ``remove --source FILE`` for ``file``)."""
         after: str | None = None
+        under = f"{source}:"
         while True:
             query = select(tasks_table).order_by(tasks_table.c.id).limit(page)
             if source is not None:
                 query = query.where(
                     or_(
                         tasks_table.c.source == source,
-                        tasks_table.c.source.startswith(f"{source}:", autoescape=True),
+                        func.substr(tasks_table.c.source, 1, len(under)) == under,
                     )
                 )
             if after is not None:
