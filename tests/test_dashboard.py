@@ -211,6 +211,16 @@ def test_refuses_cross_site_and_unknown(dashboard: Dashboard) -> None:
     unknown = httpx.post(f"{dashboard.url}/tasks/nope/run", headers={"origin": dashboard.url})
     assert unknown.status_code == 404
 
+    # a webhook's password is not shown (a run's deliveries showed it as ***, its task page
+    # in clear)
+    hook = "https://ops:hunter2@hooks.example/in"
+    dashboard.api(
+        "POST", "/tasks", json={"id": "w", "interval_seconds": 60, "prompt": "hi", "webhook": hook}
+    )
+    shown = httpx.get(f"{dashboard.url}/tasks/w").text
+    assert "hunter2" not in shown
+    assert "https://ops:***@hooks.example/in" in shown
+
 
 def test_login_with_api_key(tmp_path: Path, page: Any) -> None:
     from playwright.sync_api import expect

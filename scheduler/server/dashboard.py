@@ -38,6 +38,7 @@ from scheduler.records import RunRecord, TaskInfo
 from scheduler.render import schedule_text, task_zone, when
 from scheduler.server.guard import COOKIE, cookie_of_key, loopback_host, same_origin
 from scheduler.task_scheduler import TaskScheduler
+from scheduler.weburls import redacted
 
 __all__ = ["FAILING", "router"]
 
@@ -172,6 +173,8 @@ async def task_page(request: Request, task_id: str) -> Response:
     definition = (
         task.definition.model_dump(mode="json", exclude_none=True) if task.definition else {}
     )
+    if "webhook" in definition:  # (a password in it shown as the run's deliveries show it)
+        definition["webhook"] = redacted(definition["webhook"])
     return _render(
         request,
         "task.html",
