@@ -51,11 +51,14 @@ class RunEvent:
         run: The run's record as it stands after the event.
         task: The task's definition; None for a run cancelled ``TaskUnavailable`` because
             its task was removed or its stored record cannot be read.
+        resumed: A ``started`` event of a run resumed with its answer: its second start
+            (``run.started_at`` is still its first).
     """
 
     kind: EventKind
     run: RunRecord
     task: TaskDefinition | None
+    resumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data: the kind, the run record, and the task id."""

@@ -279,7 +279,10 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
 
     async def _execute(self, pending: PendingRun) -> None:
         task = pending.task
-        started = self._clock()
+        # a run resumed with its answer keeps the start of its first attempt (it began then;
+        # when it stopped to wait is its ``waiting_since``)
+        first = pending.started_at if pending.resuming else None
+        started = self._clock() if first is None else first
         thread_id = pending.thread_id = (
             pending.thread_id or task.thread_id or fresh_thread(pending.run_id)
         )

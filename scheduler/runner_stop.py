@@ -79,8 +79,7 @@ class RunnerStopping:
         if STOPPING not in cancelled.args or current in self._abandoned:
             return False
         back: dict[str, Any] = {"status": RunStatus.QUEUED, "started_at": None}
-        if pending.resuming:  # (the start's commit took the answer off the record, and
-            # wrote its start over the one of the attempt that stopped to wait)
+        if pending.resuming:  # (the start's commit took the answer off the record)
             answer = json.dumps(pending.resume)
             back = {
                 "status": RunStatus.WAITING,

@@ -301,4 +301,5 @@ class RunnerWaiting:
         record = finished_run(
             pending, outcome, thread_id=thread_id, started=started, finished=finished
         )
-        self._events.emit(RunEvent(kind, record, pending.task))
+        resumed = kind == "started" and pending.resuming
+        self._events.emit(RunEvent(kind, record, pending.task, resumed=resumed))

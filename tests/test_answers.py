@@ -45,6 +45,28 @@ async def test_an_answer_after_the_task_is_removed_is_refused() -> None:
         assert not ended.answered
 
 
+async def test_a_resumed_run_keeps_its_first_start_and_says_its_second_start_is_a_resume() -> None:
+    """The answer's resume wrote its start over the run's (``runs`` showed a run that
+    waited an hour as taking 0 s, and the metrics' start lateness took the hour as a late
+    start); now ``started_at`` stays, and the second ``started`` event says ``resumed``."""
+    async with clocked_scheduler(graph=server_graphs.asker) as (scheduler, clock):
+        events: list[Any] = []
+        scheduler.subscribe(events.append)
+        scheduler.add_task(TaskDefinition(id="ask", run_at="2030-01-01T00:00:01Z", prompt="x"))
+        await clock.advance(seconds=2)
+        [asked] = scheduler.list_runs("ask")
+        assert asked.status is RunStatus.WAITING and asked.started_at is not None
+        await clock.advance(hours=1)
+        scheduler.resume_run(asked.id, "yes")
+        await clock.advance(seconds=1)
+        ended = scheduler.get_run(asked.id)
+        assert ended.status is RunStatus.SUCCEEDED
+        assert ended.started_at == asked.started_at
+        assert ended.duration_seconds is not None and ended.duration_seconds >= 3600
+        starts = [(e.run.started_at, e.resumed) for e in events if e.kind == "started"]
+        assert starts == [(asked.started_at, False), (asked.started_at, True)]
+
+
 async def test_a_waiting_run_can_be_cancelled() -> None:
     """``cancel_run`` of a run waiting for an answer ends it ``cancelled``, followed as any
     cancelled run (``on: finished``), and frees its task for the next occurrence (overlap

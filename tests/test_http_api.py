@@ -160,13 +160,21 @@ async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(
         return bool((await api.get(f"/api/runs/{run_id}")).json()["status"] == "waiting")
 
     await eventually(waiting, message="the run to wait at interrupt()")
+    asked = (await api.get(f"/api/runs/{run_id}")).json()
+    await asyncio.sleep(0.05)
     assert (await api.post(f"/api/runs/{run_id}/answer", json={"value": None})).status_code == 422
     answered = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
     assert answered.status_code == 200, answered.text
     again = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
     assert again.status_code == 409, again.text
     assert not again.json()["detail"].startswith("value:"), again.text
-    assert (await final(api, run_id))["status"] == "succeeded"
+    ended = await final(api, run_id)
+    assert ended["status"] == "succeeded"
+    # its start is its first (the answer's resume wrote its own over it), and the start
+    # lateness counted it once (the resume added a sample as late as the answer was)
+    assert ended["started_at"] == asked["started_at"], ended
+    metrics = (await api.get("/metrics")).text
+    assert "scheduler_start_lateness_seconds_count 1.0" in metrics
     done = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
     assert done.status_code == 409, done.text
     assert done.json()["detail"] == (

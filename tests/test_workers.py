@@ -1021,7 +1021,7 @@ def test_an_answered_run_waits_for_its_threads_turn_across_workers(fleet: Fleet)
     assert (runs["asker"]["status"], runs["asker"]["error_type"]) == (
         "cancelled", "AnswerNotApplied",
     ), runs["asker"]  # fmt: skip
-    assert runs["asker"]["started_at"] >= other_end, "resumed beside its thread's run"
+    assert runs["asker"]["finished_at"] >= other_end, "resumed beside its thread's run"
     assert runs["alone"]["status"] == "succeeded" and len(spans["alone"]) == 1
     assert spans["alone"][0][0] < other_end, "the run of another thread waited too"
     fleet.stop(first, second, leader)

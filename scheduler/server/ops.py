@@ -103,7 +103,7 @@ class Metrics:
 
     def _on_event(self, event: RunEvent) -> None:
         run = event.run
-        if event.kind == "started" and run.started_at is not None:
+        if event.kind == "started" and run.started_at is not None and not event.resumed:
             self.lateness.observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
 
     async def render(self) -> bytes:
