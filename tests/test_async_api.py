@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import interrupt
 
 from scheduler import RunRecord, RunStatus, TaskDefinition, TaskNotFoundError, TaskScheduler
 from scheduler.events import RunEvent
@@ -784,6 +785,51 @@ async def test_a_relative_schedule_counts_from_the_test_clock() -> None:
         assert [(r.task_id, r.status) for r in runs] == [("soon", RunStatus.SUCCEEDED)]
     later = TaskDefinition(id="x", schedule="in 30 minutes", prompt="p").run_at
     assert later is not None and later.year < 2030  # outside it, the wall clock again
+
+
+async def test_runs_see_the_test_clock_however_they_were_started() -> None:
+    """A graph (or a listener) that makes ``in 10 minutes`` inside a run: a run started by
+    ``arun_task_now`` or resumed by ``aresume_run`` read it on the wall clock (the run was
+    started from the async API's thread, outside the test's context), and so did the
+    scheduled runs (started by tasks made before the clock was set): a follow-up added there
+    fell in 2026, long past on a clock of 2030, and was recorded ``missed``."""
+    seen: list[tuple[str, datetime | None]] = []
+
+    async def node(state: MessagesState) -> dict[str, Any]:
+        text = str(state["messages"][-1].content)
+        if text == "ask":
+            interrupt("ok?")
+        seen.append((text, TaskDefinition(id="f", schedule="in 10 minutes", prompt="p").run_at))
+        return {"messages": [AIMessage("done")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    graph = builder.compile()
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    async with clocked_scheduler(graph=graph, start=start) as (scheduler, clock):
+        for text in ("scheduled", "async", "sync", "ask"):
+            every = (
+                {"interval_seconds": 3600}
+                if text == "scheduled"
+                else {"run_at": "2031-01-01T00:00:00Z"}
+            )
+            await scheduler.aadd_task(TaskDefinition(id=text, prompt=text, **every))
+        await clock.advance(hours=1)
+        await scheduler.arun_task_now("async")
+        await clock.advance(minutes=1)
+        scheduler.run_task_now("sync")
+        await clock.advance(minutes=1)
+        asked = await scheduler.arun_task_now("ask")
+        await clock.advance(minutes=1)
+        await scheduler.aresume_run(asked, "yes")
+        await clock.advance(minutes=1)
+    assert [(text, at and at - start) for text, at in seen] == [
+        ("scheduled", timedelta(hours=1, minutes=10)),
+        ("async", timedelta(hours=1, minutes=10)),
+        ("sync", timedelta(hours=1, minutes=11)),
+        ("ask", timedelta(hours=1, minutes=13)),
+    ]
 
 
 async def test_a_week_of_a_jittered_interval_task_runs_every_occurrence() -> None:
