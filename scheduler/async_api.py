@@ -85,9 +85,23 @@ class AsyncTaskAPI(RunWrites):
             lambda: self.sync_tasks(batch, source=source, removed=removed)
         )
 
-    async def acheck_task(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
+    async def acheck_task(
+        self,
+        task: TaskDefinition,
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+        import_callbacks: bool = True,
+    ) -> None:
         """:meth:`check_task <scheduler.TaskScheduler.check_task>`, off the event loop."""
-        await self._offload.run(lambda: self.check_task(task, import_callbacks=import_callbacks))
+        await self._offload.run(
+            lambda: self.check_task(
+                task,
+                replace_existing=replace_existing,
+                source=source,
+                import_callbacks=import_callbacks,
+            )
+        )
 
     async def aremove_task(self, task_id: str, *, force: bool = False) -> None:
         """:meth:`remove_task <scheduler.TaskScheduler.remove_task>`, off the event loop."""

@@ -87,7 +87,11 @@ class TaskDefinition(BaseModel):
     ``today at 9:00`` / ``tomorrow at`` in it then). Errors name the field, not the input
     (which may hold a webhook's password)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
+    # an assignment is validated (``task.interval_seconds = 0`` raises): ``add_task`` of a
+    # definition changed in place wrote a row that could not be loaded back, never to fire
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, hide_input_in_errors=True, validate_assignment=True
+    )
 
     id: str = Field(description="Unique id: 1-128 of A-Z a-z 0-9 . _ : -")
     name: OneLine = Field(default="", max_length=TEXT_LIMITS["name"], description="For people")

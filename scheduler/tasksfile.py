@@ -133,7 +133,7 @@ def _checked(
     entries, problems = read_entries(path, scheduler.settings.timezone)
     for entry in entries:
         try:
-            scheduler.check_task(entry.task, import_callbacks=import_callbacks)
+            scheduler.check_callbacks(entry.task, import_callbacks=import_callbacks)
         except CallbackError as exc:
             problems.append(_located(path, entry, exc.field, str(exc)))
     source = file_source(path)

@@ -11,6 +11,7 @@ commit (with the ids of removed tasks, whose waiting runs it cancels).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ from scheduler.supervisor import Supervisor
 __all__ = ["TaskWrites"]
 
 logger = logging.getLogger(__name__)
+
+
+class _DryRun(Exception):
+    """Rolls back the write that :meth:`TaskWrites.check_task` tries."""
 
 
 class TaskWrites(TaskQueries):
@@ -162,10 +167,38 @@ class TaskWrites(TaskQueries):
         with self._changing() as changes:
             return changes.sync(checked, source=source, removed=removed)
 
-    def check_task(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
-        """Check ``task`` as :meth:`add_task` does, writing nothing: its callbacks against
-        the callback policy, imported (or, with ``import_callbacks=False``, found without
-        running any module code).
+    def check_task(
+        self,
+        task: TaskDefinition,
+        *,
+        replace_existing: bool = True,
+        source: str | None = API_SOURCE,
+        import_callbacks: bool = True,
+    ) -> None:
+        """Check ``task`` as :meth:`add_task` with these arguments does, writing nothing:
+        its callbacks against the callback policy, imported (or, with
+        ``import_callbacks=False``, found without running any module code), its times in
+        its time zone, and what the write itself refuses (an id of another source's task,
+        an ``after`` link, an id taken), tried in a transaction rolled back.
+
+        Raises:
+            CallbackError: A callback is refused, cannot be found or is not callable.
+            pydantic.ValidationError, ScheduleError: A time in a DST gap, ``today at``
+                passed.
+            TaskSourceConflictError, DependencyError, TaskExistsError: As ``add_task``.
+        """
+        self.check_callbacks(task, import_callbacks=import_callbacks)
+        checked = [task.with_timezone(self.settings.timezone)]
+        with contextlib.suppress(_DryRun), self._store.transaction() as tx:
+            tx.lock_links()
+            TaskChanges(tx, settings=self.settings, now=self._clock()).put(
+                checked, source=source, replace_existing=replace_existing
+            )
+            raise _DryRun
+
+    def check_callbacks(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
+        """Check the callbacks of ``task`` against the callback policy, imported (or, with
+        ``import_callbacks=False``, found without running any module code).
 
         Raises:
             CallbackError: A callback is refused, cannot be found or is not callable.
@@ -183,7 +216,7 @@ class TaskWrites(TaskQueries):
         """``tasks`` checked, with their time zone filled in from the settings."""
         checked = []
         for task in tasks:
-            self.check_task(task)
+            self.check_callbacks(task)
             checked.append(task.with_timezone(self.settings.timezone))
         ids = [task.id for task in checked]
         if len(set(ids)) != len(ids):

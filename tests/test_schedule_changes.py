@@ -271,6 +271,40 @@ async def test_an_edit_is_validated_as_a_new_definition_is(
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("interval_seconds", 0, "interval_seconds\n .* got 0"),
+        ("cron_expression", "0 9 * * *", "cron_expression does not apply to task_type 'interval'"),
+        ("timezone", "Mars/Base", "timezone\n .*unknown time zone 'Mars/Base'"),
+        ("jitter_seconds", 7200, "jitter_seconds"),
+    ],
+)
+async def test_a_definition_changed_in_place_is_validated_as_it_is_changed(
+    field: str, value: object, problem: str, tmp_path: Path
+) -> None:
+    """A definition read back, changed in place and added again: ``add_task`` wrote an
+    interval of 0 or a cron on an interval task as a row that could not be loaded back (the
+    working task listed in state ``error``, never to fire again); an unknown zone raised
+    ``ZoneInfoNotFoundError``. Now the assignment raises, naming the field, and the task is
+    left as it was; a change that fits is added as any."""
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        clock,
+    ):
+        scheduler.add_task(TaskDefinition(id="t", prompt="x", interval_seconds=3600))
+        definition = scheduler.get_task("t").definition
+        assert definition is not None
+        with pytest.raises(ValidationError, match=problem):
+            setattr(definition, field, value)
+        scheduler.add_task(definition)
+        definition.prompt = "y"
+        scheduler.add_task(definition)
+        assert scheduler.get_task("t").state == "active"
+        runs = await clock.advance(hours=1)
+    assert [run.status for run in runs] == [RunStatus.SUCCEEDED]
+
+
+@pytest.mark.parametrize(
     "change",
     [{"timezone": "Europe/Paris"}, {"enabled": False}],
     ids=["zone edited", "disabled and enabled again"],

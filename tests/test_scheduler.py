@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from scheduler import (
     CallbackError,
@@ -22,7 +23,11 @@ from scheduler import (
     TaskScheduler,
     TaskState,
 )
-from scheduler.exceptions import GraphLoadError
+from scheduler.exceptions import (
+    DependencyError,
+    GraphLoadError,
+    TaskSourceConflictError,
+)
 from scheduler.loader import load_graph
 from tests import callbacks, prompt_graphs
 from tests.conftest import SchedulerFactory, eventually, make_settings
@@ -251,6 +256,53 @@ async def test_replace_existing_false_refuses_and_true_updates(
     moved = scheduler.add_task(TaskDefinition(id="t", interval_seconds=120, prompt="two"))
     assert moved.next_run is not None and before.next_run is not None
     assert moved.next_run > before.next_run
+
+
+def test_check_task_refuses_what_add_task_refuses_and_writes_nothing(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """``check_task`` ("the checks of add_task, writing nothing") checked only the
+    callbacks: a link to no task, a time in a DST gap, an id of a tasks file's task or one
+    taken under ``replace_existing=False`` passed it, and ``add_task`` then raised."""
+    scheduler = make_scheduler(timezone="America/New_York")
+    scheduler.sync_tasks(
+        [TaskDefinition(id="f1", interval_seconds=60, prompt="x")], source="file:tasks.yaml"
+    )
+    refused: list[tuple[TaskDefinition, dict[str, Any], type[Exception], str]] = [
+        (TaskDefinition(id="b", after="zzz", prompt="x"), {}, DependencyError, "zzz"),
+        (
+            TaskDefinition(id="c", run_at=datetime(2030, 3, 10, 2, 30), prompt="x"),
+            {},
+            ValidationError,
+            "run_at",
+        ),
+        (
+            TaskDefinition(id="f1", interval_seconds=60, prompt="y"),
+            {},
+            TaskSourceConflictError,
+            "f1",
+        ),
+        (
+            TaskDefinition(id="f1", interval_seconds=60, prompt="y"),
+            {"replace_existing": False, "source": "file:tasks.yaml"},
+            TaskExistsError,
+            "already exists",
+        ),
+    ]
+    for task, arguments, error, says in refused:
+        with pytest.raises(error, match=says):
+            scheduler.check_task(task, **arguments)
+        with pytest.raises(error, match=says):
+            scheduler.add_task(task, **arguments)
+    fine = TaskDefinition(id="d", after="f1", prompt="x")
+    scheduler.check_task(fine)
+    scheduler.check_task(
+        TaskDefinition(id="f1", interval_seconds=60, prompt="y"), source="file:tasks.yaml"
+    )
+    assert [t.id for t in scheduler.list_tasks()] == ["f1"]
+    assert scheduler.get_task("f1").definition.prompt == "x"  # type: ignore[union-attr]
+    assert scheduler.list_runs() == []
+    scheduler.add_task(fine)
 
 
 async def test_list_tasks_reports_state_next_run_and_definition(
