@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from scheduler import gcfreeze
 from scheduler.enums import RunStatus
@@ -19,6 +20,9 @@ from scheduler.settings import Settings
 from scheduler.storage import Store, TaskStats
 from scheduler.triggers import fire_times
 
+if TYPE_CHECKING:
+    from scheduler.supervisor import Supervisor
+
 __all__ = ["TaskQueries"]
 
 
@@ -28,9 +32,16 @@ class TaskQueries:
     settings: Settings
     _store: Store
     _clock: Callable[[], float]
+    _supervisor: Supervisor | None
 
     def _flush(self) -> None:
         """Write the runs buffered in this process (the scheduler overrides this)."""
+
+    def _ending_here(self, run_id: str) -> bool:
+        """A run that waited in this process is being ended or resumed here (its record
+        still says ``waiting``)."""
+        supervisor = self._supervisor
+        return supervisor is not None and supervisor.runner.is_ending(run_id)
 
     def get_task(self, task_id: str) -> TaskInfo:
         """One task with its state, next run and latest run.
@@ -172,7 +183,9 @@ class TaskQueries:
             while True:
                 record = await OWN.run(self.get_run, run_id)
                 if record.status.is_final or (
-                    record.status is RunStatus.WAITING and not record.answered
+                    record.status is RunStatus.WAITING
+                    and not record.answered
+                    and not self._ending_here(run_id)  # (a cancel_run just made, on the loop)
                 ):
                     return record
                 await asyncio.sleep(0.05)

@@ -138,6 +138,11 @@ class RunnerWaiting:
     def is_waiting(self, run_id: str) -> bool:
         return bool(run_id in self._waiting)
 
+    def is_ending(self, run_id: str) -> bool:
+        """A run that waited here and is being ended (a cancel, its waiting timeout) or
+        resumed: taken off the waiting runs, its record not yet written."""
+        return run_id in self._known and run_id not in self._waiting
+
     def _resume(self, pending: PendingRun) -> None:
         pending.resuming = True
         if self.hand_off is None:

@@ -96,6 +96,23 @@ async def test_a_waiting_run_can_be_cancelled() -> None:
         ]
 
 
+async def test_wait_for_run_after_a_cancel_waits_for_the_cancel(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """``cancel_run`` of a run waiting here answers True at once, but its record is written
+    a moment later: ``wait_for_run`` returned the record still ``waiting`` (a stop it takes
+    for "waits for an answer"), so a caller could not wait for the cancel to land."""
+    scheduler = make_scheduler(graph=server_graphs.asker)
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="ask", interval_seconds=3600, prompt="x"))
+    for _ in range(3):
+        run_id = scheduler.run_task_now("ask")
+        assert (await scheduler.wait_for_run(run_id, timeout=10)).status is RunStatus.WAITING
+        assert scheduler.cancel_run(run_id) is True
+        ended = await scheduler.wait_for_run(run_id, timeout=10)
+        assert (ended.status, ended.error_type) == (RunStatus.CANCELLED, "Cancelled")
+
+
 async def test_a_null_answer_is_refused_here_and_there_and_writes_nothing(
     tmp_path: object,
 ) -> None:
