@@ -174,9 +174,10 @@ class TaskChanges:
             if (
                 old is not None
                 and source
-                and old.source.startswith("file:")
-                and (source != old.source and not source.startswith("file:"))
-            ):  # the file owns it: taken over, the file would fail at every apply
+                and source != old.source
+                and _synced(old.source)
+                and not (_is_file(old.source) and _is_file(source))
+            ):  # its source owns it: taken over, its sync would fail every time after
                 raise TaskSourceConflictError(source, {task.id: old.source})
             origin = source or (old.source if old is not None else API_SOURCE)
             row = task_row_for(task, old, now=self.now, source=origin, settings=self.settings)
@@ -311,6 +312,17 @@ class TaskChanges:
 
 def _is_file(source: str) -> bool:
     return source.startswith("file:")
+
+
+#: The sources whose tasks are added one by one (``add_task``'s, the CLI's, the HTTP API's
+#: and crons', agents'), and the ones under them: any other is a source ``sync_tasks`` keeps
+#: (a tasks file's, ``sync_tasks(..., source="my-config")``), whose tasks only it changes.
+ADDED_SOURCES = (API_SOURCE, "cli", "http", "agent")
+
+
+def _synced(source: str) -> bool:
+    """Tasks of ``source`` are made by ``sync_tasks`` (see :data:`ADDED_SOURCES`)."""
+    return not any(source == added or source.startswith(f"{added}:") for added in ADDED_SOURCES)
 
 
 def _same_time(previous: TaskDefinition, task: TaskDefinition) -> bool:

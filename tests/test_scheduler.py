@@ -305,6 +305,29 @@ def test_check_task_refuses_what_add_task_refuses_and_writes_nothing(
     scheduler.add_task(fine)
 
 
+def test_a_sync_source_of_your_own_keeps_its_tasks_as_a_tasks_file_does(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """``add_task`` took a task of ``sync_tasks(..., source="my-config")`` (only a tasks
+    file's were kept from it), and every later sync of that source then failed on it."""
+    scheduler = make_scheduler()
+    mine = TaskDefinition(id="s", interval_seconds=60, prompt="x")
+    scheduler.sync_tasks([mine], source="my-config")
+    changed = TaskDefinition(id="s", interval_seconds=60, prompt="changed")
+    for source in ("api", "cli", "http", "http:crons", "agent:thread:t", "other-config"):
+        with pytest.raises(TaskSourceConflictError, match="'s' \\(my-config\\)"):
+            scheduler.add_task(changed, source=source)
+    assert scheduler.get_task("s").source == "my-config"
+    assert scheduler.sync_tasks([mine], source="my-config").unchanged == ["s"]
+    scheduler.add_task(changed, source=None)  # (None: the task keeps its source)
+    assert scheduler.get_task("s").source == "my-config"
+    # tasks added one by one go on changing hands, as before
+    scheduler.add_task(TaskDefinition(id="a", interval_seconds=60, prompt="x"))
+    for source in ("cli", "http", "api"):
+        assert scheduler.add_task(changed.model_copy(update={"id": "a"}), source=source)
+        assert scheduler.get_task("a").source == source
+
+
 async def test_list_tasks_reports_state_next_run_and_definition(
     make_scheduler: SchedulerFactory,
 ) -> None:
