@@ -5,13 +5,15 @@ transport: no socket, the same code uvicorn runs)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from scheduler import TaskScheduler
+from scheduler import TaskDefinition, TaskScheduler
 from scheduler.server import create_app
 from scheduler.server.cron_list import CronList
 from scheduler.server.crons import CRONS_SOURCE, graph_id
@@ -143,6 +145,13 @@ async def test_runs_through_rest(api: httpx.AsyncClient) -> None:
     for wrong in ({"timezon": "Asia/Tokyo"}, {"timezone": "Asia/Tokyo", "tz": "UTC"}):
         refused = await api.get("/api/schedules/preview", params={"schedule": "@daily", **wrong})
         assert refused.status_code == 422 and "timezon" in refused.json()["detail"], refused.text
+    # an empty zone answered in the default one; an unknown one was blamed on the schedule
+    for zone, says in [("", "timezone: is empty"), ("Mars/Base", "timezone: unknown time zone")]:
+        for name in ("timezone", "tz"):
+            params = {"schedule": "every 2h", name: zone}
+            refused = await api.get("/api/schedules/preview", params=params)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["detail"].startswith(says), refused.text
 
 
 async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(
@@ -186,8 +195,30 @@ async def test_removing_a_task_others_run_after(api: httpx.AsyncClient) -> None:
     await api.post("/api/tasks", json={"id": "fetch", "interval_seconds": 60, "prompt": "f"})
     await api.post("/api/tasks", json={"id": "report", "after": "fetch", "prompt": "r"})
     refused = await api.delete("/api/tasks/fetch")
-    assert refused.status_code == 422 and "needed by report" in refused.json()["detail"]
+    assert refused.status_code == 409 and "needed by report" in refused.json()["detail"]
     assert (await api.delete("/api/tasks/fetch", params={"force": "true"})).status_code == 204
+
+
+async def test_a_task_that_cannot_be_loaded_is_a_409_on_every_route(
+    make_scheduler: SchedulerFactory, tmp_path: Path
+) -> None:
+    """The task's state, not the request: a PATCH answered 409, and resume, run and next
+    a 422 with the same message."""
+    scheduler = make_scheduler(http_rate_per_second=0)
+    async with client_of(scheduler) as api:
+        await api.post("/api/tasks", json={"id": "t", "interval_seconds": 60, "prompt": "p"})
+        with sqlite3.connect(tmp_path / "scheduler.db") as db:
+            db.execute("UPDATE scheduler_tasks SET definition = 'not json' WHERE id = 't'")
+        scheduler.add_task(TaskDefinition(id="other", interval_seconds=60, prompt="p"))
+        for method, path, body in [
+            ("PATCH", "/api/tasks/t", {"prompt": "q"}),
+            ("POST", "/api/tasks/t/resume", None),
+            ("POST", "/api/tasks/t/run", None),
+            ("GET", "/api/tasks/t/next", None),
+        ]:
+            answer = await api.request(method, path, json=body)
+            assert answer.status_code == 409, (path, answer.text)
+            assert "task 't' cannot be loaded" in answer.json()["detail"], answer.text
 
 
 async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:

@@ -2,8 +2,8 @@
 
 Management calls go through the scheduler's async twins (the database work on worker
 threads), so a busy API never holds up a firing. Errors are JSON: ``{"detail": ...}``,
-404 for an unknown task or run, 409 for a task that exists, 422 naming the field for bad
-input.
+404 for an unknown task or run, 409 for a task that exists or whose stored row cannot be
+loaded, 422 naming the field for bad input.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from scheduler.exceptions import (
     StorageError,
     TaskExistsError,
     TaskNotFoundError,
+    TaskNotRunnableError,
     UnstorableTextError,
     UsageError,
     describe_errors,
@@ -135,6 +136,10 @@ def _errors(app: FastAPI) -> None:
             f"id: a task with id {task_id!r} already exists; change it with PATCH "
             f"/api/tasks/{task_id}",
         )
+
+    @app.exception_handler(TaskNotRunnableError)  # a stored row that cannot be loaded
+    async def not_runnable(_: Request, exc: Exception) -> JSONResponse:
+        return reply(409, str(exc))  # (the task's state, as a PATCH of it answers)
 
     @app.exception_handler(FilterTooLargeError)  # a search's metadata, past its bound
     async def too_large(_: Request, exc: Exception) -> JSONResponse:

@@ -26,11 +26,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from scheduler.enums import RunStatus, TaskState
-from scheduler.exceptions import RunNotWaitingError, TaskNotRunnableError
+from scheduler.exceptions import DependencyError, RunNotWaitingError, TaskNotRunnableError
 from scheduler.limits import MAX_OFFSET
 from scheduler.models import CALLBACK_FIELDS, TaskDefinition
 from scheduler.pools import OWN
 from scheduler.task_scheduler import TaskScheduler
+from scheduler.zones import unknown_zone_message, zone_or_none
 
 __all__ = ["HTTP_SOURCE", "router"]
 
@@ -131,7 +132,10 @@ def merge_patch(
 
 @router.delete("/tasks/{task_id:path}", status_code=204, summary="Remove a task")
 async def delete_task(request: Request, task_id: str, force: bool = False) -> Response:
-    await _scheduler(request).aremove_task(task_id, force=force)
+    try:
+        await _scheduler(request).aremove_task(task_id, force=force)
+    except DependencyError as exc:  # others run after it: the task's state, not the request
+        raise HTTPException(409, str(exc)) from None
     return Response(status_code=204)
 
 
@@ -231,7 +235,11 @@ async def preview(
         )
     if timezone is not None and tz is not None and timezone != tz:
         raise HTTPException(422, "timezone: given twice (timezone and tz) with two values")
-    zone = timezone or tz or _scheduler(request).settings.timezone
+    given = timezone if timezone is not None else tz
+    if given is not None and zone_or_none(given) is None:  # (not the default, nor the schedule's)
+        said = "is empty" if not given.strip() else unknown_zone_message(given)
+        raise HTTPException(422, f"timezone: {said}")
+    zone = given if given is not None else _scheduler(request).settings.timezone
     now = _scheduler(request).now().astimezone(UTC)
     shown = preview_of(schedule, timezone=zone, now=now, count=count)
     return {
