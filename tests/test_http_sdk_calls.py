@@ -267,3 +267,35 @@ async def test_a_history_filter_the_checkpointer_cannot_apply_is_a_422(
         assert "INJECT_CHECKPOINTER" not in refused.text
     found = await api.post(f"/threads/{thread}/history", json={"metadata": {"step": 1}})
     assert [h["metadata"]["step"] for h in found.json()] == [1]
+
+
+async def test_a_thread_shows_the_interrupts_its_run_waits_at(
+    api: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    """The SDK's ``Thread`` has ``interrupts`` (by the id of the task that raised them), as
+    the LangGraph server sets them when a run ends: a thread whose run waits at
+    ``interrupt()`` was ``interrupted`` with no ``interrupts`` key (``thread["interrupts"]``
+    raised KeyError); once answered and ended, they are ``{}``."""
+    made = (await api.post("/threads", json={})).json()
+    thread = made["thread_id"]
+    assert "interrupts" not in made  # (a thread no run used: as the server's)
+    scheduler = api.scheduler  # type: ignore[attr-defined]
+    scheduler.add_task(
+        TaskDefinition(
+            id="ask", interval_seconds=3600, prompt="ask-record-sleep:0", thread_id=thread,
+            metadata={"log": str(tmp_path / "log")},
+        )
+    )  # fmt: skip
+    run_id = scheduler.run_task_now("ask")
+    await scheduler.wait_for_run(run_id, timeout=10)
+    got = (await api.get(f"/threads/{thread}")).json()
+    assert got["status"] == "interrupted"
+    [(task_id, asked)] = got["interrupts"].items()
+    assert task_id and [i["value"] for i in asked] == [{"question": "go on?"}]
+    assert [i["id"] for i in asked] == [i["id"] for i in scheduler.get_run(run_id).interrupts]
+    searched = await api.post("/threads/search", json={"select": ["thread_id", "interrupts"]})
+    assert {"thread_id": thread, "interrupts": got["interrupts"]} in searched.json()
+    scheduler.resume_run(run_id, "yes")
+    await scheduler.wait_for_run(run_id, timeout=10)
+    got = (await api.get(f"/threads/{thread}")).json()
+    assert (got["status"], got["interrupts"]) == ("idle", {})

@@ -24,7 +24,7 @@ from scheduler.server.thread_metadata import stored_metadata
 from scheduler.storage.threads import find_thread, one_thread
 from scheduler.task_scheduler import TaskScheduler
 
-__all__ = ["StateReply", "read_values", "router"]
+__all__ = ["StateReply", "read_state", "read_values", "router"]
 
 router = APIRouter(tags=["LangGraph threads and runs (SDK)"])
 
@@ -133,11 +133,23 @@ def _state(snapshot: Any) -> dict[str, Any]:
 async def read_values(scheduler: TaskScheduler, thread_id: str) -> Any:
     """A thread's values as ``threads.get`` shows them: None if it has no checkpoint (or
     they cannot be read: the thread is still shown, as it is without them)."""
+    return (await read_state(scheduler, thread_id))[0]
+
+
+async def read_state(scheduler: TaskScheduler, thread_id: str) -> tuple[Any, dict[str, Any]]:
+    """A thread's values and interrupts as ``threads.get`` shows them: the interrupts by
+    the id of the task that raised them (``{}`` when it waits at none), as the LangGraph
+    server keeps them on a thread when a run ends; None and ``{}`` if it has no checkpoint
+    (or it cannot be read)."""
     try:
         snapshot = await _snapshot(scheduler, thread_id)
     except HTTPException:
-        return None
-    return None if snapshot is None else _state(snapshot)["values"]
+        return None, {}
+    if snapshot is None:
+        return None, {}
+    state = _state(snapshot)
+    asked = {task["id"]: task["interrupts"] for task in state["tasks"] if task["interrupts"]}
+    return state["values"], asked
 
 
 @router.get("/threads/{thread_id:path}/state", summary="A thread's state (its latest checkpoint)")

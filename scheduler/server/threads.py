@@ -31,7 +31,7 @@ from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
 from scheduler.server.thread_metadata import shown_metadata, stored_metadata, thread_metadata
-from scheduler.server.thread_state import StateReply, read_values
+from scheduler.server.thread_state import StateReply, read_state
 from scheduler.storage.threads import (
     find_thread,
     insert_thread,
@@ -220,11 +220,13 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
         statuses = await OWN.run(thread_statuses, store, [t["thread_id"] for t in page])
         for thread in page:
             thread["status"] = _status_of(statuses, thread["thread_id"])
-    if body.select is None or "values" in body.select:  # what runs left in the checkpoints
-        scheduler = scheduler_of(request)
+    if body.select is None or {"values", "interrupts"} & set(body.select):  # what runs left
+        scheduler = scheduler_of(request)  # in the checkpoints
         for thread in page:
             if thread["thread_id"] in used_ids:
-                thread["values"] = await read_values(scheduler, thread["thread_id"])
+                thread["values"], thread["interrupts"] = await read_state(
+                    scheduler, thread["thread_id"]
+                )
     if body.select:
         return [{k: v for k, v in t.items() if k in body.select} for t in page]
     return page
@@ -383,5 +385,5 @@ async def _known_thread(
         metadata = thread_metadata(stored_metadata(made[0]), used is not None, graph)
         thread = _thread(thread_id, metadata, made[1], last, statuses)
     if used is not None:  # runs used it: its values are what its checkpoints hold
-        thread["values"] = await read_values(scheduler, thread_id)
+        thread["values"], thread["interrupts"] = await read_state(scheduler, thread_id)
     return thread
