@@ -242,7 +242,8 @@ async def test_request_bounds(make_scheduler: SchedulerFactory) -> None:
         )
         assert big.status_code == 413
         statuses = await asyncio.gather(*(c.get("/api/tasks") for _ in range(20)))
-        assert 429 in {r.status_code for r in statuses}
+        slowed = [r for r in statuses if r.status_code == 429]
+        assert slowed and all(r.headers["retry-after"] == "1" for r in slowed)
         assert scheduler.list_tasks() == []
 
 
@@ -519,6 +520,14 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
         task = {"id": "t", "interval_seconds": 3600, "prompt": "hi"}
         keyless = await c.post("/api/tasks", json=task, headers=browser)
         assert keyless.status_code == 401
+        # the guard's answers carry the CORS headers too: the page's browser showed a
+        # network error, not "the key is missing"
+        assert keyless.headers["access-control-allow-origin"] == front
+        wrong = await c.get("/api/tasks", headers={**browser, "x-api-key": "nope"})
+        assert (wrong.status_code, wrong.headers["access-control-allow-origin"]) == (403, front)
+        assert "access-control-allow-origin" not in (
+            await c.get("/api/tasks", headers={"origin": other, "sec-fetch-site": "same-site"})
+        ).headers
         made = await c.post("/api/tasks", json=task, headers={**browser, "x-api-key": "k"})
         assert made.status_code == 201
         assert made.headers["access-control-allow-origin"] == front

@@ -21,6 +21,7 @@ import functools
 import hmac
 import ipaddress
 import json
+import math
 import time
 import urllib.parse
 from collections import OrderedDict
@@ -131,20 +132,24 @@ class Guard:
             headers[name] = value.decode("latin-1")
         limited = self._take(scope) if self.rate else None
         if limited is not None:
-            await _reply(send, *limited)
+            await self._refuse(send, headers, *limited)
             return
         if twice is not None:  # which one would a check read, which one a proxy or the app?
-            await _reply(send, 400, f"the {twice} header is given twice; send it once")
+            await self._refuse(
+                send, headers, 400, f"the {twice} header is given twice; send it once"
+            )
             return
         if self.api_key is None and not loopback_host(headers.get("host", "")):
             # without a key the server listens on loopback only; a page that points its own
             # name at 127.0.0.1 (DNS rebinding) still sends its own Host: refuse it
-            await _reply(send, 403, "without an API key only loopback host names are served")
+            await self._refuse(
+                send, headers, 403, "without an API key only loopback host names are served"
+            )
             return
         if scope["method"] not in _SAFE_METHODS:
             refused = self._cross_site(headers)
             if refused is not None:
-                await _reply(send, 403, refused)
+                await self._refuse(send, headers, 403, refused)
                 return
         preflight = (  # a trusted page's browser asking CORS (its middleware answers)
             scope["method"] == "OPTIONS"
@@ -154,16 +159,18 @@ class Guard:
         if self.api_key is not None and scope["path"] not in OPEN_PATHS and not preflight:
             given = _key_of(headers)
             if given is None:
-                await _reply(send, 401, "an API key is required (x-api-key header)")
+                await self._refuse(send, headers, 401, "an API key is required (x-api-key header)")
                 return
             if not hmac.compare_digest(given, self.api_key.encode()):
-                await _reply(send, 403, "the API key is not valid")
+                await self._refuse(send, headers, 403, "the API key is not valid")
                 return
         length = headers.get("content-length")
         if length is not None and (
             not (length.isascii() and length.isdigit()) or int(length) > self.max_body
         ):
-            await _reply(send, 413, f"the request body is larger than {self.max_body} bytes")
+            await self._refuse(
+                send, headers, 413, f"the request body is larger than {self.max_body} bytes"
+            )
             return
         received = 0
         started = False
@@ -196,7 +203,22 @@ class Guard:
             await self.app(scope, bounded_receive, tracking_send)
         except (_TooLarge, _TooSlow) as exc:
             if not started:
-                await _reply(send, exc.status_code, exc.detail)
+                await self._refuse(send, headers, exc.status_code, exc.detail)
+
+    async def _refuse(self, send: Send, headers: dict[str, str], status: int, detail: str) -> None:
+        """Answer ``status`` with ``detail`` before the app: with the CORS headers its
+        middleware would give a trusted page (else its browser sees a network error, not
+        "the key is missing" or "slow down"), and when to try again after a 429 or 503."""
+        extra: list[tuple[bytes, bytes]] = []
+        origin = headers.get("origin")
+        if origin is not None and self._trusted(origin):
+            allowed = "*" if "*" in self.trusted_origins else origin
+            extra += [(b"access-control-allow-origin", allowed.encode("latin-1"))]
+            extra += [(b"vary", b"Origin")]
+        if status in (429, 503):
+            wait = 1 if not self.rate else max(1, math.ceil(1 / self.rate))
+            extra.append((b"retry-after", str(wait).encode()))
+        await _reply(send, status, detail, extra)
 
     def _trusted(self, origin: str | None) -> bool:
         trusted = self.trusted_origins
@@ -308,7 +330,9 @@ def cookie_of_key(key: str) -> str:
     return urllib.parse.quote(key, safe="")
 
 
-async def _reply(send: Send, status: int, detail: str) -> None:
+async def _reply(
+    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -317,6 +341,7 @@ async def _reply(send: Send, status: int, detail: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(extra or ()),
             ],
         }
     )
