@@ -525,9 +525,12 @@ async def test_a_cors_front_end_with_a_key(make_scheduler: SchedulerFactory) -> 
         assert keyless.headers["access-control-allow-origin"] == front
         wrong = await c.get("/api/tasks", headers={**browser, "x-api-key": "nope"})
         assert (wrong.status_code, wrong.headers["access-control-allow-origin"]) == (403, front)
-        assert "access-control-allow-origin" not in (
-            await c.get("/api/tasks", headers={"origin": other, "sec-fetch-site": "same-site"})
-        ).headers
+        assert (
+            "access-control-allow-origin"
+            not in (
+                await c.get("/api/tasks", headers={"origin": other, "sec-fetch-site": "same-site"})
+            ).headers
+        )
         made = await c.post("/api/tasks", json=task, headers={**browser, "x-api-key": "k"})
         assert made.status_code == 201
         assert made.headers["access-control-allow-origin"] == front
