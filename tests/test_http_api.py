@@ -199,7 +199,7 @@ async def test_removing_a_task_others_run_after(api: httpx.AsyncClient) -> None:
     assert (await api.delete("/api/tasks/fetch", params={"force": "true"})).status_code == 204
 
 
-async def test_a_task_that_cannot_be_loaded_is_a_409_on_every_route(
+async def test_a_task_that_cannot_be_loaded_is_a_409_and_counted_by_the_metrics(
     make_scheduler: SchedulerFactory, tmp_path: Path
 ) -> None:
     """The task's state, not the request: a PATCH answered 409, and resume, run and next
@@ -219,6 +219,11 @@ async def test_a_task_that_cannot_be_loaded_is_a_409_on_every_route(
             answer = await api.request(method, path, json=body)
             assert answer.status_code == 409, (path, answer.text)
             assert "task 't' cannot be loaded" in answer.json()["detail"], answer.text
+        # counted before it is due (the dispatcher finds a row when it is: the gauge read
+        # 0 for a broken task due in a minute, a year, or paused)
+        assert "scheduler_unloadable_tasks 1.0" in (await api.get("/metrics")).text
+        scheduler.remove_task("t")
+        assert "scheduler_unloadable_tasks 0.0" in (await api.get("/metrics")).text
 
 
 async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:

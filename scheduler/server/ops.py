@@ -14,7 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from scheduler.events import RunEvent
+from scheduler.exceptions import DefinitionError
 from scheduler.pools import OWN
+from scheduler.rows import decode
 from scheduler.server.replies import JsonReply
 from scheduler.task_scheduler import TaskScheduler
 
@@ -73,6 +75,8 @@ class Metrics:
             registry=self.registry,
         )
         self.counts: dict[str, int] = {}
+        self.unloadable: set[str] = set()  # read at the revision below
+        self._scanned: int | None = None
         metrics = self
 
         class Live(Collector):
@@ -86,11 +90,13 @@ class Metrics:
                 supervisor = metrics.scheduler._supervisor
                 running = supervisor.runner.running_count if supervisor else 0
                 waiting = supervisor.runner.waiting_count if supervisor else 0
-                broken = len(supervisor.dispatcher.broken) if supervisor else 0
+                broken = len(
+                    metrics.unloadable | set(supervisor.dispatcher.broken if supervisor else ())
+                )
                 for name, text, value in (
                     ("scheduler_runs_in_flight", "Runs running in this process", running),
                     ("scheduler_queue_depth", "Runs accepted here, not started yet", waiting),
-                    ("scheduler_unloadable_tasks", "Task rows the dispatcher cannot load", broken),
+                    ("scheduler_unloadable_tasks", "Task rows that cannot be loaded", broken),
                     ("scheduler_active", "1 if this process fires the tasks", metrics.active()),
                 ):
                     yield GaugeMetricFamily(name, text, value=value)
@@ -111,7 +117,25 @@ class Metrics:
 
         counts = await self.scheduler.acount_runs()
         self.counts = {str(status): count for status, count in counts.items()}
+        self.unloadable = await OWN.run(self._unloadable)
         return generate_latest(self.registry)
+
+    def _unloadable(self) -> set[str]:
+        """The ids of the task rows that cannot be loaded (``list`` shows them in state
+        ``error``), read again only when the tasks changed: the dispatcher finds a row only
+        when it is due, so a broken one paused or due next year was not counted, and none
+        before its time after a restart."""
+        store = self.scheduler.store
+        revision = store.revision()  # (read first: a change made during the scan is read next)
+        if revision != self._scanned:
+            found = set()
+            for row in store.iter_tasks():
+                try:
+                    decode(row)
+                except DefinitionError:
+                    found.add(row.id)
+            self.unloadable, self._scanned = found, revision
+        return self.unloadable
 
 
 def metrics_of(request: Request) -> Metrics:
