@@ -184,11 +184,18 @@ class LeadershipLostError(StorageError):
     the database since (its leader lock was lost). This process lets go of its runs."""
 
 
+#: What :meth:`TaskScheduler.start <scheduler.TaskScheduler.start>` says outside an event loop.
+NO_EVENT_LOOP = (
+    "start() needs a running event loop: call it from an async def (from synchronous "
+    "code: scheduler.service.start_in_background)"
+)
+
+
 class SchedulerNotRunningError(SchedulerError, RuntimeError):
     """An operation that needs a started scheduler was called before ``start()``."""
 
-    def __init__(self, operation: str) -> None:
-        super().__init__(f"{operation} needs a started scheduler; call start() first")
+    def __init__(self, operation: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"{operation} needs a started scheduler; call start() first")
 
 
 class ScheduleError(SchedulerError, ValueError):

@@ -19,6 +19,7 @@ from scheduler.async_api import AsyncTaskAPI
 from scheduler.clock import DatabaseClock
 from scheduler.events import EventBus, EventStream, Listener
 from scheduler.exceptions import (
+    NO_EVENT_LOOP,
     LeadershipLostError,
     SchedulerError,
     SchedulerNotRunningError,
@@ -135,9 +136,7 @@ class TaskScheduler(AsyncTaskAPI):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            raise SchedulerNotRunningError(
-                "start() (inside a running event loop, e.g. from an async def)"
-            ) from None
+            raise SchedulerNotRunningError("start()", message=NO_EVENT_LOOP) from None
         if self.settings.role != "all":
             from scheduler.workers import require_postgres
 

@@ -172,6 +172,8 @@ async def test_answering_a_run_that_does_not_wait_is_a_409_as_a_cancel_is(
     asked = (await api.get(f"/api/runs/{run_id}")).json()
     await asyncio.sleep(0.05)
     assert (await api.post(f"/api/runs/{run_id}/answer", json={"value": None})).status_code == 422
+    extra = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes", "valeu": 1})
+    assert extra.status_code == 422 and "valeu" in extra.json()["detail"], extra.text
     answered = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
     assert answered.status_code == 200, answered.text
     again = await api.post(f"/api/runs/{run_id}/answer", json={"value": "yes"})
@@ -224,6 +226,19 @@ async def test_a_task_that_cannot_be_loaded_is_a_409_and_counted_by_the_metrics(
         assert "scheduler_unloadable_tasks 1.0" in (await api.get("/metrics")).text
         scheduler.remove_task("t")
         assert "scheduler_unloadable_tasks 0.0" in (await api.get("/metrics")).text
+
+
+async def test_a_405_names_every_method_of_its_path(api: httpx.AsyncClient) -> None:
+    """Starlette's named the methods of the first route of the path only (``PUT
+    /api/tasks/t`` answered ``Allow: PATCH``, though GET and DELETE work too)."""
+    for method, path, allowed in [
+        ("PUT", "/api/tasks", "GET, POST"),
+        ("PUT", "/api/tasks/t", "DELETE, GET, PATCH"),
+        ("PUT", "/runs/crons/1f1f1c25-0ea6-6bb4-8001-f4fcd1da8098", "DELETE, GET, PATCH"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ]:
+        refused = await api.request(method, path)
+        assert (refused.status_code, refused.headers["allow"]) == (405, allowed), path
 
 
 async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:

@@ -26,6 +26,7 @@ from scheduler import (
 from scheduler.exceptions import (
     DependencyError,
     GraphLoadError,
+    SchedulerNotRunningError,
     TaskSourceConflictError,
 )
 from scheduler.loader import load_graph
@@ -256,6 +257,19 @@ async def test_replace_existing_false_refuses_and_true_updates(
     moved = scheduler.add_task(TaskDefinition(id="t", interval_seconds=120, prompt="two"))
     assert moved.next_run is not None and before.next_run is not None
     assert moved.next_run > before.next_run
+
+
+def test_start_outside_an_event_loop_says_what_it_needs() -> None:
+    """It said "start() (inside a running event loop, ...) needs a started scheduler; call
+    start() first": to call the very method just called."""
+    scheduler = TaskScheduler(False, graph=prompt_graphs.graph, settings=make_settings())
+    try:
+        with pytest.raises(SchedulerNotRunningError) as caught:
+            scheduler.start()
+        assert str(caught.value).startswith("start() needs a running event loop: call it from")
+        assert "call start() first" not in str(caught.value)
+    finally:
+        scheduler.close()
 
 
 def test_check_task_refuses_what_add_task_refuses_and_writes_nothing(

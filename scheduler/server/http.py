@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from scheduler.exceptions import (
     RunNotFoundError,
@@ -166,6 +167,9 @@ def _errors(app: FastAPI) -> None:
             # FastAPI's answer to a body json.loads cannot take (invalid UTF-8, nesting
             # past the recursion limit, an integer of over 4,300 digits): a 422, as the rest
             return reply(422, not_json(_why(exc.__cause__)))
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the
+            # path only (POST /api/tasks answered "Allow: GET"): every route's, as HTTP asks
+            exc = StarletteHTTPException(405, exc.detail, {"Allow": _allowed(app, request)})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(UnstorableTextError)  # a NUL in an id, on PostgreSQL: bad input
@@ -182,6 +186,18 @@ def _errors(app: FastAPI) -> None:
 
 
 _UNPARSED = "There was an error parsing the body"
+
+
+def _allowed(app: FastAPI, request: Request) -> str:
+    """The methods some route takes at the request's path (each tried: an included router
+    answers for its routes)."""
+    routes = app.router.routes
+    allowed = [
+        method
+        for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def _why(cause: BaseException | None) -> str:

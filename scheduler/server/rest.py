@@ -23,7 +23,7 @@ from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from scheduler.enums import RunStatus, TaskState
 from scheduler.exceptions import DependencyError, RunNotWaitingError, TaskNotRunnableError
@@ -203,6 +203,8 @@ async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
 
 
 class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # (a misspelt key was dropped, unseen)
+
     value: Any
 
 
