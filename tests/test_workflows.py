@@ -488,6 +488,16 @@ def test_removing_a_task_others_run_after_needs_force(tmp_path: Path) -> None:
         scheduler.remove_task("fetch", force=True)
         assert [t.id for t in scheduler.list_tasks()] == ["alert"]
         assert scheduler.get_task("alert").definition.after.tasks == ["fetch"]  # type: ignore[union-attr]
+        # the task left waiting can still be changed (an edit of its name was refused: "runs
+        # after 'fetch', which is not a task"); a new link to no task is still refused
+        scheduler.edit_task("alert", lambda t: t.model_copy(update={"name": "Alert"}))
+        assert scheduler.get_task("alert").name == "Alert"
+        with pytest.raises(DependencyError, match="'report' runs after 'fetch', which is not"):
+            scheduler.add_task(TaskDefinition(id="report", after="fetch", prompt="r"))
+        with pytest.raises(DependencyError, match="'alert' runs after 'gone', which is not"):
+            scheduler.edit_task(
+                "alert", lambda t: t.model_copy(update={"after": ["fetch", "gone"]})
+            )
 
 
 def test_two_processes_each_adding_one_link_of_a_cycle_on_postgresql(

@@ -36,11 +36,15 @@ def check_links(
     new = links_of(tasks)
     if not new:
         return []  # links only go away: no unknown upstream, no new cycle
-    kept = [(d, u) for d, u in tx.all_links() if d not in written and d not in removing]
+    stored = {(d, u) for d, u in tx.all_links()}
+    kept = [(d, u) for d, u in stored if d not in written and d not in removing]
     wanted = {u for _, u in new} - written
     present = set(tx.get_tasks(wanted)) - set(removing)
     for downstream, upstream in new:
-        if upstream not in written and upstream not in present:
+        # a link kept from a forced removal (to a task gone) stays: the task's other fields
+        # can still be changed; a new one to no task is refused
+        dangling = (downstream, upstream) in stored and upstream not in removing
+        if upstream not in written and upstream not in present and not dangling:
             raise DependencyError(
                 f"after: task {downstream!r} runs after {upstream!r}, which is not a task "
                 "(add it first, or in the same change)"
