@@ -181,11 +181,12 @@ class TaskQueries:
         """
         async with asyncio.timeout(timeout):
             while True:
+                # (asked before the read: once the end is written, this process forgets the
+                # run, and a record read before then would pass for one still waiting)
+                ending = self._ending_here(run_id)  # a cancel_run just made, on the loop
                 record = await OWN.run(self.get_run, run_id)
                 if record.status.is_final or (
-                    record.status is RunStatus.WAITING
-                    and not record.answered
-                    and not self._ending_here(run_id)  # (a cancel_run just made, on the loop)
+                    record.status is RunStatus.WAITING and not record.answered and not ending
                 ):
                     return record
                 await asyncio.sleep(0.05)
