@@ -33,6 +33,7 @@ __all__ = [
     "ProseOrNone",
     "ThreadIdOrNone",
     "control_problem",
+    "one_line",
     "shown",
     "shown_json",
 ]
@@ -96,6 +97,12 @@ def _escaped(found: re.Match[str]) -> str:
     char = found.group()
     code = ord(char)
     return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with what one line of printable text may not hold (control characters,
+    bidirectional controls, line separators) made spaces: a name made from a prompt."""
+    return _UNSHOWN.sub(" ", text)
 
 
 def shown(text: str) -> str:

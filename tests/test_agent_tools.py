@@ -722,3 +722,75 @@ async def test_a_task_others_run_after_is_not_cancelled_and_their_ids_stay_unsee
         assert "cannot be cancelled from here" in str(answer), answer
         assert "payroll-secret" not in str(answer) and "force" not in str(answer)
         assert {t.id for t in scheduler.list_tasks()} == {own, "payroll-secret"}
+
+
+async def test_a_prompt_that_starts_with_a_direction_mark_is_scheduled() -> None:
+    """A prompt in Hebrew or Arabic may start with a direction mark (U+200F): the name made
+    from it could not hold one, and the tool answered "name: name holds a bidirectional
+    control", a name the model never gave."""
+    tools = {t.name: t for t in scheduling_tools()}
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, _):
+        for mark in ("\u200f", "\u200e", "\u202e"):
+            prompt = f"{mark}תזכיר לי להתקשר לדני"
+            args = {"when": "in 5 minutes", "prompt": prompt}
+            answer = await tools["schedule_task"].ainvoke(args, thread(f"t{ord(mark)}"))
+            assert answer.startswith("Scheduled"), answer
+        names = {t.name for t in scheduler.list_tasks()}
+        assert names == {"תזכיר לי להתקשר לדני"}
+        prompts = [str(t.definition.prompt) for t in scheduler.list_tasks() if t.definition]
+        assert {m for p in prompts for m in "\u200f\u200e\u202e" if m in p} == set(
+            "\u200f\u200e\u202e"
+        )  # the prompt as given
+
+
+async def test_resuming_a_task_past_its_time_says_it_runs_now_or_was_missed() -> None:
+    """A one-time follow-up paused past its time: resuming it answered "next run" with that
+    time, gone, as a time to come."""
+    tools = {t.name: t for t in scheduling_tools()}
+    config = thread("t-1")
+
+    async def resume(task_id: str) -> str:
+        return str(await tools["resume_scheduled_task"].ainvoke({"task_id": task_id}, config))
+
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (scheduler, clock):
+        for when in ("in 5 minutes", "in 6 minutes", "in 7 minutes"):
+            await tools["schedule_task"].ainvoke({"when": when, "prompt": when}, config)
+        soon, late, ahead = sorted(scheduler.list_tasks(), key=lambda t: t.next_run)  # type: ignore[arg-type,return-value]
+        for task in (soon, late):
+            await tools["pause_scheduled_task"].ainvoke({"task_id": task.id}, config)
+        await clock.advance(minutes=6, seconds=30)
+        assert (await resume(ahead.id)).endswith("next run Sat 28 Mar 2026 11:07 UTC.")
+        assert (await resume(late.id)).endswith(
+            "it was due Sat 28 Mar 2026 11:06 UTC and runs now."
+        )
+        await clock.advance(hours=2)
+        said = await resume(soon.id)
+        assert said.endswith(
+            "it was due Sat 28 Mar 2026 11:05 UTC, too long ago to run (over 3600 s late): missed."
+        ), said
+        await clock.advance(seconds=1)
+        assert {r.task_id: r.status for r in scheduler.list_runs()} == {
+            ahead.id: RunStatus.SUCCEEDED, late.id: RunStatus.SUCCEEDED, soon.id: RunStatus.MISSED,
+        }  # fmt: skip
+        assert (await resume(soon.id)).endswith("it has no run left (it is completed).")
+
+
+async def test_the_list_shows_what_is_still_to_run_first_and_says_what_it_leaves_out() -> None:
+    """Past 50 tasks the list was cut unseen, by id: completed follow-ups (which never go)
+    could push an active one out of the model's sight."""
+    tools = {t.name: t for t in scheduling_tools()}
+    config = thread("t-1")
+    async with clocked_scheduler(graph=prompt_graphs.graph, start=START) as (_, clock):
+        for batch in range(3):
+            for n in range(20):
+                args = {"when": f"in {n + 1} minutes", "prompt": f"p{batch}-{n}"}
+                await tools["schedule_task"].ainvoke(args, config)
+            await clock.advance(minutes=21)
+        await tools["schedule_task"].ainvoke(
+            {"when": "every day at 09:00", "prompt": "daily"}, config
+        )
+        listed = str(await tools["list_scheduled_tasks"].ainvoke({}, config)).splitlines()
+    assert len(listed) == 51
+    assert "(daily): " in listed[0] and "; active; " in listed[0]
+    assert all("; completed; " in entry for entry in listed[1:50])
+    assert listed[50] == "... and 11 more not shown (11 of them completed)"

@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 from langchain_core.messages import HumanMessage
 
+from scheduler.control_characters import one_line
 from scheduler.enums import RunStatus, TaskState
 from scheduler.models import TaskDefinition
 from scheduler.records import RunRecord, TaskInfo
+from scheduler.settings import Settings
 from scheduler.task_scheduler import running_scheduler
 from scheduler.wording import describe_task
 
@@ -21,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 def label(prompt: str) -> str:
-    words = " ".join(prompt.split())
+    """A task's name made from its prompt: one line (a prompt in Hebrew or Arabic may
+    start with a direction mark, which a name may not hold: the task was refused, blamed
+    on a ``name`` the model never gave)."""
+    words = " ".join(one_line(prompt).split())
     return words if len(words) <= 60 else words[:59] + "…"
 
 
@@ -41,6 +46,40 @@ def line(task: TaskInfo) -> str:
     nxt = local_time(task.next_run, zone) if task.next_run is not None else "none"
     last = f"last run {task.last_status.value}" if task.last_status is not None else "not run yet"
     return f"- {task.id} ({task.name}): {schedule}; {task.state.value}; next run {nxt}; {last}"
+
+
+_LISTED = 50  # tasks a list gives the model at most
+
+
+def listing(tasks: list[TaskInfo]) -> str:
+    """``list_scheduled_tasks``' answer: those still to run first, soonest first, then the
+    completed ones, 50 at most and how many more (by id, an active task could be left out
+    unseen behind completed ones)."""
+    tasks = sorted(tasks, key=lambda t: (not counts(t), t.next_run is None, t.next_run or 0, t.id))
+    shown = [line(task) for task in tasks[:_LISTED]]
+    if len(tasks) > _LISTED:
+        done = sum(1 for task in tasks[_LISTED:] if not counts(task))
+        shown.append(f"... and {len(tasks) - _LISTED} more not shown ({done} of them completed)")
+    return "\n".join(shown)
+
+
+def resumed(task: TaskInfo, *, now: datetime, settings: Settings) -> str:
+    """``resume_scheduled_task``'s answer: when it runs, or that its time has passed (a
+    one-time task paused past its time was answered with that time, as a time to come)."""
+    definition = task.definition
+    zone = (definition.timezone if definition is not None else None) or "UTC"
+    head = f"Resumed {task.id} ({task.name})"
+    if task.next_run is None:
+        return f"{head}; it has no run left (it is completed)."
+    when = local_time(task.next_run, zone)
+    late = (now - task.next_run).total_seconds()
+    if late < 0:
+        return f"{head}; next run {when}."
+    grace = definition.misfire_grace_seconds if definition is not None else None
+    grace = settings.misfire_grace_seconds if grace is None else grace
+    if late <= grace:
+        return f"{head}; it was due {when} and runs now."
+    return f"{head}; it was due {when}, too long ago to run (over {grace:g} s late): missed."
 
 
 # -- failures, back into the thread ------------------------------------------------------------

@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ValidationError
 
-from scheduler.agent_tools.answers import counts, label, line, local_time
+from scheduler.agent_tools.answers import counts, label, listing, local_time, resumed
 from scheduler.agent_tools.arguments import (
     DESCRIPTIONS,
     NoArgs,
@@ -194,7 +194,7 @@ class SchedulingTools:
         tasks = self._tasks_of(caller)
         if not tasks:
             return "No tasks are scheduled from this conversation."
-        return "\n".join(line(task) for task in tasks[:50])
+        return listing(tasks)
 
     def cancel_task(self, config: RunnableConfig, task_id: str) -> str:
         task = self._own_task(config, task_id)
@@ -215,10 +215,9 @@ class SchedulingTools:
 
     def resume_task(self, config: RunnableConfig, task_id: str) -> str:
         task = self._own_task(config, task_id)
-        info = self.scheduler().resume_task(task.id)
-        zone = (info.definition.timezone if info.definition else None) or "UTC"
-        nxt = local_time(info.next_run, zone) if info.next_run else "no further run"
-        return f"Resumed {task.id} ({task.name}); next run {nxt}."
+        scheduler = self.scheduler()
+        info = scheduler.resume_task(task.id)
+        return resumed(info, now=scheduler.now(), settings=scheduler.settings)
 
     # -- what they share ------------------------------------------------------------------
 
