@@ -540,6 +540,29 @@ def test_several_graphs_without_graph_option_lists_them(
             '{"id": "chat", "schedule": "every 1 hour", "input": {"request": "r", "topic": 1}}',
             "error: --task 'chat': input: 'topic' is not a field of the graph's input (request",
         ),
+        (  # (every run failed: "Context.__init__() missing 1 required ... argument")
+            "template_agent",
+            '{"id": "chat", "schedule": "every 1 hour", "input": {"request": "r"}}',
+            "error: --task 'chat': context: the graph's context_schema requires 'audience'",
+        ),
+        (
+            "template_agent",
+            '{"id": "chat", "schedule": "every 1 hour", "input": {"request": "r"}, '
+            '"context": {"audience": "ops", "tone": 1}}',
+            "error: --task 'chat': context: 'tone' is not a field of the graph's context_schema",
+        ),
+        (  # (written, "done", then refused by main.py's apply at every start)
+            "root_agent",
+            '{"id": "cb", "schedule": "every 1 hour", "prompt": "x", '
+            '"result_callback": "os:system"}',
+            "error: --task 'cb': result_callback 'os:system'",
+        ),
+        (
+            "root_agent",
+            '{"id": "cb", "schedule": "every 1 hour", "prompt": "x", '
+            '"on_failure_callback": "nothere:send"}',
+            "error: --task 'cb': on_failure_callback 'nothere:send'",
+        ),
     ],
 )
 def test_a_bad_task_is_refused_naming_task_and_field(
@@ -958,7 +981,7 @@ def test_a_task_with_a_callback_of_the_project_is_left_to_main_py(
     project = copy_fixture("template_agent", tmp_path)
     (project / "src" / "agent" / "notify.py").write_text("def send(run):\n    return None\n")
     task = {"id": "daily", "schedule": "every day at 09:00", "input": {"request": "x"},
-            "result_callback": "agent.notify:send"}  # fmt: skip
+            "context": {"audience": "ops"}, "result_callback": "agent.notify:send"}  # fmt: skip
     status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
     assert status == 0, err
     assert "tasks.yaml are applied when main.py starts (with callbacks)" in out, out
@@ -969,9 +992,11 @@ def test_a_task_with_a_callback_of_the_project_is_left_to_main_py(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    task["result_callback"] = "os:system"  # one the policy refuses is still told at once
+    task["result_callback"] = "os:system"  # one the policy refuses: exit 2, nothing written
+    before = snapshot(project)
     status, out, err = scaffold(capsys, project, "--task", json.dumps(task))
-    assert status == 0 and "tasks.yaml not applied yet" in out and "'os' is a built-in" in out
+    assert status == 2 and "'os' is a built-in" in err, out + err
+    assert snapshot(project) == before
 
 
 def test_a_tasks_yaml_of_another_program_is_kept_and_the_tasks_go_in_a_file_of_their_own(

@@ -37,6 +37,7 @@ from scheduler.scaffold.projects import (
     find_graph,
     inspect_graph,
 )
+from scheduler.scaffold.task_checks import check_tasks
 from scheduler.scaffold.tools_wiring import find_tools_list, tools_block, with_tools_block
 from scheduler.scaffold.wiring import (
     TASKS,
@@ -150,7 +151,7 @@ class _Planner:
         plan.notes += manifest.notes
         if shape.problem is not None:
             plan.notes.append(f"could not import the graph here ({shape.problem})")
-        self.check_tasks(plan)
+        check_tasks(self.tasks, plan)
         self.plan_package(plan, package)
         self.changes.change(manifest.path, manifest.old, manifest.new, manifest.summary())
         self.plan_main(plan)
@@ -203,29 +204,6 @@ class _Planner:
             for path in directory.rglob("*")
             if path.is_file() and "__pycache__" not in path.parts
         )
-
-    def check_tasks(self, plan: Plan) -> None:
-        """Refuse a prompt for a graph without messages, and an input key the graph does
-        not have (LangGraph drops it); note a context it cannot take."""
-        shape = plan.shape
-        if shape.problem is not None:
-            return
-        for task in self.tasks:
-            if not shape.uses_messages and task.get("prompt"):
-                raise ScaffoldError(
-                    f"--task {task['id']!r}: prompt: the graph's input has no 'messages' key, "
-                    f'so a prompt would not reach it; give "input" with its fields '
-                    f"({', '.join(shape.input_fields)})"
-                )
-            if unknown := shape.foreign_keys(task.get("input")):
-                raise ScaffoldError(
-                    f"--task {task['id']!r}: input: {', '.join(map(repr, unknown))} is not a field "
-                    f"of the graph's input ({', '.join(shape.input_fields)}): it would not reach it"
-                )
-            if task.get("context") and not shape.context_fields:
-                plan.notes.append(
-                    f"task {task['id']!r} has a context; the graph has no context_schema"
-                )
 
     def plan_package(self, plan: Plan, package: Path) -> None:
         """Copy this package's files to ``package``; drop the ones it no longer has."""
