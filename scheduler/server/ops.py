@@ -18,6 +18,7 @@ from scheduler.exceptions import DefinitionError
 from scheduler.pools import OWN
 from scheduler.rows import decode
 from scheduler.server.replies import JsonReply
+from scheduler.storage import TaskRow
 from scheduler.task_scheduler import TaskScheduler
 
 __all__ = ["Metrics", "router"]
@@ -77,6 +78,7 @@ class Metrics:
         self.counts: dict[str, int] = {}
         self.unloadable: set[str] = set()  # read at the revision below
         self._scanned: int | None = None
+        self._known: dict[str, tuple[tuple[str, int, str | None], bool]] = {}  # id: row, loads
         metrics = self
 
         class Live(Collector):
@@ -128,14 +130,24 @@ class Metrics:
         store = self.scheduler.store
         revision = store.revision()  # (read first: a change made during the scan is read next)
         if revision != self._scanned:
-            found = set()
-            for row in store.iter_tasks():
-                try:
-                    decode(row)
-                except DefinitionError:
+            found, known = set(), {}
+            for row in store.iter_tasks():  # (a row seen before as it is: not decoded again)
+                stored = (row.definition, row.format, row.problem)
+                before = self._known.get(row.id)
+                loads = before[1] if before is not None and before[0] == stored else _loads(row)
+                known[row.id] = (stored, loads)
+                if not loads:
                     found.add(row.id)
-            self.unloadable, self._scanned = found, revision
+            self.unloadable, self._known, self._scanned = found, known, revision
         return self.unloadable
+
+
+def _loads(row: TaskRow) -> bool:
+    try:
+        decode(row)
+    except DefinitionError:
+        return False
+    return True
 
 
 def metrics_of(request: Request) -> Metrics:
