@@ -203,8 +203,8 @@ class Recovery:
             tasks = tasks_of(tx, running)
             names = ", ".join(dead)
             message = (
-                f"worker {names} stopped renewing its lease of {lease:g} s (killed, crashed or "
-                "cut off) while this run was in flight; it is not run again"
+                f"worker {names} stopped renewing its lease (killed, crashed or cut off) while "
+                "this run was in flight; it is not run again"  # (each by its own lease)
             )
             resumed: list[PendingRun] = []
             ends: list[tuple[RunRow, dict[str, Any]]] = []
@@ -241,6 +241,14 @@ class Recovery:
         retries: list[RunRow] = []
         ended: list[Ended] = []
         for run in running:
+            if run.cancel_requested is not None:  # the user's own end, asked before it died:
+                # not retried, no failure (it was interrupted, retried, and its failure
+                # callback called)
+                changes.append(settled(run.id, RunStatus.CANCELLED, now=now, kind="Cancelled",
+                                       message=f"cancelled as asked ({message})"))  # fmt: skip
+                ends.append((run, changes[-1]))
+                ended.append(Ended(run.task_id, run.id, RunStatus.CANCELLED, now))
+                continue
             changes.append(
                 settled(run.id, RunStatus.INTERRUPTED, now=now, kind="Interrupted", message=message)
             )

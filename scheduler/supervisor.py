@@ -135,6 +135,12 @@ class Supervisor(PickUp):
         self._warm_followers()
         recovered = self.recovery.recover()
         self.runner.call_failure_callbacks(self.recovery.take_failed())
+        if self._reaps:  # workers that died with the last active process, before the
+            # dispatcher looks at what is due (their runs counted as going: a catch-up
+            # occurrence was recorded skipped, overlap=skip, and reaped a moment later)
+            self._last_reap = self.clock()
+            self.recovery.reap(self.settings.worker_lease_seconds)
+            self.runner.call_failure_callbacks(self.recovery.take_failed())
         self.run_log.start()
         self.dispatcher.start()
         self.active = True

@@ -639,6 +639,56 @@ def test_cancelling_from_another_process_reaches_the_worker_running_it(fleet: Fl
     fleet.stop(worker, leader)
 
 
+def test_a_run_asked_to_cancel_whose_worker_dies_is_cancelled_not_retried(fleet: Fleet) -> None:
+    """The cancel reached the database, not the worker (frozen): once it was declared dead,
+    the run was recorded interrupted, retried (the graph ran again) and, with no retry
+    left, its on_failure_callback called; a cancel is the user's own end."""
+    fleet.add([{"id": "long", "run_at": at(1), "prompt": "record-sleep:60", "max_retries": 1}])
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    wait_until(lambda: fleet.count("status = 'running'"), timeout=30, message="the run to start")
+    [run] = fleet.rows("SELECT id FROM scheduler_runs WHERE status = 'running'")
+    worker.send_signal(signal.SIGSTOP)
+    api = TaskScheduler(database_url=fleet.url, graph=object())
+    try:
+        assert api.cancel_run(run["id"])  # (asked through the database: nobody acts on it)
+    finally:
+        api.close()
+    wait_until(lambda: fleet.count("status IN ('queued', 'running')") == 0, 30, "it settled")
+    [ended] = fleet.rows("SELECT status, error_type, error_message FROM scheduler_runs")
+    assert (ended["status"], ended["error_type"]) == ("cancelled", "Cancelled"), ended
+    assert ended["error_message"].startswith("cancelled as asked (worker ")
+    worker.kill()
+    fleet.stop(leader)
+
+
+def test_a_catch_up_after_the_leader_and_its_workers_died_together_runs(fleet: Fleet) -> None:
+    """Everything killed mid-run, started again after the workers' leases ran out: the
+    occurrence due meanwhile was recorded skipped (overlap=skip: the run the dead worker
+    held counted as going), and that run was reaped a moment later."""
+    fleet.add(
+        [{"id": "tick", "interval_seconds": 4, "prompt": "record-sleep:3", "overlap": "skip"}]
+    )
+    leader, worker = fleet.leader(), fleet.worker()
+    fleet.workers_registered(1)
+    wait_until(lambda: fleet.count("status = 'running'"), timeout=30, message="a run going")
+    for process in (leader, worker):
+        process.kill()
+        process.wait(timeout=30)
+    down = time.time()
+    time.sleep(LEASE + 4)  # the worker's lease runs out; an occurrence falls due
+    leader, worker = fleet.leader(), fleet.worker()
+    wait_until(
+        lambda: fleet.count(f"status = 'succeeded' AND scheduled_for > {down}"),
+        timeout=30,
+        message=f"the catch-up run: {fleet.logs()}",
+    )
+    statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
+    assert statuses["interrupted"] == 1 and statuses["skipped"] == 0, statuses
+    fleet.stop(leader, worker)
+
+
 # -- the leader lock's connection dropped (processes of role all: they dispatch and run) -------
 # The lock's connection is cut with pg_terminate_backend (a PostgreSQL restart, a network
 # blip, an idle timeout): each run still reaches the graph once.
