@@ -115,6 +115,9 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         # a worker: its retries are queued for any worker (this is their ``worker``), claimed
         # once due on their thread's turn, as a retry here holds no turn while it waits
         self.retries_to: str | None = None
+        # a worker: whether its lease holds (one frozen past it called its runs' callbacks
+        # when it thawed, though the scheduler had settled and retried them)
+        self.in_standing: Callable[[], bool] = lambda: True
 
     # -- admission ------------------------------------------------------------------------
 
@@ -331,6 +334,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 upstream=pending.upstream,
                 earlier=self._earlier(pending),
                 adopt_only=pending.reattach,
+                standing=self.in_standing,
             )
             thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
         finished = self._clock()
@@ -377,7 +381,8 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 self._release(task.id)
         else:
             self._release(task.id)
-            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
+            failed = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
+            if outcome.status in failed and self.in_standing():
                 await call_run_callback(
                     pending,
                     outcome,
