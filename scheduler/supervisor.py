@@ -28,6 +28,7 @@ from scheduler.runlog import RunLog
 from scheduler.runner import Runner
 from scheduler.settings import Settings
 from scheduler.storage import Store, Transaction
+from scheduler.storage.registry import list_workers
 from scheduler.workers.admission import SharedAdmission, followed_by_workers
 
 __all__ = ["Supervisor"]
@@ -35,6 +36,13 @@ __all__ = ["Supervisor"]
 logger = logging.getLogger(__name__)
 
 _PRUNE_EVERY = 600.0  # seconds between history clean-ups
+
+
+_MIXED_ROLES = (
+    "workers are registered on this database, but this process (role all) runs every run "
+    "itself: the workers stay idle, and its runs do not take turns on a thread with theirs. "
+    "A standby for a leader of role scheduler needs SCHEDULER_ROLE=scheduler too"
+)
 
 
 class Supervisor(PickUp):
@@ -155,6 +163,8 @@ class Supervisor(PickUp):
         else:
             self._share_waiting()
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
+        if self._reaps and self.settings.role == "all" and list_workers(self.store):
+            logger.warning(_MIXED_ROLES)
 
     def _paused(self, task_ids: set[str]) -> set[str]:
         """Which of ``task_ids`` are paused."""

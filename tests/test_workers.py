@@ -689,6 +689,23 @@ def test_a_catch_up_after_the_leader_and_its_workers_died_together_runs(fleet: F
     fleet.stop(leader, worker)
 
 
+def test_a_process_of_role_all_active_beside_workers_says_they_idle(fleet: Fleet) -> None:
+    """An all-role standby taking over from a leader of role scheduler ran every run itself,
+    the workers idle, with no turn on a thread with theirs, and said nothing."""
+    leader = fleet.leader()
+    worker = fleet.worker()
+    fleet.workers_registered(1)
+    fleet.active_leader([leader])
+    standby = fleet._spawn(["-m", "scheduler", "serve"], SCHEDULER_LOG_LEVEL="INFO")
+    time.sleep(1)
+    leader.kill()
+    said = fleet.log_of[standby.pid]
+    wait_until(lambda: "scheduler active on" in said.read_text(), 30, "the standby takes over")
+    wait_until(lambda: "runs every run itself" in said.read_text(), 10, "the warning")
+    assert "SCHEDULER_ROLE=scheduler" in said.read_text()
+    fleet.stop(standby, worker)
+
+
 # -- the leader lock's connection dropped (processes of role all: they dispatch and run) -------
 # The lock's connection is cut with pg_terminate_backend (a PostgreSQL restart, a network
 # blip, an idle timeout): each run still reaches the graph once.
