@@ -45,6 +45,11 @@ def retry_withdrawn(task: TaskDefinition, run: PendingRun, default_most: int) ->
     most = task.max_retries if task.max_retries is not None else default_most
     if run.trigger is not RunTrigger.RETRY or run.attempt <= most + 1:
         return None
+    if task.max_retries is None:  # (another process, with other settings, made the retry)
+        return (
+            f"this process's SCHEDULER_MAX_RETRIES ({most}; the task sets no max_retries) "
+            f"allows no attempt {run.attempt}"
+        )
     return f"the task was edited: max_retries {most} allows no attempt {run.attempt}"
 
 

@@ -174,3 +174,20 @@ async def test_a_run_let_go_of_can_start_again_here_while_its_old_task_winds_dow
     assert going[1] == 1  # the new start waited for the old task's slot (one at most)
     [record] = store.list_runs(task_id="probe")
     assert record.status == "succeeded" and runner.running_count == 0
+
+
+def test_a_retry_withdrawn_by_the_settings_does_not_say_the_task_was_edited() -> None:
+    """A worker whose SCHEDULER_MAX_RETRIES is lower than the one that made a retry withdrew
+    it saying "the task was edited", which nobody had done."""
+    from scheduler.withdraw import retry_withdrawn
+
+    retry = PendingRun("r", TaskDefinition(id="t", interval_seconds=60, prompt="p"), 0.0,
+                       attempt=2, trigger=RunTrigger.RETRY)  # fmt: skip
+    assert retry_withdrawn(retry.task, retry, default_most=1) is None
+    assert retry_withdrawn(retry.task, retry, default_most=0) == (
+        "this process's SCHEDULER_MAX_RETRIES (0; the task sets no max_retries) allows no attempt 2"
+    )
+    edited = retry.task.model_copy(update={"max_retries": 0})
+    assert retry_withdrawn(edited, retry, default_most=3) == (
+        "the task was edited: max_retries 0 allows no attempt 2"
+    )
