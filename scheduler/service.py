@@ -220,7 +220,7 @@ def main(**defaults: Any) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         status = run_to_exit(lambda: serve(settings))
-    except TasksFileError as exc:
+    except (TasksFileError, SettingError) as exc:  # (SCHEDULER_ROLE=worker on SQLite)
         logger.error("%s", exc)
         status = 2
     except SchedulerError as exc:

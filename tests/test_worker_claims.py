@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from scheduler import SchedulerError, Settings, TaskScheduler
+from scheduler import Settings, TaskScheduler
+from scheduler.exceptions import SettingError
 from tests.conftest import POSTGRES_URL, PYTHON, ROOT
 from tests.test_reliability import wait_until
 from tests.test_workers import Fleet, at, pid_of
@@ -53,8 +54,8 @@ def test_a_worker_refuses_to_start_on_sqlite(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1
-    assert "SCHEDULER_ROLE=worker needs PostgreSQL" in done.stderr
+    assert done.returncode == 2  # a bad setting, as any (it was 1, a scheduler error)
+    assert "SCHEDULER_ROLE: worker needs PostgreSQL" in done.stderr
     assert "scheduler.db" in done.stderr and "SCHEDULER_ROLE=all" in done.stderr
 
 
@@ -62,7 +63,7 @@ async def test_the_scheduler_role_refuses_sqlite(tmp_path: Path) -> None:
     scheduler = TaskScheduler(
         db_path=tmp_path / "s.db", graph=object(), settings=Settings(role="scheduler")
     )
-    with pytest.raises(SchedulerError, match="SCHEDULER_ROLE=scheduler needs PostgreSQL"):
+    with pytest.raises(SettingError, match="SCHEDULER_ROLE: scheduler needs PostgreSQL"):
         scheduler.start()
     assert not (tmp_path / "s.db").exists()  # nothing written
 

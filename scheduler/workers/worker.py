@@ -31,7 +31,7 @@ from scheduler.current import Definitions
 from scheduler.dependencies.follow import Followers
 from scheduler.enums import RunStatus, RunTrigger
 from scheduler.events import EventBus
-from scheduler.exceptions import DefinitionError, SchedulerError, StorageError
+from scheduler.exceptions import DefinitionError, SettingError, StorageError
 from scheduler.models import TaskDefinition
 from scheduler.offload import Offloader
 from scheduler.pending import pending_of
@@ -65,15 +65,16 @@ def require_postgres(store: Store, role: str) -> None:
     """Roles other than ``all`` share work through PostgreSQL.
 
     Raises:
-        SchedulerError: The database is not PostgreSQL.
+        SettingError: The database is not PostgreSQL (a bad setting: exit status 2).
     """
     if store.engine.dialect.name != "postgresql":
-        raise SchedulerError(
-            f"SCHEDULER_ROLE={role} needs PostgreSQL (workers claim runs with FOR UPDATE SKIP "
-            f"LOCKED and are woken by LISTEN/NOTIFY), but the database is {store.display_url}. "
-            "On SQLite one process schedules and runs everything: use SCHEDULER_ROLE=all "
-            "(the default), or set SCHEDULER_DATABASE_URL to a PostgreSQL URL"
+        why = (
+            f"{role} needs PostgreSQL (workers claim runs with FOR UPDATE SKIP LOCKED and are "
+            f"woken by LISTEN/NOTIFY), but the database is {store.display_url}. On SQLite one "
+            "process schedules and runs everything: use SCHEDULER_ROLE=all (the default), or "
+            "set SCHEDULER_DATABASE_URL to a PostgreSQL URL"
         )
+        raise SettingError([("SCHEDULER_ROLE", why)])
 
 
 class Worker(WorkerLease):
