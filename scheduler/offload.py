@@ -111,9 +111,7 @@ class Offloader:
             with self._lock:
                 self._busy = False
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
-                # in the caller's context: what the call held for the loop (a run's start:
-                # its task) sees the caller's context variables, as when made on the loop
-                loop.call_soon_threadsafe(_settle, future, result, error, held, context=context)
+                loop.call_soon_threadsafe(_settle, future, result, error, held)
             del call, future, context, function, args, result, error, held
 
 

@@ -9,6 +9,7 @@ other threads reach it through ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import heapq
 import itertools
@@ -115,6 +116,10 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         # a worker: its retries are queued for any worker (this is their ``worker``), claimed
         # once due on their thread's turn, as a retry here holds no turn while it waits
         self.retries_to: str | None = None
+        # what each run sees of context variables: the scheduler's start's, whoever made it
+        # due (a wake-up from a graph's tool or an HTTP request gave the run theirs: the
+        # tool call's callbacks, through LangChain's config; a test clock's "now" was lost)
+        self._context = contextvars.copy_context()
         # a worker: whether its lease holds (one frozen past it called its runs' callbacks
         # when it thawed, though the scheduler had settled and retried them)
         self.in_standing: Callable[[], bool] = lambda: True
@@ -227,7 +232,9 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 held.append(entry)
                 continue
             task = asyncio.get_running_loop().create_task(
-                self._execute(pending), name=f"run:{pending.task.id}:{pending.run_id}"
+                self._execute(pending),
+                name=f"run:{pending.task.id}:{pending.run_id}",
+                context=self._context.copy(),
             )
             self._running[pending.run_id] = task
             if thread is not None:

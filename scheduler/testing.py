@@ -317,9 +317,11 @@ async def clocked_scheduler(
     # would run on the wall clock's polls, and what an advance returns would depend on
     # how fast the machine is (after a stop() and start() too)
     scheduler._background_prune = False
-    scheduler.start()
-    counting = VALIDATION_CLOCK.set(lambda: clock.now)  # "in 30 minutes": of this clock
+    # "in 30 minutes": of this clock, in the block and in the runs (which see the context
+    # of the scheduler's start, whatever starts them)
+    counting = VALIDATION_CLOCK.set(lambda: clock.now)
     try:
+        scheduler.start()
         await clock._settle()
         yield scheduler, clock
     finally:

@@ -5,6 +5,7 @@ after retries, run events, the test clock, JSON from every CLI command, JSON log
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import inspect
 import json
@@ -830,6 +831,44 @@ async def test_runs_see_the_test_clock_however_they_were_started() -> None:
         ("sync", timedelta(hours=1, minutes=11)),
         ("ask", timedelta(hours=1, minutes=13)),
     ]
+
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="start")
+
+
+async def test_a_run_sees_the_context_of_the_schedulers_start_not_of_who_made_it_due(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """A run started from a graph's tool or an HTTP request (``run_task_now``, an add that
+    woke the dispatcher) ran in that caller's context: a tool call's LangChain config (its
+    callbacks) reached the scheduled run, and every later dispatch of the timer chain ran
+    there too."""
+    seen: list[str] = []
+
+    async def node(state: MessagesState) -> dict[str, Any]:
+        seen.append(CALLER.get())
+        return {"messages": [AIMessage("done")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    scheduler = make_scheduler(graph=builder.compile())
+    CALLER.set("main")
+    scheduler.start()
+    scheduler.add_task(TaskDefinition(id="t", interval_seconds=3600, prompt="p"))
+
+    async def caller(name: str) -> None:
+        CALLER.set(name)
+        await scheduler.wait_for_run(scheduler.run_task_now("t"), timeout=10)
+        await scheduler.wait_for_run(await scheduler.arun_task_now("t"), timeout=10)
+        due = TaskDefinition(id=name.replace(" ", "-"), run_at=datetime.now(UTC), prompt="p")
+        await scheduler.aadd_task(due)  # due now: it wakes the dispatcher
+        await eventually(lambda: len(scheduler.list_runs(due.id)) == 1, message="its run")
+        await scheduler.wait_for_run(scheduler.list_runs(due.id)[0].id, timeout=10)
+
+    await asyncio.create_task(caller("a tool call"))
+    await asyncio.create_task(caller("a request"))
+    assert seen == ["main"] * 6
 
 
 async def test_a_week_of_a_jittered_interval_task_runs_every_occurrence() -> None:
