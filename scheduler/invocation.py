@@ -59,8 +59,6 @@ class Outcome:
     # an earlier attempt whose run on a LangGraph server it adopted
 
 
-_LAPSED = "the worker's lease lapsed before the result callback: not called"
-
 #: ``resume=`` default of :func:`invoke`: start the run from its input.
 NO_RESUME: Any = object()
 _INTERRUPTS_CHARS = 64_000
@@ -84,7 +82,6 @@ async def invoke(
     upstream: dict[str, Any] | None = None,
     earlier: Callable[[], Awaitable[list[RunRecord]]] | None = None,
     adopt_only: bool = False,
-    standing: Callable[[], bool] = lambda: True,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -108,8 +105,6 @@ async def invoke(
         adopt_only: Only adopt a run of ``earlier``'s, however it ended (a run watched
             again after its process died, with no retry left): with none to adopt, the run
             ends ``interrupted``, and the graph is not called.
-        standing: Whether this process may still act on the run (a worker: its lease
-            holds); if not, the result callback is not called.
     """
     config = build_config(
         task,
@@ -161,10 +156,6 @@ async def invoke(
             asked = interrupts_of(result) or await breakpoint_of(target, config)
             if asked is not None:
                 return Outcome(RunStatus.WAITING, output, interrupts=asked, thread_id=thread)
-            if task.result_callback and not standing():  # (a worker frozen past its lease:
-                # its run is the scheduler's, settled and retried elsewhere)
-                return Outcome(RunStatus.INTERRUPTED, output, error_type="Interrupted",
-                               error_message=_LAPSED)  # fmt: skip
             if task.result_callback:
                 in_callback = True
                 callback = policy.resolve(task.result_callback)

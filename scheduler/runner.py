@@ -120,9 +120,6 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         # due (a wake-up from a graph's tool or an HTTP request gave the run theirs: the
         # tool call's callbacks, through LangChain's config; a test clock's "now" was lost)
         self._context = contextvars.copy_context()
-        # a worker: whether its lease holds (one frozen past it called its runs' callbacks
-        # when it thawed, though the scheduler had settled and retried them)
-        self.in_standing: Callable[[], bool] = lambda: True
 
     # -- admission ------------------------------------------------------------------------
 
@@ -341,7 +338,6 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 upstream=pending.upstream,
                 earlier=self._earlier(pending),
                 adopt_only=pending.reattach,
-                standing=self.in_standing,
             )
             thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
         finished = self._clock()
@@ -388,8 +384,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 self._release(task.id)
         else:
             self._release(task.id)
-            failed = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
-            if outcome.status in failed and self.in_standing():
+            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
                 await call_run_callback(
                     pending,
                     outcome,

@@ -54,18 +54,9 @@ class WorkerLease:
         def _timed(self, call: Callable[[], float | None]) -> float | None: ...
         async def stop(self, grace_seconds: float) -> None: ...
 
-    _renewed_at: float  # (monotonic) when the lease was last renewed
-
-    def _in_standing(self) -> bool:
-        """The lease holds: renewed within half of it (past that the worker stops), and
-        not found declared dead. One frozen past it (SIGSTOP) thaws with runs whose graph
-        calls go on: their callbacks are not called (the scheduler settled the runs)."""
-        lease = self.settings.worker_lease_seconds
-        return self.failed is None and time.monotonic() - self._renewed_at <= lease / 2
-
     async def _beat_forever(self) -> None:
         lease = self.settings.worker_lease_seconds
-        last_ok = self._renewed_at = time.monotonic()
+        last_ok = time.monotonic()
         while True:
             await asyncio.sleep(lease / 6)
             try:
@@ -83,7 +74,7 @@ class WorkerLease:
             if renewed is None:  # its runs are settled already: nothing more about them
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
-            last_ok = self._renewed_at = time.monotonic()
+            last_ok = time.monotonic()
 
     def _check_registered(self, tx: Transaction) -> None:
         """What each write of this worker's run records checks first (its fence): the worker

@@ -120,8 +120,6 @@ class Worker(WorkerLease):
         )  # fmt: skip
         self.runner.on_slot_free = self.wake
         self.runner.retries_to = ANY_WORKER  # (claimed once due, by whichever worker is free)
-        self._renewed_at = time.monotonic()  # (registered: a lease of its own from now)
-        self.runner.in_standing = self._in_standing
         self._answered = AnsweredRuns(
             store=store, worker_id=self.id, runner=self.runner, settings=settings,
             clock=self.clock, retry_soon=self._look_again,
