@@ -18,7 +18,6 @@ from apscheduler.triggers.base import BaseTrigger
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -28,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.assigned import Assignable
 from scheduler.control_characters import OneLine, Prose, ProseOrNone, ThreadIdOrNone
 from scheduler.cron import CronError, parse_cron
 from scheduler.dependencies.after import After
@@ -71,7 +71,7 @@ _DOTTED_PATH = re.compile(
 )
 
 
-class TaskDefinition(BaseModel):
+class TaskDefinition(Assignable):
     """A scheduled task: a schedule, and the graph input to send when it fires.
 
     Exactly one schedule field fits each ``task_type``: ``cron_expression`` (standard cron,
@@ -87,8 +87,7 @@ class TaskDefinition(BaseModel):
     ``today at 9:00`` / ``tomorrow at`` in it then). Errors name the field, not the input
     (which may hold a webhook's password)."""
 
-    # an assignment is validated (``task.interval_seconds = 0`` raises): ``add_task`` of a
-    # definition changed in place wrote a row that could not be loaded back, never to fire
+    # an assignment is validated (``task.interval_seconds = 0`` raises; see Assignable)
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, hide_input_in_errors=True, validate_assignment=True
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from scheduler.assigned import was_assigned
 from scheduler.callbacks import CallbackPolicy
 from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
 from scheduler.events import EventBus, RunEvent
@@ -188,7 +189,9 @@ class TaskWrites(TaskQueries):
             TaskSourceConflictError, DependencyError, TaskExistsError: As ``add_task``.
         """
         self.check_callbacks(task, import_callbacks=import_callbacks)
-        checked = [task.with_timezone(self.settings.timezone)]
+        checked = [(self._validated(task) if was_assigned(task) else task).with_timezone(
+            self.settings.timezone
+        )]  # fmt: skip
         with contextlib.suppress(_DryRun), self._store.transaction() as tx:
             tx.lock_links()
             TaskChanges(tx, settings=self.settings, now=self._clock()).put(
@@ -217,6 +220,8 @@ class TaskWrites(TaskQueries):
         checked = []
         for task in tasks:
             self.check_callbacks(task)
+            if was_assigned(task):  # (a field set in place: what it asks of the others)
+                task = self._validated(task)
             checked.append(task.with_timezone(self.settings.timezone))
         ids = [task.id for task in checked]
         if len(set(ids)) != len(ids):

@@ -305,6 +305,36 @@ async def test_a_definition_changed_in_place_is_validated_as_it_is_changed(
 
 
 @pytest.mark.parametrize(
+    ("made", "field", "value", "problem"),
+    [
+        ({"input": {"x": 1}}, "input", None, "a prompt is required"),
+        ({"prompt": "p"}, "task_type", "cron", "interval_seconds"),
+        ({"prompt": "p"}, "task_type", "one_time", "interval_seconds"),
+    ],
+    ids=["input taken from an input-only task", "cron type", "one-time type"],
+)
+async def test_a_change_in_place_that_another_field_refuses_is_refused_at_the_add(
+    made: dict[str, object], field: str, value: object, problem: str, tmp_path: Path
+) -> None:
+    """An assignment validates the field set, not what another field asks of it: the task
+    was written as a row that could not be loaded back (``input`` taken from a task with no
+    prompt), or ``add_task`` failed with a bare ``AssertionError`` (a type with no schedule
+    of its kind). A definition changed in place is validated whole when it is added or
+    checked, and nothing is written."""
+    async with clocked_scheduler(graph=graph, start=START, db_path=tmp_path / "s.db") as (
+        scheduler,
+        _,
+    ):
+        definition = TaskDefinition(id="t", interval_seconds=3600, **made)  # type: ignore[arg-type]
+        scheduler.add_task(definition)
+        setattr(definition, field, value)
+        for write in (scheduler.check_task, scheduler.add_task):
+            with pytest.raises(ValidationError, match=problem):
+                write(definition)
+        assert scheduler.get_task("t").state == "active"
+
+
+@pytest.mark.parametrize(
     "change",
     [{"timezone": "Europe/Paris"}, {"enabled": False}],
     ids=["zone edited", "disabled and enabled again"],
