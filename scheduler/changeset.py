@@ -317,7 +317,7 @@ def _is_file(source: str) -> bool:
 #: The sources whose tasks are added one by one (``add_task``'s, the CLI's, the HTTP API's
 #: and crons', agents'), and the ones under them: any other is a source ``sync_tasks`` keeps
 #: (a tasks file's, ``sync_tasks(..., source="my-config")``), whose tasks only it changes.
-ADDED_SOURCES = (API_SOURCE, "cli", "http", "agent")
+ADDED_SOURCES = (API_SOURCE, "cli", "http", "agent", "unknown")  # (unknown: a row's unreadable)
 
 
 def _synced(source: str) -> bool:

@@ -116,7 +116,8 @@ class TaskSourceConflictError(SchedulerError, ValueError):
         names = ", ".join(f"{task_id!r} ({other})" for task_id, other in sorted(conflicts.items()))
         super().__init__(
             f"tasks already exist with another source: {names}; {source} does not change "
-            "tasks it did not define. Rename them, or remove the existing tasks first."
+            "tasks it did not define. Rename them, or remove the existing tasks first (from "
+            "Python, add_task(..., source=None) changes one and keeps its source)."
         )
 
 

@@ -90,6 +90,9 @@ class TaskWrites(TaskQueries):
 
         Raises:
             TaskExistsError: The id exists and ``replace_existing`` is False.
+            TaskSourceConflictError: The id is a task of a source that ``sync_tasks``
+                keeps (a tasks file's, or any but ``api``, ``cli``, ``http`` and ``agent``
+                and those under them) and ``source`` is another; ``None`` changes it.
             CallbackError: A callback is refused by the callback policy, cannot be
                 imported or is not callable.
         """
