@@ -129,7 +129,9 @@ class Recovery:
             running = [r for r in tx.runs_with_status([RunStatus.RUNNING]) if r.worker is None]
             queued = [r for r in tx.runs_with_status([RunStatus.QUEUED]) if r.worker is None]
             tasks = tasks_of(tx, [*running, *queued])
-            watched = self._watched_again(running, tasks) if adopts else []
+            # (one asked to cancel is not watched again: it is cancelled, as asked)
+            again = [r for r in running if r.cancel_requested is None]
+            watched = self._watched_again(again, tasks) if adopts else []
             resumed += watched
             running = [r for r in running if r.id not in {p.run_id for p in watched}]
             retried, ended = self._interrupt(tx, running, tasks, now, _CUT_OFF, resumed, ends)

@@ -163,8 +163,10 @@ class Supervisor(PickUp):
         else:
             self._share_waiting()
         logger.info("scheduler active on %s (pid %d)", self.store.display_url, os.getpid())
-        if self._reaps and self.settings.role == "all" and list_workers(self.store):
-            logger.warning(_MIXED_ROLES)
+        if self._reaps and self.settings.role == "all":
+            with contextlib.suppress(StorageError):  # (a warning: never a failed start)
+                if list_workers(self.store):
+                    logger.warning(_MIXED_ROLES)
 
     def _paused(self, task_ids: set[str]) -> set[str]:
         """Which of ``task_ids`` are paused."""

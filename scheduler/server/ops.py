@@ -78,7 +78,7 @@ class Metrics:
         self.counts: dict[str, int] = {}
         self.unloadable: set[str] = set()  # read at the revision below
         self._scanned: int | None = None
-        self._known: dict[str, tuple[tuple[str, int, str | None], bool]] = {}  # id: row, loads
+        self._known: dict[str, tuple[tuple[int, int, str | None], bool]] = {}  # id: row, loads
         metrics = self
 
         class Live(Collector):
@@ -132,7 +132,7 @@ class Metrics:
         if revision != self._scanned:
             found, known = set(), {}
             for row in store.iter_tasks():  # (a row seen before as it is: not decoded again)
-                stored = (row.definition, row.format, row.problem)
+                stored = (hash(row.definition), row.format, row.problem)  # (not a copy)
                 before = self._known.get(row.id)
                 loads = before[1] if before is not None and before[0] == stored else _loads(row)
                 known[row.id] = (stored, loads)
