@@ -772,7 +772,7 @@ async def test_resuming_a_task_past_its_time_says_it_runs_now_or_was_missed() ->
         assert {r.task_id: r.status for r in scheduler.list_runs()} == {
             ahead.id: RunStatus.SUCCEEDED, late.id: RunStatus.SUCCEEDED, soon.id: RunStatus.MISSED,
         }  # fmt: skip
-        assert (await resume(soon.id)).endswith("it has no run left (it is completed).")
+        assert (await resume(ahead.id)).endswith("it has no run left (it is completed).")
 
 
 async def test_the_list_shows_what_is_still_to_run_first_and_says_what_it_leaves_out() -> None:

@@ -65,21 +65,30 @@ def listing(tasks: list[TaskInfo]) -> str:
 
 def resumed(task: TaskInfo, *, now: datetime, settings: Settings) -> str:
     """``resume_scheduled_task``'s answer: when it runs, or that its time has passed (a
-    one-time task paused past its time was answered with that time, as a time to come)."""
+    one-time task paused past its time was answered with that time, as a time to come).
+    ``task`` is read after the resume, which the dispatcher may have acted on already: the
+    occurrence recorded missed, or its run started."""
     definition = task.definition
     zone = (definition.timezone if definition is not None else None) or "UTC"
     head = f"Resumed {task.id} ({task.name})"
-    if task.next_run is None:
-        return f"{head}; it has no run left (it is completed)."
-    when = local_time(task.next_run, zone)
-    late = (now - task.next_run).total_seconds()
-    if late < 0:
-        return f"{head}; next run {when}."
     grace = definition.misfire_grace_seconds if definition is not None else None
     grace = settings.misfire_grace_seconds if grace is None else grace
-    if late <= grace:
-        return f"{head}; it was due {when} and runs now."
-    return f"{head}; it was due {when}, too long ago to run (over {grace:g} s late): missed."
+    missed = f", too long ago to run (over {grace:g} s late): missed."
+    due = task.next_run
+    if due is None and definition is not None and task.last_status is not None:
+        due = definition.run_at or task.last_run  # (its time, if that is what just happened)
+        if task.last_status is RunStatus.MISSED and due is not None:
+            return f"{head}; it was due {local_time(due, zone)}{missed}"
+        if task.last_status in (RunStatus.QUEUED, RunStatus.RUNNING) and due is not None:
+            return f"{head}; it was due {local_time(due, zone)} and runs now."
+        due = None
+    if due is None:
+        return f"{head}; it has no run left (it is completed)."
+    when = local_time(due, zone)
+    late = (now - due).total_seconds()
+    if late < 0:
+        return f"{head}; next run {when}."
+    return f"{head}; it was due {when}{missed if late > grace else ' and runs now.'}"
 
 
 # -- failures, back into the thread ------------------------------------------------------------
