@@ -30,6 +30,7 @@ __all__ = [
     "DocumentError",
     "as_written",
     "compose_yaml",
+    "key_given_twice",
     "load_json",
     "load_yaml",
     "read_document",
@@ -127,6 +128,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _KeyTwice(key)
         found[key] = value
     return found
+
+
+def key_given_twice(text: str | bytes) -> str | None:
+    """The first key given twice in an object of the JSON ``text`` (``json.loads`` keeps
+    the last one, unseen), or None: also when it is no JSON, which its reader says."""
+    try:
+        json.loads(text, object_pairs_hook=_unique_keys)
+    except _KeyTwice as exc:
+        return exc.key
+    except (ValueError, RecursionError):
+        return None
+    return None
 
 
 class BoundedYamlLoader(yaml.SafeLoader):

@@ -241,6 +241,29 @@ async def test_a_405_names_every_method_of_its_path(api: httpx.AsyncClient) -> N
         assert (refused.status_code, refused.headers["allow"]) == (405, allowed), path
 
 
+async def test_a_key_given_twice_in_a_body_is_refused(api: httpx.AsyncClient) -> None:
+    """As the CLI's JSON flags and a tasks file refuse it: the last one was taken, unseen
+    (``{"id": "dup1", "id": "dup2"}`` made ``dup2``)."""
+    json_type = {"content-type": "application/json"}
+    for body, key in [
+        ('{"id": "dup1", "id": "dup2", "interval_seconds": 60, "prompt": "p"}', "id"),
+        ('{"id": "m", "interval_seconds": 60, "prompt": "p", "metadata": {"a": 1, "a": 2}}', "a"),
+    ]:
+        refused = await api.post("/api/tasks", content=body, headers=json_type)
+        assert refused.status_code == 422, refused.text
+        assert (
+            refused.json()["detail"]
+            == f"{key}: given twice in one object of the body; give it once"
+        )
+    assert (await api.get("/api/tasks")).json()["items"] == []
+    await api.post("/api/tasks", json={"id": "t", "interval_seconds": 60, "prompt": "p"})
+    patched = await api.patch(
+        "/api/tasks/t", content='{"prompt": "a", "prompt": "b"}', headers=json_type
+    )
+    assert patched.status_code == 422 and patched.json()["detail"].startswith("prompt: given twice")
+    assert (await api.get("/api/tasks/t")).json()["definition"]["prompt"] == "p"
+
+
 async def test_healthz_and_metrics(api: httpx.AsyncClient) -> None:
     health = await api.get("/healthz")
     assert health.status_code == 200

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from scheduler.documents import key_given_twice
 from scheduler.enums import RunStatus, TaskState
 from scheduler.exceptions import DependencyError, RunNotWaitingError, TaskNotRunnableError
 from scheduler.limits import MAX_OFFSET
@@ -61,6 +62,13 @@ def _validate(
     return task
 
 
+async def _once_each(request: Request) -> None:
+    """Refuse a key given twice in the body, as the CLI's JSON flags and a tasks file do
+    (the last one was taken, unseen; a proxy reading the first would disagree)."""
+    if (key := key_given_twice(await request.body())) is not None:
+        raise HTTPException(422, f"{key}: given twice in one object of the body; give it once")
+
+
 def _page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
     return {
         "items": items[offset : offset + limit],
@@ -85,6 +93,7 @@ async def list_tasks(
 
 @router.post("/tasks", status_code=201, summary="Create a task (409 if the id exists)")
 async def create_task(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    await _once_each(request)
     scheduler = _scheduler(request)
     info = await scheduler.aadd_task(
         _validate(request, body), replace_existing=False, source=HTTP_SOURCE
@@ -94,6 +103,7 @@ async def create_task(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 @router.patch("/tasks/{task_id:path}", summary="Change some fields of a task")
 async def patch_task(request: Request, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    await _once_each(request)
     if "id" in body and body["id"] != task_id:
         raise HTTPException(422, "id: a task's id cannot change")
 
