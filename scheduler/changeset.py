@@ -4,7 +4,8 @@ report of a sync (:class:`SyncReport`). Opened only by :meth:`TaskWrites._changi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import contextlib
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,9 +21,9 @@ from scheduler.missed import due_occurrences, missed_record
 from scheduler.models import TaskDefinition
 from scheduler.rows import decode, run_time_after, settled, task_row_for
 from scheduler.settings import Settings
-from scheduler.storage import RunRow, TaskRow, Transaction
+from scheduler.storage import RunRow, Store, TaskRow, Transaction
 
-__all__ = ["API_SOURCE", "SyncReport", "TaskChanges"]
+__all__ = ["API_SOURCE", "SyncReport", "TaskChanges", "tried_changes"]
 
 API_SOURCE = "api"
 
@@ -308,6 +309,20 @@ class TaskChanges:
         self.tx.insert_runs(runs)
         self.changed = True
         self.only_inserts = False
+
+
+class _RolledBack(Exception):
+    """Ends the transaction of :func:`tried_changes`."""
+
+
+@contextlib.contextmanager
+def tried_changes(store: Store, *, settings: Settings, now: float) -> Iterator[TaskChanges]:
+    """Changes tried in a transaction that is then rolled back: what the write would
+    refuse (a link, a source, an id taken) is raised, and nothing is written."""
+    with contextlib.suppress(_RolledBack), store.transaction() as tx:
+        tx.lock_links()  # (first, as every write of tasks takes it)
+        yield TaskChanges(tx, settings=settings, now=now)
+        raise _RolledBack
 
 
 def _is_file(source: str) -> bool:

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from scheduler.changeset import SyncReport, TaskChanges
+from scheduler.changeset import SyncReport, tried_changes
 from scheduler.documents import DocumentError
 from scheduler.exceptions import (
     CallbackError,
@@ -189,23 +189,14 @@ def check_tasks_file(
     return [entry.task for entry in entries]
 
 
-class _DryRun(Exception):
-    """Rolls back the sync that :func:`_link_problems` tries."""
-
-
 def _link_problems(scheduler: TaskScheduler, path: Path, entries: list[Entry]) -> list[str]:
     """What applying would refuse in the ``after`` links (a task that is not one, a cycle,
     removing a task others run after): the sync tried in a transaction rolled back."""
     tasks = [entry.task.with_timezone(scheduler.settings.timezone) for entry in entries]
+    now = scheduler.now().timestamp()
     try:
-        with scheduler.store.transaction() as tx:
-            tx.lock_links()
-            now = scheduler.now().timestamp()
-            TaskChanges(tx, settings=scheduler.settings, now=now).sync(
-                tasks, source=file_source(path)
-            )
-            raise _DryRun
-    except _DryRun:
+        with tried_changes(scheduler.store, settings=scheduler.settings, now=now) as changes:
+            changes.sync(tasks, source=file_source(path))
         return []
     except DependencyError as exc:
         return [_dependency_problem(path, entries, exc)]

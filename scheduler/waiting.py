@@ -139,8 +139,8 @@ class RunnerWaiting:
         return bool(run_id in self._waiting)
 
     def is_ending(self, run_id: str) -> bool:
-        """A run that waited here and is being ended (a cancel, its waiting timeout) or
-        resumed: taken off the waiting runs, its record not yet written."""
+        """Known here and not held waiting: for a run whose record still says ``waiting``,
+        one being ended (a cancel, its waiting timeout) or resumed."""
         return run_id in self._known and run_id not in self._waiting
 
     def _resume(self, pending: PendingRun) -> None:

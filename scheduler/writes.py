@@ -11,7 +11,6 @@ commit (with the ids of removed tasks, whose waiting runs it cancels).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scheduler.assigned import was_assigned
 from scheduler.callbacks import CallbackPolicy
-from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges
+from scheduler.changeset import API_SOURCE, SyncReport, TaskChanges, tried_changes
 from scheduler.events import EventBus, RunEvent
 from scheduler.exceptions import (
     TaskNotFoundError,
@@ -42,10 +41,6 @@ from scheduler.supervisor import Supervisor
 __all__ = ["TaskWrites"]
 
 logger = logging.getLogger(__name__)
-
-
-class _DryRun(Exception):
-    """Rolls back the write that :meth:`TaskWrites.check_task` tries."""
 
 
 class TaskWrites(TaskQueries):
@@ -191,16 +186,9 @@ class TaskWrites(TaskQueries):
                 passed.
             TaskSourceConflictError, DependencyError, TaskExistsError: As ``add_task``.
         """
-        self.check_callbacks(task, import_callbacks=import_callbacks)
-        checked = [(self._validated(task) if was_assigned(task) else task).with_timezone(
-            self.settings.timezone
-        )]  # fmt: skip
-        with contextlib.suppress(_DryRun), self._store.transaction() as tx:
-            tx.lock_links()
-            TaskChanges(tx, settings=self.settings, now=self._clock()).put(
-                checked, source=source, replace_existing=replace_existing
-            )
-            raise _DryRun
+        checked = self._checked([task], import_callbacks=import_callbacks)
+        with tried_changes(self._store, settings=self.settings, now=self._clock()) as changes:
+            changes.put(checked, source=source, replace_existing=replace_existing)
 
     def check_callbacks(self, task: TaskDefinition, *, import_callbacks: bool = True) -> None:
         """Check the callbacks of ``task`` against the callback policy, imported (or, with
@@ -218,11 +206,13 @@ class TaskWrites(TaskQueries):
             elif path:
                 self._policy.check_statically(path, field=name)
 
-    def _checked(self, tasks: Iterable[TaskDefinition]) -> list[TaskDefinition]:
+    def _checked(
+        self, tasks: Iterable[TaskDefinition], *, import_callbacks: bool = True
+    ) -> list[TaskDefinition]:
         """``tasks`` checked, with their time zone filled in from the settings."""
         checked = []
         for task in tasks:
-            self.check_callbacks(task)
+            self.check_callbacks(task, import_callbacks=import_callbacks)
             if was_assigned(task):  # (a field set in place: what it asks of the others)
                 task = self._validated(task)
             checked.append(task.with_timezone(self.settings.timezone))

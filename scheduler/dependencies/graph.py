@@ -36,8 +36,9 @@ def check_links(
     new = links_of(tasks)
     if not new:
         return []  # links only go away: no unknown upstream, no new cycle
-    stored = {(d, u) for d, u in tx.all_links()}
-    kept = [(d, u) for d, u in stored if d not in written and d not in removing]
+    links = [(d, u) for d, u in tx.all_links()]
+    stored = set(links)
+    kept = [(d, u) for d, u in links if d not in written and d not in removing]
     wanted = {u for _, u in new} - written
     present = set(tx.get_tasks(wanted)) - set(removing)
     for downstream, upstream in new:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shlex
 import sys
@@ -14,6 +13,7 @@ from scheduler.exceptions import SchedulerError
 from scheduler.models import CALLBACK_FIELDS
 from scheduler.scaffold.changes import RECORD, read_text
 from scheduler.scaffold.manifests import SOURCE
+from scheduler.scaffold.task_checks import in_the_project
 from scheduler.settings import Settings
 from scheduler.task_scheduler import TaskScheduler
 from scheduler.tasksfile import apply_tasks_file, check_tasks_file
@@ -56,12 +56,8 @@ def apply_tasks(plan: Plan, persist: bool) -> str:
     settings = Settings(_env_file=None, graph=plan.target, tasks_file=None)  # type: ignore[call-arg]
     settings = settings.model_copy(update={"timezone": plan.zone or settings.timezone})
     scheduler = TaskScheduler(db_path=plan.project / "scheduler.db", settings=settings)
-    # from the project, as main.py: the source is file:tasks.yaml, as main.py's, and the
-    # project's modules (callbacks) are found where main.py finds them
-    saved = sys.path[:]
     try:
-        sys.path[:0] = [str(plan.project), str(plan.location.import_root)]
-        with contextlib.chdir(plan.project):
+        with in_the_project(plan):  # (its source file:tasks.yaml, as main.py's)
             tasks = check_tasks_file(scheduler, Path(name))  # (no project code runs)
             if any(getattr(task, field) for task in tasks for field in CALLBACK_FIELDS):
                 # adding it imports the callbacks' modules: the project's code, not run here
@@ -70,7 +66,6 @@ def apply_tasks(plan: Plan, persist: bool) -> str:
     except SchedulerError as exc:
         return f"{name} not applied yet ({exc}); {starts} applies it at start"
     finally:
-        sys.path[:] = saved
         scheduler.close()
     return f"tasks in scheduler.db: {report.summary()} (python -m scheduler list)"
 

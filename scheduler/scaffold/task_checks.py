@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from scheduler.callbacks import CallbackPolicy
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from scheduler.scaffold.plan import Plan
     from scheduler.scaffold.projects import GraphShape
 
-__all__ = ["check_tasks"]
+__all__ = ["check_tasks", "in_the_project"]
 
 
 def check_tasks(tasks: list[dict[str, Any]], plan: Plan) -> None:
@@ -84,14 +85,22 @@ def _check_callbacks(tasks: list[dict[str, Any]], plan: Plan) -> None:
     except (SettingError, ValueError):  # (said by main.py at start, in its own words)
         modules = []
     policy = CallbackPolicy(modules, project_dir=plan.project)
+    with in_the_project(plan):
+        for task, field in wanted:
+            try:
+                policy.check_statically(task[field], field=field)
+            except CallbackError as exc:
+                raise ScaffoldError(f"--task {task['id']!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def in_the_project(plan: Plan) -> Iterator[None]:
+    """In the project's directory, its modules found first, as ``main.py`` runs there (a
+    tasks file's source is ``file:tasks.yaml``, a callback's module the project's)."""
     saved = sys.path[:]
     try:
         sys.path[:0] = [str(plan.project), str(plan.location.import_root)]
         with contextlib.chdir(plan.project):
-            for task, field in wanted:
-                try:
-                    policy.check_statically(task[field], field=field)
-                except CallbackError as exc:
-                    raise ScaffoldError(f"--task {task['id']!r}: {exc}") from None
+            yield
     finally:
         sys.path[:] = saved
