@@ -684,8 +684,14 @@ def test_a_catch_up_after_the_leader_and_its_workers_died_together_runs(fleet: F
         timeout=30,
         message=f"the catch-up run: {fleet.logs()}",
     )
-    statuses = Counter(r["status"] for r in fleet.rows("SELECT status FROM scheduler_runs"))
-    assert statuses["interrupted"] == 1 and statuses["skipped"] == 0, statuses
+    # Later occurrences may be skipped on a loaded machine (a worker slow to boot holds
+    # the catch-up queued past the next tick); the catch-up itself must run.
+    [first, *_] = fleet.rows(
+        f"SELECT status FROM scheduler_runs WHERE scheduled_for > {down} ORDER BY scheduled_for"
+    )
+    before = fleet.rows(f"SELECT status FROM scheduler_runs WHERE scheduled_for <= {down}")
+    assert first["status"] == "succeeded", fleet.rows("SELECT * FROM scheduler_runs")
+    assert [r["status"] for r in before] == ["interrupted"], before
     fleet.stop(leader, worker)
 
 
