@@ -82,6 +82,7 @@ async def invoke(
     upstream: dict[str, Any] | None = None,
     earlier: Callable[[], Awaitable[list[RunRecord]]] | None = None,
     adopt_only: bool = False,
+    before_callback: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Invoke the graph for one run of ``task``, then its result callback.
 
@@ -105,6 +106,7 @@ async def invoke(
         adopt_only: Only adopt a run of ``earlier``'s, however it ended (a run watched
             again after its process died, with no retry left): with none to adopt, the run
             ends ``interrupted``, and the graph is not called.
+        before_callback: Awaited before the result callback (a worker's lease check).
     """
     config = build_config(
         task,
@@ -157,6 +159,8 @@ async def invoke(
             if asked is not None:
                 return Outcome(RunStatus.WAITING, output, interrupts=asked, thread_id=thread)
             if task.result_callback:
+                if before_callback is not None:
+                    await before_callback()
                 in_callback = True
                 callback = policy.resolve(task.result_callback)
                 await call_callback(callback, task, result)

@@ -116,6 +116,8 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         # a worker: its retries are queued for any worker (this is their ``worker``), claimed
         # once due on their thread's turn, as a retry here holds no turn while it waits
         self.retries_to: str | None = None
+        # a worker: awaited before a run's result or failure callback (its lease still holds)
+        self.before_callback: Callable[[], Awaitable[None]] | None = None
         # what each run sees of context variables: the scheduler's start's, whoever made it
         # due (a wake-up from a graph's tool or an HTTP request gave the run theirs: the
         # tool call's callbacks, through LangChain's config; a test clock's "now" was lost)
@@ -338,6 +340,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 upstream=pending.upstream,
                 earlier=self._earlier(pending),
                 adopt_only=pending.reattach,
+                before_callback=self.before_callback,
             )
             thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
         finished = self._clock()
@@ -385,6 +388,8 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
         else:
             self._release(task.id)
             if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
+                if self.before_callback is not None:  # (the outcome's write is not awaited)
+                    await self.before_callback()
                 await call_run_callback(
                     pending,
                     outcome,

@@ -58,3 +58,12 @@ def record_failure(task: TaskDefinition, run: RunRecord) -> None:
     file the task's metadata ``failures`` names."""
     with open(str(task.metadata["failures"]), "a", encoding="utf-8") as file:
         file.write(f"{run.id} {run.status.value} {run.error_type}\n")
+
+
+def record_result(task: TaskDefinition, result: Any) -> None:
+    """A result callback another process can see: appends ``TASK result PID`` to the file
+    the task's metadata ``log`` names."""
+    with open(str(task.metadata["log"]), "a", encoding="utf-8") as file:
+        file.write(f"{task.id} result {os.getpid()}\n")
+        file.flush()
+        os.fsync(file.fileno())

@@ -663,6 +663,64 @@ def test_a_run_asked_to_cancel_whose_worker_dies_is_cancelled_not_retried(fleet:
     fleet.stop(leader)
 
 
+@pytest.mark.parametrize(
+    ("prompt", "field", "callback"),
+    [
+        ("record-sleep:2", "result_callback", "tests.callbacks:record_result"),
+        ("record-sleep-fail:2", "on_failure_callback", "tests.callbacks:record_failure"),
+    ],
+)
+def test_a_worker_frozen_past_its_lease_calls_no_callback_when_it_thaws(
+    fleet: Fleet, prompt: str, field: str, callback: str
+) -> None:
+    """Frozen (SIGSTOP) past its lease, the worker was declared dead and its run recorded
+    interrupted; thawed, its graph's step ended and the task's result (or failure) callback
+    was called for a run recorded interrupted (and retried elsewhere: two results of one
+    occurrence) before its heartbeat learned it was dead."""
+    failures = fleet.directory / "failures.log"
+    fleet.add(
+        [
+            {
+                "id": "long", "run_at": at(1), "prompt": prompt, "max_retries": 0,
+                field: callback, "metadata": {"failures": str(failures)},
+            }
+        ]
+    )  # fmt: skip
+    leader = fleet.leader()
+    worker = fleet.worker(SCHEDULER_CALLBACK_MODULES="tests")
+    fleet.workers_registered(1)
+    wait_until(lambda: fleet.calls(), timeout=30, message="the graph to start")
+    worker.send_signal(signal.SIGSTOP)  # in the graph's 2 s sleep
+    wait_until(
+        lambda: fleet.count("status = 'interrupted'"),
+        timeout=30,
+        message=f"the reaper to declare the worker dead: {fleet.logs()}",
+    )
+    time.sleep(1)  # the graph's sleep is over: its step ends as soon as the worker thaws
+    # the heartbeat's renewal waits (writes to the workers' table wait for this lock; reads
+    # do not), as when the database answers slowly: the thawed worker's graph goes on first
+    with fleet.engine.connect() as holder:
+        holder.execute(text("LOCK TABLE scheduler_workers IN EXCLUSIVE MODE"))
+        worker.send_signal(signal.SIGCONT)
+        wait_until(
+            lambda: (
+                "stopping (its runs" in fleet.log_of[worker.pid].read_text()
+                or any(c[1] == "result" for c in fleet.calls())
+                or failures.exists()
+            ),
+            timeout=30,
+            message="the thawed worker to stop or call the callback",
+        )
+        time.sleep(1)
+        holder.rollback()
+    assert worker.wait(timeout=30) != 0  # it stops by itself, declared dead
+    assert [c for c in fleet.calls() if c[1] == "result"] == [], fleet.logs()
+    assert not failures.exists(), failures.read_text()
+    [run] = fleet.rows("SELECT status FROM scheduler_runs")
+    assert run["status"] == "interrupted"
+    fleet.stop(leader)
+
+
 def test_a_catch_up_after_the_leader_and_its_workers_died_together_runs(fleet: Fleet) -> None:
     """Everything killed mid-run, started again after the workers' leases ran out: the
     occurrence due meanwhile was recorded skipped (overlap=skip: the run the dead worker

@@ -5,7 +5,10 @@ A worker that cannot renew its lease for half of it, or finds itself declared de
 and records nothing more about its runs: the scheduler's reaper settles them as a dead
 worker's (``interrupted``, retried elsewhere). Each transaction that writes its run records
 first checks that it is still registered, so one frozen past its lease (SIGSTOP, a long
-pause) writes nothing over what the reaper decided before its next heartbeat tells it.
+pause) writes nothing over what the reaper decided before its next heartbeat tells it; and
+it calls a run's result or failure callback only while its lease holds
+(:meth:`WorkerLease._lease_holds`): thawed, it called them for runs the reaper had recorded
+``interrupted`` and handed on (two results of one occurrence).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class WorkerLease:
     failed: str | None
     _stopping: bool
     _heartbeat: Offloader
+    _renewed_at: float  # (time.monotonic() of the last renewal that came in)
 
     if TYPE_CHECKING:  # provided by Worker
 
@@ -56,7 +60,6 @@ class WorkerLease:
 
     async def _beat_forever(self) -> None:
         lease = self.settings.worker_lease_seconds
-        last_ok = time.monotonic()
         while True:
             await asyncio.sleep(lease / 6)
             try:
@@ -64,7 +67,7 @@ class WorkerLease:
                     renewed = await self._heartbeat.run(self._timed, self._renew_lease)
             except (StorageError, TimeoutError) as exc:
                 reason = str(exc) or f"{type(exc).__name__}: no answer within {lease / 3:g} s"
-                if time.monotonic() - last_ok > lease / 2:
+                if time.monotonic() - self._renewed_at > lease / 2:
                     self._fail(f"could not renew its lease for {lease / 2:g} s ({reason})")
                     return
                 logger.warning(
@@ -74,7 +77,28 @@ class WorkerLease:
             if renewed is None:  # its runs are settled already: nothing more about them
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
-            last_ok = time.monotonic()
+            self._renewed_at = time.monotonic()
+
+    async def _lease_holds(self) -> None:
+        """Awaited before a run's result or failure callback (``Runner.before_callback``).
+        A lease renewed within a third of it holds (renewals come every sixth); an older
+        one (the worker was frozen, or its heartbeats are late) is renewed first, so that
+        a worker the reaper declared dead meanwhile calls nothing for runs it handed on:
+        then this run is let go of (``CancelledError``) as the worker stops. While the
+        renewal fails, the heartbeat decides (it stops the worker at half the lease)."""
+        lease = self.settings.worker_lease_seconds
+        while time.monotonic() - self._renewed_at > lease / 3:
+            try:
+                async with asyncio.timeout(lease / 3):
+                    renewed = await self._heartbeat.run(self._timed, self._renew_lease)
+            except (StorageError, TimeoutError):
+                await asyncio.sleep(lease / 12)
+                continue
+            if renewed is None:
+                if self.failed is None:
+                    self._fail("was declared dead by the scheduler (its lease ran out)")
+                raise asyncio.CancelledError
+            self._renewed_at = time.monotonic()
 
     def _check_registered(self, tx: Transaction) -> None:
         """What each write of this worker's run records checks first (its fence): the worker

@@ -120,6 +120,7 @@ class Worker(WorkerLease):
         )  # fmt: skip
         self.runner.on_slot_free = self.wake
         self.runner.retries_to = ANY_WORKER  # (claimed once due, by whichever worker is free)
+        self.runner.before_callback = self._lease_holds
         self._answered = AnsweredRuns(
             store=store, worker_id=self.id, runner=self.runner, settings=settings,
             clock=self.clock, retry_soon=self._look_again,
@@ -160,6 +161,7 @@ class Worker(WorkerLease):
         host, pid = socket.gethostname(), os.getpid()
         lease = self.settings.worker_lease_seconds
         self._timed(lambda: register_worker(self.store, self.id, host=host, pid=pid, lease=lease))
+        self._renewed_at = time.monotonic()  # (registering is the first renewal)
         self.followers.refresh()
         self.run_log.start()
         self._listener.start()
