@@ -221,8 +221,8 @@ def task_info(row: TaskRow, stats: TaskStats, *, keep: bool = True) -> TaskInfo:
         state = TaskState.PAUSED
     elif not definition.enabled:
         state = TaskState.DISABLED
-    elif row.next_run_time is None and definition.after is None:
-        state = TaskState.COMPLETED
+    elif row.next_run_time is None and definition.after is None and not stats.open_runs:
+        state = TaskState.COMPLETED  # (its last run ended: it is active while one is going)
     else:
         state = TaskState.ACTIVE
     name = definition.name if definition is not None else row.id

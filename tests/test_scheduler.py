@@ -363,6 +363,30 @@ async def test_list_tasks_reports_state_next_run_and_definition(
     assert (local.hour, local.minute, local.isoweekday() <= 5) == (9, 0, True)
 
 
+async def test_a_one_time_task_is_completed_once_its_run_ended_not_while_it_goes(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """With no next run, a one-time task was listed ``completed`` while its run was still
+    queued, running or waiting (and an agent's tool stopped counting it)."""
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="slow", run_at=soon(0.1), prompt="sleep:3"),
+            TaskDefinition(id="quick", run_at=soon(0.1), prompt="echo"),
+        ]
+    )
+    await eventually(lambda: scheduler.list_runs("slow", status="running"))
+    await eventually(lambda: scheduler.list_runs("quick", status="succeeded"))
+    for listed in (scheduler.list_tasks(), scheduler.list_tasks(source="api")):
+        states = {t.id: (t.state, t.next_run) for t in listed}
+        assert states == {"slow": (TaskState.ACTIVE, None), "quick": (TaskState.COMPLETED, None)}
+    assert scheduler.get_task("slow").state is TaskState.ACTIVE
+    await eventually(lambda: scheduler.list_runs("slow", status="succeeded"), timeout=10)
+    assert scheduler.get_task("slow").state is TaskState.COMPLETED
+    assert {t.state for t in scheduler.list_tasks()} == {TaskState.COMPLETED}
+
+
 async def test_in_memory_scheduler_fires(make_scheduler: SchedulerFactory) -> None:
     scheduler = make_scheduler(persistent=False)
     scheduler.start()

@@ -194,6 +194,7 @@ class TaskStats:
     last_run_at: float | None = None
     last_status: str | None = None
     last_error: str | None = None
+    open_runs: bool = False  # a run of it is queued, running or waiting for an answer
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ __all__ = [
     "COUNTS",
     "COUNT_TASKS",
     "DELIVERIES",
+    "OPEN_TASKS",
     "REVISION",
     "SELECT_RUN",
     "STATS_OF_TASK",
@@ -70,6 +71,12 @@ COUNTS = select(
     func.coalesce(func.max(_FINISHED), func.max(runs_table.c.id)).label("last_id"),
 ).group_by(runs_table.c.task_id)
 STATS_OF_TASK = stats_query(COUNTS.where(runs_table.c.task_id == bindparam("task_id")))
+# the tasks with a run not final yet (few rows, by the status index)
+OPEN_TASKS = (
+    select(runs_table.c.task_id)
+    .where(runs_table.c.status.in_(["queued", "running", "waiting"]))
+    .distinct()
+)
 
 
 @functools.cache

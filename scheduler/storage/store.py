@@ -49,6 +49,7 @@ from scheduler.storage.statements import (
     COUNT_TASKS,
     COUNTS,
     DELIVERIES,
+    OPEN_TASKS,
     REVISION,
     SELECT_RUN,
     STATS_OF_TASK,
@@ -283,16 +284,23 @@ class Store:
         """Run count and last outcome per task (of one task, or of the tasks of a collection,
         when ``task_id`` is given): the
         newest run that finished after running (not one skipped by the overlap policy while
-        another ran, nor one still queued or running), else the newest run."""
+        another ran, nor one still queued or running), else the newest run; and whether a
+        run of it is not final yet."""
         params: dict[str, Any] = {}
         if isinstance(task_id, str):
             query, params = STATS_OF_TASK, {"task_id": task_id}
+            opened = OPEN_TASKS.where(runs_table.c.task_id == task_id)
         elif task_id is not None:
             query = stats_query(COUNTS.where(runs_table.c.task_id.in_(list(task_id))))
+            opened = OPEN_TASKS.where(runs_table.c.task_id.in_(list(task_id)))
         else:
-            query = stats_query(COUNTS)
+            query, opened = stats_query(COUNTS), OPEN_TASKS
         with self._reading() as conn:
-            return dict(task_stats(row) for row in conn.execute(query, params))
+            stats = dict(task_stats(row) for row in conn.execute(query, params))
+            for (open_id,) in conn.execute(opened):
+                if open_id in stats:
+                    stats[open_id].open_runs = True
+        return stats
 
     def next_run_time(self, exclude: Collection[str] = ()) -> float | None:
         """The earliest stored next run time, skipping the task ids in ``exclude``."""
