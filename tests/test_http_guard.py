@@ -165,7 +165,7 @@ async def ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-async def status_for(guard: Guard, client: str) -> int:
+async def status_for(guard: Guard, client: str, path: str = "/healthz") -> int:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -177,7 +177,7 @@ async def status_for(guard: Guard, client: str) -> int:
     scope = {
         "type": "http",
         "method": "GET",
-        "path": "/healthz",
+        "path": path,
         "headers": [(b"host", b"127.0.0.1")],
         "client": (client, 40000),
     }
@@ -196,6 +196,17 @@ async def test_addresses_cycled_by_one_client_do_not_reset_anothers_budget() -> 
     assert statuses.count(200) == 9_999 and statuses[-1] == 503  # the table is full
     assert await status_for(guard, "192.0.2.1") == 429  # still spent
     assert await status_for(guard, "2001:db8::1") == 429
+
+
+async def test_health_probes_have_a_budget_of_their_own() -> None:
+    """A load balancer's probe comes from the address its proxied requests come from: once
+    they spent the budget, /healthz answered 429 and the balancer took the server out."""
+    guard = Guard(ok, api_key=None, max_body=1024, rate=0.01)  # one request per 100 s
+    assert await status_for(guard, "192.0.2.1", "/api/tasks") == 200
+    assert await status_for(guard, "192.0.2.1", "/api/tasks") == 429
+    assert await status_for(guard, "192.0.2.1") == 200
+    assert await status_for(guard, "192.0.2.1") == 429  # (its own is limited too)
+    assert await status_for(guard, "192.0.2.1", "/healthz/") == 429  # (another path)
 
 
 async def test_a_client_is_forgotten_once_its_budget_is_full_again() -> None:

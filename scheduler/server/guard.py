@@ -85,6 +85,8 @@ class Guard:
         api_key: The key requests must carry; None: no key needed.
         max_body: Largest body accepted, in bytes (413 beyond).
         rate: Requests per second per client address (429 beyond); 0: no limit.
+            ``/healthz`` has a budget of its own per address: a probe sent from an address
+            that other requests spent (a proxy's, a load balancer's) is not refused.
         trusted_origins: Browser origins whose pages may write too, as the settings
             normalise them (``*``: every one); their CORS preflights need no key.
         body_seconds: How long a request's body may take to arrive once its headers are in
@@ -245,6 +247,8 @@ class Guard:
         """None if the client may go on, else the refusal: its rate spent (429), or a new
         client while every known one is active (503)."""
         client = (scope.get("client") or ("?", 0))[0]
+        if scope["path"] == "/healthz":  # its own budget: a probe is not refused for others
+            client += " /healthz"
         now = time.monotonic()
         burst = max(1.0, self.rate)  # below 1 a second: one request, then one more per 1/rate s
         buckets = self._buckets
