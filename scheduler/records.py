@@ -146,8 +146,12 @@ class RunRecord(_Mapping):
 
     @property
     def duration_seconds(self) -> float | None:
-        """Seconds from start to finish, once both are known."""
+        """Seconds from start to finish, once both are known; None for a run ``interrupted``
+        (its process died: its ``finished_at`` is when that was found, at the next start or
+        when a worker's lease ran out, not when it stopped)."""
         if self.started_at is None or self.finished_at is None:
+            return None
+        if self.status is RunStatus.INTERRUPTED:
             return None
         return (self.finished_at - self.started_at).total_seconds()
 

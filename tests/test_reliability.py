@@ -210,6 +210,12 @@ def test_kill_9_with_runs_in_flight_then_restart(tmp_path: Path) -> None:
     assert after["hourly"]["next_run"] == before["hourly"]["next_run"]
     assert after["hourly"]["state"] == "active"
     assert after["stuck"]["state"] == "completed"
+    reader = TaskScheduler(db_path=db, graph=object())
+    try:  # when it stopped is not known: its finished_at is when the restart found it
+        [record] = reader.list_runs("stuck")
+        assert record.finished_at is not None and record.duration_seconds is None
+    finally:
+        reader.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
