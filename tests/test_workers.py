@@ -507,10 +507,14 @@ _SKEWED = (  # a worker on a machine whose clock is a minute ahead
 
 
 def test_a_worker_whose_clock_is_off_keeps_the_databases_time(fleet: Fleet) -> None:
-    fleet.add([{"id": "tick", "interval_seconds": 1, "prompt": "record",
-                "misfire_grace_seconds": 5}])  # fmt: skip
     leader = fleet.leader()
     worker = fleet._spawn(["-c", _SKEWED], SCHEDULER_LOG_LEVEL="INFO")
+    fleet.active_leader([leader])
+    fleet.workers_registered(1)
+    # added once both are up: a start slower than the window (a loaded machine) recorded
+    # the occurrences before it missed, rightly
+    fleet.add([{"id": "tick", "interval_seconds": 1, "prompt": "record",
+                "misfire_grace_seconds": 5}])  # fmt: skip
     wait_until(lambda: fleet.count("status = 'succeeded'") >= 3, 60, "three runs done")
     fleet.stop(worker, leader)
     runs = fleet.rows("SELECT status, scheduled_for, started_at FROM scheduler_runs")
@@ -527,13 +531,15 @@ _LATE_LEADER = (  # a leader on a machine whose clock is a minute behind
 
 
 def test_a_leader_whose_clock_is_off_fires_by_the_databases_time(fleet: Fleet) -> None:
-    due = datetime.now(UTC) + timedelta(seconds=8)
-    fleet.add([{"id": "once", "run_at": due.isoformat(), "prompt": "record"},
-               {"id": "tick", "interval_seconds": 1, "prompt": "record",
-                "misfire_grace_seconds": 5}])  # fmt: skip
     leader = fleet._spawn(["-c", _LATE_LEADER], SCHEDULER_ROLE="scheduler",
                           SCHEDULER_LOG_LEVEL="INFO")  # fmt: skip
     worker = fleet.worker()
+    fleet.active_leader([leader])
+    fleet.workers_registered(1)
+    due = datetime.now(UTC) + timedelta(seconds=8)  # (added once both are up, as above)
+    fleet.add([{"id": "once", "run_at": due.isoformat(), "prompt": "record"},
+               {"id": "tick", "interval_seconds": 1, "prompt": "record",
+                "misfire_grace_seconds": 5}])  # fmt: skip
     wait_until(lambda: fleet.count("task_id = 'once' AND status = 'succeeded'"), 40,
                f"the one-off run, due at {due}")  # fmt: skip
     wait_until(lambda: fleet.count("task_id = 'tick' AND status = 'succeeded'") >= 3, 30, "ticks")
