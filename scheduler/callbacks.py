@@ -253,6 +253,10 @@ class CallbackPolicy:
             raise CallbackError(
                 field, path, f"cannot import module {module_name!r}: {exc}"
             ) from exc
+        except (Exception, SystemExit) as exc:  # its own code failed (or exited) at import
+            raise CallbackError(
+                field, path, f"importing module {module_name!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
         value: Any = module
         try:
             for name in attribute.split("."):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -73,9 +75,20 @@ def read_document(path: Path) -> str:
 
     Raises:
         OSError: It cannot be read.
-        DocumentError: It is not UTF-8 (with where the first byte that is not).
+        DocumentError: It is not a regular file (a FIFO would block, a device never end),
+            is larger than any document that could be taken, or is not UTF-8 (with where
+            the first byte that is not).
     """
-    data = path.read_bytes()
+    limit = 4 * MAX_DOCUMENT_BYTES  # (bytes: the bound is in characters, up to 4 bytes each)
+    # (O_NONBLOCK: opening a FIFO with no writer would wait; a regular file ignores it)
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise DocumentError(f"{path}: not a regular file")
+        data = file.read(limit + 1)  # never more than the bound, however large the file
+    if len(data) > limit:
+        raise DocumentError(
+            f"{path} is over {limit:,} bytes; at most {MAX_DOCUMENT_BYTES:,} characters are read"
+        )
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -285,7 +298,16 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
         DocumentError: Too large, too deep, too many aliases, or not YAML.
     """
     _check_size(text, what)
-    loader = BoundedYamlLoader(text)
+    try:  # (the reader checks every character when it is made: a raw control one fails)
+        loader = BoundedYamlLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise DocumentError(
+            f"{what}: not valid YAML/JSON: line {line}, column {column}: the character "
+            f"U+{_code_point(exc.character):04X} cannot be written in YAML (a control "
+            "character or a noncharacter)"
+        ) from None
     try:
         return loader.get_single_data()
     except _OverBudget as exc:
@@ -295,6 +317,13 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
         raise DocumentError(f"{what}: not valid YAML/JSON: {said}") from None
     finally:
         loader.dispose()
+
+
+def _code_point(character: object) -> int:
+    """PyYAML's reader gives the character it refused as its code point (bytes: the byte)."""
+    if isinstance(character, int):
+        return character
+    return ord(character[:1]) if isinstance(character, str | bytes) and character else 0xFFFD
 
 
 def _quote_hint(exc: yaml.YAMLError, text: str) -> str:

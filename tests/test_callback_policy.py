@@ -175,3 +175,31 @@ async def test_entry_points_and_dunder_names_are_refused_before_any_import(
             scheduler.add_task(task)
         assert scheduler.list_tasks() == []
     assert not {"bench.__main__", "scheduler.__main__"} & (set(sys.modules) - before)
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        ('raise RuntimeError("boom at import")\n', "raised RuntimeError: boom at import"),
+        ("import sys\nsys.exit(3)\n", "raised SystemExit: 3"),
+        ("def f(:\n", "raised SyntaxError"),
+    ],
+)
+def test_a_callback_module_that_fails_at_import_is_a_bad_callback(
+    tmp_path: Path, code: str, said: str
+) -> None:
+    """Only ImportError was caught: another error (or sys.exit) in the module's own code
+    was a traceback from add and apply (exit 1, or the module's exit status), and killed
+    main.py at start when the tasks file named it."""
+    (tmp_path / "broken_hooks.py").write_text(code)
+    cli = Cli(tmp_path)
+    error = cli.fails(
+        "add", "--id", "t", "--schedule", "daily", "--prompt", "p",
+        "--result-callback", "broken_hooks:f",
+    )  # fmt: skip
+    assert f"result_callback 'broken_hooks:f': importing module 'broken_hooks' {said}" in error
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("- {id: t, schedule: daily, prompt: p, on_failure_callback: broken_hooks:f}\n")
+    done = cli("apply", str(tasks), status=2)
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert cli.snapshot() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from pathlib import Path
 
@@ -297,6 +298,37 @@ def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> Non
     assert caught.value.problems == [
         f"{latin1}: not UTF-8 text (byte 0xe9 on line 3); save it as UTF-8"
     ]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x7f", "\ufffe"])
+def test_a_raw_control_character_is_a_problem_with_its_place_not_a_crash(
+    tmp_path: Path, character: str
+) -> None:
+    """PyYAML's reader refuses such a character as it is made, before the loader's errors
+    were caught: main.py, serve, validate and apply died with a traceback."""
+    path = tmp_path / "tasks.yaml"
+    path.write_text(f'- id: a\n  interval_seconds: 60\n  prompt: "hi{character}"\n')
+    with pytest.raises(TasksFileError) as caught:
+        load_tasks_file(path)
+    [problem] = caught.value.problems
+    code = f"U+{ord(character):04X}"
+    assert problem.startswith(
+        f"{path}: not valid YAML/JSON: line 3, column 14: the character {code}"
+    )
+
+
+def test_what_is_no_file_or_too_large_is_refused_unread(tmp_path: Path) -> None:
+    """The size bound was checked once the whole file was read (a FIFO waited forever)."""
+    fifo = tmp_path / "tasks.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    with big.open("w") as file:
+        file.write("tasks: []\n")
+        file.writelines("# " + "x" * 1000 + "\n" for _ in range(34_000))
+    for path, said in ((fifo, "not a regular file"), (big, "is over 33,554,432 bytes")):
+        with pytest.raises(TasksFileError) as caught:
+            load_tasks_file(path)
+        assert said in caught.value.problems[0]
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read_as_a_yaml_one_is(tmp_path: Path) -> None:
