@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, text
+from sqlalchemy import Connection, func, or_, select, text, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -282,22 +282,15 @@ class Store:
 
     def task_stats(self, task_id: str | Collection[str] | None = None) -> dict[str, TaskStats]:
         """Run count and last outcome per task (of one task, or of the tasks of a collection,
-        when ``task_id`` is given): the
-        newest run that finished after running (not one skipped by the overlap policy while
-        another ran, nor one still queued or running), else the newest run; and whether a
-        run of it is not final yet."""
-        params: dict[str, Any] = {}
-        if isinstance(task_id, str):
-            query, params = STATS_OF_TASK, {"task_id": task_id}
-            opened = OPEN_TASKS.where(runs_table.c.task_id == task_id)
-        elif task_id is not None:
-            query = stats_query(COUNTS.where(runs_table.c.task_id.in_(list(task_id))))
-            opened = OPEN_TASKS.where(runs_table.c.task_id.in_(list(task_id)))
-        else:
-            query, opened = stats_query(COUNTS), OPEN_TASKS
+        when ``task_id`` is given): the newest run that finished after running (not one
+        skipped by the overlap policy while another ran, nor one still queued or running),
+        else the newest run; and whether a run of it is not final yet."""
+        ids = [task_id] if isinstance(task_id, str) else task_id
+        mine = runs_table.c.task_id.in_(list(ids)) if ids is not None else true()
+        query = STATS_OF_TASK if isinstance(task_id, str) else stats_query(COUNTS.where(mine))
         with self._reading() as conn:
-            stats = dict(task_stats(row) for row in conn.execute(query, params))
-            for (open_id,) in conn.execute(opened):
+            stats = dict(task_stats(row) for row in conn.execute(query, {"task_id": task_id}))
+            for (open_id,) in conn.execute(OPEN_TASKS.where(mine)):
                 if open_id in stats:
                     stats[open_id].open_runs = True
         return stats
