@@ -53,8 +53,8 @@ def running_scheduler() -> TaskScheduler | None:
     (the one a graph's tools and callbacks reach when they are given none)."""
     for ref in reversed(_started):
         scheduler = ref()
-        if scheduler is not None and scheduler.running:
-            return scheduler
+        if scheduler is not None and (scheduler.running or scheduler._stopping is not None):
+            return scheduler  # (stopping: its runs go on through the grace, their tools too)
     return None
 
 
@@ -304,10 +304,10 @@ class TaskScheduler(AsyncTaskAPI):
         process holds (no scheduler runs) is cancelled by the next one that starts; an
         answer after the request is refused. False when the run is neither running nor
         waiting unanswered."""
-        supervisor = self._supervisor
+        supervisor = self._supervisor or self._stopping  # (runs go on through stop's grace)
         runner = supervisor.runner if supervisor is not None else None
         if runner is not None and (runner.is_running(run_id) or runner.is_waiting(run_id)):
-            self._on_loop(runner.cancel_run, run_id)
+            self._on_loop(runner.cancel_run, run_id, through=supervisor)
             return True
         if supervisor is not None and supervisor.active and self.settings.role == "all":
             return False  # the only process that runs anything, and it does not run it
@@ -403,9 +403,11 @@ class TaskScheduler(AsyncTaskAPI):
             with contextlib.suppress(LeadershipLostError):
                 supervisor.run_log.flush()
 
-    def _on_loop(self, function: Callable[..., Any], *args: Any) -> None:
-        """Call ``function`` on the scheduler's event loop (now, if already on it)."""
-        supervisor = self._supervisor
+    def _on_loop(
+        self, function: Callable[..., Any], *args: Any, through: Supervisor | None = None
+    ) -> None:
+        """Call ``function`` on the loop of ``through``, else the scheduler's (now if on it)."""
+        supervisor = through or self._supervisor
         if supervisor is None:
             return
         try:

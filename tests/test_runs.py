@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from scheduler import RunRecord, RunStatus, TaskDefinition
+from scheduler.task_scheduler import running_scheduler
 from tests import callbacks
 from tests.conftest import SchedulerFactory, eventually
 
@@ -151,6 +152,34 @@ async def test_priorities_decide_who_gets_a_free_slot(make_scheduler: SchedulerF
     await eventually(lambda: len(scheduler.list_runs(status="succeeded")) == 6, timeout=15)
     order = [r.task_id for r in sorted(scheduler.list_runs(limit=None), key=lambda r: r.started_at)]  # type: ignore[arg-type, return-value]
     assert order == ["blocker", "urgent", "high", "medium", "medium-later", "low"]
+
+
+async def test_during_stops_grace_its_runs_can_be_cancelled_and_reach_it(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Through the grace, cancel_run said True and the run went on to succeed (it looked
+    only at a running supervisor, then asked the database, which nobody polled); and
+    running_scheduler() said None, so a run's agent tools fell back to the settings'
+    database (another one, possibly)."""
+    scheduler = make_scheduler()
+    scheduler.start()
+    scheduler.add_tasks(
+        [
+            TaskDefinition(id="slow", interval_seconds=3600, prompt="sleep:2"),
+            TaskDefinition(id="other", interval_seconds=3600, prompt="sleep:1"),
+        ]
+    )
+    slow, other = scheduler.run_task_now("slow"), scheduler.run_task_now("other")
+    await eventually(lambda: len(scheduler.list_runs(status="running")) == 2)
+    stopping = asyncio.create_task(scheduler.stop(grace_seconds=10))
+    await asyncio.sleep(0.2)
+    assert not scheduler.running and running_scheduler() is scheduler
+    assert scheduler.cancel_run(slow)
+    await stopping
+    assert running_scheduler() is None
+    assert scheduler.get_run(slow).status is RunStatus.CANCELLED
+    assert scheduler.get_run(other).status is RunStatus.SUCCEEDED  # (the grace held)
+    assert not scheduler.cancel_run(other)
 
 
 async def test_graceful_stop_lets_runs_finish_then_cancels_the_rest(
