@@ -191,7 +191,9 @@ class AsyncTaskAPI(RunWrites):
 
     async def wait_for_outcome(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
         """Wait for the final outcome of a run after its retries: the record of its last
-        attempt (or of the run itself, when it needed none), or a ``waiting`` one.
+        attempt (or of the run itself, when it needed none), or a ``waiting`` one; a retry
+        that never ran (``missed`` after downtime, ``skipped`` as paused or withdrawn by an
+        edit) leaves the attempt it retried final, as its failure callback is told.
         ``wait_for_run(run_task_now(id))`` returns the first attempt; this follows the
         retries that attempt earns (each a run of its own, ``trigger="retry"``).
 
@@ -205,7 +207,10 @@ class AsyncTaskAPI(RunWrites):
                 retry = await self._offload.run(self._retry_of, record)
                 if retry is None:
                     return record
-                record = await self.wait_for_run(retry.id)
+                ended = await self.wait_for_run(retry.id)
+                if ended.status in (RunStatus.MISSED, RunStatus.SKIPPED):
+                    return record  # (the retry did not run: that attempt is the outcome)
+                record = ended
             return record
 
     def _retry_of(self, record: RunRecord) -> RunRecord | None:

@@ -706,6 +706,38 @@ async def test_wait_for_outcome_follows_each_runs_own_retry() -> None:
             assert outcome.queued_at == first.finished_at
 
 
+@pytest.mark.parametrize("how", ["paused", "withdrawn", "missed"])
+async def test_wait_for_outcome_of_a_retry_that_never_ran_is_the_attempt_it_retried(
+    how: str, tmp_path: Path
+) -> None:
+    """It returned the retry's ``skipped`` or ``missed`` record: an application that alerts
+    on ``failed`` missed the failure its ``on_failure_callback`` was told of."""
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z", db_path=tmp_path / "s.db"
+    ) as (scheduler, clock):
+        scheduler.add_task(
+            TaskDefinition(
+                id="f", interval_seconds=86400, prompt="fail", max_retries=3,
+                retry_delay_seconds=600, misfire_grace_seconds=60,
+            )
+        )  # fmt: skip
+        first = scheduler.run_task_now("f")
+        await clock.advance(seconds=1)
+        if how == "paused":
+            scheduler.pause_task("f")
+        elif how == "withdrawn":
+            scheduler.edit_task("f", lambda task: task.model_copy(update={"max_retries": 0}))
+        else:  # down past the retry's time and its catch-up window
+            await scheduler.stop()
+            clock.pass_time(hours=2)
+            scheduler.start()
+        await clock.advance(seconds=700)
+        outcome = await scheduler.wait_for_outcome(first, timeout=5)
+        assert (outcome.id, outcome.status, outcome.attempt) == (first, RunStatus.FAILED, 1)
+        [retry] = [r for r in scheduler.list_runs("f", limit=None) if r.attempt == 2]
+        assert retry.status in (RunStatus.SKIPPED, RunStatus.MISSED)
+
+
 @pytest.mark.parametrize(
     "fields",
     [
