@@ -65,6 +65,11 @@ def apply_after_flags(args: argparse.Namespace, data: dict[str, Any]) -> None:
                 "--no-after cannot go with --after, --after-on, --after-any or --after-all"
             )
         data.pop("after", None)
+        if data.get("task_type") == "after":  # (a schedule given with it has set another)
+            raise UsageError(
+                "--no-after: the task runs only after others; give it a schedule with it "
+                "(--schedule)"
+            )
         return
     if not after_given(args):
         return

@@ -923,6 +923,8 @@ def test_the_cli_adds_shows_draws_and_removes_chains(tmp_path: Path) -> None:
     assert every["definition"]["after"]["mode"] == "all"
     assert "not allowed with argument" in cli.fails("edit", "alert", "--after-any", "--after-all")
     assert "cannot go with" in cli.fails("edit", "alert", "--no-after", "--after-all")
+    # (it said "task_type 'after' needs after": the very thing just asked to drop)
+    assert "give it a schedule with it (--schedule)" in cli.fails("edit", "alert", "--no-after")
     assert "(needed by report)" in cli.fails("remove", "fetch-sales", "--yes")
     cli("remove", "fetch-sales", "--yes", "--force")
     assert "fetch-sales  (not a task: removed with force)" in cli("graph").stdout
