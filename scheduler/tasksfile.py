@@ -250,10 +250,16 @@ def apply_tasks_file(
         if not path.is_file():  # (no file, no version of it: a mistyped path leaves no note)
             raise _gone(scheduler, path, exc) from None
         count = len(exc.problems)
+        kept = any(task.source == source for task in scheduler.list_tasks(source=source))
         scheduler.note_problem(
             source,
             f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
-            f"'validate {path}'): the tasks of its last good version are the ones that run",
+            f"'validate {path}'): "
+            + (
+                "the tasks of its last good version are the ones that run"
+                if kept
+                else "no version of it was applied yet, so none of its tasks run"
+            ),
         )
         raise
     scheduler.note_problem(source, None)

@@ -222,7 +222,9 @@ async def test_an_empty_file_is_refused_and_keeps_its_tasks_until_it_says_tasks_
         "kept: write 'tasks: []' to remove them all"
     )
     assert {t.id: t.definition for t in scheduler.list_tasks()} == before
-    assert "was not applied" in scheduler.notices()[0].message
+    assert scheduler.notices()[0].message.endswith(
+        "the tasks of its last good version are the ones that run"
+    )
     for none in ("tasks: []\n", "[]\n"):
         write(path, "# no tasks\n" + none)
         assert sorted(apply_tasks_file(scheduler, path).removed) == ["a", "b"]
@@ -250,7 +252,9 @@ async def test_applying_a_path_that_is_no_file_leaves_no_note(
     broken = write(tmp_path / "broken.yaml", "- id: [unclosed\n")
     with pytest.raises(TasksFileError):
         apply_tasks_file(scheduler, broken)
-    assert [n.source for n in scheduler.notices()] == [f"file:{broken}"]  # a file's problem
+    [notice] = scheduler.notices()
+    assert notice.source == f"file:{broken}"  # a file's problem; it never had a good version
+    assert notice.message.endswith("no version of it was applied yet, so none of its tasks run")
 
 
 async def test_a_deleted_file_takes_its_note_along_unless_tasks_of_it_run(
