@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("list", commands.cmd_list, "list tasks")
     p.add_argument(
         "--source",
+        type=_given,
         metavar="SOURCE",
         help="only the tasks of SOURCE and the sources under it: api, cli, file:tasks.yaml, "
         "agent (every task an agent's tool made), agent:thread:ID",
@@ -111,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("remove", commands.cmd_remove, "remove a task (asks first, unless --yes)")
     p.add_argument("id", nargs="?")
     p.add_argument(
-        "--source", metavar="SOURCE", help="remove every task of SOURCE instead (e.g. agent)"
+        "--source",
+        type=_given,
+        metavar="SOURCE",
+        help="remove every task of SOURCE instead (e.g. agent)",
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.add_argument(

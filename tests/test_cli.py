@@ -643,6 +643,9 @@ def test_apply_of_another_file_named_tasks_yaml_keeps_the_projects_tasks(cli: Cl
     listed = {t["id"]: t["source"] for t in cli.json("list")}
     assert listed == {"a": "file:tasks.yaml", "b": "file:other/tasks.yaml"}
     assert [t["id"] for t in cli.json("list", "--source", "file:tasks.yaml")] == ["a"]
+    for command in (["list"], ["remove", "--yes"]):  # an empty source is no source
+        assert "--source: must not be empty" in cli.fails(*command, "--source", " ")
+    assert len(cli.json("list")) == 2
     other.write_text("- id: a\n  interval_seconds: 5\n  prompt: mine\n")
     error = cli.fails("apply", "other/tasks.yaml")
     assert "1 problem(s) in other/tasks.yaml" in error
