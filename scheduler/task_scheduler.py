@@ -159,7 +159,7 @@ class TaskScheduler(AsyncTaskAPI):
         supervisor.background_prune = self._background_prune
         from scheduler.webhooks import Deliverer  # (here: httpcore only where runs are made)
 
-        self._webhooks = Deliverer(self._store, self.settings)
+        self._webhooks = Deliverer(self._store, self.settings, self._clock)
         self._events.webhooks = self._webhooks
         supervisor.start()
         self._supervisor = supervisor

@@ -38,6 +38,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,11 +72,15 @@ class Deliverer:
     Args:
         store: Where the attempts are recorded.
         settings: The webhook settings.
+        clock: The scheduler's clock (UNIX seconds), which each attempt's ``at`` is in.
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._clock = clock  # (the scheduler's: an attempt's "at" is in its time, as a run's)
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: list[dict[str, Any]] = []  # the attempts cut short by close()
@@ -138,7 +143,9 @@ class Deliverer:
                 delay *= 2
         except asyncio.CancelledError:
             if step != "recorded":
-                self._stopped.append(_cut_short(run_id, url, trying, during=step == "during"))
+                self._stopped.append(
+                    _cut_short(run_id, url, trying, during=step == "during", at=self._clock())
+                )
             raise
 
     async def _resolve(
@@ -281,7 +288,7 @@ class Deliverer:
                 "run_id": run_id,
                 "url": redacted(url),  # (shown on the run: never the password)
                 "attempt": attempt,
-                "at": time.time(),
+                "at": self._clock(),
                 "status_code": status,
                 "error": error,
             }
@@ -300,7 +307,7 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str, Any]:
+def _cut_short(run_id: str, url: str, attempt: int, *, during: bool, at: float) -> dict[str, Any]:
     """The record of an attempt that the scheduler's stop cut short (or came before)."""
     error = (
         "the scheduler stopped during this attempt: the receiver may or may not have it"
@@ -311,7 +318,7 @@ def _cut_short(run_id: str, url: str, attempt: int, *, during: bool) -> dict[str
         "run_id": run_id,
         "url": redacted(url),
         "attempt": attempt,
-        "at": time.time(),
+        "at": at,
         "status_code": None,
         "error": error,
     }

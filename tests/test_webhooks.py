@@ -26,6 +26,8 @@ import pytest
 from scheduler import TaskDefinition, TaskScheduler
 from scheduler.exceptions import describe_errors
 from scheduler.server import create_app
+from scheduler.testing import clocked_scheduler
+from tests import prompt_graphs
 from tests.conftest import PYTHON, ROOT, SchedulerFactory, eventually
 
 
@@ -638,3 +640,27 @@ async def test_receivers_that_never_answer_do_not_hold_up_a_delivery_to_another(
         for connection in held:
             connection.close()
         answering.close()
+
+
+async def test_on_the_test_clock_an_attempt_is_stamped_with_its_time(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """Every record of a clocked scheduler is in the test clock's time but its webhook
+    attempts', which were stamped with the wall clock's (2026 among 2030's runs)."""
+    async with clocked_scheduler(
+        graph=prompt_graphs.graph, start="2030-01-01T00:00:00Z", db_path=tmp_path / "s.db",
+        webhook_allow_private=True, webhook_retry_seconds=0.05,
+    ) as (scheduler, clock):  # fmt: skip
+        scheduler.add_task(
+            TaskDefinition(id="r", interval_seconds=3600, prompt="hi", webhook=receiver.url)
+        )
+        run_id = scheduler.run_task_now("r")
+        await clock.advance(seconds=1)
+        attempts = await eventually(
+            lambda: [d for d in scheduler._store.deliveries(run_id)] or None,
+            message="the attempts recorded",
+        )
+        run = scheduler.get_run(run_id)
+        assert run.finished_at is not None
+        for attempt in attempts:
+            assert abs(attempt["at"] - run.finished_at.timestamp()) < 60, attempt

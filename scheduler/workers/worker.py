@@ -113,7 +113,7 @@ class Worker(WorkerLease):
         if self.events.webhooks is None:
             from scheduler.webhooks import Deliverer  # (here: httpcore only where runs are made)
 
-            self.events.webhooks = self._webhooks = Deliverer(store, settings)
+            self.events.webhooks = self._webhooks = Deliverer(store, settings, self.clock)
         self.runner = Runner(
             settings=settings, run_log=self.run_log, graph=graph, clock=self.clock,
             events=self.events,
