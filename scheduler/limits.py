@@ -23,6 +23,7 @@ The bounds (README, "Limits"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import UTC, datetime
@@ -137,7 +138,11 @@ def check_datetime(value: datetime) -> datetime:
     except OverflowError:
         ok = False
     if not ok:
-        raise ValueError(f"{value.isoformat()} is outside the supported years 1970-2999")
+        utc = ""  # (the bound is UTC's: 2999-12-31 23:59 at -11:00 is in 3000 there)
+        with contextlib.suppress(OverflowError, ValueError):
+            if value.utcoffset():
+                utc = f", {value.astimezone(UTC):%Y-%m-%d %H:%M} UTC,"
+        raise ValueError(f"{value.isoformat()}{utc} is outside the supported years 1970-2999")
     return value
 
 

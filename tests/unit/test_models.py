@@ -293,6 +293,11 @@ BOUNDS = [
     ({"interval_seconds": 5, "max_instances": 10**6}, "max_instances", "or equal to 1000"),
     ({"run_at": datetime(9999, 12, 31, 23, 59)}, "run_at", "outside the supported years"),
     ({"run_at": "1900-01-01T00:00:00Z"}, "run_at", "outside the supported years"),
+    (  # the bound is UTC's: says where the local time lies there
+        {"run_at": "2999-12-31T23:59:59-11:00"},
+        "run_at",
+        "2999-12-31T23:59:59-11:00, 3000-01-01 10:59 UTC, is outside the supported years",
+    ),
     (
         {"interval_seconds": 5, "end_date": datetime(9999, 12, 31, tzinfo=UTC)},
         "end_date",
