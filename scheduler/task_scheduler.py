@@ -298,18 +298,18 @@ class TaskScheduler(AsyncTaskAPI):
 
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a running run, or one waiting for an answer (recorded ``cancelled``): at
-        once if this process holds it; one held by another process (a worker, or the active
-        scheduler while this one stands by, or the CLI's) is asked through the database, and
-        that process cancels it within about ``poll_interval_seconds``. A waiting run no
-        process holds (no scheduler runs) is cancelled by the next one that starts; an
-        answer after the request is refused. False when the run is neither running nor
-        waiting unanswered."""
+        once if this process holds it (also through stop's grace); one held by another
+        process (a worker, the active scheduler while this one stands by, the CLI's) is asked
+        through the database, and cancels it within about ``poll_interval_seconds``. A
+        waiting run no process holds is cancelled by the next one that starts; an answer
+        after the request is refused. False when it is neither running nor waiting."""
         supervisor = self._supervisor or self._stopping  # (runs go on through stop's grace)
         runner = supervisor.runner if supervisor is not None else None
         if runner is not None and (runner.is_running(run_id) or runner.is_waiting(run_id)):
             self._on_loop(runner.cancel_run, run_id, through=supervisor)
             return True
-        if supervisor is not None and supervisor.active and self.settings.role == "all":
+        running = self._supervisor  # (a stopping one has let go of its waiting runs)
+        if running is not None and running.active and self.settings.role == "all":
             return False  # the only process that runs anything, and it does not run it
         self._flush()
         return self._store.request_cancel(run_id, self._clock())

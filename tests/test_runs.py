@@ -165,21 +165,29 @@ async def test_during_stops_grace_its_runs_can_be_cancelled_and_reach_it(
     scheduler.start()
     scheduler.add_tasks(
         [
-            TaskDefinition(id="slow", interval_seconds=3600, prompt="sleep:2"),
+            TaskDefinition(id="slow", interval_seconds=3600, prompt="sleep:5"),
             TaskDefinition(id="other", interval_seconds=3600, prompt="sleep:1"),
+            TaskDefinition(id="asks", interval_seconds=3600, prompt="ask-record-sleep:0"),
         ]
     )
     slow, other = scheduler.run_task_now("slow"), scheduler.run_task_now("other")
+    asks = scheduler.run_task_now("asks")
     await eventually(lambda: len(scheduler.list_runs(status="running")) == 2)
+    await eventually(lambda: scheduler.get_run(asks).status is RunStatus.WAITING)
     stopping = asyncio.create_task(scheduler.stop(grace_seconds=10))
     await asyncio.sleep(0.2)
     assert not scheduler.running and running_scheduler() is scheduler
     assert scheduler.cancel_run(slow)
+    # a waiting run, let go of by the stop, is asked through the database (the next start
+    # cancels it), as once the scheduler has stopped
+    assert scheduler.cancel_run(asks)
     await stopping
     assert running_scheduler() is None
     assert scheduler.get_run(slow).status is RunStatus.CANCELLED
     assert scheduler.get_run(other).status is RunStatus.SUCCEEDED  # (the grace held)
     assert not scheduler.cancel_run(other)
+    scheduler.start()
+    await eventually(lambda: scheduler.get_run(asks).status is RunStatus.CANCELLED)
 
 
 async def test_graceful_stop_lets_runs_finish_then_cancels_the_rest(
