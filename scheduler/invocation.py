@@ -159,9 +159,9 @@ async def invoke(
             if asked is not None:
                 return Outcome(RunStatus.WAITING, output, interrupts=asked, thread_id=thread)
             if task.result_callback:
+                in_callback = True
                 if before_callback is not None:
                     await before_callback()
-                in_callback = True
                 callback = policy.resolve(task.result_callback)
                 await call_callback(callback, task, result)
     except asyncio.CancelledError as cancelled:

@@ -9,6 +9,7 @@ other threads reach it through ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import heapq
@@ -48,6 +49,8 @@ __all__ = ["Runner"]
 logger = logging.getLogger(__name__)
 
 _STARTED_KEPT = 4096  # runs started here that a late second submit is checked against
+# the outcomes of a run that its task's on_failure_callback hears of (once no retry is left)
+_ALERTED = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED)
 
 
 def _turn_of(thread: str | None) -> str | None:
@@ -343,6 +346,11 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 before_callback=self.before_callback,
             )
             thread_id = pending.thread_id = outcome.thread_id or thread_id  # (adopted there)
+            if self.before_callback and task.on_failure_callback and outcome.status in _ALERTED:
+                # a worker's lease holds before its failure callback: let go of if not (a
+                # stop's cancel meanwhile: the outcome is recorded, as a cancel that came late)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.before_callback()
         finished = self._clock()
         current = asyncio.current_task()
         if current in self._abandoned:  # the process that took over settles it
@@ -387,9 +395,7 @@ class Runner(RunnerWaiting, RunnerStopping, RunnerWithdrawing):
                 self._release(task.id)
         else:
             self._release(task.id)
-            if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED):
-                if self.before_callback is not None:  # (the outcome's write is not awaited)
-                    await self.before_callback()
+            if outcome.status in _ALERTED:
                 await call_run_callback(
                     pending,
                     outcome,

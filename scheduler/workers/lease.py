@@ -62,6 +62,7 @@ class WorkerLease:
         lease = self.settings.worker_lease_seconds
         while True:
             await asyncio.sleep(lease / 6)
+            asked = time.monotonic()  # (its answer may reach the loop much later: a freeze)
             try:
                 async with asyncio.timeout(lease / 3):
                     renewed = await self._heartbeat.run(self._timed, self._renew_lease)
@@ -77,7 +78,7 @@ class WorkerLease:
             if renewed is None:  # its runs are settled already: nothing more about them
                 self._fail("was declared dead by the scheduler (its lease ran out)")
                 return
-            self._renewed_at = time.monotonic()
+            self._renewed_at = asked
 
     async def _lease_holds(self) -> None:
         """Awaited before a run's result or failure callback (``Runner.before_callback``).
@@ -88,6 +89,9 @@ class WorkerLease:
         renewal fails, the heartbeat decides (it stops the worker at half the lease)."""
         lease = self.settings.worker_lease_seconds
         while time.monotonic() - self._renewed_at > lease / 3:
+            if self.failed is not None:  # stopped by itself meanwhile: the run is let go of
+                raise asyncio.CancelledError
+            asked = time.monotonic()
             try:
                 async with asyncio.timeout(lease / 3):
                     renewed = await self._heartbeat.run(self._timed, self._renew_lease)
@@ -98,7 +102,7 @@ class WorkerLease:
                 if self.failed is None:
                     self._fail("was declared dead by the scheduler (its lease ran out)")
                 raise asyncio.CancelledError
-            self._renewed_at = time.monotonic()
+            self._renewed_at = asked
 
     def _check_registered(self, tx: Transaction) -> None:
         """What each write of this worker's run records checks first (its fence): the worker
