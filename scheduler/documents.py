@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -75,15 +74,15 @@ def read_document(path: Path) -> str:
 
     Raises:
         OSError: It cannot be read.
-        DocumentError: It is not a regular file (a FIFO would block, a device never end),
-            is larger than any document that could be taken, or is not UTF-8 (with where
-            the first byte that is not).
+        DocumentError: It is larger than any document that could be taken (read no
+            further: ``/dev/zero`` never ends), or is not UTF-8 (with where the first byte
+            that is not).
     """
     limit = 4 * MAX_DOCUMENT_BYTES  # (bytes: the bound is in characters, up to 4 bytes each)
-    # (O_NONBLOCK: opening a FIFO with no writer would wait; a regular file ignores it)
+    # (O_NONBLOCK: opening a FIFO with no writer would wait; read from it, once it is
+    # cleared, it ends at once; a pipe, as `--file /dev/stdin`, is read as a file is)
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise DocumentError(f"{path}: not a regular file")
+        os.set_blocking(file.fileno(), True)
         data = file.read(limit + 1)  # never more than the bound, however large the file
     if len(data) > limit:
         raise DocumentError(
@@ -301,8 +300,9 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
     try:  # (the reader checks every character when it is made: a raw control one fails)
         loader = BoundedYamlLoader(text)
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        breaks = list(_LINE_BREAKS.finditer(text, 0, exc.position))  # (YAML's, as its marks)
+        line = len(breaks) + 1
+        column = exc.position - (breaks[-1].end() if breaks else 0) + 1
         raise DocumentError(
             f"{what}: not valid YAML/JSON: line {line}, column {column}: the character "
             f"U+{_code_point(exc.character):04X} cannot be written in YAML (a control "
@@ -317,6 +317,9 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
         raise DocumentError(f"{what}: not valid YAML/JSON: {said}") from None
     finally:
         loader.dispose()
+
+
+_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
 def _code_point(character: object) -> int:

@@ -250,15 +250,14 @@ def apply_tasks_file(
         if not path.is_file():  # (no file, no version of it: a mistyped path leaves no note)
             raise _gone(scheduler, path, exc) from None
         count = len(exc.problems)
-        kept = any(task.source == source for task in scheduler.list_tasks(source=source))
         scheduler.note_problem(
             source,
             f"{path} was not applied ({count} problem{'s' if count != 1 else ''}; see "
             f"'validate {path}'): "
             + (
                 "the tasks of its last good version are the ones that run"
-                if kept
-                else "no version of it was applied yet, so none of its tasks run"
+                if _tasks_of(scheduler, source)
+                else "none of its tasks run"
             ),
         )
         raise
@@ -298,7 +297,14 @@ def drop_note_if_gone(scheduler: TaskScheduler, path: Path) -> list[str]:
     """The ids of the tasks that the tasks file at ``path`` (not there) added; if none, its
     note (a version that could not be applied) is dropped: nothing of the file runs."""
     source = file_source(path)
-    kept = sorted(t.id for t in scheduler.list_tasks(source=source) if t.source == source)
+    kept = _tasks_of(scheduler, source)
     if not kept and any(notice.source == source for notice in scheduler.notices()):
         scheduler.note_problem(source, None)
     return kept
+
+
+def _tasks_of(scheduler: TaskScheduler, source: str) -> list[str]:
+    """The ids of the tasks of ``source`` itself (not of the sources under it), sorted."""
+    return sorted(
+        row.id for row in scheduler.store.iter_tasks(source=source) if row.source == source
+    )

@@ -254,7 +254,7 @@ async def test_applying_a_path_that_is_no_file_leaves_no_note(
         apply_tasks_file(scheduler, broken)
     [notice] = scheduler.notices()
     assert notice.source == f"file:{broken}"  # a file's problem; it never had a good version
-    assert notice.message.endswith("no version of it was applied yet, so none of its tasks run")
+    assert notice.message.endswith("): none of its tasks run")
 
 
 async def test_a_deleted_file_takes_its_note_along_unless_tasks_of_it_run(
@@ -321,18 +321,30 @@ def test_a_raw_control_character_is_a_problem_with_its_place_not_a_crash(
     )
 
 
-def test_what_is_no_file_or_too_large_is_refused_unread(tmp_path: Path) -> None:
-    """The size bound was checked once the whole file was read (a FIFO waited forever)."""
+def test_what_is_too_large_is_read_no_further_and_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    """The size bound was checked once the whole file was read (``/dev/zero`` filled the
+    memory) and opening a FIFO with no writer waited for ever; a pipe is still read."""
     fifo = tmp_path / "tasks.yaml"
     os.mkfifo(fifo)
     big = tmp_path / "big.yaml"
     with big.open("w") as file:
         file.write("tasks: []\n")
         file.writelines("# " + "x" * 1000 + "\n" for _ in range(34_000))
-    for path, said in ((fifo, "not a regular file"), (big, "is over 33,554,432 bytes")):
+    for path, said in (
+        (fifo, "holds nothing"),
+        (big, "is over 33,554,432 bytes"),
+        (Path("/dev/zero"), "is over 33,554,432 bytes"),
+    ):
         with pytest.raises(TasksFileError) as caught:
             load_tasks_file(path)
-        assert said in caught.value.problems[0]
+        assert said in caught.value.problems[0], caught.value.problems
+    read, write_end = os.pipe()
+    os.write(write_end, b"- id: a\n  interval_seconds: 60\n  prompt: p\n")
+    os.close(write_end)
+    try:
+        assert [t.id for t in load_tasks_file(Path(f"/dev/fd/{read}"))] == ["a"]
+    finally:
+        os.close(read)
 
 
 def test_a_json_file_with_a_byte_order_mark_is_read_as_a_yaml_one_is(tmp_path: Path) -> None:
