@@ -181,6 +181,8 @@ def _summary(info: TaskInfo) -> str:
         next_run = when(info.next_run, task_zone(info))
     elif info.state.value == "active" and info.definition and info.definition.after:
         next_run = "on the outcome of the tasks it runs after"
+    elif info.state.value == "active":  # (no next time, its run not ended yet)
+        next_run = "none: its run has not ended yet"
     else:
         next_run = info.state.value
     return f"{schedule_text(info)}; next run {next_run}"

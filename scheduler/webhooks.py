@@ -18,9 +18,9 @@ the name the certificate must match), so a name that answers a public address to
 and a private one a moment later (DNS rebinding) reaches nothing it should not. Deliveries
 connect directly (``HTTPS_PROXY`` and the like are not used: a proxy would resolve the name
 again, out of the check's reach). They run in the scheduler's process while it runs; one
-not done when the scheduler stops is recorded as far as it got, and its next attempt as not
-sent (``the scheduler stopped ...``), so the run shows that the receiver may not have it.
-"""
+not done at the stop is recorded as far as it got, and its next attempt as not sent (``the
+scheduler stopped ...``), so the run shows that the receiver may not have it. Each attempt's
+``at`` is in the scheduler's clock (a test clock's, a worker's database time), as a run's."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Deliverer:
     Args:
         store: Where the attempts are recorded.
         settings: The webhook settings.
-        clock: The scheduler's clock (UNIX seconds), which each attempt's ``at`` is in.
+        clock: The scheduler's clock (UNIX seconds).
     """
 
     def __init__(
@@ -80,7 +80,7 @@ class Deliverer:
     ) -> None:
         self._store = store
         self._settings = settings
-        self._clock = clock  # (the scheduler's: an attempt's "at" is in its time, as a run's)
+        self._clock = clock
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: list[dict[str, Any]] = []  # the attempts cut short by close()
@@ -143,9 +143,9 @@ class Deliverer:
                 delay *= 2
         except asyncio.CancelledError:
             if step != "recorded":
-                self._stopped.append(
-                    _cut_short(run_id, url, trying, during=step == "during", at=self._clock())
-                )
+                # (cut short by the stop, or not sent before it)
+                cut = self._attempt(run_id, url, trying, None, _STOPPED[step == "during"])
+                self._stopped.append(cut)
             raise
 
     async def _resolve(
@@ -283,16 +283,20 @@ class Deliverer:
     async def _record(
         self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
     ) -> None:
-        await self._write(
-            {
-                "run_id": run_id,
-                "url": redacted(url),  # (shown on the run: never the password)
-                "attempt": attempt,
-                "at": self._clock(),
-                "status_code": status,
-                "error": error,
-            }
-        )
+        await self._write(self._attempt(run_id, url, attempt, status, error))
+
+    def _attempt(
+        self, run_id: str, url: str, attempt: int, status: int | None, error: str | None
+    ) -> dict[str, Any]:
+        """The record of an attempt, at this moment of the scheduler's clock."""
+        return {
+            "run_id": run_id,
+            "url": redacted(url),  # (shown on the run: never the password)
+            "attempt": attempt,
+            "at": self._clock(),
+            "status_code": status,
+            "error": error,
+        }
 
     async def _write(self, values: dict[str, Any]) -> None:
         run_id = values["run_id"]
@@ -302,26 +306,15 @@ class Deliverer:
             logger.exception("could not record a webhook delivery of run %s", run_id)
 
 
+_STOPPED = (
+    "not sent: the scheduler stopped before this attempt",
+    "the scheduler stopped during this attempt: the receiver may or may not have it",
+)
+
+
 def _now() -> float:
     """The event loop's clock, which :func:`asyncio.timeout_at` deadlines are on."""
     return asyncio.get_running_loop().time()
-
-
-def _cut_short(run_id: str, url: str, attempt: int, *, during: bool, at: float) -> dict[str, Any]:
-    """The record of an attempt that the scheduler's stop cut short (or came before)."""
-    error = (
-        "the scheduler stopped during this attempt: the receiver may or may not have it"
-        if during
-        else "not sent: the scheduler stopped before this attempt"
-    )
-    return {
-        "run_id": run_id,
-        "url": redacted(url),
-        "attempt": attempt,
-        "at": at,
-        "status_code": None,
-        "error": error,
-    }
 
 
 def _parsed(url: str) -> tuple[httpx.URL | None, str | None]:

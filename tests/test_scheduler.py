@@ -372,7 +372,7 @@ async def test_a_one_time_task_is_completed_once_its_run_ended_not_while_it_goes
     scheduler.start()
     scheduler.add_tasks(
         [
-            TaskDefinition(id="slow", run_at=soon(0.1), prompt="sleep:3"),
+            TaskDefinition(id="slow", run_at=soon(0.1), prompt="sleep:4"),
             TaskDefinition(id="quick", run_at=soon(0.1), prompt="echo"),
         ]
     )
