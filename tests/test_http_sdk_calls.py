@@ -6,10 +6,13 @@ them, on a real scheduler (SQLite file, real graph) through httpx's ASGI transpo
 from __future__ import annotations
 
 import time
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypedDict
 
 import httpx
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
 
 from scheduler import TaskDefinition
 from scheduler.server.http import HttpServer
@@ -299,3 +302,50 @@ async def test_a_thread_shows_the_interrupts_its_run_waits_at(
     await scheduler.wait_for_run(run_id, timeout=10)
     got = (await api.get(f"/threads/{thread}")).json()
     assert (got["status"], got["interrupts"]) == ("idle", {})
+
+
+class _Odd(TypedDict, total=False):
+    prompt: str
+    blob: bytes
+    ratio: float
+    waited: timedelta
+
+
+def _odd_values(state: _Odd) -> dict[str, Any]:
+    return {"blob": b"\x00\xff\xfb", "ratio": float("nan"), "waited": timedelta(seconds=90)}
+
+
+_odd = StateGraph(_Odd)
+_odd.add_node("odd", _odd_values)
+_odd.add_edge(START, "odd")
+
+
+async def test_values_json_has_no_form_for_are_answered_as_the_server_encodes_them(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    """Bytes that are not UTF-8 in a thread's values made threads.get, get_state,
+    get_history and the unfiltered threads.search answer 500 (and runs.join break off);
+    NaN went out as ``NaN``, which the SDK cannot read. As the LangGraph server: standard
+    base64, ``null``, a timedelta's seconds."""
+    scheduler = make_scheduler(http_rate_per_second=0, graph=_odd.compile(InMemorySaver()))
+    async with client_of(scheduler) as api:
+        thread = (await api.post("/threads", json={})).json()["thread_id"]
+        scheduler.add_task(
+            TaskDefinition(id="odd", interval_seconds=3600, prompt="p", thread_id=thread)
+        )
+        run_id = scheduler.run_task_now("odd")
+        await scheduler.wait_for_run(run_id, timeout=10)
+        expected = {"blob": "AP/7", "ratio": None, "waited": 90.0}
+        for path in (f"/threads/{thread}", f"/threads/{thread}/state"):
+            answer = await api.get(path)
+            assert answer.status_code == 200, answer.text
+            values = answer.json()["values"]
+            assert {k: values[k] for k in expected} == expected
+        history = await api.get(f"/threads/{thread}/history")
+        assert history.status_code == 200 and history.json()[0]["values"]["blob"] == "AP/7"
+        found = await api.post("/threads/search", json={})
+        assert found.status_code == 200, found.text
+        [listed] = [t for t in found.json() if t["thread_id"] == thread]
+        assert listed["values"]["blob"] == "AP/7" and listed["values"]["ratio"] is None
+        joined = await api.get(f"/threads/{thread}/runs/{run_id}/join")
+        assert joined.status_code == 200 and joined.json()["blob"] == "AP/7"

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import pydantic_core
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
@@ -25,6 +24,7 @@ from scheduler.enums import RunStatus
 from scheduler.exceptions import RunNotFoundError
 from scheduler.records import RunRecord
 from scheduler.server.crons import scheduler_of
+from scheduler.server.replies import encode_state
 from scheduler.server.thread_state import read_values
 from scheduler.storage.threads import spellings
 from scheduler.task_scheduler import TaskScheduler
@@ -117,7 +117,7 @@ async def join_thread_run(request: Request, thread_id: str, run_id: str) -> Stre
                 if not waited.done():
                     yield b"\n"
             result = await _result(scheduler, waited.result(), thread)
-            yield pydantic_core.to_json(result, fallback=str)  # (as StateReply: messages)
+            yield encode_state(result)  # (as StateReply)
         finally:
             waited.cancel()  # (the client went away: stop reading the run)
             stop.cancel()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydantic_core
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +18,7 @@ from scheduler.exceptions import GraphLoadError
 from scheduler.pools import OWN
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.crons import scheduler_of
-from scheduler.server.replies import JsonReply
+from scheduler.server.replies import JsonReply, StateReply
 from scheduler.server.thread_metadata import stored_metadata
 from scheduler.storage.threads import find_thread, one_thread
 from scheduler.task_scheduler import TaskScheduler
@@ -274,11 +273,3 @@ async def get_thread_history(
     before: str | None = None,
 ) -> JsonReply:
     return await _history(request, thread_id, HistoryIn(limit=limit, before=before))
-
-
-class StateReply(JsonReply):
-    """A state encoded as the LangGraph server encodes it: a message (any pydantic model)
-    as its ``model_dump()``, a value JSON has no form for as its ``str()``."""
-
-    def render(self, content: Any) -> bytes:
-        return pydantic_core.to_json(content, fallback=str)

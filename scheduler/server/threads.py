@@ -30,8 +30,9 @@ from scheduler.rows import decode, run_record
 from scheduler.server.bodies import documented, read_body
 from scheduler.server.containment import MetadataFilter
 from scheduler.server.crons import assistant_of, scheduler_of
+from scheduler.server.replies import StateReply
 from scheduler.server.thread_metadata import shown_metadata, stored_metadata, thread_metadata
-from scheduler.server.thread_state import StateReply, read_state
+from scheduler.server.thread_state import read_state
 from scheduler.storage.threads import (
     find_thread,
     insert_thread,
@@ -170,7 +171,7 @@ async def create_thread(request: Request) -> Any:
     summary="Search threads (made here, or used by runs)",
     openapi_extra=documented(ThreadSearch),
 )
-async def search_threads(request: Request) -> list[dict[str, Any]]:
+async def search_threads(request: Request) -> StateReply:
     body = await read_body(request, ThreadSearch)
     _unsupported(values=body.values, extract=body.extract)
     store = scheduler_of(request).store
@@ -228,8 +229,8 @@ async def search_threads(request: Request) -> list[dict[str, Any]]:
                     scheduler, thread["thread_id"]
                 )
     if body.select:
-        return [{k: v for k, v in t.items() if k in body.select} for t in page]
-    return page
+        page = [{k: v for k, v in t.items() if k in body.select} for t in page]
+    return StateReply(page)  # (values: as the graph's values anywhere)
 
 
 def _unsupported(**filters: Any) -> None:
