@@ -104,6 +104,8 @@ async def test_runs_join_waits_for_the_run_and_answers_what_the_server_does(
     await listed(api, thread, failed)
     answer = (await api.get(f"/threads/{thread}/runs/{failed}/join")).json()
     assert answer == {"__error__": {"error": "CommandError", "message": "failing on command"}}
+    [task] = (await api.get(f"/threads/{thread}/state")).json()["tasks"]
+    assert task["error"] == "CommandError('failing on command')"  # (it was quoted twice)
 
     on_thread(api, "asking", thread, "ask-record-sleep:0")
     asking = scheduler.run_task_now("asking")

@@ -100,6 +100,14 @@ def _interrupts(found: Any) -> list[dict[str, Any]]:
     return [{"value": i.value, "id": i.id} for i in found or ()]
 
 
+def _error_text(error: Any) -> str | None:
+    """A task's error as the server shows it: the exception's ``repr()``; one read back
+    from a checkpointer is that text already (it was quoted a second time)."""
+    if error is None or isinstance(error, str):
+        return error
+    return repr(error)
+
+
 def _state(snapshot: Any) -> dict[str, Any]:
     """The LangGraph server's ThreadState of a snapshot."""
     checkpoint, parent = _checkpoint(snapshot.config), _checkpoint(snapshot.parent_config)
@@ -111,7 +119,7 @@ def _state(snapshot: Any) -> dict[str, Any]:
             {
                 "id": task.id,
                 "name": task.name,
-                "error": None if task.error is None else repr(task.error),
+                "error": _error_text(task.error),
                 "interrupts": _interrupts(task.interrupts),
                 "checkpoint": None,
                 "state": None,
