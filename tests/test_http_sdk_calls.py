@@ -351,3 +351,19 @@ async def test_values_json_has_no_form_for_are_answered_as_the_server_encodes_th
         assert listed["values"]["blob"] == "AP/7" and listed["values"]["ratio"] is None
         joined = await api.get(f"/threads/{thread}/runs/{run_id}/join")
         assert joined.status_code == 200 and joined.json()["blob"] == "AP/7"
+
+
+async def test_threads_create_refuses_what_it_would_not_do(api: httpx.AsyncClient) -> None:
+    """``threads.create(supersteps=[...])`` and ``ttl=...`` answered 200 and made a plain
+    thread (no values, no expiry), as a search refuses a filter it cannot apply."""
+    for extra, name in (
+        (
+            {"supersteps": [{"updates": [{"values": {"messages": []}, "as_node": "x"}]}]},
+            "supersteps",
+        ),
+        ({"ttl": {"ttl": 5, "strategy": "delete"}}, "ttl"),
+    ):
+        answer = await api.post("/threads", json=extra)
+        assert answer.status_code == 422, answer.text
+        assert f"{name}: not supported by this server's threads create" in answer.text
+    assert (await api.post("/threads/search", json={})).json() == []  # nothing made

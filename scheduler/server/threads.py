@@ -146,6 +146,8 @@ def _thread(
 @router.post("/threads", summary="Create a thread", openapi_extra=documented(ThreadIn))
 async def create_thread(request: Request) -> Any:
     body = await read_body(request, ThreadIn)
+    extra = body.model_extra or {}  # (what it would make of the thread: not done here)
+    _unsupported("threads create", supersteps=extra.get("supersteps"), ttl=extra.get("ttl"))
     scheduler = scheduler_of(request)
     thread_id = body.thread_id or str(uuid.uuid4())
     now = scheduler.now().timestamp()
@@ -233,12 +235,12 @@ async def search_threads(request: Request) -> StateReply:
     return StateReply(page)  # (values: as the graph's values anywhere)
 
 
-def _unsupported(**filters: Any) -> None:
-    """A 422 for a filter this server cannot apply (the SDK omits an empty one): ignored,
-    it would answer threads that do not match as if they did."""
-    for name, value in filters.items():
-        if value is not None and value != {}:
-            raise HTTPException(422, f"{name}: not supported by this server's threads search")
+def _unsupported(where: str = "threads search", **fields: Any) -> None:
+    """A 422 for a field this server cannot apply (the SDK omits an empty one): ignored, a
+    search would answer threads that do not match, a create a thread not made as asked."""
+    for name, value in fields.items():
+        if value is not None and value != {} and value != []:
+            raise HTTPException(422, f"{name}: not supported by this server's {where}")
 
 
 class ThreadCount(BaseModel):
