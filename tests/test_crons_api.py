@@ -403,7 +403,7 @@ async def test_a_thread_must_exist_for_its_crons_and_runs(server: Server) -> Non
 async def test_a_thread_is_one_thread_in_every_spelling_of_its_uuid(server: Server) -> None:
     """As the reference reads a thread id: upper case, braces or no hyphens find the thread
     (answered in the usual spelling), and one made in another spelling is made in it. A
-    cron's id is matched as sent by both (another spelling of it is no cron's: 404)."""
+    cron's id is matched as sent by an update (another spelling: 404), not by a get."""
     client = sdk(server.url, server.api_key)
     mine = tag()
     made = (await client.threads.create(metadata=mine))["thread_id"]
@@ -421,6 +421,9 @@ async def test_a_thread_is_one_thread_in_every_spelling_of_its_uuid(server: Serv
         ]
         with pytest.raises(NotFoundError):
             await client.crons.update(cron["cron_id"].upper(), schedule="0 10 * * *")
+        # a get finds it in another spelling (it was a 404 here)
+        got = await client.http.get(f"/runs/crons/{cron['cron_id'].upper()}")
+        assert got["cron_id"] == cron["cron_id"]
     finally:
         await client.crons.delete(cron["cron_id"])
     named = str(uuid.uuid4())

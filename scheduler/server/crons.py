@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from scheduler.exceptions import TaskNotFoundError
 from scheduler.loader import default_graph_target
 from scheduler.models import TaskDefinition
 from scheduler.pools import OWN
@@ -256,7 +257,14 @@ async def _get_cron(request: Request, cron_id: str) -> TaskInfo:
 
 @router.get("/runs/crons/{cron_id}", summary="Get a cron")
 async def get_cron(request: Request, cron_id: str) -> JsonReply:
-    return JsonReply(_cron(await _get_cron(request, _cron_id(cron_id))))
+    cron_id = _cron_id(cron_id)
+    usual = str(uuid.UUID(cron_id))  # a get finds it in any spelling, as the reference's
+    try:
+        return JsonReply(_cron(await _get_cron(request, cron_id)))
+    except (HTTPException, TaskNotFoundError):
+        if usual == cron_id:
+            raise
+    return JsonReply(_cron(await _get_cron(request, usual)))
 
 
 @router.patch("/runs/crons/{cron_id}", summary="Update a cron", openapi_extra=documented(CronPatch))
