@@ -51,7 +51,7 @@ class WorkerLease:
     failed: str | None
     _stopping: bool
     _heartbeat: Offloader
-    _renewed_at: float  # (time.monotonic() of the last renewal that came in)
+    _renewed_at: float  # (time.monotonic() when the last renewal that came in was asked)
 
     if TYPE_CHECKING:  # provided by Worker
 
