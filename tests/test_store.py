@@ -143,6 +143,13 @@ def test_runs_insert_update_list_and_stats(store: Store) -> None:
         "boom",
     )
     assert store.count_runs() == {"succeeded": 1, "failed": 1, "queued": 1}
+    # whether a run is not final yet, by every way of asking
+    assert (stats["a"].open_runs, stats["b"].open_runs) == (False, True)
+    assert store.task_stats("b")["b"].open_runs and not store.task_stats("a")["a"].open_runs
+    assert {k: v.open_runs for k, v in store.task_stats(["a", "b"]).items()} == {
+        "a": False,
+        "b": True,
+    }
 
 
 def test_a_nul_character_in_a_runs_text_is_written_as_a_replacement(store: Store) -> None:
