@@ -61,16 +61,20 @@ def graph_id(target: str | None, directory: Path | None = None) -> str:
         graphs = {}
     for gid, spec in graphs.items():
         path = spec.get("path") if isinstance(spec, dict) else spec
-        if isinstance(path, str) and _same_target(path, target):
+        if isinstance(path, str) and _same_target(path, target, directory):
             return str(gid)
     return str(next(iter(graphs))) if len(graphs) == 1 else "agent"
 
 
-def _same_target(spec: str, target: str) -> bool:
-    def norm(text: str) -> str:
-        module, _, attr = text.partition(":")
-        module = module.removeprefix("./").removesuffix(".py").replace("/", ".")
-        return f"{module}:{attr}"
+def _same_target(spec: str, target: str, directory: Path) -> bool:
+    """``spec`` (of ``langgraph.json``) and ``target`` name one graph: the same file (a
+    module's, or a path relative to ``directory``, or absolute) and attribute."""
+
+    def norm(text: str) -> tuple[Path, str]:
+        module, _, attr = text.strip().rpartition(":")
+        if not module.endswith(".py") and "/" not in module:  # a module: its file here
+            module = module.replace(".", "/") + ".py"
+        return (directory / module).resolve(), attr.strip()
 
     return norm(spec) == norm(target)
 
