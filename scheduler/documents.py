@@ -305,7 +305,7 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
         column = exc.position - (breaks[-1].end() if breaks else 0) + 1
         raise DocumentError(
             f"{what}: not valid YAML/JSON: line {line}, column {column}: the character "
-            f"U+{_code_point(exc.character):04X} cannot be written in YAML (a control "
+            f"U+{exc.character:04X} cannot be written in YAML (a control "
             "character or a noncharacter)"
         ) from None
     try:
@@ -320,13 +320,6 @@ def load_yaml(text: str, *, what: str = "YAML") -> Any:
 
 
 _LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
-def _code_point(character: object) -> int:
-    """PyYAML's reader gives the character it refused as its code point (bytes: the byte)."""
-    if isinstance(character, int):
-        return character
-    return ord(character[:1]) if isinstance(character, str | bytes) and character else 0xFFFD
 
 
 def _quote_hint(exc: yaml.YAMLError, text: str) -> str:

@@ -241,11 +241,11 @@ _run_values = operator.attrgetter(*RUN_FIELDS)
 
 #: Stored times must lie in 1970-2999 (UNIX seconds), as every time the package writes does.
 MAX_TIMESTAMP = 32_503_680_000.0
+#: A run of these statuses is not final yet.
+OPEN_STATUSES = ("queued", "running", "waiting")
 RUN_STATUSES = frozenset(
     (
-        "queued",
-        "running",
-        "waiting",
+        *OPEN_STATUSES,
         "succeeded",
         "failed",
         "timed_out",

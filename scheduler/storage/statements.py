@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, case, func, select
 
-from scheduler.storage.schema import deliveries_table, meta_table, runs_table, tasks_table
+from scheduler.storage.schema import (
+    OPEN_STATUSES,
+    deliveries_table,
+    meta_table,
+    runs_table,
+    tasks_table,
+)
 
 __all__ = [
     "CANCELS_HERE",
@@ -71,12 +77,8 @@ COUNTS = select(
     func.coalesce(func.max(_FINISHED), func.max(runs_table.c.id)).label("last_id"),
 ).group_by(runs_table.c.task_id)
 STATS_OF_TASK = stats_query(COUNTS.where(runs_table.c.task_id == bindparam("task_id")))
-# the tasks with a run not final yet (few rows, by the status index)
-OPEN_TASKS = (
-    select(runs_table.c.task_id)
-    .where(runs_table.c.status.in_(["queued", "running", "waiting"]))
-    .distinct()
-)
+# the tasks with a run not final yet
+OPEN_TASKS = select(runs_table.c.task_id).where(runs_table.c.status.in_(OPEN_STATUSES)).distinct()
 
 
 @functools.cache

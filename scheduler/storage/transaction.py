@@ -25,6 +25,7 @@ from scheduler.fresh_threads import is_fresh
 from scheduler.storage.driver import copy_rows, execute_many, execute_rows, fetch_in, fetch_one
 from scheduler.storage.links import LinkStatements, chunks
 from scheduler.storage.schema import (
+    OPEN_STATUSES,
     RUN_FIELDS,
     TASK_COLUMNS,
     RunRow,
@@ -317,9 +318,7 @@ class Transaction(LinkStatements):
             .where(tasks_table.c.next_run_time.is_(None), runs_table.c.trigger == "schedule")
             .group_by(runs_table.c.task_id)
         )
-        final = runs_table.c.status.not_in(["queued", "running", "waiting"]) & (
-            runs_table.c.id.not_in(proofs)
-        )
+        final = runs_table.c.status.not_in(OPEN_STATUSES) & (runs_table.c.id.not_in(proofs))
         deleted = 0
         own: list[tuple[str, str]] = []
 
@@ -361,7 +360,7 @@ class Transaction(LinkStatements):
 
     def delete_final_runs(self, run_ids: Iterable[str]) -> int:
         """Delete the records of these runs that are final; returns how many."""
-        final = runs_table.c.status.not_in(["queued", "running", "waiting"])
+        final = runs_table.c.status.not_in(OPEN_STATUSES)
         deleted = 0
         for chunk in chunks(list(run_ids)):
             statement = delete(runs_table).where(runs_table.c.id.in_(chunk), final)

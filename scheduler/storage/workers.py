@@ -22,6 +22,7 @@ from sqlalchemy import String, all_, any_, bindparam, delete, func, select, text
 from scheduler.storage.listen import CHANNEL
 from scheduler.storage.schema import (
     MAX_TIMESTAMP,
+    OPEN_STATUSES,
     RunRow,
     TaskRow,
     run_row,
@@ -110,7 +111,6 @@ def in_progress(
     the runs ``besides`` (those being admitted)."""
     if not task_ids:
         return {}
-    statuses = ("queued", "running", "waiting")
     unstarted = func.count().filter(
         (runs_table.c.status == "queued")
         & (runs_table.c.worker.is_(None) | (runs_table.c.worker == ANY_WORKER))
@@ -118,7 +118,7 @@ def in_progress(
     query = (
         select(runs_table.c.task_id, func.count(), unstarted)
         .where(runs_table.c.task_id == any_(_texts("task_ids", task_ids)))
-        .where(runs_table.c.status.in_(statuses))
+        .where(runs_table.c.status.in_(OPEN_STATUSES))
         .where(runs_table.c.id != all_(_texts("besides", besides)))
         .group_by(runs_table.c.task_id)
     )

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkerLease"]
 
 logger = logging.getLogger("scheduler.worker")
+_DEAD = "was declared dead by the scheduler (its lease ran out)"
 
 
 class WorkerLease:
@@ -62,10 +63,8 @@ class WorkerLease:
         lease = self.settings.worker_lease_seconds
         while True:
             await asyncio.sleep(lease / 6)
-            asked = time.monotonic()  # (its answer may reach the loop much later: a freeze)
             try:
-                async with asyncio.timeout(lease / 3):
-                    renewed = await self._heartbeat.run(self._timed, self._renew_lease)
+                renewed = await self._renew()
             except (StorageError, TimeoutError) as exc:
                 reason = str(exc) or f"{type(exc).__name__}: no answer within {lease / 3:g} s"
                 if time.monotonic() - self._renewed_at > lease / 2:
@@ -76,9 +75,19 @@ class WorkerLease:
                 )
                 continue
             if renewed is None:  # its runs are settled already: nothing more about them
-                self._fail("was declared dead by the scheduler (its lease ran out)")
+                self._fail(_DEAD)
                 return
+
+    async def _renew(self) -> float | None:
+        """Renew the lease on the heartbeat's thread, within a third of it: the database's
+        time, or None when this worker was declared dead. A renewal counts from when it was
+        asked (its answer may reach the loop much later: a freeze)."""
+        asked = time.monotonic()
+        async with asyncio.timeout(self.settings.worker_lease_seconds / 3):
+            renewed = await self._heartbeat.run(self._timed, self._renew_lease)
+        if renewed is not None:
             self._renewed_at = asked
+        return renewed
 
     async def _lease_holds(self) -> None:
         """Awaited before a run's result or failure callback (``Runner.before_callback``).
@@ -91,18 +100,15 @@ class WorkerLease:
         while time.monotonic() - self._renewed_at > lease / 3:
             if self.failed is not None:  # stopped by itself meanwhile: the run is let go of
                 raise asyncio.CancelledError
-            asked = time.monotonic()
             try:
-                async with asyncio.timeout(lease / 3):
-                    renewed = await self._heartbeat.run(self._timed, self._renew_lease)
+                renewed = await self._renew()
             except (StorageError, TimeoutError):
                 await asyncio.sleep(lease / 12)
                 continue
             if renewed is None:
                 if self.failed is None:
-                    self._fail("was declared dead by the scheduler (its lease ran out)")
+                    self._fail(_DEAD)
                 raise asyncio.CancelledError
-            self._renewed_at = asked
 
     def _check_registered(self, tx: Transaction) -> None:
         """What each write of this worker's run records checks first (its fence): the worker
@@ -116,7 +122,7 @@ class WorkerLease:
 
     def _declared_dead(self) -> None:
         if self.failed is None and not self._stopping:
-            self._fail("was declared dead by the scheduler (its lease ran out)")
+            self._fail(_DEAD)
 
     def _renew_lease(self) -> float | None:
         return worker_heartbeat(self.store, self.id)
